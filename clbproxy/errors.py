@@ -1,0 +1,64 @@
+"""Error responses the proxy itself produces: a small HTML page and the raw HTTP bytes.
+
+Shared by the HTTP proxy (through twisted.web) and the WebSocket relay (which
+answers a refused handshake on the raw transport), so a client sees the same page
+whichever path failed.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from http import HTTPStatus
+from typing import Iterable
+
+_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>{status} {phrase}</title></head>\n"
+    "<body><h1>{status} {phrase}</h1>\n<p>{detail}</p>\n<hr><address>clbproxy</address>"
+    "</body></html>\n"
+)
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase for ``status`` ("Unknown" for unregistered codes)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def error_page(status: int, detail: str) -> bytes:
+    """The HTML body of an error the proxy answers itself."""
+    return _PAGE.format(
+        status=status, phrase=escape(reason_phrase(status)), detail=escape(detail)
+    ).encode("utf-8")
+
+
+def raw_response(
+    status: int,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    reason: str | None = None,
+) -> bytes:
+    """A complete ``HTTP/1.1`` response that closes the connection, as bytes.
+
+    ``headers`` must not contain framing headers (Content-Length, Transfer-Encoding,
+    Connection): this function sets them.
+    """
+    phrase = reason if reason is not None else reason_phrase(status)
+    lines = [f"HTTP/1.1 {status} {phrase}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
+    head = "\r\n".join(lines) + "\r\n\r\n"
+    return head.encode("latin-1", "replace") + body
+
+
+def raw_error_response(
+    status: int, detail: str, headers: Iterable[tuple[str, str]] = ()
+) -> bytes:
+    """A proxy-generated HTML error response as raw bytes."""
+    return raw_response(
+        status,
+        [("Content-Type", "text/html; charset=utf-8"), *headers],
+        error_page(status, detail),
+    )

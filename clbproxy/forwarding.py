@@ -1,0 +1,109 @@
+"""The headers a backend receives about the client: one function for WebSocket and HTTP.
+
+Like nginx's ``$proxy_add_x_forwarded_for`` and AWS ALB, the direct peer is always
+appended to ``X-Forwarded-For``.  Who the real client is (``X-Real-IP``) depends
+on trust: when the peer is a trusted proxy (a listener's ``trusted_proxies``), the
+real client is the right-most address in the chain that is not itself trusted
+(nginx's ``real_ip_recursive``); otherwise it is the peer, whatever the client
+claims.  ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` from an untrusted peer are
+replaced, never passed on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable, Optional, Sequence
+
+import attrs
+
+#: Headers that describe one hop and never cross the proxy (RFC 9110 7.6.1).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+#: Headers the proxy computes itself; client-sent copies are dropped.
+FORWARDING_HEADERS = frozenset(
+    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"}
+)
+
+
+def hop_by_hop_names(connection_values: Iterable[str]) -> frozenset[str]:
+    """Every hop-by-hop header name, including those a ``Connection`` header lists."""
+    named = {
+        token.strip().lower()
+        for value in connection_values
+        for token in value.split(",")
+        if token.strip()
+    }
+    return HOP_BY_HOP | named
+
+
+@attrs.frozen
+class TrustedProxies:
+    """Networks whose forwarding headers are believed."""
+
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def from_cidrs(cls, cidrs: Iterable[str]) -> TrustedProxies:
+        return cls(tuple(ipaddress.ip_network(c, strict=False) for c in cidrs))
+
+    def __contains__(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.networks)
+
+
+def _split_list(values: Sequence[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def forwarded_headers(
+    *,
+    peer_ip: str,
+    scheme: str,
+    host: Optional[str],
+    forwarded_for: Sequence[str] = (),
+    forwarded_proto: Optional[str] = None,
+    forwarded_host: Optional[str] = None,
+    trusted: TrustedProxies = TrustedProxies(),
+) -> list[tuple[str, str]]:
+    """The forwarding headers to send to a backend, as ``(name, value)`` pairs.
+
+    ``forwarded_for`` holds the client's ``X-Forwarded-For`` values (any number of
+    headers); ``forwarded_proto`` and ``forwarded_host`` its own claims, used only
+    when the peer is trusted.
+    """
+    chain = _split_list(forwarded_for)
+    real_ip = peer_ip
+    peer_trusted = peer_ip in trusted
+    if peer_trusted:
+        for address in reversed(chain):
+            real_ip = address
+            if address not in trusted:
+                break
+    else:
+        forwarded_proto = None
+        forwarded_host = None
+    headers = [
+        ("X-Forwarded-For", ", ".join([*chain, peer_ip])),
+        ("X-Forwarded-Proto", forwarded_proto or scheme),
+    ]
+    if forwarded_host or host:
+        headers.append(("X-Forwarded-Host", forwarded_host or host or ""))
+    headers.append(("X-Real-IP", real_ip))
+    return headers
