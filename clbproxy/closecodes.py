@@ -1,0 +1,106 @@
+"""How the end of one hop of a WebSocket session ends the other hop.
+
+A relayed session has two hops, client <-> proxy and proxy <-> backend, each with
+its own closing handshake.  When one hop ends, this table decides what the other
+hop is told.  It is one pure function so the whole policy can be read, and
+tested, as a table:
+
+============================  ===========================  ============================
+what happened on one hop      told to the backend          told to the client
+============================  ===========================  ============================
+peer sent Close(code, reason)  the same code and reason     the same code and reason
+peer sent Close without code  Close without code           Close without code
+peer broke the protocol        1001 "client error: ..."     1011 "backend error: ..."
+(the proxy failed the hop)
+TCP lost without a Close       1001 "client went away"      1011 "backend went away"
+============================  ===========================  ============================
+
+Codes that must never be on the wire (1005, 1006, 1015) and codes the other
+hop's peer would reject as reserved are replaced like a protocol error.  1014
+("bad gateway") is not used towards clients: Autobahn-based peers treat a
+received 1014 as a protocol violation, so a lost backend is 1011.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Optional
+
+import attrs
+
+#: Codes a proxy may put in a Close frame: RFC 6455 7.4.1 and the IANA registry,
+#: less 1004/1005/1006/1015 (reserved / never sent) and 1014.
+SENDABLE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013}
+) | frozenset(range(3000, 5000))
+
+GOING_AWAY = 1001
+INTERNAL_ERROR = 1011
+
+#: Close reasons are at most 123 bytes of UTF-8 (125-byte control frame payload).
+MAX_REASON_BYTES = 123
+
+
+class Side(enum.Enum):
+    """Which hop of a session an event happened on."""
+
+    CLIENT = "client"
+    BACKEND = "backend"
+
+    @property
+    def other(self) -> Side:
+        return Side.BACKEND if self is Side.CLIENT else Side.CLIENT
+
+
+class HopEnd(enum.Enum):
+    """How a hop ended."""
+
+    #: The peer sent a Close frame (code may be None: a Close without a code).
+    CLOSED = "closed"
+    #: The proxy failed the hop because the peer broke the protocol or a limit.
+    FAILED = "failed"
+    #: The TCP connection was lost without a closing handshake.
+    LOST = "lost"
+
+
+@attrs.frozen
+class HopEvent:
+    """What happened on one hop."""
+
+    side: Side
+    how: HopEnd
+    code: Optional[int] = None
+    reason: str = ""
+
+
+@attrs.frozen
+class CloseAction:
+    """The Close frame to send on the other hop (``code`` None: a Close with no code)."""
+
+    code: Optional[int]
+    reason: bytes = b""
+
+
+def truncate_reason(reason: str, limit: int = MAX_REASON_BYTES) -> bytes:
+    """``reason`` as UTF-8 of at most ``limit`` bytes, never splitting a character."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= limit:
+        return encoded
+    return encoded[:limit].decode("utf-8", "ignore").encode("utf-8")
+
+
+def close_for_other_hop(event: HopEvent) -> CloseAction:
+    """The Close frame the hop opposite ``event.side`` receives."""
+    if event.how is HopEnd.CLOSED:
+        if event.code is None:
+            return CloseAction(None)
+        if event.code in SENDABLE_CODES:
+            return CloseAction(event.code, truncate_reason(event.reason))
+    if event.side is Side.CLIENT:
+        code, who = GOING_AWAY, "client"
+    else:
+        code, who = INTERNAL_ERROR, "backend"
+    if event.how is HopEnd.LOST:
+        return CloseAction(code, truncate_reason(f"{who} went away"))
+    detail = f": {event.reason}" if event.reason else ""
+    return CloseAction(code, truncate_reason(f"{who} error{detail}"))

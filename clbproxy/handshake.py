@@ -1,0 +1,138 @@
+"""Reading a backend's answer to a WebSocket handshake when it is not ``101``.
+
+Autobahn's client only says "upgrade failed"; a proxy must pass the backend's
+answer on (a 401 with ``WWW-Authenticate``, a 302 with ``Location``, a 403 with
+its page), so this module parses the status line and headers and collects the
+body, whatever its framing, up to a size limit.  It is sans-IO: bytes in, a
+result out.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import attrs
+
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+@attrs.frozen
+class ResponseHead:
+    """An HTTP response's status line and headers, duplicates and order kept."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+
+    def values(self, name: str) -> list[str]:
+        """Every value of header ``name`` (case-insensitive)."""
+        lower = name.lower()
+        return [value for key, value in self.headers if key.lower() == lower]
+
+
+def parse_response_head(data: bytes) -> Optional[ResponseHead]:
+    """Parse ``HTTP/1.x NNN reason`` and headers; None when it is not a valid response head."""
+    lines = data.split(b"\r\n")
+    status_line = lines[0].split(b" ", 2)
+    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
+        return None
+    code = status_line[1]
+    if len(code) != 3 or not code.isdigit():
+        return None
+    reason = status_line[2].decode("latin-1") if len(status_line) > 2 else ""
+    headers = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.match(name) or line[:1] in (b" ", b"\t"):
+            return None
+        headers.append((name.decode("ascii"), value.strip().decode("latin-1")))
+    return ResponseHead(int(code), reason, tuple(headers))
+
+
+class RefusalReader:
+    """Collects the body of a non-101 handshake answer, at most ``limit`` bytes of it.
+
+    ``done`` becomes true when the body is complete (by Content-Length, by the
+    last chunk, or by :meth:`finish` when the body runs until the connection
+    closes).  Bytes past ``limit`` are dropped and ``truncated`` is set.
+    """
+
+    def __init__(self, head: ResponseHead, limit: int) -> None:
+        self.head = head
+        self.limit = limit
+        self.truncated = False
+        self.done = False
+        self.until_close = False
+        self._body = bytearray()
+        self._raw = bytearray()
+        self._remaining: Optional[int] = None
+        self._chunked = False
+        encodings = ",".join(head.values("transfer-encoding")).lower()
+        lengths = head.values("content-length")
+        if head.status in (204, 304) or 100 <= head.status < 200:
+            self.done = True
+        elif "chunked" in encodings:
+            self._chunked = True
+        elif lengths and lengths[0].strip().isdigit():
+            self._remaining = int(lengths[0].strip())
+            self.done = self._remaining == 0
+        else:
+            self.until_close = True
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self._body)
+
+    def _keep(self, data: bytes) -> None:
+        room = self.limit - len(self._body)
+        if len(data) > room:
+            self.truncated = True
+            data = data[: max(room, 0)]
+        self._body += data
+
+    def feed(self, data: bytes) -> None:
+        """Take more bytes from the backend."""
+        if self.done or not data:
+            return
+        if self._chunked:
+            self._raw += data
+            self._dechunk()
+        elif self._remaining is not None:
+            part = data[: self._remaining]
+            self._remaining -= len(part)
+            self._keep(part)
+            self.done = self._remaining == 0
+        else:
+            self._keep(data)
+
+    def finish(self) -> None:
+        """The connection closed: a body that runs until close is complete."""
+        self.done = True
+
+    def _dechunk(self) -> None:
+        while not self.done:
+            line_end = self._raw.find(b"\r\n")
+            if line_end < 0:
+                if len(self._raw) > 4096:
+                    self.done = True
+                return
+            size_text = bytes(self._raw[:line_end]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                self.done = True
+                return
+            if size == 0:
+                self.done = True
+                return
+            if len(self._raw) < line_end + 2 + size + 2:
+                if len(self._body) >= self.limit:
+                    self.truncated = True
+                    self.done = True
+                return
+            start = line_end + 2
+            self._keep(bytes(self._raw[start : start + size]))
+            del self._raw[: start + size + 2]

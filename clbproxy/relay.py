@@ -1,0 +1,746 @@
+"""The WebSocket relay: one client session, one backend session, messages streamed between.
+
+A session starts when a listener hands a WebSocket upgrade to Autobahn.  The
+client's handshake is held open (``onConnect`` returns a Deferred) while the relay
+picks a backend, connects, and performs its own handshake with it; only when the
+backend accepts does the client get its ``101``, with the subprotocol the backend
+chose.  A backend that refuses gets its status, headers and body passed back to
+the client; one that cannot be reached gets 502 (after trying another), one that
+does not answer in time 504.
+
+Once both hops are open, messages are streamed frame by frame in both directions
+(Autobahn's streaming API), so a message of any size never sits whole in memory;
+each hop negotiates permessage-deflate and answers pings on its own.  Each hop's
+transport is the other's streaming producer (as in
+``twisted.protocols.portforward``): when one side cannot keep up, the other is
+no longer read.  How the end of one hop ends the other is decided by
+:mod:`clbproxy.closecodes`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+from urllib.parse import urlsplit
+
+import attrs
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+    PerMessageDeflateResponse,
+    PerMessageDeflateResponseAccept,
+)
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectingRequest, ConnectionDeny
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IPushProducer, IReactorTime, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from clbproxy.balancer import TargetGroup
+from clbproxy.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
+from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
+from clbproxy.errors import raw_error_response, raw_response
+from clbproxy.forwarding import (
+    FORWARDING_HEADERS,
+    TrustedProxies,
+    forwarded_headers,
+    hop_by_hop_names,
+)
+from clbproxy.handshake import RefusalReader, parse_response_head
+from clbproxy.routing import Router
+
+log = Logger()
+
+OPEN = WebSocketProtocol.STATE_OPEN
+CONNECTING = WebSocketProtocol.STATE_CONNECTING
+
+#: Request headers Autobahn writes itself on the backend handshake, or that
+#: describe only the client's hop.
+_HANDSHAKE_REQUEST_HEADERS = frozenset(
+    {
+        "host",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "origin",
+        "user-agent",
+        "pragma",
+        "cache-control",
+        "content-length",
+    }
+)
+
+#: Backend 101 response headers that describe only the backend's hop.
+_HANDSHAKE_RESPONSE_HEADERS = frozenset(
+    {
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "content-length",
+        "server",
+        "date",
+    }
+)
+
+
+class HandshakeRefused(Exception):
+    """The client's handshake is answered with a complete HTTP response, not a 101."""
+
+    def __init__(self, response: bytes, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.response = response
+        self.status = status
+        self.detail = detail
+
+
+def _refuse(status: int, detail: str, headers: list[tuple[str, str]] = ()) -> HandshakeRefused:
+    return HandshakeRefused(raw_error_response(status, detail, headers), status, detail)
+
+
+@attrs.frozen
+class RelaySettings:
+    """What a listener's relay needs to know, taken from its configuration."""
+
+    listener: ListenerConfig
+    router: Router
+    groups: dict
+    scheme: str = "http"
+    trusted: TrustedProxies = TrustedProxies()
+
+    @classmethod
+    def from_config(cls, listener: ListenerConfig, groups: dict[str, TargetGroup]) -> RelaySettings:
+        return cls(
+            listener=listener,
+            router=Router(listener.rules),
+            groups=groups,
+            scheme="https" if listener.protocol == "https" else "http",
+            trusted=TrustedProxies.from_cidrs(listener.trusted_proxies),
+        )
+
+    def allowed_origins(self, rule: RuleConfig) -> tuple[str, ...]:
+        if rule.allowed_origins is not None:
+            return rule.allowed_origins
+        return self.listener.allowed_origins
+
+    def max_message_size(self, rule: RuleConfig) -> int:
+        if rule.max_message_size is not None:
+            return rule.max_message_size
+        return self.listener.max_message_size
+
+
+@implementer(IPushProducer)
+class _Throttle:
+    """Registered as the producer of one hop's transport: pausing it stops reading the other.
+
+    Twisted pauses a transport's producer when its write buffer passes
+    ``bufferSize``; relaying that to the opposite transport is what bounds a
+    session's memory when one side reads slower than the other writes.
+    """
+
+    def __init__(self, other_transport) -> None:
+        self._other = other_transport
+
+    def pauseProducing(self) -> None:
+        self._other.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._other.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def _innermost_transport(transport):
+    """The socket transport under any protocol wrappers (TLS, PROXY protocol)."""
+    while not hasattr(transport, "bufferSize") and hasattr(transport, "transport"):
+        transport = transport.transport
+    return transport
+
+
+class _Relaying:
+    """Streaming message relay shared by both hops; ``peer`` is the opposite hop.
+
+    Each inbound frame chunk is held until the next one arrives, so a message that
+    arrives in one piece (most messages) leaves as one frame, and a long message
+    leaves as a stream of frames with at most one chunk held.
+    """
+
+    side: Side
+    session: Optional[RelaySession] = None
+    peer = None
+    _pending: Optional[bytes] = None
+    _begun = False
+    _binary = False
+    messages_in = 0
+
+    def onMessageBegin(self, isBinary: bool) -> None:
+        super().onMessageBegin(isBinary)
+        self._binary = isBinary
+        self._pending = None
+        self._begun = False
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        if self.failedByMe:
+            return
+        pending = self._pending
+        self._pending = payload
+        if pending is None:
+            return
+        peer = self.peer
+        if not self._begun:
+            self._begun = True
+            peer.beginMessage(isBinary=self._binary)
+        peer.sendMessageFrame(pending)
+
+    def onMessageFrameEnd(self) -> None:
+        self.frame_data = None
+
+    def onMessageEnd(self) -> None:
+        self.message_data = None
+        if self.failedByMe:
+            return
+        self.messages_in += 1
+        peer = self.peer
+        pending, self._pending = self._pending, None
+        if peer is None or peer.state != OPEN:
+            return
+        if not self._begun:
+            peer.sendMessage(pending or b"", isBinary=self._binary)
+            return
+        if pending:
+            peer.sendMessageFrame(pending)
+        peer.endMessage()
+
+    def onCloseFrame(self, code, reasonRaw):
+        peer_initiated = self.state == OPEN
+        stop = super().onCloseFrame(code, reasonRaw)
+        if peer_initiated and not stop and not self.failedByMe and self.session:
+            self.session.hop_ended(
+                HopEvent(
+                    self.side, HopEnd.CLOSED, self.remoteCloseCode, self.remoteCloseReason or ""
+                )
+            )
+        return stop
+
+    def _fail_connection(self, code=1001, reason="going away"):
+        already_closed = self.state == WebSocketProtocol.STATE_CLOSED
+        super()._fail_connection(code, reason)
+        if not already_closed and self.session and self.peer is not None:
+            self.session.hop_ended(HopEvent(self.side, HopEnd.FAILED, code, reason))
+
+    def onClose(self, wasClean: bool, code, reason) -> None:
+        # Autobahn leaves this timer running after the TCP connection is gone; it would
+        # keep the protocol (and its session) alive for closeHandshakeTimeout seconds.
+        cancel_close_timer(self)
+        if self.session is not None:
+            self.session.hop_lost(self.side, wasClean, code, reason)
+
+
+def cancel_close_timer(protocol: WebSocketProtocol) -> None:
+    """Cancel a pending closing-handshake timeout of a protocol whose connection is gone."""
+    call = getattr(protocol, "closeHandshakeTimeoutCall", None)
+    if call is not None:
+        protocol.closeHandshakeTimeoutCall = None
+        call.cancel()
+
+
+class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
+    """The client's hop: holds the client's handshake until the backend has answered."""
+
+    side = Side.CLIENT
+    _refusal: Optional[bytes] = None
+
+    def onConnect(self, request):
+        settings: RelaySettings = self.factory.settings
+        path = request_target(self.http_request_uri)
+        rule = settings.router.match(request.host, urlsplit(path).path or "/")
+        if rule is None:
+            raise self._deny_with(_refuse(404, "no forwarding rule matches this host and path"))
+        allowed = settings.allowed_origins(rule)
+        if allowed and request.origin and request.origin.lower() not in allowed:
+            raise self._deny_with(_refuse(403, f"origin {request.origin} is not allowed"))
+        self.maxMessagePayloadSize = settings.max_message_size(rule)
+        group = settings.groups[rule.target_group]
+        self.session = RelaySession(
+            reactor=self.factory.reactor,
+            settings=settings,
+            group=group,
+            front=self,
+            target=path,
+            connector=self.factory.connector,
+        )
+        self.factory.sessions.add(self.session)
+        d = self.session.start()
+        d.addErrback(self._deny)
+        return d
+
+    def _deny(self, failure: Failure):
+        failure.trap(HandshakeRefused)
+        raise self._deny_with(failure.value)
+
+    def _deny_with(self, refused: HandshakeRefused) -> ConnectionDeny:
+        """Remember the full response for :meth:`failHandshake`, which Autobahn calls next."""
+        self._refusal = refused.response
+        return ConnectionDeny(refused.status, refused.detail)
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:
+        """Answer a failed handshake with a complete response (ours or the backend's)."""
+        response = self._refusal
+        if response is None:
+            response = raw_error_response(code, reason, list(responseHeaders or ()))
+        self.wasNotCleanReason = reason
+        self.sendData(response)
+        self.dropConnection(abort=False)
+
+    def onOpen(self) -> None:
+        if self.session is not None:
+            self.session.client_opened()
+
+
+class RelayServerFactory(WebSocketServerFactory):
+    """One per listener: carries the listener's relay settings to each client hop."""
+
+    protocol = RelayServerProtocol
+
+    def __init__(
+        self,
+        settings: RelaySettings,
+        reactor: IReactorTime,
+        connector: Optional[Callable[[BackendConfig, float], IStreamClientEndpoint]] = None,
+    ) -> None:
+        super().__init__(server="clbproxy")
+        self.settings = settings
+        self.reactor = reactor
+        #: Live sessions, from the client's upgrade request until both hops are closed.
+        self.sessions: set[RelaySession] = set()
+        self.connector = connector or (
+            lambda backend, timeout: HostnameEndpoint(
+                reactor, backend.host, backend.port, timeout=timeout
+            )
+        )
+        self.setProtocolOptions(
+            # The open handshake waits for the backend, bounded by its own timeouts.
+            openHandshakeTimeout=0,
+            closeHandshakeTimeout=5,
+            failByDrop=False,
+            maxMessagePayloadSize=settings.listener.max_message_size,
+            perMessageCompressionAccept=_accept_client_deflate,
+        )
+
+
+def _accept_client_deflate(offers):
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+def _accept_backend_deflate(response):
+    if isinstance(response, PerMessageDeflateResponse):
+        return PerMessageDeflateResponseAccept(response)
+    return None
+
+
+def request_target(uri: str) -> str:
+    """Path and query of a request target, also when it is in absolute form."""
+    if uri.startswith(("http://", "https://", "ws://", "wss://")):
+        parts = urlsplit(uri)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return uri or "/"
+
+
+class RelayClientProtocol(_Relaying, WebSocketClientProtocol):
+    """The backend's hop, opened by the proxy on behalf of one client session."""
+
+    side = Side.BACKEND
+    _refusal_reader: Optional[RefusalReader] = None
+
+    def onConnecting(self, transport_details):
+        return self.factory.connecting_request
+
+    def processHandshake(self):
+        """Let Autobahn handle a 101; read any other answer for the client ourselves."""
+        if self._refusal_reader is None:
+            head_end = self.data.find(b"\r\n\r\n")
+            if head_end < 0:
+                if len(self.data) > 65536:
+                    self._bad_answer("response headers larger than 64 KiB")
+                return None
+            head = parse_response_head(self.data[: head_end + 4])
+            if head is None:
+                self._bad_answer("malformed HTTP response")
+                return None
+            if head.status == 101:
+                return super().processHandshake()
+            self._refusal_reader = RefusalReader(head, self.factory.max_refusal_body)
+            self.data = self.data[head_end + 4 :]
+        reader = self._refusal_reader
+        reader.feed(self.data)
+        self.data = b""
+        if reader.done:
+            self.session.backend_refused(reader)
+            self.dropConnection(abort=True)
+        return None
+
+    def _bad_answer(self, reason: str) -> None:
+        self.wasNotCleanReason = f"backend handshake failed: {reason}"
+        self.dropConnection(abort=True)
+
+    def onConnect(self, response):
+        self.session.backend_accepted(self, response)
+
+    def onClose(self, wasClean, code, reason):
+        reader = self._refusal_reader
+        if reader is not None and not reader.done and reader.until_close:
+            reader.finish()
+            self.session.backend_refused(reader)
+        super().onClose(wasClean, code, reason)
+
+
+class RelayClientFactory(WebSocketClientFactory):
+    """One per session: how to greet the chosen backend on the client's behalf."""
+
+    protocol = RelayClientProtocol
+
+    def __init__(self, session: RelaySession, request: ConnectingRequest, deflate: bool) -> None:
+        super().__init__(url="ws://localhost/", protocols=request.protocols)
+        self.session = session
+        self.connecting_request = request
+        self.max_refusal_body = session.settings.listener.max_refusal_body
+        options = dict(
+            openHandshakeTimeout=session.group.config.response_timeout,
+            closeHandshakeTimeout=5,
+            serverConnectionDropTimeout=1,
+            failByDrop=False,
+            maxMessagePayloadSize=0,
+        )
+        if deflate:
+            options.update(
+                perMessageCompressionOffers=[
+                    PerMessageDeflateOffer(
+                        accept_no_context_takeover=True, accept_max_window_bits=True
+                    )
+                ],
+                perMessageCompressionAccept=_accept_backend_deflate,
+            )
+        self.setProtocolOptions(**options)
+
+    def buildProtocol(self, addr):
+        protocol = super().buildProtocol(addr)
+        protocol.session = self.session
+        self.session.backend = protocol
+        return protocol
+
+
+class RelaySession:
+    """One relayed WebSocket session: its backend choice, handshake, relay and end.
+
+    The session exists from the client's upgrade request until both hops are
+    closed; it owns the decision of what one hop's end means for the other.
+    """
+
+    def __init__(
+        self,
+        *,
+        reactor: IReactorTime,
+        settings: RelaySettings,
+        group: TargetGroup,
+        front: RelayServerProtocol,
+        target: str,
+        connector: Callable[[BackendConfig, float], IStreamClientEndpoint],
+    ) -> None:
+        self.reactor = reactor
+        self.settings = settings
+        self.group = group
+        self.front = front
+        self.target = target
+        self.connector = connector
+        self.backend: Optional[RelayClientProtocol] = None
+        self.backend_config: Optional[BackendConfig] = None
+        self._handshake: Optional[defer.Deferred] = None
+        self._connecting: Optional[defer.Deferred] = None
+        self._tried: list[BackendConfig] = []
+        self._told: set[Side] = set()
+        self._ended: dict[Side, str] = {}
+        self._started = reactor.seconds()
+        self._opened: Optional[float] = None
+        self._wall_start = time.time()
+
+    # -- handshake -------------------------------------------------------------------
+
+    def start(self) -> defer.Deferred:
+        """Connect to a backend; fires with what the client's 101 carries, or fails."""
+        self._handshake = defer.Deferred()
+        self._connect_next()
+        return self._handshake
+
+    def _connect_next(self) -> None:
+        backend = self.group.pick(exclude=self._tried)
+        if backend is None:
+            if self._tried:
+                self._fail(_refuse(502, "no backend of the target group could be reached"))
+            else:
+                self._fail(_refuse(503, f"no backend available in target group {self.group.name}"))
+            return
+        self._tried.append(backend)
+        self.backend_config = backend
+        factory = RelayClientFactory(self, self._backend_request(backend), self._client_deflate())
+        endpoint = self.connector(backend, self.group.config.connect_timeout)
+        self._connecting = endpoint.connect(factory)
+        self._connecting.addCallbacks(self._connected, self._connect_failed)
+
+    def _connected(self, protocol) -> None:
+        self._connecting = None
+
+    def _connect_failed(self, failure: Failure) -> None:
+        self._connecting = None
+        if self._handshake is None or self._handshake.called:
+            return
+        log.warn(
+            "websocket: cannot connect to backend {backend} of {group}: {reason}",
+            backend=self.backend_config.address,
+            group=self.group.name,
+            reason=failure.getErrorMessage(),
+        )
+        if len(self._tried) <= self.group.config.retries:
+            self._connect_next()
+        else:
+            self._fail(_refuse(502, "no backend of the target group could be reached"))
+
+    def _client_deflate(self) -> bool:
+        return any(name == "permessage-deflate" for name, _ in self.front.websocket_extensions)
+
+    def _backend_request(self, backend: BackendConfig) -> ConnectingRequest:
+        front = self.front
+        headers = front.http_headers
+        hop = hop_by_hop_names([headers.get("connection", "")])
+        extra: dict[str, str] = {}
+        for name, value in headers.items():
+            if name in hop or name in _HANDSHAKE_REQUEST_HEADERS or name in FORWARDING_HEADERS:
+                continue
+            extra[name] = value
+        peer_ip = _peer_ip(front.transport)
+        for name, value in forwarded_headers(
+            peer_ip=peer_ip,
+            scheme=self.settings.scheme,
+            host=headers.get("host"),
+            forwarded_for=[headers["x-forwarded-for"]] if "x-forwarded-for" in headers else [],
+            forwarded_proto=headers.get("x-forwarded-proto"),
+            forwarded_host=headers.get("x-forwarded-host"),
+            trusted=self.settings.trusted,
+        ):
+            extra[name] = value
+        host, port = _split_host_header(
+            headers.get("host"), backend, 443 if self.settings.scheme == "https" else 80
+        )
+        return ConnectingRequest(
+            host=host,
+            port=port,
+            resource=self.target,
+            headers=extra,
+            useragent=headers.get("user-agent"),
+            origin=headers.get("origin"),
+            protocols=list(front.websocket_protocols or ()),
+        )
+
+    def backend_accepted(self, backend: RelayClientProtocol, response) -> None:
+        """The backend answered 101: complete the client's handshake the same way."""
+        if self._handshake is None or self._handshake.called:
+            backend.dropConnection(abort=True)
+            return
+        headers: dict[str, list[str]] = {}
+        head = parse_response_head(backend.http_response_data)
+        if head is not None:
+            hop = hop_by_hop_names(head.values("connection"))
+            for name, value in head.headers:
+                lower = name.lower()
+                if lower in hop or lower in _HANDSHAKE_RESPONSE_HEADERS:
+                    continue
+                headers.setdefault(name, []).append(value)
+        self._handshake.callback((response.protocol, headers))
+
+    def backend_refused(self, reader: RefusalReader) -> None:
+        """The backend answered the handshake with another status: pass it to the client."""
+        if self._handshake is None or self._handshake.called:
+            return
+        head = reader.head
+        hop = hop_by_hop_names(head.values("connection"))
+        headers = [
+            (name, value)
+            for name, value in head.headers
+            if name.lower() not in hop and name.lower() not in ("content-length",)
+        ]
+        if reader.truncated:
+            log.warn(
+                "websocket: backend {backend} refused the handshake with {status} and a body "
+                "over max_refusal_body; the client gets the first {limit} bytes",
+                backend=self.backend_config.address,
+                status=head.status,
+                limit=len(reader.body),
+            )
+        response = raw_response(head.status, headers, reader.body, head.reason)
+        self._fail(HandshakeRefused(response, head.status, f"backend answered {head.status}"))
+
+    def _fail(self, refused: HandshakeRefused) -> None:
+        if self._handshake is None or self._handshake.called:
+            return
+        log.info(
+            "websocket: {client} {path}: handshake refused with {status}: {detail}",
+            client=_peer_ip(self.front.transport),
+            path=self.target,
+            status=refused.status,
+            detail=refused.detail,
+        )
+        self._handshake.errback(refused)
+
+    # -- open ------------------------------------------------------------------------
+
+    def client_opened(self) -> None:
+        """Both hops are open: link them and let messages flow."""
+        front, backend = self.front, self.backend
+        if backend is None or backend.state != OPEN:
+            return
+        self._opened = self.reactor.seconds()
+        front.peer, backend.peer = backend, front
+        limit = self.settings.listener.session_buffer
+        for hop, other in ((front, backend), (backend, front)):
+            transport = hop.transport
+            socket = _innermost_transport(transport)
+            if hasattr(socket, "bufferSize"):
+                socket.bufferSize = limit
+            if getattr(socket, "producer", None) is not None:
+                socket.unregisterProducer()
+            transport.registerProducer(_Throttle(other.transport), True)
+        log.info(
+            "websocket: {client} {path} -> {backend} ({group}) open",
+            client=_peer_ip(front.transport),
+            path=self.target,
+            backend=self.backend_config.address,
+            group=self.group.name,
+        )
+
+    # -- end -------------------------------------------------------------------------
+
+    def hop_ended(self, event: HopEvent) -> None:
+        """One hop is closing: tell the other hop once, as the close-code table says."""
+        other_side = event.side.other
+        if other_side in self._told or event.side in self._told:
+            return
+        self._told.add(other_side)
+        other = self.backend if other_side is Side.BACKEND else self.front
+        if other is None:
+            return
+        for hop in (self.front, self.backend):
+            if hop is not None and hop.transport is not None:
+                hop.transport.resumeProducing()
+        if other.state == OPEN:
+            action = close_for_other_hop(event)
+            other.sendCloseFrame(code=action.code, reasonUtf8=action.reason or None)
+        elif other.state in (CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING):
+            other.dropConnection(abort=True)
+
+    def hop_lost(self, side: Side, was_clean: bool, code, reason) -> None:
+        """One hop's TCP connection is gone."""
+        hop = self.front if side is Side.CLIENT else self.backend
+        self._ended[side] = _describe_end(hop, was_clean, code)
+        if side is Side.CLIENT and self._opened is None:
+            self._client_left_during_handshake()
+        elif side is Side.BACKEND and self._handshake is not None and not self._handshake.called:
+            self._backend_failed_handshake(hop, reason)
+        elif hop is not None and hop.failedByMe:
+            self.hop_ended(HopEvent(side, HopEnd.FAILED, hop.localCloseCode, reason or ""))
+        else:
+            self.hop_ended(HopEvent(side, HopEnd.LOST))
+        if len(self._ended) == 2 or (side is Side.CLIENT and self.backend is None):
+            self.front.factory.sessions.discard(self)
+            self._log_end()
+
+    def _client_left_during_handshake(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self.backend is not None:
+            self.backend.dropConnection(abort=True)
+        self._fail(_refuse(499, "client closed the connection during the handshake"))
+
+    def _backend_failed_handshake(self, backend, reason) -> None:
+        if getattr(backend, "wasOpenHandshakeTimeout", False):
+            self._fail(_refuse(504, "the backend did not answer the WebSocket handshake in time"))
+        else:
+            detail = getattr(backend, "wasNotCleanReason", None) or reason or "connection lost"
+            self._fail(_refuse(502, f"the backend's handshake failed: {detail}"))
+
+    def buffered_bytes(self) -> int:
+        """Bytes waiting in this session's outgoing transport buffers, both directions."""
+        total = 0
+        for hop in (self.front, self.backend):
+            socket = _innermost_transport(hop.transport) if hop is not None else None
+            if socket is not None:
+                total += len(getattr(socket, "dataBuffer", b""))
+                total += getattr(socket, "_tempDataLen", 0)
+        return total
+
+    def _log_end(self) -> None:
+        now = self.reactor.seconds()
+        log.info(
+            "websocket: {client} {path} -> {backend} closed after {duration:.3f}s; "
+            "client: {client_end}, backend: {backend_end}; "
+            "messages client->backend {up}, backend->client {down}",
+            client=_peer_ip(self.front.transport),
+            path=self.target,
+            backend=self.backend_config.address if self.backend_config else "-",
+            duration=now - (self._opened or self._started),
+            client_end=self._ended.get(Side.CLIENT, "-"),
+            backend_end=self._ended.get(Side.BACKEND, "-"),
+            up=self.front.messages_in,
+            down=self.backend.messages_in if self.backend else 0,
+        )
+
+
+def _describe_end(hop, was_clean: bool, code) -> str:
+    if hop is None:
+        return "-"
+    if was_clean:
+        sent = hop.localCloseCode
+        received = hop.remoteCloseCode
+        return f"clean (sent {sent}, received {received})"
+    return f"unclean ({hop.wasNotCleanReason or 'connection lost'})"
+
+
+def _peer_ip(transport) -> str:
+    try:
+        peer = transport.getPeer()
+    except Exception:
+        return "-"
+    return getattr(peer, "host", None) or str(peer)
+
+
+def _split_host_header(
+    host: Optional[str], backend: BackendConfig, default_port: int
+) -> tuple[str, int]:
+    """Host and port to present to the backend: the client's Host, else the backend's."""
+    if not host:
+        return backend.host, backend.port
+    host = host.strip()
+    if host.startswith("["):
+        end = host.find("]")
+        name, rest = host[: end + 1], host[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif host.count(":") == 1:
+        name, port_text = host.split(":", 1)
+    else:
+        name, port_text = host, ""
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError:
+        port = default_port
+    return name, port
