@@ -53,9 +53,7 @@ def raw_response(
     return head.encode("latin-1", "replace") + body
 
 
-def raw_error_response(
-    status: int, detail: str, headers: Iterable[tuple[str, str]] = ()
-) -> bytes:
+def raw_error_response(status: int, detail: str, headers: Iterable[tuple[str, str]] = ()) -> bytes:
     """A proxy-generated HTML error response as raw bytes."""
     return raw_response(
         status,

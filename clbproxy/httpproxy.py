@@ -1,0 +1,540 @@
+"""Plain HTTP forwarding: a client's request goes to one backend, the response streams back.
+
+The listener's root resource hands every non-WebSocket request to
+:class:`HTTPForwarder`.  twisted.web has already parsed the request and
+buffered its body; the forwarder picks a backend from the target group, sends
+the request with Twisted's ``Agent`` over a keep-alive connection pool, and
+relays the response as it arrives:
+
+- A request that never reached a backend (refused, unresolvable, connect
+  timeout) is retried on another backend, up to the group's ``retries``; a
+  request that may have reached one is never retried.
+- Failures before the response headers become proxy error pages: 503 when the
+  group has no backend that takes traffic, 502 when no backend answered, 504
+  when the backend's headers did not arrive within ``response_timeout`` (counted
+  per attempt, connecting included).
+- Once the backend's headers are relayed the status is committed: if the
+  backend then fails mid-body, the client connection is aborted, so a truncated
+  body never looks complete.
+- A slow client slows the backend: while twisted.web cannot write to the
+  client, the backend connection is not read.  A client that goes away closes
+  the backend connection (or cancels the attempt) so nothing is left running.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, List, Optional, Sequence
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IStreamClientEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web._newclient import RequestNotSent
+from twisted.web.client import (
+    URI,
+    Agent,
+    FileBodyProducer,
+    HTTPConnectionPool,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseFailed,
+)
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import (
+    UNKNOWN_LENGTH,
+    IAgent,
+    IAgentEndpointFactory,
+    IBodyProducer,
+    IResponse,
+)
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+from clbproxy.balancer import TargetGroup
+from clbproxy.config import BackendConfig
+from clbproxy.errors import error_page
+from clbproxy.forwarding import (
+    FORWARDING_HEADERS,
+    TrustedProxies,
+    forwarded_headers,
+    hop_by_hop_names,
+)
+
+log = Logger()
+
+#: Idle keep-alive connections kept per backend.
+MAX_PERSISTENT_PER_BACKEND = 8
+
+#: Seconds an idle keep-alive connection to a backend is kept.
+CACHED_CONNECTION_TIMEOUT = 60.0
+
+#: Failures that prove the request never left the proxy, so another backend may take it.
+NOT_SENT_ERRORS = (ConnectError, ConnectingCancelledError, DNSLookupError, RequestNotSent)
+
+#: Client request headers never copied to the backend request: the framing is
+#: rebuilt by the Agent from the buffered body, and ``100-continue`` was
+#: already answered by twisted.web.
+_REQUEST_ONLY_HEADERS = frozenset({"content-length", "expect"})
+
+#: Response statuses that never carry a body.
+_BODYLESS_STATUSES = frozenset({204, 304})
+
+AgentFactory = Callable[[Any, HTTPConnectionPool, float], IAgent]
+
+
+def render_error(request: Request, status: int, detail: str) -> bytes:
+    """Prepare ``request`` for a proxy error page and return the page's body."""
+    body = error_page(status, detail)
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+    request.setHeader(b"Content-Length", b"%d" % (len(body),))
+    return body
+
+
+def backend_pool(reactor) -> HTTPConnectionPool:
+    """The keep-alive connection pool a forwarder uses when none is given."""
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = MAX_PERSISTENT_PER_BACKEND
+    pool.cachedConnectionTimeout = CACHED_CONNECTION_TIMEOUT
+    return pool
+
+
+@implementer(IAgentEndpointFactory)
+class _BackendEndpointFactory:
+    """Plain TCP endpoints to backends, with a connect timeout.
+
+    Twisted's ``URI`` keeps the brackets of an IPv6 literal in ``host``, which
+    the standard endpoint factory would try to resolve as a name.
+    """
+
+    def __init__(self, reactor, connect_timeout: float) -> None:
+        self._reactor = reactor
+        self._connect_timeout = connect_timeout
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        host = uri.host.decode("ascii")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return HostnameEndpoint(self._reactor, host, uri.port, timeout=self._connect_timeout)
+
+
+def backend_agent(reactor, pool: HTTPConnectionPool, connect_timeout: float) -> IAgent:
+    """The ``Agent`` that sends requests to backends through ``pool``."""
+    return Agent.usingEndpointFactory(
+        reactor, _BackendEndpointFactory(reactor, connect_timeout), pool=pool
+    )
+
+
+def _texts(values: Optional[Sequence[bytes]]) -> List[str]:
+    return [value.decode("latin-1") for value in values or ()]
+
+
+def _last(headers: Headers, name: bytes) -> Optional[str]:
+    values = headers.getRawHeaders(name)
+    return values[-1].decode("latin-1") if values else None
+
+
+def _named_in(name: bytes, names: Iterable[str]) -> bool:
+    return name.decode("latin-1").lower() in names
+
+
+def origin_form(uri: bytes) -> Optional[bytes]:
+    """The path and query of a request target (origin- or absolute-form), else None."""
+    if uri.startswith(b"/"):
+        return uri
+    parts = urlsplit(uri)
+    if parts.scheme and parts.netloc:
+        path = parts.path or b"/"
+        return path + b"?" + parts.query if parts.query else path
+    return None
+
+
+def backend_request_headers(request: Request, *, scheme: str, trusted: TrustedProxies) -> Headers:
+    """The headers a backend receives for ``request``.
+
+    End-to-end headers are copied with duplicates and the client's Host kept;
+    hop-by-hop headers (and those ``Connection`` names) and client-sent
+    forwarding headers are dropped, then the proxy's forwarding headers added.
+    """
+    client = request.requestHeaders
+    skip = (
+        hop_by_hop_names(_texts(client.getRawHeaders(b"connection")))
+        | FORWARDING_HEADERS
+        | _REQUEST_ONLY_HEADERS
+    )
+    headers = Headers()
+    for name, values in client.getAllRawHeaders():
+        if not _named_in(name, skip):
+            headers.setRawHeaders(name, list(values))
+    peer = getattr(request.getClientAddress(), "host", None) or "unknown"
+    for name, value in forwarded_headers(
+        peer_ip=peer,
+        scheme=scheme,
+        host=_last(client, b"host"),
+        forwarded_for=_texts(client.getRawHeaders(b"x-forwarded-for")),
+        forwarded_proto=_last(client, b"x-forwarded-proto"),
+        forwarded_host=_last(client, b"x-forwarded-host"),
+        trusted=trusted,
+    ):
+        headers.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
+    return headers
+
+
+def copy_response_headers(response: IResponse, request: Request) -> None:
+    """Put the backend's status and end-to-end headers on the client's response.
+
+    twisted.web frames the client's response itself: a backend Content-Length
+    is set explicitly (so it is not chunked), otherwise HTTP/1.1 clients get
+    chunked encoding.  Twisted's HTTP client keeps the connection-control
+    headers (Connection, Keep-Alive, Transfer-Encoding, Content-Length except
+    for HEAD, ...) out of ``response.headers``, so the body length comes from
+    ``response.length``, and headers a backend names in ``Connection`` cannot
+    be seen (nor removed) here.
+    """
+    request.setResponseCode(response.code, response.phrase)
+    request.defaultContentType = None
+    backend = response.headers
+    hop = hop_by_hop_names(_texts(backend.getRawHeaders(b"connection")))
+    for name, values in backend.getAllRawHeaders():
+        if name.lower() == b"content-length" or _named_in(name, hop):
+            continue
+        request.responseHeaders.setRawHeaders(name, list(values))
+    if request.method == b"HEAD":
+        length = backend.getRawHeaders(b"content-length")
+        if length:
+            request.responseHeaders.setRawHeaders(b"Content-Length", [length[-1]])
+    elif response.code not in _BODYLESS_STATUSES and response.length is not UNKNOWN_LENGTH:
+        request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % (response.length,)])
+
+
+def describe_failure(failure: Failure) -> str:
+    """One line saying why a backend exchange failed, unwrapping Agent's wrapper exceptions."""
+    error = failure.value
+    inner = getattr(error, "reasons", None)
+    if isinstance(error, (ResponseFailed, RequestTransmissionFailed)) and inner:
+        causes = "; ".join(describe_failure(reason) for reason in inner)
+        return f"{type(error).__name__}: {causes}"
+    message = failure.getErrorMessage()
+    name = type(error).__name__
+    return f"{name}: {message}" if message and message != name else name
+
+
+class _Unclosable:
+    """A read-only view of the request body that ``FileBodyProducer`` cannot close.
+
+    The body belongs to twisted.web's request (it closes it); keeping it open
+    lets a retried request send it again.
+    """
+
+    def __init__(self, body) -> None:
+        self._body = body
+
+    def read(self, size: int = -1) -> bytes:
+        return self._body.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._body.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._body.tell()
+
+    def close(self) -> None:
+        pass
+
+
+@implementer(IPushProducer)
+class _ResponseRelay(Protocol):
+    """Receives a backend response body and writes it to the client, paced by the client.
+
+    Registered on the client's request as a streaming producer: twisted.web
+    pauses it when the client's socket buffer is full.  Its transport is what
+    ``IResponse.deliverBody`` documents, an ``IPushProducer`` for the backend
+    connection (Twisted's ``TransportProxyProducer``): pausing it stops reading
+    from the backend, stopping it closes the backend connection.
+    """
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+        self._stopped = False
+
+    def connectionMade(self) -> None:
+        self._exchange.relay_started(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._exchange.relay_data(data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._exchange.relay_finished(reason)
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.transport.stopProducing()
+
+
+class _Exchange:
+    """One client request's way through the proxy: backend attempts, then the response relay."""
+
+    def __init__(
+        self,
+        forwarder: HTTPForwarder,
+        request: Request,
+        group: TargetGroup,
+    ) -> None:
+        self._forwarder = forwarder
+        self._reactor = forwarder.reactor
+        self._request = request
+        self._group = group
+        self._headers = Headers()
+        self._target = b"/"
+        self._tried: List[BackendConfig] = []
+        self._backend: Optional[BackendConfig] = None
+        self._pending: Optional[Deferred] = None
+        self._timer: Optional[IDelayedCall] = None
+        self._timed_out = False
+        self._relay: Optional[_ResponseRelay] = None
+        #: A backend's status and headers were put on the client's response.
+        self._committed = False
+        #: The client's response was finished or its connection aborted by us.
+        self._done = False
+        self._client_gone = False
+
+    def start(self) -> None:
+        self._request.notifyFinish().addErrback(self._client_lost)
+        target = origin_form(self._request.uri)
+        if target is None:
+            self._error(400, "the request target is not supported")
+            return
+        self._target = target
+        self._headers = backend_request_headers(
+            self._request, scheme=self._forwarder.scheme, trusted=self._forwarder.trusted
+        )
+        backend = self._group.pick(exclude=self._tried)
+        if backend is None:
+            self._error(503, f"no backend available in target group {self._group.name}")
+            return
+        self._send(backend)
+
+    def _send(self, backend: BackendConfig) -> None:
+        self._tried.append(backend)
+        self._backend = backend
+        config = self._group.config
+        self._timed_out = False
+        self._timer = self._reactor.callLater(config.response_timeout, self._response_timed_out)
+        d = maybeDeferred(self._request_backend, backend)
+        self._pending = d
+        d.addCallbacks(
+            self._got_response,
+            self._attempt_failed,
+            callbackArgs=(backend,),
+            errbackArgs=(backend,),
+        )
+        d.addErrback(self.unexpected)
+
+    def _request_backend(self, backend: BackendConfig) -> Deferred:
+        agent = self._forwarder.agent_for(self._group.config.connect_timeout)
+        url = f"http://{backend.address}".encode("ascii") + self._target
+        return agent.request(self._request.method, url, self._headers.copy(), self._body())
+
+    def _body(self) -> Optional[IBodyProducer]:
+        client = self._request.requestHeaders
+        content = self._request.content
+        if content is None or not (
+            client.hasHeader(b"content-length") or client.hasHeader(b"transfer-encoding")
+        ):
+            return None
+        content.seek(0)
+        return FileBodyProducer(_Unclosable(content))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _response_timed_out(self) -> None:
+        self._timer = None
+        self._timed_out = True
+        if self._pending is not None:
+            self._pending.cancel()
+
+    def _attempt_failed(self, failure: Failure, backend: BackendConfig) -> None:
+        self._cancel_timer()
+        self._pending = None
+        if self._client_gone:
+            return
+        config = self._group.config
+        if self._timed_out:
+            self._log_failure(
+                backend, f"no response within {config.response_timeout:g} s", "answered 504"
+            )
+            self._error(504, "the backend did not respond in time")
+        elif failure.check(*NOT_SENT_ERRORS):
+            retry = None
+            if len(self._tried) <= config.retries:
+                retry = self._group.pick(exclude=self._tried)
+            if retry is not None:
+                self._log_failure(
+                    backend, describe_failure(failure), f"retrying on {retry.address}"
+                )
+                self._send(retry)
+            else:
+                self._log_failure(backend, describe_failure(failure), "answered 502")
+                self._error(502, "no backend could be reached")
+        elif failure.check(ResponseFailed, RequestTransmissionFailed):
+            self._log_failure(backend, describe_failure(failure), "answered 502")
+            self._error(502, "the backend closed the connection without a response")
+        else:
+            self.unexpected(failure)
+
+    def _got_response(self, response: IResponse, backend: BackendConfig) -> None:
+        self._cancel_timer()
+        self._pending = None
+        if not self._client_gone:
+            self._committed = True
+            copy_response_headers(response, self._request)
+        response.deliverBody(_ResponseRelay(self))
+
+    def relay_started(self, relay: _ResponseRelay) -> None:
+        if self._client_gone:
+            relay.stopProducing()
+            return
+        self._relay = relay
+        self._request.registerProducer(relay, True)
+
+    def relay_data(self, data: bytes) -> None:
+        if not self._client_gone:
+            self._request.write(data)
+
+    def relay_finished(self, reason: Failure) -> None:
+        relay, self._relay = self._relay, None
+        if self._client_gone:
+            return
+        if relay is not None:
+            self._request.unregisterProducer()
+        # PotentialDataLoss: the backend delimited the body by closing the
+        # connection (no Content-Length, not chunked).  That is valid framing
+        # and indistinguishable from truncation, so, like every proxy, we
+        # take it as the end of the body.
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self._done = True
+            self._request.finish()
+        else:
+            self._log_failure(self._backend, describe_failure(reason), "client connection aborted")
+            self._abort_client()
+
+    def _client_lost(self, reason: Failure) -> None:
+        if self._done:
+            return
+        self._client_gone = True
+        self._cancel_timer()
+        log.info(
+            "Client went away before the response from backend {backend} of target group"
+            " {group} was complete: {reason}",
+            backend=self._backend.address if self._backend else None,
+            group=self._group.name,
+            reason=describe_failure(reason),
+        )
+        if self._pending is not None:
+            self._pending.cancel()
+        if self._relay is not None:
+            self._relay.stopProducing()
+
+    def _log_failure(self, backend: Optional[BackendConfig], reason: str, outcome: str) -> None:
+        log.warn(
+            "HTTP request to backend {backend} of target group {group} failed: {reason}"
+            " ({outcome})",
+            backend=backend.address if backend else None,
+            group=self._group.name,
+            reason=reason,
+            outcome=outcome,
+        )
+
+    def _error(self, status: int, detail: str) -> None:
+        if self._done or self._client_gone:
+            return
+        self._done = True
+        body = render_error(self._request, status, detail)
+        self._request.write(body)
+        self._request.finish()
+
+    def _abort_client(self) -> None:
+        self._done = True
+        channel = self._request.channel
+        if channel is None:
+            return
+        transport = channel.transport
+        abort = getattr(transport, "abortConnection", None) or transport.loseConnection
+        abort()
+
+    def unexpected(self, failure: Failure) -> None:
+        """Last resort for bugs: log with the traceback, answer 502 or cut the response."""
+        log.failure(
+            "Unexpected error forwarding an HTTP request to target group {group}",
+            failure,
+            group=self._group.name,
+        )
+        self._cancel_timer()
+        if self._done or self._client_gone:
+            return
+        if self._committed:
+            self._abort_client()
+        else:
+            self._error(502, "the proxy failed to forward the request")
+
+
+class HTTPForwarder:
+    """Forwards plain HTTP requests to a target group's backends.
+
+    One per listener.  It owns the keep-alive pool of backend connections
+    (``close`` empties it) and reuses one ``Agent`` per connect timeout.
+    ``agent_factory(reactor, pool, connect_timeout)`` builds those agents;
+    tests swap it.
+    """
+
+    def __init__(
+        self,
+        reactor,
+        *,
+        scheme: str,
+        trusted: TrustedProxies,
+        pool: Optional[HTTPConnectionPool] = None,
+        agent_factory: Optional[AgentFactory] = None,
+    ) -> None:
+        self.reactor = reactor
+        self.scheme = scheme
+        self.trusted = trusted
+        self._pool = pool if pool is not None else backend_pool(reactor)
+        self._agent_factory = agent_factory if agent_factory is not None else backend_agent
+        self._agents: dict[float, IAgent] = {}
+
+    def agent_for(self, connect_timeout: float) -> IAgent:
+        """The agent for a target group with this connect timeout."""
+        agent = self._agents.get(connect_timeout)
+        if agent is None:
+            agent = self._agent_factory(self.reactor, self._pool, connect_timeout)
+            self._agents[connect_timeout] = agent
+        return agent
+
+    def forward(self, request: Request, group: TargetGroup) -> object:
+        """Send ``request`` to a backend of ``group`` and relay the answer; NOT_DONE_YET."""
+        exchange = _Exchange(self, request, group)
+        try:
+            exchange.start()
+        except Exception:
+            exchange.unexpected(Failure())
+        return NOT_DONE_YET
+
+    def close(self) -> Deferred:
+        """Close the idle keep-alive connections to backends."""
+        return self._pool.closeCachedConnections()

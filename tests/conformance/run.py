@@ -1,0 +1,545 @@
+"""Run the Autobahn WebSocket testsuite through clbproxy, in both directions.
+
+Two runs, each selected with ``--mode``:
+
+``client``
+    ``wstest -m fuzzingclient`` -> clbproxy -> ``echo_server.py``: the testsuite plays the
+    browser, so this tests the proxy's client-facing (server) side.
+``server``
+    ``echo_client.py`` -> clbproxy -> ``wstest -m fuzzingserver``: the testsuite plays the
+    backend, so this tests the proxy's backend-facing (client) side.
+
+With ``--direct`` the proxy is left out (testsuite straight against the echo server, echo
+client straight against the fuzzing server).  That validates the harness: Autobahn against
+itself must come out all green.
+
+A case passes when both its ``behavior`` and ``behaviorClose`` in the testsuite's
+``index.json`` are OK, NON-STRICT or INFORMATIONAL.  The exit status is 0 only when every
+case passed and as many cases ran as the testsuite announced, so a crashed run is red.
+The last line printed is ``N passed, N failed`` over the runs done.
+
+Everything listens on 127.0.0.1, on ports the OS hands out.  Each subprocess runs in its own
+process group and is killed when the run ends, fails, times out or is interrupted.  Under
+``--reports`` (default ``reports/autobahn``, git-ignored) each run gets a directory
+(``fuzzingclient/``, ``fuzzingserver/``) with the testsuite's HTML report (``index.html``),
+``index.json``, the generated spec and ``tap.conf``, and one log file per subprocess; the
+logs' tails are printed when a run fails.
+
+Requirements: the repository's ``.venv`` (run this file with it) and the Python 2.7
+testsuite in ``.venv27`` (``scripts/setup-wstest.sh`` creates it).
+
+Examples, from the repository root::
+
+    .venv/bin/python tests/conformance/run.py                     # both modes, all cases
+    .venv/bin/python tests/conformance/run.py --direct            # harness self-check
+    .venv/bin/python tests/conformance/run.py --mode client --cases '1.*,5.*,7.*'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+WSTEST = REPO / ".venv27" / "bin" / "wstest"
+PYTHON27 = REPO / ".venv27" / "bin" / "python"
+
+PASSING = frozenset({"OK", "NON-STRICT", "INFORMATIONAL"})
+DEFAULT_CASES = ",".join(f"{n}.*" for n in range(1, 14))
+DEFAULT_PROXY_CMD = "{python} -m twisted --log-format=text clbproxy --config {config}"
+#: Seconds a run may take before it is killed and counted as failed.
+RUN_TIMEOUT = 15 * 60
+#: Seconds a server process has to start accepting TCP connections.
+STARTUP_TIMEOUT = 30
+#: Seconds to wait for the fuzzing server's ``index.json`` after the testee client finished.
+REPORT_TIMEOUT = 15
+LOG_TAIL_LINES = 40
+
+#: ``wstest`` with its listening sockets bound to 127.0.0.1 rather than every interface (it has
+#: no option for that), and without the fuzzing server's check that the Host header names its
+#: own port: through the proxy, Host names the proxy's port.  Python 2 code.
+WSTEST_LOOPBACK = """\
+import sys
+from autobahntestsuite import wstest, fuzzing
+_listen = fuzzing.listenWS
+def listen_loopback(factory, contextFactory=None):
+    factory.externalPort = None
+    return _listen(factory, contextFactory, interface="127.0.0.1")
+fuzzing.listenWS = listen_loopback
+sys.argv[0] = "wstest"
+sys.exit(wstest.run())
+"""
+
+CASE_COUNT_LINE = re.compile(rb"Ok, will run (\d+) test cases")
+
+
+class HarnessError(Exception):
+    """A run could not be carried out (a process died, a port never opened, a timeout)."""
+
+
+@dataclass
+class RunResult:
+    """The outcome of one testsuite run."""
+
+    name: str
+    outdir: Path
+    seconds: float = 0.0
+    expected: Optional[int] = None
+    cases: dict = field(default_factory=dict)
+    error: Optional[str] = None
+
+    def failing(self) -> list[str]:
+        """Case ids whose behavior or behaviorClose is not a pass, in case order."""
+        return [case for case in sorted_cases(self.cases) if not passes(self.cases[case])]
+
+    @property
+    def missing(self) -> int:
+        """Cases announced by the testsuite but absent from its report."""
+        if self.expected is None:
+            return 0
+        return max(self.expected - len(self.cases), 0)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.error is None
+            and self.expected is not None
+            and len(self.cases) == self.expected
+            and not self.failing()
+        )
+
+    @property
+    def passed(self) -> int:
+        return len(self.cases) - len(self.failing())
+
+    @property
+    def failed(self) -> int:
+        """Failing plus missing cases; a run that broke without either counts as one."""
+        failed = len(self.failing()) + self.missing
+        return failed or (0 if self.ok else 1)
+
+
+def passes(entry: dict) -> bool:
+    return entry.get("behavior") in PASSING and entry.get("behaviorClose") in PASSING
+
+
+def case_key(case_id: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in case_id.split("."))
+
+
+def sorted_cases(cases: dict) -> list[str]:
+    return sorted(cases, key=case_key)
+
+
+class Supervisor:
+    """Starts subprocesses in their own process groups, each logging to a file; kills them all.
+
+    Use it as a context manager: leaving the block for any reason (a result, an exception,
+    Ctrl-C) terminates every process group it started.
+    """
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop_all()
+
+    def log_path(self, name: str) -> Path:
+        return self.logdir / f"{name}.log"
+
+    def start(self, name: str, argv: list, env: dict, cwd: Path) -> subprocess.Popen:
+        with open(self.log_path(name), "wb") as log_file:
+            process = subprocess.Popen(
+                [str(arg) for arg in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        self.processes[name] = process
+        return process
+
+    def check_alive(self, name: str) -> None:
+        code = self.processes[name].poll()
+        if code is not None:
+            raise HarnessError(f"{name} exited early with status {code}")
+
+    def wait(self, name: str, deadline: float) -> int:
+        """Wait for ``name`` to exit by ``deadline``; its exit status."""
+        try:
+            return self.processes[name].wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            raise HarnessError(f"{name} still running when the run's time was up") from None
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            signal_group(process, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                signal_group(process, signal.SIGKILL)
+                process.wait()
+
+    def print_tails(self) -> None:
+        for name in self.processes:
+            print_tail(self.log_path(name))
+
+
+def signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def print_tail(path: Path) -> None:
+    lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    print(f"  --- last {len(lines)} lines of {path} ---")
+    for line in lines:
+        print(f"  | {line}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(supervisor: Supervisor, name: str, port: int, deadline: float) -> None:
+    """Return once ``name`` accepts TCP connections on ``port``."""
+    give_up = min(deadline, time.monotonic() + STARTUP_TIMEOUT)
+    while time.monotonic() < give_up:
+        supervisor.check_alive(name)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise HarnessError(f"{name} did not accept connections on 127.0.0.1:{port}")
+
+
+def python3_env() -> dict:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def python27_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return {**env, "PYTHONUNBUFFERED": "1"}
+
+
+def proxy_config(listen_port: int, backend_port: int) -> str:
+    """A tap.conf with one listener forwarding everything to one backend."""
+    return f"""\
+[[listener]]
+name = "conformance"
+protocol = "http"
+bind = "tcp:{listen_port}:interface=127.0.0.1"
+
+  [[listener.rule]]
+  path = "/"
+  target_group = "echo"
+
+[target_group.echo]
+backends = [ "127.0.0.1:{backend_port}" ]
+"""
+
+
+def start_proxy(options, supervisor: Supervisor, outdir: Path, backend_port: int, deadline):
+    """Start clbproxy in front of ``backend_port``; the port it listens on."""
+    port = free_port()
+    config = outdir / "tap.conf"
+    config.write_text(proxy_config(port, backend_port))
+    argv = [
+        arg.format(python=sys.executable, config=config) for arg in shlex.split(options.proxy_cmd)
+    ]
+    supervisor.start("clbproxy", argv, python3_env(), REPO)
+    wait_for_port(supervisor, "clbproxy", port, deadline)
+    return port
+
+
+def write_spec(outdir: Path, name: str, spec: dict) -> Path:
+    path = outdir / name
+    path.write_text(json.dumps(spec, indent=2))
+    return path
+
+
+def agent_name(options) -> str:
+    return "direct" if options.direct else "clbproxy"
+
+
+def run_fuzzingclient(options, supervisor: Supervisor, outdir: Path, deadline: float) -> None:
+    """wstest fuzzingclient -> [clbproxy ->] echo_server.py."""
+    echo_port = free_port()
+    supervisor.start(
+        "echo_server",
+        [sys.executable, HERE / "echo_server.py", "--port", echo_port],
+        python3_env(),
+        REPO,
+    )
+    wait_for_port(supervisor, "echo_server", echo_port, deadline)
+    port = echo_port
+    if not options.direct:
+        port = start_proxy(options, supervisor, outdir, echo_port, deadline)
+    spec = write_spec(
+        outdir,
+        "fuzzingclient.json",
+        {
+            "outdir": str(outdir),
+            "servers": [{"agent": agent_name(options), "url": f"ws://127.0.0.1:{port}"}],
+            "cases": options.cases,
+            "exclude-cases": [],
+            "exclude-agent-cases": {},
+        },
+    )
+    supervisor.start("wstest", [WSTEST, "-m", "fuzzingclient", "-s", spec], python27_env(), outdir)
+    status = supervisor.wait("wstest", deadline)
+    if status != 0:
+        raise HarnessError(f"wstest fuzzingclient exited with status {status}")
+    for name in ("echo_server", "clbproxy"):
+        if name in supervisor.processes:
+            supervisor.check_alive(name)
+
+
+def run_fuzzingserver(options, supervisor: Supervisor, outdir: Path, deadline: float) -> None:
+    """echo_client.py -> [clbproxy ->] wstest fuzzingserver."""
+    fuzz_port = free_port()
+    spec = write_spec(
+        outdir,
+        "fuzzingserver.json",
+        {
+            "url": f"ws://127.0.0.1:{fuzz_port}",
+            "outdir": str(outdir),
+            "cases": options.cases,
+            "exclude-cases": [],
+            "exclude-agent-cases": {},
+        },
+    )
+    argv = [PYTHON27, "-c", WSTEST_LOOPBACK, "-m", "fuzzingserver", "-s", spec, "--webport", 0]
+    supervisor.start("wstest", argv, python27_env(), outdir)
+    wait_for_port(supervisor, "wstest", fuzz_port, deadline)
+    port = fuzz_port
+    if not options.direct:
+        port = start_proxy(options, supervisor, outdir, fuzz_port, deadline)
+    client = [
+        sys.executable,
+        HERE / "echo_client.py",
+        "--url",
+        f"ws://127.0.0.1:{port}",
+        "--agent",
+        agent_name(options),
+    ]
+    supervisor.start("echo_client", client, python3_env(), REPO)
+    status = supervisor.wait("echo_client", deadline)
+    if status != 0:
+        raise HarnessError(f"echo_client exited with status {status}")
+    wait_for_file(outdir / "index.json", min(deadline, time.monotonic() + REPORT_TIMEOUT))
+
+
+def wait_for_file(path: Path, deadline: float) -> None:
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise HarnessError(f"{path} was not written")
+        time.sleep(0.2)
+
+
+RUNS = {
+    "client": ("fuzzingclient", run_fuzzingclient),
+    "server": ("fuzzingserver", run_fuzzingserver),
+}
+
+
+def announced_case_count(log_path: Path) -> Optional[int]:
+    """The number of cases wstest said it would run, from its log."""
+    if not log_path.exists():
+        return None
+    match = CASE_COUNT_LINE.search(log_path.read_bytes())
+    return int(match.group(1)) if match else None
+
+
+def read_index(outdir: Path, agent: str) -> dict:
+    """The ``index.json`` entries of ``agent``, or ``{}`` when there is no report."""
+    path = outdir / "index.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text()).get(agent, {})
+
+
+def execute(options, mode: str) -> RunResult:
+    """Carry out one run and collect its results; never raises HarnessError."""
+    name, run = RUNS[mode]
+    outdir = (options.reports / name).resolve()
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "index.json").unlink(missing_ok=True)
+    result = RunResult(name=name, outdir=outdir)
+    started = time.monotonic()
+    with Supervisor(outdir) as supervisor:
+        try:
+            run(options, supervisor, outdir, started + options.timeout)
+        except HarnessError as error:
+            result.error = str(error)
+        result.seconds = time.monotonic() - started
+        result.expected = announced_case_count(supervisor.log_path("wstest"))
+        result.cases = read_index(outdir, agent_name(options))
+        if not result.ok:
+            if result.error is None and result.expected is None:
+                result.error = "wstest never announced how many cases it would run"
+            supervisor.stop_all()
+            supervisor.print_tails()
+    return result
+
+
+def case_detail(outdir: Path, entry: dict) -> str:
+    """What went wrong in one case, from its JSON report."""
+    try:
+        report = json.loads((outdir / entry["reportfile"]).read_text())
+    except (KeyError, OSError, ValueError):
+        return ""
+    result = " ".join(str(report.get("result", "")).split())
+    close = " ".join(str(report.get("resultClose", "")).split())
+    return f"{result[:160]} / close: {close[:160]}"
+
+
+def duration_by_group(cases: dict) -> Counter:
+    """Milliseconds spent per top-level case group ("1", ..., "13")."""
+    spent: Counter = Counter()
+    for case_id, entry in cases.items():
+        spent[case_id.split(".")[0]] += entry.get("duration", 0)
+    return spent
+
+
+def format_counts(counter: Counter) -> str:
+    return ", ".join(f"{key} {count}" for key, count in counter.most_common())
+
+
+def print_summary(result: RunResult, via: str) -> None:
+    cases = result.cases
+    verdict = "ok" if result.ok else "FAILED"
+    print(
+        f"== {result.name} {via}: {verdict}, {len(cases)}/{result.expected or '?'} cases, "
+        f"{result.failed} failed, {result.seconds:.1f} s wall"
+    )
+    if result.error:
+        print(f"  error: {result.error}")
+    if result.missing:
+        print(f"  missing: {result.missing} announced cases are not in index.json")
+    print(f"  behavior: {format_counts(Counter(e.get('behavior') for e in cases.values()))}")
+    closes = Counter(e.get("behaviorClose") for e in cases.values())
+    print(f"  behaviorClose: {format_counts(closes)}")
+    print(f"  time by group: {format_durations(duration_by_group(cases))}")
+    for case_id in result.failing():
+        entry = cases[case_id]
+        print(
+            f"  FAIL {case_id}: behavior={entry.get('behavior')} "
+            f"behaviorClose={entry.get('behaviorClose')} "
+            f"remoteCloseCode={entry.get('remoteCloseCode')} "
+            f"{case_detail(result.outdir, entry)}"
+        )
+    print(f"  report: {result.outdir / 'index.html'}")
+
+
+def format_durations(spent: Counter) -> str:
+    total = sum(spent.values()) or 1
+    parts = [
+        f"{group}.* {ms / 1000:.1f}s ({100 * ms / total:.0f}%)"
+        for group, ms in sorted(spent.items(), key=lambda item: int(item[0]))
+    ]
+    return ", ".join(parts)
+
+
+def parse_cases(text: str) -> list[str]:
+    cases = [case.strip() for case in text.split(",") if case.strip()]
+    for case in cases:
+        if not re.fullmatch(r"[0-9*]+(\.[0-9*]+)*", case):
+            raise argparse.ArgumentTypeError(f"not a case pattern: {case!r}")
+    if not cases:
+        raise argparse.ArgumentTypeError("no case patterns given")
+    return cases
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="See the module docstring of tests/conformance/run.py for details.",
+    )
+    parser.add_argument("--mode", choices=("client", "server", "both"), default="both")
+    parser.add_argument(
+        "--cases",
+        type=parse_cases,
+        default=DEFAULT_CASES,
+        help="comma-separated case patterns (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--direct", action="store_true", help="leave the proxy out (validates the harness)"
+    )
+    parser.add_argument("--scheme", choices=("ws",), default="ws", help="only ws for now")
+    parser.add_argument(
+        "--reports",
+        type=Path,
+        default=REPO / "reports" / "autobahn",
+        help="report directory (default: reports/autobahn in the repository)",
+    )
+    parser.add_argument(
+        "--proxy-cmd",
+        default=DEFAULT_PROXY_CMD,
+        help="command starting the proxy, run from the repository root; {python} and "
+        "{config} are replaced (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=RUN_TIMEOUT,
+        help="seconds one run may take (default: %(default)s)",
+    )
+    options = parser.parse_args(argv)
+    if not WSTEST.exists():
+        parser.error(f"{WSTEST} is missing: run scripts/setup-wstest.sh")
+    return options
+
+
+def terminate_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so every process group is cleaned up on the way out."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def main(argv: list[str]) -> int:
+    options = parse_args(argv)
+    terminate_on_sigterm()
+    modes = ("client", "server") if options.mode == "both" else (options.mode,)
+    via = "direct" if options.direct else "via clbproxy"
+    results = []
+    for mode in modes:
+        result = execute(options, mode)
+        print_summary(result, via)
+        results.append(result)
+    passed = sum(result.passed for result in results)
+    failed = sum(result.failed for result in results)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if all(result.ok for result in results) else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,393 @@
+"""The WebSocket relay over real sockets on 127.0.0.1: handshakes, messages, closes, flow."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from tests.integration.support import (
+    Listening,
+    raw_request,
+    upgrade_request,
+)
+
+
+def _status(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+class RelayTestCase(unittest.TestCase):
+    timeout = 20
+
+    def setUp(self):
+        self.net = Listening(self)
+
+    @defer.inlineCallbacks
+    def proxy_to_backend(self, backend_kwargs=None, **proxy_kwargs):
+        backend, port = self.net.backend(**(backend_kwargs or {}))
+        backend_port = yield port
+        proxy_port = yield self.net.proxy([backend_port], **proxy_kwargs)
+        return backend, proxy_port
+
+
+class MessageRelayTests(RelayTestCase):
+    @defer.inlineCallbacks
+    def test_text_and_binary_messages_are_relayed_both_ways(self):
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port)
+        protocol = yield client.opened
+        protocol.sendMessage("héllo".encode(), isBinary=False)
+        protocol.sendMessage(b"\x00\x01\xff", isBinary=True)
+        messages = yield client.wait_messages(2)
+        self.assertEqual(messages, [("héllo".encode(), False), (b"\x00\x01\xff", True)])
+        protocol.sendClose(1000)
+        yield client.closed
+
+    @defer.inlineCallbacks
+    def test_backend_pushes_without_being_asked(self):
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port, "/push?n=3")
+        yield client.opened
+        messages = yield client.wait_messages(3)
+        self.assertEqual([m for m, _ in messages], [b"push 0", b"push 1", b"push 2"])
+
+    @defer.inlineCallbacks
+    def test_large_fragmented_message_arrives_intact(self):
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port)
+        protocol = yield client.opened
+        payload = os.urandom(3 * 1024 * 1024 + 17)
+        protocol.sendMessage(payload, isBinary=True, fragmentSize=100_000)
+        messages = yield client.wait_messages(1)
+        self.assertEqual(len(messages[0][0]), len(payload))
+        self.assertEqual(messages[0][0], payload)
+
+    @defer.inlineCallbacks
+    def test_deflate_is_negotiated_on_each_hop(self):
+        backend, port = yield self.proxy_to_backend()
+        client = self.net.client(port, deflate=True)
+        protocol = yield client.opened
+        self.assertEqual(
+            [ext.EXTENSION_NAME for ext in protocol.websocket_extensions_in_use],
+            ["permessage-deflate"],
+        )
+        protocol.sendMessage(b"a" * 100_000, isBinary=False)
+        messages = yield client.wait_messages(1)
+        self.assertEqual(messages[0][0], b"a" * 100_000)
+        self.assertIn("permessage-deflate", backend.requests[0].headers["sec-websocket-extensions"])
+
+    @defer.inlineCallbacks
+    def test_backend_is_not_offered_deflate_when_the_client_did_not_ask(self):
+        backend, port = yield self.proxy_to_backend()
+        client = self.net.client(port)
+        yield client.opened
+        self.assertNotIn("sec-websocket-extensions", backend.requests[0].headers)
+
+
+class HandshakeTests(RelayTestCase):
+    @defer.inlineCallbacks
+    def test_subprotocol_chosen_by_backend_is_answered(self):
+        _, port = yield self.proxy_to_backend({"subprotocols": ["chat.v1"]})
+        client = self.net.client(port, protocols=["echo.v2", "chat.v1"])
+        yield client.opened
+        self.assertEqual(client.response.protocol, "chat.v1")
+
+    @defer.inlineCallbacks
+    def test_no_subprotocol_when_backend_chooses_none(self):
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port, protocols=["echo.v2"])
+        yield client.opened
+        self.assertIsNone(client.response.protocol)
+
+    @defer.inlineCallbacks
+    def test_backend_cookies_reach_the_client_on_the_101(self):
+        _, port = yield self.proxy_to_backend()
+        response = yield _handshake_head(port)
+        self.assertIn(b"HTTP/1.1 101", response)
+        self.assertIn(b"Set-Cookie: a=1; Path=/\r\n", response)
+        self.assertIn(b"Set-Cookie: b=2; Path=/\r\n", response)
+
+    @defer.inlineCallbacks
+    def test_end_to_end_headers_and_forwarding_headers_reach_the_backend(self):
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(
+            port,
+            "/headers?x=1",
+            origin="http://app.example",
+            headers={
+                "Authorization": "Bearer t",
+                "Cookie": "s=1",
+                "X-Forwarded-Proto": "https",
+                "X-Real-IP": "10.9.9.9",
+            },
+        )
+        protocol = yield client.opened
+        protocol.sendMessage(b"?")
+        ((payload, _),) = yield client.wait_messages(1)
+        seen = json.loads(payload)
+        self.assertEqual(seen["host"], f"127.0.0.1:{port}")
+        self.assertEqual(seen["origin"], "http://app.example")
+        self.assertEqual(seen["authorization"], "Bearer t")
+        self.assertEqual(seen["cookie"], "s=1")
+        self.assertEqual(seen["x-forwarded-for"], "127.0.0.1")
+        self.assertEqual(seen["x-real-ip"], "127.0.0.1")
+        self.assertEqual(seen["x-forwarded-proto"], "http")
+        self.assertEqual(seen["x-forwarded-host"], f"127.0.0.1:{port}")
+
+    @defer.inlineCallbacks
+    def test_proxy_protocol_client_address_reaches_the_backend(self):
+        backend, port = yield self.proxy_to_backend(bind="haproxy:tcp:0:interface=127.0.0.1")
+        response = yield _handshake_head(
+            port, preamble=b"PROXY TCP4 198.51.100.7 127.0.0.1 5555 80\r\n"
+        )
+        self.assertEqual(_status(response), 101)
+        headers = backend.requests[0].headers
+        self.assertEqual(headers["x-real-ip"], "198.51.100.7")
+        self.assertEqual(headers["x-forwarded-for"], "198.51.100.7")
+
+    @defer.inlineCallbacks
+    def test_path_and_query_are_forwarded(self):
+        backend, port = yield self.proxy_to_backend()
+        client = self.net.client(port, "/echo?room=7&x=%20y")
+        yield client.opened
+        self.assertEqual(backend.opened[0].http_request_uri, "/echo?room=7&x=%20y")
+
+    @defer.inlineCallbacks
+    def test_backend_refusal_is_passed_to_the_client(self):
+        backend_port = yield self.net.raw_backend(
+            b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm="chat"\r\n'
+            b"Content-Type: text/plain\r\nContent-Length: 12\r\n\r\nlog in first"
+        )
+        port = yield self.net.proxy([backend_port])
+        response = yield raw_request(port, upgrade_request())
+        self.assertEqual(_status(response), 401)
+        self.assertIn(b'WWW-Authenticate: Bearer realm="chat"\r\n', response)
+        self.assertIn(b"Content-Length: 12\r\n", response)
+        self.assertTrue(response.endswith(b"\r\n\r\nlog in first"))
+
+    @defer.inlineCallbacks
+    def test_chunked_refusal_body_is_decoded(self):
+        backend_port = yield self.net.raw_backend(
+            b"HTTP/1.1 302 Found\r\nLocation: /login\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            close_after=False,
+        )
+        port = yield self.net.proxy([backend_port])
+        response = yield raw_request(port, upgrade_request())
+        self.assertEqual(_status(response), 302)
+        self.assertIn(b"Location: /login\r\n", response)
+        self.assertNotIn(b"Transfer-Encoding", response)
+        self.assertTrue(response.endswith(b"\r\n\r\nhello world"))
+
+    @defer.inlineCallbacks
+    def test_refusal_body_over_the_limit_is_cut(self):
+        backend_port = yield self.net.raw_backend(b"HTTP/1.1 403 Forbidden\r\n\r\n" + b"z" * 5000)
+        port = yield self.net.proxy([backend_port], max_refusal_body=1000)
+        response = yield raw_request(port, upgrade_request())
+        self.assertEqual(_status(response), 403)
+        self.assertTrue(response.endswith(b"\r\n\r\n" + b"z" * 1000))
+
+    @defer.inlineCallbacks
+    def test_garbage_from_backend_is_502(self):
+        backend_port = yield self.net.raw_backend(b"SSH-2.0-OpenSSH\r\n\r\n")
+        port = yield self.net.proxy([backend_port])
+        response = yield raw_request(port, upgrade_request())
+        self.assertEqual(_status(response), 502)
+        self.assertIn(b"Content-Type: text/html", response)
+
+    @defer.inlineCallbacks
+    def test_silent_backend_is_504(self):
+        backend_port = yield self.net.raw_backend(b"", close_after=False)
+        port = yield self.net.proxy([backend_port], group_options={"response_timeout": 0.3})
+        response = yield raw_request(port, upgrade_request())
+        self.assertEqual(_status(response), 504)
+
+    @defer.inlineCallbacks
+    def test_unreachable_backend_is_retried_on_another(self):
+        _, good = self.net.backend()
+        good_port = yield good
+        dead_port = yield _closed_port(self.net)
+        port = yield self.net.proxy([dead_port, good_port])
+        for _ in range(2):
+            client = self.net.client(port)
+            protocol = yield client.opened
+            protocol.sendClose(1000)
+            yield client.closed
+
+    @defer.inlineCallbacks
+    def test_all_backends_unreachable_is_502(self):
+        dead_port = yield _closed_port(self.net)
+        port = yield self.net.proxy([dead_port])
+        response = yield raw_request(port, upgrade_request())
+        self.assertEqual(_status(response), 502)
+
+    @defer.inlineCallbacks
+    def test_group_without_available_backend_is_503(self):
+        port = yield self.net.proxy([])
+        response = yield raw_request(port, upgrade_request())
+        self.assertEqual(_status(response), 503)
+
+    @defer.inlineCallbacks
+    def test_no_matching_rule_is_404(self):
+        from clbproxy.config import RuleConfig
+
+        _, backend = self.net.backend()
+        backend_port = yield backend
+        port = yield self.net.proxy(
+            [backend_port], rules=(RuleConfig(target_group="pool", host="chat.example"),)
+        )
+        response = yield raw_request(port, upgrade_request(host="other.example"))
+        self.assertEqual(_status(response), 404)
+        ok = yield _handshake_head(port, host="CHAT.example:8080")
+        self.assertEqual(_status(ok), 101)
+
+    @defer.inlineCallbacks
+    def test_origin_outside_the_allow_list_is_403(self):
+        _, port = yield self.proxy_to_backend(allowed_origins=("https://app.example",))
+        denied = yield raw_request(port, upgrade_request(extra=b"Origin: https://evil.example\r\n"))
+        self.assertEqual(_status(denied), 403)
+        allowed = self.net.client(port, origin="https://app.example")
+        yield allowed.opened
+
+    @defer.inlineCallbacks
+    def test_wrong_websocket_version_is_answered_by_the_proxy(self):
+        _, port = yield self.proxy_to_backend()
+        request = upgrade_request().replace(
+            b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 7"
+        )
+        response = yield raw_request(port, request)
+        self.assertEqual(_status(response), 400)
+        self.assertIn(b"Sec-WebSocket-Version: 13", response)
+
+
+class CloseTests(RelayTestCase):
+    @defer.inlineCallbacks
+    def test_backend_close_code_and_reason_reach_the_client(self):
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port, "/close?code=4001&reason=kicked")
+        protocol = yield client.opened
+        protocol.sendMessage(b"x")
+        was_clean, code, reason = yield client.closed
+        self.assertEqual((code, reason), (4001, "kicked"))
+        self.assertTrue(was_clean)
+
+    @defer.inlineCallbacks
+    def test_client_close_code_reaches_the_backend(self):
+        backend, port = yield self.proxy_to_backend()
+        backend.closed = defer.Deferred()
+        client = self.net.client(port)
+        protocol = yield client.opened
+        protocol.sendClose(4002, "leaving")
+        _, code, reason = yield backend.closed
+        self.assertEqual((code, reason), (4002, "leaving"))
+
+    @defer.inlineCallbacks
+    def test_backend_vanishing_closes_the_client_with_1011(self):
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port, "/drop")
+        protocol = yield client.opened
+        protocol.sendMessage(b"x")
+        _, code, _ = yield client.closed
+        self.assertEqual(code, 1011)
+
+    @defer.inlineCallbacks
+    def test_client_vanishing_closes_the_backend_with_1001(self):
+        backend, port = yield self.proxy_to_backend()
+        backend.closed = defer.Deferred()
+        client = self.net.client(port)
+        protocol = yield client.opened
+        protocol.transport.abortConnection()
+        _, code, _ = yield backend.closed
+        self.assertEqual(code, 1001)
+
+    @defer.inlineCallbacks
+    def test_oversized_message_is_closed_with_1009(self):
+        backend, port = yield self.proxy_to_backend(max_message_size=1000)
+        backend.closed = defer.Deferred()
+        client = self.net.client(port)
+        protocol = yield client.opened
+        protocol.sendMessage(b"y" * 1001, isBinary=True)
+        _, code, _ = yield client.closed
+        self.assertEqual(code, 1009)
+        _, backend_code, _ = yield backend.closed
+        self.assertEqual(backend_code, 1001)
+
+    @defer.inlineCallbacks
+    def test_unmasked_client_frame_is_a_protocol_error(self):
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port)
+        protocol = yield client.opened
+        protocol.transport.write(b"\x81\x02hi")  # text frame without the mask bit
+        _, code, _ = yield client.closed
+        self.assertEqual(code, 1002)
+
+
+class BackpressureTests(RelayTestCase):
+    @defer.inlineCallbacks
+    def test_slow_client_bounds_what_the_proxy_buffers(self):
+        limit = 64 * 1024
+        backend, port = yield self.proxy_to_backend(session_buffer=limit)
+        client = self.net.client(port, "/flood?n=256")  # 16 MiB from the backend
+        protocol = yield client.opened
+        protocol.transport.pauseProducing()
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        (session,) = self.net.service.relay.sessions
+        # Two transport buffers of `limit`, plus what one read may add to each.
+        self.assertLess(session.buffered_bytes(), 2 * limit + 2 * 65536 + 16384)
+        self.assertLess(len(client.messages), 256)
+        protocol.transport.resumeProducing()
+        messages = yield client.wait_messages(256)
+        self.assertEqual(sum(len(m) for m, _ in messages), 256 * 65536)
+
+
+class SessionTrackingTests(RelayTestCase):
+    @defer.inlineCallbacks
+    def test_session_is_forgotten_when_both_hops_are_closed(self):
+        backend, port = yield self.proxy_to_backend()
+        backend.closed = defer.Deferred()
+        client = self.net.client(port)
+        protocol = yield client.opened
+        self.assertEqual(len(self.net.service.relay.sessions), 1)
+        protocol.sendClose(1000)
+        yield client.closed
+        yield backend.closed
+        yield task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.net.service.relay.sessions, set())
+
+
+def _handshake_head(port, host="127.0.0.1", preamble=b"") -> defer.Deferred:
+    """The proxy's answer to a handshake, read until the end of its headers."""
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+    from twisted.internet.protocol import Factory, Protocol
+
+    done = defer.Deferred()
+
+    class Head(Protocol):
+        buffer = b""
+
+        def connectionMade(self):
+            self.transport.write(preamble + upgrade_request(host=host))
+
+        def dataReceived(self, data):
+            self.buffer += data
+            if b"\r\n\r\n" in self.buffer and not done.called:
+                done.callback(self.buffer)
+                self.transport.abortConnection()
+
+    TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory.forProtocol(Head))
+    return done
+
+
+@defer.inlineCallbacks
+def _closed_port(net) -> int:
+    """A loopback port with nothing listening on it."""
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+    from twisted.internet.protocol import Factory
+
+    listening = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Factory())
+    port = listening.getHost().port
+    yield listening.stopListening()
+    return port
