@@ -666,6 +666,8 @@ class HTTPForwarderTests(TestCase):
         self.assertLess(bodies[0].sent, 64 * 1024 * 1024)
         client.transport.abortConnection()
         await client.closed
+        with self.assertRaises(ConnectionClosed):
+            await bodies[0].lost.addTimeout(5, reactor)
 
     async def test_client_disconnect_mid_body_closes_the_backend_connection(self) -> None:
         bodies: List[EndlessBody] = []
