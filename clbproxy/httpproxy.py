@@ -42,6 +42,7 @@ from twisted.web.client import (
     RequestTransmissionFailed,
     ResponseDone,
     ResponseFailed,
+    _HTTP11ClientFactory,
 )
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
@@ -96,9 +97,16 @@ def render_error(request: Request, status: int, detail: str) -> bytes:
     return body
 
 
+class _QuietClientFactory(_HTTP11ClientFactory):
+    """One factory per backend connection: "Starting factory" lines would flood the log."""
+
+    noisy = False
+
+
 def backend_pool(reactor) -> HTTPConnectionPool:
     """The keep-alive connection pool a forwarder uses when none is given."""
     pool = HTTPConnectionPool(reactor, persistent=True)
+    pool._factory = _QuietClientFactory
     pool.maxPersistentPerHost = MAX_PERSISTENT_PER_BACKEND
     pool.cachedConnectionTimeout = CACHED_CONNECTION_TIMEOUT
     return pool

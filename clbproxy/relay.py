@@ -411,6 +411,8 @@ class RelayClientFactory(WebSocketClientFactory):
     """One per session: how to greet the chosen backend on the client's behalf."""
 
     protocol = RelayClientProtocol
+    #: One factory per session: "Starting factory" lines would double the log.
+    noisy = False
 
     def __init__(self, session: RelaySession, request: ConnectingRequest, deflate: bool) -> None:
         super().__init__(url="ws://localhost/", protocols=request.protocols)

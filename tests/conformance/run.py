@@ -59,7 +59,12 @@ PYTHON27 = REPO / ".venv27" / "bin" / "python"
 
 PASSING = frozenset({"OK", "NON-STRICT", "INFORMATIONAL"})
 DEFAULT_CASES = ",".join(f"{n}.*" for n in range(1, 14))
-DEFAULT_PROXY_CMD = "{python} -m twisted --log-format=text clbproxy --config {config}"
+#: ``twistd -n clbproxy`` without a pid file (runs may overlap).  Not ``python -m twisted``:
+#: that is the ``twist`` runner, which knows no ``-n`` and skips ``privilegedStartService``.
+DEFAULT_PROXY_CMD = (
+    "{python} -c 'from twisted.scripts.twistd import run; run()' "
+    "-n --pidfile= clbproxy --config {config}"
+)
 #: Seconds a run may take before it is killed and counted as failed.
 RUN_TIMEOUT = 15 * 60
 #: Seconds a server process has to start accepting TCP connections.
