@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import random
 from typing import Callable, Iterable, Mapping, Optional
@@ -27,7 +28,12 @@ from typing import Callable, Iterable, Mapping, Optional
 import attrs
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+)
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
@@ -321,7 +327,21 @@ Connector = Callable[[str, int, float], object]
 
 
 def _default_connector(reactor) -> Connector:
-    return lambda host, port, timeout: HostnameEndpoint(reactor, host, port, timeout=timeout)
+    """Endpoints for probes: IP literals directly, names through ``HostnameEndpoint``.
+
+    ``HostnameEndpoint`` reports a refused connection only after its 0.3 s
+    happy-eyeballs delay, longer than a short check timeout.
+    """
+
+    def connect(host: str, port: int, timeout: float):
+        try:
+            version = ipaddress.ip_address(host).version
+        except ValueError:
+            return HostnameEndpoint(reactor, host, port, timeout=timeout)
+        endpoint = TCP4ClientEndpoint if version == 4 else TCP6ClientEndpoint
+        return endpoint(reactor, host, port, timeout=timeout)
+
+    return connect
 
 
 @implementer(IHealthCheck)
@@ -451,7 +471,7 @@ def make_check(config: HealthCheckConfig, reactor, http_client=None) -> IHealthC
 
 
 def describe(failure: Failure) -> str:
-    if failure.check(defer.TimeoutError, defer.CancelledError):
+    if failure.check(defer.TimeoutError, defer.CancelledError, ConnectingCancelledError):
         return "timed out"
     message = failure.getErrorMessage()
     name = type(failure.value).__name__
