@@ -1,53 +1,452 @@
-"""Target groups at run time: which backend takes the next session.
+"""Target groups at run time: which backend takes the next session or request.
 
-The policy is nginx's smooth weighted round robin: over any window of
-``sum(weights)`` picks each backend is chosen exactly ``weight`` times, and the
-picks are interleaved rather than bunched.  A weight of 0 takes no new traffic.
+A :class:`TargetGroup` narrows its backends to those that may take new traffic
+(weight above 0, below ``max_conns``, in service by :mod:`clbproxy.health`,
+not already tried), asks session persistence (:mod:`clbproxy.persistence`)
+for a remembered backend, and otherwise asks its balancing policy, one of:
+
+- ``round_robin``: nginx's smooth weighted round robin: over any window of
+  ``sum(weights)`` picks each backend is chosen ``weight`` times, interleaved;
+- ``least_conn``: fewest live sessions plus in-flight requests per unit of
+  weight, ties broken by smooth weighted round robin (as nginx does);
+- ``consistent_hash``: a hash ring with ``160 x weight / 10`` virtual nodes per
+  backend, keyed by the client address, a header, a cookie or a query
+  parameter, so adding or removing a backend moves about 1/N of the keys;
+- ``random_two``: two weighted random candidates, the less loaded one wins.
+
+Live sessions and in-flight requests are counted with leases: whoever sends
+traffic to a backend holds ``group.acquire(backend)`` until that traffic ends.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+import bisect
+import hashlib
+import random
+from typing import Callable, Iterable, Mapping, Optional, Sequence
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import Attribute, Interface, implementer
 
 from clbproxy.config import BackendConfig, TargetGroupConfig
 
+log = Logger()
 
+Load = Callable[[BackendConfig], int]
+
+
+@attrs.frozen
+class RequestInfo:
+    """What a policy or session persistence may look at: who asks, for what.
+
+    ``headers`` has lower-case names; ``query`` holds each parameter's first value.
+    """
+
+    client_ip: str = ""
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    cookies: Mapping[str, str] = attrs.field(factory=dict)
+    query: Mapping[str, str] = attrs.field(factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        client_ip: str,
+        headers: Iterable[tuple[str, str]],
+        query: Mapping[str, Sequence[str]],
+    ) -> RequestInfo:
+        """A record from the request's headers (pairs, any case) and parsed query."""
+        merged: dict[str, str] = {}
+        cookies: dict[str, str] = {}
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "cookie":
+                cookies.update(parse_cookies(value))
+            merged.setdefault(lower, value)
+        return cls(
+            client_ip=client_ip,
+            headers=merged,
+            cookies=cookies,
+            query={name: values[0] for name, values in query.items() if values},
+        )
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    """The name/value pairs of a ``Cookie`` header; the first of a repeated name wins."""
+    found: dict[str, str] = {}
+    for part in header.split(";"):
+        name, separator, value = part.strip().partition("=")
+        if separator and name and name not in found:
+            found[name] = value.strip().strip('"')
+    return found
+
+
+class IBalancingPolicy(Interface):
+    """Chooses one backend among candidates that may all take new traffic."""
+
+    name = Attribute("The policy's name in tap.conf.")
+
+    def pick(
+        candidates: Sequence[BackendConfig], request: RequestInfo, load: Load
+    ) -> Optional[BackendConfig]:
+        """One of ``candidates`` (never empty), or None; ``load(b)`` is b's live count."""
+
+
+@implementer(IBalancingPolicy)
 class SmoothWeightedRoundRobin:
-    """nginx's smooth weighted round robin over a fixed list of backends."""
+    """nginx's smooth weighted round robin.
 
-    def __init__(self, backends: Iterable[BackendConfig]) -> None:
+    Each pick adds every candidate's weight to its running score, takes the
+    highest and subtracts the candidates' total from it.  Backends that are not
+    candidates this time keep their score, as nginx keeps a down peer's.
+    """
+
+    name = "round_robin"
+
+    def __init__(self, backends: Iterable[BackendConfig] = ()) -> None:
         self._backends = list(backends)
-        self._current = [0] * len(self._backends)
+        self._current: dict[BackendConfig, int] = {}
 
-    def pick(self, exclude: Iterable[BackendConfig] = ()) -> Optional[BackendConfig]:
-        """The next backend, skipping those in ``exclude`` and weight-0 ones; None if none."""
-        excluded = set(exclude)
+    def pick(
+        self,
+        candidates: Optional[Sequence[BackendConfig]] = None,
+        request: Optional[RequestInfo] = None,
+        load: Optional[Load] = None,
+        *,
+        exclude: Iterable[BackendConfig] = (),
+    ) -> Optional[BackendConfig]:
+        """The next of ``candidates`` (default: all weighted backends but ``exclude``)."""
+        if candidates is None:
+            excluded = set(exclude)
+            candidates = [b for b in self._backends if b not in excluded]
         total = 0
-        best_index = -1
-        for index, backend in enumerate(self._backends):
-            if backend.weight <= 0 or backend in excluded:
+        best: Optional[BackendConfig] = None
+        for backend in candidates:
+            if backend.weight <= 0:
                 continue
-            self._current[index] += backend.weight
+            score = self._current.get(backend, 0) + backend.weight
+            self._current[backend] = score
             total += backend.weight
-            if best_index == -1 or self._current[index] > self._current[best_index]:
-                best_index = index
-        if best_index == -1:
-            return None
-        self._current[best_index] -= total
-        return self._backends[best_index]
+            if best is None or score > self._current[best]:
+                best = backend
+        if best is not None:
+            self._current[best] -= total
+        return best
+
+
+@implementer(IBalancingPolicy)
+class WeightedLeastConnections:
+    """Fewest live sessions and in-flight requests per unit of weight (nginx ``least_conn``)."""
+
+    name = "least_conn"
+
+    def __init__(self) -> None:
+        self._tie_breaker = SmoothWeightedRoundRobin()
+
+    def pick(
+        self, candidates: Sequence[BackendConfig], request: RequestInfo, load: Load
+    ) -> Optional[BackendConfig]:
+        best: list[BackendConfig] = []
+        best_load = 0
+        for backend in candidates:
+            if backend.weight <= 0:
+                continue
+            current = load(backend)
+            if not best:
+                best, best_load = [backend], current
+                continue
+            # current / weight compared with best_load / best_weight, without division.
+            left = current * best[0].weight
+            right = best_load * backend.weight
+            if left < right:
+                best, best_load = [backend], current
+            elif left == right:
+                best.append(backend)
+        if len(best) <= 1:
+            return best[0] if best else None
+        return self._tie_breaker.pick(best)
+
+
+def _hash64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+#: Virtual nodes of a backend with the default weight (10): nginx's 160 points per weight unit.
+VIRTUAL_NODES_PER_WEIGHT = 16
+
+
+@implementer(IBalancingPolicy)
+class ConsistentHash:
+    """A hash ring over every configured backend, walked clockwise to the first candidate.
+
+    The ring never changes while the group lives: a backend that is out of
+    service (or full, or drained) is stepped over, so only its keys move, and
+    they come back when it does.  A request without the key (no such header,
+    cookie or parameter) is balanced by smooth weighted round robin, as HAProxy
+    does.
+    """
+
+    name = "consistent_hash"
+
+    def __init__(self, backends: Iterable[BackendConfig], hash_key: str = "source_ip") -> None:
+        self.hash_key = hash_key
+        points: list[tuple[int, int]] = []
+        self._backends = [b for b in backends if b.weight > 0]
+        for index, backend in enumerate(self._backends):
+            for replica in range(max(1, backend.weight * VIRTUAL_NODES_PER_WEIGHT)):
+                points.append((_hash64(f"{backend.address}#{replica}".encode()), index))
+        points.sort()
+        self._hashes = [point for point, _ in points]
+        self._owners = [index for _, index in points]
+        self._fallback = SmoothWeightedRoundRobin()
+
+    def key(self, request: RequestInfo) -> Optional[str]:
+        """The value hashed for ``request``, or None when the request does not carry it."""
+        if self.hash_key == "source_ip":
+            return request.client_ip or None
+        source, _, name = self.hash_key.partition(":")
+        if source == "header":
+            return request.headers.get(name)
+        if source == "cookie":
+            return request.cookies.get(name)
+        return request.query.get(name)
+
+    def pick(
+        self, candidates: Sequence[BackendConfig], request: RequestInfo, load: Load
+    ) -> Optional[BackendConfig]:
+        key = self.key(request)
+        if key is None or not self._hashes:
+            return self._fallback.pick(candidates)
+        allowed = set(candidates)
+        start = bisect.bisect(self._hashes, _hash64(key.encode("utf-8", "surrogateescape")))
+        seen: set[int] = set()
+        count = len(self._hashes)
+        for step in range(count):
+            index = self._owners[(start + step) % count]
+            if index in seen:
+                continue
+            seen.add(index)
+            backend = self._backends[index]
+            if backend in allowed:
+                return backend
+            if len(seen) == len(self._backends):
+                break
+        return None
+
+
+@implementer(IBalancingPolicy)
+class RandomTwoChoices:
+    """Two distinct candidates drawn by weight; the one with less load per weight wins."""
+
+    name = "random_two"
+
+    def __init__(self, rng: Optional[random.Random] = None) -> None:
+        self._random = rng or random.Random()
+
+    def pick(
+        self, candidates: Sequence[BackendConfig], request: RequestInfo, load: Load
+    ) -> Optional[BackendConfig]:
+        pool = [b for b in candidates if b.weight > 0]
+        if len(pool) <= 1:
+            return pool[0] if pool else None
+        first = self._random.choices(pool, weights=[b.weight for b in pool])[0]
+        rest = [b for b in pool if b is not first]
+        second = self._random.choices(rest, weights=[b.weight for b in rest])[0]
+        if load(second) * first.weight < load(first) * second.weight:
+            return second
+        return first
+
+
+def make_policy(config: TargetGroupConfig, rng: Optional[random.Random] = None) -> IBalancingPolicy:
+    """The balancing policy ``config`` names."""
+    if config.policy == "least_conn":
+        return WeightedLeastConnections()
+    if config.policy == "consistent_hash":
+        return ConsistentHash(config.backends, config.hash_key)
+    if config.policy == "random_two":
+        return RandomTwoChoices(rng)
+    return SmoothWeightedRoundRobin(config.backends)
+
+
+class Lease:
+    """One live session or in-flight request on a backend; ``release()`` ends it (idempotent)."""
+
+    def __init__(
+        self,
+        group: TargetGroup,
+        backend: BackendConfig,
+        close: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self.group = group
+        self.backend = backend
+        #: Called with a reason to end the session when its backend is taken out of
+        #: service and the group says ``on_unhealthy = "close"``; None for HTTP requests.
+        self.close = close
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.group._release(self)
 
 
 class TargetGroup:
-    """A configured target group with its balancing state."""
+    """A configured target group with its balancing, persistence and health state.
 
-    def __init__(self, config: TargetGroupConfig) -> None:
+    ``clock`` measures persistence and ejection times; ``health`` and
+    ``persistence`` default to the ones the configuration describes.
+    """
+
+    def __init__(
+        self,
+        config: TargetGroupConfig,
+        clock: Optional[IReactorTime] = None,
+        *,
+        policy: Optional[IBalancingPolicy] = None,
+        health=None,
+        persistence=None,
+    ) -> None:
+        from clbproxy.health import BackendHealth
+        from clbproxy.persistence import make_persistence
+
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.config = config
-        self._policy = SmoothWeightedRoundRobin(config.backends)
+        self.clock = clock
+        self.policy = policy or make_policy(config)
+        self.health = health or BackendHealth(config, clock)
+        self.persistence = persistence or make_persistence(
+            config.persistence, clock, config.backends
+        )
+        self._leases: dict[BackendConfig, set[Lease]] = {b: set() for b in config.backends}
+        self._failing_open = False
+        self.health.on_change(self._health_changed)
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    def pick(self, exclude: Iterable[BackendConfig] = ()) -> Optional[BackendConfig]:
-        """The backend for a new session or request, or None when none can take it."""
-        return self._policy.pick(exclude)
+    @property
+    def backends(self) -> tuple[BackendConfig, ...]:
+        return self.config.backends
+
+    # -- load --------------------------------------------------------------------
+
+    def acquire(
+        self, backend: BackendConfig, close: Optional[Callable[[str], None]] = None
+    ) -> Lease:
+        """Count one live session or in-flight request on ``backend`` until released."""
+        lease = Lease(self, backend, close)
+        self._leases.setdefault(backend, set()).add(lease)
+        return lease
+
+    def _release(self, lease: Lease) -> None:
+        self._leases.get(lease.backend, set()).discard(lease)
+
+    def load(self, backend: BackendConfig) -> int:
+        """Live WebSocket sessions plus in-flight HTTP requests on ``backend``."""
+        return len(self._leases.get(backend, ()))
+
+    def is_full(self, backend: BackendConfig) -> bool:
+        return 0 < backend.max_conns <= self.load(backend)
+
+    # -- picking -----------------------------------------------------------------
+
+    def pick(
+        self, request: Optional[RequestInfo] = None, exclude: Iterable[BackendConfig] = ()
+    ) -> Optional[BackendConfig]:
+        """The backend for a new session or request, or None when none can take it.
+
+        None means: every backend is drained, full or already in ``exclude``, or
+        (with ``fail_open = false``) none is in service.
+        """
+        request = request or RequestInfo()
+        candidates = self.candidates(exclude)
+        if not candidates:
+            return None
+        remembered = self.persistence.lookup(request)
+        if remembered is not None and remembered in candidates:
+            return remembered
+        return self.policy.pick(candidates, request, self.load)
+
+    def candidates(self, exclude: Iterable[BackendConfig] = ()) -> list[BackendConfig]:
+        """Backends that may take new traffic now: in service (or failing open), not full."""
+        excluded = set(exclude)
+        open_ = [
+            b
+            for b in self.config.backends
+            if b.weight > 0 and b not in excluded and not self.is_full(b)
+        ]
+        healthy = [b for b in open_ if self.health.available(b)]
+        weighted = [b for b in self.config.backends if b.weight > 0]
+        if healthy or not open_:
+            self._set_failing_open(False)
+            return healthy
+        if any(self.health.available(b) for b in weighted):
+            # Healthy backends exist but are full or already tried.
+            return []
+        if not self.config.fail_open:
+            self._set_failing_open(False, closed=True)
+            return []
+        self._set_failing_open(True)
+        return open_
+
+    def _set_failing_open(self, value: bool, closed: bool = False) -> None:
+        if closed and not self._failing_open:
+            log.warn(
+                "target group {group}: no backend is healthy; answering 503 (fail_open = false)",
+                group=self.name,
+            )
+        elif value and not self._failing_open:
+            log.warn(
+                "target group {group}: no backend is healthy; failing open to all of them",
+                group=self.name,
+            )
+        elif not value and self._failing_open:
+            log.info("target group {group}: a backend is healthy again", group=self.name)
+        self._failing_open = value
+
+    def persistence_headers(
+        self, request: Optional[RequestInfo], backend: BackendConfig
+    ) -> list[tuple[str, str]]:
+        """Response headers that bring this client back to ``backend`` (may be empty)."""
+        return self.persistence.remember(request or RequestInfo(), backend)
+
+    # -- traffic outcomes (passive health) ---------------------------------------------
+
+    def report_success(self, backend: BackendConfig) -> None:
+        """A connection and handshake/response from ``backend`` worked."""
+        self.health.passive_success(backend)
+
+    def report_failure(self, backend: BackendConfig, reason: str) -> None:
+        """A connect failure or reset on ``backend``."""
+        self.health.passive_failure(backend, reason)
+
+    def report_status(self, backend: BackendConfig, status: int) -> None:
+        """A response status from ``backend``; 5xx counts as a failure when configured."""
+        if status >= 500 and self.config.passive.count_5xx:
+            self.health.passive_failure(backend, f"answered {status}")
+        else:
+            self.health.passive_success(backend)
+
+    def _health_changed(self, backend: BackendConfig, available: bool) -> None:
+        if available or self.config.on_unhealthy != "close":
+            return
+        grace = self.config.on_unhealthy_grace
+        self.clock.callLater(grace, self._close_sessions, backend)
+
+    def _close_sessions(self, backend: BackendConfig) -> None:
+        if self.health.available(backend):
+            return
+        leases = [lease for lease in self._leases.get(backend, ()) if lease.close is not None]
+        if leases:
+            log.info(
+                "target group {group}: closing {count} sessions of backend {backend}, "
+                "out of service (on_unhealthy = close)",
+                group=self.name,
+                count=len(leases),
+                backend=backend.address,
+            )
+        for lease in leases:
+            lease.close(f"backend {backend.address} out of service")

@@ -29,7 +29,19 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib
 
 #: Balancing policies a target group may name.
-POLICIES = ("round_robin",)
+POLICIES = ("round_robin", "least_conn", "consistent_hash", "random_two")
+
+#: Where ``consistent_hash`` takes its key: ``source_ip`` or ``header:``/``cookie:``/``query:NAME``.
+HASH_SOURCES = ("header", "cookie", "query")
+
+#: Kinds of active health check.
+HEALTH_CHECK_TYPES = ("http", "https", "tcp", "websocket")
+
+#: Kinds of session persistence.
+PERSISTENCE_TYPES = ("none", "cookie", "source_ip")
+
+#: What happens to live WebSocket sessions on a backend taken out of service.
+ON_UNHEALTHY = ("keep", "close")
 
 #: Listener protocols.  ``https`` is reserved for TLS termination.
 PROTOCOLS = ("http",)
@@ -54,6 +66,8 @@ class BackendConfig:
     host: str
     port: int
     weight: int = 10
+    #: Most live WebSocket sessions plus in-flight HTTP requests at once; 0: no limit.
+    max_conns: int = 0
 
     @property
     def address(self) -> str:
@@ -61,6 +75,59 @@ class BackendConfig:
         if ":" in self.host:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
+
+
+@attrs.frozen
+class HealthCheckConfig:
+    """Active health checks of a target group's backends (off unless configured)."""
+
+    enabled: bool = False
+    type: str = "http"
+    #: Port probed instead of each backend's own; 0 uses the backend's port.
+    port: int = 0
+    path: str = "/"
+    method: str = "GET"
+    #: Host header of HTTP and WebSocket checks; ``None`` sends the backend's address.
+    host: Optional[str] = None
+    #: Inclusive status ranges that count as healthy.
+    expect_status: tuple[tuple[int, int], ...] = ((200, 399),)
+    #: A substring the response body must contain; ``None`` does not read it for matching.
+    expect_body: Optional[str] = None
+    interval: float = 5.0
+    timeout: float = 2.0
+    healthy_threshold: int = 3
+    unhealthy_threshold: int = 3
+    #: Each wait between checks is the interval plus or minus this fraction of it.
+    jitter: float = 0.1
+
+
+@attrs.frozen
+class PersistenceConfig:
+    """Session persistence: returning clients go back to their backend."""
+
+    type: str = "none"
+    cookie_name: str = "clb_session"
+    #: Seconds a cookie or a source-IP binding lives (30-3600).
+    ttl: float = 3600.0
+    cookie_path: str = "/"
+    secure: bool = False
+    http_only: bool = True
+    same_site: str = "Lax"
+    #: HMAC key for cookie values; ``None``: a random key per process.
+    secret: Optional[str] = None
+
+
+@attrs.frozen
+class PassiveConfig:
+    """Passive ejection of backends that fail real traffic (always on)."""
+
+    #: Consecutive connect failures or resets that eject a backend.
+    failures: int = 3
+    #: Seconds of the first ejection; each repeat doubles it, up to ``max_ejection``.
+    ejection: float = 10.0
+    max_ejection: float = 300.0
+    #: Whether a 5xx answer counts as a failure.
+    count_5xx: bool = False
 
 
 @attrs.frozen
@@ -76,6 +143,17 @@ class TargetGroupConfig:
     response_timeout: float = 60.0
     #: How many other backends are tried after a failed connection attempt.
     retries: int = 1
+    #: ``consistent_hash`` key: ``source_ip``, ``header:NAME``, ``cookie:NAME``, ``query:NAME``.
+    hash_key: str = "source_ip"
+    #: When no backend is healthy: True sends traffic to all of them, False answers 503.
+    fail_open: bool = True
+    #: ``keep`` live WebSocket sessions of a backend taken out, or ``close`` them (1001).
+    on_unhealthy: str = "keep"
+    #: Seconds before ``on_unhealthy = "close"`` closes a session.
+    on_unhealthy_grace: float = 30.0
+    health_check: HealthCheckConfig = HealthCheckConfig()
+    persistence: PersistenceConfig = PersistenceConfig()
+    passive: PassiveConfig = PassiveConfig()
 
 
 @attrs.frozen
@@ -419,6 +497,19 @@ class _Reader:
             self.problem(path, str(e))
             return None
 
+    def boolean(self, path: str, value: object) -> Optional[bool]:
+        if isinstance(value, bool):
+            return value
+        self.problem(path, f"expected true or false, got {_type_name(value)}")
+        return None
+
+    def duration_in(self, path: str, value: object, low: float, high: float) -> Optional[float]:
+        seconds = self.duration(path, value)
+        if seconds is not None and not low <= seconds <= high:
+            self.problem(path, f"{seconds:g} s out of range {low:g}-{high:g} s")
+            return None
+        return seconds
+
     def bind(self, path: str, value: object) -> Optional[str]:
         description = self.string(path, value)
         if description is None:
@@ -444,8 +535,50 @@ _LISTENER_KEYS = (
     "client_timeout",
 )
 _RULE_KEYS = ("target_group", "host", "path", "allowed_origins", "max_message_size")
-_TARGET_GROUP_KEYS = ("backends", "policy", "connect_timeout", "response_timeout", "retries")
-_BACKEND_KEYS = ("address", "weight")
+_TARGET_GROUP_KEYS = (
+    "backends",
+    "policy",
+    "connect_timeout",
+    "response_timeout",
+    "retries",
+    "hash_key",
+    "fail_open",
+    "on_unhealthy",
+    "on_unhealthy_grace",
+    "health_check",
+    "persistence",
+    "passive",
+)
+_BACKEND_KEYS = ("address", "weight", "max_conns")
+_HEALTH_CHECK_KEYS = (
+    "enabled",
+    "type",
+    "port",
+    "path",
+    "method",
+    "host",
+    "expect_status",
+    "expect_body",
+    "interval",
+    "timeout",
+    "healthy_threshold",
+    "unhealthy_threshold",
+    "jitter",
+)
+_PERSISTENCE_KEYS = (
+    "type",
+    "cookie_name",
+    "ttl",
+    "cookie_path",
+    "secure",
+    "http_only",
+    "same_site",
+    "secret",
+)
+_PASSIVE_KEYS = ("failures", "ejection", "max_ejection", "count_5xx")
+_COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_HEADER_NAME = _COOKIE_NAME
+_STATUS_RANGE = re.compile(r"\s*([1-5][0-9][0-9])\s*(?:-\s*([1-5][0-9][0-9])\s*)?\Z")
 _DEMO_BACKEND_KEYS = ("name", "bind")
 
 
@@ -733,9 +866,206 @@ def _target_group(
             fields[key] = reader.duration(_key_path(path, key), table[key])
     if "retries" in table:
         fields["retries"] = reader.integer(_key_path(path, "retries"), table["retries"], 0, 10)
+    if "hash_key" in table:
+        fields["hash_key"] = _hash_key(reader, _key_path(path, "hash_key"), table["hash_key"])
+    if "fail_open" in table:
+        fields["fail_open"] = reader.boolean(_key_path(path, "fail_open"), table["fail_open"])
+    if "on_unhealthy" in table:
+        fields["on_unhealthy"] = reader.choice(
+            _key_path(path, "on_unhealthy"), table["on_unhealthy"], ON_UNHEALTHY, "action"
+        )
+    if "on_unhealthy_grace" in table:
+        fields["on_unhealthy_grace"] = reader.duration_in(
+            _key_path(path, "on_unhealthy_grace"), table["on_unhealthy_grace"], 0.001, 3600
+        )
+    for key, build in (
+        ("health_check", _health_check),
+        ("persistence", _persistence),
+        ("passive", _passive),
+    ):
+        if key in table:
+            fields[key] = build(reader, _key_path(path, key), table[key])
     if len(reader.problems) > before:
         return None
     return TargetGroupConfig(**fields)
+
+
+def _hash_key(reader: _Reader, path: str, value: object) -> Optional[str]:
+    text = reader.string(path, value)
+    if text is None:
+        return None
+    if text == "source_ip":
+        return text
+    source, _, name = text.partition(":")
+    if source not in HASH_SOURCES or not name or not _HEADER_NAME.match(name):
+        reader.problem(
+            path,
+            f"{text!r} is not a hash key; use 'source_ip', 'header:NAME', 'cookie:NAME' "
+            "or 'query:NAME'",
+        )
+        return None
+    return f"{source}:{name.lower()}" if source == "header" else text
+
+
+def _health_check(reader: _Reader, path: str, value: object) -> Optional[HealthCheckConfig]:
+    before = len(reader.problems)
+    table = reader.table(path, value, _HEALTH_CHECK_KEYS)
+    if table is None:
+        return None
+    fields: dict[str, Any] = {"enabled": True}
+    if "enabled" in table:
+        fields["enabled"] = reader.boolean(_key_path(path, "enabled"), table["enabled"])
+    if "type" in table:
+        fields["type"] = reader.choice(
+            _key_path(path, "type"), table["type"], HEALTH_CHECK_TYPES, "health check type"
+        )
+    if "port" in table:
+        fields["port"] = reader.integer(_key_path(path, "port"), table["port"], 1, 65535)
+    if "path" in table:
+        fields["path"] = _check_path(reader, _key_path(path, "path"), table["path"])
+    if "method" in table:
+        fields["method"] = reader.choice(
+            _key_path(path, "method"), table["method"], ("GET", "HEAD"), "method"
+        )
+    if "host" in table:
+        host = reader.string(_key_path(path, "host"), table["host"])
+        if host is not None and (not host or any(c.isspace() for c in host)):
+            reader.problem(_key_path(path, "host"), f"{host!r} is not a Host header value")
+        fields["host"] = host
+    if "expect_status" in table:
+        fields["expect_status"] = _status_ranges(
+            reader, _key_path(path, "expect_status"), table["expect_status"]
+        )
+    if "expect_body" in table:
+        fields["expect_body"] = reader.string(_key_path(path, "expect_body"), table["expect_body"])
+    for key, low, high in (("interval", 2, 300), ("timeout", 2, 60)):
+        if key in table:
+            fields[key] = reader.duration_in(_key_path(path, key), table[key], low, high)
+    for key in ("healthy_threshold", "unhealthy_threshold"):
+        if key in table:
+            fields[key] = reader.integer(_key_path(path, key), table[key], 2, 10)
+    if "jitter" in table:
+        jitter = table["jitter"]
+        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)):
+            reader.problem(
+                _key_path(path, "jitter"),
+                f"expected a fraction of the interval (0-0.5), got {_type_name(jitter)}",
+            )
+        elif not 0 <= jitter <= 0.5:
+            reader.problem(_key_path(path, "jitter"), f"{jitter} out of range 0-0.5")
+        else:
+            fields["jitter"] = float(jitter)
+    if fields.get("type") in ("tcp",) and ("path" in table or "expect_status" in table):
+        reader.problem(path, "path and expect_status apply to http, https and websocket checks")
+    if len(reader.problems) > before:
+        return None
+    interval, timeout = fields.get("interval", 5.0), fields.get("timeout", 2.0)
+    if timeout > interval:
+        reader.problem(
+            _key_path(path, "timeout"),
+            f"{timeout:g} s is longer than the interval ({interval:g} s)",
+        )
+        return None
+    return HealthCheckConfig(**fields)
+
+
+def _check_path(reader: _Reader, path: str, value: object) -> Optional[str]:
+    text = reader.string(path, value)
+    if text is not None and (
+        not text.startswith("/") or any(c.isspace() or not c.isprintable() for c in text)
+    ):
+        reader.problem(path, f"{text!r} must start with '/' and have no spaces")
+        return None
+    return text
+
+
+def _status_ranges(reader: _Reader, path: str, value: object) -> tuple[tuple[int, int], ...]:
+    """Status ranges from ``["200-399", "404"]`` or ``["2xx", "3xx"]``."""
+    ranges = []
+    for item_path, text in reader.strings(path, value):
+        lower = text.strip().lower()
+        if re.match(r"[1-5]xx\Z", lower):
+            ranges.append((int(lower[0]) * 100, int(lower[0]) * 100 + 99))
+            continue
+        match = _STATUS_RANGE.match(text)
+        low = int(match.group(1)) if match else 0
+        high = int(match.group(2) or low) if match else 0
+        if match is None or high < low:
+            reader.problem(
+                item_path, f"{text!r} is not a status range; use '200', '200-399' or '2xx'"
+            )
+            continue
+        ranges.append((low, high))
+    if isinstance(value, list) and not value:
+        reader.problem(path, "needs at least one status range")
+    return tuple(ranges)
+
+
+def _persistence(reader: _Reader, path: str, value: object) -> Optional[PersistenceConfig]:
+    before = len(reader.problems)
+    table = reader.table(path, value, _PERSISTENCE_KEYS)
+    if table is None:
+        return None
+    fields: dict[str, Any] = {}
+    if reader.required(path, table, "type", " ('cookie', 'source_ip' or 'none')"):
+        fields["type"] = reader.choice(
+            _key_path(path, "type"), table["type"], PERSISTENCE_TYPES, "persistence type"
+        )
+    if "cookie_name" in table:
+        name = reader.string(_key_path(path, "cookie_name"), table["cookie_name"])
+        if name is not None and not _COOKIE_NAME.match(name):
+            reader.problem(_key_path(path, "cookie_name"), f"{name!r} is not a cookie name")
+        fields["cookie_name"] = name
+    if "ttl" in table:
+        fields["ttl"] = reader.duration_in(_key_path(path, "ttl"), table["ttl"], 30, 3600)
+    if "cookie_path" in table:
+        fields["cookie_path"] = _check_path(
+            reader, _key_path(path, "cookie_path"), table["cookie_path"]
+        )
+        if fields["cookie_path"] is not None and ";" in fields["cookie_path"]:
+            reader.problem(_key_path(path, "cookie_path"), "must not contain ';'")
+    for key in ("secure", "http_only"):
+        if key in table:
+            fields[key] = reader.boolean(_key_path(path, key), table[key])
+    if "same_site" in table:
+        fields["same_site"] = reader.choice(
+            _key_path(path, "same_site"), table["same_site"], ("Strict", "Lax", "None"), "SameSite"
+        )
+    if "secret" in table:
+        secret = reader.string(_key_path(path, "secret"), table["secret"])
+        if secret is not None and len(secret) < 16:
+            reader.problem(_key_path(path, "secret"), "must be at least 16 characters")
+        fields["secret"] = secret
+    if fields.get("same_site") == "None" and not fields.get("secure", False):
+        reader.problem(path, "same_site = 'None' needs secure = true (browsers require it)")
+    if len(reader.problems) > before:
+        return None
+    return PersistenceConfig(**fields)
+
+
+def _passive(reader: _Reader, path: str, value: object) -> Optional[PassiveConfig]:
+    before = len(reader.problems)
+    table = reader.table(path, value, _PASSIVE_KEYS)
+    if table is None:
+        return None
+    fields: dict[str, Any] = {}
+    if "failures" in table:
+        fields["failures"] = reader.integer(_key_path(path, "failures"), table["failures"], 1, 100)
+    for key in ("ejection", "max_ejection"):
+        if key in table:
+            fields[key] = reader.duration_in(_key_path(path, key), table[key], 1, 86400)
+    if "count_5xx" in table:
+        fields["count_5xx"] = reader.boolean(_key_path(path, "count_5xx"), table["count_5xx"])
+    if len(reader.problems) > before:
+        return None
+    model = PassiveConfig(**fields)
+    if model.max_ejection < model.ejection:
+        reader.problem(
+            _key_path(path, "max_ejection"),
+            f"{model.max_ejection:g} s is shorter than ejection ({model.ejection:g} s)",
+        )
+        return None
+    return model
 
 
 def _backends(reader: _Reader, path: str, value: object) -> tuple[BackendConfig, ...]:
@@ -765,10 +1095,15 @@ def _backends(reader: _Reader, path: str, value: object) -> tuple[BackendConfig,
 def _backend(reader: _Reader, path: str, value: object) -> Optional[BackendConfig]:
     before = len(reader.problems)
     weight = None
+    max_conns = 0
     if isinstance(value, dict):
         reader.table(path, value, _BACKEND_KEYS)
         if "weight" in value:
             weight = reader.integer(_key_path(path, "weight"), value["weight"], 0, 100)
+        if "max_conns" in value:
+            max_conns = reader.integer(
+                _key_path(path, "max_conns"), value["max_conns"], 0, 10_000_000
+            )
         if not reader.required(path, value, "address"):
             return None
         address_path = _key_path(path, "address")
@@ -794,6 +1129,8 @@ def _backend(reader: _Reader, path: str, value: object) -> Optional[BackendConfi
         return None
     if len(reader.problems) > before:
         return None
+    if max_conns:
+        backend = attrs.evolve(backend, max_conns=max_conns)
     return backend if weight is None else attrs.evolve(backend, weight=weight)
 
 

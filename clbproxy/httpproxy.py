@@ -24,7 +24,7 @@ relays the response as it arrives:
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, List, Optional, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import HostnameEndpoint
@@ -56,7 +56,7 @@ from twisted.web.iweb import (
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
-from clbproxy.balancer import TargetGroup
+from clbproxy.balancer import Lease, RequestInfo, TargetGroup
 from clbproxy.config import BackendConfig
 from clbproxy.errors import error_page
 from clbproxy.forwarding import (
@@ -160,6 +160,18 @@ def origin_form(uri: bytes) -> Optional[bytes]:
         path = parts.path or b"/"
         return path + b"?" + parts.query if parts.query else path
     return None
+
+
+def request_info(request: Request, target: bytes) -> RequestInfo:
+    """What balancing and session persistence may look at in ``request``."""
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, values in request.requestHeaders.getAllRawHeaders()
+        for value in values
+    ]
+    query = parse_qs(urlsplit(target.decode("latin-1")).query)
+    client = getattr(request.getClientAddress(), "host", None) or ""
+    return RequestInfo.build(client, headers, query)
 
 
 def backend_request_headers(request: Request, *, scheme: str, trusted: TrustedProxies) -> Headers:
@@ -312,6 +324,8 @@ class _Exchange:
         self._timer: Optional[IDelayedCall] = None
         self._timed_out = False
         self._relay: Optional[_ResponseRelay] = None
+        self._info = RequestInfo()
+        self._lease: Optional[Lease] = None
         #: A backend's status and headers were put on the client's response.
         self._committed = False
         #: The client's response was finished or its connection aborted by us.
@@ -328,7 +342,8 @@ class _Exchange:
         self._headers = backend_request_headers(
             self._request, scheme=self._forwarder.scheme, trusted=self._forwarder.trusted
         )
-        backend = self._group.pick(exclude=self._tried)
+        self._info = request_info(self._request, target)
+        backend = self._group.pick(self._info, exclude=self._tried)
         if backend is None:
             self._error(503, f"no backend available in target group {self._group.name}")
             return
@@ -337,6 +352,8 @@ class _Exchange:
     def _send(self, backend: BackendConfig) -> None:
         self._tried.append(backend)
         self._backend = backend
+        self._release()
+        self._lease = self._group.acquire(backend)
         config = self._group.config
         self._timed_out = False
         self._timer = self._reactor.callLater(config.response_timeout, self._response_timed_out)
@@ -376,9 +393,16 @@ class _Exchange:
         if self._pending is not None:
             self._pending.cancel()
 
+    def _release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+
     def _attempt_failed(self, failure: Failure, backend: BackendConfig) -> None:
         self._cancel_timer()
         self._pending = None
+        self._release()
+        if failure.check(*NOT_SENT_ERRORS, ResponseFailed) and not self._client_gone:
+            self._group.report_failure(backend, describe_failure(failure))
         if self._client_gone:
             return
         config = self._group.config
@@ -408,9 +432,12 @@ class _Exchange:
     def _got_response(self, response: IResponse, backend: BackendConfig) -> None:
         self._cancel_timer()
         self._pending = None
+        self._group.report_status(backend, response.code)
         if not self._client_gone:
             self._committed = True
             copy_response_headers(response, self._request)
+            for name, value in self._group.persistence_headers(self._info, backend):
+                self._request.responseHeaders.addRawHeader(name, value)
         response.deliverBody(_ResponseRelay(self))
 
     def relay_started(self, relay: _ResponseRelay) -> None:
@@ -425,6 +452,7 @@ class _Exchange:
             self._request.write(data)
 
     def relay_finished(self, reason: Failure) -> None:
+        self._release()
         relay, self._relay = self._relay, None
         if self._client_gone:
             return
@@ -446,6 +474,8 @@ class _Exchange:
             return
         self._client_gone = True
         self._cancel_timer()
+        if self._pending is None and self._relay is None:
+            self._release()
         log.info(
             "Client went away before the response from backend {backend} of target group"
             " {group} was complete: {reason}",
@@ -493,6 +523,7 @@ class _Exchange:
             group=self._group.name,
         )
         self._cancel_timer()
+        self._release()
         if self._done or self._client_gone:
             return
         if self._committed:

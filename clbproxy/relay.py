@@ -45,7 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from clbproxy.balancer import TargetGroup
+from clbproxy.balancer import Lease, RequestInfo, TargetGroup
 from clbproxy.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
 from clbproxy.errors import raw_error_response, raw_response
@@ -278,6 +278,9 @@ class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
             front=self,
             target=path,
             connector=self.factory.connector,
+            request=RequestInfo.build(
+                _peer_ip(self.transport), request.headers.items(), request.params
+            ),
         )
         self.factory.sessions.add(self.session)
         d = self.session.start()
@@ -460,8 +463,12 @@ class RelaySession:
         front: RelayServerProtocol,
         target: str,
         connector: Callable[[BackendConfig, float], IStreamClientEndpoint],
+        request: Optional[RequestInfo] = None,
     ) -> None:
         self.reactor = reactor
+        self.request = request or RequestInfo()
+        #: Counts this session on its backend (least_conn, max_conns) until it ends.
+        self.lease: Optional[Lease] = None
         self.settings = settings
         self.group = group
         self.front = front
@@ -487,7 +494,7 @@ class RelaySession:
         return self._handshake
 
     def _connect_next(self) -> None:
-        backend = self.group.pick(exclude=self._tried)
+        backend = self.group.pick(self.request, exclude=self._tried)
         if backend is None:
             if self._tried:
                 self._fail(_refuse(502, "no backend of the target group could be reached"))
@@ -496,6 +503,7 @@ class RelaySession:
             return
         self._tried.append(backend)
         self.backend_config = backend
+        self.lease = self.group.acquire(backend, close=self.close_for_unhealthy)
         factory = RelayClientFactory(self, self._backend_request(backend), self._client_deflate())
         endpoint = self.connector(backend, self.group.config.connect_timeout)
         self._connecting = endpoint.connect(factory)
@@ -506,8 +514,10 @@ class RelaySession:
 
     def _connect_failed(self, failure: Failure) -> None:
         self._connecting = None
+        self._release()
         if self._handshake is None or self._handshake.called:
             return
+        self.group.report_failure(self.backend_config, failure.getErrorMessage())
         log.warn(
             "websocket: cannot connect to backend {backend} of {group}: {reason}",
             backend=self.backend_config.address,
@@ -569,6 +579,9 @@ class RelaySession:
                 if lower in hop or lower in _HANDSHAKE_RESPONSE_HEADERS:
                     continue
                 headers.setdefault(name, []).append(value)
+        self.group.report_success(self.backend_config)
+        for name, value in self.group.persistence_headers(self.request, self.backend_config):
+            headers.setdefault(name, []).append(value)
         self._handshake.callback((response.protocol, headers))
 
     def backend_refused(self, reader: RefusalReader) -> None:
@@ -590,10 +603,23 @@ class RelaySession:
                 status=head.status,
                 limit=len(reader.body),
             )
+        self.group.report_status(self.backend_config, head.status)
         response = raw_response(head.status, headers, reader.body, head.reason)
         self._fail(HandshakeRefused(response, head.status, f"backend answered {head.status}"))
 
+    def _release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+
+    def close_for_unhealthy(self, reason: str) -> None:
+        """The backend was taken out of service: end the session with 1001 to the client."""
+        if self.front.state == OPEN:
+            self.front.sendCloseFrame(code=1001, reasonUtf8=reason.encode("utf-8")[:123])
+        if self.backend is not None and self.backend.state == OPEN:
+            self.backend.sendCloseFrame(code=1001, reasonUtf8=b"proxy: backend out of service")
+
     def _fail(self, refused: HandshakeRefused) -> None:
+        self._release()
         if self._handshake is None or self._handshake.called:
             return
         log.info(
@@ -662,8 +688,11 @@ class RelaySession:
         elif hop is not None and hop.failedByMe:
             self.hop_ended(HopEvent(side, HopEnd.FAILED, hop.localCloseCode, reason or ""))
         else:
+            if side is Side.BACKEND and self._opened is not None:
+                self.group.report_failure(self.backend_config, "connection reset")
             self.hop_ended(HopEvent(side, HopEnd.LOST))
         if len(self._ended) == 2 or (side is Side.CLIENT and self.backend is None):
+            self._release()
             self.front.factory.sessions.discard(self)
             self._log_end()
 
@@ -679,6 +708,7 @@ class RelaySession:
             self._fail(_refuse(504, "the backend did not answer the WebSocket handshake in time"))
         else:
             detail = getattr(backend, "wasNotCleanReason", None) or reason or "connection lost"
+            self.group.report_failure(self.backend_config, f"handshake failed: {detail}")
             self._fail(_refuse(502, f"the backend's handshake failed: {detail}"))
 
     def buffered_bytes(self) -> int:

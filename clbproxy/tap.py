@@ -10,6 +10,7 @@ from twisted.python import usage
 
 from clbproxy.balancer import TargetGroup
 from clbproxy.config import Config, ConfigError, default_config_path, load_config
+from clbproxy.health import HealthState, health_services
 
 
 class Options(usage.Options):
@@ -75,9 +76,13 @@ def build_service(config: Config, reactor) -> MultiService:
         room = ChatRoom(reactor)
         for demo in config.demo_backends:
             demo_service(demo, room, reactor).setServiceParent(root)
-    groups = {group.name: TargetGroup(group) for group in config.target_groups}
+    groups = {group.name: TargetGroup(group, reactor) for group in config.target_groups}
     for listener in config.listeners:
         listener_service(listener, groups, reactor).setServiceParent(root)
+    for checker in health_services(groups.values(), reactor):
+        checker.setServiceParent(root)
+    #: What the status page and metrics read (clbproxy.health.IHealthState).
+    root.health = HealthState(groups)
     return root
 
 

@@ -188,7 +188,7 @@ class Listening:
             rules=rules or (RuleConfig(target_group="pool"),),
             **listener_options,
         )
-        service = listener_service(listener, {"pool": TargetGroup(group)}, reactor)
+        service = listener_service(listener, {"pool": TargetGroup(group, reactor)}, reactor)
         ready = defer.Deferred()
 
         def listening(port):
