@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import os
 import random
 from typing import Callable, Iterable, Mapping, Optional
@@ -28,11 +27,6 @@ from typing import Callable, Iterable, Mapping, Optional
 import attrs
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-)
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -44,6 +38,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import Interface, implementer
 
 from clbproxy.config import BackendConfig, HealthCheckConfig, TargetGroupConfig
+from clbproxy.endpoints import backend_endpoint
 
 log = Logger()
 
@@ -327,21 +322,8 @@ Connector = Callable[[str, int, float], object]
 
 
 def _default_connector(reactor) -> Connector:
-    """Endpoints for probes: IP literals directly, names through ``HostnameEndpoint``.
-
-    ``HostnameEndpoint`` reports a refused connection only after its 0.3 s
-    happy-eyeballs delay, longer than a short check timeout.
-    """
-
-    def connect(host: str, port: int, timeout: float):
-        try:
-            version = ipaddress.ip_address(host).version
-        except ValueError:
-            return HostnameEndpoint(reactor, host, port, timeout=timeout)
-        endpoint = TCP4ClientEndpoint if version == 4 else TCP6ClientEndpoint
-        return endpoint(reactor, host, port, timeout=timeout)
-
-    return connect
+    """Endpoints for probes, the same way the relay and the forwarder reach backends."""
+    return lambda host, port, timeout: backend_endpoint(reactor, host, port, timeout)
 
 
 @implementer(IHealthCheck)

@@ -27,7 +27,6 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
@@ -58,6 +57,7 @@ from zope.interface import implementer
 
 from clbproxy.balancer import Lease, RequestInfo, TargetGroup
 from clbproxy.config import BackendConfig
+from clbproxy.endpoints import backend_endpoint
 from clbproxy.errors import error_page
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
@@ -128,7 +128,7 @@ class _BackendEndpointFactory:
         host = uri.host.decode("ascii")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        return HostnameEndpoint(self._reactor, host, uri.port, timeout=self._connect_timeout)
+        return backend_endpoint(self._reactor, host, uri.port, self._connect_timeout)
 
 
 def backend_agent(reactor, pool: HTTPConnectionPool, connect_timeout: float) -> IAgent:

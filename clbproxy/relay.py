@@ -39,7 +39,6 @@ from autobahn.websocket.compress import (
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectingRequest, ConnectionDeny
 from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IPushProducer, IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -48,6 +47,7 @@ from zope.interface import implementer
 from clbproxy.balancer import Lease, RequestInfo, TargetGroup
 from clbproxy.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
+from clbproxy.endpoints import backend_endpoint
 from clbproxy.errors import raw_error_response, raw_response
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
@@ -327,9 +327,7 @@ class RelayServerFactory(WebSocketServerFactory):
         #: Live sessions, from the client's upgrade request until both hops are closed.
         self.sessions: set[RelaySession] = set()
         self.connector = connector or (
-            lambda backend, timeout: HostnameEndpoint(
-                reactor, backend.host, backend.port, timeout=timeout
-            )
+            lambda backend, timeout: backend_endpoint(reactor, backend.host, backend.port, timeout)
         )
         self.setProtocolOptions(
             # The open handshake waits for the backend, bounded by its own timeouts.

@@ -1,0 +1,24 @@
+"""Client endpoints to backends: one place that decides how a backend is reached."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
+
+
+def backend_endpoint(reactor, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
+    """An endpoint to ``host:port``: IP literals directly, DNS names via ``HostnameEndpoint``.
+
+    ``HostnameEndpoint`` resolves names on every connection (so DNS changes take
+    effect at once) but reports a refused connection only after its 0.3 s
+    happy-eyeballs delay, even for an IP literal; a backend given as an address
+    fails fast and the next one is tried sooner.
+    """
+    try:
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+    endpoint = TCP4ClientEndpoint if version == 4 else TCP6ClientEndpoint
+    return endpoint(reactor, host, port, timeout=timeout)
