@@ -8,7 +8,6 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import Config, ConfigError, default_config_path, load_config
 
 
@@ -69,15 +68,25 @@ def build_service(config: Config, reactor) -> MultiService:
     """The whole proxy for ``config``: demo backends first, then one service per listener."""
     from clbproxy.demo import ChatRoom, demo_service
     from clbproxy.listener import listener_service
+    from clbproxy.livestate import controlled_groups
+    from clbproxy.observability import Observability
 
     root = ProxyService()
     if config.demo_backends:
         room = ChatRoom(reactor)
         for demo in config.demo_backends:
             demo_service(demo, room, reactor).setServiceParent(root)
-    groups = {group.name: TargetGroup(group) for group in config.target_groups}
+    groups = controlled_groups(config)
+    observability = Observability(config, groups, reactor)
+    observability.setServiceParent(root)
+    root.observability = observability
     for listener in config.listeners:
-        listener_service(listener, groups, reactor).setServiceParent(root)
+        service = listener_service(listener, groups, reactor)
+        observability.watch_listener(listener, service)
+        service.setServiceParent(root)
+    admin = observability.admin_service()
+    if admin is not None:
+        admin.setServiceParent(root)
     return root
 
 
