@@ -47,7 +47,13 @@ class ListenerState:
 
     def connections_active(self) -> int:
         """Open client connections: HTTP ones plus those handed to the WebSocket relay."""
-        http = sum(1 for channel in self._channels if channel.transport is not None)
+        http = 0
+        for protocol in self._channels:
+            # twisted.web's protocol switcher wraps the HTTPChannel, whose transport
+            # Autobahn sets to None when it takes the connection over.
+            channel = getattr(protocol, "_channel", protocol)
+            if getattr(channel, "transport", None) is not None:
+                http += 1
         return http + len(self.sessions)
 
     def open_sessions(self) -> list:

@@ -739,6 +739,8 @@ class RelaySession:
             record.client_close_code, record.client_close_reason = code, reason or None
             code, reason = self._closes.get(Side.BACKEND, (None, None))
             record.backend_close_code, record.backend_close_reason = code, reason or None
+        else:
+            record.closed_by = None
         return record
 
 
