@@ -107,7 +107,11 @@ class RecentErrors:
                 return
             message = f"WebSocket handshake answered {event['status']}"
         elif event.get("log_level", LogLevel.info) >= LogLevel.warn:
-            message = formatEvent(event)
+            reason, outcome = event.get("reason"), event.get("outcome")
+            if isinstance(reason, str):
+                message = f"{reason} ({outcome})" if isinstance(outcome, str) else reason
+            else:
+                message = formatEvent(event)
         else:
             return
         key = (event.get("group"), backend)
