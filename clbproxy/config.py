@@ -513,7 +513,9 @@ def _config(reader: _Reader, path: str, document: dict[str, Any]) -> Optional[Co
         access_log = _access_log(reader, "access_log", document["access_log"])
     admin = []
     if "admin" in document:
-        admin.append(("admin", document["admin"], _admin(reader, "admin", document["admin"])))
+        model = _admin(reader, "admin", document["admin"])
+        if model is not None:
+            admin.append(("admin", document["admin"], model))
 
     _check_unique(reader, listeners, "name", "name")
     _check_unique(reader, demo_backends, "name", "name")
