@@ -291,6 +291,28 @@ class Lease:
             self.group._release(self)
 
 
+READY = "ready"
+DRAIN = "drain"
+MAINT = "maint"
+
+#: The largest weight a backend may be given (as in tap.conf).
+MAX_WEIGHT = 100
+
+
+class UnknownBackend(KeyError):
+    """No backend with that address in that target group."""
+
+
+@attrs.frozen
+class BackendControl:
+    """The runtime state of one backend: its admin state and effective weight."""
+
+    address: str
+    configured_weight: int
+    weight: int
+    state: str = READY
+
+
 class TargetGroup:
     """A configured target group with its balancing, persistence and health state.
 
@@ -322,6 +344,13 @@ class TargetGroup:
         self._leases: dict[BackendConfig, set[Lease]] = {b: set() for b in config.backends}
         self._failing_open = False
         self.health.on_change(self._health_changed)
+        #: Runtime state per backend address (admin API: drain, disable, reweight).
+        self._controls = {
+            b.address: BackendControl(b.address, b.weight, b.weight) for b in config.backends
+        }
+        #: The backend records the policy sees: the configured ones, reweighted at run time.
+        self._weighted = {b.address: b for b in config.backends}
+        self._configured = dict(self._weighted)
 
     @property
     def name(self) -> str:
@@ -368,7 +397,15 @@ class TargetGroup:
         remembered = self.persistence.lookup(request)
         if remembered is not None and remembered in candidates:
             return remembered
-        return self.policy.pick(candidates, request, self.load)
+        weighted = [self._weighted[b.address] for b in candidates]
+        chosen = self.policy.pick(
+            weighted, request, lambda b: self.load(self._configured[b.address])
+        )
+        return None if chosen is None else self._configured[chosen.address]
+
+    def _takes_traffic(self, backend: BackendConfig) -> bool:
+        control = self._controls[backend.address]
+        return control.weight > 0 and control.state == READY
 
     def candidates(self, exclude: Iterable[BackendConfig] = ()) -> list[BackendConfig]:
         """Backends that may take new traffic now: in service (or failing open), not full."""
@@ -376,10 +413,10 @@ class TargetGroup:
         open_ = [
             b
             for b in self.config.backends
-            if b.weight > 0 and b not in excluded and not self.is_full(b)
+            if self._takes_traffic(b) and b not in excluded and not self.is_full(b)
         ]
         healthy = [b for b in open_ if self.health.available(b)]
-        weighted = [b for b in self.config.backends if b.weight > 0]
+        weighted = [b for b in self.config.backends if self._takes_traffic(b)]
         if healthy or not open_:
             self._set_failing_open(False)
             return healthy
@@ -406,6 +443,42 @@ class TargetGroup:
         elif not value and self._failing_open:
             log.info("target group {group}: a backend is healthy again", group=self.name)
         self._failing_open = value
+
+    # -- runtime controls (admin API) ------------------------------------------------
+
+    def controls(self) -> list[BackendControl]:
+        """Every backend's runtime state, in configuration order."""
+        return [self._controls[b.address] for b in self.config.backends]
+
+    def control(self, address: str) -> BackendControl:
+        try:
+            return self._controls[address]
+        except KeyError:
+            raise UnknownBackend(address) from None
+
+    def set_state(self, address: str, state: str) -> BackendControl:
+        """Put a backend in ``ready``, ``drain`` (no new traffic) or ``maint`` (disabled).
+
+        Neither cuts open sessions; a reload starts from tap.conf again.
+        """
+        if state not in (READY, DRAIN, MAINT):
+            raise ValueError(f"unknown state {state!r}")
+        control = attrs.evolve(self.control(address), state=state)
+        self._controls[address] = control
+        return control
+
+    def set_weight(self, address: str, weight: int) -> BackendControl:
+        """Give a backend a new weight (0-100) until the next reload."""
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            raise ValueError("weight must be an integer")
+        if not 0 <= weight <= MAX_WEIGHT:
+            raise ValueError(f"weight {weight} out of range 0-{MAX_WEIGHT}")
+        control = attrs.evolve(self.control(address), weight=weight)
+        self._controls[address] = control
+        self._weighted[address] = attrs.evolve(self._configured[address], weight=weight)
+        backends = tuple(self._weighted[b.address] for b in self.config.backends)
+        self.policy = make_policy(attrs.evolve(self.config, backends=backends))
+        return control
 
     def persistence_headers(
         self, request: Optional[RequestInfo], backend: BackendConfig

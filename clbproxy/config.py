@@ -174,6 +174,22 @@ class RuleConfig:
 
 
 @attrs.frozen
+class AccessLogConfig:
+    """Where access log lines go (``"-"``: stdout) and in which format."""
+
+    path: str
+    format: str = "plain"
+
+
+@attrs.frozen
+class AdminConfig:
+    """The admin listener: status page, JSON API and Prometheus metrics."""
+
+    bind: str = "tcp:9090:interface=127.0.0.1"
+    metrics_path: str = "/metrics"
+
+
+@attrs.frozen
 class ListenerConfig:
     """One listening socket carrying HTTP and WebSocket."""
 
@@ -193,6 +209,8 @@ class ListenerConfig:
     trusted_proxies: tuple[str, ...] = ()
     #: Seconds a client connection may stay idle between HTTP requests.
     client_timeout: float = 60.0
+    #: This listener's access log; ``None`` uses the top-level one.
+    access_log: Optional[AccessLogConfig] = None
 
 
 @attrs.frozen
@@ -211,6 +229,10 @@ class Config:
     listeners: tuple[ListenerConfig, ...]
     target_groups: tuple[TargetGroupConfig, ...]
     demo_backends: tuple[DemoBackendConfig, ...] = ()
+    #: The access log of listeners without their own; ``None``: none.
+    access_log: Optional[AccessLogConfig] = None
+    #: The admin listener; ``None`` (no ``[admin]`` table): not started.
+    admin: Optional[AdminConfig] = None
 
     def target_group(self, name: str) -> TargetGroupConfig:
         """The target group called ``name`` (validation guarantees it exists)."""
@@ -521,7 +543,7 @@ class _Reader:
         return description
 
 
-_TOP_KEYS = ("listener", "target_group", "demo_backend")
+_TOP_KEYS = ("listener", "target_group", "demo_backend", "access_log", "admin")
 _LISTENER_KEYS = (
     "name",
     "protocol",
@@ -533,6 +555,7 @@ _LISTENER_KEYS = (
     "max_refusal_body",
     "trusted_proxies",
     "client_timeout",
+    "access_log",
 )
 _RULE_KEYS = ("target_group", "host", "path", "allowed_origins", "max_message_size")
 _TARGET_GROUP_KEYS = (
@@ -580,6 +603,11 @@ _COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _HEADER_NAME = _COOKIE_NAME
 _STATUS_RANGE = re.compile(r"\s*([1-5][0-9][0-9])\s*(?:-\s*([1-5][0-9][0-9])\s*)?\Z")
 _DEMO_BACKEND_KEYS = ("name", "bind")
+_ACCESS_LOG_KEYS = ("path", "format")
+_ADMIN_KEYS = ("bind", "metrics_path")
+
+#: Access log formats.
+ACCESS_LOG_FORMATS = ("plain", "json")
 
 
 def _config(reader: _Reader, path: str, document: dict[str, Any]) -> Optional[Config]:
@@ -613,9 +641,18 @@ def _config(reader: _Reader, path: str, document: dict[str, Any]) -> Optional[Co
         ):
             demo_backends.append((item_path, item, _demo_backend(reader, item_path, item)))
 
+    access_log = None
+    if "access_log" in document:
+        access_log = _access_log(reader, "access_log", document["access_log"])
+    admin = []
+    if "admin" in document:
+        model = _admin(reader, "admin", document["admin"])
+        if model is not None:
+            admin.append(("admin", document["admin"], model))
+
     _check_unique(reader, listeners, "name", "name")
     _check_unique(reader, demo_backends, "name", "name")
-    _check_unique(reader, listeners + demo_backends, "bind", "bind string")
+    _check_unique(reader, listeners + demo_backends + admin, "bind", "bind string")
 
     if reader.problems:
         return None
@@ -624,6 +661,8 @@ def _config(reader: _Reader, path: str, document: dict[str, Any]) -> Optional[Co
         listeners=tuple(model for _, _, model in listeners if model is not None),
         target_groups=tuple(model for model in target_groups if model is not None),
         demo_backends=tuple(model for _, _, model in demo_backends if model is not None),
+        access_log=access_log,
+        admin=admin[0][2] if admin else None,
     )
 
 
@@ -680,6 +719,10 @@ def _listener(
     if "trusted_proxies" in data:
         fields["trusted_proxies"] = _networks(
             reader, _key_path(path, "trusted_proxies"), data["trusted_proxies"]
+        )
+    if "access_log" in data:
+        fields["access_log"] = _access_log(
+            reader, _key_path(path, "access_log"), data["access_log"]
         )
     if len(reader.problems) > before:
         return None
@@ -1145,6 +1188,53 @@ def _demo_backend(reader: _Reader, path: str, data: dict[str, Any]) -> Optional[
     if len(reader.problems) > before:
         return None
     return DemoBackendConfig(**fields)
+
+
+def _access_log(reader: _Reader, path: str, value: object) -> Optional[AccessLogConfig]:
+    before = len(reader.problems)
+    data = reader.table(path, value, _ACCESS_LOG_KEYS)
+    if data is None:
+        return None
+    fields: dict[str, Any] = {}
+    if reader.required(path, data, "path", ' (a file, or "-" for stdout)'):
+        log_path = reader.string(_key_path(path, "path"), data["path"])
+        if log_path == "":
+            reader.problem(_key_path(path, "path"), 'must not be empty; use "-" for stdout')
+        fields["path"] = log_path
+    if "format" in data:
+        fields["format"] = reader.choice(
+            _key_path(path, "format"), data["format"], ACCESS_LOG_FORMATS, "format"
+        )
+    if len(reader.problems) > before:
+        return None
+    return AccessLogConfig(**fields)
+
+
+def _admin(reader: _Reader, path: str, value: object) -> Optional[AdminConfig]:
+    before = len(reader.problems)
+    data = reader.table(path, value, _ADMIN_KEYS)
+    if data is None:
+        return None
+    fields: dict[str, Any] = {}
+    if "bind" in data:
+        fields["bind"] = reader.bind(_key_path(path, "bind"), data["bind"])
+    if "metrics_path" in data:
+        metrics_path = reader.string(_key_path(path, "metrics_path"), data["metrics_path"])
+        if metrics_path is not None and (
+            not metrics_path.startswith("/")
+            or metrics_path == "/"
+            or metrics_path.startswith("/api/")
+            or any(char in "?#" or char.isspace() for char in metrics_path)
+        ):
+            reader.problem(
+                _key_path(path, "metrics_path"),
+                f"{metrics_path!r} must be a path like '/metrics' "
+                "(not '/' or under '/api/', no query or spaces)",
+            )
+        fields["metrics_path"] = metrics_path
+    if len(reader.problems) > before:
+        return None
+    return AdminConfig(**fields)
 
 
 def _split_host_port(text: str, original: str) -> tuple[str, Optional[str]]:

@@ -97,13 +97,14 @@ class HealthState:
         result = []
         for backend in target.backends:
             record = health.record(backend)
+            control = target.control(backend.address)
             result.append(
                 BackendStatus(
                     group=group,
                     address=backend.address,
                     state=record.state,
-                    weight=backend.weight,
-                    draining=backend.weight == 0,
+                    weight=control.weight,
+                    draining=control.weight == 0 or control.state != "ready",
                     live=target.load(backend),
                     max_conns=backend.max_conns,
                     last_change=record.last_change,

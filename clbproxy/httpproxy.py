@@ -55,6 +55,7 @@ from twisted.web.iweb import (
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from clbproxy.accesslog import RequestRecord
 from clbproxy.balancer import Lease, RequestInfo, TargetGroup
 from clbproxy.config import BackendConfig
 from clbproxy.endpoints import backend_endpoint
@@ -311,6 +312,7 @@ class _Exchange:
         forwarder: HTTPForwarder,
         request: Request,
         group: TargetGroup,
+        record: Optional[RequestRecord] = None,
     ) -> None:
         self._forwarder = forwarder
         self._reactor = forwarder.reactor
@@ -331,6 +333,9 @@ class _Exchange:
         #: The client's response was finished or its connection aborted by us.
         self._done = False
         self._client_gone = False
+        self._record = record if record is not None else RequestRecord()
+        self._record.group = group.name
+        self._started = self._reactor.seconds()
 
     def start(self) -> None:
         self._request.notifyFinish().addErrback(self._client_lost)
@@ -354,6 +359,7 @@ class _Exchange:
         self._backend = backend
         self._release()
         self._lease = self._group.acquire(backend)
+        self._record.backend = backend.address
         config = self._group.config
         self._timed_out = False
         self._timer = self._reactor.callLater(config.response_timeout, self._response_timed_out)
@@ -433,6 +439,7 @@ class _Exchange:
         self._cancel_timer()
         self._pending = None
         self._group.report_status(backend, response.code)
+        self._record.response_ms = (self._reactor.seconds() - self._started) * 1000
         if not self._client_gone:
             self._committed = True
             copy_response_headers(response, self._request)
@@ -565,9 +572,14 @@ class HTTPForwarder:
             self._agents[connect_timeout] = agent
         return agent
 
-    def forward(self, request: Request, group: TargetGroup) -> object:
-        """Send ``request`` to a backend of ``group`` and relay the answer; NOT_DONE_YET."""
-        exchange = _Exchange(self, request, group)
+    def forward(
+        self, request: Request, group: TargetGroup, record: Optional[RequestRecord] = None
+    ) -> object:
+        """Send ``request`` to a backend of ``group`` and relay the answer; NOT_DONE_YET.
+
+        ``record`` (the access log's) learns the backend and the response time.
+        """
+        exchange = _Exchange(self, request, group, record)
         try:
             exchange.start()
         except Exception:

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from clbproxy.accesslog import request_record
 from clbproxy.balancer import TargetGroup
 from clbproxy.config import ListenerConfig
 from clbproxy.httpproxy import HTTPForwarder, render_error
@@ -41,13 +42,19 @@ class ListenerResource(Resource):
     isLeaf = True
 
     def __init__(
-        self, router: Router, groups: Mapping[str, TargetGroup], websocket, forwarder
+        self,
+        router: Router,
+        groups: Mapping[str, TargetGroup],
+        websocket,
+        forwarder,
+        name: str = "-",
     ) -> None:
         super().__init__()
         self._router = router
         self._groups = groups
         self._websocket = websocket
         self._forwarder = forwarder
+        self._name = name
 
     def render(self, request: Request):
         if is_websocket_upgrade(request):
@@ -55,9 +62,11 @@ class ListenerResource(Resource):
         host = request.getHeader(b"host")
         target = request_target(request.uri.decode("latin-1"))
         rule = self._router.match(host.decode("latin-1") if host else None, target.split("?", 1)[0])
+        forwarder = self._forwarder
+        record = request_record(request, self._name, rule, forwarder.reactor, forwarder.trusted)
         if rule is None:
             return render_error(request, 404, "no forwarding rule matches this host and path")
-        return self._forwarder.forward(request, self._groups[rule.target_group])
+        return self._forwarder.forward(request, self._groups[rule.target_group], record)
 
 
 class ListenerService(StreamServerEndpointService):
@@ -82,7 +91,9 @@ def listener_service(
     settings = RelaySettings.from_config(listener, dict(groups))
     forwarder = HTTPForwarder(reactor, scheme=settings.scheme, trusted=settings.trusted)
     relay = RelayServerFactory(settings, reactor)
-    root = ListenerResource(settings.router, groups, WebSocketResource(relay), forwarder)
+    root = ListenerResource(
+        settings.router, groups, WebSocketResource(relay), forwarder, listener.name
+    )
     site = Site(root, timeout=listener.client_timeout, reactor=reactor)
     site.displayTracebacks = False
     service = ListenerService(serverFromString(reactor, listener.bind), site, forwarder)

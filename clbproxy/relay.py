@@ -44,6 +44,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from clbproxy import accesslog
 from clbproxy.balancer import Lease, RequestInfo, TargetGroup
 from clbproxy.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
@@ -281,6 +282,7 @@ class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
             request=RequestInfo.build(
                 _peer_ip(self.transport), request.headers.items(), request.params
             ),
+            rule=rule,
         )
         self.factory.sessions.add(self.session)
         d = self.session.start()
@@ -301,6 +303,8 @@ class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
         response = self._refusal
         if response is None:
             response = raw_error_response(code, reason, list(responseHeaders or ()))
+        if self.session is None:
+            accesslog.emit(refusal_record(self, code))
         self.wasNotCleanReason = reason
         self.sendData(response)
         self.dropConnection(abort=False)
@@ -462,9 +466,11 @@ class RelaySession:
         target: str,
         connector: Callable[[BackendConfig, float], IStreamClientEndpoint],
         request: Optional[RequestInfo] = None,
+        rule: Optional[RuleConfig] = None,
     ) -> None:
         self.reactor = reactor
         self.request = request or RequestInfo()
+        self.rule = rule
         #: Counts this session on its backend (least_conn, max_conns) until it ends.
         self.lease: Optional[Lease] = None
         self.settings = settings
@@ -482,6 +488,8 @@ class RelaySession:
         self._started = reactor.seconds()
         self._opened: Optional[float] = None
         self._wall_start = time.time()
+        self.record = accesslog.SessionRecord()
+        self._closes: dict[Side, tuple] = {}
 
     # -- handshake -------------------------------------------------------------------
 
@@ -580,6 +588,7 @@ class RelaySession:
         self.group.report_success(self.backend_config)
         for name, value in self.group.persistence_headers(self.request, self.backend_config):
             headers.setdefault(name, []).append(value)
+        self._handshake_done(101)
         self._handshake.callback((response.protocol, headers))
 
     def backend_refused(self, reader: RefusalReader) -> None:
@@ -627,7 +636,12 @@ class RelaySession:
             status=refused.status,
             detail=refused.detail,
         )
+        self._handshake_done(refused.status)
         self._handshake.errback(refused)
+
+    def _handshake_done(self, status: int) -> None:
+        self.record.status = status
+        self.record.handshake_ms = (self.reactor.seconds() - self._started) * 1000
 
     # -- open ------------------------------------------------------------------------
 
@@ -663,6 +677,8 @@ class RelaySession:
         if other_side in self._told or event.side in self._told:
             return
         self._told.add(other_side)
+        if self.record.closed_by is None:
+            self.record.closed_by = event.side.name.lower()
         other = self.backend if other_side is Side.BACKEND else self.front
         if other is None:
             return
@@ -679,6 +695,7 @@ class RelaySession:
         """One hop's TCP connection is gone."""
         hop = self.front if side is Side.CLIENT else self.backend
         self._ended[side] = _describe_end(hop, was_clean, code)
+        self._closes[side] = (code, reason)
         if side is Side.CLIENT and self._opened is None:
             self._client_left_during_handshake()
         elif side is Side.BACKEND and self._handshake is not None and not self._handshake.called:
@@ -734,6 +751,46 @@ class RelaySession:
             up=self.front.messages_in,
             down=self.backend.messages_in if self.backend else 0,
         )
+        accesslog.emit(self._access_record(now))
+
+    def _access_record(self, now: float) -> accesslog.SessionRecord:
+        record, front = self.record, self.front
+        fill_request_fields(record, front)
+        record.rule = accesslog.rule_label(self.rule.host, self.rule.path) if self.rule else None
+        record.group = self.group.name
+        record.backend = self.backend_config.address if self.backend_config else None
+        if self._opened is not None:
+            record.duration_s = now - self._opened
+            record.bytes_in = front.trafficStats.incomingOctetsWireLevel
+            record.bytes_out = front.trafficStats.outgoingOctetsWireLevel
+            record.messages_in = front.messages_in
+            record.messages_out = self.backend.messages_in if self.backend else 0
+            code, reason = self._closes.get(Side.CLIENT, (None, None))
+            record.client_close_code, record.client_close_reason = code, reason or None
+            code, reason = self._closes.get(Side.BACKEND, (None, None))
+            record.backend_close_code, record.backend_close_reason = code, reason or None
+        else:
+            record.closed_by = None
+        return record
+
+
+def fill_request_fields(record: accesslog.SessionRecord, front: RelayServerProtocol) -> None:
+    """The client-side fields of a session's access record, from its upgrade request."""
+    settings: RelaySettings = front.factory.settings
+    headers = getattr(front, "http_headers", None) or {}
+    forwarded = [headers["x-forwarded-for"]] if "x-forwarded-for" in headers else []
+    record.listener = settings.listener.name
+    record.client = accesslog.real_client(_peer_ip(front.transport), forwarded, settings.trusted)
+    record.path = request_target(getattr(front, "http_request_uri", None) or "/")
+    record.host = headers.get("host")
+    record.user_agent = headers.get("user-agent")
+
+
+def refusal_record(front: RelayServerProtocol, status: int) -> accesslog.SessionRecord:
+    """The access record of a handshake refused before any backend was chosen."""
+    record = accesslog.SessionRecord(status=status, handshake_ms=0.0)
+    fill_request_fields(record, front)
+    return record
 
 
 def _describe_end(hop, was_clean: bool, code) -> str:

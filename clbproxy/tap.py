@@ -11,6 +11,7 @@ from twisted.python import usage
 from clbproxy.balancer import TargetGroup
 from clbproxy.config import Config, ConfigError, default_config_path, load_config
 from clbproxy.health import HealthState, health_services
+from clbproxy.healthview import CheckedHealth
 
 
 class Options(usage.Options):
@@ -70,6 +71,7 @@ def build_service(config: Config, reactor) -> MultiService:
     """The whole proxy for ``config``: demo backends first, then one service per listener."""
     from clbproxy.demo import ChatRoom, demo_service
     from clbproxy.listener import listener_service
+    from clbproxy.observability import Observability
 
     root = ProxyService()
     if config.demo_backends:
@@ -77,12 +79,21 @@ def build_service(config: Config, reactor) -> MultiService:
         for demo in config.demo_backends:
             demo_service(demo, room, reactor).setServiceParent(root)
     groups = {group.name: TargetGroup(group, reactor) for group in config.target_groups}
+    health = HealthState(groups)
+    #: What the status page and metrics read (clbproxy.health.IHealthState).
+    root.health = health
+    observability = Observability(config, groups, reactor, health=CheckedHealth(health))
+    observability.setServiceParent(root)
+    root.observability = observability
     for listener in config.listeners:
-        listener_service(listener, groups, reactor).setServiceParent(root)
+        service = listener_service(listener, groups, reactor)
+        observability.watch_listener(listener, service)
+        service.setServiceParent(root)
     for checker in health_services(groups.values(), reactor):
         checker.setServiceParent(root)
-    #: What the status page and metrics read (clbproxy.health.IHealthState).
-    root.health = HealthState(groups)
+    admin = observability.admin_service()
+    if admin is not None:
+        admin.setServiceParent(root)
     return root
 
 

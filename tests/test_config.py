@@ -19,6 +19,8 @@ except ImportError:  # Python < 3.11
 
 import clbproxy
 from clbproxy.config import (
+    AccessLogConfig,
+    AdminConfig,
     BackendConfig,
     Config,
     ConfigError,
@@ -1337,3 +1339,64 @@ class TargetGroupBalancingTests(LoaderMixin, unittest.TestCase):
             self.problem_table({name: text for name, (text, _) in cases.items()}),
             {name: [f"tap.conf: {line}"] for name, (_, line) in cases.items()},
         )
+
+
+class ObservabilityConfigTests(LoaderMixin, unittest.TestCase):
+    def test_access_log_and_admin_load_with_defaults(self) -> None:
+        config = self.load(
+            document(listener={"access_log": '{ path = "-", format = "json" }'})
+            + '[access_log]\npath = "/var/log/clb.log"\n[admin]\n'
+        )
+        self.assertEqual(config.access_log, AccessLogConfig(path="/var/log/clb.log"))
+        self.assertEqual(config.listeners[0].access_log, AccessLogConfig("-", "json"))
+        self.assertEqual(config.admin, AdminConfig("tcp:9090:interface=127.0.0.1", "/metrics"))
+
+    def test_without_tables_there_is_no_access_log_nor_admin(self) -> None:
+        config = self.load(document())
+        self.assertIsNone(config.access_log)
+        self.assertIsNone(config.admin)
+
+    def test_observability_problems(self) -> None:
+        cases = {
+            "no path": (
+                "[access_log]\n",
+                "access_log: missing required key 'path' (a file, or \"-\" for stdout)",
+            ),
+            "empty path": (
+                '[access_log]\npath = ""\n',
+                'access_log.path: must not be empty; use "-" for stdout',
+            ),
+            "format": (
+                '[access_log]\npath = "-"\nformat = "xml"\n',
+                "access_log.format: unknown format 'xml'; must be one of: 'plain', 'json'",
+            ),
+            "unknown key": (
+                '[admin]\nbnd = "tcp:1"\n',
+                "admin: unknown key 'bnd' (did you mean 'bind'?)",
+            ),
+            "bind": ('[admin]\nbind = "ssl:443"\n', "admin.bind: 'ssl:443' " + TLS_REFUSED),
+            "metrics path": (
+                '[admin]\nmetrics_path = "/api/m"\n',
+                "admin.metrics_path: '/api/m' must be a path like '/metrics' "
+                "(not '/' or under '/api/', no query or spaces)",
+            ),
+            "same bind": (
+                '[admin]\nbind = "tcp:8080"\n',
+                "admin.bind: duplicate bind string 'tcp:8080' (also listener[0])",
+            ),
+        }
+        found = self.problem_table({name: document() + text for name, (text, _) in cases.items()})
+        self.assertEqual(
+            {name: lines for name, lines in found.items()},
+            {name: [f"tap.conf: {line}"] for name, (_, line) in cases.items()},
+        )
+
+    def test_listener_access_log_problems_name_the_listener(self) -> None:
+        problems = self.problems(document(listener={"access_log": '"stdout"'}))
+        self.assertEqual(
+            problems, ["tap.conf: listener[0].access_log: expected a table, got a string"]
+        )
+
+    def test_admin_that_is_not_a_table(self) -> None:
+        problems = self.problems('admin = "on"\n' + document())
+        self.assertEqual(problems, ["tap.conf: admin: expected a table, got a string"])

@@ -69,9 +69,9 @@ class OptionsTests(unittest.TestCase):
 
 
 class ServiceTreeTests(unittest.TestCase):
-    def test_shipped_config_builds_demo_backends_and_the_listener(self):
+    def test_shipped_config_builds_demo_backends_observability_listener_and_admin(self):
         root = build_service(load_config(SHIPPED), MemoryReactorClock())
         self.assertEqual(
             [service.name for service in root],
-            ["demo:demo-a", "demo:demo-b", "listener:web"],
+            ["demo:demo-a", "demo:demo-b", "observability", "listener:web", "admin"],
         )

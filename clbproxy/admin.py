@@ -1,0 +1,179 @@
+"""The admin listener: status page, JSON API with runtime actions, Prometheus metrics.
+
+- ``GET /``: the status page (it refreshes itself);
+- ``GET /api/status``: listeners, rules, target groups and backends as JSON;
+- ``POST /api/backends/GROUP/ADDRESS/drain|disable|enable``: a backend's runtime state;
+- ``POST /api/backends/GROUP/ADDRESS/weight`` with ``{"weight": N}``: its weight (0-100);
+- ``GET <metrics_path>``: Prometheus text format.
+
+``ADDRESS`` is the backend's ``host:port`` as written in tap.conf (percent-encode
+an IPv6 address's brackets and colons if the client needs to).  Every answer of
+the API is JSON; mistakes get 400 ``{"error": ...}``, an unknown target group or
+backend 404, a wrong method 405.  POSTs must be ``Content-Type:
+application/json`` and, when the browser sends ``Origin``, come from the admin
+page's own origin, so another web page cannot drive the API through a browser.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from clbproxy.balancer import DRAIN, MAINT, READY, UnknownBackend
+from clbproxy.livestate import LiveState
+
+log = Logger()
+
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "admin_static")
+
+#: Largest request body the API reads.
+MAX_BODY = 4096
+
+_STATE_ACTIONS = {"drain": DRAIN, "disable": MAINT, "enable": READY}
+
+
+class APIError(Exception):
+    """A request the API refuses: answered with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json(request: Request, status: int, data: Any) -> bytes:
+    body = json.dumps(data, indent=1).encode("utf-8") + b"\n"
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
+    return body
+
+
+class AdminResource(Resource):
+    """The whole admin site: one dispatcher, so every path gets a JSON or page answer."""
+
+    isLeaf = True
+
+    def __init__(
+        self, live: LiveState, registry: CollectorRegistry, metrics_path: str = "/metrics"
+    ) -> None:
+        super().__init__()
+        self.live = live
+        self.registry = registry
+        self.metrics_path = metrics_path
+        with open(os.path.join(STATIC, "status.html"), "rb") as page:
+            self._page = page.read()
+
+    def render(self, request: Request) -> bytes:
+        path = urlsplit(request.uri).path.decode("latin-1")
+        method = request.method.decode("latin-1")
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        try:
+            return self._route(request, method, path)
+        except APIError as error:
+            return _json(request, error.status, {"error": error.message})
+
+    def _route(self, request: Request, method: str, path: str) -> bytes:
+        if path == self.metrics_path:
+            self._allow(request, method, "GET")
+            request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+            return generate_latest(self.registry)
+        if path in ("/", "/index.html"):
+            self._allow(request, method, "GET")
+            request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+            request.setHeader(
+                b"Content-Security-Policy",
+                b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                b"connect-src 'self'; img-src data:",
+            )
+            return self._page
+        if path == "/api/status":
+            self._allow(request, method, "GET")
+            return _json(request, 200, self.live.snapshot())
+        if path.startswith("/api/backends/"):
+            parts = path[len("/api/backends/") :].split("/")
+            if len(parts) != 3 or not all(parts):
+                raise APIError(404, "use /api/backends/GROUP/ADDRESS/(drain|disable|enable|weight)")
+            group, address, action = (unquote(part) for part in parts)
+            self._allow(request, method, "POST")
+            return self._backend_action(request, group, address, action)
+        raise APIError(404, f"no such page: {path}")
+
+    def _allow(self, request: Request, method: str, allowed: str) -> None:
+        if method == allowed or (allowed == "GET" and method == "HEAD"):
+            return
+        request.setHeader(b"Allow", allowed.encode("ascii"))
+        raise APIError(405, f"{method} is not allowed here; use {allowed}")
+
+    def _backend_action(self, request: Request, group_name: str, address: str, action: str):
+        if action not in (*_STATE_ACTIONS, "weight"):
+            raise APIError(404, f"unknown action {action!r}; use drain, disable, enable or weight")
+        body = self._body(request)
+        group = self.live.groups.get(group_name)
+        if group is None:
+            raise APIError(404, f"unknown target group {group_name!r}")
+        try:
+            if action == "weight":
+                weight = body.get("weight") if isinstance(body, dict) else None
+                if weight is None:
+                    raise APIError(400, 'the body must be a JSON object like {"weight": 10}')
+                try:
+                    control = group.set_weight(address, weight)
+                except ValueError as error:
+                    raise APIError(400, str(error)) from None
+            else:
+                control = group.set_state(address, _STATE_ACTIONS[action])
+        except UnknownBackend:
+            raise APIError(404, f"no backend {address!r} in target group {group_name!r}") from None
+        log.info(
+            "admin: backend {backend} of {group}: {action} (state {state}, weight {weight})",
+            backend=address,
+            group=group_name,
+            action=action,
+            state=control.state,
+            weight=control.weight,
+        )
+        return _json(
+            request,
+            200,
+            {
+                "group": group_name,
+                "address": control.address,
+                "state": control.state,
+                "weight": control.weight,
+                "configured_weight": control.configured_weight,
+            },
+        )
+
+    def _body(self, request: Request) -> Any:
+        """The POST body as JSON (``{}`` when empty), after the cross-site checks."""
+        content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip()
+        if content_type.lower() != b"application/json":
+            raise APIError(400, "POST requests must have Content-Type: application/json")
+        origin = request.getHeader(b"origin")
+        host = request.getHeader(b"host")
+        if origin is not None and urlsplit(origin).netloc != host:
+            raise APIError(403, "cross-origin requests are not allowed")
+        raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
+        if len(raw) > MAX_BODY:
+            raise APIError(400, f"the body is larger than {MAX_BODY} bytes")
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as error:
+            raise APIError(400, f"the body is not JSON: {error}") from None
+
+
+def admin_site(live: LiveState, registry: CollectorRegistry, metrics_path: str, reactor) -> Site:
+    """The admin listener's site."""
+    site = Site(AdminResource(live, registry, metrics_path), reactor=reactor)
+    site.displayTracebacks = False
+    return site
