@@ -121,7 +121,7 @@ class RelaySettings:
     def from_config(cls, listener: ListenerConfig, groups: dict[str, TargetGroup]) -> RelaySettings:
         return cls(
             listener=listener,
-            router=Router(listener.rules),
+            router=Router(listener.rules, listener.default_domain),
             groups=groups,
             scheme="https" if listener.protocol == "https" else "http",
             trusted=TrustedProxies.from_cidrs(listener.trusted_proxies),
