@@ -45,6 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from clbproxy.actions import header_changes, rewrite_target
 from clbproxy.balancer import TargetGroup
 from clbproxy.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
@@ -276,8 +277,9 @@ class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
             settings=settings,
             group=group,
             front=self,
-            target=path,
+            target=rewrite_target(rule, path),
             connector=self.factory.connector,
+            rule=rule,
         )
         self.factory.sessions.add(self.session)
         d = self.session.start()
@@ -458,8 +460,10 @@ class RelaySession:
         front: RelayServerProtocol,
         target: str,
         connector: Callable[[BackendConfig, float], IStreamClientEndpoint],
+        rule: Optional[RuleConfig] = None,
     ) -> None:
         self.reactor = reactor
+        self.rule = rule
         self.settings = settings
         self.group = group
         self.front = front
@@ -524,11 +528,15 @@ class RelaySession:
         front = self.front
         headers = front.http_headers
         hop = hop_by_hop_names([headers.get("connection", "")])
+        drop, add = header_changes(self.rule, [])
         extra: dict[str, str] = {}
         for name, value in headers.items():
             if name in hop or name in _HANDSHAKE_REQUEST_HEADERS or name in FORWARDING_HEADERS:
                 continue
+            if name in drop:
+                continue
             extra[name] = value
+        extra.update(add)
         peer_ip = _peer_ip(front.transport)
         for name, value in forwarded_headers(
             peer_ip=peer_ip,
