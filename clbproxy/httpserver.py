@@ -196,6 +196,10 @@ class ProxyRequest(Request):
         limit = self.channel.limits.max_body_size
         if limit and self._received > limit:
             self.body.fail(BodyTooLarge(f"request body over {limit} bytes"))
+            if self.startedWriting:
+                self.channel.transport.abortConnection()
+            else:
+                self.channel.reject(413, f"the request body is larger than {limit} bytes")
             return
         self.body.write(data)
 
