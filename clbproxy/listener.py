@@ -60,6 +60,10 @@ class ListenerResource(Resource):
         if rule is None and upgrade:
             # The relay refuses the handshake itself (and closes, as for any refusal).
             return self._websocket.render(request)
+        if upgrade and (rule.fixed_response is not None or rule.redirect is not None):
+            # A refused upgrade ends the connection, as the relay's refusals do.
+            request.setHeader(b"Connection", b"close")
+            request.channel.persistent = False
         if rule is None:
             return render_error(request, 404, "no forwarding rule matches this host and path")
         if rule.fixed_response is not None:
