@@ -360,3 +360,22 @@ class ProxyProtocolTests(ListenerTestCase):
         seen = await self.backend_saw(header + get("/"))
         self.assertIn(["X-Real-Ip", "198.51.100.9"], seen["headers"])
         self.assertIn(["X-Forwarded-For", "198.51.100.9"], seen["headers"])
+
+
+class KeepAliveTests(ListenerTestCase):
+    async def test_pipelined_requests_with_bodies_are_answered_in_order(self) -> None:
+        await self.start()
+        response = await raw_request(
+            self.port,
+            b"POST /one HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n\r\nabc"
+            b"PUT /two HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nde\r\n0\r\n\r\n"
+            b"GET /three HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        ).addTimeout(10, reactor)
+        lines = []
+        while response:
+            head, _, rest = response.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            lines.append(json.loads(rest[:length])["line"])
+            response = rest[length:]
+        self.assertEqual(lines, ["POST /one HTTP/1.1", "PUT /two HTTP/1.1", "GET /three HTTP/1.1"])
