@@ -23,6 +23,8 @@ import attrs
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 
+from clbproxy.patterns import HOST_EXACT, check_replacement, compile_regex, parse_host, parse_path
+
 try:
     import tomllib
 except ImportError:  # Python < 3.11
@@ -157,20 +159,61 @@ class TargetGroupConfig:
 
 
 @attrs.frozen
+class RewriteConfig:
+    """How a rule changes the request path before forwarding (the query is kept).
+
+    Either ``strip_prefix`` (removed from the start of the path) or a regex
+    ``pattern`` whose first match is replaced by ``replacement`` (``\\1``, ``\\g<name>``).
+    """
+
+    strip_prefix: Optional[str] = None
+    pattern: Optional[str] = None
+    replacement: str = ""
+
+
+@attrs.frozen
+class FixedResponseConfig:
+    """A response the proxy answers itself, without a backend (maintenance pages...)."""
+
+    status: int
+    body: str = ""
+    content_type: str = "text/plain; charset=utf-8"
+
+
+@attrs.frozen
+class RedirectConfig:
+    """A redirect answered by the proxy; ``$scheme``, ``$host``, ``$request_uri`` are expanded.
+
+    ``status`` ``None`` is 301 for GET and HEAD, 308 for other methods.
+    """
+
+    location: str
+    status: Optional[int] = None
+
+
+@attrs.frozen
 class RuleConfig:
     """A forwarding rule: requests whose Host and path match go to ``target_group``.
 
-    ``host`` is ``None`` for "any host", an exact name, or a ``*.example.com`` wildcard.
-    ``path`` is a prefix; the longest matching prefix wins.
+    ``host`` is ``None`` for "any host" or a host pattern, ``path`` a path
+    pattern (see :mod:`clbproxy.patterns`), both in canonical text.  A rule
+    forwards to ``target_group``, or answers ``fixed_response`` or ``redirect``.
     """
 
-    target_group: str
+    target_group: Optional[str] = None
     host: Optional[str] = None
     path: str = "/"
     #: Origins allowed to open WebSocket sessions; ``None`` inherits the listener's.
     allowed_origins: Optional[tuple[str, ...]] = None
     #: Largest WebSocket message in bytes (0: unlimited); ``None`` inherits the listener's.
     max_message_size: Optional[int] = None
+    rewrite: Optional[RewriteConfig] = None
+    fixed_response: Optional[FixedResponseConfig] = None
+    redirect: Optional[RedirectConfig] = None
+    #: Request headers set (replacing any the client sent) on the way to the backend.
+    set_headers: tuple[tuple[str, str], ...] = ()
+    #: Request headers removed on the way to the backend, lower-case.
+    remove_headers: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -211,6 +254,16 @@ class ListenerConfig:
     client_timeout: float = 60.0
     #: This listener's access log; ``None`` uses the top-level one.
     access_log: Optional[AccessLogConfig] = None
+    #: Host pattern of the domain serving requests whose Host matches no rule.
+    default_domain: Optional[str] = None
+    #: Largest request body in bytes (413 above it); 0 means unlimited.
+    max_body_size: int = 64 * 1024 * 1024
+    #: Largest request header section (request line included) in bytes (431 above it).
+    max_header_size: int = 32 * 1024
+    #: Longest request line in bytes (414 above it).
+    max_request_line: int = 8 * 1024
+    #: Add a ``Via: 1.1 clbproxy`` header to requests and responses.
+    via: bool = False
 
 
 @attrs.frozen
@@ -265,6 +318,7 @@ _DIGITS = re.compile(r"[0-9]+\Z")
 _SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*\Z")
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*\Z")
 _TOML_POSITION = re.compile(r"(.*) \(at (?:line (\d+), column (\d+)|end of document)\)\Z", re.S)
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _KEY_TUPLE = re.compile(r"\(((?:'[^']*', )*'[^']*'),?\)")
 
 _SIZE_UNITS = {
@@ -512,18 +566,18 @@ class _Reader:
             return None
         return size
 
+    def boolean(self, path: str, value: object) -> Optional[bool]:
+        if isinstance(value, bool):
+            return value
+        self.problem(path, f"expected true or false, got {_type_name(value)}")
+        return None
+
     def duration(self, path: str, value: object) -> Optional[float]:
         try:
             return parse_duration(value)
         except ValueError as e:
             self.problem(path, str(e))
             return None
-
-    def boolean(self, path: str, value: object) -> Optional[bool]:
-        if isinstance(value, bool):
-            return value
-        self.problem(path, f"expected true or false, got {_type_name(value)}")
-        return None
 
     def duration_in(self, path: str, value: object, low: float, high: float) -> Optional[float]:
         seconds = self.duration(path, value)
@@ -556,8 +610,30 @@ _LISTENER_KEYS = (
     "trusted_proxies",
     "client_timeout",
     "access_log",
+    "default_domain",
+    "max_body_size",
+    "max_header_size",
+    "max_request_line",
+    "via",
 )
-_RULE_KEYS = ("target_group", "host", "path", "allowed_origins", "max_message_size")
+_RULE_KEYS = (
+    "target_group",
+    "host",
+    "path",
+    "allowed_origins",
+    "max_message_size",
+    "rewrite",
+    "fixed_response",
+    "redirect",
+    "set_headers",
+    "remove_headers",
+)
+_FRAMING_HEADERS = frozenset(
+    {"connection", "content-length", "transfer-encoding", "upgrade", "keep-alive", "te", "trailer"}
+)
+_REWRITE_KEYS = ("strip_prefix", "pattern", "replacement")
+_FIXED_RESPONSE_KEYS = ("status", "body", "content_type")
+_REDIRECT_KEYS = ("location", "status")
 _TARGET_GROUP_KEYS = (
     "backends",
     "policy",
@@ -701,6 +777,15 @@ def _listener(
             rules.append((rule_path, _rule(reader, rule_path, rule, group_names)))
     _check_rules_distinct(reader, rules)
     fields["rules"] = tuple(rule for _, rule in rules)
+    if "default_domain" in data:
+        fields["default_domain"] = _default_domain(
+            reader, _key_path(path, "default_domain"), data["default_domain"], rules
+        )
+    for key, minimum in (("max_body_size", 0), ("max_header_size", 1024), ("max_request_line", 64)):
+        if key in data:
+            fields[key] = reader.size(_key_path(path, key), data[key], minimum)
+    if "via" in data:
+        fields["via"] = reader.boolean(_key_path(path, "via"), data["via"])
     if "allowed_origins" in data:
         fields["allowed_origins"] = _origins(
             reader, _key_path(path, "allowed_origins"), data["allowed_origins"]
@@ -742,13 +827,29 @@ def _rule(
     before = len(reader.problems)
     reader.table(path, data, _RULE_KEYS)
     fields: dict[str, Any] = {}
-    if reader.required(path, data, "target_group"):
+    actions = [key for key in ("target_group", "fixed_response", "redirect") if key in data]
+    if not actions:
+        reader.problem(
+            path, "missing required key 'target_group' (or 'fixed_response' or 'redirect')"
+        )
+    elif len(actions) > 1:
+        reader.problem(path, f"give only one of {', '.join(map(repr, actions))}")
+    if "target_group" in data:
         group_path = _key_path(path, "target_group")
         group = reader.string(group_path, data["target_group"])
         if group is not None and group not in group_names:
             defined = ", ".join(map(_show_name, group_names)) if group_names else "none"
             reader.problem(group_path, f"unknown target group {group!r} (defined: {defined})")
         fields["target_group"] = group
+    for key, parse in (
+        ("rewrite", _rewrite),
+        ("fixed_response", _fixed_response),
+        ("redirect", _redirect),
+        ("set_headers", _set_headers),
+        ("remove_headers", _remove_headers),
+    ):
+        if key in data:
+            fields[key] = parse(reader, _key_path(path, key), data[key])
     if "host" in data:
         fields["host"] = _rule_host(reader, _key_path(path, "host"), data["host"])
     if "path" in data:
@@ -783,55 +884,183 @@ def _check_rules_distinct(reader: _Reader, rules: list[tuple[str, Optional[RuleC
 
 
 def _rule_host(reader: _Reader, path: str, value: object) -> Optional[str]:
-    """A rule's host pattern, lower-cased, IPv6 without brackets."""
+    """A rule's host pattern in canonical text: lower-cased names, IPv6 without brackets."""
     text = reader.string(path, value)
     if text is None:
         return None
     if not text:
         reader.problem(path, "must not be empty; leave host out to match any host")
         return None
-    pattern = text.lower()
-    if ":" in pattern or pattern.startswith("["):
+    try:
+        pattern = parse_host(text)
+    except ValueError as e:
+        reader.problem(path, str(e))
+        return None
+    if pattern.kind != HOST_EXACT:
+        return pattern.text
+    name = pattern.value
+    if ":" in name or name.startswith("["):
         try:
-            return str(ipaddress.IPv6Address(pattern.strip("[]")))
+            return str(ipaddress.IPv6Address(name.strip("[]")))
         except ValueError:
             pass
-        if ":" in pattern and not pattern.endswith("]"):
+        if ":" in name and not name.endswith("]"):
             reader.problem(path, f"{text!r}: a host must not include a port")
         else:
             reader.problem(path, f"{text!r} is not an IPv6 address")
         return None
-    wildcard = pattern.startswith("*.")
-    name = pattern[2:] if wildcard else pattern
-    if "*" in name:
-        reader.problem(
-            path, f"{text!r}: '*' is only allowed as the whole first label, like '*.example.com'"
-        )
-        return None
     try:
-        name = _host(name)
+        return _host(name)
     except ValueError as e:
         reader.problem(path, str(e))
         return None
-    if wildcard and _is_ip(name):
-        reader.problem(path, f"{text!r}: a wildcard needs a DNS name, like '*.example.com'")
-        return None
-    return f"*.{name}" if wildcard else name
 
 
 def _rule_path(reader: _Reader, path: str, value: object) -> Optional[str]:
+    """A rule's path pattern in canonical text: ``= /x``, ``^~ /x``, ``~ re``, ``/x``..."""
     text = reader.string(path, value)
     if text is None:
         return None
-    if not text.startswith("/"):
-        reader.problem(path, f"{text!r} must start with '/'")
+    try:
+        return parse_path(text).text
+    except ValueError as e:
+        reader.problem(path, str(e))
         return None
-    if any(char in "?#" or char.isspace() or not char.isprintable() for char in text):
+
+
+def _default_domain(
+    reader: _Reader, path: str, value: object, rules: list[tuple[str, Optional[RuleConfig]]]
+) -> Optional[str]:
+    """The default domain: the host of some rule, in canonical text."""
+    host = _rule_host(reader, path, value)
+    if host is None:
+        return None
+    hosts = [rule.host for _, rule in rules if rule is not None]
+    if host not in hosts:
+        shown = ", ".join(repr(h) for h in dict.fromkeys(hosts) if h is not None) or "none"
+        reader.problem(path, f"{host!r} is not the host of any rule (hosts: {shown})")
+        return None
+    if None in hosts:
         reader.problem(
-            path, f"{text!r}: a path prefix has no query, fragment, spaces or control characters"
+            path,
+            "rules without 'host' already take requests for any other host; "
+            "give them a host or leave default_domain out",
         )
         return None
-    return text
+    return host
+
+
+def _rewrite(reader: _Reader, path: str, value: object) -> Optional[RewriteConfig]:
+    table = reader.table(path, value, _REWRITE_KEYS)
+    if table is None:
+        return None
+    if ("strip_prefix" in table) == ("pattern" in table):
+        reader.problem(path, "give exactly one of 'strip_prefix' or 'pattern' (with 'replacement')")
+        return None
+    if "strip_prefix" in table:
+        prefix = reader.string(_key_path(path, "strip_prefix"), table["strip_prefix"])
+        if prefix is not None and not prefix.startswith("/"):
+            reader.problem(_key_path(path, "strip_prefix"), f"{prefix!r} must start with '/'")
+            return None
+        if "replacement" in table:
+            reader.problem(_key_path(path, "replacement"), "only goes with 'pattern'")
+            return None
+        return None if prefix is None else RewriteConfig(strip_prefix=prefix)
+    pattern_path = _key_path(path, "pattern")
+    pattern = reader.string(pattern_path, table["pattern"])
+    replacement = reader.string(_key_path(path, "replacement"), table.get("replacement", ""))
+    if pattern is None or replacement is None:
+        return None
+    try:
+        compiled = compile_regex(pattern)
+    except ValueError as e:
+        reader.problem(pattern_path, str(e))
+        return None
+    try:
+        check_replacement(compiled, replacement)
+    except ValueError as e:
+        reader.problem(_key_path(path, "replacement"), str(e))
+        return None
+    return RewriteConfig(pattern=pattern, replacement=replacement)
+
+
+def _fixed_response(reader: _Reader, path: str, value: object) -> Optional[FixedResponseConfig]:
+    table = reader.table(path, value, _FIXED_RESPONSE_KEYS)
+    if table is None or not reader.required(path, table, "status"):
+        return None
+    status = reader.integer(_key_path(path, "status"), table["status"], 200, 599)
+    body = reader.string(_key_path(path, "body"), table.get("body", ""))
+    content_type = reader.string(
+        _key_path(path, "content_type"), table.get("content_type", "text/plain; charset=utf-8")
+    )
+    if content_type is not None and not _header_value_ok(content_type):
+        reader.problem(_key_path(path, "content_type"), f"{content_type!r} is not a header value")
+        return None
+    if status is None or body is None or content_type is None:
+        return None
+    return FixedResponseConfig(status=status, body=body, content_type=content_type)
+
+
+def _redirect(reader: _Reader, path: str, value: object) -> Optional[RedirectConfig]:
+    if isinstance(value, str):
+        value = {"location": value}
+    table = reader.table(path, value, _REDIRECT_KEYS)
+    if table is None or not reader.required(path, table, "location"):
+        return None
+    location = reader.string(_key_path(path, "location"), table["location"])
+    if location is not None and (not location or not _header_value_ok(location)):
+        reader.problem(_key_path(path, "location"), f"{location!r} is not a usable Location")
+        return None
+    status = None
+    if "status" in table:
+        status = reader.choice(
+            _key_path(path, "status"),
+            str(table["status"]),
+            ("301", "302", "303", "307", "308"),
+            "redirect status",
+        )
+        if status is None:
+            return None
+    if location is None:
+        return None
+    return RedirectConfig(location=location, status=int(status) if status else None)
+
+
+def _set_headers(reader: _Reader, path: str, value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        reader.problem(
+            path, f'expected a table like {{ "X-Env" = "prod" }}, got {_type_name(value)}'
+        )
+        return ()
+    headers = []
+    for name, header_value in value.items():
+        item_path = _key_path(path, name)
+        text = reader.string(item_path, header_value)
+        if not _TOKEN.match(name):
+            reader.problem(item_path, f"{name!r} is not a header name")
+        elif name.lower() in _FRAMING_HEADERS:
+            reader.problem(item_path, f"{name!r} describes one hop or the body; it cannot be set")
+        elif text is not None and not _header_value_ok(text):
+            reader.problem(item_path, f"{text!r} is not a header value (no control characters)")
+        elif text is not None:
+            headers.append((name, text))
+    return tuple(headers)
+
+
+def _remove_headers(reader: _Reader, path: str, value: object) -> tuple[str, ...]:
+    names = []
+    for item_path, name in reader.strings(path, value):
+        if not _TOKEN.match(name):
+            reader.problem(item_path, f"{name!r} is not a header name")
+        else:
+            names.append(name.lower())
+    return tuple(names)
+
+
+def _header_value_ok(text: str) -> bool:
+    return all(
+        char == "\t" or 0x20 <= ord(char) < 0x7F or 0xA0 <= ord(char) <= 0xFF for char in text
+    )
 
 
 def _origins(reader: _Reader, path: str, value: object) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ whichever path failed.
 
 from __future__ import annotations
 
+import json
 from html import escape
 from http import HTTPStatus
 from typing import Iterable
@@ -31,6 +32,27 @@ def error_page(status: int, detail: str) -> bytes:
     return _PAGE.format(
         status=status, phrase=escape(reason_phrase(status)), detail=escape(detail)
     ).encode("utf-8")
+
+
+def wants_json(accept: str | None) -> bool:
+    """True when an ``Accept`` header prefers JSON to HTML (the first listed wins)."""
+    if not accept:
+        return False
+    for item in accept.split(","):
+        media = item.split(";", 1)[0].strip().lower()
+        if media in ("application/json", "application/problem+json") or media.endswith("+json"):
+            return True
+        if media in ("text/html", "application/xhtml+xml", "*/*", "text/*"):
+            return False
+    return False
+
+
+def negotiated_error(status: int, detail: str, accept: str | None) -> tuple[str, bytes]:
+    """``(content type, body)`` of a proxy error: JSON if ``accept`` prefers it, else HTML."""
+    if wants_json(accept):
+        body = json.dumps({"status": status, "error": reason_phrase(status), "detail": detail})
+        return "application/json", body.encode("utf-8") + b"\n"
+    return "text/html; charset=utf-8", error_page(status, detail)
 
 
 def raw_response(

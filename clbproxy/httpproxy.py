@@ -56,16 +56,18 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from clbproxy.accesslog import RequestRecord
+from clbproxy.actions import header_changes, rewrite_target
 from clbproxy.balancer import Lease, RequestInfo, TargetGroup
-from clbproxy.config import BackendConfig
+from clbproxy.config import BackendConfig, RuleConfig
 from clbproxy.endpoints import backend_endpoint
-from clbproxy.errors import error_page
+from clbproxy.errors import negotiated_error
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
     TrustedProxies,
     forwarded_headers,
     hop_by_hop_names,
 )
+from clbproxy.httpserver import BodyTooLarge, RequestBody
 
 log = Logger()
 
@@ -83,6 +85,9 @@ NOT_SENT_ERRORS = (ConnectError, ConnectingCancelledError, DNSLookupError, Reque
 #: already answered by twisted.web.
 _REQUEST_ONLY_HEADERS = frozenset({"content-length", "expect"})
 
+#: The ``Via`` header value of a listener with ``via = true``.
+VIA = b"1.1 clbproxy"
+
 #: Response statuses that never carry a body.
 _BODYLESS_STATUSES = frozenset({204, 304})
 
@@ -91,9 +96,12 @@ AgentFactory = Callable[[Any, HTTPConnectionPool, float], IAgent]
 
 def render_error(request: Request, status: int, detail: str) -> bytes:
     """Prepare ``request`` for a proxy error page and return the page's body."""
-    body = error_page(status, detail)
+    accept = request.getHeader(b"accept")
+    content_type, body = negotiated_error(
+        status, detail, accept.decode("latin-1") if accept else None
+    )
     request.setResponseCode(status)
-    request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+    request.setHeader(b"Content-Type", content_type.encode("ascii"))
     request.setHeader(b"Content-Length", b"%d" % (len(body),))
     return body
 
@@ -175,18 +183,30 @@ def request_info(request: Request, target: bytes) -> RequestInfo:
     return RequestInfo.build(client, headers, query)
 
 
-def backend_request_headers(request: Request, *, scheme: str, trusted: TrustedProxies) -> Headers:
+def backend_request_headers(
+    request: Request,
+    *,
+    scheme: str,
+    trusted: TrustedProxies,
+    rule: Optional[RuleConfig] = None,
+    via: bool = False,
+) -> Headers:
     """The headers a backend receives for ``request``.
 
     End-to-end headers are copied with duplicates and the client's Host kept;
     hop-by-hop headers (and those ``Connection`` names) and client-sent
-    forwarding headers are dropped, then the proxy's forwarding headers added.
+    forwarding headers are dropped, then the proxy's forwarding headers added
+    (X-Forwarded-Port is the listener's port), then the rule's header changes
+    applied, then ``Via`` when asked for.
     """
     client = request.requestHeaders
+    drop, add = header_changes(rule, [])
     skip = (
         hop_by_hop_names(_texts(client.getRawHeaders(b"connection")))
         | FORWARDING_HEADERS
         | _REQUEST_ONLY_HEADERS
+        | {"x-forwarded-port"}
+        | drop
     )
     headers = Headers()
     for name, values in client.getAllRawHeaders():
@@ -203,6 +223,13 @@ def backend_request_headers(request: Request, *, scheme: str, trusted: TrustedPr
         trusted=trusted,
     ):
         headers.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
+    port = getattr(request.getHost(), "port", None)
+    if port is not None:
+        headers.addRawHeader(b"X-Forwarded-Port", b"%d" % (port,))
+    for name, value in add:
+        headers.setRawHeaders(name.encode("latin-1"), [value.encode("latin-1")])
+    if via:
+        headers.addRawHeader(b"Via", VIA)
     return headers
 
 
@@ -231,6 +258,13 @@ def copy_response_headers(response: IResponse, request: Request) -> None:
             request.responseHeaders.setRawHeaders(b"Content-Length", [length[-1]])
     elif response.code not in _BODYLESS_STATUSES and response.length is not UNKNOWN_LENGTH:
         request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % (response.length,)])
+
+
+def _caused_by(failure: Failure, error_type: type) -> bool:
+    """True when ``failure`` or a reason wrapped in it (Agent's wrappers) is ``error_type``."""
+    if failure.check(error_type):
+        return True
+    return any(_caused_by(reason, error_type) for reason in getattr(failure.value, "reasons", ()))
 
 
 def describe_failure(failure: Failure) -> str:
@@ -312,9 +346,11 @@ class _Exchange:
         forwarder: HTTPForwarder,
         request: Request,
         group: TargetGroup,
+        rule: Optional[RuleConfig] = None,
         record: Optional[RequestRecord] = None,
     ) -> None:
         self._forwarder = forwarder
+        self._rule = rule
         self._reactor = forwarder.reactor
         self._request = request
         self._group = group
@@ -343,9 +379,13 @@ class _Exchange:
         if target is None:
             self._error(400, "the request target is not supported")
             return
-        self._target = target
+        self._target = rewrite_target(self._rule, target.decode("latin-1")).encode("latin-1")
         self._headers = backend_request_headers(
-            self._request, scheme=self._forwarder.scheme, trusted=self._forwarder.trusted
+            self._request,
+            scheme=self._forwarder.scheme,
+            trusted=self._forwarder.trusted,
+            rule=self._rule,
+            via=self._forwarder.via,
         )
         self._info = request_info(self._request, target)
         backend = self._group.pick(self._info, exclude=self._tried)
@@ -379,6 +419,9 @@ class _Exchange:
         return agent.request(self._request.method, url, self._headers.copy(), self._body())
 
     def _body(self) -> Optional[IBodyProducer]:
+        streamed = getattr(self._request, "body", None)
+        if isinstance(streamed, RequestBody):
+            return streamed
         client = self._request.requestHeaders
         content = self._request.content
         if content is None or not (
@@ -412,7 +455,9 @@ class _Exchange:
         if self._client_gone:
             return
         config = self._group.config
-        if self._timed_out:
+        if _caused_by(failure, BodyTooLarge):
+            self._error(413, "the request body is too large")
+        elif self._timed_out:
             self._log_failure(
                 backend, f"no response within {config.response_timeout:g} s", "answered 504"
             )
@@ -445,6 +490,8 @@ class _Exchange:
             copy_response_headers(response, self._request)
             for name, value in self._group.persistence_headers(self._info, backend):
                 self._request.responseHeaders.addRawHeader(name, value)
+            if self._forwarder.via:
+                self._request.responseHeaders.addRawHeader(b"Via", VIA)
         response.deliverBody(_ResponseRelay(self))
 
     def relay_started(self, relay: _ResponseRelay) -> None:
@@ -556,8 +603,10 @@ class HTTPForwarder:
         trusted: TrustedProxies,
         pool: Optional[HTTPConnectionPool] = None,
         agent_factory: Optional[AgentFactory] = None,
+        via: bool = False,
     ) -> None:
         self.reactor = reactor
+        self.via = via
         self.scheme = scheme
         self.trusted = trusted
         self._pool = pool if pool is not None else backend_pool(reactor)
@@ -573,13 +622,18 @@ class HTTPForwarder:
         return agent
 
     def forward(
-        self, request: Request, group: TargetGroup, record: Optional[RequestRecord] = None
+        self,
+        request: Request,
+        group: TargetGroup,
+        rule: Optional[RuleConfig] = None,
+        record: Optional[RequestRecord] = None,
     ) -> object:
         """Send ``request`` to a backend of ``group`` and relay the answer; NOT_DONE_YET.
 
+        ``rule`` (the matched forwarding rule) rewrites the path and changes headers;
         ``record`` (the access log's) learns the backend and the response time.
         """
-        exchange = _Exchange(self, request, group, record)
+        exchange = _Exchange(self, request, group, rule, record)
         try:
             exchange.start()
         except Exception:

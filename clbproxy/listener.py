@@ -19,9 +19,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from clbproxy.accesslog import request_record
+from clbproxy.actions import rule_redirect
 from clbproxy.balancer import TargetGroup
-from clbproxy.config import ListenerConfig
+from clbproxy.config import FixedResponseConfig, ListenerConfig
 from clbproxy.httpproxy import HTTPForwarder, render_error
+from clbproxy.httpserver import HTTPLimits, ProxySite
 from clbproxy.relay import RelayServerFactory, RelaySettings, request_target
 from clbproxy.routing import Router
 
@@ -57,16 +59,49 @@ class ListenerResource(Resource):
         self._name = name
 
     def render(self, request: Request):
-        if is_websocket_upgrade(request):
-            return self._websocket.render(request)
         host = request.getHeader(b"host")
+        host_text = host.decode("latin-1") if host else None
         target = request_target(request.uri.decode("latin-1"))
-        rule = self._router.match(host.decode("latin-1") if host else None, target.split("?", 1)[0])
-        forwarder = self._forwarder
-        record = request_record(request, self._name, rule, forwarder.reactor, forwarder.trusted)
+        rule = self._router.match(host_text, target.split("?", 1)[0])
+        upgrade = is_websocket_upgrade(request)
+        if rule is None and upgrade:
+            # The relay refuses the handshake itself (and closes, as for any refusal).
+            return self._websocket.render(request)
+        if upgrade and (rule.fixed_response is not None or rule.redirect is not None):
+            # A refused upgrade ends the connection, as the relay's refusals do.
+            request.setHeader(b"Connection", b"close")
+            request.channel.persistent = False
+        if not upgrade or rule.fixed_response is not None or rule.redirect is not None:
+            forwarder = self._forwarder
+            record = request_record(request, self._name, rule, forwarder.reactor, forwarder.trusted)
         if rule is None:
             return render_error(request, 404, "no forwarding rule matches this host and path")
-        return self._forwarder.forward(request, self._groups[rule.target_group], record)
+        if rule.fixed_response is not None:
+            return render_fixed_response(request, rule.fixed_response)
+        if rule.redirect is not None:
+            status, headers = rule_redirect(
+                rule,
+                method=request.method,
+                scheme=self._forwarder.scheme,
+                host=host_text or "",
+                request_uri=target,
+            )
+            request.setResponseCode(status)
+            for name, value in headers:
+                request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+            return render_error(request, status, f"moved to {headers[0][1]}")
+        if upgrade:
+            return self._websocket.render(request)
+        return self._forwarder.forward(request, self._groups[rule.target_group], rule, record)
+
+
+def render_fixed_response(request: Request, fixed: FixedResponseConfig) -> bytes:
+    """Answer a rule's fixed response."""
+    body = fixed.body.encode("utf-8")
+    request.setResponseCode(fixed.status)
+    request.setHeader(b"Content-Type", fixed.content_type.encode("latin-1"))
+    request.setHeader(b"Content-Length", b"%d" % (len(body),))
+    return b"" if request.method == b"HEAD" else body
 
 
 class ListenerService(StreamServerEndpointService):
@@ -89,12 +124,19 @@ def listener_service(
 ) -> ListenerService:
     """The service for one ``[[listener]]``, named ``listener:NAME``."""
     settings = RelaySettings.from_config(listener, dict(groups))
-    forwarder = HTTPForwarder(reactor, scheme=settings.scheme, trusted=settings.trusted)
+    forwarder = HTTPForwarder(
+        reactor, scheme=settings.scheme, trusted=settings.trusted, via=listener.via
+    )
     relay = RelayServerFactory(settings, reactor)
     root = ListenerResource(
         settings.router, groups, WebSocketResource(relay), forwarder, listener.name
     )
-    site = Site(root, timeout=listener.client_timeout, reactor=reactor)
+    limits = HTTPLimits(
+        max_request_line=listener.max_request_line,
+        max_header_size=listener.max_header_size,
+        max_body_size=listener.max_body_size,
+    )
+    site = ProxySite(root, limits=limits, timeout=listener.client_timeout, reactor=reactor)
     site.displayTracebacks = False
     service = ListenerService(serverFromString(reactor, listener.bind), site, forwarder)
     service.setName(f"listener:{listener.name}")

@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from clbproxy import accesslog
+from clbproxy.actions import header_changes, rewrite_target
 from clbproxy.balancer import Lease, RequestInfo, TargetGroup
 from clbproxy.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
@@ -122,7 +123,7 @@ class RelaySettings:
     def from_config(cls, listener: ListenerConfig, groups: dict[str, TargetGroup]) -> RelaySettings:
         return cls(
             listener=listener,
-            router=Router(listener.rules),
+            router=Router(listener.rules, listener.default_domain),
             groups=groups,
             scheme="https" if listener.protocol == "https" else "http",
             trusted=TrustedProxies.from_cidrs(listener.trusted_proxies),
@@ -277,7 +278,7 @@ class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
             settings=settings,
             group=group,
             front=self,
-            target=path,
+            target=rewrite_target(rule, path),
             connector=self.factory.connector,
             request=RequestInfo.build(
                 _peer_ip(self.transport), request.headers.items(), request.params
@@ -542,11 +543,15 @@ class RelaySession:
         front = self.front
         headers = front.http_headers
         hop = hop_by_hop_names([headers.get("connection", "")])
+        drop, add = header_changes(self.rule, [])
         extra: dict[str, str] = {}
         for name, value in headers.items():
             if name in hop or name in _HANDSHAKE_REQUEST_HEADERS or name in FORWARDING_HEADERS:
                 continue
+            if name in drop:
+                continue
             extra[name] = value
+        extra.update(add)
         peer_ip = _peer_ip(front.transport)
         for name, value in forwarded_headers(
             peer_ip=peer_ip,

@@ -1,18 +1,45 @@
-"""Forwarding rules: which target group serves a request, by Host and path.
+"""Forwarding rules: which rule serves a request, by Host and path.
 
-Matching follows the cloud balancer's model: a host is an exact name, a leading
-wildcard (``*.example.com``) or any host; exact beats wildcard, wildcard beats
-"any".  Within the chosen host the longest path prefix wins.  Host matching is
-case-insensitive and ignores the port.
+Matching is in two steps, as on a cloud balancer (and in nginx): the Host picks
+one *domain*, then the path picks one rule among that domain's rules.  A
+request never falls through to another domain: when no path of the chosen
+domain matches, the answer is 404.
+
+Domains (case-insensitive, the port in Host ignored), in order of precedence:
+
+1. exact name;
+2. the longest matching leading wildcard (``*.example.com``);
+3. the longest matching trailing wildcard (``www.example.*``);
+4. the first matching regular expression, in the order written;
+5. otherwise the listener's default domain: ``default_domain`` if set, else
+   the rules without a ``host``; with neither, no rule matches (404).  (nginx
+   and CLB make the first domain the default; we ask for it to be named.)
+
+Paths, exactly as nginx's ``location``: an exact ``= /p`` match wins; else the
+longest matching prefix (``^~`` and plain alike) is remembered; if it is a
+``^~`` prefix it wins; else the regexes (``~``, ``~*``) are tried in the order
+written and the first match wins; else the remembered plain prefix wins.
+
+Everything is compiled when the router is built; a match is dictionary
+look-ups, a walk over the domain's prefixes and, when reached, its regexes.
 """
 
 from __future__ import annotations
 
-from typing import Optional
-
-import attrs
+from typing import Dict, List, Optional, Pattern, Sequence, Tuple
 
 from clbproxy.config import RuleConfig
+from clbproxy.patterns import (
+    HOST_EXACT,
+    HOST_LEADING,
+    HOST_REGEX,
+    HOST_TRAILING,
+    PATH_EXACT,
+    PATH_PREFERRED,
+    PATH_PREFIX,
+    parse_host,
+    parse_path,
+)
 
 
 def normalize_host(host: Optional[str]) -> str:
@@ -28,37 +55,105 @@ def normalize_host(host: Optional[str]) -> str:
     return host.rstrip(".")
 
 
-def _host_rank(pattern: Optional[str], host: str) -> Optional[int]:
-    """How well ``pattern`` matches ``host``: 0 exact, 1 wildcard, 2 any; None for no match."""
-    if pattern is None:
-        return 2
-    pattern = pattern.lower()
-    if pattern.startswith("*."):
-        return 1 if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1 else None
-    return 0 if host == pattern else None
+class Domain:
+    """The rules of one domain, compiled for path matching."""
+
+    def __init__(self, rules: Sequence[RuleConfig]) -> None:
+        self._exact: Dict[str, RuleConfig] = {}
+        prefixes: List[Tuple[str, bool, RuleConfig]] = []
+        self._regexes: List[Tuple[Pattern[str], RuleConfig]] = []
+        for rule in rules:
+            pattern = parse_path(rule.path)
+            if pattern.kind == PATH_EXACT:
+                self._exact.setdefault(pattern.value, rule)
+            elif pattern.kind in (PATH_PREFERRED, PATH_PREFIX):
+                prefixes.append((pattern.value, pattern.kind == PATH_PREFERRED, rule))
+            else:
+                self._regexes.append((pattern.compiled(), rule))
+        # Longest first; at equal length a ^~ prefix before a plain one (nginx
+        # refuses the duplicate; this keeps the choice stable).
+        prefixes.sort(key=lambda item: (-len(item[0]), not item[1]))
+        self._prefixes = tuple(prefixes)
+
+    def match(self, path: str) -> Optional[RuleConfig]:
+        rule = self._exact.get(path)
+        if rule is not None:
+            return rule
+        longest: Optional[RuleConfig] = None
+        for prefix, preferred, candidate in self._prefixes:
+            if path.startswith(prefix):
+                if preferred:
+                    return candidate
+                longest = candidate
+                break
+        for regex, candidate in self._regexes:
+            if regex.search(path):
+                return candidate
+        return longest
 
 
-@attrs.frozen
 class Router:
-    """Chooses the rule for a request among a listener's rules."""
+    """Chooses the rule for a request among a listener's rules.
 
-    rules: tuple[RuleConfig, ...]
+    ``default_domain`` is the host pattern (as written in the rules) of the
+    domain that takes requests whose Host matches no domain.
+    """
+
+    def __init__(self, rules: Sequence[RuleConfig], default_domain: Optional[str] = None) -> None:
+        self.rules = tuple(rules)
+        by_domain: Dict[Optional[str], List[RuleConfig]] = {}
+        for rule in self.rules:
+            key = None if rule.host is None else parse_host(rule.host).text
+            by_domain.setdefault(key, []).append(rule)
+        domains = {key: Domain(group) for key, group in by_domain.items()}
+        self._exact: Dict[str, Domain] = {}
+        self._leading: Dict[str, Domain] = {}
+        self._trailing: Dict[str, Domain] = {}
+        self._regexes: List[Tuple[Pattern[str], Domain]] = []
+        for key, domain in domains.items():
+            if key is None:
+                continue
+            pattern = parse_host(key)
+            if pattern.kind == HOST_EXACT:
+                self._exact[pattern.value] = domain
+            elif pattern.kind == HOST_LEADING:
+                self._leading[pattern.value] = domain
+            elif pattern.kind == HOST_TRAILING:
+                self._trailing[pattern.value] = domain
+            elif pattern.kind == HOST_REGEX:
+                self._regexes.append((pattern.compiled(), domain))
+        if default_domain is not None:
+            self._default: Optional[Domain] = domains[parse_host(default_domain).text]
+        else:
+            self._default = domains.get(None)
+
+    def domain(self, host: Optional[str]) -> Optional[Domain]:
+        """The domain serving ``host`` (a Host header value, port allowed)."""
+        name = normalize_host(host)
+        if name:
+            domain = self._exact.get(name)
+            if domain is not None:
+                return domain
+            if self._leading:
+                dot = name.find(".", 1)
+                while dot != -1:
+                    domain = self._leading.get(name[dot:])
+                    if domain is not None:
+                        return domain
+                    dot = name.find(".", dot + 1)
+            if self._trailing:
+                dot = name.rfind(".")
+                while dot > 0:
+                    domain = self._trailing.get(name[: dot + 1])
+                    if domain is not None:
+                        return domain
+                    dot = name.rfind(".", 0, dot)
+            for regex, domain in self._regexes:
+                if regex.search(name):
+                    return domain
+        return self._default
 
     def match(self, host: Optional[str], path: str) -> Optional[RuleConfig]:
         """The rule serving ``host`` and ``path``, or ``None`` (answered with 404)."""
-        name = normalize_host(host)
-        candidates = []
-        for rule in self.rules:
-            rank = _host_rank(rule.host, name)
-            if rank is not None:
-                candidates.append((rank, rule))
-        if not candidates:
-            return None
-        best_rank = min(rank for rank, _ in candidates)
-        best: Optional[RuleConfig] = None
-        for rank, rule in candidates:
-            if rank != best_rank or not path.startswith(rule.path):
-                continue
-            if best is None or len(rule.path) > len(best.path):
-                best = rule
-        return best
+        domain = self.domain(host)
+        return domain.match(path) if domain is not None else None

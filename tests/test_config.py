@@ -25,10 +25,13 @@ from clbproxy.config import (
     Config,
     ConfigError,
     DemoBackendConfig,
+    FixedResponseConfig,
     HealthCheckConfig,
     ListenerConfig,
     PassiveConfig,
     PersistenceConfig,
+    RedirectConfig,
+    RewriteConfig,
     RuleConfig,
     TargetGroupConfig,
     default_config_path,
@@ -521,6 +524,102 @@ class ListenerProblemTests(LoaderMixin, unittest.TestCase):
         )
 
 
+class ListenerHTTPKeyTests(LoaderMixin, unittest.TestCase):
+    def test_http_keys_load_into_the_model(self) -> None:
+        listener = self.load(
+            document(
+                listener={
+                    "max_body_size": '"1MiB"',
+                    "max_header_size": '"8KiB"',
+                    "max_request_line": "2048",
+                    "via": "true",
+                    "default_domain": '"WWW.example.com"',
+                },
+                rule={"host": '"www.example.com"'},
+            )
+        ).listeners[0]
+        self.assertEqual(
+            (
+                listener.max_body_size,
+                listener.max_header_size,
+                listener.max_request_line,
+                listener.via,
+                listener.default_domain,
+            ),
+            (1024 * 1024, 8192, 2048, True, "www.example.com"),
+        )
+
+    def test_rule_actions_load_into_the_model(self) -> None:
+        rule = (
+            self.load(
+                document(
+                    rule={
+                        "target_group": None,
+                        "host": '"~ ^API[0-9]+\\\\.example$"',
+                        "path": '"^~/static/"',
+                        "fixed_response": '{ status = 503, body = "later" }',
+                        "set_headers": '{ "X-Env" = "prod" }',
+                        "remove_headers": '["X-Debug"]',
+                        "rewrite": '{ strip_prefix = "/static" }',
+                    }
+                )
+            )
+            .listeners[0]
+            .rules[0]
+        )
+        self.assertEqual(
+            rule,
+            RuleConfig(
+                host="~ ^API[0-9]+\\.example$",
+                path="^~ /static/",
+                fixed_response=FixedResponseConfig(status=503, body="later"),
+                set_headers=(("X-Env", "prod"),),
+                remove_headers=("x-debug",),
+                rewrite=RewriteConfig(strip_prefix="/static"),
+            ),
+        )
+
+    def test_redirect_as_a_string(self) -> None:
+        rule = (
+            self.load(
+                document(rule={"target_group": None, "redirect": '"https://$host$request_uri"'})
+            )
+            .listeners[0]
+            .rules[0]
+        )
+        self.assertEqual(rule.redirect, RedirectConfig(location="https://$host$request_uri"))
+
+    def test_listener_problems(self) -> None:
+        cases = {
+            "default domain unknown": (
+                document(listener={"default_domain": '"b.test"'}, rule={"host": '"a.test"'}),
+                "listener[0].default_domain: 'b.test' is not the host of any rule "
+                "(hosts: 'a.test')",
+            ),
+            "default domain with host-less rules": (
+                document(
+                    listener={"default_domain": '"a.test"'},
+                    rule={"host": '"a.test"'},
+                    extra='[[listener.rule]]\ntarget_group = "demo"\n',
+                ),
+                "listener[0].default_domain: rules without 'host' already take requests for any "
+                "other host; give them a host or leave default_domain out",
+            ),
+            "via type": (
+                document(listener={"via": '"yes"'}),
+                "listener[0].via: expected true or false, got a string",
+            ),
+            "header size too small": (
+                document(listener={"max_header_size": "100"}),
+                "listener[0].max_header_size: must be at least 1KiB (1024 bytes), got 100",
+            ),
+        }
+        self.assertEqual(
+            self.problem_table({name: text for name, (text, _) in cases.items()}),
+            {name: [f"tap.conf: {line}"] for name, (_, line) in cases.items()},
+        )
+
+
 class RuleProblemTests(LoaderMixin, unittest.TestCase):
     def test_rule_problems(self) -> None:
         cases = {
@@ -530,7 +629,71 @@ class RuleProblemTests(LoaderMixin, unittest.TestCase):
             ),
             "missing group": (
                 document(rule={"target_group": None, "path": '"/"'}),
-                "listener[0].rule[0]: missing required key 'target_group'",
+                "listener[0].rule[0]: missing required key 'target_group' "
+                "(or 'fixed_response' or 'redirect')",
+            ),
+            "two actions": (
+                document(rule={"redirect": '"https://x.test/"'}),
+                "listener[0].rule[0]: give only one of 'target_group', 'redirect'",
+            ),
+            "bad host regex": (
+                document(rule={"host": '"~ ^api[0-9+$"'}),
+                "listener[0].rule[0].host: invalid regular expression '^api[0-9+$': "
+                "unterminated character set at position 4",
+            ),
+            "bad path regex": (
+                document(rule={"path": '"~*(unclosed"'}),
+                "listener[0].rule[0].path: invalid regular expression '(unclosed': "
+                "missing ), unterminated subpattern at position 0",
+            ),
+            "empty path regex": (
+                document(rule={"path": '"~ "'}),
+                "listener[0].rule[0].path: the regular expression after '~' is empty",
+            ),
+            "exact path without slash": (
+                document(rule={"path": '"= login"'}),
+                "listener[0].rule[0].path: 'login' must start with '/' "
+                "(or a marker: '= ', '^~ ', '~ ', '~* ')",
+            ),
+            "rewrite with both": (
+                document(rule={"rewrite": '{ strip_prefix = "/a", pattern = "b" }'}),
+                "listener[0].rule[0].rewrite: give exactly one of 'strip_prefix' or 'pattern' "
+                "(with 'replacement')",
+            ),
+            "rewrite bad group": (
+                document(rule={"rewrite": '{ pattern = "^/a/(.*)", replacement = "/\\\\2" }'}),
+                "listener[0].rule[0].rewrite.replacement: replacement '/\\\\2' refers to "
+                "group 2, but the pattern has 1",
+            ),
+            "fixed status": (
+                document(
+                    rule={"target_group": None, "fixed_response": "{ status = 99 }"},
+                ),
+                "listener[0].rule[0].fixed_response.status: 99 out of range 200-599",
+            ),
+            "redirect status": (
+                document(
+                    rule={
+                        "target_group": None,
+                        "redirect": '{ location = "/x", status = 200 }',
+                    },
+                ),
+                "listener[0].rule[0].redirect.status: unknown redirect status '200'; must be "
+                "one of: '301', '302', '303', '307', '308'",
+            ),
+            "set framing header": (
+                document(rule={"set_headers": '{ "Content-Length" = "5" }'}),
+                "listener[0].rule[0].set_headers.Content-Length: 'Content-Length' describes one "
+                "hop or the body; it cannot be set",
+            ),
+            "set header control char": (
+                document(rule={"set_headers": '{ "X-A" = "a\\nb" }'}),
+                "listener[0].rule[0].set_headers.X-A: 'a\\nb' is not a header value "
+                "(no control characters)",
+            ),
+            "remove bad name": (
+                document(rule={"remove_headers": '["X A"]'}),
+                "listener[0].rule[0].remove_headers[0]: 'X A' is not a header name",
             ),
             "unknown key": (
                 document(rule={"pth": '"/"'}),
@@ -538,11 +701,12 @@ class RuleProblemTests(LoaderMixin, unittest.TestCase):
             ),
             "relative path": (
                 document(rule={"path": '"api"'}),
-                "listener[0].rule[0].path: 'api' must start with '/'",
+                "listener[0].rule[0].path: 'api' must start with '/' "
+                "(or a marker: '= ', '^~ ', '~ ', '~* ')",
             ),
             "query in path": (
                 document(rule={"path": '"/api?x=1"'}),
-                "listener[0].rule[0].path: '/api?x=1': a path prefix has no query, fragment, "
+                "listener[0].rule[0].path: '/api?x=1': a path has no query, fragment, "
                 "spaces or control characters",
             ),
             "host with port": (
@@ -552,7 +716,7 @@ class RuleProblemTests(LoaderMixin, unittest.TestCase):
             "inner wildcard": (
                 document(rule={"host": '"api.*.example.com"'}),
                 "listener[0].rule[0].host: 'api.*.example.com': '*' is only allowed as the whole "
-                "first label, like '*.example.com'",
+                "first or last label, like '*.example.com' or 'www.example.*'",
             ),
             "bad host": (
                 document(rule={"host": '"exa_mple-.com"'}),
@@ -819,7 +983,8 @@ backends = ["h:1", "h:70000"]
                 "(defined: demo)",
                 "tap.conf: listener[1].protocol: HTTPS listeners are not available yet in this "
                 'version; use "http"',
-                "tap.conf: listener[1].rule[0].path: 'nope' must start with '/'",
+                "tap.conf: listener[1].rule[0].path: 'nope' must start with '/' "
+                "(or a marker: '= ', '^~ ', '~ ', '~* ')",
                 "tap.conf: target_group.demo.backends[1]: port 70000 out of range 1-65535",
                 "tap.conf: target_group.demo.retries: expected an integer, got a boolean",
                 "tap.conf: listener[1].name: duplicate name 'web' (also listener[0])",

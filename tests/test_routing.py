@@ -1,4 +1,4 @@
-"""Choosing a forwarding rule by Host and path."""
+"""Choosing a forwarding rule by Host and path: the precedence tables of README.rst."""
 
 from __future__ import annotations
 
@@ -7,37 +7,139 @@ from twisted.trial import unittest
 from clbproxy.config import RuleConfig
 from clbproxy.routing import Router, normalize_host
 
-RULES = (
-    RuleConfig(target_group="any-root", path="/"),
-    RuleConfig(target_group="any-api", path="/api/"),
-    RuleConfig(target_group="wild", host="*.example.com", path="/"),
-    RuleConfig(target_group="www", host="www.example.com", path="/"),
-    RuleConfig(target_group="www-chat", host="www.example.com", path="/chat"),
-)
+
+def rules(*specs: tuple[str, ...]) -> tuple[RuleConfig, ...]:
+    """Rules from ``(name, host, path)``; the target group is the name, host "" is any host."""
+    return tuple(
+        RuleConfig(target_group=name, host=host or None, path=path) for name, host, path in specs
+    )
 
 
-class RouterTests(unittest.TestCase):
-    def test_table(self):
-        router = Router(RULES)
-        for host, path, expected in [
-            ("www.example.com", "/", "www"),
-            ("WWW.Example.COM:8080", "/chat/room", "www-chat"),
-            ("www.example.com.", "/x", "www"),
-            ("img.example.com", "/api/x", "wild"),
-            ("example.com", "/", "any-root"),
-            ("other.test", "/api/v1", "any-api"),
-            (None, "/", "any-root"),
-            ("[::1]:8080", "/api/", "any-api"),
+def chosen(router: Router, host, path):
+    rule = router.match(host, path)
+    return rule.target_group if rule is not None else None
+
+
+class HostPrecedenceTests(unittest.TestCase):
+    ROUTER = Router(
+        rules(
+            ("regex", r"~ ^api[0-9]+\.example\.com$", "/"),
+            ("trailing", "api1.example.*", "/"),
+            ("leading", "*.example.com", "/"),
+            ("leading-longer", "*.eu.example.com", "/"),
+            ("exact", "api1.example.com", "/"),
+            ("trailing-longer", "www.example.co.*", "/"),
+            ("trailing-short", "www.*", "/"),
+            ("regex-second", r"~ ^api", "/"),
+            ("any", "", "/"),
+        )
+    )
+
+    def test_table(self) -> None:
+        for host, expected in [
+            ("api1.example.com", "exact"),
+            ("API1.Example.COM:8443", "exact"),
+            ("api1.example.com.", "exact"),
+            ("api2.example.com", "leading"),
+            ("x.eu.example.com", "leading-longer"),
+            ("a.b.eu.example.com", "leading-longer"),
+            ("example.com", "any"),
+            ("api1.example.org", "trailing"),
+            ("www.example.co.uk", "trailing-longer"),
+            ("www.other.net", "trailing-short"),
+            ("api7.example.net", "regex-second"),
+            ("other.test", "any"),
+            (None, "any"),
+            ("", "any"),
+            ("[::1]:8080", "any"),
         ]:
-            rule = router.match(host, path)
-            self.assertEqual(rule.target_group if rule else None, expected, (host, path))
+            self.assertEqual(chosen(self.ROUTER, host, "/"), expected, host)
 
-    def test_no_path_under_the_chosen_host_is_no_match(self):
-        router = Router((RuleConfig(target_group="a", host="a.test", path="/only/"),))
-        self.assertIsNone(router.match("a.test", "/other"))
-        self.assertIsNone(router.match("b.test", "/only/"))
+    def test_regexes_are_tried_in_the_order_written(self) -> None:
+        router = Router(rules(("first", r"~ \.test$", "/"), ("second", "~ ^a", "/")))
+        self.assertEqual(chosen(router, "a.test", "/"), "first")
+        self.assertEqual(chosen(router, "a.example", "/"), "second")
 
-    def test_normalize_host(self):
+    def test_host_regex_is_case_insensitive(self) -> None:
+        router = Router(rules(("r", r"~ ^API\.example$", "/")))
+        self.assertEqual(chosen(router, "api.EXAMPLE", "/"), "r")
+
+
+class PathPrecedenceTests(unittest.TestCase):
+    ROUTER = Router(
+        rules(
+            ("prefix-root", "", "/"),
+            ("prefix-static-img", "", "/static/img/"),
+            ("preferred-static", "", "^~ /static/"),
+            ("regex-images", "", r"~ \.(png|jpg)$"),
+            ("regex-ci-php", "", r"~* \.php$"),
+            ("regex-version", "", "~^/v[0-9]+/"),
+            ("exact-login", "", "= /login"),
+            ("prefix-login", "", "/login"),
+            ("prefix-api", "", "/api/"),
+            ("prefix-api-long", "", "/api/admin/"),
+        )
+    )
+
+    def test_table(self) -> None:
+        for path, expected in [
+            ("/login", "exact-login"),
+            ("/login/x", "prefix-login"),
+            ("/static/app.js", "preferred-static"),
+            ("/static/logo.png", "preferred-static"),
+            # The longest prefix is plain, so the regexes still win (nginx).
+            ("/static/img/logo.png", "regex-images"),
+            ("/static/img/readme.txt", "prefix-static-img"),
+            ("/index.PHP", "regex-ci-php"),
+            ("/index.Png", "prefix-root"),
+            ("/v2/thing.png", "regex-images"),
+            ("/v2/thing", "regex-version"),
+            ("/api/admin/users", "prefix-api-long"),
+            ("/api/users", "prefix-api"),
+            ("/", "prefix-root"),
+            ("/elsewhere", "prefix-root"),
+        ]:
+            self.assertEqual(chosen(self.ROUTER, "h.test", path), expected, path)
+
+    def test_exact_match_is_only_exact(self) -> None:
+        router = Router(rules(("exact", "", "= /login")))
+        self.assertEqual(chosen(router, None, "/login"), "exact")
+        self.assertIsNone(chosen(router, None, "/login/"))
+
+    def test_equal_prefixes_prefer_the_preferred_one(self) -> None:
+        router = Router(rules(("plain", "", "/a/"), ("preferred", "", "^~ /a/"), ("re", "", "~ x")))
+        self.assertEqual(chosen(router, None, "/a/x"), "preferred")
+
+
+class DefaultDomainTests(unittest.TestCase):
+    def test_unmatched_host_goes_to_the_default_domain(self) -> None:
+        router = Router(
+            rules(("a", "a.test", "/"), ("b", "b.test", "/"), ("b-api", "b.test", "/api/")),
+            default_domain="b.test",
+        )
+        self.assertEqual(chosen(router, "c.test", "/api/x"), "b-api")
+        self.assertEqual(chosen(router, None, "/"), "b")
+        self.assertEqual(chosen(router, "a.test", "/api/x"), "a")
+
+    def test_rules_without_host_are_the_default_domain(self) -> None:
+        router = Router(rules(("a", "a.test", "/"), ("any", "", "/")))
+        self.assertEqual(chosen(router, "c.test", "/"), "any")
+
+    def test_without_default_an_unmatched_host_matches_nothing(self) -> None:
+        router = Router(rules(("a", "a.test", "/only/")))
+        self.assertIsNone(chosen(router, "b.test", "/only/"))
+
+    def test_no_path_under_the_chosen_domain_is_404_not_another_domain(self) -> None:
+        router = Router(rules(("a", "a.test", "/only/"), ("any", "", "/")))
+        self.assertIsNone(chosen(router, "a.test", "/other"))
+
+    def test_wildcard_default_domain(self) -> None:
+        router = Router(rules(("w", "*.example.com", "/")), default_domain="*.example.com")
+        self.assertEqual(chosen(router, "elsewhere.test", "/"), "w")
+
+
+class NormalizeHostTests(unittest.TestCase):
+    def test_normalize_host(self) -> None:
         self.assertEqual(normalize_host("Example.COM:80"), "example.com")
         self.assertEqual(normalize_host("[2001:db8::1]:443"), "2001:db8::1")
         self.assertEqual(normalize_host(""), "")

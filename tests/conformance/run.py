@@ -48,7 +48,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -105,6 +107,7 @@ class RunResult:
     expected: Optional[int] = None
     cases: dict = field(default_factory=dict)
     error: Optional[str] = None
+    logs: list = field(default_factory=list)
 
     def failing(self) -> list[str]:
         """Case ids whose behavior or behaviorClose is not a pass, in case order."""
@@ -204,10 +207,6 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 signal_group(process, signal.SIGKILL)
                 process.wait()
-
-    def print_tails(self) -> None:
-        for name in self.processes:
-            print_tail(self.log_path(name))
 
 
 def signal_group(process: subprocess.Popen, signum: int) -> None:
@@ -390,28 +389,49 @@ def read_index(outdir: Path, agent: str) -> dict:
     return json.loads(path.read_text()).get(agent, {})
 
 
-def execute(options, mode: str) -> RunResult:
-    """Carry out one run and collect its results; never raises HarnessError."""
+def execute(options, mode: str, supervisor: Supervisor) -> RunResult:
+    """Carry out one run with ``supervisor`` and collect its results; never raises HarnessError."""
     name, run = RUNS[mode]
-    outdir = (options.reports / name).resolve()
-    outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / "index.json").unlink(missing_ok=True)
+    outdir = supervisor.logdir
     result = RunResult(name=name, outdir=outdir)
     started = time.monotonic()
-    with Supervisor(outdir) as supervisor:
+    with supervisor:
         try:
             run(options, supervisor, outdir, started + options.timeout)
         except HarnessError as error:
             result.error = str(error)
-        result.seconds = time.monotonic() - started
-        result.expected = announced_case_count(supervisor.log_path("wstest"))
-        result.cases = read_index(outdir, agent_name(options))
-        if not result.ok:
-            if result.error is None and result.expected is None:
-                result.error = "wstest never announced how many cases it would run"
-            supervisor.stop_all()
-            supervisor.print_tails()
+    result.seconds = time.monotonic() - started
+    result.expected = announced_case_count(supervisor.log_path("wstest"))
+    result.cases = read_index(outdir, agent_name(options))
+    result.logs = [supervisor.log_path(name) for name in supervisor.processes]
+    if result.error is None and result.expected is None:
+        result.error = "wstest never announced how many cases it would run"
     return result
+
+
+def prepare_outdir(options, mode: str) -> Path:
+    """The run's report directory, without a stale ``index.json`` that could pass for new."""
+    outdir = (options.reports / RUNS[mode][0]).resolve()
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "index.json").unlink(missing_ok=True)
+    return outdir
+
+
+def execute_all(options, modes: tuple[str, ...]) -> list[RunResult]:
+    """The runs of ``modes``, one after the other or, with ``--parallel``, at the same time.
+
+    Whatever ends this early (Ctrl-C, SIGTERM) first stops every run's processes, so that
+    no worker thread is left waiting on them.
+    """
+    supervisors = [Supervisor(prepare_outdir(options, mode)) for mode in modes]
+    workers = len(modes) if options.parallel else 1
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(partial(execute, options), modes, supervisors))
+    except BaseException:
+        for supervisor in supervisors:
+            supervisor.stop_all()
+        raise
 
 
 def case_detail(outdir: Path, entry: dict) -> str:
@@ -461,6 +481,9 @@ def print_summary(result: RunResult, via: str) -> None:
             f"{case_detail(result.outdir, entry)}"
         )
     print(f"  report: {result.outdir / 'index.html'}")
+    if not result.ok:
+        for log_path in result.logs:
+            print_tail(log_path)
 
 
 def format_durations(spent: Counter) -> str:
@@ -511,6 +534,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "{config} are replaced (default: %(default)s)",
     )
     parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="with --mode both, run both directions at the same time (needs 2+ cores)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=RUN_TIMEOUT,
@@ -532,11 +560,9 @@ def main(argv: list[str]) -> int:
     terminate_on_sigterm()
     modes = ("client", "server") if options.mode == "both" else (options.mode,)
     via = "direct" if options.direct else "via clbproxy"
-    results = []
-    for mode in modes:
-        result = execute(options, mode)
+    results = execute_all(options, modes)
+    for result in results:
         print_summary(result, via)
-        results.append(result)
     passed = sum(result.passed for result in results)
     failed = sum(result.failed for result in results)
     print(f"{passed} passed, {failed} failed")

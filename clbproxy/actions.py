@@ -1,0 +1,68 @@
+"""What a forwarding rule does to a request besides choosing a target group.
+
+Path rewrite (strip a prefix, or replace the first match of a regex), request
+header changes, and the answers a rule gives itself (a fixed response, a
+redirect).  Pure functions over a rule, compiled once per rule and cached.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Optional, Pattern
+
+from clbproxy.config import RuleConfig
+from clbproxy.redirect import redirect_response
+
+
+@cache
+def _compiled(pattern: str) -> Pattern[str]:
+    return re.compile(pattern)
+
+
+def rewrite_target(rule: Optional[RuleConfig], target: str) -> str:
+    """The request target (path and query) a backend receives for ``target``."""
+    rewrite = rule.rewrite if rule is not None else None
+    if rewrite is None:
+        return target
+    path, question, query = target.partition("?")
+    if rewrite.strip_prefix is not None:
+        prefix = rewrite.strip_prefix.rstrip("/")
+        if path == prefix or path.startswith(prefix + "/"):
+            path = path[len(prefix) :]
+    else:
+        path = _compiled(rewrite.pattern).sub(rewrite.replacement, path, count=1)
+    if not path.startswith("/"):
+        path = "/" + path
+    return path + question + query
+
+
+def header_changes(rule: Optional[RuleConfig], names: list[str]) -> tuple[set[str], list]:
+    """``(lower-case names to drop, (name, value) pairs to add)`` for the backend request.
+
+    ``set_headers`` replace any header of the same name the client sent.
+    """
+    if rule is None:
+        return set(), []
+    drop = set(rule.remove_headers) | {name.lower() for name, _ in rule.set_headers}
+    return drop, list(rule.set_headers)
+
+
+def expand_location(location: str, *, scheme: str, host: str, request_uri: str) -> str:
+    """``location`` with ``$scheme``, ``$host`` and ``$request_uri`` replaced."""
+    return (
+        location.replace("$request_uri", request_uri)
+        .replace("$scheme", scheme)
+        .replace("$host", host)
+    )
+
+
+def rule_redirect(
+    rule: RuleConfig, *, method: bytes, scheme: str, host: str, request_uri: str
+) -> tuple[int, list[tuple[str, str]]]:
+    """The redirect a rule answers: ``(status, headers)``."""
+    assert rule.redirect is not None
+    location = expand_location(
+        rule.redirect.location, scheme=scheme, host=host, request_uri=request_uri
+    )
+    return redirect_response(None, location, method, rule.redirect.status)

@@ -1,0 +1,341 @@
+"""The client side of a listener: twisted.web's HTTP/1.1 parser, stricter and streaming.
+
+:class:`ProxyChannel` adds to ``HTTPChannel`` what a proxy in front of other
+HTTP parsers needs (request smuggling defences) and the limits of a cloud
+balancer, each answered with its own status and a clean page:
+
+- request line longer than ``max_request_line``: 414; header section larger
+  than ``max_header_size``: 431; declared or streamed body larger than
+  ``max_body_size``: 413 (a declared one before ``100 Continue`` is sent);
+- obs-fold (a header line starting with a space or tab), a CR inside a line,
+  a ``Transfer-Encoding`` other than exactly ``chunked``: 400.
+
+twisted.web already answers 400 (and closes) for: Content-Length together with
+Transfer-Encoding, a repeated or non-numeric Content-Length, a header name that
+is not a token, NUL/CR/LF in a value, a malformed chunk size or chunk end; we
+replace its bare ``400`` with the same page as every other error.
+
+:class:`ProxyRequest` streams request bodies: twisted.web buffers a body whole
+before ``render``; here the request is dispatched as soon as its headers are
+in, and the body is handed to the forwarder as an ``IBodyProducer``
+(:class:`RequestBody`) that pauses reading from the client while the backend
+cannot take more.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import List, Optional
+
+import attrs
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from twisted.web.server import Request, Site
+from zope.interface import implementer
+
+from clbproxy.errors import negotiated_error, raw_response
+
+log = Logger()
+
+#: Request body bytes held for a backend that is not connected yet before the
+#: client stops being read.
+BODY_BUFFER = 64 * 1024
+
+
+@attrs.frozen
+class HTTPLimits:
+    """Sizes a listener accepts from clients; 0 for ``max_body_size`` means unlimited."""
+
+    max_request_line: int = 8 * 1024
+    max_header_size: int = 32 * 1024
+    max_body_size: int = 64 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    """A chunked request body grew past the listener's ``max_body_size``."""
+
+
+class ClientBodyLost(Exception):
+    """The client went away before its request body was complete."""
+
+
+@implementer(IBodyProducer)
+class RequestBody:
+    """A client's request body, produced to a backend as it arrives from the client.
+
+    ``length`` is the client's Content-Length, or ``UNKNOWN_LENGTH`` for a
+    chunked body (sent chunked to the backend).  Until a backend connection
+    consumes it, up to :data:`BODY_BUFFER` bytes are held; past that, and
+    whenever the backend connection pauses us, the client is not read.
+    """
+
+    def __init__(self, client_transport, length: Optional[int]) -> None:
+        self.length = UNKNOWN_LENGTH if length is None else length
+        self._client = client_transport
+        self._buffer: List[bytes] = []
+        self._buffered = 0
+        self._consumer = None
+        self._finished: Optional[Deferred] = None
+        self._complete = False
+        self._error: Optional[Exception] = None
+        self._sent = 0
+        self._paused = False
+        self._backend_paused = False
+
+    @property
+    def complete(self) -> bool:
+        return self._complete
+
+    # -- from the client ---------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            return
+        if self._consumer is not None and not self._buffer:
+            self._sent += len(data)
+            self._consumer.write(data)
+            return
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._buffered > BODY_BUFFER:
+            self._pause_client()
+
+    def finish(self) -> None:
+        self._complete = True
+        if self._consumer is not None and not self._buffer and self._finished is not None:
+            d, self._finished = self._finished, None
+            d.callback(None)
+
+    def fail(self, error: Exception) -> None:
+        """The body cannot be completed: fail the backend request sending it."""
+        if self._error is not None:
+            return
+        self._error = error
+        self._buffer = []
+        self._resume_client()
+        if self._finished is not None:
+            d, self._finished = self._finished, None
+            d.errback(error)
+
+    # -- IBodyProducer, driven by the backend connection ---------------------------
+
+    def startProducing(self, consumer) -> Deferred:
+        if self._error is not None:
+            return fail(self._error)
+        if self._sent:
+            raise RuntimeError("a streamed request body cannot be sent twice")
+        self._consumer = consumer
+        self._finished = Deferred()
+        d = self._finished
+        self._flush()
+        return d
+
+    def _flush(self) -> None:
+        while self._buffer and not self._backend_paused and self._consumer is not None:
+            data = self._buffer.pop(0)
+            self._buffered -= len(data)
+            self._sent += len(data)
+            self._consumer.write(data)
+        if not self._buffer:
+            if self._complete and self._finished is not None:
+                d, self._finished = self._finished, None
+                d.callback(None)
+            elif not self._backend_paused:
+                self._resume_client()
+
+    def pauseProducing(self) -> None:
+        self._backend_paused = True
+        self._pause_client()
+
+    def resumeProducing(self) -> None:
+        self._backend_paused = False
+        self._flush()
+
+    def stopProducing(self) -> None:
+        self._consumer = None
+        self._finished = None
+        self._backend_paused = False
+        self._resume_client()
+
+    def _pause_client(self) -> None:
+        if not self._paused and self._client is not None:
+            self._paused = True
+            self._client.pauseProducing()
+
+    def _resume_client(self) -> None:
+        if self._paused and self._client is not None:
+            self._paused = False
+            self._client.resumeProducing()
+
+
+class ProxyRequest(Request):
+    """A request dispatched when its headers are in; its body streams through ``body``."""
+
+    body: Optional[RequestBody] = None
+    _received = 0
+
+    def gotLength(self, length: Optional[int]) -> None:
+        if length == 0:
+            super().gotLength(length)
+            return
+        self.content = io.BytesIO()
+        self.body = RequestBody(self.channel.transport, length)
+
+    def dispatch_early(self, command: bytes, path: bytes, version: bytes) -> None:
+        """Start handling the request while its body is still arriving."""
+        Request.requestReceived(self, command, path, version)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body is None:
+            super().handleContentChunk(data)
+            return
+        self._received += len(data)
+        limit = self.channel.limits.max_body_size
+        if limit and self._received > limit:
+            self.body.fail(BodyTooLarge(f"request body over {limit} bytes"))
+            if self.startedWriting:
+                self.channel.transport.abortConnection()
+            else:
+                self.channel.reject(413, f"the request body is larger than {limit} bytes")
+            return
+        self.body.write(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.body is None:
+            super().requestReceived(command, path, version)
+        else:
+            self.body.finish()
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting and self.body is not None and not self.body.complete:
+            # The response starts before the body is in: nothing after this
+            # request on the connection can be trusted to be framed right.
+            self.channel.persistent = False
+        super().write(data)
+
+    def finish(self) -> None:
+        if self.body is not None and not self.body.complete and self.channel is not None:
+            self.channel.persistent = False
+            self.channel.discard_input()
+        super().finish()
+
+    def connectionLost(self, reason) -> None:
+        if self.body is not None and not self.body.complete:
+            self.body.fail(ClientBodyLost("the client went away during the request body"))
+        super().connectionLost(reason)
+
+
+class ProxyChannel(HTTPChannel):
+    """``HTTPChannel`` with the listener's limits and stricter parsing (see the module doc)."""
+
+    limits = HTTPLimits()
+    totalHeadersSize = sys.maxsize
+    _rejected = False
+    _discarding = False
+
+    def connectionMade(self) -> None:
+        limits = getattr(self.factory, "limits", None)
+        if limits is not None:
+            self.limits = limits
+        self.MAX_LENGTH = max(self.limits.max_request_line, self.limits.max_header_size) + 1
+        super().connectionMade()
+
+    def _first_line(self) -> bool:
+        return bool(self._HTTPChannel__first_line)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._rejected or self._discarding:
+            return
+        super().dataReceived(data)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._rejected or self._discarding:
+            return
+        super().rawDataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._rejected:
+            return
+        if self._first_line():
+            if len(line) > self.limits.max_request_line:
+                self.reject(414, "the request line is too long")
+                return
+        elif line:
+            if line[:1] in (b" ", b"\t"):
+                self.reject(400, "obsolete line folding in a header is not accepted")
+                return
+            if self._receivedHeaderSize + len(line) > self.limits.max_header_size:
+                self.reject(431, "the request headers are too large")
+                return
+        if b"\r" in line or b"\n" in line:
+            self.reject(400, "a bare CR or LF in the request head")
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if self._first_line():
+            self.reject(414, "the request line is too long")
+        else:
+            self.reject(431, "the request headers are too large")
+
+    def headerReceived(self, line: bytes) -> bool:
+        name, _, value = line.partition(b":")
+        lower = name.lower()
+        if lower == b"transfer-encoding" and value.strip(b" \t").lower() != b"chunked":
+            self.reject(400, "only Transfer-Encoding: chunked is accepted")
+            return False
+        if not super().headerReceived(line):
+            return False
+        if lower == b"content-length":
+            limit = self.limits.max_body_size
+            if limit and int(value.strip(b" \t")) > limit:
+                self.reject(413, f"the request body is larger than {limit} bytes")
+                return False
+        return True
+
+    def allHeadersReceived(self) -> None:
+        super().allHeadersReceived()
+        request = self.requests[-1]
+        if isinstance(request, ProxyRequest) and request.body is not None and not self._rejected:
+            request.dispatch_early(self._command, self._path, self._version)
+
+    def discard_input(self) -> None:
+        """Ignore the rest of the client's input (a response ended before its request)."""
+        self._discarding = True
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        self.reject(400, "the request is malformed")
+
+    def reject(self, status: int, detail: str) -> None:
+        """Answer ``status`` with an error page and close, without reading anything more."""
+        if self._rejected:
+            return
+        self._rejected = True
+        accept = None
+        if self.requests:
+            values = self.requests[-1].requestHeaders.getRawHeaders(b"accept")
+            accept = values[-1].decode("latin-1") if values else None
+        content_type, body = negotiated_error(status, detail, accept)
+        log.info(
+            "Rejected a request from {peer} with {status}: {detail}",
+            peer=getattr(self.transport.getPeer(), "host", None),
+            status=status,
+            detail=detail,
+        )
+        self.transport.write(raw_response(status, [("Content-Type", content_type)], body))
+        self.transport.loseConnection()
+
+
+class ProxySite(Site):
+    """A listener's ``Site``: :class:`ProxyChannel` connections, :class:`ProxyRequest` requests."""
+
+    protocol = ProxyChannel
+    requestFactory = ProxyRequest
+
+    def __init__(self, resource, *, limits: HTTPLimits, **kwargs) -> None:
+        super().__init__(resource, **kwargs)
+        self.limits = limits
+        self.displayTracebacks = False

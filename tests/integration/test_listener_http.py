@@ -1,0 +1,381 @@
+"""A whole listener over real sockets: rules, rule actions, limits, streaming, PROXY protocol."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from clbproxy.config import (
+    FixedResponseConfig,
+    RedirectConfig,
+    RewriteConfig,
+    RuleConfig,
+)
+from tests.integration.support import Listening, raw_request, upgrade_request
+
+MiB = 1024 * 1024
+
+
+class _HTTPBackend(Protocol):
+    """A raw HTTP/1.1 backend: echoes the request head as JSON; counts and hashes bodies.
+
+    With ``factory.pause_after`` set it stops reading once that many body bytes
+    arrived, until ``factory.resume()``.
+    """
+
+    def connectionMade(self) -> None:
+        self.buffer = b""
+        self.head = None
+        self.body = 0
+        self.digest = hashlib.sha256()
+        self.length = None
+        self.factory.connections.append(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.head is None:
+            self.buffer += data
+            if b"\r\n\r\n" not in self.buffer:
+                return
+            self.head, _, data = self.buffer.partition(b"\r\n\r\n")
+            lines = self.head.split(b"\r\n")
+            self.headers = [line.split(b": ", 1) for line in lines[1:]]
+            self.request_line = lines[0]
+            for name, value in self.headers:
+                if name.lower() == b"content-length":
+                    self.length = int(value)
+        if data:
+            if self.body == 0:
+                self.factory.first_body_byte.append(self.factory.client_sent())
+            self.body += len(data)
+            self.digest.update(data)
+            pause = self.factory.pause_after
+            if pause is not None and self.body >= pause and not self.factory.paused:
+                self.factory.paused = True
+                self.transport.pauseProducing()
+        if self.length is None or self.body >= self.length:
+            self.answer()
+
+    def answer(self) -> None:
+        payload = json.dumps(
+            {
+                "line": self.request_line.decode(),
+                "headers": [[n.decode(), v.decode()] for n, v in self.headers],
+                "body": self.body,
+                "sha256": self.digest.hexdigest(),
+            }
+        ).encode()
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+        )
+        self.head = None
+        self.buffer = b""
+        self.body = 0
+        self.length = None
+        self.digest = hashlib.sha256()
+
+
+class _BackendFactory(Factory):
+    protocol = _HTTPBackend
+
+    def __init__(self) -> None:
+        self.connections = []
+        self.pause_after = None
+        self.paused = False
+        self.first_body_byte = []
+        self.client_sent = lambda: None
+
+    def resume(self) -> None:
+        for connection in self.connections:
+            connection.transport.resumeProducing()
+
+
+@implementer(IPushProducer)
+class _Uploader(Protocol):
+    """Sends a request head, then ``size`` body bytes as fast as the proxy takes them."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self.head = head
+        self.size = size
+        self.sent = 0
+        self.paused = False
+        self.received = b""
+        self.done: Deferred = Deferred()
+        self.digest = hashlib.sha256()
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)
+        self.transport.write(self.head)
+        self.resumeProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        chunk = b"u" * (256 * 1024)
+        while not self.paused and self.sent < self.size:
+            piece = chunk[: self.size - self.sent]
+            self.sent += len(piece)
+            self.digest.update(piece)
+            self.transport.write(piece)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if b"\r\n\r\n" in self.received:
+            head, _, body = self.received.partition(b"\r\n\r\n")
+            length = [
+                int(line.split(b": ")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ]
+            if length and len(body) >= length[0] and not self.done.called:
+                self.done.callback(json.loads(body))
+                self.transport.loseConnection()
+
+
+def _wait(seconds: float) -> Deferred:
+    d = Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d
+
+
+class ListenerTestCase(TestCase):
+    timeout = 60
+
+    async def start(self, rules=None, **listener_options) -> int:
+        self.net = Listening(self)
+        self.backend = _BackendFactory()
+        backend_port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            self.backend
+        )
+        self.addCleanup(backend_port.stopListening)
+        self.addCleanup(self._close_backends)
+        self.port = await self.net.proxy(
+            [backend_port.getHost().port], rules=rules, **listener_options
+        )
+        return self.port
+
+    def _close_backends(self) -> None:
+        for connection in self.backend.connections:
+            connection.transport.abortConnection()
+
+    async def request(self, raw: bytes) -> tuple[int, dict, bytes]:
+        response = await raw_request(self.port, raw).addTimeout(10, reactor)
+        head, _, body = response.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b": ")
+            headers[name.decode().lower()] = value.decode()
+        return int(lines[0].split(b" ")[1]), headers, body
+
+    async def backend_saw(self, raw: bytes) -> dict:
+        status, _, body = await self.request(raw)
+        self.assertEqual(status, 200, body)
+        return json.loads(body)
+
+
+def get(path: str, host: str = "a.test", extra: bytes = b"") -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n".encode() + extra + b"\r\n"
+    )
+
+
+class StreamingUploadTests(ListenerTestCase):
+    async def test_large_upload_is_streamed_with_bounded_buffering(self) -> None:
+        await self.start(max_body_size=0)
+        size = 50 * MiB
+        self.backend.pause_after = 1 * MiB
+        uploader = _Uploader(
+            b"PUT /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % size, size
+        )
+        self.backend.client_sent = lambda: uploader.sent
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), uploader)
+        await _wait(1.0)
+        # The backend got its first bytes long before the client had sent everything,
+        # and while the backend is not reading the client cannot push the upload
+        # through: what it managed to send fits in socket buffers and the proxy's
+        # small per-request buffer.
+        self.assertLess(self.backend.first_body_byte[0], 8 * MiB)
+        stalled_at = uploader.sent
+        self.assertLess(stalled_at, 16 * MiB)
+        await _wait(0.3)
+        self.assertLess(uploader.sent - stalled_at, 1 * MiB)
+        self.backend.resume()
+        seen = await uploader.done.addTimeout(30, reactor)
+        self.assertEqual((seen["body"], seen["sha256"]), (size, uploader.digest.hexdigest()))
+        self.assertIn(["Content-Length", str(size)], seen["headers"])
+
+    async def test_chunked_upload_reaches_the_backend_chunked(self) -> None:
+        await self.start()
+        seen = await self.backend_saw(
+            b"POST /c HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
+        self.assertIn(["Transfer-Encoding", "chunked"], seen["headers"])
+
+    async def test_upload_over_max_body_size_is_413(self) -> None:
+        await self.start(max_body_size=10)
+        status, headers, _ = await self.request(
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
+        )
+        self.assertEqual((status, headers["connection"]), (413, "close"))
+
+
+class RuleActionTests(ListenerTestCase):
+    async def test_strip_prefix_rewrite_keeps_the_query(self) -> None:
+        await self.start(
+            rules=(
+                RuleConfig(
+                    target_group="pool", path="/api/", rewrite=RewriteConfig(strip_prefix="/api")
+                ),
+            )
+        )
+        seen = await self.backend_saw(get("/api/users?id=1"))
+        self.assertEqual(seen["line"], "GET /users?id=1 HTTP/1.1")
+
+    async def test_regex_rewrite(self) -> None:
+        rewrite = RewriteConfig(pattern=r"^/v([0-9]+)/(.*)$", replacement=r"/\2?version=\1")
+        await self.start(rules=(RuleConfig(target_group="pool", path="~ ^/v", rewrite=rewrite),))
+        seen = await self.backend_saw(get("/v2/items"))
+        self.assertEqual(seen["line"], "GET /items?version=2 HTTP/1.1")
+
+    async def test_headers_are_set_and_removed(self) -> None:
+        rule = RuleConfig(
+            target_group="pool",
+            set_headers=(("X-Env", "prod"),),
+            remove_headers=("x-debug",),
+        )
+        await self.start(rules=(rule,))
+        seen = await self.backend_saw(
+            get("/", extra=b"X-Env: spoofed\r\nX-Debug: 1\r\nX-Keep: yes\r\n")
+        )
+        names = [name.lower() for name, _ in seen["headers"]]
+        self.assertEqual(
+            ("x-debug" in names, ["X-Env", "prod"] in seen["headers"], names.count("x-env")),
+            (False, True, 1),
+        )
+        self.assertIn(["X-Keep", "yes"], seen["headers"])
+
+    async def test_forwarding_port_and_via(self) -> None:
+        await self.start(via=True)
+        seen = await self.backend_saw(get("/"))
+        self.assertIn(["X-Forwarded-Port", str(self.port)], seen["headers"])
+        self.assertIn(["Via", "1.1 clbproxy"], seen["headers"])
+
+    async def test_fixed_response(self) -> None:
+        fixed = FixedResponseConfig(status=503, body="maintenance", content_type="text/plain")
+        await self.start(rules=(RuleConfig(fixed_response=fixed),))
+        status, headers, body = await self.request(get("/"))
+        self.assertEqual(
+            (status, headers["content-type"], body), (503, "text/plain", b"maintenance")
+        )
+
+    async def test_redirect_is_301_for_get_and_308_for_post(self) -> None:
+        redirect = RedirectConfig(location="https://$host$request_uri")
+        await self.start(rules=(RuleConfig(redirect=redirect),))
+        status, headers, _ = await self.request(get("/a?b=1", host="x.test:8080"))
+        self.assertEqual((status, headers["location"]), (301, "https://x.test:8080/a?b=1"))
+        status, _, _ = await self.request(
+            b"POST / HTTP/1.1\r\nHost: x.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        self.assertEqual(status, 308)
+
+    async def test_404_page_is_json_when_the_client_prefers_json(self) -> None:
+        await self.start(rules=(RuleConfig(target_group="pool", host="a.test", path="= /x"),))
+        status, headers, body = await self.request(
+            get("/y", extra=b"Accept: application/json, text/html\r\n")
+        )
+        self.assertEqual(
+            (status, headers["content-type"], json.loads(body)["status"]),
+            (404, "application/json", 404),
+        )
+
+    async def test_default_domain_takes_unknown_hosts(self) -> None:
+        await self.start(
+            rules=(
+                RuleConfig(target_group="pool", host="a.test", path="/"),
+                RuleConfig(fixed_response=FixedResponseConfig(status=200, body="b"), host="b.test"),
+            ),
+            default_domain="b.test",
+        )
+        _, _, body = await self.request(get("/", host="unknown.test"))
+        self.assertEqual(body, b"b")
+
+
+class SameListenerTests(ListenerTestCase):
+    async def test_websocket_and_http_share_the_rules(self) -> None:
+        rules = (
+            RuleConfig(
+                target_group="pool", path="/app/", rewrite=RewriteConfig(strip_prefix="/app")
+            ),
+            RuleConfig(fixed_response=FixedResponseConfig(status=403, body="no"), path="/"),
+        )
+        port = await self.start(rules=rules)
+        ws_backend, ws_port = self.net.backend()
+        # Point the same rules at a WebSocket backend on a second listener.
+        ws_listener = await self.net.proxy([await ws_port], rules=rules)
+        seen = await self.backend_saw(get("/app/x"))
+        self.assertEqual(seen["line"], "GET /x HTTP/1.1")
+        client = self.net.client(ws_listener, "/app/echo")
+        protocol = await client.opened.addTimeout(10, reactor)
+        protocol.sendMessage(b"hi")
+        messages = await client.wait_messages(1).addTimeout(10, reactor)
+        self.assertEqual((ws_backend.requests[0].path, messages), ("/echo", [(b"hi", False)]))
+        status, _, body = await self.request(get("/other"))
+        self.assertEqual((status, body), (403, b"no"))
+        denied = await raw_request(port, upgrade_request("/other"))
+        self.assertTrue(denied.startswith(b"HTTP/1.1 403"), denied)
+
+
+class ProxyProtocolTests(ListenerTestCase):
+    async def test_v1_client_address_reaches_forwarding_headers(self) -> None:
+        await self.start(bind="haproxy:tcp:0:interface=127.0.0.1")
+        seen = await self.backend_saw(b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n" + get("/"))
+        self.assertIn(["X-Real-Ip", "203.0.113.7"], seen["headers"])
+        self.assertIn(["X-Forwarded-For", "203.0.113.7"], seen["headers"])
+
+    async def test_v2_client_address_reaches_forwarding_headers(self) -> None:
+        await self.start(bind="haproxy:tcp:0:interface=127.0.0.1")
+        header = (
+            b"\r\n\r\n\x00\r\nQUIT\n"  # signature
+            + b"\x21\x11\x00\x0c"  # v2 PROXY, TCP over IPv4, 12 address bytes
+            + bytes([198, 51, 100, 9])
+            + bytes([127, 0, 0, 1])
+            + (40000).to_bytes(2, "big")
+            + (80).to_bytes(2, "big")
+        )
+        seen = await self.backend_saw(header + get("/"))
+        self.assertIn(["X-Real-Ip", "198.51.100.9"], seen["headers"])
+        self.assertIn(["X-Forwarded-For", "198.51.100.9"], seen["headers"])
+
+
+class KeepAliveTests(ListenerTestCase):
+    async def test_pipelined_requests_with_bodies_are_answered_in_order(self) -> None:
+        await self.start()
+        response = await raw_request(
+            self.port,
+            b"POST /one HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n\r\nabc"
+            b"PUT /two HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nde\r\n0\r\n\r\n"
+            b"GET /three HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        ).addTimeout(10, reactor)
+        lines = []
+        while response:
+            head, _, rest = response.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            lines.append(json.loads(rest[:length])["line"])
+            response = rest[length:]
+        self.assertEqual(lines, ["POST /one HTTP/1.1", "PUT /two HTTP/1.1", "GET /three HTTP/1.1"])

@@ -1,0 +1,62 @@
+"""What a rule does to a request: path rewrites, header changes, redirects."""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from clbproxy.actions import expand_location, header_changes, rewrite_target, rule_redirect
+from clbproxy.config import RedirectConfig, RewriteConfig, RuleConfig
+from clbproxy.redirect import redirect_response
+
+
+class RewriteTests(unittest.TestCase):
+    def test_table(self) -> None:
+        strip = RuleConfig(target_group="g", rewrite=RewriteConfig(strip_prefix="/api/"))
+        regex = RuleConfig(
+            target_group="g",
+            rewrite=RewriteConfig(pattern=r"^/old/(?P<rest>.*)$", replacement=r"/new/\g<rest>"),
+        )
+        for rule, target, expected in [
+            (None, "/a?b", "/a?b"),
+            (strip, "/api/users?x=1", "/users?x=1"),
+            (strip, "/api", "/"),
+            (strip, "/apix", "/apix"),
+            (regex, "/old/a/b?q", "/new/a/b?q"),
+            (regex, "/other", "/other"),
+        ]:
+            self.assertEqual(rewrite_target(rule, target), expected, (target, rule))
+
+    def test_regex_rewrite_without_a_leading_slash_gets_one(self) -> None:
+        rule = RuleConfig(target_group="g", rewrite=RewriteConfig(pattern="^/x/", replacement=""))
+        self.assertEqual(rewrite_target(rule, "/x/y"), "/y")
+
+
+class HeaderChangeTests(unittest.TestCase):
+    def test_set_headers_replace_and_remove_headers_drop(self) -> None:
+        rule = RuleConfig(
+            target_group="g", set_headers=(("X-Env", "prod"),), remove_headers=("x-debug",)
+        )
+        self.assertEqual(header_changes(rule, []), ({"x-env", "x-debug"}, [("X-Env", "prod")]))
+
+
+class RedirectTests(unittest.TestCase):
+    def test_status_by_method(self) -> None:
+        self.assertEqual(
+            [redirect_response(None, "/x", method)[0] for method in (b"GET", b"HEAD", b"POST")],
+            [301, 301, 308],
+        )
+
+    def test_rule_redirect_expands_variables_and_keeps_its_status(self) -> None:
+        rule = RuleConfig(
+            redirect=RedirectConfig(location="$scheme://$host/new$request_uri", status=302)
+        )
+        self.assertEqual(
+            rule_redirect(rule, method=b"GET", scheme="http", host="a.test", request_uri="/p?q"),
+            (302, [("Location", "http://a.test/new/p?q")]),
+        )
+
+    def test_expand_location_leaves_other_text(self) -> None:
+        self.assertEqual(
+            expand_location("https://x/$other", scheme="http", host="h", request_uri="/"),
+            "https://x/$other",
+        )
