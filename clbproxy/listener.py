@@ -51,6 +51,8 @@ class ListenerResource(Resource):
 
     def render(self, request: Request):
         if is_websocket_upgrade(request):
+            if request.clientproto != b"HTTP/1.1":
+                return render_error(request, 400, "a WebSocket handshake needs HTTP/1.1")
             return self._websocket.render(request)
         host = request.getHeader(b"host")
         target = request_target(request.uri.decode("latin-1"))

@@ -46,7 +46,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from clbproxy.balancer import TargetGroup
-from clbproxy.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
+from clbproxy.closecodes import (
+    HopEnd,
+    HopEvent,
+    Side,
+    close_for_other_hop,
+    received_close_problem,
+)
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
 from clbproxy.errors import raw_error_response, raw_response
 from clbproxy.forwarding import (
@@ -222,6 +228,14 @@ class _Relaying:
         peer.endMessage()
 
     def onCloseFrame(self, code, reasonRaw):
+        problem = None if self.failedByMe else received_close_problem(code, reasonRaw)
+        if problem is not None:
+            self._fail_connection(*problem)
+        if self.failedByMe:
+            # Our Close for the peer's violation is queued: Autobahn would abort the
+            # connection here and lose it, so close after it has been written.
+            self.dropConnection(abort=False)
+            return True
         peer_initiated = self.state == OPEN
         stop = super().onCloseFrame(code, reasonRaw)
         if peer_initiated and not stop and not self.failedByMe and self.session:
@@ -295,6 +309,8 @@ class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:
         """Answer a failed handshake with a complete response (ours or the backend's)."""
+        if any(name.lower() == "sec-websocket-version" for name, _ in responseHeaders or ()):
+            code = 426  # RFC 6455 4.4: an unsupported version gets 426 and the versions we speak
         response = self._refusal
         if response is None:
             response = raw_error_response(code, reason, list(responseHeaders or ()))
@@ -335,6 +351,9 @@ class RelayServerFactory(WebSocketServerFactory):
             failByDrop=False,
             maxMessagePayloadSize=settings.listener.max_message_size,
             perMessageCompressionAccept=_accept_client_deflate,
+            versions=[13],
+            # Origins are the listener's policy (allowed_origins); "null" is just an origin.
+            allowNullOrigin=True,
         )
 
 
