@@ -395,9 +395,10 @@ class ServerProcess:
     :meth:`new_log` reads incrementally.
     """
 
-    def __init__(self, argv: Sequence[str], env: Optional[dict] = None) -> None:
+    def __init__(self, argv: Sequence[str], env: Optional[dict] = None, preexec_fn=None) -> None:
         self.argv = list(argv)
         self.env = env
+        self.preexec_fn = preexec_fn
         self.process: Optional[subprocess.Popen] = None
         self.ports: dict[str, int] = {}
         self._log_path = ""
@@ -416,6 +417,7 @@ class ServerProcess:
             stderr=log,
             cwd=REPOSITORY,
             env=env,
+            preexec_fn=self.preexec_fn,
         )
         log.close()
         atexit.register(self.stop)
@@ -456,10 +458,14 @@ class ServerProcess:
         return data.decode("utf-8", "replace")
 
 
-def proxy_fixture(listener: Optional[dict] = None, group: Optional[dict] = None) -> ServerProcess:
+def proxy_fixture(
+    listener: Optional[dict] = None, group: Optional[dict] = None, preexec_fn=None
+) -> ServerProcess:
     """The proxy (with these listener / target group settings) and an echo backend."""
     spec = json.dumps({"listener": listener or {}, "group": group or {}})
-    return ServerProcess([sys.executable, "-m", "tests.hostile.fixture", spec])
+    return ServerProcess(
+        [sys.executable, "-m", "tests.hostile.fixture", spec], preexec_fn=preexec_fn
+    )
 
 
 def _test_name(name: str) -> str:
