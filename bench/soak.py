@@ -180,9 +180,10 @@ def run_load(args, proxy_port: int, backends: list[Backend], proxy_pid: int) -> 
             if self.problem:
                 stats.failures.append(self.problem)
             elif received is None:
-                status = str(getattr(protocol, "http_status_code", None) or reason)[:60]
-                if in_kill_window(time.time()) and ("502" in status or "503" in status):
-                    stats.refused[status] = stats.refused.get(status, 0) + 1
+                status = str(getattr(protocol, "http_status_code", None) or reason)
+                refused = next((c for c in ("502", "503", "504") if c in status), None)
+                if refused and in_kill_window(time.time()):
+                    stats.refused[refused] = stats.refused.get(refused, 0) + 1
                 else:
                     stats.failures.append(f"session {self.sid}: handshake failed: {status}")
             elif received == self.count and code == 1000:

@@ -252,10 +252,35 @@ class _Relaying:
         if not already_closed and self.session and self.peer is not None:
             self.session.hop_ended(HopEvent(self.side, HopEnd.FAILED, code, reason))
 
+    _abort_call = None
+
+    def dropConnection(self, abort: bool = False) -> None:
+        """Never abort while a Close we sent may still sit in the write buffer.
+
+        Autobahn ends a server's closing handshake with an abortive drop.  When our
+        Close (for a protocol error, or relaying the other hop's end) crossed the
+        peer's Close, it is still unwritten and the abort would discard it: the peer
+        would see a reset instead of its close code.  Close gracefully instead, and
+        abort only if the peer has not taken the bytes within the close timeout.
+        """
+        transport = self.transport
+        closing = self.state == WebSocketProtocol.STATE_CLOSING
+        if abort and closing and transport is not None and not self.wasCloseHandshakeTimeout:
+            super().dropConnection(abort=False)
+            if self.session is not None and self._abort_call is None:
+                self._abort_call = self.session.reactor.callLater(
+                    self.closeHandshakeTimeout or 5, transport.abortConnection
+                )
+            return
+        super().dropConnection(abort)
+
     def onClose(self, wasClean: bool, code, reason) -> None:
         # Autobahn leaves this timer running after the TCP connection is gone; it would
         # keep the protocol (and its session) alive for closeHandshakeTimeout seconds.
         cancel_close_timer(self)
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
         if self.session is not None:
             self.session.hop_lost(self.side, wasClean, code, reason)
 
