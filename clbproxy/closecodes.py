@@ -89,6 +89,24 @@ def truncate_reason(reason: str, limit: int = MAX_REASON_BYTES) -> bytes:
     return encoded[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
+def received_close_problem(
+    code: Optional[int], reason: Optional[bytes]
+) -> Optional[tuple[int, str]]:
+    """Why a received Close frame is invalid, as ``(close code, reason)``; None when valid.
+
+    A code outside :data:`SENDABLE_CODES` (reserved, never-on-the-wire or
+    unregistered) is a protocol error (1002); a reason that is not UTF-8 is 1007.
+    """
+    if code is not None and code not in SENDABLE_CODES:
+        return 1002, f"invalid close code {code}"
+    if reason:
+        try:
+            reason.decode("utf-8")
+        except UnicodeDecodeError:
+            return 1007, "close reason is not valid UTF-8"
+    return None
+
+
 def close_for_other_hop(event: HopEvent) -> CloseAction:
     """The Close frame the hop opposite ``event.side`` receives."""
     if event.how is HopEnd.CLOSED:

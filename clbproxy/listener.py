@@ -64,6 +64,8 @@ class ListenerResource(Resource):
         target = request_target(request.uri.decode("latin-1"))
         rule = self._router.match(host_text, target.split("?", 1)[0])
         upgrade = is_websocket_upgrade(request)
+        if upgrade and request.clientproto != b"HTTP/1.1":
+            return render_error(request, 400, "a WebSocket handshake needs HTTP/1.1")
         if rule is None and upgrade:
             # The relay refuses the handshake itself (and closes, as for any refusal).
             return self._websocket.render(request)

@@ -47,7 +47,13 @@ from zope.interface import implementer
 from clbproxy import accesslog
 from clbproxy.actions import header_changes, rewrite_target
 from clbproxy.balancer import Lease, RequestInfo, TargetGroup
-from clbproxy.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
+from clbproxy.closecodes import (
+    HopEnd,
+    HopEvent,
+    Side,
+    close_for_other_hop,
+    received_close_problem,
+)
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
 from clbproxy.endpoints import backend_endpoint
 from clbproxy.errors import raw_error_response, raw_response
@@ -224,6 +230,14 @@ class _Relaying:
         peer.endMessage()
 
     def onCloseFrame(self, code, reasonRaw):
+        problem = None if self.failedByMe else received_close_problem(code, reasonRaw)
+        if problem is not None:
+            self._fail_connection(*problem)
+        if self.failedByMe:
+            # Our Close for the peer's violation is queued: Autobahn would abort the
+            # connection here and lose it, so close after it has been written.
+            self.dropConnection(abort=False)
+            return True
         peer_initiated = self.state == OPEN
         stop = super().onCloseFrame(code, reasonRaw)
         if peer_initiated and not stop and not self.failedByMe and self.session:
@@ -240,10 +254,35 @@ class _Relaying:
         if not already_closed and self.session and self.peer is not None:
             self.session.hop_ended(HopEvent(self.side, HopEnd.FAILED, code, reason))
 
+    _abort_call = None
+
+    def dropConnection(self, abort: bool = False) -> None:
+        """Never abort while a Close we sent may still sit in the write buffer.
+
+        Autobahn ends a server's closing handshake with an abortive drop.  When our
+        Close (for a protocol error, or relaying the other hop's end) crossed the
+        peer's Close, it is still unwritten and the abort would discard it: the peer
+        would see a reset instead of its close code.  Close gracefully instead, and
+        abort only if the peer has not taken the bytes within the close timeout.
+        """
+        transport = self.transport
+        closing = self.state == WebSocketProtocol.STATE_CLOSING
+        if abort and closing and transport is not None and not self.wasCloseHandshakeTimeout:
+            super().dropConnection(abort=False)
+            if self.session is not None and self._abort_call is None:
+                self._abort_call = self.session.reactor.callLater(
+                    self.closeHandshakeTimeout or 5, transport.abortConnection
+                )
+            return
+        super().dropConnection(abort)
+
     def onClose(self, wasClean: bool, code, reason) -> None:
         # Autobahn leaves this timer running after the TCP connection is gone; it would
         # keep the protocol (and its session) alive for closeHandshakeTimeout seconds.
         cancel_close_timer(self)
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
         if self.session is not None:
             self.session.hop_lost(self.side, wasClean, code, reason)
 
@@ -301,6 +340,8 @@ class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:
         """Answer a failed handshake with a complete response (ours or the backend's)."""
+        if any(name.lower() == "sec-websocket-version" for name, _ in responseHeaders or ()):
+            code = 426  # RFC 6455 4.4: an unsupported version gets 426 and the versions we speak
         response = self._refusal
         if response is None:
             response = raw_error_response(code, reason, list(responseHeaders or ()))
@@ -341,6 +382,9 @@ class RelayServerFactory(WebSocketServerFactory):
             failByDrop=False,
             maxMessagePayloadSize=settings.listener.max_message_size,
             perMessageCompressionAccept=_accept_client_deflate,
+            versions=[13],
+            # Origins are the listener's policy (allowed_origins); "null" is just an origin.
+            allowNullOrigin=True,
         )
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clbproxy.closecodes import (
+    MAX_REASON_BYTES,
+    SENDABLE_CODES,
     CloseAction,
     HopEnd,
     HopEvent,
     Side,
     close_for_other_hop,
+    received_close_problem,
     truncate_reason,
 )
 
@@ -80,3 +85,82 @@ class CloseTableTests(unittest.TestCase):
     def test_side_other(self):
         self.assertIs(C.other, B)
         self.assertIs(B.other, C)
+
+
+RECEIVED = [
+    # (code, reason bytes, problem)
+    (1000, None, None),
+    (None, None, None),
+    (4999, "ça va".encode(), None),
+    (1013, b"", None),
+    (999, None, (1002, "invalid close code 999")),
+    (1004, None, (1002, "invalid close code 1004")),
+    (1005, None, (1002, "invalid close code 1005")),
+    (1006, None, (1002, "invalid close code 1006")),
+    (1014, None, (1002, "invalid close code 1014")),
+    (1015, None, (1002, "invalid close code 1015")),
+    (2999, None, (1002, "invalid close code 2999")),
+    (5000, None, (1002, "invalid close code 5000")),
+    (1000, b"\xff", (1007, "close reason is not valid UTF-8")),
+    (1000, b"\xed\xa0\x80", (1007, "close reason is not valid UTF-8")),
+    (1000, b"ok\xc3", (1007, "close reason is not valid UTF-8")),
+    (999, b"\xff", (1002, "invalid close code 999")),
+]
+
+
+class ReceivedCloseTests(unittest.TestCase):
+    def test_every_row_of_the_received_close_table(self):
+        for code, reason, expected in RECEIVED:
+            self.assertEqual(received_close_problem(code, reason), expected, (code, reason))
+
+
+_events = st.builds(
+    HopEvent,
+    st.sampled_from(list(Side)),
+    st.sampled_from(list(HopEnd)),
+    st.none() | st.integers(min_value=0, max_value=65535),
+    st.text(max_size=300),
+)
+
+
+class CloseCodeProperties(unittest.TestCase):
+    @given(_events)
+    def test_the_other_hop_always_gets_a_sendable_frame(self, event):
+        action = close_for_other_hop(event)
+        self.assertTrue(action.code is None or action.code in SENDABLE_CODES, action)
+        self.assertLessEqual(len(action.reason), MAX_REASON_BYTES)
+        action.reason.decode("utf-8")
+        if action.code is None:
+            self.assertEqual(action.reason, b"")
+
+    @given(_events)
+    def test_a_valid_close_is_relayed_unchanged_except_for_length(self, event):
+        action = close_for_other_hop(event)
+        if event.how is HopEnd.CLOSED and (event.code is None or event.code in SENDABLE_CODES):
+            self.assertEqual(action.code, event.code)
+            if event.code is not None:
+                self.assertTrue(event.reason.encode("utf-8").startswith(action.reason))
+        else:
+            self.assertEqual(action.code, 1001 if event.side is Side.CLIENT else 1011)
+
+    @given(st.text(max_size=200), st.integers(min_value=0, max_value=130))
+    def test_truncated_reasons_are_utf8_prefixes(self, reason, limit):
+        cut = truncate_reason(reason, limit)
+        self.assertLessEqual(len(cut), limit)
+        self.assertTrue(reason.encode("utf-8").startswith(cut))
+        self.assertGreater(len(cut), limit - 4 if len(reason.encode("utf-8")) > limit else -1)
+
+    @given(
+        st.none() | st.integers(min_value=0, max_value=65535), st.none() | st.binary(max_size=123)
+    )
+    def test_a_received_close_is_valid_exactly_when_it_may_be_relayed(self, code, reason):
+        problem = received_close_problem(code, reason)
+        code_ok = code is None or code in SENDABLE_CODES
+        try:
+            (reason or b"").decode("utf-8")
+            reason_ok = True
+        except UnicodeDecodeError:
+            reason_ok = False
+        self.assertEqual(problem is None, code_ok and reason_ok)
+        if problem is not None:
+            self.assertEqual(problem[0], 1002 if not code_ok else 1007)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clbproxy.forwarding import TrustedProxies, forwarded_headers, hop_by_hop_names
@@ -59,3 +61,58 @@ class ForwardedHeadersTests(unittest.TestCase):
         names = hop_by_hop_names(["close, X-Private", "keep-alive"])
         self.assertIn("x-private", names)
         self.assertIn("transfer-encoding", names)
+
+
+_ipv4 = st.ip_addresses(v=4).map(str)
+_ip = st.ip_addresses().map(str)
+
+
+class ForwardingProperties(unittest.TestCase):
+    @given(
+        _ip, st.lists(st.text(max_size=30), max_size=4), st.text(max_size=20), st.text(max_size=20)
+    )
+    def test_an_untrusted_peer_is_the_real_ip_and_its_claims_are_replaced(
+        self, peer, chain, proto, host
+    ):
+        headers = dict(
+            forwarded_headers(
+                peer_ip=peer,
+                scheme="http",
+                host="site.example",
+                forwarded_for=chain,
+                forwarded_proto=proto,
+                forwarded_host=host,
+            )
+        )
+        self.assertEqual(headers["X-Real-IP"], peer)
+        self.assertEqual(headers["X-Forwarded-Proto"], "http")
+        self.assertEqual(headers["X-Forwarded-Host"], "site.example")
+        self.assertTrue(headers["X-Forwarded-For"].endswith(peer))
+
+    @given(st.lists(_ipv4, max_size=6), _ipv4)
+    def test_a_trusted_chain_yields_its_rightmost_untrusted_address(self, chain, client):
+        trusted = TrustedProxies.from_cidrs(["10.0.0.0/8"])
+        proxies = [f"10.0.0.{i}" for i in range(len(chain) % 3)]
+        xff = [", ".join([*chain, client, *proxies])]
+        headers = dict(
+            forwarded_headers(
+                peer_ip="10.9.9.9", scheme="https", host=None, forwarded_for=xff, trusted=trusted
+            )
+        )
+        expected = client if client not in trusted else None
+        if expected is not None:
+            self.assertEqual(headers["X-Real-IP"], client)
+        self.assertEqual(
+            headers["X-Forwarded-For"], ", ".join([*chain, client, *proxies, "10.9.9.9"])
+        )
+
+    @given(st.lists(st.text(max_size=40), max_size=5))
+    def test_hop_by_hop_names_always_include_the_fixed_set_and_are_lowercase(self, values):
+        names = hop_by_hop_names(values)
+        self.assertTrue({"connection", "upgrade", "transfer-encoding"} <= names)
+        self.assertTrue(all(name == name.lower().strip() and name for name in names))
+
+    @given(st.text(max_size=60))
+    def test_membership_never_raises(self, text):
+        trusted = TrustedProxies.from_cidrs(["10.0.0.0/8", "::1/128"])
+        self.assertIn(text in trusted, (True, False))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clbproxy.handshake import RefusalReader, parse_response_head
@@ -76,3 +78,67 @@ class RefusalReaderTests(unittest.TestCase):
         reader.feed(b"zz\r\n")
         self.assertTrue(reader.done)
         self.assertEqual(reader.body, b"")
+
+
+_token = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-",
+    min_size=1,
+    max_size=20,
+)
+_value = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+
+
+def _head(status: int, headers) -> bytes:
+    lines = [f"HTTP/1.1 {status} Whatever"] + [f"{n}: {v}" for n, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class HandshakeParserProperties(unittest.TestCase):
+    @given(st.binary(max_size=300))
+    def test_any_bytes_parse_or_give_none_without_raising(self, data):
+        head = parse_response_head(data)
+        if head is not None:
+            self.assertTrue(100 <= head.status <= 999)
+
+    @given(st.integers(100, 999), st.lists(st.tuples(_token, _value), max_size=8))
+    def test_a_well_formed_head_round_trips(self, status, headers):
+        head = parse_response_head(_head(status, headers))
+        self.assertIsNotNone(head)
+        self.assertEqual(head.status, status)
+        self.assertEqual(list(head.headers), [(n, v.strip()) for n, v in headers])
+
+    @given(
+        st.binary(max_size=2000),
+        st.integers(0, 3000),
+        st.lists(st.integers(1, 200), min_size=1, max_size=20),
+    )
+    def test_a_content_length_body_is_read_whatever_the_segmentation(self, body, limit, cuts):
+        head = parse_response_head(_head(403, [("Content-Length", str(len(body)))]))
+        reader = RefusalReader(head, limit)
+        position = 0
+        for cut in cuts * (len(body) // max(sum(cuts), 1) + 1):
+            reader.feed(body[position : position + cut])
+            position += cut
+            if position >= len(body):
+                break
+        self.assertTrue(reader.done)
+        self.assertEqual(reader.body, body[:limit])
+        self.assertEqual(reader.truncated, len(body) > limit)
+
+    @given(st.lists(st.binary(min_size=1, max_size=100), max_size=10), st.integers(1, 5))
+    def test_a_chunked_body_is_decoded_whatever_the_segmentation(self, chunks, step):
+        head = parse_response_head(_head(302, [("Transfer-Encoding", "chunked")]))
+        wire = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+        reader = RefusalReader(head, 1 << 20)
+        for index in range(0, len(wire), step):
+            reader.feed(wire[index : index + step])
+        self.assertTrue(reader.done)
+        self.assertEqual(reader.body, b"".join(chunks))
+
+    @given(st.binary(max_size=500), st.integers(0, 600))
+    def test_a_garbage_chunked_body_ends_within_the_limit_without_raising(self, garbage, limit):
+        head = parse_response_head(_head(302, [("Transfer-Encoding", "chunked")]))
+        reader = RefusalReader(head, limit)
+        reader.feed(garbage)
+        reader.finish()
+        self.assertLessEqual(len(reader.body), limit)

@@ -46,11 +46,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -162,6 +162,8 @@ class Supervisor:
     def __init__(self, logdir: Path) -> None:
         self.logdir = logdir
         self.processes: dict[str, subprocess.Popen] = {}
+        self._stopped = False
+        self._lock = threading.Lock()
 
     def __enter__(self) -> Supervisor:
         return self
@@ -173,7 +175,9 @@ class Supervisor:
         return self.logdir / f"{name}.log"
 
     def start(self, name: str, argv: list, env: dict, cwd: Path) -> subprocess.Popen:
-        with open(self.log_path(name), "wb") as log_file:
+        with self._lock, open(self.log_path(name), "wb") as log_file:
+            if self._stopped:
+                raise HarnessError(f"not starting {name}: the run was stopped")
             process = subprocess.Popen(
                 [str(arg) for arg in argv],
                 stdin=subprocess.DEVNULL,
@@ -183,7 +187,7 @@ class Supervisor:
                 cwd=cwd,
                 start_new_session=True,
             )
-        self.processes[name] = process
+            self.processes[name] = process
         return process
 
     def check_alive(self, name: str) -> None:
@@ -199,9 +203,13 @@ class Supervisor:
             raise HarnessError(f"{name} still running when the run's time was up") from None
 
     def stop_all(self) -> None:
-        for process in self.processes.values():
+        """Terminate every process group, killing those still there after 5 seconds."""
+        with self._lock:
+            self._stopped = True
+            processes = list(self.processes.values())
+        for process in processes:
             signal_group(process, signal.SIGTERM)
-        for process in self.processes.values():
+        for process in processes:
             try:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -425,13 +433,15 @@ def execute_all(options, modes: tuple[str, ...]) -> list[RunResult]:
     """
     supervisors = [Supervisor(prepare_outdir(options, mode)) for mode in modes]
     workers = len(modes) if options.parallel else 1
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(partial(execute, options), modes, supervisors))
-    except BaseException:
-        for supervisor in supervisors:
-            supervisor.stop_all()
-        raise
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        runs = [pool.submit(execute, options, *job) for job in zip(modes, supervisors)]
+        try:
+            return [run.result() for run in runs]
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for supervisor in supervisors:
+                supervisor.stop_all()
+            raise
 
 
 def case_detail(outdir: Path, entry: dict) -> str:

@@ -259,8 +259,8 @@ class HandshakeTests(RelayTestCase):
             b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 7"
         )
         response = yield raw_request(port, request)
-        self.assertEqual(_status(response), 400)
-        self.assertIn(b"Sec-WebSocket-Version: 13", response)
+        self.assertEqual(_status(response), 426)
+        self.assertIn(b"Sec-WebSocket-Version: 13\r\n", response)
 
 
 class CloseTests(RelayTestCase):

@@ -1,4 +1,4 @@
-"""Runs every case of the hostile-input catalog over real sockets on 127.0.0.1."""
+"""Runs every case of the hostile HTTP table (http_cases.py) over real sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from tests.hostile.catalog import CASES, LIMITS, Case
+from tests.hostile.http_cases import CASES, LIMITS, Case
 from tests.integration.support import Listening, raw_request
 
 

@@ -1,0 +1,122 @@
+"""A proxy and its backend in a process of their own, for the hostile-input catalogue.
+
+Run as ``python -m tests.hostile.fixture JSON``: ``JSON`` holds ``listener`` (keyword
+arguments of :class:`ListenerConfig`, plus ``rules``: a list of :class:`RuleConfig`
+keyword arguments) and ``group`` (keyword arguments of :class:`TargetGroupConfig`).
+The process starts an Autobahn echo backend and a WebSocket echo-capable HTTP
+backend on ephemeral 127.0.0.1 ports, then the proxy's listener in front of them,
+and prints one JSON line ``{"proxy": PORT, "backend": PORT}``.  It logs to stderr
+and exits when its stdin closes, so it never outlives the test run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet import defer, stdio
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from clbproxy.balancer import TargetGroup
+from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
+from clbproxy.listener import listener_service
+
+log = Logger()
+
+
+class EchoProtocol(WebSocketServerProtocol):
+    """Echoes every message; ``/close`` closes with the code in the message (text)."""
+
+    def onMessage(self, payload, isBinary):
+        if self.http_request_uri.startswith("/close") and not isBinary:
+            self.sendClose(int(payload), "bye")
+        else:
+            self.sendMessage(payload, isBinary)
+
+
+class _Plain(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        request.setHeader(b"content-type", b"text/plain")
+        return b"plain " + request.uri
+
+
+class _Root(Resource):
+    """WebSocket upgrades to the echo, anything else a plain answer."""
+
+    isLeaf = True
+
+    def __init__(self, websocket):
+        super().__init__()
+        self._websocket = websocket
+        self._plain = _Plain()
+
+    def render(self, request):
+        if request.getHeader(b"upgrade"):
+            return self._websocket.render(request)
+        return self._plain.render(request)
+
+
+class _Stdin(Protocol):
+    def __init__(self, reactor):
+        self._reactor = reactor
+
+    def connectionLost(self, reason):
+        self._reactor.stop()
+
+
+@defer.inlineCallbacks
+def start(reactor, spec: dict):
+    ws = WebSocketServerFactory()
+    ws.protocol = EchoProtocol
+    ws.setProtocolOptions(failByDrop=False, closeHandshakeTimeout=1, allowNullOrigin=True)
+    backend = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Site(_Root(WebSocketResource(ws)))
+    )
+    backend_port = backend.getHost().port
+    listener_spec = dict(spec.get("listener", {}))
+    rules = tuple(
+        RuleConfig(**{"target_group": "pool", **_tuples(rule)})
+        for rule in listener_spec.pop("rules", [{}])
+    )
+    listener = ListenerConfig(
+        name="hostile", bind="tcp:0:interface=127.0.0.1", rules=rules, **_tuples(listener_spec)
+    )
+    group = TargetGroupConfig(
+        name="pool",
+        backends=(BackendConfig("127.0.0.1", backend_port),),
+        **spec.get("group", {}),
+    )
+    service = listener_service(listener, {"pool": TargetGroup(group)}, reactor)
+    service.startService()
+    port = yield service._waitingForPort
+    print(json.dumps({"proxy": port.getHost().port, "backend": backend_port}), flush=True)
+
+
+def _tuples(options: dict) -> dict:
+    """JSON lists become the tuples the frozen config records hold."""
+    return {
+        key: tuple(value) if isinstance(value, list) else value for key, value in options.items()
+    }
+
+
+def main(argv: list[str]) -> None:
+    from twisted.internet import reactor
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    spec = json.loads(argv[1]) if len(argv) > 1 else {}
+    stdio.StandardIO(_Stdin(reactor), stdout=sys.stderr.fileno())
+    d = start(reactor, spec)
+    d.addErrback(lambda failure: (log.failure("fixture start failed", failure), reactor.stop()))
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,116 @@
+"""The shared catalog of hostile HTTP input: (name, raw bytes sent, expected status).
+
+Each case is sent as is on a fresh connection to a listener whose one rule
+forwards everything to a live backend (run by ``test_http.py``); the proxy must
+answer exactly ``status`` and close, and the backend must see nothing.
+Extend the table; keep names unique and say in the name what is wrong.
+Listener limits in force: ``LIMITS`` below.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Case(NamedTuple):
+    name: str
+    request: bytes
+    status: int
+
+
+LIMITS = {"max_request_line": 1024, "max_header_size": 4096, "max_body_size": 1000}
+
+_GET = b"GET / HTTP/1.1\r\nHost: a.test\r\n"
+_POST = b"POST / HTTP/1.1\r\nHost: a.test\r\n"
+
+SMUGGLING = [
+    Case(
+        "content-length with transfer-encoding",
+        _POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    Case(
+        "transfer-encoding before content-length",
+        _POST + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    Case(
+        "repeated content-length", _POST + b"Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400
+    ),
+    Case("content-length list", _POST + b"Content-Length: 3, 3\r\n\r\nabc", 400),
+    Case("negative content-length", _POST + b"Content-Length: -1\r\n\r\n", 400),
+    Case("signed content-length", _POST + b"Content-Length: +3\r\n\r\nabc", 400),
+    Case("hex content-length", _POST + b"Content-Length: 0x3\r\n\r\nabc", 400),
+    Case("empty content-length", _POST + b"Content-Length: \r\n\r\n", 400),
+    Case("transfer-encoding identity", _POST + b"Transfer-Encoding: identity\r\n\r\n", 400),
+    Case(
+        "transfer-encoding gzip, chunked", _POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n", 400
+    ),
+    Case(
+        "transfer-encoding chunked twice",
+        _POST + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    Case("transfer-encoding xchunked", _POST + b"Transfer-Encoding: xchunked\r\n\r\n", 400),
+    Case(
+        "invalid chunk size",
+        _POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    Case(
+        "negative chunk size",
+        _POST + b"Transfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    Case(
+        "chunk size with 0x",
+        _POST + b"Transfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    Case(
+        "chunk without CRLF",
+        _POST + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+        400,
+    ),
+    Case("obs-fold", _GET + b"X-A: one\r\n two\r\n\r\n", 400),
+    Case("obs-fold with tab", _GET + b"X-A: one\r\n\ttwo\r\n\r\n", 400),
+    Case("bare LF in header value", _GET + b"X-A: one\nX-B: two\r\n\r\n", 400),
+    Case("bare CR in header value", _GET + b"X-A: one\rX-B: two\r\n\r\n", 400),
+    Case("bare CR in request line", b"GET /\r HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+    Case("space before colon", _GET + b"X-A : one\r\n\r\n", 400),
+    Case("space in header name", _GET + b"X A: one\r\n\r\n", 400),
+    Case("non-token header name", _GET + b"X(A): one\r\n\r\n", 400),
+    Case("header without colon", _GET + b"X-A one\r\n\r\n", 400),
+    Case("empty header name", _GET + b": one\r\n\r\n", 400),
+    Case("NUL in header value", _GET + b"X-A: o\x00ne\r\n\r\n", 400),
+    Case(
+        "transfer-encoding with space before colon",
+        _POST + b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+]
+
+LIMIT_CASES = [
+    Case(
+        "request line too long", b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a.test\r\n\r\n", 414
+    ),
+    Case("headers too large", _GET + b"X-A: " + b"b" * 5000 + b"\r\n\r\n", 431),
+    Case(
+        "many headers too large",
+        _GET + b"".join(b"X-%d: %s\r\n" % (i, b"c" * 50) for i in range(100)) + b"\r\n",
+        431,
+    ),
+    Case("declared body too large", _POST + b"Content-Length: 1001\r\n\r\n", 413),
+    Case(
+        "chunked body too large",
+        _POST + b"Transfer-Encoding: chunked\r\n\r\n" + b"400\r\n" + b"d" * 1024 + b"\r\n0\r\n\r\n",
+        413,
+    ),
+]
+
+MALFORMED = [
+    Case("garbage request line", b"HELLO\r\n\r\n", 400),
+    Case("unknown HTTP version token", b"GET / FOO/1.1\r\nHost: a.test\r\n\r\n", 400),
+]
+
+CASES = SMUGGLING + LIMIT_CASES + MALFORMED
