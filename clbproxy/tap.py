@@ -47,7 +47,66 @@ class ProxyService(MultiService):
     Binding happens in ``privilegedStartService`` (before twistd drops
     privileges); a port in use or a permission problem becomes one line naming the
     service and its endpoint, and exit status 1, rather than a traceback.
+
+    It carries what a reload needs (``config``, ``groups``, the connection
+    ``gate``, the demo ``room``); stopping it drains (:func:`clbproxy.lifecycle.drain`).
+    With ``signals``, SIGHUP reloads and SIGUSR1 reopens log files while it runs.
     """
+
+    def __init__(self, config: Config, reactor, room=None, signals: bool = False) -> None:
+        super().__init__()
+        from clbproxy.limits import ConnectionGate
+
+        self.config = config
+        self.reactor = reactor
+        self.room = room
+        self.groups: dict[str, TargetGroup] = {}
+        self.gate = ConnectionGate(config.max_connections)
+        #: Listeners removed by a reload whose connections are still open.
+        self.retired: set = set()
+        self.signals = signals
+        self._handlers = None
+
+    def listener_services(self) -> list:
+        return [child for child in self if child.name and child.name.startswith("listener:")]
+
+    def demo_services(self) -> list:
+        return [child for child in self if child.name and child.name.startswith("demo:")]
+
+    def adopt(self, service) -> None:
+        """Make an already running service a child without starting it again."""
+        service.parent = self
+        if service.name is not None:
+            self.namedServices[service.name] = service
+        self.services.append(service)
+
+    def startService(self) -> None:
+        super().startService()
+        if self.signals:
+            from clbproxy.lifecycle import signal_handlers
+
+            self._handlers = signal_handlers(self, self.config.path, self.reactor)
+            self._handlers.install()
+
+    def stopService(self):
+        from twisted.application.service import Service
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
+        from clbproxy.lifecycle import drain
+
+        if self._handlers is not None:
+            self._handlers.uninstall()
+            self._handlers = None
+        Service.stopService(self)
+        listeners = [*self.listener_services(), *self.retired]
+        d = drain(listeners, self.reactor, self.config.drain_timeout)
+
+        def stop_the_rest(result):
+            rest = [child for child in reversed(list(self)) if child.running]
+            return DeferredList([maybeDeferred(child.stopService) for child in rest])
+
+        d.addBoth(stop_the_rest)
+        return d
 
     def privilegedStartService(self) -> None:
         for child in self:
@@ -65,23 +124,23 @@ def _describe_listen_error(error: CannotListenError) -> str:
     return f"cannot listen on {where}: {detail}"
 
 
-def build_service(config: Config, reactor) -> MultiService:
+def build_service(config: Config, reactor, signals: bool = False) -> ProxyService:
     """The whole proxy for ``config``: demo backends first, then one service per listener."""
     from clbproxy.demo import ChatRoom, demo_service
     from clbproxy.listener import listener_service
 
-    root = ProxyService()
-    if config.demo_backends:
-        room = ChatRoom(reactor)
-        for demo in config.demo_backends:
-            demo_service(demo, room, reactor).setServiceParent(root)
-    groups = {group.name: TargetGroup(group) for group in config.target_groups}
+    root = ProxyService(config, reactor, ChatRoom(reactor), signals=signals)
+    for demo in config.demo_backends:
+        service = demo_service(demo, root.room, reactor)
+        service.demo = demo
+        service.setServiceParent(root)
+    root.groups = {group.name: TargetGroup(group) for group in config.target_groups}
     for listener in config.listeners:
-        listener_service(listener, groups, reactor).setServiceParent(root)
+        listener_service(listener, root.groups, reactor, root.gate).setServiceParent(root)
     return root
 
 
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    return build_service(options.loaded, reactor)
+    return build_service(options.loaded, reactor, signals=True)
