@@ -205,6 +205,16 @@ def drain(listeners: Iterable, reactor, timeout: float) -> defer.Deferred:
     loop = task.LoopingCall(poll)
     loop.clock = reactor
     loop.start(DRAIN_POLL, now=True)
+
+    def close_pools(drained: bool) -> defer.Deferred:
+        # Responses that ended during the drain returned their backend connection
+        # to the keep-alive pool after the listener first emptied it.
+        closing = [defer.maybeDeferred(s.forwarder.close) for s in listeners]
+        d = defer.gatherResults(closing, consumeErrors=True)
+        d.addBoth(lambda _: drained)
+        return d
+
+    done.addCallback(close_pools)
     result = defer.gatherResults([done, *stopping], consumeErrors=True)
     result.addCallback(lambda results: results[0])
     return result
