@@ -21,6 +21,7 @@ from twisted.web.server import Request
 from clbproxy.balancer import TargetGroup
 from clbproxy.channel import ListenerSite
 from clbproxy.config import ListenerConfig
+from clbproxy.errors import reason_phrase
 from clbproxy.httpproxy import HTTPForwarder, render_error
 from clbproxy.limits import (
     Admission,
@@ -96,6 +97,7 @@ class ListenerResource(Resource):
             detail=refusal.detail,
         )
         body = render_error(request, refusal.status, refusal.detail)
+        request.setResponseCode(refusal.status, reason_phrase(refusal.status).encode("ascii"))
         for name, value in refusal.headers:
             request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
         if refusal.status in (429, 503) or is_websocket_upgrade(request):
