@@ -214,6 +214,10 @@ class RuleConfig:
     set_headers: tuple[tuple[str, str], ...] = ()
     #: Request headers removed on the way to the backend, lower-case.
     remove_headers: tuple[str, ...] = ()
+    #: Client networks (CIDR) this rule serves, on top of the listener's lists; empty: all.
+    allow: tuple[str, ...] = ()
+    #: Client networks (CIDR) refused with 403 by this rule.
+    deny: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -250,7 +254,7 @@ class ListenerConfig:
     max_refusal_body: int = 64 * 1024
     #: Peers (CIDR) whose X-Forwarded-For is trusted and extended rather than replaced.
     trusted_proxies: tuple[str, ...] = ()
-    #: Seconds a client connection may stay idle between HTTP requests.
+    #: Seconds a client connection may stay idle while a request is being received.
     client_timeout: float = 60.0
     #: This listener's access log; ``None`` uses the top-level one.
     access_log: Optional[AccessLogConfig] = None
@@ -264,6 +268,28 @@ class ListenerConfig:
     max_request_line: int = 8 * 1024
     #: Add a ``Via: 1.1 clbproxy`` header to requests and responses.
     via: bool = False
+    #: Seconds from the first byte of a request (or the connection) to its last header.
+    header_timeout: float = 60.0
+    #: Seconds an HTTP keep-alive connection may wait for its next request.
+    keepalive_timeout: float = 75.0
+    #: Seconds without a frame in either direction before a session is closed with 1001.
+    websocket_idle_timeout: float = 60.0
+    #: Seconds between the proxy's pings to each hop of a session; 0: no pings.
+    websocket_ping_interval: float = 0.0
+    #: Seconds a hop has to answer the proxy's ping before it is taken for dead.
+    websocket_ping_timeout: float = 10.0
+    #: Connections the listener holds at once (0: no limit); past it, accepting pauses.
+    max_connections: int = 0
+    #: Connections one client address may hold at once (0: no limit); more get 429.
+    max_connections_per_ip: int = 0
+    #: WebSocket handshakes per second one client address may start (0: no limit).
+    websocket_handshake_rate: float = 0.0
+    #: Handshakes a client address may start at once before the rate applies.
+    websocket_handshake_burst: int = 10
+    #: Client networks (CIDR) the listener serves; empty: all.
+    allow: tuple[str, ...] = ()
+    #: Client networks (CIDR) refused with 403.
+    deny: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -286,6 +312,10 @@ class Config:
     access_log: Optional[AccessLogConfig] = None
     #: The admin listener; ``None`` (no ``[admin]`` table): not started.
     admin: Optional[AdminConfig] = None
+    #: Seconds a stopping proxy waits for requests and sessions to end.
+    drain_timeout: float = 30.0
+    #: Connections all listeners hold at once (0: no limit); past it, accepting pauses.
+    max_connections: int = 0
 
     def target_group(self, name: str) -> TargetGroupConfig:
         """The target group called ``name`` (validation guarantees it exists)."""
@@ -597,7 +627,15 @@ class _Reader:
         return description
 
 
-_TOP_KEYS = ("listener", "target_group", "demo_backend", "access_log", "admin")
+_TOP_KEYS = (
+    "listener",
+    "target_group",
+    "demo_backend",
+    "access_log",
+    "admin",
+    "drain_timeout",
+    "max_connections",
+)
 _LISTENER_KEYS = (
     "name",
     "protocol",
@@ -615,6 +653,17 @@ _LISTENER_KEYS = (
     "max_header_size",
     "max_request_line",
     "via",
+    "header_timeout",
+    "keepalive_timeout",
+    "websocket_idle_timeout",
+    "websocket_ping_interval",
+    "websocket_ping_timeout",
+    "max_connections",
+    "max_connections_per_ip",
+    "websocket_handshake_rate",
+    "websocket_handshake_burst",
+    "allow",
+    "deny",
 )
 _RULE_KEYS = (
     "target_group",
@@ -627,7 +676,15 @@ _RULE_KEYS = (
     "redirect",
     "set_headers",
     "remove_headers",
+    "allow",
+    "deny",
 )
+
+#: Range of ``websocket_idle_timeout`` in seconds, as on the cloud balancer.
+WEBSOCKET_IDLE_RANGE = (30.0, 3600.0)
+
+#: Upper bound of connection counts and handshake rates.
+_MAX_COUNT = 10_000_000
 _FRAMING_HEADERS = frozenset(
     {"connection", "content-length", "transfer-encoding", "upgrade", "keep-alive", "te", "trailer"}
 )
@@ -729,10 +786,18 @@ def _config(reader: _Reader, path: str, document: dict[str, Any]) -> Optional[Co
     _check_unique(reader, listeners, "name", "name")
     _check_unique(reader, demo_backends, "name", "name")
     _check_unique(reader, listeners + demo_backends + admin, "bind", "bind string")
+    top: dict[str, Any] = {}
+    if "drain_timeout" in document:
+        top["drain_timeout"] = reader.duration("drain_timeout", document["drain_timeout"])
+    if "max_connections" in document:
+        top["max_connections"] = reader.integer(
+            "max_connections", document["max_connections"], 0, _MAX_COUNT
+        )
 
     if reader.problems:
         return None
     return Config(
+        **top,
         path=path,
         listeners=tuple(model for _, _, model in listeners if model is not None),
         target_groups=tuple(model for model in target_groups if model is not None),
@@ -809,9 +874,63 @@ def _listener(
         fields["access_log"] = _access_log(
             reader, _key_path(path, "access_log"), data["access_log"]
         )
+    _lifecycle_keys(reader, path, data, fields)
+    _access_lists(reader, path, data, fields)
     if len(reader.problems) > before:
         return None
     return ListenerConfig(**fields)
+
+
+def _lifecycle_keys(
+    reader: _Reader, path: str, data: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    """A listener's timeouts and connection limits (see clbproxy.lifecycle and .limits)."""
+    for key in ("header_timeout", "keepalive_timeout", "websocket_ping_timeout"):
+        if key in data:
+            fields[key] = reader.duration(_key_path(path, key), data[key])
+    if "websocket_idle_timeout" in data:
+        key_path = _key_path(path, "websocket_idle_timeout")
+        seconds = reader.duration(key_path, data["websocket_idle_timeout"])
+        low, high = WEBSOCKET_IDLE_RANGE
+        if seconds is not None and not low <= seconds <= high:
+            reader.problem(key_path, f"{seconds:g} s out of range {low:g}-{high:g} s")
+            seconds = None
+        fields["websocket_idle_timeout"] = seconds
+    if "websocket_ping_interval" in data:
+        value = data["websocket_ping_interval"]
+        key_path = _key_path(path, "websocket_ping_interval")
+        if value == 0 and not isinstance(value, bool):
+            fields["websocket_ping_interval"] = 0.0
+        else:
+            fields["websocket_ping_interval"] = reader.duration(key_path, value)
+    for key in ("max_connections", "max_connections_per_ip"):
+        if key in data:
+            fields[key] = reader.integer(_key_path(path, key), data[key], 0, _MAX_COUNT)
+    if "websocket_handshake_burst" in data:
+        key = "websocket_handshake_burst"
+        fields[key] = reader.integer(_key_path(path, key), data[key], 1, _MAX_COUNT)
+    if "websocket_handshake_rate" in data:
+        fields["websocket_handshake_rate"] = _rate(
+            reader, _key_path(path, "websocket_handshake_rate"), data["websocket_handshake_rate"]
+        )
+
+
+def _rate(reader: _Reader, path: str, value: object) -> Optional[float]:
+    """Events per second: a number from 0 (no limit) up."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        reader.problem(path, f"expected a number of handshakes per second, got {_type_name(value)}")
+        return None
+    if math.isnan(value) or not 0 <= value <= _MAX_COUNT:
+        reader.problem(path, f"{value!r} out of range 0-{_MAX_COUNT} (0: no limit)")
+        return None
+    return float(value)
+
+
+def _access_lists(reader: _Reader, path: str, data: dict[str, Any], fields: dict[str, Any]) -> None:
+    """``allow`` and ``deny``: client networks in CIDR notation."""
+    for key in ("allow", "deny"):
+        if key in data:
+            fields[key] = _networks(reader, _key_path(path, key), data[key])
 
 
 def _protocol(reader: _Reader, path: str, value: object) -> Optional[str]:
@@ -862,6 +981,7 @@ def _rule(
         fields["max_message_size"] = reader.size(
             _key_path(path, "max_message_size"), data["max_message_size"]
         )
+    _access_lists(reader, path, data, fields)
     if len(reader.problems) > before:
         return None
     return RuleConfig(**fields)

@@ -88,6 +88,10 @@ class HealthState:
     def __init__(self, groups: Mapping[str, object]) -> None:
         self._groups = groups
 
+    def use(self, groups: Mapping[str, object]) -> None:
+        """Report on ``groups`` from now on (a reload replaced the target groups)."""
+        self._groups = groups
+
     def groups(self) -> list[str]:
         return list(self._groups)
 

@@ -9,23 +9,31 @@ balancer.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
 from clbproxy.accesslog import request_record
 from clbproxy.actions import rule_redirect
 from clbproxy.balancer import TargetGroup
+from clbproxy.channel import ListenerSite
 from clbproxy.config import FixedResponseConfig, ListenerConfig
+from clbproxy.errors import reason_phrase
 from clbproxy.httpproxy import HTTPForwarder, render_error
-from clbproxy.httpserver import HTTPLimits, ProxySite
+from clbproxy.limits import (
+    Admission,
+    ConnectionGate,
+    ConnectionLimiter,
+    LimitStats,
+    Refusal,
+    real_client_ip,
+)
 from clbproxy.relay import RelayServerFactory, RelaySettings, request_target
-from clbproxy.routing import Router
 
 log = Logger()
 
@@ -39,43 +47,54 @@ def is_websocket_upgrade(request: Request) -> bool:
 
 
 class ListenerResource(Resource):
-    """The root of a listener's site: upgrades to the relay, other requests to the forwarder."""
+    """The root of a listener's site: upgrades to the relay, other requests to the forwarder.
+
+    The listener's settings are read from the relay factory on every request, so a
+    reload that swaps them applies to the next request (sessions keep theirs).
+    """
 
     isLeaf = True
 
-    def __init__(
-        self,
-        router: Router,
-        groups: Mapping[str, TargetGroup],
-        websocket,
-        forwarder,
-        name: str = "-",
-    ) -> None:
+    def __init__(self, relay: RelayServerFactory, forwarder, admission: Admission) -> None:
         super().__init__()
-        self._router = router
-        self._groups = groups
-        self._websocket = websocket
+        self._relay = relay
+        self._websocket = WebSocketResource(relay)
         self._forwarder = forwarder
-        self._name = name
+        self._admission = admission
 
     def render(self, request: Request):
-        host = request.getHeader(b"host")
-        host_text = host.decode("latin-1") if host else None
-        target = request_target(request.uri.decode("latin-1"))
-        rule = self._router.match(host_text, target.split("?", 1)[0])
+        settings: RelaySettings = self._relay.settings
         upgrade = is_websocket_upgrade(request)
         if upgrade and request.clientproto != b"HTTP/1.1":
             return render_error(request, 400, "a WebSocket handshake needs HTTP/1.1")
-        if rule is None and upgrade:
-            # The relay refuses the handshake itself (and closes, as for any refusal).
+        host = request.getHeader(b"host")
+        host_text = host.decode("latin-1") if host else None
+        target = request_target(request.uri.decode("latin-1"))
+        rule = settings.router.match(host_text, target.split("?", 1)[0])
+        peer = getattr(request.getClientAddress(), "host", "") or ""
+        forwarded_for = [
+            value.decode("latin-1")
+            for value in request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])
+        ]
+        refusal = self._admission.check(
+            real_client_ip(peer, forwarded_for, settings.trusted),
+            rule,
+            websocket=upgrade,
+            over_ip_limit=getattr(request.channel.transport, "over_ip_limit", False),
+        )
+        if refusal is not None:
+            return self._refuse(request, refusal)
+        if upgrade and (rule is None or rule.target_group is not None):
+            # The relay answers (or refuses) the handshake itself.
             return self._websocket.render(request)
-        if upgrade and (rule.fixed_response is not None or rule.redirect is not None):
-            # A refused upgrade ends the connection, as the relay's refusals do.
+        forwarder = self._forwarder
+        record = request_record(
+            request, settings.listener.name, rule, forwarder.reactor, forwarder.trusted
+        )
+        if upgrade:
+            # A fixed response or redirect ends the connection, as the relay's refusals do.
             request.setHeader(b"Connection", b"close")
             request.channel.persistent = False
-        if not upgrade or rule.fixed_response is not None or rule.redirect is not None:
-            forwarder = self._forwarder
-            record = request_record(request, self._name, rule, forwarder.reactor, forwarder.trusted)
         if rule is None:
             return render_error(request, 404, "no forwarding rule matches this host and path")
         if rule.fixed_response is not None:
@@ -84,7 +103,7 @@ class ListenerResource(Resource):
             status, headers = rule_redirect(
                 rule,
                 method=request.method,
-                scheme=self._forwarder.scheme,
+                scheme=forwarder.scheme,
                 host=host_text or "",
                 request_uri=target,
             )
@@ -92,9 +111,25 @@ class ListenerResource(Resource):
             for name, value in headers:
                 request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
             return render_error(request, status, f"moved to {headers[0][1]}")
-        if upgrade:
-            return self._websocket.render(request)
-        return self._forwarder.forward(request, self._groups[rule.target_group], rule, record)
+        return forwarder.forward(request, settings.groups[rule.target_group], rule, record)
+
+    def _refuse(self, request: Request, refusal: Refusal) -> bytes:
+        log.info(
+            "{client} {method} {path}: {status} {detail}",
+            client=getattr(request.getClientAddress(), "host", "-"),
+            method=request.method.decode("latin-1"),
+            path=request.uri.decode("latin-1"),
+            status=refusal.status,
+            detail=refusal.detail,
+        )
+        body = render_error(request, refusal.status, refusal.detail)
+        request.setResponseCode(refusal.status, reason_phrase(refusal.status).encode("ascii"))
+        for name, value in refusal.headers:
+            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        if refusal.status in (429, 503) or is_websocket_upgrade(request):
+            request.setHeader(b"connection", b"close")
+            request.channel.persistent = False
+        return body
 
 
 def render_fixed_response(request: Request, fixed: FixedResponseConfig) -> bytes:
@@ -107,40 +142,109 @@ def render_fixed_response(request: Request, fixed: FixedResponseConfig) -> bytes
 
 
 class ListenerService(StreamServerEndpointService):
-    """Listens on a listener's endpoint; on stop, also closes its backend connections."""
+    """Listens on a listener's endpoint; on stop, also closes its backend connections.
 
-    def __init__(self, endpoint, site: Site, forwarder: HTTPForwarder) -> None:
-        super().__init__(endpoint, site)
+    ``swap(listener, groups)`` gives the running listener new settings (a reload
+    that keeps its ``bind``): connections and sessions already open keep theirs.
+    """
+
+    def __init__(
+        self,
+        endpoint,
+        limiter: ConnectionLimiter,
+        forwarder: HTTPForwarder,
+        relay: RelayServerFactory,
+        site: ListenerSite,
+        admission: Admission,
+    ) -> None:
+        super().__init__(endpoint, limiter)
         self._forwarder = forwarder
+        self.relay = relay
+        self.site = site
+        self.limiter = limiter
+        self.admission = admission
+        self.stats = admission.stats
         # Fail start-up on a bind error instead of only logging it.
         self._raiseSynchronously = True
 
+    @property
+    def forwarder(self) -> HTTPForwarder:
+        return self._forwarder
+
+    @property
+    def listener(self) -> ListenerConfig:
+        return self.relay.settings.listener
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port):
+        self.limiter.listening(port)
+        return port
+
+    def swap(self, listener: ListenerConfig, groups: Mapping[str, TargetGroup]) -> None:
+        """Use ``listener``'s settings and ``groups`` for every new request and session."""
+        settings = RelaySettings.from_config(listener, dict(groups))
+        self.relay.settings = settings
+        self.relay.setProtocolOptions(maxMessagePayloadSize=listener.max_message_size)
+        self._forwarder.trusted = settings.trusted
+        self._forwarder.via = listener.via
+        self.site.configure(listener)
+        self.admission.configure(listener)
+        self.limiter.configure(
+            max_connections=listener.max_connections,
+            max_per_ip=listener.max_connections_per_ip,
+            trusted=settings.trusted,
+        )
+        if self.name != f"listener:{listener.name}":
+            _rename(self, f"listener:{listener.name}")
+
     def stopService(self):
         d = super().stopService()
+        self.limiter.stopped()
         d.addBoth(lambda result: self._forwarder.close())
         return d
 
 
+def _rename(service, name: str) -> None:
+    parent = service.parent
+    if parent is not None and getattr(parent, "namedServices", {}).get(service.name) is service:
+        del parent.namedServices[service.name]
+        parent.namedServices[name] = service
+    service.name = name
+
+
 def listener_service(
-    listener: ListenerConfig, groups: Mapping[str, TargetGroup], reactor
+    listener: ListenerConfig,
+    groups: Mapping[str, TargetGroup],
+    reactor,
+    gate: Optional[ConnectionGate] = None,
 ) -> ListenerService:
-    """The service for one ``[[listener]]``, named ``listener:NAME``."""
+    """The service for one ``[[listener]]``, named ``listener:NAME``.
+
+    ``gate`` counts connections against the global ``max_connections``.
+    """
     settings = RelaySettings.from_config(listener, dict(groups))
+    stats = LimitStats()
     forwarder = HTTPForwarder(
         reactor, scheme=settings.scheme, trusted=settings.trusted, via=listener.via
     )
     relay = RelayServerFactory(settings, reactor)
-    root = ListenerResource(
-        settings.router, groups, WebSocketResource(relay), forwarder, listener.name
+    relay.stats = stats
+    admission = Admission(listener, reactor, stats)
+    root = ListenerResource(relay, forwarder, admission)
+    site = ListenerSite(root, listener, reactor, stats)
+    limiter = ConnectionLimiter(
+        site,
+        gate if gate is not None else ConnectionGate(),
+        max_connections=listener.max_connections,
+        max_per_ip=listener.max_connections_per_ip,
+        trusted=settings.trusted,
+        stats=stats,
     )
-    limits = HTTPLimits(
-        max_request_line=listener.max_request_line,
-        max_header_size=listener.max_header_size,
-        max_body_size=listener.max_body_size,
+    service = ListenerService(
+        serverFromString(reactor, listener.bind), limiter, forwarder, relay, site, admission
     )
-    site = ProxySite(root, limits=limits, timeout=listener.client_timeout, reactor=reactor)
-    site.displayTracebacks = False
-    service = ListenerService(serverFromString(reactor, listener.bind), site, forwarder)
     service.setName(f"listener:{listener.name}")
-    service.relay = relay
     return service

@@ -12,6 +12,7 @@ import collections
 import weakref
 from typing import Any, Mapping, Optional
 
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.logger import ILogObserver, LogLevel, formatEvent
 from zope.interface import implementer
 
@@ -49,9 +50,13 @@ class ListenerState:
         """Open client connections: HTTP ones plus those handed to the WebSocket relay."""
         http = 0
         for protocol in self._channels:
-            # twisted.web's protocol switcher wraps the HTTPChannel, whose transport
-            # Autobahn sets to None when it takes the connection over.
-            channel = getattr(protocol, "_channel", protocol)
+            # A connection limiter may wrap the protocol; twisted.web's protocol switcher
+            # wraps the HTTPChannel, whose transport Autobahn sets to None when it takes
+            # the connection over (or puts its own protocol in the limiter's wrapper).
+            inner = getattr(protocol, "wrappedProtocol", protocol)
+            channel = getattr(inner, "_channel", inner)
+            if isinstance(channel, WebSocketServerProtocol):
+                continue
             if getattr(channel, "transport", None) is not None:
                 http += 1
         return http + len(self.sessions)

@@ -65,6 +65,7 @@ from clbproxy.forwarding import (
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.routing import Router
+from clbproxy.wstimers import SessionTimers
 
 log = Logger()
 
@@ -155,14 +156,19 @@ class _Throttle:
     session's memory when one side reads slower than the other writes.
     """
 
-    def __init__(self, other_transport) -> None:
+    def __init__(self, other_transport, timers: Optional[SessionTimers] = None) -> None:
         self._other = other_transport
+        self._timers = timers
 
     def pauseProducing(self) -> None:
         self._other.pauseProducing()
+        if self._timers is not None:
+            self._timers.throttled()
 
     def resumeProducing(self) -> None:
         self._other.resumeProducing()
+        if self._timers is not None:
+            self._timers.flowing()
 
     def stopProducing(self) -> None:
         pass
@@ -200,6 +206,9 @@ class _Relaying:
     def onMessageFrameData(self, payload: bytes) -> None:
         if self.failedByMe:
             return
+        timers = self.session.timers if self.session is not None else None
+        if timers is not None:
+            timers.activity()
         pending = self._pending
         self._pending = payload
         if pending is None:
@@ -228,6 +237,15 @@ class _Relaying:
         if pending:
             peer.sendMessageFrame(pending)
         peer.endMessage()
+
+    def onPing(self, payload: bytes) -> None:
+        super().onPing(payload)
+        if self.session is not None and self.session.timers is not None:
+            self.session.timers.activity()
+
+    def onPong(self, payload: bytes) -> None:
+        if self.session is not None and self.session.timers is not None:
+            self.session.timers.pong(self.side, payload)
 
     def onCloseFrame(self, code, reasonRaw):
         problem = None if self.failedByMe else received_close_problem(code, reasonRaw)
@@ -535,6 +553,8 @@ class RelaySession:
         self._wall_start = time.time()
         self.record = accesslog.SessionRecord()
         self._closes: dict[Side, tuple] = {}
+        #: The idle timeout and pings, once both hops are open.
+        self.timers: Optional[SessionTimers] = None
 
     # -- handshake -------------------------------------------------------------------
 
@@ -701,6 +721,17 @@ class RelaySession:
             return
         self._opened = self.reactor.seconds()
         front.peer, backend.peer = backend, front
+        listener = self.settings.listener
+        self.timers = SessionTimers(
+            self.reactor,
+            idle_timeout=listener.websocket_idle_timeout,
+            ping_interval=listener.websocket_ping_interval,
+            ping_timeout=listener.websocket_ping_timeout,
+            send_ping=self._send_ping,
+            on_idle=self._idle,
+            on_dead=self._dead,
+        )
+        self.timers.start()
         limit = self.settings.listener.session_buffer
         for hop, other in ((front, backend), (backend, front)):
             transport = hop.transport
@@ -709,7 +740,7 @@ class RelaySession:
                 socket.bufferSize = limit
             if getattr(socket, "producer", None) is not None:
                 socket.unregisterProducer()
-            transport.registerProducer(_Throttle(other.transport), True)
+            transport.registerProducer(_Throttle(other.transport, self.timers), True)
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open",
             client=_peer_ip(front.transport),
@@ -717,6 +748,76 @@ class RelaySession:
             backend=self.backend_config.address,
             group=self.group.name,
         )
+
+    # -- timers and shutdown ---------------------------------------------------------
+
+    def _hop(self, side: Side):
+        return self.front if side is Side.CLIENT else self.backend
+
+    def _send_ping(self, side: Side, payload: bytes) -> None:
+        hop = self._hop(side)
+        if hop is not None and hop.state == OPEN:
+            hop.sendPing(payload)
+
+    def _idle(self) -> None:
+        listener = self.settings.listener
+        log.info(
+            "websocket: {client} {path}: no frame for {timeout:g} s, closing with 1001",
+            client=_peer_ip(self.front.transport),
+            path=self.target,
+            timeout=listener.websocket_idle_timeout,
+        )
+        self._count("websocket_idle_closes")
+        self.close_both(1001, 1001, b"idle timeout")
+
+    def _dead(self, side: Side) -> None:
+        hop = self._hop(side)
+        timeout = self.settings.listener.websocket_ping_timeout
+        self._count("websocket_ping_timeouts")
+        log.info(
+            "websocket: {client} {path}: the {side} did not answer a ping within {timeout:g} s",
+            client=_peer_ip(self.front.transport),
+            path=self.target,
+            side=side.name.lower(),
+            timeout=timeout,
+        )
+        if hop is not None and hop.transport is not None:
+            hop.wasNotCleanReason = f"no pong within {timeout:g} s"
+            hop.dropConnection(abort=True)
+
+    def _count(self, name: str) -> None:
+        stats = getattr(self.front.factory, "stats", None)
+        if stats is not None:
+            stats.increment(name)
+
+    def close_both(self, client_code: int, backend_code: int, reason: bytes) -> None:
+        """Close both hops ourselves (idle timeout, shutdown), not by the close-code table."""
+        self._told.update((Side.CLIENT, Side.BACKEND))
+        for hop, code in ((self.front, client_code), (self.backend, backend_code)):
+            if hop is None:
+                continue
+            if hop.transport is not None:
+                hop.transport.resumeProducing()
+            if hop.state == OPEN:
+                hop.sendCloseFrame(code=code, reasonUtf8=reason)
+            elif hop.state in (CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING):
+                hop.dropConnection(abort=True)
+
+    def shut_down(self) -> None:
+        """The proxy is stopping: 1001 to the client, a normal close to the backend.
+
+        A session still in its handshake is refused with 503.
+        """
+        if self._opened is None:
+            if self._connecting is not None:
+                self._connecting.cancel()
+            if self.backend is not None:
+                self.backend.dropConnection(abort=True)
+            self._fail(_refuse(503, "the proxy is shutting down"))
+            return
+        if self.timers is not None:
+            self.timers.stop()
+        self.close_both(1001, 1000, b"proxy shutting down")
 
     # -- end -------------------------------------------------------------------------
 
@@ -745,6 +846,8 @@ class RelaySession:
         hop = self.front if side is Side.CLIENT else self.backend
         self._ended[side] = _describe_end(hop, was_clean, code)
         self._closes[side] = (code, reason)
+        if self.timers is not None:
+            self.timers.stop()
         if side is Side.CLIENT and self._opened is None:
             self._client_left_during_handshake()
         elif side is Side.BACKEND and self._handshake is not None and not self._handshake.called:

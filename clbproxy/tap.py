@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.error import CannotListenError
@@ -49,7 +50,104 @@ class ProxyService(MultiService):
     Binding happens in ``privilegedStartService`` (before twistd drops
     privileges); a port in use or a permission problem becomes one line naming the
     service and its endpoint, and exit status 1, rather than a traceback.
+
+    It carries what a reload needs (``config``, ``groups``, the connection
+    ``gate``, the demo ``room``); stopping it drains (:func:`clbproxy.lifecycle.drain`).
+    With ``signals``, SIGHUP reloads and SIGUSR1 reopens log files while it runs.
     """
+
+    def __init__(self, config: Config, reactor, room=None, signals: bool = False) -> None:
+        super().__init__()
+        from clbproxy.limits import ConnectionGate
+
+        self.config = config
+        self.reactor = reactor
+        self.room = room
+        self.groups: dict[str, TargetGroup] = {}
+        self.gate = ConnectionGate(config.max_connections)
+        #: Listeners removed by a reload whose connections are still open.
+        self.retired: set = set()
+        self.signals = signals
+        self._handlers = None
+        #: Set by build_service: the health state and the observers (status page, metrics).
+        self.health: Optional[HealthState] = None
+        self.observability = None
+        #: The active health check services of each target group in use.
+        self._checks: dict[str, tuple[TargetGroup, list]] = {}
+
+    def use_groups(self, groups: dict[str, TargetGroup]) -> None:
+        """Make ``groups`` the target groups in use (at start and on reload).
+
+        A group object kept from before keeps its health checks; a new one gets
+        its own, and the checks of groups no longer in use stop.
+        """
+        self.groups = groups
+        for name, (group, checks) in list(self._checks.items()):
+            if groups.get(name) is not group:
+                del self._checks[name]
+                for check in checks:
+                    self.removeService(check)
+        for name, group in groups.items():
+            if name not in self._checks:
+                checks = health_services([group], self.reactor)
+                for check in checks:
+                    check.setServiceParent(self)
+                self._checks[name] = (group, checks)
+        if self.health is not None:
+            self.health.use(groups)
+        if self.observability is not None:
+            self.observability.live.groups = groups
+
+    def listener_started(self, listener, service) -> None:
+        """A reload started a new listener: let the observers count it."""
+        if self.observability is not None:
+            self.observability.watch_listener(listener, service)
+
+    def reloaded(self, applied: bool) -> None:
+        """A reload was applied (or refused): count it in the metrics."""
+        if self.observability is not None:
+            self.observability.metrics.config_reloaded(applied)
+
+    def listener_services(self) -> list:
+        return [child for child in self if child.name and child.name.startswith("listener:")]
+
+    def demo_services(self) -> list:
+        return [child for child in self if child.name and child.name.startswith("demo:")]
+
+    def adopt(self, service) -> None:
+        """Make an already running service a child without starting it again."""
+        service.parent = self
+        if service.name is not None:
+            self.namedServices[service.name] = service
+        self.services.append(service)
+
+    def startService(self) -> None:
+        super().startService()
+        if self.signals:
+            from clbproxy.lifecycle import signal_handlers
+
+            self._handlers = signal_handlers(self, self.config.path, self.reactor)
+            self._handlers.install()
+
+    def stopService(self):
+        from twisted.application.service import Service
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
+        from clbproxy.lifecycle import drain
+
+        if self._handlers is not None:
+            self._handlers.uninstall()
+            self._handlers = None
+        Service.stopService(self)
+        listeners = [*self.listener_services(), *self.retired]
+        d = drain(listeners, self.reactor, self.config.drain_timeout)
+
+        def stop_the_rest(result):
+            rest = [child for child in reversed(list(self)) if child.running]
+            return DeferredList([maybeDeferred(child.stopService) for child in rest])
+
+        d.addBoth(stop_the_rest)
+        return d
 
     def privilegedStartService(self) -> None:
         for child in self:
@@ -67,30 +165,28 @@ def _describe_listen_error(error: CannotListenError) -> str:
     return f"cannot listen on {where}: {detail}"
 
 
-def build_service(config: Config, reactor) -> MultiService:
+def build_service(config: Config, reactor, signals: bool = False) -> ProxyService:
     """The whole proxy for ``config``: demo backends first, then one service per listener."""
     from clbproxy.demo import ChatRoom, demo_service
     from clbproxy.listener import listener_service
     from clbproxy.observability import Observability
 
-    root = ProxyService()
-    if config.demo_backends:
-        room = ChatRoom(reactor)
-        for demo in config.demo_backends:
-            demo_service(demo, room, reactor).setServiceParent(root)
+    root = ProxyService(config, reactor, ChatRoom(reactor), signals=signals)
+    for demo in config.demo_backends:
+        service = demo_service(demo, root.room, reactor)
+        service.demo = demo
+        service.setServiceParent(root)
     groups = {group.name: TargetGroup(group, reactor) for group in config.target_groups}
-    health = HealthState(groups)
     #: What the status page and metrics read (clbproxy.health.IHealthState).
-    root.health = health
-    observability = Observability(config, groups, reactor, health=CheckedHealth(health))
+    root.health = HealthState(groups)
+    observability = Observability(config, groups, reactor, health=CheckedHealth(root.health))
     observability.setServiceParent(root)
     root.observability = observability
+    root.use_groups(groups)
     for listener in config.listeners:
-        service = listener_service(listener, groups, reactor)
+        service = listener_service(listener, groups, reactor, root.gate)
         observability.watch_listener(listener, service)
         service.setServiceParent(root)
-    for checker in health_services(groups.values(), reactor):
-        checker.setServiceParent(root)
     admin = observability.admin_service()
     if admin is not None:
         admin.setServiceParent(root)
@@ -100,4 +196,4 @@ def build_service(config: Config, reactor) -> MultiService:
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    return build_service(options.loaded, reactor)
+    return build_service(options.loaded, reactor, signals=True)

@@ -1506,6 +1506,132 @@ class TargetGroupBalancingTests(LoaderMixin, unittest.TestCase):
         )
 
 
+class LifecycleKeyTests(LoaderMixin, unittest.TestCase):
+    """Timeouts, limits, access lists and the top-level drain and connection keys."""
+
+    def test_lifecycle_keys_load_into_the_model(self) -> None:
+        config = self.load(
+            'drain_timeout = "10s"\nmax_connections = 5000\n'
+            + document(
+                listener={
+                    "header_timeout": '"20s"',
+                    "keepalive_timeout": "30",
+                    "websocket_idle_timeout": '"5m"',
+                    "websocket_ping_interval": "20",
+                    "websocket_ping_timeout": '"5s"',
+                    "max_connections": "100",
+                    "max_connections_per_ip": "10",
+                    "websocket_handshake_rate": "2.5",
+                    "websocket_handshake_burst": "5",
+                    "allow": '["10.0.0.1/8"]',
+                    "deny": '["10.9.0.0/16"]',
+                },
+                rule={"allow": '["192.168.0.0/16"]', "deny": '["::1/128"]'},
+            )
+        )
+        self.assertEqual((config.drain_timeout, config.max_connections), (10.0, 5000))
+        listener = config.listeners[0]
+        self.assertEqual(
+            (
+                listener.header_timeout,
+                listener.keepalive_timeout,
+                listener.websocket_idle_timeout,
+                listener.websocket_ping_interval,
+                listener.websocket_ping_timeout,
+                listener.max_connections,
+                listener.max_connections_per_ip,
+                listener.websocket_handshake_rate,
+                listener.websocket_handshake_burst,
+                listener.allow,
+                listener.deny,
+            ),
+            (20.0, 30.0, 300.0, 20.0, 5.0, 100, 10, 2.5, 5, ("10.0.0.0/8",), ("10.9.0.0/16",)),
+        )
+        rule = listener.rules[0]
+        self.assertEqual((rule.allow, rule.deny), (("192.168.0.0/16",), ("::1/128",)))
+
+    def test_defaults_follow_the_big_balancers(self) -> None:
+        config = self.load(document())
+        listener = config.listeners[0]
+        self.assertEqual((config.drain_timeout, config.max_connections), (30.0, 0))
+        self.assertEqual(
+            (
+                listener.header_timeout,
+                listener.keepalive_timeout,
+                listener.websocket_idle_timeout,
+                listener.websocket_ping_interval,
+            ),
+            (60.0, 75.0, 60.0, 0.0),
+        )
+
+    def test_ping_interval_zero_turns_pings_off(self) -> None:
+        config = self.load(document(listener={"websocket_ping_interval": "0"}))
+        self.assertEqual(config.listeners[0].websocket_ping_interval, 0.0)
+
+    def test_lifecycle_key_problems(self) -> None:
+        cases = {
+            "idle too short": (
+                document(listener={"websocket_idle_timeout": "10"}),
+                "listener[0].websocket_idle_timeout: 10 s out of range 30-3600 s",
+            ),
+            "idle too long": (
+                document(listener={"websocket_idle_timeout": '"2h"'}),
+                "listener[0].websocket_idle_timeout: 7200 s out of range 30-3600 s",
+            ),
+            "header timeout": (
+                document(listener={"header_timeout": "0"}),
+                "listener[0].header_timeout: a duration must be greater than 0, got 0",
+            ),
+            "negative limit": (
+                document(listener={"max_connections": "-1"}),
+                "listener[0].max_connections: -1 out of range 0-10000000",
+            ),
+            "per ip type": (
+                document(listener={"max_connections_per_ip": '"ten"'}),
+                "listener[0].max_connections_per_ip: expected an integer, got a string",
+            ),
+            "rate type": (
+                document(listener={"websocket_handshake_rate": '"5/s"'}),
+                "listener[0].websocket_handshake_rate: expected a number of handshakes "
+                "per second, got a string",
+            ),
+            "negative rate": (
+                document(listener={"websocket_handshake_rate": "-1"}),
+                "listener[0].websocket_handshake_rate: -1 out of range 0-10000000 (0: no limit)",
+            ),
+            "burst zero": (
+                document(listener={"websocket_handshake_burst": "0"}),
+                "listener[0].websocket_handshake_burst: 0 out of range 1-10000000",
+            ),
+            "listener allow": (
+                document(listener={"allow": '["10.0.0.300/8"]'}),
+                "listener[0].allow[0]: '10.0.0.300/8' is not a network in CIDR notation, "
+                "like '10.0.0.0/8' or 'fd00::/8'",
+            ),
+            "rule deny": (
+                document(rule={"deny": '"10.0.0.0/8"'}),
+                "listener[0].rule[0].deny: expected an array of strings, got a string",
+            ),
+            "drain timeout": (
+                "drain_timeout = -5\n" + document(),
+                "drain_timeout: a duration must be greater than 0, got -5",
+            ),
+            "global limit": (
+                "max_connections = true\n" + document(),
+                "max_connections: expected an integer, got a boolean",
+            ),
+            "ping interval": (
+                document(listener={"websocket_ping_interval": '"often"'}),
+                "listener[0].websocket_ping_interval: 'often' is not a duration; use seconds "
+                'as a number, or a string like "5s", "250ms", "2m" or "1h"',
+            ),
+        }
+        self.assertEqual(
+            self.problem_table({name: text for name, (text, _) in cases.items()}),
+            {name: [f"tap.conf: {line}"] for name, (_, line) in cases.items()},
+        )
+
+
 class ObservabilityConfigTests(LoaderMixin, unittest.TestCase):
     def test_access_log_and_admin_load_with_defaults(self) -> None:
         config = self.load(

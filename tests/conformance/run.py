@@ -320,7 +320,7 @@ def run_fuzzingclient(options, supervisor: Supervisor, outdir: Path, deadline: f
             "outdir": str(outdir),
             "servers": [{"agent": agent_name(options), "url": f"ws://127.0.0.1:{port}"}],
             "cases": options.cases,
-            "exclude-cases": [],
+            "exclude-cases": options.exclude,
             "exclude-agent-cases": {},
         },
     )
@@ -343,7 +343,7 @@ def run_fuzzingserver(options, supervisor: Supervisor, outdir: Path, deadline: f
             "url": f"ws://127.0.0.1:{fuzz_port}",
             "outdir": str(outdir),
             "cases": options.cases,
-            "exclude-cases": [],
+            "exclude-cases": options.exclude,
             "exclude-agent-cases": {},
         },
     )
@@ -478,10 +478,12 @@ def print_summary(result: RunResult, via: str) -> None:
         print(f"  error: {result.error}")
     if result.missing:
         print(f"  missing: {result.missing} announced cases are not in index.json")
-    print(f"  behavior: {format_counts(Counter(e.get('behavior') for e in cases.values()))}")
-    closes = Counter(e.get("behaviorClose") for e in cases.values())
-    print(f"  behaviorClose: {format_counts(closes)}")
-    print(f"  time by group: {format_durations(duration_by_group(cases))}")
+    if cases:
+        behaviors = Counter(entry.get("behavior") for entry in cases.values())
+        closes = Counter(entry.get("behaviorClose") for entry in cases.values())
+        print(f"  behavior: {format_counts(behaviors)}")
+        print(f"  behaviorClose: {format_counts(closes)}")
+        print(f"  time by group: {format_durations(duration_by_group(cases))}")
     for case_id in result.failing():
         entry = cases[case_id]
         print(
@@ -506,12 +508,11 @@ def format_durations(spent: Counter) -> str:
 
 
 def parse_cases(text: str) -> list[str]:
+    """Comma-separated wstest case patterns such as ``1.*,9.1.2``."""
     cases = [case.strip() for case in text.split(",") if case.strip()]
     for case in cases:
         if not re.fullmatch(r"[0-9*]+(\.[0-9*]+)*", case):
             raise argparse.ArgumentTypeError(f"not a case pattern: {case!r}")
-    if not cases:
-        raise argparse.ArgumentTypeError("no case patterns given")
     return cases
 
 
@@ -526,6 +527,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=parse_cases,
         default=DEFAULT_CASES,
         help="comma-separated case patterns (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--exclude",
+        type=parse_cases,
+        default="",
+        help="comma-separated case patterns to leave out, e.g. '12.*.15,13.*.15'",
     )
     parser.add_argument(
         "--direct", action="store_true", help="leave the proxy out (validates the harness)"
@@ -555,6 +562,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="seconds one run may take (default: %(default)s)",
     )
     options = parser.parse_args(argv)
+    if not options.cases:
+        parser.error("--cases: no case patterns given")
     if not WSTEST.exists():
         parser.error(f"{WSTEST} is missing: run scripts/setup-wstest.sh")
     return options

@@ -1,0 +1,311 @@
+"""Running clbproxy like nginx or HAProxy: SIGHUP reloads, SIGTERM drains, SIGUSR1 reopens logs.
+
+- :class:`Reloader` re-reads tap.conf.  An invalid file is logged, one problem per
+  line, and the running configuration keeps serving.  A valid one is applied:
+  listeners are matched by their ``bind`` string; a kept listener keeps its socket
+  and its open connections and gets the new settings, rules and target groups for
+  every new request and session (:meth:`ListenerService.swap`); a listener with a
+  new ``bind`` is started (if any new socket cannot be bound, nothing changes and
+  the error is logged); a listener whose ``bind`` is gone stops accepting, and its
+  open connections and WebSocket sessions run on until they end.  Target groups
+  whose configuration is unchanged keep their balancing state.  Open sessions
+  keep running on their backend with the settings they started with.
+- :func:`drain` stops accepting, sends 1001 to every WebSocket client and a
+  normal close to its backend, lets HTTP requests under way finish (answered
+  with ``Connection: close``), closes idle keep-alive connections, and gives up
+  after ``drain_timeout`` seconds by cutting whatever is left.
+- :class:`LogReopener` reopens twistd's ``--logfile`` after logrotate moved it.
+
+Hooks: ``Reloader.hooks`` are called on every SIGHUP, after tap.conf was applied
+or refused, with the :class:`~clbproxy.config.Config` now in effect; a hook may
+return a Deferred, and its errors are logged without stopping the others (the
+TLS certificate reload registers here).  ``LogReopener.hooks`` are called with
+no argument on every SIGUSR1 (the access log registers its file here).
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Callable, Iterable, Optional
+
+from twisted.internet import defer, task
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger, globalLogPublisher
+
+from clbproxy.balancer import TargetGroup
+from clbproxy.channel import ListenerChannel
+from clbproxy.config import Config, ConfigError, load_config
+
+log = Logger()
+
+#: How often a drain looks whether everything has ended.
+DRAIN_POLL = 0.05
+
+
+class Reloader:
+    """Applies a new tap.conf to a running :class:`~clbproxy.tap.ProxyService`."""
+
+    def __init__(self, config_path: str, root_service, reactor) -> None:
+        self.config_path = config_path
+        self.root = root_service
+        self.reactor = reactor
+        #: ``hook(config)`` called after every reload attempt (see the module docstring).
+        self.hooks: list[Callable[[Config], object]] = []
+
+    def reload(self) -> defer.Deferred:
+        """Re-read and apply the configuration; fires True when it was applied."""
+        log.info("reloading {path}", path=self.config_path)
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as error:
+            for problem in error.problems:
+                log.error("reload refused: {problem}", problem=problem)
+            log.warn(
+                "reload refused: {count} problem(s); the running configuration keeps serving",
+                count=len(error.problems),
+            )
+            d = defer.succeed(False)
+        else:
+            d = defer.maybeDeferred(self._apply, config)
+            d.addErrback(self._failed)
+        d.addCallback(self._run_hooks)
+        return d
+
+    def _apply(self, config: Config):
+        root = self.root
+        from clbproxy.demo import demo_service
+        from clbproxy.listener import listener_service
+
+        groups = {}
+        for group_config in config.target_groups:
+            old = root.groups.get(group_config.name)
+            same = old is not None and old.config == group_config
+            groups[group_config.name] = old if same else TargetGroup(group_config, self.reactor)
+
+        old_listeners = {service.listener.bind: service for service in root.listener_services()}
+        kept, started = [], []
+        for listener in config.listeners:
+            service = old_listeners.pop(listener.bind, None)
+            if service is not None:
+                kept.append((service, listener))
+            else:
+                service = listener_service(listener, groups, self.reactor, root.gate)
+                service.listener_config = listener
+                started.append(service)
+        old_demos = {(s.demo.name, s.demo.bind): s for s in root.demo_services()}
+        for demo in config.demo_backends:
+            if old_demos.pop((demo.name, demo.bind), None) is None:
+                service = demo_service(demo, root.room, self.reactor)
+                service.demo = demo
+                started.append(service)
+
+        running = []
+        for service in started:
+            try:
+                service.privilegedStartService()
+                service.startService()
+            except (CannotListenError, SystemExit) as error:
+                for other in running:
+                    other.stopService()
+                log.error(
+                    "reload refused: {service}: {error}; the running configuration keeps serving",
+                    service=service.name,
+                    error=_listen_error(error),
+                )
+                return False
+            running.append(service)
+
+        for service, listener in kept:
+            service.swap(listener, groups)
+        stopping = []
+        for service in [*old_listeners.values(), *old_demos.values()]:
+            stopping.append(defer.maybeDeferred(root.removeService, service))
+            if hasattr(service, "limiter") and service.limiter.protocols:
+                root.retired.add(service)
+        for service in running:
+            root.adopt(service)
+            if getattr(service, "listener_config", None) is not None:
+                root.listener_started(service.listener_config, service)
+        root.gate.set_limit(config.max_connections)
+        root.config = config
+        root.use_groups(groups)
+        log.info(
+            "reloaded {path}: {kept} listener(s) kept, {added} started, {removed} stopped",
+            path=self.config_path,
+            kept=len(kept),
+            added=len(started),
+            removed=len(old_listeners) + len(old_demos),
+        )
+        d = defer.DeferredList(stopping, consumeErrors=True)
+        d.addCallback(lambda _: True)
+        return d
+
+    def _failed(self, failure) -> bool:
+        log.failure("reload failed; the running configuration keeps serving", failure)
+        return False
+
+    def _run_hooks(self, applied: bool) -> defer.Deferred:
+        reloaded = getattr(self.root, "reloaded", None)
+        if reloaded is not None:
+            reloaded(applied)
+        results = []
+        for hook in list(self.hooks):
+            d = defer.maybeDeferred(hook, self.root.config)
+            d.addErrback(lambda failure: log.failure("reload hook failed", failure))
+            results.append(d)
+        d = defer.gatherResults(results)
+        d.addCallback(lambda _: applied)
+        return d
+
+
+def _listen_error(error: Exception) -> str:
+    if isinstance(error, SystemExit):
+        return str(error.code)
+    reason = getattr(error, "socketError", None)
+    detail = getattr(reason, "strerror", None) or str(reason or error)
+    return f"cannot listen on {error.interface or '*'}:{error.port}: {detail}"
+
+
+def drain(listeners: Iterable, reactor, timeout: float) -> defer.Deferred:
+    """Stop ``listeners`` gracefully; fires True if everything ended within ``timeout``.
+
+    Each listener stops accepting; WebSocket clients get 1001 and backends a
+    normal close; HTTP requests under way finish (with ``Connection: close``);
+    idle connections close now.  At ``timeout``, what is left is cut.
+    """
+    listeners = list(listeners)
+    stopping = []
+    for service in listeners:
+        service.admission.draining = True
+        if service.running:
+            stopping.append(defer.maybeDeferred(service.stopService))
+        for session in list(service.relay.sessions):
+            session.shut_down()
+        for connection in list(service.limiter.protocols):
+            channel = connection.wrappedProtocol
+            if isinstance(channel, ListenerChannel):
+                channel.drain()
+
+    def remaining() -> int:
+        return sum(len(s.limiter.protocols) + len(s.relay.sessions) for s in listeners)
+
+    log.info(
+        "draining: {count} connection(s) and session(s), at most {timeout:g} s",
+        count=remaining(),
+        timeout=timeout,
+    )
+    done = defer.Deferred()
+    started = reactor.seconds()
+
+    def poll() -> None:
+        left = remaining()
+        if left == 0:
+            loop.stop()
+            log.info("drained in {seconds:.3f} s", seconds=reactor.seconds() - started)
+            done.callback(True)
+        elif reactor.seconds() - started >= timeout:
+            loop.stop()
+            log.warn("drain timeout: cutting {count} connection(s) left", count=left)
+            _cut(listeners)
+            done.callback(False)
+
+    loop = task.LoopingCall(poll)
+    loop.clock = reactor
+    loop.start(DRAIN_POLL, now=True)
+
+    def close_pools(drained: bool) -> defer.Deferred:
+        # Responses that ended during the drain returned their backend connection
+        # to the keep-alive pool after the listener first emptied it.
+        closing = [defer.maybeDeferred(s.forwarder.close) for s in listeners]
+        d = defer.gatherResults(closing, consumeErrors=True)
+        d.addBoth(lambda _: drained)
+        return d
+
+    done.addCallback(close_pools)
+    result = defer.gatherResults([done, *stopping], consumeErrors=True)
+    result.addCallback(lambda results: results[0])
+    return result
+
+
+def _cut(listeners: list) -> None:
+    for service in listeners:
+        for session in list(service.relay.sessions):
+            for hop in (session.front, session.backend):
+                if hop is not None and hop.transport is not None:
+                    hop.transport.abortConnection()
+        for connection in list(service.limiter.protocols):
+            if connection.transport is not None:
+                connection.transport.abortConnection()
+
+
+class LogReopener:
+    """Reopens log files after logrotate moved them (SIGUSR1).
+
+    twistd's ``--logfile`` is found among the global log observers; ``hooks`` are
+    called too (the access log registers its own reopen function there).
+    """
+
+    def __init__(self, publisher=globalLogPublisher) -> None:
+        self._publisher = publisher
+        self.hooks: list[Callable[[], object]] = []
+
+    def log_files(self) -> list:
+        """twistd's log files: the ``LogFile`` objects behind file observers."""
+        files = []
+        for observer in getattr(self._publisher, "_observers", ()):
+            target = getattr(observer, "_outFile", None)
+            if target is not None and callable(getattr(target, "reopen", None)):
+                files.append(target)
+        return files
+
+    def reopen(self) -> None:
+        for log_file in self.log_files():
+            try:
+                log_file.reopen()
+            except OSError as error:
+                log.error("cannot reopen log file {path}: {error}", path=log_file.path, error=error)
+        for hook in list(self.hooks):
+            try:
+                hook()
+            except Exception:
+                log.failure("log reopen hook failed")
+        log.info("log files reopened")
+
+
+class SignalHandlers:
+    """SIGHUP -> reload, SIGUSR1 -> reopen logs; ``uninstall`` restores the old handlers.
+
+    SIGTERM and SIGINT are twistd's: they stop the reactor, which stops the root
+    service, which drains.
+    """
+
+    def __init__(self, reactor, reloader: Reloader, reopener: LogReopener) -> None:
+        self._reactor = reactor
+        self._reloader = reloader
+        self._reopener = reopener
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        for signum, action in (
+            (signal.SIGHUP, self._reloader.reload),
+            (signal.SIGUSR1, self._reopener.reopen),
+        ):
+            self._previous[signum] = signal.signal(signum, self._handler(action))
+
+    def _handler(self, action: Callable[[], object]):
+        def handle(signum, frame) -> None:
+            self._reactor.callFromThread(action)
+
+        return handle
+
+    def uninstall(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+
+def signal_handlers(root, config_path: Optional[str], reactor) -> SignalHandlers:
+    """The handlers of a running proxy (``root.reloader`` and ``root.log_reopener`` set)."""
+    root.reloader = Reloader(config_path, root, reactor)
+    root.log_reopener = LogReopener()
+    return SignalHandlers(reactor, root.reloader, root.log_reopener)

@@ -1,0 +1,357 @@
+"""Reload, drain and ``twistd`` stop on real sockets (127.0.0.1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+
+from clbproxy.config import load_config
+from clbproxy.lifecycle import Reloader, drain
+from clbproxy.tap import build_service
+from tests.integration.support import Listening, raw_request
+
+CONFIG = """
+drain_timeout = {drain}
+[[listener]]
+name = "{name}"
+bind = "tcp:0:interface=127.0.0.1"
+  [[listener.rule]]
+  target_group = "pool"
+{extra}
+[target_group.pool]
+backends = ["127.0.0.1:{backend}"]
+"""
+
+SECOND_LISTENER = """
+[[listener]]
+name = "second"
+bind = "tcp:0:interface=127.0.0.1:backlog=20"
+  [[listener.rule]]
+  target_group = "pool"
+"""
+
+
+def port_of(service) -> int:
+    return service.limiter.port.getHost().port
+
+
+class ProxyProcess(Listening):
+    """A whole proxy built from a tap.conf file, as twistd builds it, on this reactor."""
+
+    def __init__(self, testcase):
+        super().__init__(testcase)
+        self.path = testcase.mktemp()
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        testcase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def write(self, backend, name="web", extra="", drain_timeout=5):
+        with open(self.path, "w") as f:
+            f.write(CONFIG.format(backend=backend, name=name, extra=extra, drain=drain_timeout))
+
+    def start(self):
+        self.root = build_service(load_config(self.path), reactor)
+        self.root.privilegedStartService()
+        self.root.startService()
+        self.testcase.addCleanup(self._stop)
+        self.reloader = Reloader(self.path, self.root, reactor)
+
+    def _stop(self):
+        if self.root.running:
+            for service in self.root.listener_services():
+                for session in list(service.relay.sessions):
+                    for hop in (session.front, session.backend):
+                        if hop is not None and hop.transport is not None:
+                            hop.transport.abortConnection()
+            return self.root.stopService()
+
+    def listener(self, name="web"):
+        return self.root.getServiceNamed(f"listener:{name}")
+
+    def messages(self, text):
+        return [event for event in self.events if text in (event.get("log_format") or "")]
+
+
+class ReloadTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def open_session(self, proxy):
+        client = proxy.client(port_of(proxy.listener()))
+        yield client.opened
+        client.protocol = client.built[0]
+        client.protocol.sendMessage(b"before")
+        yield client.wait_messages(1)
+        return client
+
+    @defer.inlineCallbacks
+    def test_valid_reload_swaps_groups_and_listeners_while_a_session_lives_on(self):
+        proxy = ProxyProcess(self)
+        old_backend, old_port = proxy.backend()
+        new_backend, new_port = proxy.backend()
+        old_port = yield old_port
+        new_port = yield new_port
+        proxy.write(old_port)
+        proxy.start()
+        web_port = port_of(proxy.listener())
+        client = yield self.open_session(proxy)
+
+        proxy.write(new_port, extra=SECOND_LISTENER)
+        applied = yield proxy.reloader.reload()
+
+        self.assertTrue(applied)
+        self.assertEqual(port_of(proxy.listener()), web_port)
+        client.protocol.sendMessage(b"after")
+        messages = yield client.wait_messages(2)
+        self.assertEqual([payload for payload, _ in messages], [b"before", b"after"])
+        self.assertEqual(len(old_backend.opened), 1)
+        for port in (web_port, port_of(proxy.listener("second"))):
+            fresh = proxy.client(port)
+            yield fresh.opened
+        self.assertEqual(len(new_backend.opened), 2)
+        self.assertEqual(len(old_backend.opened), 1)
+        client.protocol.sendClose(1000)
+        wasClean, code, _ = yield client.closed
+        self.assertEqual((wasClean, code), (True, 1000))
+
+    @defer.inlineCallbacks
+    def test_invalid_reload_is_logged_per_problem_and_the_old_config_keeps_serving(self):
+        proxy = ProxyProcess(self)
+        backend, port = proxy.backend()
+        port = yield port
+        proxy.write(port)
+        proxy.start()
+        client = yield self.open_session(proxy)
+        with open(proxy.path, "a") as f:
+            f.write('bogus = 1\n[target_group.other]\nbackends = ["127.0.0.1:70000"]\n')
+
+        applied = yield proxy.reloader.reload()
+
+        self.assertFalse(applied)
+        problems = [e["problem"] for e in proxy.messages("reload refused: {problem}")]
+        self.assertEqual(len(problems), 2, problems)
+        self.assertTrue(all(problem.startswith(proxy.path) for problem in problems))
+        client.protocol.sendMessage(b"after")
+        messages = yield client.wait_messages(2)
+        self.assertEqual(messages[-1][0], b"after")
+        fresh = proxy.client(port_of(proxy.listener()))
+        yield fresh.opened
+        self.assertEqual(len(backend.opened), 2)
+
+    @defer.inlineCallbacks
+    def test_reload_whose_new_socket_cannot_be_bound_changes_nothing(self):
+        proxy = ProxyProcess(self)
+        backend, port = proxy.backend()
+        port = yield port
+        proxy.write(port)
+        proxy.start()
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        with open(proxy.path, "a") as f:
+            f.write(SECOND_LISTENER.replace("tcp:0:", f"tcp:{busy}:"))
+
+        applied = yield proxy.reloader.reload()
+
+        self.assertFalse(applied)
+        self.assertEqual([s.name for s in proxy.root.listener_services()], ["listener:web"])
+        self.assertTrue(proxy.messages("reload refused: {service}: {error}"))
+
+    @defer.inlineCallbacks
+    def test_reload_hooks_get_the_config_in_effect_even_when_refused(self):
+        proxy = ProxyProcess(self)
+        _, port = proxy.backend()
+        port = yield port
+        proxy.write(port)
+        proxy.start()
+        seen = []
+        proxy.reloader.hooks.append(seen.append)
+        with open(proxy.path, "a") as f:
+            f.write("bogus = 1\n")
+        yield proxy.reloader.reload()
+        self.assertEqual(seen, [proxy.root.config])
+
+
+class DrainTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_drain_sends_1001_to_clients_1000_to_backends_and_finishes_http(self):
+        proxy = ProxyProcess(self)
+        backend, ws_port = proxy.backend()
+        ws_port = yield ws_port
+        proxy.write(ws_port)
+        proxy.start()
+        service = proxy.listener()
+        port = port_of(service)
+        client = proxy.client(port)
+        yield client.opened
+        idle = raw_request(port, b"")
+        yield task.deferLater(reactor, 0.05, lambda: None)
+        started = time.monotonic()
+
+        drained = yield drain([service], reactor, timeout=5)
+
+        self.assertTrue(drained)
+        self.assertLess(time.monotonic() - started, 5)
+        wasClean, code, reason = yield client.closed
+        self.assertEqual((wasClean, code, reason), (True, 1001, "proxy shutting down"))
+        self.assertEqual(backend.closes[-1][:2], (True, 1000))
+        self.assertEqual((yield idle), b"")
+        attempt = TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory())
+        yield self.assertFailure(attempt, ConnectionRefusedError)
+
+    @defer.inlineCallbacks
+    def test_request_under_way_finishes_with_connection_close(self):
+        proxy = ProxyProcess(self)
+        delayed = DelayedHTTPBackend(0.3)
+        backend_port = yield proxy.listen(delayed)
+        proxy.write(backend_port)
+        proxy.start()
+        service = proxy.listener()
+        response = raw_request(port_of(service), b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        yield task.deferLater(reactor, 0.1, lambda: None)
+
+        drained = yield drain([service], reactor, timeout=5)
+
+        self.assertTrue(drained)
+        data = yield response
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data)
+        self.assertIn(b"connection: close", data.lower())
+        self.assertTrue(data.endswith(b"slow answer"))
+
+    @defer.inlineCallbacks
+    def test_drain_timeout_cuts_what_is_left(self):
+        proxy = ProxyProcess(self)
+        delayed = DelayedHTTPBackend(30)
+        backend_port = yield proxy.listen(delayed)
+        proxy.write(backend_port)
+        proxy.start()
+        service = proxy.listener()
+        response = raw_request(port_of(service), b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+        yield task.deferLater(reactor, 0.1, lambda: None)
+        started = time.monotonic()
+
+        drained = yield drain([service], reactor, timeout=0.3)
+
+        self.assertFalse(drained)
+        self.assertLess(time.monotonic() - started, 1.0)
+        self.assertEqual((yield response), b"")
+        delayed.cut()
+
+
+class DelayedHTTPBackend(Factory):
+    """Answers each request with ``200 slow answer`` after ``delay`` seconds."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.calls = []
+        self.transports = []
+
+    def buildProtocol(self, addr):
+        backend = self
+
+        class Delayed(Protocol):
+            def connectionMade(self):
+                backend.transports.append(self.transport)
+
+            def dataReceived(self, data):
+                if b"\r\n\r\n" in data:
+                    backend.calls.append(reactor.callLater(backend.delay, self.answer))
+
+            def answer(self):
+                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nslow answer")
+
+        return Delayed()
+
+    def cut(self):
+        for call in self.calls:
+            if call.active():
+                call.cancel()
+        for transport in self.transports:
+            transport.abortConnection()
+
+
+TWISTD = "from twisted.scripts.twistd import run; run()"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+class TwistdSignalTests(unittest.TestCase):
+    """The real process: SIGHUP reloads, SIGTERM drains and exits."""
+
+    @defer.inlineCallbacks
+    def wait_for(self, predicate, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                self.fail("timed out waiting")
+            yield task.deferLater(reactor, 0.05, lambda: None)
+
+    @defer.inlineCallbacks
+    def test_sigterm_sends_1001_and_exits_within_the_drain_timeout(self):
+        listening = Listening(self)
+        backend, backend_port = listening.backend()
+        backend_port = yield backend_port
+        port = free_port()
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "tap.conf")
+        with open(path, "w") as f:
+            f.write(
+                CONFIG.format(backend=backend_port, name="web", extra="", drain=2).replace(
+                    "tcp:0:", f"tcp:{port}:"
+                )
+            )
+        log_path = os.path.join(directory, "out.log")
+        log_file = open(log_path, "w")
+        self.addCleanup(log_file.close)
+        process = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "clbproxy", "--config", path],
+            cwd=directory,
+            env={**os.environ, "PYTHONPATH": ROOT},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        self.addCleanup(process.wait)
+
+        def log_text():
+            with open(log_path) as f:
+                return f.read()
+
+        yield self.wait_for(lambda: "starting on" in log_text() or process.poll() is not None)
+        self.assertIsNone(process.poll(), log_text())
+        client = listening.client(port)
+        yield client.opened
+
+        os.kill(process.pid, signal.SIGHUP)
+        yield self.wait_for(lambda: "reloaded" in log_text())
+
+        started = time.monotonic()
+        os.kill(process.pid, signal.SIGTERM)
+        wasClean, code, _ = yield client.closed
+        self.assertEqual((wasClean, code), (True, 1001))
+        yield self.wait_for(lambda: process.poll() is not None, timeout=5)
+        self.assertLess(time.monotonic() - started, 2 + 1)
+        # twistd ends by re-raising the signal it stopped on, as daemons do.
+        self.assertEqual(process.returncode, -signal.SIGTERM, log_text())
+        self.assertIn("drained in", log_text())
+        self.assertIn("Server Shut Down", log_text())
+        self.assertEqual(backend.closes[-1][:2], (True, 1000))

@@ -1,0 +1,206 @@
+"""Timeouts and limits on real sockets: 408, keep-alive idle, WebSocket idle and pings,
+403/429 for HTTP and WebSocket handshakes alike, and accept pausing."""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.trial import unittest
+
+from clbproxy.config import RuleConfig
+from tests.integration.support import (
+    BackendFactory,
+    BackendProtocol,
+    Listening,
+    raw_request,
+    upgrade_request,
+)
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def sleep(seconds):
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class Held(Protocol):
+    """A client connection the test keeps open and closes itself."""
+
+    def connectionMade(self):
+        self.received = b""
+        self.factory.made.callback(self)
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.factory.lost.callback(self.received)
+
+
+def hold(port) -> defer.Deferred:
+    factory = Factory.forProtocol(Held)
+    factory.made, factory.lost = defer.Deferred(), defer.Deferred()
+    TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
+    return factory.made
+
+
+class HTTPTimeoutTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_headers_not_complete_within_header_timeout_get_408(self):
+        net = Listening(self)
+        backend = yield net.raw_backend(OK, close_after=False)
+        port = yield net.proxy([backend], header_timeout=0.3, client_timeout=30)
+        started = time.monotonic()
+        data = yield raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), data)
+        self.assertGreaterEqual(time.monotonic() - started, 0.25)
+        self.assertEqual(net.service.stats["header_timeouts"], 1)
+
+    @defer.inlineCallbacks
+    def test_a_connection_that_sends_nothing_is_closed_without_a_response(self):
+        net = Listening(self)
+        backend = yield net.raw_backend(OK, close_after=False)
+        port = yield net.proxy([backend], header_timeout=0.2)
+        self.assertEqual((yield raw_request(port, b"")), b"")
+
+    @defer.inlineCallbacks
+    def test_keepalive_connection_is_closed_after_keepalive_timeout(self):
+        net = Listening(self)
+        backend = yield net.raw_backend(OK, close_after=False)
+        port = yield net.proxy([backend], keepalive_timeout=0.3, header_timeout=0.1)
+        started = time.monotonic()
+        data = yield raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        elapsed = time.monotonic() - started
+        self.assertEqual(data.count(b"HTTP/1.1 200 OK"), 1, data)
+        self.assertGreaterEqual(elapsed, 0.25)
+        self.assertLess(elapsed, 2)
+
+
+class SilentPingBackend(BackendProtocol):
+    def onPing(self, payload):
+        pass
+
+
+class WebSocketTimeoutTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_session_without_frames_is_closed_with_1001_on_both_hops(self):
+        net = Listening(self)
+        backend, backend_port = net.backend()
+        port = yield net.proxy([(yield backend_port)], websocket_idle_timeout=0.3)
+        client = net.client(port)
+        yield client.opened
+        wasClean, code, reason = yield client.closed
+        self.assertEqual((wasClean, code, reason), (True, 1001, "idle timeout"))
+        yield sleep(0.05)
+        self.assertEqual(backend.closes[-1][:2], (True, 1001))
+        self.assertEqual(net.service.stats["websocket_idle_closes"], 1)
+
+    @defer.inlineCallbacks
+    def test_backend_that_does_not_answer_pings_is_dropped_and_the_client_told_1011(self):
+        net = Listening(self)
+        backend = BackendFactory()
+        backend.protocol = SilentPingBackend
+        net.connections.append(backend)
+        backend_port = yield net.listen(backend)
+        port = yield net.proxy(
+            [backend_port],
+            websocket_idle_timeout=30,
+            websocket_ping_interval=0.2,
+            websocket_ping_timeout=0.2,
+        )
+        client = net.client(port)
+        yield client.opened
+        wasClean, code, reason = yield client.closed
+        self.assertEqual((wasClean, code, reason), (True, 1011, "backend went away"))
+        self.assertEqual(net.service.stats["websocket_ping_timeouts"], 1)
+
+    @defer.inlineCallbacks
+    def test_answered_pings_keep_a_silent_session_open_past_the_idle_timeout(self):
+        net = Listening(self)
+        _, backend_port = net.backend()
+        port = yield net.proxy(
+            [(yield backend_port)],
+            websocket_idle_timeout=0.4,
+            websocket_ping_interval=0.1,
+            websocket_ping_timeout=0.3,
+        )
+        client = net.client(port)
+        yield client.opened
+        yield sleep(1.0)
+        self.assertFalse(client.closed.called)
+        client.built[0].sendClose(1000)
+        yield client.closed
+
+
+class AccessTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_denied_address_gets_403_for_http_and_for_websocket_handshakes(self):
+        net = Listening(self)
+        backend = yield net.raw_backend(OK)
+        port = yield net.proxy([backend], deny=("127.0.0.0/8",))
+        http = yield raw_request(port, GET)
+        websocket = yield raw_request(port, upgrade_request())
+        self.assertTrue(http.startswith(b"HTTP/1.1 403 Forbidden\r\n"), http)
+        self.assertTrue(websocket.startswith(b"HTTP/1.1 403 Forbidden\r\n"), websocket)
+        self.assertEqual(net.service.stats["denied_by_listener"], 2)
+
+    @defer.inlineCallbacks
+    def test_rule_allow_list_refuses_others_with_403_and_leaves_other_rules_open(self):
+        net = Listening(self)
+        backend = yield net.raw_backend(OK)
+        rules = (
+            RuleConfig(target_group="pool", path="/admin", allow=("10.0.0.0/8",)),
+            RuleConfig(target_group="pool"),
+        )
+        port = yield net.proxy([backend], rules=rules)
+        admin = yield raw_request(
+            port, b"GET /admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        other = yield raw_request(port, b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertTrue(admin.startswith(b"HTTP/1.1 403 "), admin)
+        self.assertTrue(other.startswith(b"HTTP/1.1 200 OK"), other)
+
+    @defer.inlineCallbacks
+    def test_connection_over_the_per_address_limit_gets_429(self):
+        net = Listening(self)
+        backend = yield net.raw_backend(OK)
+        port = yield net.proxy([backend], max_connections_per_ip=1)
+        first = yield hold(port)
+        self.addCleanup(first.transport.loseConnection)
+        data = yield raw_request(port, GET)
+        self.assertTrue(data.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), data)
+        self.assertIn(b"Retry-After: 1", data)
+
+    @defer.inlineCallbacks
+    def test_websocket_handshakes_over_the_rate_get_429(self):
+        net = Listening(self)
+        _, backend_port = net.backend()
+        port = yield net.proxy(
+            [(yield backend_port)], websocket_handshake_rate=0.01, websocket_handshake_burst=1
+        )
+        first = net.client(port)
+        yield first.opened
+        refused = yield raw_request(port, upgrade_request())
+        self.assertTrue(refused.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), refused)
+        self.assertEqual(net.service.stats["refused_handshake_rate"], 1)
+        first.built[0].sendClose(1000)
+        yield first.closed
+
+    @defer.inlineCallbacks
+    def test_listener_at_max_connections_pauses_accepting_until_one_ends(self):
+        net = Listening(self)
+        backend = yield net.raw_backend(OK)
+        port = yield net.proxy([backend], max_connections=1)
+        first = yield hold(port)
+        second = raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        yield sleep(0.3)
+        self.assertFalse(second.called)
+        first.transport.loseConnection()
+        data = yield second
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK"), data)
+        # Paused when the first connection filled it, and again when the second did.
+        self.assertEqual(net.service.stats["accept_paused"], 2)

@@ -1,0 +1,119 @@
+"""Tests for :mod:`clbproxy.wstimers`: idle timeout and proxy pings on ``task.Clock``."""
+
+from __future__ import annotations
+
+from twisted.internet import task
+from twisted.trial import unittest
+
+from clbproxy.closecodes import Side
+from clbproxy.wstimers import SessionTimers
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.pings: list[tuple[Side, bytes]] = []
+        self.idle = 0
+        self.dead: list[Side] = []
+
+
+def timers(clock, recorder, idle=60.0, interval=0.0, timeout=10.0) -> SessionTimers:
+    result = SessionTimers(
+        clock,
+        idle_timeout=idle,
+        ping_interval=interval,
+        ping_timeout=timeout,
+        send_ping=lambda side, payload: recorder.pings.append((side, payload)),
+        on_idle=lambda: setattr(recorder, "idle", recorder.idle + 1),
+        on_dead=recorder.dead.append,
+    )
+    result.start()
+    return result
+
+
+class IdleTests(unittest.TestCase):
+    def test_session_without_frames_is_idle_after_exactly_the_timeout(self) -> None:
+        clock, seen = task.Clock(), Recorder()
+        timers(clock, seen, idle=60)
+        clock.advance(59.9)
+        self.assertEqual(seen.idle, 0)
+        clock.advance(0.1)
+        self.assertEqual(seen.idle, 1)
+
+    def test_a_frame_restarts_the_idle_timeout(self) -> None:
+        clock, seen = task.Clock(), Recorder()
+        session = timers(clock, seen, idle=60)
+        clock.advance(50)
+        session.activity()
+        clock.advance(59)
+        self.assertEqual(seen.idle, 0)
+        clock.advance(1)
+        self.assertEqual(seen.idle, 1)
+
+    def test_stopped_timers_never_fire(self) -> None:
+        clock, seen = task.Clock(), Recorder()
+        session = timers(clock, seen, idle=60, interval=5)
+        session.stop()
+        clock.advance(1000)
+        self.assertEqual((seen.idle, seen.pings, seen.dead), (0, [], []))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class PingTests(unittest.TestCase):
+    def test_both_hops_are_pinged_every_interval(self) -> None:
+        clock, seen = task.Clock(), Recorder()
+        session = timers(clock, seen, interval=20, timeout=5)
+        clock.advance(20)
+        self.assertEqual([side for side, _ in seen.pings], [Side.CLIENT, Side.BACKEND])
+        for side, payload in seen.pings:
+            session.pong(side, payload)
+        clock.advance(20)
+        self.assertEqual(len(seen.pings), 4)
+
+    def test_unanswered_ping_declares_that_hop_dead_at_the_deadline(self) -> None:
+        clock, seen = task.Clock(), Recorder()
+        session = timers(clock, seen, interval=20, timeout=5)
+        clock.advance(20)
+        session.pong(*seen.pings[0])
+        clock.advance(4.9)
+        self.assertEqual(seen.dead, [])
+        clock.advance(0.1)
+        self.assertEqual(seen.dead, [Side.BACKEND])
+
+    def test_a_pong_with_another_payload_does_not_answer_the_ping(self) -> None:
+        clock, seen = task.Clock(), Recorder()
+        session = timers(clock, seen, interval=20, timeout=5)
+        clock.advance(20)
+        session.pong(Side.CLIENT, b"not ours")
+        session.pong(*seen.pings[1])
+        clock.advance(5)
+        self.assertEqual(seen.dead, [Side.CLIENT])
+
+    def test_answered_pings_keep_an_otherwise_silent_session_alive(self) -> None:
+        clock, seen = task.Clock(), Recorder()
+        session = timers(clock, seen, idle=60, interval=20, timeout=5)
+        for _ in range(30):
+            clock.advance(20)
+            for side, payload in seen.pings[-2:]:
+                session.pong(side, payload)
+        self.assertEqual((seen.idle, seen.dead), (0, []))
+
+    def test_throttled_session_suspends_the_ping_deadline_and_restarts_it_in_full(self) -> None:
+        clock, seen = task.Clock(), Recorder()
+        session = timers(clock, seen, idle=3600, interval=20, timeout=5)
+        clock.advance(20)
+        session.throttled()
+        clock.advance(30)
+        self.assertEqual(seen.dead, [])
+        session.flowing()
+        clock.advance(4.9)
+        self.assertEqual(seen.dead, [])
+        clock.advance(0.1)
+        self.assertEqual(seen.dead, [Side.CLIENT])
+
+    def test_no_second_ping_while_one_is_outstanding(self) -> None:
+        clock, seen = task.Clock(), Recorder()
+        session = timers(clock, seen, idle=3600, interval=20, timeout=50)
+        clock.advance(20)
+        session.pong(*seen.pings[0])
+        clock.advance(20)
+        self.assertEqual([side for side, _ in seen.pings], [Side.CLIENT, Side.BACKEND, Side.CLIENT])
