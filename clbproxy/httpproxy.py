@@ -27,7 +27,6 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
@@ -56,7 +55,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from clbproxy.balancer import TargetGroup
-from clbproxy.config import BackendConfig
+from clbproxy.config import BackendConfig, TargetGroupConfig
 from clbproxy.errors import error_page
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
@@ -64,6 +63,7 @@ from clbproxy.forwarding import (
     forwarded_headers,
     hop_by_hop_names,
 )
+from clbproxy.tls import BackendConnector, client_certificate_headers
 
 log = Logger()
 
@@ -84,7 +84,7 @@ _REQUEST_ONLY_HEADERS = frozenset({"content-length", "expect"})
 #: Response statuses that never carry a body.
 _BODYLESS_STATUSES = frozenset({204, 304})
 
-AgentFactory = Callable[[Any, HTTPConnectionPool, float], IAgent]
+AgentFactory = Callable[[Any, HTTPConnectionPool, TargetGroupConfig], IAgent]
 
 
 def render_error(request: Request, status: int, detail: str) -> bytes:
@@ -106,27 +106,29 @@ def backend_pool(reactor) -> HTTPConnectionPool:
 
 @implementer(IAgentEndpointFactory)
 class _BackendEndpointFactory:
-    """Plain TCP endpoints to backends, with a connect timeout.
+    """Endpoints to one target group's backends: TCP with a connect timeout, TLS for https.
 
     Twisted's ``URI`` keeps the brackets of an IPv6 literal in ``host``, which
     the standard endpoint factory would try to resolve as a name.
     """
 
-    def __init__(self, reactor, connect_timeout: float) -> None:
-        self._reactor = reactor
-        self._connect_timeout = connect_timeout
+    def __init__(self, reactor, group: TargetGroupConfig, connector=None) -> None:
+        self._group = group
+        self._connector = connector if connector is not None else BackendConnector(reactor)
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
         host = uri.host.decode("ascii")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        return HostnameEndpoint(self._reactor, host, uri.port, timeout=self._connect_timeout)
+        return self._connector.endpoint(BackendConfig(host, uri.port), self._group)
 
 
-def backend_agent(reactor, pool: HTTPConnectionPool, connect_timeout: float) -> IAgent:
-    """The ``Agent`` that sends requests to backends through ``pool``."""
+def backend_agent(
+    reactor, pool: HTTPConnectionPool, group: TargetGroupConfig, connector=None
+) -> IAgent:
+    """The ``Agent`` that sends requests to ``group``'s backends through ``pool``."""
     return Agent.usingEndpointFactory(
-        reactor, _BackendEndpointFactory(reactor, connect_timeout), pool=pool
+        reactor, _BackendEndpointFactory(reactor, group, connector), pool=pool
     )
 
 
@@ -171,6 +173,8 @@ def backend_request_headers(request: Request, *, scheme: str, trusted: TrustedPr
     for name, values in client.getAllRawHeaders():
         if not _named_in(name, skip):
             headers.setRawHeaders(name, list(values))
+    for name, value in client_certificate_headers(request.channel.transport):
+        headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
     peer = getattr(request.getClientAddress(), "host", None) or "unknown"
     for name, value in forwarded_headers(
         peer_ip=peer,
@@ -343,8 +347,10 @@ class _Exchange:
         d.addErrback(self.unexpected)
 
     def _request_backend(self, backend: BackendConfig) -> Deferred:
-        agent = self._forwarder.agent_for(self._group.config.connect_timeout)
-        url = f"http://{backend.address}".encode("ascii") + self._target
+        config = self._group.config
+        agent = self._forwarder.agent_for(config)
+        scheme = "https" if config.tls else "http"
+        url = f"{scheme}://{backend.address}".encode("ascii") + self._target
         return agent.request(self._request.method, url, self._headers.copy(), self._body())
 
     def _body(self) -> Optional[IBodyProducer]:
@@ -510,20 +516,27 @@ class HTTPForwarder:
         trusted: TrustedProxies,
         pool: Optional[HTTPConnectionPool] = None,
         agent_factory: Optional[AgentFactory] = None,
+        connector: Optional[BackendConnector] = None,
     ) -> None:
         self.reactor = reactor
         self.scheme = scheme
         self.trusted = trusted
         self._pool = pool if pool is not None else backend_pool(reactor)
-        self._agent_factory = agent_factory if agent_factory is not None else backend_agent
-        self._agents: dict[float, IAgent] = {}
+        if agent_factory is None:
+            connector = connector if connector is not None else BackendConnector(reactor)
 
-    def agent_for(self, connect_timeout: float) -> IAgent:
-        """The agent for a target group with this connect timeout."""
-        agent = self._agents.get(connect_timeout)
+            def agent_factory(reactor, pool, group):
+                return backend_agent(reactor, pool, group, connector)
+
+        self._agent_factory = agent_factory
+        self._agents: dict[TargetGroupConfig, IAgent] = {}
+
+    def agent_for(self, group: TargetGroupConfig) -> IAgent:
+        """The agent for a target group (its connect timeout and TLS settings)."""
+        agent = self._agents.get(group)
         if agent is None:
-            agent = self._agent_factory(self.reactor, self._pool, connect_timeout)
-            self._agents[connect_timeout] = agent
+            agent = self._agent_factory(self.reactor, self._pool, group)
+            self._agents[group] = agent
         return agent
 
     def forward(self, request: Request, group: TargetGroup) -> object:

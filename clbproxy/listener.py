@@ -21,8 +21,10 @@ from twisted.web.server import Request, Site
 from clbproxy.balancer import TargetGroup
 from clbproxy.config import ListenerConfig
 from clbproxy.httpproxy import HTTPForwarder, render_error
+from clbproxy.redirect import RedirectToHTTPS
 from clbproxy.relay import RelayServerFactory, RelaySettings, request_target
 from clbproxy.routing import Router
+from clbproxy.tls import BackendConnector, server_tls, tls_factory
 
 log = Logger()
 
@@ -63,8 +65,8 @@ class ListenerResource(Resource):
 class ListenerService(StreamServerEndpointService):
     """Listens on a listener's endpoint; on stop, also closes its backend connections."""
 
-    def __init__(self, endpoint, site: Site, forwarder: HTTPForwarder) -> None:
-        super().__init__(endpoint, site)
+    def __init__(self, endpoint, factory, forwarder: HTTPForwarder) -> None:
+        super().__init__(endpoint, factory)
         self._forwarder = forwarder
         # Fail start-up on a bind error instead of only logging it.
         self._raiseSynchronously = True
@@ -78,14 +80,30 @@ class ListenerService(StreamServerEndpointService):
 def listener_service(
     listener: ListenerConfig, groups: Mapping[str, TargetGroup], reactor
 ) -> ListenerService:
-    """The service for one ``[[listener]]``, named ``listener:NAME``."""
+    """The service for one ``[[listener]]``, named ``listener:NAME``.
+
+    An HTTPS listener wraps the same site in TLS, inside the bind endpoint, so
+    under ``haproxy:`` the PROXY header comes first and the TLS handshake after.
+    Its ``tls`` attribute (:class:`clbproxy.tls.ServerTLS`) reloads certificates.
+    """
     settings = RelaySettings.from_config(listener, dict(groups))
-    forwarder = HTTPForwarder(reactor, scheme=settings.scheme, trusted=settings.trusted)
-    relay = RelayServerFactory(settings, reactor)
+    connector = BackendConnector(reactor)
+    forwarder = HTTPForwarder(
+        reactor, scheme=settings.scheme, trusted=settings.trusted, connector=connector
+    )
+    relay = RelayServerFactory(settings, reactor, connector=connector.endpoint)
     root = ListenerResource(settings.router, groups, WebSocketResource(relay), forwarder)
+    if listener.redirect_to_https:
+        root = RedirectToHTTPS(listener.https_port)
     site = Site(root, timeout=listener.client_timeout, reactor=reactor)
     site.displayTracebacks = False
-    service = ListenerService(serverFromString(reactor, listener.bind), site, forwarder)
+    factory = site
+    tls = None
+    if listener.tls is not None:
+        tls = server_tls(listener)
+        factory = tls_factory(tls, site)
+    service = ListenerService(serverFromString(reactor, listener.bind), factory, forwarder)
     service.setName(f"listener:{listener.name}")
     service.relay = relay
+    service.tls = tls
     return service

@@ -47,7 +47,7 @@ from zope.interface import implementer
 
 from clbproxy.balancer import TargetGroup
 from clbproxy.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
-from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
+from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.errors import raw_error_response, raw_response
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
@@ -57,6 +57,7 @@ from clbproxy.forwarding import (
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.routing import Router
+from clbproxy.tls import client_certificate_headers
 
 log = Logger()
 
@@ -316,7 +317,9 @@ class RelayServerFactory(WebSocketServerFactory):
         self,
         settings: RelaySettings,
         reactor: IReactorTime,
-        connector: Optional[Callable[[BackendConfig, float], IStreamClientEndpoint]] = None,
+        connector: Optional[
+            Callable[[BackendConfig, TargetGroupConfig], IStreamClientEndpoint]
+        ] = None,
     ) -> None:
         super().__init__(server="clbproxy")
         self.settings = settings
@@ -324,8 +327,8 @@ class RelayServerFactory(WebSocketServerFactory):
         #: Live sessions, from the client's upgrade request until both hops are closed.
         self.sessions: set[RelaySession] = set()
         self.connector = connector or (
-            lambda backend, timeout: HostnameEndpoint(
-                reactor, backend.host, backend.port, timeout=timeout
+            lambda backend, group: HostnameEndpoint(
+                reactor, backend.host, backend.port, timeout=group.connect_timeout
             )
         )
         self.setProtocolOptions(
@@ -457,7 +460,7 @@ class RelaySession:
         group: TargetGroup,
         front: RelayServerProtocol,
         target: str,
-        connector: Callable[[BackendConfig, float], IStreamClientEndpoint],
+        connector: Callable[[BackendConfig, TargetGroupConfig], IStreamClientEndpoint],
     ) -> None:
         self.reactor = reactor
         self.settings = settings
@@ -495,8 +498,12 @@ class RelaySession:
         self._tried.append(backend)
         self.backend_config = backend
         factory = RelayClientFactory(self, self._backend_request(backend), self._client_deflate())
-        endpoint = self.connector(backend, self.group.config.connect_timeout)
-        self._connecting = endpoint.connect(factory)
+        try:
+            endpoint = self.connector(backend, self.group.config)
+        except Exception:
+            self._connecting = defer.fail()
+        else:
+            self._connecting = endpoint.connect(factory)
         self._connecting.addCallbacks(self._connected, self._connect_failed)
 
     def _connected(self, protocol) -> None:
@@ -539,6 +546,8 @@ class RelaySession:
             forwarded_host=headers.get("x-forwarded-host"),
             trusted=self.settings.trusted,
         ):
+            extra[name] = value
+        for name, value in client_certificate_headers(front.transport):
             extra[name] = value
         host, port = _split_host_header(
             headers.get("host"), backend, 443 if self.settings.scheme == "https" else 80

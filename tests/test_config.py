@@ -423,14 +423,14 @@ class ListenerProblemTests(LoaderMixin, unittest.TestCase):
                 document(listener={"bind": None}),
                 "listener[0]: missing required key 'bind'",
             ),
-            "https": (
+            "https without tls": (
                 document(listener={"protocol": '"https"'}),
-                "listener[0].protocol: HTTPS listeners are not available yet in this version; "
-                'use "http"',
+                "listener[0]: an HTTPS listener needs a [listener.tls] table with certificates "
+                "(or self_signed = true)",
             ),
             "protocol": (
                 document(listener={"protocol": '"ftp"'}),
-                "listener[0].protocol: unknown protocol 'ftp'; must be one of: 'http'",
+                "listener[0].protocol: unknown protocol 'ftp'; must be one of: 'http', 'https'",
             ),
             "wildcard origin": (
                 document(listener={"allowed_origins": '["*"]'}),
@@ -812,8 +812,8 @@ backends = ["h:1", "h:70000"]
                 f"tap.conf: listener[0].bind: 'ssl:443' {TLS_REFUSED}",
                 "tap.conf: listener[0].rule[0].target_group: unknown target group 'api' "
                 "(defined: demo)",
-                "tap.conf: listener[1].protocol: HTTPS listeners are not available yet in this "
-                'version; use "http"',
+                "tap.conf: listener[1]: an HTTPS listener needs a [listener.tls] table with "
+                "certificates (or self_signed = true)",
                 "tap.conf: listener[1].rule[0].path: 'nope' must start with '/'",
                 "tap.conf: target_group.demo.backends[1]: port 70000 out of range 1-65535",
                 "tap.conf: target_group.demo.retries: expected an integer, got a boolean",
