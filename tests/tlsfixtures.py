@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import attrs
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
 from clbproxy.config import CertificateConfig, TLSConfig
@@ -90,7 +91,12 @@ def probe(
     if alpn:
         context.set_alpn_protos(list(alpn))
     if client_cert is not None:
-        client_cert.configure_cert_pyopenssl(context)
+        context.use_certificate(
+            x509.load_pem_x509_certificate(client_cert.cert_chain_pems[0].bytes())
+        )
+        context.use_privatekey(
+            serialization.load_pem_private_key(client_cert.private_key_pem.bytes(), None)
+        )
     stapled = []
     if request_ocsp:
         context.set_ocsp_client_callback(lambda conn, data, _: stapled.append(data) or True)
@@ -110,6 +116,7 @@ def probe(
             if send:
                 connection.sendall(send)
             # TLS 1.3 reports a refused client certificate only on the first read.
+            closing = False
             while True:
                 try:
                     chunk = _retrying(sock, lambda: connection.recv(65536), 5 if send else 0.2)
@@ -118,6 +125,11 @@ def probe(
                 if not chunk:
                     break
                 received += chunk
+                opened = received.startswith(b"HTTP/1.1 101 ") and b"\r\n\r\n" in received
+                if opened and not closing:
+                    # End the WebSocket session cleanly: a masked Close 1000, then read to EOF.
+                    connection.sendall(_CLOSE_1000)
+                    closing = True
         except SSL.Error as e:
             return Probe(ok=False, error=str(e) or type(e).__name__)
         peer = connection.get_peer_certificate(as_cryptography=True)
@@ -132,6 +144,10 @@ def probe(
         )
     finally:
         sock.close()
+
+
+#: A client's Close frame with code 1000 (masked with a zero key).
+_CLOSE_1000 = b"\x88\x82\x00\x00\x00\x00\x03\xe8"
 
 
 def _retrying(sock, operation, timeout: float = 5.0):
