@@ -6,10 +6,14 @@ import sys
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 from twisted.python import usage
 
 from clbproxy.balancer import TargetGroup
 from clbproxy.config import Config, ConfigError, default_config_path, load_config
+from clbproxy.tls import warn_unverified
+
+log = Logger()
 
 
 class Options(usage.Options):
@@ -37,6 +41,8 @@ class Options(usage.Options):
                 print(problem, file=sys.stderr)
             sys.exit(1)
         if self["check"]:
+            for warning in self.loaded.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             print(f"{path}: ok")
             sys.exit(0)
 
@@ -71,6 +77,9 @@ def build_service(config: Config, reactor) -> MultiService:
     from clbproxy.listener import listener_service
 
     root = ProxyService()
+    for warning in config.warnings:
+        log.warn("config: {warning}", warning=warning)
+    warn_unverified(config.target_groups)
     if config.demo_backends:
         room = ChatRoom(reactor)
         for demo in config.demo_backends:

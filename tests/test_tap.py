@@ -73,5 +73,5 @@ class ServiceTreeTests(unittest.TestCase):
         root = build_service(load_config(SHIPPED), MemoryReactorClock())
         self.assertEqual(
             [service.name for service in root],
-            ["demo:demo-a", "demo:demo-b", "listener:web"],
+            ["demo:demo-a", "demo:demo-b", "listener:web", "listener:web-tls"],
         )
