@@ -185,6 +185,34 @@ class MutualTLSTests(TLSTestCase):
         self.assertEqual(headers["x-forwarded-proto"], "https")
 
     @defer.inlineCallbacks
+    def test_plain_http_requests_carry_the_client_certificate_headers_too(self):
+        class Headers(Resource):
+            isLeaf = True
+
+            def render_GET(self, request):
+                names = (b"x-client-cert-subject", b"x-client-cert-fingerprint")
+                return json.dumps(
+                    [request.requestHeaders.getRawHeaders(n, [b""])[0].decode() for n in names]
+                ).encode()
+
+        listening = yield self.net.listen(Site(Headers()))
+        port = yield self.net.proxy(
+            [listening],
+            protocol="https",
+            tls=tls_config(self.a, client_ca=self.client_ca_file, client_auth="require"),
+        )
+        result = yield self.probe(
+            port,
+            "a.example.com",
+            client_cert=self.client,
+            send=b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+            b"X-Client-Cert-Fingerprint: spoofed\r\n\r\n",
+        )
+        subject, digest = json.loads(result.response.split(b"\r\n\r\n", 1)[1])
+        self.assertTrue(subject.startswith("CN=alice,"))
+        self.assertEqual(len(digest), 64)
+
+    @defer.inlineCallbacks
     def test_optional_client_certificate_may_be_absent_and_spoofs_are_dropped(self):
         backend, port = yield self.https_proxy(
             client_ca=self.client_ca_file, client_auth="optional"
