@@ -11,7 +11,7 @@ from twisted.python import usage
 
 from clbproxy.balancer import TargetGroup
 from clbproxy.config import Config, ConfigError, default_config_path, load_config
-from clbproxy.tls import warn_unverified
+from clbproxy.tls import CertificateError, warn_unverified
 
 log = Logger()
 
@@ -86,7 +86,12 @@ def build_service(config: Config, reactor) -> MultiService:
             demo_service(demo, room, reactor).setServiceParent(root)
     groups = {group.name: TargetGroup(group) for group in config.target_groups}
     for listener in config.listeners:
-        listener_service(listener, groups, reactor).setServiceParent(root)
+        try:
+            service = listener_service(listener, groups, reactor)
+        except (CertificateError, OSError) as error:
+            # A certificate changed since it was checked, or the demo one cannot be written.
+            raise SystemExit(f"clbproxy: listener:{listener.name}: {error}") from None
+        service.setServiceParent(root)
     return root
 
 
