@@ -65,4 +65,4 @@ def rule_redirect(
     location = expand_location(
         rule.redirect.location, scheme=scheme, host=host, request_uri=request_uri
     )
-    return redirect_response(None, location, method, rule.redirect.status)
+    return redirect_response(location, method, rule.redirect.status)

@@ -51,11 +51,13 @@ def _parser() -> argparse.ArgumentParser:
 def _check(options: argparse.Namespace) -> int:
     path = options.config if options.config is not None else default_config_path()
     try:
-        load_config(path)
+        config = load_config(path)
     except ConfigError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
         return 1
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok")
     return 0
 

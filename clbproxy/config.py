@@ -45,8 +45,31 @@ PERSISTENCE_TYPES = ("none", "cookie", "source_ip")
 #: What happens to live WebSocket sessions on a backend taken out of service.
 ON_UNHEALTHY = ("keep", "close")
 
-#: Listener protocols.  ``https`` is reserved for TLS termination.
-PROTOCOLS = ("http",)
+#: Listener protocols: ``https`` terminates TLS, then carries the same HTTP and WebSocket.
+PROTOCOLS = ("http", "https")
+
+#: Lowest TLS versions a listener may require.
+TLS_VERSIONS = ("1.2", "1.3")
+
+#: What a listener with mutual TLS does with clients that send no certificate.
+CLIENT_AUTH = ("require", "optional")
+
+#: Target group schemes; ``wss`` and ``https`` reach backends over TLS.
+BACKEND_SCHEMES = ("http", "ws", "https", "wss")
+
+#: Mozilla's "intermediate" TLS 1.2 cipher list (TLS 1.3 suites are always on).
+DEFAULT_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "DHE-RSA-AES128-GCM-SHA256",
+        "DHE-RSA-AES256-GCM-SHA384",
+    )
+)
 
 
 class ConfigError(Exception):
@@ -156,6 +179,14 @@ class TargetGroupConfig:
     health_check: HealthCheckConfig = HealthCheckConfig()
     persistence: PersistenceConfig = PersistenceConfig()
     passive: PassiveConfig = PassiveConfig()
+    #: Connect to backends over TLS (``scheme = "wss"`` or ``"https"``).
+    tls: bool = False
+    #: Verify the backend's certificate and host name (only with ``tls``).
+    verify: bool = True
+    #: PEM bundle of CAs trusted for backends; ``None`` uses the system trust store.
+    ca_file: Optional[str] = None
+    #: Name sent as SNI and verified; ``None`` uses the backend's host.
+    server_name: Optional[str] = None
 
 
 @attrs.frozen
@@ -237,6 +268,38 @@ class AdminConfig:
 
 
 @attrs.frozen
+class CertificateConfig:
+    """One certificate of an HTTPS listener: PEM files, absolute paths."""
+
+    #: The certificate followed by its intermediates.
+    cert: str
+    key: str
+    #: A file whose first line is the passphrase of an encrypted key.
+    passphrase_file: Optional[str] = None
+    #: A DER OCSP response stapled to handshakes that ask for one.
+    ocsp_response: Optional[str] = None
+    #: Served to clients without SNI or with an unknown name.
+    default: bool = False
+
+
+@attrs.frozen
+class TLSConfig:
+    """TLS termination settings of an HTTPS listener (``[listener.tls]``)."""
+
+    certificates: tuple[CertificateConfig, ...] = ()
+    #: Generate (once) and serve a self-signed certificate for localhost.
+    self_signed: bool = False
+    #: Where the self-signed certificate is kept (relative: to the working directory).
+    state_directory: str = "clbproxy-state"
+    min_version: str = "1.2"
+    ciphers: str = DEFAULT_CIPHERS
+    session_tickets: bool = True
+    #: PEM bundle of CAs whose client certificates are accepted (mutual TLS).
+    client_ca: Optional[str] = None
+    client_auth: str = "require"
+
+
+@attrs.frozen
 class ListenerConfig:
     """One listening socket carrying HTTP and WebSocket."""
 
@@ -290,6 +353,12 @@ class ListenerConfig:
     allow: tuple[str, ...] = ()
     #: Client networks (CIDR) refused with 403.
     deny: tuple[str, ...] = ()
+    #: TLS settings; set exactly when ``protocol`` is ``https``.
+    tls: Optional[TLSConfig] = None
+    #: Answer every request with a redirect to the same URL over HTTPS.
+    redirect_to_https: bool = False
+    #: Port of the HTTPS URL redirected to (443 is left out of the URL).
+    https_port: int = 443
 
 
 @attrs.frozen
@@ -316,6 +385,8 @@ class Config:
     drain_timeout: float = 30.0
     #: Connections all listeners hold at once (0: no limit); past it, accepting pauses.
     max_connections: int = 0
+    #: Things that work but deserve attention (an expired certificate...), one line each.
+    warnings: tuple[str, ...] = ()
 
     def target_group(self, name: str) -> TargetGroupConfig:
         """The target group called ``name`` (validation guarantees it exists)."""
@@ -393,7 +464,12 @@ def load_config(path: str) -> Config:
     config = _config(reader, path, document)
     if config is None:
         raise ConfigError(reader.problems)
-    return config
+    from clbproxy.tls import inspect_certificates
+
+    problems, warnings = inspect_certificates(config)
+    if problems:
+        raise ConfigError(problems)
+    return attrs.evolve(config, warnings=tuple(warnings)) if warnings else config
 
 
 def parse_size(value: object) -> int:
@@ -616,6 +692,17 @@ class _Reader:
             return None
         return seconds
 
+    def file(self, path: str, value: object) -> Optional[str]:
+        """A file name, made absolute relative to the configuration file's directory."""
+        text = self.string(path, value)
+        if text is None:
+            return None
+        if not text:
+            self.problem(path, "must not be empty")
+            return None
+        base = os.path.dirname(os.path.abspath(self.filename))
+        return os.path.normpath(os.path.join(base, os.path.expanduser(text)))
+
     def bind(self, path: str, value: object) -> Optional[str]:
         description = self.string(path, value)
         if description is None:
@@ -664,7 +751,21 @@ _LISTENER_KEYS = (
     "websocket_handshake_burst",
     "allow",
     "deny",
+    "tls",
+    "redirect_to_https",
+    "https_port",
 )
+_TLS_KEYS = (
+    "certificates",
+    "self_signed",
+    "state_directory",
+    "min_version",
+    "ciphers",
+    "session_tickets",
+    "client_ca",
+    "client_auth",
+)
+_CERTIFICATE_KEYS = ("cert", "key", "passphrase_file", "ocsp_response", "default")
 _RULE_KEYS = (
     "target_group",
     "host",
@@ -704,6 +805,10 @@ _TARGET_GROUP_KEYS = (
     "health_check",
     "persistence",
     "passive",
+    "scheme",
+    "verify",
+    "ca_file",
+    "server_name",
 )
 _BACKEND_KEYS = ("address", "weight", "max_conns")
 _HEALTH_CHECK_KEYS = (
@@ -834,8 +939,12 @@ def _listener(
         fields["protocol"] = _protocol(reader, _key_path(path, "protocol"), data["protocol"])
     if reader.required(path, data, "bind"):
         fields["bind"] = reader.bind(_key_path(path, "bind"), data["bind"])
+    _listener_tls(reader, path, data, fields)
     rules = []
-    if reader.required(path, data, "rule", " (at least one [[listener.rule]])"):
+    # A listener that redirects everything to HTTPS needs no rules.
+    if ("rule" in data or not fields.get("redirect_to_https")) and reader.required(
+        path, data, "rule", " (at least one [[listener.rule]])"
+    ):
         for rule_path, rule in reader.tables(
             _key_path(path, "rule"), data["rule"], "[[listener.rule]]"
         ):
@@ -934,10 +1043,101 @@ def _access_lists(reader: _Reader, path: str, data: dict[str, Any], fields: dict
 
 
 def _protocol(reader: _Reader, path: str, value: object) -> Optional[str]:
-    if value == "https":
-        reader.problem(path, 'HTTPS listeners are not available yet in this version; use "http"')
-        return None
     return reader.choice(path, value, PROTOCOLS, "protocol")
+
+
+def _listener_tls(reader: _Reader, path: str, data: dict[str, Any], fields: dict[str, Any]) -> None:
+    """``tls``, ``redirect_to_https`` and ``https_port`` of a listener, checked together."""
+    https = data.get("protocol") == "https"
+    tls_path = _key_path(path, "tls")
+    if "tls" in data:
+        if https:
+            fields["tls"] = _tls(reader, tls_path, data["tls"])
+        elif fields.get("protocol", "http") == "http":
+            reader.problem(tls_path, 'only HTTPS listeners have TLS settings (protocol = "https")')
+    elif https:
+        reader.problem(
+            path,
+            "an HTTPS listener needs a [listener.tls] table with certificates "
+            "(or self_signed = true)",
+        )
+    if "redirect_to_https" in data:
+        key_path = _key_path(path, "redirect_to_https")
+        redirect = reader.boolean(key_path, data["redirect_to_https"])
+        if redirect and https:
+            reader.problem(key_path, "is for HTTP listeners; this listener is already HTTPS")
+        fields["redirect_to_https"] = redirect
+    if "https_port" in data:
+        fields["https_port"] = reader.integer(
+            _key_path(path, "https_port"), data["https_port"], 1, 65535
+        )
+
+
+def _tls(reader: _Reader, path: str, value: object) -> Optional[TLSConfig]:
+    before = len(reader.problems)
+    table = reader.table(path, value, _TLS_KEYS)
+    if table is None:
+        return None
+    fields: dict[str, Any] = {}
+    for key in ("self_signed", "session_tickets"):
+        if key in table:
+            fields[key] = reader.boolean(_key_path(path, key), table[key])
+    if "state_directory" in table:
+        fields["state_directory"] = reader.string(
+            _key_path(path, "state_directory"), table["state_directory"]
+        )
+    if "certificates" in table:
+        certificates = []
+        for item_path, item in reader.tables(
+            _key_path(path, "certificates"), table["certificates"], "certificate table"
+        ):
+            certificates.append(_certificate(reader, item_path, item))
+        fields["certificates"] = tuple(certificates)
+        defaults = [c for c in certificates if c is not None and c.default]
+        if len(defaults) > 1:
+            reader.problem(
+                _key_path(path, "certificates"), "more than one certificate has default = true"
+            )
+    if bool(fields.get("certificates")) == bool(fields.get("self_signed")):
+        reader.problem(path, "give either certificates = [...] or self_signed = true")
+    if "min_version" in table:
+        fields["min_version"] = reader.choice(
+            _key_path(path, "min_version"), table["min_version"], TLS_VERSIONS, "TLS version"
+        )
+    if "ciphers" in table:
+        ciphers = reader.string(_key_path(path, "ciphers"), table["ciphers"])
+        if ciphers is not None and not ciphers.strip():
+            reader.problem(_key_path(path, "ciphers"), "must not be empty")
+        fields["ciphers"] = ciphers
+    if "client_ca" in table:
+        fields["client_ca"] = reader.file(_key_path(path, "client_ca"), table["client_ca"])
+    if "client_auth" in table:
+        key_path = _key_path(path, "client_auth")
+        fields["client_auth"] = reader.choice(
+            key_path, table["client_auth"], CLIENT_AUTH, "client_auth"
+        )
+        if "client_ca" not in table:
+            reader.problem(key_path, "needs client_ca, the CAs that sign client certificates")
+    if len(reader.problems) > before:
+        return None
+    return TLSConfig(**fields)
+
+
+def _certificate(reader: _Reader, path: str, data: dict[str, Any]) -> Optional[CertificateConfig]:
+    before = len(reader.problems)
+    reader.table(path, data, _CERTIFICATE_KEYS)
+    fields: dict[str, Any] = {}
+    for key in ("cert", "key"):
+        if reader.required(path, data, key):
+            fields[key] = reader.file(_key_path(path, key), data[key])
+    for key in ("passphrase_file", "ocsp_response"):
+        if key in data:
+            fields[key] = reader.file(_key_path(path, key), data[key])
+    if "default" in data:
+        fields["default"] = reader.boolean(_key_path(path, "default"), data["default"])
+    if len(reader.problems) > before:
+        return None
+    return CertificateConfig(**fields)
 
 
 def _rule(
@@ -1277,6 +1477,7 @@ def _target_group(
     ):
         if key in table:
             fields[key] = build(reader, _key_path(path, key), table[key])
+    _backend_tls(reader, path, table, fields)
     if len(reader.problems) > before:
         return None
     return TargetGroupConfig(**fields)
@@ -1458,6 +1659,30 @@ def _passive(reader: _Reader, path: str, value: object) -> Optional[PassiveConfi
         )
         return None
     return model
+
+
+def _backend_tls(reader: _Reader, path: str, table: dict[str, Any], fields: dict[str, Any]) -> None:
+    if "scheme" in table:
+        scheme = reader.choice(
+            _key_path(path, "scheme"), table["scheme"], BACKEND_SCHEMES, "scheme"
+        )
+        fields["tls"] = scheme in ("https", "wss")
+    if "verify" in table:
+        fields["verify"] = reader.boolean(_key_path(path, "verify"), table["verify"])
+    if "ca_file" in table:
+        fields["ca_file"] = reader.file(_key_path(path, "ca_file"), table["ca_file"])
+    if "server_name" in table:
+        key_path = _key_path(path, "server_name")
+        name = reader.string(key_path, table["server_name"])
+        if name is not None:
+            try:
+                fields["server_name"] = _host(name)
+            except ValueError as e:
+                reader.problem(key_path, str(e))
+    if not fields.get("tls"):
+        for key in ("verify", "ca_file", "server_name"):
+            if key in table:
+                reader.problem(_key_path(path, key), 'only applies with scheme = "wss" or "https"')
 
 
 def _backends(reader: _Reader, path: str, value: object) -> tuple[BackendConfig, ...]:

@@ -33,7 +33,14 @@ HOP_BY_HOP = frozenset(
 
 #: Headers the proxy computes itself; client-sent copies are dropped.
 FORWARDING_HEADERS = frozenset(
-    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"}
+    {
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "x-client-cert-subject",
+        "x-client-cert-fingerprint",
+    }
 )
 
 

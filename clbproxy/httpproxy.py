@@ -58,8 +58,7 @@ from zope.interface import implementer
 from clbproxy.accesslog import RequestRecord
 from clbproxy.actions import header_changes, rewrite_target
 from clbproxy.balancer import Lease, RequestInfo, TargetGroup
-from clbproxy.config import BackendConfig, RuleConfig
-from clbproxy.endpoints import backend_endpoint
+from clbproxy.config import BackendConfig, RuleConfig, TargetGroupConfig
 from clbproxy.errors import negotiated_error
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
@@ -68,6 +67,7 @@ from clbproxy.forwarding import (
     hop_by_hop_names,
 )
 from clbproxy.httpserver import BodyTooLarge, RequestBody
+from clbproxy.tls import BackendConnector, client_certificate_headers
 
 log = Logger()
 
@@ -91,7 +91,7 @@ VIA = b"1.1 clbproxy"
 #: Response statuses that never carry a body.
 _BODYLESS_STATUSES = frozenset({204, 304})
 
-AgentFactory = Callable[[Any, HTTPConnectionPool, float], IAgent]
+AgentFactory = Callable[[Any, HTTPConnectionPool, TargetGroupConfig], IAgent]
 
 
 def render_error(request: Request, status: int, detail: str) -> bytes:
@@ -123,27 +123,29 @@ def backend_pool(reactor) -> HTTPConnectionPool:
 
 @implementer(IAgentEndpointFactory)
 class _BackendEndpointFactory:
-    """Plain TCP endpoints to backends, with a connect timeout.
+    """Endpoints to one target group's backends: TCP with a connect timeout, TLS for https.
 
     Twisted's ``URI`` keeps the brackets of an IPv6 literal in ``host``, which
     the standard endpoint factory would try to resolve as a name.
     """
 
-    def __init__(self, reactor, connect_timeout: float) -> None:
-        self._reactor = reactor
-        self._connect_timeout = connect_timeout
+    def __init__(self, reactor, group: TargetGroupConfig, connector=None) -> None:
+        self._group = group
+        self._connector = connector if connector is not None else BackendConnector(reactor)
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
         host = uri.host.decode("ascii")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        return backend_endpoint(self._reactor, host, uri.port, self._connect_timeout)
+        return self._connector.endpoint(BackendConfig(host, uri.port), self._group)
 
 
-def backend_agent(reactor, pool: HTTPConnectionPool, connect_timeout: float) -> IAgent:
-    """The ``Agent`` that sends requests to backends through ``pool``."""
+def backend_agent(
+    reactor, pool: HTTPConnectionPool, group: TargetGroupConfig, connector=None
+) -> IAgent:
+    """The ``Agent`` that sends requests to ``group``'s backends through ``pool``."""
     return Agent.usingEndpointFactory(
-        reactor, _BackendEndpointFactory(reactor, connect_timeout), pool=pool
+        reactor, _BackendEndpointFactory(reactor, group, connector), pool=pool
     )
 
 
@@ -212,6 +214,8 @@ def backend_request_headers(
     for name, values in client.getAllRawHeaders():
         if not _named_in(name, skip):
             headers.setRawHeaders(name, list(values))
+    for name, value in client_certificate_headers(request.channel.transport):
+        headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
     peer = getattr(request.getClientAddress(), "host", None) or "unknown"
     for name, value in forwarded_headers(
         peer_ip=peer,
@@ -414,8 +418,10 @@ class _Exchange:
         d.addErrback(self.unexpected)
 
     def _request_backend(self, backend: BackendConfig) -> Deferred:
-        agent = self._forwarder.agent_for(self._group.config.connect_timeout)
-        url = f"http://{backend.address}".encode("ascii") + self._target
+        config = self._group.config
+        agent = self._forwarder.agent_for(config)
+        scheme = "https" if config.tls else "http"
+        url = f"{scheme}://{backend.address}".encode("ascii") + self._target
         return agent.request(self._request.method, url, self._headers.copy(), self._body())
 
     def _body(self) -> Optional[IBodyProducer]:
@@ -604,21 +610,28 @@ class HTTPForwarder:
         pool: Optional[HTTPConnectionPool] = None,
         agent_factory: Optional[AgentFactory] = None,
         via: bool = False,
+        connector: Optional[BackendConnector] = None,
     ) -> None:
         self.reactor = reactor
         self.via = via
         self.scheme = scheme
         self.trusted = trusted
         self._pool = pool if pool is not None else backend_pool(reactor)
-        self._agent_factory = agent_factory if agent_factory is not None else backend_agent
-        self._agents: dict[float, IAgent] = {}
+        if agent_factory is None:
+            connector = connector if connector is not None else BackendConnector(reactor)
 
-    def agent_for(self, connect_timeout: float) -> IAgent:
-        """The agent for a target group with this connect timeout."""
-        agent = self._agents.get(connect_timeout)
+            def agent_factory(reactor, pool, group):
+                return backend_agent(reactor, pool, group, connector)
+
+        self._agent_factory = agent_factory
+        self._agents: dict[TargetGroupConfig, IAgent] = {}
+
+    def agent_for(self, group: TargetGroupConfig) -> IAgent:
+        """The agent for a target group (its connect timeout and TLS settings)."""
+        agent = self._agents.get(group)
         if agent is None:
-            agent = self._agent_factory(self.reactor, self._pool, connect_timeout)
-            self._agents[connect_timeout] = agent
+            agent = self._agent_factory(self.reactor, self._pool, group)
+            self._agents[group] = agent
         return agent
 
     def forward(

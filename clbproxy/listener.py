@@ -33,7 +33,9 @@ from clbproxy.limits import (
     Refusal,
     real_client_ip,
 )
+from clbproxy.redirect import RedirectToHTTPS
 from clbproxy.relay import RelayServerFactory, RelaySettings, request_target
+from clbproxy.tls import BackendConnector, CertificateError, server_tls, tls_factory
 
 log = Logger()
 
@@ -80,7 +82,7 @@ class ListenerResource(Resource):
             real_client_ip(peer, forwarded_for, settings.trusted),
             rule,
             websocket=upgrade,
-            over_ip_limit=getattr(request.channel.transport, "over_ip_limit", False),
+            over_ip_limit=_over_ip_limit(request.channel.transport),
         )
         if refusal is not None:
             return self._refuse(request, refusal)
@@ -132,6 +134,15 @@ class ListenerResource(Resource):
         return body
 
 
+def _over_ip_limit(transport) -> bool:
+    """Whether the connection limiter marked this connection (it may sit under TLS)."""
+    while transport is not None:
+        if hasattr(transport, "over_ip_limit"):
+            return transport.over_ip_limit
+        transport = getattr(transport, "transport", None)
+    return False
+
+
 def render_fixed_response(request: Request, fixed: FixedResponseConfig) -> bytes:
     """Answer a rule's fixed response."""
     body = fixed.body.encode("utf-8")
@@ -164,6 +175,8 @@ class ListenerService(StreamServerEndpointService):
         self.limiter = limiter
         self.admission = admission
         self.stats = admission.stats
+        #: The listener's :class:`clbproxy.tls.ServerTLS` (HTTPS listeners), else None.
+        self.tls = None
         # Fail start-up on a bind error instead of only logging it.
         self._raiseSynchronously = True
 
@@ -190,6 +203,11 @@ class ListenerService(StreamServerEndpointService):
         self.relay.setProtocolOptions(maxMessagePayloadSize=listener.max_message_size)
         self._forwarder.trusted = settings.trusted
         self._forwarder.via = listener.via
+        if self.tls is not None and listener.tls is not None:
+            try:
+                self.tls.reload(listener)
+            except CertificateError:
+                pass  # Logged by reload; the old certificates keep serving.
         self.site.configure(listener)
         self.admission.configure(listener)
         self.limiter.configure(
@@ -223,20 +241,36 @@ def listener_service(
 ) -> ListenerService:
     """The service for one ``[[listener]]``, named ``listener:NAME``.
 
-    ``gate`` counts connections against the global ``max_connections``.
+    ``gate`` counts connections against the global ``max_connections``.  An HTTPS
+    listener wraps the site in TLS (inside the connection limiter and the bind
+    endpoint), so under ``haproxy:`` the PROXY header comes first and the TLS
+    handshake after.  Its ``tls`` attribute (:class:`clbproxy.tls.ServerTLS`) reloads
+    certificates.
     """
     settings = RelaySettings.from_config(listener, dict(groups))
     stats = LimitStats()
+    connector = BackendConnector(reactor)
     forwarder = HTTPForwarder(
-        reactor, scheme=settings.scheme, trusted=settings.trusted, via=listener.via
+        reactor,
+        scheme=settings.scheme,
+        trusted=settings.trusted,
+        via=listener.via,
+        connector=connector,
     )
-    relay = RelayServerFactory(settings, reactor)
+    relay = RelayServerFactory(settings, reactor, connector=connector.endpoint)
     relay.stats = stats
     admission = Admission(listener, reactor, stats)
     root = ListenerResource(relay, forwarder, admission)
+    if listener.redirect_to_https:
+        root = RedirectToHTTPS(listener.https_port)
     site = ListenerSite(root, listener, reactor, stats)
+    tls = None
+    served = site
+    if listener.tls is not None:
+        tls = server_tls(listener)
+        served = tls_factory(tls, site)
     limiter = ConnectionLimiter(
-        site,
+        served,
         gate if gate is not None else ConnectionGate(),
         max_connections=listener.max_connections,
         max_per_ip=listener.max_connections_per_ip,
@@ -247,4 +281,5 @@ def listener_service(
         serverFromString(reactor, listener.bind), limiter, forwarder, relay, site, admission
     )
     service.setName(f"listener:{listener.name}")
+    service.tls = tls
     return service

@@ -50,10 +50,12 @@ class ListenerState:
         """Open client connections: HTTP ones plus those handed to the WebSocket relay."""
         http = 0
         for protocol in self._channels:
-            # A connection limiter may wrap the protocol; twisted.web's protocol switcher
+            # The connection limiter (and TLS) wrap the protocol; twisted.web's protocol switcher
             # wraps the HTTPChannel, whose transport Autobahn sets to None when it takes
             # the connection over (or puts its own protocol in the limiter's wrapper).
-            inner = getattr(protocol, "wrappedProtocol", protocol)
+            inner = protocol
+            while getattr(inner, "wrappedProtocol", None) is not None:
+                inner = inner.wrappedProtocol
             channel = getattr(inner, "_channel", inner)
             if isinstance(channel, WebSocketServerProtocol):
                 continue

@@ -59,7 +59,7 @@ class Observability(Service):
     def watch_listener(self, config: ListenerConfig, service) -> None:
         """Count a listener service's connections and read its relay's sessions."""
         state = self.live.add_listener(config, service.relay.sessions)
-        count_connections(service.factory, state)
+        count_connections(getattr(service, "limiter", service.factory), state)
 
     def admin_service(self) -> Optional[StreamServerEndpointService]:
         """The admin listener's service, or None when tap.conf has no ``[admin]``."""

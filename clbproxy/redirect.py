@@ -1,21 +1,76 @@
-"""The one redirect every part of the proxy answers with (rule redirects, HTTP to HTTPS)."""
+"""Redirects the proxy answers itself: one mechanism for ``redirect_to_https`` and rules.
+
+301 for GET and HEAD, 308 for every other method (so a POST stays a POST, as
+browsers only keep the method and body for 307/308), the way a cloud
+balancer's HTTP-to-HTTPS redirect behaves.
+"""
 
 from __future__ import annotations
 
 from typing import Optional
 
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from clbproxy.errors import error_page
+
 #: Methods a 301 may be followed with; others get 308 so the method and body are kept.
 _SAFE_METHODS = frozenset({b"GET", b"HEAD", "GET", "HEAD"})
 
 
-def redirect_response(
-    request_or_parts: object, location: str, method, status: Optional[int] = None
-) -> tuple[int, list[tuple[str, str]]]:
-    """``(status, headers)`` redirecting to ``location``: 301 for GET/HEAD, 308 otherwise.
+def redirect_status(method: bytes | str) -> int:
+    """301 for GET/HEAD, 308 otherwise."""
+    return 301 if method in _SAFE_METHODS else 308
 
-    ``request_or_parts`` is accepted for callers that pass the request; only
-    ``method`` decides the status unless ``status`` is given.
+
+def redirect_response(
+    location: str, method: bytes | str, status: Optional[int] = None
+) -> tuple[int, list[tuple[str, str]]]:
+    """``(status, headers)`` redirecting to ``location``; the status defaults by method."""
+    return status or redirect_status(method), [("Location", location)]
+
+
+def https_location(host: Optional[bytes], target: bytes, port: int, fallback_host: str) -> bytes:
+    """``https://host[:port]/path?query`` for a request's Host (port dropped) and target.
+
+    The Host header's own port is replaced by ``port``; 443 is left out.
     """
-    if status is None:
-        status = 301 if method in _SAFE_METHODS else 308
-    return status, [("Location", location)]
+    name = (host or b"").decode("latin-1").strip()
+    if name.startswith("["):
+        name = name[: name.find("]") + 1] if "]" in name else name
+    else:
+        name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+    if not name or any(char in name for char in "/\\@?# \t"):
+        name = fallback_host
+    authority = name if port == 443 else f"{name}:{port}"
+    if not target.startswith(b"/"):
+        target = b"/"
+    return f"https://{authority}".encode("latin-1") + target
+
+
+def render_redirect(request: Request, location: bytes) -> bytes:
+    """Answer ``request`` with a redirect to ``location``; returns the body."""
+    status = redirect_status(request.method)
+    body = error_page(status, "moved to " + location.decode("latin-1"))
+    request.setResponseCode(status)
+    request.setHeader(b"Location", location)
+    request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+    request.setHeader(b"Content-Length", b"%d" % (len(body),))
+    return body
+
+
+class RedirectToHTTPS(Resource):
+    """An HTTP listener's root with ``redirect_to_https``: every request, upgrades included."""
+
+    isLeaf = True
+
+    def __init__(self, https_port: int) -> None:
+        super().__init__()
+        self._port = https_port
+
+    def render(self, request: Request) -> bytes:
+        fallback = getattr(request.getHost(), "host", None) or "localhost"
+        if ":" in fallback:
+            fallback = f"[{fallback}]"
+        location = https_location(request.getHeader(b"host"), request.uri, self._port, fallback)
+        return render_redirect(request, location)

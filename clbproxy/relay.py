@@ -54,8 +54,7 @@ from clbproxy.closecodes import (
     close_for_other_hop,
     received_close_problem,
 )
-from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
-from clbproxy.endpoints import backend_endpoint
+from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.errors import raw_error_response, raw_response
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
@@ -65,6 +64,7 @@ from clbproxy.forwarding import (
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.routing import Router
+from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import SessionTimers
 
 log = Logger()
@@ -383,16 +383,16 @@ class RelayServerFactory(WebSocketServerFactory):
         self,
         settings: RelaySettings,
         reactor: IReactorTime,
-        connector: Optional[Callable[[BackendConfig, float], IStreamClientEndpoint]] = None,
+        connector: Optional[
+            Callable[[BackendConfig, TargetGroupConfig], IStreamClientEndpoint]
+        ] = None,
     ) -> None:
         super().__init__(server="clbproxy")
         self.settings = settings
         self.reactor = reactor
         #: Live sessions, from the client's upgrade request until both hops are closed.
         self.sessions: set[RelaySession] = set()
-        self.connector = connector or (
-            lambda backend, timeout: backend_endpoint(reactor, backend.host, backend.port, timeout)
-        )
+        self.connector = connector or (BackendConnector(reactor).endpoint)
         self.setProtocolOptions(
             # The open handshake waits for the backend, bounded by its own timeouts.
             openHandshakeTimeout=0,
@@ -527,7 +527,7 @@ class RelaySession:
         group: TargetGroup,
         front: RelayServerProtocol,
         target: str,
-        connector: Callable[[BackendConfig, float], IStreamClientEndpoint],
+        connector: Callable[[BackendConfig, TargetGroupConfig], IStreamClientEndpoint],
         request: Optional[RequestInfo] = None,
         rule: Optional[RuleConfig] = None,
     ) -> None:
@@ -576,8 +576,12 @@ class RelaySession:
         self.backend_config = backend
         self.lease = self.group.acquire(backend, close=self.close_for_unhealthy)
         factory = RelayClientFactory(self, self._backend_request(backend), self._client_deflate())
-        endpoint = self.connector(backend, self.group.config.connect_timeout)
-        self._connecting = endpoint.connect(factory)
+        try:
+            endpoint = self.connector(backend, self.group.config)
+        except Exception:
+            self._connecting = defer.fail()
+        else:
+            self._connecting = endpoint.connect(factory)
         self._connecting.addCallbacks(self._connected, self._connect_failed)
 
     def _connected(self, protocol) -> None:
@@ -626,6 +630,8 @@ class RelaySession:
             forwarded_host=headers.get("x-forwarded-host"),
             trusted=self.settings.trusted,
         ):
+            extra[name] = value
+        for name, value in client_certificate_headers(front.transport):
             extra[name] = value
         host, port = _split_host_header(
             headers.get("host"), backend, 443 if self.settings.scheme == "https" else 80

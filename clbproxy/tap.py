@@ -7,12 +7,16 @@ from typing import Optional
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 from twisted.python import usage
 
 from clbproxy.balancer import TargetGroup
 from clbproxy.config import Config, ConfigError, default_config_path, load_config
 from clbproxy.health import HealthState, health_services
 from clbproxy.healthview import CheckedHealth
+from clbproxy.tls import CertificateError, warn_unverified
+
+log = Logger()
 
 
 class Options(usage.Options):
@@ -40,6 +44,8 @@ class Options(usage.Options):
                 print(problem, file=sys.stderr)
             sys.exit(1)
         if self["check"]:
+            for warning in self.loaded.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             print(f"{path}: ok")
             sys.exit(0)
 
@@ -172,6 +178,9 @@ def build_service(config: Config, reactor, signals: bool = False) -> ProxyServic
     from clbproxy.observability import Observability
 
     root = ProxyService(config, reactor, ChatRoom(reactor), signals=signals)
+    for warning in config.warnings:
+        log.warn("config: {warning}", warning=warning)
+    warn_unverified(config.target_groups)
     for demo in config.demo_backends:
         service = demo_service(demo, root.room, reactor)
         service.demo = demo
@@ -184,7 +193,11 @@ def build_service(config: Config, reactor, signals: bool = False) -> ProxyServic
     root.observability = observability
     root.use_groups(groups)
     for listener in config.listeners:
-        service = listener_service(listener, groups, reactor, root.gate)
+        try:
+            service = listener_service(listener, groups, reactor, root.gate)
+        except (CertificateError, OSError) as error:
+            # A certificate changed since it was checked, or the demo one cannot be written.
+            raise SystemExit(f"clbproxy: listener:{listener.name}: {error}") from None
         observability.watch_listener(listener, service)
         service.setServiceParent(root)
     admin = observability.admin_service()

@@ -42,7 +42,7 @@ class HeaderChangeTests(unittest.TestCase):
 class RedirectTests(unittest.TestCase):
     def test_status_by_method(self) -> None:
         self.assertEqual(
-            [redirect_response(None, "/x", method)[0] for method in (b"GET", b"HEAD", b"POST")],
+            [redirect_response("/x", method)[0] for method in (b"GET", b"HEAD", b"POST")],
             [301, 301, 308],
         )
 

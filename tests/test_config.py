@@ -250,7 +250,7 @@ class ValidConfigTests(LoaderMixin, unittest.TestCase):
         self.assertEqual(top.read_bytes(), packaged.read_bytes())
         for path in (str(top), str(packaged)):
             config = load_config(path)
-            self.assertEqual([listener.name for listener in config.listeners], ["web"])
+            self.assertEqual([listener.name for listener in config.listeners], ["web", "web-tls"])
             self.assertEqual([group.name for group in config.target_groups], ["demo"])
             self.assertEqual(
                 [backend.address for backend in config.target_group("demo").backends],
@@ -431,14 +431,14 @@ class ListenerProblemTests(LoaderMixin, unittest.TestCase):
                 document(listener={"bind": None}),
                 "listener[0]: missing required key 'bind'",
             ),
-            "https": (
+            "https without tls": (
                 document(listener={"protocol": '"https"'}),
-                "listener[0].protocol: HTTPS listeners are not available yet in this version; "
-                'use "http"',
+                "listener[0]: an HTTPS listener needs a [listener.tls] table with certificates "
+                "(or self_signed = true)",
             ),
             "protocol": (
                 document(listener={"protocol": '"ftp"'}),
-                "listener[0].protocol: unknown protocol 'ftp'; must be one of: 'http'",
+                "listener[0].protocol: unknown protocol 'ftp'; must be one of: 'http', 'https'",
             ),
             "wildcard origin": (
                 document(listener={"allowed_origins": '["*"]'}),
@@ -981,8 +981,8 @@ backends = ["h:1", "h:70000"]
                 f"tap.conf: listener[0].bind: 'ssl:443' {TLS_REFUSED}",
                 "tap.conf: listener[0].rule[0].target_group: unknown target group 'api' "
                 "(defined: demo)",
-                "tap.conf: listener[1].protocol: HTTPS listeners are not available yet in this "
-                'version; use "http"',
+                "tap.conf: listener[1]: an HTTPS listener needs a [listener.tls] table with "
+                "certificates (or self_signed = true)",
                 "tap.conf: listener[1].rule[0].path: 'nope' must start with '/' "
                 "(or a marker: '= ', '^~ ', '~ ', '~* ')",
                 "tap.conf: target_group.demo.backends[1]: port 70000 out of range 1-65535",
@@ -1691,3 +1691,81 @@ class ObservabilityConfigTests(LoaderMixin, unittest.TestCase):
     def test_admin_that_is_not_a_table(self) -> None:
         problems = self.problems('admin = "on"\n' + document())
         self.assertEqual(problems, ["tap.conf: admin: expected a table, got a string"])
+
+
+class TLSKeyProblemTests(LoaderMixin, unittest.TestCase):
+    def test_tls_key_problems(self) -> None:
+        https = {"protocol": '"https"'}
+        cases = {
+            "tls on http listener": (
+                document(listener={"tls": "{ self_signed = true }"}),
+                'listener[0].tls: only HTTPS listeners have TLS settings (protocol = "https")',
+            ),
+            "neither certificates nor self_signed": (
+                document(listener={**https, "tls": "{ }"}),
+                "listener[0].tls: give either certificates = [...] or self_signed = true",
+            ),
+            "min version": (
+                document(listener={**https, "tls": '{ self_signed = true, min_version = "1.1" }'}),
+                "listener[0].tls.min_version: unknown TLS version '1.1'; must be one of: "
+                "'1.2', '1.3'",
+            ),
+            "client_auth without client_ca": (
+                document(
+                    listener={**https, "tls": '{ self_signed = true, client_auth = "optional" }'}
+                ),
+                "listener[0].tls.client_auth: needs client_ca, the CAs that sign client "
+                "certificates",
+            ),
+            "certificate without key": (
+                document(listener={**https, "tls": '{ certificates = [{ cert = "a.pem" }] }'}),
+                "listener[0].tls.certificates[0]: missing required key 'key'",
+            ),
+            "unknown tls key": (
+                document(listener={**https, "tls": "{ self_signed = true, tickets = false }"}),
+                "listener[0].tls: unknown key 'tickets' (did you mean 'session_tickets'?)",
+            ),
+            "redirect on https": (
+                document(
+                    listener={**https, "tls": "{ self_signed = true }", "redirect_to_https": "true"}
+                ),
+                "listener[0].redirect_to_https: is for HTTP listeners; this listener is "
+                "already HTTPS",
+            ),
+            "https port": (
+                document(listener={"https_port": "0"}),
+                "listener[0].https_port: 0 out of range 1-65535",
+            ),
+            "backend scheme": (
+                document(group={"scheme": '"ftp"'}),
+                "target_group.demo.scheme: unknown scheme 'ftp'; must be one of: 'http', 'ws', "
+                "'https', 'wss'",
+            ),
+            "verify without tls": (
+                document(group={"verify": "false"}),
+                'target_group.demo.verify: only applies with scheme = "wss" or "https"',
+            ),
+        }
+        found = self.problem_table({name: text for name, (text, _) in cases.items()})
+        expected = {name: [f"tap.conf: {message}"] for name, (_, message) in cases.items()}
+        self.assertEqual(found, expected)
+
+    def test_redirect_listener_needs_no_rules(self) -> None:
+        config = self.load(
+            document(listener={"redirect_to_https": "true", "https_port": "8443"}).replace(
+                '[[listener.rule]]\ntarget_group = "demo"\n', ""
+            )
+        )
+        listener = config.listeners[0]
+        self.assertEqual(
+            (listener.redirect_to_https, listener.https_port, listener.rules), (True, 8443, ())
+        )
+
+    def test_wss_target_group_model(self) -> None:
+        config = self.load(
+            document(group={"scheme": '"wss"', "verify": "false", "server_name": '"API.internal"'})
+        )
+        group = config.target_groups[0]
+        self.assertEqual(
+            (group.tls, group.verify, group.server_name), (True, False, "api.internal")
+        )

@@ -9,7 +9,15 @@ from contextlib import redirect_stderr, redirect_stdout
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from clbproxy.config import load_config
+from clbproxy.config import (
+    BackendConfig,
+    Config,
+    ListenerConfig,
+    RuleConfig,
+    TargetGroupConfig,
+    TLSConfig,
+    load_config,
+)
 from clbproxy.tap import Options, build_service
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,5 +81,31 @@ class ServiceTreeTests(unittest.TestCase):
         root = build_service(load_config(SHIPPED), MemoryReactorClock())
         self.assertEqual(
             [service.name for service in root],
-            ["demo:demo-a", "demo:demo-b", "observability", "listener:web", "admin"],
+            [
+                "demo:demo-a",
+                "demo:demo-b",
+                "observability",
+                "listener:web",
+                "listener:web-tls",
+                "admin",
+            ],
         )
+
+
+class TLSStartTests(unittest.TestCase):
+    def test_unwritable_state_directory_stops_start_up_with_one_line(self):
+        blocker = self.mktemp()
+        with open(blocker, "w") as stream:
+            stream.write("a file, not a directory")
+        listener = ListenerConfig(
+            name="secure",
+            bind="tcp:0",
+            rules=(RuleConfig(target_group="g"),),
+            protocol="https",
+            tls=TLSConfig(self_signed=True, state_directory=os.path.join(blocker, "state")),
+        )
+        group = TargetGroupConfig(name="g", backends=(BackendConfig("127.0.0.1", 1),))
+        config = Config(path="tap.conf", listeners=(listener,), target_groups=(group,))
+        with self.assertRaises(SystemExit) as raised:
+            build_service(config, MemoryReactorClock())
+        self.assertTrue(str(raised.exception.code).startswith("clbproxy: listener:secure: "))

@@ -260,14 +260,19 @@ def python27_env() -> dict:
     return {**env, "PYTHONUNBUFFERED": "1"}
 
 
-def proxy_config(listen_port: int, backend_port: int) -> str:
-    """A tap.conf with one listener forwarding everything to one backend."""
+def proxy_config(listen_port: int, backend_port: int, tls_dir: Optional[Path] = None) -> str:
+    """A tap.conf with one listener forwarding everything to one backend.
+
+    With ``tls_dir`` the listener is HTTPS with a self-signed certificate kept there.
+    """
+    tls = f'\n  [listener.tls]\n  self_signed = true\n  state_directory = "{tls_dir}"\n'
+    protocol = "https" if tls_dir else "http"
     return f"""\
 [[listener]]
 name = "conformance"
-protocol = "http"
+protocol = "{protocol}"
 bind = "tcp:{listen_port}:interface=127.0.0.1"
-
+{tls if tls_dir else ""}
   [[listener.rule]]
   path = "/"
   target_group = "echo"
@@ -281,7 +286,8 @@ def start_proxy(options, supervisor: Supervisor, outdir: Path, backend_port: int
     """Start clbproxy in front of ``backend_port``; the port it listens on."""
     port = free_port()
     config = outdir / "tap.conf"
-    config.write_text(proxy_config(port, backend_port))
+    tls_dir = outdir / "tls" if options.scheme == "wss" else None
+    config.write_text(proxy_config(port, backend_port, tls_dir))
     argv = [
         arg.format(python=sys.executable, config=config) for arg in shlex.split(options.proxy_cmd)
     ]
@@ -318,7 +324,9 @@ def run_fuzzingclient(options, supervisor: Supervisor, outdir: Path, deadline: f
         "fuzzingclient.json",
         {
             "outdir": str(outdir),
-            "servers": [{"agent": agent_name(options), "url": f"ws://127.0.0.1:{port}"}],
+            "servers": [
+                {"agent": agent_name(options), "url": f"{options.scheme}://127.0.0.1:{port}"}
+            ],
             "cases": options.cases,
             "exclude-cases": options.exclude,
             "exclude-agent-cases": {},
@@ -537,7 +545,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--direct", action="store_true", help="leave the proxy out (validates the harness)"
     )
-    parser.add_argument("--scheme", choices=("ws",), default="ws", help="only ws for now")
+    parser.add_argument(
+        "--scheme",
+        choices=("ws", "wss"),
+        default="ws",
+        help="wss: the testsuite connects over TLS to an HTTPS listener (--mode client only)",
+    )
     parser.add_argument(
         "--reports",
         type=Path,
@@ -576,6 +589,9 @@ def terminate_on_sigterm() -> None:
 
 def main(argv: list[str]) -> int:
     options = parse_args(argv)
+    if options.scheme == "wss" and (options.mode != "client" or options.direct):
+        print("--scheme wss needs --mode client and the proxy", file=sys.stderr)
+        return 2
     terminate_on_sigterm()
     modes = ("client", "server") if options.mode == "both" else (options.mode,)
     via = "direct" if options.direct else "via clbproxy"

@@ -102,7 +102,7 @@ CASES = [
     (
         "protocol unknown",
         b'[[listener]]\nname = "w"\nprotocol = "gopher"\nbind = "tcp:0"\n[[listener.rule]]\ntarget_group = "g"\n[target_group.g]\nbackends = ["127.0.0.1:1"]\n',
-        ["listener[0].protocol: unknown protocol 'gopher'; must be one of: 'http'"],
+        ["listener[0].protocol: unknown protocol 'gopher'; must be one of: 'http', 'https'"],
     ),
     (
         "duplicate listener names",

@@ -143,7 +143,7 @@ class Listening:
         if service is not None:
             for session in list(service.relay.sessions):
                 for hop in (session.front, session.backend):
-                    if hop is not None and hop.transport is not None:
+                    if hop is not None and getattr(hop.transport, "connected", False):
                         hop.transport.abortConnection()
         for factory in self.connections:
             for protocol in getattr(factory, "built", []):

@@ -1,0 +1,613 @@
+"""TLS termination for HTTPS listeners, and TLS towards backends.
+
+A listener's certificates are loaded once (at start and on :meth:`ServerTLS.reload`)
+into an :class:`SNIMap`: one pre-built ``SSL.Context`` per certificate, found by
+the names in the certificate's subjectAltName (exact or ``*.example.com``).  Each
+connection starts on the default certificate's context; OpenSSL's servername
+callback swaps in the context the client's SNI names (txsni's shape).  Every
+context carries the listener's whole policy (versions, ciphers, ALPN, tickets,
+client verification, OCSP), because OpenSSL reads some settings from the
+connection's first context and others from the swapped one.
+
+Towards backends, target groups with ``scheme = "wss"``/``"https"`` connect
+through ``wrapClientTLS(optionsForClientTLS(...), HostnameEndpoint(...))``, with
+hostname verification by ``service_identity`` (imported here, so a missing
+install fails at start instead of silently weakening verification).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import os
+from typing import Callable, Iterable, Mapping, Optional
+
+import attrs
+import service_identity  # noqa: F401  (hard requirement: Twisted's hostname verification)
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
+from twisted.internet import ssl
+from twisted.internet.endpoints import wrapClientTLS
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    IStreamClientEndpoint,
+)
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from zope.interface import implementer
+
+from clbproxy.config import (
+    BackendConfig,
+    CertificateConfig,
+    Config,
+    ListenerConfig,
+    TargetGroupConfig,
+    TLSConfig,
+)
+from clbproxy.endpoints import backend_endpoint
+
+log = Logger()
+
+#: Headers carrying a verified client certificate to the backend.  Client-sent
+#: copies are always dropped (they are in :data:`clbproxy.forwarding.FORWARDING_HEADERS`).
+CLIENT_SUBJECT_HEADER = "X-Client-Cert-Subject"
+CLIENT_FINGERPRINT_HEADER = "X-Client-Cert-Fingerprint"
+
+_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
+_ALPN = b"http/1.1"
+#: How long the generated self-signed certificate is valid; it is renewed once expired.
+_SELF_SIGNED_DAYS = 365
+_SELF_SIGNED_CERT = "selfsigned-cert.pem"
+_SELF_SIGNED_KEY = "selfsigned-key.pem"
+
+
+class CertificateError(Exception):
+    """A certificate cannot be used; the message names the file and says why."""
+
+
+# -- certificates -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class LoadedCertificate:
+    """A certificate chain and its key, read and checked, ready to build a context."""
+
+    config: CertificateConfig
+    chain: tuple[x509.Certificate, ...]
+    key: object
+    names: tuple[str, ...]
+    ocsp: Optional[bytes] = None
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.chain[0]
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.leaf)
+
+    def expired(self, now: datetime.datetime) -> bool:
+        return self.leaf.not_valid_after_utc < now
+
+
+def fingerprint(certificate: x509.Certificate) -> str:
+    """The SHA-256 fingerprint of a certificate as lower-case hex without colons."""
+    return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def certificate_names(certificate: x509.Certificate) -> tuple[str, ...]:
+    """The DNS names of the subjectAltName, lower-cased (``*.example.com`` kept as is)."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    names = []
+    for name in san.value.get_values_for_type(x509.DNSName):
+        name = name.lower().rstrip(".")
+        if name and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError as e:
+        raise CertificateError(f"{what} {path}: cannot read: {e.strerror or e}") from None
+
+
+def load_certificate(entry: CertificateConfig) -> LoadedCertificate:
+    """Read and check one certificate entry; raises :class:`CertificateError`."""
+    data = _read(entry.cert, "certificate")
+    try:
+        chain = tuple(x509.load_pem_x509_certificates(data))
+    except ValueError:
+        raise CertificateError(
+            f"certificate {entry.cert}: no PEM certificate in the file"
+        ) from None
+    password = None
+    if entry.passphrase_file is not None:
+        lines = _read(entry.passphrase_file, "passphrase file").splitlines()
+        password = lines[0] if lines else b""
+    key_data = _read(entry.key, "key")
+    try:
+        key = serialization.load_pem_private_key(key_data, password=password)
+    except TypeError:
+        if password is None:
+            raise CertificateError(
+                f"key {entry.key}: the key is encrypted; give its passphrase_file"
+            ) from None
+        raise CertificateError(f"key {entry.key}: the key is not encrypted") from None
+    except ValueError:
+        if password is not None:
+            raise CertificateError(
+                f"key {entry.key}: wrong passphrase (from {entry.passphrase_file}) "
+                "or not a PEM private key"
+            ) from None
+        raise CertificateError(f"key {entry.key}: not a PEM private key") from None
+    except Exception as e:
+        raise CertificateError(f"key {entry.key}: unusable key: {e}") from None
+    if _public_bytes(key.public_key()) != _public_bytes(chain[0].public_key()):
+        raise CertificateError(f"key {entry.key} does not match the certificate {entry.cert}")
+    names = certificate_names(chain[0])
+    if not names:
+        raise CertificateError(f"certificate {entry.cert} has no DNS names in its subjectAltName")
+    ocsp = None
+    if entry.ocsp_response is not None:
+        ocsp = _read(entry.ocsp_response, "OCSP response")
+        if not ocsp:
+            raise CertificateError(f"OCSP response {entry.ocsp_response} is empty")
+    return LoadedCertificate(config=entry, chain=chain, key=key, names=names, ocsp=ocsp)
+
+
+def _public_bytes(public_key) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _load_bundle(path: str, what: str) -> tuple[x509.Certificate, ...]:
+    data = _read(path, what)
+    try:
+        return tuple(x509.load_pem_x509_certificates(data))
+    except ValueError:
+        raise CertificateError(f"{what} {path}: no PEM certificate in the file") from None
+
+
+def listener_certificates(tls: TLSConfig) -> tuple[CertificateConfig, ...]:
+    """The certificate entries a listener serves (the generated ones for ``self_signed``)."""
+    if tls.self_signed:
+        directory = os.path.abspath(tls.state_directory)
+        return (
+            CertificateConfig(
+                cert=os.path.join(directory, _SELF_SIGNED_CERT),
+                key=os.path.join(directory, _SELF_SIGNED_KEY),
+                default=True,
+            ),
+        )
+    return tls.certificates
+
+
+def inspect_certificates(
+    config: Config, now: Optional[datetime.datetime] = None
+) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` about every HTTPS listener's files, one line each.
+
+    A self-signed certificate not generated yet is no problem: the first start
+    creates it.  An expired certificate is a warning (it still loads).
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    problems: list[str] = []
+    warnings: list[str] = []
+    for index, listener in enumerate(config.listeners):
+        if listener.tls is None:
+            continue
+        where = f"{config.path}: listener[{index}].tls: listener {listener.name!r}"
+        if listener.tls.self_signed and not os.path.exists(
+            listener_certificates(listener.tls)[0].cert
+        ):
+            continue
+        try:
+            for loaded in build_sni_map(listener, lambda connection: None).certificates:
+                if loaded.expired(now):
+                    warnings.append(
+                        f"{where}: certificate {loaded.config.cert} expired on "
+                        f"{loaded.leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+                    )
+        except CertificateError as e:
+            problems.append(f"{where}: {e}")
+    for group in config.target_groups:
+        where = f"{config.path}: target_group.{group.name}"
+        if group.tls and group.ca_file is not None:
+            try:
+                _load_bundle(group.ca_file, "ca_file")
+            except CertificateError as e:
+                problems.append(f"{where}: {e}")
+        if group.tls and not group.verify:
+            warnings.append(f"{where}: verify = false: backend certificates are not checked")
+    return problems, warnings
+
+
+def ensure_self_signed(directory: str, now: Optional[datetime.datetime] = None) -> bool:
+    """Create the demo certificate for localhost in ``directory`` unless a valid one is there.
+
+    Returns True when a new certificate was written.  The key file is readable by
+    its owner only.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    cert_path = os.path.join(directory, _SELF_SIGNED_CERT)
+    key_path = os.path.join(directory, _SELF_SIGNED_KEY)
+    if os.path.exists(cert_path) and os.path.exists(key_path):
+        try:
+            with open(cert_path, "rb") as stream:
+                existing = x509.load_pem_x509_certificate(stream.read())
+            if existing.not_valid_after_utc > now:
+                return False
+        except (OSError, ValueError):
+            pass
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clbproxy self-signed")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=_SELF_SIGNED_DAYS))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as stream:
+        stream.write(key_pem)
+    with open(cert_path, "wb") as stream:
+        stream.write(certificate.public_bytes(serialization.Encoding.PEM))
+    return True
+
+
+# -- server contexts ----------------------------------------------------------------------
+
+
+def _select_alpn(connection: SSL.Connection, offered: list[bytes]):
+    """Speak HTTP/1.1 only; a client offering only h2 gets no ALPN rather than an alert."""
+    return _ALPN if _ALPN in offered else SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+def _verify_client(connection, certificate, errno, depth, ok) -> bool:
+    return bool(ok)
+
+
+def server_context(
+    loaded: LoadedCertificate,
+    tls: TLSConfig,
+    session_id: bytes,
+    on_servername: Callable[[SSL.Connection], None],
+) -> SSL.Context:
+    """One certificate's context with the listener's whole TLS policy.
+
+    Raises :class:`CertificateError` for a policy OpenSSL rejects (cipher list,
+    client CA bundle).
+    """
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(_VERSIONS[tls.min_version])
+    options = SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
+    if not tls.session_tickets:
+        options |= SSL.OP_NO_TICKET
+    context.set_options(options)
+    try:
+        context.set_cipher_list(tls.ciphers.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError):
+        raise CertificateError(f"ciphers: no usable cipher in {tls.ciphers!r}") from None
+    context.use_certificate(loaded.leaf)
+    for intermediate in loaded.chain[1:]:
+        context.add_extra_chain_cert(intermediate)
+    context.use_privatekey(loaded.key)
+    context.check_privatekey()
+    context.set_session_id(session_id)
+    context.set_alpn_select_callback(_select_alpn)
+    context.set_tlsext_servername_callback(on_servername)
+    if loaded.ocsp is not None:
+        staple = loaded.ocsp
+        context.set_ocsp_server_callback(lambda connection, data: staple)
+    if tls.client_ca is not None:
+        authorities = _load_bundle(tls.client_ca, "client CA bundle")
+        context.load_verify_locations(tls.client_ca)
+        context.set_client_ca_list(
+            [crypto.X509.from_cryptography(ca).get_subject() for ca in authorities]
+        )
+        mode = SSL.VERIFY_PEER
+        if tls.client_auth == "require":
+            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+        context.set_verify(mode, _verify_client)
+    return context
+
+
+class SNIMap:
+    """Server name -> pre-built context; anything unknown or odd gets the default.
+
+    The name comes from the client, so it may be ``None``, ``bytes`` in any
+    encoding, or junk: :meth:`lookup` never raises.
+    """
+
+    def __init__(
+        self,
+        contexts: Mapping[str, SSL.Context],
+        default: SSL.Context,
+        certificates: Iterable[LoadedCertificate] = (),
+    ) -> None:
+        self._contexts = dict(contexts)
+        self.default = default
+        self.certificates = tuple(certificates)
+
+    def lookup(self, server_name: object) -> SSL.Context:
+        try:
+            if isinstance(server_name, bytes):
+                server_name = server_name.decode("ascii")
+            if not isinstance(server_name, str) or not server_name:
+                return self.default
+            name = server_name.lower().rstrip(".")
+            context = self._contexts.get(name)
+            if context is not None:
+                return context
+            _, dot, parent = name.partition(".")
+            if dot and parent:
+                context = self._contexts.get("*." + parent)
+                if context is not None:
+                    return context
+        except Exception:
+            pass
+        return self.default
+
+
+def build_sni_map(
+    listener: ListenerConfig, on_servername: Callable[[SSL.Connection], None]
+) -> SNIMap:
+    """Load a listener's certificates and build every context; raises :class:`CertificateError`."""
+    tls = listener.tls
+    entries = listener_certificates(tls)
+    loaded = [load_certificate(entry) for entry in entries]
+    if tls.client_ca is not None:
+        _load_bundle(tls.client_ca, "client CA bundle")
+    session_id = hashlib.sha256(f"clbproxy:{listener.name}".encode()).digest()[:32]
+    contexts: dict[str, SSL.Context] = {}
+    built = []
+    for certificate in loaded:
+        context = server_context(certificate, tls, session_id, on_servername)
+        built.append(context)
+        for name in certificate.names:
+            contexts.setdefault(name, context)
+    default = next((i for i, entry in enumerate(entries) if entry.default), 0)
+    return SNIMap(contexts, built[default], loaded)
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """A listener's TLS side: makes each connection's ``SSL.Connection``; reloadable."""
+
+    def __init__(self, listener: ListenerConfig) -> None:
+        self.listener = listener
+        self.map = build_sni_map(listener, self._servername)
+
+    def _servername(self, connection: SSL.Connection) -> None:
+        try:
+            connection.set_context(self.map.lookup(connection.get_servername()))
+        except Exception:
+            log.failure(
+                "tls: listener {listener}: SNI callback failed", listener=self.listener.name
+            )
+
+    def serverConnectionForTLS(self, protocol) -> SSL.Connection:
+        return SSL.Connection(self.map.default, None)
+
+    def reload(self, listener: Optional[ListenerConfig] = None) -> None:
+        """Load the certificates again (of ``listener`` if given) and swap them in at once.
+
+        New handshakes use the new certificates; open connections keep theirs.  On
+        a problem, :class:`CertificateError` is raised and the old ones stay.
+        """
+        listener = listener or self.listener
+        try:
+            new_map = build_sni_map(listener, self._servername)
+        except CertificateError as e:
+            log.error(
+                "tls: listener {listener}: reload rejected, old certificates kept: {reason}",
+                listener=listener.name,
+                reason=str(e),
+            )
+            raise
+        self.map, self.listener = new_map, listener
+        log_certificates(listener.name, new_map, "reloaded")
+
+
+def log_certificates(listener: str, sni_map: SNIMap, verb: str = "loaded") -> None:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for loaded in sni_map.certificates:
+        log.info(
+            "tls: listener {listener}: {verb} certificate {file} for {names}, "
+            "SHA-256 fingerprint {fingerprint}, valid until {not_after}",
+            listener=listener,
+            verb=verb,
+            file=loaded.config.cert,
+            names=", ".join(loaded.names),
+            fingerprint=loaded.fingerprint,
+            not_after=f"{loaded.leaf.not_valid_after_utc:%Y-%m-%d}",
+        )
+        if loaded.expired(now):
+            log.warn(
+                "tls: listener {listener}: certificate {file} has expired",
+                listener=listener,
+                file=loaded.config.cert,
+            )
+
+
+class _LoggedTLSProtocol(TLSMemoryBIOProtocol):
+    """Logs why a handshake failed (old protocol version, no shared cipher, not TLS...)."""
+
+    def connectionLost(self, reason) -> None:
+        failure = self._reason or reason
+        if not self._handshakeDone and failure is not None and failure.check(SSL.Error):
+            peer = self.transport.getPeer() if self.transport is not None else None
+            log.info(
+                "tls: listener {listener}: handshake with {peer} failed: {reason}",
+                listener=self.factory.listener_name,
+                peer=getattr(peer, "host", peer),
+                reason=describe_tls_error(failure.value),
+            )
+        super().connectionLost(reason)
+
+
+def describe_tls_error(error: SSL.Error) -> str:
+    """OpenSSL's reasons in an ``SSL.Error``, like ``unsupported protocol``."""
+    reasons = []
+    for item in error.args[0] if error.args and isinstance(error.args[0], list) else ():
+        if isinstance(item, tuple) and item:
+            reasons.append(str(item[-1]))
+    return "; ".join(reasons) or str(error) or "TLS error"
+
+
+def tls_factory(server_tls: ServerTLS, wrapped) -> TLSMemoryBIOFactory:
+    """``wrapped`` (the listener's Site) behind TLS, logging failed handshakes."""
+    factory = TLSMemoryBIOFactory(server_tls, False, wrapped)
+    factory.protocol = _LoggedTLSProtocol
+    factory.listener_name = server_tls.listener.name
+    return factory
+
+
+def server_tls(listener: ListenerConfig) -> ServerTLS:
+    """A listener's :class:`ServerTLS`, generating the self-signed certificate if asked for."""
+    if listener.tls.self_signed:
+        directory = os.path.abspath(listener.tls.state_directory)
+        if ensure_self_signed(directory):
+            log.info(
+                "tls: listener {listener}: generated a self-signed certificate in {directory}",
+                listener=listener.name,
+                directory=directory,
+            )
+    created = ServerTLS(listener)
+    log_certificates(listener.name, created.map)
+    return created
+
+
+def client_certificate_headers(transport) -> list[tuple[str, str]]:
+    """The verified client certificate's subject and fingerprint headers, if there is one."""
+    get = getattr(transport, "getPeerCertificate", None)
+    if get is None:
+        return []
+    try:
+        peer = get()
+    except Exception:
+        return []
+    if peer is None:
+        return []
+    certificate = peer.to_cryptography() if hasattr(peer, "to_cryptography") else peer
+    return [
+        (CLIENT_SUBJECT_HEADER, certificate.subject.rfc4514_string()),
+        (CLIENT_FINGERPRINT_HEADER, fingerprint(certificate)),
+    ]
+
+
+# -- backends -----------------------------------------------------------------------------
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _Unverified:
+    """Client TLS that sends SNI but accepts any certificate (``verify = false``)."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+        self._context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        self._context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        self._context.set_verify(SSL.VERIFY_NONE)
+
+    def clientConnectionForTLS(self, protocol) -> SSL.Connection:
+        connection = SSL.Connection(self._context, None)
+        if not _is_ip(self._hostname):
+            connection.set_tlsext_host_name(self._hostname.encode("idna"))
+        return connection
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class BackendConnector:
+    """Endpoints to backends: plain TCP, or TLS for ``wss``/``https`` target groups.
+
+    TLS options are built once per (group, host) and reused for every connection.
+    """
+
+    def __init__(self, reactor) -> None:
+        self._reactor = reactor
+        self._options: dict[tuple[TargetGroupConfig, str], object] = {}
+
+    def endpoint(self, backend: BackendConfig, group: TargetGroupConfig) -> IStreamClientEndpoint:
+        endpoint = backend_endpoint(
+            self._reactor, backend.host, backend.port, group.connect_timeout
+        )
+        if not group.tls:
+            return endpoint
+        return wrapClientTLS(self.options(backend.host, group), endpoint)
+
+    def options(self, host: str, group: TargetGroupConfig):
+        """The client TLS options for ``host`` in ``group``; raises CertificateError."""
+        key = (group, host)
+        options = self._options.get(key)
+        if options is None:
+            options = client_tls_options(host, group)
+            self._options[key] = options
+        return options
+
+
+def client_tls_options(host: str, group: TargetGroupConfig):
+    """``optionsForClientTLS`` for a backend: SNI and verification of ``server_name or host``."""
+    hostname = group.server_name or host
+    if not group.verify:
+        return _Unverified(hostname)
+    trust_root = ssl.platformTrust()
+    if group.ca_file is not None:
+        authorities = _load_bundle(group.ca_file, "CA bundle")
+        trust_root = ssl.trustRootFromCertificates(
+            [
+                ssl.Certificate.loadPEM(ca.public_bytes(serialization.Encoding.PEM))
+                for ca in authorities
+            ]
+        )
+    return ssl.optionsForClientTLS(hostname, trustRoot=trust_root)
+
+
+def warn_unverified(groups: Iterable[TargetGroupConfig]) -> None:
+    """At start: a warning for each TLS target group that does not verify its backends."""
+    for group in groups:
+        if group.tls and not group.verify:
+            log.warn(
+                "tls: target group {group} does not verify its backends' certificates "
+                "(verify = false): connections to it can be intercepted",
+                group=group.name,
+            )
