@@ -33,6 +33,8 @@ POLICIES = ("round_robin",)
 
 #: Listener protocols.  ``https`` is reserved for TLS termination.
 PROTOCOLS = ("http",)
+#: How a rule relays WebSocket sessions: checked frames (default), or a byte tunnel.
+RELAY_MODES = ("frames", "tunnel")
 
 
 class ConfigError(Exception):
@@ -93,6 +95,8 @@ class RuleConfig:
     allowed_origins: Optional[tuple[str, ...]] = None
     #: Largest WebSocket message in bytes (0: unlimited); ``None`` inherits the listener's.
     max_message_size: Optional[int] = None
+    #: ``frames``: every frame checked at the edge; ``tunnel``: bytes spliced unchecked.
+    relay: str = "frames"
 
 
 @attrs.frozen
@@ -443,7 +447,7 @@ _LISTENER_KEYS = (
     "trusted_proxies",
     "client_timeout",
 )
-_RULE_KEYS = ("target_group", "host", "path", "allowed_origins", "max_message_size")
+_RULE_KEYS = ("target_group", "host", "path", "allowed_origins", "max_message_size", "relay")
 _TARGET_GROUP_KEYS = ("backends", "policy", "connect_timeout", "response_timeout", "retries")
 _BACKEND_KEYS = ("address", "weight")
 _DEMO_BACKEND_KEYS = ("name", "bind")
@@ -584,6 +588,10 @@ def _rule(
     if "max_message_size" in data:
         fields["max_message_size"] = reader.size(
             _key_path(path, "max_message_size"), data["max_message_size"]
+        )
+    if "relay" in data:
+        fields["relay"] = reader.choice(
+            _key_path(path, "relay"), data["relay"], RELAY_MODES, "relay mode"
         )
     if len(reader.problems) > before:
         return None

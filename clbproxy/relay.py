@@ -49,6 +49,7 @@ from clbproxy.balancer import TargetGroup
 from clbproxy.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig
 from clbproxy.errors import raw_error_response, raw_response
+from clbproxy.fastpath import start_fast_path
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
     TrustedProxies,
@@ -178,10 +179,33 @@ class _Relaying:
     side: Side
     session: Optional[RelaySession] = None
     peer = None
+    #: The fast path's handler of this hop's inbound bytes, once the session is on it.
+    _fast = None
     _pending: Optional[bytes] = None
     _begun = False
     _binary = False
     messages_in = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        fast = self._fast
+        if fast is None:
+            super().dataReceived(data)
+        else:
+            fast.received(data)
+
+    def consumeData(self) -> None:
+        fast = self._fast
+        if fast is None:
+            super().consumeData()
+        elif self.data:
+            data, self.data = self.data, b""
+            fast.received(data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize=None) -> None:
+        # ``peer`` is Autobahn's peer address string until the hops are linked.
+        inbound = getattr(self.peer, "_fast", None)
+        if inbound is None or not inbound.hold(data):
+            super().sendData(data, sync, chopsize)
 
     def onMessageBegin(self, isBinary: bool) -> None:
         super().onMessageBegin(isBinary)
@@ -242,6 +266,10 @@ class _Relaying:
         # Autobahn leaves this timer running after the TCP connection is gone; it would
         # keep the protocol (and its session) alive for closeHandshakeTimeout seconds.
         cancel_close_timer(self)
+        fast = self._fast
+        if fast is not None:
+            self.messages_in += fast.messages
+            fast.stopped()
         if self.session is not None:
             self.session.hop_lost(self.side, wasClean, code, reason)
 
@@ -279,6 +307,7 @@ class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
             target=path,
             connector=self.factory.connector,
         )
+        self.session.tunnel = rule.relay == "tunnel"
         self.factory.sessions.add(self.session)
         d = self.session.start()
         d.addErrback(self._deny)
@@ -475,6 +504,8 @@ class RelaySession:
         self._started = reactor.seconds()
         self._opened: Optional[float] = None
         self._wall_start = time.time()
+        #: Splice bytes after the handshake instead of relaying checked frames.
+        self.tunnel = False
 
     # -- handshake -------------------------------------------------------------------
 
@@ -621,6 +652,7 @@ class RelaySession:
             if getattr(socket, "producer", None) is not None:
                 socket.unregisterProducer()
             transport.registerProducer(_Throttle(other.transport), True)
+        start_fast_path(front, backend, tunnel=self.tunnel)
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open",
             client=_peer_ip(front.transport),
