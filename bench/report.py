@@ -85,9 +85,20 @@ def idle_table(results: dict) -> list[str]:
         names += [name for name in scenarios[f"idle{n}"] if name not in names]
     head = " | ".join(f"KiB/session at {n}" for n in sizes)
     lines = [f"| | {head} | vs nginx | WSS |", "|---|" + "---|" * (len(sizes) + 2)]
+    def per_session(name: str, n: int) -> Optional[float]:
+        # Freed memory is not always returned to the OS, so every size is measured from
+        # the RSS before the first idle run (not the RSS left over by the previous one).
+        runs = [scenarios[f"idle{m}"].get(name) for m in sizes]
+        runs = [r for r in runs if r]
+        r = scenarios[f"idle{n}"].get(name)
+        if not r or not runs:
+            return None
+        baseline = min(run["rss_before"] for run in runs)
+        return (r["rss_after"] - baseline) / n / 1024
+
     for name in names:
-        cells = [scenarios[f"idle{n}"].get(name, {}).get("kib_per_session") for n in sizes]
-        nginx = scenarios[f"idle{sizes[-1]}"].get("nginx", {}).get("kib_per_session")
+        cells = [per_session(name, n) for n in sizes]
+        nginx = per_session("nginx", sizes[-1])
         lines.append(
             f"| {name} | {' | '.join(_fmt(c) for c in cells)} | {_ratio(cells[-1], nginx)} "
             f"| pending (no TLS listener in this tree) |"

@@ -320,9 +320,37 @@ class Bench:
 
     def small_messages(self, targets: list[Target]) -> None:
         for t in targets:
+            spy = self.profile(t) if self.args.profile and t.name == "clbproxy" else None
             r = self.load(t, "closed", 100, 64, 0, self.args.seconds)
+            if spy is not None:
+                spy.wait(timeout=60)
             r["rate"] = r["msgs"] / r["seconds"]
             self.record("msg64", t, r)
+
+    def profile(self, target: Target) -> subprocess.Popen:
+        """py-spy (sampling, from outside the process) over the 64 B run's window."""
+        spy = shutil.which("py-spy") or str(Path(self.args.python).parent / "py-spy")
+        label = self.args.label
+        return subprocess.Popen(
+            pinned(
+                LOAD_CPU,
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(target.pid),
+                    "--nonblocking",
+                    "--duration",
+                    str(int(self.args.seconds)),
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(HERE / f"profile-{label}-msg64.txt"),
+                ],
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def large_messages(self, targets: list[Target]) -> None:
         for t in targets:
@@ -489,6 +517,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--idle", type=int, nargs="*", default=[5000, 10000])
     parser.add_argument("--label", default="latest", help="results go to bench/out/LABEL.json")
     parser.add_argument("--python", default=sys.executable, help="Python that runs clbproxy")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record a py-spy profile of clbproxy during the 64 B run",
+    )
     parser.add_argument(
         "--no-tunnel", dest="tunnel", action="store_false", help="leave out clbproxy's tunnel mode"
     )
