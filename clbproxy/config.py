@@ -71,6 +71,9 @@ DEFAULT_CIPHERS = ":".join(
     )
 )
 
+#: How a rule relays WebSocket sessions: checked frames (default), or a byte tunnel.
+RELAY_MODES = ("frames", "tunnel")
+
 
 class ConfigError(Exception):
     """The configuration is unusable; ``problems`` holds one readable line per mistake."""
@@ -249,6 +252,8 @@ class RuleConfig:
     allow: tuple[str, ...] = ()
     #: Client networks (CIDR) refused with 403 by this rule.
     deny: tuple[str, ...] = ()
+    #: ``frames``: every frame checked at the edge; ``tunnel``: bytes spliced unchecked.
+    relay: str = "frames"
 
 
 @attrs.frozen
@@ -779,6 +784,7 @@ _RULE_KEYS = (
     "remove_headers",
     "allow",
     "deny",
+    "relay",
 )
 
 #: Range of ``websocket_idle_timeout`` in seconds, as on the cloud balancer.
@@ -1182,6 +1188,10 @@ def _rule(
             _key_path(path, "max_message_size"), data["max_message_size"]
         )
     _access_lists(reader, path, data, fields)
+    if "relay" in data:
+        fields["relay"] = reader.choice(
+            _key_path(path, "relay"), data["relay"], RELAY_MODES, "relay mode"
+        )
     if len(reader.problems) > before:
         return None
     return RuleConfig(**fields)

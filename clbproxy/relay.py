@@ -56,6 +56,7 @@ from clbproxy.closecodes import (
 )
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.errors import raw_error_response, raw_response
+from clbproxy.fastpath import start_fast_path
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
     TrustedProxies,
@@ -192,10 +193,39 @@ class _Relaying:
     side: Side
     session: Optional[RelaySession] = None
     peer = None
+    #: The fast path's handler of this hop's inbound bytes, once the session is on it.
+    _fast = None
     _pending: Optional[bytes] = None
     _begun = False
     _binary = False
-    messages_in = 0
+    _messages = 0
+
+    @property
+    def messages_in(self) -> int:
+        """Complete messages received on this hop (by Autobahn or by the fast path)."""
+        fast = self._fast
+        return self._messages + (fast.messages if fast is not None else 0)
+
+    def dataReceived(self, data: bytes) -> None:
+        fast = self._fast
+        if fast is None:
+            super().dataReceived(data)
+        else:
+            fast.received(data)
+
+    def consumeData(self) -> None:
+        fast = self._fast
+        if fast is None:
+            super().consumeData()
+        elif self.data:
+            data, self.data = self.data, b""
+            fast.received(data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize=None) -> None:
+        # ``peer`` is Autobahn's peer address string until the hops are linked.
+        inbound = getattr(self.peer, "_fast", None)
+        if inbound is None or not inbound.hold(data):
+            super().sendData(data, sync, chopsize)
 
     def onMessageBegin(self, isBinary: bool) -> None:
         super().onMessageBegin(isBinary)
@@ -226,7 +256,7 @@ class _Relaying:
         self.message_data = None
         if self.failedByMe:
             return
-        self.messages_in += 1
+        self._messages += 1
         peer = self.peer
         pending, self._pending = self._pending, None
         if peer is None or peer.state != OPEN:
@@ -301,6 +331,9 @@ class _Relaying:
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
+        fast = self._fast
+        if fast is not None:
+            fast.stopped()
         if self.session is not None:
             self.session.hop_lost(self.side, wasClean, code, reason)
 
@@ -342,6 +375,7 @@ class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
             ),
             rule=rule,
         )
+        self.session.tunnel = rule.relay == "tunnel"
         self.factory.sessions.add(self.session)
         d = self.session.start()
         d.addErrback(self._deny)
@@ -555,6 +589,8 @@ class RelaySession:
         self._closes: dict[Side, tuple] = {}
         #: The idle timeout and pings, once both hops are open.
         self.timers: Optional[SessionTimers] = None
+        #: Splice bytes after the handshake instead of relaying checked frames.
+        self.tunnel = False
 
     # -- handshake -------------------------------------------------------------------
 
@@ -731,7 +767,8 @@ class RelaySession:
         self.timers = SessionTimers(
             self.reactor,
             idle_timeout=listener.websocket_idle_timeout,
-            ping_interval=listener.websocket_ping_interval,
+            # A tunnel does not read frames, so it cannot answer or see pongs.
+            ping_interval=0 if self.tunnel else listener.websocket_ping_interval,
             ping_timeout=listener.websocket_ping_timeout,
             send_ping=self._send_ping,
             on_idle=self._idle,
@@ -747,6 +784,7 @@ class RelaySession:
             if getattr(socket, "producer", None) is not None:
                 socket.unregisterProducer()
             transport.registerProducer(_Throttle(other.transport, self.timers), True)
+        start_fast_path(front, backend, tunnel=self.tunnel)
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open",
             client=_peer_ip(front.transport),

@@ -238,6 +238,11 @@ class ValidConfigTests(LoaderMixin, unittest.TestCase):
         self.assertEqual(config.demo_backends, ())
         self.assertIsNone(config.listeners[0].rules[0].allowed_origins)
         self.assertIsNone(config.listeners[0].rules[0].max_message_size)
+        self.assertEqual(config.listeners[0].rules[0].relay, "frames")
+
+    def test_rule_may_ask_for_tunnel_relay(self) -> None:
+        config = load_config(self.write(document(rule={"relay": '"tunnel"'})))
+        self.assertEqual(config.listeners[0].rules[0].relay, "tunnel")
 
     def test_path_is_kept_as_given(self) -> None:
         path = self.write(document())
@@ -739,6 +744,11 @@ class RuleProblemTests(LoaderMixin, unittest.TestCase):
                 document(rule={"max_message_size": "true"}),
                 "listener[0].rule[0].max_message_size: expected a size (bytes as an integer, "
                 'or a string like "64KiB", "16MiB", "512KB" or "10MB"), got a boolean',
+            ),
+            "relay mode": (
+                document(rule={"relay": '"splice"'}),
+                "listener[0].rule[0].relay: unknown relay mode 'splice'; must be one of: "
+                "'frames', 'tunnel'",
             ),
         }
         self.assertEqual(

@@ -1,0 +1,254 @@
+// clbproxy benchmark: the echo backend and the WebSocket load generator (Node + ws).
+//
+//   node load.js server PORT                      echo backend (WS echo + small HTTP GET), prints "listening PORT"
+//   node load.js closed URL SESSIONS SIZE BINARY SECONDS     closed loop: each session sends, awaits echo, repeats
+//   node load.js rate URL SESSIONS SIZE RATE SECONDS         open loop at RATE msgs/s in total
+//   node load.js handshake URL PARALLEL SECONDS              connect + one 64 B echo + close, PARALLEL at once
+//   node load.js idle URL SESSIONS                           open SESSIONS and hold them until stdin closes
+//
+// Load modes print "window-start" when the measured window begins, "window-end" when it ends
+// (bench/run.py samples the proxy's CPU time at those lines), then one JSON line of results.
+// Everything runs on 127.0.0.1; run.py passes only loopback URLs.
+"use strict";
+
+const http = require("http");
+const { WebSocket, WebSocketServer } = require("ws");
+const { performance } = require("perf_hooks");
+
+const WARMUP_MS = 1000;
+const mode = process.argv[2];
+const args = process.argv.slice(3);
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  const i = Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length));
+  return sorted[i];
+}
+
+function report(result, latencies) {
+  if (latencies) {
+    const sorted = Float64Array.from(latencies).sort();
+    result.p50_ms = percentile(sorted, 50);
+    result.p99_ms = percentile(sorted, 99);
+    result.samples = sorted.length;
+  }
+  process.stdout.write(JSON.stringify(result) + "\n");
+}
+
+function openSocket(url) {
+  return new WebSocket(url, { perMessageDeflate: false, skipUTF8Validation: false });
+}
+
+function server(port) {
+  const body = Buffer.from("hello from the benchmark backend\n");
+  const srv = http.createServer((req, res) => {
+    res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": body.length });
+    res.end(body);
+  });
+  srv.keepAliveTimeout = 120000;
+  const wss = new WebSocketServer({ server: srv, perMessageDeflate: false, maxPayload: 0 });
+  wss.on("connection", (ws) => {
+    ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+    ws.on("error", () => {});
+  });
+  srv.listen(Number(port), "127.0.0.1", () => {
+    console.log(`listening ${srv.address().port}`);
+  });
+}
+
+// Runs fn(measuring) for warmup + seconds; calls done() after.
+function windowed(seconds, onStart, onEnd) {
+  setTimeout(() => {
+    onStart();
+    console.log("window-start");
+    setTimeout(() => {
+      console.log("window-end");
+      onEnd();
+    }, seconds * 1000);
+  }, WARMUP_MS);
+}
+
+function connectAll(url, n, onEach) {
+  return new Promise((resolve, reject) => {
+    let opened = 0;
+    for (let i = 0; i < n; i++) {
+      const ws = openSocket(url);
+      ws.on("error", (e) => reject(e));
+      ws.on("open", () => {
+        onEach(ws, i);
+        if (++opened === n) resolve();
+      });
+    }
+  });
+}
+
+async function closed(url, sessions, size, binary, seconds) {
+  const payload = binary ? Buffer.alloc(size, 0xab) : "x".repeat(size);
+  let measuring = false;
+  let count = 0;
+  let bytes = 0;
+  const latencies = [];
+  const sockets = [];
+  await connectAll(url, sessions, (ws) => sockets.push(ws));
+  for (const ws of sockets) {
+    let sent = 0;
+    ws.on("message", (data) => {
+      if (measuring) {
+        latencies.push(performance.now() - sent);
+        count++;
+        bytes += data.length;
+      }
+      sent = performance.now();
+      ws.send(payload, { binary });
+    });
+    sent = performance.now();
+    ws.send(payload, { binary });
+  }
+  let t0 = 0;
+  windowed(
+    seconds,
+    () => {
+      measuring = true;
+      t0 = performance.now();
+    },
+    () => {
+      measuring = false;
+      const elapsed = (performance.now() - t0) / 1000;
+      report({ msgs: count, bytes, seconds: elapsed }, latencies);
+      process.exit(0);
+    },
+  );
+}
+
+async function rate(url, sessions, size, perSecond, seconds) {
+  const payload = "x".repeat(size);
+  let measuring = false;
+  let count = 0;
+  const latencies = [];
+  const sockets = [];
+  await connectAll(url, sessions, (ws) => {
+    const sentAt = [];
+    ws.on("message", () => {
+      const t = sentAt.shift();
+      if (measuring && t !== undefined) {
+        latencies.push(performance.now() - t);
+        count++;
+      }
+    });
+    sockets.push({ ws, sentAt });
+  });
+  const start = performance.now();
+  let sent = 0;
+  let next = 0;
+  const tick = () => {
+    const due = Math.floor(((performance.now() - start) / 1000) * perSecond);
+    while (sent < due) {
+      const s = sockets[next];
+      next = (next + 1) % sockets.length;
+      s.sentAt.push(performance.now());
+      s.ws.send(payload);
+      sent++;
+    }
+  };
+  const timer = setInterval(tick, 1);
+  let t0 = 0;
+  windowed(
+    seconds,
+    () => {
+      measuring = true;
+      t0 = performance.now();
+    },
+    () => {
+      measuring = false;
+      clearInterval(timer);
+      report({ msgs: count, seconds: (performance.now() - t0) / 1000, rate: perSecond }, latencies);
+      process.exit(0);
+    },
+  );
+}
+
+function handshake(url, parallel, seconds) {
+  let measuring = false;
+  let count = 0;
+  let errors = 0;
+  let stopping = false;
+  const latencies = [];
+  const one = () => {
+    if (stopping) return;
+    const t = performance.now();
+    const ws = openSocket(url);
+    ws.on("open", () => ws.send("x".repeat(64)));
+    ws.on("message", () => ws.close(1000));
+    ws.on("error", () => {
+      errors++;
+    });
+    ws.on("close", (code) => {
+      if (measuring && code === 1000) {
+        count++;
+        latencies.push(performance.now() - t);
+      }
+      one();
+    });
+  };
+  for (let i = 0; i < parallel; i++) one();
+  let t0 = 0;
+  windowed(
+    seconds,
+    () => {
+      measuring = true;
+      t0 = performance.now();
+    },
+    () => {
+      measuring = false;
+      stopping = true;
+      report({ handshakes: count, errors, seconds: (performance.now() - t0) / 1000 }, latencies);
+      process.exit(0);
+    },
+  );
+}
+
+async function idle(url, sessions) {
+  const sockets = [];
+  const batch = 200;
+  for (let i = 0; i < sessions; i += batch) {
+    await connectAll(url, Math.min(batch, sessions - i), (ws) => sockets.push(ws));
+  }
+  // One echo on every session, so each hop has seen a message (buffers allocated as in use).
+  await Promise.all(
+    sockets.map(
+      (ws) =>
+        new Promise((resolve) => {
+          ws.once("message", resolve);
+          ws.send("x".repeat(64));
+        }),
+    ),
+  );
+  console.log(`ready ${sockets.length}`);
+  process.stdin.resume();
+  process.stdin.on("end", () => process.exit(0));
+}
+
+function main() {
+  const n = (i) => Number(args[i]);
+  switch (mode) {
+    case "server":
+      return server(args[0] || 0);
+    case "closed":
+      return closed(args[0], n(1), n(2), args[3] === "1", n(4));
+    case "rate":
+      return rate(args[0], n(1), n(2), n(3), n(4));
+    case "handshake":
+      return handshake(args[0], n(1), n(2));
+    case "idle":
+      return idle(args[0], n(1));
+    default:
+      console.error("usage: see the top of bench/load.js");
+      process.exit(2);
+  }
+}
+
+process.on("unhandledRejection", (e) => {
+  console.error(String(e));
+  process.exit(1);
+});
+main();

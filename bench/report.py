@@ -1,0 +1,175 @@
+"""Turn benchmark results (bench/out/LABEL.json) into the tables of bench/RESULTS.md.
+
+.venv/bin/python bench/report.py before after      # prints Markdown, one section per label
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _fmt(value: Optional[float], digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value / 1000:.{digits}f} k"
+    return f"{value:.{digits}f}"
+
+
+def _ratio(value: Optional[float], base: Optional[float]) -> str:
+    if value is None or not base:
+        return "-"
+    return f"{value / base:.2f}x"
+
+
+def _per_cpu(amount: float, result: dict) -> Optional[float]:
+    cpu = result.get("proxy_cpu_s")
+    return amount / cpu if cpu else None
+
+
+def throughput_table(rows: dict, unit: str, amount) -> list[str]:
+    """rate, rate per proxy CPU-s, ratios to nginx (per CPU-s) and to direct (rate)."""
+    lines = [
+        f"| | {unit}/s | proxy CPU share | {unit} per proxy CPU-s | per CPU-s vs nginx "
+        f"| rate vs direct | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    direct = rows.get("direct")
+    nginx = rows.get("nginx")
+    nginx_eff = _per_cpu(amount(nginx) * nginx["seconds"], nginx) if nginx else None
+    direct_rate = amount(direct) if direct else None
+    for name, r in rows.items():
+        rate = amount(r)
+        eff = _per_cpu(rate * r["seconds"], r) if "proxy_cpu_s" in r else None
+        share = r.get("proxy_cpu_share")
+        lines.append(
+            f"| {name} | {_fmt(rate)} | {f'{share:.0%}' if share is not None else '-'} "
+            f"| {_fmt(eff)} | {_ratio(eff, nginx_eff) if name != 'direct' else '-'} "
+            f"| {_ratio(rate, direct_rate)} | {_fmt(r.get('p50_ms'), 2)} "
+            f"| {_fmt(r.get('p99_ms'), 2)} |"
+        )
+    return lines
+
+
+def latency_table(rows: dict, rate: int) -> list[str]:
+    lines = [
+        f"Fixed rate {rate} msgs/s (half of the slowest proxy's closed-loop rate), 100 sessions.",
+        "",
+        "| | p50 ms | p99 ms | added p50 ms | added p99 ms | proxy CPU share |",
+        "|---|---|---|---|---|---|",
+    ]
+    direct = rows.get("direct", {})
+    for name, r in rows.items():
+        add50 = r["p50_ms"] - direct["p50_ms"] if direct and name != "direct" else None
+        add99 = r["p99_ms"] - direct["p99_ms"] if direct and name != "direct" else None
+        share = r.get("proxy_cpu_share")
+        lines.append(
+            f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{'-' if add50 is None else f'{add50:+.2f}'} | "
+            f"{'-' if add99 is None else f'{add99:+.2f}'} | "
+            f"{f'{share:.0%}' if share is not None else '-'} |"
+        )
+    return lines
+
+
+def idle_table(results: dict) -> list[str]:
+    scenarios = results["scenarios"]
+    sizes = sorted(int(k[4:]) for k in scenarios if k.startswith("idle"))
+    names: list[str] = []
+    for n in sizes:
+        names += [name for name in scenarios[f"idle{n}"] if name not in names]
+    head = " | ".join(f"KiB/session at {n}" for n in sizes)
+    lines = [f"| | {head} | vs nginx | WSS |", "|---|" + "---|" * (len(sizes) + 2)]
+
+    def per_session(name: str, n: int) -> Optional[float]:
+        # Freed memory is not always returned to the OS, so every size is measured from
+        # the RSS before the first idle run (not the RSS left over by the previous one).
+        runs = [scenarios[f"idle{m}"].get(name) for m in sizes]
+        runs = [r for r in runs if r]
+        r = scenarios[f"idle{n}"].get(name)
+        if not r or not runs:
+            return None
+        baseline = min(run["rss_before"] for run in runs)
+        return (r["rss_after"] - baseline) / n / 1024
+
+    for name in names:
+        cells = [per_session(name, n) for n in sizes]
+        nginx = per_session("nginx", sizes[-1])
+        lines.append(
+            f"| {name} | {' | '.join(_fmt(c) for c in cells)} | {_ratio(cells[-1], nginx)} "
+            f"| pending (no TLS listener in this tree) |"
+        )
+    return lines
+
+
+def http_table(rows: dict) -> list[str]:
+    lines = [
+        "| | requests/s | proxy CPU share | requests per proxy CPU-s | per CPU-s vs nginx |",
+        "|---|---|---|---|---|",
+    ]
+    nginx = rows.get("nginx")
+    nginx_eff = nginx["rate"] / nginx["proxy_cpu_share"] if nginx else None
+    for name, r in rows.items():
+        share = r.get("proxy_cpu_share")
+        eff = r["rate"] / share if share else None
+        lines.append(
+            f"| {name} | {_fmt(r['rate'])} | {f'{share:.0%}' if share is not None else '-'} "
+            f"| {_fmt(eff)} | {_ratio(eff, nginx_eff) if share else '-'} |"
+        )
+    return lines
+
+
+def section(label: str) -> str:
+    results = json.loads((OUT / f"{label}.json").read_text())
+    s = results["scenarios"]
+    m = results["machine"]
+    out = [
+        f"## Run `{label}` ({m['date']})",
+        "",
+        f"{m['nproc']} CPUs, {m['cpu']}, Linux {m['kernel']}; {m['nginx']}; "
+        f"{m['haproxy'].split(' - ')[0]}; {m['wrk']}; node {m['node']}; "
+        f"clbproxy on Python/Twisted/Autobahn {m['python_twisted_autobahn']}. "
+        f"Load average before/after: {' '.join(m['loadavg_before'])} / "
+        f"{' '.join(m.get('loadavg_after', []))}. "
+        f"Window {results['settings']['seconds']} s per row.",
+        "",
+        "### (1) 100 sessions, 64 B text, closed loop (a message = one round trip)",
+        "",
+        *throughput_table(s["msg64"], "msgs", lambda r: r["msgs"] / r["seconds"]),
+        "",
+        "### (2) 16 sessions, 64 KiB binary, closed loop (MB echoed back)",
+        "",
+        *throughput_table(s["msg64k"], "MB", lambda r: r["bytes"] / r["seconds"] / 1e6),
+        "",
+        "### (3) Added latency at half load",
+        "",
+        *latency_table(s["half_load"], results["half_load_rate"]),
+        "",
+        "### (4) Connect + one echo + close, 50 in parallel",
+        "",
+        *throughput_table(s["handshake"], "handshakes", lambda r: r["handshakes"] / r["seconds"]),
+        "",
+        "### (5) Idle sessions: proxy RSS per session",
+        "",
+        *idle_table(results),
+        "",
+        "### (6) HTTP small GETs, keep-alive (wrk, 50 connections)",
+        "",
+        *http_table(s["http"]),
+        "",
+    ]
+    return "\n".join(out)
+
+
+def main(labels: list[str]) -> int:
+    print("\n".join(section(label) for label in labels))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or ["latest"]))

@@ -1,0 +1,554 @@
+"""clbproxy's benchmark: direct, nginx, HAProxy and clbproxy side by side, in one run.
+
+Usage (from the repository root, as a user allowed to raise ``ulimit -n``)::
+
+    .venv/bin/python bench/run.py                 # full run, a few minutes
+    .venv/bin/python bench/run.py --quick         # smoke run, under a minute
+    .venv/bin/python bench/run.py --label after   # keep results under that label
+
+Needs ``nginx``, ``haproxy``, ``wrk`` (Debian packages) and ``node`` with ``bench/node_modules``
+(``cd bench && npm ci``).  Every process listens on 127.0.0.1 on an ephemeral port and runs
+in the foreground as the current user from generated configs in a temporary directory (the
+system services are never touched).  The proxy under test is pinned to CPU 0 and the echo
+backend and load generator to CPU 1 with ``taskset``.
+
+Results go to ``bench/out/<label>.json`` (git-ignored); ``bench/report.py`` turns them into
+``bench/RESULTS.md``.  Every throughput is also divided by the proxy's CPU seconds in the
+measured window (utime + stime from ``/proc/PID/stat``, summed over the process and its
+children), because on a 2-core machine the load generator saturates its core first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+NODE = shutil.which("node") or "node"
+LOAD = str(HERE / "load.js")
+PROXY_CPU = "0"
+LOAD_CPU = "1"
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (nginx and HAProxy workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, ()))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
+        except OSError:
+            continue
+    return total
+
+
+class Target:
+    """One thing the load is pointed at: a proxy process (or none, for direct)."""
+
+    def __init__(self, name: str, port: int, pid: Optional[int] = None) -> None:
+        self.name = name
+        self.port = port
+        self.pid = pid
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *argv]
+
+
+def start(argv: list[str], log: Path, cwd: Optional[Path] = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        argv,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        start_new_session=True,
+    )
+
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+worker_rlimit_nofile {nofile};
+events {{ worker_connections {nofile}; multi_accept on; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+    upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_read_timeout 3600s;
+        }}
+    }}
+}}
+"""
+
+HAPROXY_CONF = """\
+global
+    maxconn {maxconn}
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+frontend web
+    bind 127.0.0.1:{port} backlog 4096
+    default_backend echo
+backend echo
+    http-reuse always
+    server b1 127.0.0.1:{backend}
+"""
+
+CLBPROXY_CONF = """\
+[[listener]]
+name = "bench"
+protocol = "http"
+bind = "tcp:{port}:interface=127.0.0.1:backlog=4096"
+{listener_extra}
+  [[listener.rule]]
+  path = "/"
+  target_group = "echo"
+{rule_extra}
+[target_group.echo]
+backends = ["127.0.0.1:{backend}"]
+"""
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args = args
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen] = []
+        self.results: dict = {"scenarios": {}}
+        self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+    # -- processes -----------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str], port: int, cpu: str) -> subprocess.Popen:
+        proc = start(pinned(cpu, argv), self.tmp / f"{name}.log", cwd=self.tmp)
+        self.procs.append(proc)
+        try:
+            wait_port(port)
+        except RuntimeError:
+            tail = (self.tmp / f"{name}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{name} did not start:\n{tail}") from None
+        return proc
+
+    def start_backend(self) -> int:
+        port = free_port()
+        self.spawn("backend", [NODE, LOAD, "server", str(port)], port, LOAD_CPU)
+        return port
+
+    def start_targets(self, backend: int) -> list[Target]:
+        targets = [Target("direct", backend)]
+        tmp = self.tmp
+        port = free_port()
+        (tmp / "nginx.conf").write_text(
+            NGINX_CONF.format(tmp=tmp, port=port, backend=backend, nofile=self.nofile)
+        )
+        proc = self.spawn(
+            "nginx",
+            [
+                "nginx",
+                "-p",
+                str(tmp),
+                "-e",
+                str(tmp / "nginx-error.log"),
+                "-c",
+                str(tmp / "nginx.conf"),
+            ],
+            port,
+            PROXY_CPU,
+        )
+        targets.append(Target("nginx", port, proc.pid))
+        port = free_port()
+        (tmp / "haproxy.cfg").write_text(
+            HAPROXY_CONF.format(port=port, backend=backend, maxconn=(self.nofile - 100) // 2)
+        )
+        proc = self.spawn(
+            "haproxy", ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")], port, PROXY_CPU
+        )
+        targets.append(Target("haproxy", port, proc.pid))
+        variants = [("clbproxy", "", "")]
+        if self.args.tunnel:
+            variants.append(("clbproxy-tunnel", "", '  relay = "tunnel"\n'))
+        for name, listener_extra, rule_extra in variants:
+            port = free_port()
+            conf = tmp / f"{name}.conf"
+            conf.write_text(
+                CLBPROXY_CONF.format(
+                    port=port, backend=backend, listener_extra=listener_extra, rule_extra=rule_extra
+                )
+            )
+            argv = [
+                self.args.python,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "-n",
+                "--pidfile=",
+                "--logfile",
+                str(tmp / f"{name}-twistd.log"),
+                "clbproxy",
+                "--config",
+                str(conf),
+            ]
+            proc = self.spawn(name, argv, port, PROXY_CPU)
+            targets.append(Target(name, port, proc.pid))
+        return targets
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    # -- measuring -----------------------------------------------------------------
+
+    def load(self, target: Target, mode: str, *params) -> dict:
+        """Run the load generator once against ``target``; add the proxy's CPU seconds."""
+        argv = pinned(LOAD_CPU, [NODE, LOAD, mode, target.url, *map(str, params)])
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cpu0 = cpu1 = None
+        result = None
+        for line in proc.stdout:
+            line = line.strip()
+            if line == "window-start":
+                cpu0 = cpu_seconds(target.pid) if target.pid else None
+                t0 = time.monotonic()
+            elif line == "window-end":
+                cpu1 = cpu_seconds(target.pid) if target.pid else None
+                wall = time.monotonic() - t0
+            elif line.startswith("{"):
+                result = json.loads(line)
+        proc.wait()
+        if result is None:
+            raise RuntimeError(f"load {mode} against {target.name} failed: {proc.stderr.read()}")
+        if cpu0 is not None:
+            result["proxy_cpu_s"] = cpu1 - cpu0
+            result["proxy_cpu_share"] = (cpu1 - cpu0) / wall
+        return result
+
+    def record(self, scenario: str, target: Target, result: dict) -> None:
+        self.results["scenarios"].setdefault(scenario, {})[target.name] = result
+        shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}
+        print(f"  {scenario:<12} {target.name:<16} {shown}", flush=True)
+
+    def small_messages(self, targets: list[Target]) -> None:
+        for t in targets:
+            spy = self.profile(t) if self.args.profile and t.name == "clbproxy" else None
+            r = self.load(t, "closed", 100, 64, 0, self.args.seconds)
+            if spy is not None:
+                spy.wait(timeout=60)
+            r["rate"] = r["msgs"] / r["seconds"]
+            self.record("msg64", t, r)
+
+    def profile(self, target: Target) -> subprocess.Popen:
+        """py-spy (sampling, from outside the process) over the 64 B run's window."""
+        spy = shutil.which("py-spy") or str(Path(self.args.python).parent / "py-spy")
+        label = self.args.label
+        return subprocess.Popen(
+            pinned(
+                LOAD_CPU,
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(target.pid),
+                    "--nonblocking",
+                    "--duration",
+                    str(int(self.args.seconds)),
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(HERE / f"profile-{label}-msg64.txt"),
+                ],
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def large_messages(self, targets: list[Target]) -> None:
+        for t in targets:
+            r = self.load(t, "closed", 16, 65536, 1, self.args.seconds)
+            r["mb_s"] = r["bytes"] / r["seconds"] / 1e6
+            self.record("msg64k", t, r)
+
+    def half_load(self, targets: list[Target]) -> None:
+        rates = [
+            r["rate"] for name, r in self.results["scenarios"]["msg64"].items() if name != "direct"
+        ]
+        rate = int(min(rates) / 2)
+        self.results["half_load_rate"] = rate
+        for t in targets:
+            r = self.load(t, "rate", 100, 64, rate, self.args.seconds)
+            self.record("half_load", t, r)
+
+    def handshakes(self, targets: list[Target]) -> None:
+        for t in targets:
+            r = self.load(t, "handshake", 50, self.args.seconds)
+            r["rate"] = r["handshakes"] / r["seconds"]
+            self.record("handshake", t, r)
+
+    def idle(self, targets: list[Target]) -> None:
+        for n in self.args.idle:
+            for t in targets:
+                if t.pid is None:
+                    continue
+                before = rss_bytes(t.pid)
+                argv = pinned(LOAD_CPU, [NODE, LOAD, "idle", t.url, str(n)])
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                line = proc.stdout.readline().strip()
+                if not line.startswith("ready"):
+                    proc.kill()
+                    raise RuntimeError(f"idle {n} against {t.name}: {proc.stderr.read()}")
+                time.sleep(1.0)
+                after = rss_bytes(t.pid)
+                proc.stdin.close()
+                proc.wait(timeout=60)
+                r = {
+                    "sessions": n,
+                    "rss_before": before,
+                    "rss_after": after,
+                    "kib_per_session": (after - before) / n / 1024,
+                }
+                self.record(f"idle{n}", t, r)
+                time.sleep(2.0)
+
+    def http(self, targets: list[Target]) -> None:
+        for t in targets:
+            url = f"http://127.0.0.1:{t.port}/"
+            cpu0 = cpu_seconds(t.pid) if t.pid else None
+            t0 = time.monotonic()
+            out = subprocess.run(
+                pinned(
+                    LOAD_CPU,
+                    [
+                        "wrk",
+                        "-t1",
+                        "-c50",
+                        f"-d{max(1, round(self.args.seconds))}s",
+                        "--latency",
+                        url,
+                    ],
+                ),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            wall = time.monotonic() - t0
+            rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+            r = {"rate": rate, "errors": "Non-2xx" in out or "Socket errors" in out}
+            if cpu0 is not None:
+                # wrk's whole run (with its connection set-up) is the window here.
+                r["proxy_cpu_s"] = cpu_seconds(t.pid) - cpu0
+                r["proxy_cpu_share"] = r["proxy_cpu_s"] / wall
+            self.record("http", t, r)
+
+    # -- the run -------------------------------------------------------------------
+
+    def machine(self) -> dict:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+
+        def version(argv: list[str]) -> str:
+            try:
+                p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+                return (p.stdout + p.stderr).strip().splitlines()[0]
+            except (OSError, IndexError, subprocess.TimeoutExpired):
+                return "?"
+
+        py = subprocess.run(
+            [
+                self.args.python,
+                "-c",
+                "import sys, twisted, autobahn; print(sys.version.split()[0], "
+                "sys.implementation.name, twisted.__version__, "
+                "autobahn.__version__)",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout
+        return {
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "nproc": os.cpu_count(),
+            "cpu": model.group(1) if model else "?",
+            "kernel": platform.release(),
+            "nginx": version(["nginx", "-v"]),
+            "haproxy": version(["haproxy", "-v"]),
+            "wrk": version(["wrk", "-v"]),
+            "node": version([NODE, "--version"]),
+            "python_twisted_autobahn": py.strip(),
+            "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
+        }
+
+    def run(self) -> dict:
+        self.results["machine"] = self.machine()
+        self.results["settings"] = {
+            "seconds": self.args.seconds,
+            "idle": self.args.idle,
+            "label": self.args.label,
+        }
+        backend = self.start_backend()
+        targets = self.start_targets(backend)
+        time.sleep(1.0)
+        try:
+            steps = [
+                self.small_messages,
+                self.large_messages,
+                self.half_load,
+                self.idle,
+                self.handshakes,
+                self.http,
+            ]
+            for step in steps:
+                print(f"{step.__name__}:", flush=True)
+                step(targets)
+        finally:
+            self.stop_all()
+        self.results["machine"]["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
+        return self.results
+
+
+def raise_fd_limit(n: int) -> int:
+    """``ulimit -n n`` as far as the hard limit allows (raising it needs CAP_SYS_RESOURCE)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, max(n, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured window per run")
+    parser.add_argument("--idle", type=int, nargs="*", default=[5000, 10000])
+    parser.add_argument("--label", default="latest", help="results go to bench/out/LABEL.json")
+    parser.add_argument("--python", default=sys.executable, help="Python that runs clbproxy")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record a py-spy profile of clbproxy during the 64 B run",
+    )
+    parser.add_argument(
+        "--no-tunnel", dest="tunnel", action="store_false", help="leave out clbproxy's tunnel mode"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds = 1.5
+        args.idle = [500]
+    if os.cpu_count() < 2:
+        print("needs 2 CPUs (proxy on CPU 0, load on CPU 1)", file=sys.stderr)
+        return 2
+    # A proxied idle session holds two descriptors in the proxy (client and backend side).
+    limit = raise_fd_limit(2 * max(args.idle + [1000]) + 1000)
+    fitting = [n if 2 * n + 2000 <= limit else (limit - 2000) // 2 for n in args.idle]
+    if fitting != args.idle:
+        print(f"ulimit -n is {limit} (hard limit): idle sessions {args.idle} -> {fitting}")
+        args.idle = fitting
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{env_path}" if env_path else str(REPO)
+    with tempfile.TemporaryDirectory(prefix="clbbench-") as tmp:
+        results = Bench(args, Path(tmp)).run()
+    out = HERE / "out"
+    out.mkdir(exist_ok=True)
+    path = out / f"{args.label}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

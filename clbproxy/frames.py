@@ -1,0 +1,312 @@
+"""A sans-IO WebSocket frame scanner for the relay's validated fast path.
+
+It reads one direction of one hop (RFC 6455 frames, no extensions) and says which
+bytes may be passed on unchanged and which control frames the proxy must act on.
+It never re-frames or re-masks: data frames leave exactly as they arrived (a
+client's frames keep their mask, which RFC 6455 allows), so relaying a message
+costs one check of its header and, for text, one UTF-8 validation.
+
+Every frame is checked, as an endpoint would: the mask bit (set on frames from a
+client, clear on frames from a server), RSV bits (no extension is in use), known
+opcodes, control frames (FIN set, payload at most 125 bytes), continuation order,
+UTF-8 of text messages (incrementally, failing as soon as a byte is invalid),
+close payloads (no 1-byte payload; code and reason are checked by the caller's
+close handling) and the message size limit.
+
+:meth:`FrameScanner.feed` returns a list whose items are either ``bytes`` (to
+forward as they are) or a :class:`Control` (ping, pong, close) or a
+:class:`Violation` (the hop must be failed with that code).  Forwarded bytes never
+contain a control frame, nor part of a frame header; they may end inside a data
+frame's payload (a long frame is streamed as it arrives), which ``mid_frame``
+tells.  After a violation the scanner passes nothing on any more and only reports
+close frames, so the closing handshake can still complete.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+from autobahn.websocket.utf8validator import Utf8Validator
+from autobahn.websocket.xormasker import create_xor_masker
+
+PROTOCOL_ERROR = 1002
+INVALID_PAYLOAD = 1007
+MESSAGE_TOO_BIG = 1009
+
+CLOSE = 8
+PING = 9
+PONG = 10
+
+
+class Control:
+    """A complete control frame: ``opcode`` (8 close, 9 ping, 10 pong) and its unmasked payload."""
+
+    __slots__ = ("opcode", "payload")
+
+    def __init__(self, opcode: int, payload: bytes) -> None:
+        self.opcode = opcode
+        self.payload = payload
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Control)
+            and other.opcode == self.opcode
+            and other.payload == self.payload
+        )
+
+    def __repr__(self) -> str:
+        return f"Control({self.opcode}, {self.payload!r})"
+
+
+class Violation:
+    """The peer broke the protocol or a limit: fail the hop with ``code``."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Violation) and other.code == self.code
+
+    def __repr__(self) -> str:
+        return f"Violation({self.code}, {self.reason!r})"
+
+
+Event = Union[bytes, Control, Violation]
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    if not mask or not payload:
+        return payload
+    return create_xor_masker(mask, len(payload)).process(payload)
+
+
+class FrameScanner:
+    """Checks the frames of one direction of a hop; see the module docstring.
+
+    ``masked``: frames must carry a mask (they come from a client) or must not
+    (they come from a server).  ``max_message``: largest message payload in
+    bytes, 0 for no limit.
+    """
+
+    __slots__ = (
+        "masked",
+        "max_message",
+        "messages",
+        "mid_frame",
+        "failed",
+        "_buffer",
+        "_remaining",
+        "_fin",
+        "_in_message",
+        "_text",
+        "_size",
+        "_utf8",
+        "_masker",
+        "_closed",
+        "hold",
+    )
+
+    def __init__(self, masked: bool, max_message: int = 0, hold: int = 0) -> None:
+        self.masked = masked
+        self.max_message = max_message
+        #: Data frames up to this size are passed on only once complete, so a hop that
+        #: dies mid-frame leaves nothing half-written and the other hop can get a Close;
+        #: longer frames are streamed.
+        self.hold = hold
+        #: Complete data messages seen.
+        self.messages = 0
+        #: True when the forwarded bytes end inside a frame's payload.
+        self.mid_frame = False
+        #: True once a violation was reported.
+        self.failed = False
+        self._buffer = b""
+        self._remaining = 0
+        self._fin = False
+        self._in_message = False
+        self._text = False
+        self._size = 0
+        self._utf8 = None
+        self._masker = None
+        self._closed = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Take the next bytes read from the hop; return what to do with them, in order."""
+        if self._closed:
+            return []
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        out: list[Event] = []
+        n = len(data)
+        pos = 0
+        start = 0  # first byte not yet passed on
+        frame_begin = 0  # where the current data frame's header is in this chunk
+        while pos < n:
+            remaining = self._remaining
+            if remaining:
+                end = pos + remaining if remaining < n - pos else n
+                if self._text and not self.failed:
+                    chunk = data[pos:end]
+                    if self._masker is not None:
+                        chunk = self._masker.process(chunk)
+                    if not self._utf8.validate(chunk)[0]:
+                        start = self._violation(
+                            out, data, start, frame_begin, INVALID_PAYLOAD, "invalid UTF-8"
+                        )
+                self._remaining = remaining - (end - pos)
+                pos = end
+                if self._remaining == 0 and not self.failed:
+                    problem = self._frame_done()
+                    if problem is not None:
+                        start = self._violation(out, data, start, frame_begin, *problem)
+                continue
+            if n - pos < 2:
+                break
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            header = 2
+            if length == 126:
+                header = 4
+            elif length == 127:
+                header = 10
+            mask_bit = b1 & 0x80
+            if mask_bit:
+                header += 4
+            if n - pos < header:
+                break
+            if length == 126:
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                if length >> 63:
+                    self._violation(out, data, start, pos, PROTOCOL_ERROR, "frame length >= 2^63")
+                    self._closed = True
+                    return out
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            if not self.failed:
+                problem = self._check_header(b0, opcode, fin, mask_bit, length)
+                if problem is not None:
+                    start = self._violation(out, data, start, pos, *problem)
+                    # Skip the bad frame itself (as Autobahn does), then look for the Close.
+                    pos += header
+                    self._remaining = length
+                    continue
+            if opcode >= 8 and length <= 125:
+                frame_end = pos + header + length
+                if frame_end > n:
+                    break
+                if pos > start and not self.failed:
+                    out.append(data[start:pos])
+                mask = data[pos + header - 4 : pos + header] if mask_bit else b""
+                payload = _unmask(data[pos + header : frame_end], mask)
+                pos = start = frame_end
+                if opcode == CLOSE:
+                    if len(payload) == 1 and not self.failed:
+                        self._violation(out, data, pos, pos, PROTOCOL_ERROR, "1-byte close payload")
+                    else:
+                        out.append(Control(CLOSE, payload))
+                    self._closed = True
+                    if not self.failed:
+                        self.mid_frame = False
+                    return out
+                if not self.failed:
+                    out.append(Control(opcode, payload))
+                continue
+            if not self.failed and length <= self.hold and pos + header + length > n:
+                break
+            frame_begin = pos
+            pos += header
+            self._remaining = length
+            if self.failed:
+                # Skip the frame, so a Close after it is still found.
+                self._text = False
+                continue
+            # A data frame: its header is passed on with its payload.
+            if opcode:
+                self._in_message = True
+                self._text = opcode == 1
+                self._size = 0
+                if self._text:
+                    if self._utf8 is None:
+                        self._utf8 = Utf8Validator()
+                    else:
+                        self._utf8.reset()
+            self._fin = fin
+            self._size += length
+            if self.max_message and self._size > self.max_message:
+                start = self._violation(
+                    out, data, start, pos - header, MESSAGE_TOO_BIG, "message too big"
+                )
+                continue
+            self._masker = (
+                create_xor_masker(data[pos - 4 : pos], length)
+                if mask_bit and self._text and length
+                else None
+            )
+            if length == 0:
+                problem = self._frame_done()
+                if problem is not None:
+                    start = self._violation(out, data, start, pos - header, *problem)
+        if pos < n:
+            self._buffer = data[pos:]
+        if pos > start and not self.failed:
+            out.append(data if start == 0 and pos == n else data[start:pos])
+        if not self.failed:
+            self.mid_frame = self._remaining > 0
+        return out
+
+    def _check_header(self, b0: int, opcode: int, fin: int, mask_bit: int, length: int):
+        if b0 & 0x70:
+            return PROTOCOL_ERROR, "RSV bits set without a negotiated extension"
+        if bool(mask_bit) != self.masked:
+            if self.masked:
+                return PROTOCOL_ERROR, "unmasked frame from a client"
+            return PROTOCOL_ERROR, "masked frame from a server"
+        if opcode >= 8:
+            if opcode > PONG:
+                return PROTOCOL_ERROR, f"reserved opcode {opcode}"
+            if not fin:
+                return PROTOCOL_ERROR, "fragmented control frame"
+            if length > 125:
+                return PROTOCOL_ERROR, "control frame payload over 125 bytes"
+            return None
+        if opcode == 0:
+            if not self._in_message:
+                return PROTOCOL_ERROR, "continuation frame outside a message"
+        elif opcode > 2:
+            return PROTOCOL_ERROR, f"reserved opcode {opcode}"
+        elif self._in_message:
+            return PROTOCOL_ERROR, "new message before the previous one ended"
+        return None
+
+    def _frame_done(self):
+        """The current data frame's payload is complete; None or a (code, reason) problem."""
+        self._masker = None
+        if not self._fin:
+            return None
+        self._in_message = False
+        self.messages += 1
+        if self._text and not self._utf8.validate(b"")[1]:
+            return INVALID_PAYLOAD, "text message ends inside a UTF-8 sequence"
+        return None
+
+    def _violation(
+        self, out: list, data: bytes, start: int, frame_start: int, code: int, reason: str
+    ) -> int:
+        """Report a violation: pass on the complete frames before the bad one, nothing after.
+
+        Returns the new "not yet passed on" position.
+        """
+        if frame_start > start:
+            out.append(data[start:frame_start])
+            self.mid_frame = False
+        out.append(Violation(code, reason))
+        self.failed = True
+        self._text = False
+        self._masker = None
+        return len(data)

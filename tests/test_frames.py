@@ -1,0 +1,178 @@
+"""The fast path's frame scanner: what it passes on, what it reports, what it refuses."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial import unittest
+
+from clbproxy.frames import Control, FrameScanner, Violation
+
+MASK = b"\x11\x22\x33\x44"
+
+
+def frame(opcode: int, payload: bytes, fin: bool = True, mask=MASK, rsv: int = 0) -> bytes:
+    b0 = (0x80 if fin else 0) | rsv | opcode
+    bit = 0x80 if mask else 0
+    n = len(payload)
+    if n < 126:
+        head = bytes([b0, bit | n])
+    elif n < 65536:
+        head = bytes([b0, bit | 126]) + struct.pack("!H", n)
+    else:
+        head = bytes([b0, bit | 127]) + struct.pack("!Q", n)
+    if mask:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        head += mask
+    return head + payload
+
+
+def forwarded(events) -> bytes:
+    return b"".join(e for e in events if isinstance(e, bytes))
+
+
+def violations(events) -> list[int]:
+    return [e.code for e in events if isinstance(e, Violation)]
+
+
+class PassingTests(unittest.TestCase):
+    def test_client_text_frame_is_passed_on_unchanged_with_its_mask(self):
+        data = frame(1, "héllo".encode())
+        self.assertEqual(FrameScanner(masked=True).feed(data), [data])
+
+    def test_server_binary_frame_is_passed_on_unchanged(self):
+        data = frame(2, b"\x00\xff" * 100, mask=None)
+        self.assertEqual(FrameScanner(masked=False).feed(data), [data])
+
+    def test_fragmented_message_passes_and_counts_once(self):
+        scanner = FrameScanner(masked=True)
+        data = frame(1, b"ab", fin=False) + frame(0, b"cd", fin=False) + frame(0, b"ef")
+        self.assertEqual(forwarded(scanner.feed(data)), data)
+        self.assertEqual(scanner.messages, 1)
+
+    def test_ping_between_fragments_is_reported_and_not_passed_on(self):
+        first, last = frame(1, b"ab", fin=False), frame(0, b"cd")
+        events = FrameScanner(masked=True).feed(first + frame(9, b"hi") + last)
+        self.assertEqual(events, [first, Control(9, b"hi"), last])
+
+    def test_close_is_reported_unmasked_and_ends_reading(self):
+        scanner = FrameScanner(masked=True)
+        events = scanner.feed(frame(8, b"\x03\xe8bye") + frame(1, b"late"))
+        self.assertEqual(events, [Control(8, b"\x03\xe8bye")])
+        self.assertEqual(scanner.feed(frame(1, b"later")), [])
+
+    def test_long_frame_streams_and_says_it_is_inside_a_frame(self):
+        scanner = FrameScanner(masked=False)
+        data = frame(2, b"x" * 70000, mask=None)
+        self.assertEqual(scanner.feed(data[:1000]), [data[:1000]])
+        self.assertTrue(scanner.mid_frame)
+        self.assertEqual(scanner.feed(data[1000:]), [data[1000:]])
+        self.assertFalse(scanner.mid_frame)
+
+    def test_split_header_is_held_until_complete(self):
+        scanner = FrameScanner(masked=True)
+        data = frame(1, b"hello")
+        self.assertEqual(scanner.feed(data[:3]), [])
+        self.assertEqual(scanner.feed(data[3:]), [data])
+
+
+class ViolationTests(unittest.TestCase):
+    def test_table(self):
+        long_text = "€".encode() * 10
+        cases = {
+            "unmasked client frame": (True, frame(1, b"a", mask=None), [1002]),
+            "masked server frame": (False, frame(1, b"a"), [1002]),
+            "rsv bits": (True, frame(1, b"a", rsv=0x40), [1002]),
+            "reserved data opcode": (True, frame(3, b"a"), [1002]),
+            "reserved control opcode": (True, frame(11, b"a"), [1002]),
+            "fragmented ping": (True, frame(9, b"a", fin=False), [1002]),
+            "long ping": (True, frame(9, b"a" * 126), [1002]),
+            "continuation first": (True, frame(0, b"a"), [1002]),
+            "new message mid message": (True, frame(1, b"a", fin=False) + frame(2, b"b"), [1002]),
+            "invalid utf-8": (True, frame(1, b"\xff"), [1007]),
+            "utf-8 cut at message end": (True, frame(1, long_text[:-1]), [1007]),
+            "one-byte close": (True, frame(8, b"\x03"), [1002]),
+        }
+        results = {
+            name: violations(FrameScanner(masked=masked).feed(data))
+            for name, (masked, data, _) in cases.items()
+        }
+        self.assertEqual(results, {name: codes for name, (_, _, codes) in cases.items()})
+
+    def test_message_over_the_limit_is_1009(self):
+        scanner = FrameScanner(masked=True, max_message=4)
+        events = scanner.feed(frame(1, b"ab", fin=False) + frame(0, b"cde"))
+        self.assertEqual(violations(events), [1009])
+        self.assertEqual(forwarded(events), frame(1, b"ab", fin=False))
+
+    def test_frames_before_a_bad_one_pass_and_nothing_after(self):
+        good = frame(1, b"ok")
+        events = FrameScanner(masked=True).feed(good + frame(1, b"\xc3\x28") + frame(1, b"x"))
+        self.assertEqual(forwarded(events), good)
+
+    def test_close_after_a_violation_is_still_found(self):
+        scanner = FrameScanner(masked=True)
+        events = scanner.feed(frame(1, b"\xff") + frame(1, b"skipped") + frame(8, b"\x03\xe8"))
+        self.assertEqual(events[-1], Control(8, b"\x03\xe8"))
+
+    def test_invalid_utf8_fails_before_the_frame_ends(self):
+        scanner = FrameScanner(masked=True)
+        data = frame(1, b"a" * 200 + b"\xff" + b"a" * 200)
+        self.assertEqual(violations(scanner.feed(data[:220])), [1007])
+
+
+#: (is_binary, payload): text messages are valid UTF-8, binary ones anything.
+messages = st.lists(
+    st.one_of(
+        st.tuples(st.just(False), st.text(max_size=300).map(str.encode)),
+        st.tuples(st.just(True), st.binary(max_size=300)),
+    ),
+    max_size=6,
+)
+
+
+class PropertyTests(unittest.TestCase):
+    @given(messages, st.lists(st.integers(min_value=1, max_value=64), min_size=1), st.booleans())
+    def test_valid_streams_pass_unchanged_however_they_are_cut(self, msgs, cuts, masked):
+        data = b""
+        for is_binary, payload in msgs:
+            half = len(payload) // 2 if is_binary else 0
+            if half:
+                data += frame(2, payload[:half], fin=False, mask=MASK if masked else None)
+                data += frame(9, b"p", mask=MASK if masked else None)
+                data += frame(0, payload[half:], mask=MASK if masked else None)
+            else:
+                data += frame(2 if is_binary else 1, payload, mask=MASK if masked else None)
+        scanner = FrameScanner(masked=masked)
+        out, pos, i = [], 0, 0
+        while pos < len(data):
+            step = cuts[i % len(cuts)]
+            out += scanner.feed(data[pos : pos + step])
+            pos += step
+            i += 1
+        self.assertEqual(violations(out), [])
+        expected = data.replace(frame(9, b"p", mask=MASK if masked else None), b"")
+        self.assertEqual(forwarded(out), expected)
+        self.assertEqual(scanner.messages, len(msgs))
+
+    @given(st.binary(max_size=200))
+    def test_garbage_never_raises_and_passes_on_only_a_prefix_of_it(self, data):
+        events = FrameScanner(masked=True).feed(data)
+        self.assertTrue(data.startswith(forwarded(events)))
+
+
+class HoldTests(unittest.TestCase):
+    def test_small_frames_are_passed_on_only_when_complete(self):
+        frame = bytes([0x82, 50]) + b"x" * 50
+        scanner = FrameScanner(masked=False, hold=100)
+        self.assertEqual(scanner.feed(frame[:20]), [])
+        self.assertFalse(scanner.mid_frame)
+        self.assertEqual(b"".join(scanner.feed(frame[20:])), frame)
+
+    def test_frames_over_the_hold_size_are_streamed(self):
+        frame = bytes([0x82, 126]) + (200).to_bytes(2, "big") + b"y" * 200
+        scanner = FrameScanner(masked=False, hold=100)
+        self.assertEqual(b"".join(scanner.feed(frame[:50])), frame[:50])
+        self.assertTrue(scanner.mid_frame)
