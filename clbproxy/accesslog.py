@@ -22,13 +22,13 @@ import datetime
 import io
 import json
 import sys
-from typing import IO, Any, Callable, Iterable, Optional, Sequence
+from typing import IO, Any, Callable, Iterable, Optional
 
 import attrs
 from twisted.logger import FileLogObserver, ILogObserver, Logger, LogLevel
 from zope.interface import implementer
 
-from clbproxy.forwarding import TrustedProxies, forwarded_headers
+from clbproxy.forwarding import TrustedProxies, real_client_ip
 
 #: The namespace of access events; the access log and metrics observe only these.
 NAMESPACE = "clbproxy.access"
@@ -152,16 +152,6 @@ def rule_label(host: Optional[str], path: str) -> str:
     return f"{host}{path}" if host else path
 
 
-def real_client(peer_ip: str, forwarded_for: Sequence[str], trusted: TrustedProxies) -> str:
-    """The client address the backend is told about (``X-Real-IP``)."""
-    for name, value in forwarded_headers(
-        peer_ip=peer_ip, scheme="http", host=None, forwarded_for=forwarded_for, trusted=trusted
-    ):
-        if name == "X-Real-IP":
-            return value
-    return peer_ip
-
-
 def request_record(request, listener: str, rule, reactor, trusted: TrustedProxies) -> RequestRecord:
     """A record for a twisted.web request, emitted when the response ends or the client leaves.
 
@@ -179,7 +169,7 @@ def request_record(request, listener: str, rule, reactor, trusted: TrustedProxie
     forwarded = [v.decode("latin-1") for v in headers.getRawHeaders(b"x-forwarded-for", [])]
     record = RequestRecord(
         listener=listener,
-        client=real_client(peer, forwarded, trusted),
+        client=real_client_ip(peer, forwarded, trusted),
         method=request.method.decode("latin-1"),
         path=request.uri.decode("latin-1"),
         protocol=request.clientproto.decode("latin-1"),

@@ -79,6 +79,28 @@ def _split_list(values: Sequence[str]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
+def _real_ip(peer_ip: str, chain: Sequence[str], trusted: TrustedProxies) -> str:
+    if peer_ip not in trusted:
+        return peer_ip
+    real_ip = peer_ip
+    for address in reversed(chain):
+        real_ip = address
+        if address not in trusted:
+            break
+    return real_ip
+
+
+def real_client_ip(
+    peer_ip: str, forwarded_for: Sequence[str] = (), trusted: TrustedProxies = TrustedProxies()
+) -> str:
+    """The client's address as the backend is told it in ``X-Real-IP``.
+
+    ``forwarded_for`` holds the client's ``X-Forwarded-For`` values; they count only
+    when the peer is trusted (logs, limits and access lists use this too).
+    """
+    return _real_ip(peer_ip, _split_list(forwarded_for), trusted)
+
+
 def forwarded_headers(
     *,
     peer_ip: str,
@@ -96,14 +118,8 @@ def forwarded_headers(
     when the peer is trusted.
     """
     chain = _split_list(forwarded_for)
-    real_ip = peer_ip
-    peer_trusted = peer_ip in trusted
-    if peer_trusted:
-        for address in reversed(chain):
-            real_ip = address
-            if address not in trusted:
-                break
-    else:
+    real_ip = _real_ip(peer_ip, chain, trusted)
+    if peer_ip not in trusted:
         forwarded_proto = None
         forwarded_host = None
     headers = [

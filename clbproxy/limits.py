@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
 from clbproxy.config import ListenerConfig, RuleConfig
-from clbproxy.forwarding import TrustedProxies, forwarded_headers
+from clbproxy.forwarding import TrustedProxies
 
 log = Logger()
 
@@ -290,17 +290,6 @@ class ConnectionLimiter(WrappingFactory):
         elif not pause and self._paused:
             self._paused = False
             port.startReading()
-
-
-def real_client_ip(peer_ip: str, forwarded_for: list[str], trusted: TrustedProxies) -> str:
-    """The client's address: the peer's, or from ``X-Forwarded-For`` when the peer is trusted
-    (the same address the backend gets in ``X-Real-IP``)."""
-    if not forwarded_for or peer_ip not in trusted:
-        return peer_ip
-    headers = forwarded_headers(
-        peer_ip=peer_ip, scheme="http", host=None, forwarded_for=forwarded_for, trusted=trusted
-    )
-    return dict(headers)["X-Real-IP"]
 
 
 @attrs.frozen

@@ -24,6 +24,7 @@ from clbproxy.balancer import TargetGroup
 from clbproxy.channel import ListenerSite
 from clbproxy.config import FixedResponseConfig, ListenerConfig
 from clbproxy.errors import reason_phrase
+from clbproxy.forwarding import real_client_ip
 from clbproxy.httpproxy import HTTPForwarder, render_error
 from clbproxy.limits import (
     Admission,
@@ -31,7 +32,6 @@ from clbproxy.limits import (
     ConnectionLimiter,
     LimitStats,
     Refusal,
-    real_client_ip,
 )
 from clbproxy.redirect import RedirectToHTTPS
 from clbproxy.relay import RelayServerFactory, RelaySettings, request_target

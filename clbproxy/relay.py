@@ -62,6 +62,7 @@ from clbproxy.forwarding import (
     TrustedProxies,
     forwarded_headers,
     hop_by_hop_names,
+    real_client_ip,
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.routing import Router
@@ -976,7 +977,7 @@ def fill_request_fields(record: accesslog.SessionRecord, front: RelayServerProto
     headers = getattr(front, "http_headers", None) or {}
     forwarded = [headers["x-forwarded-for"]] if "x-forwarded-for" in headers else []
     record.listener = settings.listener.name
-    record.client = accesslog.real_client(_peer_ip(front.transport), forwarded, settings.trusted)
+    record.client = real_client_ip(_peer_ip(front.transport), forwarded, settings.trusted)
     record.path = request_target(getattr(front, "http_request_uri", None) or "/")
     record.host = headers.get("host")
     record.user_agent = headers.get("user-agent")

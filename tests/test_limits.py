@@ -9,7 +9,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from clbproxy.config import ListenerConfig, RuleConfig
-from clbproxy.forwarding import TrustedProxies
+from clbproxy.forwarding import TrustedProxies, real_client_ip
 from clbproxy.limits import (
     AccessList,
     Admission,
@@ -17,7 +17,6 @@ from clbproxy.limits import (
     ConnectionLimiter,
     HandshakeRate,
     LimitStats,
-    real_client_ip,
 )
 
 
