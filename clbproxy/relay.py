@@ -298,10 +298,17 @@ class _Relaying:
         return stop
 
     def _fail_connection(self, code=1001, reason="going away"):
+        """Fail the hop (RFC 6455 7.1.7): send our Close with the code, then close TCP.
+
+        Autobahn would wait for the peer's answering Close, but a peer that broke
+        the protocol owes none; the Close is flushed before the connection closes.
+        """
         already_closed = self.state == WebSocketProtocol.STATE_CLOSED
         super()._fail_connection(code, reason)
         if not already_closed and self.session and self.peer is not None:
             self.session.hop_ended(HopEvent(self.side, HopEnd.FAILED, code, reason))
+        if not already_closed and self.state == WebSocketProtocol.STATE_CLOSING:
+            self.dropConnection(abort=False)
 
     _abort_call = None
 
