@@ -110,12 +110,14 @@ def forwarded_headers(
     forwarded_proto: Optional[str] = None,
     forwarded_host: Optional[str] = None,
     trusted: TrustedProxies = TrustedProxies(),
+    port: Optional[int] = None,
 ) -> list[tuple[str, str]]:
     """The forwarding headers to send to a backend, as ``(name, value)`` pairs.
 
     ``forwarded_for`` holds the client's ``X-Forwarded-For`` values (any number of
     headers); ``forwarded_proto`` and ``forwarded_host`` its own claims, used only
-    when the peer is trusted.
+    when the peer is trusted.  ``port`` is the listener port the client connected
+    to (``X-Forwarded-Port``).
     """
     chain = _split_list(forwarded_for)
     real_ip = _real_ip(peer_ip, chain, trusted)
@@ -128,5 +130,7 @@ def forwarded_headers(
     ]
     if forwarded_host or host:
         headers.append(("X-Forwarded-Host", forwarded_host or host or ""))
+    if port is not None:
+        headers.append(("X-Forwarded-Port", str(port)))
     headers.append(("X-Real-IP", real_ip))
     return headers

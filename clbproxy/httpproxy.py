@@ -207,7 +207,6 @@ def backend_request_headers(
         hop_by_hop_names(_texts(client.getRawHeaders(b"connection")))
         | FORWARDING_HEADERS
         | _REQUEST_ONLY_HEADERS
-        | {"x-forwarded-port"}
         | drop
     )
     headers = Headers()
@@ -225,11 +224,9 @@ def backend_request_headers(
         forwarded_proto=_last(client, b"x-forwarded-proto"),
         forwarded_host=_last(client, b"x-forwarded-host"),
         trusted=trusted,
+        port=getattr(request.getHost(), "port", None),
     ):
         headers.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
-    port = getattr(request.getHost(), "port", None)
-    if port is not None:
-        headers.addRawHeader(b"X-Forwarded-Port", b"%d" % (port,))
     for name, value in add:
         headers.setRawHeaders(name.encode("latin-1"), [value.encode("latin-1")])
     if via:

@@ -65,6 +65,7 @@ from clbproxy.forwarding import (
     real_client_ip,
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
+from clbproxy.httpproxy import VIA
 from clbproxy.routing import Router
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import SessionTimers
@@ -673,10 +674,13 @@ class RelaySession:
             forwarded_proto=headers.get("x-forwarded-proto"),
             forwarded_host=headers.get("x-forwarded-host"),
             trusted=self.settings.trusted,
+            port=getattr(_host_address(front.transport), "port", None),
         ):
             extra[name] = value
         for name, value in client_certificate_headers(front.transport):
             extra[name] = value
+        if self.settings.listener.via:
+            extra["Via"] = VIA.decode("ascii")
         host, port = _split_host_header(
             headers.get("host"), backend, 443 if self.settings.scheme == "https" else 80
         )
@@ -1005,6 +1009,14 @@ def _describe_end(hop, was_clean: bool, code) -> str:
         received = hop.remoteCloseCode
         return f"clean (sent {sent}, received {received})"
     return f"unclean ({hop.wasNotCleanReason or 'connection lost'})"
+
+
+def _host_address(transport):
+    """The listening side's address of a connection (under PROXY protocol: the original)."""
+    try:
+        return transport.getHost()
+    except Exception:
+        return None
 
 
 def _peer_ip(transport) -> str:

@@ -16,6 +16,8 @@ Both accept whatever ``client_no_context_takeover`` / ``client_max_window_bits``
 requests, which the 13.* cases depend on.
 
 Usage: ``python echo_client.py --url ws://127.0.0.1:9001 --agent clbproxy``.
+``--update-reports-only`` skips 1 and 2: ``run.py`` uses it to save the results of a run
+that ran out of time.
 Exits 0 after the reports were updated, non-zero when a connection could not be made or the
 server never sent the case count.
 """
@@ -132,9 +134,14 @@ def run_testee(reactor, base_url: str, agent: str):
         log.info("case {case}/{count}", case=case, count=counted.case_count)
         url = f"{base_url}/runCase?case={case}&agent={agent_query}"
         yield connect_once(reactor, url, agent, EchoClientProtocol)
-    yield connect_once(
-        reactor, f"{base_url}/updateReports?agent={agent_query}", agent, OneShotProtocol
-    )
+    yield update_reports(reactor, base_url, agent)
+
+
+@defer.inlineCallbacks
+def update_reports(reactor, base_url: str, agent: str):
+    """Ask the fuzzing server to write its reports of ``agent``'s cases run so far."""
+    url = f"{base_url}/updateReports?agent={quote(agent, safe='')}"
+    yield connect_once(reactor, url, agent, OneShotProtocol)
     log.info("reports updated")
 
 
@@ -143,6 +150,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--url", required=True, help="fuzzing server (or proxy) ws:// URL")
     parser.add_argument("--agent", default="clbproxy", help="agent name in the reports")
     parser.add_argument("--loglevel", default="info", help="txaio log level (default: info)")
+    parser.add_argument(
+        "--update-reports-only",
+        action="store_true",
+        help="run no case, only have the reports of the cases run so far written",
+    )
     options = parser.parse_args(argv)
     if urlsplit(options.url).scheme != "ws":
         parser.error("--url: only ws:// URLs are supported")
@@ -153,6 +165,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(reactor, argv: list[str]) -> defer.Deferred:
     options = parse_args(argv)
     txaio.start_logging(level=options.loglevel)
+    if options.update_reports_only:
+        return update_reports(reactor, options.url, options.agent)
     return run_testee(reactor, options.url, options.agent)
 
 
