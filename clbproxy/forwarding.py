@@ -37,6 +37,7 @@ FORWARDING_HEADERS = frozenset(
         "x-forwarded-for",
         "x-forwarded-proto",
         "x-forwarded-host",
+        "x-forwarded-port",
         "x-real-ip",
         "x-client-cert-subject",
         "x-client-cert-fingerprint",

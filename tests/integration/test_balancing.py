@@ -136,6 +136,43 @@ class KilledBackendTests(unittest.TestCase):
                 self.assertEqual(code, 1011)
 
     @defer.inlineCallbacks
+    def test_on_unhealthy_close_ends_live_sessions_with_1001_after_the_grace(self):
+        ports = yield self.fleet.start(2)
+        check = HealthCheckConfig(
+            enabled=True,
+            type="tcp",
+            interval=INTERVAL,
+            timeout=INTERVAL,
+            healthy_threshold=2,
+            unhealthy_threshold=UNHEALTHY_THRESHOLD,
+            jitter=0.1,
+        )
+        proxy = yield self.net.proxy(
+            ports,
+            group_options={
+                "health_check": check,
+                "on_unhealthy": "close",
+                "on_unhealthy_grace": 0.3,
+            },
+        )
+        group = self.net.service.relay.settings.groups["pool"]
+        checker = HealthCheckService(group, make_check(check, reactor), reactor)
+        checker.startService()
+        self.addCleanup(checker.stopService)
+        clients = yield self.open_sessions(proxy, 2, "s")
+        on = {client.tag: self.fleet.backend_of(client) for client in clients}
+        # Backend 1 stops accepting (its health check fails) but its session stays up.
+        yield self.fleet.ports[1].stopListening()
+        yield wait_for(lambda: group.health.state(group.backends[1]) != HEALTHY)
+        for client in clients:
+            if on[client.tag] == 1:
+                self.assertFalse(client.closed.called)
+                _, code, _ = yield client.closed
+                self.assertEqual(code, 1001)
+            else:
+                self.assertEqual((yield self.echo(client, "kept")), "kept")
+
+    @defer.inlineCallbacks
     def test_without_active_checks_passive_ejection_hides_the_killed_backend(self):
         ports = yield self.fleet.start(3)
         proxy = yield self.net.proxy(

@@ -136,6 +136,19 @@ class HandshakeTests(RelayTestCase):
         self.assertEqual(seen["x-real-ip"], "127.0.0.1")
         self.assertEqual(seen["x-forwarded-proto"], "http")
         self.assertEqual(seen["x-forwarded-host"], f"127.0.0.1:{port}")
+        self.assertEqual(seen["x-forwarded-port"], str(port))
+        self.assertNotIn("via", seen)
+
+    @defer.inlineCallbacks
+    def test_via_header_reaches_the_backend_when_asked_for(self):
+        _, port = yield self.proxy_to_backend(via=True)
+        client = self.net.client(port, "/headers", headers={"X-Forwarded-Port": "1"})
+        protocol = yield client.opened
+        protocol.sendMessage(b"?")
+        ((payload, _),) = yield client.wait_messages(1)
+        seen = json.loads(payload)
+        self.assertEqual(seen["via"], "1.1 clbproxy")
+        self.assertEqual(seen["x-forwarded-port"], str(port))
 
     @defer.inlineCallbacks
     def test_proxy_protocol_client_address_reaches_the_backend(self):
