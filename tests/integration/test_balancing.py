@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from twisted.internet import defer, reactor, task
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.trial import unittest
 
 from clbproxy.config import HealthCheckConfig, PassiveConfig, PersistenceConfig
@@ -230,3 +230,49 @@ class PersistenceThroughTheProxyTests(unittest.TestCase):
         self.assertEqual(len(cookies), 1, head)
         self.assertIn("clb_session=", cookies[0])
         self.assertIn("Max-Age=60", cookies[0])
+
+
+class HTTPSCheckTests(unittest.TestCase):
+    """An ``https`` health check makes a real TLS connection (liveness, not identity)."""
+
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def test_https_check_over_real_tls_sees_status_and_body(self):
+        import trustme
+        from twisted.internet import ssl
+        from twisted.web._newclient import ResponseNeverReceived
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+        from twisted.web.static import Data
+
+        from clbproxy.config import BackendConfig
+        from clbproxy.health import CheckFailed, health_http_client
+
+        authority = trustme.CA()
+        issued = authority.issue_cert("backend.test")
+        options = ssl.PrivateCertificate.loadPEM(
+            issued.private_key_and_cert_chain_pem.bytes()
+        ).options()
+        root = Resource()
+        root.putChild(b"health", Data(b"all good", "text/plain"))
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(root))
+        self.addCleanup(port.stopListening)
+        tls_endpoint = SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")
+        tls_port = yield tls_endpoint.listen(Site(root))
+        self.addCleanup(tls_port.stopListening)
+        backend = BackendConfig("127.0.0.1", tls_port.getHost().port)
+        pool_client = health_http_client(reactor)
+        self.addCleanup(pool_client._agent._pool.closeCachedConnections)
+
+        def check(**options):
+            config = HealthCheckConfig(enabled=True, type="https", path="/health", **options)
+            return make_check(config, reactor, pool_client).check(backend)
+
+        yield check(expect_body="good")
+        with self.assertRaises(CheckFailed):
+            yield check(expect_body="bad")
+        plain = BackendConfig("127.0.0.1", port.getHost().port)
+        config = HealthCheckConfig(enabled=True, type="https", path="/health", timeout=2)
+        with self.assertRaises(ResponseNeverReceived):
+            yield make_check(config, reactor, pool_client).check(plain)
