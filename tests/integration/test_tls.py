@@ -117,6 +117,14 @@ class PolicyTests(TLSTestCase):
         )
 
     @defer.inlineCallbacks
+    def test_session_tickets_are_issued_unless_turned_off(self):
+        _, on = yield self.https_proxy()
+        _, off = yield self.https_proxy(session_tickets=False)
+        issued = yield threads.deferToThread(_tls12_ticket_issued, on, "a.example.com")
+        refused = yield threads.deferToThread(_tls12_ticket_issued, off, "a.example.com")
+        self.assertEqual((issued, refused), (True, False))
+
+    @defer.inlineCallbacks
     def test_tls_1_3_only_listener_refuses_tls_1_2(self):
         _, port = yield self.https_proxy(min_version="1.3")
         old = yield self.probe(port, "a.example.com", max_version=SSL.TLS1_2_VERSION)
@@ -409,3 +417,17 @@ class RedirectTests(TLSTestCase):
         self.assertIn(b"\r\nLocation: https://example.com:8443/a/b?c=1\r\n", get)
         self.assertTrue(post.startswith(b"HTTP/1.1 308 "))
         self.assertIn(b"\r\nLocation: https://example.com:8443/form\r\n", post)
+
+
+def _tls12_ticket_issued(port: int, server_name: str) -> bool:
+    """Whether a TLS 1.2 handshake with 127.0.0.1:port got a session ticket."""
+    import socket
+    import ssl as pyssl
+
+    context = pyssl.SSLContext(pyssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = pyssl.CERT_NONE
+    context.maximum_version = pyssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as connection:
+            return connection.session is not None and connection.session.has_ticket
