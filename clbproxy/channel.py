@@ -160,6 +160,9 @@ class ListenerSite(ProxySite):
         self.listener = listener
         self.stats = stats
 
+    def log(self, request) -> None:
+        """Nothing: clbproxy's own access log (:mod:`clbproxy.accesslog`) covers requests."""
+
     def configure(self, listener: ListenerConfig) -> None:
         self.listener = listener
         self.timeOut = listener.client_timeout
