@@ -65,7 +65,7 @@ from clbproxy.forwarding import (
     real_client_ip,
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
-from clbproxy.httpproxy import VIA
+from clbproxy.httpproxy import VIA, origin_form
 from clbproxy.routing import Router
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import SessionTimers
@@ -463,11 +463,13 @@ def _accept_backend_deflate(response):
 
 
 def request_target(uri: str) -> str:
-    """Path and query of a request target, also when it is in absolute form."""
-    if uri.startswith(("http://", "https://", "ws://", "wss://")):
-        parts = urlsplit(uri)
-        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return uri or "/"
+    """Path and query of a request target, also when it is in absolute form.
+
+    The same reading as the HTTP forwarder's (:func:`clbproxy.httpproxy.origin_form`);
+    other forms are routed as they are.
+    """
+    target = origin_form(uri.encode("latin-1"))
+    return target.decode("latin-1") if target is not None else (uri or "/")
 
 
 class RelayClientProtocol(_Relaying, WebSocketClientProtocol):
