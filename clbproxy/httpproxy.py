@@ -68,6 +68,13 @@ from clbproxy.forwarding import (
 )
 from clbproxy.httpserver import BodyTooLarge, RequestBody
 from clbproxy.tls import BackendConnector, client_certificate_headers
+from clbproxy.trailers import (
+    FORBIDDEN,
+    TrailerClientProtocol,
+    accepts_trailers,
+    forwardable,
+    response_trailers,
+)
 
 log = Logger()
 
@@ -107,9 +114,13 @@ def render_error(request: Request, status: int, detail: str) -> bytes:
 
 
 class _QuietClientFactory(_HTTP11ClientFactory):
-    """One factory per backend connection: "Starting factory" lines would flood the log."""
+    """Backend connections that carry trailers; quiet, as one factory per connection
+    would flood the log with "Starting factory" lines."""
 
     noisy = False
+
+    def buildProtocol(self, addr) -> TrailerClientProtocol:
+        return TrailerClientProtocol(self._quiescentCallback)
 
 
 def backend_pool(reactor) -> HTTPConnectionPool:
@@ -185,6 +196,30 @@ def request_info(request: Request, target: bytes) -> RequestInfo:
     return RequestInfo.build(client, headers, query)
 
 
+def _trailer_names(values: Optional[Sequence[bytes]], drop: Iterable[str]) -> Optional[bytes]:
+    """A ``Trailer`` header value without the names that are never forwarded, else None."""
+    skip = FORBIDDEN | frozenset(drop)
+    names = [
+        token.strip()
+        for value in values or ()
+        for token in value.split(b",")
+        if token.strip() and token.strip().decode("latin-1").lower() not in skip
+    ]
+    return b", ".join(names) if names else None
+
+
+def request_trailer_drop(request: Request, rule: Optional[RuleConfig] = None) -> frozenset[str]:
+    """Lower-case names never forwarded among ``request``'s trailers, besides ``FORBIDDEN``.
+
+    The headers the proxy drops or sets for the backend (hop-by-hop, those the
+    client's ``Connection`` names, the rule's removed and set headers) must not
+    come back as trailers.
+    """
+    drop, _ = header_changes(rule, [])
+    connection = _texts(request.requestHeaders.getRawHeaders(b"connection"))
+    return frozenset(hop_by_hop_names(connection) | FORWARDING_HEADERS | drop)
+
+
 def backend_request_headers(
     request: Request,
     *,
@@ -200,6 +235,11 @@ def backend_request_headers(
     forwarding headers are dropped, then the proxy's forwarding headers added
     (X-Forwarded-Port is the listener's port), then the rule's header changes
     applied, then ``Via`` when asked for.
+
+    Trailers: an HTTP/1.1 client's ``TE: trailers`` is passed on as
+    ``TE: trailers`` (the proxy relays response trailers to it, so the promise
+    holds for the whole chain, as Envoy does); the client's ``Trailer`` header is
+    passed on, without the names never forwarded, when its body is chunked.
     """
     client = request.requestHeaders
     drop, add = header_changes(rule, [])
@@ -210,6 +250,13 @@ def backend_request_headers(
         | drop
     )
     headers = Headers()
+    if request.clientproto == b"HTTP/1.1" and accepts_trailers(client.getRawHeaders(b"te", ())):
+        headers.setRawHeaders(b"TE", [b"trailers"])
+    body = getattr(request, "body", None)
+    if isinstance(body, RequestBody) and body.length is UNKNOWN_LENGTH:
+        announced = _trailer_names(client.getRawHeaders(b"trailer"), skip)
+        if announced is not None:
+            headers.setRawHeaders(b"Trailer", [announced])
     for name, values in client.getAllRawHeaders():
         if not _named_in(name, skip):
             headers.setRawHeaders(name, list(values))
@@ -234,16 +281,33 @@ def backend_request_headers(
     return headers
 
 
+def response_carries_trailers(response: IResponse, request: Request) -> bool:
+    """True when the client's response will be chunked, so it can end with trailers.
+
+    twisted.web chunks a response to an HTTP/1.1 client that has a body and no
+    Content-Length; the forwarder sets Content-Length exactly when the backend
+    sent one.
+    """
+    return (
+        request.clientproto == b"HTTP/1.1"
+        and request.method != b"HEAD"
+        and response.code not in _BODYLESS_STATUSES
+        and response.length is UNKNOWN_LENGTH
+    )
+
+
 def copy_response_headers(response: IResponse, request: Request) -> None:
     """Put the backend's status and end-to-end headers on the client's response.
 
     twisted.web frames the client's response itself: a backend Content-Length
     is set explicitly (so it is not chunked), otherwise HTTP/1.1 clients get
-    chunked encoding.  Twisted's HTTP client keeps the connection-control
-    headers (Connection, Keep-Alive, Transfer-Encoding, Content-Length except
-    for HEAD, ...) out of ``response.headers``, so the body length comes from
-    ``response.length``, and headers a backend names in ``Connection`` cannot
-    be seen (nor removed) here.
+    chunked encoding.  The backend's ``Trailer`` header is kept (without the
+    names never forwarded) only when that chunked response can carry trailers.
+    Twisted's HTTP client keeps the connection-control headers (Connection,
+    Keep-Alive, Transfer-Encoding, Content-Length except for HEAD, ...) out of
+    ``response.headers``, so the body length comes from ``response.length``,
+    and headers a backend names in ``Connection`` cannot be seen (nor removed)
+    here.
     """
     request.setResponseCode(response.code, response.phrase)
     request.defaultContentType = None
@@ -259,6 +323,10 @@ def copy_response_headers(response: IResponse, request: Request) -> None:
             request.responseHeaders.setRawHeaders(b"Content-Length", [length[-1]])
     elif response.code not in _BODYLESS_STATUSES and response.length is not UNKNOWN_LENGTH:
         request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % (response.length,)])
+    if response_carries_trailers(response, request):
+        announced = _trailer_names(backend.getRawHeaders(b"trailer"), hop)
+        if announced is not None:
+            request.responseHeaders.setRawHeaders(b"Trailer", [announced])
 
 
 def _caused_by(failure: Failure, error_type: type) -> bool:
@@ -363,6 +431,7 @@ class _Exchange:
         self._timer: Optional[IDelayedCall] = None
         self._timed_out = False
         self._relay: Optional[_ResponseRelay] = None
+        self._response: Optional[IResponse] = None
         self._info = RequestInfo()
         self._lease: Optional[Lease] = None
         #: A backend's status and headers were put on the client's response.
@@ -424,6 +493,7 @@ class _Exchange:
     def _body(self) -> Optional[IBodyProducer]:
         streamed = getattr(self._request, "body", None)
         if isinstance(streamed, RequestBody):
+            streamed.drop_trailers = request_trailer_drop(self._request, self._rule)
             return streamed
         client = self._request.requestHeaders
         content = self._request.content
@@ -488,6 +558,7 @@ class _Exchange:
         self._pending = None
         self._group.report_status(backend, response.code)
         self._record.response_ms = (self._reactor.seconds() - self._started) * 1000
+        self._response = response
         if not self._client_gone:
             self._committed = True
             copy_response_headers(response, self._request)
@@ -521,10 +592,23 @@ class _Exchange:
         # take it as the end of the body.
         if reason.check(ResponseDone, PotentialDataLoss):
             self._done = True
+            self._pass_trailers()
             self._request.finish()
         else:
             self._log_failure(self._backend, describe_failure(reason), "client connection aborted")
             self._abort_client()
+
+    def _pass_trailers(self) -> None:
+        """Give the client's response the backend's trailers (written if it is chunked)."""
+        response = self._response
+        fields = response_trailers(response)
+        if response is None or not fields or not hasattr(self._request, "response_trailers"):
+            return
+        if response_carries_trailers(response, self._request):
+            hop = hop_by_hop_names(_texts(response.headers.getRawHeaders(b"connection")))
+            self._request.response_trailers = forwardable(fields, hop)
+        else:
+            log.debug("Trailers of a response that is not chunked to the client are dropped")
 
     def _client_lost(self, reason: Failure) -> None:
         if self._done:

@@ -31,12 +31,19 @@ from typing import List, Optional
 import attrs
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
-from twisted.web.http import HTTPChannel
+from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from clbproxy.errors import negotiated_error, raw_response
+from clbproxy.trailers import (
+    Field,
+    TrailerError,
+    forwardable,
+    parse_trailer_lines,
+    trailer_section,
+)
 
 log = Logger()
 
@@ -84,10 +91,19 @@ class RequestBody:
         self._sent = 0
         self._paused = False
         self._backend_paused = False
+        #: The client's trailer fields (a chunked body), set before ``finish``.
+        self.trailers: List[Field] = []
+        #: Lower-case names never forwarded among the trailers, besides
+        #: :data:`clbproxy.trailers.FORBIDDEN` (set by the forwarder).
+        self.drop_trailers: frozenset[str] = frozenset()
 
     @property
     def complete(self) -> bool:
         return self._complete
+
+    def forwarded_trailers(self) -> List[Field]:
+        """The trailer fields the backend receives after the last chunk."""
+        return forwardable(self.trailers, self.drop_trailers)
 
     # -- from the client ---------------------------------------------------------
 
@@ -172,9 +188,15 @@ class RequestBody:
 
 
 class ProxyRequest(Request):
-    """A request dispatched when its headers are in; its body streams through ``body``."""
+    """A request dispatched when its headers are in; its body streams through ``body``.
+
+    ``response_trailers`` are written after the last chunk of a chunked
+    response; a response sent with Content-Length (or to an HTTP/1.0 client)
+    cannot carry them and they are dropped.
+    """
 
     body: Optional[RequestBody] = None
+    response_trailers: List[Field] = []
     _received = 0
 
     def gotLength(self, length: Optional[int]) -> None:
@@ -220,6 +242,12 @@ class ProxyRequest(Request):
         if self.body is not None and not self.body.complete and self.channel is not None:
             self.channel.persistent = False
             self.channel.discard_input()
+        if self.response_trailers and not self.finished and not self._disconnected:
+            if not self.startedWriting:
+                self.write(b"")
+            if self.chunked:
+                self.channel.write(trailer_section(self.response_trailers))
+                self.chunked = 0  # the last chunk is written
         super().finish()
 
     def connectionLost(self, reason) -> None:
@@ -289,6 +317,9 @@ class ProxyChannel(HTTPChannel):
             return False
         if not super().headerReceived(line):
             return False
+        decoder = self._transferDecoder
+        if isinstance(decoder, _ChunkedTransferDecoder):
+            decoder._maxTrailerHeadersSize = self.limits.max_header_size
         if lower == b"content-length":
             limit = self.limits.max_body_size
             if limit and int(value.strip(b" \t")) > limit:
@@ -302,6 +333,20 @@ class ProxyChannel(HTTPChannel):
         if isinstance(request, ProxyRequest) and request.body is not None and not self._rejected:
             request.dispatch_early(self._command, self._path, self._version)
 
+    def _finishRequestBody(self, data: bytes) -> None:
+        decoder = self._transferDecoder
+        lines = getattr(decoder, "_trailerHeaders", None)
+        if isinstance(decoder, _ChunkedTransferDecoder) and lines:
+            try:
+                fields = parse_trailer_lines(lines)
+            except TrailerError as e:
+                self.reject(400, str(e))
+                return
+            request = self.requests[-1]
+            if isinstance(request, ProxyRequest) and request.body is not None:
+                request.body.trailers = fields
+        super()._finishRequestBody(data)
+
     def discard_input(self) -> None:
         """Ignore the rest of the client's input (a response ended before its request)."""
         self._discarding = True
@@ -314,6 +359,15 @@ class ProxyChannel(HTTPChannel):
         if self._rejected:
             return
         self._rejected = True
+        if any(request.startedWriting for request in self.requests):
+            # A response is under way: an error page would land inside it.
+            log.info(
+                "Closed the connection from {peer} during a response: {detail}",
+                peer=getattr(self.transport.getPeer(), "host", None),
+                detail=detail,
+            )
+            self.transport.abortConnection()
+            return
         accept = None
         if self.requests:
             values = self.requests[-1].requestHeaders.getRawHeaders(b"accept")

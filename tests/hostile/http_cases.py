@@ -90,6 +90,33 @@ SMUGGLING = [
     ),
 ]
 
+_CHUNKED = _POST + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+
+TRAILERS = [
+    Case("obs-fold in a trailer", _CHUNKED + b"X-A: one\r\n two\r\n\r\n", 400),
+    Case("obs-fold with tab in a trailer", _CHUNKED + b"X-A: one\r\n\ttwo\r\n\r\n", 400),
+    Case("trailer line without colon", _CHUNKED + b"X-A one\r\n\r\n", 400),
+    Case("space before colon in a trailer", _CHUNKED + b"X-A : one\r\n\r\n", 400),
+    Case("non-token trailer name", _CHUNKED + b"X(A): one\r\n\r\n", 400),
+    Case("empty trailer name", _CHUNKED + b": one\r\n\r\n", 400),
+    Case("NUL in a trailer value", _CHUNKED + b"X-A: o\x00ne\r\n\r\n", 400),
+    Case("bare LF in a trailer", _CHUNKED + b"X-A: one\nX-B: two\r\n\r\n", 400),
+    Case("bare CR in a trailer", _CHUNKED + b"X-A: one\rX-B: two\r\n\r\n", 400),
+    Case(
+        "trailer larger than max_header_size", _CHUNKED + b"X-A: " + b"t" * 5000 + b"\r\n\r\n", 400
+    ),
+    Case(
+        "trailer section larger than max_header_size",
+        _CHUNKED + b"".join(b"X-%d: %s\r\n" % (i, b"t" * 50) for i in range(100)) + b"\r\n",
+        400,
+    ),
+    Case(
+        "unterminated trailer line past max_header_size",
+        _CHUNKED + b"X-A: " + b"t" * 5000,
+        400,
+    ),
+]
+
 LIMIT_CASES = [
     Case(
         "request line too long", b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a.test\r\n\r\n", 414
@@ -113,4 +140,4 @@ MALFORMED = [
     Case("unknown HTTP version token", b"GET / FOO/1.1\r\nHost: a.test\r\n\r\n", 400),
 ]
 
-CASES = SMUGGLING + LIMIT_CASES + MALFORMED
+CASES = SMUGGLING + TRAILERS + LIMIT_CASES + MALFORMED

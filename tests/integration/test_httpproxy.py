@@ -390,7 +390,7 @@ class HTTPForwarderTests(TestCase):
         await self.raw(
             b"GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\nConnection: X-Session-Hop\r\n"
             b"X-Session-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
-            b"Proxy-Authorization: Basic Zm9vOmJhcg==\r\nTE: trailers\r\n"
+            b"Proxy-Authorization: Basic Zm9vOmJhcg==\r\nTE: deflate\r\n"
             b"X-End-To-End: kept\r\n\r\n"
         )
 
