@@ -10,9 +10,19 @@ from __future__ import annotations
 import re
 from functools import cache
 from typing import Optional, Pattern
+from urllib.parse import quote
 
 from clbproxy.config import RuleConfig
 from clbproxy.redirect import redirect_response
+from clbproxy.routing import normalize_path
+
+#: Characters left as they are when a rewritten path is percent-encoded again
+#: (RFC 3986 pchar and "/").
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+#: Stands for a decoded "?" while a path is rewritten (a lone surrogate, which
+#: decoding never produces).
+_QUESTION = "\udc3f"
 
 
 @cache
@@ -21,20 +31,38 @@ def _compiled(pattern: str) -> Pattern[str]:
 
 
 def rewrite_target(rule: Optional[RuleConfig], target: str) -> str:
-    """The request target (path and query) a backend receives for ``target``."""
+    """The request target (path and query) a backend receives for ``target``.
+
+    Without a rewrite it is ``target`` as the client sent it (nginx's
+    ``proxy_pass`` without a URI part).  A rewrite works, as nginx's does, on the
+    normalised path the rule matched (:func:`clbproxy.routing.normalize_path`),
+    which is percent-encoded again for the backend; a ``?`` in a regex
+    replacement starts new query arguments, followed by the client's.
+    """
     rewrite = rule.rewrite if rule is not None else None
     if rewrite is None:
         return target
     path, question, query = target.partition("?")
+    # A "?" the client encoded in its path must not start a query below.
+    path = normalize_path(path or "/").replace("?", _QUESTION)
     if rewrite.strip_prefix is not None:
         prefix = rewrite.strip_prefix.rstrip("/")
         if path == prefix or path.startswith(prefix + "/"):
             path = path[len(prefix) :]
     else:
         path = _compiled(rewrite.pattern).sub(rewrite.replacement, path, count=1)
+    path, new_question, new_query = path.partition("?")
     if not path.startswith("/"):
         path = "/" + path
+    path = _encode(path, _PATH_SAFE)
+    if new_question:
+        new_query = _encode(new_query, _PATH_SAFE + "?")
+        return path + "?" + "&".join(part for part in (new_query, query) if part)
     return path + question + query
+
+
+def _encode(text: str, safe: str) -> str:
+    return quote(text.replace(_QUESTION, "?"), safe=safe, errors="surrogateescape")
 
 
 def header_changes(rule: Optional[RuleConfig], names: list[str]) -> tuple[set[str], list]:

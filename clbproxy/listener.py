@@ -35,6 +35,7 @@ from clbproxy.limits import (
 )
 from clbproxy.redirect import RedirectToHTTPS
 from clbproxy.relay import RelayServerFactory, RelaySettings, request_target
+from clbproxy.routing import BadPath
 from clbproxy.tls import BackendConnector, CertificateError, server_tls, tls_factory
 
 log = Logger()
@@ -72,7 +73,13 @@ class ListenerResource(Resource):
         host = request.getHeader(b"host")
         host_text = host.decode("latin-1") if host else None
         target = request_target(request.uri.decode("latin-1"))
-        rule = settings.router.match(host_text, target.split("?", 1)[0])
+        try:
+            rule = settings.router.match_target(host_text, target)
+        except BadPath as e:
+            if upgrade:
+                request.setHeader(b"Connection", b"close")
+                request.channel.persistent = False
+            return render_error(request, 400, str(e))
         peer = getattr(request.getClientAddress(), "host", "") or ""
         forwarded_for = [
             value.decode("latin-1")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from typing import Callable, Optional
-from urllib.parse import urlsplit
 
 import attrs
 from autobahn.twisted.websocket import (
@@ -66,7 +65,7 @@ from clbproxy.forwarding import (
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.httpproxy import VIA, origin_form
-from clbproxy.routing import Router
+from clbproxy.routing import BadPath, Router
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import SessionTimers
 
@@ -364,7 +363,10 @@ class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
     def onConnect(self, request):
         settings: RelaySettings = self.factory.settings
         path = request_target(self.http_request_uri)
-        rule = settings.router.match(request.host, urlsplit(path).path or "/")
+        try:
+            rule = settings.router.match_target(request.host, path)
+        except BadPath as e:
+            raise self._deny_with(_refuse(400, str(e))) from None
         if rule is None:
             raise self._deny_with(_refuse(404, "no forwarding rule matches this host and path"))
         allowed = settings.allowed_origins(rule)

@@ -20,12 +20,22 @@ longest matching prefix (``^~`` and plain alike) is remembered; if it is a
 ``^~`` prefix it wins; else the regexes (``~``, ``~*``) are tried in the order
 written and the first match wins; else the remembered plain prefix wins.
 
+Paths are matched in their normalised form, as nginx matches ``location``
+(:func:`normalize_path`): percent-escapes decoded (``%2F`` too, which then
+counts as a ``/``), ``.`` and ``..`` segments resolved, runs of slashes merged.
+So ``/%61dmin``, ``//admin`` and ``/x/../admin`` all match the rules of
+``/admin``.  A path that climbs above the root, an invalid percent-escape or
+an encoded NUL is refused (:class:`BadPath`, answered 400).  The request
+target sent to the backend is not changed by this (unless a rule rewrites it,
+see :func:`clbproxy.actions.rewrite_target`).
+
 Everything is compiled when the router is built; a match is dictionary
 look-ups, a walk over the domain's prefixes and, when reached, its regexes.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Optional, Pattern, Sequence, Tuple
 
 from clbproxy.config import RuleConfig
@@ -40,6 +50,60 @@ from clbproxy.patterns import (
     parse_host,
     parse_path,
 )
+
+
+class BadPath(ValueError):
+    """A request path that cannot be normalised; the message says why (answered 400)."""
+
+
+_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+def _percent_decode(raw: bytes) -> bytes:
+    if b"%" not in raw:
+        return raw
+    parts = raw.split(b"%")
+    decoded = bytearray(parts[0])
+    for part in parts[1:]:
+        if len(part) < 2 or not _ESCAPE.match(b"%" + part[:2]):
+            raise BadPath("the path has an invalid percent-escape")
+        decoded.append(int(part[:2], 16))
+        decoded += part[2:]
+    return bytes(decoded)
+
+
+def normalize_path(path: str) -> str:
+    """The path a rule is matched against, as nginx normalises a URI before ``location``.
+
+    ``path`` is the request target's path as received (its bytes as latin-1
+    characters, no query).  Percent-escapes are decoded once (``%252F`` stays
+    ``%2F``), the bytes read as UTF-8 (invalid sequences become characters no
+    rule can contain), then ``.`` segments dropped, ``..`` segments remove the one
+    before, and empty segments merged; a trailing ``/``, ``/.`` or ``/..`` leaves
+    the result ending in ``/``.  A path not starting with ``/`` (``*``) is only
+    decoded.  Raises :class:`BadPath` for an invalid percent-escape, an encoded
+    NUL, or a ``..`` above the root.
+    """
+    if path.isascii() and "%" not in path and "//" not in path and "/." not in path:
+        return path
+    decoded = _percent_decode(path.encode("latin-1"))
+    if b"\x00" in decoded:
+        raise BadPath("the path has an encoded NUL")
+    text = decoded.decode("utf-8", "surrogateescape")
+    if not text.startswith("/"):
+        return text
+    segments = text.split("/")[1:]
+    kept: List[str] = []
+    trailing = False
+    for segment in segments:
+        trailing = segment in ("", ".", "..")
+        if segment == "..":
+            if not kept:
+                raise BadPath("the path goes above the root")
+            kept.pop()
+        elif not trailing:
+            kept.append(segment)
+    return "/" + "/".join(kept) + ("/" if trailing and kept else "")
 
 
 def normalize_host(host: Optional[str]) -> str:
@@ -154,6 +218,13 @@ class Router:
         return self._default
 
     def match(self, host: Optional[str], path: str) -> Optional[RuleConfig]:
-        """The rule serving ``host`` and ``path``, or ``None`` (answered with 404)."""
+        """The rule serving ``host`` and ``path`` (as received), or ``None`` (404).
+
+        The path is normalised first (:func:`normalize_path`; :class:`BadPath`).
+        """
         domain = self.domain(host)
-        return domain.match(path) if domain is not None else None
+        return domain.match(normalize_path(path)) if domain is not None else None
+
+    def match_target(self, host: Optional[str], target: str) -> Optional[RuleConfig]:
+        """The rule for a request target in origin form (path and query) as received."""
+        return self.match(host, target.split("?", 1)[0] or "/")

@@ -26,6 +26,24 @@ class RewriteTests(unittest.TestCase):
         ]:
             self.assertEqual(rewrite_target(rule, target), expected, (target, rule))
 
+    def test_a_rewrite_works_on_the_normalised_path(self) -> None:
+        strip = RuleConfig(target_group="g", rewrite=RewriteConfig(strip_prefix="/api/"))
+        for target, expected in [
+            ("/x/../api/users?id=%2F", "/users?id=%2F"),
+            ("/%61pi//u%20s/caf%C3%A9", "/u%20s/caf%C3%A9"),
+            ("/api/a%2Fb", "/a/b"),
+            ("/api/%3F%23", "/%3F%23"),
+        ]:
+            self.assertEqual(rewrite_target(strip, target), expected, target)
+
+    def test_query_in_a_regex_replacement_comes_before_the_clients(self) -> None:
+        rule = RuleConfig(
+            target_group="g",
+            rewrite=RewriteConfig(pattern=r"^/v([0-9]+)/(.*)$", replacement=r"/\2?version=\1"),
+        )
+        self.assertEqual(rewrite_target(rule, "/v2/items"), "/items?version=2")
+        self.assertEqual(rewrite_target(rule, "/v2/items?a=1"), "/items?version=2&a=1")
+
     def test_regex_rewrite_without_a_leading_slash_gets_one(self) -> None:
         rule = RuleConfig(target_group="g", rewrite=RewriteConfig(pattern="^/x/", replacement=""))
         self.assertEqual(rewrite_target(rule, "/x/y"), "/y")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from clbproxy.config import RuleConfig
-from clbproxy.routing import Router, normalize_host
+from clbproxy.routing import BadPath, Router, normalize_host, normalize_path
 
 
 def rules(*specs: tuple[str, ...]) -> tuple[RuleConfig, ...]:
@@ -143,3 +143,96 @@ class NormalizeHostTests(unittest.TestCase):
         self.assertEqual(normalize_host("Example.COM:80"), "example.com")
         self.assertEqual(normalize_host("[2001:db8::1]:443"), "2001:db8::1")
         self.assertEqual(normalize_host(""), "")
+
+
+class PathNormalisationTests(unittest.TestCase):
+    """Rules match the normalised path, as nginx's ``location`` does."""
+
+    def test_table(self) -> None:
+        for raw, expected in [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/", "/a/"),
+            ("//a///b", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/.", "/a/"),
+            ("/.", "/"),
+            ("/a/b/..", "/a/"),
+            ("/a/../b", "/b"),
+            ("/a/...", "/a/..."),
+            ("/%61dmin", "/admin"),
+            ("/%41DMIN", "/ADMIN"),
+            ("/admin%2Fx", "/admin/x"),
+            ("/admin%2fx", "/admin/x"),
+            ("/a%2F..%2Fadmin", "/admin"),
+            ("/x/%2e%2e/admin", "/admin"),
+            ("/x/%2E/admin", "/x/admin"),
+            ("/%252F", "/%2F"),
+            ("/a%20b", "/a b"),
+            ("/caf%C3%A9", "/caf\u00e9"),
+            ("/caf\u00c3\u00a9", "/caf\u00e9"),
+            ("*", "*"),
+        ]:
+            self.assertEqual(normalize_path(raw), expected, raw)
+
+    def test_invalid_paths_are_refused(self) -> None:
+        for raw, reason in [
+            ("/..", "above the root"),
+            ("/../x", "above the root"),
+            ("/a/../../x", "above the root"),
+            ("/%2e%2e/x", "above the root"),
+            ("/a/%2E%2E%2F..%2Fx", "above the root"),
+            ("/%zz", "invalid percent-escape"),
+            ("/%4", "invalid percent-escape"),
+            ("/a%", "invalid percent-escape"),
+            ("/%%30", "invalid percent-escape"),
+            ("/%00", "encoded NUL"),
+            ("/a%00.html", "encoded NUL"),
+        ]:
+            with self.assertRaises(BadPath, msg=raw) as caught:
+                normalize_path(raw)
+            self.assertIn(reason, str(caught.exception), raw)
+
+    def test_invalid_utf8_matches_no_literal_rule(self) -> None:
+        router = Router(rules(("any", "", "/"), ("latin", "", "= /caf\u00e9")))
+        self.assertEqual(chosen(router, None, "/caf%E9"), "any")
+        self.assertEqual(chosen(router, None, "/caf%C3%A9"), "latin")
+
+    def test_a_deny_rule_cannot_be_bypassed(self) -> None:
+        router = Router(
+            rules(
+                ("app", "", "/"),
+                ("admin", "", "/admin"),
+                ("login", "", "= /login"),
+                ("php", "", "~* \\.php$"),
+                ("static", "", "^~ /static/"),
+            )
+        )
+        for path, expected in [
+            ("/admin", "admin"),
+            ("/%61dmin", "admin"),
+            ("/%61%64%6d%69%6e/x", "admin"),
+            ("//admin", "admin"),
+            ("/./admin", "admin"),
+            ("/x/../admin", "admin"),
+            ("/x/%2e%2e/admin", "admin"),
+            ("/x%2F..%2Fadmin", "admin"),
+            ("/login", "login"),
+            ("/%6cogin", "login"),
+            ("//login", "login"),
+            ("/a/../login", "login"),
+            ("/x.ph%70", "php"),
+            ("/x.PHP", "php"),
+            ("/static//../static/a.css", "static"),
+            ("/%2561dmin", "app"),
+            ("/administrator", "admin"),
+            ("/app", "app"),
+        ]:
+            self.assertEqual(chosen(router, "a.test", path), expected, path)
+
+    def test_match_target_ignores_the_query(self) -> None:
+        router = Router(rules(("app", "", "/"), ("admin", "", "= /admin")))
+        self.assertEqual(router.match_target("a", "/%61dmin?x=/../y").target_group, "admin")
+        self.assertEqual(router.match_target("a", "?x").target_group, "app")
+        with self.assertRaises(BadPath):
+            router.match_target("a", "/../admin?x")

@@ -141,3 +141,44 @@ MALFORMED = [
 ]
 
 CASES = SMUGGLING + TRAILERS + LIMIT_CASES + MALFORMED
+
+
+#: The rules of the listener the PATH_CASES are sent to: ``/admin`` answers 403
+#: itself, everything else goes to the backend (which must see none of these).
+DENIED = "/admin"
+
+
+def _path(target: bytes) -> bytes:
+    return b"GET " + target + b" HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+
+
+PATH_CASES = [
+    Case("denied path", _path(b"/admin"), 403),
+    Case("denied path percent-encoded", _path(b"/%61dmin"), 403),
+    Case("denied path upper-case escapes", _path(b"/%61%64%6D%69%6E/x"), 403),
+    Case("denied path after a double slash", _path(b"//admin"), 403),
+    Case("denied path after a dot segment", _path(b"/./admin"), 403),
+    Case("denied path after a dot-dot segment", _path(b"/x/../admin"), 403),
+    Case("denied path after an encoded dot-dot", _path(b"/x/%2e%2e/admin"), 403),
+    Case("denied path after encoded slashes", _path(b"/x%2F..%2Fadmin"), 403),
+    Case("denied path in absolute form", _path(b"http://a.test/%61dmin"), 403),
+    Case("dot-dot above the root", _path(b"/../admin"), 400),
+    Case("encoded dot-dot above the root", _path(b"/%2e%2e/admin"), 400),
+    Case("invalid percent-escape", _path(b"/%zzadmin"), 400),
+    Case("truncated percent-escape", _path(b"/admin%4"), 400),
+    Case("encoded NUL", _path(b"/admin%00.html"), 400),
+    Case(
+        "websocket upgrade to an encoded denied path",
+        b"GET /%61dmin HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n",
+        403,
+    ),
+    Case(
+        "websocket upgrade above the root",
+        b"GET /../x HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n",
+        400,
+    ),
+]

@@ -10,7 +10,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from tests.hostile.http_cases import CASES, LIMITS, Case
+from clbproxy.config import FixedResponseConfig, RuleConfig
+from tests.hostile.http_cases import CASES, DENIED, LIMITS, PATH_CASES, Case
 from tests.integration.support import Listening, raw_request
 
 
@@ -95,3 +96,33 @@ class HostileInputTests(TestCase):
         self.assertEqual(
             body, b'{"status": 400, "error": "Bad Request", "detail": "the request is malformed"}\n'
         )
+
+
+class PathBypassTests(HostileInputTests):
+    """A rule answering 403 for ``/admin`` cannot be bypassed by encoded or dotted paths."""
+
+    async def setUp(self) -> None:
+        self.backend = _Backend()
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(self.backend)
+        )
+        self.addCleanup(port.stopListening)
+        self.net = Listening(self)
+        rules = (
+            RuleConfig(path=DENIED, fixed_response=FixedResponseConfig(403, "denied")),
+            RuleConfig(target_group="pool", path="/"),
+        )
+        self.port = await self.net.proxy([port.getHost().port], rules=rules, **LIMITS)
+
+    async def test_every_case_is_answered_with_its_status(self) -> None:
+        results = [await self.run_case(case) for case in PATH_CASES]
+        self.assertEqual(results, [(case.name, case.status, True) for case in PATH_CASES])
+        self.assertEqual(self.backend.requests, [])
+
+    async def test_the_target_reaches_the_backend_as_sent(self) -> None:
+        response = await raw_request(
+            self.port,
+            b"GET /x/%2e%2e/app%2Fy?q=%2F HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        )
+        self.assertEqual(status_of(response), 200)
+        self.assertEqual(self.backend.requests, [(b"GET", b"/x/%2e%2e/app%2Fy?q=%2F")])
