@@ -8,7 +8,10 @@ balancer, each answered with its own status and a clean page:
   than ``max_header_size``: 431; declared or streamed body larger than
   ``max_body_size``: 413 (a declared one before ``100 Continue`` is sent);
 - obs-fold (a header line starting with a space or tab), a CR inside a line,
-  a ``Transfer-Encoding`` other than exactly ``chunked``: 400.
+  a ``Transfer-Encoding`` other than exactly ``chunked``: 400;
+- a chunked body's trailer section that breaks the same rules (or is not
+  ``name: value``), or is larger than ``max_header_size``: 400.  Well-formed
+  trailers are kept on the :class:`RequestBody` for the backend.
 
 twisted.web already answers 400 (and closes) for: Content-Length together with
 Transfer-Encoding, a repeated or non-numeric Content-Length, a header name that
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail
@@ -196,7 +199,7 @@ class ProxyRequest(Request):
     """
 
     body: Optional[RequestBody] = None
-    response_trailers: List[Field] = []
+    response_trailers: Sequence[Field] = ()
     _received = 0
 
     def gotLength(self, length: Optional[int]) -> None:

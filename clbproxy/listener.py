@@ -76,6 +76,13 @@ class ListenerResource(Resource):
         try:
             rule = settings.router.match_target(host_text, target)
         except BadPath as e:
+            log.info(
+                "{client} {method} {path}: 400 {detail}",
+                client=getattr(request.getClientAddress(), "host", "-"),
+                method=request.method.decode("latin-1"),
+                path=request.uri.decode("latin-1"),
+                detail=str(e),
+            )
             if upgrade:
                 request.setHeader(b"Connection", b"close")
                 request.channel.persistent = False
