@@ -35,7 +35,13 @@ from clbproxy.limits import (
 )
 from clbproxy.redirect import RedirectToHTTPS
 from clbproxy.relay import RelayServerFactory, RelaySettings, request_target
-from clbproxy.tls import BackendConnector, CertificateError, server_tls, tls_factory
+from clbproxy.tls import (
+    BackendConnector,
+    CertificateError,
+    ServerTLS,
+    server_tls,
+    tls_factory,
+)
 
 log = Logger()
 
@@ -177,6 +183,8 @@ class ListenerService(StreamServerEndpointService):
         self.stats = admission.stats
         #: The listener's :class:`clbproxy.tls.ServerTLS` (HTTPS listeners), else None.
         self.tls = None
+        #: The site's resource when the listener forwards (not ``redirect_to_https``).
+        self.resource: Optional[Resource] = None
         # Fail start-up on a bind error instead of only logging it.
         self._raiseSynchronously = True
 
@@ -196,18 +204,51 @@ class ListenerService(StreamServerEndpointService):
         self.limiter.listening(port)
         return port
 
-    def swap(self, listener: ListenerConfig, groups: Mapping[str, TargetGroup]) -> None:
-        """Use ``listener``'s settings and ``groups`` for every new request and session."""
+    def needs_new_tls(self, listener: ListenerConfig) -> bool:
+        """Whether ``listener`` turns this plain listener into an HTTPS one."""
+        return listener.tls is not None and self.tls is None
+
+    def swap(
+        self,
+        listener: ListenerConfig,
+        groups: Mapping[str, TargetGroup],
+        tls: Optional[ServerTLS] = None,
+    ) -> None:
+        """Use ``listener``'s settings and ``groups`` for every new request and session.
+
+        The protocol may change (``http`` <-> ``https``) on the same socket: new
+        connections are then accepted with or without TLS, while connections already
+        open go on as they started.  Turning TLS on needs ``tls``, built beforehand
+        (:meth:`needs_new_tls`, :func:`clbproxy.tls.server_tls`) so that a broken
+        certificate refuses the whole reload instead of half-applying it.
+        """
         settings = RelaySettings.from_config(listener, dict(groups))
         self.relay.settings = settings
         self.relay.setProtocolOptions(maxMessagePayloadSize=listener.max_message_size)
         self._forwarder.trusted = settings.trusted
         self._forwarder.via = listener.via
-        if self.tls is not None and listener.tls is not None:
+        self._forwarder.scheme = settings.scheme
+        if listener.tls is None:
+            if self.tls is not None:
+                self.limiter.wrappedFactory = self.site
+                self.tls = None
+        elif self.tls is None:
+            if tls is None:
+                raise ValueError("turning TLS on needs the listener's ServerTLS")
+            self.tls = tls
+            self.limiter.wrappedFactory = tls_factory(tls, self.site)
+        else:
             try:
                 self.tls.reload(listener)
             except CertificateError:
                 pass  # Logged by reload; the old certificates keep serving.
+        if self.resource is not None:
+            redirecting = isinstance(self.site.resource, RedirectToHTTPS)
+            if listener.redirect_to_https:
+                if not redirecting or self.site.resource.https_port != listener.https_port:
+                    self.site.resource = RedirectToHTTPS(listener.https_port)
+            elif redirecting:
+                self.site.resource = self.resource
         self.site.configure(listener)
         self.admission.configure(listener)
         self.limiter.configure(
@@ -260,7 +301,8 @@ def listener_service(
     relay = RelayServerFactory(settings, reactor, connector=connector.endpoint)
     relay.stats = stats
     admission = Admission(listener, reactor, stats)
-    root = ListenerResource(relay, forwarder, admission)
+    forwarding = ListenerResource(relay, forwarder, admission)
+    root = forwarding
     if listener.redirect_to_https:
         root = RedirectToHTTPS(listener.https_port)
     site = ListenerSite(root, listener, reactor, stats)
@@ -282,4 +324,5 @@ def listener_service(
     )
     service.setName(f"listener:{listener.name}")
     service.tls = tls
+    service.resource = forwarding
     return service

@@ -109,6 +109,11 @@ class ProxyService(MultiService):
         if self.observability is not None:
             self.observability.watch_listener(listener, service)
 
+    def listener_kept(self, before, after) -> None:
+        """A reload kept a listener with new settings (maybe a new name or protocol)."""
+        if self.observability is not None:
+            self.observability.live.rename_listener(before.name, after)
+
     def reloaded(self, applied: bool) -> None:
         """A reload was applied (or refused): count it in the metrics."""
         if self.observability is not None:
