@@ -58,6 +58,9 @@ class Reloader:
         log.info("reloading {path}", path=self.config_path)
         try:
             config = load_config(self.config_path)
+            prepare = getattr(self.root, "prepare_config", None)
+            if prepare is not None:
+                config = prepare(config)
         except ConfigError as error:
             for problem in error.problems:
                 log.error("reload refused: {problem}", problem=problem)
@@ -90,7 +93,13 @@ class Reloader:
             if service is not None:
                 kept.append((service, listener))
             else:
-                service = listener_service(listener, groups, self.reactor, root.gate)
+                service = listener_service(
+                    listener,
+                    groups,
+                    self.reactor,
+                    root.gate,
+                    endpoint_for=getattr(root, "endpoint_for", None),
+                )
                 service.listener_config = listener
                 started.append(service)
         old_demos = {(s.demo.name, s.demo.bind): s for s in root.demo_services()}

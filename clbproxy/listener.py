@@ -9,11 +9,12 @@ balancer.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
@@ -279,13 +280,16 @@ def listener_service(
     groups: Mapping[str, TargetGroup],
     reactor,
     gate: Optional[ConnectionGate] = None,
+    endpoint_for: Optional[Callable[[str], IStreamServerEndpoint]] = None,
 ) -> ListenerService:
     """The service for one ``[[listener]]``, named ``listener:NAME``.
 
     ``gate`` counts connections against the global ``max_connections``.  An HTTPS
     listener wraps the site in TLS (inside the connection limiter and the bind
     endpoint), so under ``haproxy:`` the PROXY header comes first and the TLS
-    handshake after.  Its ``tls`` attribute (:class:`clbproxy.tls.ServerTLS`) reloads
+    handshake after.  ``endpoint_for(bind)`` gives the endpoint to listen on
+    (default: ``serverFromString``; a worker process adopts the supervisor's
+    sockets through it).  Its ``tls`` attribute (:class:`clbproxy.tls.ServerTLS`) reloads
     certificates.
     """
     settings = RelaySettings.from_config(listener, dict(groups))
@@ -319,9 +323,11 @@ def listener_service(
         trusted=settings.trusted,
         stats=stats,
     )
-    service = ListenerService(
-        serverFromString(reactor, listener.bind), limiter, forwarder, relay, site, admission
-    )
+    if endpoint_for is None:
+        endpoint = serverFromString(reactor, listener.bind)
+    else:
+        endpoint = endpoint_for(listener.bind)
+    service = ListenerService(endpoint, limiter, forwarder, relay, site, admission)
     service.setName(f"listener:{listener.name}")
     service.tls = tls
     service.resource = forwarding
