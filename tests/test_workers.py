@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 
 import attrs
@@ -75,12 +76,7 @@ class RestartTests(unittest.TestCase):
         supervisor = Supervisor(config(), clock, publisher=events.append, signals=False)
         supervisor.events = events
         supervisor.startService()
-        self.addCleanup(
-            lambda: (
-                supervisor.runtime_dir
-                and __import__("shutil").rmtree(supervisor.runtime_dir, ignore_errors=True)
-            )
-        )
+        self.addCleanup(shutil.rmtree, supervisor.runtime_dir, True)
         return supervisor, clock
 
     def test_restart_delay_is_immediate_then_doubles_up_to_a_cap(self) -> None:
