@@ -141,6 +141,8 @@ def merge_status(
                 key = (group["name"], backend["address"])
                 view = {
                     "worker": info.get("index"),
+                    "state": backend["state"],
+                    "weight": backend["weight"],
                     "health": backend["health"],
                     "health_detail": backend["health_detail"],
                     "sessions": backend["sessions"],

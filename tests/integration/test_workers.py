@@ -26,6 +26,7 @@ from tests.integration.test_observability import sample, samples
 CONFIG = """
 workers = {workers}
 drain_timeout = 2
+{top}
 [[listener]]
 name = "web"
 bind = "tcp:{port}:interface=127.0.0.1"
@@ -79,7 +80,9 @@ class WorkerGroup(Listening):
         self.process = None
         self.pids: set[int] = set()
 
-    def write(self, backend: int, rules: str = "", listeners: str = "", workers: int = 2):
+    def write(
+        self, backend: int, rules: str = "", listeners: str = "", workers: int = 2, top: str = ""
+    ):
         with open(self.path, "w") as f:
             f.write(
                 CONFIG.format(
@@ -89,6 +92,7 @@ class WorkerGroup(Listening):
                     backend=backend,
                     rules=rules,
                     listeners=listeners.format(second=self.second),
+                    top=top,
                 )
             )
 
@@ -136,6 +140,16 @@ class WorkerGroup(Listening):
         status = json.loads((yield response.content()))
         self.pids.update(worker["pid"] for worker in status["workers"])
         return status
+
+    @defer.inlineCallbacks
+    def post(self, path: str, body: bytes = b"{}"):
+        response = yield treq.post(
+            f"http://127.0.0.1:{self.admin}{path}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            pool=self.pool,
+        )
+        return response.code, json.loads((yield response.content()))
 
     @defer.inlineCallbacks
     def metrics(self):
@@ -305,3 +319,64 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(group.process.returncode, -signal.SIGTERM, group.log())
         self.assertFalse([pid for pid in pids if alive(pid)])
         self.assertEqual(group.log().count("drained in"), 2)
+
+    @defer.inlineCallbacks
+    def test_runtime_actions_reach_every_worker_and_a_restarted_one_too(self):
+        group = yield self.group()
+        backend = f"127.0.0.1:{group.backend_port}"
+
+        code, answer = yield group.post(f"/api/backends/pool/{backend}/weight", b'{"weight": 30}')
+        self.assertEqual((code, answer["weight"]), (200, 30))
+        code, answer = yield group.post(f"/api/backends/pool/{backend}/disable")
+        self.assertEqual((code, answer["state"]), (200, "maint"))
+        code, answer = yield group.post("/api/backends/pool/127.0.0.1:1/disable")
+        self.assertEqual(code, 404, answer)
+
+        def views(status):
+            return [
+                (view["state"], view["weight"])
+                for view in status["target_groups"][0]["backends"][0]["workers"]
+            ]
+
+        status = yield group.status()
+        self.assertEqual(views(status), [("maint", 30), ("maint", 30)])
+        victim = status["workers"][1]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        yield group.wait_for(lambda: "2 runtime action(s) replayed" in group.log())
+        status = yield group.status()
+        self.assertNotEqual(status["workers"][1]["pid"], victim)
+        self.assertEqual(views(status), [("maint", 30), ("maint", 30)])
+        answer = yield raw_request(group.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 503 "), answer)
+
+    @defer.inlineCallbacks
+    def test_sigusr1_makes_every_worker_reopen_the_access_log(self):
+        group = WorkerGroup(self)
+        backend = yield group.listen(_http_backend())
+        access_log = os.path.join(group.directory, "access.log")
+        group.write(backend, top=f'[access_log]\npath = "{access_log}"\n')
+        yield group.start()
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        yield raw_request(group.port, request)
+        os.rename(access_log, access_log + ".1")
+
+        os.kill(group.process.pid, signal.SIGUSR1)
+        yield group.wait_for(lambda: group.log().count("log files reopened") == 3)
+        for _ in range(4):
+            yield raw_request(group.port, request)
+
+        yield group.wait_for(lambda: os.path.exists(access_log))
+        with open(access_log + ".1") as f:
+            self.assertEqual(len(f.read().splitlines()), 1)
+        with open(access_log) as f:
+            self.assertEqual(len(f.read().splitlines()), 4)
+
+
+def _http_backend():
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+    from twisted.web.static import Data
+
+    root = Resource()
+    root.putChild(b"", Data(b"ok", "text/plain"))
+    return Site(root)
