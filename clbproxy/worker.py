@@ -77,9 +77,10 @@ class ParentWatch:
     def __init__(self, reactor, on_gone) -> None:
         self._reactor = reactor
         self._on_gone = on_gone
+        self._gone = False
 
     def fileno(self) -> int:
-        return 0
+        return -1 if self._gone else 0
 
     def doRead(self):
         try:
@@ -90,14 +91,23 @@ class ParentWatch:
             data = b""
         if not data:
             self._reactor.removeReader(self)
-            self._on_gone()
+            self.connectionLost(None)
         return None
 
     def connectionLost(self, reason) -> None:
-        pass
+        # epoll reports a pipe whose writer is gone as a hang-up, without a read.
+        if not self._gone:
+            self._gone = True
+            self._on_gone()
 
     def logPrefix(self) -> str:
         return "supervisor"
+
+
+def _supervisor_gone(reactor, index: int) -> None:
+    log.warn("worker {index}: the supervisor is gone; stopping", index=index)
+    if reactor.running:
+        reactor.stop()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -142,7 +152,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     root.startService()
     reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
     os.set_blocking(0, False)
-    reactor.addReader(ParentWatch(reactor, reactor.stop))
+    reactor.addReader(ParentWatch(reactor, lambda: _supervisor_gone(reactor, options.index)))
     log.info("worker {index} serving (pid {pid})", index=options.index, pid=os.getpid())
     reactor.run()
     return 0

@@ -57,11 +57,12 @@ bind = "tcp:{second}:interface=127.0.0.1"
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return True
 
 
 class WorkerGroup(Listening):
@@ -116,8 +117,12 @@ class WorkerGroup(Listening):
 
     def _kill_everything(self):
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         for pid in self.pids:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -346,7 +351,9 @@ class WorkerTests(unittest.TestCase):
         status = yield group.status()
         self.assertNotEqual(status["workers"][1]["pid"], victim)
         self.assertEqual(views(status), [("maint", 30), ("maint", 30)])
-        answer = yield raw_request(group.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = yield raw_request(
+            group.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
         self.assertTrue(answer.startswith(b"HTTP/1.1 503 "), answer)
 
     @defer.inlineCallbacks
@@ -380,3 +387,19 @@ def _http_backend():
     root = Resource()
     root.putChild(b"", Data(b"ok", "text/plain"))
     return Site(root)
+
+
+class OrphanTests(unittest.TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_workers_stop_when_the_supervisor_is_killed(self):
+        group = WorkerGroup(self)
+        group.write(free_port())
+        yield group.start()
+        pids = [w["pid"] for w in (yield group.status())["workers"]]
+
+        group.process.kill()
+        group.process.wait()
+
+        yield group.wait_for(lambda: not [pid for pid in pids if alive(pid)])
