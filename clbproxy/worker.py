@@ -77,10 +77,10 @@ class ParentWatch:
     def __init__(self, reactor, on_gone) -> None:
         self._reactor = reactor
         self._on_gone = on_gone
-        self._gone = False
+        self.gone = False
 
     def fileno(self) -> int:
-        return -1 if self._gone else 0
+        return -1 if self.gone else 0
 
     def doRead(self):
         try:
@@ -96,8 +96,8 @@ class ParentWatch:
 
     def connectionLost(self, reason) -> None:
         # epoll reports a pipe whose writer is gone as a hang-up, without a read.
-        if not self._gone:
-            self._gone = True
+        if not self.gone:
+            self.gone = True
             self._on_gone()
 
     def logPrefix(self) -> str:
@@ -152,9 +152,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     root.startService()
     reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
     os.set_blocking(0, False)
-    reactor.addReader(ParentWatch(reactor, lambda: _supervisor_gone(reactor, options.index)))
+    watch = ParentWatch(reactor, lambda: _supervisor_gone(reactor, options.index))
+    reactor.addReader(watch)
     log.info("worker {index} serving (pid {pid})", index=options.index, pid=os.getpid())
     reactor.run()
+    if watch.gone:
+        # The supervisor could not clean up: the last worker out removes the directory.
+        try:
+            os.rmdir(os.path.dirname(admin_socket))
+        except OSError:
+            pass
     return 0
 
 
