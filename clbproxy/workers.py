@@ -226,6 +226,8 @@ class Supervisor(MultiService):
         super().__init__()
         self.config = config
         self.config_path = config.path
+        # Workers get an absolute path: twistd may change directory when it daemonizes.
+        self._worker_config_path = os.path.abspath(config.path)
         self.reactor = reactor
         self.publisher = publisher
         self.signals = signals
@@ -335,7 +337,7 @@ class Supervisor(MultiService):
             ENV_ADMIN: worker.admin_socket,
             ENV_SECRET: self.secret,
         }
-        args = [*self.command, "--config", os.path.abspath(self.config_path), "--index", str(index)]
+        args = [*self.command, "--config", self._worker_config_path, "--index", str(index)]
         self.workers[index] = worker
         self.reactor.spawnProcess(worker, args[0], args, env=env, childFDs=child_fds)
         log.info("supervisor: worker {index} started (pid {pid})", index=index, pid=worker.pid)
@@ -507,6 +509,11 @@ class Supervisor(MultiService):
             self.sockets.pop(bind).port.stopListening()
         self.sockets.update(opened)
         replace = bool(opened) or config.workers != self.config.workers
+        if config.admin != self.config.admin or config.demo_backends != self.config.demo_backends:
+            log.warn(
+                "supervisor: changes to [admin] and [[demo_backend]] take effect at the next "
+                "start; the rest of tap.conf is applied now"
+            )
         self.config = config
         self._actions.clear()
         for warning in config.warnings:

@@ -346,3 +346,26 @@ class MergeStatusTests(unittest.TestCase):
             None,
         )
         self.assertEqual(merged["target_groups"][0]["backends"][0]["state"], "drained")
+
+
+class MakeServiceTests(unittest.TestCase):
+    def options(self, workers: int):
+        from clbproxy.tap import Options
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                f"workers = {workers}\n"
+                '[[listener]]\nname = "web"\nbind = "tcp:0:interface=127.0.0.1"\n'
+                '[[listener.rule]]\ntarget_group = "g"\n'
+                '[target_group.g]\nbackends = ["127.0.0.1:9"]\n'
+            )
+        options = Options()
+        options.parseOptions(["--config", path])
+        return options
+
+    def test_more_than_one_worker_makes_twistd_a_supervisor(self):
+        from clbproxy.tap import ProxyService, makeService
+
+        self.assertIsInstance(makeService(self.options(3)), Supervisor)
+        self.assertIsInstance(makeService(self.options(1)), ProxyService)

@@ -403,3 +403,35 @@ class OrphanTests(unittest.TestCase):
         group.process.wait()
 
         yield group.wait_for(lambda: not [pid for pid in pids if alive(pid)])
+
+
+class StartupTests(unittest.TestCase):
+    def test_a_port_in_use_stops_the_supervisor_with_one_line(self):
+        import socket
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        group = WorkerGroup(self)
+        group.port = taken.getsockname()[1]
+        group.write(free_port())
+
+        result = subprocess.run(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "clbproxy", "--config", group.path],
+            cwd=group.directory,
+            env={**os.environ, "PYTHONPATH": ROOT},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 1, output)
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("worker(s)", output)
+        self.assertIn(
+            f"clbproxy: listener:web: cannot listen on 127.0.0.1:{group.port}: "
+            "Address already in use",
+            output,
+        )
