@@ -82,21 +82,25 @@ class ParentWatch:
     def fileno(self) -> int:
         return -1 if self.gone else 0
 
-    def doRead(self):
+    def _ended(self) -> bool:
+        """Whether the pipe is at its end (rather than merely empty)."""
         try:
-            data = os.read(0, 4096)
+            return not os.read(0, 4096)
         except BlockingIOError:
-            return None
+            return False
         except OSError:
-            data = b""
-        if not data:
+            return True
+
+    def doRead(self):
+        if self._ended():
             self._reactor.removeReader(self)
             self.connectionLost(None)
         return None
 
     def connectionLost(self, reason) -> None:
-        # epoll reports a pipe whose writer is gone as a hang-up, without a read.
-        if not self.gone:
+        # epoll reports a pipe whose writer is gone as a hang-up, without a read; the
+        # reactor also calls this when it shuts down, while the supervisor is alive.
+        if not self.gone and self._ended():
             self.gone = True
             self._on_gone()
 

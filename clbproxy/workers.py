@@ -292,10 +292,10 @@ class Supervisor(MultiService):
                 except CannotListenError as failure:
                     message = f"clbproxy: {child.name}: {_describe_listen_error(failure)}"
                     raise SystemExit(message) from None
+            _prepare_certificates(self.config)
         except SystemExit:
             self._close_sockets()
             raise
-        _prepare_certificates(self.config)
 
     def startService(self) -> None:
         super().startService()
@@ -318,7 +318,7 @@ class Supervisor(MultiService):
 
     def _spawn(self, index: int) -> None:
         self._pending.pop(index, None)
-        if self.stopping:
+        if self.stopping or index in self.workers:
             return
         worker = WorkerProcess(self, index, self.generation, self.reactor.seconds())
         child_fds: dict[int, object] = {0: "w", 1: 1, 2: 2, LOG_FD: "r"}
@@ -503,7 +503,14 @@ class Supervisor(MultiService):
                 )
                 self._reloaded(False)
                 return False
-        _prepare_certificates(config)
+        try:
+            _prepare_certificates(config)
+        except SystemExit as failure:
+            for sock in opened.values():
+                sock.port.stopListening()
+            log.error("reload refused: {error}; the workers keep serving", error=str(failure.code))
+            self._reloaded(False)
+            return False
         binds = {listener.bind for listener in config.listeners}
         for bind in [bind for bind in self.sockets if bind not in binds]:
             self.sockets.pop(bind).port.stopListening()
@@ -529,6 +536,10 @@ class Supervisor(MultiService):
                 worker.retiring = True
                 self._retired.append(worker)
             self.workers.clear()
+            for call in self._pending.values():
+                if call.active():
+                    call.cancel()
+            self._pending.clear()
             self._start_generation()
             for worker in old:
                 worker.signal(signal.SIGTERM)
@@ -551,7 +562,17 @@ def _prepare_certificates(config: Config) -> None:
 
     for listener in config.listeners:
         if listener.tls is not None and listener.tls.self_signed:
-            ensure_self_signed(os.path.abspath(listener.tls.state_directory))
+            directory = os.path.abspath(listener.tls.state_directory)
+            try:
+                generated = ensure_self_signed(directory)
+            except OSError as error:
+                raise SystemExit(f"clbproxy: listener:{listener.name}: {error}") from None
+            if generated:
+                log.info(
+                    "tls: listener {listener}: generated a self-signed certificate in {directory}",
+                    listener=listener.name,
+                    directory=directory,
+                )
 
 
 def _exit_description(reason: Failure) -> str:

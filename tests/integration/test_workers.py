@@ -306,6 +306,8 @@ class WorkerTests(unittest.TestCase):
         status = yield group.status()
         self.assertFalse(old & {w["pid"] for w in status["workers"]})
         self.assertEqual([listener["name"] for listener in status["listeners"]], ["web", "second"])
+        self.assertNotIn("the supervisor is gone", group.log())
+        self.assertNotIn("exited with status 1", group.log())
 
     @defer.inlineCallbacks
     def test_sigterm_drains_every_worker_and_exits(self):
