@@ -48,7 +48,7 @@ class APIError(Exception):
         self.message = message
 
 
-def _json(request: Request, status: int, data: Any) -> bytes:
+def json_answer(request: Request, status: int, data: Any) -> bytes:
     body = json.dumps(data, indent=1).encode("utf-8") + b"\n"
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
@@ -78,7 +78,7 @@ class AdminResource(Resource):
         try:
             return self._route(request, method, path)
         except APIError as error:
-            return _json(request, error.status, {"error": error.message})
+            return json_answer(request, error.status, {"error": error.message})
 
     def _route(self, request: Request, method: str, path: str) -> bytes:
         if path == self.metrics_path:
@@ -96,7 +96,7 @@ class AdminResource(Resource):
             return self._page
         if path == "/api/status":
             self._allow(request, method, "GET")
-            return _json(request, 200, self.live.snapshot())
+            return json_answer(request, 200, self.live.snapshot())
         if path.startswith("/api/backends/"):
             parts = path[len("/api/backends/") :].split("/")
             if len(parts) != 3 or not all(parts):
@@ -140,7 +140,7 @@ class AdminResource(Resource):
             state=control.state,
             weight=control.weight,
         )
-        return _json(
+        return json_answer(
             request,
             200,
             {

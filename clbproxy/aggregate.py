@@ -51,7 +51,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import Attribute, Interface
 
-from clbproxy.admin import AdminResource, APIError, _json
+from clbproxy.admin import AdminResource, APIError, json_answer
 from clbproxy.livestate import RECENT_ERRORS
 
 log = Logger()
@@ -301,7 +301,7 @@ class GroupAdminResource(AdminResource):
                     snapshot = json.loads(answer[1])
                 snapshots.append((info, snapshot))
             status = merge_status(snapshots, self.group.config_path, self.group.uptime())
-            return _json(request, 200, status)
+            return json_answer(request, 200, status)
 
         return self._ask_all(b"GET", b"/api/status").addCallback(merge)
 
@@ -324,10 +324,10 @@ class GroupAdminResource(AdminResource):
         def answer(answers):
             answered = [(info, result) for info, result in answers if result is not None]
             if not answered:
-                return _json(request, 503, {"error": "no worker answered; try again"})
+                return json_answer(request, 503, {"error": "no worker answered; try again"})
             statuses = {status for _, (status, _) in answered}
             if len(statuses) > 1 or len(answered) < len(answers):
-                return _json(
+                return json_answer(
                     request,
                     502,
                     {
@@ -355,7 +355,7 @@ class GroupAdminResource(AdminResource):
 
         def failed(failure):
             log.failure("admin: asking the workers failed", failure)
-            return _json(request, 502, {"error": "asking the workers failed"})
+            return json_answer(request, 502, {"error": "asking the workers failed"})
 
         def write(body: bytes) -> None:
             if not gone:
