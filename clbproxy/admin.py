@@ -49,6 +49,7 @@ class APIError(Exception):
 
 
 def json_answer(request: Request, status: int, data: Any) -> bytes:
+    """Answer ``request`` with ``data`` as JSON (never cached): the API's only body format."""
     body = json.dumps(data, indent=1).encode("utf-8") + b"\n"
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
