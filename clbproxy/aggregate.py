@@ -121,12 +121,14 @@ def merge_status(
         row = dict(info)
         row["up"] = snapshot is not None
         row["connections"] = 0
+        row["connections_total"] = 0
         row["sessions"] = 0
         workers.append(row)
         if snapshot is None:
             continue
         for listener in snapshot.get("listeners", []):
             row["connections"] += listener["connections"]
+            row["connections_total"] += listener["connections_total"]
             row["sessions"] += listener["sessions"]
             merged = listeners.get(listener["name"])
             if merged is None:

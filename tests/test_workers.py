@@ -331,8 +331,11 @@ class MergeStatusTests(unittest.TestCase):
         self.assertEqual([e["message"] for e in backend["recent_errors"]], ["b", "a"])
         self.assertEqual([view["health"] for view in backend["workers"]], ["healthy", "unhealthy"])
         self.assertEqual(
-            [(w["pid"], w["up"], w["connections"], w["sessions"]) for w in merged["workers"]],
-            [(11, True, 2, 1), (12, True, 3, 2), (13, False, 0, 0)],
+            [
+                (w["pid"], w["up"], w["connections"], w["connections_total"], w["sessions"])
+                for w in merged["workers"]
+            ],
+            [(11, True, 2, 20, 1), (12, True, 3, 30, 2), (13, False, 0, 0, 0)],
         )
         self.assertEqual(merged["uptime"], 42.0)
 
