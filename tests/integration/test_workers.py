@@ -16,6 +16,8 @@ import time
 
 import treq
 from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
@@ -381,14 +383,72 @@ class WorkerTests(unittest.TestCase):
             self.assertEqual(len(f.read().splitlines()), 4)
 
 
-def _http_backend():
+def _http_backend(body: bytes = b"ok"):
     from twisted.web.resource import Resource
     from twisted.web.server import Site
     from twisted.web.static import Data
 
     root = Resource()
-    root.putChild(b"", Data(b"ok", "text/plain"))
+    root.putChild(b"", Data(body, "text/plain"))
     return Site(root)
+
+
+class KeptOpen(Protocol):
+    """Sends one keep-alive request and keeps the connection open after the answer."""
+
+    def connectionMade(self):
+        self.received = b""
+        self.transport.write(self.factory.request)
+
+    def dataReceived(self, data):
+        self.received += data
+        if b"backend-" in self.received and not self.factory.answered.called:
+            self.factory.answered.callback(self.received)
+
+
+class PersistenceAcrossWorkersTests(unittest.TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_a_cookie_set_by_one_worker_is_honoured_by_the_other(self):
+        group = WorkerGroup(self)
+        a = yield group.listen(_http_backend(b"backend-a"))
+        b = yield group.listen(_http_backend(b"backend-b"))
+        group.write(a)
+        with open(group.path) as f:
+            text = f.read()
+        with open(group.path, "w") as f:
+            f.write(
+                text.replace(f'["127.0.0.1:{a}"]', f'["127.0.0.1:{a}", "127.0.0.1:{b}"]')
+                + '[target_group.pool.persistence]\ntype = "cookie"\n'
+            )
+        yield group.start()
+        factory = Factory.forProtocol(KeptOpen)
+        factory.request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        factory.answered = defer.Deferred()
+        kept = yield TCP4ClientEndpoint(reactor, "127.0.0.1", group.port).connect(factory)
+        self.addCleanup(kept.transport.abortConnection)
+        first = yield factory.answered
+        home = first[first.index(b"backend-") :][:9]
+        cookie = [
+            line.split(b":", 1)[1].split(b";")[0].strip()
+            for line in first.split(b"\r\n")
+            if line.lower().startswith(b"set-cookie:")
+        ][0]
+
+        answers = []
+        for _ in range(4):
+            answer = yield raw_request(
+                group.port,
+                b"GET / HTTP/1.1\r\nHost: x\r\nCookie: "
+                + cookie
+                + b"\r\nConnection: close\r\n\r\n",
+            )
+            answers.append(answer[-9:])
+
+        self.assertEqual(answers, [home] * 4)
+        totals = sorted(w["connections_total"] for w in (yield group.status())["workers"])
+        self.assertEqual(totals, [1, 4])
 
 
 class OrphanTests(unittest.TestCase):
