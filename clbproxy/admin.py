@@ -38,6 +38,9 @@ MAX_BODY = 4096
 
 _STATE_ACTIONS = {"drain": DRAIN, "disable": MAINT, "enable": READY}
 
+#: The runtime actions on a backend.
+ACTIONS = (*_STATE_ACTIONS, "weight")
+
 
 class APIError(Exception):
     """A request the API refuses: answered with ``status`` and ``{"error": message}``."""
@@ -55,6 +58,41 @@ def json_answer(request: Request, status: int, data: Any) -> bytes:
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Cache-Control", b"no-store")
     return body
+
+
+def backend_action(groups, group_name: str, address: str, action: str, body: Any):
+    """Apply one runtime action to a backend and log it; its new control state.
+
+    Raises :class:`APIError` for an unknown group, backend or action, or a bad body.
+    The admin API calls it, and so does a worker started after actions were taken.
+    """
+    group = groups.get(group_name)
+    if group is None:
+        raise APIError(404, f"unknown target group {group_name!r}")
+    if action not in ACTIONS:
+        raise APIError(404, f"unknown action {action!r}; use drain, disable, enable or weight")
+    try:
+        if action == "weight":
+            weight = body.get("weight") if isinstance(body, dict) else None
+            if weight is None:
+                raise APIError(400, 'the body must be a JSON object like {"weight": 10}')
+            try:
+                control = group.set_weight(address, weight)
+            except ValueError as error:
+                raise APIError(400, str(error)) from None
+        else:
+            control = group.set_state(address, _STATE_ACTIONS[action])
+    except UnknownBackend:
+        raise APIError(404, f"no backend {address!r} in target group {group_name!r}") from None
+    log.info(
+        "admin: backend {backend} of {group}: {action} (state {state}, weight {weight})",
+        backend=address,
+        group=group_name,
+        action=action,
+        state=control.state,
+        weight=control.weight,
+    )
+    return control
 
 
 class AdminResource(Resource):
@@ -114,33 +152,10 @@ class AdminResource(Resource):
         raise APIError(405, f"{method} is not allowed here; use {allowed}")
 
     def _backend_action(self, request: Request, group_name: str, address: str, action: str):
-        if action not in (*_STATE_ACTIONS, "weight"):
+        if action not in ACTIONS:
             raise APIError(404, f"unknown action {action!r}; use drain, disable, enable or weight")
         body = self._body(request)
-        group = self.live.groups.get(group_name)
-        if group is None:
-            raise APIError(404, f"unknown target group {group_name!r}")
-        try:
-            if action == "weight":
-                weight = body.get("weight") if isinstance(body, dict) else None
-                if weight is None:
-                    raise APIError(400, 'the body must be a JSON object like {"weight": 10}')
-                try:
-                    control = group.set_weight(address, weight)
-                except ValueError as error:
-                    raise APIError(400, str(error)) from None
-            else:
-                control = group.set_state(address, _STATE_ACTIONS[action])
-        except UnknownBackend:
-            raise APIError(404, f"no backend {address!r} in target group {group_name!r}") from None
-        log.info(
-            "admin: backend {backend} of {group}: {action} (state {state}, weight {weight})",
-            backend=address,
-            group=group_name,
-            action=action,
-            state=control.state,
-            weight=control.weight,
-        )
+        control = backend_action(self.live.groups, group_name, address, action, body)
         return json_answer(
             request,
             200,

@@ -51,7 +51,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import Attribute, Interface
 
-from clbproxy.admin import AdminResource, APIError, json_answer
+from clbproxy.admin import ACTIONS, AdminResource, APIError, json_answer
 from clbproxy.livestate import RECENT_ERRORS
 
 log = Logger()
@@ -241,8 +241,9 @@ class IProcessGroup(Interface):
     def admin_targets() -> list:
         """``(worker info dict, admin socket path)`` of every current worker."""
 
-    def remember_action(path: bytes, body: bytes) -> None:
-        """A runtime action every worker accepted, to replay to workers started later."""
+    def remember_action(action: dict) -> None:
+        """A runtime action every worker accepted (``group``, ``address``, ``action``,
+        ``body``), for the workers started later to apply before they serve."""
 
 
 class GroupAdminResource(AdminResource):
@@ -270,13 +271,14 @@ class GroupAdminResource(AdminResource):
             parts = path[len("/api/backends/") :].split("/")
             if len(parts) == 3 and all(parts):
                 self._allow(request, method, "POST")
-                action = unquote(parts[2])
-                if action not in ("drain", "disable", "enable", "weight"):
+                group, address, action = (unquote(part) for part in parts)
+                if action not in ACTIONS:
                     raise APIError(
                         404, f"unknown action {action!r}; use drain, disable, enable or weight"
                     )
-                body = json.dumps(self._body(request)).encode("utf-8")
-                return self._later(request, self._action(request, request.path, body))
+                body = self._body(request)
+                remembered = {"group": group, "address": address, "action": action, "body": body}
+                return self._later(request, self._action(request, remembered))
         return super()._route(request, method, path)
 
     def _ask_all(self, method: bytes, path: bytes, body: bytes = b"") -> defer.Deferred:
@@ -322,7 +324,7 @@ class GroupAdminResource(AdminResource):
 
         return self._ask_all(b"GET", b"/metrics").addCallback(merge)
 
-    def _action(self, request: Request, path: bytes, body: bytes) -> defer.Deferred:
+    def _action(self, request: Request, action: dict) -> defer.Deferred:
         def answer(answers):
             answered = [(info, result) for info, result in answers if result is not None]
             if not answered:
@@ -342,13 +344,14 @@ class GroupAdminResource(AdminResource):
                 )
             status, data = answered[0][1]
             if status == 200:
-                self.group.remember_action(path, body)
+                self.group.remember_action(action)
             request.setResponseCode(status)
             request.setHeader(b"Content-Type", b"application/json")
             request.setHeader(b"Cache-Control", b"no-store")
             return data
 
-        return self._ask_all(b"POST", path, body).addCallback(answer)
+        body = json.dumps(action["body"]).encode("utf-8")
+        return self._ask_all(b"POST", request.path, body).addCallback(answer)
 
     def _later(self, request: Request, d: defer.Deferred):
         """Answer ``request`` when ``d`` fires with the body (502 if it fails)."""

@@ -31,7 +31,14 @@ from twisted.protocols.haproxy import proxyEndpoint
 from zope.interface import implementer
 
 from clbproxy.config import ConfigError, load_config
-from clbproxy.workers import ENV_ADMIN, ENV_SECRET, ENV_SOCKETS, LOG_FD, worker_config
+from clbproxy.workers import (
+    ENV_ACTIONS,
+    ENV_ADMIN,
+    ENV_SECRET,
+    ENV_SOCKETS,
+    LOG_FD,
+    worker_config,
+)
 
 log = Logger()
 
@@ -108,6 +115,27 @@ class ParentWatch:
         return "supervisor"
 
 
+def apply_actions(groups, actions: list, index: int) -> None:
+    """The runtime actions the other workers took since the last reload, before serving."""
+    from clbproxy.admin import APIError, backend_action
+
+    for action in actions:
+        try:
+            backend_action(
+                groups, action["group"], action["address"], action["action"], action["body"]
+            )
+        except APIError as error:
+            log.warn(
+                "worker {index}: runtime action not applied: {error}",
+                index=index,
+                error=error.message,
+            )
+    if actions:
+        log.info(
+            "worker {index}: {count} runtime action(s) applied", index=index, count=len(actions)
+        )
+
+
 def _supervisor_gone(reactor, index: int) -> None:
     log.warn("worker {index}: the supervisor is gone; stopping", index=index)
     if reactor.running:
@@ -146,6 +174,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     root = build_service(
         prepare(config), reactor, signals=True, endpoint_for=sockets, prepare_config=prepare
     )
+    apply_actions(root.groups, json.loads(os.environ.get(ENV_ACTIONS) or "[]"), options.index)
     try:
         root.privilegedStartService()
     except SystemExit as failure:

@@ -48,12 +48,11 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer, error, protocol
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger, globalLogPublisher
-from twisted.logger._json import eventFromJSON
+from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from clbproxy.aggregate import IProcessGroup, ask_worker, group_admin_site
+from clbproxy.aggregate import IProcessGroup, group_admin_site
 from clbproxy.config import AdminConfig, Config, ConfigError, load_config
 
 log = Logger()
@@ -69,6 +68,7 @@ STOP_GRACE = 5.0
 ENV_SOCKETS = "CLBPROXY_WORKER_SOCKETS"
 ENV_ADMIN = "CLBPROXY_WORKER_ADMIN"
 ENV_SECRET = "CLBPROXY_WORKER_SECRET"
+ENV_ACTIONS = "CLBPROXY_WORKER_ACTIONS"
 #: The worker's end of its log pipe (JSON events) and of the parent-alive pipe (stdin).
 LOG_FD = 3
 #: Inherited listening sockets are numbered from here in a worker.
@@ -243,7 +243,8 @@ class Supervisor(MultiService):
         self.runtime_dir = ""
         self._pending: dict[int, object] = {}
         self._retired: list[WorkerProcess] = []
-        self._actions: list[tuple[bytes, bytes]] = []
+        #: Runtime actions taken since the last reload, for workers started later.
+        self._actions: list[dict] = []
         self._previous_handlers: dict[int, object] = {}
         self._started_at = reactor.seconds()
         self.registry = CollectorRegistry()
@@ -268,8 +269,8 @@ class Supervisor(MultiService):
     def admin_targets(self) -> list:
         return [(w.info(), w.admin_socket) for _, w in sorted(self.workers.items())]
 
-    def remember_action(self, path: bytes, body: bytes) -> None:
-        self._actions.append((path, body))
+    def remember_action(self, action: dict) -> None:
+        self._actions.append(action)
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -336,40 +337,12 @@ class Supervisor(MultiService):
             ENV_SOCKETS: json.dumps(inherited),
             ENV_ADMIN: worker.admin_socket,
             ENV_SECRET: self.secret,
+            ENV_ACTIONS: json.dumps(self._actions),
         }
         args = [*self.command, "--config", self._worker_config_path, "--index", str(index)]
         self.workers[index] = worker
         self.reactor.spawnProcess(worker, args[0], args, env=env, childFDs=child_fds)
         log.info("supervisor: worker {index} started (pid {pid})", index=index, pid=worker.pid)
-        if self._actions:
-            self._replay(worker, list(self._actions))
-
-    @defer.inlineCallbacks
-    def _replay(self, worker: WorkerProcess, actions: list) -> defer.Deferred:
-        """Apply the runtime actions of this configuration to a worker started later."""
-        for _ in range(50):
-            if worker.ended.called:
-                return
-            try:
-                yield ask_worker(self.reactor, worker.admin_socket, b"GET", b"/api/status")
-                break
-            except Exception:
-                yield _sleep(self.reactor, 0.2)
-        else:
-            return
-        for path, body in actions:
-            try:
-                yield ask_worker(self.reactor, worker.admin_socket, b"POST", path, body)
-            except Exception:
-                log.failure(
-                    "supervisor: replaying a runtime action to worker {index} failed",
-                    index=worker.index,
-                )
-        log.info(
-            "supervisor: worker {index}: {count} runtime action(s) replayed",
-            index=worker.index,
-            count=len(actions),
-        )
 
     def worker_ended(self, worker: WorkerProcess, reason: Failure) -> None:
         how = _exit_description(reason)
@@ -585,12 +558,6 @@ def _exit_description(reason: Failure) -> str:
             name = str(signum)
         return f"was killed by {name}"
     return f"exited with status {getattr(value, 'exitCode', None)}"
-
-
-def _sleep(reactor, seconds: float) -> defer.Deferred:
-    from twisted.internet import task
-
-    return task.deferLater(reactor, seconds, lambda: None)
 
 
 def build_supervisor(config: Config, reactor, signals: bool = True) -> Supervisor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 
@@ -130,6 +131,16 @@ class RestartTests(unittest.TestCase):
         supervisor.workers[2].processEnded(killed())
         clock.advance(0)
         self.assertEqual(len(clock.spawned), spawned + 1)
+
+    def test_a_restarted_worker_is_given_the_runtime_actions_taken_so_far(self) -> None:
+        supervisor, clock = self.supervisor()
+        action = {"group": "pool", "address": "127.0.0.1:9", "action": "disable", "body": {}}
+        supervisor.remember_action(action)
+        supervisor.workers[1].processEnded(killed())
+        clock.advance(0)
+        _, _, env, _ = clock.spawned[-1]
+        self.assertEqual(json.loads(env["CLBPROXY_WORKER_ACTIONS"]), [action])
+        self.assertEqual(json.loads(clock.spawned[0][2]["CLBPROXY_WORKER_ACTIONS"]), [])
 
     def test_stopping_signals_every_worker_and_restarts_none(self) -> None:
         supervisor, clock = self.supervisor()

@@ -351,7 +351,7 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(views(status), [("maint", 30), ("maint", 30)])
         victim = status["workers"][1]["pid"]
         os.kill(victim, signal.SIGKILL)
-        yield group.wait_for(lambda: "2 runtime action(s) replayed" in group.log())
+        yield group.wait_for(lambda: "2 runtime action(s) applied" in group.log())
         status = yield group.status()
         self.assertNotEqual(status["workers"][1]["pid"], victim)
         self.assertEqual(views(status), [("maint", 30), ("maint", 30)])
