@@ -243,7 +243,7 @@ class Supervisor(MultiService):
         self.runtime_dir = ""
         self._pending: dict[int, object] = {}
         self._retired: list[WorkerProcess] = []
-        #: Runtime actions taken since the last reload, for workers started later.
+        #: Runtime actions on target groups no reload changed since, for workers started later.
         self._actions: list[dict] = []
         self._previous_handlers: dict[int, object] = {}
         self._started_at = reactor.seconds()
@@ -494,8 +494,15 @@ class Supervisor(MultiService):
                 "supervisor: changes to [admin] and [[demo_backend]] take effect at the next "
                 "start; the rest of tap.conf is applied now"
             )
+        # A reload keeps the runtime state of unchanged target groups, and only theirs.
+        before = {group.name: group for group in self.config.target_groups}
+        after = {group.name: group for group in config.target_groups}
+        self._actions = [
+            action
+            for action in self._actions
+            if action["group"] in after and before.get(action["group"]) == after[action["group"]]
+        ]
         self.config = config
-        self._actions.clear()
         for warning in config.warnings:
             log.warn("config: {warning}", warning=warning)
         if replace:
