@@ -181,6 +181,7 @@ backend echo
 """
 
 CLBPROXY_CONF = """\
+workers = {workers}
 [[listener]]
 name = "bench"
 protocol = "http"
@@ -239,7 +240,7 @@ class Bench:
                 str(tmp / "nginx.conf"),
             ],
             port,
-            PROXY_CPU,
+            self.args.proxy_cpus,
         )
         targets.append(Target("nginx", port, proc.pid))
         port = free_port()
@@ -247,18 +248,27 @@ class Bench:
             HAPROXY_CONF.format(port=port, backend=backend, maxconn=(self.nofile - 100) // 2)
         )
         proc = self.spawn(
-            "haproxy", ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")], port, PROXY_CPU
+            "haproxy",
+            ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")],
+            port,
+            self.args.proxy_cpus,
         )
         targets.append(Target("haproxy", port, proc.pid))
-        variants = [("clbproxy", "", "")]
+        variants = [("clbproxy", "", "", 1)]
         if self.args.tunnel:
-            variants.append(("clbproxy-tunnel", "", '  relay = "tunnel"\n'))
-        for name, listener_extra, rule_extra in variants:
+            variants.append(("clbproxy-tunnel", "", '  relay = "tunnel"\n', 1))
+        if self.args.workers > 1:
+            variants.append((f"clbproxy-{self.args.workers}-workers", "", "", self.args.workers))
+        for name, listener_extra, rule_extra, workers in variants:
             port = free_port()
             conf = tmp / f"{name}.conf"
             conf.write_text(
                 CLBPROXY_CONF.format(
-                    port=port, backend=backend, listener_extra=listener_extra, rule_extra=rule_extra
+                    port=port,
+                    backend=backend,
+                    listener_extra=listener_extra,
+                    rule_extra=rule_extra,
+                    workers=workers,
                 )
             )
             argv = [
@@ -273,7 +283,7 @@ class Bench:
                 "--config",
                 str(conf),
             ]
-            proc = self.spawn(name, argv, port, PROXY_CPU)
+            proc = self.spawn(name, argv, port, self.args.proxy_cpus)
             targets.append(Target(name, port, proc.pid))
         return targets
 
@@ -524,6 +534,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument(
         "--no-tunnel", dest="tunnel", action="store_false", help="leave out clbproxy's tunnel mode"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="also run clbproxy with this many worker processes (on the proxy CPUs)",
+    )
+    parser.add_argument(
+        "--proxy-cpus",
+        default=PROXY_CPU,
+        help="CPUs (taskset list) of the proxies, e.g. 0-2 for a workers row; default 0",
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -38,6 +38,9 @@ MAX_BODY = 4096
 
 _STATE_ACTIONS = {"drain": DRAIN, "disable": MAINT, "enable": READY}
 
+#: The runtime actions on a backend.
+ACTIONS = (*_STATE_ACTIONS, "weight")
+
 
 class APIError(Exception):
     """A request the API refuses: answered with ``status`` and ``{"error": message}``."""
@@ -48,12 +51,48 @@ class APIError(Exception):
         self.message = message
 
 
-def _json(request: Request, status: int, data: Any) -> bytes:
+def json_answer(request: Request, status: int, data: Any) -> bytes:
+    """Answer ``request`` with ``data`` as JSON (never cached): the API's only body format."""
     body = json.dumps(data, indent=1).encode("utf-8") + b"\n"
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Cache-Control", b"no-store")
     return body
+
+
+def backend_action(groups, group_name: str, address: str, action: str, body: Any):
+    """Apply one runtime action to a backend and log it; its new control state.
+
+    Raises :class:`APIError` for an unknown group, backend or action, or a bad body.
+    The admin API calls it, and so does a worker started after actions were taken.
+    """
+    group = groups.get(group_name)
+    if group is None:
+        raise APIError(404, f"unknown target group {group_name!r}")
+    if action not in ACTIONS:
+        raise APIError(404, f"unknown action {action!r}; use drain, disable, enable or weight")
+    try:
+        if action == "weight":
+            weight = body.get("weight") if isinstance(body, dict) else None
+            if weight is None:
+                raise APIError(400, 'the body must be a JSON object like {"weight": 10}')
+            try:
+                control = group.set_weight(address, weight)
+            except ValueError as error:
+                raise APIError(400, str(error)) from None
+        else:
+            control = group.set_state(address, _STATE_ACTIONS[action])
+    except UnknownBackend:
+        raise APIError(404, f"no backend {address!r} in target group {group_name!r}") from None
+    log.info(
+        "admin: backend {backend} of {group}: {action} (state {state}, weight {weight})",
+        backend=address,
+        group=group_name,
+        action=action,
+        state=control.state,
+        weight=control.weight,
+    )
+    return control
 
 
 class AdminResource(Resource):
@@ -78,7 +117,7 @@ class AdminResource(Resource):
         try:
             return self._route(request, method, path)
         except APIError as error:
-            return _json(request, error.status, {"error": error.message})
+            return json_answer(request, error.status, {"error": error.message})
 
     def _route(self, request: Request, method: str, path: str) -> bytes:
         if path == self.metrics_path:
@@ -96,7 +135,7 @@ class AdminResource(Resource):
             return self._page
         if path == "/api/status":
             self._allow(request, method, "GET")
-            return _json(request, 200, self.live.snapshot())
+            return json_answer(request, 200, self.live.snapshot())
         if path.startswith("/api/backends/"):
             parts = path[len("/api/backends/") :].split("/")
             if len(parts) != 3 or not all(parts):
@@ -113,34 +152,11 @@ class AdminResource(Resource):
         raise APIError(405, f"{method} is not allowed here; use {allowed}")
 
     def _backend_action(self, request: Request, group_name: str, address: str, action: str):
-        if action not in (*_STATE_ACTIONS, "weight"):
+        if action not in ACTIONS:
             raise APIError(404, f"unknown action {action!r}; use drain, disable, enable or weight")
         body = self._body(request)
-        group = self.live.groups.get(group_name)
-        if group is None:
-            raise APIError(404, f"unknown target group {group_name!r}")
-        try:
-            if action == "weight":
-                weight = body.get("weight") if isinstance(body, dict) else None
-                if weight is None:
-                    raise APIError(400, 'the body must be a JSON object like {"weight": 10}')
-                try:
-                    control = group.set_weight(address, weight)
-                except ValueError as error:
-                    raise APIError(400, str(error)) from None
-            else:
-                control = group.set_state(address, _STATE_ACTIONS[action])
-        except UnknownBackend:
-            raise APIError(404, f"no backend {address!r} in target group {group_name!r}") from None
-        log.info(
-            "admin: backend {backend} of {group}: {action} (state {state}, weight {weight})",
-            backend=address,
-            group=group_name,
-            action=action,
-            state=control.state,
-            weight=control.weight,
-        )
-        return _json(
+        control = backend_action(self.live.groups, group_name, address, action, body)
+        return json_answer(
             request,
             200,
             {

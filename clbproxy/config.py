@@ -390,6 +390,8 @@ class Config:
     drain_timeout: float = 30.0
     #: Connections all listeners hold at once (0: no limit); past it, accepting pauses.
     max_connections: int = 0
+    #: Worker processes sharing the listening sockets (1: the proxy is one process).
+    workers: int = 1
     #: Things that work but deserve attention (an expired certificate...), one line each.
     warnings: tuple[str, ...] = ()
 
@@ -474,7 +476,21 @@ def load_config(path: str) -> Config:
     problems, warnings = inspect_certificates(config)
     if problems:
         raise ConfigError(problems)
+    warnings.extend(_worker_warnings(config))
     return attrs.evolve(config, warnings=tuple(warnings)) if warnings else config
+
+
+def _worker_warnings(config: Config) -> list[str]:
+    """What behaves differently once several worker processes share the traffic."""
+    if config.workers == 1:
+        return []
+    return [
+        f"{config.path}: target_group.{group.name}.persistence: source_ip persistence is "
+        f"remembered per worker (workers = {config.workers}); use policy = "
+        '"consistent_hash" for stickiness across workers'
+        for group in config.target_groups
+        if group.persistence is not None and group.persistence.type == "source_ip"
+    ]
 
 
 def parse_size(value: object) -> int:
@@ -727,6 +743,7 @@ _TOP_KEYS = (
     "admin",
     "drain_timeout",
     "max_connections",
+    "workers",
 )
 _LISTENER_KEYS = (
     "name",
@@ -792,6 +809,9 @@ WEBSOCKET_IDLE_RANGE = (30.0, 3600.0)
 
 #: Upper bound of connection counts and handshake rates.
 _MAX_COUNT = 10_000_000
+
+#: Most worker processes (``workers``).
+MAX_WORKERS = 64
 _FRAMING_HEADERS = frozenset(
     {"connection", "content-length", "transfer-encoding", "upgrade", "keep-alive", "te", "trailer"}
 )
@@ -904,6 +924,9 @@ def _config(reader: _Reader, path: str, document: dict[str, Any]) -> Optional[Co
         top["max_connections"] = reader.integer(
             "max_connections", document["max_connections"], 0, _MAX_COUNT
         )
+
+    if "workers" in document:
+        top["workers"] = reader.integer("workers", document["workers"], 1, MAX_WORKERS)
 
     if reader.problems:
         return None

@@ -35,6 +35,7 @@ from twisted.logger import Logger, globalLogPublisher
 from clbproxy.balancer import TargetGroup
 from clbproxy.channel import ListenerChannel
 from clbproxy.config import Config, ConfigError, load_config
+from clbproxy.tls import CertificateError, server_tls
 
 log = Logger()
 
@@ -57,6 +58,9 @@ class Reloader:
         log.info("reloading {path}", path=self.config_path)
         try:
             config = load_config(self.config_path)
+            prepare = getattr(self.root, "prepare_config", None)
+            if prepare is not None:
+                config = prepare(config)
         except ConfigError as error:
             for problem in error.problems:
                 log.error("reload refused: {problem}", problem=problem)
@@ -89,7 +93,13 @@ class Reloader:
             if service is not None:
                 kept.append((service, listener))
             else:
-                service = listener_service(listener, groups, self.reactor, root.gate)
+                service = listener_service(
+                    listener,
+                    groups,
+                    self.reactor,
+                    root.gate,
+                    endpoint_for=getattr(root, "endpoint_for", None),
+                )
                 service.listener_config = listener
                 started.append(service)
         old_demos = {(s.demo.name, s.demo.bind): s for s in root.demo_services()}
@@ -98,6 +108,20 @@ class Reloader:
                 service = demo_service(demo, root.room, self.reactor)
                 service.demo = demo
                 started.append(service)
+
+        new_tls = {}
+        for service, listener in kept:
+            if service.needs_new_tls(listener):
+                try:
+                    new_tls[service] = server_tls(listener)
+                except (CertificateError, OSError) as error:
+                    log.error(
+                        "reload refused: listener:{listener}: {error}; "
+                        "the running configuration keeps serving",
+                        listener=listener.name,
+                        error=error,
+                    )
+                    return False
 
         running = []
         for service in started:
@@ -116,7 +140,18 @@ class Reloader:
             running.append(service)
 
         for service, listener in kept:
-            service.swap(listener, groups)
+            before = service.listener
+            service.swap(listener, groups, tls=new_tls.get(service))
+            if before.protocol != listener.protocol:
+                log.info(
+                    "listener {listener}: now {protocol} on {bind} (open connections go on)",
+                    listener=listener.name,
+                    protocol=listener.protocol,
+                    bind=listener.bind,
+                )
+            kept_listener = getattr(root, "listener_kept", None)
+            if kept_listener is not None:
+                kept_listener(before, listener)
         stopping = []
         for service in [*old_listeners.values(), *old_demos.values()]:
             stopping.append(defer.maybeDeferred(root.removeService, service))

@@ -9,11 +9,12 @@ balancer.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
@@ -36,7 +37,13 @@ from clbproxy.limits import (
 from clbproxy.redirect import RedirectToHTTPS
 from clbproxy.relay import RelayServerFactory, RelaySettings, request_target
 from clbproxy.routing import BadPath
-from clbproxy.tls import BackendConnector, CertificateError, server_tls, tls_factory
+from clbproxy.tls import (
+    BackendConnector,
+    CertificateError,
+    ServerTLS,
+    server_tls,
+    tls_factory,
+)
 
 log = Logger()
 
@@ -191,6 +198,8 @@ class ListenerService(StreamServerEndpointService):
         self.stats = admission.stats
         #: The listener's :class:`clbproxy.tls.ServerTLS` (HTTPS listeners), else None.
         self.tls = None
+        #: The site's resource when the listener forwards (not ``redirect_to_https``).
+        self.resource: Optional[Resource] = None
         # Fail start-up on a bind error instead of only logging it.
         self._raiseSynchronously = True
 
@@ -210,18 +219,51 @@ class ListenerService(StreamServerEndpointService):
         self.limiter.listening(port)
         return port
 
-    def swap(self, listener: ListenerConfig, groups: Mapping[str, TargetGroup]) -> None:
-        """Use ``listener``'s settings and ``groups`` for every new request and session."""
+    def needs_new_tls(self, listener: ListenerConfig) -> bool:
+        """Whether ``listener`` turns this plain listener into an HTTPS one."""
+        return listener.tls is not None and self.tls is None
+
+    def swap(
+        self,
+        listener: ListenerConfig,
+        groups: Mapping[str, TargetGroup],
+        tls: Optional[ServerTLS] = None,
+    ) -> None:
+        """Use ``listener``'s settings and ``groups`` for every new request and session.
+
+        The protocol may change (``http`` <-> ``https``) on the same socket: new
+        connections are then accepted with or without TLS, while connections already
+        open go on as they started.  Turning TLS on needs ``tls``, built beforehand
+        (:meth:`needs_new_tls`, :func:`clbproxy.tls.server_tls`) so that a broken
+        certificate refuses the whole reload instead of half-applying it.
+        """
         settings = RelaySettings.from_config(listener, dict(groups))
         self.relay.settings = settings
         self.relay.setProtocolOptions(maxMessagePayloadSize=listener.max_message_size)
         self._forwarder.trusted = settings.trusted
         self._forwarder.via = listener.via
-        if self.tls is not None and listener.tls is not None:
+        self._forwarder.scheme = settings.scheme
+        if listener.tls is None:
+            if self.tls is not None:
+                self.limiter.wrappedFactory = self.site
+                self.tls = None
+        elif self.tls is None:
+            if tls is None:
+                raise ValueError("turning TLS on needs the listener's ServerTLS")
+            self.tls = tls
+            self.limiter.wrappedFactory = tls_factory(tls, self.site)
+        else:
             try:
                 self.tls.reload(listener)
             except CertificateError:
                 pass  # Logged by reload; the old certificates keep serving.
+        if self.resource is not None:
+            redirecting = isinstance(self.site.resource, RedirectToHTTPS)
+            if listener.redirect_to_https:
+                if not redirecting or self.site.resource.https_port != listener.https_port:
+                    self.site.resource = RedirectToHTTPS(listener.https_port)
+            elif redirecting:
+                self.site.resource = self.resource
         self.site.configure(listener)
         self.admission.configure(listener)
         self.limiter.configure(
@@ -252,13 +294,16 @@ def listener_service(
     groups: Mapping[str, TargetGroup],
     reactor,
     gate: Optional[ConnectionGate] = None,
+    endpoint_for: Optional[Callable[[str], IStreamServerEndpoint]] = None,
 ) -> ListenerService:
     """The service for one ``[[listener]]``, named ``listener:NAME``.
 
     ``gate`` counts connections against the global ``max_connections``.  An HTTPS
     listener wraps the site in TLS (inside the connection limiter and the bind
     endpoint), so under ``haproxy:`` the PROXY header comes first and the TLS
-    handshake after.  Its ``tls`` attribute (:class:`clbproxy.tls.ServerTLS`) reloads
+    handshake after.  ``endpoint_for(bind)`` gives the endpoint to listen on
+    (default: ``serverFromString``; a worker process adopts the supervisor's
+    sockets through it).  Its ``tls`` attribute (:class:`clbproxy.tls.ServerTLS`) reloads
     certificates.
     """
     settings = RelaySettings.from_config(listener, dict(groups))
@@ -274,7 +319,8 @@ def listener_service(
     relay = RelayServerFactory(settings, reactor, connector=connector.endpoint)
     relay.stats = stats
     admission = Admission(listener, reactor, stats)
-    root = ListenerResource(relay, forwarder, admission)
+    forwarding = ListenerResource(relay, forwarder, admission)
+    root = forwarding
     if listener.redirect_to_https:
         root = RedirectToHTTPS(listener.https_port)
     site = ListenerSite(root, listener, reactor, stats)
@@ -291,9 +337,12 @@ def listener_service(
         trusted=settings.trusted,
         stats=stats,
     )
-    service = ListenerService(
-        serverFromString(reactor, listener.bind), limiter, forwarder, relay, site, admission
-    )
+    if endpoint_for is None:
+        endpoint = serverFromString(reactor, listener.bind)
+    else:
+        endpoint = endpoint_for(listener.bind)
+    service = ListenerService(endpoint, limiter, forwarder, relay, site, admission)
     service.setName(f"listener:{listener.name}")
     service.tls = tls
+    service.resource = forwarding
     return service

@@ -157,6 +157,13 @@ class LiveState:
         self.listeners[config.name] = state
         return state
 
+    def rename_listener(self, old_name: str, config: ListenerConfig) -> None:
+        """A reload kept listener ``old_name`` with ``config`` (its counts go on)."""
+        state = self.listeners.pop(old_name, None)
+        if state is not None:
+            state.config = config
+            self.listeners[config.name] = state
+
     def sessions_by_backend(self) -> collections.Counter:
         """Open WebSocket sessions per ``(group, backend address)``."""
         counts: collections.Counter = collections.Counter()

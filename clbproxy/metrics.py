@@ -88,33 +88,48 @@ class Metrics:
             ["listener", "side"],
             registry=registry,
         )
-        self.reloads = Counter(
-            "clbproxy_config_reloads",
-            "Configuration reloads by result (success or failure).",
-            ["result"],
-            registry=registry,
-        )
-        self.last_reload = Gauge(
-            "clbproxy_config_last_reload_successful",
-            "1 if the last configuration reload succeeded, 0 if it failed.",
-            registry=registry,
-        )
-        self.last_reload_time = Gauge(
-            "clbproxy_config_last_reload_timestamp_seconds",
-            "When the configuration was last reloaded (either result).",
-            registry=registry,
-        )
+        self.reload_metrics = self.register_reload_metrics(registry)
         self.finished: collections.Counter = collections.Counter()
         registry.register(_LiveCollector(live, self.finished))
 
+    @staticmethod
+    def register_reload_metrics(registry: CollectorRegistry) -> tuple[Counter, Gauge, Gauge]:
+        """The reload counter and gauges (a worker supervisor has its own, too)."""
+        return (
+            Counter(
+                "clbproxy_config_reloads",
+                "Configuration reloads by result (success or failure).",
+                ["result"],
+                registry=registry,
+            ),
+            Gauge(
+                "clbproxy_config_last_reload_successful",
+                "1 if the last configuration reload succeeded, 0 if it failed.",
+                registry=registry,
+            ),
+            Gauge(
+                "clbproxy_config_last_reload_timestamp_seconds",
+                "When the configuration was last reloaded (either result).",
+                registry=registry,
+            ),
+        )
+
+    @staticmethod
+    def count_reload(
+        metrics: tuple[Counter, Gauge, Gauge], ok: bool, when: Optional[float] = None
+    ) -> None:
+        """Count one reload in metrics made by :meth:`register_reload_metrics`."""
+        reloads, last, last_time = metrics
+        reloads.labels("success" if ok else "failure").inc()
+        last.set(1 if ok else 0)
+        if when is None:
+            last_time.set_to_current_time()
+        else:
+            last_time.set(when)
+
     def config_reloaded(self, ok: bool, when: Optional[float] = None) -> None:
         """Count a configuration reload (the lifecycle code calls this)."""
-        self.reloads.labels("success" if ok else "failure").inc()
-        self.last_reload.set(1 if ok else 0)
-        if when is None:
-            self.last_reload_time.set_to_current_time()
-        else:
-            self.last_reload_time.set(when)
+        self.count_reload(self.reload_metrics, ok, when)
 
     def __call__(self, event: dict) -> None:
         if not accesslog.is_access_event(event):

@@ -66,11 +66,13 @@ class RedirectToHTTPS(Resource):
 
     def __init__(self, https_port: int) -> None:
         super().__init__()
-        self._port = https_port
+        self.https_port = https_port
 
     def render(self, request: Request) -> bytes:
         fallback = getattr(request.getHost(), "host", None) or "localhost"
         if ":" in fallback:
             fallback = f"[{fallback}]"
-        location = https_location(request.getHeader(b"host"), request.uri, self._port, fallback)
+        location = https_location(
+            request.getHeader(b"host"), request.uri, self.https_port, fallback
+        )
         return render_redirect(request, location)

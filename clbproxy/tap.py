@@ -64,6 +64,10 @@ class ProxyService(MultiService):
 
     def __init__(self, config: Config, reactor, room=None, signals: bool = False) -> None:
         super().__init__()
+        #: ``endpoint_for(bind)``: where listeners listen (None: ``serverFromString``).
+        self.endpoint_for = None
+        #: ``prepare_config(config)``: what a reload does to a new tap.conf before using it.
+        self.prepare_config = None
         from clbproxy.limits import ConnectionGate
 
         self.config = config
@@ -109,6 +113,11 @@ class ProxyService(MultiService):
         if self.observability is not None:
             self.observability.watch_listener(listener, service)
 
+    def listener_kept(self, before, after) -> None:
+        """A reload kept a listener with new settings (maybe a new name or protocol)."""
+        if self.observability is not None:
+            self.observability.live.rename_listener(before.name, after)
+
     def reloaded(self, applied: bool) -> None:
         """A reload was applied (or refused): count it in the metrics."""
         if self.observability is not None:
@@ -133,6 +142,8 @@ class ProxyService(MultiService):
             from clbproxy.lifecycle import signal_handlers
 
             self._handlers = signal_handlers(self, self.config.path, self.reactor)
+            if self.observability is not None:
+                self.log_reopener.hooks.append(self.observability.reopen)
             self._handlers.install()
 
     def stopService(self):
@@ -171,13 +182,25 @@ def _describe_listen_error(error: CannotListenError) -> str:
     return f"cannot listen on {where}: {detail}"
 
 
-def build_service(config: Config, reactor, signals: bool = False) -> ProxyService:
-    """The whole proxy for ``config``: demo backends first, then one service per listener."""
+def build_service(
+    config: Config,
+    reactor,
+    signals: bool = False,
+    endpoint_for=None,
+    prepare_config=None,
+) -> ProxyService:
+    """The whole proxy for ``config``: demo backends first, then one service per listener.
+
+    A worker process passes ``endpoint_for`` (its listeners adopt the
+    supervisor's sockets) and ``prepare_config`` (applied to tap.conf on reload).
+    """
     from clbproxy.demo import ChatRoom, demo_service
     from clbproxy.listener import listener_service
     from clbproxy.observability import Observability
 
     root = ProxyService(config, reactor, ChatRoom(reactor), signals=signals)
+    root.endpoint_for = endpoint_for
+    root.prepare_config = prepare_config
     for warning in config.warnings:
         log.warn("config: {warning}", warning=warning)
     warn_unverified(config.target_groups)
@@ -194,7 +217,9 @@ def build_service(config: Config, reactor, signals: bool = False) -> ProxyServic
     root.use_groups(groups)
     for listener in config.listeners:
         try:
-            service = listener_service(listener, groups, reactor, root.gate)
+            service = listener_service(
+                listener, groups, reactor, root.gate, endpoint_for=endpoint_for
+            )
         except (CertificateError, OSError) as error:
             # A certificate changed since it was checked, or the demo one cannot be written.
             raise SystemExit(f"clbproxy: listener:{listener.name}: {error}") from None
@@ -209,4 +234,8 @@ def build_service(config: Config, reactor, signals: bool = False) -> ProxyServic
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
+    if options.loaded.workers > 1:
+        from clbproxy.workers import build_supervisor
+
+        return build_supervisor(options.loaded, reactor)
     return build_service(options.loaded, reactor, signals=True)

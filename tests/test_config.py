@@ -1574,6 +1574,23 @@ class LifecycleKeyTests(LoaderMixin, unittest.TestCase):
             (60.0, 75.0, 60.0, 0.0),
         )
 
+    def test_workers_default_to_one_process(self) -> None:
+        self.assertEqual(self.load(document()).workers, 1)
+        self.assertEqual(self.load("workers = 4\n" + document()).workers, 4)
+
+    def test_source_ip_persistence_with_workers_is_warned_about(self) -> None:
+        text = document(extra='[target_group.demo.persistence]\ntype = "source_ip"\n')
+        self.assertEqual(self.load(text).warnings, ())
+        path = self.write("workers = 2\n" + text)
+        self.assertEqual(
+            load_config(path).warnings,
+            (
+                f"{path}: target_group.demo.persistence: source_ip persistence is remembered "
+                'per worker (workers = 2); use policy = "consistent_hash" for stickiness '
+                "across workers",
+            ),
+        )
+
     def test_ping_interval_zero_turns_pings_off(self) -> None:
         config = self.load(document(listener={"websocket_ping_interval": "0"}))
         self.assertEqual(config.listeners[0].websocket_ping_interval, 0.0)
@@ -1629,6 +1646,11 @@ class LifecycleKeyTests(LoaderMixin, unittest.TestCase):
             "global limit": (
                 "max_connections = true\n" + document(),
                 "max_connections: expected an integer, got a boolean",
+            ),
+            "workers zero": ("workers = 0\n" + document(), "workers: 0 out of range 1-64"),
+            "workers type": (
+                'workers = "auto"\n' + document(),
+                "workers: expected an integer, got a string",
             ),
             "ping interval": (
                 document(listener={"websocket_ping_interval": '"often"'}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import attrs
 import trustme
@@ -28,7 +29,6 @@ class TLSTestCase(unittest.TestCase):
     def setUp(self):
         self.net = Listening(self)
         self.dir = self.mktemp()
-        import os
 
         os.makedirs(self.dir)
         self.ca = trustme.CA()
@@ -431,3 +431,89 @@ def _tls12_ticket_issued(port: int, server_name: str) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname=server_name) as connection:
             return connection.session is not None and connection.session.has_ticket
+
+
+class ProtocolReloadTests(TLSTestCase):
+    """A reload that turns a kept listener from http to https (and back) on the same socket."""
+
+    def write(self, proxy, backend_port, protocol):
+        tls = ""
+        if protocol == "https":
+            cert, key = os.path.abspath(self.a.cert), os.path.abspath(self.a.key)
+            tls = f'  [listener.tls]\n  certificates = [{{ cert = "{cert}", key = "{key}" }}]\n'
+        with open(proxy.path, "w") as f:
+            f.write(
+                f'[[listener]]\nname = "web"\nprotocol = "{protocol}"\n'
+                'bind = "tcp:0:interface=127.0.0.1"\n'
+                f'{tls}  [[listener.rule]]\n  target_group = "pool"\n'
+                f'[target_group.pool]\nbackends = ["127.0.0.1:{backend_port}"]\n'
+            )
+
+    @defer.inlineCallbacks
+    def test_reload_from_http_to_https_and_back_keeps_the_port_and_open_sessions(self):
+        from tests.integration.test_lifecycle import ProxyProcess, port_of
+
+        proxy = ProxyProcess(self)
+        backend, backend_port = proxy.backend()
+        backend_port = yield backend_port
+        self.write(proxy, backend_port, "http")
+        proxy.start()
+        port = port_of(proxy.listener())
+        plain = proxy.client(port, "/headers")
+        plain_protocol = yield plain.opened
+
+        self.write(proxy, backend_port, "https")
+        applied = yield proxy.reloader.reload()
+
+        self.assertTrue(applied)
+        self.assertEqual(port_of(proxy.listener()), port)
+        secure = self.wss_client(port, "/headers")
+        protocol = yield secure.opened
+        protocol.sendMessage(b"?")
+        (message,) = yield secure.wait_messages(1)
+        self.assertEqual(json.loads(message[0])["x-forwarded-proto"], "https")
+        plain_protocol.sendMessage(b"?")
+        (message,) = yield plain.wait_messages(1)
+        self.assertEqual(json.loads(message[0])["x-forwarded-proto"], "http")
+        self.assertEqual(
+            proxy.root.observability.live.snapshot()["listeners"][0]["protocol"], "https"
+        )
+
+        self.write(proxy, backend_port, "http")
+        applied = yield proxy.reloader.reload()
+
+        self.assertTrue(applied)
+        again = proxy.client(port, "/headers")
+        again_protocol = yield again.opened
+        again_protocol.sendMessage(b"?")
+        (message,) = yield again.wait_messages(1)
+        self.assertEqual(json.loads(message[0])["x-forwarded-proto"], "http")
+        protocol.sendMessage(b"still there")
+        messages = yield secure.wait_messages(2)
+        self.assertEqual(len(messages), 2)
+        for client in (protocol, plain_protocol, again_protocol):
+            client.sendClose(1000)
+        yield defer.DeferredList([secure.closed, plain.closed, again.closed])
+
+    @defer.inlineCallbacks
+    def test_reload_to_https_with_a_broken_certificate_is_refused_and_http_goes_on(self):
+        from tests.integration.test_lifecycle import ProxyProcess, port_of
+
+        proxy = ProxyProcess(self)
+        _, backend_port = proxy.backend()
+        backend_port = yield backend_port
+        self.write(proxy, backend_port, "http")
+        proxy.start()
+        port = port_of(proxy.listener())
+        self.a = CertificateConfig(cert=self.a.cert, key=self.default.key)
+        self.write(proxy, backend_port, "https")
+
+        applied = yield proxy.reloader.reload()
+
+        self.assertFalse(applied)
+        self.assertTrue(proxy.messages("reload refused: {problem}"))
+        self.assertEqual(proxy.listener().listener.protocol, "http")
+        client = proxy.client(port)
+        yield client.opened
+        client.built[0].sendClose(1000)
+        yield client.closed

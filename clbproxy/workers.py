@@ -1,0 +1,585 @@
+"""``workers = N``: a supervisor process and N worker processes sharing the listening sockets.
+
+The ``twistd clbproxy`` process becomes the supervisor.  It binds every
+listener's socket itself (so a port in use still stops start-up with one line),
+then starts N workers (``python -m clbproxy.worker``) that adopt those sockets
+and each run the whole proxy; the kernel hands every new connection to one of
+them.  The supervisor serves no traffic.  It:
+
+- restarts a worker that exits unexpectedly: at once the first time, then with
+  a doubling delay (0.5 s up to 30 s) while restarted workers keep dying within
+  :data:`STABLE_AFTER` seconds; each restart is logged and counted
+  (``clbproxy_worker_restarts_total``);
+- on SIGHUP validates tap.conf once (problems are logged once, and the workers
+  keep serving), binds the sockets of new ``bind`` strings, and then either
+  signals every worker to reload in place (same sockets: open connections and
+  WebSocket sessions are kept, as in one process) or, when a new socket is
+  needed (workers cannot adopt a socket after they started) or ``workers``
+  changed, starts a new set of workers with every socket and stops the old set
+  gracefully, like SIGTERM does;
+- on SIGTERM stops every worker (each drains within ``drain_timeout``) and
+  exits when they all have, killing any left ``drain_timeout`` + 5 s later;
+- forwards SIGUSR1 (reopen log files) and reopens its own log file;
+- relays every worker's log events into its own log (the worker's index is the
+  event's system, ``[worker 1]``);
+- runs the admin listener for the whole group (:mod:`clbproxy.aggregate`) and
+  the demo backends (started once; a reload does not change them).
+
+Each worker runs its own health checks, balancing state, connection limits
+and persistence table, like nginx workers and HAProxy's ``nbproc``.  Cookie
+persistence works across workers: the supervisor gives them one HMAC secret
+when tap.conf sets none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from typing import Callable, Optional
+
+import attrs
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet import defer, error, protocol
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger, eventFromJSON, globalLogPublisher
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from clbproxy.aggregate import IProcessGroup, group_admin_site
+from clbproxy.config import AdminConfig, Config, ConfigError, load_config
+
+log = Logger()
+
+#: A worker that ran this many seconds before dying is restarted at once.
+STABLE_AFTER = 10.0
+#: The longest wait before restarting a worker that keeps dying.
+MAX_RESTART_DELAY = 30.0
+#: Seconds after ``drain_timeout`` at which workers still running are killed.
+STOP_GRACE = 5.0
+
+#: Environment variables that hand a worker what it needs.
+ENV_SOCKETS = "CLBPROXY_WORKER_SOCKETS"
+ENV_ADMIN = "CLBPROXY_WORKER_ADMIN"
+ENV_SECRET = "CLBPROXY_WORKER_SECRET"
+ENV_ACTIONS = "CLBPROXY_WORKER_ACTIONS"
+#: The worker's end of its log pipe (JSON events) and of the parent-alive pipe (stdin).
+LOG_FD = 3
+#: Inherited listening sockets are numbered from here in a worker.
+FIRST_SOCKET_FD = 10
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds to wait before restarting a worker that died ``failures`` times in a row.
+
+    The first death is restarted at once (a crash in a worker that ran well);
+    a worker that keeps dying soon after start waits 0.5, 1, 2... up to
+    :data:`MAX_RESTART_DELAY` seconds, so a broken setup does not spin.
+    """
+    if failures <= 1:
+        return 0.0
+    return min(0.5 * 2 ** (failures - 2), MAX_RESTART_DELAY)
+
+
+def worker_config(config: Config, admin_socket: str, secret: str) -> Config:
+    """``config`` as a worker runs it.
+
+    The worker answers its admin API on a private unix socket (the supervisor
+    asks it), runs no demo backend (the supervisor does), uses the group's
+    cookie secret where tap.conf sets none, and leaves warnings to the
+    supervisor (logged once, not once per worker).
+    """
+    groups = []
+    for group in config.target_groups:
+        persistence = group.persistence
+        if persistence is not None and persistence.type == "cookie" and not persistence.secret:
+            group = attrs.evolve(group, persistence=attrs.evolve(persistence, secret=secret))
+        groups.append(group)
+    return attrs.evolve(
+        config,
+        target_groups=tuple(groups),
+        demo_backends=(),
+        admin=AdminConfig(bind=f"unix:{admin_socket}:lockfile=0", metrics_path="/metrics"),
+        warnings=(),
+    )
+
+
+@attrs.define
+class Socket:
+    """A listening socket the supervisor opened for a listener's ``bind``."""
+
+    bind: str
+    port: object
+
+    @property
+    def fileno(self) -> int:
+        return self.port.fileno()
+
+    @property
+    def family(self) -> int:
+        return self.port.socket.family
+
+
+def open_socket(reactor, bind: str) -> Socket:
+    """Bind ``bind``'s socket now; raises ``CannotListenError`` (or the endpoint's error).
+
+    The supervisor never accepts on it: reading is turned off at once, and the
+    workers' copies take the connections.
+    """
+    endpoint = serverFromString(reactor, bind)
+    results: list = []
+    factory = protocol.Factory.forProtocol(protocol.Protocol)
+    factory.noisy = False
+    endpoint.listen(factory).addBoth(results.append)
+    result = results[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    result.stopReading()
+    return Socket(bind, result)
+
+
+class WorkerProcess(protocol.ProcessProtocol):
+    """One worker: relays its log events and tells the supervisor when it ends."""
+
+    def __init__(self, supervisor: Supervisor, index: int, generation: int, started: float):
+        self.supervisor = supervisor
+        self.index = index
+        self.generation = generation
+        self.started = started
+        self.pid: Optional[int] = None
+        #: Set when the supervisor stops it on purpose (stop, or a new generation).
+        self.retiring = False
+        self.ended = defer.Deferred()
+        self._buffer = b""
+
+    @property
+    def admin_socket(self) -> str:
+        return os.path.join(self.supervisor.runtime_dir, f"worker-{self.generation}-{self.index}")
+
+    def info(self) -> dict:
+        return {
+            "index": self.index,
+            "pid": self.pid,
+            "generation": self.generation,
+            "restarts": self.supervisor.restarts.get(self.index, 0),
+            "started": self.started,
+        }
+
+    def connectionMade(self) -> None:
+        self.pid = self.transport.pid
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd != LOG_FD:
+            return
+        # Each record is RS, one line of JSON, LF (JSON text has no raw newline).
+        self._buffer += data
+        *records, self._buffer = self._buffer.split(b"\n")
+        for record in records:
+            self._publish(record)
+
+    def _publish(self, record: bytes) -> None:
+        text = record.decode("utf-8", "replace").strip("\x1e \r\n")
+        if not text:
+            return
+        try:
+            event = eventFromJSON(text)
+        except ValueError:
+            return
+        event["log_system"] = f"worker {self.index}"
+        event["worker"] = self.index
+        self.supervisor.publisher(event)
+
+    def signal(self, signum: int) -> None:
+        if self.pid is not None and self.transport is not None:
+            try:
+                self.transport.signalProcess(signum)
+            except error.ProcessExitedAlready:
+                pass
+
+    def processEnded(self, reason: Failure) -> None:
+        if self._buffer:
+            self._publish(self._buffer)
+            self._buffer = b""
+        self.supervisor.worker_ended(self, reason)
+        self.ended.callback(reason.value)
+
+
+@implementer(IProcessGroup)
+class Supervisor(MultiService):
+    """The process group's parent: sockets, workers, signals and the group's admin listener."""
+
+    def __init__(
+        self,
+        config: Config,
+        reactor,
+        *,
+        command: Optional[list[str]] = None,
+        publisher: Callable[[dict], None] = globalLogPublisher,
+        signals: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.config_path = config.path
+        # Workers get an absolute path: twistd may change directory when it daemonizes.
+        self._worker_config_path = os.path.abspath(config.path)
+        self.reactor = reactor
+        self.publisher = publisher
+        self.signals = signals
+        self.command = command or [sys.executable, "-m", "clbproxy.worker"]
+        self.sockets: dict[str, Socket] = {}
+        self.workers: dict[int, WorkerProcess] = {}
+        #: Deaths in a row of each worker index that did not live :data:`STABLE_AFTER` s.
+        self.failures: dict[int, int] = {}
+        self.restarts: dict[int, int] = {}
+        self.generation = 0
+        self.stopping = False
+        self.secret = secrets.token_hex(32)
+        self.runtime_dir = ""
+        self._pending: dict[int, object] = {}
+        self._retired: list[WorkerProcess] = []
+        #: Runtime actions on target groups no reload changed since, for workers started later.
+        self._actions: list[dict] = []
+        self._previous_handlers: dict[int, object] = {}
+        self._started_at = reactor.seconds()
+        self.registry = CollectorRegistry()
+        self._workers_gauge = Gauge(
+            "clbproxy_workers", "Worker processes running.", registry=self.registry
+        )
+        self._workers_gauge.set_function(lambda: len(self.workers))
+        self.restart_counter = Counter(
+            "clbproxy_worker_restarts",
+            "Worker processes restarted after exiting unexpectedly.",
+            registry=self.registry,
+        )
+        from clbproxy.metrics import Metrics
+
+        self.reloads = Metrics.register_reload_metrics(self.registry)
+
+    # -- IProcessGroup (the admin listener) ------------------------------------------------
+
+    def uptime(self) -> Optional[float]:
+        return self.reactor.seconds() - self._started_at
+
+    def admin_targets(self) -> list:
+        return [(w.info(), w.admin_socket) for _, w in sorted(self.workers.items())]
+
+    def remember_action(self, action: dict) -> None:
+        self._actions.append(action)
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        from twisted.internet.error import CannotListenError
+
+        from clbproxy.tap import _describe_listen_error
+
+        for listener in self.config.listeners:
+            try:
+                self.sockets[listener.bind] = open_socket(self.reactor, listener.bind)
+            except CannotListenError as failure:
+                self._close_sockets()
+                message = f"clbproxy: listener:{listener.name}: {_describe_listen_error(failure)}"
+                raise SystemExit(message) from None
+        try:
+            for child in self:
+                try:
+                    child.privilegedStartService()
+                except CannotListenError as failure:
+                    message = f"clbproxy: {child.name}: {_describe_listen_error(failure)}"
+                    raise SystemExit(message) from None
+            _prepare_certificates(self.config)
+        except SystemExit:
+            self._close_sockets()
+            raise
+
+    def startService(self) -> None:
+        super().startService()
+        self.runtime_dir = tempfile.mkdtemp(prefix="clbproxy-workers-")
+        if self.signals:
+            self._install_signals()
+        for warning in self.config.warnings:
+            log.warn("config: {warning}", warning=warning)
+        log.info(
+            "supervisor: starting {count} worker(s) on {sockets} socket(s)",
+            count=self.config.workers,
+            sockets=len(self.sockets),
+        )
+        self._start_generation()
+
+    def _start_generation(self) -> None:
+        self.generation += 1
+        for index in range(1, self.config.workers + 1):
+            self._spawn(index)
+
+    def _spawn(self, index: int) -> None:
+        self._pending.pop(index, None)
+        if self.stopping or index in self.workers:
+            return
+        worker = WorkerProcess(self, index, self.generation, self.reactor.seconds())
+        child_fds: dict[int, object] = {0: "w", 1: 1, 2: 2, LOG_FD: "r"}
+        inherited = {}
+        for number, (bind, sock) in enumerate(sorted(self.sockets.items())):
+            child_fds[FIRST_SOCKET_FD + number] = sock.fileno
+            inherited[bind] = [FIRST_SOCKET_FD + number, int(sock.family)]
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        python_path = os.pathsep.join(
+            part for part in (package_root, os.environ.get("PYTHONPATH")) if part
+        )
+        env = {
+            **os.environ,
+            "PYTHONPATH": python_path,
+            ENV_SOCKETS: json.dumps(inherited),
+            ENV_ADMIN: worker.admin_socket,
+            ENV_SECRET: self.secret,
+            ENV_ACTIONS: json.dumps(self._actions),
+        }
+        args = [*self.command, "--config", self._worker_config_path, "--index", str(index)]
+        self.workers[index] = worker
+        self.reactor.spawnProcess(worker, args[0], args, env=env, childFDs=child_fds)
+        log.info("supervisor: worker {index} started (pid {pid})", index=index, pid=worker.pid)
+
+    def worker_ended(self, worker: WorkerProcess, reason: Failure) -> None:
+        how = _exit_description(reason)
+        if self.workers.get(worker.index) is worker:
+            del self.workers[worker.index]
+        if worker in self._retired:
+            self._retired.remove(worker)
+        if worker.retiring or self.stopping:
+            log.info(
+                "supervisor: worker {index} (pid {pid}) {how}",
+                index=worker.index,
+                pid=worker.pid,
+                how=how,
+            )
+            return
+        lived = self.reactor.seconds() - worker.started
+        failures = 1 if lived >= STABLE_AFTER else self.failures.get(worker.index, 0) + 1
+        self.failures[worker.index] = failures
+        delay = restart_delay(failures)
+        self.restarts[worker.index] = self.restarts.get(worker.index, 0) + 1
+        self.restart_counter.inc()
+        log.error(
+            "supervisor: worker {index} (pid {pid}) {how} after {lived:.1f} s; "
+            "restarting it in {delay:g} s",
+            index=worker.index,
+            pid=worker.pid,
+            how=how,
+            lived=lived,
+            delay=delay,
+        )
+        self._pending[worker.index] = self.reactor.callLater(delay, self._spawn, worker.index)
+
+    def stopService(self):
+        self.stopping = True
+        self._uninstall_signals()
+        for call in self._pending.values():
+            if call.active():
+                call.cancel()
+        self._pending.clear()
+        everyone = [*self.workers.values(), *self._retired]
+        log.info("supervisor: stopping {count} worker(s)", count=len(everyone))
+        for worker in everyone:
+            worker.retiring = True
+            worker.signal(signal.SIGTERM)
+        # The workers stop accepting now; the socket closes with their last copy.
+        self._close_sockets()
+        ended = defer.DeferredList([w.ended for w in everyone if not w.ended.called])
+        deadline = self.config.drain_timeout + STOP_GRACE
+
+        def kill_the_rest() -> None:
+            for worker in everyone:
+                if not worker.ended.called:
+                    log.warn(
+                        "supervisor: worker {index} (pid {pid}) still running after {s:g} s: "
+                        "killing it",
+                        index=worker.index,
+                        pid=worker.pid,
+                        s=deadline,
+                    )
+                    worker.signal(signal.SIGKILL)
+
+        killer = self.reactor.callLater(deadline, kill_the_rest)
+
+        def finish(_):
+            if killer.active():
+                killer.cancel()
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            return MultiService.stopService(self)
+
+        ended.addCallback(finish)
+        return ended
+
+    def _close_sockets(self) -> None:
+        for sock in self.sockets.values():
+            sock.port.stopListening()
+        self.sockets.clear()
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        from clbproxy.lifecycle import LogReopener
+
+        self.log_reopener = LogReopener()
+        for signum, action in ((signal.SIGHUP, self.reload), (signal.SIGUSR1, self.reopen)):
+            self._previous_handlers[signum] = signal.signal(
+                signum, lambda s, f, action=action: self.reactor.callFromThread(action)
+            )
+
+    def _uninstall_signals(self) -> None:
+        for signum, previous in self._previous_handlers.items():
+            signal.signal(signum, previous)
+        self._previous_handlers.clear()
+
+    def reopen(self) -> None:
+        """SIGUSR1: reopen the supervisor's log file, and tell every worker to reopen theirs."""
+        reopener = getattr(self, "log_reopener", None)
+        if reopener is not None:
+            reopener.reopen()
+        for worker in self.workers.values():
+            worker.signal(signal.SIGUSR1)
+
+    def reload(self) -> bool:
+        """SIGHUP: validate tap.conf once, then reload the workers in place or replace them."""
+        log.info("supervisor: reloading {path}", path=self.config_path)
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as problems:
+            for problem in problems.problems:
+                log.error("reload refused: {problem}", problem=problem)
+            log.warn(
+                "reload refused: {count} problem(s); the workers keep serving",
+                count=len(problems.problems),
+            )
+            self._reloaded(False)
+            return False
+        opened = {}
+        for listener in config.listeners:
+            if listener.bind in self.sockets or listener.bind in opened:
+                continue
+            try:
+                opened[listener.bind] = open_socket(self.reactor, listener.bind)
+            except Exception as failure:
+                from clbproxy.lifecycle import _listen_error
+
+                for sock in opened.values():
+                    sock.port.stopListening()
+                log.error(
+                    "reload refused: listener:{listener}: {error}; the workers keep serving",
+                    listener=listener.name,
+                    error=_listen_error(failure),
+                )
+                self._reloaded(False)
+                return False
+        try:
+            _prepare_certificates(config)
+        except SystemExit as failure:
+            for sock in opened.values():
+                sock.port.stopListening()
+            log.error("reload refused: {error}; the workers keep serving", error=str(failure.code))
+            self._reloaded(False)
+            return False
+        binds = {listener.bind for listener in config.listeners}
+        for bind in [bind for bind in self.sockets if bind not in binds]:
+            self.sockets.pop(bind).port.stopListening()
+        self.sockets.update(opened)
+        replace = bool(opened) or config.workers != self.config.workers
+        if config.admin != self.config.admin or config.demo_backends != self.config.demo_backends:
+            log.warn(
+                "supervisor: changes to [admin] and [[demo_backend]] take effect at the next "
+                "start; the rest of tap.conf is applied now"
+            )
+        # A reload keeps the runtime state of unchanged target groups, and only theirs.
+        before = {group.name: group for group in self.config.target_groups}
+        after = {group.name: group for group in config.target_groups}
+        self._actions = [
+            action
+            for action in self._actions
+            if action["group"] in after and before.get(action["group"]) == after[action["group"]]
+        ]
+        self.config = config
+        for warning in config.warnings:
+            log.warn("config: {warning}", warning=warning)
+        if replace:
+            old = list(self.workers.values())
+            log.info(
+                "supervisor: {why}: starting {count} new worker(s), old ones drain",
+                why="new listening sockets" if opened else "the number of workers changed",
+                count=config.workers,
+            )
+            for worker in old:
+                worker.retiring = True
+                self._retired.append(worker)
+            self.workers.clear()
+            for call in self._pending.values():
+                if call.active():
+                    call.cancel()
+            self._pending.clear()
+            self._start_generation()
+            for worker in old:
+                worker.signal(signal.SIGTERM)
+        else:
+            log.info("supervisor: reloading {count} worker(s) in place", count=len(self.workers))
+            for worker in self.workers.values():
+                worker.signal(signal.SIGHUP)
+        self._reloaded(True)
+        return True
+
+    def _reloaded(self, applied: bool) -> None:
+        from clbproxy.metrics import Metrics
+
+        Metrics.count_reload(self.reloads, applied)
+
+
+def _prepare_certificates(config: Config) -> None:
+    """Generate self-signed certificates once, before workers race to do it."""
+    from clbproxy.tls import ensure_self_signed
+
+    for listener in config.listeners:
+        if listener.tls is not None and listener.tls.self_signed:
+            directory = os.path.abspath(listener.tls.state_directory)
+            try:
+                generated = ensure_self_signed(directory)
+            except OSError as error:
+                raise SystemExit(f"clbproxy: listener:{listener.name}: {error}") from None
+            if generated:
+                log.info(
+                    "tls: listener {listener}: generated a self-signed certificate in {directory}",
+                    listener=listener.name,
+                    directory=directory,
+                )
+
+
+def _exit_description(reason: Failure) -> str:
+    value = reason.value
+    signum = getattr(value, "signal", None)
+    if signum:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = str(signum)
+        return f"was killed by {name}"
+    return f"exited with status {getattr(value, 'exitCode', None)}"
+
+
+def build_supervisor(config: Config, reactor, signals: bool = True) -> Supervisor:
+    """The supervisor of ``config.workers`` workers, with the demo backends and admin listener."""
+    from clbproxy.demo import ChatRoom, demo_service
+
+    supervisor = Supervisor(config, reactor, signals=signals)
+    room = ChatRoom(reactor)
+    for demo in config.demo_backends:
+        service = demo_service(demo, room, reactor)
+        service.setServiceParent(supervisor)
+    if config.admin is not None:
+        site = group_admin_site(supervisor, supervisor.registry, config.admin.metrics_path, reactor)
+        service = StreamServerEndpointService(serverFromString(reactor, config.admin.bind), site)
+        service._raiseSynchronously = True
+        service.setName("admin")
+        service.setServiceParent(supervisor)
+    return supervisor

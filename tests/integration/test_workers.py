@@ -1,0 +1,499 @@
+"""``workers = 2`` through the real ``twistd clbproxy``: every worker serves, crashes heal.
+
+Each test starts its own supervisor on ports of 127.0.0.1 chosen by the OS (a
+listener with ``max_connections = 1`` per worker, so a second connection must
+go to the other worker), with an echo backend in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import treq
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.trial import unittest
+from twisted.web.client import HTTPConnectionPool
+
+from tests.integration.support import Listening, raw_request
+from tests.integration.test_lifecycle import ROOT, TWISTD, free_port
+from tests.integration.test_observability import sample, samples
+
+CONFIG = """
+workers = {workers}
+drain_timeout = 2
+{top}
+[[listener]]
+name = "web"
+bind = "tcp:{port}:interface=127.0.0.1"
+max_connections = 1
+  [[listener.rule]]
+  target_group = "pool"
+{rules}
+{listeners}
+[target_group.pool]
+backends = ["127.0.0.1:{backend}"]
+[admin]
+bind = "tcp:{admin}:interface=127.0.0.1"
+"""
+
+FIXED_RULE = """
+  [[listener.rule]]
+  path = "= /fixed"
+  fixed_response = { status = 200, body = "fixed answer" }
+"""
+
+SECOND_LISTENER = """
+[[listener]]
+name = "second"
+bind = "tcp:{second}:interface=127.0.0.1"
+  [[listener.rule]]
+  target_group = "pool"
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+class WorkerGroup(Listening):
+    """A ``twistd clbproxy`` supervisor with its workers, stopped and cleaned up after the test."""
+
+    def __init__(self, testcase):
+        super().__init__(testcase)
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.port = free_port()
+        self.admin = free_port()
+        self.second = free_port()
+        self.directory = os.path.abspath(testcase.mktemp())
+        os.makedirs(self.directory)
+        self.path = os.path.join(self.directory, "tap.conf")
+        self.log_path = os.path.join(self.directory, "out.log")
+        self.process = None
+        self.pids: set[int] = set()
+
+    def write(
+        self, backend: int, rules: str = "", listeners: str = "", workers: int = 2, top: str = ""
+    ):
+        with open(self.path, "w") as f:
+            f.write(
+                CONFIG.format(
+                    workers=workers,
+                    port=self.port,
+                    admin=self.admin,
+                    backend=backend,
+                    rules=rules,
+                    listeners=listeners.format(second=self.second),
+                    top=top,
+                )
+            )
+
+    @defer.inlineCallbacks
+    def start(self):
+        log_file = open(self.log_path, "w")
+        self.testcase.addCleanup(log_file.close)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "clbproxy", "--config", self.path],
+            cwd=self.directory,
+            env={**os.environ, "PYTHONPATH": ROOT},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.testcase.addCleanup(self._kill_everything)
+        yield self.wait_for(
+            lambda: self.log().count(" serving (pid ") >= 2 or self.process.poll() is not None
+        )
+        self.testcase.assertIsNone(self.process.poll(), self.log())
+        yield self.status()
+
+    def _kill_everything(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pid in self.pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    def log(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    @defer.inlineCallbacks
+    def wait_for(self, predicate, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                self.testcase.fail(f"timed out waiting; log:\n{self.log()}")
+            yield task.deferLater(reactor, 0.05, lambda: None)
+
+    @defer.inlineCallbacks
+    def status(self):
+        response = yield treq.get(f"http://127.0.0.1:{self.admin}/api/status", pool=self.pool)
+        status = json.loads((yield response.content()))
+        self.pids.update(worker["pid"] for worker in status["workers"])
+        return status
+
+    @defer.inlineCallbacks
+    def post(self, path: str, body: bytes = b"{}"):
+        response = yield treq.post(
+            f"http://127.0.0.1:{self.admin}{path}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            pool=self.pool,
+        )
+        return response.code, json.loads((yield response.content()))
+
+    @defer.inlineCallbacks
+    def metrics(self):
+        response = yield treq.get(f"http://127.0.0.1:{self.admin}/metrics", pool=self.pool)
+        return samples((yield response.text()))
+
+    @defer.inlineCallbacks
+    def session(self, port=None):
+        """An echo session through the proxy, checked with one message."""
+        client = self.client(port or self.port)
+        protocol = yield client.opened
+        protocol.sendMessage(b"hello")
+        yield client.wait_messages(1)
+        client.protocol = protocol
+        return client
+
+    @defer.inlineCallbacks
+    def echo(self, client, payload: bytes):
+        count = len(client.messages) + 1
+        client.protocol.sendMessage(payload)
+        messages = yield client.wait_messages(count)
+        return messages[-1][0]
+
+
+class WorkerTests(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def group(self, **write):
+        group = WorkerGroup(self)
+        _, backend = group.backend()
+        group.backend_port = yield backend
+        group.write(group.backend_port, **write)
+        yield group.start()
+        return group
+
+    @defer.inlineCallbacks
+    def test_every_worker_serves_and_the_supervisor_shows_their_sum(self):
+        group = yield self.group()
+        yield group.session()
+        yield group.session()
+
+        status = yield group.status()
+        metrics = yield group.metrics()
+
+        workers = status["workers"]
+        self.assertEqual([w["index"] for w in workers], [1, 2])
+        self.assertEqual(len({w["pid"] for w in workers}), 2)
+        self.assertEqual([(w["up"], w["sessions"]) for w in workers], [(True, 1), (True, 1)])
+        self.assertEqual(status["listeners"][0]["sessions"], 2)
+        self.assertEqual(status["target_groups"][0]["backends"][0]["sessions"], 2)
+        self.assertEqual(sample(metrics, "clbproxy_workers"), 2)
+        self.assertEqual(sample(metrics, "clbproxy_connections_total", listener="web"), 2)
+        self.assertEqual(
+            sample(
+                metrics,
+                "clbproxy_websocket_sessions_active",
+                listener="web",
+                group="pool",
+                backend=f"127.0.0.1:{group.backend_port}",
+            ),
+            2,
+        )
+
+    @defer.inlineCallbacks
+    def test_a_killed_worker_is_restarted_and_the_other_keeps_serving(self):
+        group = yield self.group()
+        first = yield group.session()
+        second = yield group.session()
+        status = yield group.status()
+        victim = status["workers"][0]["pid"]
+
+        os.kill(victim, signal.SIGKILL)
+        yield group.wait_for(lambda: "restarting it in 0 s" in group.log())
+        yield defer.DeferredList([first.closed, second.closed], fireOnOneCallback=True)
+        survivor = second if first.closed.called else first
+        self.assertEqual((yield group.echo(survivor, b"still here")), b"still here")
+
+        @defer.inlineCallbacks
+        def restarted():
+            while True:
+                status = yield group.status()
+                worker = status["workers"][0]
+                if worker["pid"] != victim and worker["up"]:
+                    return status
+                yield task.deferLater(reactor, 0.1, lambda: None)
+
+        status = yield restarted()
+        self.assertEqual(status["workers"][0]["restarts"], 1)
+        self.assertFalse(alive(victim))
+        fresh = yield group.session()
+        self.assertEqual((yield group.echo(fresh, b"after")), b"after")
+        metrics = yield group.metrics()
+        self.assertEqual(sample(metrics, "clbproxy_worker_restarts_total"), 1)
+        self.assertIn("was killed by SIGKILL", group.log())
+
+    @defer.inlineCallbacks
+    def test_sighup_reloads_every_worker_in_place_keeping_sessions(self):
+        group = yield self.group()
+        sessions = [(yield group.session()), (yield group.session())]
+        pids = {w["pid"] for w in (yield group.status())["workers"]}
+        group.write(group.backend_port, rules=FIXED_RULE)
+
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: group.log().count("1 listener(s) kept") == 2)
+
+        for client in sessions:
+            self.assertEqual((yield group.echo(client, b"kept")), b"kept")
+            client.protocol.sendClose(1000)
+            yield client.closed
+        for _ in range(4):
+            answer = yield raw_request(
+                group.port, b"GET /fixed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            self.assertTrue(answer.endswith(b"fixed answer"), answer)
+        self.assertEqual({w["pid"] for w in (yield group.status())["workers"]}, pids)
+        metrics = yield group.metrics()
+        self.assertEqual(sample(metrics, "clbproxy_config_reloads_total", result="success"), 1)
+
+    @defer.inlineCallbacks
+    def test_an_invalid_reload_is_logged_once_and_the_workers_keep_serving(self):
+        group = yield self.group()
+        with open(group.path, "a") as f:
+            f.write("bogus = 1\n")
+
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: "the workers keep serving" in group.log())
+
+        self.assertEqual(group.log().count("unknown key 'bogus'"), 1)
+        self.assertFalse(
+            [line for line in group.log().splitlines() if "[worker" in line and "reload" in line]
+        )
+        client = yield group.session()
+        self.assertEqual((yield group.echo(client, b"fine")), b"fine")
+
+    @defer.inlineCallbacks
+    def test_a_reload_with_a_new_socket_replaces_the_workers(self):
+        group = yield self.group()
+        old = {w["pid"] for w in (yield group.status())["workers"]}
+        group.write(group.backend_port, listeners=SECOND_LISTENER)
+
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: group.log().count(" serving (pid ") >= 4)
+        yield group.wait_for(lambda: group.log().count("exited with status 0") >= 2)
+
+        client = yield group.session(group.second)
+        self.assertEqual((yield group.echo(client, b"new socket")), b"new socket")
+        client = yield group.session(group.port)
+        status = yield group.status()
+        self.assertFalse(old & {w["pid"] for w in status["workers"]})
+        self.assertEqual([listener["name"] for listener in status["listeners"]], ["web", "second"])
+        self.assertNotIn("the supervisor is gone", group.log())
+        self.assertNotIn("exited with status 1", group.log())
+
+    @defer.inlineCallbacks
+    def test_sigterm_drains_every_worker_and_exits(self):
+        group = yield self.group()
+        sessions = [(yield group.session()), (yield group.session())]
+        pids = [w["pid"] for w in (yield group.status())["workers"]]
+
+        started = time.monotonic()
+        os.kill(group.process.pid, signal.SIGTERM)
+        for client in sessions:
+            wasClean, code, _ = yield client.closed
+            self.assertEqual((wasClean, code), (True, 1001))
+        yield group.wait_for(lambda: group.process.poll() is not None)
+
+        self.assertLess(time.monotonic() - started, 2 + 5)
+        self.assertEqual(group.process.returncode, -signal.SIGTERM, group.log())
+        self.assertFalse([pid for pid in pids if alive(pid)])
+        self.assertEqual(group.log().count("drained in"), 2)
+
+    @defer.inlineCallbacks
+    def test_runtime_actions_reach_every_worker_and_a_restarted_one_too(self):
+        group = yield self.group()
+        backend = f"127.0.0.1:{group.backend_port}"
+
+        code, answer = yield group.post(f"/api/backends/pool/{backend}/weight", b'{"weight": 30}')
+        self.assertEqual((code, answer["weight"]), (200, 30))
+        code, answer = yield group.post(f"/api/backends/pool/{backend}/disable")
+        self.assertEqual((code, answer["state"]), (200, "maint"))
+        code, answer = yield group.post("/api/backends/pool/127.0.0.1:1/disable")
+        self.assertEqual(code, 404, answer)
+
+        def views(status):
+            return [
+                (view["state"], view["weight"])
+                for view in status["target_groups"][0]["backends"][0]["workers"]
+            ]
+
+        status = yield group.status()
+        self.assertEqual(views(status), [("maint", 30), ("maint", 30)])
+        victim = status["workers"][1]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        yield group.wait_for(lambda: "2 runtime action(s) applied" in group.log())
+        status = yield group.status()
+        self.assertNotEqual(status["workers"][1]["pid"], victim)
+        self.assertEqual(views(status), [("maint", 30), ("maint", 30)])
+        answer = yield raw_request(
+            group.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 503 "), answer)
+
+    @defer.inlineCallbacks
+    def test_sigusr1_makes_every_worker_reopen_the_access_log(self):
+        group = WorkerGroup(self)
+        backend = yield group.listen(_http_backend())
+        access_log = os.path.join(group.directory, "access.log")
+        group.write(backend, top=f'[access_log]\npath = "{access_log}"\n')
+        yield group.start()
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        yield raw_request(group.port, request)
+        os.rename(access_log, access_log + ".1")
+
+        os.kill(group.process.pid, signal.SIGUSR1)
+        yield group.wait_for(lambda: group.log().count("log files reopened") == 3)
+        for _ in range(4):
+            yield raw_request(group.port, request)
+
+        yield group.wait_for(lambda: os.path.exists(access_log))
+        with open(access_log + ".1") as f:
+            self.assertEqual(len(f.read().splitlines()), 1)
+        with open(access_log) as f:
+            self.assertEqual(len(f.read().splitlines()), 4)
+
+
+def _http_backend(body: bytes = b"ok"):
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+    from twisted.web.static import Data
+
+    root = Resource()
+    root.putChild(b"", Data(body, "text/plain"))
+    return Site(root)
+
+
+class KeptOpen(Protocol):
+    """Sends one keep-alive request and keeps the connection open after the answer."""
+
+    def connectionMade(self):
+        self.received = b""
+        self.transport.write(self.factory.request)
+
+    def dataReceived(self, data):
+        self.received += data
+        if b"backend-" in self.received and not self.factory.answered.called:
+            self.factory.answered.callback(self.received)
+
+
+class PersistenceAcrossWorkersTests(unittest.TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_a_cookie_set_by_one_worker_is_honoured_by_the_other(self):
+        group = WorkerGroup(self)
+        a = yield group.listen(_http_backend(b"backend-a"))
+        b = yield group.listen(_http_backend(b"backend-b"))
+        group.write(a)
+        with open(group.path) as f:
+            text = f.read()
+        with open(group.path, "w") as f:
+            f.write(
+                text.replace(f'["127.0.0.1:{a}"]', f'["127.0.0.1:{a}", "127.0.0.1:{b}"]')
+                + '[target_group.pool.persistence]\ntype = "cookie"\n'
+            )
+        yield group.start()
+        factory = Factory.forProtocol(KeptOpen)
+        factory.request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        factory.answered = defer.Deferred()
+        kept = yield TCP4ClientEndpoint(reactor, "127.0.0.1", group.port).connect(factory)
+        self.addCleanup(kept.transport.abortConnection)
+        first = yield factory.answered
+        home = first[first.index(b"backend-") :][:9]
+        cookie = [
+            line.split(b":", 1)[1].split(b";")[0].strip()
+            for line in first.split(b"\r\n")
+            if line.lower().startswith(b"set-cookie:")
+        ][0]
+
+        answers = []
+        for _ in range(4):
+            answer = yield raw_request(
+                group.port,
+                b"GET / HTTP/1.1\r\nHost: x\r\nCookie: "
+                + cookie
+                + b"\r\nConnection: close\r\n\r\n",
+            )
+            answers.append(answer[-9:])
+
+        self.assertEqual(answers, [home] * 4)
+        totals = sorted(w["connections_total"] for w in (yield group.status())["workers"])
+        self.assertEqual(totals, [1, 4])
+
+
+class OrphanTests(unittest.TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_workers_stop_when_the_supervisor_is_killed(self):
+        group = WorkerGroup(self)
+        group.write(free_port())
+        yield group.start()
+        pids = [w["pid"] for w in (yield group.status())["workers"]]
+
+        group.process.kill()
+        group.process.wait()
+
+        yield group.wait_for(lambda: not [pid for pid in pids if alive(pid)])
+
+
+class StartupTests(unittest.TestCase):
+    def test_a_port_in_use_stops_the_supervisor_with_one_line(self):
+        import socket
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        group = WorkerGroup(self)
+        group.port = taken.getsockname()[1]
+        group.write(free_port())
+
+        result = subprocess.run(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "clbproxy", "--config", group.path],
+            cwd=group.directory,
+            env={**os.environ, "PYTHONPATH": ROOT},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 1, output)
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("worker(s)", output)
+        self.assertIn(
+            f"clbproxy: listener:web: cannot listen on 127.0.0.1:{group.port}: "
+            "Address already in use",
+            output,
+        )

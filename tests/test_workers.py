@@ -1,0 +1,385 @@
+"""The worker supervisor's pure parts: restart backoff, worker configuration, merged views."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+
+import attrs
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import error, task
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from clbproxy.aggregate import _Families, merge_metrics, merge_status
+from clbproxy.config import (
+    BackendConfig,
+    Config,
+    ListenerConfig,
+    PersistenceConfig,
+    RuleConfig,
+    TargetGroupConfig,
+)
+from clbproxy.workers import Supervisor, restart_delay, worker_config
+
+
+def config(workers: int = 2, **options) -> Config:
+    group = TargetGroupConfig(
+        name="pool",
+        backends=(BackendConfig("127.0.0.1", 9),),
+        persistence=PersistenceConfig(type="cookie"),
+    )
+    listener = ListenerConfig(
+        name="web", bind="tcp:0:interface=127.0.0.1", rules=(RuleConfig(target_group="pool"),)
+    )
+    return Config(
+        path="tap.conf",
+        listeners=(listener,),
+        target_groups=(group,),
+        workers=workers,
+        **options,
+    )
+
+
+class FakeTransport:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.signals: list = []
+
+    def signalProcess(self, signum) -> None:
+        self.signals.append(signum)
+
+
+class ProcessClock(task.Clock):
+    """A clock that records spawned processes and gives each a pid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list = []
+
+    def spawnProcess(self, protocol, executable, args, env=None, childFDs=None, **kwargs):
+        transport = FakeTransport(1000 + len(self.spawned))
+        self.spawned.append((protocol, args, env, childFDs))
+        protocol.makeConnection(transport)
+        return transport
+
+
+def killed() -> Failure:
+    return Failure(error.ProcessTerminated(signal=signal.SIGKILL))
+
+
+class RestartTests(unittest.TestCase):
+    def supervisor(self) -> tuple[Supervisor, ProcessClock]:
+        clock = ProcessClock()
+        events: list = []
+        supervisor = Supervisor(config(), clock, publisher=events.append, signals=False)
+        supervisor.events = events
+        supervisor.startService()
+        self.addCleanup(shutil.rmtree, supervisor.runtime_dir, True)
+        return supervisor, clock
+
+    def test_restart_delay_is_immediate_then_doubles_up_to_a_cap(self) -> None:
+        self.assertEqual(
+            [restart_delay(n) for n in range(1, 10)],
+            [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0],
+        )
+
+    def test_start_spawns_one_process_per_worker(self) -> None:
+        supervisor, clock = self.supervisor()
+        self.assertEqual(len(clock.spawned), 2)
+        self.assertEqual([w.pid for _, w in sorted(supervisor.workers.items())], [1000, 1001])
+        _, args, env, fds = clock.spawned[0]
+        self.assertEqual(args[-4:], ["--config", args[-3], "--index", "1"])
+        self.assertEqual(fds[0], "w")
+        self.assertEqual(fds[3], "r")
+
+    def test_a_crashed_worker_is_restarted_at_once_then_with_backoff(self) -> None:
+        supervisor, clock = self.supervisor()
+        clock.advance(60)
+        supervisor.workers[1].processEnded(killed())
+        clock.advance(0)
+        self.assertEqual(len(clock.spawned), 3)
+        self.assertEqual(supervisor.workers[1].pid, 1002)
+
+        clock.advance(1)
+        supervisor.workers[1].processEnded(killed())
+        clock.advance(0.4)
+        self.assertEqual(len(clock.spawned), 3)
+        self.assertNotIn(1, supervisor.workers)
+        clock.advance(0.1)
+        self.assertEqual(len(clock.spawned), 4)
+
+        clock.advance(1)
+        supervisor.workers[1].processEnded(killed())
+        clock.advance(0.9)
+        self.assertEqual(len(clock.spawned), 4)
+        clock.advance(0.1)
+        self.assertEqual(len(clock.spawned), 5)
+        self.assertEqual(supervisor.restarts, {1: 3})
+        self.assertEqual(supervisor.restart_counter._value.get(), 3)
+
+    def test_a_worker_that_ran_long_enough_is_restarted_at_once_again(self) -> None:
+        supervisor, clock = self.supervisor()
+        for _ in range(3):
+            clock.advance(1)
+            supervisor.workers[2].processEnded(killed())
+            clock.advance(30)
+        spawned = len(clock.spawned)
+        clock.advance(20)
+        supervisor.workers[2].processEnded(killed())
+        clock.advance(0)
+        self.assertEqual(len(clock.spawned), spawned + 1)
+
+    def test_a_restarted_worker_is_given_the_runtime_actions_taken_so_far(self) -> None:
+        supervisor, clock = self.supervisor()
+        action = {"group": "pool", "address": "127.0.0.1:9", "action": "disable", "body": {}}
+        supervisor.remember_action(action)
+        supervisor.workers[1].processEnded(killed())
+        clock.advance(0)
+        _, _, env, _ = clock.spawned[-1]
+        self.assertEqual(json.loads(env["CLBPROXY_WORKER_ACTIONS"]), [action])
+        self.assertEqual(json.loads(clock.spawned[0][2]["CLBPROXY_WORKER_ACTIONS"]), [])
+
+    def test_stopping_signals_every_worker_and_restarts_none(self) -> None:
+        supervisor, clock = self.supervisor()
+        workers = list(supervisor.workers.values())
+        stopped = supervisor.stopService()
+        self.assertEqual([w.transport.signals for w in workers], [[signal.SIGTERM]] * 2)
+        for worker in workers:
+            worker.processEnded(Failure(error.ProcessDone(0)))
+        clock.advance(10)
+        self.assertEqual(len(clock.spawned), 2)
+        self.assertTrue(stopped.called)
+
+    def test_workers_still_running_after_the_drain_timeout_are_killed(self) -> None:
+        supervisor, clock = self.supervisor()
+        workers = list(supervisor.workers.values())
+        supervisor.stopService()
+        clock.advance(supervisor.config.drain_timeout + 5)
+        self.assertEqual(
+            [w.transport.signals for w in workers], [[signal.SIGTERM, signal.SIGKILL]] * 2
+        )
+
+    def test_worker_log_records_are_relayed_with_the_worker_as_system(self) -> None:
+        supervisor, _ = self.supervisor()
+        worker = supervisor.workers[2]
+        worker.childDataReceived(3, b'\x1e{"log_format": "hello {name}", "name": "wo')
+        worker.childDataReceived(
+            3,
+            b'rld", "log_level": {"name": "info", "__class_uuid__": '
+            b'"02E59486-F24D-46AD-8224-3ACDF2A5732A"}}\n',
+        )
+        relayed = [e for e in supervisor.events if e.get("log_format") == "hello {name}"]
+        self.assertEqual(len(relayed), 1)
+        self.assertEqual((relayed[0]["name"], relayed[0]["log_system"]), ("world", "worker 2"))
+
+
+class WorkerConfigTests(unittest.TestCase):
+    def test_a_worker_answers_admin_on_its_socket_runs_no_demo_and_shares_the_secret(self):
+        original = attrs.evolve(config(), warnings=("something",))
+        changed = worker_config(original, "/run/w1", "s" * 32)
+        self.assertEqual(changed.admin.bind, "unix:/run/w1:lockfile=0")
+        self.assertEqual(changed.demo_backends, ())
+        self.assertEqual(changed.warnings, ())
+        self.assertEqual(changed.target_groups[0].persistence.secret, "s" * 32)
+        self.assertEqual(changed.listeners, original.listeners)
+
+    def test_a_configured_secret_is_kept(self):
+        group = attrs.evolve(
+            config().target_groups[0],
+            persistence=PersistenceConfig(type="cookie", secret="configured-secret-1"),
+        )
+        changed = worker_config(attrs.evolve(config(), target_groups=(group,)), "/w", "x" * 32)
+        self.assertEqual(changed.target_groups[0].persistence.secret, "configured-secret-1")
+
+
+WORKER_1 = """\
+# HELP clbproxy_http_requests_total HTTP requests answered.
+# TYPE clbproxy_http_requests_total counter
+clbproxy_http_requests_total{listener="web",backend="b1",status="200"} 3.0
+clbproxy_http_requests_created{listener="web",backend="b1",status="200"} 1.7e9
+# HELP clbproxy_connections_active Open client connections.
+# TYPE clbproxy_connections_active gauge
+clbproxy_connections_active{listener="web"} 2.0
+# HELP clbproxy_backend_health Health.
+# TYPE clbproxy_backend_health gauge
+clbproxy_backend_health{group="g",backend="b1",state="healthy"} 1.0
+clbproxy_backend_health{group="g",backend="b1",state="unhealthy"} 0.0
+# HELP clbproxy_http_response_seconds Latency.
+# TYPE clbproxy_http_response_seconds histogram
+clbproxy_http_response_seconds_bucket{listener="web",le="0.1"} 2.0
+clbproxy_http_response_seconds_bucket{listener="web",le="+Inf"} 3.0
+clbproxy_http_response_seconds_count{listener="web"} 3.0
+clbproxy_http_response_seconds_sum{listener="web"} 0.5
+# HELP clbproxy_config_reloads_total Reloads.
+# TYPE clbproxy_config_reloads_total counter
+clbproxy_config_reloads_total{result="success"} 1.0
+"""
+
+WORKER_2 = """\
+# HELP clbproxy_http_requests_total HTTP requests answered.
+# TYPE clbproxy_http_requests_total counter
+clbproxy_http_requests_total{listener="web",backend="b1",status="200"} 4.0
+clbproxy_http_requests_total{listener="web",backend="b1",status="502"} 1.0
+# HELP clbproxy_connections_active Open client connections.
+# TYPE clbproxy_connections_active gauge
+clbproxy_connections_active{listener="web"} 5.0
+# HELP clbproxy_backend_health Health.
+# TYPE clbproxy_backend_health gauge
+clbproxy_backend_health{group="g",backend="b1",state="healthy"} 0.0
+clbproxy_backend_health{group="g",backend="b1",state="unhealthy"} 1.0
+# HELP clbproxy_http_response_seconds Latency.
+# TYPE clbproxy_http_response_seconds histogram
+clbproxy_http_response_seconds_bucket{listener="web",le="0.1"} 1.0
+clbproxy_http_response_seconds_bucket{listener="web",le="+Inf"} 1.0
+clbproxy_http_response_seconds_count{listener="web"} 1.0
+clbproxy_http_response_seconds_sum{listener="web"} 0.25
+"""
+
+
+def samples(families) -> dict:
+    registry = CollectorRegistry()
+    registry.register(_Families(families))
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+class MergeMetricsTests(unittest.TestCase):
+    def test_counters_histograms_and_counting_gauges_are_summed(self):
+        merged = samples(merge_metrics([WORKER_1, WORKER_2]))
+        web = (("listener", "web"),)
+        ok = (("backend", "b1"), ("listener", "web"), ("status", "200"))
+        self.assertEqual(merged["clbproxy_http_requests_total", ok], 7.0)
+        self.assertEqual(merged["clbproxy_connections_active", web], 7.0)
+        self.assertEqual(merged["clbproxy_http_response_seconds_count", web], 4.0)
+        self.assertEqual(merged["clbproxy_http_response_seconds_sum", web], 0.75)
+        self.assertEqual(
+            merged["clbproxy_http_response_seconds_bucket", (("le", "0.1"), *web)], 3.0
+        )
+
+    def test_a_state_is_shown_when_any_worker_is_in_it(self):
+        merged = samples(merge_metrics([WORKER_1, WORKER_2]))
+        labels = (("backend", "b1"), ("group", "g"))
+        self.assertEqual(merged["clbproxy_backend_health", (*labels, ("state", "healthy"))], 1.0)
+        self.assertEqual(merged["clbproxy_backend_health", (*labels, ("state", "unhealthy"))], 1.0)
+
+    def test_reload_metrics_and_created_timestamps_of_workers_are_dropped(self):
+        names = {name for name, _ in samples(merge_metrics([WORKER_1, WORKER_2]))}
+        self.assertNotIn("clbproxy_config_reloads_total", names)
+        self.assertFalse([name for name in names if name.endswith("_created")])
+
+
+def snapshot(connections, sessions, health, backend_sessions, errors=()):
+    return {
+        "config": "tap.conf",
+        "uptime": 1.0,
+        "listeners": [
+            {
+                "name": "web",
+                "protocol": "http",
+                "bind": "tcp:80",
+                "connections": connections,
+                "connections_total": connections * 10,
+                "sessions": sessions,
+                "rules": [],
+            }
+        ],
+        "target_groups": [
+            {
+                "name": "g",
+                "policy": "round_robin",
+                "backends": [
+                    {
+                        "address": "b1",
+                        "weight": 10,
+                        "configured_weight": 10,
+                        "state": "drain",
+                        "health": health,
+                        "health_detail": f"{health} detail",
+                        "sessions": backend_sessions,
+                        "recent_errors": list(errors),
+                    }
+                ],
+            }
+        ],
+    }
+
+
+class MergeStatusTests(unittest.TestCase):
+    def test_listeners_and_backends_are_summed_and_the_worst_health_wins(self):
+        merged = merge_status(
+            [
+                (
+                    {"index": 1, "pid": 11},
+                    snapshot(2, 1, "healthy", 1, [{"time": 5, "message": "a"}]),
+                ),
+                (
+                    {"index": 2, "pid": 12},
+                    snapshot(3, 2, "unhealthy", 0, [{"time": 9, "message": "b"}]),
+                ),
+                ({"index": 3, "pid": 13}, None),
+            ],
+            "tap.conf",
+            42.0,
+        )
+        (listener,) = merged["listeners"]
+        self.assertEqual(
+            (listener["connections"], listener["connections_total"], listener["sessions"]),
+            (5, 50, 3),
+        )
+        (backend,) = merged["target_groups"][0]["backends"]
+        self.assertEqual(
+            (backend["health"], backend["health_detail"]), ("unhealthy", "unhealthy detail")
+        )
+        self.assertEqual(backend["sessions"], 1)
+        self.assertEqual(backend["state"], "drain")
+        self.assertEqual([e["message"] for e in backend["recent_errors"]], ["b", "a"])
+        self.assertEqual([view["health"] for view in backend["workers"]], ["healthy", "unhealthy"])
+        self.assertEqual(
+            [
+                (w["pid"], w["up"], w["connections"], w["connections_total"], w["sessions"])
+                for w in merged["workers"]
+            ],
+            [(11, True, 2, 20, 1), (12, True, 3, 30, 2), (13, False, 0, 0, 0)],
+        )
+        self.assertEqual(merged["uptime"], 42.0)
+
+    def test_a_drained_backend_is_drained_only_when_no_worker_holds_a_session(self):
+        merged = merge_status(
+            [
+                ({"index": 1}, snapshot(0, 0, "healthy", 0)),
+                ({"index": 2}, snapshot(0, 0, "healthy", 0)),
+            ],
+            "tap.conf",
+            None,
+        )
+        self.assertEqual(merged["target_groups"][0]["backends"][0]["state"], "drained")
+
+
+class MakeServiceTests(unittest.TestCase):
+    def options(self, workers: int):
+        from clbproxy.tap import Options
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                f"workers = {workers}\n"
+                '[[listener]]\nname = "web"\nbind = "tcp:0:interface=127.0.0.1"\n'
+                '[[listener.rule]]\ntarget_group = "g"\n'
+                '[target_group.g]\nbackends = ["127.0.0.1:9"]\n'
+            )
+        options = Options()
+        options.parseOptions(["--config", path])
+        return options
+
+    def test_more_than_one_worker_makes_twistd_a_supervisor(self):
+        from clbproxy.tap import ProxyService, makeService
+
+        self.assertIsInstance(makeService(self.options(3)), Supervisor)
+        self.assertIsInstance(makeService(self.options(1)), ProxyService)
