@@ -268,7 +268,7 @@ def listener_service(
     served = site
     if listener.tls is not None:
         tls = server_tls(listener)
-        served = tls_factory(tls, site)
+        served = tls_factory(tls, site, reactor)
     limiter = ConnectionLimiter(
         served,
         gate if gate is not None else ConnectionGate(),
