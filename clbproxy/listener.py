@@ -69,6 +69,12 @@ class ListenerResource(Resource):
         upgrade = is_websocket_upgrade(request)
         if upgrade and request.clientproto != b"HTTP/1.1":
             return render_error(request, 400, "a WebSocket handshake needs HTTP/1.1")
+        if upgrade and getattr(request, "body", None) is not None:
+            # Autobahn takes the connection over at the headers, so a body's bytes
+            # would be parsed as HTTP on a channel that no longer has a transport.
+            request.setHeader(b"Connection", b"close")
+            request.channel.persistent = False
+            return render_error(request, 400, "a WebSocket handshake has no body")
         host = request.getHeader(b"host")
         host_text = host.decode("latin-1") if host else None
         target = request_target(request.uri.decode("latin-1"))

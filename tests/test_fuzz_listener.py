@@ -36,6 +36,9 @@ class HarnessTests(unittest.TestCase):
             upgrade_request(version="8"): 426,
             b"": 0,
             b"\x16\x03\x01\x00\x05hello": 408,
+            # Found by the fuzzer: a handshake with a broken chunked body logged a traceback.
+            upgrade_request(host="a", extra=b"Transfer-Encoding: chunked\r\n")
+            + b"3\r\nabcX\r\n0\r\n\r\n": 400,
         }
         found = {data: status_of(self.harness.check(data)) for data in cases}
         self.assertEqual(found, cases)
