@@ -8,7 +8,8 @@ balancer, each answered with its own status and a clean page:
   than ``max_header_size``: 431; declared or streamed body larger than
   ``max_body_size``: 413 (a declared one before ``100 Continue`` is sent);
 - obs-fold (a header line starting with a space or tab), a CR inside a line,
-  a ``Transfer-Encoding`` other than exactly ``chunked``: 400.
+  a ``Transfer-Encoding`` other than exactly ``chunked``, a request target with a
+  byte outside visible ASCII (a control character, DEL, raw UTF-8): 400.
 
 twisted.web already answers 400 (and closes) for: Content-Length together with
 Transfer-Encoding, a repeated or non-numeric Content-Length, a header name that
@@ -25,6 +26,7 @@ cannot take more.
 from __future__ import annotations
 
 import io
+import re
 import sys
 from typing import List, Optional
 
@@ -39,6 +41,10 @@ from zope.interface import implementer
 from clbproxy.errors import negotiated_error, raw_response
 
 log = Logger()
+
+#: What a request target may be made of (RFC 3986's characters, visible ASCII):
+#: HAProxy's default; twisted.web's client refuses anything else towards a backend.
+_URI_CHARACTERS = re.compile(rb"\A[\x21-\x7e]+\Z")
 
 #: Request body bytes held for a backend that is not connected yet before the
 #: client stops being read.
@@ -262,6 +268,10 @@ class ProxyChannel(HTTPChannel):
         if self._first_line():
             if len(line) > self.limits.max_request_line:
                 self.reject(414, "the request line is too long")
+                return
+            parts = line.split(b" ")
+            if len(parts) == 3 and not _URI_CHARACTERS.match(parts[1]):
+                self.reject(400, "the request target has a byte not allowed in a URI")
                 return
         elif line:
             if line[:1] in (b" ", b"\t"):
