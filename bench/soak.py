@@ -10,14 +10,18 @@ sends ``--messages`` sequence-numbered messages (text and binary, one in flight 
 a time), checks every echo arrives once and in order, and closes with 1000.
 Every ``--kill-every`` seconds one backend is killed with SIGKILL and restarted
 ``--down-for`` seconds later; sessions it carried end with 1011 ("deliberately
-cut"), and only they may end early.  ``--reload-every`` sends SIGHUP to the proxy
-(the hook for configuration reload, which the operations branch implements).
+cut"), and only they may end early.  Every ``--reload-every`` seconds tap.conf is
+rewritten and the proxy gets SIGHUP, alternating a valid change that matters (new
+backend weights, one backend at weight 0 in turn) and a broken, half-written
+file, which must be refused while everything keeps running.
 
 At the end it asserts: no session that was not cut lost, duplicated or reordered
 a message; no cut session received anything out of order; handshakes failed only
 with 502/503 while a backend was down; the proxy's RSS in the last quarter of the
 run is within ``--rss-slack`` of the second quarter's (no leak); and the proxy log
-holds no traceback or unhandled error.  Prints one JSON summary line; exit status
+holds no traceback or unhandled error; every valid reload was applied (one
+``reloaded`` line each) and every broken one refused (one ``reload refused``
+summary each).  Prints one JSON summary line; exit status
 0 when every assertion holds.
 """
 
@@ -33,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,6 +128,9 @@ def run_load(args, proxy_port: int, backends: list[Backend], proxy_pid: int) -> 
     stop_at = start + args.duration
     kill_windows: list[tuple[float, float]] = []
     rng = random.Random(args.seed)
+    next_reload = [start + args.reload_every]
+    reloads = {"applied": 0, "refused": 0}
+    config = Reconfigurer(args.config_path, args.listen_port, backends)
 
     def in_kill_window(at: float) -> bool:
         return any(a - 1 <= at <= b + 2 for a, b in kill_windows)
@@ -234,8 +242,9 @@ def run_load(args, proxy_port: int, backends: list[Backend], proxy_pid: int) -> 
                 victim = rng.choice(up)
                 kill_windows.append((now, now + args.down_for + 5))
                 victim.kill()
-        if args.reload_every and int(now - start) % args.reload_every == 0 and now - start > 2:
-            reload_proxy(proxy_pid)
+        if args.reload_every and now >= next_reload[0] and now < stop_at - 1:
+            next_reload[0] += args.reload_every
+            reload_proxy(proxy_pid, config, reloads)
 
     def sample():
         rss.append((time.time() - start, rss_kib(proxy_pid)))
@@ -250,16 +259,48 @@ def run_load(args, proxy_port: int, backends: list[Backend], proxy_pid: int) -> 
     task.LoopingCall(watchdog).start(5.0, now=False)
     reactor.callWhenRunning(refill)
     reactor.run()
-    return {"stats": stats, "rss": rss, "elapsed": time.time() - start}
+    return {"stats": stats, "rss": rss, "elapsed": time.time() - start, "reloads": reloads}
 
 
-def reload_proxy(pid: int) -> None:
-    """The configuration-reload hook: SIGHUP, once the operations branch handles it."""
+class Reconfigurer:
+    """Writes tap.conf for each reload: new weights, then a broken file, in turn."""
+
+    def __init__(self, path: str, listen_port: int, backends: list[Backend]) -> None:
+        self.path = path
+        self.listen_port = listen_port
+        self.backends = backends
+        self.count = 0
+
+    def write(self) -> bool:
+        """Write the next file; True when it is a valid one."""
+        self.count += 1
+        valid = self.count % 2 == 1
+        idle = (self.count // 2) % len(self.backends)
+        weights = [0 if i == idle else 10 + 10 * i for i in range(len(self.backends))]
+        text = proxy_config(self.listen_port, self.backends, "256KiB", weights)
+        if not valid:
+            text = text[: text.index("weight = ") + len("weight = ")]
+        temporary = self.path + ".new"
+        with open(temporary, "w") as f:
+            f.write(text)
+        os.replace(temporary, self.path)
+        return valid
+
+
+def reload_proxy(pid: int, config: Reconfigurer, reloads: dict) -> None:
+    """Rewrite tap.conf (valid and broken in turn) and send SIGHUP."""
+    valid = config.write()
+    reloads["applied" if valid else "refused"] += 1
     os.kill(pid, signal.SIGHUP)
 
 
-def proxy_config(listen_port: int, backends: list[Backend], buffer: str) -> str:
-    addresses = ", ".join(f'"127.0.0.1:{b.port}"' for b in backends)
+def proxy_config(
+    listen_port: int, backends: list[Backend], buffer: str, weights: Optional[list] = None
+) -> str:
+    weights = weights or [10] * len(backends)
+    addresses = ", ".join(
+        f'{{ address = "127.0.0.1:{b.port}", weight = {w} }}' for b, w in zip(backends, weights)
+    )
     return (
         f'[[listener]]\nname = "soak"\nbind = "tcp:{listen_port}:interface=127.0.0.1"\n'
         f'session_buffer = "{buffer}"\n'
@@ -267,6 +308,20 @@ def proxy_config(listen_port: int, backends: list[Backend], buffer: str) -> str:
         f"[target_group.pool]\nbackends = [{addresses}]\nretries = 2\n"
         f'connect_timeout = "1s"\n'
     )
+
+
+def read_logs(path: str) -> str:
+    """The proxy's whole log: twistd rotates ``--logfile`` every MB into ``path.1``, ``.2``..."""
+    rotated = []
+    index = 1
+    while os.path.exists(f"{path}.{index}"):
+        rotated.append(f"{path}.{index}")
+        index += 1
+    text = []
+    for name in [*reversed(rotated), path]:
+        with open(name, encoding="utf-8", errors="replace") as f:
+            text.append(f.read())
+    return "".join(text)
 
 
 def main(argv=None) -> int:
@@ -277,7 +332,12 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", type=int, default=3)
     parser.add_argument("--kill-every", type=int, default=15, help="seconds; 0: never")
     parser.add_argument("--down-for", type=float, default=3.0)
-    parser.add_argument("--reload-every", type=int, default=0, help="seconds; SIGHUP hook")
+    parser.add_argument(
+        "--reload-every",
+        type=float,
+        default=0,
+        help="seconds between reloads (valid and broken tap.conf in turn); 0: never",
+    )
     parser.add_argument("--sample-every", type=float, default=2.0, help="RSS sampling period")
     parser.add_argument("--rss-slack", type=float, default=0.15, help="allowed RSS growth")
     parser.add_argument("--seed", type=int, default=1)
@@ -312,6 +372,7 @@ def main(argv=None) -> int:
                 if time.time() > deadline or proxy.poll() is not None:
                     raise RuntimeError("the proxy did not start") from None
                 time.sleep(0.1)
+        args.config_path, args.listen_port = config, listen_port
         result = run_load(args, listen_port, backends, proxy.pid)
         proxy_alive = proxy.poll() is None
     finally:
@@ -323,8 +384,7 @@ def main(argv=None) -> int:
                 backend.process.wait(10)
 
     stats: Stats = result["stats"]
-    with open(log_path, encoding="utf-8", errors="replace") as f:
-        log_text = f.read()
+    log_text = read_logs(log_path)
     alarms = [line for line in log_text.splitlines() if any(a in line for a in LOG_ALARMS)]
     samples = [kib for _, kib in result["rss"]]
     quarter = max(1, len(samples) // 4)
@@ -341,6 +401,14 @@ def main(argv=None) -> int:
         problems.append(f"{len(alarms)} alarming log lines, first: {alarms[0][:200]}")
     if not proxy_alive:
         problems.append("the proxy process died")
+    reloads = result["reloads"]
+    applied = log_text.count("[clbproxy.lifecycle#info] reloaded ")
+    refused = log_text.count("the running configuration keeps serving")
+    if (applied, refused) != (reloads["applied"], reloads["refused"]):
+        problems.append(
+            f"reloads: sent {reloads['applied']} valid and {reloads['refused']} broken, "
+            f"log shows {applied} applied and {refused} refused"
+        )
     summary = {
         "duration_s": round(result["elapsed"], 1),
         "sessions": stats.started,
@@ -349,10 +417,12 @@ def main(argv=None) -> int:
         "refused_while_backend_down": stats.refused,
         "failed": len(stats.failures),
         "messages_checked": stats.messages_checked,
+        "reloads": {"applied": applied, "refused": refused},
         "rss_kib": {
             "first": samples[0] if samples else None,
             "max_second_quarter": base,
             "max_last_quarter": max(last_quarter) if last_quarter else None,
+            "last": samples[-1] if samples else None,
             "growth": round(growth, 4),
         },
         "log_alarms": len(alarms),

@@ -302,6 +302,8 @@ class TLSConfig:
     #: PEM bundle of CAs whose client certificates are accepted (mutual TLS).
     client_ca: Optional[str] = None
     client_auth: str = "require"
+    #: Refuse handshakes whose SNI no certificate covers (and those without SNI).
+    strict_sni: bool = False
 
 
 @attrs.frozen
@@ -786,6 +788,7 @@ _TLS_KEYS = (
     "session_tickets",
     "client_ca",
     "client_auth",
+    "strict_sni",
 )
 _CERTIFICATE_KEYS = ("cert", "key", "passphrase_file", "ocsp_response", "default")
 _RULE_KEYS = (
@@ -1108,7 +1111,7 @@ def _tls(reader: _Reader, path: str, value: object) -> Optional[TLSConfig]:
     if table is None:
         return None
     fields: dict[str, Any] = {}
-    for key in ("self_signed", "session_tickets"):
+    for key in ("self_signed", "session_tickets", "strict_sni"):
         if key in table:
             fields[key] = reader.boolean(_key_path(path, key), table[key])
     if "state_directory" in table:

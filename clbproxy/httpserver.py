@@ -8,7 +8,8 @@ balancer, each answered with its own status and a clean page:
   than ``max_header_size``: 431; declared or streamed body larger than
   ``max_body_size``: 413 (a declared one before ``100 Continue`` is sent);
 - obs-fold (a header line starting with a space or tab), a CR inside a line,
-  a ``Transfer-Encoding`` other than exactly ``chunked``: 400;
+  a ``Transfer-Encoding`` other than exactly ``chunked``, a request target with a
+  byte outside visible ASCII (a control character, DEL, raw UTF-8): 400;
 - a chunked body's trailer section that breaks the same rules (or is not
   ``name: value``), or is larger than ``max_header_size``: 400.  Well-formed
   trailers are kept on the :class:`RequestBody` for the backend.
@@ -28,6 +29,7 @@ cannot take more.
 from __future__ import annotations
 
 import io
+import re
 import sys
 from typing import List, Optional, Sequence
 
@@ -49,6 +51,10 @@ from clbproxy.trailers import (
 )
 
 log = Logger()
+
+#: What a request target may be made of (RFC 3986's characters, visible ASCII):
+#: HAProxy's default; twisted.web's client refuses anything else towards a backend.
+_URI_CHARACTERS = re.compile(rb"\A[\x21-\x7e]+\Z")
 
 #: Request body bytes held for a backend that is not connected yet before the
 #: client stops being read.
@@ -293,6 +299,10 @@ class ProxyChannel(HTTPChannel):
         if self._first_line():
             if len(line) > self.limits.max_request_line:
                 self.reject(414, "the request line is too long")
+                return
+            parts = line.split(b" ")
+            if len(parts) == 3 and not _URI_CHARACTERS.match(parts[1]):
+                self.reject(400, "the request target has a byte not allowed in a URI")
                 return
         elif line:
             if line[:1] in (b" ", b"\t"):

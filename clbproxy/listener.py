@@ -77,6 +77,12 @@ class ListenerResource(Resource):
         upgrade = is_websocket_upgrade(request)
         if upgrade and request.clientproto != b"HTTP/1.1":
             return render_error(request, 400, "a WebSocket handshake needs HTTP/1.1")
+        if upgrade and getattr(request, "body", None) is not None:
+            # Autobahn takes the connection over at the headers, so a body's bytes
+            # would be parsed as HTTP on a channel that no longer has a transport.
+            request.setHeader(b"Connection", b"close")
+            request.channel.persistent = False
+            return render_error(request, 400, "a WebSocket handshake has no body")
         host = request.getHeader(b"host")
         host_text = host.decode("latin-1") if host else None
         target = request_target(request.uri.decode("latin-1"))
@@ -251,7 +257,7 @@ class ListenerService(StreamServerEndpointService):
             if tls is None:
                 raise ValueError("turning TLS on needs the listener's ServerTLS")
             self.tls = tls
-            self.limiter.wrappedFactory = tls_factory(tls, self.site)
+            self.limiter.wrappedFactory = tls_factory(tls, self.site, self.site.reactor)
         else:
             try:
                 self.tls.reload(listener)
@@ -328,7 +334,7 @@ def listener_service(
     served = site
     if listener.tls is not None:
         tls = server_tls(listener)
-        served = tls_factory(tls, site)
+        served = tls_factory(tls, site, reactor)
     limiter = ConnectionLimiter(
         served,
         gate if gate is not None else ConnectionGate(),

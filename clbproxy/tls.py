@@ -7,7 +7,17 @@ connection starts on the default certificate's context; OpenSSL's servername
 callback swaps in the context the client's SNI names (txsni's shape).  Every
 context carries the listener's whole policy (versions, ciphers, ALPN, tickets,
 client verification, OCSP), because OpenSSL reads some settings from the
-connection's first context and others from the swapped one.
+connection's first context and others from the swapped one.  With ``strict_sni``
+a name no certificate covers (or no SNI at all) gets a context without any
+certificate, so OpenSSL refuses the handshake with a ``handshake_failure`` alert
+(HAProxy's ``strict-sni``).
+
+Hostile clients on an HTTPS port: a plain HTTP request gets a plain ``400`` (as
+nginx answers), client-initiated renegotiation is refused
+(``SSL_OP_NO_RENEGOTIATION``: a ``no_renegotiation`` alert, so a client cannot
+make the proxy do a full handshake per request), and every handshake that does
+not complete, whatever the reason, is logged as one line.  The listener's
+``header_timeout`` runs from the connection, so it also bounds the handshake.
 
 Towards backends, target groups with ``scheme = "wss"``/``"https"`` connect
 through ``wrapClientTLS(optionsForClientTLS(...), HostnameEndpoint(...))``, with
@@ -21,6 +31,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import weakref
 from typing import Callable, Iterable, Mapping, Optional
 
 import attrs
@@ -50,6 +61,7 @@ from clbproxy.config import (
     TLSConfig,
 )
 from clbproxy.endpoints import backend_endpoint
+from clbproxy.errors import raw_error_response
 
 log = Logger()
 
@@ -64,6 +76,8 @@ _ALPN = b"http/1.1"
 _SELF_SIGNED_DAYS = 365
 _SELF_SIGNED_CERT = "selfsigned-cert.pem"
 _SELF_SIGNED_KEY = "selfsigned-key.pem"
+#: The answer to a plain HTTP request on an HTTPS port, in nginx's words.
+PLAIN_HTTP_DETAIL = "The plain HTTP request was sent to HTTPS port"
 
 
 class CertificateError(Exception):
@@ -313,7 +327,7 @@ def server_context(
     """
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     context.set_min_proto_version(_VERSIONS[tls.min_version])
-    options = SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
+    options = SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION
     if not tls.session_tickets:
         options |= SSL.OP_NO_TICKET
     context.set_options(options)
@@ -345,11 +359,24 @@ def server_context(
     return context
 
 
+def refusing_context(tls: TLSConfig) -> SSL.Context:
+    """A context without a certificate: a handshake switched to it fails with an alert.
+
+    OpenSSL finds no cipher (TLS 1.2) or signature algorithm (TLS 1.3) it could use
+    and sends ``handshake_failure``; pyOpenSSL's servername callback cannot choose
+    the alert itself without printing a traceback.
+    """
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(_VERSIONS[tls.min_version])
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_TICKET)
+    return context
+
+
 class SNIMap:
     """Server name -> pre-built context; anything unknown or odd gets the default.
 
     The name comes from the client, so it may be ``None``, ``bytes`` in any
-    encoding, or junk: :meth:`lookup` never raises.
+    encoding, or junk: :meth:`lookup` and :meth:`find` never raise.
     """
 
     def __init__(
@@ -362,24 +389,28 @@ class SNIMap:
         self.default = default
         self.certificates = tuple(certificates)
 
-    def lookup(self, server_name: object) -> SSL.Context:
+    def find(self, server_name: object) -> Optional[SSL.Context]:
+        """The context of the certificate covering ``server_name``, or None."""
         try:
             if isinstance(server_name, bytes):
                 server_name = server_name.decode("ascii")
             if not isinstance(server_name, str) or not server_name:
-                return self.default
+                return None
             name = server_name.lower().rstrip(".")
             context = self._contexts.get(name)
             if context is not None:
                 return context
             _, dot, parent = name.partition(".")
             if dot and parent:
-                context = self._contexts.get("*." + parent)
-                if context is not None:
-                    return context
+                return self._contexts.get("*." + parent)
         except Exception:
             pass
-        return self.default
+        return None
+
+    def lookup(self, server_name: object) -> SSL.Context:
+        """:meth:`find`, falling back to the default certificate's context."""
+        context = self.find(server_name)
+        return self.default if context is None else context
 
 
 def build_sni_map(
@@ -410,10 +441,21 @@ class ServerTLS:
     def __init__(self, listener: ListenerConfig) -> None:
         self.listener = listener
         self.map = build_sni_map(listener, self._servername)
+        self._refusing = refusing_context(listener.tls)
+        #: Connections refused by ``strict_sni`` -> the name they asked for (for the log).
+        self.refused: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _servername(self, connection: SSL.Connection) -> None:
         try:
-            connection.set_context(self.map.lookup(connection.get_servername()))
+            name = connection.get_servername()
+            context = self.map.find(name)
+            if context is None:
+                if self.listener.tls.strict_sni:
+                    self.refused[connection] = name
+                    context = self._refusing
+                else:
+                    context = self.map.default
+            connection.set_context(context)
         except Exception:
             log.failure(
                 "tls: listener {listener}: SNI callback failed", listener=self.listener.name
@@ -439,6 +481,7 @@ class ServerTLS:
             )
             raise
         self.map, self.listener = new_map, listener
+        self._refusing = refusing_context(listener.tls)
         log_certificates(listener.name, new_map, "reloaded")
 
 
@@ -463,20 +506,118 @@ def log_certificates(listener: str, sni_map: SNIMap, verb: str = "loaded") -> No
             )
 
 
+def _looks_like_plain_http(data: bytes) -> bool:
+    """True when the first bytes of a connection start with a letter (``GET /``...).
+
+    A TLS record starts with its content type (20-24) and an SSLv2 hello with a
+    byte of 0x80 or more, so a letter is never TLS.
+    """
+    first = data[:1]
+    return first.isalpha() and first.isascii()
+
+
 class _LoggedTLSProtocol(TLSMemoryBIOProtocol):
-    """Logs why a handshake failed (old protocol version, no shared cipher, not TLS...)."""
+    """One client's TLS: answers plain HTTP with 400 and logs every unfinished handshake.
+
+    One info line says why a handshake did not complete: OpenSSL's reason (old
+    protocol version, no shared cipher, not TLS...), ``strict_sni`` refusing the
+    name, the client closing, or the proxy closing it (``header_timeout`` or a
+    shutdown).  A connection that closes without sending a byte (a TCP health
+    check) is not logged.
+    """
+
+    _plain_http = False
+    _closed_by_proxy = False
+    _received = 0
+    _opened_at = 0.0
+
+    def makeConnection(self, transport) -> None:
+        self._opened_at = self.factory.reactor.seconds()
+        super().makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._plain_http:
+            return
+        if not self._received and _looks_like_plain_http(data):
+            self._answer_plain_http()
+            return
+        self._received += len(data)
+        super().dataReceived(data)
+
+    def _answer_plain_http(self) -> None:
+        self._plain_http = True
+        log.info(
+            "tls: listener {listener}: {peer} sent plain HTTP to the HTTPS port: 400",
+            listener=self.factory.listener_name,
+            peer=self._peer(),
+        )
+        self.transport.write(raw_error_response(400, PLAIN_HTTP_DETAIL))
+        self.transport.loseConnection()
+
+    def loseConnection(self) -> None:
+        if not self._handshakeDone:
+            self._closed_by_proxy = True
+        super().loseConnection()
+
+    def abortConnection(self) -> None:
+        if not self._handshakeDone:
+            self._closed_by_proxy = True
+        super().abortConnection()
+
+    def _peer(self):
+        peer = self.transport.getPeer() if self.transport is not None else None
+        return getattr(peer, "host", peer)
 
     def connectionLost(self, reason) -> None:
         failure = self._reason or reason
-        if not self._handshakeDone and failure is not None and failure.check(SSL.Error):
-            peer = self.transport.getPeer() if self.transport is not None else None
+        if not self._handshakeDone and not self._plain_http:
+            self._log_unfinished(failure)
+        elif self._handshakeDone and failure is not None and failure.check(SSL.Error):
+            # A fatal alert or a broken record after the handshake (a refused
+            # renegotiation ends so).
             log.info(
-                "tls: listener {listener}: handshake with {peer} failed: {reason}",
+                "tls: listener {listener}: TLS error from {peer} after the handshake: {reason}",
                 listener=self.factory.listener_name,
-                peer=getattr(peer, "host", peer),
+                peer=self._peer(),
                 reason=describe_tls_error(failure.value),
             )
         super().connectionLost(reason)
+
+    def _log_unfinished(self, failure) -> None:
+        listener, peer = self.factory.listener_name, self._peer()
+        refused = self.factory.server_tls.refused.get(self._tlsConnection, False)
+        if refused is not False:
+            log.info(
+                "tls: listener {listener}: handshake with {peer} refused: "
+                "no certificate for server name {name} (strict_sni)",
+                listener=listener,
+                peer=peer,
+                name=repr(refused.decode("ascii", "replace")) if refused else "(none sent)",
+            )
+        elif failure is not None and failure.check(SSL.Error):
+            log.info(
+                "tls: listener {listener}: handshake with {peer} failed: {reason}",
+                listener=listener,
+                peer=peer,
+                reason=describe_tls_error(failure.value),
+            )
+        elif self._closed_by_proxy:
+            log.info(
+                "tls: listener {listener}: closed the connection from {peer}: no completed "
+                "handshake after {seconds:.1f} s (header_timeout {timeout:g} s)",
+                listener=listener,
+                peer=peer,
+                seconds=self.factory.reactor.seconds() - self._opened_at,
+                timeout=self.factory.wrappedFactory.listener.header_timeout,
+            )
+        elif self._received:
+            log.info(
+                "tls: listener {listener}: {peer} closed the connection during the "
+                "handshake after sending {count} byte(s)",
+                listener=listener,
+                peer=peer,
+                count=self._received,
+            )
 
 
 def describe_tls_error(error: SSL.Error) -> str:
@@ -488,11 +629,13 @@ def describe_tls_error(error: SSL.Error) -> str:
     return "; ".join(reasons) or str(error) or "TLS error"
 
 
-def tls_factory(server_tls: ServerTLS, wrapped) -> TLSMemoryBIOFactory:
+def tls_factory(server_tls: ServerTLS, wrapped, reactor) -> TLSMemoryBIOFactory:
     """``wrapped`` (the listener's Site) behind TLS, logging failed handshakes."""
     factory = TLSMemoryBIOFactory(server_tls, False, wrapped)
     factory.protocol = _LoggedTLSProtocol
     factory.listener_name = server_tls.listener.name
+    factory.server_tls = server_tls
+    factory.reactor = reactor
     return factory
 
 

@@ -1793,6 +1793,22 @@ class TLSKeyProblemTests(LoaderMixin, unittest.TestCase):
             (listener.redirect_to_https, listener.https_port, listener.rules), (True, 8443, ())
         )
 
+    def test_strict_sni_is_off_unless_asked_for(self) -> None:
+        https = {"protocol": '"https"'}
+        plain = self.load(document(listener={**https, "tls": "{ self_signed = true }"}))
+        strict = self.load(
+            document(listener={**https, "tls": "{ self_signed = true, strict_sni = true }"})
+        )
+        self.assertEqual(
+            (plain.listeners[0].tls.strict_sni, strict.listeners[0].tls.strict_sni), (False, True)
+        )
+        self.assertEqual(
+            self.problems(
+                document(listener={**https, "tls": '{ self_signed = true, strict_sni = "yes" }'})
+            ),
+            ["tap.conf: listener[0].tls.strict_sni: expected true or false, got a string"],
+        )
+
     def test_wss_target_group_model(self) -> None:
         config = self.load(
             document(group={"scheme": '"wss"', "verify": "false", "server_name": '"API.internal"'})

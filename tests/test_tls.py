@@ -8,11 +8,19 @@ import os
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 from twisted.trial import unittest
 
-from clbproxy.config import ConfigError, load_config
+from clbproxy.config import ConfigError, TLSConfig, load_config
 from clbproxy.redirect import https_location, redirect_status
-from clbproxy.tls import SNIMap, ensure_self_signed, fingerprint
+from clbproxy.tls import (
+    SNIMap,
+    ensure_self_signed,
+    fingerprint,
+    load_certificate,
+    refusing_context,
+    server_context,
+)
 from tests.tlsfixtures import certificate_files, expired, write
 
 
@@ -41,6 +49,33 @@ class SNIMapTests(unittest.TestCase):
 
     def test_str_names_work_like_bytes(self):
         self.assertEqual(self.map.lookup("xn--bcher-kva.example"), "IDN")
+
+    def test_find_gives_none_for_names_no_certificate_covers(self):
+        """``strict_sni`` refuses what ``find`` does not know (``lookup`` serves the default)."""
+        self.assertEqual(
+            [self.map.find(n) for n in (b"a.example.com", b"b.example.com", b"other.test", None)],
+            ["A", "WILD", None, None],
+        )
+
+
+class ContextPolicyTests(unittest.TestCase):
+    def test_every_server_context_refuses_renegotiation_and_compression(self):
+        """Client-initiated renegotiation would let one client make the proxy do full handshakes.
+
+        OpenSSL 3 refuses it by default; older builds allowed it, so it is set explicitly.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        entry = certificate_files(directory, trustme.CA(), "a.example.com")
+        tls = TLSConfig(certificates=(entry,))
+        contexts = [
+            server_context(load_certificate(entry), tls, b"x" * 32, lambda connection: None),
+            refusing_context(tls),
+        ]
+        for context in contexts:
+            options = context.set_options(0)
+            self.assertTrue(options & SSL.OP_NO_RENEGOTIATION)
+            self.assertTrue(options & SSL.OP_NO_COMPRESSION)
 
 
 HTTPS_LISTENER = """

@@ -2,7 +2,9 @@
 
 Run as ``python -m tests.hostile.fixture JSON``: ``JSON`` holds ``listener`` (keyword
 arguments of :class:`ListenerConfig`, plus ``rules``: a list of :class:`RuleConfig`
-keyword arguments) and ``group`` (keyword arguments of :class:`TargetGroupConfig`).
+keyword arguments, and ``tls``: keyword arguments of :class:`TLSConfig` whose
+``certificates`` are :class:`CertificateConfig` keyword arguments) and ``group``
+(keyword arguments of :class:`TargetGroupConfig`).
 The process starts an Autobahn echo backend and a WebSocket echo-capable HTTP
 backend on ephemeral 127.0.0.1 ports, then the proxy's listener in front of them,
 and prints one JSON line ``{"proxy": PORT, "backend": PORT}``.  It logs to stderr
@@ -24,7 +26,14 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from clbproxy.balancer import TargetGroup
-from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
+from clbproxy.config import (
+    BackendConfig,
+    CertificateConfig,
+    ListenerConfig,
+    RuleConfig,
+    TargetGroupConfig,
+    TLSConfig,
+)
 from clbproxy.listener import listener_service
 
 log = Logger()
@@ -86,6 +95,10 @@ def start(reactor, spec: dict):
         RuleConfig(**{"target_group": "pool", **_tuples(rule)})
         for rule in listener_spec.pop("rules", [{}])
     )
+    if "tls" in listener_spec:
+        tls = dict(listener_spec.pop("tls"))
+        tls["certificates"] = tuple(CertificateConfig(**c) for c in tls.get("certificates", ()))
+        listener_spec["tls"] = TLSConfig(**tls)
     listener = ListenerConfig(
         name="hostile", bind="tcp:0:interface=127.0.0.1", rules=rules, **_tuples(listener_spec)
     )

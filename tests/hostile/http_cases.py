@@ -138,6 +138,16 @@ LIMIT_CASES = [
 MALFORMED = [
     Case("garbage request line", b"HELLO\r\n\r\n", 400),
     Case("unknown HTTP version token", b"GET / FOO/1.1\r\nHost: a.test\r\n\r\n", 400),
+    Case("DEL in the target", b"GET /a\x7f HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+    Case("control byte in the target", b"GET /a\x01b HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+    Case("tab in the target", b"GET /a\tb HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+    Case("utf-8 in the target", b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a.test\r\n\r\n", 400),
+    Case(
+        "control byte in a websocket target",
+        b"GET /a\x7f HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        400,
+    ),
 ]
 
 CASES = SMUGGLING + TRAILERS + LIMIT_CASES + MALFORMED

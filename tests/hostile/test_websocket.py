@@ -84,6 +84,27 @@ HANDSHAKE = [
     case("post upgrade", _upgrade(method="POST"), expect=Status(405, closes=True)),
     case("put upgrade", _upgrade(method="PUT"), expect=Status(405, closes=True)),
     case("http 1.0 upgrade", _upgrade(http="HTTP/1.0"), expect=BAD),
+    case(
+        "upgrade with a content-length body",
+        _upgrade(b"Content-Length: 5\r\n") + b"hello",
+        expect=BAD,
+    ),
+    case(
+        "upgrade with a chunked body",
+        _upgrade(b"Transfer-Encoding: chunked\r\n") + b"5\r\nhello\r\n0\r\n\r\n",
+        expect=BAD,
+    ),
+    case(
+        "upgrade with a broken chunked body",
+        _upgrade(b"Transfer-Encoding: chunked\r\n") + b"3\r\nabcX\r\n0\r\n\r\n",
+        expect=BAD,
+    ),
+    case(
+        "refused upgrade with a broken chunked body",
+        _upgrade(b"Transfer-Encoding: chunked\r\n", connection="close") + b"3\r\nabcX\r\n0\r\n\r\n",
+        expect=BAD,
+    ),
+    case("upgrade with an empty body is fine", _upgrade(b"Content-Length: 0\r\n"), expect=OPEN),
     case("host missing", upgrade_request().replace(b"Host: 127.0.0.1\r\n", b""), expect=BAD),
     case("absolute form target", _upgrade(path="http://127.0.0.1/echo"), expect=OPEN),
     case("subprotocol duplicated", _upgrade(b"Sec-WebSocket-Protocol: chat, chat\r\n"), expect=BAD),
