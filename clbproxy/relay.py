@@ -39,7 +39,12 @@ from autobahn.websocket.compress import (
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectingRequest, ConnectionDeny
 from twisted.internet import defer
-from twisted.internet.interfaces import IPushProducer, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IProtocolFactory,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -162,6 +167,8 @@ class _Throttle:
     session's memory when one side reads slower than the other writes.
     """
 
+    __slots__ = ("_other", "_timers")
+
     def __init__(self, other_transport, timers: Optional[SessionTimers] = None) -> None:
         self._other = other_transport
         self._timers = timers
@@ -198,7 +205,7 @@ class _Relaying:
     side: Side
     session: Optional[RelaySession] = None
     peer = None
-    #: The fast path's handler of this hop's inbound bytes, once the session is on it.
+    #: The fast path's hop that took this connection over (see :mod:`clbproxy.fastpath`).
     _fast = None
     _pending: Optional[bytes] = None
     _begun = False
@@ -207,30 +214,25 @@ class _Relaying:
 
     @property
     def messages_in(self) -> int:
-        """Complete messages received on this hop (by Autobahn or by the fast path)."""
-        fast = self._fast
-        return self._messages + (fast.messages if fast is not None else 0)
+        """Complete messages received on this hop by Autobahn."""
+        return self._messages
 
-    def dataReceived(self, data: bytes) -> None:
-        fast = self._fast
-        if fast is None:
-            super().dataReceived(data)
-        else:
-            fast.received(data)
+    @property
+    def octets_in(self) -> int:
+        return self.trafficStats.incomingOctetsWireLevel
+
+    @property
+    def octets_out(self) -> int:
+        return self.trafficStats.outgoingOctetsWireLevel
 
     def consumeData(self) -> None:
         fast = self._fast
         if fast is None:
             super().consumeData()
         elif self.data:
+            # Bytes read with the handshake, before the fast path took the connection over.
             data, self.data = self.data, b""
-            fast.received(data)
-
-    def sendData(self, data: bytes, sync: bool = False, chopsize=None) -> None:
-        # ``peer`` is Autobahn's peer address string until the hops are linked.
-        inbound = getattr(self.peer, "_fast", None)
-        if inbound is None or not inbound.hold(data):
-            super().sendData(data, sync, chopsize)
+            fast.dataReceived(data)
 
     def onMessageBegin(self, isBinary: bool) -> None:
         super().onMessageBegin(isBinary)
@@ -343,9 +345,6 @@ class _Relaying:
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
-        fast = self._fast
-        if fast is not None:
-            fast.stopped()
         if self.session is not None:
             self.session.hop_lost(self.side, wasClean, code, reason)
 
@@ -560,12 +559,71 @@ class RelayClientFactory(WebSocketClientFactory):
         return protocol
 
 
+@implementer(IProtocolFactory)
+class _BackendBuilder:
+    """The factory a backend connection is made with: builds its Autobahn client protocol.
+
+    Twisted's connector keeps the factory it was given for the connection's whole
+    life; this small object stands in for Autobahn's per-session factory and lets
+    go of it once the session is on the fast path (:meth:`release`).
+    """
+
+    __slots__ = ("factory",)
+
+    def __init__(self, factory: RelayClientFactory) -> None:
+        self.factory: Optional[RelayClientFactory] = factory
+
+    def buildProtocol(self, addr):
+        factory = self.factory
+        return factory.buildProtocol(addr) if factory is not None else None
+
+    def doStart(self) -> None:
+        if self.factory is not None:
+            self.factory.doStart()
+
+    def doStop(self) -> None:
+        if self.factory is not None:
+            self.factory.doStop()
+
+    def release(self) -> None:
+        self.factory = None
+
+
 class RelaySession:
     """One relayed WebSocket session: its backend choice, handshake, relay and end.
 
     The session exists from the client's upgrade request until both hops are
     closed; it owns the decision of what one hop's end means for the other.
     """
+
+    __slots__ = (
+        "reactor",
+        "factory",
+        "request",
+        "rule",
+        "lease",
+        "settings",
+        "group",
+        "front",
+        "target",
+        "connector",
+        "backend",
+        "backend_config",
+        "_handshake",
+        "_connecting",
+        "_tried",
+        "_told",
+        "_ended",
+        "_started",
+        "_opened",
+        "_wall_start",
+        "record",
+        "_closes",
+        "timers",
+        "tunnel",
+        "_filled",
+        "_builder",
+    )
 
     def __init__(
         self,
@@ -580,6 +638,8 @@ class RelaySession:
         rule: Optional[RuleConfig] = None,
     ) -> None:
         self.reactor = reactor
+        #: The listener's relay factory: its live sessions and counters.
+        self.factory = front.factory
         self.request = request or RequestInfo()
         self.rule = rule
         #: Counts this session on its backend (least_conn, max_conns) until it ends.
@@ -605,6 +665,9 @@ class RelaySession:
         self.timers: Optional[SessionTimers] = None
         #: Splice bytes after the handshake instead of relaying checked frames.
         self.tunnel = False
+        #: The access record's request fields are filled (at open, from the upgrade request).
+        self._filled = False
+        self._builder: Optional[_BackendBuilder] = None
 
     # -- handshake -------------------------------------------------------------------
 
@@ -626,12 +689,13 @@ class RelaySession:
         self.backend_config = backend
         self.lease = self.group.acquire(backend, close=self.close_for_unhealthy)
         factory = RelayClientFactory(self, self._backend_request(backend), self._client_deflate())
+        self._builder = _BackendBuilder(factory)
         try:
             endpoint = self.connector(backend, self.group.config)
         except Exception:
             self._connecting = defer.fail()
         else:
-            self._connecting = endpoint.connect(factory)
+            self._connecting = endpoint.connect(self._builder)
         self._connecting.addCallbacks(self._connected, self._connect_failed)
 
     def _connected(self, protocol) -> None:
@@ -792,6 +856,8 @@ class RelaySession:
             on_dead=self._dead,
         )
         self.timers.start()
+        fill_request_fields(self.record, front)
+        self._filled = True
         limit = self.settings.listener.session_buffer
         for hop, other in ((front, backend), (backend, front)):
             transport = hop.transport
@@ -801,7 +867,6 @@ class RelaySession:
             if getattr(socket, "producer", None) is not None:
                 socket.unregisterProducer()
             transport.registerProducer(_Throttle(other.transport, self.timers), True)
-        start_fast_path(front, backend, tunnel=self.tunnel)
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open",
             client=_peer_ip(front.transport),
@@ -809,6 +874,18 @@ class RelaySession:
             backend=self.backend_config.address,
             group=self.group.name,
         )
+        hops = start_fast_path(front, backend, tunnel=self.tunnel)
+        if hops is not None:
+            # From here on the session holds only the fast path's hops: Autobahn's
+            # protocols (and the backend hop's factory) are no longer referenced.
+            self.front, self.backend = hops
+            self._handshake = None
+            # What only choosing the backend needed.
+            self.request = None
+            self._tried = []
+            if self._builder is not None:
+                self._builder.release()
+            self.reactor.callLater(0, _scrub, front, backend)
 
     # -- timers and shutdown ---------------------------------------------------------
 
@@ -847,7 +924,7 @@ class RelaySession:
             hop.dropConnection(abort=True)
 
     def _count(self, name: str) -> None:
-        stats = getattr(self.front.factory, "stats", None)
+        stats = getattr(self.factory, "stats", None)
         if stats is not None:
             stats.increment(name)
 
@@ -921,7 +998,7 @@ class RelaySession:
             self.hop_ended(HopEvent(side, HopEnd.LOST))
         if len(self._ended) == 2 or (side is Side.CLIENT and self.backend is None):
             self._release()
-            self.front.factory.sessions.discard(self)
+            self.factory.sessions.discard(self)
             self._log_end()
 
     def _client_left_during_handshake(self) -> None:
@@ -968,14 +1045,15 @@ class RelaySession:
 
     def _access_record(self, now: float) -> accesslog.SessionRecord:
         record, front = self.record, self.front
-        fill_request_fields(record, front)
+        if not self._filled:
+            fill_request_fields(record, front)
         record.rule = accesslog.rule_label(self.rule.host, self.rule.path) if self.rule else None
         record.group = self.group.name
         record.backend = self.backend_config.address if self.backend_config else None
         if self._opened is not None:
             record.duration_s = now - self._opened
-            record.bytes_in = front.trafficStats.incomingOctetsWireLevel
-            record.bytes_out = front.trafficStats.outgoingOctetsWireLevel
+            record.bytes_in = front.octets_in
+            record.bytes_out = front.octets_out
             record.messages_in = front.messages_in
             record.messages_out = self.backend.messages_in if self.backend else 0
             code, reason = self._closes.get(Side.CLIENT, (None, None))
@@ -985,6 +1063,18 @@ class RelaySession:
         else:
             record.closed_by = None
         return record
+
+
+def _scrub(*protocols) -> None:
+    """Empty Autobahn protocols the fast path took over, breaking their reference cycles.
+
+    Nothing calls them any more, but their cycles (Deferreds, bound methods) would
+    keep ~20 KB per session alive until the next full garbage collection; freed at
+    once, that memory serves the next handshakes.  Run after the handshake's own
+    call chain has returned.
+    """
+    for protocol in protocols:
+        protocol.__dict__.clear()
 
 
 def fill_request_fields(record: accesslog.SessionRecord, front: RelayServerProtocol) -> None:
