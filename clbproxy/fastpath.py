@@ -26,7 +26,7 @@ its own.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 from autobahn.util import _maybe_tls_reason
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -172,7 +172,8 @@ class Hop:
         self.server = side is Side.CLIENT
         self.peer: Optional[Hop] = None
         self.scanner = scanner
-        self.held: list[bytes] = []
+        #: Empty (a shared tuple) until something must wait.
+        self.held: Sequence[bytes] = ()
         self.state = OPEN
         self.octets_in = octets_in
         self.octets_out = octets_out
@@ -250,7 +251,7 @@ class Hop:
                 else:
                     self._control(event.opcode, event.payload)
         if self.held and not scanner.mid_frame:
-            held, self.held = self.held, []
+            held, self.held = self.held, ()
             peer.transport.writeSequence(held)
 
     def connectionLost(self, reason=None) -> None:
@@ -270,7 +271,7 @@ class Hop:
                 peer.transport.loseConnection()
         elif self.mid_frame:
             # The other hop got part of a frame that will never be completed.
-            self.held = []
+            self.held = ()
             if peer is not None:
                 peer.dropConnection(abort=True)
         self.session.hop_lost(self.side, self.wasClean, code, text)
@@ -323,7 +324,7 @@ class Hop:
     def _violation(self, violation: Violation) -> None:
         self._fail(violation.code, violation.reason)
         if self.mid_frame:
-            self.held = []
+            self.held = ()
             self.peer.dropConnection(abort=True)
 
     def _fail(self, code: int, reason: str) -> None:
@@ -343,7 +344,7 @@ class Hop:
             return  # in a tunnel only the peers' own bytes travel
         inbound = self.peer
         if inbound is not None and inbound.mid_frame:
-            inbound.held.append(frame)
+            inbound.held = [*inbound.held, frame]
         else:
             self.transport.write(frame)
         self.octets_out += len(frame)

@@ -77,6 +77,17 @@ class Violation:
 Event = Union[bytes, Control, Violation]
 
 
+#: UTF-8 validators not in use: a scanner holds one only while a text message is open,
+#: so an idle session keeps none.
+_VALIDATORS: list = []
+_KEEP_VALIDATORS = 64
+
+
+def _release_validator(validator) -> None:
+    if len(_VALIDATORS) < _KEEP_VALIDATORS:
+        _VALIDATORS.append(validator)
+
+
 #: Up to this many bytes are unmasked with one integer XOR; longer chunks use NVX.
 _SMALL = 1024
 
@@ -254,10 +265,10 @@ class FrameScanner:
                 self._size = 0
                 if self._text:
                     self._utf8_end = True
-                    if self._utf8 is None:
-                        self._utf8 = Utf8Validator()
-                    else:
-                        self._utf8.reset()
+                    utf8 = self._utf8
+                    if utf8 is None:
+                        utf8 = self._utf8 = _VALIDATORS.pop() if _VALIDATORS else Utf8Validator()
+                    utf8.reset()
             self._fin = fin
             self._size += length
             if self.max_message and self._size > self.max_message:
@@ -310,6 +321,10 @@ class FrameScanner:
             return None
         self._in_message = False
         self.messages += 1
+        utf8 = self._utf8
+        if utf8 is not None:
+            self._utf8 = None
+            _release_validator(utf8)
         if self._text and not self._utf8_end:
             return INVALID_PAYLOAD, "text message ends inside a UTF-8 sequence"
         return None

@@ -20,7 +20,8 @@ no longer read.  How the end of one hop ends the other is decided by
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from types import MappingProxyType
+from typing import Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 import attrs
@@ -76,6 +77,8 @@ from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import SessionTimers
 
 log = Logger()
+
+_NOTHING: Mapping = MappingProxyType({})
 
 # Autobahn's debug-log arguments cost a third of a short session's CPU when built eagerly.
 autobahnlog.install()
@@ -654,13 +657,14 @@ class RelaySession:
         self._handshake: Optional[defer.Deferred] = None
         self._connecting: Optional[defer.Deferred] = None
         self._tried: list[BackendConfig] = []
-        self._told: set[Side] = set()
-        self._ended: dict[Side, str] = {}
+        # Empty shared objects until the session ends: an open session holds none.
+        self._told: frozenset[Side] = frozenset()
+        self._ended: Mapping[Side, str] = _NOTHING
         self._started = reactor.seconds()
         self._opened: Optional[float] = None
         self._wall_start = time.time()
         self.record = accesslog.SessionRecord()
-        self._closes: dict[Side, tuple] = {}
+        self._closes: Mapping[Side, tuple] = _NOTHING
         #: The idle timeout and pings, once both hops are open.
         self.timers: Optional[SessionTimers] = None
         #: Splice bytes after the handshake instead of relaying checked frames.
@@ -930,7 +934,7 @@ class RelaySession:
 
     def close_both(self, client_code: int, backend_code: int, reason: bytes) -> None:
         """Close both hops ourselves (idle timeout, shutdown), not by the close-code table."""
-        self._told.update((Side.CLIENT, Side.BACKEND))
+        self._told = frozenset((Side.CLIENT, Side.BACKEND))
         for hop, code in ((self.front, client_code), (self.backend, backend_code)):
             if hop is None:
                 continue
@@ -964,7 +968,7 @@ class RelaySession:
         other_side = event.side.other
         if other_side in self._told or event.side in self._told:
             return
-        self._told.add(other_side)
+        self._told = self._told | {other_side}
         if self.record.closed_by is None:
             self.record.closed_by = event.side.name.lower()
         other = self.backend if other_side is Side.BACKEND else self.front
@@ -982,8 +986,8 @@ class RelaySession:
     def hop_lost(self, side: Side, was_clean: bool, code, reason) -> None:
         """One hop's TCP connection is gone."""
         hop = self.front if side is Side.CLIENT else self.backend
-        self._ended[side] = _describe_end(hop, was_clean, code)
-        self._closes[side] = (code, reason)
+        self._ended = {**self._ended, side: _describe_end(hop, was_clean, code)}
+        self._closes = {**self._closes, side: (code, reason)}
         if self.timers is not None:
             self.timers.stop()
         if side is Side.CLIENT and self._opened is None:
