@@ -440,6 +440,8 @@ class RelayServerFactory(WebSocketServerFactory):
         self.reactor = reactor
         #: Live sessions, from the client's upgrade request until both hops are closed.
         self.sessions: set[RelaySession] = set()
+        #: Backend client factories shared by sessions (see :func:`backend_factory`).
+        self.backend_factories: dict = {}
         self.connector = connector or (BackendConnector(reactor).endpoint)
         self.setProtocolOptions(
             # The open handshake waits for the backend, bounded by its own timeouts.
@@ -483,8 +485,11 @@ class RelayClientProtocol(_Relaying, WebSocketClientProtocol):
     side = Side.BACKEND
     _refusal_reader: Optional[RefusalReader] = None
 
+    #: The handshake request for the backend (set by the session's :class:`_BackendBuilder`).
+    connecting_request: Optional[ConnectingRequest] = None
+
     def onConnecting(self, transport_details):
-        return self.factory.connecting_request
+        return self.connecting_request
 
     def processHandshake(self):
         """Let Autobahn handle a 101; read any other answer for the client ourselves."""
@@ -526,19 +531,30 @@ class RelayClientProtocol(_Relaying, WebSocketClientProtocol):
 
 
 class RelayClientFactory(WebSocketClientFactory):
-    """One per session: how to greet the chosen backend on the client's behalf."""
+    """How to greet backends on the clients' behalf: shared by sessions with the same needs.
+
+    Autobahn's client factory is costly to build (its ~40 options, a timer wheel),
+    so one is kept per (response timeout, refusal body limit, subprotocols
+    offered, deflate) in the listener's :class:`RelayServerFactory`; what is
+    per session (the session, its handshake request) is set on each protocol by
+    the session's :class:`_BackendBuilder`.
+    """
 
     protocol = RelayClientProtocol
-    #: One factory per session: "Starting factory" lines would double the log.
+    #: Built per listener and key: "Starting factory" lines would only add noise.
     noisy = False
 
-    def __init__(self, session: RelaySession, request: ConnectingRequest, deflate: bool) -> None:
-        super().__init__(url="ws://localhost/", protocols=request.protocols)
-        self.session = session
-        self.connecting_request = request
-        self.max_refusal_body = session.settings.listener.max_refusal_body
+    def __init__(
+        self,
+        protocols: tuple[str, ...],
+        deflate: bool,
+        response_timeout: float,
+        max_refusal_body: int,
+    ) -> None:
+        super().__init__(url="ws://localhost/", protocols=list(protocols))
+        self.max_refusal_body = max_refusal_body
         options = dict(
-            openHandshakeTimeout=session.group.config.response_timeout,
+            openHandshakeTimeout=response_timeout,
             closeHandshakeTimeout=5,
             serverConnectionDropTimeout=1,
             failByDrop=False,
@@ -555,11 +571,18 @@ class RelayClientFactory(WebSocketClientFactory):
             )
         self.setProtocolOptions(**options)
 
-    def buildProtocol(self, addr):
-        protocol = super().buildProtocol(addr)
-        protocol.session = self.session
-        self.session.backend = protocol
-        return protocol
+
+def backend_factory(
+    cache: dict, protocols: tuple[str, ...], deflate: bool, response_timeout: float, limit: int
+) -> RelayClientFactory:
+    """The shared client factory for these needs, from ``cache`` (built when missing)."""
+    key = (protocols, deflate, response_timeout, limit)
+    factory = cache.get(key)
+    if factory is None:
+        if len(cache) >= 256:
+            cache.clear()  # many distinct subprotocol lists: keep the cache bounded
+        factory = cache[key] = RelayClientFactory(protocols, deflate, response_timeout, limit)
+    return factory
 
 
 @implementer(IProtocolFactory)
@@ -571,14 +594,24 @@ class _BackendBuilder:
     go of it once the session is on the fast path (:meth:`release`).
     """
 
-    __slots__ = ("factory",)
+    __slots__ = ("factory", "session", "request")
 
-    def __init__(self, factory: RelayClientFactory) -> None:
+    def __init__(
+        self, factory: RelayClientFactory, session: RelaySession, request: ConnectingRequest
+    ) -> None:
         self.factory: Optional[RelayClientFactory] = factory
+        self.session: Optional[RelaySession] = session
+        self.request: Optional[ConnectingRequest] = request
 
     def buildProtocol(self, addr):
-        factory = self.factory
-        return factory.buildProtocol(addr) if factory is not None else None
+        factory, session = self.factory, self.session
+        if factory is None or session is None:
+            return None
+        protocol = factory.buildProtocol(addr)
+        protocol.session = session
+        protocol.connecting_request = self.request
+        session.backend = protocol
+        return protocol
 
     def doStart(self) -> None:
         if self.factory is not None:
@@ -589,7 +622,7 @@ class _BackendBuilder:
             self.factory.doStop()
 
     def release(self) -> None:
-        self.factory = None
+        self.factory = self.session = self.request = None
 
 
 class RelaySession:
@@ -692,8 +725,15 @@ class RelaySession:
         self._tried.append(backend)
         self.backend_config = backend
         self.lease = self.group.acquire(backend, close=self.close_for_unhealthy)
-        factory = RelayClientFactory(self, self._backend_request(backend), self._client_deflate())
-        self._builder = _BackendBuilder(factory)
+        request = self._backend_request(backend)
+        factory = backend_factory(
+            self.factory.backend_factories,
+            tuple(request.protocols),
+            self._client_deflate(),
+            self.group.config.response_timeout,
+            self.settings.listener.max_refusal_body,
+        )
+        self._builder = _BackendBuilder(factory, self, request)
         try:
             endpoint = self.connector(backend, self.group.config)
         except Exception:
