@@ -96,6 +96,7 @@ def send_now(connection: tcp.Connection, data: bytes) -> None:
         connection.dataBuffer
         or connection._tempDataLen
         or connection.disconnecting
+        or connection._writeDisconnected
         or not connection.connected
     ):
         connection.write(data)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from twisted.internet import task
+import socket
+
+from twisted.internet import task, tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial import unittest
 
 from clbproxy.closecodes import HopEnd, Side
@@ -17,6 +20,8 @@ from clbproxy.fastpath import (
     Hop,
     _switch_protocol,
     control_frame,
+    send_now,
+    socket_under,
 )
 from clbproxy.frames import CLOSE, PING, PONG, FrameScanner
 
@@ -214,3 +219,31 @@ class SwitchTests(unittest.TestCase):
         socket.bufferSize = 65536
         old.transport = socket
         self.assertFalse(_switch_protocol(old, Protocol()))
+
+
+class DirectWriteTests(unittest.TestCase):
+    def connection(self):
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        ours.setblocking(False)
+        theirs.settimeout(2)
+        connection = tcp.Connection(ours, Protocol(), reactor=task.Clock())
+        connection.connected = 1
+        return connection, theirs
+
+    def test_frame_goes_to_the_socket_at_once_when_nothing_is_queued(self) -> None:
+        connection, theirs = self.connection()
+        send_now(connection, b"\x81\x02hi")
+        self.assertEqual(theirs.recv(100), b"\x81\x02hi")
+        self.assertEqual(connection._tempDataLen, 0)
+
+    def test_tcp_under_pass_through_wrappers_is_written_directly_but_not_under_tls(self) -> None:
+        connection, _ = self.connection()
+        wrapper = ProtocolWrapper(WrappingFactory(None), Protocol())
+        wrapper.makeConnection(connection)
+        self.assertIs(socket_under(wrapper), connection)
+        self.assertIsNone(socket_under(StringTransport()))
+        tls = TLSMemoryBIOProtocol(None, Protocol())
+        tls.transport = connection
+        self.assertIsNone(socket_under(tls))
