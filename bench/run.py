@@ -254,12 +254,27 @@ class Bench:
             self.args.proxy_cpus,
         )
         targets.append(Target("haproxy", port, proc.pid))
-        variants = [("clbproxy", "", "", 1)]
+        python = self.args.python
+        variants = [("clbproxy", "", "", 1, python)]
         if self.args.tunnel:
-            variants.append(("clbproxy-tunnel", "", '  relay = "tunnel"\n', 1))
+            variants.append(("clbproxy-tunnel", "", '  relay = "tunnel"\n', 1, python))
         if self.args.workers > 1:
-            variants.append((f"clbproxy-{self.args.workers}-workers", "", "", self.args.workers))
-        for name, listener_extra, rule_extra, workers in variants:
+            variants.append(
+                (f"clbproxy-{self.args.workers}-workers", "", "", self.args.workers, python)
+            )
+        for other in self.args.also_python:
+            variants.append((f"clbproxy-{_implementation(other)}", "", "", 1, other))
+            if self.args.tunnel:
+                variants.append(
+                    (
+                        f"clbproxy-{_implementation(other)}-tunnel",
+                        "",
+                        '  relay = "tunnel"\n',
+                        1,
+                        other,
+                    )
+                )
+        for name, listener_extra, rule_extra, workers, python in variants:
             port = free_port()
             conf = tmp / f"{name}.conf"
             conf.write_text(
@@ -272,7 +287,7 @@ class Bench:
                 )
             )
             argv = [
-                self.args.python,
+                python,
                 "-c",
                 "from twisted.scripts.twistd import run; run()",
                 "-n",
@@ -458,17 +473,7 @@ class Bench:
             except (OSError, IndexError, subprocess.TimeoutExpired):
                 return "?"
 
-        py = subprocess.run(
-            [
-                self.args.python,
-                "-c",
-                "import sys, twisted, autobahn; print(sys.version.split()[0], "
-                "sys.implementation.name, twisted.__version__, "
-                "autobahn.__version__)",
-            ],
-            capture_output=True,
-            text=True,
-        ).stdout
+        py = "; ".join(_versions(python) for python in [self.args.python, *self.args.also_python])
         return {
             "date": time.strftime("%Y-%m-%d %H:%M %Z"),
             "nproc": os.cpu_count(),
@@ -501,6 +506,8 @@ class Bench:
                 self.handshakes,
                 self.http,
             ]
+            if self.args.only:
+                steps = [step for step in steps if step.__name__ in self.args.only]
             for step in steps:
                 print(f"{step.__name__}:", flush=True)
                 step(targets)
@@ -508,6 +515,30 @@ class Bench:
             self.stop_all()
         self.results["machine"]["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
         return self.results
+
+
+def _versions(python: str) -> str:
+    return subprocess.run(
+        [
+            python,
+            "-c",
+            "import sys, twisted, autobahn; print(sys.version.split()[0], "
+            "sys.implementation.name, twisted.__version__, "
+            "autobahn.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def _implementation(python: str) -> str:
+    """``pypy`` or ``cpython``: the name of the rows run with that interpreter."""
+    return subprocess.run(
+        [python, "-c", "import sys; print(sys.implementation.name)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def raise_fd_limit(n: int) -> int:
@@ -527,6 +558,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--idle", type=int, nargs="*", default=[5000, 10000])
     parser.add_argument("--label", default="latest", help="results go to bench/out/LABEL.json")
     parser.add_argument("--python", default=sys.executable, help="Python that runs clbproxy")
+    parser.add_argument(
+        "--also-python",
+        action="append",
+        default=[],
+        metavar="PYTHON",
+        help="also run clbproxy rows with this interpreter (e.g. .venv-pypy/bin/python), "
+        "named clbproxy-pypy / clbproxy-pypy-tunnel",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["small_messages", "large_messages", "half_load", "idle", "handshakes", "http"],
+        help="run only this scenario (repeatable; half_load needs small_messages)",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",

@@ -495,6 +495,27 @@ def _worker_warnings(config: Config) -> list[str]:
     ]
 
 
+_MAX_DURATION = 365 * 86400.0
+_MAX_SIZE = 2**63 - 1  # the largest file offset: nginx's and HAProxy's bound as well
+
+
+def _shown(value: object) -> str:
+    """``value`` as the user wrote it, or its length when it is an absurdly long integer.
+
+    Printing an integer of thousands of digits is refused by the interpreter (its
+    int-to-string limit) and would not help anyone reading the message anyway.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
+        magnitude = abs(value)
+        digits = math.floor(magnitude.bit_length() * math.log10(2))
+        while 10**digits <= magnitude:
+            digits += 1
+        while 10 ** (digits - 1) > magnitude:
+            digits -= 1
+        return f"an integer of {digits} digits"
+    return repr(value)
+
+
 def parse_size(value: object) -> int:
     """A size in bytes from an integer or a string like ``"64KiB"`` or ``"10MB"``.
 
@@ -505,7 +526,9 @@ def parse_size(value: object) -> int:
         raise ValueError(f"expected a size ({_SIZE_HELP}), got {_type_name(value)}")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError(f"a size must not be negative, got {value}")
+            raise ValueError(f"a size must not be negative, got {_shown(value)}")
+        if value > _MAX_SIZE:
+            raise ValueError(f"{_shown(value)} is too large for a size (at most {_MAX_SIZE})")
         return value
     match = _SIZE.match(value)
     unit = match.group(2).lower() if match else ""
@@ -514,7 +537,10 @@ def parse_size(value: object) -> int:
     digits = match.group(1)
     if len(digits) > 30:
         raise ValueError(f"{value!r} is too large")
-    return int(digits) * _SIZE_UNITS[unit]
+    size = int(digits) * _SIZE_UNITS[unit]
+    if size > _MAX_SIZE:
+        raise ValueError(f"{value!r} is too large for a size (at most {_MAX_SIZE} bytes)")
+    return size
 
 
 def parse_duration(value: object) -> float:
@@ -537,10 +563,11 @@ def parse_duration(value: object) -> float:
             seconds = math.inf
     if math.isnan(seconds):
         raise ValueError("a duration must be a number, got nan")
-    if math.isinf(seconds):
-        raise ValueError(f"{value!r} is too large for a duration")
+    if seconds > _MAX_DURATION:
+        # Also keeps timers within what the reactor's poll() accepts as a timeout.
+        raise ValueError(f"{_shown(value)} is too large for a duration (at most 365 days)")
     if seconds <= 0:
-        raise ValueError(f"a duration must be greater than 0, got {value!r}")
+        raise ValueError(f"a duration must be greater than 0, got {_shown(value)}")
     return seconds
 
 
@@ -566,6 +593,9 @@ def _read_toml(reader: _Reader, path: str) -> Optional[dict[str, Any]]:
     except RecursionError:
         reader.problem("", "arrays or tables are nested too deeply")
     except ValueError as e:
+        if "integer string conversion" in str(e):
+            # CPython's int-to-string limit, whose own message suggests a Python call.
+            e = ValueError("an integer has more digits than the interpreter reads (4300)")
         reader.problem("", f"not valid TOML: {e}")
     return None
 
@@ -672,7 +702,7 @@ class _Reader:
             self.problem(path, f"expected an integer, got {_type_name(value)}")
             return None
         if not low <= value <= high:
-            self.problem(path, f"{value} out of range {low}-{high}")
+            self.problem(path, f"{_shown(value)} out of range {low}-{high}")
             return None
         return value
 
@@ -1061,8 +1091,8 @@ def _rate(reader: _Reader, path: str, value: object) -> Optional[float]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         reader.problem(path, f"expected a number of handshakes per second, got {_type_name(value)}")
         return None
-    if math.isnan(value) or not 0 <= value <= _MAX_COUNT:
-        reader.problem(path, f"{value!r} out of range 0-{_MAX_COUNT} (0: no limit)")
+    if not 0 <= value <= _MAX_COUNT:  # also false for nan
+        reader.problem(path, f"{_shown(value)} out of range 0-{_MAX_COUNT} (0: no limit)")
         return None
     return float(value)
 

@@ -2,165 +2,483 @@
 
 Autobahn does the handshakes and stays the framing engine whenever a hop needs
 per-hop work (permessage-deflate).  When neither hop negotiated an extension, a
-session switches to this path: each hop's inbound bytes go through a
-:class:`~clbproxy.frames.FrameScanner` and every complete, valid data frame is
-written to the other hop's transport as it arrived, with no per-message Python
-objects, Deferreds or log events.  Control frames stay per hop: pings are
-answered on the hop they came from, pongs end there, and a Close goes to the
-hop's own (Autobahn) close handling, so the close-code table
-(:mod:`clbproxy.closecodes`) decides what the other hop is told.  A violation
-fails the hop exactly as Autobahn would (1002, 1007, 1009).
+session switches to this path: each hop's transport gets a :class:`Hop` as its
+protocol in place of Autobahn's, and Autobahn's per-connection objects (protocol
+state, buffers, validators, the backend hop's factory) are dropped, so an open
+session costs little more than its two sockets.
 
-Tunnel mode (:class:`Tunnel`) skips the scanner: bytes are spliced after the
-handshake with no validation at all.
+Each hop's inbound bytes go through a :class:`~clbproxy.frames.FrameScanner` and
+every complete, valid data frame is written to the other hop's transport as it
+arrived, with no per-message Python objects, Deferreds or log events.  Control
+frames stay per hop: pings are answered on the hop they came from, pongs end
+there, and a Close ends that hop's closing handshake as Autobahn would (the reply
+is a 1000, a server hop closes TCP, a client hop waits for the server to) while
+the close-code table (:mod:`clbproxy.closecodes`) decides, through the session,
+what the other hop is told.  A violation fails the hop exactly as Autobahn would
+(1002, 1007, 1009): our Close, then TCP closed once it is written.  Frames the
+proxy sends on the backend hop are masked, as a client's must be.
+
+Tunnel mode (``Hop(..., scanner=None)``) skips the scanner: bytes are spliced
+after the handshake with no validation at all, and the proxy sends no frames of
+its own.
 """
 
 from __future__ import annotations
 
-from autobahn.websocket.protocol import WebSocketProtocol
+import os
+from typing import Optional, Sequence
 
+from autobahn.util import _maybe_tls_reason
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet import tcp
+from twisted.internet.interfaces import IProtocol
+from twisted.protocols.policies import ProtocolWrapper
+from zope.interface import implementer
+
+from clbproxy.closecodes import HopEnd, HopEvent, Side, received_close_problem, truncate_reason
 from clbproxy.frames import CLOSE, PING, PONG, FrameScanner, Violation
 
-_OPEN = WebSocketProtocol.STATE_OPEN
+OPEN = WebSocketProtocol.STATE_OPEN
+CLOSING = WebSocketProtocol.STATE_CLOSING
+CLOSED = WebSocketProtocol.STATE_CLOSED
+
+#: Seconds to wait for the peer's answering Close, and for the TCP close after it.
+CLOSE_HANDSHAKE_TIMEOUT = 5.0
+#: Seconds a client hop waits for the server to close TCP after the closing handshake.
+SERVER_DROP_TIMEOUT = 1.0
+
+_UNCLEAN = "peer dropped the TCP connection without previous WebSocket closing handshake"
 
 
-class FastPath:
-    """Relays one hop's inbound frames to the other hop; one per hop of a session.
+def control_frame(opcode: int, payload: bytes, mask: bool) -> bytes:
+    """One complete control frame (``payload`` at most 125 bytes), masked when ``mask``."""
+    n = len(payload)
+    if not mask:
+        return bytes((0x80 | opcode, n)) + payload
+    key = os.urandom(4)
+    if n:
+        stream = (key * (n // 4 + 1))[:n]
+        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(
+            n, "big"
+        )
+    return bytes((0x80 | opcode, 0x80 | n)) + key + payload
 
-    Control frames the other hop's protocol sends (pongs, Close) while this path
-    has written only part of a long frame to it are held in ``held`` until the
-    frame is complete, so they never land inside a frame.
+
+def socket_under(transport) -> Optional[tcp.Connection]:
+    """The TCP connection under ``transport`` when writing to it directly is the same thing.
+
+    That is a plain TCP transport, or one under pass-through wrappers (the
+    connection limiter, PROXY protocol) whose ``write`` only hands the bytes down;
+    never under TLS, which must encrypt them.
+    """
+    for _ in range(4):
+        if isinstance(transport, tcp.Connection):
+            return transport
+        if not isinstance(transport, ProtocolWrapper) or type(transport).write is not (
+            ProtocolWrapper.write
+        ):
+            return None
+        transport = transport.transport
+    return None
+
+
+def send_now(connection: tcp.Connection, data: bytes) -> None:
+    """Write ``data`` to a TCP connection: straight to the socket when nothing waits before it.
+
+    Twisted's ``write`` only queues the bytes and sends them on the reactor's next
+    turn, which for a relay of small messages doubles the reactor's work per
+    message and adds latency.  When the connection's buffer is empty the bytes go
+    to the kernel at once; whatever the socket does not take (or any doubt: a
+    connection closing, an error) goes through ``write`` as usual, which keeps
+    the order, the buffer limit and back-pressure as they were.
+    """
+    if (
+        connection.dataBuffer
+        or connection._tempDataLen
+        or connection.disconnecting
+        or connection._writeDisconnected
+        or not connection.connected
+    ):
+        connection.write(data)
+        return
+    try:
+        sent = connection.socket.send(data)
+    except OSError:
+        sent = 0
+    if sent < len(data):
+        connection.write(data[sent:])
+
+
+def close_payload(code: Optional[int], reason: Optional[bytes]) -> bytes:
+    if code is None:
+        return b""
+    return code.to_bytes(2, "big") + (reason or b"")
+
+
+@implementer(IProtocol)
+class Hop:
+    """One open hop of a session on the fast path (or in a tunnel): its transport's protocol.
+
+    It offers the session what it used from Autobahn's protocol (``state``,
+    ``sendCloseFrame``, ``sendPing``, ``dropConnection``, the close codes seen and
+    why the hop ended) and relays the hop's inbound frames to ``peer``, the other
+    hop.  ``server`` is true for the client's hop (the proxy is the server there).
+
+    Control frames this hop sends while the other hop's path has written only
+    part of a long frame into this hop's transport wait in the other hop's
+    ``held`` until that frame is complete, so they never land inside a frame.
     """
 
-    __slots__ = ("hop", "peer", "scanner", "held")
+    __slots__ = (
+        "transport",
+        "session",
+        "side",
+        "peer",
+        "scanner",
+        "server",
+        "held",
+        "state",
+        "octets_in",
+        "octets_out",
+        "messages_before",
+        "closedByMe",
+        "failedByMe",
+        "droppedByMe",
+        "wasClean",
+        "wasNotCleanReason",
+        "wasCloseHandshakeTimeout",
+        "localCloseCode",
+        "remoteCloseCode",
+        "remoteCloseReason",
+        "_timer",
+        "_reactor",
+        "out",
+    )
 
-    def __init__(self, hop, peer, scanner: FrameScanner) -> None:
-        self.hop = hop
-        self.peer = peer
+    def __init__(
+        self,
+        transport,
+        session,
+        side: Side,
+        scanner: Optional[FrameScanner],
+        *,
+        octets_in: int = 0,
+        octets_out: int = 0,
+        messages: int = 0,
+    ) -> None:
+        self.transport = transport
+        self.session = session
+        self._reactor = session.reactor
+        self.side = side
+        self.server = side is Side.CLIENT
+        self.peer: Optional[Hop] = None
         self.scanner = scanner
-        self.held: list[bytes] = []
+        #: Empty (a shared tuple) until something must wait.
+        self.held: Sequence[bytes] = ()
+        self.state = OPEN
+        self.octets_in = octets_in
+        self.octets_out = octets_out
+        self.messages_before = messages
+        self.closedByMe = False
+        self.failedByMe = False
+        self.droppedByMe = False
+        self.wasClean = False
+        self.wasNotCleanReason: Optional[str] = None
+        self.wasCloseHandshakeTimeout = False
+        self.localCloseCode: Optional[int] = None
+        self.remoteCloseCode: Optional[int] = None
+        self.remoteCloseReason: Optional[str] = None
+        self._timer = None
+        #: Where frames for this hop can be written directly (see :func:`send_now`).
+        self.out = socket_under(transport)
+
+    # -- what the session reads ------------------------------------------------------
+
+    @property
+    def messages_in(self) -> int:
+        """Complete messages received on this hop (a tunnel does not count them)."""
+        scanner = self.scanner
+        return self.messages_before + (scanner.messages if scanner is not None else 0)
 
     @property
     def mid_frame(self) -> bool:
-        return self.scanner.mid_frame
+        """True when the bytes this hop passed on end inside a frame."""
+        scanner = self.scanner
+        return scanner is not None and scanner.mid_frame
 
-    @property
-    def messages(self) -> int:
-        return self.scanner.messages
+    # -- IProtocol -------------------------------------------------------------------
 
-    def hold(self, data: bytes) -> bool:
-        """Keep a frame the other hop's protocol sends while this path is inside a frame."""
-        if self.scanner.mid_frame:
-            self.held.append(data)
-            return True
-        return False
+    def makeConnection(self, transport) -> None:
+        self.transport = transport
 
-    def received(self, data: bytes) -> None:
-        hop = self.hop
-        hop.trafficStats.incomingOctetsWireLevel += len(data)
-        _note_activity(hop)
-        events = self.scanner.feed(data)
+    def connectionMade(self) -> None:
+        pass
+
+    def dataReceived(self, data: bytes) -> None:
+        self.octets_in += len(data)
+        timers = self.session.timers
+        if timers is not None:
+            timers.activity()
         peer = self.peer
+        scanner = self.scanner
+        if scanner is None:
+            if peer.out is not None:
+                send_now(peer.out, data)
+            else:
+                peer.transport.write(data)
+            peer.octets_out += len(data)
+            return
+        events = scanner.feed(data)
         if len(events) == 1 and events[0].__class__ is bytes:
-            if peer.state == _OPEN or self.held:
-                peer.transport.write(events[0])
-                peer.trafficStats.outgoingOctetsWireLevel += len(events[0])
+            if peer.state == OPEN or self.held:
+                chunk = events[0]
+                out = peer.out
+                if out is not None:
+                    send_now(out, chunk)
+                else:
+                    peer.transport.write(chunk)
+                peer.octets_out += len(chunk)
         else:
             for event in events:
                 if event.__class__ is bytes:
-                    if peer.state == _OPEN or self.held:
-                        peer.transport.write(event)
-                        peer.trafficStats.outgoingOctetsWireLevel += len(event)
+                    if peer.state == OPEN or self.held:
+                        if peer.out is not None:
+                            send_now(peer.out, event)
+                        else:
+                            peer.transport.write(event)
+                        peer.octets_out += len(event)
                 elif event.__class__ is Violation:
                     self._violation(event)
                 else:
                     self._control(event.opcode, event.payload)
-        if self.held and not self.scanner.mid_frame:
-            held, self.held = self.held, []
+        if self.held and not scanner.mid_frame:
+            held, self.held = self.held, ()
             peer.transport.writeSequence(held)
 
+    def connectionLost(self, reason=None) -> None:
+        self._cancel_timer()
+        self.state = CLOSED
+        if self.wasClean:
+            code, text = self.remoteCloseCode, self.remoteCloseReason
+        else:
+            if not self.droppedByMe and self.wasNotCleanReason is None:
+                value = getattr(reason, "value", None)
+                self.wasNotCleanReason = (_maybe_tls_reason(value) if value else "") or _UNCLEAN
+            code = WebSocketProtocol.CLOSE_STATUS_CODE_ABNORMAL_CLOSE
+            text = f'connection was closed uncleanly ("{self.wasNotCleanReason}")'
+        peer = self.peer
+        if self.scanner is None:
+            if peer is not None and peer.transport is not None:
+                peer.transport.loseConnection()
+        elif self.mid_frame:
+            # The other hop got part of a frame that will never be completed.
+            self.held = ()
+            if peer is not None:
+                peer.dropConnection(abort=True)
+        self.session.hop_lost(self.side, self.wasClean, code, text)
+
+    # -- frames received -------------------------------------------------------------
+
     def _control(self, opcode: int, payload: bytes) -> None:
-        hop = self.hop
         if opcode == PING:
-            if hop.state == _OPEN:
-                hop.sendPong(payload)
+            if self.state == OPEN:
+                self._write_control(control_frame(PONG, payload, not self.server))
         elif opcode == PONG:
-            hop.onPong(payload)
+            timers = self.session.timers
+            if timers is not None:
+                timers.pong(self.side, payload)
         elif opcode == CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
             reason = payload[2:] if len(payload) > 2 else None
-            hop.onCloseFrame(code, reason)
+            self._close_received(code, reason)
+
+    def _close_received(self, code: Optional[int], reason: Optional[bytes]) -> None:
+        problem = None if self.failedByMe else received_close_problem(code, reason)
+        if problem is not None:
+            self._fail(*problem)
+        if self.failedByMe:
+            # Our Close for the peer's violation is queued: close once it is written.
+            self.dropConnection(abort=False)
+            return
+        self.remoteCloseCode = code
+        self.remoteCloseReason = reason.decode("utf-8") if reason else None
+        if self.state == CLOSED:
+            self.wasClean = False
+            return
+        self.wasClean = True
+        peer_initiated = self.state == OPEN
+        if peer_initiated:
+            self.sendCloseFrame(code=WebSocketProtocol.CLOSE_STATUS_CODE_NORMAL, isReply=True)
+        else:
+            self._cancel_timer()  # the answer to our Close
+        if self.server:
+            # A server closes TCP once the closing handshake is complete.
+            self.dropConnection(abort=not peer_initiated)
+        else:
+            # A client waits for the server to close TCP, but not for ever.
+            self._timer = self._reactor.callLater(SERVER_DROP_TIMEOUT, self._server_kept_tcp)
+        if peer_initiated:
+            self.session.hop_ended(
+                HopEvent(self.side, HopEnd.CLOSED, code, self.remoteCloseReason or "")
+            )
 
     def _violation(self, violation: Violation) -> None:
-        hop = self.hop
-        if violation.code == 1007:
-            hop._invalid_payload(violation.reason)
-        elif violation.code == 1002:
-            hop._protocol_violation(violation.reason)
-        else:
-            hop._fail_connection(violation.code, violation.reason)
-        self.stopped()
-
-    def stopped(self) -> None:
-        """No more bytes will be passed on: a frame left half-written ends the other hop."""
-        if self.scanner.mid_frame:
-            self.held = []
+        self._fail(violation.code, violation.reason)
+        if self.mid_frame:
+            self.held = ()
             self.peer.dropConnection(abort=True)
 
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the hop (RFC 6455 7.1.7): our Close with ``code``, then TCP closed."""
+        if self.state == CLOSED:
+            return
+        self.failedByMe = True
+        if self.state == OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=truncate_reason(reason))
+        self.session.hop_ended(HopEvent(self.side, HopEnd.FAILED, code, reason))
+        self.dropConnection(abort=False)
 
-class Tunnel:
-    """Tunnel mode: the bytes of one hop go to the other unread (no validation)."""
+    # -- what the session does -------------------------------------------------------
 
-    __slots__ = ("peer",)
+    def _write_control(self, frame: bytes) -> None:
+        if self.scanner is None:
+            return  # in a tunnel only the peers' own bytes travel
+        inbound = self.peer
+        if inbound is not None and inbound.mid_frame:
+            inbound.held = [*inbound.held, frame]
+        else:
+            self.transport.write(frame)
+        self.octets_out += len(frame)
 
-    #: A tunnel does not read frames, so it cannot count messages.
-    messages = 0
+    def sendPing(self, payload: bytes) -> None:
+        if self.state == OPEN:
+            self._write_control(control_frame(PING, payload, not self.server))
 
-    def __init__(self, peer) -> None:
-        self.peer = peer
+    def sendCloseFrame(
+        self, code: Optional[int] = None, reasonUtf8: Optional[bytes] = None, isReply: bool = False
+    ) -> None:
+        """Start (or answer) this hop's closing handshake; nothing once it is closing."""
+        if self.state != OPEN:
+            return
+        self._write_control(control_frame(CLOSE, close_payload(code, reasonUtf8), not self.server))
+        self.state = CLOSING
+        self.closedByMe = not isReply
+        self.localCloseCode = code
+        if self.closedByMe:
+            self._cancel_timer()
+            self._timer = self._reactor.callLater(CLOSE_HANDSHAKE_TIMEOUT, self._no_close_answer)
 
-    def hold(self, data: bytes) -> bool:
-        """Swallow the other hop's own frames: in a tunnel only the peers' bytes travel."""
-        return True
+    def dropConnection(self, abort: bool = False) -> None:
+        """Close TCP; never abort while a Close we sent may still sit in the write buffer."""
+        transport = self.transport
+        if abort and self.state == CLOSING and not self.wasCloseHandshakeTimeout:
+            abort = False
+            self._cancel_timer()
+            self._timer = self._reactor.callLater(
+                CLOSE_HANDSHAKE_TIMEOUT, transport.abortConnection
+            )
+        if self.state == CLOSED:
+            return
+        self.droppedByMe = True
+        self.state = CLOSED
+        if abort:
+            transport.abortConnection()
+        else:
+            transport.loseConnection()
 
-    def received(self, data: bytes) -> None:
-        _note_activity(self.peer)
-        self.peer.transport.write(data)
+    # -- timers ----------------------------------------------------------------------
 
-    def stopped(self) -> None:
-        peer = self.peer
-        if peer.transport is not None:
-            peer.transport.loseConnection()
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _no_close_answer(self) -> None:
+        self._timer = None
+        if self.state != CLOSED:
+            self.wasClean = False
+            self.wasNotCleanReason = (
+                "WebSocket closing handshake timeout "
+                "(peer did not finish the closing handshake in time)"
+            )
+            self.wasCloseHandshakeTimeout = True
+            self.dropConnection(abort=True)
+
+    def _server_kept_tcp(self) -> None:
+        self._timer = None
+        if self.state != CLOSED:
+            self.wasClean = False
+            self.wasNotCleanReason = (
+                "WebSocket closing handshake timeout (server did not drop TCP connection in time)"
+            )
+            self.droppedByMe = True
+            self.state = CLOSED
+            self.transport.abortConnection()
 
 
-def _note_activity(hop) -> None:
-    """Tell the session's idle timer that a hop sent something."""
-    session = hop.session
-    if session is not None and session.timers is not None:
-        session.timers.activity()
+def _switch_protocol(old, new) -> bool:
+    """Make ``new`` receive what the transport under ``old`` delivers; False if not found.
 
-
-def start_fast_path(front, backend, tunnel: bool = False) -> bool:
-    """Switch an open session to the fast path (or a tunnel); False when it must stay on Autobahn.
-
-    ``front`` and ``backend`` are the two hops' Autobahn protocols; each gets a
-    ``_fast`` handler for its inbound bytes, fed first with anything Autobahn
-    had buffered but not parsed.
+    The link to ``old`` is on the socket transport or on one of the protocol
+    wrappers above it (connection limiter, TLS, PROXY protocol, endpoint wrapper).
     """
-    if tunnel:
-        front._fast, backend._fast = Tunnel(backend), Tunnel(front)
-    else:
-        if front.websocket_extensions_in_use or backend.websocket_extensions_in_use:
+    socket = old.transport
+    while not hasattr(socket, "bufferSize") and hasattr(socket, "transport"):
+        socket = socket.transport
+    if getattr(socket, "protocol", None) is old:
+        socket.protocol = new
+        return True
+    holder = getattr(socket, "protocol", None)
+    for _ in range(8):
+        if holder is None:
             return False
-        hold = front.session.settings.listener.session_buffer
-        front._fast = FastPath(
-            front,
-            backend,
-            FrameScanner(masked=True, max_message=front.maxMessagePayloadSize, hold=hold),
+        for name in ("wrappedProtocol", "_wrappedProtocol"):
+            if getattr(holder, name, None) is old:
+                setattr(holder, name, new)
+                return True
+        holder = getattr(holder, "wrappedProtocol", None) or getattr(
+            holder, "_wrappedProtocol", None
         )
-        backend._fast = FastPath(
-            backend,
-            front,
-            FrameScanner(masked=False, max_message=backend.maxMessagePayloadSize, hold=hold),
+    return False
+
+
+def start_fast_path(front, backend, tunnel: bool = False) -> Optional[tuple[Hop, Hop]]:
+    """Move an open session to the fast path (or a tunnel): the two new hops, or None.
+
+    ``front`` and ``backend`` are the two hops' Autobahn protocols.  None means
+    the session must stay on Autobahn (an extension is in use, or a transport
+    could not be taken over).  Bytes Autobahn had buffered but not yet parsed are
+    handed to the new hops through the old protocols' ``_fast``.
+    """
+    session = front.session
+    if not tunnel and (front.websocket_extensions_in_use or backend.websocket_extensions_in_use):
+        return None
+    hold = session.settings.listener.session_buffer
+    hops = []
+    for old, side, masked in ((front, Side.CLIENT, True), (backend, Side.BACKEND, False)):
+        scanner = (
+            None
+            if tunnel
+            else FrameScanner(masked=masked, max_message=old.maxMessagePayloadSize, hold=hold)
         )
-    return True
+        stats = old.trafficStats
+        hops.append(
+            Hop(
+                old.transport,
+                session,
+                side,
+                scanner,
+                octets_in=stats.incomingOctetsWireLevel,
+                octets_out=stats.outgoingOctetsWireLevel,
+                messages=old.messages_in,
+            )
+        )
+    new_front, new_back = hops
+    new_front.peer, new_back.peer = new_back, new_front
+    if not _switch_protocol(front, new_front):
+        return None
+    if not _switch_protocol(backend, new_back):
+        _switch_protocol(new_front, front)
+        return None
+    front._fast, backend._fast = new_front, new_back
+    return new_front, new_back

@@ -67,6 +67,8 @@ class TrustedProxies:
         return cls(tuple(ipaddress.ip_network(c, strict=False) for c in cidrs))
 
     def __contains__(self, address: str) -> bool:
+        if not self.networks:
+            return False
         try:
             ip = ipaddress.ip_address(address.strip())
         except ValueError:

@@ -77,10 +77,32 @@ class Violation:
 Event = Union[bytes, Control, Violation]
 
 
+#: UTF-8 validators not in use: a scanner holds one only while a text message is open,
+#: so an idle session keeps none.
+_VALIDATORS: list = []
+_KEEP_VALIDATORS = 64
+
+
+def _release_validator(validator) -> None:
+    if len(_VALIDATORS) < _KEEP_VALIDATORS:
+        _VALIDATORS.append(validator)
+
+
+#: Up to this many bytes are unmasked with one integer XOR; longer chunks use NVX.
+_SMALL = 1024
+
+
 def _unmask(payload: bytes, mask: bytes) -> bytes:
-    if not mask or not payload:
+    """``payload`` XOR ``mask`` repeated, where ``mask`` is the key at the payload's offset."""
+    n = len(payload)
+    if not mask or not n:
         return payload
-    return create_xor_masker(mask, len(payload)).process(payload)
+    if n > _SMALL:
+        return create_xor_masker(mask, n).process(payload)
+    stream = (mask * ((n >> 2) + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(
+        n, "little"
+    )
 
 
 class FrameScanner:
@@ -104,7 +126,9 @@ class FrameScanner:
         "_text",
         "_size",
         "_utf8",
-        "_masker",
+        "_utf8_end",
+        "_mask",
+        "_mask_at",
         "_closed",
         "hold",
     )
@@ -129,7 +153,11 @@ class FrameScanner:
         self._text = False
         self._size = 0
         self._utf8 = None
-        self._masker = None
+        #: The text message so far ends on a whole code point.
+        self._utf8_end = True
+        #: The current frame's masking key (text frames from a client) and how far in we are.
+        self._mask = b""
+        self._mask_at = 0
         self._closed = False
 
     def feed(self, data: bytes) -> list[Event]:
@@ -150,9 +178,13 @@ class FrameScanner:
                 end = pos + remaining if remaining < n - pos else n
                 if self._text and not self.failed:
                     chunk = data[pos:end]
-                    if self._masker is not None:
-                        chunk = self._masker.process(chunk)
-                    if not self._utf8.validate(chunk)[0]:
+                    mask = self._mask
+                    if mask:
+                        at = self._mask_at & 3
+                        chunk = _unmask(chunk, mask[at:] + mask[:at] if at else mask)
+                        self._mask_at += end - pos
+                    valid, self._utf8_end = self._utf8.validate(chunk)[:2]
+                    if not valid:
                         start = self._violation(
                             out, data, start, frame_begin, INVALID_PAYLOAD, "invalid UTF-8"
                         )
@@ -232,10 +264,11 @@ class FrameScanner:
                 self._text = opcode == 1
                 self._size = 0
                 if self._text:
-                    if self._utf8 is None:
-                        self._utf8 = Utf8Validator()
-                    else:
-                        self._utf8.reset()
+                    self._utf8_end = True
+                    utf8 = self._utf8
+                    if utf8 is None:
+                        utf8 = self._utf8 = _VALIDATORS.pop() if _VALIDATORS else Utf8Validator()
+                    utf8.reset()
             self._fin = fin
             self._size += length
             if self.max_message and self._size > self.max_message:
@@ -243,11 +276,8 @@ class FrameScanner:
                     out, data, start, pos - header, MESSAGE_TOO_BIG, "message too big"
                 )
                 continue
-            self._masker = (
-                create_xor_masker(data[pos - 4 : pos], length)
-                if mask_bit and self._text and length
-                else None
-            )
+            self._mask = data[pos - 4 : pos] if mask_bit and self._text and length else b""
+            self._mask_at = 0
             if length == 0:
                 problem = self._frame_done()
                 if problem is not None:
@@ -286,12 +316,16 @@ class FrameScanner:
 
     def _frame_done(self):
         """The current data frame's payload is complete; None or a (code, reason) problem."""
-        self._masker = None
+        self._mask = b""
         if not self._fin:
             return None
         self._in_message = False
         self.messages += 1
-        if self._text and not self._utf8.validate(b"")[1]:
+        utf8 = self._utf8
+        if utf8 is not None:
+            self._utf8 = None
+            _release_validator(utf8)
+        if self._text and not self._utf8_end:
             return INVALID_PAYLOAD, "text message ends inside a UTF-8 sequence"
         return None
 
@@ -308,5 +342,5 @@ class FrameScanner:
         out.append(Violation(code, reason))
         self.failed = True
         self._text = False
-        self._masker = None
+        self._mask = b""
         return len(data)

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from clbproxy import accesslog
 from clbproxy.balancer import DRAIN, TargetGroup
 from clbproxy.config import Config, ListenerConfig
+from clbproxy.fastpath import Hop
 from clbproxy.healthview import IHealthView
 
 #: Recent errors kept per backend.
@@ -57,7 +58,7 @@ class ListenerState:
             while getattr(inner, "wrappedProtocol", None) is not None:
                 inner = inner.wrappedProtocol
             channel = getattr(inner, "_channel", inner)
-            if isinstance(channel, WebSocketServerProtocol):
+            if isinstance(channel, (WebSocketServerProtocol, Hop)):
                 continue
             if getattr(channel, "transport", None) is not None:
                 http += 1

@@ -201,8 +201,8 @@ class _LiveCollector(Collector):
                 front, backend = session.front, session.backend
                 counts["messages", "in"] += front.messages_in
                 counts["messages", "out"] += backend.messages_in if backend else 0
-                counts["bytes", "in"] += front.trafficStats.incomingOctetsWireLevel
-                counts["bytes", "out"] += front.trafficStats.outgoingOctetsWireLevel
+                counts["bytes", "in"] += front.octets_in
+                counts["bytes", "out"] += front.octets_out
                 address = session.backend_config.address if session.backend_config else "-"
                 per_backend[session.group.name, address] += 1
             for (group, address), count in sorted(per_backend.items()):

@@ -20,7 +20,8 @@ no longer read.  How the end of one hop ends the other is decided by
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from types import MappingProxyType
+from typing import Callable, Mapping, Optional
 
 import attrs
 from autobahn.twisted.websocket import (
@@ -38,12 +39,17 @@ from autobahn.websocket.compress import (
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectingRequest, ConnectionDeny
 from twisted.internet import defer
-from twisted.internet.interfaces import IPushProducer, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IProtocolFactory,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from clbproxy import accesslog
+from clbproxy import accesslog, autobahnlog
 from clbproxy.actions import header_changes, rewrite_target
 from clbproxy.balancer import Lease, RequestInfo, TargetGroup
 from clbproxy.closecodes import (
@@ -70,6 +76,11 @@ from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import SessionTimers
 
 log = Logger()
+
+_NOTHING: Mapping = MappingProxyType({})
+
+# Autobahn's debug-log arguments cost a third of a short session's CPU when built eagerly.
+autobahnlog.install()
 
 OPEN = WebSocketProtocol.STATE_OPEN
 CONNECTING = WebSocketProtocol.STATE_CONNECTING
@@ -158,6 +169,8 @@ class _Throttle:
     session's memory when one side reads slower than the other writes.
     """
 
+    __slots__ = ("_other", "_timers")
+
     def __init__(self, other_transport, timers: Optional[SessionTimers] = None) -> None:
         self._other = other_transport
         self._timers = timers
@@ -194,7 +207,7 @@ class _Relaying:
     side: Side
     session: Optional[RelaySession] = None
     peer = None
-    #: The fast path's handler of this hop's inbound bytes, once the session is on it.
+    #: The fast path's hop that took this connection over (see :mod:`clbproxy.fastpath`).
     _fast = None
     _pending: Optional[bytes] = None
     _begun = False
@@ -203,30 +216,25 @@ class _Relaying:
 
     @property
     def messages_in(self) -> int:
-        """Complete messages received on this hop (by Autobahn or by the fast path)."""
-        fast = self._fast
-        return self._messages + (fast.messages if fast is not None else 0)
+        """Complete messages received on this hop by Autobahn."""
+        return self._messages
 
-    def dataReceived(self, data: bytes) -> None:
-        fast = self._fast
-        if fast is None:
-            super().dataReceived(data)
-        else:
-            fast.received(data)
+    @property
+    def octets_in(self) -> int:
+        return self.trafficStats.incomingOctetsWireLevel
+
+    @property
+    def octets_out(self) -> int:
+        return self.trafficStats.outgoingOctetsWireLevel
 
     def consumeData(self) -> None:
         fast = self._fast
         if fast is None:
             super().consumeData()
         elif self.data:
+            # Bytes read with the handshake, before the fast path took the connection over.
             data, self.data = self.data, b""
-            fast.received(data)
-
-    def sendData(self, data: bytes, sync: bool = False, chopsize=None) -> None:
-        # ``peer`` is Autobahn's peer address string until the hops are linked.
-        inbound = getattr(self.peer, "_fast", None)
-        if inbound is None or not inbound.hold(data):
-            super().sendData(data, sync, chopsize)
+            fast.dataReceived(data)
 
     def onMessageBegin(self, isBinary: bool) -> None:
         super().onMessageBegin(isBinary)
@@ -339,9 +347,6 @@ class _Relaying:
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
-        fast = self._fast
-        if fast is not None:
-            fast.stopped()
         if self.session is not None:
             self.session.hop_lost(self.side, wasClean, code, reason)
 
@@ -437,6 +442,8 @@ class RelayServerFactory(WebSocketServerFactory):
         self.reactor = reactor
         #: Live sessions, from the client's upgrade request until both hops are closed.
         self.sessions: set[RelaySession] = set()
+        #: Backend client factories shared by sessions (see :func:`backend_factory`).
+        self.backend_factories: dict = {}
         self.connector = connector or (BackendConnector(reactor).endpoint)
         self.setProtocolOptions(
             # The open handshake waits for the backend, bounded by its own timeouts.
@@ -480,8 +487,11 @@ class RelayClientProtocol(_Relaying, WebSocketClientProtocol):
     side = Side.BACKEND
     _refusal_reader: Optional[RefusalReader] = None
 
+    #: The handshake request for the backend (set by the session's :class:`_BackendBuilder`).
+    connecting_request: Optional[ConnectingRequest] = None
+
     def onConnecting(self, transport_details):
-        return self.factory.connecting_request
+        return self.connecting_request
 
     def processHandshake(self):
         """Let Autobahn handle a 101; read any other answer for the client ourselves."""
@@ -523,19 +533,30 @@ class RelayClientProtocol(_Relaying, WebSocketClientProtocol):
 
 
 class RelayClientFactory(WebSocketClientFactory):
-    """One per session: how to greet the chosen backend on the client's behalf."""
+    """How to greet backends on the clients' behalf: shared by sessions with the same needs.
+
+    Autobahn's client factory is costly to build (its ~40 options, a timer wheel),
+    so one is kept per (response timeout, refusal body limit, subprotocols
+    offered, deflate) in the listener's :class:`RelayServerFactory`; what is
+    per session (the session, its handshake request) is set on each protocol by
+    the session's :class:`_BackendBuilder`.
+    """
 
     protocol = RelayClientProtocol
-    #: One factory per session: "Starting factory" lines would double the log.
+    #: Built per listener and key: "Starting factory" lines would only add noise.
     noisy = False
 
-    def __init__(self, session: RelaySession, request: ConnectingRequest, deflate: bool) -> None:
-        super().__init__(url="ws://localhost/", protocols=request.protocols)
-        self.session = session
-        self.connecting_request = request
-        self.max_refusal_body = session.settings.listener.max_refusal_body
+    def __init__(
+        self,
+        protocols: tuple[str, ...],
+        deflate: bool,
+        response_timeout: float,
+        max_refusal_body: int,
+    ) -> None:
+        super().__init__(url="ws://localhost/", protocols=list(protocols))
+        self.max_refusal_body = max_refusal_body
         options = dict(
-            openHandshakeTimeout=session.group.config.response_timeout,
+            openHandshakeTimeout=response_timeout,
             closeHandshakeTimeout=5,
             serverConnectionDropTimeout=1,
             failByDrop=False,
@@ -552,11 +573,58 @@ class RelayClientFactory(WebSocketClientFactory):
             )
         self.setProtocolOptions(**options)
 
+
+def backend_factory(
+    cache: dict, protocols: tuple[str, ...], deflate: bool, response_timeout: float, limit: int
+) -> RelayClientFactory:
+    """The shared client factory for these needs, from ``cache`` (built when missing)."""
+    key = (protocols, deflate, response_timeout, limit)
+    factory = cache.get(key)
+    if factory is None:
+        if len(cache) >= 256:
+            cache.clear()  # many distinct subprotocol lists: keep the cache bounded
+        factory = cache[key] = RelayClientFactory(protocols, deflate, response_timeout, limit)
+    return factory
+
+
+@implementer(IProtocolFactory)
+class _BackendBuilder:
+    """The factory a backend connection is made with: builds its Autobahn client protocol.
+
+    Twisted's connector keeps the factory it was given for the connection's whole
+    life; this small object stands in for Autobahn's per-session factory and lets
+    go of it once the session is on the fast path (:meth:`release`).
+    """
+
+    __slots__ = ("factory", "session", "request")
+
+    def __init__(
+        self, factory: RelayClientFactory, session: RelaySession, request: ConnectingRequest
+    ) -> None:
+        self.factory: Optional[RelayClientFactory] = factory
+        self.session: Optional[RelaySession] = session
+        self.request: Optional[ConnectingRequest] = request
+
     def buildProtocol(self, addr):
-        protocol = super().buildProtocol(addr)
-        protocol.session = self.session
-        self.session.backend = protocol
+        factory, session = self.factory, self.session
+        if factory is None or session is None:
+            return None
+        protocol = factory.buildProtocol(addr)
+        protocol.session = session
+        protocol.connecting_request = self.request
+        session.backend = protocol
         return protocol
+
+    def doStart(self) -> None:
+        if self.factory is not None:
+            self.factory.doStart()
+
+    def doStop(self) -> None:
+        if self.factory is not None:
+            self.factory.doStop()
+
+    def release(self) -> None:
+        self.factory = self.session = self.request = None
 
 
 class RelaySession:
@@ -565,6 +633,35 @@ class RelaySession:
     The session exists from the client's upgrade request until both hops are
     closed; it owns the decision of what one hop's end means for the other.
     """
+
+    __slots__ = (
+        "reactor",
+        "factory",
+        "request",
+        "rule",
+        "lease",
+        "settings",
+        "group",
+        "front",
+        "target",
+        "connector",
+        "backend",
+        "backend_config",
+        "_handshake",
+        "_connecting",
+        "_tried",
+        "_told",
+        "_ended",
+        "_started",
+        "_opened",
+        "_wall_start",
+        "record",
+        "_closes",
+        "timers",
+        "tunnel",
+        "_filled",
+        "_builder",
+    )
 
     def __init__(
         self,
@@ -579,6 +676,8 @@ class RelaySession:
         rule: Optional[RuleConfig] = None,
     ) -> None:
         self.reactor = reactor
+        #: The listener's relay factory: its live sessions and counters.
+        self.factory = front.factory
         self.request = request or RequestInfo()
         self.rule = rule
         #: Counts this session on its backend (least_conn, max_conns) until it ends.
@@ -593,17 +692,21 @@ class RelaySession:
         self._handshake: Optional[defer.Deferred] = None
         self._connecting: Optional[defer.Deferred] = None
         self._tried: list[BackendConfig] = []
-        self._told: set[Side] = set()
-        self._ended: dict[Side, str] = {}
+        # Empty shared objects until the session ends: an open session holds none.
+        self._told: frozenset[Side] = frozenset()
+        self._ended: Mapping[Side, str] = _NOTHING
         self._started = reactor.seconds()
         self._opened: Optional[float] = None
         self._wall_start = time.time()
         self.record = accesslog.SessionRecord()
-        self._closes: dict[Side, tuple] = {}
+        self._closes: Mapping[Side, tuple] = _NOTHING
         #: The idle timeout and pings, once both hops are open.
         self.timers: Optional[SessionTimers] = None
         #: Splice bytes after the handshake instead of relaying checked frames.
         self.tunnel = False
+        #: The access record's request fields are filled (at open, from the upgrade request).
+        self._filled = False
+        self._builder: Optional[_BackendBuilder] = None
 
     # -- handshake -------------------------------------------------------------------
 
@@ -624,13 +727,21 @@ class RelaySession:
         self._tried.append(backend)
         self.backend_config = backend
         self.lease = self.group.acquire(backend, close=self.close_for_unhealthy)
-        factory = RelayClientFactory(self, self._backend_request(backend), self._client_deflate())
+        request = self._backend_request(backend)
+        factory = backend_factory(
+            self.factory.backend_factories,
+            tuple(request.protocols),
+            self._client_deflate(),
+            self.group.config.response_timeout,
+            self.settings.listener.max_refusal_body,
+        )
+        self._builder = _BackendBuilder(factory, self, request)
         try:
             endpoint = self.connector(backend, self.group.config)
         except Exception:
             self._connecting = defer.fail()
         else:
-            self._connecting = endpoint.connect(factory)
+            self._connecting = endpoint.connect(self._builder)
         self._connecting.addCallbacks(self._connected, self._connect_failed)
 
     def _connected(self, protocol) -> None:
@@ -791,6 +902,8 @@ class RelaySession:
             on_dead=self._dead,
         )
         self.timers.start()
+        fill_request_fields(self.record, front)
+        self._filled = True
         limit = self.settings.listener.session_buffer
         for hop, other in ((front, backend), (backend, front)):
             transport = hop.transport
@@ -800,7 +913,6 @@ class RelaySession:
             if getattr(socket, "producer", None) is not None:
                 socket.unregisterProducer()
             transport.registerProducer(_Throttle(other.transport, self.timers), True)
-        start_fast_path(front, backend, tunnel=self.tunnel)
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open",
             client=_peer_ip(front.transport),
@@ -808,6 +920,18 @@ class RelaySession:
             backend=self.backend_config.address,
             group=self.group.name,
         )
+        hops = start_fast_path(front, backend, tunnel=self.tunnel)
+        if hops is not None:
+            # From here on the session holds only the fast path's hops: Autobahn's
+            # protocols (and the backend hop's factory) are no longer referenced.
+            self.front, self.backend = hops
+            self._handshake = None
+            # What only choosing the backend needed.
+            self.request = None
+            self._tried = []
+            if self._builder is not None:
+                self._builder.release()
+            self.reactor.callLater(0, _scrub, front, backend)
 
     # -- timers and shutdown ---------------------------------------------------------
 
@@ -846,13 +970,13 @@ class RelaySession:
             hop.dropConnection(abort=True)
 
     def _count(self, name: str) -> None:
-        stats = getattr(self.front.factory, "stats", None)
+        stats = getattr(self.factory, "stats", None)
         if stats is not None:
             stats.increment(name)
 
     def close_both(self, client_code: int, backend_code: int, reason: bytes) -> None:
         """Close both hops ourselves (idle timeout, shutdown), not by the close-code table."""
-        self._told.update((Side.CLIENT, Side.BACKEND))
+        self._told = frozenset((Side.CLIENT, Side.BACKEND))
         for hop, code in ((self.front, client_code), (self.backend, backend_code)):
             if hop is None:
                 continue
@@ -886,7 +1010,7 @@ class RelaySession:
         other_side = event.side.other
         if other_side in self._told or event.side in self._told:
             return
-        self._told.add(other_side)
+        self._told = self._told | {other_side}
         if self.record.closed_by is None:
             self.record.closed_by = event.side.name.lower()
         other = self.backend if other_side is Side.BACKEND else self.front
@@ -904,8 +1028,8 @@ class RelaySession:
     def hop_lost(self, side: Side, was_clean: bool, code, reason) -> None:
         """One hop's TCP connection is gone."""
         hop = self.front if side is Side.CLIENT else self.backend
-        self._ended[side] = _describe_end(hop, was_clean, code)
-        self._closes[side] = (code, reason)
+        self._ended = {**self._ended, side: _describe_end(hop, was_clean, code)}
+        self._closes = {**self._closes, side: (code, reason)}
         if self.timers is not None:
             self.timers.stop()
         if side is Side.CLIENT and self._opened is None:
@@ -920,7 +1044,7 @@ class RelaySession:
             self.hop_ended(HopEvent(side, HopEnd.LOST))
         if len(self._ended) == 2 or (side is Side.CLIENT and self.backend is None):
             self._release()
-            self.front.factory.sessions.discard(self)
+            self.factory.sessions.discard(self)
             self._log_end()
 
     def _client_left_during_handshake(self) -> None:
@@ -967,14 +1091,15 @@ class RelaySession:
 
     def _access_record(self, now: float) -> accesslog.SessionRecord:
         record, front = self.record, self.front
-        fill_request_fields(record, front)
+        if not self._filled:
+            fill_request_fields(record, front)
         record.rule = accesslog.rule_label(self.rule.host, self.rule.path) if self.rule else None
         record.group = self.group.name
         record.backend = self.backend_config.address if self.backend_config else None
         if self._opened is not None:
             record.duration_s = now - self._opened
-            record.bytes_in = front.trafficStats.incomingOctetsWireLevel
-            record.bytes_out = front.trafficStats.outgoingOctetsWireLevel
+            record.bytes_in = front.octets_in
+            record.bytes_out = front.octets_out
             record.messages_in = front.messages_in
             record.messages_out = self.backend.messages_in if self.backend else 0
             code, reason = self._closes.get(Side.CLIENT, (None, None))
@@ -984,6 +1109,18 @@ class RelaySession:
         else:
             record.closed_by = None
         return record
+
+
+def _scrub(*protocols) -> None:
+    """Empty Autobahn protocols the fast path took over, breaking their reference cycles.
+
+    Nothing calls them any more, but their cycles (Deferreds, bound methods) would
+    keep ~20 KB per session alive until the next full garbage collection; freed at
+    once, that memory serves the next handshakes.  Run after the handshake's own
+    call chain has returned.
+    """
+    for protocol in protocols:
+        protocol.__dict__.clear()
 
 
 def fill_request_fields(record: accesslog.SessionRecord, front: RelayServerProtocol) -> None:

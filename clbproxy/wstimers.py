@@ -35,6 +35,24 @@ class SessionTimers:
     session; ``on_dead(side)`` drops a hop that did not answer.
     """
 
+    __slots__ = (
+        "_clock",
+        "idle_timeout",
+        "ping_interval",
+        "ping_timeout",
+        "_send_ping",
+        "_on_idle",
+        "_on_dead",
+        "_last",
+        "_idle_call",
+        "_ping_call",
+        "_outstanding",
+        "_deadlines",
+        "_counter",
+        "_throttled",
+        "_stopped",
+    )
+
     def __init__(
         self,
         clock: IReactorTime,

@@ -157,6 +157,28 @@ class PropertyTests(unittest.TestCase):
         self.assertEqual(forwarded(out), expected)
         self.assertEqual(scanner.messages, len(msgs))
 
+    @given(
+        st.text(min_size=1, max_size=3000),
+        st.lists(st.integers(min_value=1, max_value=5000), min_size=1),
+    )
+    def test_long_masked_text_is_unmasked_right_however_it_is_cut(self, text, cuts):
+        payload = text.encode("utf-8")
+        data = frame(1, payload) + frame(1, b"\xce\xbb" * 700)
+        scanner = FrameScanner(masked=True)
+        out, pos, i = [], 0, 0
+        while pos < len(data):
+            step = cuts[i % len(cuts)]
+            out += scanner.feed(data[pos : pos + step])
+            pos += step
+            i += 1
+        self.assertEqual(violations(out), [])
+        self.assertEqual(forwarded(out), data)
+        self.assertEqual(scanner.messages, 2)
+
+    def test_text_ending_inside_a_character_is_1007(self):
+        events = FrameScanner(masked=True).feed(frame(1, b"ok \xce"))
+        self.assertEqual(violations(events), [1007])
+
     @given(st.binary(max_size=200))
     def test_garbage_never_raises_and_passes_on_only_a_prefix_of_it(self, data):
         events = FrameScanner(masked=True).feed(data)

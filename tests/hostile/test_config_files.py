@@ -169,7 +169,7 @@ CASES = [
     (
         "duration infinite",
         b'[[listener]]\nname = "w"\nbind = "tcp:0"\nclient_timeout = inf\n[[listener.rule]]\ntarget_group = "g"\n[target_group.g]\nbackends = ["127.0.0.1:1"]\n',
-        ["listener[0].client_timeout: inf is too large for a duration"],
+        ["listener[0].client_timeout: inf is too large for a duration (at most 365 days)"],
     ),
     (
         "trusted proxy garbage",

@@ -1,0 +1,249 @@
+"""Tests for :mod:`clbproxy.fastpath`: the open hops of a session once Autobahn is dropped."""
+
+from __future__ import annotations
+
+import socket
+
+from twisted.internet import task, tcp
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import StringTransport
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.trial import unittest
+
+from clbproxy.closecodes import HopEnd, Side
+from clbproxy.fastpath import (
+    CLOSE_HANDSHAKE_TIMEOUT,
+    CLOSED,
+    CLOSING,
+    SERVER_DROP_TIMEOUT,
+    Hop,
+    _switch_protocol,
+    control_frame,
+    send_now,
+    socket_under,
+)
+from clbproxy.frames import CLOSE, PING, PONG, FrameScanner
+
+MASK = b"\x01\x02\x03\x04"
+
+
+def masked(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """A client frame (masked with MASK), as a browser would send it."""
+    body = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+    return bytes(((0x80 if fin else 0) | opcode, 0x80 | len(payload))) + MASK + body
+
+
+def plain(opcode: int, payload: bytes) -> bytes:
+    return bytes((0x80 | opcode, len(payload))) + payload
+
+
+def unmask(frame: bytes) -> tuple[int, bytes]:
+    """(opcode, payload) of one masked frame with a payload under 126 bytes."""
+    assert frame[1] & 0x80, "frame is not masked"
+    key, body = frame[2:6], frame[6:]
+    return frame[0] & 0x0F, bytes(b ^ key[i % 4] for i, b in enumerate(body))
+
+
+class FakeSession:
+    def __init__(self) -> None:
+        self.reactor = task.Clock()
+        self.timers = None
+        self.ended = []
+        self.lost = []
+
+    def hop_ended(self, event) -> None:
+        self.ended.append(event)
+
+    def hop_lost(self, side, was_clean, code, reason) -> None:
+        self.lost.append((side, was_clean, code))
+
+
+def session_hops(tunnel: bool = False, hold: int = 0):
+    session = FakeSession()
+    hops = []
+    for side, is_masked in ((Side.CLIENT, True), (Side.BACKEND, False)):
+        transport = StringTransport()
+        scanner = None if tunnel else FrameScanner(masked=is_masked, hold=hold)
+        hops.append(Hop(transport, session, side, scanner))
+    front, backend = hops
+    front.peer, backend.peer = backend, front
+    return session, front, backend
+
+
+class RelayingTests(unittest.TestCase):
+    def test_client_data_frame_reaches_the_backend_with_its_mask(self) -> None:
+        session, front, backend = session_hops()
+        frame = masked(1, b"hello")
+        front.dataReceived(frame)
+        self.assertEqual(backend.transport.value(), frame)
+        self.assertEqual((front.messages_in, front.octets_in, backend.octets_out), (1, 11, 11))
+
+    def test_client_ping_is_answered_on_the_client_hop_unmasked(self) -> None:
+        session, front, backend = session_hops()
+        front.dataReceived(masked(PING, b"p"))
+        self.assertEqual(front.transport.value(), plain(PONG, b"p"))
+        self.assertEqual(backend.transport.value(), b"")
+
+    def test_backend_ping_is_answered_with_a_masked_pong(self) -> None:
+        session, front, backend = session_hops()
+        backend.dataReceived(plain(PING, b"xyz"))
+        self.assertEqual(unmask(backend.transport.value()), (PONG, b"xyz"))
+        self.assertEqual(front.transport.value(), b"")
+
+    def test_tunnel_passes_bytes_unread_and_sends_no_frames_of_its_own(self) -> None:
+        session, front, backend = session_hops(tunnel=True)
+        front.dataReceived(b"\xff\x00not a frame")
+        backend.sendCloseFrame(1001, b"bye")
+        self.assertEqual(backend.transport.value(), b"\xff\x00not a frame")
+        self.assertEqual(front.transport.value(), b"")
+
+
+class ClosingTests(unittest.TestCase):
+    def test_client_close_is_answered_with_1000_and_tcp_closed(self) -> None:
+        session, front, backend = session_hops()
+        front.dataReceived(masked(CLOSE, b"\x0f\xa1bye"))  # 4001 "bye"
+        self.assertEqual(front.transport.value(), plain(CLOSE, b"\x03\xe8"))
+        self.assertTrue(front.transport.disconnecting)
+        [event] = session.ended
+        self.assertEqual(
+            (event.side, event.how, event.code, event.reason),
+            (Side.CLIENT, HopEnd.CLOSED, 4001, "bye"),
+        )
+        front.connectionLost(None)
+        self.assertEqual(session.lost, [(Side.CLIENT, True, 4001)])
+
+    def test_backend_close_is_answered_masked_and_the_backend_must_close_tcp(self) -> None:
+        session, front, backend = session_hops()
+        backend.dataReceived(plain(CLOSE, b"\x03\xe8"))
+        self.assertEqual(unmask(backend.transport.value()), (CLOSE, b"\x03\xe8"))
+        self.assertFalse(backend.transport.disconnecting)
+        session.reactor.advance(SERVER_DROP_TIMEOUT)
+        self.assertTrue(backend.transport.disconnected)
+        self.assertIn("server did not drop", backend.wasNotCleanReason)
+
+    def test_close_we_start_waits_for_the_answer_then_closes_tcp(self) -> None:
+        session, front, backend = session_hops()
+        front.sendCloseFrame(1001, b"going")
+        self.assertEqual(front.state, CLOSING)
+        self.assertEqual(front.transport.value(), plain(CLOSE, b"\x03\xe9going"))
+        front.dataReceived(masked(CLOSE, b"\x03\xe9"))
+        self.assertTrue(front.transport.disconnecting)
+        self.assertEqual(front.state, CLOSED)
+        self.assertEqual(session.ended, [])
+        self.assertEqual(session.reactor.getDelayedCalls()[0].getTime(), CLOSE_HANDSHAKE_TIMEOUT)
+
+    def test_unanswered_close_drops_the_hop_after_the_timeout(self) -> None:
+        session, front, backend = session_hops()
+        backend.sendCloseFrame(1000)
+        self.assertEqual(unmask(backend.transport.value()), (CLOSE, b"\x03\xe8"))
+        session.reactor.advance(CLOSE_HANDSHAKE_TIMEOUT)
+        self.assertTrue(backend.transport.disconnected)
+        self.assertFalse(backend.wasClean)
+
+    def test_invalid_close_code_fails_the_hop_with_1002(self) -> None:
+        session, front, backend = session_hops()
+        front.dataReceived(masked(CLOSE, b"\x03\xed"))  # 1005 must never be on the wire
+        sent = front.transport.value()
+        self.assertEqual((sent[0], sent[2:4]), (0x88, b"\x03\xea"))
+        self.assertTrue(front.failedByMe)
+        self.assertEqual(session.ended[0].how, HopEnd.FAILED)
+        self.assertTrue(front.transport.disconnecting)
+
+
+class ViolationTests(unittest.TestCase):
+    def test_unmasked_client_frame_fails_the_hop_with_1002(self) -> None:
+        session, front, backend = session_hops()
+        front.dataReceived(plain(1, b"hi"))
+        sent = front.transport.value()
+        self.assertEqual((sent[0], sent[2:4]), (0x88, b"\x03\xea"))
+        self.assertEqual(backend.transport.value(), b"")
+        self.assertEqual(
+            (session.ended[0].side, session.ended[0].how, session.ended[0].code),
+            (Side.CLIENT, HopEnd.FAILED, 1002),
+        )
+        self.assertTrue(front.transport.disconnecting)
+
+    def test_invalid_utf8_fails_the_hop_with_1007(self) -> None:
+        session, front, backend = session_hops()
+        front.dataReceived(masked(1, b"\xff"))
+        self.assertEqual(front.transport.value()[2:4], b"\x03\xef")
+        self.assertEqual(session.ended[0].code, 1007)
+
+    def test_losing_a_hop_mid_frame_drops_the_other(self) -> None:
+        session, front, backend = session_hops()
+        frame = bytes((0x82, 126)) + (300).to_bytes(2, "big") + b"x" * 100
+        backend.dataReceived(frame)
+        self.assertTrue(backend.mid_frame)
+        backend.connectionLost(None)
+        self.assertTrue(front.transport.disconnected)
+
+
+class HoldingTests(unittest.TestCase):
+    def test_own_frames_wait_until_the_other_hops_frame_is_complete(self) -> None:
+        session, front, backend = session_hops()
+        head = bytes((0x82, 126)) + (300).to_bytes(2, "big")
+        backend.dataReceived(head + b"a" * 100)
+        front.dataReceived(masked(PING, b"p"))  # our pong to the client must wait
+        self.assertEqual(front.transport.value(), head + b"a" * 100)
+        backend.dataReceived(b"b" * 200)
+        self.assertEqual(
+            front.transport.value(), head + b"a" * 100 + b"b" * 200 + plain(PONG, b"p")
+        )
+
+
+class FramingTests(unittest.TestCase):
+    def test_masked_control_frame_unmasks_to_its_payload(self) -> None:
+        frame = control_frame(CLOSE, b"\x03\xe8normal closure", mask=True)
+        self.assertEqual(unmask(frame), (CLOSE, b"\x03\xe8normal closure"))
+
+    def test_unmasked_control_frame(self) -> None:
+        self.assertEqual(control_frame(PONG, b"", mask=False), b"\x8a\x00")
+
+
+class SwitchTests(unittest.TestCase):
+    def test_protocol_under_a_wrapper_is_replaced(self) -> None:
+        old, new = Protocol(), Protocol()
+        wrapper = ProtocolWrapper(WrappingFactory(None), old)
+        socket = StringTransport()
+        socket.bufferSize = 65536
+        socket.protocol = wrapper
+        wrapper.makeConnection(socket)
+        old.transport = wrapper
+        self.assertTrue(_switch_protocol(old, new))
+        self.assertIs(wrapper.wrappedProtocol, new)
+
+    def test_unknown_chain_is_reported(self) -> None:
+        old = Protocol()
+        socket = StringTransport()
+        socket.bufferSize = 65536
+        old.transport = socket
+        self.assertFalse(_switch_protocol(old, Protocol()))
+
+
+class DirectWriteTests(unittest.TestCase):
+    def connection(self):
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        ours.setblocking(False)
+        theirs.settimeout(2)
+        connection = tcp.Connection(ours, Protocol(), reactor=task.Clock())
+        connection.connected = 1
+        return connection, theirs
+
+    def test_frame_goes_to_the_socket_at_once_when_nothing_is_queued(self) -> None:
+        connection, theirs = self.connection()
+        send_now(connection, b"\x81\x02hi")
+        self.assertEqual(theirs.recv(100), b"\x81\x02hi")
+        self.assertEqual(connection._tempDataLen, 0)
+
+    def test_tcp_under_pass_through_wrappers_is_written_directly_but_not_under_tls(self) -> None:
+        connection, _ = self.connection()
+        wrapper = ProtocolWrapper(WrappingFactory(None), Protocol())
+        wrapper.makeConnection(connection)
+        self.assertIs(socket_under(wrapper), connection)
+        self.assertIsNone(socket_under(StringTransport()))
+        tls = TLSMemoryBIOProtocol(None, Protocol())
+        tls.transport = connection
+        self.assertIsNone(socket_under(tls))
