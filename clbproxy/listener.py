@@ -72,14 +72,23 @@ class ListenerResource(Resource):
         self._forwarder = forwarder
         self._admission = admission
 
+    def _record(self, request: Request, settings: RelaySettings, rule):
+        """The access-log record of a request this resource answers (not a relayed session)."""
+        forwarder = self._forwarder
+        return request_record(
+            request, settings.listener.name, rule, forwarder.reactor, forwarder.trusted
+        )
+
     def render(self, request: Request):
         settings: RelaySettings = self._relay.settings
         upgrade = is_websocket_upgrade(request)
         if upgrade and request.clientproto != b"HTTP/1.1":
+            self._record(request, settings, None)
             return render_error(request, 400, "a WebSocket handshake needs HTTP/1.1")
         if upgrade and getattr(request, "body", None) is not None:
             # Autobahn takes the connection over at the headers, so a body's bytes
             # would be parsed as HTTP on a channel that no longer has a transport.
+            self._record(request, settings, None)
             request.setHeader(b"Connection", b"close")
             request.channel.persistent = False
             return render_error(request, 400, "a WebSocket handshake has no body")
@@ -89,6 +98,7 @@ class ListenerResource(Resource):
         try:
             rule = settings.router.match_target(host_text, target)
         except BadPath as e:
+            self._record(request, settings, None)
             log.info(
                 "{client} {method} {path}: 400 {detail}",
                 client=getattr(request.getClientAddress(), "host", "-"),
@@ -112,14 +122,13 @@ class ListenerResource(Resource):
             over_ip_limit=_over_ip_limit(request.channel.transport),
         )
         if refusal is not None:
+            self._record(request, settings, rule)
             return self._refuse(request, refusal)
         if upgrade and (rule is None or rule.target_group is not None):
             # The relay answers (or refuses) the handshake itself.
             return self._websocket.render(request)
         forwarder = self._forwarder
-        record = request_record(
-            request, settings.listener.name, rule, forwarder.reactor, forwarder.trusted
-        )
+        record = self._record(request, settings, rule)
         if upgrade:
             # A fixed response or redirect ends the connection, as the relay's refusals do.
             request.setHeader(b"Connection", b"close")

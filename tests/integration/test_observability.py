@@ -30,6 +30,7 @@ def sample(found: dict, name: str, **labels) -> float:
 
 class _Fixture:
     log_format = "plain"
+    listener_options: dict = {}
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -43,6 +44,7 @@ class _Fixture:
             log_path=self.log_path,
             log_format=self.log_format,
             trusted_proxies=("127.0.0.1/32",),
+            **self.listener_options,
         )
 
     def only(self, port):
@@ -146,6 +148,54 @@ class AccessLogPlainTests(_Fixture, unittest.TestCase):
         self.assertEqual((fields["type"], fields["status"]), ("websocket", "403"))
         self.assertEqual(fields["backend"], f"127.0.0.1:{self.backend_port}")
         self.assertEqual(fields["closed_by"], "-")
+
+
+class RefusalAccessLogTests(_Fixture, unittest.TestCase):
+    """Requests the listener itself refuses get their access-log line like any other."""
+
+    listener_options = {"deny": ("203.0.113.0/24",)}
+
+    @defer.inlineCallbacks
+    def test_path_above_the_root_is_logged_with_400(self):
+        response = yield raw_request(
+            self.port, b"GET /a/../../etc/passwd HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 400"), response)
+        (line,) = yield wait_for_lines(self.log_path, 1)
+        fields = parse_plain(line)
+        self.assertEqual(fields["type"], "http")
+        self.assertEqual(fields["request"], "GET /a/../../etc/passwd HTTP/1.1")
+        self.assertEqual(fields["status"], "400")
+        self.assertEqual((fields["rule"], fields["backend"]), ("-", "-"))
+
+    @defer.inlineCallbacks
+    def test_denied_client_is_logged_with_403_and_its_rule(self):
+        response = yield raw_request(
+            self.port,
+            b"GET /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.9\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
+        (line,) = yield wait_for_lines(self.log_path, 1)
+        fields = parse_plain(line)
+        self.assertEqual((fields["type"], fields["status"]), ("http", "403"))
+        self.assertEqual(fields["client"], "203.0.113.9")
+        self.assertEqual(fields["rule"], "/")
+        self.assertEqual(fields["backend"], "-")
+
+    @defer.inlineCallbacks
+    def test_denied_websocket_handshake_is_logged_with_403(self):
+        response = yield raw_request(
+            self.port,
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.9\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
+        (line,) = yield wait_for_lines(self.log_path, 1)
+        fields = parse_plain(line)
+        self.assertEqual(fields["status"], "403")
+        self.assertEqual(fields["request"], "GET /ws HTTP/1.1")
 
 
 class AccessLogJSONTests(_Fixture, unittest.TestCase):
