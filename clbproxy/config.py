@@ -1932,14 +1932,6 @@ def _host(text: str) -> str:
     return name
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 

@@ -167,12 +167,21 @@ class ProxyService(MultiService):
         return d
 
     def privilegedStartService(self) -> None:
-        for child in self:
-            try:
-                child.privilegedStartService()
-            except CannotListenError as error:
-                message = f"clbproxy: {child.name}: {_describe_listen_error(error)}"
-                raise SystemExit(message) from None
+        start_children_privileged(self)
+
+
+def start_children_privileged(parent: MultiService) -> None:
+    """Bind every child's port before twistd drops privileges.
+
+    A port that cannot be bound stops the start with one line naming the child
+    and the reason, never a traceback.
+    """
+    for child in parent:
+        try:
+            child.privilegedStartService()
+        except CannotListenError as error:
+            message = f"clbproxy: {child.name}: {_describe_listen_error(error)}"
+            raise SystemExit(message) from None
 
 
 def _describe_listen_error(error: CannotListenError) -> str:

@@ -277,7 +277,7 @@ class Supervisor(MultiService):
     def privilegedStartService(self) -> None:
         from twisted.internet.error import CannotListenError
 
-        from clbproxy.tap import _describe_listen_error
+        from clbproxy.tap import _describe_listen_error, start_children_privileged
 
         for listener in self.config.listeners:
             try:
@@ -287,12 +287,7 @@ class Supervisor(MultiService):
                 message = f"clbproxy: listener:{listener.name}: {_describe_listen_error(failure)}"
                 raise SystemExit(message) from None
         try:
-            for child in self:
-                try:
-                    child.privilegedStartService()
-                except CannotListenError as failure:
-                    message = f"clbproxy: {child.name}: {_describe_listen_error(failure)}"
-                    raise SystemExit(message) from None
+            start_children_privileged(self)
             _prepare_certificates(self.config)
         except SystemExit:
             self._close_sockets()

@@ -15,6 +15,15 @@ from .support import raw_request
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
 
 
+def upgrade_request(path: bytes, extra_headers: bytes = b"") -> bytes:
+    """A valid WebSocket opening handshake for ``path``."""
+    return (
+        b"GET " + path + b" HTTP/1.1\r\nHost: h\r\n" + extra_headers + b"Upgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+
+
 def samples(text: str) -> dict:
     """``{(name, frozenset(labels.items())): value}`` of a Prometheus text page."""
     found = {}
@@ -136,12 +145,7 @@ class AccessLogPlainTests(_Fixture, unittest.TestCase):
     @defer.inlineCallbacks
     def test_refused_handshake_is_logged_with_its_status(self):
         self.only(self.backend_port)
-        response = yield raw_request(
-            self.port,
-            b"GET /deny?status=403 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n",
-        )
+        response = yield raw_request(self.port, upgrade_request(b"/deny?status=403"))
         self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
         (line,) = yield wait_for_lines(self.log_path, 1)
         fields = parse_plain(line)
@@ -186,10 +190,7 @@ class RefusalAccessLogTests(_Fixture, unittest.TestCase):
     @defer.inlineCallbacks
     def test_denied_websocket_handshake_is_logged_with_403(self):
         response = yield raw_request(
-            self.port,
-            b"GET /ws HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.9\r\n"
-            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            self.port, upgrade_request(b"/ws", b"X-Forwarded-For: 203.0.113.9\r\n")
         )
         self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
         (line,) = yield wait_for_lines(self.log_path, 1)
