@@ -24,7 +24,7 @@ close frames, so the closing handshake can still complete.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 from autobahn.websocket.utf8validator import Utf8Validator
 from autobahn.websocket.xormasker import create_xor_masker
@@ -131,6 +131,7 @@ class FrameScanner:
         "_mask_at",
         "_closed",
         "hold",
+        "_early",
     )
 
     def __init__(self, masked: bool, max_message: int = 0, hold: int = 0) -> None:
@@ -159,6 +160,9 @@ class FrameScanner:
         self._mask = b""
         self._mask_at = 0
         self._closed = False
+        #: While a held text frame is incomplete: (validator, payload bytes checked so far),
+        #: so invalid UTF-8 fails at the bad byte, not when the frame is whole.
+        self._early: Optional[tuple[Utf8Validator, int]] = None
 
     def feed(self, data: bytes) -> list[Event]:
         """Take the next bytes read from the hop; return what to do with them, in order."""
@@ -250,7 +254,17 @@ class FrameScanner:
                     out.append(Control(opcode, payload))
                 continue
             if not self.failed and length <= self.hold and pos + header + length > n:
+                if (opcode == 1 or (opcode == 0 and self._text and self._utf8_end)) and (
+                    not self._check_held_text(data, pos + header, n, mask_bit)
+                ):
+                    start = self._violation(out, data, start, pos, INVALID_PAYLOAD, "invalid UTF-8")
+                    pos += header
+                    self._remaining = length
+                    continue
                 break
+            if self._early is not None:
+                _release_validator(self._early[0])
+                self._early = None
             frame_begin = pos
             pos += header
             self._remaining = length
@@ -289,6 +303,37 @@ class FrameScanner:
         if not self.failed:
             self.mid_frame = self._remaining > 0
         return out
+
+    def _check_held_text(self, data: bytes, begin: int, end: int, mask_bit: int) -> bool:
+        """Check the part of a held (incomplete) text frame not checked yet; False if invalid.
+
+        The frame's payload so far is ``data[begin:end]``.  It starts on a code
+        point (a new message, or a continuation after a frame that ended on one),
+        so its own validator can check it ahead of the message's; the bytes are
+        checked once each, however finely the frame is cut.
+        """
+        early = self._early
+        if early is None:
+            validator = _VALIDATORS.pop() if _VALIDATORS else Utf8Validator()
+            validator.reset()
+            checked = 0
+        else:
+            validator, checked = early
+        chunk = data[begin + checked : end]
+        if not chunk:
+            self._early = (validator, checked)
+            return True
+        if mask_bit:
+            mask = data[begin - 4 : begin]
+            at = checked & 3
+            chunk = _unmask(chunk, mask[at:] + mask[:at] if at else mask)
+        valid = validator.validate(chunk)[0]
+        if not valid:
+            self._early = None
+            _release_validator(validator)
+            return False
+        self._early = (validator, checked + len(chunk))
+        return True
 
     def _check_header(self, b0: int, opcode: int, fin: int, mask_bit: int, length: int):
         if b0 & 0x70:

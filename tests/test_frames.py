@@ -198,3 +198,64 @@ class HoldTests(unittest.TestCase):
         scanner = FrameScanner(masked=False, hold=100)
         self.assertEqual(b"".join(scanner.feed(frame[:50])), frame[:50])
         self.assertTrue(scanner.mid_frame)
+
+    def test_invalid_utf8_in_a_held_frame_fails_at_the_bad_byte(self):
+        # Autobahn testsuite case 6.4.3: one frame sent in three chops; the second
+        # chop holds a code point above U+10FFFF.
+        parts = [bytes.fromhex(h) for h in ("cebae1bdb9cf83cebcceb5", "f4908080", "656469746564")]
+        data = frame(1, b"".join(parts))
+        scanner = FrameScanner(masked=True, hold=1000)
+        first = 2 + 4 + len(parts[0])
+        self.assertEqual(scanner.feed(data[:first]), [])
+        events = scanner.feed(data[first : first + len(parts[1])])
+        self.assertEqual(violations(events), [1007])
+        self.assertEqual(forwarded(events), b"")
+
+    def test_held_text_cut_at_every_byte_passes_whole_once_complete(self):
+        data = frame(1, "snowman \u2603 and \U0001f600".encode())
+        scanner = FrameScanner(masked=True, hold=1000)
+        out = []
+        for i in range(len(data)):
+            out += scanner.feed(data[i : i + 1])
+            if i < len(data) - 1:
+                self.assertEqual(out, [])
+        self.assertEqual(forwarded(out), data)
+        self.assertEqual(scanner.messages, 1)
+
+    def test_continuation_after_a_split_character_is_checked_when_whole(self):
+        # The first fragment ends inside "\u2603": the held second fragment cannot be
+        # checked on its own, so it is checked with the message once complete.
+        snowman = "\u2603".encode()
+        first = frame(1, b"a" + snowman[:1], fin=False)
+        second = frame(0, snowman[1:] + b"b")
+        scanner = FrameScanner(masked=True, hold=1000)
+        out = scanner.feed(first + second[:7])
+        out += scanner.feed(second[7:])
+        self.assertEqual(violations(out), [])
+        self.assertEqual(forwarded(out), first + second)
+
+    @given(
+        st.lists(st.text(max_size=80), min_size=1, max_size=4),
+        st.lists(st.integers(min_value=1, max_value=9), min_size=1),
+        st.booleans(),
+    )
+    def test_fragmented_text_passes_however_it_is_cut_and_held(self, texts, cuts, masked):
+        mask = MASK if masked else None
+        data = b""
+        for text in texts:
+            payload = text.encode()
+            # Fragment boundaries anywhere, also inside a character.
+            third = len(payload) // 3
+            data += frame(1, payload[:third], fin=False, mask=mask)
+            data += frame(0, payload[third : 2 * third], fin=False, mask=mask)
+            data += frame(0, payload[2 * third :], mask=mask)
+        scanner = FrameScanner(masked=masked, hold=1000)
+        out, pos, i = [], 0, 0
+        while pos < len(data):
+            step = cuts[i % len(cuts)]
+            out += scanner.feed(data[pos : pos + step])
+            pos += step
+            i += 1
+        self.assertEqual(violations(out), [])
+        self.assertEqual(forwarded(out), data)
+        self.assertEqual(scanner.messages, len(texts))
