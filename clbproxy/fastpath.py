@@ -82,6 +82,20 @@ def socket_under(transport) -> Optional[tcp.Connection]:
     return None
 
 
+def release_producer(transport) -> None:
+    """Unregister the session's throttle from ``transport`` before closing it.
+
+    A TLS transport postpones its close_notify, and with it the whole close,
+    for as long as a producer is registered: a hop closed with the throttle still
+    in place would stay open until the peer gave up.
+    """
+    if transport is not None:
+        try:
+            transport.unregisterProducer()
+        except RuntimeError:
+            pass  # none registered (some transports say so loudly)
+
+
 def send_now(connection: tcp.Connection, data: bytes) -> None:
     """Write ``data`` to a TCP connection: straight to the socket when nothing waits before it.
 
@@ -369,14 +383,14 @@ class Hop:
             self._timer = self._reactor.callLater(CLOSE_HANDSHAKE_TIMEOUT, self._no_close_answer)
 
     def dropConnection(self, abort: bool = False) -> None:
-        """Close TCP; never abort while a Close we sent may still sit in the write buffer."""
+        """Close TCP; never abort while a Close we sent may still sit in the write buffer.
+
+        A graceful close is bounded too: a peer that neither reads what is left
+        nor (on TLS) answers our close_notify is cut off after the close timeout.
+        """
         transport = self.transport
         if abort and self.state == CLOSING and not self.wasCloseHandshakeTimeout:
             abort = False
-            self._cancel_timer()
-            self._timer = self._reactor.callLater(
-                CLOSE_HANDSHAKE_TIMEOUT, transport.abortConnection
-            )
         if self.state == CLOSED:
             return
         self.droppedByMe = True
@@ -384,7 +398,12 @@ class Hop:
         if abort:
             transport.abortConnection()
         else:
+            release_producer(transport)
             transport.loseConnection()
+            self._cancel_timer()
+            self._timer = self._reactor.callLater(
+                CLOSE_HANDSHAKE_TIMEOUT, transport.abortConnection
+            )
 
     # -- timers ----------------------------------------------------------------------
 

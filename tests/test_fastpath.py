@@ -100,6 +100,36 @@ class RelayingTests(unittest.TestCase):
 
 
 class ClosingTests(unittest.TestCase):
+    def test_failed_hop_releases_the_throttle_so_tls_can_close(self) -> None:
+        # A TLS transport sends its close_notify (and so closes) only once no
+        # producer is registered: the session's throttle must be let go.
+        session, front, backend = session_hops()
+        front.transport.registerProducer(object(), True)
+        front.dataReceived(masked(1, b"\xff"))
+        self.assertIsNone(front.transport.producer)
+        self.assertTrue(front.transport.disconnecting)
+
+    def test_graceful_close_is_cut_off_after_the_close_timeout(self) -> None:
+        # The peer neither reads the rest nor (on TLS) answers close_notify.
+        session, front, backend = session_hops()
+        aborted = []
+        front.transport.abortConnection = lambda: aborted.append(True)
+        front.dataReceived(masked(1, b"\xff"))
+        session.reactor.advance(CLOSE_HANDSHAKE_TIMEOUT - 0.1)
+        self.assertEqual(aborted, [])
+        session.reactor.advance(0.2)
+        self.assertEqual(aborted, [True])
+
+    def test_connection_lost_stops_the_close_timeout(self) -> None:
+        session, front, backend = session_hops()
+        aborted = []
+        front.transport.abortConnection = lambda: aborted.append(True)
+        front.dataReceived(masked(1, b"\xff"))
+        front.connectionLost(None)
+        session.reactor.advance(CLOSE_HANDSHAKE_TIMEOUT + 1)
+        self.assertEqual(aborted, [])
+        self.assertEqual(session.reactor.getDelayedCalls(), [])
+
     def test_client_close_is_answered_with_1000_and_tcp_closed(self) -> None:
         session, front, backend = session_hops()
         front.dataReceived(masked(CLOSE, b"\x0f\xa1bye"))  # 4001 "bye"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl as stdlib_ssl
+import time
 
 import attrs
 import trustme
@@ -240,7 +243,49 @@ class MutualTLSTests(TLSTestCase):
         self.assertNotIn("x-client-cert-fingerprint", headers)
 
 
+def _invalid_text_then_read_to_eof(port: int) -> tuple[bytes, float]:
+    """Over WSS: send a text frame with invalid UTF-8; what comes back until EOF, and when.
+
+    The client never closes itself (a peer that ignores our Close must still be
+    closed), so EOF is the proxy's close_notify and TCP close.
+    """
+    context = stdlib_ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = stdlib_ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with context.wrap_socket(raw, server_hostname="a.example.com") as sock:
+        sock.sendall(
+            b"GET /echo HTTP/1.1\r\nHost: a.example.com\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        received = head.split(b"\r\n\r\n", 1)[1]
+        # A masked text frame (mask 0) whose payload is a lone 0xff.
+        sock.sendall(b"\x81\x81\x00\x00\x00\x00\xff")
+        started = time.monotonic()
+        while True:
+            try:
+                chunk = sock.recv(4096)
+            except (stdlib_ssl.SSLError, OSError):
+                break
+            if not chunk:
+                break
+            received += chunk
+        return received, time.monotonic() - started
+
+
 class WSSTests(TLSTestCase):
+    @defer.inlineCallbacks
+    def test_failed_session_is_closed_even_if_the_client_never_answers(self):
+        _, port = yield self.https_proxy()
+        received, waited = yield threads.deferToThread(_invalid_text_then_read_to_eof, port)
+        self.assertEqual(received[:4], b"\x88\x0f\x03\xef")  # Close 1007 "invalid UTF-8"
+        # The proxy's close_notify comes with its Close, not after a timeout.
+        self.assertLess(waited, 2.0)
+
     @defer.inlineCallbacks
     def test_wss_session_relays_to_a_plain_backend_with_forwarded_proto_https(self):
         backend, port = yield self.https_proxy()
