@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 from autobahn.util import _maybe_tls_reason
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import tcp
+from twisted.internet.endpoints import _WrappingFactory, _WrappingProtocol
 from twisted.internet.interfaces import IProtocol
 from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
@@ -442,6 +443,49 @@ def _switch_protocol(old, new) -> bool:
     return False
 
 
+class _Connected:
+    """Stands in for an endpoint's per-connection factory once its connection is taken over.
+
+    Twisted's connector keeps the factory it connected with until the connection
+    ends, only to tell it the connection was lost; the endpoint's factory and
+    protocol wrappers (with the Deferred of the connect) are dead weight by then.
+    """
+
+    __slots__ = ()
+
+    def clientConnectionLost(self, connector, reason) -> None:
+        pass
+
+    def clientConnectionFailed(self, connector, reason) -> None:
+        pass
+
+    def doStop(self) -> None:
+        pass
+
+
+_CONNECTED = _Connected()
+
+
+def _unwrap_client(hop: Hop) -> None:
+    """Make a backend's plain TCP transport deliver to ``hop`` with no endpoint wrappers between.
+
+    Only the plain case is touched: the socket's protocol is the endpoint's
+    ``_WrappingProtocol`` around ``hop``, and its connector holds the endpoint's
+    ``_WrappingFactory``.  The wrapper only passed calls through (``hop`` is not
+    half-closeable, so nothing it adds is used).
+    """
+    socket = hop.transport
+    if not isinstance(socket, tcp.Client):
+        return
+    wrapper = socket.protocol
+    if type(wrapper) is not _WrappingProtocol or wrapper._wrappedProtocol is not hop:
+        return
+    socket.protocol = hop
+    connector = getattr(socket, "connector", None)
+    if connector is not None and type(getattr(connector, "factory", None)) is _WrappingFactory:
+        connector.factory = _CONNECTED
+
+
 def start_fast_path(front, backend, tunnel: bool = False) -> Optional[tuple[Hop, Hop]]:
     """Move an open session to the fast path (or a tunnel): the two new hops, or None.
 
@@ -481,4 +525,5 @@ def start_fast_path(front, backend, tunnel: bool = False) -> Optional[tuple[Hop,
         _switch_protocol(new_front, front)
         return None
     front._fast, backend._fast = new_front, new_back
+    _unwrap_client(new_back)
     return new_front, new_back

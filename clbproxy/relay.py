@@ -78,6 +78,8 @@ from clbproxy.wstimers import SessionTimers
 log = Logger()
 
 _NOTHING: Mapping = MappingProxyType({})
+#: Shared: an empty frozenset is a new object each time it is built (216 bytes).
+_NOBODY: frozenset = frozenset()
 
 # Autobahn's debug-log arguments cost a third of a short session's CPU when built eagerly.
 autobahnlog.install()
@@ -693,7 +695,7 @@ class RelaySession:
         self._connecting: Optional[defer.Deferred] = None
         self._tried: list[BackendConfig] = []
         # Empty shared objects until the session ends: an open session holds none.
-        self._told: frozenset[Side] = frozenset()
+        self._told: frozenset[Side] = _NOBODY
         self._ended: Mapping[Side, str] = _NOTHING
         self._started = reactor.seconds()
         self._opened: Optional[float] = None
@@ -928,9 +930,10 @@ class RelaySession:
             self._handshake = None
             # What only choosing the backend needed.
             self.request = None
-            self._tried = []
+            self._tried = ()
             if self._builder is not None:
                 self._builder.release()
+                self._builder = None
             self.reactor.callLater(0, _scrub, front, backend)
 
     # -- timers and shutdown ---------------------------------------------------------
