@@ -73,7 +73,7 @@ from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.httpproxy import VIA, origin_form
 from clbproxy.routing import BadPath, Router
 from clbproxy.tls import BackendConnector, client_certificate_headers
-from clbproxy.wstimers import SessionTimers
+from clbproxy.wstimers import IdleQueue, ITimerOwner, SessionTimers
 
 log = Logger()
 
@@ -444,6 +444,8 @@ class RelayServerFactory(WebSocketServerFactory):
         self.reactor = reactor
         #: Live sessions, from the client's upgrade request until both hops are closed.
         self.sessions: set[RelaySession] = set()
+        #: Idle timeouts of open sessions, one queue per timeout (see :func:`idle_queue`).
+        self.idle_queues: dict[float, IdleQueue] = {}
         #: Backend client factories shared by sessions (see :func:`backend_factory`).
         self.backend_factories: dict = {}
         self.connector = connector or (BackendConnector(reactor).endpoint)
@@ -629,6 +631,24 @@ class _BackendBuilder:
         self.factory = self.session = self.request = None
 
 
+def idle_queue(factory, clock: IReactorTime, timeout: float) -> Optional[IdleQueue]:
+    """The listener's shared idle queue for ``timeout`` (None when there is no timeout).
+
+    Kept on the listener's relay factory, one per timeout in use (a reload may
+    change it; sessions keep the one they started with).
+    """
+    if not timeout:
+        return None
+    queues = getattr(factory, "idle_queues", None)
+    if queues is None:
+        return None
+    queue = queues.get(timeout)
+    if queue is None:
+        queue = queues[timeout] = IdleQueue(clock, timeout)
+    return queue
+
+
+@implementer(ITimerOwner)
 class RelaySession:
     """One relayed WebSocket session: its backend choice, handshake, relay and end.
 
@@ -899,9 +919,8 @@ class RelaySession:
             # A tunnel does not read frames, so it cannot answer or see pongs.
             ping_interval=0 if self.tunnel else listener.websocket_ping_interval,
             ping_timeout=listener.websocket_ping_timeout,
-            send_ping=self._send_ping,
-            on_idle=self._idle,
-            on_dead=self._dead,
+            owner=self,
+            idle_queue=idle_queue(self.factory, self.reactor, listener.websocket_idle_timeout),
         )
         self.timers.start()
         fill_request_fields(self.record, front)
@@ -941,12 +960,12 @@ class RelaySession:
     def _hop(self, side: Side):
         return self.front if side is Side.CLIENT else self.backend
 
-    def _send_ping(self, side: Side, payload: bytes) -> None:
+    def timer_ping(self, side: Side, payload: bytes) -> None:
         hop = self._hop(side)
         if hop is not None and hop.state == OPEN:
             hop.sendPing(payload)
 
-    def _idle(self) -> None:
+    def timer_idle(self) -> None:
         listener = self.settings.listener
         log.info(
             "websocket: {client} {path}: no frame for {timeout:g} s, closing with 1001",
@@ -957,7 +976,7 @@ class RelaySession:
         self._count("websocket_idle_closes")
         self.close_both(1001, 1001, b"idle timeout")
 
-    def _dead(self, side: Side) -> None:
+    def timer_dead(self, side: Side) -> None:
         hop = self._hop(side)
         timeout = self.settings.listener.websocket_ping_timeout
         self._count("websocket_ping_timeouts")
