@@ -399,33 +399,51 @@ class Bench:
             r["rate"] = r["handshakes"] / r["seconds"]
             self.record("handshake", t, r)
 
+    def _idle_clients(self, target: Target, n: int) -> subprocess.Popen:
+        """A load generator holding ``n`` idle sessions open (until its stdin is closed)."""
+        argv = pinned(LOAD_CPU, [NODE, LOAD, "idle", target.url, str(n)])
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = proc.stdout.readline().strip()
+        if not line.startswith("ready"):
+            proc.kill()
+            raise RuntimeError(f"idle {n} against {target.name}: {proc.stderr.read()}")
+        time.sleep(1.0)
+        return proc
+
     def idle(self, targets: list[Target]) -> None:
+        """Proxy RSS per idle session: from the RSS before, and for the second half alone.
+
+        The sessions are opened in two halves by two load generators.  The first
+        half can reuse memory the proxy freed after start-up (the per-session
+        figure then understates what a session costs), the second half cannot
+        as much: ``kib_marginal`` is what the second half added.
+        """
         for n in self.args.idle:
             for t in targets:
                 if t.pid is None:
                     continue
                 before = rss_bytes(t.pid)
-                argv = pinned(LOAD_CPU, [NODE, LOAD, "idle", t.url, str(n)])
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                line = proc.stdout.readline().strip()
-                if not line.startswith("ready"):
-                    proc.kill()
-                    raise RuntimeError(f"idle {n} against {t.name}: {proc.stderr.read()}")
-                time.sleep(1.0)
+                first = self._idle_clients(t, n // 2)
+                middle = rss_bytes(t.pid)
+                second = self._idle_clients(t, n - n // 2)
                 after = rss_bytes(t.pid)
-                proc.stdin.close()
-                proc.wait(timeout=60)
+                for proc in (first, second):
+                    proc.stdin.close()
+                for proc in (first, second):
+                    proc.wait(timeout=60)
                 r = {
                     "sessions": n,
                     "rss_before": before,
+                    "rss_middle": middle,
                     "rss_after": after,
                     "kib_per_session": (after - before) / n / 1024,
+                    "kib_marginal": (after - middle) / (n - n // 2) / 1024,
                 }
                 self.record(f"idle{n}", t, r)
                 time.sleep(2.0)

@@ -443,47 +443,47 @@ def _switch_protocol(old, new) -> bool:
     return False
 
 
-class _Connected:
-    """Stands in for an endpoint's per-connection factory once its connection is taken over.
+class _TakenOver:
+    """Stands in for the connector of a backend connection the fast path took over.
 
-    Twisted's connector keeps the factory it connected with until the connection
-    ends, only to tell it the connection was lost; the endpoint's factory and
-    protocol wrappers (with the Deferred of the connect) are dead weight by then.
+    Twisted's connector (with the endpoint's per-connection factory and
+    protocol wrappers, and the Deferred of the connect) stays referenced by the
+    connection until it ends, only to be told that it ended; for a connection
+    whose factory has nothing left to learn that is dead weight.
     """
 
     __slots__ = ()
 
-    def clientConnectionLost(self, connector, reason) -> None:
+    def connectionLost(self, reason) -> None:
         pass
 
-    def clientConnectionFailed(self, connector, reason) -> None:
-        pass
-
-    def doStop(self) -> None:
+    def connectionFailed(self, reason) -> None:
         pass
 
 
-_CONNECTED = _Connected()
+_TAKEN_OVER = _TakenOver()
 
 
 def _unwrap_client(hop: Hop) -> None:
-    """Make a backend's plain TCP transport deliver to ``hop`` with no endpoint wrappers between.
+    """Make a backend's plain TCP transport deliver to ``hop`` with no endpoint objects between.
 
-    Only the plain case is touched: the socket's protocol is the endpoint's
-    ``_WrappingProtocol`` around ``hop``, and its connector holds the endpoint's
-    ``_WrappingFactory``.  The wrapper only passed calls through (``hop`` is not
-    half-closeable, so nothing it adds is used).
+    Only the plain case is touched: an open TCP connection whose protocol is the
+    endpoint's ``_WrappingProtocol`` around ``hop`` and whose connector connected
+    it with the endpoint's ``_WrappingFactory``.  The wrapper only passed calls
+    through (``hop`` is not half-closeable, so nothing it adds is used); the
+    factory would only hear that the connection was lost.
     """
     socket = hop.transport
-    if not isinstance(socket, tcp.Client):
+    if not isinstance(socket, tcp.Client) or not socket.connected:
         return
     wrapper = socket.protocol
     if type(wrapper) is not _WrappingProtocol or wrapper._wrappedProtocol is not hop:
         return
-    socket.protocol = hop
     connector = getattr(socket, "connector", None)
-    if connector is not None and type(getattr(connector, "factory", None)) is _WrappingFactory:
-        connector.factory = _CONNECTED
+    if type(getattr(connector, "factory", None)) is not _WrappingFactory:
+        return
+    socket.protocol = hop
+    socket.connector = _TAKEN_OVER
 
 
 def start_fast_path(front, backend, tunnel: bool = False) -> Optional[tuple[Hop, Hop]]:

@@ -8,7 +8,7 @@ import os
 import weakref
 
 from twisted.internet import defer, reactor, task
-from twisted.internet.endpoints import _WrappingFactory
+from twisted.internet.tcp import Connector
 from twisted.trial import unittest
 
 from clbproxy.fastpath import Hop
@@ -419,7 +419,7 @@ class IdleFootprintTests(RelayTestCase):
         self.assertIsInstance(session.backend, Hop)
         backend_socket = session.backend.transport
         self.assertIs(backend_socket.protocol, session.backend)
-        self.assertNotIsInstance(backend_socket.connector.factory, _WrappingFactory)
+        self.assertNotIsInstance(backend_socket.connector, Connector)
         self.assertEqual(session.record.path, "/echo")
         protocol.sendClose(1000)
         yield client.closed
