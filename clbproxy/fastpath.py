@@ -32,7 +32,7 @@ from autobahn.util import _maybe_tls_reason
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import tcp
 from twisted.internet.endpoints import _WrappingFactory, _WrappingProtocol
-from twisted.internet.interfaces import IProtocol
+from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
@@ -116,7 +116,7 @@ def close_payload(code: Optional[int], reason: Optional[bytes]) -> bytes:
     return code.to_bytes(2, "big") + (reason or b"")
 
 
-@implementer(IProtocol)
+@implementer(IProtocol, IPushProducer)
 class Hop:
     """One open hop of a session on the fast path (or in a tunnel): its transport's protocol.
 
@@ -124,6 +124,10 @@ class Hop:
     ``sendCloseFrame``, ``sendPing``, ``dropConnection``, the close codes seen and
     why the hop ended) and relays the hop's inbound frames to ``peer``, the other
     hop.  ``server`` is true for the client's hop (the proxy is the server there).
+
+    Once the session is on the fast path the hop is also its own transport's
+    producer in place of the relay's throttle: when that transport's buffer is
+    full, the other hop is no longer read.
 
     Control frames this hop sends while the other hop's path has written only
     part of a long frame into this hop's transport wait in the other hop's
@@ -386,6 +390,24 @@ class Hop:
             transport.abortConnection()
         else:
             transport.loseConnection()
+
+    # -- IPushProducer: registered on this hop's own transport --------------------------
+
+    def pauseProducing(self) -> None:
+        """This hop's transport cannot take more: stop reading the other hop."""
+        self.peer.transport.pauseProducing()
+        timers = self.session.timers
+        if timers is not None:
+            timers.throttled()
+
+    def resumeProducing(self) -> None:
+        self.peer.transport.resumeProducing()
+        timers = self.session.timers
+        if timers is not None:
+            timers.flowing()
+
+    def stopProducing(self) -> None:
+        pass
 
     # -- timers ----------------------------------------------------------------------
 

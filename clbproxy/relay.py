@@ -46,6 +46,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -192,8 +193,15 @@ class _Throttle:
 
 
 def _innermost_transport(transport):
-    """The socket transport under any protocol wrappers (TLS, PROXY protocol)."""
-    while not hasattr(transport, "bufferSize") and hasattr(transport, "transport"):
+    """The socket transport under any protocol wrappers (connection limiter, TLS, PROXY protocol).
+
+    A wrapper answers for its transport's attributes (``ProtocolWrapper.__getattr__``),
+    so it is recognised by its type, not by the attributes it seems to have:
+    setting ``bufferSize`` or ``producer`` on it would not reach the socket.
+    """
+    for _ in range(8):
+        if not isinstance(transport, ProtocolWrapper) or transport.transport is None:
+            break
         transport = transport.transport
     return transport
 
@@ -946,6 +954,11 @@ class RelaySession:
             # From here on the session holds only the fast path's hops: Autobahn's
             # protocols (and the backend hop's factory) are no longer referenced.
             self.front, self.backend = hops
+            for hop in hops:
+                socket = _innermost_transport(hop.transport)
+                if type(getattr(socket, "producer", None)) is _Throttle:
+                    # The hop does what the throttle did (see Hop.pauseProducing).
+                    socket.producer = hop
             self._handshake = None
             # What only choosing the backend needed.
             self.request = None

@@ -420,6 +420,12 @@ class IdleFootprintTests(RelayTestCase):
         backend_socket = session.backend.transport
         self.assertIs(backend_socket.protocol, session.backend)
         self.assertNotIsInstance(backend_socket.connector, Connector)
+        self.assertIs(backend_socket.producer, session.backend)
+        self.assertIs(session.front.transport.transport.producer, session.front)
+        self.assertEqual(
+            (backend_socket.bufferSize, session.front.transport.transport.bufferSize),
+            (session.settings.listener.session_buffer,) * 2,
+        )
         self.assertEqual(session.record.path, "/echo")
         protocol.sendClose(1000)
         yield client.closed
