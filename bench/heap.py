@@ -101,6 +101,9 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=1, help="traceback depth to group by")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument(
+        "--garbage", action="store_true", help="list the cyclic garbage left when measuring"
+    )
+    parser.add_argument(
         "--inspect", action="store_true", help="show what holds one object of each type that grew"
     )
     args = parser.parse_args()
@@ -156,6 +159,19 @@ def main() -> int:
                 reactor.callFromThread(reactor.stop)
 
         def done():
+            uncollected, peak = tracemalloc.get_traced_memory()
+            result["uncollected"] = (uncollected - base_size) / args.sessions
+            result["peak"] = (peak - base_size) / args.sessions
+            if args.garbage:
+                gc.set_debug(gc.DEBUG_SAVEALL)
+                gc.collect()
+                counts: dict = {}
+                for obj in gc.garbage:
+                    key = _describe(obj)
+                    counts[key] = counts.get(key, 0) + 1
+                result["garbage"] = sorted(counts.items(), key=lambda kv: -kv[1])[:40]
+                gc.garbage.clear()
+                gc.set_debug(0)
             gc.collect()
             size = tracemalloc.get_traced_memory()[0]
             result["types1"] = type_counts()
@@ -195,7 +211,11 @@ def main() -> int:
         print("no result", file=sys.stderr)
         return 1
     n = args.sessions
-    print(f"{'tunnel' if args.tunnel else 'relay'}: {result['per_session']:.0f} B per session")
+    print(
+        f"{'tunnel' if args.tunnel else 'relay'}: {result['per_session']:.0f} B per session "
+        f"after gc.collect(), {result['uncollected']:.0f} B before it, "
+        f"peak {result['peak']:.0f} B while the sessions opened"
+    )
     for stat in result["stats"][: args.top]:
         where = "\n      ".join(str(frame) for frame in stat.traceback.format()[-2 * args.frames :])
         print(f"{stat.size_diff / n:8.0f} B {stat.count_diff / n:6.2f} blocks  {where}")
@@ -204,6 +224,8 @@ def main() -> int:
         ((after[k] - before.get(k, 0), k) for k in after if after[k] - before.get(k, 0) >= n // 2),
         reverse=True,
     )
+    for key, count in result.get("garbage", ()):
+        print(f"garbage {count / n:6.2f} per session  {key}")
     for line in result.get("inspect", ()):
         print(line)
     print("live objects per session, by type (gc-tracked only):")
