@@ -19,7 +19,6 @@ no longer read.  How the end of one hop ends the other is decided by
 
 from __future__ import annotations
 
-import time
 from types import MappingProxyType
 from typing import Callable, Mapping, Optional
 
@@ -684,7 +683,6 @@ class RelaySession:
         "_ended",
         "_started",
         "_opened",
-        "_wall_start",
         "record",
         "_closes",
         "timers",
@@ -727,7 +725,6 @@ class RelaySession:
         self._ended: Mapping[Side, str] = _NOTHING
         self._started = reactor.seconds()
         self._opened: Optional[float] = None
-        self._wall_start = time.time()
         self.record = accesslog.SessionRecord()
         self._closes: Mapping[Side, tuple] = _NOTHING
         #: The idle timeout and pings, once both hops are open.
