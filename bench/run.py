@@ -263,11 +263,13 @@ class Bench:
                 (f"clbproxy-{self.args.workers}-workers", "", "", self.args.workers, python)
             )
         for other in self.args.also_python:
-            variants.append((f"clbproxy-{_implementation(other)}", "", "", 1, other))
+            name, _, other = other.rpartition("=")
+            name = name or _implementation(other)
+            variants.append((f"clbproxy-{name}", "", "", 1, other))
             if self.args.tunnel:
                 variants.append(
                     (
-                        f"clbproxy-{_implementation(other)}-tunnel",
+                        f"clbproxy-{name}-tunnel",
                         "",
                         '  relay = "tunnel"\n',
                         1,
@@ -491,7 +493,8 @@ class Bench:
             except (OSError, IndexError, subprocess.TimeoutExpired):
                 return "?"
 
-        py = "; ".join(_versions(python) for python in [self.args.python, *self.args.also_python])
+        pythons = [self.args.python, *(p.rpartition("=")[2] for p in self.args.also_python)]
+        py = "; ".join(_versions(python) for python in pythons)
         return {
             "date": time.strftime("%Y-%m-%d %H:%M %Z"),
             "nproc": os.cpu_count(),
@@ -582,7 +585,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         default=[],
         metavar="PYTHON",
         help="also run clbproxy rows with this interpreter (e.g. .venv-pypy/bin/python), "
-        "named clbproxy-pypy / clbproxy-pypy-tunnel",
+        "named clbproxy-pypy / clbproxy-pypy-tunnel; NAME=PYTHON names them clbproxy-NAME "
+        "(e.g. a wrapper that puts an older checkout on PYTHONPATH, to compare in one run)",
     )
     parser.add_argument(
         "--only",
