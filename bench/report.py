@@ -84,7 +84,15 @@ def idle_table(results: dict) -> list[str]:
     for n in sizes:
         names += [name for name in scenarios[f"idle{n}"] if name not in names]
     head = " | ".join(f"KiB/session at {n}" for n in sizes)
-    lines = [f"| | {head} | vs nginx | WSS |", "|---|" + "---|" * (len(sizes) + 2)]
+    marginal = " | ".join(f"2nd half of {n}" for n in sizes)
+    lines = [
+        f"| | {head} | {marginal} | vs nginx | WSS |",
+        "|---|" + "---|" * (2 * len(sizes) + 2),
+    ]
+
+    def second_half(name: str, n: int) -> Optional[float]:
+        r = scenarios[f"idle{n}"].get(name)
+        return r.get("kib_marginal") if r else None
 
     def per_session(name: str, n: int) -> Optional[float]:
         # Freed memory is not always returned to the OS, so every size is measured from
@@ -99,9 +107,11 @@ def idle_table(results: dict) -> list[str]:
 
     for name in names:
         cells = [per_session(name, n) for n in sizes]
+        halves = [second_half(name, n) for n in sizes]
         nginx = per_session("nginx", sizes[-1])
         lines.append(
-            f"| {name} | {' | '.join(_fmt(c) for c in cells)} | {_ratio(cells[-1], nginx)} "
+            f"| {name} | {' | '.join(_fmt(c) for c in cells)} "
+            f"| {' | '.join(_fmt(c) for c in halves)} | {_ratio(cells[-1], nginx)} "
             f"| not measured (the bench has no WSS rows yet) |"
         )
     return lines

@@ -263,11 +263,13 @@ class Bench:
                 (f"clbproxy-{self.args.workers}-workers", "", "", self.args.workers, python)
             )
         for other in self.args.also_python:
-            variants.append((f"clbproxy-{_implementation(other)}", "", "", 1, other))
+            name, _, other = other.rpartition("=")
+            name = name or _implementation(other)
+            variants.append((f"clbproxy-{name}", "", "", 1, other))
             if self.args.tunnel:
                 variants.append(
                     (
-                        f"clbproxy-{_implementation(other)}-tunnel",
+                        f"clbproxy-{name}-tunnel",
                         "",
                         '  relay = "tunnel"\n',
                         1,
@@ -399,33 +401,51 @@ class Bench:
             r["rate"] = r["handshakes"] / r["seconds"]
             self.record("handshake", t, r)
 
+    def _idle_clients(self, target: Target, n: int) -> subprocess.Popen:
+        """A load generator holding ``n`` idle sessions open (until its stdin is closed)."""
+        argv = pinned(LOAD_CPU, [NODE, LOAD, "idle", target.url, str(n)])
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = proc.stdout.readline().strip()
+        if not line.startswith("ready"):
+            proc.kill()
+            raise RuntimeError(f"idle {n} against {target.name}: {proc.stderr.read()}")
+        time.sleep(1.0)
+        return proc
+
     def idle(self, targets: list[Target]) -> None:
+        """Proxy RSS per idle session: from the RSS before, and for the second half alone.
+
+        The sessions are opened in two halves by two load generators.  The first
+        half can reuse memory the proxy freed after start-up (the per-session
+        figure then understates what a session costs), the second half cannot
+        as much: ``kib_marginal`` is what the second half added.
+        """
         for n in self.args.idle:
             for t in targets:
                 if t.pid is None:
                     continue
                 before = rss_bytes(t.pid)
-                argv = pinned(LOAD_CPU, [NODE, LOAD, "idle", t.url, str(n)])
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                line = proc.stdout.readline().strip()
-                if not line.startswith("ready"):
-                    proc.kill()
-                    raise RuntimeError(f"idle {n} against {t.name}: {proc.stderr.read()}")
-                time.sleep(1.0)
+                first = self._idle_clients(t, n // 2)
+                middle = rss_bytes(t.pid)
+                second = self._idle_clients(t, n - n // 2)
                 after = rss_bytes(t.pid)
-                proc.stdin.close()
-                proc.wait(timeout=60)
+                for proc in (first, second):
+                    proc.stdin.close()
+                for proc in (first, second):
+                    proc.wait(timeout=60)
                 r = {
                     "sessions": n,
                     "rss_before": before,
+                    "rss_middle": middle,
                     "rss_after": after,
                     "kib_per_session": (after - before) / n / 1024,
+                    "kib_marginal": (after - middle) / (n - n // 2) / 1024,
                 }
                 self.record(f"idle{n}", t, r)
                 time.sleep(2.0)
@@ -473,7 +493,8 @@ class Bench:
             except (OSError, IndexError, subprocess.TimeoutExpired):
                 return "?"
 
-        py = "; ".join(_versions(python) for python in [self.args.python, *self.args.also_python])
+        pythons = [self.args.python, *(p.rpartition("=")[2] for p in self.args.also_python)]
+        py = "; ".join(_versions(python) for python in pythons)
         return {
             "date": time.strftime("%Y-%m-%d %H:%M %Z"),
             "nproc": os.cpu_count(),
@@ -564,7 +585,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         default=[],
         metavar="PYTHON",
         help="also run clbproxy rows with this interpreter (e.g. .venv-pypy/bin/python), "
-        "named clbproxy-pypy / clbproxy-pypy-tunnel",
+        "named clbproxy-pypy / clbproxy-pypy-tunnel; NAME=PYTHON names them clbproxy-NAME "
+        "(e.g. a wrapper that puts an older checkout on PYTHONPATH, to compare in one run)",
     )
     parser.add_argument(
         "--only",

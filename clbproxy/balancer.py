@@ -272,6 +272,9 @@ def make_policy(config: TargetGroupConfig, rng: Optional[random.Random] = None) 
 class Lease:
     """One live session or in-flight request on a backend; ``release()`` ends it (idempotent)."""
 
+    # One per open session: slotted to keep idle sessions small.
+    __slots__ = ("group", "backend", "close", "released")
+
     def __init__(
         self,
         group: TargetGroup,

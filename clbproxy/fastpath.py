@@ -31,7 +31,8 @@ from typing import Optional, Sequence
 from autobahn.util import _maybe_tls_reason
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import tcp
-from twisted.internet.interfaces import IProtocol
+from twisted.internet.endpoints import _WrappingFactory, _WrappingProtocol
+from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
@@ -129,7 +130,7 @@ def close_payload(code: Optional[int], reason: Optional[bytes]) -> bytes:
     return code.to_bytes(2, "big") + (reason or b"")
 
 
-@implementer(IProtocol)
+@implementer(IProtocol, IPushProducer)
 class Hop:
     """One open hop of a session on the fast path (or in a tunnel): its transport's protocol.
 
@@ -137,6 +138,10 @@ class Hop:
     ``sendCloseFrame``, ``sendPing``, ``dropConnection``, the close codes seen and
     why the hop ended) and relays the hop's inbound frames to ``peer``, the other
     hop.  ``server`` is true for the client's hop (the proxy is the server there).
+
+    Once the session is on the fast path the hop is also its own transport's
+    producer in place of the relay's throttle: when that transport's buffer is
+    full, the other hop is no longer read.
 
     Control frames this hop sends while the other hop's path has written only
     part of a long frame into this hop's transport wait in the other hop's
@@ -405,6 +410,24 @@ class Hop:
                 CLOSE_HANDSHAKE_TIMEOUT, transport.abortConnection
             )
 
+    # -- IPushProducer: registered on this hop's own transport --------------------------
+
+    def pauseProducing(self) -> None:
+        """This hop's transport cannot take more: stop reading the other hop."""
+        self.peer.transport.pauseProducing()
+        timers = self.session.timers
+        if timers is not None:
+            timers.throttled()
+
+    def resumeProducing(self) -> None:
+        self.peer.transport.resumeProducing()
+        timers = self.session.timers
+        if timers is not None:
+            timers.flowing()
+
+    def stopProducing(self) -> None:
+        pass
+
     # -- timers ----------------------------------------------------------------------
 
     def _cancel_timer(self) -> None:
@@ -461,6 +484,52 @@ def _switch_protocol(old, new) -> bool:
     return False
 
 
+class _TakenOver:
+    """Stands in for the connector of a backend connection the fast path took over.
+
+    Twisted's connector (with the endpoint's per-connection factory and
+    protocol wrappers, and the Deferred of the connect) stays referenced by the
+    connection until it ends, only to be told that it ended; for a connection
+    whose factory has nothing left to learn that is dead weight.
+    """
+
+    __slots__ = ()
+
+    def connectionLost(self, reason) -> None:
+        pass
+
+    def connectionFailed(self, reason) -> None:
+        pass
+
+
+_TAKEN_OVER = _TakenOver()
+
+
+def _unwrap_client(hop: Hop) -> None:
+    """Make a backend's plain TCP transport deliver to ``hop`` with no endpoint objects between.
+
+    Only the plain case is touched: an open TCP connection whose protocol is the
+    endpoint's ``_WrappingProtocol`` around ``hop`` and whose connector connected
+    it with the endpoint's ``_WrappingFactory``.  The wrapper only passed calls
+    through (``hop`` is not half-closeable, so nothing it adds is used); the
+    factory would only hear that the connection was lost.
+    """
+    socket = hop.transport
+    if not isinstance(socket, tcp.Client) or not socket.connected:
+        return
+    wrapper = socket.protocol
+    if type(wrapper) is not _WrappingProtocol or wrapper._wrappedProtocol is not hop:
+        return
+    connector = getattr(socket, "connector", None)
+    if type(getattr(connector, "factory", None)) is not _WrappingFactory:
+        return
+    socket.protocol = hop
+    socket.connector = _TAKEN_OVER
+    # The factory, its connect Deferred and the connector refer to one another:
+    # freed now instead of at the next full garbage collection.
+    vars(connector.factory).clear()
+
+
 def start_fast_path(front, backend, tunnel: bool = False) -> Optional[tuple[Hop, Hop]]:
     """Move an open session to the fast path (or a tunnel): the two new hops, or None.
 
@@ -500,4 +569,5 @@ def start_fast_path(front, backend, tunnel: bool = False) -> Optional[tuple[Hop,
         _switch_protocol(new_front, front)
         return None
     front._fast, backend._fast = new_front, new_back
+    _unwrap_client(new_back)
     return new_front, new_back

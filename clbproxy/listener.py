@@ -126,7 +126,9 @@ class ListenerResource(Resource):
             return self._refuse(request, refusal)
         if upgrade and (rule is None or rule.target_group is not None):
             # The relay answers (or refuses) the handshake itself.
-            return self._websocket.render(request)
+            result = self._websocket.render(request)
+            self._forwarder.reactor.callLater(0, release_upgraded, request)
+            return result
         forwarder = self._forwarder
         record = self._record(request, settings, rule)
         if upgrade:
@@ -168,6 +170,20 @@ class ListenerResource(Resource):
             request.setHeader(b"connection", b"close")
             request.channel.persistent = False
         return body
+
+
+def release_upgraded(request: Request) -> None:
+    """Let an upgraded request and its channel be freed as soon as nothing uses them.
+
+    The relay took the connection over in the middle of the request, so
+    twisted.web never finishes it: the channel's queue and the request keep each
+    other (and the upgrade's headers, a few KB) alive until the next full garbage
+    collection, which in a burst of handshakes comes late.  Run once the
+    request's own call chain has returned.
+    """
+    channel = request.channel
+    if channel is not None and channel.transport is None and request in channel.requests:
+        channel.requests.remove(request)
 
 
 def _over_ip_limit(transport) -> bool:

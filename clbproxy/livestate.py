@@ -34,7 +34,9 @@ class ListenerState:
         #: The relay's live sessions (``RelayServerFactory.sessions``).
         self.sessions = sessions if sessions is not None else set()
         self.connections_total = 0
-        self._channels: weakref.WeakSet = weakref.WeakSet()
+        #: The live connections: the connection limiter's own table when it has one
+        #: (see :func:`count_connections`), else a weak set kept here.
+        self._channels: Any = weakref.WeakSet()
 
     @property
     def name(self) -> str:
@@ -50,7 +52,7 @@ class ListenerState:
     def connections_active(self) -> int:
         """Open client connections: HTTP ones plus those handed to the WebSocket relay."""
         http = 0
-        for protocol in self._channels:
+        for protocol in list(self._channels):
             # The connection limiter (and TLS) wrap the protocol; twisted.web's protocol switcher
             # wraps the HTTPChannel, whose transport Autobahn sets to None when it takes
             # the connection over (or puts its own protocol in the limiter's wrapper).
@@ -76,6 +78,21 @@ def count_connections(site, listener: ListenerState) -> None:
     from then on it is counted as a relay session.
     """
     build = site.buildProtocol
+    live = getattr(site, "protocols", None)
+    if isinstance(live, dict):
+        # A WrappingFactory (the connection limiter) already keeps its live
+        # connections: read that table instead of hooking every connection's end,
+        # which would cost each open connection a closure and a weak reference.
+        listener._channels = live
+
+        def buildCounted(addr):
+            protocol = build(addr)
+            if protocol is not None:
+                listener.connections_total += 1
+            return protocol
+
+        site.buildProtocol = buildCounted
+        return
 
     def buildProtocol(addr):
         protocol = build(addr)

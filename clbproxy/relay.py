@@ -19,7 +19,6 @@ no longer read.  How the end of one hop ends the other is decided by
 
 from __future__ import annotations
 
-import time
 from types import MappingProxyType
 from typing import Callable, Mapping, Optional
 
@@ -46,6 +45,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -73,11 +73,13 @@ from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.httpproxy import VIA, origin_form
 from clbproxy.routing import BadPath, Router
 from clbproxy.tls import BackendConnector, client_certificate_headers
-from clbproxy.wstimers import SessionTimers
+from clbproxy.wstimers import IdleQueue, ITimerOwner, SessionTimers
 
 log = Logger()
 
 _NOTHING: Mapping = MappingProxyType({})
+#: Shared: an empty frozenset is a new object each time it is built (216 bytes).
+_NOBODY: frozenset = frozenset()
 
 # Autobahn's debug-log arguments cost a third of a short session's CPU when built eagerly.
 autobahnlog.install()
@@ -190,8 +192,15 @@ class _Throttle:
 
 
 def _innermost_transport(transport):
-    """The socket transport under any protocol wrappers (TLS, PROXY protocol)."""
-    while not hasattr(transport, "bufferSize") and hasattr(transport, "transport"):
+    """The socket transport under any protocol wrappers (connection limiter, TLS, PROXY protocol).
+
+    A wrapper answers for its transport's attributes (``ProtocolWrapper.__getattr__``),
+    so it is recognised by its type, not by the attributes it seems to have:
+    setting ``bufferSize`` or ``producer`` on it would not reach the socket.
+    """
+    for _ in range(8):
+        if not isinstance(transport, ProtocolWrapper) or transport.transport is None:
+            break
         transport = transport.transport
     return transport
 
@@ -442,6 +451,8 @@ class RelayServerFactory(WebSocketServerFactory):
         self.reactor = reactor
         #: Live sessions, from the client's upgrade request until both hops are closed.
         self.sessions: set[RelaySession] = set()
+        #: Idle timeouts of open sessions, one queue per timeout (see :func:`idle_queue`).
+        self.idle_queues: dict[float, IdleQueue] = {}
         #: Backend client factories shared by sessions (see :func:`backend_factory`).
         self.backend_factories: dict = {}
         self.connector = connector or (BackendConnector(reactor).endpoint)
@@ -627,6 +638,24 @@ class _BackendBuilder:
         self.factory = self.session = self.request = None
 
 
+def idle_queue(factory, clock: IReactorTime, timeout: float) -> Optional[IdleQueue]:
+    """The listener's shared idle queue for ``timeout`` (None when there is no timeout).
+
+    Kept on the listener's relay factory, one per timeout in use (a reload may
+    change it; sessions keep the one they started with).
+    """
+    if not timeout:
+        return None
+    queues = getattr(factory, "idle_queues", None)
+    if queues is None:
+        return None
+    queue = queues.get(timeout)
+    if queue is None:
+        queue = queues[timeout] = IdleQueue(clock, timeout)
+    return queue
+
+
+@implementer(ITimerOwner)
 class RelaySession:
     """One relayed WebSocket session: its backend choice, handshake, relay and end.
 
@@ -654,7 +683,6 @@ class RelaySession:
         "_ended",
         "_started",
         "_opened",
-        "_wall_start",
         "record",
         "_closes",
         "timers",
@@ -693,11 +721,10 @@ class RelaySession:
         self._connecting: Optional[defer.Deferred] = None
         self._tried: list[BackendConfig] = []
         # Empty shared objects until the session ends: an open session holds none.
-        self._told: frozenset[Side] = frozenset()
+        self._told: frozenset[Side] = _NOBODY
         self._ended: Mapping[Side, str] = _NOTHING
         self._started = reactor.seconds()
         self._opened: Optional[float] = None
-        self._wall_start = time.time()
         self.record = accesslog.SessionRecord()
         self._closes: Mapping[Side, tuple] = _NOTHING
         #: The idle timeout and pings, once both hops are open.
@@ -897,9 +924,8 @@ class RelaySession:
             # A tunnel does not read frames, so it cannot answer or see pongs.
             ping_interval=0 if self.tunnel else listener.websocket_ping_interval,
             ping_timeout=listener.websocket_ping_timeout,
-            send_ping=self._send_ping,
-            on_idle=self._idle,
-            on_dead=self._dead,
+            owner=self,
+            idle_queue=idle_queue(self.factory, self.reactor, listener.websocket_idle_timeout),
         )
         self.timers.start()
         fill_request_fields(self.record, front)
@@ -925,12 +951,18 @@ class RelaySession:
             # From here on the session holds only the fast path's hops: Autobahn's
             # protocols (and the backend hop's factory) are no longer referenced.
             self.front, self.backend = hops
+            for hop in hops:
+                socket = _innermost_transport(hop.transport)
+                if type(getattr(socket, "producer", None)) is _Throttle:
+                    # The hop does what the throttle did (see Hop.pauseProducing).
+                    socket.producer = hop
             self._handshake = None
             # What only choosing the backend needed.
             self.request = None
-            self._tried = []
+            self._tried = ()
             if self._builder is not None:
                 self._builder.release()
+                self._builder = None
             self.reactor.callLater(0, _scrub, front, backend)
 
     # -- timers and shutdown ---------------------------------------------------------
@@ -938,12 +970,12 @@ class RelaySession:
     def _hop(self, side: Side):
         return self.front if side is Side.CLIENT else self.backend
 
-    def _send_ping(self, side: Side, payload: bytes) -> None:
+    def timer_ping(self, side: Side, payload: bytes) -> None:
         hop = self._hop(side)
         if hop is not None and hop.state == OPEN:
             hop.sendPing(payload)
 
-    def _idle(self) -> None:
+    def timer_idle(self) -> None:
         listener = self.settings.listener
         log.info(
             "websocket: {client} {path}: no frame for {timeout:g} s, closing with 1001",
@@ -954,7 +986,7 @@ class RelaySession:
         self._count("websocket_idle_closes")
         self.close_both(1001, 1001, b"idle timeout")
 
-    def _dead(self, side: Side) -> None:
+    def timer_dead(self, side: Side) -> None:
         hop = self._hop(side)
         timeout = self.settings.listener.websocket_ping_timeout
         self._count("websocket_ping_timeouts")

@@ -99,6 +99,31 @@ class RelayingTests(unittest.TestCase):
         self.assertEqual(front.transport.value(), b"")
 
 
+class ThrottleTests(unittest.TestCase):
+    """A hop is its transport's producer: a full transport stops reading the other hop."""
+
+    def test_full_transport_pauses_the_other_hop_and_suspends_ping_deadlines(self) -> None:
+        session, front, backend = session_hops()
+        events = []
+
+        class Timers:
+            def throttled(self) -> None:
+                events.append("throttled")
+
+            def flowing(self) -> None:
+                events.append("flowing")
+
+        session.timers = Timers()
+        front.pauseProducing()
+        self.assertEqual(
+            (backend.transport.producerState, front.transport.producerState),
+            ("paused", "producing"),
+        )
+        front.resumeProducing()
+        self.assertEqual(backend.transport.producerState, "producing")
+        self.assertEqual(events, ["throttled", "flowing"])
+
+
 class ClosingTests(unittest.TestCase):
     def test_failed_hop_releases_the_throttle_so_tls_can_close(self) -> None:
         # A TLS transport sends its close_notify (and so closes) only once no

@@ -6,25 +6,35 @@ from twisted.internet import task
 from twisted.trial import unittest
 
 from clbproxy.closecodes import Side
-from clbproxy.wstimers import SessionTimers
+from clbproxy.wstimers import IdleQueue, SessionTimers
 
 
 class Recorder:
+    """A session as its timers see it: what they asked it to do."""
+
     def __init__(self) -> None:
         self.pings: list[tuple[Side, bytes]] = []
         self.idle = 0
         self.dead: list[Side] = []
 
+    def timer_ping(self, side: Side, payload: bytes) -> None:
+        self.pings.append((side, payload))
 
-def timers(clock, recorder, idle=60.0, interval=0.0, timeout=10.0) -> SessionTimers:
+    def timer_idle(self) -> None:
+        self.idle += 1
+
+    def timer_dead(self, side: Side) -> None:
+        self.dead.append(side)
+
+
+def timers(clock, recorder, idle=60.0, interval=0.0, timeout=10.0, queue=None) -> SessionTimers:
     result = SessionTimers(
         clock,
         idle_timeout=idle,
         ping_interval=interval,
         ping_timeout=timeout,
-        send_ping=lambda side, payload: recorder.pings.append((side, payload)),
-        on_idle=lambda: setattr(recorder, "idle", recorder.idle + 1),
-        on_dead=recorder.dead.append,
+        owner=recorder,
+        idle_queue=queue,
     )
     result.start()
     return result
@@ -55,6 +65,72 @@ class IdleTests(unittest.TestCase):
         session.stop()
         clock.advance(1000)
         self.assertEqual((seen.idle, seen.pings, seen.dead), (0, [], []))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class SharedIdleQueueTests(unittest.TestCase):
+    """Sessions sharing one :class:`IdleQueue` idle out exactly as with timers of their own."""
+
+    def test_each_session_is_idle_exactly_its_timeout_after_its_last_frame(self) -> None:
+        clock = task.Clock()
+        queue = IdleQueue(clock, 60)
+        first, second, third = Recorder(), Recorder(), Recorder()
+        a = timers(clock, first, idle=60, queue=queue)
+        clock.advance(10)
+        timers(clock, second, idle=60, queue=queue)
+        clock.advance(10)
+        c = timers(clock, third, idle=60, queue=queue)
+        clock.advance(25)
+        a.activity()  # a: quiet from 45 s, idle at 105 s
+        clock.advance(10)
+        c.activity()  # c: quiet from 55 s, idle at 115 s
+        clock.advance(14.9)  # 69.9 s
+        self.assertEqual((first.idle, second.idle, third.idle), (0, 0, 0))
+        clock.advance(0.1)  # 70 s: b's timeout
+        self.assertEqual((first.idle, second.idle, third.idle), (0, 1, 0))
+        clock.advance(34.9)  # 104.9 s
+        self.assertEqual((first.idle, third.idle), (0, 0))
+        clock.advance(0.1)
+        self.assertEqual((first.idle, third.idle), (1, 0))
+        clock.advance(10)
+        self.assertEqual((first.idle, second.idle, third.idle), (1, 1, 1))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_one_delayed_call_serves_all_sessions(self) -> None:
+        clock = task.Clock()
+        queue = IdleQueue(clock, 60)
+        for _ in range(100):
+            timers(clock, Recorder(), idle=60, queue=queue)
+            clock.advance(0.1)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+
+    def test_sessions_that_stop_leave_the_queue_and_the_last_one_cancels_its_call(self) -> None:
+        clock = task.Clock()
+        queue = IdleQueue(clock, 60)
+        seen = [Recorder(), Recorder()]
+        sessions = [timers(clock, recorder, idle=60, queue=queue) for recorder in seen]
+        sessions[0].stop()
+        self.assertEqual(len(queue.sessions), 1)
+        sessions[1].stop()
+        self.assertEqual((queue.sessions, clock.getDelayedCalls()), ({}, []))
+        clock.advance(100)
+        self.assertEqual([recorder.idle for recorder in seen], [0, 0])
+
+    def test_a_session_stopped_by_another_ones_idle_close_is_not_closed_again(self) -> None:
+        clock = task.Clock()
+        queue = IdleQueue(clock, 60)
+        stopped = []
+
+        class ClosesTheOther(Recorder):
+            def timer_idle(self) -> None:
+                super().timer_idle()
+                stopped[0].stop()
+
+        first, second = ClosesTheOther(), Recorder()
+        timers(clock, first, idle=60, queue=queue)
+        stopped.append(timers(clock, second, idle=60, queue=queue))
+        clock.advance(60)
+        self.assertEqual((first.idle, second.idle), (1, 0))
         self.assertEqual(clock.getDelayedCalls(), [])
 
 

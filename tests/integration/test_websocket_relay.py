@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import weakref
 
 from twisted.internet import defer, reactor, task
+from twisted.internet.tcp import Connector
 from twisted.trial import unittest
 
+from clbproxy.fastpath import Hop
+from clbproxy.listener import ListenerResource
+from clbproxy.relay import RelayClientFactory, RelayServerFactory
 from tests.integration.support import (
     Listening,
     raw_request,
@@ -369,6 +375,63 @@ class SessionTrackingTests(RelayTestCase):
         yield backend.closed
         yield task.deferLater(reactor, 0.05, lambda: None)
         self.assertEqual(self.net.service.relay.sessions, set())
+
+
+class IdleFootprintTests(RelayTestCase):
+    """An open session on the fast path keeps only what relaying and its end need."""
+
+    @defer.inlineCallbacks
+    def test_open_session_holds_no_request_autobahn_or_endpoint_objects(self):
+        # Freed by reference counting alone: no cycle waits for a full collection.
+        gc.collect()
+        gc.disable()
+        self.addCleanup(gc.enable)
+        held = []
+        build_server = RelayServerFactory.buildProtocol
+        build_client = RelayClientFactory.buildProtocol
+        render = ListenerResource.render
+
+        def server_protocol(factory, addr):
+            protocol = build_server(factory, addr)
+            held.append(weakref.ref(protocol))
+            return protocol
+
+        def client_protocol(factory, addr):
+            protocol = build_client(factory, addr)
+            held.append(weakref.ref(protocol))
+            return protocol
+
+        def rendered(resource, request):
+            held.append(weakref.ref(request))
+            held.append(weakref.ref(request.channel))
+            return render(resource, request)
+
+        self.patch(RelayServerFactory, "buildProtocol", server_protocol)
+        self.patch(RelayClientFactory, "buildProtocol", client_protocol)
+        self.patch(ListenerResource, "render", rendered)
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port)
+        protocol = yield client.opened
+        protocol.sendMessage(b"ping", isBinary=False)
+        yield client.wait_messages(1)
+        yield task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(len(held), 4)
+        self.assertEqual([ref() for ref in held], [None] * 4)
+        (session,) = self.net.service.relay.sessions
+        self.assertIsInstance(session.front, Hop)
+        self.assertIsInstance(session.backend, Hop)
+        backend_socket = session.backend.transport
+        self.assertIs(backend_socket.protocol, session.backend)
+        self.assertNotIsInstance(backend_socket.connector, Connector)
+        self.assertIs(backend_socket.producer, session.backend)
+        self.assertIs(session.front.transport.transport.producer, session.front)
+        self.assertEqual(
+            (backend_socket.bufferSize, session.front.transport.transport.bufferSize),
+            (session.settings.listener.session_buffer,) * 2,
+        )
+        self.assertEqual(session.record.path, "/echo")
+        protocol.sendClose(1000)
+        yield client.closed
 
 
 def _handshake_head(port, host="127.0.0.1", preamble=b"") -> defer.Deferred:
