@@ -699,7 +699,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("needs 2 CPUs (proxy on CPU 0, load on CPU 1)", file=sys.stderr)
         return 2
     # A proxied idle session holds two descriptors in the proxy (client and backend side).
-    limit = raise_fd_limit(2 * max(args.idle + [1000]) + 1000)
+    limit = raise_fd_limit(2 * max(args.idle + [1000]) + 2000)
     fitting = [n if 2 * n + 2000 <= limit else (limit - 2000) // 2 for n in args.idle]
     if fitting != args.idle:
         print(f"ulimit -n is {limit} (hard limit): idle sessions {args.idle} -> {fitting}")
