@@ -13,9 +13,12 @@ system services are never touched).  The proxy under test is pinned to CPU 0 and
 backend and load generator to CPU 1 with ``taskset``.
 
 Results go to ``bench/out/<label>.json`` (git-ignored); ``bench/report.py`` turns them into
-``bench/RESULTS.md``.  Every throughput is also divided by the proxy's CPU seconds in the
-measured window (utime + stime from ``/proc/PID/stat``, summed over the process and its
-children), because on a 2-core machine the load generator saturates its core first.
+``bench/RESULTS.md``.  The idle scenario also runs every proxy a second time behind TLS
+(rows ``<proxy>-wss``: nginx ``listen ... ssl``, HAProxy ``bind ... ssl crt``, an HTTPS
+clbproxy listener, one self-signed certificate; ``--no-wss`` leaves them out).  Every
+throughput is also divided by the proxy's CPU seconds in the measured window (utime + stime
+from ``/proc/PID/stat``, summed over the process and its children), because on a 2-core
+machine the load generator saturates its core first.
 """
 
 from __future__ import annotations
