@@ -78,17 +78,17 @@ def latency_table(rows: dict, rate: int) -> list[str]:
 
 
 def idle_table(results: dict) -> list[str]:
+    """KiB of proxy RSS per idle session, WS and (from the ``<name>-wss`` rows) WSS side by side.
+
+    Each WSS figure is compared with nginx's WSS figure, as the issue asks.
+    """
     scenarios = results["scenarios"]
     sizes = sorted(int(k[4:]) for k in scenarios if k.startswith("idle"))
     names: list[str] = []
     for n in sizes:
         names += [name for name in scenarios[f"idle{n}"] if name not in names]
-    head = " | ".join(f"KiB/session at {n}" for n in sizes)
-    marginal = " | ".join(f"2nd half of {n}" for n in sizes)
-    lines = [
-        f"| | {head} | {marginal} | vs nginx | WSS |",
-        "|---|" + "---|" * (2 * len(sizes) + 2),
-    ]
+    wss = any(name.endswith("-wss") for name in names)
+    rows = [name for name in names if not (name.endswith("-wss") and name[:-4] in names)]
 
     def second_half(name: str, n: int) -> Optional[float]:
         r = scenarios[f"idle{n}"].get(name)
@@ -105,15 +105,32 @@ def idle_table(results: dict) -> list[str]:
         baseline = min(run["rss_before"] for run in runs)
         return (r["rss_after"] - baseline) / n / 1024
 
-    for name in names:
-        cells = [per_session(name, n) for n in sizes]
+    def cells(name: str, base: str) -> list[str]:
+        values = [per_session(name, n) for n in sizes]
         halves = [second_half(name, n) for n in sizes]
-        nginx = per_session("nginx", sizes[-1])
-        lines.append(
-            f"| {name} | {' | '.join(_fmt(c) for c in cells)} "
-            f"| {' | '.join(_fmt(c) for c in halves)} | {_ratio(cells[-1], nginx)} "
-            f"| not measured (the bench has no WSS rows yet) |"
+        return (
+            [_fmt(v) for v in values]
+            + [_fmt(h) for h in halves]
+            + [_ratio(values[-1], per_session(base, sizes[-1]))]
         )
+
+    head = (
+        [f"KiB/session at {n}" for n in sizes] + [f"2nd half of {n}" for n in sizes] + ["vs nginx"]
+    )
+    if wss:
+        head += (
+            [f"WSS at {n}" for n in sizes]
+            + [f"WSS 2nd half of {n}" for n in sizes]
+            + ["WSS vs nginx WSS"]
+        )
+    lines = [f"| | {' | '.join(head)} |", "|---|" + "---|" * len(head)]
+    for name in rows:
+        row = cells(name, "nginx")
+        if wss:
+            row += cells(f"{name}-wss", "nginx-wss")
+        lines.append(f"| {name} | {' | '.join(row)} |")
+    if not wss:
+        lines += ["", "WSS: not measured in this run (`--no-wss`, or a run before the WSS rows)."]
     return lines
 
 

@@ -13,9 +13,12 @@ system services are never touched).  The proxy under test is pinned to CPU 0 and
 backend and load generator to CPU 1 with ``taskset``.
 
 Results go to ``bench/out/<label>.json`` (git-ignored); ``bench/report.py`` turns them into
-``bench/RESULTS.md``.  Every throughput is also divided by the proxy's CPU seconds in the
-measured window (utime + stime from ``/proc/PID/stat``, summed over the process and its
-children), because on a 2-core machine the load generator saturates its core first.
+``bench/RESULTS.md``.  The idle scenario also runs every proxy a second time behind TLS
+(rows ``<proxy>-wss``: nginx ``listen ... ssl``, HAProxy ``bind ... ssl crt``, an HTTPS
+clbproxy listener, one self-signed certificate; ``--no-wss`` leaves them out).  Every
+throughput is also divided by the proxy's CPU seconds in the measured window (utime + stime
+from ``/proc/PID/stat``, summed over the process and its children), because on a 2-core
+machine the load generator saturates its core first.
 """
 
 from __future__ import annotations
@@ -104,16 +107,66 @@ def rss_bytes(pid: int) -> int:
 
 
 class Target:
-    """One thing the load is pointed at: a proxy process (or none, for direct)."""
+    """One thing the load is pointed at: a proxy process (or none, for direct).
 
-    def __init__(self, name: str, port: int, pid: Optional[int] = None) -> None:
+    A ``wss`` target terminates TLS (the bench's self-signed certificate) in front of
+    the same plain echo backend; its row is named ``<proxy>-wss``.
+    """
+
+    def __init__(self, name: str, port: int, pid: Optional[int] = None, scheme: str = "ws") -> None:
         self.name = name
         self.port = port
         self.pid = pid
+        self.scheme = scheme
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
+        return f"{self.scheme}://127.0.0.1:{self.port}/"
+
+
+def write_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1, shared by every WSS listener.
+
+    Returns the certificate and key files (PEM).  The load generator does not verify
+    it, so one certificate is enough and the three proxies serve identical handshakes.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clbproxy bench")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "bench-cert.pem", directory / "bench-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 def pinned(cpu: str, argv: list[str]) -> list[str]:
@@ -135,8 +188,8 @@ NGINX_CONF = """\
 worker_processes 1;
 daemon off;
 master_process on;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
 worker_rlimit_nofile {nofile};
 events {{ worker_connections {nofile}; multi_accept on; }}
 http {{
@@ -149,8 +202,8 @@ http {{
     map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
     upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        location / {{
+        listen 127.0.0.1:{port}{ssl} backlog=4096;
+{ssl_conf}        location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
@@ -173,7 +226,7 @@ defaults
     timeout server 1h
     timeout tunnel 1h
 frontend web
-    bind 127.0.0.1:{port} backlog 4096
+    bind 127.0.0.1:{port} backlog 4096{ssl}
     default_backend echo
 backend echo
     http-reuse always
@@ -184,9 +237,9 @@ CLBPROXY_CONF = """\
 workers = {workers}
 [[listener]]
 name = "bench"
-protocol = "http"
+protocol = "{protocol}"
 bind = "tcp:{port}:interface=127.0.0.1:backlog=4096"
-{listener_extra}
+{tls}
   [[listener.rule]]
   path = "/"
   target_group = "echo"
@@ -221,88 +274,126 @@ class Bench:
         self.spawn("backend", [NODE, LOAD, "server", str(port)], port, LOAD_CPU)
         return port
 
-    def start_targets(self, backend: int) -> list[Target]:
+    def start_targets(self, backend: int, wss: bool) -> list[Target]:
+        """direct, then every proxy; with ``wss`` each proxy also as a TLS twin process.
+
+        A twin is a separate process (``<name>-wss``) so that its RSS has its own
+        baseline, not the memory its plain sibling kept from earlier runs.
+        """
         targets = [Target("direct", backend)]
-        tmp = self.tmp
-        port = free_port()
-        (tmp / "nginx.conf").write_text(
-            NGINX_CONF.format(tmp=tmp, port=port, backend=backend, nofile=self.nofile)
-        )
-        proc = self.spawn(
-            "nginx",
-            [
-                "nginx",
-                "-p",
-                str(tmp),
-                "-e",
-                str(tmp / "nginx-error.log"),
-                "-c",
-                str(tmp / "nginx.conf"),
-            ],
-            port,
-            self.args.proxy_cpus,
-        )
-        targets.append(Target("nginx", port, proc.pid))
-        port = free_port()
-        (tmp / "haproxy.cfg").write_text(
-            HAPROXY_CONF.format(port=port, backend=backend, maxconn=(self.nofile - 100) // 2)
-        )
-        proc = self.spawn(
-            "haproxy",
-            ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")],
-            port,
-            self.args.proxy_cpus,
-        )
-        targets.append(Target("haproxy", port, proc.pid))
+        schemes = ["ws", "wss"] if wss else ["ws"]
+        if wss:
+            self.cert, self.key = write_certificate(self.tmp)
+        for scheme in schemes:
+            targets.append(self.start_nginx(backend, scheme))
+        for scheme in schemes:
+            targets.append(self.start_haproxy(backend, scheme))
         python = self.args.python
-        variants = [("clbproxy", "", "", 1, python)]
+        variants = [("clbproxy", "", 1, python)]
         if self.args.tunnel:
-            variants.append(("clbproxy-tunnel", "", '  relay = "tunnel"\n', 1, python))
+            variants.append(("clbproxy-tunnel", '  relay = "tunnel"\n', 1, python))
         if self.args.workers > 1:
             variants.append(
-                (f"clbproxy-{self.args.workers}-workers", "", "", self.args.workers, python)
+                (f"clbproxy-{self.args.workers}-workers", "", self.args.workers, python)
             )
         for other in self.args.also_python:
-            name, _, other = other.rpartition("=")
-            name = name or _implementation(other)
-            variants.append((f"clbproxy-{name}", "", "", 1, other))
+            label, _, other = other.rpartition("=")
+            label = label or _implementation(other)
+            variants.append((f"clbproxy-{label}", "", 1, other))
             if self.args.tunnel:
-                variants.append(
-                    (
-                        f"clbproxy-{name}-tunnel",
-                        "",
-                        '  relay = "tunnel"\n',
-                        1,
-                        other,
-                    )
-                )
-        for name, listener_extra, rule_extra, workers, python in variants:
-            port = free_port()
-            conf = tmp / f"{name}.conf"
-            conf.write_text(
-                CLBPROXY_CONF.format(
-                    port=port,
-                    backend=backend,
-                    listener_extra=listener_extra,
-                    rule_extra=rule_extra,
-                    workers=workers,
-                )
-            )
-            argv = [
-                python,
-                "-c",
-                "from twisted.scripts.twistd import run; run()",
-                "-n",
-                "--pidfile=",
-                "--logfile",
-                str(tmp / f"{name}-twistd.log"),
-                "clbproxy",
-                "--config",
-                str(conf),
-            ]
-            proc = self.spawn(name, argv, port, self.args.proxy_cpus)
-            targets.append(Target(name, port, proc.pid))
+                variants.append((f"clbproxy-{label}-tunnel", '  relay = "tunnel"\n', 1, other))
+        for variant in variants:
+            for scheme in schemes:
+                targets.append(self.start_clbproxy(backend, scheme, *variant))
         return targets
+
+    @staticmethod
+    def _name(name: str, scheme: str) -> str:
+        return name if scheme == "ws" else f"{name}-{scheme}"
+
+    def start_nginx(self, backend: int, scheme: str) -> Target:
+        tmp, name, port = self.tmp, self._name("nginx", scheme), free_port()
+        tls = scheme == "wss"
+        ssl_conf = (
+            f"        ssl_certificate {self.cert};\n        ssl_certificate_key {self.key};\n"
+            if tls
+            else ""
+        )
+        (tmp / f"{name}.conf").write_text(
+            NGINX_CONF.format(
+                tmp=tmp,
+                name=name,
+                port=port,
+                backend=backend,
+                nofile=self.nofile,
+                ssl=" ssl" if tls else "",
+                ssl_conf=ssl_conf,
+            )
+        )
+        argv = [
+            "nginx",
+            "-p",
+            str(tmp),
+            "-e",
+            str(tmp / f"{name}-error.log"),
+            "-c",
+            str(tmp / f"{name}.conf"),
+        ]
+        proc = self.spawn(name, argv, port, self.args.proxy_cpus)
+        return Target(name, port, proc.pid, scheme)
+
+    def start_haproxy(self, backend: int, scheme: str) -> Target:
+        tmp, name, port = self.tmp, self._name("haproxy", scheme), free_port()
+        ssl = ""
+        if scheme == "wss":
+            pem = tmp / "bench-haproxy.pem"
+            pem.write_bytes(self.cert.read_bytes() + self.key.read_bytes())
+            ssl = f" ssl crt {pem}"
+        (tmp / f"{name}.cfg").write_text(
+            HAPROXY_CONF.format(
+                port=port, backend=backend, maxconn=(self.nofile - 100) // 2, ssl=ssl
+            )
+        )
+        proc = self.spawn(
+            name, ["haproxy", "-db", "-f", str(tmp / f"{name}.cfg")], port, self.args.proxy_cpus
+        )
+        return Target(name, port, proc.pid, scheme)
+
+    def start_clbproxy(
+        self, backend: int, scheme: str, name: str, rule_extra: str, workers: int, python: str
+    ) -> Target:
+        tmp, name, port = self.tmp, self._name(name, scheme), free_port()
+        tls = ""
+        if scheme == "wss":
+            tls = (
+                "  [listener.tls]\n"
+                f'  certificates = [{{ cert = "{self.cert}", key = "{self.key}" }}]\n'
+            )
+        conf = tmp / f"{name}.conf"
+        conf.write_text(
+            CLBPROXY_CONF.format(
+                port=port,
+                backend=backend,
+                protocol="https" if scheme == "wss" else "http",
+                tls=tls,
+                rule_extra=rule_extra,
+                workers=workers,
+            )
+        )
+        argv = [
+            python,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "-n",
+            "--pidfile=",
+            "--logfile",
+            str(tmp / f"{name}-twistd.log"),
+            "clbproxy",
+            "--config",
+            str(conf),
+        ]
+        proc = self.spawn(name, argv, port, self.args.proxy_cpus)
+        return Target(name, port, proc.pid, scheme)
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
@@ -515,23 +606,27 @@ class Bench:
             "idle": self.args.idle,
             "label": self.args.label,
         }
-        backend = self.start_backend()
-        targets = self.start_targets(backend)
-        time.sleep(1.0)
+        steps = [
+            self.small_messages,
+            self.large_messages,
+            self.half_load,
+            self.idle,
+            self.handshakes,
+            self.http,
+        ]
+        if self.args.only:
+            steps = [step for step in steps if step.__name__ in self.args.only]
+        # WSS twins are measured only for idle sessions (RSS per session).
+        wss = self.args.wss and self.idle in steps
+        self.results["settings"]["wss"] = wss
         try:
-            steps = [
-                self.small_messages,
-                self.large_messages,
-                self.half_load,
-                self.idle,
-                self.handshakes,
-                self.http,
-            ]
-            if self.args.only:
-                steps = [step for step in steps if step.__name__ in self.args.only]
+            backend = self.start_backend()
+            targets = self.start_targets(backend, wss)
+            time.sleep(1.0)
+            plain = [t for t in targets if t.scheme == "ws"]
             for step in steps:
                 print(f"{step.__name__}:", flush=True)
-                step(targets)
+                step(targets if step == self.idle else plain)
         finally:
             self.stop_all()
         self.results["machine"]["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
@@ -603,6 +698,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--no-tunnel", dest="tunnel", action="store_false", help="leave out clbproxy's tunnel mode"
     )
     parser.add_argument(
+        "--no-wss",
+        dest="wss",
+        action="store_false",
+        help="leave out the idle scenario's WSS rows (nginx-wss, haproxy-wss, clbproxy-wss...)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=0,
@@ -621,7 +722,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("needs 2 CPUs (proxy on CPU 0, load on CPU 1)", file=sys.stderr)
         return 2
     # A proxied idle session holds two descriptors in the proxy (client and backend side).
-    limit = raise_fd_limit(2 * max(args.idle + [1000]) + 1000)
+    limit = raise_fd_limit(2 * max(args.idle + [1000]) + 2000)
     fitting = [n if 2 * n + 2000 <= limit else (limit - 2000) // 2 for n in args.idle]
     if fitting != args.idle:
         print(f"ulimit -n is {limit} (hard limit): idle sessions {args.idle} -> {fitting}")

@@ -77,6 +77,18 @@ class ContextPolicyTests(unittest.TestCase):
             self.assertTrue(options & SSL.OP_NO_RENEGOTIATION)
             self.assertTrue(options & SSL.OP_NO_COMPRESSION)
 
+    def test_server_contexts_release_idle_connections_record_buffers(self):
+        """An idle WSS session must not keep OpenSSL's ~34 KB of read and write buffers.
+
+        nginx and HAProxy set this mode too; pyOpenSSL does not by default.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        entry = certificate_files(directory, trustme.CA(), "a.example.com")
+        tls = TLSConfig(certificates=(entry,))
+        context = server_context(load_certificate(entry), tls, b"x" * 32, lambda connection: None)
+        self.assertTrue(context.set_mode(0) & SSL.MODE_RELEASE_BUFFERS)
+
 
 HTTPS_LISTENER = """
 [[listener]]
