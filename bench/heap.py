@@ -24,28 +24,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-NODE = shutil.which("node") or "node"
-LOAD = str(HERE / "load.js")
-
-CONF = """\
-[[listener]]
-name = "bench"
-protocol = "http"
-bind = "tcp:{port}:interface=127.0.0.1:backlog=4096"
-  [[listener.rule]]
-  path = "/"
-  target_group = "echo"
-{rule_extra}
-[target_group.echo]
-backends = ["127.0.0.1:{backend}"]
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import CLBPROXY_CONF, LOAD, NODE, free_port  # noqa: E402  (bench/run.py, beside this file)
 
 
 def type_counts() -> dict:
@@ -127,7 +107,10 @@ def main() -> int:
     port = free_port()
     conf = tmp / "tap.conf"
     conf.write_text(
-        CONF.format(
+        CLBPROXY_CONF.format(
+            workers=1,
+            protocol="http",
+            tls="",
             port=port,
             backend=backend,
             rule_extra='  relay = "tunnel"\n' if args.tunnel else "",

@@ -33,6 +33,17 @@ def forwarded(events) -> bytes:
     return b"".join(e for e in events if isinstance(e, bytes))
 
 
+def feed_in_cuts(scanner: FrameScanner, data: bytes, cuts: list[int]) -> list:
+    """Every event of ``scanner`` for ``data`` fed in chunks of the sizes ``cuts``, repeated."""
+    out, pos, i = [], 0, 0
+    while pos < len(data):
+        step = cuts[i % len(cuts)]
+        out += scanner.feed(data[pos : pos + step])
+        pos += step
+        i += 1
+    return out
+
+
 def violations(events) -> list[int]:
     return [e.code for e in events if isinstance(e, Violation)]
 
@@ -146,12 +157,7 @@ class PropertyTests(unittest.TestCase):
             else:
                 data += frame(2 if is_binary else 1, payload, mask=MASK if masked else None)
         scanner = FrameScanner(masked=masked)
-        out, pos, i = [], 0, 0
-        while pos < len(data):
-            step = cuts[i % len(cuts)]
-            out += scanner.feed(data[pos : pos + step])
-            pos += step
-            i += 1
+        out = feed_in_cuts(scanner, data, cuts)
         self.assertEqual(violations(out), [])
         expected = data.replace(frame(9, b"p", mask=MASK if masked else None), b"")
         self.assertEqual(forwarded(out), expected)
@@ -165,12 +171,7 @@ class PropertyTests(unittest.TestCase):
         payload = text.encode("utf-8")
         data = frame(1, payload) + frame(1, b"\xce\xbb" * 700)
         scanner = FrameScanner(masked=True)
-        out, pos, i = [], 0, 0
-        while pos < len(data):
-            step = cuts[i % len(cuts)]
-            out += scanner.feed(data[pos : pos + step])
-            pos += step
-            i += 1
+        out = feed_in_cuts(scanner, data, cuts)
         self.assertEqual(violations(out), [])
         self.assertEqual(forwarded(out), data)
         self.assertEqual(scanner.messages, 2)
@@ -250,12 +251,7 @@ class HoldTests(unittest.TestCase):
             data += frame(0, payload[third : 2 * third], fin=False, mask=mask)
             data += frame(0, payload[2 * third :], mask=mask)
         scanner = FrameScanner(masked=masked, hold=1000)
-        out, pos, i = [], 0, 0
-        while pos < len(data):
-            step = cuts[i % len(cuts)]
-            out += scanner.feed(data[pos : pos + step])
-            pos += step
-            i += 1
+        out = feed_in_cuts(scanner, data, cuts)
         self.assertEqual(violations(out), [])
         self.assertEqual(forwarded(out), data)
         self.assertEqual(scanner.messages, len(texts))
