@@ -9,7 +9,10 @@
   the error is logged); a listener whose ``bind`` is gone stops accepting, and its
   open connections and WebSocket sessions run on until they end.  Target groups
   whose configuration is unchanged keep their balancing state.  Open sessions
-  keep running on their backend with the settings they started with.
+  keep running on their backend with the settings they started with.  Access
+  log files, demo backends and the admin listener follow the new file too
+  (:func:`plan_side_services`); a new file or socket that cannot be opened
+  refuses the reload like a listener's.
 - :func:`drain` stops accepting, sends 1001 to every WebSocket client and a
   normal close to its backend, lets HTTP requests under way finish (answered
   with ``Connection: close``), closes idle keep-alive connections, and gives up
@@ -28,13 +31,15 @@ from __future__ import annotations
 import signal
 from typing import Callable, Iterable, Optional
 
+from twisted.application.service import IService
 from twisted.internet import defer, task
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, globalLogPublisher
 
 from clbproxy.balancer import TargetGroup
 from clbproxy.channel import ListenerChannel
-from clbproxy.config import Config, ConfigError, load_config
+from clbproxy.config import AdminConfig, Config, ConfigError, load_config
+from clbproxy.observability import AccessLogError
 from clbproxy.tls import CertificateError, server_tls
 
 log = Logger()
@@ -77,7 +82,6 @@ class Reloader:
 
     def _apply(self, config: Config):
         root = self.root
-        from clbproxy.demo import demo_service
         from clbproxy.listener import listener_service
 
         groups = {}
@@ -102,12 +106,10 @@ class Reloader:
                 )
                 service.listener_config = listener
                 started.append(service)
-        old_demos = {(s.demo.name, s.demo.bind): s for s in root.demo_services()}
-        for demo in config.demo_backends:
-            if old_demos.pop((demo.name, demo.bind), None) is None:
-                service = demo_service(demo, root.room, self.reactor)
-                service.demo = demo
-                started.append(service)
+        side_started, side_stopped, retune_admin = plan_side_services(
+            root, config, self.reactor, _admin_builder(root)
+        )
+        started.extend(side_started)
 
         new_tls = {}
         for service, listener in kept:
@@ -122,6 +124,17 @@ class Reloader:
                         error=error,
                     )
                     return False
+        access_logs = None
+        observability = getattr(root, "observability", None)
+        if observability is not None:
+            try:
+                access_logs = observability.prepare(config)
+            except AccessLogError as error:
+                log.error(
+                    "reload refused: {error}; the running configuration keeps serving",
+                    error=str(error),
+                )
+                return False
 
         running = []
         for service in started:
@@ -131,6 +144,8 @@ class Reloader:
             except (CannotListenError, SystemExit) as error:
                 for other in running:
                     other.stopService()
+                if access_logs is not None:
+                    access_logs.discard()
                 log.error(
                     "reload refused: {service}: {error}; the running configuration keeps serving",
                     service=service.name,
@@ -152,8 +167,11 @@ class Reloader:
             kept_listener = getattr(root, "listener_kept", None)
             if kept_listener is not None:
                 kept_listener(before, listener)
+        if access_logs is not None:
+            access_logs.commit()
+        retune_admin()
         stopping = []
-        for service in [*old_listeners.values(), *old_demos.values()]:
+        for service in [*old_listeners.values(), *side_stopped]:
             stopping.append(defer.maybeDeferred(root.removeService, service))
             if hasattr(service, "limiter") and service.limiter.protocols:
                 root.retired.add(service)
@@ -169,7 +187,7 @@ class Reloader:
             path=self.config_path,
             kept=len(kept),
             added=len(started),
-            removed=len(old_listeners) + len(old_demos),
+            removed=len(old_listeners) + len(side_stopped),
         )
         d = defer.DeferredList(stopping, consumeErrors=True)
         d.addCallback(lambda _: True)
@@ -191,6 +209,55 @@ class Reloader:
         d = defer.gatherResults(results)
         d.addCallback(lambda _: applied)
         return d
+
+
+def plan_side_services(
+    root, config: Config, reactor, build_admin: Callable[[AdminConfig], IService]
+) -> tuple[list[IService], list[IService], Callable[[], None]]:
+    """What a reload changes besides listeners: the demo backends and the admin listener.
+
+    Returns the services to start (the caller binds them with the new listeners,
+    so a port in use refuses the whole reload), the services to stop once the
+    reload is committed, and a function that applies what needs no new socket
+    (a new ``metrics_path`` on the same admin ``bind``).  ``root`` has
+    ``config``, ``room``, ``demo_services()`` and maybe a child named ``admin``.
+    """
+    from clbproxy.demo import demo_service
+
+    started: list[IService] = []
+    old_demos = {(s.demo.name, s.demo.bind): s for s in root.demo_services()}
+    for demo in config.demo_backends:
+        if old_demos.pop((demo.name, demo.bind), None) is None:
+            service = demo_service(demo, root.room, reactor)
+            service.demo = demo
+            started.append(service)
+    stopped: list[IService] = list(old_demos.values())
+
+    def retune() -> None:
+        pass
+
+    before, after = root.config.admin, config.admin
+    running_admin = root.namedServices.get("admin")
+    if before != after:
+        if after is not None and running_admin is not None and before.bind == after.bind:
+            resource = running_admin.factory.resource
+
+            def retune() -> None:
+                resource.metrics_path = after.metrics_path
+        else:
+            admin = build_admin(after) if after is not None else None
+            if admin is not None:
+                started.append(admin)
+            if running_admin is not None:
+                stopped.append(running_admin)
+    return started, stopped, retune
+
+
+def _admin_builder(root) -> Callable[[AdminConfig], Optional[IService]]:
+    observability = getattr(root, "observability", None)
+    if observability is None:
+        return lambda admin: None
+    return observability.admin_service
 
 
 def _listen_error(error: Exception) -> str:

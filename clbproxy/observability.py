@@ -3,6 +3,8 @@
 :class:`Observability` is a service: while running, its observers (access log
 files, metrics, recent backend errors) watch the log publisher it was given.
 :meth:`Observability.reopen` reopens the access log files (SIGUSR1, logrotate);
+:meth:`Observability.prepare` opens the access logs a reloaded tap.conf names
+before the reload commits (a file that cannot be opened refuses the reload);
 :attr:`Observability.metrics` has ``config_reloaded`` for the reload code.
 """
 
@@ -19,7 +21,7 @@ from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
 from clbproxy.accesslog import AccessLog
 from clbproxy.admin import admin_site
 from clbproxy.balancer import TargetGroup
-from clbproxy.config import Config, ListenerConfig
+from clbproxy.config import AdminConfig, Config, ListenerConfig
 from clbproxy.healthview import IHealthView, UnknownHealth
 from clbproxy.livestate import LiveState, RecentErrors, count_connections
 from clbproxy.metrics import Metrics
@@ -53,7 +55,7 @@ class Observability(Service):
             clock=reactor,
         )
         self.metrics = Metrics(self.registry, self.live)
-        self.access_logs = _access_logs(config)
+        self.access_logs = [access_log for access_log, _ in open_access_logs(config)]
         self._observers: list[ILogObserver] = [self.errors, self.metrics, *self.access_logs]
 
     def watch_listener(self, config: ListenerConfig, service) -> None:
@@ -61,9 +63,14 @@ class Observability(Service):
         state = self.live.add_listener(config, service.relay.sessions)
         count_connections(getattr(service, "limiter", service.factory), state)
 
-    def admin_service(self) -> Optional[StreamServerEndpointService]:
-        """The admin listener's service, or None when tap.conf has no ``[admin]``."""
-        admin = self.config.admin
+    def admin_service(
+        self, admin: Optional[AdminConfig] = None
+    ) -> Optional[StreamServerEndpointService]:
+        """The admin listener's service (for ``admin``, default tap.conf's ``[admin]``).
+
+        None when there is no ``[admin]`` table.
+        """
+        admin = admin if admin is not None else self.config.admin
         if admin is None:
             return None
         site = admin_site(self.live, self.registry, admin.metrics_path, self.reactor)
@@ -71,6 +78,29 @@ class Observability(Service):
         service._raiseSynchronously = True
         service.setName("admin")
         return service
+
+    def prepare(self, config: Config) -> PendingAccessLogs:
+        """Open the access logs ``config`` names (keeping the open ones), for a reload.
+
+        Raises :class:`AccessLogError` when one cannot be opened; nothing changed then.
+        """
+        kept = {(access_log.path, access_log.format): access_log for access_log in self.access_logs}
+        return PendingAccessLogs(self, config, open_access_logs(config, kept), kept)
+
+    def _use_access_logs(self, access_logs: list[AccessLog]) -> None:
+        running = self.running
+        for access_log in self.access_logs:
+            if access_log not in access_logs:
+                if running:
+                    self.publisher.removeObserver(access_log)
+                self._observers.remove(access_log)
+                access_log.close()
+        for access_log in access_logs:
+            if access_log not in self._observers:
+                self._observers.append(access_log)
+                if running:
+                    self.publisher.addObserver(access_log)
+        self.access_logs = access_logs
 
     def reopen(self) -> None:
         """Reopen every access log file (after logrotate moved them)."""
@@ -90,11 +120,80 @@ class Observability(Service):
         return super().stopService()
 
 
-def _access_logs(config: Config) -> list[AccessLog]:
-    """One log per (path, format), each limited to the listeners that write to it."""
-    users: dict[tuple[str, str], list[str]] = {}
-    for listener in config.listeners:
-        chosen = listener.access_log or config.access_log
+class AccessLogError(Exception):
+    """An access log file named in tap.conf cannot be opened (one line: file, key, reason)."""
+
+
+class PendingAccessLogs:
+    """The access logs of a reload in progress: :meth:`commit` uses them, :meth:`discard` not."""
+
+    def __init__(
+        self,
+        owner: Observability,
+        config: Config,
+        chosen: list[tuple[AccessLog, frozenset[str]]],
+        kept: Mapping[tuple[str, str], AccessLog],
+    ) -> None:
+        self._owner = owner
+        self._config = config
+        self._chosen = chosen
+        self._kept = list(kept.values())
+
+    def commit(self) -> None:
+        for access_log, listeners in self._chosen:
+            access_log.listeners = listeners
+        self._owner._use_access_logs([access_log for access_log, _ in self._chosen])
+        self._owner.config = self._owner.live.config = self._config
+
+    def discard(self) -> None:
+        for access_log, _ in self._chosen:
+            if not any(access_log is kept for kept in self._kept):
+                access_log.close()
+
+
+def open_access_logs(
+    config: Config, kept: Optional[Mapping[tuple[str, str], AccessLog]] = None
+) -> list[tuple[AccessLog, frozenset[str]]]:
+    """One log per (path, format), with the names of the listeners that write to it.
+
+    A log in ``kept`` with the same path and format is reused: its file stays
+    open, and its listener names change only on commit (:class:`PendingAccessLogs`).
+    A file that cannot be opened raises :class:`AccessLogError` naming the key
+    that asked for it, after closing the ones this call opened.
+    """
+    users: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    for index, listener in enumerate(config.listeners):
+        if listener.access_log is not None:
+            chosen, key = listener.access_log, f"listener[{index}].access_log.path"
+        else:
+            chosen, key = config.access_log, "access_log.path"
         if chosen is not None:
-            users.setdefault((chosen.path, chosen.format), []).append(listener.name)
-    return [AccessLog(path, fmt, names) for (path, fmt), names in users.items()]
+            users.setdefault((chosen.path, chosen.format), (key, []))[1].append(listener.name)
+    kept = kept or {}
+    opened: list[AccessLog] = []
+    result = []
+    for (path, fmt), (key, names) in users.items():
+        reused = kept.get((path, fmt))
+        if reused is not None:
+            result.append((reused, frozenset(names)))
+            continue
+        try:
+            access_log = AccessLog(path, fmt, names)
+        except OSError as error:
+            for other in opened:
+                other.close()
+            reason = error.strerror or str(error)
+            raise AccessLogError(f"{config.path}: {key}: cannot open {path}: {reason}") from None
+        opened.append(access_log)
+        result.append((access_log, frozenset(names)))
+    return result
+
+
+def check_access_logs(config: Config) -> None:
+    """Raise :class:`AccessLogError` if an access log ``config`` names cannot be opened.
+
+    The supervisor of ``workers = N`` checks before its workers open the files,
+    so a bad path is one line from it rather than a line from every worker.
+    """
+    for access_log, _ in open_access_logs(config):
+        access_log.close()

@@ -205,7 +205,7 @@ def build_service(
     """
     from clbproxy.demo import ChatRoom, demo_service
     from clbproxy.listener import listener_service
-    from clbproxy.observability import Observability
+    from clbproxy.observability import AccessLogError, Observability
 
     root = ProxyService(config, reactor, ChatRoom(reactor), signals=signals)
     root.endpoint_for = endpoint_for
@@ -220,7 +220,10 @@ def build_service(
     groups = {group.name: TargetGroup(group, reactor) for group in config.target_groups}
     #: What the status page and metrics read (clbproxy.health.IHealthState).
     root.health = HealthState(groups)
-    observability = Observability(config, groups, reactor, health=CheckedHealth(root.health))
+    try:
+        observability = Observability(config, groups, reactor, health=CheckedHealth(root.health))
+    except AccessLogError as error:
+        raise SystemExit(str(error)) from None
     observability.setServiceParent(root)
     root.observability = observability
     root.use_groups(groups)

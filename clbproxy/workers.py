@@ -54,6 +54,8 @@ from zope.interface import implementer
 
 from clbproxy.aggregate import IProcessGroup, group_admin_site
 from clbproxy.config import AdminConfig, Config, ConfigError, load_config
+from clbproxy.demo import ChatRoom
+from clbproxy.observability import AccessLogError, check_access_logs
 
 log = Logger()
 
@@ -239,6 +241,8 @@ class Supervisor(MultiService):
         self.restarts: dict[int, int] = {}
         self.generation = 0
         self.stopping = False
+        #: The demo backends' chat room (they run in the supervisor).
+        self.room = ChatRoom(reactor)
         self.secret = secrets.token_hex(32)
         self.runtime_dir = ""
         self._pending: dict[int, object] = {}
@@ -473,10 +477,13 @@ class Supervisor(MultiService):
                 return False
         try:
             _prepare_certificates(config)
-        except SystemExit as failure:
+            check_access_logs(config)
+            side_stopped, retune_admin = self._start_side_services(config)
+        except (SystemExit, AccessLogError) as failure:
             for sock in opened.values():
                 sock.port.stopListening()
-            log.error("reload refused: {error}; the workers keep serving", error=str(failure.code))
+            reason = failure.code if isinstance(failure, SystemExit) else failure
+            log.error("reload refused: {error}; the workers keep serving", error=str(reason))
             self._reloaded(False)
             return False
         binds = {listener.bind for listener in config.listeners}
@@ -484,11 +491,10 @@ class Supervisor(MultiService):
             self.sockets.pop(bind).port.stopListening()
         self.sockets.update(opened)
         replace = bool(opened) or config.workers != self.config.workers
-        if config.admin != self.config.admin or config.demo_backends != self.config.demo_backends:
-            log.warn(
-                "supervisor: changes to [admin] and [[demo_backend]] take effect at the next "
-                "start; the rest of tap.conf is applied now"
-            )
+        retune_admin()
+        for service in side_stopped:
+            d = defer.maybeDeferred(self.removeService, service)
+            d.addErrback(lambda failure: log.failure("stopping a replaced service", failure))
         # A reload keeps the runtime state of unchanged target groups, and only theirs.
         before = {group.name: group for group in self.config.target_groups}
         after = {group.name: group for group in config.target_groups}
@@ -524,6 +530,47 @@ class Supervisor(MultiService):
                 worker.signal(signal.SIGHUP)
         self._reloaded(True)
         return True
+
+    def demo_services(self) -> list:
+        return [child for child in self if child.name and child.name.startswith("demo:")]
+
+    def _start_side_services(self, config: Config) -> tuple[list, Callable[[], None]]:
+        """Start the demo backends and admin listener ``config`` adds; what to stop and retune.
+
+        A port that cannot be bound raises (after stopping what this started), so
+        the reload is refused with nothing changed.
+        """
+        from clbproxy.lifecycle import _listen_error, plan_side_services
+
+        started, stopped, retune = plan_side_services(
+            self, config, self.reactor, self._admin_service
+        )
+        running = []
+        for service in started:
+            try:
+                service.privilegedStartService()
+                service.startService()
+            except (error.CannotListenError, SystemExit) as failure:
+                for other in running:
+                    other.stopService()
+                raise SystemExit(f"{service.name}: {_listen_error(failure)}") from None
+            running.append(service)
+        for service in stopped:
+            # Out of the name table now: a replacement may take the same name.
+            if service.name in self.namedServices:
+                del self.namedServices[service.name]
+        for service in running:
+            service.parent = self
+            self.namedServices[service.name] = service
+            self.services.append(service)
+        return stopped, retune
+
+    def _admin_service(self, admin: AdminConfig) -> StreamServerEndpointService:
+        site = group_admin_site(self, self.registry, admin.metrics_path, self.reactor)
+        service = StreamServerEndpointService(serverFromString(self.reactor, admin.bind), site)
+        service._raiseSynchronously = True
+        service.setName("admin")
+        return service
 
     def _reloaded(self, applied: bool) -> None:
         from clbproxy.metrics import Metrics
@@ -564,17 +611,17 @@ def _exit_description(reason: Failure) -> str:
 
 def build_supervisor(config: Config, reactor, signals: bool = True) -> Supervisor:
     """The supervisor of ``config.workers`` workers, with the demo backends and admin listener."""
-    from clbproxy.demo import ChatRoom, demo_service
+    from clbproxy.demo import demo_service
 
+    try:
+        check_access_logs(config)
+    except AccessLogError as error:
+        raise SystemExit(str(error)) from None
     supervisor = Supervisor(config, reactor, signals=signals)
-    room = ChatRoom(reactor)
     for demo in config.demo_backends:
-        service = demo_service(demo, room, reactor)
+        service = demo_service(demo, supervisor.room, reactor)
+        service.demo = demo
         service.setServiceParent(supervisor)
     if config.admin is not None:
-        site = group_admin_site(supervisor, supervisor.registry, config.admin.metrics_path, reactor)
-        service = StreamServerEndpointService(serverFromString(reactor, config.admin.bind), site)
-        service._raiseSynchronously = True
-        service.setName("admin")
-        service.setServiceParent(supervisor)
+        supervisor._admin_service(config.admin).setServiceParent(supervisor)
     return supervisor

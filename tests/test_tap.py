@@ -10,6 +10,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
 from clbproxy.config import (
+    AccessLogConfig,
     BackendConfig,
     Config,
     ListenerConfig,
@@ -109,3 +110,47 @@ class TLSStartTests(unittest.TestCase):
         with self.assertRaises(SystemExit) as raised:
             build_service(config, MemoryReactorClock())
         self.assertTrue(str(raised.exception.code).startswith("clbproxy: listener:secure: "))
+
+
+class AccessLogStartTests(unittest.TestCase):
+    """An access log file that cannot be opened stops start-up with one line naming its key."""
+
+    def config(self) -> tuple[Config, str]:
+        blocker = self.mktemp()
+        with open(blocker, "w") as stream:
+            stream.write("a file, not a directory")
+        listener = ListenerConfig(
+            name="web",
+            bind="tcp:0",
+            rules=(RuleConfig(target_group="g"),),
+            access_log=AccessLogConfig(path=os.path.join(blocker, "access.log")),
+        )
+        group = TargetGroupConfig(name="g", backends=(BackendConfig("127.0.0.1", 1),))
+        return Config(
+            path="tap.conf",
+            listeners=(listener,),
+            target_groups=(group,),
+            workers=2,
+        ), blocker
+
+    def test_one_process(self):
+        config, blocker = self.config()
+        with self.assertRaises(SystemExit) as raised:
+            build_service(config, MemoryReactorClock())
+        self.assertEqual(
+            raised.exception.code,
+            f"tap.conf: listener[0].access_log.path: cannot open {blocker}/access.log: "
+            "Not a directory",
+        )
+
+    def test_the_supervisor_checks_before_starting_workers(self):
+        from clbproxy.workers import build_supervisor
+
+        config, blocker = self.config()
+        with self.assertRaises(SystemExit) as raised:
+            build_supervisor(config, MemoryReactorClock(), signals=False)
+        self.assertEqual(
+            raised.exception.code,
+            f"tap.conf: listener[0].access_log.path: cannot open {blocker}/access.log: "
+            "Not a directory",
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,12 +10,14 @@ import subprocess
 import sys
 import time
 
+import treq
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
+from twisted.web.client import HTTPConnectionPool
 
 from clbproxy.config import load_config
 from clbproxy.lifecycle import Reloader, drain
@@ -181,6 +184,121 @@ class ReloadTests(unittest.TestCase):
             f.write("bogus = 1\n")
         yield proxy.reloader.reload()
         self.assertEqual(seen, [proxy.root.config])
+
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def logged_listeners(path: str) -> list[str]:
+    """The ``listener=`` field of each line of a plain access log."""
+    with open(path) as f:
+        return [line.split(" listener=")[1].split()[0] for line in f.read().splitlines()]
+
+
+class SideServiceReloadTests(unittest.TestCase):
+    """A reload applies tap.conf's access logs, admin listener and demo backends too."""
+
+    @defer.inlineCallbacks
+    def started(self, extra):
+        proxy = ProxyProcess(self)
+        _, port = proxy.backend()
+        proxy.backend_port = yield port
+        proxy.write(proxy.backend_port, extra=extra)
+        proxy.start()
+        return proxy
+
+    @defer.inlineCallbacks
+    def test_access_logs_follow_new_listeners_and_new_paths(self):
+        first, second = os.path.abspath(self.mktemp()), os.path.abspath(self.mktemp())
+        proxy = yield self.started(f'[access_log]\npath = "{first}"\n')
+        yield raw_request(port_of(proxy.listener()), GET)
+
+        proxy.write(proxy.backend_port, extra=f'[access_log]\npath = "{first}"\n{SECOND_LISTENER}')
+        self.assertTrue((yield proxy.reloader.reload()))
+        yield raw_request(port_of(proxy.listener("second")), GET)
+        self.assertEqual(logged_listeners(first), ["web", "second"])
+
+        proxy.write(
+            proxy.backend_port,
+            extra=f'[access_log]\npath = "{second}"\nformat = "json"\n{SECOND_LISTENER}',
+        )
+        self.assertTrue((yield proxy.reloader.reload()))
+        for name in ("web", "second"):
+            yield raw_request(port_of(proxy.listener(name)), GET)
+        self.assertEqual(logged_listeners(first), ["web", "second"])
+        with open(second) as f:
+            lines = [json.loads(line) for line in f.read().splitlines()]
+        self.assertEqual([line["listener"] for line in lines], ["web", "second"])
+        self.assertEqual(len(proxy.root.observability.access_logs), 1)
+
+    @defer.inlineCallbacks
+    def test_an_access_log_that_cannot_be_opened_refuses_the_reload(self):
+        kept = os.path.abspath(self.mktemp())
+        proxy = yield self.started(f'[access_log]\npath = "{kept}"\n')
+        missing = os.path.join(os.path.abspath(self.mktemp()), "no-such-dir", "access.log")
+        proxy.write(proxy.backend_port, extra=f'[access_log]\npath = "{missing}"\n')
+
+        self.assertFalse((yield proxy.reloader.reload()))
+
+        [event] = proxy.messages("reload refused: {error}")
+        self.assertEqual(
+            event["error"],
+            f"{proxy.path}: access_log.path: cannot open {missing}: No such file or directory",
+        )
+        yield raw_request(port_of(proxy.listener()), GET)
+        self.assertEqual(logged_listeners(kept), ["web"])
+
+    @defer.inlineCallbacks
+    def test_the_admin_listener_takes_a_new_metrics_path_and_a_new_bind(self):
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        first, second = free_port(), free_port()
+        admin = '[admin]\nbind = "tcp:{port}:interface=127.0.0.1"\nmetrics_path = "{path}"\n'
+        proxy = yield self.started(admin.format(port=first, path="/metrics"))
+
+        def get(port, path):
+            return treq.get(f"http://127.0.0.1:{port}{path}", pool=pool)
+
+        self.assertEqual((yield get(first, "/metrics")).code, 200)
+
+        proxy.write(proxy.backend_port, extra=admin.format(port=first, path="/prometheus"))
+        self.assertTrue((yield proxy.reloader.reload()))
+        self.assertEqual((yield get(first, "/prometheus")).code, 200)
+        self.assertEqual((yield get(first, "/metrics")).code, 404)
+
+        proxy.write(proxy.backend_port, extra=admin.format(port=second, path="/prometheus"))
+        self.assertTrue((yield proxy.reloader.reload()))
+        response = yield get(second, "/api/status")
+        self.assertEqual(json.loads((yield response.content()))["config"], proxy.path)
+        attempt = TCP4ClientEndpoint(reactor, "127.0.0.1", first).connect(Factory())
+        yield self.assertFailure(attempt, ConnectionRefusedError)
+
+        proxy.write(proxy.backend_port)
+        self.assertTrue((yield proxy.reloader.reload()))
+        attempt = TCP4ClientEndpoint(reactor, "127.0.0.1", second).connect(Factory())
+        yield self.assertFailure(attempt, ConnectionRefusedError)
+        self.assertIsNone(proxy.root.namedServices.get("admin"))
+
+    @defer.inlineCallbacks
+    def test_an_admin_bind_in_use_refuses_the_reload_and_the_old_one_serves(self):
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        first = free_port()
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        admin = '[admin]\nbind = "tcp:{port}:interface=127.0.0.1"\n'
+        proxy = yield self.started(admin.format(port=first))
+
+        proxy.write(proxy.backend_port, extra=admin.format(port=busy))
+        self.assertFalse((yield proxy.reloader.reload()))
+
+        [event] = proxy.messages("reload refused: {service}: {error}")
+        self.assertEqual(event["service"], "admin")
+        self.assertIn(f"cannot listen on 127.0.0.1:{busy}", event["error"])
+        response = yield treq.get(f"http://127.0.0.1:{first}/api/status", pool=pool)
+        self.assertEqual(response.code, 200)
+        yield response.content()
 
 
 class DrainTests(unittest.TestCase):

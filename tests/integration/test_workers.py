@@ -17,6 +17,7 @@ import time
 import treq
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
@@ -381,6 +382,42 @@ class WorkerTests(unittest.TestCase):
             self.assertEqual(len(f.read().splitlines()), 1)
         with open(access_log) as f:
             self.assertEqual(len(f.read().splitlines()), 4)
+
+    @defer.inlineCallbacks
+    def test_a_reload_moves_the_admin_listener_starts_demo_backends_and_new_access_logs(self):
+        group = WorkerGroup(self)
+        backend = yield group.listen(_http_backend())
+        first = os.path.join(group.directory, "first.log")
+        second = os.path.join(group.directory, "second.log")
+        group.write(backend, top=f'[access_log]\npath = "{first}"\n')
+        yield group.start()
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        yield raw_request(group.port, request)
+        old_admin, demo = group.admin, free_port()
+        group.admin = free_port()
+        group.write(
+            backend,
+            top=(
+                f'[access_log]\npath = "{second}"\n'
+                f'[[demo_backend]]\nname = "demo"\nbind = "tcp:{demo}:interface=127.0.0.1"\n'
+            ),
+        )
+
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: group.log().count("1 listener(s) kept") == 2)
+
+        status = yield group.status()
+        self.assertEqual(len(status["workers"]), 2)
+        attempt = TCP4ClientEndpoint(reactor, "127.0.0.1", old_admin).connect(Factory())
+        yield self.assertFailure(attempt, ConnectionRefusedError)
+        page = yield raw_request(demo, request)
+        self.assertTrue(page.startswith(b"HTTP/1.1 200"), page[:200])
+        for _ in range(2):
+            yield raw_request(group.port, request)
+        for path, count in ((first, 1), (second, 2)):
+            with open(path) as f:
+                self.assertEqual(len(f.read().splitlines()), count, path)
+        self.assertNotIn("take effect at the next start", group.log())
 
 
 def _http_backend(body: bytes = b"ok"):
