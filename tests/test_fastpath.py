@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 from twisted.internet import task, tcp
 from twisted.internet.protocol import Protocol
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial import unittest
@@ -19,6 +20,7 @@ from clbproxy.fastpath import (
     SERVER_DROP_TIMEOUT,
     Hop,
     _switch_protocol,
+    compact_tcp_transport,
     control_frame,
     send_now,
     socket_under,
@@ -302,3 +304,28 @@ class DirectWriteTests(unittest.TestCase):
         tls = TLSMemoryBIOProtocol(None, Protocol())
         tls.transport = connection
         self.assertIsNone(socket_under(tls))
+
+    def test_compacting_drops_only_class_defaults_even_under_tls(self) -> None:
+        connection, theirs = self.connection()
+        connection.reactor = MemoryReactorClock()
+        for index in range(40):  # what parsing and the handshake leave: a grown dict
+            setattr(connection, f"scratch{index}", index)
+        for index in range(40):
+            delattr(connection, f"scratch{index}")
+        connection.dataBuffer, connection.offset, connection._tempDataLen = b"", 0, 0
+        before = dict(vars(connection))
+        grown = sys.getsizeof(vars(connection))
+        tls = TLSMemoryBIOProtocol(None, Protocol())
+        tls.transport = connection
+
+        compact_tcp_transport(tls)
+
+        self.assertLess(sys.getsizeof(vars(connection)), grown)
+        self.assertEqual(set(before) - set(vars(connection)), {"dataBuffer", "offset"})
+        for name, value in vars(connection).items():
+            self.assertIs(value, before[name])
+        connection.write(b"still ")
+        connection.write(b"writes")
+        connection.doWrite()
+        self.assertEqual(theirs.recv(100), b"still writes")
+        compact_tcp_transport(StringTransport())  # no TCP connection under it: nothing to do
