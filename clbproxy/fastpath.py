@@ -26,6 +26,7 @@ its own.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional, Sequence
 
 from autobahn.util import _maybe_tls_reason
@@ -531,6 +532,9 @@ def _unwrap_client(hop: Hop) -> None:
 
 
 _CLASS_HAS_NO_DEFAULT = object()
+#: PyPy shares attribute layouts between instances ("maps"); a dict assigned to
+#: ``__dict__`` would be a real dict per instance, larger, so it is left alone there.
+_REBUILDING_DICTS_SAVES_MEMORY = sys.implementation.name == "cpython"
 
 
 def compact_tcp_transport(transport) -> None:
@@ -544,6 +548,8 @@ def compact_tcp_transport(transport) -> None:
     per idle session, relayed or tunnelled.  Nothing reads the dict itself; an
     attribute left out reads its class default until it is set again.
     """
+    if not _REBUILDING_DICTS_SAVES_MEMORY:
+        return
     while not isinstance(transport, tcp.Connection):
         transport = getattr(transport, "transport", None)
         if transport is None:

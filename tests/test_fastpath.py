@@ -314,14 +314,18 @@ class DirectWriteTests(unittest.TestCase):
             delattr(connection, f"scratch{index}")
         connection.dataBuffer, connection.offset, connection._tempDataLen = b"", 0, 0
         before = dict(vars(connection))
-        grown = sys.getsizeof(vars(connection))
+        cpython = sys.implementation.name == "cpython"
+        grown = sys.getsizeof(vars(connection)) if cpython else 0
         tls = TLSMemoryBIOProtocol(None, Protocol())
         tls.transport = connection
 
         compact_tcp_transport(tls)
 
-        self.assertLess(sys.getsizeof(vars(connection)), grown)
-        self.assertEqual(set(before) - set(vars(connection)), {"dataBuffer", "offset"})
+        if cpython:
+            self.assertEqual(set(before) - set(vars(connection)), {"dataBuffer", "offset"})
+            self.assertLess(sys.getsizeof(vars(connection)), grown)
+        else:  # PyPy's shared attribute maps are smaller than any rebuilt dict
+            self.assertEqual(set(before), set(vars(connection)))
         for name, value in vars(connection).items():
             self.assertIs(value, before[name])
         connection.write(b"still ")
