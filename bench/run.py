@@ -30,6 +30,7 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -727,6 +728,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if fitting != args.idle:
         print(f"ulimit -n is {limit} (hard limit): idle sessions {args.idle} -> {fitting}")
         args.idle = fitting
+    # Killed (timeout, kill): unwind, so every proxy and load process started is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{env_path}" if env_path else str(REPO)
     with tempfile.TemporaryDirectory(prefix="clbbench-") as tmp:

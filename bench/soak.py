@@ -346,6 +346,8 @@ def main(argv=None) -> int:
     if args.backend:
         run_backend(args.backend)
         return 0
+    # Killed (timeout, kill): unwind, so the proxy and the backends are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     workdir = tempfile.mkdtemp(prefix="clbproxy-soak-")
     backends = [Backend(free_port()) for _ in range(args.backends)]
