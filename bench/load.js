@@ -7,6 +7,7 @@
 //   node load.js idle URL SESSIONS                           open SESSIONS and hold them until stdin closes
 //
 // URL is ws:// or wss:// (TLS, certificate not verified: the bench's own self-signed one).
+// CLB_BENCH_DEFLATE=1: the clients offer permessage-deflate (the echo backend never accepts it).
 //
 // Load modes print "window-start" when the measured window begins, "window-end" when it ends
 // (bench/run.py samples the proxy's CPU time at those lines), then one JSON line of results.
@@ -37,10 +38,14 @@ function report(result, latencies) {
   process.stdout.write(JSON.stringify(result) + "\n");
 }
 
+// With CLB_BENCH_DEFLATE=1 the clients offer permessage-deflate and compress every message
+// (threshold 0), as browsers do.
+const DEFLATE = process.env.CLB_BENCH_DEFLATE === "1" ? { threshold: 0 } : false;
+
 // wss:// URLs reach a proxy serving run.py's self-signed certificate for 127.0.0.1: not verified.
 function openSocket(url) {
   return new WebSocket(url, {
-    perMessageDeflate: false,
+    perMessageDeflate: DEFLATE,
     skipUTF8Validation: false,
     rejectUnauthorized: false,
   });

@@ -111,14 +111,24 @@ class Target:
     """One thing the load is pointed at: a proxy process (or none, for direct).
 
     A ``wss`` target terminates TLS (the bench's self-signed certificate) in front of
-    the same plain echo backend; its row is named ``<proxy>-wss``.
+    the same plain echo backend; its row is named ``<proxy>-wss``.  A ``deflate``
+    target's clients offer permessage-deflate (and compress every message, as
+    browsers do); the backend declines it.
     """
 
-    def __init__(self, name: str, port: int, pid: Optional[int] = None, scheme: str = "ws") -> None:
+    def __init__(
+        self,
+        name: str,
+        port: int,
+        pid: Optional[int] = None,
+        scheme: str = "ws",
+        deflate: bool = False,
+    ) -> None:
         self.name = name
         self.port = port
         self.pid = pid
         self.scheme = scheme
+        self.deflate = deflate
 
     @property
     def url(self) -> str:
@@ -306,6 +316,13 @@ class Bench:
         for variant in variants:
             for scheme in schemes:
                 targets.append(self.start_clbproxy(backend, scheme, *variant))
+        if self.args.deflate:
+            # clbproxy's Autobahn path: deflate on the client's hop only keeps a session
+            # off the fast path.  Same process as the relay row, other clients.
+            relays = [name for name, extra, count, _ in variants if not extra and count == 1]
+            for relay in [t for t in targets if t.name in relays]:
+                twin = Target(f"{relay.name}-deflate", relay.port, relay.pid, deflate=True)
+                targets.append(twin)
         return targets
 
     @staticmethod
@@ -411,7 +428,10 @@ class Bench:
     def load(self, target: Target, mode: str, *params) -> dict:
         """Run the load generator once against ``target``; add the proxy's CPU seconds."""
         argv = pinned(LOAD_CPU, [NODE, LOAD, mode, target.url, *map(str, params)])
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = {**os.environ, "CLB_BENCH_DEFLATE": "1"} if target.deflate else None
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         cpu0 = cpu1 = None
         result = None
         for line in proc.stdout:
@@ -439,7 +459,8 @@ class Bench:
 
     def small_messages(self, targets: list[Target]) -> None:
         for t in targets:
-            spy = self.profile(t) if self.args.profile and t.name == "clbproxy" else None
+            profiled = self.args.profile and t.name in ("clbproxy", "clbproxy-deflate")
+            spy = self.profile(t) if profiled else None
             r = self.load(t, "closed", 100, 64, 0, self.args.seconds)
             if spy is not None:
                 spy.wait(timeout=60)
@@ -464,7 +485,7 @@ class Bench:
                     "--format",
                     "raw",
                     "-o",
-                    str(HERE / f"profile-{label}-msg64.txt"),
+                    str(HERE / f"profile-{label}-{target.name.replace('clbproxy', 'msg64')}.txt"),
                 ],
             ),
             stdout=subprocess.DEVNULL,
@@ -520,7 +541,7 @@ class Bench:
         """
         for n in self.args.idle:
             for t in targets:
-                if t.pid is None:
+                if t.pid is None or t.deflate:
                     continue
                 before = rss_bytes(t.pid)
                 first = self._idle_clients(t, n // 2)
@@ -543,7 +564,7 @@ class Bench:
                 time.sleep(2.0)
 
     def http(self, targets: list[Target]) -> None:
-        for t in targets:
+        for t in [t for t in targets if not t.deflate]:  # HTTP has no WebSocket extensions
             url = f"http://127.0.0.1:{t.port}/"
             cpu0 = cpu_seconds(t.pid) if t.pid else None
             t0 = time.monotonic()
@@ -697,6 +718,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument(
         "--no-tunnel", dest="tunnel", action="store_false", help="leave out clbproxy's tunnel mode"
+    )
+    parser.add_argument(
+        "--no-deflate",
+        dest="deflate",
+        action="store_false",
+        help="leave out the clbproxy-deflate row (clients offering permessage-deflate, which "
+        "the backend declines: the session stays on Autobahn's per-message relay)",
     )
     parser.add_argument(
         "--no-wss",
