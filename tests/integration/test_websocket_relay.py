@@ -87,6 +87,32 @@ class MessageRelayTests(RelayTestCase):
         self.assertIn("permessage-deflate", backend.requests[0].headers["sec-websocket-extensions"])
 
     @defer.inlineCallbacks
+    def test_a_session_kept_on_autobahn_relays_in_order_and_counts_its_bytes(self):
+        """Deflate keeps the session on Autobahn, whose frames are written to the socket directly.
+
+        The client stops reading for a while, so an 8 MiB message among small ones
+        fills the proxy's socket: what follows it must queue behind it.
+        """
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port, deflate=True)
+        protocol = yield client.opened
+        payloads = [(f"message {index}".encode(), False) for index in range(300)]
+        payloads.insert(150, (os.urandom(8 << 20), True))
+        protocol.transport.pauseProducing()
+        for payload, binary in payloads:
+            protocol.sendMessage(payload, isBinary=binary)
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        protocol.transport.resumeProducing()
+        messages = yield client.wait_messages(len(payloads))
+        self.assertEqual(messages, payloads)
+        [session] = self.net.service.relay.sessions
+        self.assertIsNone(session.front._fast)
+        self.assertEqual(
+            session.front.trafficStats.outgoingOctetsWireLevel,
+            protocol.trafficStats.incomingOctetsWireLevel,
+        )
+
+    @defer.inlineCallbacks
     def test_backend_is_not_offered_deflate_when_the_client_did_not_ask(self):
         backend, port = yield self.proxy_to_backend()
         client = self.net.client(port)
