@@ -93,20 +93,31 @@ class ServiceTreeTests(unittest.TestCase):
         )
 
 
+def file_in_the_way(testcase: unittest.TestCase) -> str:
+    """A path that is a file, so nothing can be created below it (as if a directory)."""
+    blocker = testcase.mktemp()
+    with open(blocker, "w") as stream:
+        stream.write("a file, not a directory")
+    return blocker
+
+
+def one_listener(name: str, workers: int = 1, **listener_fields) -> Config:
+    """A tap.conf with one listener (``listener_fields`` added) sending to one backend."""
+    listener = ListenerConfig(
+        name=name, bind="tcp:0", rules=(RuleConfig(target_group="g"),), **listener_fields
+    )
+    group = TargetGroupConfig(name="g", backends=(BackendConfig("127.0.0.1", 1),))
+    return Config(path="tap.conf", listeners=(listener,), target_groups=(group,), workers=workers)
+
+
 class TLSStartTests(unittest.TestCase):
     def test_unwritable_state_directory_stops_start_up_with_one_line(self):
-        blocker = self.mktemp()
-        with open(blocker, "w") as stream:
-            stream.write("a file, not a directory")
-        listener = ListenerConfig(
-            name="secure",
-            bind="tcp:0",
-            rules=(RuleConfig(target_group="g"),),
+        blocker = file_in_the_way(self)
+        config = one_listener(
+            "secure",
             protocol="https",
             tls=TLSConfig(self_signed=True, state_directory=os.path.join(blocker, "state")),
         )
-        group = TargetGroupConfig(name="g", backends=(BackendConfig("127.0.0.1", 1),))
-        config = Config(path="tap.conf", listeners=(listener,), target_groups=(group,))
         with self.assertRaises(SystemExit) as raised:
             build_service(config, MemoryReactorClock())
         self.assertTrue(str(raised.exception.code).startswith("clbproxy: listener:secure: "))
@@ -116,22 +127,9 @@ class AccessLogStartTests(unittest.TestCase):
     """An access log file that cannot be opened stops start-up with one line naming its key."""
 
     def config(self) -> tuple[Config, str]:
-        blocker = self.mktemp()
-        with open(blocker, "w") as stream:
-            stream.write("a file, not a directory")
-        listener = ListenerConfig(
-            name="web",
-            bind="tcp:0",
-            rules=(RuleConfig(target_group="g"),),
-            access_log=AccessLogConfig(path=os.path.join(blocker, "access.log")),
-        )
-        group = TargetGroupConfig(name="g", backends=(BackendConfig("127.0.0.1", 1),))
-        return Config(
-            path="tap.conf",
-            listeners=(listener,),
-            target_groups=(group,),
-            workers=2,
-        ), blocker
+        blocker = file_in_the_way(self)
+        access_log = AccessLogConfig(path=os.path.join(blocker, "access.log"))
+        return one_listener("web", workers=2, access_log=access_log), blocker
 
     def test_one_process(self):
         config, blocker = self.config()
