@@ -138,46 +138,15 @@ class Target:
 def write_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed ECDSA P-256 certificate for 127.0.0.1, shared by every WSS listener.
 
-    Returns the certificate and key files (PEM).  The load generator does not verify
-    it, so one certificate is enough and the three proxies serve identical handshakes.
+    The same one clbproxy makes for its demo HTTPS listener.  Returns the
+    certificate and key files (PEM).  The load generator does not verify it, so
+    one certificate is enough and the three proxies serve identical handshakes.
     """
-    import datetime
-    import ipaddress
+    from clbproxy.tls import ensure_self_signed, self_signed_paths
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clbproxy bench")])
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "bench-cert.pem", directory / "bench-key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    ensure_self_signed(str(directory))
+    cert, key = self_signed_paths(str(directory))
+    return Path(cert), Path(key)
 
 
 def pinned(cpu: str, argv: list[str]) -> list[str]:

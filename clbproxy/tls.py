@@ -194,17 +194,16 @@ def _load_bundle(path: str, what: str) -> tuple[x509.Certificate, ...]:
         raise CertificateError(f"{what} {path}: no PEM certificate in the file") from None
 
 
+def self_signed_paths(directory: str) -> tuple[str, str]:
+    """The certificate and key files :func:`ensure_self_signed` writes in ``directory``."""
+    return os.path.join(directory, _SELF_SIGNED_CERT), os.path.join(directory, _SELF_SIGNED_KEY)
+
+
 def listener_certificates(tls: TLSConfig) -> tuple[CertificateConfig, ...]:
     """The certificate entries a listener serves (the generated ones for ``self_signed``)."""
     if tls.self_signed:
-        directory = os.path.abspath(tls.state_directory)
-        return (
-            CertificateConfig(
-                cert=os.path.join(directory, _SELF_SIGNED_CERT),
-                key=os.path.join(directory, _SELF_SIGNED_KEY),
-                default=True,
-            ),
-        )
+        cert, key = self_signed_paths(os.path.abspath(tls.state_directory))
+        return (CertificateConfig(cert=cert, key=key, default=True),)
     return tls.certificates
 
 
@@ -255,8 +254,7 @@ def ensure_self_signed(directory: str, now: Optional[datetime.datetime] = None) 
     its owner only.
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    cert_path = os.path.join(directory, _SELF_SIGNED_CERT)
-    key_path = os.path.join(directory, _SELF_SIGNED_KEY)
+    cert_path, key_path = self_signed_paths(directory)
     if os.path.exists(cert_path) and os.path.exists(key_path):
         try:
             with open(cert_path, "rb") as stream:
