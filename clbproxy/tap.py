@@ -130,11 +130,8 @@ class ProxyService(MultiService):
         return [child for child in self if child.name and child.name.startswith("demo:")]
 
     def adopt(self, service) -> None:
-        """Make an already running service a child without starting it again."""
-        service.parent = self
-        if service.name is not None:
-            self.namedServices[service.name] = service
-        self.services.append(service)
+        """Make a service a reload started a child (see :func:`adopt_running`)."""
+        adopt_running(self, service)
 
     def startService(self) -> None:
         super().startService()
@@ -168,6 +165,14 @@ class ProxyService(MultiService):
 
     def privilegedStartService(self) -> None:
         start_children_privileged(self)
+
+
+def adopt_running(parent: MultiService, service) -> None:
+    """Make an already running service (started by a reload) a child without starting it again."""
+    service.parent = parent
+    if service.name is not None:
+        parent.namedServices[service.name] = service
+    parent.services.append(service)
 
 
 def start_children_privileged(parent: MultiService) -> None:

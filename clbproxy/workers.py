@@ -478,7 +478,7 @@ class Supervisor(MultiService):
         try:
             _prepare_certificates(config)
             check_access_logs(config)
-            side_stopped, retune_admin = self._start_side_services(config)
+            side_started, side_stopped, retune_admin = self._start_side_services(config)
         except (SystemExit, AccessLogError) as failure:
             for sock in opened.values():
                 sock.port.stopListening()
@@ -495,6 +495,10 @@ class Supervisor(MultiService):
         for service in side_stopped:
             d = defer.maybeDeferred(self.removeService, service)
             d.addErrback(lambda failure: log.failure("stopping a replaced service", failure))
+        from clbproxy.tap import adopt_running
+
+        for service in side_started:
+            adopt_running(self, service)
         # A reload keeps the runtime state of unchanged target groups, and only theirs.
         before = {group.name: group for group in self.config.target_groups}
         after = {group.name: group for group in config.target_groups}
@@ -534,11 +538,13 @@ class Supervisor(MultiService):
     def demo_services(self) -> list:
         return [child for child in self if child.name and child.name.startswith("demo:")]
 
-    def _start_side_services(self, config: Config) -> tuple[list, Callable[[], None]]:
-        """Start the demo backends and admin listener ``config`` adds; what to stop and retune.
+    def _start_side_services(self, config: Config) -> tuple[list, list, Callable[[], None]]:
+        """Start the demo backends and admin listener ``config`` adds.
 
-        A port that cannot be bound raises (after stopping what this started), so
-        the reload is refused with nothing changed.
+        Returns them (not yet children), the services they replace, and what
+        retunes the running admin listener.  A port that cannot be bound raises
+        SystemExit (after stopping what this started), so the reload is refused
+        with nothing changed.
         """
         from clbproxy.lifecycle import _listen_error, plan_side_services
 
@@ -555,15 +561,7 @@ class Supervisor(MultiService):
                     other.stopService()
                 raise SystemExit(f"{service.name}: {_listen_error(failure)}") from None
             running.append(service)
-        for service in stopped:
-            # Out of the name table now: a replacement may take the same name.
-            if service.name in self.namedServices:
-                del self.namedServices[service.name]
-        for service in running:
-            service.parent = self
-            self.namedServices[service.name] = service
-            self.services.append(service)
-        return stopped, retune
+        return running, stopped, retune
 
     def _admin_service(self, admin: AdminConfig) -> StreamServerEndpointService:
         site = group_admin_site(self, self.registry, admin.metrics_path, self.reactor)

@@ -384,7 +384,7 @@ class WorkerTests(unittest.TestCase):
             self.assertEqual(len(f.read().splitlines()), 4)
 
     @defer.inlineCallbacks
-    def test_a_reload_moves_the_admin_listener_starts_demo_backends_and_new_access_logs(self):
+    def test_reloads_move_the_admin_listener_start_and_stop_demo_backends_and_access_logs(self):
         group = WorkerGroup(self)
         backend = yield group.listen(_http_backend())
         first = os.path.join(group.directory, "first.log")
@@ -417,7 +417,18 @@ class WorkerTests(unittest.TestCase):
         for path, count in ((first, 1), (second, 2)):
             with open(path) as f:
                 self.assertEqual(len(f.read().splitlines()), count, path)
-        self.assertNotIn("take effect at the next start", group.log())
+
+        # Once more: the admin listener the first reload started is the one replaced now.
+        moved_admin = group.admin
+        group.admin = free_port()
+        group.write(backend)
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: group.log().count("1 listener(s) kept") == 4)
+
+        self.assertEqual(len((yield group.status())["workers"]), 2)
+        for gone in (moved_admin, demo):
+            attempt = TCP4ClientEndpoint(reactor, "127.0.0.1", gone).connect(Factory())
+            yield self.assertFailure(attempt, ConnectionRefusedError)
 
 
 def _http_backend(body: bytes = b"ok"):
