@@ -6,7 +6,8 @@ Three layers, each answered the way nginx and HAProxy users expect:
   when full, the listening socket stops accepting (new connections wait in the
   kernel's backlog) and accepting resumes as soon as a connection ends.  Nothing
   is refused and nothing crashes.
-- Per client address: ``max_connections_per_ip`` (counted by TCP peer; peers in
+- Per client address: ``max_connections_per_ip`` (counted by client address: the
+  TCP peer, or under ``haproxy:`` the PROXY header's source; addresses in
   ``trusted_proxies`` are exempt) answers every request of a connection over the
   limit with 429; ``websocket_handshake_rate``/``_burst`` (a token bucket per real
   client address) answers handshakes over the rate with 429.
@@ -195,6 +196,25 @@ class CountedConnection(ProtocolWrapper):
 
     over_ip_limit = False
     client_ip = ""
+    counted_ip = False
+
+
+class ProxiedConnection(CountedConnection):
+    """A connection under the PROXY protocol, counted per address once its header is read.
+
+    Twisted's PROXY wrapper makes the connection before it has read the header,
+    so ``getPeer()`` then is the L4 balancer's address (twisted#12501).  The
+    wrapper hands nothing on until the header is parsed, so the first bytes that
+    reach this connection come with the real client address.
+    """
+
+    _addressed = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._addressed:
+            self._addressed = True
+            self.factory.count_address(self)
+        self.wrappedProtocol.dataReceived(data)
 
 
 class ConnectionLimiter(WrappingFactory):
@@ -202,7 +222,9 @@ class ConnectionLimiter(WrappingFactory):
 
     ``port`` is set once the listener listens (see :meth:`listening`).  It also
     keeps every live connection (``protocols``) for draining, whatever protocol
-    (HTTP or WebSocket) currently handles it.
+    (HTTP or WebSocket) currently handles it.  With ``proxy_protocol`` (the
+    listener binds ``haproxy:``) a connection is counted against its address only
+    once the PROXY header gave the real one.
     """
 
     protocol = CountedConnection
@@ -216,8 +238,11 @@ class ConnectionLimiter(WrappingFactory):
         max_per_ip: int = 0,
         trusted: Optional[TrustedProxies] = None,
         stats: Optional[LimitStats] = None,
+        proxy_protocol: bool = False,
     ) -> None:
         super().__init__(wrapped)
+        if proxy_protocol:
+            self.protocol = ProxiedConnection
         self.gate = gate
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
@@ -251,13 +276,8 @@ class ConnectionLimiter(WrappingFactory):
 
     def registerProtocol(self, p: CountedConnection) -> None:
         super().registerProtocol(p)
-        peer = p.getPeer()
-        p.client_ip = getattr(peer, "host", "") or ""
-        if self.max_per_ip and p.client_ip not in self.trusted:
-            count = self._per_ip.get(p.client_ip, 0) + 1
-            self._per_ip[p.client_ip] = count
-            p.over_ip_limit = count > self.max_per_ip
-            p.counted_ip = True
+        if not isinstance(p, ProxiedConnection):
+            self.count_address(p)
         if self.full and len(self.protocols) == self.max_connections:
             self.stats.increment("accept_paused")
             log.warn(
@@ -266,9 +286,19 @@ class ConnectionLimiter(WrappingFactory):
             )
         self.gate.opened()
 
+    def count_address(self, p: CountedConnection) -> None:
+        """Count ``p`` against its client address's ``max_connections_per_ip``."""
+        peer = p.getPeer()
+        p.client_ip = getattr(peer, "host", "") or ""
+        if self.max_per_ip and p.client_ip not in self.trusted:
+            count = self._per_ip.get(p.client_ip, 0) + 1
+            self._per_ip[p.client_ip] = count
+            p.over_ip_limit = count > self.max_per_ip
+            p.counted_ip = True
+
     def unregisterProtocol(self, p: CountedConnection) -> None:
         super().unregisterProtocol(p)
-        if getattr(p, "counted_ip", False):
+        if p.counted_ip:
             count = self._per_ip.get(p.client_ip, 1) - 1
             if count > 0:
                 self._per_ip[p.client_ip] = count

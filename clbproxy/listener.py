@@ -367,6 +367,7 @@ def listener_service(
         max_per_ip=listener.max_connections_per_ip,
         trusted=settings.trusted,
         stats=stats,
+        proxy_protocol=listener.bind.startswith("haproxy:"),
     )
     if endpoint_for is None:
         endpoint = serverFromString(reactor, listener.bind)

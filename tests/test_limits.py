@@ -6,6 +6,7 @@ from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
+from twisted.protocols.haproxy import proxyEndpoint
 from twisted.trial import unittest
 
 from clbproxy.config import ListenerConfig, RuleConfig
@@ -136,6 +137,22 @@ def connect(limiter: ConnectionLimiter, host: str = "10.0.0.1"):
     return protocol
 
 
+class _Captured:
+    """A server endpoint that only keeps the factory it is asked to listen with."""
+
+    factory = None
+
+    def listen(self, factory):
+        self.factory = factory
+
+
+def proxy_protocol_factory(wrapped):
+    """``wrapped`` behind Twisted's PROXY protocol wrapper, as ``haproxy:`` endpoints use it."""
+    endpoint = _Captured()
+    proxyEndpoint(endpoint).listen(wrapped)
+    return endpoint.factory
+
+
 class ConnectionLimiterTests(unittest.TestCase):
     def limiter(self, gate=None, **options) -> ConnectionLimiter:
         limiter = ConnectionLimiter(
@@ -174,6 +191,28 @@ class ConnectionLimiterTests(unittest.TestCase):
         first.connectionLost(None)
         second.connectionLost(None)
         self.assertFalse(connect(limiter).over_ip_limit)
+
+    def test_under_proxy_protocol_the_header_source_is_counted(self) -> None:
+        limiter = self.limiter(max_per_ip=1, proxy_protocol=True)
+        balancer = IPv4Address("TCP", "10.0.0.1", 40000)
+        proxied = proxy_protocol_factory(limiter)
+
+        def connect_via_balancer(source: str):
+            protocol = proxied.buildProtocol(balancer)
+            protocol.makeConnection(StringTransport(peerAddress=balancer))
+            protocol.dataReceived(f"PROXY TCP4 {source} 10.0.0.2 5555 80\r\nGET".encode())
+            return protocol.wrappedProtocol
+
+        first, other, again = (
+            connect_via_balancer(source) for source in ("203.0.113.7", "203.0.113.8", "203.0.113.7")
+        )
+        self.assertEqual(
+            [(c.client_ip, c.over_ip_limit) for c in (first, other, again)],
+            [("203.0.113.7", False), ("203.0.113.8", False), ("203.0.113.7", True)],
+        )
+        first.connectionLost(None)
+        again.connectionLost(None)
+        self.assertFalse(connect_via_balancer("203.0.113.7").over_ip_limit)
 
     def test_a_stopped_listener_is_never_resumed(self) -> None:
         limiter = self.limiter(max_connections=1)

@@ -59,7 +59,7 @@ class Observed(Listening):
         )
         listener = ListenerConfig(
             name="web",
-            bind="tcp:0:interface=127.0.0.1",
+            bind=listener_options.pop("bind", "tcp:0:interface=127.0.0.1"),
             rules=(RuleConfig(target_group="pool"),),
             **listener_options,
         )

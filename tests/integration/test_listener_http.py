@@ -340,12 +340,33 @@ class SameListenerTests(ListenerTestCase):
         self.assertTrue(denied.startswith(b"HTTP/1.1 403"), denied)
 
 
+def proxy_v1(source: str, destination_port: int = 80) -> bytes:
+    """A PROXY protocol v1 header from ``source``:5555 to 127.0.0.1:``destination_port``."""
+    return f"PROXY TCP4 {source} 127.0.0.1 5555 {destination_port}\r\n".encode()
+
+
+class _KeptOpen(Protocol):
+    """Sends its bytes, fires ``answered`` with the first response bytes, stays open."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.answered: Deferred = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.answered.called:
+            self.answered.callback(data)
+
+
 class ProxyProtocolTests(ListenerTestCase):
     async def test_v1_client_address_reaches_forwarding_headers(self) -> None:
         await self.start(bind="haproxy:tcp:0:interface=127.0.0.1")
-        seen = await self.backend_saw(b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n" + get("/"))
+        seen = await self.backend_saw(proxy_v1("203.0.113.7", 8443) + get("/"))
         self.assertIn(["X-Real-Ip", "203.0.113.7"], seen["headers"])
         self.assertIn(["X-Forwarded-For", "203.0.113.7"], seen["headers"])
+        self.assertIn(["X-Forwarded-Port", "8443"], seen["headers"])
 
     async def test_v2_client_address_reaches_forwarding_headers(self) -> None:
         await self.start(bind="haproxy:tcp:0:interface=127.0.0.1")
@@ -355,11 +376,60 @@ class ProxyProtocolTests(ListenerTestCase):
             + bytes([198, 51, 100, 9])
             + bytes([127, 0, 0, 1])
             + (40000).to_bytes(2, "big")
-            + (80).to_bytes(2, "big")
+            + (8080).to_bytes(2, "big")
         )
         seen = await self.backend_saw(header + get("/"))
         self.assertIn(["X-Real-Ip", "198.51.100.9"], seen["headers"])
         self.assertIn(["X-Forwarded-For", "198.51.100.9"], seen["headers"])
+        self.assertIn(["X-Forwarded-Port", "8080"], seen["headers"])
+
+    async def hold(self, source: str) -> _KeptOpen:
+        """A keep-alive connection from ``source`` whose first request was answered."""
+        request = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
+        protocol = await connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", self.port),
+            _KeptOpen(proxy_v1(source) + request),
+        )
+        self.addCleanup(protocol.transport.abortConnection)
+        answer = await protocol.answered.addTimeout(10, reactor)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer)
+        return protocol
+
+    async def test_per_address_limit_counts_each_proxy_source(self) -> None:
+        await self.start(bind="haproxy:tcp:0:interface=127.0.0.1", max_connections_per_ip=1)
+        await self.hold("203.0.113.7")
+        # Another client behind the same L4 balancer (the same TCP peer) is not over the limit.
+        await self.hold("203.0.113.8")
+        status, headers, _ = await self.request(proxy_v1("203.0.113.7") + get("/"))
+        self.assertEqual((status, headers.get("retry-after")), (429, "1"))
+        self.assertEqual(self.net.service.stats["refused_per_ip_connections"], 1)
+
+    async def test_deny_list_matches_the_proxy_source(self) -> None:
+        await self.start(bind="haproxy:tcp:0:interface=127.0.0.1", deny=("203.0.113.0/24",))
+        denied, _, _ = await self.request(proxy_v1("203.0.113.7") + get("/"))
+        allowed, _, _ = await self.request(proxy_v1("198.51.100.1") + get("/"))
+        self.assertEqual((denied, allowed), (403, 200))
+
+    async def test_handshake_rate_is_per_proxy_source(self) -> None:
+        await self.start(
+            bind="haproxy:tcp:0:interface=127.0.0.1",
+            websocket_handshake_rate=0.01,
+            websocket_handshake_burst=1,
+        )
+        handshake = upgrade_request("/", host="a.test")
+        first = await raw_request(self.port, proxy_v1("203.0.113.7") + handshake).addTimeout(
+            10, reactor
+        )
+        other = await raw_request(self.port, proxy_v1("203.0.113.8") + handshake).addTimeout(
+            10, reactor
+        )
+        again = await raw_request(self.port, proxy_v1("203.0.113.7") + handshake).addTimeout(
+            10, reactor
+        )
+        self.assertEqual(
+            [response.split(b" ")[1] != b"429" for response in (first, other)], [True, True]
+        )
+        self.assertTrue(again.startswith(b"HTTP/1.1 429 "), again)
 
 
 class KeepAliveTests(ListenerTestCase):

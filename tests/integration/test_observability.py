@@ -199,6 +199,37 @@ class RefusalAccessLogTests(_Fixture, unittest.TestCase):
         self.assertEqual(fields["request"], "GET /ws HTTP/1.1")
 
 
+class ProxyProtocolAccessLogTests(_Fixture, unittest.TestCase):
+    """Behind an L4 balancer the access log names the client the PROXY header names."""
+
+    listener_options = {"bind": "haproxy:tcp:0:interface=127.0.0.1"}
+
+    @defer.inlineCallbacks
+    def test_http_request_is_logged_with_the_proxy_source(self):
+        self.only(self.http_port)
+        response = yield raw_request(
+            self.port,
+            b"PROXY TCP4 198.51.100.20 127.0.0.1 5555 80\r\n"
+            b"GET /hello HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n",
+        )
+        self.assertIn(b"hello", response)
+        (line,) = yield wait_for_lines(self.log_path, 1)
+        self.assertEqual(parse_plain(line)["client"], "198.51.100.20")
+
+    @defer.inlineCallbacks
+    def test_websocket_handshake_is_logged_with_the_proxy_source(self):
+        self.only(self.backend_port)
+        response = yield raw_request(
+            self.port,
+            b"PROXY TCP4 198.51.100.21 127.0.0.1 5555 80\r\n"
+            + upgrade_request(b"/deny?status=403"),
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
+        (line,) = yield wait_for_lines(self.log_path, 1)
+        fields = parse_plain(line)
+        self.assertEqual((fields["type"], fields["client"]), ("websocket", "198.51.100.21"))
+
+
 class AccessLogJSONTests(_Fixture, unittest.TestCase):
     log_format = "json"
 
