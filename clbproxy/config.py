@@ -190,6 +190,10 @@ class TargetGroupConfig:
     ca_file: Optional[str] = None
     #: Name sent as SNI and verified; ``None`` uses the backend's host.
     server_name: Optional[str] = None
+    #: Idle keep-alive HTTP connections kept per backend (0: one connection per request).
+    http_pool_max_idle: int = 8
+    #: Seconds an idle keep-alive HTTP connection to a backend is kept open.
+    http_pool_idle_timeout: float = 60.0
 
 
 @attrs.frozen
@@ -845,6 +849,8 @@ _MAX_COUNT = 10_000_000
 
 #: Most worker processes (``workers``).
 MAX_WORKERS = 64
+#: Most idle keep-alive HTTP connections a target group keeps per backend.
+MAX_POOL_IDLE = 1000
 _FRAMING_HEADERS = frozenset(
     {"connection", "content-length", "transfer-encoding", "upgrade", "keep-alive", "te", "trailer"}
 )
@@ -861,6 +867,8 @@ _TARGET_GROUP_KEYS = (
     "fail_open",
     "on_unhealthy",
     "on_unhealthy_grace",
+    "http_pool_max_idle",
+    "http_pool_idle_timeout",
     "health_check",
     "persistence",
     "passive",
@@ -1535,6 +1543,20 @@ def _target_group(
     if "on_unhealthy_grace" in table:
         fields["on_unhealthy_grace"] = reader.duration_in(
             _key_path(path, "on_unhealthy_grace"), table["on_unhealthy_grace"], 0.001, 3600
+        )
+    if "http_pool_max_idle" in table:
+        fields["http_pool_max_idle"] = reader.integer(
+            _key_path(path, "http_pool_max_idle"),
+            table["http_pool_max_idle"],
+            0,
+            MAX_POOL_IDLE,
+        )
+    if "http_pool_idle_timeout" in table:
+        fields["http_pool_idle_timeout"] = reader.duration_in(
+            _key_path(path, "http_pool_idle_timeout"),
+            table["http_pool_idle_timeout"],
+            0.001,
+            3600,
         )
     for key, build in (
         ("health_check", _health_check),

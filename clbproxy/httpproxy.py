@@ -3,8 +3,8 @@
 The listener's root resource hands every non-WebSocket request to
 :class:`HTTPForwarder`.  twisted.web has already parsed the request and
 buffered its body; the forwarder picks a backend from the target group, sends
-the request with Twisted's ``Agent`` over a keep-alive connection pool, and
-relays the response as it arrives:
+the request with Twisted's ``Agent`` over the group's keep-alive connection
+pool, and relays the response as it arrives:
 
 - A request that never reached a backend (refused, unresolvable, connect
   timeout) is retried on another backend, up to the group's ``retries``; a
@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 from urllib.parse import parse_qs, urlsplit
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
@@ -78,12 +78,6 @@ from clbproxy.trailers import (
 
 log = Logger()
 
-#: Idle keep-alive connections kept per backend.
-MAX_PERSISTENT_PER_BACKEND = 8
-
-#: Seconds an idle keep-alive connection to a backend is kept.
-CACHED_CONNECTION_TIMEOUT = 60.0
-
 #: Failures that prove the request never left the proxy, so another backend may take it.
 NOT_SENT_ERRORS = (ConnectError, ConnectingCancelledError, DNSLookupError, RequestNotSent)
 
@@ -123,13 +117,49 @@ class _QuietClientFactory(_HTTP11ClientFactory):
         return TrailerClientProtocol(self._quiescentCallback)
 
 
-def backend_pool(reactor) -> HTTPConnectionPool:
-    """The keep-alive connection pool a forwarder uses when none is given."""
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool._factory = _QuietClientFactory
-    pool.maxPersistentPerHost = MAX_PERSISTENT_PER_BACKEND
-    pool.cachedConnectionTimeout = CACHED_CONNECTION_TIMEOUT
-    return pool
+class BackendPool(HTTPConnectionPool):
+    """One target group's idle keep-alive connections to its backends.
+
+    Each group has its own pool, so a connection is only reused for the TLS
+    settings (``verify``, ``ca_file``, ``server_name``) it was opened and checked
+    with; Twisted's pool keys connections by scheme, host and port only.  At
+    most ``http_pool_max_idle`` connections per backend are kept idle (0: none,
+    every request has its own connection), each for ``http_pool_idle_timeout``
+    seconds.  A retired pool (its group's settings changed, or the listener
+    stopped) closes every connection as soon as it is idle.
+    """
+
+    _factory = _QuietClientFactory
+
+    def __init__(self, reactor, group: TargetGroupConfig) -> None:
+        super().__init__(reactor, persistent=group.http_pool_max_idle > 0)
+        self.maxPersistentPerHost = group.http_pool_max_idle
+        self.cachedConnectionTimeout = group.http_pool_idle_timeout
+        self._retired = False
+
+    def retire(self) -> Deferred:
+        """Keep no connection from now on; fires once the idle ones are closed."""
+        self._retired = True
+        return self.closeCachedConnections()
+
+    def _putConnection(self, key, connection) -> None:
+        # Twisted calls this when a request on ``connection`` is done and it may be reused.
+        if self._retired:
+            connection.transport.loseConnection()
+            return
+        super()._putConnection(key, connection)
+
+
+def _pool_settings(group: TargetGroupConfig) -> tuple:
+    """What a group's pooled connections depend on: a change needs a new pool."""
+    return (
+        group.tls,
+        group.verify,
+        group.ca_file,
+        group.server_name,
+        group.http_pool_max_idle,
+        group.http_pool_idle_timeout,
+    )
 
 
 @implementer(IAgentEndpointFactory)
@@ -676,10 +706,11 @@ class _Exchange:
 class HTTPForwarder:
     """Forwards plain HTTP requests to a target group's backends.
 
-    One per listener.  It owns the keep-alive pool of backend connections
-    (``close`` empties it) and reuses one ``Agent`` per connect timeout.
-    ``agent_factory(reactor, pool, connect_timeout)`` builds those agents;
-    tests swap it.
+    One per listener.  It owns one keep-alive :class:`BackendPool` per target
+    group (``close`` empties them) and one ``Agent`` per group's settings.  A
+    reload that changes a group's TLS or pool settings retires its pool: new
+    requests open new connections.  ``agent_factory(reactor, pool, group)``
+    builds the agents; tests swap it.
     """
 
     def __init__(
@@ -688,7 +719,6 @@ class HTTPForwarder:
         *,
         scheme: str,
         trusted: TrustedProxies,
-        pool: Optional[HTTPConnectionPool] = None,
         agent_factory: Optional[AgentFactory] = None,
         via: bool = False,
         connector: Optional[BackendConnector] = None,
@@ -697,7 +727,6 @@ class HTTPForwarder:
         self.via = via
         self.scheme = scheme
         self.trusted = trusted
-        self._pool = pool if pool is not None else backend_pool(reactor)
         if agent_factory is None:
             connector = connector if connector is not None else BackendConnector(reactor)
 
@@ -705,15 +734,29 @@ class HTTPForwarder:
                 return backend_agent(reactor, pool, group, connector)
 
         self._agent_factory = agent_factory
-        self._agents: dict[TargetGroupConfig, IAgent] = {}
+        #: By group name: the settings the group's agent was built for, its pool and agent.
+        self._groups: dict[str, tuple[TargetGroupConfig, BackendPool, IAgent]] = {}
 
     def agent_for(self, group: TargetGroupConfig) -> IAgent:
-        """The agent for a target group (its connect timeout and TLS settings)."""
-        agent = self._agents.get(group)
-        if agent is None:
-            agent = self._agent_factory(self.reactor, self._pool, group)
-            self._agents[group] = agent
+        """The agent for a target group (its connect timeout, TLS and pool settings)."""
+        known = self._groups.get(group.name)
+        if known is not None and known[0] == group:
+            return known[2]
+        if known is not None and _pool_settings(known[0]) == _pool_settings(group):
+            pool = known[1]
+        else:
+            if known is not None:
+                known[1].retire()
+            pool = BackendPool(self.reactor, group)
+        agent = self._agent_factory(self.reactor, pool, group)
+        self._groups[group.name] = (group, pool, agent)
         return agent
+
+    def keep_groups(self, names: Iterable[str]) -> None:
+        """Forget the pools of groups not in ``names`` (gone after a reload)."""
+        kept = set(names)
+        for name in [name for name in self._groups if name not in kept]:
+            self._groups.pop(name)[1].retire()
 
     def forward(
         self,
@@ -735,5 +778,7 @@ class HTTPForwarder:
         return NOT_DONE_YET
 
     def close(self) -> Deferred:
-        """Close the idle keep-alive connections to backends."""
-        return self._pool.closeCachedConnections()
+        """Close the idle keep-alive connections to backends, and the others once idle."""
+        pools = [pool for _, pool, _ in self._groups.values()]
+        self._groups = {}
+        return gatherResults([pool.retire() for pool in pools]).addCallback(lambda _: None)

@@ -274,6 +274,7 @@ class ListenerService(StreamServerEndpointService):
         self._forwarder.trusted = settings.trusted
         self._forwarder.via = listener.via
         self._forwarder.scheme = settings.scheme
+        self._forwarder.keep_groups(groups)
         if listener.tls is None:
             if self.tls is not None:
                 self.limiter.wrappedFactory = self.site

@@ -881,6 +881,23 @@ class TargetGroupProblemTests(LoaderMixin, unittest.TestCase):
                 document(group={"retry": "2"}),
                 "target_group.demo: unknown key 'retry' (did you mean 'retries'?)",
             ),
+            "pool max idle": (
+                document(group={"http_pool_max_idle": "1001"}),
+                "target_group.demo.http_pool_max_idle: 1001 out of range 0-1000",
+            ),
+            "pool max idle type": (
+                document(group={"http_pool_max_idle": '"8"'}),
+                "target_group.demo.http_pool_max_idle: expected an integer, got a string",
+            ),
+            "pool idle timeout": (
+                document(group={"http_pool_idle_timeout": '"2h"'}),
+                "target_group.demo.http_pool_idle_timeout: 7200 s out of range 0.001-3600 s",
+            ),
+            "pool key misspelt": (
+                document(group={"http_pool_idle": "4"}),
+                "target_group.demo: unknown key 'http_pool_idle' "
+                "(did you mean 'http_pool_max_idle'?)",
+            ),
         }
         self.assertEqual(
             self.problem_table({name: text for name, (text, _) in cases.items()}),
@@ -1853,6 +1870,19 @@ class TLSKeyProblemTests(LoaderMixin, unittest.TestCase):
                 document(listener={**https, "tls": '{ self_signed = true, strict_sni = "yes" }'})
             ),
             ["tap.conf: listener[0].tls.strict_sni: expected true or false, got a string"],
+        )
+
+    def test_http_pool_settings_model(self) -> None:
+        default = self.load(document()).target_groups[0]
+        group = self.load(
+            document(group={"http_pool_max_idle": "0", "http_pool_idle_timeout": '"90s"'})
+        ).target_groups[0]
+        self.assertEqual(
+            [
+                (default.http_pool_max_idle, default.http_pool_idle_timeout),
+                (group.http_pool_max_idle, group.http_pool_idle_timeout),
+            ],
+            [(8, 60.0), (0, 90.0)],
         )
 
     def test_wss_target_group_model(self) -> None:

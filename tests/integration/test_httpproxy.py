@@ -260,6 +260,7 @@ class HTTPForwarderTests(TestCase):
         response_timeout: float = 5.0,
         trusted: Sequence[str] = (),
         agent_factory=None,
+        **group_options,
     ) -> str:
         """Start the front site and return its base URL."""
         group = TargetGroup(
@@ -269,6 +270,7 @@ class HTTPForwarderTests(TestCase):
                 connect_timeout=connect_timeout,
                 response_timeout=response_timeout,
                 retries=retries,
+                **group_options,
             )
         )
         forwarder = HTTPForwarder(
@@ -719,3 +721,56 @@ class HTTPForwarderTests(TestCase):
 
         self.assertEqual(len(self.backend.seen), 2)
         self.assertEqual(len(self.backend_site.channels), 1)
+
+    async def test_at_most_http_pool_max_idle_connections_are_kept(self) -> None:
+        held: List[Request] = []
+
+        def hold_four(request: Request) -> object:
+            held.append(request)
+            if len(held) == 4:
+                for waiting in held:
+                    waiting.write(b"done")
+                    waiting.finish()
+            return NOT_DONE_YET
+
+        self.backend.handlers[b"/held"] = hold_four
+        url = await self.start_proxy(http_pool_max_idle=2)
+
+        await gatherResults([Deferred.fromCoroutine(self.get(url + "/held")) for _ in range(4)])
+        opened = list(self.backend_site.channels)
+        # Two of the four connections are closed by the proxy, two are kept for reuse.
+        closed = Deferred()
+        lost: List[TrackedChannel] = []
+
+        def count(_, channel: TrackedChannel) -> None:
+            lost.append(channel)
+            if len(lost) == 2:
+                closed.callback(None)
+
+        for channel in opened:
+            channel.lost.addCallback(count, channel)
+        await closed.addTimeout(5, reactor)
+        await gatherResults([Deferred.fromCoroutine(self.get(url + "/again")) for _ in range(2)])
+
+        self.assertEqual((len(opened), len(self.backend_site.channels)), (4, 4))
+        self.assertEqual(len(self.backend.seen), 6)
+
+    async def test_idle_connection_is_closed_after_http_pool_idle_timeout(self) -> None:
+        url = await self.start_proxy(http_pool_idle_timeout=0.2)
+
+        await self.get(url + "/one")
+        await self.backend_site.channels[0].lost.addTimeout(5, reactor)
+        await self.get(url + "/two")
+
+        self.assertEqual(len(self.backend_site.channels), 2)
+
+    async def test_http_pool_max_idle_0_gives_each_request_its_own_connection(self) -> None:
+        url = await self.start_proxy(http_pool_max_idle=0)
+
+        await self.get(url + "/one")
+        await self.get(url + "/two")
+
+        self.assertEqual(len(self.backend_site.channels), 2)
+        self.assertEqual(
+            [seen.header(b"connection") for seen in self.backend.seen], [[b"close"]] * 2
+        )

@@ -444,6 +444,92 @@ class BackendTLSTests(TLSTestCase):
         self.assertTrue(response.endswith(b"secure hello"))
 
 
+class BackendPoolTLSTests(TLSTestCase):
+    """Keep-alive connections to a TLS backend are only reused by the group that checked them."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        super().setUp()
+        leaf = Resource()
+        leaf.isLeaf = True
+        leaf.render_GET = lambda request: b"secure hello"
+        cert = self.ca.issue_cert("web.internal")
+        options = ssl.PrivateCertificate.loadPEM(
+            cert.private_key_pem.bytes() + cert.cert_chain_pems[0].bytes()
+        ).options()
+        site = Site(leaf)
+        listening = yield SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1").listen(
+            site
+        )
+        self.addCleanup(listening.stopListening)
+        self.backend_port = listening.getHost().port
+        self.ca_file = write(self.dir, "backend-ca.pem", self.ca.cert_pem.bytes())
+
+    def group(self, name, server_name):
+        from clbproxy.config import BackendConfig, TargetGroupConfig
+
+        return TargetGroupConfig(
+            name=name,
+            backends=(BackendConfig("127.0.0.1", self.backend_port),),
+            tls=True,
+            ca_file=self.ca_file,
+            server_name=server_name,
+            retries=0,
+        )
+
+    @defer.inlineCallbacks
+    def start(self, *groups):
+        from clbproxy.balancer import TargetGroup
+        from clbproxy.config import ListenerConfig, RuleConfig
+        from clbproxy.listener import listener_service
+
+        self.listener = ListenerConfig(
+            name="test",
+            bind="tcp:0:interface=127.0.0.1",
+            rules=tuple(RuleConfig(target_group=g.name, path=f"/{g.name}") for g in groups),
+        )
+        service = listener_service(
+            self.listener, {g.name: TargetGroup(g, reactor) for g in groups}, reactor
+        )
+        ready = defer.Deferred()
+        service.startService()
+        service._waitingForPort.addCallback(lambda port: ready.callback(port) or port)
+        self.addCleanup(service.stopService)
+        self.service = service
+        port = yield ready
+        self.port = port.getHost().port
+
+    @defer.inlineCallbacks
+    def status(self, path):
+        from tests.integration.support import raw_request
+
+        response = yield raw_request(
+            self.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        )
+        return int(response.split(b" ", 2)[1])
+
+    @defer.inlineCallbacks
+    def test_a_group_with_other_tls_settings_does_not_reuse_anothers_connection(self):
+        yield self.start(self.group("strict", "web.internal"), self.group("other", "api.internal"))
+        verified = yield self.status("/strict")
+        # The same backend address, but "other" expects another certificate name:
+        # it must check its own connection instead of taking the idle verified one.
+        other = yield self.status("/other")
+        again = yield self.status("/strict")
+        self.assertEqual((verified, other, again), (200, 502, 200))
+
+    @defer.inlineCallbacks
+    def test_a_reload_that_changes_tls_settings_does_not_reuse_old_connections(self):
+        from clbproxy.balancer import TargetGroup
+
+        yield self.start(self.group("strict", "web.internal"))
+        before = yield self.status("/strict")
+        changed = self.group("strict", "api.internal")
+        self.service.swap(self.listener, {"strict": TargetGroup(changed, reactor)})
+        after = yield self.status("/strict")
+        self.assertEqual((before, after), (200, 502))
+
+
 class RedirectTests(TLSTestCase):
     @defer.inlineCallbacks
     def test_http_listener_redirects_to_https_keeping_host_path_and_query(self):
