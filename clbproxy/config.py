@@ -332,7 +332,8 @@ class ListenerConfig:
     client_timeout: float = 60.0
     #: This listener's access log; ``None`` uses the top-level one.
     access_log: Optional[AccessLogConfig] = None
-    #: Host pattern of the domain serving requests whose Host matches no rule.
+    #: Host pattern of the domain serving requests whose Host matches no rule;
+    #: ``None``: the rules without a host, else the first domain written.
     default_domain: Optional[str] = None
     #: Largest request body in bytes (413 above it); 0 means unlimited.
     max_body_size: int = 64 * 1024 * 1024

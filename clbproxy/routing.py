@@ -12,8 +12,9 @@ Domains (case-insensitive, the port in Host ignored), in order of precedence:
 3. the longest matching trailing wildcard (``www.example.*``);
 4. the first matching regular expression, in the order written;
 5. otherwise the listener's default domain: ``default_domain`` if set, else
-   the rules without a ``host``; with neither, no rule matches (404).  (nginx
-   and CLB make the first domain the default; we ask for it to be named.)
+   the rules without a ``host`` (they take any host), else the first domain in
+   the order the rules are written, as nginx's first ``server`` block and
+   CLB's default domain.
 
 Paths, exactly as nginx's ``location``: an exact ``= /p`` match wins; else the
 longest matching prefix (``^~`` and plain alike) is remembered; if it is a
@@ -160,7 +161,8 @@ class Router:
     """Chooses the rule for a request among a listener's rules.
 
     ``default_domain`` is the host pattern (as written in the rules) of the
-    domain that takes requests whose Host matches no domain.
+    domain that takes requests whose Host matches no domain; without it, the
+    rules without a host take them, or with none such the first domain written.
     """
 
     def __init__(self, rules: Sequence[RuleConfig], default_domain: Optional[str] = None) -> None:
@@ -186,10 +188,14 @@ class Router:
                 self._trailing[pattern.value] = domain
             elif pattern.kind == HOST_REGEX:
                 self._regexes.append((pattern.compiled(), domain))
+        self._default: Optional[Domain] = None
         if default_domain is not None:
-            self._default: Optional[Domain] = domains[parse_host(default_domain).text]
-        else:
-            self._default = domains.get(None)
+            self._default = domains[parse_host(default_domain).text]
+        elif None in domains:
+            self._default = domains[None]
+        elif domains:
+            # Domains are kept in the order their first rule is written.
+            self._default = next(iter(domains.values()))
 
     def domain(self, host: Optional[str]) -> Optional[Domain]:
         """The domain serving ``host`` (a Host header value, port allowed)."""

@@ -125,9 +125,29 @@ class DefaultDomainTests(unittest.TestCase):
         router = Router(rules(("a", "a.test", "/"), ("any", "", "/")))
         self.assertEqual(chosen(router, "c.test", "/"), "any")
 
-    def test_without_default_an_unmatched_host_matches_nothing(self) -> None:
-        router = Router(rules(("a", "a.test", "/only/")))
-        self.assertIsNone(chosen(router, "b.test", "/only/"))
+    def test_table(self) -> None:
+        """Which rule an unmatched Host gets, for each way of naming the default domain."""
+        a_and_b = (("a", "a.test", "/"), ("b", "b.test", "/"), ("b-api", "b.test", "/api/"))
+        for name, router, expected in [
+            ("default_domain named", Router(rules(*a_and_b), default_domain="b.test"), "b-api"),
+            ("first domain written", Router(rules(*a_and_b)), "a"),
+            ("first domain, by its first rule", Router(rules(*a_and_b[1:], a_and_b[0])), "b-api"),
+            (
+                "rules without host, though written last",
+                Router(rules(*a_and_b, ("any", "", "/"))),
+                "any",
+            ),
+            ("regex domain first", Router(rules(("re", "~ ^x", "/"), *a_and_b)), "re"),
+            ("no rules", Router(()), None),
+        ]:
+            self.assertEqual(chosen(router, "c.test", "/api/x"), expected, name)
+
+    def test_without_default_domain_the_first_domain_written_takes_unknown_hosts(self) -> None:
+        router = Router(rules(("a", "a.test", "/only/"), ("b", "b.test", "/")))
+        self.assertEqual(chosen(router, "c.test", "/only/x"), "a")
+        self.assertEqual(chosen(router, None, "/only/x"), "a")
+        # 404 only when no path under that domain matches: never another domain's rule.
+        self.assertIsNone(chosen(router, "c.test", "/other"))
 
     def test_no_path_under_the_chosen_domain_is_404_not_another_domain(self) -> None:
         router = Router(rules(("a", "a.test", "/only/"), ("any", "", "/")))

@@ -314,6 +314,19 @@ class RuleActionTests(ListenerTestCase):
         _, _, body = await self.request(get("/", host="unknown.test"))
         self.assertEqual(body, b"b")
 
+    async def test_without_default_domain_the_first_domain_takes_unknown_hosts(self) -> None:
+        await self.start(
+            rules=(
+                RuleConfig(fixed_response=FixedResponseConfig(status=200, body="a"), host="a.test"),
+                RuleConfig(fixed_response=FixedResponseConfig(status=200, body="b"), host="b.test"),
+            ),
+        )
+        unknown = await self.request(get("/", host="unknown.test"))
+        without_host = await self.request(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual(
+            [(status, body) for status, _, body in (unknown, without_host)], [(200, b"a")] * 2
+        )
+
 
 class SameListenerTests(ListenerTestCase):
     async def test_websocket_and_http_share_the_rules(self) -> None:

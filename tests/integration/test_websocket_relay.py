@@ -283,10 +283,14 @@ class HandshakeTests(RelayTestCase):
         _, backend = self.net.backend()
         backend_port = yield backend
         port = yield self.net.proxy(
-            [backend_port], rules=(RuleConfig(target_group="pool", host="chat.example"),)
+            [backend_port],
+            rules=(RuleConfig(target_group="pool", host="chat.example", path="/echo"),),
         )
-        response = yield raw_request(port, upgrade_request(host="other.example"))
-        self.assertEqual(_status(response), 404)
+        # The only domain is the default one: another host gets its rules, and a
+        # path none of them matches is 404.
+        response = yield raw_request(port, upgrade_request("/other", host="chat.example"))
+        elsewhere = yield raw_request(port, upgrade_request("/other", host="other.example"))
+        self.assertEqual((_status(response), _status(elsewhere)), (404, 404))
         ok = yield _handshake_head(port, host="CHAT.example:8080")
         self.assertEqual(_status(ok), 101)
 
