@@ -76,13 +76,17 @@ def header_changes(rule: Optional[RuleConfig], names: list[str]) -> tuple[set[st
     return drop, list(rule.set_headers)
 
 
+_LOCATION_VARIABLE = re.compile(r"\$(request_uri|scheme|host)")
+
+
 def expand_location(location: str, *, scheme: str, host: str, request_uri: str) -> str:
-    """``location`` with ``$scheme``, ``$host`` and ``$request_uri`` replaced."""
-    return (
-        location.replace("$request_uri", request_uri)
-        .replace("$scheme", scheme)
-        .replace("$host", host)
-    )
+    """``location`` with ``$scheme``, ``$host`` and ``$request_uri`` replaced.
+
+    One pass over the configured text: a ``$host`` inside the client's own
+    request URI stays as the client wrote it.
+    """
+    values = {"request_uri": request_uri, "scheme": scheme, "host": host}
+    return _LOCATION_VARIABLE.sub(lambda match: values[match.group(1)], location)
 
 
 def rule_redirect(

@@ -524,6 +524,7 @@ class _Exchange:
         streamed = getattr(self._request, "body", None)
         if isinstance(streamed, RequestBody):
             streamed.drop_trailers = request_trailer_drop(self._request, self._rule)
+            streamed.on_progress = self._body_progress
             return streamed
         client = self._request.requestHeaders
         content = self._request.content
@@ -533,6 +534,15 @@ class _Exchange:
             return None
         content.seek(0)
         return FileBodyProducer(_Unclosable(content))
+
+    def _body_progress(self) -> None:
+        """Body bytes went to the backend: its response timeout starts again from now.
+
+        Like nginx's ``proxy_send_timeout``, a streamed upload is timed between
+        writes, so a slow but moving upload is never cut by ``response_timeout``.
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self._group.config.response_timeout)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():

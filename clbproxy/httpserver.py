@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import re
 import sys
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail
@@ -105,6 +105,9 @@ class RequestBody:
         #: Lower-case names never forwarded among the trailers, besides
         #: :data:`clbproxy.trailers.FORBIDDEN` (set by the forwarder).
         self.drop_trailers: frozenset[str] = frozenset()
+        #: Called whenever body bytes go to the backend (set by the forwarder), so
+        #: the backend's response timeout counts from the end of a slow upload.
+        self.on_progress: Optional[Callable[[], None]] = None
 
     @property
     def complete(self) -> bool:
@@ -122,6 +125,8 @@ class RequestBody:
         if self._consumer is not None and not self._buffer:
             self._sent += len(data)
             self._consumer.write(data)
+            if self.on_progress is not None:
+                self.on_progress()
             return
         self._buffer.append(data)
         self._buffered += len(data)
@@ -159,11 +164,15 @@ class RequestBody:
         return d
 
     def _flush(self) -> None:
+        progressed = False
         while self._buffer and not self._backend_paused and self._consumer is not None:
             data = self._buffer.pop(0)
             self._buffered -= len(data)
             self._sent += len(data)
             self._consumer.write(data)
+            progressed = True
+        if progressed and self.on_progress is not None:
+            self.on_progress()
         if not self._buffer:
             if self._complete and self._finished is not None:
                 d, self._finished = self._finished, None

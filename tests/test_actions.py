@@ -78,3 +78,11 @@ class RedirectTests(unittest.TestCase):
             expand_location("https://x/$other", scheme="http", host="h", request_uri="/"),
             "https://x/$other",
         )
+
+    def test_expand_location_does_not_expand_variables_inside_the_request_uri(self) -> None:
+        self.assertEqual(
+            expand_location(
+                "$scheme://$host$request_uri", scheme="https", host="a.test", request_uri="/$host"
+            ),
+            "https://a.test/$host",
+        )

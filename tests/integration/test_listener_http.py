@@ -145,6 +145,24 @@ class _Uploader(Protocol):
                 self.transport.loseConnection()
 
 
+class RawTrickle(Protocol):
+    """Writes ``head`` on connect; the test writes the rest.  ``closed`` fires with all it read."""
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+        self.received = b""
+        self.closed: Deferred = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.head)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason) -> None:
+        self.closed.callback(self.received)
+
+
 def _wait(seconds: float) -> Deferred:
     d = Deferred()
     reactor.callLater(seconds, d.callback, None)
@@ -217,6 +235,20 @@ class StreamingUploadTests(ListenerTestCase):
         seen = await uploader.done.addTimeout(30, reactor)
         self.assertEqual((seen["body"], seen["sha256"]), (size, uploader.digest.hexdigest()))
         self.assertIn(["Content-Length", str(size)], seen["headers"])
+
+    async def test_slow_upload_longer_than_the_response_timeout_is_not_cut(self) -> None:
+        """response_timeout counts from the last body bytes sent, not from the request head."""
+        await self.start(group_options={"response_timeout": 0.5})
+        head = b"PUT /slow HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n"
+        client = RawTrickle(head + b"Content-Length: 8000\r\n\r\n")
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), client)
+        for _ in range(8):
+            await _wait(0.2)
+            client.transport.write(b"s" * 1000)
+        response = await client.closed.addTimeout(10, reactor)
+        self.assertEqual(response.split(b" ", 2)[1], b"200", response)
+        seen = json.loads(response.partition(b"\r\n\r\n")[2])
+        self.assertEqual(seen["body"], 8000)
 
     async def test_chunked_upload_reaches_the_backend_chunked(self) -> None:
         await self.start()
