@@ -4,15 +4,20 @@
 ``twistd clbproxy`` does with one process, except that:
 
 - its listeners adopt the listening sockets the supervisor opened (their
-  descriptors and address families are in ``CLBPROXY_WORKER_SOCKETS``); a
-  reload can keep or drop them but never listen anew (the supervisor replaces
-  the workers when a new socket is needed);
+  descriptors and address families are in ``CLBPROXY_WORKER_SOCKETS``);
+- its control channel (descriptor 4, a unix socket) brings the supervisor's
+  reloads: the sockets of the new tap.conf's binds (passed with ``SCM_RIGHTS``),
+  then a line asking for the reload.  The worker applies the file in place, as
+  one process does on SIGHUP (new binds adopt the sockets passed, binds that
+  are gone stop accepting, open sessions go on), closes the sockets it did not
+  take, and answers whether it applied the file;
 - its log events go to the supervisor as JSON records on descriptor 3;
 - its admin API answers the supervisor only, on a private unix socket;
 - it stops (draining, as on SIGTERM) when its stdin closes: the supervisor is gone.
 
-SIGHUP reloads, SIGUSR1 reopens log files, SIGTERM drains and exits, as with
-one process; the supervisor sends them.
+SIGUSR1 reopens log files and SIGTERM drains and exits, as with one process;
+the supervisor sends them.  A SIGHUP sent to a worker itself reloads that
+worker alone, with no new socket.
 """
 
 from __future__ import annotations
@@ -20,18 +25,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
-from twisted.internet import defer
+from twisted.internet import defer, protocol
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
-from twisted.internet.interfaces import IReadDescriptor, IStreamServerEndpoint
-from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
+from twisted.internet.interfaces import (
+    IFileDescriptorReceiver,
+    IReadDescriptor,
+    IStreamServerEndpoint,
+)
+from twisted.logger import (
+    Logger,
+    LogLevel,
+    formatEvent,
+    globalLogBeginner,
+    globalLogPublisher,
+    jsonFileLogObserver,
+)
+from twisted.protocols.basic import LineReceiver
 from twisted.protocols.haproxy import proxyEndpoint
 from zope.interface import implementer
 
 from clbproxy.config import ConfigError, load_config
 from clbproxy.workers import (
+    CONTROL_FD,
     ENV_ACTIONS,
     ENV_ADMIN,
     ENV_SECRET,
@@ -66,6 +85,20 @@ class InheritedSockets:
         self._reactor = reactor
         self._sockets = dict(sockets)
 
+    def offer(self, sockets: dict[str, list[int]]) -> None:
+        """The sockets of a reload's binds, for the listeners it starts."""
+        self.close_unused()
+        self._sockets = dict(sockets)
+
+    def close_unused(self) -> None:
+        """Close the sockets no listener took: a bind that is gone must stop listening."""
+        for fileno, _ in self._sockets.values():
+            try:
+                os.close(fileno)
+            except OSError:
+                pass
+        self._sockets.clear()
+
     def __call__(self, bind: str) -> IStreamServerEndpoint:
         found = self._sockets.pop(bind, None)
         if found is None:
@@ -75,6 +108,71 @@ class InheritedSockets:
         if bind.startswith("haproxy:"):
             return proxyEndpoint(endpoint)
         return endpoint
+
+
+@implementer(IFileDescriptorReceiver)
+class SupervisorControl(LineReceiver):
+    """A worker's end of its control channel (see :class:`clbproxy.workers.ControlChannel`)."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1 << 20
+
+    def __init__(
+        self, sockets: InheritedSockets, reload: Callable[[], defer.Deferred], index: int
+    ) -> None:
+        self._sockets = sockets
+        self._reload = reload
+        self._index = index
+        self._received: list[int] = []
+
+    def fileDescriptorReceived(self, descriptor: int) -> None:
+        self._received.append(descriptor)
+
+    def lineReceived(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+            number, offered = message["reload"], message["sockets"]
+        except (ValueError, TypeError, KeyError):
+            log.error("worker {index}: unreadable control message", index=self._index)
+            return
+        descriptors = self._received[: len(offered)]
+        del self._received[: len(offered)]
+        self._sockets.offer(
+            {bind: [fd, family] for (bind, family), fd in zip(offered, descriptors)}
+        )
+        refusals: list[dict] = []
+
+        def refused(event: dict) -> None:
+            if event.get("log_namespace") == "clbproxy.lifecycle" and event.get("log_level") in (
+                LogLevel.error,
+                LogLevel.critical,
+            ):
+                refusals.append(event)
+
+        globalLogPublisher.addObserver(refused)
+        d = defer.maybeDeferred(self._reload)
+
+        def answer(result) -> None:
+            globalLogPublisher.removeObserver(refused)
+            self._sockets.close_unused()
+            applied = result is True
+            reply: dict = {"reload": number, "applied": applied}
+            if not applied:
+                reply["error"] = _refusal(refusals)
+            if self.transport is not None:
+                self.sendLine(json.dumps(reply).encode("utf-8"))
+
+        d.addBoth(answer)
+
+
+def _refusal(events: list[dict]) -> str:
+    """Why a reload was refused, from the first error it logged."""
+    if not events:
+        return "see its log"
+    text = formatEvent(events[0])
+    for prefix in ("reload refused: ",):
+        text = text[len(prefix) :] if text.startswith(prefix) else text
+    return text.replace("; the running configuration keeps serving", "")
 
 
 @implementer(IReadDescriptor)
@@ -182,8 +280,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     # The supervisor's scrapes are not traffic: no request log lines for them.
     root.getServiceNamed("admin").factory.log = lambda request: None
+    sockets.close_unused()
     root.startService()
     reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
+    control = SupervisorControl(sockets, root.reloader.reload, options.index)
+    reactor.adoptStreamConnection(
+        CONTROL_FD, socket.AF_UNIX, protocol.Factory.forProtocol(lambda: control)
+    )
+    os.close(CONTROL_FD)
     os.set_blocking(0, False)
     watch = ParentWatch(reactor, lambda: _supervisor_gone(reactor, options.index))
     reactor.addReader(watch)

@@ -11,12 +11,16 @@ them.  The supervisor serves no traffic.  It:
   :data:`STABLE_AFTER` seconds; each restart is logged and counted
   (``clbproxy_worker_restarts_total``);
 - on SIGHUP validates tap.conf once (problems are logged once, and the workers
-  keep serving), binds the sockets of new ``bind`` strings, and then either
-  signals every worker to reload in place (same sockets: open connections and
-  WebSocket sessions are kept, as in one process) or, when a new socket is
-  needed (workers cannot adopt a socket after they started) or ``workers``
-  changed, starts a new set of workers with every socket and stops the old set
-  gracefully, like SIGTERM does;
+  keep serving), binds the sockets of new ``bind`` strings and starts new admin
+  and demo ports, then has the workers apply the file in place, as one process
+  does (open connections and WebSocket sessions are kept): it hands each worker
+  the sockets of the new file's binds over its control channel (a unix socket
+  pair, the descriptors passed with ``SCM_RIGHTS``), first to one worker and,
+  once that one applied the file, to the others.  A worker that refuses the
+  file (it keeps serving the previous one) refuses the whole reload while it is
+  the first; later, it is replaced by a worker started with the new file.  The
+  sockets of binds that are gone are closed once every worker answered.  A
+  changed ``workers`` starts or stops the difference;
 - on SIGTERM stops every worker (each drains within ``drain_timeout``) and
   exits when they all have, killing any left ``drain_timeout`` + 5 s later;
 - forwards SIGUSR1 (reopen log files) and reopens its own log file;
@@ -38,6 +42,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from typing import Callable, Optional
@@ -49,6 +54,7 @@ from twisted.application.service import MultiService
 from twisted.internet import defer, error, protocol
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
+from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -73,8 +79,12 @@ ENV_SECRET = "CLBPROXY_WORKER_SECRET"
 ENV_ACTIONS = "CLBPROXY_WORKER_ACTIONS"
 #: The worker's end of its log pipe (JSON events) and of the parent-alive pipe (stdin).
 LOG_FD = 3
+#: The worker's end of its control channel (a unix socket: reloads and their sockets).
+CONTROL_FD = 4
 #: Inherited listening sockets are numbered from here in a worker.
 FIRST_SOCKET_FD = 10
+#: Seconds a worker has to answer a reload before it is replaced.
+RELOAD_TIMEOUT = 30.0
 
 
 def restart_delay(failures: int) -> float:
@@ -146,6 +156,56 @@ def open_socket(reactor, bind: str) -> Socket:
     return Socket(bind, result)
 
 
+class ControlChannel(LineReceiver):
+    """The supervisor's end of a worker's control channel.
+
+    A reload is one JSON line, ``{"reload": n, "sockets": [[bind, family], ...]}``,
+    after the descriptors of those sockets (``SCM_RIGHTS``, in the same order);
+    the worker answers ``{"reload": n, "applied": bool, "error": str}`` once it
+    applied the file or refused it.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1 << 20
+
+    def __init__(self) -> None:
+        self._number = 0
+        self._waiting: dict[int, defer.Deferred] = {}
+
+    def reload(self, sockets: list[Socket]) -> defer.Deferred:
+        """Ask the worker to reload with ``sockets``; fires with its answer (a dict).
+
+        An answer has ``lost`` set when the worker ended before it answered.
+        """
+        if not self.connected or self.transport is None:
+            return defer.succeed({"applied": False, "lost": True, "error": "the worker ended"})
+        self._number += 1
+        answered = defer.Deferred()
+        self._waiting[self._number] = answered
+        for sock in sockets:
+            self.transport.sendFileDescriptor(sock.fileno)
+        message = {"reload": self._number, "sockets": [[s.bind, s.family] for s in sockets]}
+        self.sendLine(json.dumps(message).encode("utf-8"))
+        return answered
+
+    def lineReceived(self, line: bytes) -> None:
+        try:
+            answer = json.loads(line)
+            number = answer["reload"]
+        except (ValueError, TypeError, KeyError):
+            return
+        answered = self._waiting.pop(number, None)
+        if answered is not None and not answered.called:
+            answered.callback(answer)
+
+    def connectionLost(self, reason=None) -> None:
+        self.connected = False
+        waiting, self._waiting = self._waiting, {}
+        for answered in waiting.values():
+            if not answered.called:
+                answered.callback({"applied": False, "lost": True, "error": "the worker ended"})
+
+
 class WorkerProcess(protocol.ProcessProtocol):
     """One worker: relays its log events and tells the supervisor when it ends."""
 
@@ -155,9 +215,10 @@ class WorkerProcess(protocol.ProcessProtocol):
         self.generation = generation
         self.started = started
         self.pid: Optional[int] = None
-        #: Set when the supervisor stops it on purpose (stop, or a new generation).
+        #: Set when the supervisor stops it on purpose (stop, replaced, or past ``workers``).
         self.retiring = False
         self.ended = defer.Deferred()
+        self.control = ControlChannel()
         self._buffer = b""
 
     @property
@@ -204,6 +265,25 @@ class WorkerProcess(protocol.ProcessProtocol):
             except error.ProcessExitedAlready:
                 pass
 
+    def reload(self, sockets: list[Socket]) -> defer.Deferred:
+        """Have this worker apply tap.conf with ``sockets``; fires with its answer.
+
+        No answer within :data:`RELOAD_TIMEOUT` seconds is a refusal with
+        ``timeout`` set.
+        """
+        answered = self.control.reload(sockets)
+        result = defer.Deferred()
+        answered.addCallback(lambda answer: None if result.called else result.callback(answer))
+
+        def too_late() -> None:
+            if not result.called:
+                error = f"no answer within {RELOAD_TIMEOUT:g} s"
+                result.callback({"applied": False, "timeout": True, "error": error})
+
+        timer = self.supervisor.reactor.callLater(RELOAD_TIMEOUT, too_late)
+        result.addBoth(lambda answer: (timer.cancel() if timer.active() else None, answer)[1])
+        return result
+
     def processEnded(self, reason: Failure) -> None:
         if self._buffer:
             self._publish(self._buffer)
@@ -247,6 +327,11 @@ class Supervisor(MultiService):
         self.runtime_dir = ""
         self._pending: dict[int, object] = {}
         self._retired: list[WorkerProcess] = []
+        #: Sockets a reload under way opened: workers started meanwhile get them too.
+        self._opening: dict[str, Socket] = {}
+        self._reloading = False
+        #: Callers of SIGHUPs that came during a reload: one more reload answers them.
+        self._queued: list[defer.Deferred] = []
         #: Runtime actions on target groups no reload changed since, for workers started later.
         self._actions: list[dict] = []
         self._previous_handlers: dict[int, object] = {}
@@ -321,9 +406,17 @@ class Supervisor(MultiService):
         if self.stopping or index in self.workers:
             return
         worker = WorkerProcess(self, index, self.generation, self.reactor.seconds())
-        child_fds: dict[int, object] = {0: "w", 1: 1, 2: 2, LOG_FD: "r"}
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        child_fds: dict[int, object] = {
+            0: "w",
+            1: 1,
+            2: 2,
+            LOG_FD: "r",
+            CONTROL_FD: theirs.fileno(),
+        }
         inherited = {}
-        for number, (bind, sock) in enumerate(sorted(self.sockets.items())):
+        offered = {**self.sockets, **self._opening}
+        for number, (bind, sock) in enumerate(sorted(offered.items())):
             child_fds[FIRST_SOCKET_FD + number] = sock.fileno
             inherited[bind] = [FIRST_SOCKET_FD + number, int(sock.family)]
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -340,7 +433,15 @@ class Supervisor(MultiService):
         }
         args = [*self.command, "--config", self._worker_config_path, "--index", str(index)]
         self.workers[index] = worker
-        self.reactor.spawnProcess(worker, args[0], args, env=env, childFDs=child_fds)
+        try:
+            self.reactor.spawnProcess(worker, args[0], args, env=env, childFDs=child_fds)
+        finally:
+            theirs.close()
+        try:
+            control = protocol.Factory.forProtocol(lambda: worker.control)
+            self.reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, control)
+        finally:
+            ours.close()
         log.info("supervisor: worker {index} started (pid {pid})", index=index, pid=worker.pid)
 
     def worker_ended(self, worker: WorkerProcess, reason: Failure) -> None:
@@ -443,8 +544,38 @@ class Supervisor(MultiService):
         for worker in self.workers.values():
             worker.signal(signal.SIGUSR1)
 
-    def reload(self) -> bool:
-        """SIGHUP: validate tap.conf once, then reload the workers in place or replace them."""
+    def reload(self) -> defer.Deferred:
+        """SIGHUP: validate tap.conf once, bind its new sockets, have every worker apply it.
+
+        Fires True when the file was applied.  A SIGHUP that comes during a
+        reload reads the file once more when that reload is done.
+        """
+        if self._reloading:
+            queued = defer.Deferred()
+            self._queued.append(queued)
+            return queued
+        self._reloading = True
+        d = defer.maybeDeferred(self._reload)
+
+        def failed(failure: Failure) -> bool:
+            log.failure("reload failed", failure)
+            return False
+
+        def done(applied: bool) -> bool:
+            self._reloading = False
+            self._reloaded(applied)
+            waiting, self._queued = self._queued, []
+            if waiting:
+                again = self.reload()
+                for queued in waiting:
+                    again.addCallback(lambda result, q=queued: (q.callback(result), result)[1])
+            return applied
+
+        d.addErrback(failed)
+        d.addCallback(done)
+        return d
+
+    def _reload(self) -> defer.Deferred:
         log.info("supervisor: reloading {path}", path=self.config_path)
         try:
             config = load_config(self.config_path)
@@ -455,9 +586,8 @@ class Supervisor(MultiService):
                 "reload refused: {count} problem(s); the workers keep serving",
                 count=len(problems.problems),
             )
-            self._reloaded(False)
-            return False
-        opened = {}
+            return defer.succeed(False)
+        opened: dict[str, Socket] = {}
         for listener in config.listeners:
             if listener.bind in self.sockets or listener.bind in opened:
                 continue
@@ -466,31 +596,91 @@ class Supervisor(MultiService):
             except Exception as failure:
                 from clbproxy.lifecycle import _listen_error
 
-                for sock in opened.values():
-                    sock.port.stopListening()
+                _close(opened)
                 log.error(
                     "reload refused: listener:{listener}: {error}; the workers keep serving",
                     listener=listener.name,
                     error=_listen_error(failure),
                 )
-                self._reloaded(False)
-                return False
+                return defer.succeed(False)
         try:
             _prepare_certificates(config)
             check_access_logs(config)
             side_started, side_stopped, retune_admin = self._start_side_services(config)
         except (SystemExit, AccessLogError) as failure:
-            for sock in opened.values():
-                sock.port.stopListening()
+            _close(opened)
             reason = failure.code if isinstance(failure, SystemExit) else failure
             log.error("reload refused: {error}; the workers keep serving", error=str(reason))
-            self._reloaded(False)
-            return False
+            return defer.succeed(False)
+        binds = list(dict.fromkeys(listener.bind for listener in config.listeners))
+        offered = [self.sockets.get(bind) or opened[bind] for bind in binds]
+        staying = [w for index, w in sorted(self.workers.items()) if index <= config.workers]
+        self._opening = opened
+
+        @defer.inlineCallbacks
+        def first_worker():
+            """The first worker that answers decides: refused, nothing else changes."""
+            while staying:
+                worker = staying.pop(0)
+                answer = yield worker.reload(offered)
+                if answer.get("applied"):
+                    return None
+                if answer.get("timeout"):
+                    self._replace(worker, answer.get("error"))
+                elif not answer.get("lost"):
+                    return worker, answer.get("error") or "see its log"
+            return None
+
+        def decided(refusal) -> defer.Deferred:
+            self._opening = {}
+            if self.stopping:
+                for service in side_started:
+                    service.stopService()
+                _close(opened)
+                return defer.succeed(False)
+            if refusal is not None:
+                worker, reason = refusal
+                for service in side_started:
+                    service.stopService()
+                _close(opened)
+                log.error(
+                    "reload refused: worker {index} cannot apply it: {error}; "
+                    "the workers keep serving",
+                    index=worker.index,
+                    error=reason,
+                )
+                return defer.succeed(False)
+            removed = self._commit(config, opened, side_started, side_stopped, retune_admin)
+            self._resize(config.workers)
+            finished = defer.gatherResults([worker.reload(offered) for worker in staying])
+
+            def all_answered(answers: list) -> bool:
+                for worker, answer in zip(staying, answers):
+                    if not answer.get("applied") and not answer.get("lost"):
+                        self._replace(worker, answer.get("error") or "see its log")
+                # Every worker has let go of these now (or is being replaced).
+                _close(removed)
+                log.info(
+                    "supervisor: {count} worker(s) reloaded in place, {added} new socket(s), "
+                    "{removed} closed",
+                    count=len(self.workers),
+                    added=len(opened),
+                    removed=len(removed),
+                )
+                return True
+
+            finished.addCallback(all_answered)
+            return finished
+
+        d = first_worker()
+        d.addCallback(decided)
+        return d
+
+    def _commit(self, config, opened, side_started, side_stopped, retune_admin) -> dict:
+        """Make ``config`` the group's; returns the sockets of binds that are gone."""
         binds = {listener.bind for listener in config.listeners}
-        for bind in [bind for bind in self.sockets if bind not in binds]:
-            self.sockets.pop(bind).port.stopListening()
+        removed = {bind: self.sockets.pop(bind) for bind in list(self.sockets) if bind not in binds}
         self.sockets.update(opened)
-        replace = bool(opened) or config.workers != self.config.workers
         retune_admin()
         for service in side_stopped:
             d = defer.maybeDeferred(self.removeService, service)
@@ -510,30 +700,47 @@ class Supervisor(MultiService):
         self.config = config
         for warning in config.warnings:
             log.warn("config: {warning}", warning=warning)
-        if replace:
-            old = list(self.workers.values())
-            log.info(
-                "supervisor: {why}: starting {count} new worker(s), old ones drain",
-                why="new listening sockets" if opened else "the number of workers changed",
-                count=config.workers,
-            )
-            for worker in old:
-                worker.retiring = True
-                self._retired.append(worker)
-            self.workers.clear()
-            for call in self._pending.values():
+        return removed
+
+    def _replace(self, worker: WorkerProcess, reason: str) -> None:
+        """Stop ``worker`` gracefully (it did not apply the group's tap.conf) and start another."""
+        if self.workers.get(worker.index) is not worker:
+            return
+        log.error(
+            "supervisor: worker {index} (pid {pid}) did not apply tap.conf: {error}; replacing it",
+            index=worker.index,
+            pid=worker.pid,
+            error=reason,
+        )
+        self._retire(worker)
+        # A new generation: the old worker's admin socket is removed when it exits.
+        self.generation += 1
+        self._spawn(worker.index)
+
+    def _retire(self, worker: WorkerProcess) -> None:
+        worker.retiring = True
+        self._retired.append(worker)
+        del self.workers[worker.index]
+        worker.signal(signal.SIGTERM)
+
+    def _resize(self, count: int) -> None:
+        """Stop the workers past ``count`` gracefully and start the missing ones."""
+        for index, call in list(self._pending.items()):
+            if index > count:
+                del self._pending[index]
                 if call.active():
                     call.cancel()
-            self._pending.clear()
-            self._start_generation()
-            for worker in old:
-                worker.signal(signal.SIGTERM)
-        else:
-            log.info("supervisor: reloading {count} worker(s) in place", count=len(self.workers))
-            for worker in self.workers.values():
-                worker.signal(signal.SIGHUP)
-        self._reloaded(True)
-        return True
+        for index in sorted(self.workers):
+            if index > count:
+                self._retire(self.workers[index])
+        missing = [
+            i for i in range(1, count + 1) if i not in self.workers and i not in self._pending
+        ]
+        if missing:
+            log.info("supervisor: starting {count} more worker(s)", count=len(missing))
+            self.generation += 1
+            for index in missing:
+                self._spawn(index)
 
     def demo_services(self) -> list:
         return [child for child in self if child.name and child.name.startswith("demo:")]
@@ -574,6 +781,11 @@ class Supervisor(MultiService):
         from clbproxy.metrics import Metrics
 
         Metrics.count_reload(self.reloads, applied)
+
+
+def _close(sockets: dict[str, Socket]) -> None:
+    for sock in sockets.values():
+        sock.port.stopListening()
 
 
 def _prepare_certificates(config: Config) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import socket
 
 import attrs
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import error, task
+from twisted.internet import defer, error, task
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
@@ -21,8 +25,9 @@ from clbproxy.config import (
     PersistenceConfig,
     RuleConfig,
     TargetGroupConfig,
+    load_config,
 )
-from clbproxy.workers import Supervisor, restart_delay, worker_config
+from clbproxy.workers import RELOAD_TIMEOUT, Socket, Supervisor, restart_delay, worker_config
 
 
 def config(workers: int = 2, **options) -> Config:
@@ -64,6 +69,23 @@ class ProcessClock(task.Clock):
         self.spawned.append((protocol, args, env, childFDs))
         protocol.makeConnection(transport)
         return transport
+
+    def adoptStreamConnection(self, fileno, family, factory):
+        """The supervisor's end of a worker's control channel, in memory."""
+        control = factory.buildProtocol(None)
+        control.makeConnection(ControlTransport())
+        self.spawned[-1][0].fake_control = control
+
+
+class ControlTransport(StringTransport):
+    """A unix socket's transport that records the descriptors it is asked to send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.descriptors: list[int] = []
+
+    def sendFileDescriptor(self, fileno: int) -> None:
+        self.descriptors.append(fileno)
 
 
 def killed() -> Failure:
@@ -383,3 +405,287 @@ class MakeServiceTests(unittest.TestCase):
 
         self.assertIsInstance(makeService(self.options(3)), Supervisor)
         self.assertIsInstance(makeService(self.options(1)), ProxyService)
+
+
+TAP = """\
+workers = {workers}
+[[listener]]
+name = "web"
+bind = "tcp:0:interface=127.0.0.1"
+{rule}
+  [[listener.rule]]
+  target_group = "g"
+{other}
+[target_group.g]
+backends = ["127.0.0.1:9"]
+"""
+
+OTHER = """
+[[listener]]
+name = "other"
+bind = "tcp:1:interface=127.0.0.1"
+  [[listener.rule]]
+  target_group = "g"
+"""
+
+FIXED = """
+  [[listener.rule]]
+  path = "= /fixed"
+  fixed_response = { status = 200, body = "fixed" }
+"""
+
+
+class FakeListeningPort:
+    """A listening socket the supervisor opened (its descriptor is all a worker needs)."""
+
+    def __init__(self, fileno: int) -> None:
+        self._fileno = fileno
+        self.socket = socket.socket()
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self._fileno
+
+    def stopListening(self) -> None:
+        self.closed = True
+        self.socket.close()
+
+
+class ReloadTests(unittest.TestCase):
+    """The supervisor's side of a reload, with workers answering on in-memory channels."""
+
+    def supervisor(self, other: str = "") -> tuple[Supervisor, ProcessClock]:
+        self.path = self.mktemp()
+        self.write(other=other)
+        clock = ProcessClock()
+        events: list = []
+        supervisor = Supervisor(load_config(self.path), clock, publisher=events.append)
+        supervisor.signals = False
+        self.events = events
+        observer = events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        # What privilegedStartService binds, without sockets.
+        self.ports = {}
+        for number, listener in enumerate(supervisor.config.listeners):
+            port = FakeListeningPort(50 + number)
+            self.ports[listener.bind] = port
+            supervisor.sockets[listener.bind] = Socket(listener.bind, port)
+            self.addCleanup(port.socket.close)
+        supervisor.startService()
+        self.addCleanup(shutil.rmtree, supervisor.runtime_dir, True)
+        return supervisor, clock
+
+    def write(self, workers: int = 2, rule: str = "", other: str = "") -> None:
+        with open(self.path, "w") as f:
+            f.write(TAP.format(workers=workers, rule=rule, other=other))
+
+    def asked(self, worker) -> list:
+        """The reloads a worker was asked for: (descriptors passed, message)."""
+        transport = worker.fake_control.transport
+        lines = [json.loads(line) for line in transport.value().splitlines()]
+        return [(transport.descriptors, line) for line in lines]
+
+    def answer(self, worker, number: int, applied: bool, error: str = "") -> None:
+        reply = {"reload": number, "applied": applied, "error": error}
+        worker.fake_control.dataReceived(json.dumps(reply).encode() + b"\n")
+
+    def reloads(self, supervisor, result: str) -> float:
+        return supervisor.registry.get_sample_value(
+            "clbproxy_config_reloads_total", {"result": result}
+        )
+
+    def errors(self) -> list[str]:
+        return [
+            formatEvent(e)
+            for e in self.events
+            if e.get("log_level") == LogLevel.error and e.get("log_namespace") == "clbproxy.workers"
+        ]
+
+    def test_each_worker_is_sent_every_bind_s_socket_with_its_descriptor(self):
+        supervisor, _ = self.supervisor(other=OTHER)
+        first = supervisor.workers[1]
+        self.write(rule=FIXED, other=OTHER)
+
+        supervisor.reload()
+
+        [(descriptors, message)] = self.asked(first)
+        self.assertEqual(descriptors, [50, 51])
+        self.assertEqual(
+            message["sockets"],
+            [
+                ["tcp:0:interface=127.0.0.1", socket.AF_INET],
+                ["tcp:1:interface=127.0.0.1", socket.AF_INET],
+            ],
+        )
+
+    def test_the_other_workers_are_asked_once_the_first_applied_the_file(self):
+        supervisor, _ = self.supervisor()
+        first, second = supervisor.workers[1], supervisor.workers[2]
+        self.write(rule=FIXED)
+
+        result = supervisor.reload()
+        self.assertEqual(self.asked(second), [])
+        self.answer(first, 1, True)
+        self.assertEqual(len(self.asked(second)), 1)
+        self.assertNoResult(result)
+        self.answer(second, 1, True)
+
+        self.assertIs(self.successResultOf(result), True)
+        self.assertEqual(self.reloads(supervisor, "success"), 1)
+        self.assertEqual([first.transport.signals, second.transport.signals], [[], []])
+
+    def test_a_refusal_by_the_first_worker_refuses_the_reload_with_one_line(self):
+        supervisor, _ = self.supervisor()
+        first, second = supervisor.workers[1], supervisor.workers[2]
+        self.write(rule=FIXED)
+
+        result = supervisor.reload()
+        self.answer(first, 1, False, "listener:web: certificate.pem: no such file")
+
+        self.assertIs(self.successResultOf(result), False)
+        self.assertEqual(self.asked(second), [])
+        self.assertEqual(
+            self.errors(),
+            [
+                "reload refused: worker 1 cannot apply it: listener:web: certificate.pem: "
+                "no such file; the workers keep serving"
+            ],
+        )
+        self.assertEqual(self.reloads(supervisor, "failure"), 1)
+        self.assertEqual(len(supervisor.config.listeners[0].rules), 1)
+
+    def test_a_later_worker_that_refuses_is_replaced_by_one_with_the_new_file(self):
+        supervisor, clock = self.supervisor()
+        first, second = supervisor.workers[1], supervisor.workers[2]
+        self.write(rule=FIXED)
+
+        result = supervisor.reload()
+        self.answer(first, 1, True)
+        self.answer(second, 1, False, "it could not")
+
+        self.assertIs(self.successResultOf(result), True)
+        self.assertEqual(second.transport.signals, [signal.SIGTERM])
+        self.assertEqual(len(clock.spawned), 3)
+        self.assertIsNot(supervisor.workers[2], second)
+        self.assertIn("did not apply tap.conf: it could not; replacing it", self.errors()[0])
+
+    def test_a_worker_that_does_not_answer_is_replaced_and_the_next_one_decides(self):
+        supervisor, clock = self.supervisor()
+        first, second = supervisor.workers[1], supervisor.workers[2]
+        self.write(rule=FIXED)
+
+        result = supervisor.reload()
+        clock.advance(RELOAD_TIMEOUT)
+        self.assertEqual(first.transport.signals, [signal.SIGTERM])
+        self.answer(second, 1, True)
+
+        self.assertIs(self.successResultOf(result), True)
+        self.assertEqual(len(clock.spawned), 3)
+
+    def test_a_bind_that_is_gone_is_closed_once_every_worker_answered(self):
+        supervisor, _ = self.supervisor(other=OTHER)
+        first, second = supervisor.workers[1], supervisor.workers[2]
+        gone = self.ports["tcp:1:interface=127.0.0.1"]
+        self.write()
+
+        supervisor.reload()
+        self.answer(first, 1, True)
+        self.assertFalse(gone.closed)
+        self.answer(second, 1, True)
+
+        self.assertTrue(gone.closed)
+        self.assertFalse(self.ports["tcp:0:interface=127.0.0.1"].closed)
+
+    def test_a_worker_that_ends_during_a_reload_does_not_hold_it_up(self):
+        supervisor, _ = self.supervisor()
+        first, second = supervisor.workers[1], supervisor.workers[2]
+        self.write(rule=FIXED)
+
+        result = supervisor.reload()
+        first.fake_control.connectionLost(None)
+        self.answer(second, 1, True)
+
+        self.assertIs(self.successResultOf(result), True)
+
+    def test_fewer_workers_stop_the_extra_ones_and_more_start_new_ones(self):
+        supervisor, clock = self.supervisor()
+        first, second = supervisor.workers[1], supervisor.workers[2]
+        self.write(workers=1)
+        result = supervisor.reload()
+        self.answer(first, 1, True)
+        self.assertIs(self.successResultOf(result), True)
+        self.assertEqual(self.asked(second), [])
+        self.assertEqual(second.transport.signals, [signal.SIGTERM])
+        self.assertEqual(sorted(supervisor.workers), [1])
+
+        self.write(workers=3)
+        result = supervisor.reload()
+        self.answer(first, 2, True)
+        self.assertIs(self.successResultOf(result), True)
+        self.assertEqual(sorted(supervisor.workers), [1, 2, 3])
+        self.assertEqual(len(clock.spawned), 4)
+        self.assertEqual(first.transport.signals, [])
+
+
+class SupervisorControlTests(unittest.TestCase):
+    """A worker's end of the control channel."""
+
+    def control(self, reload):
+        from clbproxy.worker import InheritedSockets, SupervisorControl
+
+        self.inherited = InheritedSockets(None, {})
+        control = SupervisorControl(self.inherited, reload, 1)
+        control.makeConnection(StringTransport())
+        return control
+
+    def descriptor(self) -> int:
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        return os.dup(sock.fileno())
+
+    def send(self, control, sockets: list) -> None:
+        for _, fd in sockets:
+            control.fileDescriptorReceived(fd)
+        message = {"reload": 7, "sockets": [[bind, socket.AF_INET] for bind, _ in sockets]}
+        control.dataReceived(json.dumps(message).encode() + b"\n")
+
+    def test_new_binds_adopt_the_sockets_passed_and_the_rest_are_closed(self):
+        from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+
+        endpoints = []
+
+        def reload():
+            endpoints.append(self.inherited("tcp:2"))
+            return defer.succeed(True)
+
+        control = self.control(reload)
+        taken, kept = self.descriptor(), self.descriptor()
+        self.send(control, [("tcp:1", kept), ("tcp:2", taken)])
+
+        self.assertIsInstance(endpoints[0], AdoptedStreamServerEndpoint)
+        self.assertEqual(json.loads(control.transport.value()), {"reload": 7, "applied": True})
+        # The listener kept its own socket: the copy sent for it is closed.
+        self.assertRaises(OSError, os.fstat, kept)
+        os.close(taken)
+
+    def test_a_refused_reload_is_answered_with_its_reason(self):
+        from clbproxy.lifecycle import log as lifecycle_log
+
+        def reload():
+            lifecycle_log.error(
+                "reload refused: {service}: {error}; the running configuration keeps serving",
+                service="listener:web",
+                error="cannot listen",
+            )
+            return defer.succeed(False)
+
+        control = self.control(reload)
+        unused = self.descriptor()
+        self.send(control, [("tcp:3", unused)])
+
+        self.assertEqual(
+            json.loads(control.transport.value()),
+            {"reload": 7, "applied": False, "error": "listener:web: cannot listen"},
+        )
+        self.assertRaises(OSError, os.fstat, unused)

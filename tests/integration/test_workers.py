@@ -54,6 +54,7 @@ SECOND_LISTENER = """
 [[listener]]
 name = "second"
 bind = "tcp:{second}:interface=127.0.0.1"
+max_connections = 1
   [[listener.rule]]
   target_group = "pool"
 """
@@ -294,23 +295,133 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual((yield group.echo(client, b"fine")), b"fine")
 
     @defer.inlineCallbacks
-    def test_a_reload_with_a_new_socket_replaces_the_workers(self):
+    def sessions_per_worker(self, group):
+        return [(w["up"], w["sessions"]) for w in (yield group.status())["workers"]]
+
+    @defer.inlineCallbacks
+    def test_a_reload_adding_a_listener_keeps_sessions_and_every_worker_serves_it(self):
         group = yield self.group()
-        old = {w["pid"] for w in (yield group.status())["workers"]}
+        sessions = [(yield group.session()), (yield group.session())]
+        pids = {w["pid"] for w in (yield group.status())["workers"]}
         group.write(group.backend_port, listeners=SECOND_LISTENER)
 
         os.kill(group.process.pid, signal.SIGHUP)
-        yield group.wait_for(lambda: group.log().count(" serving (pid ") >= 4)
-        yield group.wait_for(lambda: group.log().count("exited with status 0") >= 2)
+        yield group.wait_for(lambda: group.log().count("1 listener(s) kept, 1 started") == 2)
+        yield group.wait_for(lambda: "supervisor: 2 worker(s) reloaded in place" in group.log())
 
-        client = yield group.session(group.second)
-        self.assertEqual((yield group.echo(client, b"new socket")), b"new socket")
-        client = yield group.session(group.port)
+        for client in sessions:
+            self.assertEqual((yield group.echo(client, b"kept")), b"kept")
+        # One connection per worker on "second" too: the second one must go to the other.
+        new = [(yield group.session(group.second)), (yield group.session(group.second))]
+        self.assertEqual((yield self.sessions_per_worker(group)), [(True, 2), (True, 2)])
+        for client in new:
+            self.assertEqual((yield group.echo(client, b"new port")), b"new port")
         status = yield group.status()
-        self.assertFalse(old & {w["pid"] for w in status["workers"]})
+        self.assertEqual({w["pid"] for w in status["workers"]}, pids)
         self.assertEqual([listener["name"] for listener in status["listeners"]], ["web", "second"])
-        self.assertNotIn("the supervisor is gone", group.log())
-        self.assertNotIn("exited with status 1", group.log())
+        metrics = yield group.metrics()
+        self.assertEqual(sample(metrics, "clbproxy_config_reloads_total", result="success"), 1)
+        self.assertNotIn("exited with status", group.log())
+
+    @defer.inlineCallbacks
+    def test_a_worker_restarted_after_a_reload_gets_the_new_listener_socket(self):
+        group = yield self.group()
+        group.write(group.backend_port, listeners=SECOND_LISTENER)
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: "supervisor: 2 worker(s) reloaded in place" in group.log())
+        victim = (yield group.status())["workers"][0]["pid"]
+
+        os.kill(victim, signal.SIGKILL)
+        yield group.wait_for(lambda: group.log().count(" serving (pid ") >= 3)
+
+        yield group.session(group.second)
+        yield group.session(group.second)
+        self.assertEqual((yield self.sessions_per_worker(group)), [(True, 1), (True, 1)])
+        self.assertNotIn("not opened by the supervisor", group.log())
+
+    @defer.inlineCallbacks
+    def test_a_reload_removing_another_listener_keeps_sessions_and_closes_its_port(self):
+        group = yield self.group(listeners=SECOND_LISTENER)
+        sessions = [(yield group.session()), (yield group.session())]
+        sessions.append((yield group.session(group.second)))
+        group.write(group.backend_port)
+
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: "supervisor: 2 worker(s) reloaded in place" in group.log())
+
+        self.assertEqual(group.log().count("1 listener(s) kept, 0 started, 1 stopped"), 2)
+        for client in sessions:
+            self.assertEqual((yield group.echo(client, b"kept")), b"kept")
+        attempt = TCP4ClientEndpoint(reactor, "127.0.0.1", group.second).connect(Factory())
+        yield self.assertFailure(attempt, ConnectionRefusedError)
+        self.assertIn("1 closed", group.log())
+
+    @defer.inlineCallbacks
+    def test_a_reload_changing_a_bind_keeps_the_sessions_on_the_old_one(self):
+        group = yield self.group()
+        sessions = [(yield group.session()), (yield group.session())]
+        old_port, group.port = group.port, free_port()
+        group.write(group.backend_port)
+
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: "supervisor: 2 worker(s) reloaded in place" in group.log())
+
+        self.assertEqual(group.log().count("0 listener(s) kept, 1 started, 1 stopped"), 2)
+        for client in sessions:
+            self.assertEqual((yield group.echo(client, b"kept")), b"kept")
+        yield group.session(group.port)
+        attempt = TCP4ClientEndpoint(reactor, "127.0.0.1", old_port).connect(Factory())
+        yield self.assertFailure(attempt, ConnectionRefusedError)
+
+    @defer.inlineCallbacks
+    def test_a_reload_with_a_port_in_use_keeps_everything_and_logs_one_line(self):
+        import socket
+
+        group = yield self.group()
+        client = yield group.session()
+        pids = {w["pid"] for w in (yield group.status())["workers"]}
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        group.second = taken.getsockname()[1]
+        group.write(group.backend_port, listeners=SECOND_LISTENER)
+
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: "reload refused" in group.log())
+
+        refusals = [line for line in group.log().splitlines() if "reload refused" in line]
+        self.assertEqual(len(refusals), 1, group.log())
+        self.assertIn(
+            f"reload refused: listener:second: cannot listen on 127.0.0.1:{group.second}: "
+            "Address already in use; the workers keep serving",
+            refusals[0],
+        )
+        self.assertNotIn("reloaded", group.log())
+        self.assertEqual((yield group.echo(client, b"still")), b"still")
+        status = yield group.status()
+        self.assertEqual({w["pid"] for w in status["workers"]}, pids)
+        self.assertEqual([listener["name"] for listener in status["listeners"]], ["web"])
+        metrics = yield group.metrics()
+        self.assertEqual(sample(metrics, "clbproxy_config_reloads_total", result="failure"), 1)
+
+    @defer.inlineCallbacks
+    def test_a_reload_with_fewer_workers_stops_the_extra_one_only(self):
+        group = yield self.group()
+        first = yield group.session()
+        second = yield group.session()
+        group.write(group.backend_port, workers=1)
+
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: "exited with status 0" in group.log())
+
+        closed = yield defer.DeferredList([first.closed, second.closed], fireOnOneCallback=True)
+        wasClean, code, _ = closed[0]
+        self.assertEqual((wasClean, code), (True, 1001))
+        survivor = second if first.closed.called else first
+        self.assertEqual((yield group.echo(survivor, b"kept")), b"kept")
+        status = yield group.status()
+        self.assertEqual([w["index"] for w in status["workers"]], [1])
 
     @defer.inlineCallbacks
     def test_sigterm_drains_every_worker_and_exits(self):
