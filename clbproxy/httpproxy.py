@@ -66,7 +66,7 @@ from clbproxy.forwarding import (
     forwarded_headers,
     hop_by_hop_names,
 )
-from clbproxy.httpserver import BodyTooLarge, RequestBody
+from clbproxy.httpserver import BodyTooLarge, RequestBody, origin_form
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.trailers import (
     FORBIDDEN,
@@ -171,17 +171,6 @@ def _last(headers: Headers, name: bytes) -> Optional[str]:
 
 def _named_in(name: bytes, names: Iterable[str]) -> bool:
     return name.decode("latin-1").lower() in names
-
-
-def origin_form(uri: bytes) -> Optional[bytes]:
-    """The path and query of a request target (origin- or absolute-form), else None."""
-    if uri.startswith(b"/"):
-        return uri
-    parts = urlsplit(uri)
-    if parts.scheme and parts.netloc:
-        path = parts.path or b"/"
-        return path + b"?" + parts.query if parts.query else path
-    return None
 
 
 def request_info(request: Request, target: bytes) -> RequestInfo:

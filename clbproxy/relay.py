@@ -501,7 +501,7 @@ def _accept_backend_deflate(response):
 def request_target(uri: str) -> str:
     """Path and query of a request target, also when it is in absolute form.
 
-    The same reading as the HTTP forwarder's (:func:`clbproxy.httpproxy.origin_form`);
+    The same reading as the HTTP forwarder's (:func:`clbproxy.httpserver.origin_form`);
     other forms are routed as they are.
     """
     target = origin_form(uri.encode("latin-1"))
