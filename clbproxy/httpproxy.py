@@ -65,6 +65,7 @@ from clbproxy.forwarding import (
     TrustedProxies,
     forwarded_headers,
     hop_by_hop_names,
+    is_hop_by_hop,
 )
 from clbproxy.httpserver import BodyTooLarge, RequestBody, origin_form
 from clbproxy.tls import BackendConnector, client_certificate_headers
@@ -73,6 +74,7 @@ from clbproxy.trailers import (
     TrailerClientProtocol,
     accepts_trailers,
     forwardable,
+    response_connection,
     response_trailers,
 )
 
@@ -169,8 +171,16 @@ def _last(headers: Headers, name: bytes) -> Optional[str]:
     return values[-1].decode("latin-1") if values else None
 
 
-def _named_in(name: bytes, names: Iterable[str]) -> bool:
-    return name.decode("latin-1").lower() in names
+def _dropped(name: bytes, hop: frozenset[str]) -> bool:
+    return is_hop_by_hop(name.decode("latin-1"), hop)
+
+
+def response_hop_by_hop(response: IResponse) -> frozenset[str]:
+    """The hop-by-hop header names of a backend response, with those its ``Connection`` names."""
+    connection = response_connection(response) + list(
+        response.headers.getRawHeaders(b"connection", ())
+    )
+    return hop_by_hop_names(_texts(connection))
 
 
 def request_info(request: Request, target: bytes) -> RequestInfo:
@@ -247,7 +257,7 @@ def backend_request_headers(
         if announced is not None:
             headers.setRawHeaders(b"Trailer", [announced])
     for name, values in client.getAllRawHeaders():
-        if not _named_in(name, skip):
+        if not _dropped(name, skip):
             headers.setRawHeaders(name, list(values))
     for name, value in client_certificate_headers(request.channel.transport):
         headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
@@ -292,18 +302,19 @@ def copy_response_headers(response: IResponse, request: Request) -> None:
     is set explicitly (so it is not chunked), otherwise HTTP/1.1 clients get
     chunked encoding.  The backend's ``Trailer`` header is kept (without the
     names never forwarded) only when that chunked response can carry trailers.
-    Twisted's HTTP client keeps the connection-control headers (Connection,
-    Keep-Alive, Transfer-Encoding, Content-Length except for HEAD, ...) out of
-    ``response.headers``, so the body length comes from ``response.length``,
-    and headers a backend names in ``Connection`` cannot be seen (nor removed)
-    here.
+    Hop-by-hop headers never reach the client: those the backend's
+    ``Connection`` names (read from the connection headers
+    :class:`clbproxy.trailers.TrailerClientProtocol` keeps, as Twisted's client
+    leaves ``Connection`` out of ``response.headers``), ``Keep-Alive``, ``TE``,
+    ``Trailer``, ``Upgrade``, ``Transfer-Encoding``, ``Proxy-*``; the body length
+    comes from ``response.length``.
     """
     request.setResponseCode(response.code, response.phrase)
     request.defaultContentType = None
     backend = response.headers
-    hop = hop_by_hop_names(_texts(backend.getRawHeaders(b"connection")))
+    hop = response_hop_by_hop(response)
     for name, values in backend.getAllRawHeaders():
-        if name.lower() == b"content-length" or _named_in(name, hop):
+        if name.lower() == b"content-length" or _dropped(name, hop):
             continue
         request.responseHeaders.setRawHeaders(name, list(values))
     if request.method == b"HEAD":
@@ -594,7 +605,7 @@ class _Exchange:
         if response is None or not fields or not hasattr(self._request, "response_trailers"):
             return
         if response_carries_trailers(response, self._request):
-            hop = hop_by_hop_names(_texts(response.headers.getRawHeaders(b"connection")))
+            hop = response_hop_by_hop(response)
             self._request.response_trailers = forwardable(fields, hop)
         else:
             log.debug("Trailers of a response that is not chunked to the client are dropped")
