@@ -110,7 +110,7 @@ def request_host(
     if len(hosts) > 1:
         raise BadHost("more than one Host header (RFC 9112 3.2)")
     if not hosts and version == b"HTTP/1.1":
-        raise BadHost("an HTTP/1.1 request needs a Host header (RFC 9112 3.2)")
+        raise BadHost("a Host header is required (HTTP/1.1, RFC 9112 3.2)")
     host = hosts[0] if hosts else None
     if target.startswith(b"/"):
         return target, host

@@ -459,7 +459,7 @@ class HTTPForwarderTests(TestCase):
         response, _ = await self.raw(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
 
         self.assertTrue(response.startswith(b"HTTP/1.1 400 "), response)
-        self.assertIn(b"needs a Host header", response)
+        self.assertIn(b"a Host header is required", response)
         self.assertEqual(self.backend.seen, [])
 
     async def test_http_1_0_without_host_is_forwarded(self) -> None:
