@@ -1,10 +1,11 @@
 """Plain HTTP forwarding: a client's request goes to one backend, the response streams back.
 
 The listener's root resource hands every non-WebSocket request to
-:class:`HTTPForwarder`.  twisted.web has already parsed the request and
-buffered its body; the forwarder picks a backend from the target group, sends
-the request with Twisted's ``Agent`` over a keep-alive connection pool, and
-relays the response as it arrives:
+:class:`HTTPForwarder` as soon as its headers are parsed
+(:class:`clbproxy.httpserver.ProxyChannel`); its body is still arriving and
+streams on as a :class:`clbproxy.httpserver.RequestBody`.  The forwarder picks
+a backend from the target group, sends the request with Twisted's ``Agent``
+over a keep-alive connection pool, and relays the response as it arrives:
 
 - A request that never reached a backend (refused, unresolvable, connect
   timeout) is retried on another backend, up to the group's ``retries``; a
@@ -90,8 +91,9 @@ CACHED_CONNECTION_TIMEOUT = 60.0
 NOT_SENT_ERRORS = (ConnectError, ConnectingCancelledError, DNSLookupError, RequestNotSent)
 
 #: Client request headers never copied to the backend request: the framing is
-#: rebuilt by the Agent from the buffered body, and ``100-continue`` was
-#: already answered by twisted.web.
+#: rebuilt by the Agent for the streamed body (its length, or chunked), and
+#: ``100-continue`` is the proxy's own to answer (see
+#: :class:`clbproxy.httpserver.ProxyChannel`).
 _REQUEST_ONLY_HEADERS = frozenset({"content-length", "expect"})
 
 #: The ``Via`` header value of a listener with ``via = true``.
