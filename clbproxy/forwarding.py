@@ -56,6 +56,13 @@ def hop_by_hop_names(connection_values: Iterable[str]) -> frozenset[str]:
     return HOP_BY_HOP | named
 
 
+def is_hop_by_hop(name: str, hop: frozenset[str]) -> bool:
+    """Whether a header never crosses the proxy: in ``hop`` (:func:`hop_by_hop_names`),
+    ``Proxy`` (httpoxy: CGI backends would read it as their HTTP_PROXY) or ``Proxy-*``."""
+    lower = name.lower()
+    return lower in hop or lower == "proxy" or lower.startswith("proxy-")
+
+
 @attrs.frozen
 class TrustedProxies:
     """Networks whose forwarding headers are believed."""

@@ -1,10 +1,12 @@
 """Plain HTTP forwarding: a client's request goes to one backend, the response streams back.
 
 The listener's root resource hands every non-WebSocket request to
-:class:`HTTPForwarder`.  twisted.web has already parsed the request and
-buffered its body; the forwarder picks a backend from the target group, sends
-the request with Twisted's ``Agent`` over the group's keep-alive connection
-pool, and relays the response as it arrives:
+:class:`HTTPForwarder` as soon as its headers are parsed
+(:class:`clbproxy.httpserver.ProxyChannel`); its body is still arriving and
+streams on as a :class:`clbproxy.httpserver.RequestBody`.  The forwarder picks
+a backend from the target group, sends the request with Twisted's ``Agent``
+over the group's keep-alive connection pool, and relays the response as it
+arrives:
 
 - A request that never reached a backend (refused, unresolvable, connect
   timeout) is retried on another backend, up to the group's ``retries``; a
@@ -65,14 +67,16 @@ from clbproxy.forwarding import (
     TrustedProxies,
     forwarded_headers,
     hop_by_hop_names,
+    is_hop_by_hop,
 )
-from clbproxy.httpserver import BodyTooLarge, RequestBody
+from clbproxy.httpserver import BodyTooLarge, RequestBody, origin_form
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.trailers import (
     FORBIDDEN,
     TrailerClientProtocol,
     accepts_trailers,
     forwardable,
+    response_connection,
     response_trailers,
 )
 
@@ -82,8 +86,9 @@ log = Logger()
 NOT_SENT_ERRORS = (ConnectError, ConnectingCancelledError, DNSLookupError, RequestNotSent)
 
 #: Client request headers never copied to the backend request: the framing is
-#: rebuilt by the Agent from the buffered body, and ``100-continue`` was
-#: already answered by twisted.web.
+#: rebuilt by the Agent for the streamed body (its length, or chunked), and
+#: ``100-continue`` is the proxy's own to answer (see
+#: :class:`clbproxy.httpserver.ProxyChannel`).
 _REQUEST_ONLY_HEADERS = frozenset({"content-length", "expect"})
 
 #: The ``Via`` header value of a listener with ``via = true``.
@@ -199,19 +204,16 @@ def _last(headers: Headers, name: bytes) -> Optional[str]:
     return values[-1].decode("latin-1") if values else None
 
 
-def _named_in(name: bytes, names: Iterable[str]) -> bool:
-    return name.decode("latin-1").lower() in names
+def _dropped(name: bytes, hop: frozenset[str]) -> bool:
+    return is_hop_by_hop(name.decode("latin-1"), hop)
 
 
-def origin_form(uri: bytes) -> Optional[bytes]:
-    """The path and query of a request target (origin- or absolute-form), else None."""
-    if uri.startswith(b"/"):
-        return uri
-    parts = urlsplit(uri)
-    if parts.scheme and parts.netloc:
-        path = parts.path or b"/"
-        return path + b"?" + parts.query if parts.query else path
-    return None
+def response_hop_by_hop(response: IResponse) -> frozenset[str]:
+    """The hop-by-hop header names of a backend response, with those its ``Connection`` names."""
+    connection = response_connection(response) + list(
+        response.headers.getRawHeaders(b"connection", ())
+    )
+    return hop_by_hop_names(_texts(connection))
 
 
 def request_info(request: Request, target: bytes) -> RequestInfo:
@@ -288,7 +290,7 @@ def backend_request_headers(
         if announced is not None:
             headers.setRawHeaders(b"Trailer", [announced])
     for name, values in client.getAllRawHeaders():
-        if not _named_in(name, skip):
+        if not _dropped(name, skip):
             headers.setRawHeaders(name, list(values))
     for name, value in client_certificate_headers(request.channel.transport):
         headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
@@ -333,18 +335,19 @@ def copy_response_headers(response: IResponse, request: Request) -> None:
     is set explicitly (so it is not chunked), otherwise HTTP/1.1 clients get
     chunked encoding.  The backend's ``Trailer`` header is kept (without the
     names never forwarded) only when that chunked response can carry trailers.
-    Twisted's HTTP client keeps the connection-control headers (Connection,
-    Keep-Alive, Transfer-Encoding, Content-Length except for HEAD, ...) out of
-    ``response.headers``, so the body length comes from ``response.length``,
-    and headers a backend names in ``Connection`` cannot be seen (nor removed)
-    here.
+    Hop-by-hop headers never reach the client: those the backend's
+    ``Connection`` names (read from the connection headers
+    :class:`clbproxy.trailers.TrailerClientProtocol` keeps, as Twisted's client
+    leaves ``Connection`` out of ``response.headers``), ``Keep-Alive``, ``TE``,
+    ``Trailer``, ``Upgrade``, ``Transfer-Encoding``, ``Proxy-*``; the body length
+    comes from ``response.length``.
     """
     request.setResponseCode(response.code, response.phrase)
     request.defaultContentType = None
     backend = response.headers
-    hop = hop_by_hop_names(_texts(backend.getRawHeaders(b"connection")))
+    hop = response_hop_by_hop(response)
     for name, values in backend.getAllRawHeaders():
-        if name.lower() == b"content-length" or _named_in(name, hop):
+        if name.lower() == b"content-length" or _dropped(name, hop):
             continue
         request.responseHeaders.setRawHeaders(name, list(values))
     if request.method == b"HEAD":
@@ -645,7 +648,7 @@ class _Exchange:
         if response is None or not fields or not hasattr(self._request, "response_trailers"):
             return
         if response_carries_trailers(response, self._request):
-            hop = hop_by_hop_names(_texts(response.headers.getRawHeaders(b"connection")))
+            hop = response_hop_by_hop(response)
             self._request.response_trailers = forwardable(fields, hop)
         else:
             log.debug("Trailers of a response that is not chunked to the client are dropped")

@@ -12,7 +12,17 @@ balancer, each answered with its own status and a clean page:
   byte outside visible ASCII (a control character, DEL, raw UTF-8): 400;
 - a chunked body's trailer section that breaks the same rules (or is not
   ``name: value``), or is larger than ``max_header_size``: 400.  Well-formed
-  trailers are kept on the :class:`RequestBody` for the backend.
+  trailers are kept on the :class:`RequestBody` for the backend;
+- more than one ``Host`` header, or none in an HTTP/1.1 request (RFC 9112
+  3.2): 400.  An absolute-form target (``GET http://a.test/x``) is read as RFC
+  9112 3.2.2 says: its authority replaces the Host header and the target becomes
+  origin-form (``/x``), so routing, access lists, logs and the backend all see
+  one host (:func:`request_host`).
+
+``Expect: 100-continue`` is answered only once the request is going to a
+backend (its body is being sent on), so a request refused, redirected or
+answered by the proxy itself gets its final status without the client sending
+its body first.
 
 twisted.web already answers 400 (and closes) for: Content-Length together with
 Transfer-Encoding, a repeated or non-numeric Content-Length, a header name that
@@ -32,6 +42,7 @@ import io
 import re
 import sys
 from typing import Callable, List, Optional, Sequence
+from urllib.parse import urlsplit
 
 import attrs
 from twisted.internet.defer import Deferred, fail
@@ -68,6 +79,47 @@ class HTTPLimits:
     max_request_line: int = 8 * 1024
     max_header_size: int = 32 * 1024
     max_body_size: int = 64 * 1024 * 1024
+
+
+def origin_form(target: bytes) -> Optional[bytes]:
+    """The path and query of a request target (origin- or absolute-form), else None."""
+    if target.startswith(b"/"):
+        return target
+    parts = urlsplit(target)
+    if parts.scheme and parts.netloc:
+        path = parts.path or b"/"
+        return path + b"?" + parts.query if parts.query else path
+    return None
+
+
+class BadHost(ValueError):
+    """A request's Host header or target authority breaks RFC 9112; the message says how."""
+
+
+def request_host(
+    version: bytes, target: bytes, hosts: Sequence[bytes]
+) -> tuple[bytes, Optional[bytes]]:
+    """``(target, host)``: the request target and the Host every later step uses.
+
+    ``hosts`` are the request's Host header values.  More than one, or none in
+    an HTTP/1.1 request, is :class:`BadHost` (RFC 9112 3.2).  An absolute-form
+    ``http``/``https`` target gives its path and query (origin-form) and its
+    authority, which wins over the Host header (RFC 9112 3.2.2); any other
+    target is returned as it is with the Host header's value (None: no header).
+    """
+    if len(hosts) > 1:
+        raise BadHost("more than one Host header (RFC 9112 3.2)")
+    if not hosts and version == b"HTTP/1.1":
+        raise BadHost("a Host header is required (HTTP/1.1, RFC 9112 3.2)")
+    host = hosts[0] if hosts else None
+    if target.startswith(b"/"):
+        return target, host
+    parts = urlsplit(target)
+    if parts.scheme.lower() not in (b"http", b"https") or not parts.netloc:
+        return target, host
+    if b"@" in parts.netloc:
+        raise BadHost("a request target with userinfo is not accepted (RFC 9110 4.2.4)")
+    return origin_form(target) or b"/", parts.netloc
 
 
 class BodyTooLarge(Exception):
@@ -108,6 +160,9 @@ class RequestBody:
         #: Called whenever body bytes go to the backend (set by the forwarder), so
         #: the backend's response timeout counts from the end of a slow upload.
         self.on_progress: Optional[Callable[[], None]] = None
+        #: Called once when a backend starts taking the body (the channel's
+        #: deferred ``100 Continue``).
+        self.on_start: Optional[Callable[[], None]] = None
 
     @property
     def complete(self) -> bool:
@@ -160,6 +215,9 @@ class RequestBody:
         self._consumer = consumer
         self._finished = Deferred()
         d = self._finished
+        on_start, self.on_start = self.on_start, None
+        if on_start is not None:
+            on_start()
         self._flush()
         return d
 
@@ -281,6 +339,7 @@ class ProxyChannel(HTTPChannel):
     totalHeadersSize = sys.maxsize
     _rejected = False
     _discarding = False
+    _continue_asked = False
 
     def connectionMade(self) -> None:
         limits = getattr(self.factory, "limits", None)
@@ -350,10 +409,43 @@ class ProxyChannel(HTTPChannel):
         return True
 
     def allHeadersReceived(self) -> None:
-        super().allHeadersReceived()
         request = self.requests[-1]
-        if isinstance(request, ProxyRequest) and request.body is not None and not self._rejected:
+        hosts = request.requestHeaders.getRawHeaders(b"host", [])
+        try:
+            target, host = request_host(self._version, self._path, hosts)
+        except BadHost as e:
+            self.reject(400, str(e))
+            return
+        if target != self._path:
+            self._path = target
+            request.requestHeaders.setRawHeaders(b"host", [host])
+        self._continue_asked = False
+        super().allHeadersReceived()
+        streamed = isinstance(request, ProxyRequest) and request.body is not None
+        if self._continue_asked and not self._rejected:
+            if streamed:
+                request.body.on_start = lambda: self._send_continue(request)
+            elif not isinstance(request, ProxyRequest):
+                HTTPChannel._send100Continue(self)
+        if streamed and not self._rejected:
             request.dispatch_early(self._command, self._path, self._version)
+
+    def _send100Continue(self) -> None:
+        # Deferred until a backend takes the body: see allHeadersReceived.
+        self._continue_asked = True
+
+    def _send_continue(self, request: Request) -> None:
+        """Send the ``100 Continue`` a request asked for, unless its answer has begun."""
+        if self._rejected or self.transport is None or request.startedWriting:
+            return
+        if request.finished or request.channel is not self:
+            return
+        HTTPChannel._send100Continue(self)
+
+    def allContentReceived(self) -> None:
+        if self._rejected:
+            return
+        super().allContentReceived()
 
     def _finishRequestBody(self, data: bytes) -> None:
         decoder = self._transferDecoder

@@ -13,6 +13,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from clbproxy.errors import error_page
+from clbproxy.httpserver import origin_form
 
 #: Methods a 301 may be followed with; others get 308 so the method and body are kept.
 _SAFE_METHODS = frozenset({b"GET", b"HEAD", "GET", "HEAD"})
@@ -33,7 +34,9 @@ def redirect_response(
 def https_location(host: Optional[bytes], target: bytes, port: int, fallback_host: str) -> bytes:
     """``https://host[:port]/path?query`` for a request's Host (port dropped) and target.
 
-    The Host header's own port is replaced by ``port``; 443 is left out.
+    The Host header's own port is replaced by ``port``; 443 is left out.  An
+    absolute-form target keeps its path and query (its authority is already the
+    request's Host on a listener, see :func:`clbproxy.httpserver.request_host`).
     """
     name = (host or b"").decode("latin-1").strip()
     if name.startswith("["):
@@ -43,8 +46,7 @@ def https_location(host: Optional[bytes], target: bytes, port: int, fallback_hos
     if not name or any(char in name for char in "/\\@?# \t"):
         name = fallback_host
     authority = name if port == 443 else f"{name}:{port}"
-    if not target.startswith(b"/"):
-        target = b"/"
+    target = origin_form(target) or b"/"
     return f"https://{authority}".encode("latin-1") + target
 
 

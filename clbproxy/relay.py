@@ -67,6 +67,7 @@ from clbproxy.forwarding import (
     TrustedProxies,
     forwarded_headers,
     hop_by_hop_names,
+    is_hop_by_hop,
     real_client_ip,
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
@@ -501,7 +502,7 @@ def _accept_backend_deflate(response):
 def request_target(uri: str) -> str:
     """Path and query of a request target, also when it is in absolute form.
 
-    The same reading as the HTTP forwarder's (:func:`clbproxy.httpproxy.origin_form`);
+    The same reading as the HTTP forwarder's (:func:`clbproxy.httpserver.origin_form`);
     other forms are routed as they are.
     """
     target = origin_form(uri.encode("latin-1"))
@@ -817,9 +818,9 @@ class RelaySession:
         drop, add = header_changes(self.rule, [])
         extra: dict[str, str] = {}
         for name, value in headers.items():
-            if name in hop or name in _HANDSHAKE_REQUEST_HEADERS or name in FORWARDING_HEADERS:
+            if name in _HANDSHAKE_REQUEST_HEADERS or name in FORWARDING_HEADERS:
                 continue
-            if name in drop:
+            if is_hop_by_hop(name, hop) or name in drop:
                 continue
             extra[name] = value
         extra.update(add)
@@ -863,7 +864,7 @@ class RelaySession:
             hop = hop_by_hop_names(head.values("connection"))
             for name, value in head.headers:
                 lower = name.lower()
-                if lower in hop or lower in _HANDSHAKE_RESPONSE_HEADERS:
+                if is_hop_by_hop(lower, hop) or lower in _HANDSHAKE_RESPONSE_HEADERS:
                     continue
                 headers.setdefault(name, []).append(value)
         self.group.report_success(self.backend_config)

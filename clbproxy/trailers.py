@@ -15,7 +15,10 @@ trailer section.  This module holds what the proxy adds:
   (``X-Forwarded-*``, ``X-Real-IP``, ``Via``) is dropped: :data:`FORBIDDEN`;
 - the client side: :class:`TrailerClientProtocol` sends a request body's
   trailers after its last chunk and collects a chunked response's trailers
-  for :class:`clbproxy.httpproxy.HTTPForwarder`.
+  for :class:`clbproxy.httpproxy.HTTPForwarder`.  It also shows the forwarder
+  the response's ``Connection`` header, which Twisted's client keeps out of
+  ``response.headers`` (:func:`response_connection`), so the headers it names
+  can be removed.
 """
 
 from __future__ import annotations
@@ -198,12 +201,23 @@ def response_trailers(response: object) -> List[Field]:
     return list(getattr(response, "trailers", None) or ())
 
 
+def response_connection(response: object) -> List[bytes]:
+    """The ``Connection`` header values of a response received by :class:`TrailerClientProtocol`."""
+    headers = getattr(response, "connection_headers", None)
+    if headers is None:
+        return []
+    return list(headers.getRawHeaders(b"connection", ()))
+
+
 class TrailerClientProtocol(HTTP11ClientProtocol):
     """Twisted's HTTP/1.1 client connection, carrying trailers in both directions.
 
     A chunked response's trailer fields (as parsed, malformed lines left out) are
     set as ``trailers`` on the ``IResponse`` before its body protocol learns the
-    body is complete; read them with :func:`response_trailers`.
+    body is complete; read them with :func:`response_trailers`.  The parser's
+    connection-control headers (Connection, Keep-Alive, ...) are set as
+    ``connection_headers`` before the response is delivered; read the
+    ``Connection`` values with :func:`response_connection`.
     """
 
     def request(self, request: ClientRequest) -> Deferred:
@@ -228,4 +242,10 @@ class TrailerClientProtocol(HTTP11ClientProtocol):
                 finisher(rest)
 
             parser.finisher = finished
+
+            def headers_in(response):
+                response.connection_headers = parser.connHeaders
+                return response
+
+            d.addCallback(headers_in)
         return d

@@ -6,7 +6,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clbproxy.forwarding import TrustedProxies, forwarded_headers, hop_by_hop_names
+from clbproxy.forwarding import (
+    TrustedProxies,
+    forwarded_headers,
+    hop_by_hop_names,
+    is_hop_by_hop,
+)
 
 
 class ForwardedHeadersTests(unittest.TestCase):
@@ -61,6 +66,20 @@ class ForwardedHeadersTests(unittest.TestCase):
         names = hop_by_hop_names(["close, X-Private", "keep-alive"])
         self.assertIn("x-private", names)
         self.assertIn("transfer-encoding", names)
+
+    def test_proxy_and_every_proxy_header_are_hop_by_hop(self):
+        hop = hop_by_hop_names(["X-Private"])
+        self.assertEqual(
+            [
+                is_hop_by_hop(name, hop)
+                for name in ("Proxy", "Proxy-Status", "proxy-authorization", "X-Private")
+            ],
+            [True, True, True, True],
+        )
+        self.assertEqual(
+            [is_hop_by_hop(name, hop) for name in ("Proxyish", "X-Proxy", "Host")],
+            [False, False, False],
+        )
 
 
 _ipv4 = st.ip_addresses(v=4).map(str)

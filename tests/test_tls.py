@@ -238,6 +238,9 @@ class RedirectTests(unittest.TestCase):
             ((b"[::1]:80", b"/x", 443), b"https://[::1]/x"),
             ((None, b"/x", 443), b"https://fallback/x"),
             ((b"evil.com/@x", b"/x", 443), b"https://fallback/x"),
+            ((b"a.test", b"http://a.test/p/q?r=1", 443), b"https://a.test/p/q?r=1"),
+            ((b"a.test", b"http://a.test", 8443), b"https://a.test:8443/"),
+            ((b"a.test", b"*", 443), b"https://a.test/"),
         ]
         for (host, target, port), location in cases:
             self.assertEqual(https_location(host, target, port, "fallback"), location)

@@ -192,3 +192,70 @@ PATH_CASES = [
         400,
     ),
 ]
+
+
+# -- Host header and absolute-form targets (RFC 9112 3.2, 3.2.2) ----------------
+
+#: The listener the HOST_CASES are sent to: requests for FORWARDED_HOST go to the
+#: backend (which must see none of these), DENIED_HOST is answered 403 by the
+#: proxy, DEFAULT_HOST is the default domain and answers 410.
+FORWARDED_HOST = "a.test"
+DENIED_HOST = "b.test"
+DEFAULT_HOST = "c.test"
+
+_WS = (
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+HOST_CASES = [
+    Case(
+        "absolute-form target wins over the Host header",
+        b"GET http://b.test/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        403,
+    ),
+    Case(
+        "absolute-form target with a port and upper case wins over the Host header",
+        b"GET HTTP://B.TEST:8080/x?q=1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        403,
+    ),
+    Case(
+        "absolute-form target without a Host header on HTTP/1.1",
+        b"GET http://a.test/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+        400,
+    ),
+    Case(
+        "absolute-form target with userinfo",
+        b"GET http://a.test@b.test/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        400,
+    ),
+    Case(
+        "duplicate Host headers",
+        b"GET / HTTP/1.1\r\nHost: b.test\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        400,
+    ),
+    Case(
+        "duplicate identical Host headers",
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        400,
+    ),
+    Case("Host header missing on HTTP/1.1", b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+    Case(
+        "duplicate Host headers with a body",
+        b"POST / HTTP/1.1\r\nHost: b.test\r\nHost: a.test\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    ),
+    Case("HTTP/1.0 without Host goes to the default domain", b"GET / HTTP/1.0\r\n\r\n", 410),
+    Case("HTTP/1.0 absolute-form target", b"GET http://b.test/ HTTP/1.0\r\n\r\n", 403),
+    Case(
+        "websocket upgrade in absolute form wins over the Host header",
+        b"GET http://b.test/ws HTTP/1.1\r\nHost: a.test\r\n" + _WS,
+        403,
+    ),
+    Case(
+        "websocket upgrade with duplicate Host headers",
+        b"GET /ws HTTP/1.1\r\nHost: b.test\r\nHost: a.test\r\n" + _WS,
+        400,
+    ),
+    Case("websocket upgrade without a Host header", b"GET /ws HTTP/1.1\r\n" + _WS, 400),
+]

@@ -11,7 +11,17 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from clbproxy.config import FixedResponseConfig, RuleConfig
-from tests.hostile.http_cases import CASES, DENIED, LIMITS, PATH_CASES, Case
+from tests.hostile.http_cases import (
+    CASES,
+    DEFAULT_HOST,
+    DENIED,
+    DENIED_HOST,
+    FORWARDED_HOST,
+    HOST_CASES,
+    LIMITS,
+    PATH_CASES,
+    Case,
+)
 from tests.integration.support import Listening, raw_request
 
 
@@ -126,3 +136,50 @@ class PathBypassTests(HostileInputTests):
         )
         self.assertEqual(status_of(response), 200)
         self.assertEqual(self.backend.requests, [(b"GET", b"/x/%2e%2e/app%2Fy?q=%2F")])
+
+
+class HostHeaderTests(HostileInputTests):
+    """One host per request: an absolute-form target's authority, else the only Host header."""
+
+    async def setUp(self) -> None:
+        self.backend = _Backend()
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(self.backend)
+        )
+        self.addCleanup(port.stopListening)
+        self.net = Listening(self)
+        rules = (
+            RuleConfig(target_group="pool", host=FORWARDED_HOST),
+            RuleConfig(host=DENIED_HOST, fixed_response=FixedResponseConfig(403, "denied")),
+            RuleConfig(host=DEFAULT_HOST, fixed_response=FixedResponseConfig(410, "default")),
+        )
+        self.port = await self.net.proxy(
+            [port.getHost().port], rules=rules, default_domain=DEFAULT_HOST, **LIMITS
+        )
+
+    async def run_case(self, case: Case) -> tuple[str, int, bool]:
+        """As the base class's, counting HTTP/1.0 responses (to HTTP/1.0 requests) too."""
+        client = _Client(case.request)
+        protocol = await connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), client
+        )
+        timer = reactor.callLater(3, protocol.transport.abortConnection)
+        await client.done
+        closed = timer.active()
+        if closed:
+            timer.cancel()
+        response = bytes(client.received)
+        one = response.count(b"HTTP/1.1 ") + response.count(b"HTTP/1.0 ") == 1
+        return case.name, status_of(response), closed and one
+
+    async def test_every_case_is_answered_with_its_status(self) -> None:
+        results = [await self.run_case(case) for case in HOST_CASES]
+        self.maxDiff = None
+        self.assertEqual(results, [(case.name, case.status, True) for case in HOST_CASES])
+        self.assertEqual(self.backend.requests, [])
+
+    async def test_the_host_problem_is_named_in_the_error_page(self) -> None:
+        response = await raw_request(
+            self.port, b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"
+        )
+        self.assertIn(b"more than one Host header (RFC 9112 3.2)", response)

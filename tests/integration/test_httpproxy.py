@@ -1,8 +1,10 @@
 """Tests for clbproxy.httpproxy over real sockets on 127.0.0.1.
 
-Each test runs a twisted.web backend, a front ``Site`` whose root resource
-calls ``HTTPForwarder.forward``, and a client (treq, or raw TCP when the bytes
-on the wire matter).
+Each test runs a twisted.web backend, a front site whose root resource calls
+``HTTPForwarder.forward``, and a client (treq, or raw TCP when the bytes on the
+wire matter).  The front is the production parser a listener uses
+(:class:`clbproxy.httpserver.ProxySite`: strict parsing, streamed request
+bodies, host checks), without the listener's rules and limits.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from clbproxy.balancer import TargetGroup
 from clbproxy.config import BackendConfig, TargetGroupConfig
 from clbproxy.forwarding import TrustedProxies
 from clbproxy.httpproxy import HTTPForwarder
+from clbproxy.httpserver import HTTPLimits, ProxyChannel, ProxySite
 
 CHUNK = 64 * 1024
 
@@ -74,7 +77,7 @@ class RecordingBackend(Resource):
         return handler(request) if handler is not None else b"hello world"
 
 
-class TrackedChannel(HTTPChannel):
+class _Tracked:
     """An HTTP server connection whose end can be awaited."""
 
     def connectionMade(self) -> None:
@@ -87,19 +90,41 @@ class TrackedChannel(HTTPChannel):
         self.lost.callback(None)
 
 
-class TrackedSite(Site):
+class TrackedChannel(_Tracked, HTTPChannel):
+    """A plain twisted.web connection (the backends')."""
+
+
+class TrackedProxyChannel(_Tracked, ProxyChannel):
+    """A listener's client connection (the front's)."""
+
+
+class _TrackedSiteMixin:
     """A site that knows its connections, so a test can count and close them."""
-
-    protocol = TrackedChannel
-
-    def __init__(self, resource: Resource) -> None:
-        super().__init__(resource)
-        self.channels: List[TrackedChannel] = []
 
     def close_connections(self) -> Deferred:
         for channel in self.channels:
             channel.transport.abortConnection()
         return gatherResults([channel.lost for channel in self.channels])
+
+
+class TrackedSite(_TrackedSiteMixin, Site):
+    """A backend's site."""
+
+    protocol = TrackedChannel
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource)
+        self.channels: List[_Tracked] = []
+
+
+class TrackedProxySite(_TrackedSiteMixin, ProxySite):
+    """The front's site: the production parser and request (bodies streamed)."""
+
+    protocol = TrackedProxyChannel
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource, limits=HTTPLimits())
+        self.channels: List[_Tracked] = []
 
 
 class Forwarding(Resource):
@@ -222,7 +247,7 @@ class HTTPForwarderTests(TestCase):
     async def listen(self, factory: Factory, description: str = "tcp:0:interface=127.0.0.1") -> int:
         port = await serverFromString(reactor, description).listen(factory)
         self.addCleanup(port.stopListening)
-        if isinstance(factory, TrackedSite):
+        if isinstance(factory, _TrackedSiteMixin):
             self.addCleanup(factory.close_connections)
         return port.getHost().port
 
@@ -280,7 +305,7 @@ class HTTPForwarderTests(TestCase):
             agent_factory=agent_factory,
         )
         self.addCleanup(forwarder.close)
-        self.front_port = await self.listen(TrackedSite(Forwarding(forwarder, group)))
+        self.front_port = await self.listen(TrackedProxySite(Forwarding(forwarder, group)))
         return f"http://127.0.0.1:{self.front_port}"
 
     async def get(self, url: str, **kwargs) -> Tuple[object, bytes]:
@@ -362,7 +387,34 @@ class HTTPForwarderTests(TestCase):
 
         seen = self.backend.seen[0]
         self.assertEqual((seen.method, seen.body), (b"POST", b"hello world"))
-        self.assertEqual(seen.header(b"transfer-encoding"), [])
+        # Streamed on as it arrives: chunked to the backend too, never buffered to
+        # learn its length.
+        self.assertEqual(seen.header(b"transfer-encoding"), [b"chunked"])
+        self.assertEqual(seen.header(b"content-length"), [])
+
+    async def test_expect_100_continue_gets_continue_then_the_body_reaches_the_backend(
+        self,
+    ) -> None:
+        await self.start_proxy()
+
+        def send_body(client: RawClient) -> None:
+            if client.received == b"HTTP/1.1 100 Continue\r\n\r\n":
+                client.transport.write(b"hello")
+
+        client = RawClient(send_body)
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.front_port), client)
+        client.transport.write(
+            b"POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        await client.closed.addTimeout(5, reactor)
+
+        interim, _, final = bytes(client.received).partition(b"\r\n\r\n")
+        self.assertEqual(interim, b"HTTP/1.1 100 Continue")
+        self.assertTrue(final.startswith(b"HTTP/1.1 200 "), final)
+        self.assertTrue(final.endswith(b"hello world"), final)
+        seen = self.backend.seen[0]
+        self.assertEqual((seen.body, seen.header(b"expect")), (b"hello", []))
 
     async def test_get_without_body_sends_no_body(self) -> None:
         url = await self.start_proxy()
@@ -378,6 +430,47 @@ class HTTPForwarderTests(TestCase):
         await self.get(url + "/", headers={b"Host": [b"app.example.com:8080"]})
 
         self.assertEqual(self.backend.seen[0].header(b"host"), [b"app.example.com:8080"])
+
+    async def test_absolute_form_authority_is_the_backends_host(self) -> None:
+        await self.start_proxy()
+
+        await self.raw(
+            b"GET http://a.test:8080/x?y=1 HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n"
+        )
+
+        seen = self.backend.seen[0]
+        self.assertEqual(
+            (seen.uri, seen.header(b"host"), seen.header(b"x-forwarded-host")),
+            (b"/x?y=1", [b"a.test:8080"], [b"a.test:8080"]),
+        )
+
+    async def test_duplicate_host_is_400_and_reaches_no_backend(self) -> None:
+        await self.start_proxy()
+
+        response, _ = await self.raw(
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n"
+        )
+
+        self.assertTrue(response.startswith(b"HTTP/1.1 400 "), response)
+        self.assertIn(b"more than one Host header", response)
+        self.assertEqual(self.backend.seen, [])
+
+    async def test_missing_host_on_http_1_1_is_400_and_reaches_no_backend(self) -> None:
+        await self.start_proxy()
+
+        response, _ = await self.raw(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+
+        self.assertTrue(response.startswith(b"HTTP/1.1 400 "), response)
+        self.assertIn(b"a Host header is required", response)
+        self.assertEqual(self.backend.seen, [])
+
+    async def test_http_1_0_without_host_is_forwarded(self) -> None:
+        await self.start_proxy()
+
+        response, _ = await self.raw(b"GET /old HTTP/1.0\r\n\r\n")
+
+        self.assertTrue(response.startswith(b"HTTP/1.0 200 "), response)
+        self.assertEqual(self.backend.seen[0].uri, b"/old")
 
     async def test_duplicate_request_headers_are_kept(self) -> None:
         url = await self.start_proxy()
@@ -417,6 +510,50 @@ class HTTPForwarderTests(TestCase):
         for name in (b"keep-alive", b"trailer", b"proxy-authenticate"):
             self.assertNotIn(b"\r\n" + name + b":", head)
         self.assertIn(b"\r\nx-kept: yes", head)
+
+    async def test_proxy_request_headers_are_removed(self) -> None:
+        await self.start_proxy()
+
+        await self.raw(
+            b"GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n"
+            b"Proxy: http://attacker.test:3128\r\nProxy-Connection: keep-alive\r\n"
+            b"Proxy-Custom: 1\r\nX-Proxyless: kept\r\n\r\n"
+        )
+
+        seen = self.backend.seen[0]
+        for name in (b"proxy", b"proxy-connection", b"proxy-custom"):
+            self.assertEqual(seen.header(name), [], name)
+        self.assertEqual(seen.header(b"x-proxyless"), [b"kept"])
+
+    async def test_response_headers_the_backend_names_in_connection_are_removed(self) -> None:
+        class Answer(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                if b"\r\n\r\n" in data:
+                    self.transport.write(
+                        b"HTTP/1.1 200 OK\r\nConnection: X-Internal\r\n"
+                        b"Connection: X-Hop-Two\r\nX-Internal: secret\r\nX-Hop-Two: 2\r\n"
+                        b"Keep-Alive: timeout=5\r\nUpgrade: h2c\r\nTE: trailers\r\n"
+                        b"Proxy-Status: backend\r\nX-Kept: yes\r\n"
+                        b"Content-Length: 2\r\n\r\nok"
+                    )
+
+        port = await self.listen(Factory.forProtocol(Answer))
+        await self.start_proxy([BackendConfig("127.0.0.1", port)])
+
+        response, _ = await self.raw(b"GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+
+        head = header_block(response).lower()
+        for name in (
+            b"x-internal",
+            b"x-hop-two",
+            b"keep-alive",
+            b"upgrade",
+            b"te",
+            b"proxy-status",
+        ):
+            self.assertNotIn(b"\r\n" + name + b":", head)
+        self.assertIn(b"\r\nx-kept: yes", head)
+        self.assertTrue(response.endswith(b"\r\n\r\nok"), response)
 
     async def test_backend_content_length_is_kept(self) -> None:
         self.backend.handlers[b"/"] = respond_with(body=b"twelve bytes")

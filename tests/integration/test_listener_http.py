@@ -5,21 +5,27 @@ from __future__ import annotations
 import hashlib
 import json
 
+from autobahn.twisted.resource import WebSocketResource
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 from zope.interface import implementer
 
+from clbproxy.accesslog import is_access_event
 from clbproxy.config import (
     FixedResponseConfig,
     RedirectConfig,
     RewriteConfig,
     RuleConfig,
 )
-from tests.integration.support import Listening, raw_request, upgrade_request
+from clbproxy.listener import is_websocket_upgrade
+from tests.integration.support import BackendFactory, Listening, raw_request, upgrade_request
 
 MiB = 1024 * 1024
 
@@ -266,6 +272,37 @@ class StreamingUploadTests(ListenerTestCase):
         self.assertEqual((status, headers["connection"]), (413, "close"))
 
 
+class ExpectContinueTests(ListenerTestCase):
+    """``100 Continue`` is sent only for a request that goes on to a backend."""
+
+    def post(self, path: str, length: int = 5) -> bytes:
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: a.test\r\nContent-Length: {length}\r\n"
+            "Expect: 100-continue\r\n\r\n"
+        ).encode()
+
+    async def test_no_rule_is_404_without_continue(self) -> None:
+        await self.start(rules=(RuleConfig(target_group="pool", path="/app/"),))
+        response = await raw_request(self.port, self.post("/other")).addTimeout(10, reactor)
+        self.assertTrue(response.startswith(b"HTTP/1.1 404 "), response)
+        self.assertNotIn(b"100 Continue", response)
+        self.assertEqual(self.backend.connections, [])
+
+    async def test_fixed_response_is_answered_without_continue(self) -> None:
+        fixed = FixedResponseConfig(status=403, body="no")
+        await self.start(rules=(RuleConfig(fixed_response=fixed),))
+        response = await raw_request(self.port, self.post("/")).addTimeout(10, reactor)
+        self.assertTrue(response.startswith(b"HTTP/1.1 403 "), response)
+        self.assertTrue(response.endswith(b"\r\n\r\nno"), response)
+        self.assertNotIn(b"100 Continue", response)
+
+    async def test_declared_body_over_max_body_size_is_413_without_continue(self) -> None:
+        await self.start(max_body_size=10)
+        response = await raw_request(self.port, self.post("/", 11)).addTimeout(10, reactor)
+        self.assertTrue(response.startswith(b"HTTP/1.1 413 "), response)
+        self.assertNotIn(b"100 Continue", response)
+
+
 class RuleActionTests(ListenerTestCase):
     async def test_strip_prefix_rewrite_keeps_the_query(self) -> None:
         await self.start(
@@ -306,6 +343,16 @@ class RuleActionTests(ListenerTestCase):
         seen = await self.backend_saw(get("/"))
         self.assertIn(["X-Forwarded-Port", str(self.port)], seen["headers"])
         self.assertIn(["Via", "1.1 clbproxy"], seen["headers"])
+
+    async def test_via_is_added_to_responses(self) -> None:
+        await self.start(via=True)
+        status, headers, _ = await self.request(get("/"))
+        self.assertEqual((status, headers.get("via")), (200, "1.1 clbproxy"))
+
+    async def test_no_via_on_responses_by_default(self) -> None:
+        await self.start()
+        status, headers, _ = await self.request(get("/"))
+        self.assertEqual((status, "via" in headers), (200, False))
 
     async def test_fixed_response(self) -> None:
         fixed = FixedResponseConfig(status=503, body="maintenance", content_type="text/plain")
@@ -360,29 +407,136 @@ class RuleActionTests(ListenerTestCase):
         )
 
 
-class SameListenerTests(ListenerTestCase):
-    async def test_websocket_and_http_share_the_rules(self) -> None:
+class _HTTPAndWebSocket(Resource):
+    """One backend application serving plain HTTP and WebSocket on one port."""
+
+    isLeaf = True
+
+    def __init__(self, websocket: BackendFactory) -> None:
+        super().__init__()
+        self._websocket = WebSocketResource(websocket)
+        self.seen: list[bytes] = []
+
+    def render(self, request):
+        if is_websocket_upgrade(request):
+            return self._websocket.render(request)
+        self.seen.append(request.uri)
+        return b"http " + request.uri
+
+
+class SameListenerTests(TestCase):
+    timeout = 60
+
+    async def test_websocket_and_http_share_the_listener_the_rules_and_the_backend(self) -> None:
+        net = Listening(self)
+        websocket = BackendFactory()
+        net.connections.append(websocket)
+        backend = _HTTPAndWebSocket(websocket)
+        backend_port = await net.listen(Site(backend))
         rules = (
             RuleConfig(
                 target_group="pool", path="/app/", rewrite=RewriteConfig(strip_prefix="/app")
             ),
             RuleConfig(fixed_response=FixedResponseConfig(status=403, body="no"), path="/"),
         )
-        port = await self.start(rules=rules)
-        ws_backend, ws_port = self.net.backend()
-        # Point the same rules at a WebSocket backend on a second listener.
-        ws_listener = await self.net.proxy([await ws_port], rules=rules)
-        seen = await self.backend_saw(get("/app/x"))
-        self.assertEqual(seen["line"], "GET /x HTTP/1.1")
-        client = self.net.client(ws_listener, "/app/echo")
+        port = await net.proxy([backend_port], rules=rules)
+
+        response = await raw_request(port, get("/app/x")).addTimeout(10, reactor)
+        self.assertTrue(response.endswith(b"\r\n\r\nhttp /x"), response)
+        client = net.client(port, "/app/echo")
         protocol = await client.opened.addTimeout(10, reactor)
         protocol.sendMessage(b"hi")
         messages = await client.wait_messages(1).addTimeout(10, reactor)
-        self.assertEqual((ws_backend.requests[0].path, messages), ("/echo", [(b"hi", False)]))
-        status, _, body = await self.request(get("/other"))
-        self.assertEqual((status, body), (403, b"no"))
-        denied = await raw_request(port, upgrade_request("/other"))
+        self.assertEqual((websocket.requests[0].path, messages), ("/echo", [(b"hi", False)]))
+        self.assertEqual(backend.seen, [b"/x"])
+
+        response = await raw_request(port, get("/other")).addTimeout(10, reactor)
+        self.assertTrue(response.startswith(b"HTTP/1.1 403 "), response)
+        self.assertTrue(response.endswith(b"\r\n\r\nno"), response)
+        denied = await raw_request(port, upgrade_request("/other")).addTimeout(10, reactor)
         self.assertTrue(denied.startswith(b"HTTP/1.1 403"), denied)
+        self.assertEqual(len(websocket.requests), 1)
+
+
+class _Head(Protocol):
+    """Sends a request and fires ``head`` with the response head (the connection stays open)."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = b""
+        self.head: Deferred = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if b"\r\n\r\n" in self.received and not self.head.called:
+            self.head.callback(self.received.partition(b"\r\n\r\n")[0])
+
+
+class AbsoluteFormTests(ListenerTestCase):
+    """An absolute-form target's authority is the request's host (RFC 9112 3.2.2)."""
+
+    def absolute(self, target: str, host: str = "b.test") -> bytes:
+        return f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+
+    async def test_the_authority_routes_and_is_the_backends_host(self) -> None:
+        events: list = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        await self.start(
+            rules=(
+                RuleConfig(target_group="pool", host="a.test"),
+                RuleConfig(host="b.test", fixed_response=FixedResponseConfig(403, "b")),
+            )
+        )
+        seen = await self.backend_saw(self.absolute("http://a.test:8080/x?y=1"))
+        self.assertEqual(seen["line"], "GET /x?y=1 HTTP/1.1")
+        hosts = [value for name, value in seen["headers"] if name.lower() == "host"]
+        self.assertEqual(hosts, ["a.test:8080"])
+        access = [event for event in events if is_access_event(event)]
+        self.assertEqual(
+            [(event["host"], event["path"], event["status"]) for event in access],
+            [("a.test:8080", "/x?y=1", 200)],
+        )
+
+    async def test_access_lists_use_the_authority(self) -> None:
+        await self.start(
+            rules=(
+                RuleConfig(target_group="pool", host="a.test", deny=("127.0.0.0/8",)),
+                RuleConfig(target_group="pool", host="b.test"),
+            )
+        )
+        status, _, _ = await self.request(self.absolute("http://a.test/"))
+        self.assertEqual(status, 403)
+        self.assertEqual(self.backend.connections, [])
+
+    async def test_redirect_to_https_keeps_the_path_and_query(self) -> None:
+        await self.start(redirect_to_https=True, https_port=8443)
+        status, headers, _ = await self.request(self.absolute("http://a.test/p/q?r=1"))
+        self.assertEqual((status, headers["location"]), (301, "https://a.test:8443/p/q?r=1"))
+
+    async def test_websocket_upgrade_is_routed_and_sent_by_the_authority(self) -> None:
+        net = Listening(self)
+        websocket, websocket_port = net.backend()
+        port = await net.proxy(
+            [await websocket_port],
+            rules=(
+                RuleConfig(target_group="pool", host="a.test"),
+                RuleConfig(host="b.test", fixed_response=FixedResponseConfig(403, "b")),
+            ),
+        )
+        client = _Head(upgrade_request("http://a.test:8080/echo?x=1", host="b.test"))
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        self.addCleanup(client.transport.abortConnection)
+        head = await client.head.addTimeout(10, reactor)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        request = websocket.requests[0]
+        self.assertEqual(
+            (request.headers.get("host"), request.path, request.headers.get("x-forwarded-host")),
+            ("a.test:8080", "/echo", "a.test:8080"),
+        )
 
 
 def proxy_v1(source: str, destination_port: int = 80) -> bytes:

@@ -1,0 +1,119 @@
+"""The client side of a listener: Host rules, absolute-form targets, ``100 Continue``."""
+
+from __future__ import annotations
+
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial import unittest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from clbproxy.httpserver import BadHost, HTTPLimits, ProxySite, request_host
+
+
+class RequestHostTests(unittest.TestCase):
+    def test_the_target_and_host_every_later_step_uses(self):
+        cases = [
+            ((b"HTTP/1.1", b"/x?y=1", [b"a.test"]), (b"/x?y=1", b"a.test")),
+            ((b"HTTP/1.1", b"http://a.test/x?y=1", [b"b.test"]), (b"/x?y=1", b"a.test")),
+            ((b"HTTP/1.1", b"HTTPS://A.test:8443", [b"b.test"]), (b"/", b"A.test:8443")),
+            ((b"HTTP/1.0", b"http://a.test/x", []), (b"/x", b"a.test")),
+            ((b"HTTP/1.0", b"/x", []), (b"/x", None)),
+            ((b"HTTP/1.1", b"*", [b"a.test"]), (b"*", b"a.test")),
+            ((b"HTTP/1.1", b"ftp://a.test/x", [b"b.test"]), (b"ftp://a.test/x", b"b.test")),
+            ((b"HTTP/1.1", b"http:///x", [b"b.test"]), (b"http:///x", b"b.test")),
+            ((b"HTTP/1.1", b"/", [b""]), (b"/", b"")),
+        ]
+        for arguments, expected in cases:
+            self.assertEqual(request_host(*arguments), expected, arguments)
+
+    def test_host_errors_name_the_rule(self):
+        cases = [
+            ((b"HTTP/1.1", b"/", [b"a", b"b"]), "more than one Host header (RFC 9112 3.2)"),
+            ((b"HTTP/1.1", b"/", [b"a", b"a"]), "more than one Host header (RFC 9112 3.2)"),
+            ((b"HTTP/1.0", b"/", [b"a", b"b"]), "more than one Host header (RFC 9112 3.2)"),
+            ((b"HTTP/1.1", b"/", []), "a Host header is required (HTTP/1.1, RFC 9112 3.2)"),
+            (
+                (b"HTTP/1.1", b"http://a.test/x", []),
+                "a Host header is required (HTTP/1.1, RFC 9112 3.2)",
+            ),
+            (
+                (b"HTTP/1.1", b"http://u@a.test/", [b"a.test"]),
+                "a request target with userinfo is not accepted (RFC 9110 4.2.4)",
+            ),
+        ]
+        for arguments, message in cases:
+            with self.assertRaises(BadHost, msg=arguments) as caught:
+                request_host(*arguments)
+            self.assertEqual(str(caught.exception), message)
+
+
+class _Holding(Resource):
+    """Keeps each request open; ``start_body`` plays a backend starting to read the body."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = []
+
+    def render(self, request):
+        self.requests.append(request)
+        return NOT_DONE_YET
+
+
+class ContinueTests(unittest.TestCase):
+    """``100 Continue`` waits until a backend starts taking the body."""
+
+    def connect(self):
+        resource = _Holding()
+        site = ProxySite(resource, limits=HTTPLimits(), reactor=MemoryReactorClock())
+        channel = site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        return resource, channel, transport
+
+    def test_nothing_is_sent_until_a_backend_takes_the_body(self):
+        resource, channel, transport = self.connect()
+        channel.dataReceived(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        self.assertEqual((len(resource.requests), transport.value()), (1, b""))
+        resource.requests[0].body.startProducing(StringTransport())
+        self.assertEqual(transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def test_an_answer_before_the_body_is_taken_has_no_continue(self):
+        resource, channel, transport = self.connect()
+        channel.dataReceived(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        request = resource.requests[0]
+        request.setResponseCode(404)
+        request.write(b"no")
+        request.body.startProducing(StringTransport())
+        request.finish()
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 404 "), transport.value())
+        self.assertNotIn(b"100 Continue", transport.value())
+
+    def test_a_request_without_a_body_gets_no_continue(self):
+        resource, channel, transport = self.connect()
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
+        self.assertEqual((len(resource.requests), transport.value()), (1, b""))
+
+    def test_http_1_0_gets_no_continue(self):
+        resource, channel, transport = self.connect()
+        channel.dataReceived(
+            b"POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        resource.requests[0].body.startProducing(StringTransport())
+        self.assertEqual(transport.value(), b"")
+
+    def test_a_bad_host_is_rejected_before_any_continue(self):
+        resource, channel, transport = self.connect()
+        channel.dataReceived(
+            b"POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\nhello"
+        )
+        self.assertEqual(resource.requests, [])
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "), transport.value())
+        self.assertIn(b"more than one Host header", transport.value())
+        self.assertTrue(transport.disconnecting)
