@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from clbproxy.aggregate import _Families, merge_metrics, merge_status
+from clbproxy.balancer import TargetGroup
 from clbproxy.config import (
     BackendConfig,
     Config,
@@ -22,6 +23,10 @@ from clbproxy.config import (
     RuleConfig,
     TargetGroupConfig,
 )
+from clbproxy.healthview import UnknownHealth
+from clbproxy.limits import Admission, LimitStats
+from clbproxy.livestate import LiveState
+from clbproxy.metrics import Metrics
 from clbproxy.workers import Supervisor, restart_delay, worker_config
 
 
@@ -269,10 +274,46 @@ class MergeMetricsTests(unittest.TestCase):
         self.assertEqual(merged["clbproxy_backend_health", (*labels, ("state", "healthy"))], 1.0)
         self.assertEqual(merged["clbproxy_backend_health", (*labels, ("state", "unhealthy"))], 1.0)
 
+    def test_limit_refusals_and_timeouts_of_real_workers_are_summed(self):
+        texts = [worker_metrics(denied=1), worker_metrics(denied=2)]
+        merged = samples(merge_metrics(texts))
+        web = (("listener", "web"),)
+        refused = (*web, ("reason", "listener_deny"), ("status", "403"))
+        self.assertEqual(merged["clbproxy_limit_refusals_total", refused], 3.0)
+        self.assertEqual(
+            merged["clbproxy_websocket_handshakes_total", (*web, ("status", "403"))], 3.0
+        )
+        self.assertEqual(merged["clbproxy_accept_paused_total", web], 2.0)
+        self.assertEqual(merged["clbproxy_global_accept_paused_total", ()], 2.0)
+        self.assertEqual(merged["clbproxy_http_timeouts_total", web], 2.0)
+        self.assertEqual(merged["clbproxy_websocket_timeouts_total", (("kind", "ping"), *web)], 2.0)
+
     def test_reload_metrics_and_created_timestamps_of_workers_are_dropped(self):
         names = {name for name, _ in samples(merge_metrics([WORKER_1, WORKER_2]))}
         self.assertNotIn("clbproxy_config_reloads_total", names)
         self.assertFalse([name for name in names if name.endswith("_created")])
+
+
+def worker_metrics(denied: int) -> str:
+    """One worker's ``/metrics`` page after ``denied`` refused handshakes (403), a
+    listener and a global accept pause, a 408 and a ping timeout."""
+    conf = config(1, max_connections=10)
+    listener = attrs.evolve(conf.listeners[0], deny=("10.0.0.0/8",))
+    clock = task.Clock()
+    groups = {group.name: TargetGroup(group, clock) for group in conf.target_groups}
+    gate_stats = LimitStats()
+    live = LiveState(conf, groups, UnknownHealth(conf.target_groups), gate_stats=gate_stats)
+    stats = LimitStats()
+    live.add_listener(listener, set(), stats)
+    admission = Admission(listener, clock, stats)
+    for _ in range(denied):
+        admission.check("10.0.0.1", None, websocket=True)
+    for name in ("accept_paused", "header_timeouts", "websocket_ping_timeouts"):
+        stats.increment(name)
+    gate_stats.increment("accept_paused")
+    registry = CollectorRegistry()
+    Metrics(registry, live)
+    return generate_latest(registry).decode("utf-8")
 
 
 def snapshot(connections, sessions, health, backend_sessions, errors=()):

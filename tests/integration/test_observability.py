@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 
 import treq
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from .observed import Observed, parse_plain, wait_for_lines
+from .observed import (
+    Observed,
+    parse_plain,
+    sample,
+    samples,  # noqa: F401 (other test modules import it from here)
+    scrape,
+    wait_for_lines,
+)
 from .support import raw_request
 
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
@@ -22,19 +28,6 @@ def upgrade_request(path: bytes, extra_headers: bytes = b"") -> bytes:
         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         b"Sec-WebSocket-Version: 13\r\n\r\n"
     )
-
-
-def samples(text: str) -> dict:
-    """``{(name, frozenset(labels.items())): value}`` of a Prometheus text page."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return found
-
-
-def sample(found: dict, name: str, **labels) -> float:
-    return found.get((name, frozenset(labels.items())), 0.0)
 
 
 class _Fixture:
@@ -198,6 +191,37 @@ class RefusalAccessLogTests(_Fixture, unittest.TestCase):
         self.assertEqual(fields["status"], "403")
         self.assertEqual(fields["request"], "GET /ws HTTP/1.1")
 
+    @defer.inlineCallbacks
+    def test_denied_request_and_handshake_are_counted_in_metrics(self):
+        for request in (
+            b"GET /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.9\r\n"
+            b"Connection: close\r\n\r\n",
+            upgrade_request(b"/ws", b"X-Forwarded-For: 203.0.113.9\r\n"),
+        ):
+            response = yield raw_request(self.port, request)
+            self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
+        yield wait_for_lines(self.log_path, 2)
+        found = yield scrape(self.net)
+        self.assertEqual(
+            sample(
+                found,
+                "clbproxy_limit_refusals_total",
+                listener="web",
+                reason="listener_deny",
+                status="403",
+            ),
+            2,
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_websocket_handshakes_total", listener="web", status="403"), 1
+        )
+        self.assertEqual(
+            sample(
+                found, "clbproxy_http_requests_total", listener="web", backend="-", status="403"
+            ),
+            2,
+        )
+
 
 class AccessLogJSONTests(_Fixture, unittest.TestCase):
     log_format = "json"
@@ -253,15 +277,8 @@ class AccessLogJSONTests(_Fixture, unittest.TestCase):
 
 
 class MetricsTests(_Fixture, unittest.TestCase):
-    @defer.inlineCallbacks
     def scrape(self):
-        response = yield treq.get(self.net.admin_url("/metrics"), pool=self.net.pool)
-        self.assertEqual(response.code, 200)
-        self.assertTrue(
-            response.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain")
-        )
-        text = yield response.text()
-        return samples(text)
+        return scrape(self.net)
 
     @defer.inlineCallbacks
     def test_finished_traffic_is_counted(self):
