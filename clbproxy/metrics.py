@@ -300,8 +300,23 @@ class _LiveCollector(Collector):
         weight = GaugeMetricFamily(
             "clbproxy_backend_weight", "A backend's current weight.", labels=["group", "backend"]
         )
+        in_flight = GaugeMetricFamily(
+            "clbproxy_backend_in_flight",
+            "Open WebSocket sessions plus HTTP requests under way on a backend "
+            "(the load least_conn and max_conns count).",
+            labels=["group", "backend"],
+        )
+        sent = CounterMetricFamily(
+            "clbproxy_backend_sent",
+            "WebSocket sessions and HTTP requests sent to a backend (each attempt, retries "
+            "included).",
+            labels=["group", "backend"],
+        )
         records = live.health_by_backend()
         for name, group in live.groups.items():
+            for backend in group.backends:
+                in_flight.add_metric([name, backend.address], group.load(backend))
+                sent.add_metric([name, backend.address], group.sent(backend))
             for control in group.controls():
                 record = records.get((name, control.address))
                 current = record.state if record is not None else "unknown"
@@ -310,4 +325,4 @@ class _LiveCollector(Collector):
                 for state in (READY, DRAIN, MAINT):
                     admin.add_metric([name, control.address, state], int(state == control.state))
                 weight.add_metric([name, control.address], control.weight)
-        yield from (health, admin, weight)
+        yield from (health, admin, weight, in_flight, sent)

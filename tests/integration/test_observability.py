@@ -340,6 +340,10 @@ class MetricsTests(_Fixture, unittest.TestCase):
         )
         self.assertEqual(sample(found, "clbproxy_connections_total", listener="web"), 2)
         self.assertEqual(sample(found, "clbproxy_connections_active", listener="web"), 0)
+        for port in (self.backend_port, self.http_port):
+            labels = {"group": "pool", "backend": f"127.0.0.1:{port}"}
+            self.assertEqual(sample(found, "clbproxy_backend_sent_total", **labels), 1)
+            self.assertEqual(sample(found, "clbproxy_backend_in_flight", **labels), 0)
 
     @defer.inlineCallbacks
     def test_open_session_is_active_and_its_messages_count_already(self):
@@ -361,6 +365,12 @@ class MetricsTests(_Fixture, unittest.TestCase):
             1,
         )
         self.assertEqual(sample(found, "clbproxy_connections_active", listener="web"), 1)
+        self.assertEqual(
+            sample(found, "clbproxy_backend_in_flight", group="pool", backend=backend), 1
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_backend_sent_total", group="pool", backend=backend), 1
+        )
         self.assertEqual(
             sample(found, "clbproxy_websocket_messages_total", listener="web", direction="in"), 1
         )
