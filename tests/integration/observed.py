@@ -110,7 +110,7 @@ class ProductionProxy(Listening):
     """The whole proxy built from a tap.conf file by ``build_service``, as twistd builds it
     (health checks, global connection gate and reload included), on this reactor.
 
-    The file's ``[admin]`` table must bind ``tcp:0:interface=127.0.0.1``.
+    The file needs an ``[admin]`` table (on an ephemeral port of 127.0.0.1).
     """
 
     def __init__(self, testcase):

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 
 import treq
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
 from .observed import (
     Observed,
+    ProductionProxy,
+    get_json,
     parse_plain,
     sample,
     samples,  # noqa: F401 (other test modules import it from here)
@@ -565,3 +569,123 @@ class AdminAPITests(_Fixture, unittest.TestCase):
     def test_cross_origin_post_is_refused(self):
         code, data = yield self.post(self.backend_path("drain"), origin=b"http://evil.example")
         self.assertEqual(code, 403)
+
+
+PRODUCTION = """
+drain_timeout = 1
+max_connections = 1
+[[listener]]
+name = "web"
+bind = "tcp:0:interface=127.0.0.1"
+  [[listener.rule]]
+  target_group = "pool"
+{listeners}
+[admin]
+bind = "tcp:0:interface=127.0.0.1:backlog=10"
+
+[target_group.pool]
+backends = [{backends}]
+  [target_group.pool.health_check]
+  type = "tcp"
+  interval = 2
+  timeout = 2
+  unhealthy_threshold = 2
+  jitter = 0
+"""
+
+DENY_ALL = """
+[[listener]]
+name = "closed"
+bind = "tcp:0:interface=127.0.0.1:backlog=20"
+deny = ["0.0.0.0/0"]
+  [[listener.rule]]
+  target_group = "pool"
+"""
+
+
+def production_config(*ports, listeners=""):
+    backends = ", ".join(f'"127.0.0.1:{port}"' for port in ports)
+    return PRODUCTION.format(backends=backends, listeners=listeners)
+
+
+class ProductionServiceTests(unittest.TestCase):
+    """The proxy as twistd builds it (build_service): health checks feed the status page and
+    metrics, and reloads, limits and the global gate are counted."""
+
+    @defer.inlineCallbacks
+    def wait_for_health(self, proxy, address, state, timeout=15.0):
+        """The metrics once ``clbproxy_backend_health`` says ``state`` for ``address``."""
+        waited = 0.0
+        while True:
+            found = yield scrape(proxy)
+            labels = {"group": "pool", "backend": address}
+            if sample(found, "clbproxy_backend_health", state=state, **labels) == 1:
+                return found
+            if waited > timeout:
+                raise AssertionError(f"{address} not {state} after {timeout} s")
+            yield task.deferLater(reactor, 0.2, lambda: None)
+            waited += 0.2
+
+    @defer.inlineCallbacks
+    def test_checked_health_shows_a_stopped_backend_unhealthy_and_a_502_as_a_recent_error(self):
+        proxy = ProductionProxy(self)
+        # Accepts TCP (the health check passes) but closes every request unanswered: 502.
+        broken_port = yield proxy.raw_backend(b"")
+        doomed = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Protocol)
+        )
+        self.addCleanup(lambda: doomed.stopListening() if doomed.connected else None)
+        doomed_port = doomed.getHost().port
+        broken, gone = f"127.0.0.1:{broken_port}", f"127.0.0.1:{doomed_port}"
+        yield proxy.start(production_config(broken_port, doomed_port))
+
+        found = yield scrape(proxy)
+        for address in (broken, gone):
+            health = {
+                state: sample(
+                    found, "clbproxy_backend_health", group="pool", backend=address, state=state
+                )
+                for state in ("healthy", "unhealthy", "unknown")
+            }
+            self.assertEqual(health, {"healthy": 1, "unhealthy": 0, "unknown": 0})
+
+        yield doomed.stopListening()
+        found = yield self.wait_for_health(proxy, gone, "unhealthy")
+        self.assertEqual(
+            sample(found, "clbproxy_backend_health", group="pool", backend=gone, state="healthy"),
+            0,
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_backend_health", group="pool", backend=broken, state="healthy"),
+            1,
+        )
+
+        response = yield raw_request(
+            proxy.port(), b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 502 "), response)
+
+        code, status = yield get_json(proxy, "/api/status")
+        self.assertEqual(code, 200)
+        backends = {b["address"]: b for b in status["target_groups"][0]["backends"]}
+        self.assertEqual(backends[gone]["health"], "unhealthy")
+        detail = backends[gone]["health_detail"]
+        self.assertTrue(detail.startswith("health check: "), detail)
+        self.assertIn("refused", detail)
+        self.assertEqual(backends[broken]["health"], "healthy")
+        (error,) = backends[broken]["recent_errors"]
+        self.assertTrue(error["message"].endswith("(answered 502)"), error)
+        self.assertIsInstance(error["time"], float)
+        found = yield scrape(proxy)
+        self.assertEqual(
+            sample(
+                found, "clbproxy_http_requests_total", listener="web", backend=broken, status="502"
+            ),
+            1,
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_backend_sent_total", group="pool", backend=broken), 1
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_backend_sent_total", group="pool", backend=gone), 0
+        )
