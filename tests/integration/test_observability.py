@@ -689,3 +689,44 @@ class ProductionServiceTests(unittest.TestCase):
         self.assertEqual(
             sample(found, "clbproxy_backend_sent_total", group="pool", backend=gone), 0
         )
+
+    @defer.inlineCallbacks
+    def test_real_reloads_are_counted_by_result_and_new_listeners_limits_are_exported(self):
+        proxy = ProductionProxy(self)
+        backend_port = yield proxy.raw_backend(b"")
+        yield proxy.start(production_config(backend_port))
+        found = yield scrape(proxy)
+        self.assertEqual(sample(found, "clbproxy_config_reloads_total", result="success"), 0)
+
+        proxy.write(production_config(backend_port, listeners=DENY_ALL))
+        self.assertTrue((yield proxy.reloader.reload()))
+        found = yield scrape(proxy)
+        self.assertEqual(sample(found, "clbproxy_config_reloads_total", result="success"), 1)
+        self.assertEqual(sample(found, "clbproxy_config_reloads_total", result="failure"), 0)
+        self.assertEqual(sample(found, "clbproxy_config_last_reload_successful"), 1)
+
+        with open(proxy.path, "a", encoding="utf-8") as f:
+            f.write("bogus = 1\n")
+        self.assertFalse((yield proxy.reloader.reload()))
+        found = yield scrape(proxy)
+        self.assertEqual(sample(found, "clbproxy_config_reloads_total", result="success"), 1)
+        self.assertEqual(sample(found, "clbproxy_config_reloads_total", result="failure"), 1)
+        self.assertEqual(sample(found, "clbproxy_config_last_reload_successful"), 0)
+
+        response = yield raw_request(
+            proxy.port("closed"), b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 403 "), response)
+        found = yield scrape(proxy)
+        self.assertEqual(
+            sample(
+                found,
+                "clbproxy_limit_refusals_total",
+                listener="closed",
+                reason="listener_deny",
+                status="403",
+            ),
+            1,
+        )
+        # The global max_connections = 1 was reached by that one connection.
+        self.assertEqual(sample(found, "clbproxy_global_accept_paused_total"), 1)
