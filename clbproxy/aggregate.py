@@ -57,7 +57,13 @@ from clbproxy.livestate import RECENT_ERRORS
 log = Logger()
 
 #: Gauges that count things and are summed over the workers.
-SUMMED_GAUGES = frozenset({"clbproxy_connections_active", "clbproxy_websocket_sessions_active"})
+SUMMED_GAUGES = frozenset(
+    {
+        "clbproxy_connections_active",
+        "clbproxy_websocket_sessions_active",
+        "clbproxy_backend_in_flight",
+    }
+)
 
 #: Families the supervisor owns: the workers' copies are left out of the merge.
 SUPERVISOR_FAMILIES = frozenset(

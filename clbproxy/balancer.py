@@ -345,6 +345,8 @@ class TargetGroup:
             config.persistence, clock, config.backends
         )
         self._leases: dict[BackendConfig, set[Lease]] = {b: set() for b in config.backends}
+        #: Leases ever taken per backend (sessions and requests sent to it, for metrics).
+        self._sent: dict[BackendConfig, int] = dict.fromkeys(config.backends, 0)
         self._failing_open = False
         self.health.on_change(self._health_changed)
         #: Runtime state per backend address (admin API: drain, disable, reweight).
@@ -371,6 +373,7 @@ class TargetGroup:
         """Count one live session or in-flight request on ``backend`` until released."""
         lease = Lease(self, backend, close)
         self._leases.setdefault(backend, set()).add(lease)
+        self._sent[backend] = self._sent.get(backend, 0) + 1
         return lease
 
     def _release(self, lease: Lease) -> None:
@@ -379,6 +382,10 @@ class TargetGroup:
     def load(self, backend: BackendConfig) -> int:
         """Live WebSocket sessions plus in-flight HTTP requests on ``backend``."""
         return len(self._leases.get(backend, ()))
+
+    def sent(self, backend: BackendConfig) -> int:
+        """WebSocket sessions and HTTP requests (each attempt) ever sent to ``backend``."""
+        return self._sent.get(backend, 0)
 
     def is_full(self, backend: BackendConfig) -> bool:
         return 0 < backend.max_conns <= self.load(backend)

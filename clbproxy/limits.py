@@ -14,7 +14,8 @@ Three layers, each answered the way nginx and HAProxy users expect:
 - ``allow``/``deny`` lists (CIDR) of the listener and of the rule: 403.  ``deny``
   wins over ``allow``; an empty ``allow`` allows every address.
 
-Every refusal and pause is counted in a :class:`LimitStats` the metrics code reads.
+Every refusal and pause is counted in a :class:`LimitStats`, which the metrics
+exporter (:mod:`clbproxy.metrics`) reads at scrape time.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class LimitStats:
     ``refused_per_ip_connections``, ``refused_handshake_rate`` (429);
     ``denied_by_listener``, ``denied_by_rule`` (403); ``refused_draining`` (503);
     ``header_timeouts`` (408 or close); ``websocket_idle_closes``;
-    ``websocket_ping_timeouts``.
+    ``websocket_ping_timeouts``.  ``websocket_refusals()``: the refusals above
+    that answered a WebSocket handshake, by status (they are handshake outcomes too).
     """
 
     NAMES = (
@@ -58,9 +60,18 @@ class LimitStats:
 
     def __init__(self) -> None:
         self._counts = dict.fromkeys(self.NAMES, 0)
+        self._websocket: dict[int, int] = {}
 
     def increment(self, name: str) -> None:
         self._counts[name] += 1
+
+    def refused_websocket(self, status: int) -> None:
+        """Count a WebSocket handshake a limit answered with ``status``."""
+        self._websocket[status] = self._websocket.get(status, 0) + 1
+
+    def websocket_refusals(self) -> dict[int, int]:
+        """Handshakes refused by a limit, by the status they got."""
+        return dict(self._websocket)
 
     def __getitem__(self, name: str) -> int:
         return self._counts[name]
@@ -376,6 +387,8 @@ class Admission:
         refusal = self._refusal(client_ip, rule, websocket, over_ip_limit)
         if refusal is not None:
             self.stats.increment(refusal.counter)
+            if websocket:
+                self.stats.refused_websocket(refusal.status)
         return refusal
 
     def _refusal(

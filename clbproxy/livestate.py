@@ -1,9 +1,10 @@
 """The proxy's live state as observers see it: listeners, connections, sessions, backends.
 
 Metrics and the admin API read the same :class:`LiveState`; it reads the
-listeners' session sets, the runtime-controlled target groups, a health view
-and the recent backend errors, and owns nothing on the traffic path except two
-counters per connection (open and close, counted by :func:`count_connections`).
+listeners' session sets and limit counters, the runtime-controlled target
+groups, a health view and the recent backend errors, and owns nothing on the
+traffic path except two counters per connection (open and close, counted by
+:func:`count_connections`).
 """
 
 from __future__ import annotations
@@ -21,18 +22,26 @@ from clbproxy.balancer import DRAIN, TargetGroup
 from clbproxy.config import Config, ListenerConfig
 from clbproxy.fastpath import Hop
 from clbproxy.healthview import IHealthView
+from clbproxy.limits import LimitStats
 
 #: Recent errors kept per backend.
 RECENT_ERRORS = 5
 
 
 class ListenerState:
-    """One listener's live connections and WebSocket sessions."""
+    """One listener's live connections, WebSocket sessions and limit counters."""
 
-    def __init__(self, config: ListenerConfig, sessions: Optional[set] = None) -> None:
+    def __init__(
+        self,
+        config: ListenerConfig,
+        sessions: Optional[set] = None,
+        stats: Optional[LimitStats] = None,
+    ) -> None:
         self.config = config
         #: The relay's live sessions (``RelayServerFactory.sessions``).
         self.sessions = sessions if sessions is not None else set()
+        #: What the listener's limits and timeouts did (``ListenerService.stats``).
+        self.stats = stats if stats is not None else LimitStats()
         self.connections_total = 0
         #: The live connections: the connection limiter's own table when it has one
         #: (see :func:`count_connections`), else a weak set kept here.
@@ -161,17 +170,25 @@ class LiveState:
         health: IHealthView,
         errors: Optional[RecentErrors] = None,
         clock=None,
+        gate_stats: Optional[LimitStats] = None,
     ) -> None:
         self.config = config
         self.groups = groups
         self.health = health
         self.errors = errors if errors is not None else RecentErrors()
+        #: The global connection gate's counters (``ProxyService.gate.stats``).
+        self.gate_stats = gate_stats if gate_stats is not None else LimitStats()
         self.listeners: dict[str, ListenerState] = {}
         self._clock = clock
         self._started = clock.seconds() if clock is not None else None
 
-    def add_listener(self, config: ListenerConfig, sessions: Optional[set] = None) -> ListenerState:
-        state = ListenerState(config, sessions)
+    def add_listener(
+        self,
+        config: ListenerConfig,
+        sessions: Optional[set] = None,
+        stats: Optional[LimitStats] = None,
+    ) -> ListenerState:
+        state = ListenerState(config, sessions, stats)
         self.listeners[config.name] = state
         return state
 

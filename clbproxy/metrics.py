@@ -5,7 +5,11 @@ which :class:`Metrics` observes; gauges and the traffic of sessions still open
 are read from :class:`~clbproxy.livestate.LiveState` at scrape time, so nothing
 is counted per message on the traffic path.  Message and byte counters are the
 finished sessions' totals plus the open sessions' counts so far, so they grow
-while a long session runs.
+while a long session runs.  What the limits and timeouts did (refusals, accept
+pauses, timeouts) is read from each listener's
+:class:`~clbproxy.limits.LimitStats` and the global gate's; a WebSocket
+handshake a limit refused is also a handshake outcome (the listener logs it as
+an HTTP request, so its access event does not say it was one).
 
 Directions: ``in`` is client -> backend, ``out`` backend -> client.
 """
@@ -31,6 +35,18 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 _DIRECTIONS = (("in", "messages_in", "bytes_in"), ("out", "messages_out", "bytes_out"))
 
+#: ``LimitStats`` refusal counters as ``(reason label, status)``.
+LIMIT_REFUSALS = {
+    "denied_by_listener": ("listener_deny", 403),
+    "denied_by_rule": ("rule_deny", 403),
+    "refused_per_ip_connections": ("per_ip_connections", 429),
+    "refused_handshake_rate": ("handshake_rate", 429),
+    "refused_draining": ("shutting_down", 503),
+}
+
+#: ``LimitStats`` WebSocket timeout counters as the ``kind`` label.
+WEBSOCKET_TIMEOUTS = {"websocket_idle_closes": "idle", "websocket_ping_timeouts": "ping"}
+
 
 def _label(value: object) -> str:
     return "-" if value is None else str(value)
@@ -54,12 +70,6 @@ class Metrics:
             "Time from a request to its backend's response headers.",
             ["listener"],
             buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.handshakes = Counter(
-            "clbproxy_websocket_handshakes",
-            "WebSocket handshakes by outcome (the status the client got; 101 is success).",
-            ["listener", "status"],
             registry=registry,
         )
         self.handshake_latency = Histogram(
@@ -147,7 +157,7 @@ class Metrics:
 
     def _session(self, listener: str, event: dict) -> None:
         status = event["status"]
-        self.handshakes.labels(listener, status).inc()
+        self.finished[("handshakes", listener, str(status))] += 1
         if event.get("backend") is not None and event.get("handshake_ms") is not None:
             self.handshake_latency.labels(listener).observe(event["handshake_ms"] / 1000)
         if status != 101:
@@ -177,6 +187,12 @@ class _LiveCollector(Collector):
         connections_total = CounterMetricFamily(
             "clbproxy_connections", "Client connections accepted.", labels=["listener"]
         )
+        handshakes = CounterMetricFamily(
+            "clbproxy_websocket_handshakes",
+            "WebSocket handshakes by outcome (the status the client got; 101 is success), "
+            "those refused by a limit included.",
+            labels=["listener", "status"],
+        )
         sessions = GaugeMetricFamily(
             "clbproxy_websocket_sessions_active",
             "Open WebSocket sessions.",
@@ -192,6 +208,15 @@ class _LiveCollector(Collector):
             "WebSocket bytes on the client hop's wire after the handshake, by direction.",
             labels=["listener", "direction"],
         )
+        outcomes: collections.Counter = collections.Counter()
+        for (kind, name, status), count in self._finished.items():
+            if kind == "handshakes":
+                outcomes[name, status] += count
+        for name, listener in live.listeners.items():
+            for status, count in listener.stats.websocket_refusals().items():
+                outcomes[name, str(status)] += count
+        for (name, status), count in sorted(outcomes.items()):
+            handshakes.add_metric([name, status], count)
         for name, listener in live.listeners.items():
             connections.add_metric([name], listener.connections_active())
             connections_total.add_metric([name], listener.connections_total)
@@ -216,8 +241,49 @@ class _LiveCollector(Collector):
                     [name, direction],
                     self._finished["bytes", name, direction] + counts["bytes", direction],
                 )
-        yield from (connections, connections_total, sessions, messages, octets)
+        yield from (connections, connections_total, handshakes, sessions, messages, octets)
+        yield from self._limits()
         yield from self._backends()
+
+    def _limits(self) -> Iterator:
+        live = self._live
+        refusals = CounterMetricFamily(
+            "clbproxy_limit_refusals",
+            "Requests and WebSocket handshakes answered by a limit or access list, by reason "
+            "(listener_deny, rule_deny, per_ip_connections, handshake_rate, shutting_down).",
+            labels=["listener", "reason", "status"],
+        )
+        paused = CounterMetricFamily(
+            "clbproxy_accept_paused",
+            "Times a listener stopped accepting at its max_connections.",
+            labels=["listener"],
+        )
+        global_paused = CounterMetricFamily(
+            "clbproxy_global_accept_paused",
+            "Times every listener stopped accepting at the global max_connections.",
+        )
+        http_timeouts = CounterMetricFamily(
+            "clbproxy_http_timeouts",
+            "Client connections closed because the request headers did not arrive within "
+            "header_timeout (408, or a plain close when nothing came).",
+            labels=["listener"],
+        )
+        websocket_timeouts = CounterMetricFamily(
+            "clbproxy_websocket_timeouts",
+            "WebSocket sessions ended by a timeout: idle (websocket_idle_timeout) or ping "
+            "(a hop did not answer a ping within websocket_ping_timeout).",
+            labels=["listener", "kind"],
+        )
+        for name, listener in live.listeners.items():
+            counts = listener.stats.snapshot()
+            for counter, (reason, status) in LIMIT_REFUSALS.items():
+                refusals.add_metric([name, reason, str(status)], counts[counter])
+            paused.add_metric([name], counts["accept_paused"])
+            http_timeouts.add_metric([name], counts["header_timeouts"])
+            for counter, kind in WEBSOCKET_TIMEOUTS.items():
+                websocket_timeouts.add_metric([name, kind], counts[counter])
+        global_paused.add_metric([], live.gate_stats["accept_paused"])
+        yield from (refusals, paused, global_paused, http_timeouts, websocket_timeouts)
 
     def _backends(self) -> Iterator:
         live = self._live
@@ -234,8 +300,23 @@ class _LiveCollector(Collector):
         weight = GaugeMetricFamily(
             "clbproxy_backend_weight", "A backend's current weight.", labels=["group", "backend"]
         )
+        in_flight = GaugeMetricFamily(
+            "clbproxy_backend_in_flight",
+            "Open WebSocket sessions plus HTTP requests under way on a backend "
+            "(the load least_conn and max_conns count).",
+            labels=["group", "backend"],
+        )
+        sent = CounterMetricFamily(
+            "clbproxy_backend_sent",
+            "WebSocket sessions and HTTP requests sent to a backend (each attempt, retries "
+            "included).",
+            labels=["group", "backend"],
+        )
         records = live.health_by_backend()
         for name, group in live.groups.items():
+            for backend in group.backends:
+                in_flight.add_metric([name, backend.address], group.load(backend))
+                sent.add_metric([name, backend.address], group.sent(backend))
             for control in group.controls():
                 record = records.get((name, control.address))
                 current = record.state if record is not None else "unknown"
@@ -244,4 +325,4 @@ class _LiveCollector(Collector):
                 for state in (READY, DRAIN, MAINT):
                     admin.add_metric([name, control.address, state], int(state == control.state))
                 weight.add_metric([name, control.address], control.weight)
-        yield from (health, admin, weight)
+        yield from (health, admin, weight, in_flight, sent)

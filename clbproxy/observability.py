@@ -23,6 +23,7 @@ from clbproxy.admin import admin_site
 from clbproxy.balancer import TargetGroup
 from clbproxy.config import AdminConfig, Config, ListenerConfig
 from clbproxy.healthview import IHealthView, UnknownHealth
+from clbproxy.limits import LimitStats
 from clbproxy.livestate import LiveState, RecentErrors, count_connections
 from clbproxy.metrics import Metrics
 
@@ -41,6 +42,7 @@ class Observability(Service):
         publisher: LogPublisher = globalLogPublisher,
         health: Optional[IHealthView] = None,
         registry: Optional[CollectorRegistry] = None,
+        gate_stats: Optional[LimitStats] = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -53,14 +55,16 @@ class Observability(Service):
             health if health is not None else UnknownHealth(config.target_groups),
             self.errors,
             clock=reactor,
+            gate_stats=gate_stats,
         )
         self.metrics = Metrics(self.registry, self.live)
         self.access_logs = [access_log for access_log, _ in open_access_logs(config)]
         self._observers: list[ILogObserver] = [self.errors, self.metrics, *self.access_logs]
 
     def watch_listener(self, config: ListenerConfig, service) -> None:
-        """Count a listener service's connections and read its relay's sessions."""
-        state = self.live.add_listener(config, service.relay.sessions)
+        """Count a listener service's connections; read its relay's sessions and limit counters."""
+        stats = getattr(service, "stats", None)
+        state = self.live.add_listener(config, service.relay.sessions, stats)
         count_connections(getattr(service, "limiter", service.factory), state)
 
     def admin_service(

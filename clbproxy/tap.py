@@ -226,7 +226,13 @@ def build_service(
     #: What the status page and metrics read (clbproxy.health.IHealthState).
     root.health = HealthState(groups)
     try:
-        observability = Observability(config, groups, reactor, health=CheckedHealth(root.health))
+        observability = Observability(
+            config,
+            groups,
+            reactor,
+            health=CheckedHealth(root.health),
+            gate_stats=root.gate.stats,
+        )
     except AccessLogError as error:
         raise SystemExit(str(error)) from None
     observability.setServiceParent(root)

@@ -107,6 +107,8 @@ class AdmissionTests(unittest.TestCase):
                 "refused_draining": 1,
             },
         )
+        # Only the WebSocket handshakes among them are handshake outcomes too.
+        self.assertEqual(stats.websocket_refusals(), {403: 1, 429: 1, 503: 1})
 
     def test_real_client_comes_from_a_trusted_peers_forwarded_for(self) -> None:
         trusted = TrustedProxies.from_cidrs(["10.0.0.0/8"])

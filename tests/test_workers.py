@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from clbproxy.aggregate import _Families, merge_metrics, merge_status
+from clbproxy.balancer import TargetGroup
 from clbproxy.config import (
     BackendConfig,
     Config,
@@ -27,6 +28,10 @@ from clbproxy.config import (
     TargetGroupConfig,
     load_config,
 )
+from clbproxy.healthview import UnknownHealth
+from clbproxy.limits import Admission, LimitStats
+from clbproxy.livestate import LiveState
+from clbproxy.metrics import Metrics
 from clbproxy.workers import RELOAD_TIMEOUT, Socket, Supervisor, restart_delay, worker_config
 
 
@@ -291,10 +296,52 @@ class MergeMetricsTests(unittest.TestCase):
         self.assertEqual(merged["clbproxy_backend_health", (*labels, ("state", "healthy"))], 1.0)
         self.assertEqual(merged["clbproxy_backend_health", (*labels, ("state", "unhealthy"))], 1.0)
 
+    def test_limit_refusals_timeouts_and_backend_load_of_real_workers_are_summed(self):
+        texts = [worker_metrics(denied=1, in_flight=1), worker_metrics(denied=2, in_flight=3)]
+        merged = samples(merge_metrics(texts))
+        web = (("listener", "web"),)
+        backend = (("backend", "127.0.0.1:9"), ("group", "pool"))
+        refused = (*web, ("reason", "listener_deny"), ("status", "403"))
+        self.assertEqual(merged["clbproxy_limit_refusals_total", refused], 3.0)
+        self.assertEqual(
+            merged["clbproxy_websocket_handshakes_total", (*web, ("status", "403"))], 3.0
+        )
+        self.assertEqual(merged["clbproxy_accept_paused_total", web], 2.0)
+        self.assertEqual(merged["clbproxy_global_accept_paused_total", ()], 2.0)
+        self.assertEqual(merged["clbproxy_http_timeouts_total", web], 2.0)
+        self.assertEqual(merged["clbproxy_websocket_timeouts_total", (("kind", "ping"), *web)], 2.0)
+        self.assertEqual(merged["clbproxy_backend_in_flight", backend], 4.0)
+        self.assertEqual(merged["clbproxy_backend_sent_total", backend], 4.0)
+
     def test_reload_metrics_and_created_timestamps_of_workers_are_dropped(self):
         names = {name for name, _ in samples(merge_metrics([WORKER_1, WORKER_2]))}
         self.assertNotIn("clbproxy_config_reloads_total", names)
         self.assertFalse([name for name in names if name.endswith("_created")])
+
+
+def worker_metrics(denied: int, in_flight: int) -> str:
+    """One worker's ``/metrics`` page after ``denied`` refused handshakes (403), a
+    listener and a global accept pause, a 408, a ping timeout and ``in_flight``
+    requests under way."""
+    conf = config(1, max_connections=10)
+    listener = attrs.evolve(conf.listeners[0], deny=("10.0.0.0/8",))
+    clock = task.Clock()
+    groups = {group.name: TargetGroup(group, clock) for group in conf.target_groups}
+    gate_stats = LimitStats()
+    live = LiveState(conf, groups, UnknownHealth(conf.target_groups), gate_stats=gate_stats)
+    stats = LimitStats()
+    live.add_listener(listener, set(), stats)
+    admission = Admission(listener, clock, stats)
+    for _ in range(denied):
+        admission.check("10.0.0.1", None, websocket=True)
+    for name in ("accept_paused", "header_timeouts", "websocket_ping_timeouts"):
+        stats.increment(name)
+    gate_stats.increment("accept_paused")
+    for _ in range(in_flight):
+        groups["pool"].acquire(groups["pool"].backends[0])
+    registry = CollectorRegistry()
+    Metrics(registry, live)
+    return generate_latest(registry).decode("utf-8")
 
 
 def snapshot(connections, sessions, health, backend_sessions, errors=()):

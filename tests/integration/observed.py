@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import treq
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor, task
 from twisted.web.client import HTTPConnectionPool
 
@@ -17,9 +19,12 @@ from clbproxy.config import (
     ListenerConfig,
     RuleConfig,
     TargetGroupConfig,
+    load_config,
 )
+from clbproxy.lifecycle import Reloader
 from clbproxy.listener import listener_service
 from clbproxy.observability import Observability
+from clbproxy.tap import build_service
 
 from .support import Listening
 
@@ -52,7 +57,7 @@ class Observed(Listening):
     """A listener named ``web`` with access log and admin listener, over given backends."""
 
     @defer.inlineCallbacks
-    def start(self, backend_ports, *, log_path, log_format="plain", **listener_options):
+    def start(self, backend_ports, *, log_path, log_format="plain", rules=None, **listener_options):
         group = TargetGroupConfig(
             name="pool",
             backends=tuple(BackendConfig("127.0.0.1", port) for port in backend_ports),
@@ -60,7 +65,7 @@ class Observed(Listening):
         listener = ListenerConfig(
             name="web",
             bind=listener_options.pop("bind", "tcp:0:interface=127.0.0.1"),
-            rules=(RuleConfig(target_group="pool"),),
+            rules=rules or (RuleConfig(target_group="pool"),),
             **listener_options,
         )
         config = Config(
@@ -101,6 +106,55 @@ class Observed(Listening):
         return f"http://127.0.0.1:{self.admin_port}{path}"
 
 
+class ProductionProxy(Listening):
+    """The whole proxy built from a tap.conf file by ``build_service``, as twistd builds it
+    (health checks, global connection gate and reload included), on this reactor.
+
+    The file needs an ``[admin]`` table (on an ephemeral port of 127.0.0.1).
+    """
+
+    def __init__(self, testcase):
+        super().__init__(testcase)
+        self.path = testcase.mktemp()
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+
+    def write(self, text: str) -> None:
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    @defer.inlineCallbacks
+    def start(self, text: str):
+        self.write(text)
+        self.root = build_service(load_config(self.path), reactor)
+        self.root.privilegedStartService()
+        self.root.startService()
+        self.testcase.addCleanup(self._stop)
+        self.reloader = Reloader(self.path, self.root, reactor)
+        ready = defer.Deferred()
+
+        def listening(port):
+            ready.callback(port)
+            return port
+
+        self.root.getServiceNamed("admin")._waitingForPort.addCallback(listening)
+        admin = yield ready
+        self.admin_port = admin.getHost().port
+
+    def port(self, name: str = "web") -> int:
+        return self.root.getServiceNamed(f"listener:{name}").limiter.port.getHost().port
+
+    def _stop(self):
+        for service in self.root.listener_services():
+            for session in list(service.relay.sessions):
+                for hop in (session.front, session.backend):
+                    if hop is not None and hop.transport is not None:
+                        hop.transport.abortConnection()
+        return self.root.stopService()
+
+    def admin_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.admin_port}{path}"
+
+
 @defer.inlineCallbacks
 def wait_for_lines(path: str, count: int, timeout: float = 5.0):
     """The first ``count`` lines of the file at ``path``, once they are there."""
@@ -117,3 +171,37 @@ def wait_for_lines(path: str, count: int, timeout: float = 5.0):
             raise AssertionError(f"{path} has {len(lines)} lines, expected {count}: {lines}")
         yield task.deferLater(reactor, 0.02, lambda: None)
         waited += 0.02
+
+
+def samples(text: str) -> dict:
+    """``{(name, frozenset(labels.items())): value}`` of a Prometheus text page."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def sample(found: dict, name: str, **labels) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+@defer.inlineCallbacks
+def scrape(proxy, path: str = "/metrics"):
+    """The samples of one real HTTP GET of ``proxy``'s metrics page (its ``admin_url``)."""
+    response = yield treq.get(proxy.admin_url(path), pool=proxy.pool)
+    text = yield response.text()
+    if response.code != 200:
+        raise AssertionError(f"GET {path}: {response.code} {text!r}")
+    content_type = response.headers.getRawHeaders(b"content-type")[0]
+    if not content_type.startswith(b"text/plain"):
+        raise AssertionError(f"GET {path}: content type {content_type!r}")
+    return samples(text)
+
+
+@defer.inlineCallbacks
+def get_json(proxy, path: str):
+    """``(status, decoded body)`` of a real HTTP GET of ``proxy``'s admin API."""
+    response = yield treq.get(proxy.admin_url(path), pool=proxy.pool)
+    data = yield response.json()
+    return response.code, data

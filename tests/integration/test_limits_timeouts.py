@@ -11,6 +11,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
 from clbproxy.config import RuleConfig
+from tests.integration.observed import Observed, sample, scrape
 from tests.integration.support import (
     BackendFactory,
     BackendProtocol,
@@ -204,3 +205,106 @@ class AccessTests(unittest.TestCase):
         self.assertTrue(data.startswith(b"HTTP/1.1 200 OK"), data)
         # Paused when the first connection filled it, and again when the second did.
         self.assertEqual(net.service.stats["accept_paused"], 2)
+
+
+class LimitMetricsTests(unittest.TestCase):
+    """What the limits and timeouts did, scraped from the metrics page over HTTP."""
+
+    @defer.inlineCallbacks
+    def start(self, backend_port, **listener_options):
+        self.net = Observed(self)
+        return (yield self.net.start([backend_port], log_path=self.mktemp(), **listener_options))
+
+    @defer.inlineCallbacks
+    def test_403_429_and_503_refusals_are_counted_by_reason_and_as_handshake_outcomes(self):
+        _, backend_port = Listening(self).backend()
+        rules = (
+            RuleConfig(target_group="pool", path="/private", deny=("127.0.0.0/8",)),
+            RuleConfig(target_group="pool"),
+        )
+        port = yield self.start(
+            (yield backend_port),
+            rules=rules,
+            max_connections_per_ip=1,
+            websocket_handshake_rate=0.01,
+            websocket_handshake_burst=1,
+        )
+        private = b"GET /private HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        statuses = [(yield raw_request(port, private))[:12]]
+        statuses.append((yield raw_request(port, upgrade_request("/private")))[:12])
+        first = self.net.client(port)
+        yield first.opened
+        first.built[0].sendClose(1000)
+        yield first.closed
+        yield sleep(0.05)
+        statuses.append((yield raw_request(port, upgrade_request()))[:12])
+        held = yield hold(port)
+        statuses.append((yield raw_request(port, GET))[:12])
+        statuses.append((yield raw_request(port, upgrade_request()))[:12])
+        held.transport.loseConnection()
+        yield held.factory.lost
+        yield sleep(0.05)
+        # What stopping the proxy does to every listener, without closing its socket.
+        self.net.service.admission.draining = True
+        statuses.append((yield raw_request(port, upgrade_request()))[:12])
+        self.assertEqual(
+            statuses, [b"HTTP/1.1 403"] * 2 + [b"HTTP/1.1 429"] * 3 + [b"HTTP/1.1 503"]
+        )
+
+        found = yield scrape(self.net)
+        refusals = {
+            (reason, status): sample(
+                found, "clbproxy_limit_refusals_total", listener="web", reason=reason, status=status
+            )
+            for reason, status in (
+                ("listener_deny", "403"),
+                ("rule_deny", "403"),
+                ("per_ip_connections", "429"),
+                ("handshake_rate", "429"),
+                ("shutting_down", "503"),
+            )
+        }
+        self.assertEqual(
+            refusals,
+            {
+                ("listener_deny", "403"): 0,
+                ("rule_deny", "403"): 2,
+                ("per_ip_connections", "429"): 2,
+                ("handshake_rate", "429"): 1,
+                ("shutting_down", "503"): 1,
+            },
+        )
+        handshakes = {
+            status: sample(
+                found, "clbproxy_websocket_handshakes_total", listener="web", status=status
+            )
+            for status in ("101", "403", "429", "503")
+        }
+        self.assertEqual(handshakes, {"101": 1, "403": 1, "429": 2, "503": 1})
+
+    @defer.inlineCallbacks
+    def test_timeouts_and_accept_pauses_are_counted(self):
+        _, backend_port = Listening(self).backend()
+        port = yield self.start(
+            (yield backend_port),
+            header_timeout=0.3,
+            websocket_idle_timeout=0.3,
+            max_connections=1,
+        )
+        data = yield raw_request(port, b"GET / HTTP/1.1\r\nHost: x\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 408 "), data)
+        client = self.net.client(port)
+        yield client.opened
+        _, code, reason = yield client.closed
+        self.assertEqual((code, reason), (1001, "idle timeout"))
+
+        found = yield scrape(self.net)
+        self.assertEqual(sample(found, "clbproxy_http_timeouts_total", listener="web"), 1)
+        self.assertEqual(
+            sample(found, "clbproxy_websocket_timeouts_total", listener="web", kind="idle"), 1
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_websocket_timeouts_total", listener="web", kind="ping"), 0
+        )
+        # Each of the two connections filled the listener's max_connections = 1.
+        self.assertEqual(sample(found, "clbproxy_accept_paused_total", listener="web"), 2)

@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 
 import treq
-from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
-from .observed import Observed, parse_plain, wait_for_lines
+from .observed import (
+    Observed,
+    ProductionProxy,
+    get_json,
+    parse_plain,
+    sample,
+    samples,  # noqa: F401 (other test modules import it from here)
+    scrape,
+    wait_for_lines,
+)
 from .support import raw_request
 
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
@@ -22,19 +32,6 @@ def upgrade_request(path: bytes, extra_headers: bytes = b"") -> bytes:
         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         b"Sec-WebSocket-Version: 13\r\n\r\n"
     )
-
-
-def samples(text: str) -> dict:
-    """``{(name, frozenset(labels.items())): value}`` of a Prometheus text page."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return found
-
-
-def sample(found: dict, name: str, **labels) -> float:
-    return found.get((name, frozenset(labels.items())), 0.0)
 
 
 class _Fixture:
@@ -198,6 +195,37 @@ class RefusalAccessLogTests(_Fixture, unittest.TestCase):
         self.assertEqual(fields["status"], "403")
         self.assertEqual(fields["request"], "GET /ws HTTP/1.1")
 
+    @defer.inlineCallbacks
+    def test_denied_request_and_handshake_are_counted_in_metrics(self):
+        for request in (
+            b"GET /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.9\r\n"
+            b"Connection: close\r\n\r\n",
+            upgrade_request(b"/ws", b"X-Forwarded-For: 203.0.113.9\r\n"),
+        ):
+            response = yield raw_request(self.port, request)
+            self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
+        yield wait_for_lines(self.log_path, 2)
+        found = yield scrape(self.net)
+        self.assertEqual(
+            sample(
+                found,
+                "clbproxy_limit_refusals_total",
+                listener="web",
+                reason="listener_deny",
+                status="403",
+            ),
+            2,
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_websocket_handshakes_total", listener="web", status="403"), 1
+        )
+        self.assertEqual(
+            sample(
+                found, "clbproxy_http_requests_total", listener="web", backend="-", status="403"
+            ),
+            2,
+        )
+
 
 class ProxyProtocolAccessLogTests(_Fixture, unittest.TestCase):
     """Behind an L4 balancer the access log names the client the PROXY header names."""
@@ -284,15 +312,8 @@ class AccessLogJSONTests(_Fixture, unittest.TestCase):
 
 
 class MetricsTests(_Fixture, unittest.TestCase):
-    @defer.inlineCallbacks
     def scrape(self):
-        response = yield treq.get(self.net.admin_url("/metrics"), pool=self.net.pool)
-        self.assertEqual(response.code, 200)
-        self.assertTrue(
-            response.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain")
-        )
-        text = yield response.text()
-        return samples(text)
+        return scrape(self.net)
 
     @defer.inlineCallbacks
     def test_finished_traffic_is_counted(self):
@@ -354,6 +375,10 @@ class MetricsTests(_Fixture, unittest.TestCase):
         )
         self.assertEqual(sample(found, "clbproxy_connections_total", listener="web"), 2)
         self.assertEqual(sample(found, "clbproxy_connections_active", listener="web"), 0)
+        for port in (self.backend_port, self.http_port):
+            labels = {"group": "pool", "backend": f"127.0.0.1:{port}"}
+            self.assertEqual(sample(found, "clbproxy_backend_sent_total", **labels), 1)
+            self.assertEqual(sample(found, "clbproxy_backend_in_flight", **labels), 0)
 
     @defer.inlineCallbacks
     def test_open_session_is_active_and_its_messages_count_already(self):
@@ -375,6 +400,12 @@ class MetricsTests(_Fixture, unittest.TestCase):
             1,
         )
         self.assertEqual(sample(found, "clbproxy_connections_active", listener="web"), 1)
+        self.assertEqual(
+            sample(found, "clbproxy_backend_in_flight", group="pool", backend=backend), 1
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_backend_sent_total", group="pool", backend=backend), 1
+        )
         self.assertEqual(
             sample(found, "clbproxy_websocket_messages_total", listener="web", direction="in"), 1
         )
@@ -569,3 +600,164 @@ class AdminAPITests(_Fixture, unittest.TestCase):
     def test_cross_origin_post_is_refused(self):
         code, data = yield self.post(self.backend_path("drain"), origin=b"http://evil.example")
         self.assertEqual(code, 403)
+
+
+PRODUCTION = """
+drain_timeout = 1
+max_connections = 1
+[[listener]]
+name = "web"
+bind = "tcp:0:interface=127.0.0.1"
+  [[listener.rule]]
+  target_group = "pool"
+{listeners}
+[admin]
+bind = "tcp:0:interface=127.0.0.1:backlog=10"
+
+[target_group.pool]
+backends = [{backends}]
+  [target_group.pool.health_check]
+  type = "tcp"
+  interval = 2
+  timeout = 2
+  unhealthy_threshold = 2
+  jitter = 0
+"""
+
+DENY_ALL = """
+[[listener]]
+name = "closed"
+bind = "tcp:0:interface=127.0.0.1:backlog=20"
+deny = ["0.0.0.0/0"]
+  [[listener.rule]]
+  target_group = "pool"
+"""
+
+
+def production_config(*ports, listeners=""):
+    backends = ", ".join(f'"127.0.0.1:{port}"' for port in ports)
+    return PRODUCTION.format(backends=backends, listeners=listeners)
+
+
+class ProductionServiceTests(unittest.TestCase):
+    """The proxy as twistd builds it (build_service): health checks feed the status page and
+    metrics, and reloads, limits and the global gate are counted."""
+
+    @defer.inlineCallbacks
+    def wait_for_health(self, proxy, address, state, timeout=15.0):
+        """The metrics once ``clbproxy_backend_health`` says ``state`` for ``address``."""
+        waited = 0.0
+        while True:
+            found = yield scrape(proxy)
+            labels = {"group": "pool", "backend": address}
+            if sample(found, "clbproxy_backend_health", state=state, **labels) == 1:
+                return found
+            if waited > timeout:
+                raise AssertionError(f"{address} not {state} after {timeout} s")
+            yield task.deferLater(reactor, 0.2, lambda: None)
+            waited += 0.2
+
+    @defer.inlineCallbacks
+    def test_checked_health_shows_a_stopped_backend_unhealthy_and_a_502_as_a_recent_error(self):
+        proxy = ProductionProxy(self)
+        # Accepts TCP (the health check passes) but closes every request unanswered: 502.
+        broken_port = yield proxy.raw_backend(b"")
+        doomed = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Protocol)
+        )
+        self.addCleanup(lambda: doomed.stopListening() if doomed.connected else None)
+        doomed_port = doomed.getHost().port
+        broken, gone = f"127.0.0.1:{broken_port}", f"127.0.0.1:{doomed_port}"
+        yield proxy.start(production_config(broken_port, doomed_port))
+
+        found = yield scrape(proxy)
+        for address in (broken, gone):
+            health = {
+                state: sample(
+                    found, "clbproxy_backend_health", group="pool", backend=address, state=state
+                )
+                for state in ("healthy", "unhealthy", "unknown")
+            }
+            self.assertEqual(health, {"healthy": 1, "unhealthy": 0, "unknown": 0})
+
+        yield doomed.stopListening()
+        found = yield self.wait_for_health(proxy, gone, "unhealthy")
+        self.assertEqual(
+            sample(found, "clbproxy_backend_health", group="pool", backend=gone, state="healthy"),
+            0,
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_backend_health", group="pool", backend=broken, state="healthy"),
+            1,
+        )
+
+        response = yield raw_request(
+            proxy.port(), b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 502 "), response)
+
+        code, status = yield get_json(proxy, "/api/status")
+        self.assertEqual(code, 200)
+        backends = {b["address"]: b for b in status["target_groups"][0]["backends"]}
+        self.assertEqual(backends[gone]["health"], "unhealthy")
+        detail = backends[gone]["health_detail"]
+        self.assertTrue(detail.startswith("health check: "), detail)
+        self.assertIn("refused", detail)
+        self.assertEqual(backends[broken]["health"], "healthy")
+        (error,) = backends[broken]["recent_errors"]
+        self.assertTrue(error["message"].endswith("(answered 502)"), error)
+        self.assertIsInstance(error["time"], float)
+        found = yield scrape(proxy)
+        self.assertEqual(
+            sample(
+                found, "clbproxy_http_requests_total", listener="web", backend=broken, status="502"
+            ),
+            1,
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_backend_sent_total", group="pool", backend=broken), 1
+        )
+        self.assertEqual(
+            sample(found, "clbproxy_backend_sent_total", group="pool", backend=gone), 0
+        )
+
+    @defer.inlineCallbacks
+    def test_real_reloads_are_counted_by_result_and_new_listeners_limits_are_exported(self):
+        proxy = ProductionProxy(self)
+        backend_port = yield proxy.raw_backend(b"")
+        yield proxy.start(production_config(backend_port))
+        found = yield scrape(proxy)
+        self.assertEqual(sample(found, "clbproxy_config_reloads_total", result="success"), 0)
+
+        proxy.write(production_config(backend_port, listeners=DENY_ALL))
+        self.assertTrue((yield proxy.reloader.reload()))
+        found = yield scrape(proxy)
+        self.assertEqual(sample(found, "clbproxy_config_reloads_total", result="success"), 1)
+        self.assertEqual(sample(found, "clbproxy_config_reloads_total", result="failure"), 0)
+        self.assertEqual(sample(found, "clbproxy_config_last_reload_successful"), 1)
+
+        with open(proxy.path, "a", encoding="utf-8") as f:
+            f.write("bogus = 1\n")
+        self.assertFalse((yield proxy.reloader.reload()))
+        found = yield scrape(proxy)
+        self.assertEqual(sample(found, "clbproxy_config_reloads_total", result="success"), 1)
+        self.assertEqual(sample(found, "clbproxy_config_reloads_total", result="failure"), 1)
+        self.assertEqual(sample(found, "clbproxy_config_last_reload_successful"), 0)
+
+        response = yield raw_request(
+            proxy.port("closed"), b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 403 "), response)
+        found = yield scrape(proxy)
+        self.assertEqual(
+            sample(
+                found,
+                "clbproxy_limit_refusals_total",
+                listener="closed",
+                reason="listener_deny",
+                status="403",
+            ),
+            1,
+        )
+        # The global max_connections = 1 was reached by that one connection.
+        self.assertEqual(sample(found, "clbproxy_global_accept_paused_total"), 1)
