@@ -152,6 +152,9 @@ MALFORMED = [
 
 CASES = SMUGGLING + TRAILERS + LIMIT_CASES + MALFORMED
 
+#: Unusual but valid requests: each is forwarded (the backend answers ``status``).
+ACCEPTED: list = []
+
 
 #: The rules of the listener the PATH_CASES are sent to: ``/admin`` answers 403
 #: itself, everything else goes to the backend (which must see none of these).
