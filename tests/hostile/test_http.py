@@ -38,7 +38,7 @@ def rejected(entry) -> catalog.Case:
         entry.name,
         entry.request,
         expect=Status(entry.status, closes=True),
-        log=f"Rejected a request from 127.0.0.1 with {entry.status}: ",
+        log=f"Rejected a request from 127.0.0.1 with {entry.status}: {entry.detail}",
     )
 
 
