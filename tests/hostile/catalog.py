@@ -374,11 +374,16 @@ def _check_closed(reader: Reader, expect: Closed) -> str:
     return "closed"
 
 
-def _trickle(sock: socket.socket, step: Trickle) -> bool:
-    """Send ``step.data`` a byte at a time; False when the server answered or closed first."""
+def _trickle(sock: socket.socket, step: Trickle, deadline: float) -> bool:
+    """Send ``step.data`` a byte at a time; False when the server answered or closed first.
+
+    The trickle also ends at the case's ``deadline`` (the answer is then late).
+    """
     for index in range(len(step.data)):
         if index:
             time.sleep(step.every)
+        if time.monotonic() > deadline:
+            return False
         readable, _, _ = select.select([sock], [], [], 0)
         if readable:
             return False
@@ -405,7 +410,7 @@ def run_case(port: int, case: Case) -> str:
             elif isinstance(step, Pause):
                 time.sleep(step.seconds)
             elif isinstance(step, Trickle):
-                if not _trickle(sock, step):
+                if not _trickle(sock, step, deadline):
                     break
             elif isinstance(step, HalfClose):
                 sock.shutdown(socket.SHUT_WR)
