@@ -10,7 +10,9 @@ sends ``--messages`` sequence-numbered messages (text and binary, one in flight 
 a time), checks every echo arrives once and in order, and closes with 1000.
 Every ``--kill-every`` seconds one backend is killed with SIGKILL and restarted
 ``--down-for`` seconds later; sessions it carried end with 1011 ("deliberately
-cut"), and only they may end early.  Every ``--reload-every`` seconds tap.conf is
+cut"), and only they may end early: each backend's first message names its port,
+so a session on a backend that was not killed must not be cut.  Every
+``--reload-every`` seconds (default 10; 0: never) tap.conf is
 rewritten and the proxy gets SIGHUP, alternating a valid change that matters (new
 backend weights, one backend at weight 0 in turn) and a broken, half-written
 file, which must be refused while everything keeps running.
@@ -43,6 +45,9 @@ TWISTD = "from twisted.scripts.twistd import run; run()"
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG_ALARMS = ("Traceback", "Unhandled error", "Unhandled Error")
 
+#: The first message of every session: the echo backend's port.
+HELLO = b"soak-backend:"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -66,6 +71,10 @@ def run_backend(port: int) -> None:
     from twisted.internet import reactor
 
     class Echo(WebSocketServerProtocol):
+        def onOpen(self):
+            # Says which backend carries the session, so only the killed one's are excused.
+            self.sendMessage(b"%s%d" % (HELLO, port))
+
         def onMessage(self, payload, isBinary):
             self.sendMessage(payload, isBinary)
 
@@ -81,6 +90,8 @@ class Backend:
         self.port = port
         self.process = None
         self.down_since = None
+        #: Index of this backend's current outage in the kill windows.
+        self.window: Optional[int] = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -127,6 +138,8 @@ def run_load(args, proxy_port: int, backends: list[Backend], proxy_pid: int) -> 
     start = time.time()
     stop_at = start + args.duration
     kill_windows: list[tuple[float, float]] = []
+    #: When each backend (by port) was killed.
+    killed_at: dict[int, list[float]] = {}
     rng = random.Random(args.seed)
     next_reload = [start + args.reload_every]
     reloads = {"applied": 0, "refused": 0}
@@ -135,11 +148,21 @@ def run_load(args, proxy_port: int, backends: list[Backend], proxy_pid: int) -> 
     def in_kill_window(at: float) -> bool:
         return any(a - 1 <= at <= b + 2 for a, b in kill_windows)
 
+    def backend_killed(port: Optional[int], since: float, at: float) -> bool:
+        """True when the backend on ``port`` was killed while the session ran.
+
+        A session whose backend is not known yet (its hello had not arrived) is
+        excused by the kill windows alone.
+        """
+        if port is None:
+            return in_kill_window(at)
+        return any(since - 1 <= kill <= at + 1 for kill in killed_at.get(port, ()))
+
     class Session(WebSocketClientProtocol):
         def onOpen(self):
             self.sent = []
             self.received = 0
-            self.send_next()
+            self.backend_port = None
 
         def send_next(self):
             seq = len(self.sent)
@@ -152,6 +175,14 @@ def run_load(args, proxy_port: int, backends: list[Backend], proxy_pid: int) -> 
             self.sendMessage(body, isBinary=binary)
 
         def onMessage(self, payload, isBinary):
+            if self.backend_port is None and not self.sent:
+                if not payload.startswith(HELLO):
+                    self.factory.problem = f"session {self.factory.sid}: no hello: {payload[:30]!r}"
+                    self.sendClose(1000)
+                    return
+                self.backend_port = self.factory.backend_port = int(payload[len(HELLO) :])
+                self.send_next()
+                return
             expected = self.sent[self.received] if self.received < len(self.sent) else None
             if (payload, isBinary) != expected:
                 self.factory.problem = (
@@ -175,6 +206,7 @@ def run_load(args, proxy_port: int, backends: list[Backend], proxy_pid: int) -> 
             self.sid = sid
             self.count = args.messages
             self.problem = None
+            self.backend_port: Optional[int] = None
             self.done = False
             self.opened_at = time.time()
             self.setProtocolOptions(failByDrop=False, closeHandshakeTimeout=5)
@@ -196,7 +228,7 @@ def run_load(args, proxy_port: int, backends: list[Backend], proxy_pid: int) -> 
                     stats.failures.append(f"session {self.sid}: handshake failed: {status}")
             elif received == self.count and code == 1000:
                 stats.complete += 1
-            elif code == 1011 and in_kill_window(time.time()):
+            elif code == 1011 and backend_killed(self.backend_port, self.opened_at, time.time()):
                 stats.cut += 1
             else:
                 stats.failures.append(
@@ -235,12 +267,16 @@ def run_load(args, proxy_port: int, backends: list[Backend], proxy_pid: int) -> 
         for backend in backends:
             if backend.down_since is not None and now - backend.down_since >= args.down_for:
                 backend.start()
-                kill_windows[-1] = (kill_windows[-1][0], time.time())
+                # This backend's own outage ends, whichever was killed last.
+                kill_windows[backend.window] = (kill_windows[backend.window][0], time.time())
+                backend.window = None
         if args.kill_every and now < stop_at - args.down_for - 2:
             up = [b for b in backends if b.down_since is None]
             if len(up) > 1 and int(now - start) % args.kill_every == 0 and now - start > 2:
                 victim = rng.choice(up)
+                victim.window = len(kill_windows)
                 kill_windows.append((now, now + args.down_for + 5))
+                killed_at.setdefault(victim.port, []).append(now)
                 victim.kill()
         if args.reload_every and now >= next_reload[0] and now < stop_at - 1:
             next_reload[0] += args.reload_every
@@ -335,7 +371,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--reload-every",
         type=float,
-        default=0,
+        default=10,
         help="seconds between reloads (valid and broken tap.conf in turn); 0: never",
     )
     parser.add_argument("--sample-every", type=float, default=2.0, help="RSS sampling period")

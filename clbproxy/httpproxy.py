@@ -69,7 +69,7 @@ from clbproxy.forwarding import (
     hop_by_hop_names,
     is_hop_by_hop,
 )
-from clbproxy.httpserver import BodyTooLarge, RequestBody, origin_form
+from clbproxy.httpserver import BodyTooLarge, ClientBodyLost, RequestBody, origin_form
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.trailers import (
     FORBIDDEN,
@@ -573,6 +573,10 @@ class _Exchange:
         config = self._group.config
         if _caused_by(failure, BodyTooLarge):
             self._error(413, "the request body is too large")
+        elif _caused_by(failure, ClientBodyLost):
+            # The client left (or timed out) mid-body: its connection's loss ends
+            # the exchange next, logged as a client that went away.
+            return
         elif self._timed_out:
             self._log_failure(
                 backend, f"no response within {config.response_timeout:g} s", "answered 504"

@@ -10,6 +10,9 @@ balancer, each answered with its own status and a clean page:
 - obs-fold (a header line starting with a space or tab), a CR inside a line,
   a ``Transfer-Encoding`` other than exactly ``chunked``, a request target with a
   byte outside visible ASCII (a control character, DEL, raw UTF-8): 400;
+- more than 500 header fields (twisted.web's ``maxHeaders``): 431;
+- a major HTTP version other than 1: 505 (a later 1.x minor is read as 1.1);
+  CONNECT: 501; a chunk size over 2^63-1 or a malformed chunk size line: 400;
 - a chunked body's trailer section that breaks the same rules (or is not
   ``name: value``), or is larger than ``max_header_size``: 400.  Well-formed
   trailers are kept on the :class:`RequestBody` for the backend;
@@ -47,7 +50,7 @@ from urllib.parse import urlsplit
 import attrs
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
-from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder
+from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder, _MalformedChunkedDataError
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from twisted.web.server import Request, Site
 from zope.interface import implementer
@@ -66,6 +69,12 @@ log = Logger()
 #: What a request target may be made of (RFC 3986's characters, visible ASCII):
 #: HAProxy's default; twisted.web's client refuses anything else towards a backend.
 _URI_CHARACTERS = re.compile(rb"\A[\x21-\x7e]+\Z")
+
+#: An ``HTTP-version`` as RFC 9112 spells it (case-sensitive ``HTTP``, one digit each).
+_HTTP_VERSION = re.compile(rb"\AHTTP/([0-9])\.([0-9])\Z")
+
+#: The largest chunk size accepted: sizes must fit the 64-bit counters of backends.
+MAX_CHUNK_SIZE = 2**63 - 1
 
 #: Request body bytes held for a backend that is not connected yet before the
 #: client stops being read.
@@ -332,6 +341,47 @@ class ProxyRequest(Request):
         super().connectionLost(reason)
 
 
+def request_line_problem(method: bytes, version: bytes) -> Optional[tuple[int, str]]:
+    """``(status, reason)`` for a request line this listener refuses, or ``None``.
+
+    A major version other than 1 (``HTTP/2.0`` without an upgrade, the h2
+    preface) is 505; CONNECT is 501: a reverse proxy opens no tunnels.
+    """
+    served = _HTTP_VERSION.match(version)
+    if served is not None and served.group(1) != b"1":
+        return 505, "only HTTP/1.0 and HTTP/1.1 are served here"
+    if method == b"CONNECT":
+        return 501, "CONNECT is not supported: this is a reverse proxy, not a tunnel"
+    return None
+
+
+def served_request_line(line: bytes, version: bytes) -> bytes:
+    """``line``, with a later HTTP/1.x minor version read as 1.1 (RFC 9110 section 2.5)."""
+    served = _HTTP_VERSION.match(version)
+    if served is not None and served.group(1) == b"1" and served.group(2) not in b"01":
+        return line[: -len(version)] + b"HTTP/1.1"
+    return line
+
+
+class StrictChunkedDecoder(_ChunkedTransferDecoder):
+    """twisted's chunked decoder, refusing chunk sizes that overflow 64 bits, with a reason."""
+
+    def __init__(self, dataCallback, finishCallback, reject) -> None:
+        super().__init__(dataCallback, finishCallback)
+        self._reject = reject
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        try:
+            done = super()._dataReceived_CHUNK_LENGTH()
+        except _MalformedChunkedDataError:
+            self._reject(400, "a malformed chunk size line")
+            raise
+        if done and self.length > MAX_CHUNK_SIZE:
+            self._reject(400, "the chunk size is larger than 2^63-1")
+            raise _MalformedChunkedDataError("chunk size overflow")
+        return done
+
+
 class ProxyChannel(HTTPChannel):
     """``HTTPChannel`` with the listener's limits and stricter parsing (see the module doc)."""
 
@@ -372,6 +422,12 @@ class ProxyChannel(HTTPChannel):
             if len(parts) == 3 and not _URI_CHARACTERS.match(parts[1]):
                 self.reject(400, "the request target has a byte not allowed in a URI")
                 return
+            if len(parts) == 3:
+                problem = request_line_problem(parts[0], parts[2])
+                if problem is not None:
+                    self.reject(*problem)
+                    return
+                line = served_request_line(line, parts[2])
         elif line:
             if line[:1] in (b" ", b"\t"):
                 self.reject(400, "obsolete line folding in a header is not accepted")
@@ -396,10 +452,18 @@ class ProxyChannel(HTTPChannel):
         if lower == b"transfer-encoding" and value.strip(b" \t").lower() != b"chunked":
             self.reject(400, "only Transfer-Encoding: chunked is accepted")
             return False
+        if self._receivedHeaderCount >= self.maxHeaders:
+            self.reject(431, f"more than {self.maxHeaders} header fields")
+            return False
         if not super().headerReceived(line):
             return False
         decoder = self._transferDecoder
         if isinstance(decoder, _ChunkedTransferDecoder):
+            if not isinstance(decoder, StrictChunkedDecoder):
+                decoder = StrictChunkedDecoder(
+                    decoder.dataCallback, decoder.finishCallback, self.reject
+                )
+                self._transferDecoder = decoder
             decoder._maxTrailerHeadersSize = self.limits.max_header_size
         if lower == b"content-length":
             limit = self.limits.max_body_size

@@ -83,8 +83,12 @@ def compile_regex(text: str, flags: int = 0) -> Pattern[str]:
         raise ValueError("the regular expression after '~' is empty")
     try:
         return re.compile(text, flags)
-    except re.error as e:
+    except (re.error, OverflowError) as e:  # OverflowError: a{4294967296}
         raise ValueError(f"invalid regular expression {text!r}: {e}") from None
+    except RecursionError:
+        raise ValueError(
+            f"invalid regular expression {text[:40]!r}...: nested too deeply"
+        ) from None
 
 
 def parse_host(text: str) -> HostPattern:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import task
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
@@ -17,12 +19,33 @@ from clbproxy.balancer import (
     RequestInfo,
     SmoothWeightedRoundRobin,
     TargetGroup,
+    parse_cookies,
 )
 from clbproxy.config import BackendConfig, TargetGroupConfig
 
 A = BackendConfig("10.0.0.1", 80, weight=5)
 B = BackendConfig("10.0.0.2", 80, weight=1)
 C = BackendConfig("10.0.0.3", 80, weight=1)
+
+
+class CookieParsingProperties(unittest.TestCase):
+    @settings(max_examples=400, deadline=None)
+    @given(
+        st.one_of(
+            st.text(),
+            st.lists(st.sampled_from(["a", "=", ";", " ", '"', "b=1", "\x00", "é"])).map("".join),
+        )
+    )
+    def test_any_cookie_header_gives_names_and_values(self, header) -> None:
+        cookies = parse_cookies(header)
+        for name, value in cookies.items():
+            self.assertTrue(name)
+            self.assertNotIn(";", name + value)
+            self.assertNotIn("=", name)
+            self.assertIn(name, header)
+
+    def test_the_first_of_a_repeated_name_wins(self) -> None:
+        self.assertEqual(parse_cookies('a=1; b="2"; a=3; =4; c'), {"a": "1", "b": "2"})
 
 
 class SmoothWeightedRoundRobinTests(unittest.TestCase):

@@ -651,6 +651,11 @@ class RuleProblemTests(LoaderMixin, unittest.TestCase):
                 "listener[0].rule[0].path: invalid regular expression '(unclosed': "
                 "missing ), unterminated subpattern at position 0",
             ),
+            "path regex repeating past the regex engine's limit": (
+                document(rule={"path": '"~ a{4294967296}"'}),
+                "listener[0].rule[0].path: invalid regular expression 'a{4294967296}': "
+                "the repetition number is too large",
+            ),
             "empty path regex": (
                 document(rule={"path": '"~ "'}),
                 "listener[0].rule[0].path: the regular expression after '~' is empty",

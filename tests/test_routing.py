@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clbproxy.config import RuleConfig
+from clbproxy.patterns import HostPattern, PathPattern, parse_host, parse_path
 from clbproxy.routing import BadPath, Router, normalize_host, normalize_path
 
 
@@ -256,3 +259,140 @@ class PathNormalisationTests(unittest.TestCase):
         self.assertEqual(router.match_target("a", "?x").target_group, "app")
         with self.assertRaises(BadPath):
             router.match_target("a", "/../admin?x")
+
+
+# -- properties (hypothesis) -------------------------------------------------------
+
+#: Request paths as the listener hands them over: bytes read as latin-1.
+_LATIN1 = st.text(alphabet=st.characters(max_codepoint=255))
+
+#: Pieces that make paths the normaliser has work to do on.
+_PIECES = st.sampled_from(
+    ["/", ".", "..", "a", "b", "%2e", "%2E", "%2f", "%2F", "%41", "%00", "%zz", "%", "%c3%a9"]
+)
+_TRICKY = st.lists(_PIECES, max_size=12).map("".join)
+
+
+def _segments(path: str) -> list[str]:
+    return path.split("/")[1:]
+
+
+class NormalizePathProperties(unittest.TestCase):
+    @settings(max_examples=400, deadline=None)
+    @given(st.one_of(_TRICKY.map(lambda p: "/" + p), _LATIN1.map(lambda p: "/" + p)))
+    def test_a_path_is_refused_or_normalised_to_one_without_dot_segments(self, path) -> None:
+        try:
+            result = normalize_path(path)
+        except BadPath:
+            return
+        self.assertTrue(result.startswith("/"), result)
+        self.assertNotIn("//", result)
+        self.assertFalse({".", ".."} & set(_segments(result)), result)
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.one_of(_TRICKY, _LATIN1))
+    def test_any_path_text_gives_a_string_or_bad_path(self, path) -> None:
+        try:
+            self.assertIsInstance(normalize_path(path), str)
+        except BadPath:
+            pass
+
+    @settings(max_examples=400, deadline=None)
+    @given(_TRICKY.map(lambda p: "/" + p))
+    def test_normalising_twice_changes_nothing(self, path) -> None:
+        """For results in plain ASCII without '%': escapes are decoded once only, as nginx
+        does, so ``%252F`` becomes ``%2F``, which a second pass would decode again."""
+        try:
+            once = normalize_path(path)
+        except BadPath:
+            return
+        assume(once.isascii() and "%" not in once)
+        self.assertEqual(normalize_path(once), once)
+
+
+_NAME = st.text(alphabet="abcxyz0123-_~", min_size=1, max_size=6)
+
+ROUTES = Router(
+    rules(
+        ("root", "", "/"),
+        ("a", "", "/a"),
+        ("deep", "", "/a/b-c/"),
+        ("exact", "", "= /x/y"),
+        ("preferred", "", "^~ /z"),
+        ("regex", "", "~ ^/r[0-9]+/"),
+        ("ci", "", "~* ~$"),
+    )
+)
+
+
+@st.composite
+def _disguised(draw, path: str) -> str:
+    """``path`` with escaped bytes, ``.`` segments, ``x/..`` detours and doubled slashes."""
+    out = []
+    for char in path:
+        if char == "/":
+            out.append(
+                draw(
+                    st.sampled_from(
+                        ["/", "//", "/./", "/q/../", "%2F", "%2f", "/%2e/", "/q/%2E%2e/"]
+                    )
+                )
+                if out
+                else "/"
+            )
+        elif draw(st.booleans()):
+            escape = f"%{ord(char):02X}"
+            out.append(escape if draw(st.booleans()) else escape.lower())
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+class RoutingProperties(unittest.TestCase):
+    @settings(max_examples=400, deadline=None)
+    @given(st.data(), st.lists(_NAME, max_size=5), st.booleans())
+    def test_encoded_and_dotted_variants_route_to_the_same_rule(self, data, names, slash):
+        path = "/" + "/".join(names) + ("/" if slash and names else "")
+        variant = data.draw(_disguised(path))
+        self.assertEqual(chosen(ROUTES, "h", variant), chosen(ROUTES, "h", path), variant)
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.one_of(st.none(), st.text()), st.one_of(_TRICKY, _LATIN1))
+    def test_the_router_never_raises_on_arbitrary_host_and_path(self, host, path) -> None:
+        router = HostPrecedenceTests.ROUTER
+        try:
+            rule = router.match(host, path)
+            rule = router.match_target(host, path)
+        except BadPath:
+            return
+        self.assertTrue(rule is None or isinstance(rule, RuleConfig))
+
+
+class PatternProperties(unittest.TestCase):
+    @settings(max_examples=400, deadline=None)
+    @given(
+        st.one_of(st.text(), st.text().map(lambda t: "~ " + t), st.text().map(lambda t: "*." + t))
+    )
+    def test_a_host_pattern_parses_or_is_a_value_error(self, text) -> None:
+        try:
+            self.assertIsInstance(parse_host(text), HostPattern)
+        except ValueError as e:
+            self.assertTrue(str(e))
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        st.one_of(
+            st.text(),
+            st.sampled_from(["= ", "^~ ", "~ ", "~* "]).flatmap(
+                lambda marker: st.text().map(lambda t: marker + t)
+            ),
+            st.sampled_from(
+                ["~ a{4294967296}", "~ (?P<a>", "~* [z-a]", "~ " + "(" * 5000 + ")" * 5000]
+            ),
+        )
+    )
+    def test_a_path_pattern_parses_or_is_a_value_error(self, text) -> None:
+        try:
+            self.assertIsInstance(parse_path(text), PathPattern)
+        except ValueError as e:
+            self.assertTrue(str(e))

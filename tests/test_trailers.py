@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -71,6 +73,33 @@ class ParseTests(unittest.TestCase):
     def test_trailer_section(self) -> None:
         self.assertEqual(trailer_section([]), b"0\r\n\r\n")
         self.assertEqual(trailer_section([(b"X-A", b"1")]), b"0\r\nX-A: 1\r\n\r\n")
+
+
+_TRAILER_BYTES = st.sampled_from(
+    [b"a", b"X-1", b":", b" ", b"\t", b"\x00", b"\r", b"\n", b"v", b"("]
+)
+
+
+class ParseProperties(unittest.TestCase):
+    @settings(max_examples=400, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(st.binary(max_size=40), st.lists(_TRAILER_BYTES, max_size=10).map(b"".join)),
+            max_size=6,
+        )
+    )
+    def test_any_lines_give_clean_fields_or_a_trailer_error(self, lines) -> None:
+        try:
+            fields = parse_trailer_lines(lines)
+        except TrailerError as e:
+            self.assertTrue(str(e))
+            return
+        self.assertEqual(len(fields), len(lines))
+        for name, value in fields:
+            self.assertTrue(name)
+            self.assertFalse(set(name) & set(b" \t:\x00\r\n()"), name)
+            self.assertFalse(set(value) & set(b"\x00\r\n"), value)
+            self.assertEqual(value, value.strip(b" \t"))
 
 
 class _Body:

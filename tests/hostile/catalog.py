@@ -1,7 +1,8 @@
 """A table-driven runner for hostile inputs: raw bytes over real sockets, exact answers.
 
-A :class:`Case` is a name, a script (bytes to send, pauses, a WebSocket opening
-handshake, a half-close) and the one answer the proxy must give:
+A :class:`Case` is a name, a script (bytes to send, pauses, bytes trickled one
+at a time, a WebSocket opening handshake, a half-close), the one answer the proxy
+must give and, optionally, the reason it must log:
 
 - :class:`Status`: an HTTP response with that status and those headers;
 - :class:`WsClose`: a WebSocket Close frame with that code (after the listed
@@ -27,6 +28,7 @@ import atexit
 import base64
 import json
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -63,6 +65,18 @@ class Pause:
 
 
 @attrs.frozen
+class Trickle:
+    """Write these bytes one at a time, ``every`` seconds apart, until the server answers.
+
+    The trickle stops early as soon as the server has sent something or closed
+    (a slowloris client that is cut off); the answer is then read as usual.
+    """
+
+    data: bytes
+    every: float = 0.2
+
+
+@attrs.frozen
 class HalfClose:
     """Shut down the sending side (FIN) and keep reading."""
 
@@ -76,7 +90,7 @@ class Upgrade:
     extra: bytes = b""
 
 
-Step = Union[Send, Pause, HalfClose, Upgrade, bytes]
+Step = Union[Send, Pause, Trickle, HalfClose, Upgrade, bytes]
 
 # -- the expected answers ----------------------------------------------------------
 
@@ -136,10 +150,18 @@ class Case:
     script: tuple[Step, ...]
     expect: Expectation
     timeout: float = 5.0
+    #: Text the server must have logged while the case ran (its one-line reason).
+    log: Optional[str] = None
 
 
-def case(name: str, *script: Step, expect: Expectation, timeout: float = 5.0) -> Case:
-    return Case(name, tuple(script), expect, timeout)
+def case(
+    name: str,
+    *script: Step,
+    expect: Expectation,
+    timeout: float = 5.0,
+    log: Optional[str] = None,
+) -> Case:
+    return Case(name, tuple(script), expect, timeout, log)
 
 
 def ws_case(name: str, *frames: Step, expect: Expectation, path: str = "/echo") -> Case:
@@ -352,6 +374,26 @@ def _check_closed(reader: Reader, expect: Closed) -> str:
     return "closed"
 
 
+def _trickle(sock: socket.socket, step: Trickle, deadline: float) -> bool:
+    """Send ``step.data`` a byte at a time; False when the server answered or closed first.
+
+    The trickle also ends at the case's ``deadline`` (the answer is then late).
+    """
+    for index in range(len(step.data)):
+        if index:
+            time.sleep(step.every)
+        if time.monotonic() > deadline:
+            return False
+        readable, _, _ = select.select([sock], [], [], 0)
+        if readable:
+            return False
+        try:
+            sock.sendall(step.data[index : index + 1])
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+    return True
+
+
 def run_case(port: int, case: Case) -> str:
     """Play ``case`` against 127.0.0.1:``port``; raises AnswerMismatch on any other answer."""
     deadline = time.monotonic() + case.timeout
@@ -367,6 +409,9 @@ def run_case(port: int, case: Case) -> str:
                     break
             elif isinstance(step, Pause):
                 time.sleep(step.seconds)
+            elif isinstance(step, Trickle):
+                if not _trickle(sock, step, deadline):
+                    break
             elif isinstance(step, HalfClose):
                 sock.shutdown(socket.SHUT_WR)
             elif isinstance(step, Upgrade):
@@ -498,12 +543,20 @@ class CatalogTestCase(unittest.SynchronousTestCase):
         except AnswerMismatch as mismatch:
             self.fail(f"{entry.name}: expected {entry.expect}: {mismatch}")
         self.assertTrue(self.fixture.alive(), "the server process died")
-        self.assert_log_clean()
+        text = self.assert_log_clean()
+        if entry.log is not None:
+            self.assertIn(entry.log, text, f"{entry.name}: the server did not log {entry.log!r}")
+        self.check_log(entry, text)
 
-    def assert_log_clean(self) -> None:
+    def check_log(self, entry: Case, text: str) -> None:
+        """Further checks of what the server logged during ``entry`` (for subclasses)."""
+
+    def assert_log_clean(self) -> str:
+        """The server's log since the last call, after checking it holds no alarm."""
         text = self.fixture.new_log()
         for alarm in LOG_ALARMS:
             self.assertNotIn(alarm, text, f"the server logged {alarm!r}:\n{text[-3000:]}")
+        return text
 
 
 def _make_test(entry: Case):

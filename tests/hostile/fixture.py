@@ -2,8 +2,9 @@
 
 Run as ``python -m tests.hostile.fixture JSON``: ``JSON`` holds ``listener`` (keyword
 arguments of :class:`ListenerConfig`, plus ``rules``: a list of :class:`RuleConfig`
-keyword arguments, and ``tls``: keyword arguments of :class:`TLSConfig` whose
-``certificates`` are :class:`CertificateConfig` keyword arguments) and ``group``
+keyword arguments, a ``fixed_response`` as a dict, and ``tls``: keyword arguments
+of :class:`TLSConfig` whose ``certificates`` are :class:`CertificateConfig` keyword
+arguments) and ``group``
 (keyword arguments of :class:`TargetGroupConfig`).
 The process starts an Autobahn echo backend and a WebSocket echo-capable HTTP
 backend on ephemeral 127.0.0.1 ports, then the proxy's listener in front of them,
@@ -29,6 +30,7 @@ from clbproxy.balancer import TargetGroup
 from clbproxy.config import (
     BackendConfig,
     CertificateConfig,
+    FixedResponseConfig,
     ListenerConfig,
     RuleConfig,
     TargetGroupConfig,
@@ -91,10 +93,7 @@ def start(reactor, spec: dict):
     )
     backend_port = backend.getHost().port
     listener_spec = dict(spec.get("listener", {}))
-    rules = tuple(
-        RuleConfig(**{"target_group": "pool", **_tuples(rule)})
-        for rule in listener_spec.pop("rules", [{}])
-    )
+    rules = tuple(_rule(rule) for rule in listener_spec.pop("rules", [{}]))
     if "tls" in listener_spec:
         tls = dict(listener_spec.pop("tls"))
         tls["certificates"] = tuple(CertificateConfig(**c) for c in tls.get("certificates", ()))
@@ -111,6 +110,16 @@ def start(reactor, spec: dict):
     service.startService()
     port = yield service._waitingForPort
     print(json.dumps({"proxy": port.getHost().port, "backend": backend_port}), flush=True)
+
+
+def _rule(options: dict) -> RuleConfig:
+    """A rule to the backend pool, or answering ``fixed_response`` (a dict) itself."""
+    options = _tuples(options)
+    if "fixed_response" in options:
+        return RuleConfig(
+            **{**options, "fixed_response": FixedResponseConfig(**options["fixed_response"])}
+        )
+    return RuleConfig(**{"target_group": "pool", **options})
 
 
 def _tuples(options: dict) -> dict:

@@ -1,8 +1,10 @@
 """The shared catalog of hostile HTTP input: (name, raw bytes sent, expected status).
 
 Each case is sent as is on a fresh connection to a listener whose one rule
-forwards everything to a live backend (run by ``test_http.py``); the proxy must
-answer exactly ``status`` and close, and the backend must see nothing.
+forwards everything to a live backend (run by ``test_http.py``).  For ``CASES``
+and ``PATH_CASES`` the proxy must answer exactly ``status`` and close, and the
+backend must see nothing; ``ACCEPTED`` requests reach the backend, whose answer
+(``status``) comes back.
 Extend the table; keep names unique and say in the name what is wrong.
 Listener limits in force: ``LIMITS`` below.
 """
@@ -16,6 +18,8 @@ class Case(NamedTuple):
     name: str
     request: bytes
     status: int
+    #: The start of the reason the proxy logs (and puts in its error page).
+    detail: str = ""
 
 
 LIMITS = {"max_request_line": 1024, "max_header_size": 4096, "max_body_size": 1000}
@@ -150,7 +154,157 @@ MALFORMED = [
     ),
 ]
 
-CASES = SMUGGLING + TRAILERS + LIMIT_CASES + MALFORMED
+_TE = _POST + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+def _te(value: bytes) -> bytes:
+    return _POST + b"Transfer-Encoding: " + value + b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+
+
+def _line(request_line: bytes) -> bytes:
+    return request_line + b"\r\nHost: a.test\r\n\r\n"
+
+
+EDGE = [
+    Case(
+        "content-length of 20 digits",
+        _POST + b"Content-Length: " + b"9" * 20 + b"\r\n\r\n",
+        413,
+        "the request body is larger than 1000 bytes",
+    ),
+    Case(
+        "chunk size overflowing 64 bits",
+        _TE + b"1" + b"0" * 16 + b"\r\nabc\r\n0\r\n\r\n",
+        400,
+        "the chunk size is larger than 2^63-1",
+    ),
+    Case(
+        "chunk size of 24 hex digits",
+        _TE + b"f" * 24 + b"\r\nabc\r\n0\r\n\r\n",
+        400,
+        "the chunk size is larger than 2^63-1",
+    ),
+    Case(
+        "NUL in a chunk extension",
+        _TE + b"3;e\x00xt\r\nabc\r\n0\r\n\r\n",
+        400,
+        "a malformed chunk size line",
+    ),
+    Case(
+        "bare LF after a chunk extension",
+        _TE + b"3;ext\nabc\r\n0\r\n\r\n",
+        400,
+        "a malformed chunk size line",
+    ),
+    Case(
+        "chunk extension over 1024 bytes",
+        _TE + b"3;" + b"e" * 1100 + b"\r\nabc\r\n0\r\n\r\n",
+        400,
+        "a malformed chunk size line",
+    ),
+    Case(
+        "transfer-encoding with a trailing comma",
+        _te(b"chunked,"),
+        400,
+        "only Transfer-Encoding: chunked is accepted",
+    ),
+    Case(
+        "transfer-encoding with a parameter",
+        _te(b"chunked;x"),
+        400,
+        "only Transfer-Encoding: chunked is accepted",
+    ),
+    Case(
+        "transfer-encoding chunked, identity",
+        _te(b"chunked, identity"),
+        400,
+        "only Transfer-Encoding: chunked is accepted",
+    ),
+    Case(
+        "vertical tab before transfer-encoding",
+        _te(b"\x0bchunked"),
+        400,
+        "only Transfer-Encoding: chunked is accepted",
+    ),
+    Case(
+        "vertical tab after transfer-encoding",
+        _te(b"chunked\x0b"),
+        400,
+        "only Transfer-Encoding: chunked is accepted",
+    ),
+    Case(
+        "501 tiny header fields",
+        _GET + b"".join(b"%x:\r\n" % i for i in range(500)) + b"\r\n",
+        431,
+        "more than 500 header fields",
+    ),
+    Case("method with a parenthesis", _line(b"G(ET / HTTP/1.1"), 400, "the request is malformed"),
+    Case(
+        "HTTP/2.0 request line",
+        _line(b"GET / HTTP/2.0"),
+        505,
+        "only HTTP/1.0 and HTTP/1.1 are served here",
+    ),
+    Case(
+        "HTTP/3.0 request line",
+        _line(b"GET / HTTP/3.0"),
+        505,
+        "only HTTP/1.0 and HTTP/1.1 are served here",
+    ),
+    Case(
+        "HTTP/2 preface",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        505,
+        "only HTTP/1.0 and HTTP/1.1 are served here",
+    ),
+    Case("HTTP/0.9 request line", b"GET /\r\n\r\n", 400, "the request is malformed"),
+    Case("lower-case http version", _line(b"GET / http/1.1"), 400, "the request is malformed"),
+    Case(
+        "version with two-digit minor", _line(b"GET / HTTP/1.10"), 400, "the request is malformed"
+    ),
+    Case(
+        "authority-form CONNECT",
+        b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n",
+        501,
+        "CONNECT is not supported",
+    ),
+]
+
+CASES = SMUGGLING + TRAILERS + LIMIT_CASES + MALFORMED + EDGE
+
+_CLOSE = b"Connection: close\r\n"
+
+#: Unusual but valid requests: each is forwarded (the backend answers ``status``).
+ACCEPTED = [
+    Case("chunk extension", _TE[:-2] + _CLOSE + b"\r\n3;ext=1\r\nabc\r\n0\r\n\r\n", 200),
+    Case(
+        "chunk extension without value", _TE[:-2] + _CLOSE + b"\r\n3;ext\r\nabc\r\n0\r\n\r\n", 200
+    ),
+    Case(
+        "transfer-encoding Chunked capitalised",
+        _POST + _CLOSE + b"Transfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        200,
+    ),
+    Case(
+        "tab before transfer-encoding value",
+        _POST + _CLOSE + b"Transfer-Encoding:\tchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        200,
+    ),
+    Case(
+        "490 tiny header fields",
+        _GET + _CLOSE + b"".join(b"%x:\r\n" % i for i in range(488)) + b"\r\n",
+        200,
+    ),
+    Case(
+        "lower-case method is another method",
+        b"get / HTTP/1.1\r\nHost: a.test\r\n" + _CLOSE + b"\r\n",
+        200,
+    ),
+    Case("unknown token method", b"PURGE / HTTP/1.1\r\nHost: a.test\r\n" + _CLOSE + b"\r\n", 200),
+    Case(
+        "HTTP/1.2 is served as 1.1", b"GET / HTTP/1.2\r\nHost: a.test\r\n" + _CLOSE + b"\r\n", 200
+    ),
+]
 
 
 #: The rules of the listener the PATH_CASES are sent to: ``/admin`` answers 403

@@ -130,7 +130,7 @@ class FaultTests(RelayTestCase):
         factory.opened[0].transport.resumeProducing()
 
     @defer.inlineCallbacks
-    def test_client_reset_without_fin_closes_the_backend_with_1001(self):
+    def test_client_reset_closes_the_backend_with_1001(self):
         backend, port = yield self.proxy_to_backend()
         backend.closed = defer.Deferred()
         sock = socket.create_connection(("127.0.0.1", port))

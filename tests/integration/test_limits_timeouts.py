@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from clbproxy.config import RuleConfig
@@ -118,6 +120,31 @@ class WebSocketTimeoutTests(unittest.TestCase):
         wasClean, code, reason = yield client.closed
         self.assertEqual((wasClean, code, reason), (True, 1011, "backend went away"))
         self.assertEqual(net.service.stats["websocket_ping_timeouts"], 1)
+
+    @defer.inlineCallbacks
+    def test_client_that_vanishes_silently_is_dropped_and_the_backend_told_1001(self):
+        # No FIN, no RST: the client's socket stays open and its kernel keeps
+        # acknowledging, but nothing reads it or answers the proxy's pings.
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        net = Listening(self)
+        backend, backend_port = net.backend()
+        backend.closed = defer.Deferred()
+        port = yield net.proxy(
+            [(yield backend_port)],
+            websocket_idle_timeout=30,
+            websocket_ping_interval=0.2,
+            websocket_ping_timeout=0.2,
+        )
+        vanished = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(vanished.close)
+        vanished.sendall(upgrade_request())
+        wasClean, code, reason = yield backend.closed
+        self.assertEqual((wasClean, code, reason), (True, 1001, "client went away"))
+        self.assertEqual(net.service.stats["websocket_ping_timeouts"], 1)
+        logged = [formatEvent(event) for event in events]
+        self.assertIn("the client did not answer a ping within 0.2 s", " ".join(logged))
 
     @defer.inlineCallbacks
     def test_answered_pings_keep_a_silent_session_open_past_the_idle_timeout(self):
