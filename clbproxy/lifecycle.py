@@ -19,11 +19,17 @@
   after ``drain_timeout`` seconds by cutting whatever is left.
 - :class:`LogReopener` reopens twistd's ``--logfile`` after logrotate moved it.
 
+Certificates are not a hook: tap.conf is validated with its certificate files
+(a broken one refuses the reload), and every kept HTTPS listener loads its files
+again when it swaps to the new settings (:meth:`ListenerService.swap` ->
+:meth:`clbproxy.tls.ServerTLS.reload`, which keeps the old certificates, logging
+one line, if the files changed for the worse in between).
+
 Hooks: ``Reloader.hooks`` are called on every SIGHUP, after tap.conf was applied
 or refused, with the :class:`~clbproxy.config.Config` now in effect; a hook may
-return a Deferred, and its errors are logged without stopping the others (the
-TLS certificate reload registers here).  ``LogReopener.hooks`` are called with
-no argument on every SIGUSR1 (the access log registers its file here).
+return a Deferred, and its errors are logged without stopping the others
+(nothing of clbproxy's own registers there).  ``LogReopener.hooks`` are called
+with no argument on every SIGUSR1 (the access logs register there).
 """
 
 from __future__ import annotations

@@ -501,11 +501,14 @@ class Twistd:
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-        process = self.process
-        self.testcase.addCleanup(lambda: process.poll() is None and process.kill())
-        self.testcase.addCleanup(process.wait)
-        yield self.wait_for(lambda: "starting on" in self.log() or process.poll() is not None)
-        self.testcase.assertIsNone(process.poll(), self.log())
+        self.testcase.addCleanup(self._end)
+        yield self.wait_for(lambda: "starting on" in self.log() or self.process.poll() is not None)
+        self.testcase.assertIsNone(self.process.poll(), self.log())
+
+    def _end(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
 
     def log(self) -> str:
         with open(self.log_path) as f:
