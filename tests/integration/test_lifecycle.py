@@ -251,6 +251,7 @@ class ReloadTests(unittest.TestCase):
 
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 def logged_listeners(path: str) -> list[str]:
@@ -593,3 +594,45 @@ class TwistdSignalTests(unittest.TestCase):
         self.assertEqual((wasClean, code), (True, 1001))
         yield twistd.exited()
         self.assertIn("drained in", twistd.log())
+
+    @defer.inlineCallbacks
+    def test_an_access_log_on_stdout_stays_plain_lines_after_sigusr1_and_sighup(self):
+        listening = Listening(self)
+        backend_port = yield listening.raw_backend(OK)
+        port = free_port()
+        bind = f"tcp:{port}:interface=127.0.0.1"
+        twistd = Twistd(self)
+        twistd.write(config_text(backend_port, bind=bind, top='[access_log]\npath = "-"\n'))
+        yield twistd.start()
+
+        def request(path):
+            return raw_request(
+                port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+            )
+
+        def lines_with(text):
+            return [line for line in twistd.log().splitlines() if text in line]
+
+        yield request("/at-start")
+        twistd.kill(signal.SIGUSR1)
+        yield twistd.wait_for_log("log files reopened")
+        yield request("/after-sigusr1")
+        twistd.write(
+            config_text(backend_port, bind=bind, top='[access_log]\npath = "-"\nformat = "json"\n')
+        )
+        twistd.kill(signal.SIGHUP)
+        yield twistd.wait_for_log("reloaded")
+        yield request("/after-sighup")
+        yield twistd.wait_for(lambda: lines_with('"/after-sighup"'))
+
+        for path in ("/at-start", "/after-sigusr1"):
+            [line] = lines_with(f'"GET {path} HTTP/1.1"')
+            self.assertRegex(
+                line,
+                r"^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
+                f'"GET {path} HTTP/1.1" 200 2 "-" "-" type=http listener=web ',
+            )
+        [line] = lines_with('"/after-sighup"')
+        record = json.loads(line)
+        self.assertEqual((record["path"], record["status"]), ("/after-sighup", 200))
+        self.assertEqual(lines_with("[stdout#"), [])
