@@ -384,7 +384,9 @@ class SignalHandlers:
     """SIGHUP -> reload, SIGUSR1 -> reopen logs; ``uninstall`` restores the old handlers.
 
     SIGTERM and SIGINT are twistd's: they stop the reactor, which stops the root
-    service, which drains.
+    service, which drains.  While it drains (:meth:`draining`), SIGHUP is only
+    logged: reloading a proxy on its way out would start new listeners, and
+    SIGHUP's default action (ending the process) would cut the drain short.
     """
 
     def __init__(self, reactor, reloader: Reloader, reopener: LogReopener) -> None:
@@ -400,6 +402,11 @@ class SignalHandlers:
         ):
             self._previous[signum] = signal.signal(signum, self._handler(action))
 
+    def draining(self) -> None:
+        """From now on SIGHUP logs one line instead of reloading; SIGUSR1 still reopens."""
+        if signal.SIGHUP in self._previous:
+            signal.signal(signal.SIGHUP, self._handler(_reload_ignored))
+
     def _handler(self, action: Callable[[], object]):
         def handle(signum, frame) -> None:
             self._reactor.callFromThread(action)
@@ -410,6 +417,10 @@ class SignalHandlers:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
+
+
+def _reload_ignored() -> None:
+    log.warn("reload ignored while draining")
 
 
 def signal_handlers(root, config_path: Optional[str], reactor) -> SignalHandlers:

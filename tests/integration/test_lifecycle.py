@@ -636,3 +636,36 @@ class TwistdSignalTests(unittest.TestCase):
         record = json.loads(line)
         self.assertEqual((record["path"], record["status"]), ("/after-sighup", 200))
         self.assertEqual(lines_with("[stdout#"), [])
+
+    @defer.inlineCallbacks
+    def test_sighup_while_draining_is_ignored_and_the_drain_ends_normally(self):
+        listening = Listening(self)
+        held = DelayedHTTPBackend(30)
+        self.addCleanup(held.cut)
+        backend_port = yield listening.listen(held)
+        port = free_port()
+        twistd = Twistd(self)
+        bind = f"tcp:{port}:interface=127.0.0.1"
+        twistd.write(config_text(backend_port, drain_timeout=30, bind=bind))
+        yield twistd.start()
+        response = raw_request(port, b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        yield twistd.wait_for(lambda: held.calls)
+
+        twistd.kill(signal.SIGTERM)
+        yield twistd.wait_for_log("draining: 1 connection(s)")
+        twistd.kill(signal.SIGHUP)
+        yield twistd.wait_for_log("reload ignored while draining")
+        twistd.kill(signal.SIGUSR1)
+        yield twistd.wait_for_log("log files reopened")
+
+        self.assertIsNone(twistd.process.poll(), twistd.log())
+        self.assertNotIn("reloading", twistd.log())
+        for call in held.calls:
+            call.reset(0)
+        data = yield response
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data)
+        self.assertTrue(data.endswith(b"slow answer"), data)
+        yield twistd.exited()
+        self.assertEqual(twistd.process.returncode, -signal.SIGTERM, twistd.log())
+        self.assertIn("drained in", twistd.log())
+        self.assertEqual(twistd.log().count("reload ignored while draining"), 1)
