@@ -252,6 +252,7 @@ class ReloadTests(unittest.TestCase):
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+CLOSE = "Connection: close\r\n\r\n"
 
 
 def logged_listeners(path: str) -> list[str]:
@@ -669,3 +670,39 @@ class TwistdSignalTests(unittest.TestCase):
         self.assertEqual(twistd.process.returncode, -signal.SIGTERM, twistd.log())
         self.assertIn("drained in", twistd.log())
         self.assertEqual(twistd.log().count("reload ignored while draining"), 1)
+
+    @defer.inlineCallbacks
+    def test_sigusr1_reopens_the_access_log_file_logrotate_moved(self):
+        listening = Listening(self)
+        backend_port = yield listening.raw_backend(OK)
+        port = free_port()
+        twistd = Twistd(self)
+        access_log = os.path.join(twistd.directory, "access.log")
+        twistd.write(
+            config_text(
+                backend_port,
+                bind=f"tcp:{port}:interface=127.0.0.1",
+                top=f'[access_log]\npath = "{access_log}"\n',
+            )
+        )
+        yield twistd.start()
+
+        def request(path):
+            return raw_request(port, f"GET {path} HTTP/1.1\r\nHost: x\r\n{CLOSE}".encode())
+
+        def paths(name):
+            with open(name) as f:
+                return [line.split('"GET ')[1].split()[0] for line in f.read().splitlines()]
+
+        yield request("/before")
+        yield twistd.wait_for(lambda: os.path.getsize(access_log) > 0)
+        os.rename(access_log, access_log + ".1")
+        yield request("/moved")
+
+        twistd.kill(signal.SIGUSR1)
+        yield twistd.wait_for_log("log files reopened")
+        yield request("/reopened")
+
+        yield twistd.wait_for(lambda: os.path.exists(access_log) and paths(access_log))
+        self.assertEqual(paths(access_log + ".1"), ["/before", "/moved"])
+        self.assertEqual(paths(access_log), ["/reopened"])
