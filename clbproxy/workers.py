@@ -23,7 +23,8 @@ them.  The supervisor serves no traffic.  It:
 - relays every worker's log events into its own log (the worker's index is the
   event's system, ``[worker 1]``);
 - runs the admin listener for the whole group (:mod:`clbproxy.aggregate`) and
-  the demo backends (started once; a reload does not change them).
+  the demo backends; a reload starts and stops them as tap.conf now says, like
+  in one process (:func:`clbproxy.lifecycle.plan_side_services`).
 
 Each worker runs its own health checks, balancing state, connection limits
 and persistence table, like nginx workers and HAProxy's ``nbproc``.  Cookie
