@@ -377,7 +377,7 @@ class Supervisor(MultiService):
 
     def stopService(self):
         self.stopping = True
-        self._uninstall_signals()
+        self._ignore_reloads()
         for call in self._pending.values():
             if call.active():
                 call.cancel()
@@ -410,6 +410,7 @@ class Supervisor(MultiService):
             if killer.active():
                 killer.cancel()
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            self._uninstall_signals()
             return MultiService.stopService(self)
 
         ended.addCallback(finish)
@@ -429,6 +430,14 @@ class Supervisor(MultiService):
         for signum, action in ((signal.SIGHUP, self.reload), (signal.SIGUSR1, self.reopen)):
             self._previous_handlers[signum] = signal.signal(
                 signum, lambda s, f, action=action: self.reactor.callFromThread(action)
+            )
+
+    def _ignore_reloads(self) -> None:
+        """While the workers drain, SIGHUP is logged: its default action would end us."""
+        if signal.SIGHUP in self._previous_handlers:
+            signal.signal(
+                signal.SIGHUP,
+                lambda s, f: self.reactor.callFromThread(log.warn, "reload ignored while draining"),
             )
 
     def _uninstall_signals(self) -> None:
