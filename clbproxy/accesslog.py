@@ -265,9 +265,12 @@ FORMATTERS: dict[str, Callable[[dict], Optional[str]]] = {
 class AccessLog:
     """Writes the access events of some listeners to a file or stdout.
 
-    ``path`` ``"-"`` is stdout.  ``listeners`` limits the log to those listeners'
-    events (``None``: every listener).  :meth:`reopen` closes and reopens the file,
-    for logrotate.
+    ``path`` ``"-"`` is the process's own standard output (``sys.__stdout__``,
+    or ``stdout`` if given): twistd replaces ``sys.stdout`` with a logging file
+    once it runs, and lines written there would come out as ``[stdout#info]``
+    log events.  ``listeners`` limits the log to those listeners' events
+    (``None``: every listener).  :meth:`reopen` closes and reopens the file, for
+    logrotate; stdout is kept as it is.
     """
 
     def __init__(
@@ -287,11 +290,13 @@ class AccessLog:
 
     def _open(self) -> IO[str]:
         if self.path == "-":
-            return self._stdout if self._stdout is not None else sys.stdout
+            return self._stdout if self._stdout is not None else sys.__stdout__
         return open(self.path, "a", encoding="utf-8", errors="backslashreplace")
 
     def reopen(self) -> None:
         """Open the file again under its name (after logrotate moved it)."""
+        if self.path == "-" and self._file is not None:
+            return
         old = self._file
         self._file = self._open()
         self._observer = FileLogObserver(self._file, FORMATTERS[self.format])

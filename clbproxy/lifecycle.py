@@ -19,11 +19,17 @@
   after ``drain_timeout`` seconds by cutting whatever is left.
 - :class:`LogReopener` reopens twistd's ``--logfile`` after logrotate moved it.
 
+Certificates are not a hook: tap.conf is validated with its certificate files
+(a broken one refuses the reload), and every kept HTTPS listener loads its files
+again when it swaps to the new settings (:meth:`ListenerService.swap` ->
+:meth:`clbproxy.tls.ServerTLS.reload`, which keeps the old certificates, logging
+one line, if the files changed for the worse in between).
+
 Hooks: ``Reloader.hooks`` are called on every SIGHUP, after tap.conf was applied
 or refused, with the :class:`~clbproxy.config.Config` now in effect; a hook may
-return a Deferred, and its errors are logged without stopping the others (the
-TLS certificate reload registers here).  ``LogReopener.hooks`` are called with
-no argument on every SIGUSR1 (the access log registers its file here).
+return a Deferred, and its errors are logged without stopping the others
+(nothing of clbproxy's own registers there).  ``LogReopener.hooks`` are called
+with no argument on every SIGUSR1 (the access logs register there).
 """
 
 from __future__ import annotations
@@ -378,7 +384,9 @@ class SignalHandlers:
     """SIGHUP -> reload, SIGUSR1 -> reopen logs; ``uninstall`` restores the old handlers.
 
     SIGTERM and SIGINT are twistd's: they stop the reactor, which stops the root
-    service, which drains.
+    service, which drains.  While it drains (:meth:`draining`), SIGHUP is only
+    logged: reloading a proxy on its way out would start new listeners, and
+    SIGHUP's default action (ending the process) would cut the drain short.
     """
 
     def __init__(self, reactor, reloader: Reloader, reopener: LogReopener) -> None:
@@ -394,6 +402,11 @@ class SignalHandlers:
         ):
             self._previous[signum] = signal.signal(signum, self._handler(action))
 
+    def draining(self) -> None:
+        """From now on SIGHUP logs one line instead of reloading; SIGUSR1 still reopens."""
+        if signal.SIGHUP in self._previous:
+            signal.signal(signal.SIGHUP, self._handler(_reload_ignored))
+
     def _handler(self, action: Callable[[], object]):
         def handle(signum, frame) -> None:
             self._reactor.callFromThread(action)
@@ -404,6 +417,10 @@ class SignalHandlers:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
+
+
+def _reload_ignored() -> None:
+    log.warn("reload ignored while draining")
 
 
 def signal_handlers(root, config_path: Optional[str], reactor) -> SignalHandlers:

@@ -59,7 +59,8 @@ class ProxyService(MultiService):
 
     It carries what a reload needs (``config``, ``groups``, the connection
     ``gate``, the demo ``room``); stopping it drains (:func:`clbproxy.lifecycle.drain`).
-    With ``signals``, SIGHUP reloads and SIGUSR1 reopens log files while it runs.
+    With ``signals``, SIGHUP reloads and SIGUSR1 reopens log files while it runs;
+    while it drains, SIGHUP is logged and ignored and SIGUSR1 still reopens.
     """
 
     def __init__(self, config: Config, reactor, room=None, signals: bool = False) -> None:
@@ -149,9 +150,9 @@ class ProxyService(MultiService):
 
         from clbproxy.lifecycle import drain
 
-        if self._handlers is not None:
-            self._handlers.uninstall()
-            self._handlers = None
+        handlers, self._handlers = self._handlers, None
+        if handlers is not None:
+            handlers.draining()
         Service.stopService(self)
         listeners = [*self.listener_services(), *self.retired]
         d = drain(listeners, self.reactor, self.config.drain_timeout)
@@ -161,6 +162,8 @@ class ProxyService(MultiService):
             return DeferredList([maybeDeferred(child.stopService) for child in rest])
 
         d.addBoth(stop_the_rest)
+        if handlers is not None:
+            d.addBoth(lambda result: handlers.uninstall() or result)
         return d
 
     def privilegedStartService(self) -> None:

@@ -27,7 +27,8 @@ them.  The supervisor serves no traffic.  It:
 - relays every worker's log events into its own log (the worker's index is the
   event's system, ``[worker 1]``);
 - runs the admin listener for the whole group (:mod:`clbproxy.aggregate`) and
-  the demo backends (started once; a reload does not change them).
+  the demo backends; a reload starts and stops them as tap.conf now says, like
+  in one process (:func:`clbproxy.lifecycle.plan_side_services`).
 
 Each worker runs its own health checks, balancing state, connection limits
 and persistence table, like nginx workers and HAProxy's ``nbproc``.  Cookie
@@ -477,7 +478,7 @@ class Supervisor(MultiService):
 
     def stopService(self):
         self.stopping = True
-        self._uninstall_signals()
+        self._ignore_reloads()
         for call in self._pending.values():
             if call.active():
                 call.cancel()
@@ -510,6 +511,7 @@ class Supervisor(MultiService):
             if killer.active():
                 killer.cancel()
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            self._uninstall_signals()
             return MultiService.stopService(self)
 
         ended.addCallback(finish)
@@ -529,6 +531,14 @@ class Supervisor(MultiService):
         for signum, action in ((signal.SIGHUP, self.reload), (signal.SIGUSR1, self.reopen)):
             self._previous_handlers[signum] = signal.signal(
                 signum, lambda s, f, action=action: self.reactor.callFromThread(action)
+            )
+
+    def _ignore_reloads(self) -> None:
+        """While the workers drain, SIGHUP is logged: its default action would end us."""
+        if signal.SIGHUP in self._previous_handlers:
+            signal.signal(
+                signal.SIGHUP,
+                lambda s, f: self.reactor.callFromThread(log.warn, "reload ignored while draining"),
             )
 
     def _uninstall_signals(self) -> None:

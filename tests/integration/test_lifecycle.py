@@ -26,9 +26,10 @@ from tests.integration.support import Listening, raw_request
 
 CONFIG = """
 drain_timeout = {drain}
+{top}
 [[listener]]
 name = "{name}"
-bind = "tcp:0:interface=127.0.0.1"
+bind = "{bind}"
   [[listener.rule]]
   target_group = "pool"
 {extra}
@@ -45,6 +46,16 @@ bind = "tcp:0:interface=127.0.0.1:backlog=20"
 """
 
 
+BIND = "tcp:0:interface=127.0.0.1"
+
+
+def config_text(backend, name="web", extra="", drain_timeout=5, top="", bind=BIND) -> str:
+    """tap.conf with one listener ``name`` on ``bind`` (plus ``extra``) to one backend."""
+    return CONFIG.format(
+        backend=backend, name=name, extra=extra, drain=drain_timeout, top=top, bind=bind
+    )
+
+
 def port_of(service) -> int:
     return service.limiter.port.getHost().port
 
@@ -59,9 +70,9 @@ class ProxyProcess(Listening):
         globalLogPublisher.addObserver(self.events.append)
         testcase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
-    def write(self, backend, name="web", extra="", drain_timeout=5):
+    def write(self, backend, name="web", extra="", drain_timeout=5, top="", bind=BIND):
         with open(self.path, "w") as f:
-            f.write(CONFIG.format(backend=backend, name=name, extra=extra, drain=drain_timeout))
+            f.write(config_text(backend, name, extra, drain_timeout, top, bind))
 
     def start(self):
         self.root = build_service(load_config(self.path), reactor)
@@ -88,8 +99,8 @@ class ProxyProcess(Listening):
 
 class ReloadTests(unittest.TestCase):
     @defer.inlineCallbacks
-    def open_session(self, proxy):
-        client = proxy.client(port_of(proxy.listener()))
+    def open_session(self, proxy, name="web"):
+        client = proxy.client(port_of(proxy.listener(name)))
         yield client.opened
         client.protocol = client.built[0]
         client.protocol.sendMessage(b"before")
@@ -125,6 +136,59 @@ class ReloadTests(unittest.TestCase):
         client.protocol.sendClose(1000)
         wasClean, code, _ = yield client.closed
         self.assertEqual((wasClean, code), (True, 1000))
+
+    @defer.inlineCallbacks
+    def assert_retired_session_echoes_then_drains_with_1001(self, proxy, client, port):
+        attempt = TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(Factory())
+        yield self.assertFailure(attempt, ConnectionRefusedError)
+        client.protocol.sendMessage(b"after")
+        messages = yield client.wait_messages(2)
+        self.assertEqual([payload for payload, _ in messages], [b"before", b"after"])
+
+        yield proxy.root.stopService()
+
+        wasClean, code, reason = yield client.closed
+        self.assertEqual((wasClean, code, reason), (True, 1001, "proxy shutting down"))
+
+    @defer.inlineCallbacks
+    def test_a_removed_listener_refuses_connections_and_its_session_lives_until_the_drain(self):
+        proxy = ProxyProcess(self)
+        _, backend_port = proxy.backend()
+        backend_port = yield backend_port
+        proxy.write(backend_port, extra=SECOND_LISTENER)
+        proxy.start()
+        removed = port_of(proxy.listener("second"))
+        client = yield self.open_session(proxy, "second")
+
+        proxy.write(backend_port)
+        applied = yield proxy.reloader.reload()
+
+        self.assertTrue(applied)
+        self.assertEqual([s.name for s in proxy.root.listener_services()], ["listener:web"])
+        [event] = proxy.messages("reloaded {path}")
+        self.assertEqual((event["kept"], event["added"], event["removed"]), (1, 0, 1))
+        yield self.assert_retired_session_echoes_then_drains_with_1001(proxy, client, removed)
+
+    @defer.inlineCallbacks
+    def test_a_new_bind_moves_the_listener_and_its_old_session_lives_until_the_drain(self):
+        proxy = ProxyProcess(self)
+        _, backend_port = proxy.backend()
+        backend_port = yield backend_port
+        proxy.write(backend_port)
+        proxy.start()
+        old_port = port_of(proxy.listener())
+        client = yield self.open_session(proxy)
+
+        proxy.write(backend_port, bind=f"{BIND}:backlog=20")
+        applied = yield proxy.reloader.reload()
+
+        self.assertTrue(applied)
+        new_port = port_of(proxy.listener())
+        self.assertNotEqual(new_port, old_port)
+        fresh = proxy.client(new_port)
+        yield fresh.opened
+        yield self.assert_retired_session_echoes_then_drains_with_1001(proxy, client, old_port)
+        self.assertEqual((yield fresh.closed)[:2], (True, 1001))
 
     @defer.inlineCallbacks
     def test_invalid_reload_is_logged_per_problem_and_the_old_config_keeps_serving(self):
@@ -187,6 +251,8 @@ class ReloadTests(unittest.TestCase):
 
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+CLOSE = "Connection: close\r\n\r\n"
 
 
 def logged_listeners(path: str) -> list[str]:
@@ -411,16 +477,65 @@ def free_port() -> int:
     return port
 
 
-class TwistdSignalTests(unittest.TestCase):
-    """The real process: SIGHUP reloads, SIGTERM drains and exits."""
+class Twistd:
+    """``twistd -n clbproxy`` in a real process, its stdout and stderr in one file."""
+
+    def __init__(self, testcase):
+        self.testcase = testcase
+        self.directory = os.path.abspath(testcase.mktemp())
+        os.makedirs(self.directory)
+        self.path = os.path.join(self.directory, "tap.conf")
+        self.log_path = os.path.join(self.directory, "out.log")
+        self.process = None
+
+    def write(self, text):
+        with open(self.path, "w") as f:
+            f.write(text)
+
+    @defer.inlineCallbacks
+    def start(self):
+        log_file = open(self.log_path, "w")
+        self.testcase.addCleanup(log_file.close)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "clbproxy", "--config", self.path],
+            cwd=self.directory,
+            env={**os.environ, "PYTHONPATH": ROOT},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.testcase.addCleanup(self._end)
+        yield self.wait_for(lambda: "starting on" in self.log() or self.process.poll() is not None)
+        self.testcase.assertIsNone(self.process.poll(), self.log())
+
+    def _end(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def log(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def kill(self, signum):
+        os.kill(self.process.pid, signum)
 
     @defer.inlineCallbacks
     def wait_for(self, predicate, timeout=10.0):
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
-                self.fail("timed out waiting")
+                self.testcase.fail(f"timed out waiting; log:\n{self.log()[-3000:]}")
             yield task.deferLater(reactor, 0.05, lambda: None)
+
+    def wait_for_log(self, text, count=1, timeout=10.0):
+        return self.wait_for(lambda: self.log().count(text) >= count, timeout)
+
+    def exited(self, timeout=10.0):
+        return self.wait_for(lambda: self.process.poll() is not None, timeout)
+
+
+class TwistdSignalTests(unittest.TestCase):
+    """The real process: SIGHUP reloads, SIGTERM drains and exits, SIGUSR1 reopens logs."""
 
     @defer.inlineCallbacks
     def test_sigterm_sends_1001_and_exits_within_the_drain_timeout(self):
@@ -428,48 +543,166 @@ class TwistdSignalTests(unittest.TestCase):
         backend, backend_port = listening.backend()
         backend_port = yield backend_port
         port = free_port()
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        path = os.path.join(directory, "tap.conf")
-        with open(path, "w") as f:
-            f.write(
-                CONFIG.format(backend=backend_port, name="web", extra="", drain=2).replace(
-                    "tcp:0:", f"tcp:{port}:"
-                )
-            )
-        log_path = os.path.join(directory, "out.log")
-        log_file = open(log_path, "w")
-        self.addCleanup(log_file.close)
-        process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "clbproxy", "--config", path],
-            cwd=directory,
-            env={**os.environ, "PYTHONPATH": ROOT},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
+        twistd = Twistd(self)
+        twistd.write(
+            config_text(backend_port, drain_timeout=2, bind=f"tcp:{port}:interface=127.0.0.1")
         )
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        self.addCleanup(process.wait)
-
-        def log_text():
-            with open(log_path) as f:
-                return f.read()
-
-        yield self.wait_for(lambda: "starting on" in log_text() or process.poll() is not None)
-        self.assertIsNone(process.poll(), log_text())
+        yield twistd.start()
         client = listening.client(port)
         yield client.opened
 
-        os.kill(process.pid, signal.SIGHUP)
-        yield self.wait_for(lambda: "reloaded" in log_text())
+        twistd.kill(signal.SIGHUP)
+        yield twistd.wait_for_log("reloaded")
 
         started = time.monotonic()
-        os.kill(process.pid, signal.SIGTERM)
+        twistd.kill(signal.SIGTERM)
         wasClean, code, _ = yield client.closed
         self.assertEqual((wasClean, code), (True, 1001))
-        yield self.wait_for(lambda: process.poll() is not None, timeout=5)
+        yield twistd.exited(timeout=5)
         self.assertLess(time.monotonic() - started, 2 + 1)
         # twistd ends by re-raising the signal it stopped on, as daemons do.
-        self.assertEqual(process.returncode, -signal.SIGTERM, log_text())
-        self.assertIn("drained in", log_text())
-        self.assertIn("Server Shut Down", log_text())
+        self.assertEqual(twistd.process.returncode, -signal.SIGTERM, twistd.log())
+        self.assertIn("drained in", twistd.log())
+        self.assertIn("Server Shut Down", twistd.log())
         self.assertEqual(backend.closes[-1][:2], (True, 1000))
+
+    @defer.inlineCallbacks
+    def test_sighup_removing_a_listener_keeps_its_session_until_sigterm_sends_1001(self):
+        listening = Listening(self)
+        _, backend_port = listening.backend()
+        backend_port = yield backend_port
+        kept, removed = free_port(), free_port()
+        bind = f"tcp:{kept}:interface=127.0.0.1"
+        second = SECOND_LISTENER.replace("tcp:0:", f"tcp:{removed}:")
+        twistd = Twistd(self)
+        twistd.write(config_text(backend_port, drain_timeout=2, bind=bind, extra=second))
+        yield twistd.start()
+        client = listening.client(removed)
+        protocol = yield client.opened
+
+        twistd.write(config_text(backend_port, drain_timeout=2, bind=bind))
+        twistd.kill(signal.SIGHUP)
+        yield twistd.wait_for_log("reloaded")
+
+        self.assertIn("1 listener(s) kept, 0 started, 1 stopped", twistd.log())
+        attempt = TCP4ClientEndpoint(reactor, "127.0.0.1", removed).connect(Factory())
+        yield self.assertFailure(attempt, ConnectionRefusedError)
+        protocol.sendMessage(b"still here")
+        messages = yield client.wait_messages(1)
+        self.assertEqual(messages, [(b"still here", False)])
+        twistd.kill(signal.SIGTERM)
+        wasClean, code, _ = yield client.closed
+        self.assertEqual((wasClean, code), (True, 1001))
+        yield twistd.exited()
+        self.assertIn("drained in", twistd.log())
+
+    @defer.inlineCallbacks
+    def test_an_access_log_on_stdout_stays_plain_lines_after_sigusr1_and_sighup(self):
+        listening = Listening(self)
+        backend_port = yield listening.raw_backend(OK)
+        port = free_port()
+        bind = f"tcp:{port}:interface=127.0.0.1"
+        twistd = Twistd(self)
+        twistd.write(config_text(backend_port, bind=bind, top='[access_log]\npath = "-"\n'))
+        yield twistd.start()
+
+        def request(path):
+            return raw_request(
+                port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+            )
+
+        def lines_with(text):
+            return [line for line in twistd.log().splitlines() if text in line]
+
+        yield request("/at-start")
+        twistd.kill(signal.SIGUSR1)
+        yield twistd.wait_for_log("log files reopened")
+        yield request("/after-sigusr1")
+        twistd.write(
+            config_text(backend_port, bind=bind, top='[access_log]\npath = "-"\nformat = "json"\n')
+        )
+        twistd.kill(signal.SIGHUP)
+        yield twistd.wait_for_log("reloaded")
+        yield request("/after-sighup")
+        yield twistd.wait_for(lambda: lines_with('"/after-sighup"'))
+
+        for path in ("/at-start", "/after-sigusr1"):
+            [line] = lines_with(f'"GET {path} HTTP/1.1"')
+            self.assertRegex(
+                line,
+                r"^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
+                f'"GET {path} HTTP/1.1" 200 2 "-" "-" type=http listener=web ',
+            )
+        [line] = lines_with('"/after-sighup"')
+        record = json.loads(line)
+        self.assertEqual((record["path"], record["status"]), ("/after-sighup", 200))
+        self.assertEqual(lines_with("[stdout#"), [])
+
+    @defer.inlineCallbacks
+    def test_sighup_while_draining_is_ignored_and_the_drain_ends_normally(self):
+        listening = Listening(self)
+        held = DelayedHTTPBackend(30)
+        self.addCleanup(held.cut)
+        backend_port = yield listening.listen(held)
+        port = free_port()
+        twistd = Twistd(self)
+        bind = f"tcp:{port}:interface=127.0.0.1"
+        twistd.write(config_text(backend_port, drain_timeout=30, bind=bind))
+        yield twistd.start()
+        response = raw_request(port, b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        yield twistd.wait_for(lambda: held.calls)
+
+        twistd.kill(signal.SIGTERM)
+        yield twistd.wait_for_log("draining: 1 connection(s)")
+        twistd.kill(signal.SIGHUP)
+        yield twistd.wait_for_log("reload ignored while draining")
+        twistd.kill(signal.SIGUSR1)
+        yield twistd.wait_for_log("log files reopened")
+
+        self.assertIsNone(twistd.process.poll(), twistd.log())
+        self.assertNotIn("reloading", twistd.log())
+        for call in held.calls:
+            call.reset(0)
+        data = yield response
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data)
+        self.assertTrue(data.endswith(b"slow answer"), data)
+        yield twistd.exited()
+        self.assertEqual(twistd.process.returncode, -signal.SIGTERM, twistd.log())
+        self.assertIn("drained in", twistd.log())
+        self.assertEqual(twistd.log().count("reload ignored while draining"), 1)
+
+    @defer.inlineCallbacks
+    def test_sigusr1_reopens_the_access_log_file_logrotate_moved(self):
+        listening = Listening(self)
+        backend_port = yield listening.raw_backend(OK)
+        port = free_port()
+        twistd = Twistd(self)
+        access_log = os.path.join(twistd.directory, "access.log")
+        twistd.write(
+            config_text(
+                backend_port,
+                bind=f"tcp:{port}:interface=127.0.0.1",
+                top=f'[access_log]\npath = "{access_log}"\n',
+            )
+        )
+        yield twistd.start()
+
+        def request(path):
+            return raw_request(port, f"GET {path} HTTP/1.1\r\nHost: x\r\n{CLOSE}".encode())
+
+        def paths(name):
+            with open(name) as f:
+                return [line.split('"GET ')[1].split()[0] for line in f.read().splitlines()]
+
+        yield request("/before")
+        yield twistd.wait_for(lambda: os.path.getsize(access_log) > 0)
+        os.rename(access_log, access_log + ".1")
+        yield request("/moved")
+
+        twistd.kill(signal.SIGUSR1)
+        yield twistd.wait_for_log("log files reopened")
+        yield request("/reopened")
+
+        yield twistd.wait_for(lambda: os.path.exists(access_log) and paths(access_log))
+        self.assertEqual(paths(access_log + ".1"), ["/before", "/moved"])
+        self.assertEqual(paths(access_log), ["/reopened"])

@@ -335,3 +335,27 @@ class LimitMetricsTests(unittest.TestCase):
         )
         # Each of the two connections filled the listener's max_connections = 1.
         self.assertEqual(sample(found, "clbproxy_accept_paused_total", listener="web"), 2)
+
+    @defer.inlineCallbacks
+    def test_global_max_connections_pauses_every_listener_until_one_connection_ends(self):
+        from tests.integration.test_lifecycle import SECOND_LISTENER, ProxyProcess, port_of
+
+        proxy = ProxyProcess(self)
+        backend = yield proxy.raw_backend(OK)
+        proxy.write(backend, top="max_connections = 2", extra=SECOND_LISTENER)
+        proxy.start()
+        web, second = port_of(proxy.listener()), port_of(proxy.listener("second"))
+        held_web = yield hold(web)
+        yield hold(second)
+        reached = "global max_connections {limit} reached: accepting paused"
+        while not proxy.messages(reached):
+            yield sleep(0.01)
+
+        waiting = raw_request(web, GET)
+        yield sleep(0.3)
+        self.assertFalse(waiting.called)
+        held_web.transport.loseConnection()
+        data = yield waiting
+
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK"), data)
+        self.assertEqual([event["limit"] for event in proxy.messages(reached)], [2, 2])

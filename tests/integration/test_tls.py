@@ -648,3 +648,118 @@ class ProtocolReloadTests(TLSTestCase):
         yield client.opened
         client.built[0].sendClose(1000)
         yield client.closed
+
+
+def https_config(backend_port: int, cert: CertificateConfig, bind: str) -> str:
+    """tap.conf with one HTTPS listener ``web`` serving ``cert``'s files."""
+    cert_path, key_path = os.path.abspath(cert.cert), os.path.abspath(cert.key)
+    return (
+        f'[[listener]]\nname = "web"\nprotocol = "https"\nbind = "{bind}"\n'
+        f'  [listener.tls]\n  certificates = [{{ cert = "{cert_path}", key = "{key_path}" }}]\n'
+        '  [[listener.rule]]\n  target_group = "pool"\n'
+        f'[target_group.pool]\nbackends = ["127.0.0.1:{backend_port}"]\n'
+    )
+
+
+class CertificateFileReloadTests(TLSTestCase):
+    """SIGHUP (a reload) reads a kept HTTPS listener's certificate files again."""
+
+    def renew(self):
+        """Overwrite a.example.com's files with a certificate that names a second host."""
+        certificate_files(
+            self.dir, self.ca, "a.example.com", "renewed.example.com", prefix="a.example.com"
+        )
+
+    def break_certificate(self):
+        """Overwrite a.example.com's certificate with one its key does not match."""
+        with open(self.default.cert, "rb") as f:
+            write(self.dir, os.path.basename(self.a.cert), f.read())
+
+    @defer.inlineCallbacks
+    def open_wss(self, port):
+        client = self.wss_client(port)
+        protocol = yield client.opened
+        protocol.sendMessage(b"before")
+        yield client.wait_messages(1)
+        return client, protocol
+
+    @defer.inlineCallbacks
+    def assert_session_echoes(self, client, protocol, count):
+        protocol.sendMessage(b"after %d" % count)
+        messages = yield client.wait_messages(count)
+        self.assertEqual(messages[-1], (b"after %d" % count, False))
+
+    @defer.inlineCallbacks
+    def test_reload_serves_rewritten_certificate_files_and_keeps_open_wss_sessions(self):
+        from tests.integration.test_lifecycle import BIND, ProxyProcess, port_of
+
+        proxy = ProxyProcess(self)
+        _, backend_port = proxy.backend()
+        backend_port = yield backend_port
+        with open(proxy.path, "w") as f:
+            f.write(https_config(backend_port, self.a, BIND))
+        proxy.start()
+        port = port_of(proxy.listener())
+        client, protocol = yield self.open_wss(port)
+
+        self.renew()
+        self.assertTrue((yield proxy.reloader.reload()))
+
+        renewed = yield self.probe(port, "a.example.com")
+        self.assertEqual(renewed.names, ("a.example.com", "renewed.example.com"))
+        yield self.assert_session_echoes(client, protocol, 2)
+
+        self.break_certificate()
+        self.assertFalse((yield proxy.reloader.reload()))
+
+        kept = yield self.probe(port, "a.example.com")
+        self.assertEqual(kept.names, ("a.example.com", "renewed.example.com"))
+        [problem] = [event["problem"] for event in proxy.messages("reload refused: {problem}")]
+        key, cert = os.path.abspath(self.a.key), os.path.abspath(self.a.cert)
+        self.assertEqual(
+            problem,
+            f"{proxy.path}: listener[0].tls: listener 'web': "
+            f"key {key} does not match the certificate {cert}",
+        )
+        yield self.assert_session_echoes(client, protocol, 3)
+        fresh = self.wss_client(port)
+        yield fresh.opened
+        for hop in (protocol, fresh.built[0]):
+            hop.sendClose(1000)
+        yield defer.DeferredList([client.closed, fresh.closed])
+
+    @defer.inlineCallbacks
+    def test_sighup_to_twistd_serves_rewritten_certificate_files(self):
+        import signal
+
+        from tests.integration.test_lifecycle import Twistd, free_port
+
+        _, backend_port = self.net.backend()
+        backend_port = yield backend_port
+        port = free_port()
+        twistd = Twistd(self)
+        twistd.write(https_config(backend_port, self.a, f"tcp:{port}:interface=127.0.0.1"))
+        yield twistd.start()
+        client, protocol = yield self.open_wss(port)
+
+        self.renew()
+        twistd.kill(signal.SIGHUP)
+        yield twistd.wait_for_log("reloaded")
+
+        renewed = yield self.probe(port, "a.example.com")
+        self.assertEqual(renewed.names, ("a.example.com", "renewed.example.com"))
+        yield self.assert_session_echoes(client, protocol, 2)
+
+        self.break_certificate()
+        twistd.kill(signal.SIGHUP)
+        yield twistd.wait_for_log("the running configuration keeps serving")
+
+        kept = yield self.probe(port, "a.example.com")
+        self.assertEqual(kept.names, ("a.example.com", "renewed.example.com"))
+        rejected = [line for line in twistd.log().splitlines() if "does not match" in line]
+        self.assertEqual(len(rejected), 1, twistd.log())
+        self.assertIn(f"reload refused: {twistd.path}: listener[0].tls: ", rejected[0])
+        self.assertNotIn("Traceback", twistd.log())
+        yield self.assert_session_echoes(client, protocol, 3)
+        protocol.sendClose(1000)
+        yield client.closed

@@ -442,6 +442,32 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(group.log().count("drained in"), 2)
 
     @defer.inlineCallbacks
+    def test_sighup_while_the_workers_drain_is_ignored_and_the_group_exits_normally(self):
+        from tests.integration.test_lifecycle import DelayedHTTPBackend
+
+        group = WorkerGroup(self)
+        held = DelayedHTTPBackend(30)
+        self.addCleanup(held.cut)
+        group.write((yield group.listen(held)))
+        yield group.start()
+        response = raw_request(group.port, b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        yield group.wait_for(lambda: held.calls)
+
+        os.kill(group.process.pid, signal.SIGTERM)
+        yield group.wait_for(lambda: "draining: 1 connection(s)" in group.log())
+        os.kill(group.process.pid, signal.SIGHUP)
+        yield group.wait_for(lambda: "reload ignored while draining" in group.log())
+
+        self.assertIsNone(group.process.poll(), group.log())
+        for call in held.calls:
+            call.reset(0)
+        data = yield response
+        self.assertTrue(data.endswith(b"slow answer"), data)
+        yield group.wait_for(lambda: group.process.poll() is not None)
+        self.assertEqual(group.process.returncode, -signal.SIGTERM, group.log())
+        self.assertNotIn("reloading", group.log())
+
+    @defer.inlineCallbacks
     def test_runtime_actions_reach_every_worker_and_a_restarted_one_too(self):
         group = yield self.group()
         backend = f"127.0.0.1:{group.backend_port}"
