@@ -26,7 +26,7 @@ from clbproxy.listener import listener_service
 from clbproxy.observability import Observability
 from clbproxy.tap import build_service
 
-from .support import Listening
+from .support import Listening, abort_sessions
 
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
 _PLAIN = re.compile(
@@ -144,11 +144,7 @@ class ProductionProxy(Listening):
         return self.root.getServiceNamed(f"listener:{name}").limiter.port.getHost().port
 
     def _stop(self):
-        for service in self.root.listener_services():
-            for session in list(service.relay.sessions):
-                for hop in (session.front, session.backend):
-                    if hop is not None and hop.transport is not None:
-                        hop.transport.abortConnection()
+        abort_sessions(self.root.listener_services())
         return self.root.stopService()
 
     def admin_url(self, path: str) -> str:

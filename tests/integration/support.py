@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
@@ -129,6 +132,33 @@ class RawResponder(Protocol):
             self.transport.loseConnection()
 
 
+#: ``python -c TWISTD ...`` runs twistd in a child process.
+TWISTD = "from twisted.scripts.twistd import run; run()"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def spawn_twistd(testcase, config_path: str, directory: str, log_path: str) -> subprocess.Popen:
+    """``twistd -n clbproxy --config config_path`` in a child; its output goes to ``log_path``."""
+    log_file = open(log_path, "w")
+    testcase.addCleanup(log_file.close)
+    return subprocess.Popen(
+        [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "clbproxy", "--config", config_path],
+        cwd=directory,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def abort_sessions(listener_services) -> None:
+    """Cut both TCP connections of every relayed session of these listener services."""
+    for service in listener_services:
+        for session in list(service.relay.sessions):
+            for hop in (session.front, session.backend):
+                if hop is not None and getattr(hop.transport, "connected", False):
+                    hop.transport.abortConnection()
+
+
 class Listening:
     """Starts listeners, and in the test's cleanup stops them and cuts every connection."""
 
@@ -141,10 +171,7 @@ class Listening:
     def _cut_connections(self):
         service = getattr(self, "service", None)
         if service is not None:
-            for session in list(service.relay.sessions):
-                for hop in (session.front, session.backend):
-                    if hop is not None and getattr(hop.transport, "connected", False):
-                        hop.transport.abortConnection()
+            abort_sessions([service])
         for factory in self.connections:
             for protocol in getattr(factory, "built", []):
                 if protocol.transport is not None and protocol.transport.connected:

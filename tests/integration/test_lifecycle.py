@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import treq
@@ -22,7 +20,12 @@ from twisted.web.client import HTTPConnectionPool
 from clbproxy.config import load_config
 from clbproxy.lifecycle import Reloader, drain
 from clbproxy.tap import build_service
-from tests.integration.support import Listening, raw_request
+from tests.integration.support import (
+    Listening,
+    abort_sessions,
+    raw_request,
+    spawn_twistd,
+)
 
 CONFIG = """
 drain_timeout = {drain}
@@ -83,11 +86,7 @@ class ProxyProcess(Listening):
 
     def _stop(self):
         if self.root.running:
-            for service in self.root.listener_services():
-                for session in list(service.relay.sessions):
-                    for hop in (session.front, session.backend):
-                        if hop is not None and hop.transport is not None:
-                            hop.transport.abortConnection()
+            abort_sessions(self.root.listener_services())
             return self.root.stopService()
 
     def listener(self, name="web"):
@@ -465,10 +464,6 @@ class DelayedHTTPBackend(Factory):
             transport.abortConnection()
 
 
-TWISTD = "from twisted.scripts.twistd import run; run()"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
 def free_port() -> int:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
@@ -494,15 +489,7 @@ class Twistd:
 
     @defer.inlineCallbacks
     def start(self):
-        log_file = open(self.log_path, "w")
-        self.testcase.addCleanup(log_file.close)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "clbproxy", "--config", self.path],
-            cwd=self.directory,
-            env={**os.environ, "PYTHONPATH": ROOT},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = spawn_twistd(self.testcase, self.path, self.directory, self.log_path)
         self.testcase.addCleanup(self._end)
         yield self.wait_for(lambda: "starting on" in self.log() or self.process.poll() is not None)
         self.testcase.assertIsNone(self.process.poll(), self.log())

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -27,11 +25,8 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from clbproxy.relay import cancel_close_timer
 from tests.hostile.catalog import LOG_ALARMS
-from tests.integration.support import Listening, raw_request
+from tests.integration.support import Listening, raw_request, spawn_twistd
 from tests.integration.test_lifecycle import free_port
-
-TWISTD = "from twisted.scripts.twistd import run; run()"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: Sessions kept busy at once; each has one sequence-numbered message in flight.
 SESSIONS = 200
@@ -207,15 +202,7 @@ class LoadFaultTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def start_proxy(self):
-        log_file = open(self.log_path, "w")
-        self.addCleanup(log_file.close)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "clbproxy", "--config", self.path],
-            cwd=self.directory,
-            env={**os.environ, "PYTHONPATH": ROOT},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = spawn_twistd(self, self.path, self.directory, self.log_path)
         self.addCleanup(self.process.wait)
         self.addCleanup(lambda: self.process.poll() is None and self.process.kill())
         yield self.wait_for(lambda: "starting on" in self.log() or self.process.poll() is not None)

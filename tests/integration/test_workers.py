@@ -22,8 +22,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
-from tests.integration.support import Listening, raw_request
-from tests.integration.test_lifecycle import ROOT, TWISTD, free_port
+from tests.integration.support import ROOT, TWISTD, Listening, raw_request, spawn_twistd
+from tests.integration.test_lifecycle import free_port
 from tests.integration.test_observability import sample, samples
 
 CONFIG = """
@@ -103,15 +103,7 @@ class WorkerGroup(Listening):
 
     @defer.inlineCallbacks
     def start(self):
-        log_file = open(self.log_path, "w")
-        self.testcase.addCleanup(log_file.close)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "clbproxy", "--config", self.path],
-            cwd=self.directory,
-            env={**os.environ, "PYTHONPATH": ROOT},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = spawn_twistd(self.testcase, self.path, self.directory, self.log_path)
         self.testcase.addCleanup(self._kill_everything)
         yield self.wait_for(
             lambda: self.log().count(" serving (pid ") >= 2 or self.process.poll() is not None
