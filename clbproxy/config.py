@@ -23,6 +23,7 @@ import attrs
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 
+from clbproxy import descriptors
 from clbproxy.patterns import HOST_EXACT, check_replacement, compile_regex, parse_host, parse_path
 
 try:
@@ -484,6 +485,11 @@ def load_config(path: str) -> Config:
     if problems:
         raise ConfigError(problems)
     warnings.extend(_worker_warnings(config))
+    budget = descriptors.budget_warning(
+        config.path, config.max_connections, descriptors.process_descriptor_limit()
+    )
+    if budget is not None:
+        warnings.append(budget)
     return attrs.evolve(config, warnings=tuple(warnings)) if warnings else config
 
 

@@ -5,7 +5,9 @@ Three layers, each answered the way nginx and HAProxy users expect:
 - Connection counts (global ``max_connections``, a listener's ``max_connections``):
   when full, the listening socket stops accepting (new connections wait in the
   kernel's backlog) and accepting resumes as soon as a connection ends.  Nothing
-  is refused and nothing crashes.
+  is refused and nothing crashes.  The global count is also held to the
+  process's descriptor budget (:mod:`clbproxy.descriptors`), so running out of
+  descriptors pauses accepting the same way instead of cutting new clients.
 - Per client address: ``max_connections_per_ip`` (counted by client address: the
   TCP peer, or under ``haproxy:`` the PROXY header's source; addresses in
   ``trusted_proxies`` are exempt) answers every request of a connection over the
@@ -27,6 +29,7 @@ import attrs
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
+from clbproxy import descriptors
 from clbproxy.config import ListenerConfig, RuleConfig
 from clbproxy.forwarding import TrustedProxies
 
@@ -161,20 +164,50 @@ class HandshakeRate:
 
 
 class ConnectionGate:
-    """The global ``max_connections``: counts every listener's connections.
+    """The global connection limit: counts every listener's connections.
 
-    When full, every registered listener stops accepting until one connection ends.
+    Its ``limit`` is the smaller of the configured ``max_connections``
+    (``configured``, 0: none) and the process's descriptor budget
+    (``descriptor_budget``, from ``descriptor_limit`` descriptors, see
+    :mod:`clbproxy.descriptors`; 0: none).  When full, every registered listener
+    stops accepting until one connection ends.
     """
 
-    def __init__(self, limit: int = 0) -> None:
-        self.limit = limit
+    def __init__(self, limit: int = 0, descriptor_budget: int = 0, descriptor_limit: int = 0):
+        self.configured = limit
+        self.descriptor_budget = descriptor_budget
+        self.descriptor_limit = descriptor_limit
         self.count = 0
         self.stats = LimitStats()
         self._limiters: set[ConnectionLimiter] = set()
 
+    @classmethod
+    def for_process(cls, limit: int = 0, descriptor_limit: Optional[int] = None) -> ConnectionGate:
+        """A gate for ``limit`` and the budget of ``descriptor_limit`` descriptors
+        (default: this process's soft ``RLIMIT_NOFILE``, read now)."""
+        if descriptor_limit is None:
+            descriptor_limit = descriptors.process_descriptor_limit()
+        return cls(limit, descriptors.connection_budget(descriptor_limit), descriptor_limit)
+
+    @property
+    def limit(self) -> int:
+        return descriptors.effective_limit(self.configured, self.descriptor_budget)
+
+    @property
+    def by_descriptors(self) -> bool:
+        """Whether the descriptor budget, not ``max_connections``, is the limit in force."""
+        budget = self.descriptor_budget
+        return bool(budget) and (not self.configured or budget < self.configured)
+
     @property
     def full(self) -> bool:
-        return bool(self.limit) and self.count >= self.limit
+        limit = self.limit
+        return bool(limit) and self.count >= limit
+
+    def headroom(self) -> Optional[int]:
+        """Connections that may still be accepted, or None when there is no limit."""
+        limit = self.limit
+        return max(0, limit - self.count) if limit else None
 
     def add(self, limiter: ConnectionLimiter) -> None:
         self._limiters.add(limiter)
@@ -183,14 +216,25 @@ class ConnectionGate:
         self._limiters.discard(limiter)
 
     def set_limit(self, limit: int) -> None:
-        self.limit = limit
+        """A new configured ``max_connections`` (reload); the descriptor budget stays."""
+        self.configured = limit
         self._update()
 
     def opened(self) -> None:
         self.count += 1
         if self.full and self.count == self.limit:
             self.stats.increment("accept_paused")
-            log.warn("global max_connections {limit} reached: accepting paused", limit=self.limit)
+            if self.by_descriptors:
+                log.warn(
+                    "descriptor budget of {limit} connections reached (RLIMIT_NOFILE "
+                    "{descriptors}): accepting paused",
+                    limit=self.limit,
+                    descriptors=self.descriptor_limit,
+                )
+            else:
+                log.warn(
+                    "global max_connections {limit} reached: accepting paused", limit=self.limit
+                )
         self._update()
 
     def closed(self) -> None:
@@ -272,9 +316,33 @@ class ConnectionLimiter(WrappingFactory):
         self.update_accepting()
 
     def listening(self, port) -> None:
-        """The listener's port, to pause and resume accepting on."""
+        """The listener's port, to pause and resume accepting on.
+
+        Twisted's port accepts up to ``numberAccepts`` connections each time it is
+        readable (it grows that batch by 20 while connections keep coming), and
+        pausing it in the middle of a batch does not end the batch: so before each
+        batch the batch is cut to the connections the limits still allow, or a
+        flood would overshoot them (and the descriptor budget).
+        """
         self.port = port
+        accept = getattr(port, "doRead", None)
+        if accept is not None and hasattr(port, "numberAccepts"):
+
+            def doRead():
+                room = self.headroom()
+                if room is not None:
+                    port.numberAccepts = max(1, min(port.numberAccepts, room))
+                return accept()
+
+            port.doRead = doRead
         self.update_accepting()
+
+    def headroom(self) -> Optional[int]:
+        """Connections this listener may still accept, or None when nothing limits them."""
+        rooms = [room for room in (self.gate.headroom(),) if room is not None]
+        if self.max_connections:
+            rooms.append(max(0, self.max_connections - len(self.protocols)))
+        return min(rooms) if rooms else None
 
     def stopped(self) -> None:
         """The listener stopped listening: never touch its port again."""

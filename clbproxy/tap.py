@@ -75,7 +75,8 @@ class ProxyService(MultiService):
         self.reactor = reactor
         self.room = room
         self.groups: dict[str, TargetGroup] = {}
-        self.gate = ConnectionGate(config.max_connections)
+        #: Counts connections against ``max_connections`` and this process's descriptor budget.
+        self.gate = ConnectionGate.for_process(config.max_connections)
         #: Listeners removed by a reload whose connections are still open.
         self.retired: set = set()
         self.signals = signals
@@ -219,7 +220,15 @@ def build_service(
     root.endpoint_for = endpoint_for
     root.prepare_config = prepare_config
     for warning in config.warnings:
-        log.warn("config: {warning}", warning=warning)
+        log.warn("config: {detail}", detail=warning)
+    if root.gate.descriptor_budget:
+        log.info(
+            "descriptor budget: {budget} connections (RLIMIT_NOFILE {descriptors}); "
+            "accepting pauses at {limit}",
+            budget=root.gate.descriptor_budget,
+            descriptors=root.gate.descriptor_limit,
+            limit=root.gate.limit,
+        )
     warn_unverified(config.target_groups)
     for demo in config.demo_backends:
         service = demo_service(demo, root.room, reactor)

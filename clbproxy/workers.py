@@ -389,7 +389,7 @@ class Supervisor(MultiService):
         if self.signals:
             self._install_signals()
         for warning in self.config.warnings:
-            log.warn("config: {warning}", warning=warning)
+            log.warn("config: {detail}", detail=warning)
         log.info(
             "supervisor: starting {count} worker(s) on {sockets} socket(s)",
             count=self.config.workers,
@@ -709,7 +709,7 @@ class Supervisor(MultiService):
         ]
         self.config = config
         for warning in config.warnings:
-            log.warn("config: {warning}", warning=warning)
+            log.warn("config: {detail}", detail=warning)
         return removed
 
     def _replace(self, worker: WorkerProcess, reason: str) -> None:

@@ -6,6 +6,7 @@ from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.protocols.haproxy import proxyEndpoint
 from twisted.trial import unittest
 
@@ -131,6 +132,26 @@ class FakePort:
         self.reading = True
 
 
+class BatchPort(FakePort):
+    """A listening port with ``pending`` connections waiting, accepting as Twisted's does:
+    up to ``numberAccepts`` each time it is read, pausing or not."""
+
+    numberAccepts = 100
+
+    def __init__(self, limiter: ConnectionLimiter, pending: int) -> None:
+        super().__init__()
+        self.limiter = limiter
+        self.pending = pending
+        self.accepted: list = []
+
+    def doRead(self) -> None:
+        for _ in range(self.numberAccepts):
+            if not self.pending:
+                break
+            self.pending -= 1
+            self.accepted.append(connect(self.limiter))
+
+
 def connect(limiter: ConnectionLimiter, host: str = "10.0.0.1"):
     address = IPv4Address("TCP", host, 40000)
     protocol = limiter.buildProtocol(address)
@@ -223,3 +244,105 @@ class ConnectionLimiterTests(unittest.TestCase):
         limiter.stopped()
         first.connectionLost(None)
         self.assertFalse(port.reading)
+
+
+class DescriptorBudgetTests(unittest.TestCase):
+    """The global gate held to a descriptor budget (limits given, never the test run's own)."""
+
+    def setUp(self) -> None:
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def limiter(self, gate) -> ConnectionLimiter:
+        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), gate)
+        limiter.listening(FakePort())
+        return limiter
+
+    def messages(self) -> list[str]:
+        return [
+            formatEvent(event) for event in self.events if "accepting paused" in formatEvent(event)
+        ]
+
+    def test_the_budget_of_the_descriptor_limit_pauses_accepting_and_says_so(self) -> None:
+        gate = ConnectionGate.for_process(0, descriptor_limit=64)
+        limiter = self.limiter(gate)
+        connections = [connect(limiter) for _ in range(15)]
+        self.assertTrue(limiter.port.reading)
+        connections.append(connect(limiter))
+        self.assertFalse(limiter.port.reading)
+        self.assertEqual(gate.stats["accept_paused"], 1)
+        self.assertEqual(
+            self.messages(),
+            ["descriptor budget of 16 connections reached (RLIMIT_NOFILE 64): accepting paused"],
+        )
+        connections[0].connectionLost(None)
+        self.assertTrue(limiter.port.reading)
+
+    def test_a_smaller_max_connections_is_the_limit_and_its_own_message(self) -> None:
+        gate = ConnectionGate.for_process(3, descriptor_limit=64)
+        limiter = self.limiter(gate)
+        for _ in range(3):
+            connect(limiter)
+        self.assertFalse(limiter.port.reading)
+        self.assertEqual(self.messages(), ["global max_connections 3 reached: accepting paused"])
+
+    def test_a_larger_max_connections_pauses_at_the_budget(self) -> None:
+        gate = ConnectionGate.for_process(1000, descriptor_limit=64)
+        limiter = self.limiter(gate)
+        for _ in range(16):
+            connect(limiter)
+        self.assertFalse(limiter.port.reading)
+        self.assertIn("descriptor budget of 16 connections", self.messages()[0])
+
+    def test_a_reload_changes_max_connections_and_keeps_the_budget(self) -> None:
+        gate = ConnectionGate.for_process(1000, descriptor_limit=64)
+        limiter = self.limiter(gate)
+        connections = [connect(limiter) for _ in range(4)]
+        gate.set_limit(4)
+        self.assertFalse(limiter.port.reading)
+        gate.set_limit(0)
+        self.assertTrue(limiter.port.reading)
+        connections.extend(connect(limiter) for _ in range(12))
+        self.assertFalse(limiter.port.reading)
+
+    def test_without_a_known_limit_only_max_connections_counts(self) -> None:
+        gate = ConnectionGate.for_process(0, descriptor_limit=0)
+        limiter = self.limiter(gate)
+        for _ in range(100):
+            connect(limiter)
+        self.assertTrue(limiter.port.reading)
+
+
+class AcceptBatchTests(unittest.TestCase):
+    """A readable port accepts a batch; the batch never exceeds what the limits allow."""
+
+    def port(self, limiter: ConnectionLimiter, pending: int) -> BatchPort:
+        port = BatchPort(limiter, pending)
+        limiter.listening(port)
+        return port
+
+    def test_a_flood_is_accepted_up_to_the_global_limit_and_waits_for_the_rest(self) -> None:
+        gate = ConnectionGate.for_process(0, descriptor_limit=64)
+        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), gate)
+        port = self.port(limiter, pending=200)
+        port.doRead()
+        self.assertEqual((len(port.accepted), port.pending, port.reading), (16, 184, False))
+        port.accepted[0].connectionLost(None)
+        self.assertTrue(port.reading)
+        port.doRead()
+        self.assertEqual((len(port.accepted), port.pending, port.reading), (17, 183, False))
+
+    def test_a_listener_limit_cuts_the_batch_too(self) -> None:
+        limiter = ConnectionLimiter(
+            Factory.forProtocol(Protocol), ConnectionGate(), max_connections=5
+        )
+        port = self.port(limiter, pending=50)
+        port.doRead()
+        self.assertEqual((len(port.accepted), port.pending), (5, 45))
+
+    def test_without_limits_the_batch_is_the_ports_own(self) -> None:
+        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), ConnectionGate())
+        port = self.port(limiter, pending=150)
+        port.doRead()
+        self.assertEqual((len(port.accepted), port.pending), (100, 50))

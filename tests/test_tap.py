@@ -7,8 +7,10 @@ import os
 from contextlib import redirect_stderr, redirect_stdout
 
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from clbproxy import descriptors
 from clbproxy.config import (
     AccessLogConfig,
     BackendConfig,
@@ -75,6 +77,43 @@ class OptionsTests(unittest.TestCase):
         code, _, err = parse("--config", self.broken_file())
         self.assertEqual(code, 1)
         self.assertIn("listener[0].rule[0].target_group: unknown target group 'api'", err)
+
+
+class DescriptorBudgetTests(unittest.TestCase):
+    """A max_connections the descriptor limit cannot hold is warned about, not refused."""
+
+    def setUp(self):
+        self.patch(descriptors, "process_descriptor_limit", lambda: 64)
+        with open(SHIPPED) as shipped:
+            text = shipped.read()
+        self.path = self.mktemp()
+        with open(self.path, "w") as f:
+            f.write("max_connections = 1000\n" + text)
+
+    def test_check_mode_warns_naming_the_key_and_both_numbers(self):
+        code, out, err = parse("--config", self.path, "--check")
+        self.assertEqual((code, out), (0, f"{self.path}: ok\n"))
+        self.assertIn(
+            f"warning: {self.path}: max_connections = 1000 is more than the descriptor budget "
+            "of 16 connections per process (RLIMIT_NOFILE 64, 32 reserved, 2 per connection)",
+            err,
+        )
+
+    def test_start_logs_the_warning_and_the_budget_in_force(self):
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        build_service(load_config(self.path), MemoryReactorClock())
+        text = "\n".join(formatEvent(event) for event in events)
+        self.assertIn("config: " + self.path + ": max_connections = 1000 is more than", text)
+        self.assertIn(
+            "descriptor budget: 16 connections (RLIMIT_NOFILE 64); accepting pauses at 16", text
+        )
+
+    def test_a_max_connections_within_the_budget_gets_no_warning(self):
+        self.patch(descriptors, "process_descriptor_limit", lambda: 4096)
+        code, _, err = parse("--config", self.path, "--check")
+        self.assertEqual((code, err), (0, ""))
 
 
 class ServiceTreeTests(unittest.TestCase):

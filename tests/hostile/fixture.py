@@ -8,8 +8,10 @@ arguments) and ``group``
 (keyword arguments of :class:`TargetGroupConfig`).
 The process starts an Autobahn echo backend and a WebSocket echo-capable HTTP
 backend on ephemeral 127.0.0.1 ports, then the proxy's listener in front of them,
-and prints one JSON line ``{"proxy": PORT, "backend": PORT}``.  It logs to stderr
-and exits when its stdin closes, so it never outlives the test run.
+and prints one JSON line ``{"proxy": PORT, "backend": PORT}``.  As in
+``twistd clbproxy``, the listener's connections are held to the process's
+descriptor budget.  It logs to stderr and exits when its stdin closes, so it
+never outlives the test run.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from clbproxy.config import (
     TargetGroupConfig,
     TLSConfig,
 )
+from clbproxy.limits import ConnectionGate
 from clbproxy.listener import listener_service
 
 log = Logger()
@@ -106,7 +109,8 @@ def start(reactor, spec: dict):
         backends=(BackendConfig("127.0.0.1", backend_port),),
         **spec.get("group", {}),
     )
-    service = listener_service(listener, {"pool": TargetGroup(group)}, reactor)
+    gate = ConnectionGate.for_process()
+    service = listener_service(listener, {"pool": TargetGroup(group)}, reactor, gate)
     service.startService()
     port = yield service._waitingForPort
     print(json.dumps({"proxy": port.getHost().port, "backend": backend_port}), flush=True)
