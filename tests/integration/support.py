@@ -137,8 +137,12 @@ TWISTD = "from twisted.scripts.twistd import run; run()"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def spawn_twistd(testcase, config_path: str, directory: str, log_path: str) -> subprocess.Popen:
-    """``twistd -n clbproxy --config config_path`` in a child; its output goes to ``log_path``."""
+def spawn_twistd(
+    testcase, config_path: str, directory: str, log_path: str, preexec_fn=None
+) -> subprocess.Popen:
+    """``twistd -n clbproxy --config config_path`` in a child; its output goes to ``log_path``.
+
+    ``preexec_fn`` runs in the child before twistd (to lower its limits, say)."""
     log_file = open(log_path, "w")
     testcase.addCleanup(log_file.close)
     return subprocess.Popen(
@@ -147,6 +151,7 @@ def spawn_twistd(testcase, config_path: str, directory: str, log_path: str) -> s
         env={**os.environ, "PYTHONPATH": ROOT},
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
     )
 
 

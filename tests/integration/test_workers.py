@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -102,8 +103,10 @@ class WorkerGroup(Listening):
             )
 
     @defer.inlineCallbacks
-    def start(self):
-        self.process = spawn_twistd(self.testcase, self.path, self.directory, self.log_path)
+    def start(self, preexec_fn=None):
+        self.process = spawn_twistd(
+            self.testcase, self.path, self.directory, self.log_path, preexec_fn=preexec_fn
+        )
         self.testcase.addCleanup(self._kill_everything)
         yield self.wait_for(
             lambda: self.log().count(" serving (pid ") >= 2 or self.process.poll() is not None
@@ -179,13 +182,37 @@ class WorkerTests(unittest.TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def group(self, **write):
+    def group(self, preexec_fn=None, **write):
         group = WorkerGroup(self)
         _, backend = group.backend()
         group.backend_port = yield backend
         group.write(group.backend_port, **write)
-        yield group.start()
+        yield group.start(preexec_fn)
         return group
+
+    @defer.inlineCallbacks
+    def test_every_worker_holds_the_descriptor_budget_of_its_own_limit(self):
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+        group = yield self.group(preexec_fn=low_limit, top="max_connections = 500")
+        yield group.session()
+        log = group.log()
+        self.assertEqual(
+            log.count(
+                "max_connections = 500 is more than the descriptor budget of 112 connections "
+                "per process (RLIMIT_NOFILE 256, 32 reserved, 2 per connection)"
+            ),
+            1,
+            log,
+        )
+        self.assertEqual(
+            log.count(
+                "descriptor budget: 112 connections (RLIMIT_NOFILE 256); accepting pauses at 112"
+            ),
+            2,
+            log,
+        )
 
     @defer.inlineCallbacks
     def test_every_worker_serves_and_the_supervisor_shows_their_sum(self):
