@@ -260,7 +260,8 @@ class _LiveCollector(Collector):
         )
         global_paused = CounterMetricFamily(
             "clbproxy_global_accept_paused",
-            "Times every listener stopped accepting at the global max_connections.",
+            "Times every listener stopped accepting at the global max_connections or at the "
+            "descriptor budget of RLIMIT_NOFILE.",
         )
         http_timeouts = CounterMetricFamily(
             "clbproxy_http_timeouts",
