@@ -60,6 +60,7 @@ from clbproxy.closecodes import (
     received_close_problem,
 )
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
+from clbproxy.endpoints import disable_nagle
 from clbproxy.errors import raw_error_response, raw_response
 from clbproxy.fastpath import send_now, socket_under, start_fast_path
 from clbproxy.forwarding import (
@@ -517,6 +518,10 @@ class RelayClientProtocol(_Relaying, WebSocketClientProtocol):
 
     #: The handshake request for the backend (set by the session's :class:`_BackendBuilder`).
     connecting_request: Optional[ConnectingRequest] = None
+
+    def connectionMade(self) -> None:
+        disable_nagle(self.transport)
+        super().connectionMade()
 
     def onConnecting(self, transport_details):
         return self.connecting_request

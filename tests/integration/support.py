@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from typing import Optional
@@ -22,7 +23,7 @@ from autobahn.websocket.compress import (
     PerMessageDeflateResponseAccept,
 )
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor, task, tcp
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 
@@ -135,6 +136,20 @@ class RawResponder(Protocol):
 #: ``python -c TWISTD ...`` runs twistd in a child process.
 TWISTD = "from twisted.scripts.twistd import run; run()"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def sends_at_once(transport) -> bool:
+    """Whether the TCP socket under ``transport`` (and its TLS or other wrappers) has
+    Nagle's algorithm off (TCP_NODELAY)."""
+    while not isinstance(transport, tcp.Connection):
+        transport = transport.transport
+    return bool(transport.getHandle().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+def hops_without_no_delay(session) -> list[str]:
+    """The hops of a relay session whose TCP socket still delays small writes (Nagle)."""
+    hops = (("client", session.front), ("backend", session.backend))
+    return [name for name, hop in hops if not sends_at_once(hop.transport)]
 
 
 def spawn_twistd(

@@ -22,7 +22,13 @@ from twisted.web.server import Site
 
 from clbproxy.config import CertificateConfig
 from clbproxy.tls import CertificateError
-from tests.integration.support import BackendProtocol, ClientFactory, Listening
+from tests.integration.support import (
+    BackendProtocol,
+    ClientFactory,
+    Listening,
+    hops_without_no_delay,
+    sends_at_once,
+)
 from tests.tlsfixtures import certificate_files, probe, tls_config, write
 
 
@@ -201,17 +207,24 @@ class MutualTLSTests(TLSTestCase):
             isLeaf = True
 
             def render_GET(self, request):
+                # The proxy's client connection, open while this request is served.
+                delayed.extend(
+                    not sends_at_once(connection) for connection in self.service.limiter.protocols
+                )
                 names = (b"x-client-cert-subject", b"x-client-cert-fingerprint")
                 return json.dumps(
                     [request.requestHeaders.getRawHeaders(n, [b""])[0].decode() for n in names]
                 ).encode()
 
-        listening = yield self.net.listen(Site(Headers()))
+        delayed = []
+        headers = Headers()
+        listening = yield self.net.listen(Site(headers))
         port = yield self.net.proxy(
             [listening],
             protocol="https",
             tls=tls_config(self.a, client_ca=self.client_ca_file, client_auth="require"),
         )
+        headers.service = self.net.service
         result = yield self.probe(
             port,
             "a.example.com",
@@ -222,6 +235,7 @@ class MutualTLSTests(TLSTestCase):
         subject, digest = json.loads(result.response.split(b"\r\n\r\n", 1)[1])
         self.assertTrue(subject.startswith("CN=alice,"))
         self.assertEqual(len(digest), 64)
+        self.assertEqual(delayed, [False])  # the HTTPS client's socket sends at once
 
     @defer.inlineCallbacks
     def test_optional_client_certificate_may_be_absent_and_spoofs_are_dropped(self):
@@ -294,6 +308,8 @@ class WSSTests(TLSTestCase):
         protocol.sendMessage(b"?")
         (message,) = yield client.wait_messages(1)
         self.assertEqual(json.loads(message[0])["x-forwarded-proto"], "https")
+        (session,) = self.net.service.relay.sessions
+        self.assertEqual(hops_without_no_delay(session), [])
         protocol.sendClose(1000)
         yield client.closed
 
@@ -389,6 +405,8 @@ class BackendTLSTests(TLSTestCase):
         protocol.sendMessage(b"over tls")
         messages = yield client.wait_messages(1)
         self.assertEqual(messages, [(b"over tls", False)])
+        (session,) = self.net.service.relay.sessions
+        self.assertEqual(hops_without_no_delay(session), [])
         protocol.sendClose(1000)
         yield client.closed
 
@@ -442,6 +460,9 @@ class BackendTLSTests(TLSTestCase):
         )
         self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response[:60])
         self.assertTrue(response.endswith(b"secure hello"))
+        _group, pool, _agent = self.net.service._forwarder._groups["pool"]
+        [pooled] = [c for connections in pool._connections.values() for c in connections]
+        self.assertTrue(sends_at_once(pooled.transport))  # kept-alive TLS backend connection
 
 
 class BackendPoolTLSTests(TLSTestCase):

@@ -17,6 +17,7 @@ from clbproxy.listener import ListenerResource
 from clbproxy.relay import RelayClientFactory, RelayServerFactory
 from tests.integration.support import (
     Listening,
+    hops_without_no_delay,
     raw_request,
     upgrade_request,
 )
@@ -118,6 +119,32 @@ class MessageRelayTests(RelayTestCase):
         client = self.net.client(port)
         yield client.opened
         self.assertNotIn("sec-websocket-extensions", backend.requests[0].headers)
+
+
+class NagleTests(RelayTestCase):
+    """Both hops' sockets send small frames at once (TCP_NODELAY), as nginx's and HAProxy's do.
+
+    With Nagle's algorithm on a hop, a fragmented or rapid message stream waits
+    for the peer's delayed ACKs (40 ms each) at every small write.
+    """
+
+    @defer.inlineCallbacks
+    def assert_no_delay_on_both_hops(self, deflate):
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port, deflate=deflate)
+        protocol = yield client.opened
+        protocol.sendMessage(b"ping", isBinary=False)
+        yield client.wait_messages(1)
+        (session,) = self.net.service.relay.sessions
+        self.assertEqual(hops_without_no_delay(session), [])
+        protocol.sendClose(1000)
+        yield client.closed
+
+    def test_on_the_fast_path(self):
+        return self.assert_no_delay_on_both_hops(deflate=False)
+
+    def test_on_sessions_kept_on_autobahn(self):
+        return self.assert_no_delay_on_both_hops(deflate=True)
 
 
 class HandshakeTests(RelayTestCase):
