@@ -7,11 +7,21 @@ client's frames keep their mask, which RFC 6455 allows), so relaying a message
 costs one check of its header and, for text, one UTF-8 validation.
 
 Every frame is checked, as an endpoint would: the mask bit (set on frames from a
-client, clear on frames from a server), RSV bits (no extension is in use), known
-opcodes, control frames (FIN set, payload at most 125 bytes), continuation order,
-UTF-8 of text messages (incrementally, failing as soon as a byte is invalid),
-close payloads (no 1-byte payload; code and reason are checked by the caller's
-close handling) and the message size limit.
+client, clear on frames from a server), RSV bits (none without an extension),
+known opcodes, control frames (FIN set, payload at most 125 bytes), continuation
+order, UTF-8 of text messages (incrementally, failing as soon as a byte is
+invalid), close payloads (no 1-byte payload; code and reason are checked by the
+caller's close handling) and the message size limit.
+
+With ``deflate`` (permessage-deflate, RFC 7692, negotiated end to end by the two
+peers) RSV1 marks a compressed message on its first frame and nowhere else.  A
+compressed message is still passed on as it arrived, but its payload is
+inflated on the side (zlib, in steps of at most 64 KiB, the output dropped at
+once) so that text is UTF-8 checked and ``max_message`` applies to the
+uncompressed size, as at the endpoint; data that does not inflate is a
+protocol error.  The inflater keeps the LZ77 window across messages unless the
+sender resets it each message (``deflate_reset``: its ``no_context_takeover``),
+in which case it is dropped between messages.
 
 :meth:`FrameScanner.feed` returns a list whose items are either ``bytes`` (to
 forward as they are) or a :class:`Control` (ping, pong, close) or a
@@ -24,6 +34,7 @@ close frames, so the closing handshake can still complete.
 
 from __future__ import annotations
 
+import zlib
 from typing import Optional, Union
 
 from autobahn.websocket.utf8validator import Utf8Validator
@@ -91,6 +102,12 @@ def _release_validator(validator) -> None:
 #: Up to this many bytes are unmasked with one integer XOR; longer chunks use NVX.
 _SMALL = 1024
 
+#: Most uncompressed bytes one inflate step makes (a small compressed frame may
+#: stand for megabytes: they are checked and dropped a step at a time).
+_INFLATE_STEP = 64 * 1024
+#: What the sender removed from the end of each compressed message (RFC 7692 7.2.1).
+_DEFLATE_TAIL = b"\x00\x00\xff\xff"
+
 
 def _unmask(payload: bytes, mask: bytes) -> bytes:
     """``payload`` XOR ``mask`` repeated, where ``mask`` is the key at the payload's offset."""
@@ -110,7 +127,9 @@ class FrameScanner:
 
     ``masked``: frames must carry a mask (they come from a client) or must not
     (they come from a server).  ``max_message``: largest message payload in
-    bytes, 0 for no limit.
+    bytes, 0 for no limit.  ``deflate``: permessage-deflate is in use (RSV1 marks
+    compressed messages); ``deflate_reset``: the sender starts every compressed
+    message with an empty window (its ``no_context_takeover``).
     """
 
     __slots__ = (
@@ -132,11 +151,28 @@ class FrameScanner:
         "_closed",
         "hold",
         "_early",
+        "deflate",
+        "deflate_reset",
+        "_compressed",
+        "_inflater",
     )
 
-    def __init__(self, masked: bool, max_message: int = 0, hold: int = 0) -> None:
+    def __init__(
+        self,
+        masked: bool,
+        max_message: int = 0,
+        hold: int = 0,
+        deflate: bool = False,
+        deflate_reset: bool = False,
+    ) -> None:
         self.masked = masked
         self.max_message = max_message
+        self.deflate = deflate
+        self.deflate_reset = deflate_reset
+        #: The current message is compressed (RSV1 on its first frame).
+        self._compressed = False
+        #: The sender's compression context, while one is kept (see the module doc).
+        self._inflater = None
         #: Data frames up to this size are passed on only once complete, so a hop that
         #: dies mid-frame leaves nothing half-written and the other hop can get a Close;
         #: longer frames are streamed.
@@ -180,18 +216,23 @@ class FrameScanner:
             remaining = self._remaining
             if remaining:
                 end = pos + remaining if remaining < n - pos else n
-                if self._text and not self.failed:
+                if (self._text or self._compressed) and not self.failed:
                     chunk = data[pos:end]
                     mask = self._mask
                     if mask:
                         at = self._mask_at & 3
                         chunk = _unmask(chunk, mask[at:] + mask[:at] if at else mask)
                         self._mask_at += end - pos
-                    valid, self._utf8_end = self._utf8.validate(chunk)[:2]
-                    if not valid:
-                        start = self._violation(
-                            out, data, start, frame_begin, INVALID_PAYLOAD, "invalid UTF-8"
-                        )
+                    if self._compressed:
+                        problem = self._inflate(chunk)
+                        if problem is not None:
+                            start = self._violation(out, data, start, frame_begin, *problem)
+                    else:
+                        valid, self._utf8_end = self._utf8.validate(chunk)[:2]
+                        if not valid:
+                            start = self._violation(
+                                out, data, start, frame_begin, INVALID_PAYLOAD, "invalid UTF-8"
+                            )
                 self._remaining = remaining - (end - pos)
                 pos = end
                 if self._remaining == 0 and not self.failed:
@@ -254,8 +295,12 @@ class FrameScanner:
                     out.append(Control(opcode, payload))
                 continue
             if not self.failed and length <= self.hold and pos + header + length > n:
-                if (opcode == 1 or (opcode == 0 and self._text and self._utf8_end)) and (
-                    not self._check_held_text(data, pos + header, n, mask_bit)
+                # A compressed frame is checked as it is inflated, once it is whole.
+                compressed = b0 & 0x40 if opcode else self._compressed
+                if (
+                    not compressed
+                    and (opcode == 1 or (opcode == 0 and self._text and self._utf8_end))
+                    and not self._check_held_text(data, pos + header, n, mask_bit)
                 ):
                     start = self._violation(out, data, start, pos, INVALID_PAYLOAD, "invalid UTF-8")
                     pos += header
@@ -277,6 +322,9 @@ class FrameScanner:
                 self._in_message = True
                 self._text = opcode == 1
                 self._size = 0
+                self._compressed = compressed = bool(b0 & 0x40)
+                if compressed and self._inflater is None:
+                    self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
                 if self._text:
                     self._utf8_end = True
                     utf8 = self._utf8
@@ -284,13 +332,15 @@ class FrameScanner:
                         utf8 = self._utf8 = _VALIDATORS.pop() if _VALIDATORS else Utf8Validator()
                     utf8.reset()
             self._fin = fin
-            self._size += length
-            if self.max_message and self._size > self.max_message:
-                start = self._violation(
-                    out, data, start, pos - header, MESSAGE_TOO_BIG, "message too big"
-                )
-                continue
-            self._mask = data[pos - 4 : pos] if mask_bit and self._text and length else b""
+            if not self._compressed:  # a compressed message counts as it inflates
+                self._size += length
+                if self.max_message and self._size > self.max_message:
+                    start = self._violation(
+                        out, data, start, pos - header, MESSAGE_TOO_BIG, "message too big"
+                    )
+                    continue
+            inspected = self._text or self._compressed
+            self._mask = data[pos - 4 : pos] if mask_bit and inspected and length else b""
             self._mask_at = 0
             if length == 0:
                 problem = self._frame_done()
@@ -337,7 +387,12 @@ class FrameScanner:
 
     def _check_header(self, b0: int, opcode: int, fin: int, mask_bit: int, length: int):
         if b0 & 0x70:
-            return PROTOCOL_ERROR, "RSV bits set without a negotiated extension"
+            if not self.deflate:
+                return PROTOCOL_ERROR, "RSV bits set without a negotiated extension"
+            if b0 & 0x30:
+                return PROTOCOL_ERROR, "RSV2 or RSV3 set (only permessage-deflate is in use)"
+            if opcode == 0 or opcode >= 8:
+                return PROTOCOL_ERROR, "RSV1 set on a continuation or control frame"
         if bool(mask_bit) != self.masked:
             if self.masked:
                 return PROTOCOL_ERROR, "unmasked frame from a client"
@@ -359,11 +414,43 @@ class FrameScanner:
             return PROTOCOL_ERROR, "new message before the previous one ended"
         return None
 
+    def _inflate(self, chunk: bytes):
+        """Inflate the next compressed payload bytes and check what they make.
+
+        None, or the (code, reason) problem: data that does not inflate, a
+        message over ``max_message``, invalid UTF-8 in a text message.
+        """
+        inflater = self._inflater
+        try:
+            piece = inflater.decompress(chunk, _INFLATE_STEP)
+            while True:
+                if piece:
+                    self._size += len(piece)
+                    if self.max_message and self._size > self.max_message:
+                        return MESSAGE_TOO_BIG, "message too big"
+                    if self._text:
+                        valid, self._utf8_end = self._utf8.validate(piece)[:2]
+                        if not valid:
+                            return INVALID_PAYLOAD, "invalid UTF-8"
+                tail = inflater.unconsumed_tail
+                if not tail:
+                    return None
+                piece = inflater.decompress(tail, _INFLATE_STEP)
+        except zlib.error:
+            return PROTOCOL_ERROR, "invalid permessage-deflate data"
+
     def _frame_done(self):
         """The current data frame's payload is complete; None or a (code, reason) problem."""
         self._mask = b""
         if not self._fin:
             return None
+        if self._compressed:
+            problem = self._inflate(_DEFLATE_TAIL)
+            self._compressed = False
+            if self.deflate_reset:
+                self._inflater = None
+            if problem is not None:
+                return problem
         self._in_message = False
         self.messages += 1
         utf8 = self._utf8

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import zlib
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -255,3 +257,138 @@ class HoldTests(unittest.TestCase):
         self.assertEqual(violations(out), [])
         self.assertEqual(forwarded(out), data)
         self.assertEqual(scanner.messages, len(texts))
+
+
+def compress(*messages: bytes, reset: bool = False) -> list[bytes]:
+    """Each message deflated as a permessage-deflate sender does (RFC 7692 7.2.1):
+    one compression context across messages unless ``reset``, the tail removed."""
+    deflater = None
+    out = []
+    for message in messages:
+        if deflater is None or reset:
+            deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        data = deflater.compress(message) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        assert data.endswith(b"\x00\x00\xff\xff")
+        out.append(data[:-4])
+    return out
+
+
+RSV1 = 0x40
+
+
+class DeflateTests(unittest.TestCase):
+    """Compressed messages (permessage-deflate end to end) pass as they are, checked inflated."""
+
+    def test_compressed_text_passes_unchanged_and_counts(self):
+        scanner = FrameScanner(masked=True, deflate=True)
+        (payload,) = compress("héllo wörld ".encode() * 50)
+        data = frame(1, payload, rsv=RSV1)
+        self.assertEqual(scanner.feed(data), [data])
+        self.assertEqual(scanner.messages, 1)
+
+    def test_context_is_kept_across_messages(self):
+        """The second message refers back into the first: it only inflates with its window."""
+        text = b"the same sentence, again and again. " * 20
+        first, second = compress(text, text)
+        self.assertLess(len(second), 20)
+        data = frame(1, first, rsv=RSV1, mask=None) + frame(1, second, rsv=RSV1, mask=None)
+        events = feed_in_cuts(FrameScanner(masked=False, deflate=True), data, [7])
+        self.assertEqual(violations(events), [])
+        self.assertEqual(forwarded(events), data)
+
+    def test_a_sender_without_context_takeover_gets_a_fresh_window_each_message(self):
+        scanner = FrameScanner(masked=True, deflate=True, deflate_reset=True)
+        messages = compress(b"abc" * 100, b"abc" * 100, reset=True)
+        for payload in messages:
+            self.assertEqual(violations(scanner.feed(frame(2, payload, rsv=RSV1))), [])
+        self.assertIsNone(scanner._inflater)  # no window held between messages
+
+    def test_fragmented_compressed_message_cut_anywhere(self):
+        (payload,) = compress(os.urandom(5000) + b"x" * 5000)
+        third = len(payload) // 3
+        data = (
+            frame(2, payload[:third], fin=False, rsv=RSV1)
+            + frame(0, payload[third : 2 * third], fin=False)
+            + frame(0, payload[2 * third :])
+        )
+        for cut in (1, 3, 100, 4096):
+            scanner = FrameScanner(masked=True, deflate=True, hold=64)
+            events = feed_in_cuts(scanner, data, [cut])
+            self.assertEqual((violations(events), forwarded(events)), ([], data))
+            self.assertEqual(scanner.messages, 1)
+
+    def test_uncompressed_messages_pass_beside_compressed_ones(self):
+        (payload,) = compress(b"packed " * 10)
+        data = frame(1, b"plain", mask=None) + frame(1, payload, rsv=RSV1, mask=None)
+        events = FrameScanner(masked=False, deflate=True).feed(data)
+        self.assertEqual(events, [data])
+
+    def test_invalid_utf8_inside_compressed_text_is_1007(self):
+        (payload,) = compress(b"fine so far \xff\xfe and then not")
+        events = FrameScanner(masked=True, deflate=True).feed(frame(1, payload, rsv=RSV1))
+        self.assertEqual(violations(events), [1007])
+
+    def test_compressed_text_ending_inside_a_character_is_1007(self):
+        (payload,) = compress("é".encode()[:1])
+        events = FrameScanner(masked=True, deflate=True).feed(frame(1, payload, rsv=RSV1))
+        self.assertEqual(violations(events), [1007])
+
+    def test_the_limit_applies_to_the_inflated_size_a_step_at_a_time(self):
+        """A 64 MiB message of zeros compresses to about 64 KiB: 1009, never inflated whole."""
+        (payload,) = compress(bytes(64 << 20))
+        scanner = FrameScanner(masked=False, deflate=True, max_message=1 << 20)
+        events = scanner.feed(frame(2, payload, mask=None, rsv=RSV1))
+        self.assertEqual(violations(events), [1009])
+        self.assertEqual(forwarded(events), b"")
+
+    def test_data_that_does_not_inflate_is_a_protocol_error(self):
+        events = FrameScanner(masked=True, deflate=True).feed(frame(2, b"\xff" * 40, rsv=RSV1))
+        self.assertEqual(violations(events), [1002])
+
+    def test_rsv_rules_with_deflate(self):
+        (payload,) = compress(b"abc")
+        cases = [
+            frame(1, payload, fin=False, rsv=RSV1) + frame(0, b"", rsv=RSV1),  # RSV1 continued
+            frame(9, b"", rsv=RSV1),  # on a control frame
+            frame(1, b"abc", rsv=0x20),  # RSV2
+        ]
+        for data in cases:
+            events = FrameScanner(masked=True, deflate=True).feed(data)
+            self.assertEqual(violations(events), [1002], data)
+
+    def test_without_deflate_rsv1_is_still_refused(self):
+        (payload,) = compress(b"abc")
+        events = FrameScanner(masked=True).feed(frame(1, payload, rsv=RSV1))
+        self.assertEqual(violations(events), [1002])
+
+
+class DeflatePropertyTests(unittest.TestCase):
+    @given(
+        st.lists(st.tuples(st.booleans(), st.text(max_size=400)), min_size=1, max_size=12),
+        st.lists(st.integers(min_value=1, max_value=300), min_size=1),
+        st.booleans(),
+        st.booleans(),
+        st.integers(min_value=0, max_value=200),
+    )
+    def test_compressed_streams_pass_unchanged_however_they_are_cut(
+        self, msgs, cuts, reset, masked, hold
+    ):
+        """Messages alike enough to refer back to each other (the kept window), some
+        left uncompressed, fragmented at random points: all pass, none is refused."""
+        mask = MASK if masked else None
+        texts = [(compressed, (text * 3).encode()) for compressed, text in msgs]
+        deflated = iter(compress(*[t for c, t in texts if c], reset=reset))
+        data = b""
+        for compressed, text in texts:
+            payload = next(deflated) if compressed else text
+            cut = len(payload) // 3
+            if cut:
+                data += frame(1, payload[:cut], fin=False, mask=mask, rsv=RSV1 if compressed else 0)
+                data += frame(0, payload[cut:], mask=mask)
+            else:
+                data += frame(1, payload, mask=mask, rsv=RSV1 if compressed else 0)
+        scanner = FrameScanner(masked=masked, hold=hold, deflate=True, deflate_reset=reset)
+        out = feed_in_cuts(scanner, data, cuts)
+        self.assertEqual(violations(out), [])
+        self.assertEqual(forwarded(out), data)
+        self.assertEqual(scanner.messages, len(msgs))
