@@ -74,6 +74,9 @@ DEFAULT_CIPHERS = ":".join(
 
 #: How a rule relays WebSocket sessions: checked frames (default), or a byte tunnel.
 RELAY_MODES = ("frames", "tunnel")
+#: How permessage-deflate is negotiated: by client and backend (the proxy passes
+#: the offer and the answer on) or by each hop with the proxy.
+DEFLATE_MODES = ("end_to_end", "per_hop")
 
 
 class ConfigError(Exception):
@@ -354,6 +357,9 @@ class ListenerConfig:
     websocket_ping_interval: float = 0.0
     #: Seconds a hop has to answer the proxy's ping before it is taken for dead.
     websocket_ping_timeout: float = 10.0
+    #: ``end_to_end``: client and backend negotiate permessage-deflate through the
+    #: proxy, compressed frames pass on checked; ``per_hop``: each hop with the proxy.
+    websocket_deflate: str = "end_to_end"
     #: Connections the listener holds at once (0: no limit); past it, accepting pauses.
     max_connections: int = 0
     #: Connections one client address may hold at once (0: no limit); more get 429.
@@ -810,6 +816,7 @@ _LISTENER_KEYS = (
     "websocket_idle_timeout",
     "websocket_ping_interval",
     "websocket_ping_timeout",
+    "websocket_deflate",
     "max_connections",
     "max_connections_per_ip",
     "websocket_handshake_rate",
@@ -1074,6 +1081,13 @@ def _lifecycle_keys(
     for key in ("header_timeout", "keepalive_timeout", "websocket_ping_timeout"):
         if key in data:
             fields[key] = reader.duration(_key_path(path, key), data[key])
+    if "websocket_deflate" in data:
+        fields["websocket_deflate"] = reader.choice(
+            _key_path(path, "websocket_deflate"),
+            data["websocket_deflate"],
+            DEFLATE_MODES,
+            "permessage-deflate mode",
+        )
     if "websocket_idle_timeout" in data:
         key_path = _key_path(path, "websocket_idle_timeout")
         seconds = reader.duration(key_path, data["websocket_idle_timeout"])

@@ -244,6 +244,12 @@ class ValidConfigTests(LoaderMixin, unittest.TestCase):
         config = load_config(self.write(document(rule={"relay": '"tunnel"'})))
         self.assertEqual(config.listeners[0].rules[0].relay, "tunnel")
 
+    def test_deflate_is_end_to_end_unless_a_listener_asks_for_per_hop(self) -> None:
+        config = load_config(self.write(document()))
+        self.assertEqual(config.listeners[0].websocket_deflate, "end_to_end")
+        config = load_config(self.write(document(listener={"websocket_deflate": '"per_hop"'})))
+        self.assertEqual(config.listeners[0].websocket_deflate, "per_hop")
+
     def test_path_is_kept_as_given(self) -> None:
         path = self.write(document())
         relative = os.path.relpath(path)
@@ -754,6 +760,11 @@ class RuleProblemTests(LoaderMixin, unittest.TestCase):
                 document(rule={"relay": '"splice"'}),
                 "listener[0].rule[0].relay: unknown relay mode 'splice'; must be one of: "
                 "'frames', 'tunnel'",
+            ),
+            "deflate mode": (
+                document(listener={"websocket_deflate": '"both"'}),
+                "listener[0].websocket_deflate: unknown permessage-deflate mode 'both'; "
+                "must be one of: 'end_to_end', 'per_hop'",
             ),
         }
         self.assertEqual(
