@@ -562,24 +562,40 @@ def compact_tcp_transport(transport) -> None:
     }
 
 
-def start_fast_path(front, backend, tunnel: bool = False) -> Optional[tuple[Hop, Hop]]:
+def start_fast_path(
+    front, backend, tunnel: bool = False, deflate: Optional[tuple[bool, bool]] = None
+) -> Optional[tuple[Hop, Hop]]:
     """Move an open session to the fast path (or a tunnel): the two new hops, or None.
 
-    ``front`` and ``backend`` are the two hops' Autobahn protocols.  None means
-    the session must stay on Autobahn (an extension is in use, or a transport
-    could not be taken over).  Bytes Autobahn had buffered but not yet parsed are
-    handed to the new hops through the old protocols' ``_fast``.
+    ``front`` and ``backend`` are the two hops' Autobahn protocols.  ``deflate``:
+    permessage-deflate was agreed end to end, with whether the client and the
+    backend reset their window each message; compressed frames then pass on
+    unchanged.  None means the session must stay on Autobahn (an extension is in
+    use per hop, or a transport could not be taken over).  Bytes Autobahn had
+    buffered but not yet parsed are handed to the new hops through the old
+    protocols' ``_fast``.
     """
     session = front.session
-    if not tunnel and (front.websocket_extensions_in_use or backend.websocket_extensions_in_use):
+    extensions = front.websocket_extensions_in_use or backend.websocket_extensions_in_use
+    if not tunnel and extensions and deflate is None:
         return None
+    resets = deflate or (False, False)
     hold = session.settings.listener.session_buffer
     hops = []
-    for old, side, masked in ((front, Side.CLIENT, True), (backend, Side.BACKEND, False)):
+    for old, side, masked, reset in (
+        (front, Side.CLIENT, True, resets[0]),
+        (backend, Side.BACKEND, False, resets[1]),
+    ):
         scanner = (
             None
             if tunnel
-            else FrameScanner(masked=masked, max_message=old.maxMessagePayloadSize, hold=hold)
+            else FrameScanner(
+                masked=masked,
+                max_message=old.maxMessagePayloadSize,
+                hold=hold,
+                deflate=deflate is not None,
+                deflate_reset=reset,
+            )
         )
         stats = old.trafficStats
         hops.append(

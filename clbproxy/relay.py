@@ -487,6 +487,14 @@ class RelayServerFactory(WebSocketServerFactory):
         )
 
 
+def client_deflate_offer(extensions) -> Optional[PerMessageDeflateOffer]:
+    """The client's first permessage-deflate offer, parsed (raises on invalid parameters)."""
+    for name, params in extensions:
+        if name == "permessage-deflate":
+            return PerMessageDeflateOffer.parse(params)
+    return None
+
+
 def _accept_client_deflate(offers):
     for offer in offers:
         if isinstance(offer, PerMessageDeflateOffer):
@@ -518,13 +526,26 @@ class RelayClientProtocol(_Relaying, WebSocketClientProtocol):
 
     #: The handshake request for the backend (set by the session's :class:`_BackendBuilder`).
     connecting_request: Optional[ConnectingRequest] = None
+    #: The backend's answer to an end to end permessage-deflate offer.
+    deflate_response: Optional[PerMessageDeflateResponse] = None
 
     def connectionMade(self) -> None:
         disable_nagle(self.transport)
         super().connectionMade()
 
     def onConnecting(self, transport_details):
+        offer = self.session.deflate_offer if self.session is not None else None
+        if offer is not None:
+            # End to end: the client's offer, and the answer kept for the client.
+            self.perMessageCompressionOffers = [offer]
+            self.perMessageCompressionAccept = self._deflate_answered
         return self.connecting_request
+
+    def _deflate_answered(self, response):
+        if isinstance(response, PerMessageDeflateResponse):
+            self.deflate_response = response
+            return PerMessageDeflateResponseAccept(response)
+        return None
 
     def processHandshake(self):
         """Let Autobahn handle a 101; read any other answer for the client ourselves."""
@@ -711,6 +732,8 @@ class RelaySession:
         "tunnel",
         "_filled",
         "_builder",
+        "deflate_offer",
+        "deflate",
     )
 
     def __init__(
@@ -756,12 +779,24 @@ class RelaySession:
         #: The access record's request fields are filled (at open, from the upgrade request).
         self._filled = False
         self._builder: Optional[_BackendBuilder] = None
+        #: End to end permessage-deflate: the client's offer, passed to the backend,
+        #: until the backend has answered.
+        self.deflate_offer: Optional[PerMessageDeflateOffer] = None
+        #: Once agreed end to end: whether the client and the backend start each
+        #: compressed message with a fresh window (their ``no_context_takeover``).
+        self.deflate: Optional[tuple[bool, bool]] = None
 
     # -- handshake -------------------------------------------------------------------
 
     def start(self) -> defer.Deferred:
         """Connect to a backend; fires with what the client's 101 carries, or fails."""
         self._handshake = defer.Deferred()
+        if self.settings.listener.websocket_deflate == "end_to_end":
+            try:
+                self.deflate_offer = client_deflate_offer(self.front.websocket_extensions)
+            except Exception as e:
+                self._fail(_refuse(400, f"invalid permessage-deflate offer: {e}"))
+                return self._handshake
         self._connect_next()
         return self._handshake
 
@@ -780,7 +815,8 @@ class RelaySession:
         factory = backend_factory(
             self.factory.backend_factories,
             tuple(request.protocols),
-            self._client_deflate(),
+            # End to end, the backend is offered the client's own offer (onConnecting).
+            self._client_deflate() and self.settings.listener.websocket_deflate == "per_hop",
             self.group.config.response_timeout,
             self.settings.listener.max_refusal_body,
         )
@@ -872,11 +908,49 @@ class RelaySession:
                 if is_hop_by_hop(lower, hop) or lower in _HANDSHAKE_RESPONSE_HEADERS:
                     continue
                 headers.setdefault(name, []).append(value)
+        if self.deflate_offer is not None and not self._agree_deflate(backend):
+            return
         self.group.report_success(self.backend_config)
         for name, value in self.group.persistence_headers(self.request, self.backend_config):
             headers.setdefault(name, []).append(value)
         self._handshake_done(101)
         self._handshake.callback((response.protocol, headers))
+
+    def _agree_deflate(self, backend: RelayClientProtocol) -> bool:
+        """Answer the client's deflate offer as the backend answered it (end to end).
+
+        The backend was offered exactly what the client offered, so its answer is
+        one the client may get: the client is told the backend's parameters for
+        the client's direction (``client_no_context_takeover``,
+        ``client_max_window_bits``) and both hops then compress alike, which lets
+        the fast path pass compressed frames on unchanged.  A backend that
+        declined gets a client without deflate; an answer that does not fit the
+        offer (RFC 7692 7.1) is a backend error: 502.
+        """
+        offer, self.deflate_offer = self.deflate_offer, None
+        response = backend.deflate_response
+        accept = None
+        if response is not None:
+            try:
+                accept = PerMessageDeflateOfferAccept(
+                    offer,
+                    request_no_context_takeover=bool(response.client_no_context_takeover),
+                    request_max_window_bits=response.client_max_window_bits or 0,
+                    no_context_takeover=bool(response.server_no_context_takeover),
+                    window_bits=response.server_max_window_bits or None,
+                )
+            except Exception as e:
+                backend.dropConnection(abort=True)
+                self._fail(
+                    _refuse(502, f"backend's permessage-deflate answer does not fit the offer: {e}")
+                )
+                return False
+            self.deflate = (
+                bool(response.client_no_context_takeover),
+                bool(response.server_no_context_takeover),
+            )
+        self.front.perMessageCompressionAccept = lambda _offers: accept
+        return True
 
     def backend_refused(self, reader: RefusalReader) -> None:
         """The backend answered the handshake with another status: pass it to the client."""
@@ -968,7 +1042,7 @@ class RelaySession:
             backend=self.backend_config.address,
             group=self.group.name,
         )
-        hops = start_fast_path(front, backend, tunnel=self.tunnel)
+        hops = start_fast_path(front, backend, tunnel=self.tunnel, deflate=self.deflate)
         if hops is not None:
             # From here on the session holds only the fast path's hops: Autobahn's
             # protocols (and the backend hop's factory) are no longer referenced.

@@ -21,6 +21,7 @@ import sys
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.internet import defer, stdio
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Protocol
@@ -86,11 +87,24 @@ class _Stdin(Protocol):
         self._reactor.stop()
 
 
+def _accept_deflate(offers):
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
 @defer.inlineCallbacks
 def start(reactor, spec: dict):
     ws = WebSocketServerFactory()
     ws.protocol = EchoProtocol
-    ws.setProtocolOptions(failByDrop=False, closeHandshakeTimeout=1, allowNullOrigin=True)
+    # The backend takes permessage-deflate offers, which the proxy passes on end to end.
+    ws.setProtocolOptions(
+        failByDrop=False,
+        closeHandshakeTimeout=1,
+        allowNullOrigin=True,
+        perMessageCompressionAccept=_accept_deflate,
+    )
     backend = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         Site(_Root(WebSocketResource(ws)))
     )

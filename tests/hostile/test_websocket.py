@@ -8,6 +8,8 @@ same proxy process, which must survive all of them with a clean log.
 
 from __future__ import annotations
 
+import zlib
+
 from tests.hostile.catalog import (
     BINARY,
     CLOSE,
@@ -21,6 +23,7 @@ from tests.hostile.catalog import (
     Messages,
     Pause,
     Status,
+    Upgrade,
     WsClose,
     case,
     close_payload,
@@ -180,6 +183,19 @@ def _text(data: bytes, **kwargs) -> bytes:
 
 def _close(code, reason=b"") -> bytes:
     return frame(CLOSE, close_payload(code, reason))
+
+
+def _deflate(message: bytes) -> bytes:
+    """``message`` as a permessage-deflate sender compresses it (RFC 7692 7.2.1)."""
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return (deflater.compress(message) + deflater.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def _deflated(name, *steps):
+    """Frames on a session that agreed permessage-deflate; the last step is the expectation."""
+    *frames, expect = steps
+    offer = Upgrade(extra=b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    return case(name, offer, *frames, expect=expect)
 
 
 PROTOCOL_ERROR = WsClose(1002)
@@ -386,6 +402,25 @@ FRAMES = [
         _text(b"\xf2H\xcd\xc9\xc9\x07\x00", rsv=4),
         expect=PROTOCOL_ERROR,
     ),
+    # permessage-deflate agreed end to end (the backend takes the offer): compressed
+    # frames pass on as they are, checked as they inflate.
+    _deflated(
+        "deflate text inflating to invalid UTF-8", _text(_deflate(b"a\xffb"), rsv=4), BAD_UTF8
+    ),
+    _deflated("deflate data that does not inflate", _text(b"\xff" * 20, rsv=4), PROTOCOL_ERROR),
+    _deflated(
+        "deflate message inflating past max_message_size",
+        frame(BINARY, _deflate(bytes(4 * LIMIT)), rsv=4),
+        TOO_BIG,
+    ),
+    _deflated(
+        "deflate bit on a continuation",
+        _text(_deflate(b"ab"), fin=False, rsv=4),
+        frame(CONT, b"", rsv=4),
+        PROTOCOL_ERROR,
+    ),
+    _deflated("deflate bit on a ping", frame(PING, b"", rsv=4), PROTOCOL_ERROR),
+    _deflated("rsv2 with deflate", _text(b"hi", rsv=2), PROTOCOL_ERROR),
 ]
 
 

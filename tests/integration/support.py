@@ -104,7 +104,7 @@ class _Tracking:
 class BackendFactory(_Tracking, WebSocketServerFactory):
     protocol = BackendProtocol
 
-    def __init__(self, subprotocols=(), deflate=True):
+    def __init__(self, subprotocols=(), deflate=True, deflate_accept=None):
         super().__init__()
         self.requests = []
         self.opened = []
@@ -113,7 +113,7 @@ class BackendFactory(_Tracking, WebSocketServerFactory):
         self.subprotocols = tuple(subprotocols)
         options = {"failByDrop": False, "closeHandshakeTimeout": 1}
         if deflate:
-            options["perMessageCompressionAccept"] = _accept_deflate
+            options["perMessageCompressionAccept"] = deflate_accept or _accept_deflate
         self.setProtocolOptions(**options)
 
 
@@ -277,7 +277,7 @@ class ClientProtocol(WebSocketClientProtocol):
 class ClientFactory(_Tracking, WebSocketClientFactory):
     protocol = ClientProtocol
 
-    def __init__(self, url, deflate=False, **kwargs):
+    def __init__(self, url, deflate=False, deflate_offer=None, **kwargs):
         super().__init__(url, **kwargs)
         self.opened = defer.Deferred()
         self.closed = defer.Deferred()
@@ -286,7 +286,7 @@ class ClientFactory(_Tracking, WebSocketClientFactory):
         self.response = None
         options = {"failByDrop": False, "closeHandshakeTimeout": 2}
         if deflate:
-            options["perMessageCompressionOffers"] = [PerMessageDeflateOffer()]
+            options["perMessageCompressionOffers"] = [deflate_offer or PerMessageDeflateOffer()]
             options["perMessageCompressionAccept"] = lambda response: (
                 PerMessageDeflateResponseAccept(response)
                 if isinstance(response, PerMessageDeflateResponse)

@@ -8,6 +8,7 @@ import os
 import platform
 import weakref
 
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.internet import defer, reactor, task
 from twisted.internet.tcp import Connector
 from twisted.trial import unittest
@@ -74,8 +75,8 @@ class MessageRelayTests(RelayTestCase):
         self.assertEqual(messages[0][0], payload)
 
     @defer.inlineCallbacks
-    def test_deflate_is_negotiated_on_each_hop(self):
-        backend, port = yield self.proxy_to_backend()
+    def test_deflate_is_negotiated_on_each_hop_with_per_hop(self):
+        backend, port = yield self.proxy_to_backend(websocket_deflate="per_hop")
         client = self.net.client(port, deflate=True)
         protocol = yield client.opened
         self.assertEqual(
@@ -94,7 +95,7 @@ class MessageRelayTests(RelayTestCase):
         The client stops reading for a while, so an 8 MiB message among small ones
         fills the proxy's socket: what follows it must queue behind it.
         """
-        _, port = yield self.proxy_to_backend()
+        _, port = yield self.proxy_to_backend(websocket_deflate="per_hop")
         client = self.net.client(port, deflate=True)
         protocol = yield client.opened
         payloads = [(f"message {index}".encode(), False) for index in range(300)]
@@ -129,8 +130,8 @@ class NagleTests(RelayTestCase):
     """
 
     @defer.inlineCallbacks
-    def assert_no_delay_on_both_hops(self, deflate):
-        _, port = yield self.proxy_to_backend()
+    def assert_no_delay_on_both_hops(self, deflate, **listener):
+        _, port = yield self.proxy_to_backend(**listener)
         client = self.net.client(port, deflate=deflate)
         protocol = yield client.opened
         protocol.sendMessage(b"ping", isBinary=False)
@@ -144,7 +145,125 @@ class NagleTests(RelayTestCase):
         return self.assert_no_delay_on_both_hops(deflate=False)
 
     def test_on_sessions_kept_on_autobahn(self):
+        return self.assert_no_delay_on_both_hops(deflate=True, websocket_deflate="per_hop")
+
+    def test_with_deflate_end_to_end(self):
         return self.assert_no_delay_on_both_hops(deflate=True)
+
+
+class EndToEndDeflateTests(RelayTestCase):
+    """permessage-deflate negotiated by client and backend through the proxy (the default)."""
+
+    @defer.inlineCallbacks
+    def test_the_offer_and_the_answer_pass_through_and_the_session_takes_the_fast_path(self):
+        def accept(offers):
+            return PerMessageDeflateOfferAccept(
+                offers[0], request_no_context_takeover=True, request_max_window_bits=10
+            )
+
+        backend, port = yield self.proxy_to_backend({"deflate_accept": accept})
+        offer = PerMessageDeflateOffer(accept_max_window_bits=True, request_max_window_bits=12)
+        client = self.net.client(port, deflate=True, deflate_offer=offer)
+        protocol = yield client.opened
+        self.assertEqual(
+            backend.requests[0].headers["sec-websocket-extensions"], offer.get_extension_string()
+        )
+        self.assertEqual(
+            client.response.headers["sec-websocket-extensions"],
+            "permessage-deflate; server_max_window_bits=12; client_no_context_takeover; "
+            "client_max_window_bits=10",
+        )
+        (session,) = self.net.service.relay.sessions
+        self.assertIsInstance(session.front, Hop)
+        self.assertIsInstance(session.backend, Hop)
+        self.assertEqual(session.deflate, (True, False))
+        protocol.sendClose(1000)
+        yield client.closed
+
+    @defer.inlineCallbacks
+    def test_compressed_messages_pass_unchanged_both_ways(self):
+        """Text and binary, small and large, relying on the kept window: all arrive intact,
+        and the bytes on the wire are the compressed ones."""
+        _, port = yield self.proxy_to_backend()
+        client = self.net.client(port, deflate=True)
+        protocol = yield client.opened
+        payloads = [(f"message {n} of many alike".encode(), False) for n in range(200)]
+        payloads.insert(50, (os.urandom(70_000), True))
+        payloads.insert(120, ("grüße ".encode() * 200_000, False))
+        for payload, binary in payloads:
+            protocol.sendMessage(payload, isBinary=binary)
+        messages = yield client.wait_messages(len(payloads))
+        self.assertEqual(messages, payloads)
+        (session,) = self.net.service.relay.sessions
+        self.assertEqual(session.front.messages_in, len(payloads))
+        stats = protocol.trafficStats
+        self.assertEqual(session.front.octets_in, stats.outgoingOctetsWireLevel)
+        self.assertLess(stats.outgoingOctetsWireLevel, stats.outgoingOctetsAppLevel // 10)
+        protocol.sendClose(1000)
+        yield client.closed
+
+    @defer.inlineCallbacks
+    def test_a_backend_that_declines_gives_a_client_without_deflate(self):
+        _, port = yield self.proxy_to_backend({"deflate": False})
+        client = self.net.client(port, deflate=True)
+        protocol = yield client.opened
+        self.assertEqual(protocol.websocket_extensions_in_use, [])
+        protocol.sendMessage(b"plain", isBinary=False)
+        self.assertEqual((yield client.wait_messages(1)), [(b"plain", False)])
+        (session,) = self.net.service.relay.sessions
+        self.assertIsInstance(session.front, Hop)
+        self.assertIsNone(session.deflate)
+        protocol.sendClose(1000)
+        yield client.closed
+
+    @defer.inlineCallbacks
+    def test_invalid_utf8_inside_a_compressed_message_is_1007(self):
+        backend, port = yield self.proxy_to_backend()
+        backend.closed = defer.Deferred()
+        client = self.net.client(port, deflate=True)
+        protocol = yield client.opened
+        protocol.sendMessage(b"valid text, then \xff\xfe", isBinary=False)
+        _clean, code, _reason = yield client.closed
+        self.assertEqual(code, 1007)
+        _clean, backend_code, _reason = yield backend.closed
+        self.assertEqual(backend_code, 1001)
+
+    @defer.inlineCallbacks
+    def test_an_answer_that_does_not_fit_the_offer_is_502(self):
+        """The client did not offer client_max_window_bits; the backend sets it anyway."""
+
+        class Misfit(PerMessageDeflateOfferAccept):
+            def get_extension_string(self):
+                return "permessage-deflate; client_max_window_bits=10"
+
+        backend, port = yield self.proxy_to_backend(
+            {"deflate_accept": lambda offers: Misfit(offers[0])}
+        )
+        client = self.net.client(
+            port, deflate=True, deflate_offer=PerMessageDeflateOffer(accept_max_window_bits=False)
+        )
+        with self.assertRaises(ConnectionError):
+            yield client.opened
+        self.assertEqual(client.response, None)
+        response = yield raw_request(
+            port,
+            upgrade_request(extra=b"Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+        )
+        self.assertEqual(_status(response), 502)
+        self.assertIn(b"permessage-deflate answer does not fit the offer", response)
+
+    @defer.inlineCallbacks
+    def test_an_invalid_offer_is_400_before_any_backend_is_asked(self):
+        backend, port = yield self.proxy_to_backend()
+        response = yield raw_request(
+            port,
+            upgrade_request(
+                extra=b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=99\r\n"
+            ),
+        )
+        self.assertEqual(_status(response), 400)
+        self.assertIn(b"invalid permessage-deflate offer", response)
+        self.assertEqual(backend.requests, [])
 
 
 class HandshakeTests(RelayTestCase):
