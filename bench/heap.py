@@ -111,6 +111,7 @@ def main() -> int:
             workers=1,
             protocol="http",
             tls="",
+            listener_extra="",
             port=port,
             backend=backend,
             rule_extra='  relay = "tunnel"\n' if args.tunnel else "",

@@ -219,7 +219,7 @@ workers = {workers}
 name = "bench"
 protocol = "{protocol}"
 bind = "tcp:{port}:interface=127.0.0.1:backlog=4096"
-{tls}
+{listener_extra}{tls}
   [[listener.rule]]
   path = "/"
   target_group = "echo"
@@ -286,12 +286,18 @@ class Bench:
             for scheme in schemes:
                 targets.append(self.start_clbproxy(backend, scheme, *variant))
         if self.args.deflate:
-            # clbproxy's Autobahn path: deflate on the client's hop only keeps a session
-            # off the fast path.  Same process as the relay row, other clients.
-            relays = [name for name, extra, count, _ in variants if not extra and count == 1]
-            for relay in [t for t in targets if t.name in relays]:
-                twin = Target(f"{relay.name}-deflate", relay.port, relay.pid, deflate=True)
-                targets.append(twin)
+            # clbproxy's Autobahn path: with websocket_deflate = "per_hop" the proxy
+            # compresses on the client's hop although the backend declines, which
+            # keeps the session on Autobahn.  (End to end, the default, the client
+            # would get no deflate either and the session would take the fast path.)
+            per_hop = 'websocket_deflate = "per_hop"\n'
+            for name, extra, count, python in variants:
+                if not extra and count == 1:
+                    twin = self.start_clbproxy(
+                        backend, "ws", f"{name}-deflate", "", 1, python, per_hop
+                    )
+                    twin.deflate = True
+                    targets.append(twin)
         return targets
 
     @staticmethod
@@ -347,7 +353,14 @@ class Bench:
         return Target(name, port, proc.pid, scheme)
 
     def start_clbproxy(
-        self, backend: int, scheme: str, name: str, rule_extra: str, workers: int, python: str
+        self,
+        backend: int,
+        scheme: str,
+        name: str,
+        rule_extra: str,
+        workers: int,
+        python: str,
+        listener_extra: str = "",
     ) -> Target:
         tmp, name, port = self.tmp, self._name(name, scheme), free_port()
         tls = ""
@@ -364,6 +377,7 @@ class Bench:
                 protocol="https" if scheme == "wss" else "http",
                 tls=tls,
                 rule_extra=rule_extra,
+                listener_extra=listener_extra,
                 workers=workers,
             )
         )

@@ -292,10 +292,16 @@ def python27_env() -> dict:
     return {**env, "PYTHONUNBUFFERED": "1"}
 
 
-def proxy_config(listen_port: int, backend_port: int, tls_dir: Optional[Path] = None) -> str:
+def proxy_config(
+    listen_port: int,
+    backend_port: int,
+    tls_dir: Optional[Path] = None,
+    deflate: str = "end_to_end",
+) -> str:
     """A tap.conf with one listener forwarding everything to one backend.
 
-    With ``tls_dir`` the listener is HTTPS with a self-signed certificate kept there.
+    With ``tls_dir`` the listener is HTTPS with a self-signed certificate kept there;
+    ``deflate`` is its ``websocket_deflate``.
     """
     tls = f'\n  [listener.tls]\n  self_signed = true\n  state_directory = "{tls_dir}"\n'
     protocol = "https" if tls_dir else "http"
@@ -304,6 +310,7 @@ def proxy_config(listen_port: int, backend_port: int, tls_dir: Optional[Path] = 
 name = "conformance"
 protocol = "{protocol}"
 bind = "tcp:{listen_port}:interface=127.0.0.1"
+websocket_deflate = "{deflate}"
 {tls if tls_dir else ""}
   [[listener.rule]]
   path = "/"
@@ -319,7 +326,7 @@ def start_proxy(options, supervisor: Supervisor, outdir: Path, backend_port: int
     port = free_port()
     config = outdir / "tap.conf"
     tls_dir = outdir / "tls" if options.scheme == "wss" else None
-    config.write_text(proxy_config(port, backend_port, tls_dir))
+    config.write_text(proxy_config(port, backend_port, tls_dir, options.deflate))
     argv = [
         arg.format(python=sys.executable, config=config) for arg in shlex.split(options.proxy_cmd)
     ]
@@ -619,6 +626,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=DEFAULT_PROXY_CMD,
         help="command starting the proxy, run from the repository root; {python} and "
         "{config} are replaced (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--deflate",
+        choices=("end_to_end", "per_hop"),
+        default="end_to_end",
+        help="the proxy's websocket_deflate: end_to_end (compressed frames pass on checked, "
+        "the fast path) or per_hop (each hop compresses on its own, Autobahn's path)",
     )
     parser.add_argument(
         "--parallel",
