@@ -1,13 +1,15 @@
 // clbproxy benchmark: the echo backend and the WebSocket load generator (Node + ws).
 //
-//   node load.js server PORT                      echo backend (WS echo + small HTTP GET), prints "listening PORT"
+//   node load.js server PORT [deflate]            echo backend (WS echo + small HTTP GET), prints "listening PORT";
+//                                                 with "deflate" it accepts permessage-deflate offers
 //   node load.js closed URL SESSIONS SIZE BINARY SECONDS     closed loop: each session sends, awaits echo, repeats
 //   node load.js rate URL SESSIONS SIZE RATE SECONDS         open loop at RATE msgs/s in total
 //   node load.js handshake URL PARALLEL SECONDS              connect + one 64 B echo + close, PARALLEL at once
 //   node load.js idle URL SESSIONS                           open SESSIONS and hold them until stdin closes
 //
 // URL is ws:// or wss:// (TLS, certificate not verified: the bench's own self-signed one).
-// CLB_BENCH_DEFLATE=1: the clients offer permessage-deflate (the echo backend never accepts it).
+// CLB_BENCH_DEFLATE=1: the clients offer permessage-deflate (a backend started without
+// "deflate" declines it).
 //
 // Load modes print "window-start" when the measured window begins, "window-end" when it ends
 // (bench/run.py samples the proxy's CPU time at those lines), then one JSON line of results.
@@ -51,14 +53,18 @@ function openSocket(url) {
   });
 }
 
-function server(port) {
+function server(port, deflate) {
   const body = Buffer.from("hello from the benchmark backend\n");
   const srv = http.createServer((req, res) => {
     res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": body.length });
     res.end(body);
   });
   srv.keepAliveTimeout = 120000;
-  const wss = new WebSocketServer({ server: srv, perMessageDeflate: false, maxPayload: 0 });
+  const wss = new WebSocketServer({
+    server: srv,
+    perMessageDeflate: deflate === "deflate" ? { threshold: 0 } : false,
+    maxPayload: 0,
+  });
   wss.on("connection", (ws) => {
     ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
     ws.on("error", () => {});
@@ -244,7 +250,7 @@ function main() {
   const n = (i) => Number(args[i]);
   switch (mode) {
     case "server":
-      return server(args[0] || 0);
+      return server(args[0] || 0, args[1]);
     case "closed":
       return closed(args[0], n(1), n(2), args[3] === "1", n(4));
     case "rate":

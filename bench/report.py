@@ -32,6 +32,10 @@ def _per_cpu(amount: float, result: dict) -> Optional[float]:
     return amount / cpu if cpu else None
 
 
+#: Rows whose clients and backend negotiate permessage-deflate through the proxy.
+E2E = "-deflate-e2e"
+
+
 def throughput_table(rows: dict, unit: str, amount) -> list[str]:
     """rate, rate per proxy CPU-s, ratios to nginx (per CPU-s) and to direct (rate)."""
     lines = [
@@ -39,17 +43,22 @@ def throughput_table(rows: dict, unit: str, amount) -> list[str]:
         f"| rate vs direct | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    direct = rows.get("direct")
-    nginx = rows.get("nginx")
-    nginx_eff = _per_cpu(amount(nginx) * nginx["seconds"], nginx) if nginx else None
-    direct_rate = amount(direct) if direct else None
+
+    def baselines(suffix: str):
+        direct, nginx = rows.get("direct" + suffix), rows.get("nginx" + suffix)
+        nginx_eff = _per_cpu(amount(nginx) * nginx["seconds"], nginx) if nginx else None
+        return (amount(direct) if direct else None), nginx_eff
+
+    plain, end_to_end = baselines(""), baselines(E2E)
     for name, r in rows.items():
+        # Rows with deflate end to end compare with nginx and direct doing the same.
+        direct_rate, nginx_eff = end_to_end if name.endswith(E2E) else plain
         rate = amount(r)
         eff = _per_cpu(rate * r["seconds"], r) if "proxy_cpu_s" in r else None
         share = r.get("proxy_cpu_share")
         lines.append(
             f"| {name} | {_fmt(rate)} | {f'{share:.0%}' if share is not None else '-'} "
-            f"| {_fmt(eff)} | {_ratio(eff, nginx_eff) if name != 'direct' else '-'} "
+            f"| {_fmt(eff)} | {_ratio(eff, nginx_eff) if not name.startswith('direct') else '-'} "
             f"| {_ratio(rate, direct_rate)} | {_fmt(r.get('p50_ms'), 2)} "
             f"| {_fmt(r.get('p99_ms'), 2)} |"
         )

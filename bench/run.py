@@ -249,9 +249,11 @@ class Bench:
             raise RuntimeError(f"{name} did not start:\n{tail}") from None
         return proc
 
-    def start_backend(self) -> int:
+    def start_backend(self, deflate: bool = False) -> int:
+        """The echo backend; with ``deflate`` one that accepts permessage-deflate."""
         port = free_port()
-        self.spawn("backend", [NODE, LOAD, "server", str(port)], port, LOAD_CPU)
+        name, extra = ("backend-deflate", ["deflate"]) if deflate else ("backend", [])
+        self.spawn(name, [NODE, LOAD, "server", str(port), *extra], port, LOAD_CPU)
         return port
 
     def start_targets(self, backend: int, wss: bool) -> list[Target]:
@@ -298,14 +300,29 @@ class Bench:
                     )
                     twin.deflate = True
                     targets.append(twin)
+            # Deflate end to end (the default): a backend that accepts the offer, so
+            # client and backend compress and the proxies pass compressed frames on
+            # (clbproxy on its fast path, checking them as they inflate).  These rows
+            # are compared with each other: "-deflate-e2e" rows against nginx's.
+            compressing = self.start_backend(deflate=True)
+            targets.append(Target("direct-deflate-e2e", compressing, deflate=True))
+            e2e = [self.start_nginx(compressing, "ws", "nginx-deflate-e2e")]
+            e2e.append(
+                self.start_clbproxy(
+                    compressing, "ws", "clbproxy-deflate-e2e", "", 1, self.args.python
+                )
+            )
+            for target in e2e:
+                target.deflate = True
+            targets += e2e
         return targets
 
     @staticmethod
     def _name(name: str, scheme: str) -> str:
         return name if scheme == "ws" else f"{name}-{scheme}"
 
-    def start_nginx(self, backend: int, scheme: str) -> Target:
-        tmp, name, port = self.tmp, self._name("nginx", scheme), free_port()
+    def start_nginx(self, backend: int, scheme: str, name: str = "nginx") -> Target:
+        tmp, name, port = self.tmp, self._name(name, scheme), free_port()
         tls = scheme == "wss"
         ssl_conf = (
             f"        ssl_certificate {self.cert};\n        ssl_certificate_key {self.key};\n"
