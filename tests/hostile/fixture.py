@@ -21,7 +21,6 @@ import sys
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.internet import defer, stdio
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Protocol
@@ -41,6 +40,7 @@ from clbproxy.config import (
 )
 from clbproxy.limits import ConnectionGate
 from clbproxy.listener import listener_service
+from tests.integration.support import accept_deflate
 
 log = Logger()
 
@@ -87,13 +87,6 @@ class _Stdin(Protocol):
         self._reactor.stop()
 
 
-def _accept_deflate(offers):
-    for offer in offers:
-        if isinstance(offer, PerMessageDeflateOffer):
-            return PerMessageDeflateOfferAccept(offer)
-    return None
-
-
 @defer.inlineCallbacks
 def start(reactor, spec: dict):
     ws = WebSocketServerFactory()
@@ -103,7 +96,7 @@ def start(reactor, spec: dict):
         failByDrop=False,
         closeHandshakeTimeout=1,
         allowNullOrigin=True,
-        perMessageCompressionAccept=_accept_deflate,
+        perMessageCompressionAccept=accept_deflate,
     )
     backend = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         Site(_Root(WebSocketResource(ws)))

@@ -85,7 +85,8 @@ class BackendProtocol(WebSocketServerProtocol):
             self.factory.closed.callback((wasClean, code, reason))
 
 
-def _accept_deflate(offers):
+def accept_deflate(offers):
+    """Accept the client's first permessage-deflate offer as offered (a test backend's choice)."""
     for offer in offers:
         if isinstance(offer, PerMessageDeflateOffer):
             return PerMessageDeflateOfferAccept(offer)
@@ -113,7 +114,7 @@ class BackendFactory(_Tracking, WebSocketServerFactory):
         self.subprotocols = tuple(subprotocols)
         options = {"failByDrop": False, "closeHandshakeTimeout": 1}
         if deflate:
-            options["perMessageCompressionAccept"] = deflate_accept or _accept_deflate
+            options["perMessageCompressionAccept"] = deflate_accept or accept_deflate
         self.setProtocolOptions(**options)
 
 
