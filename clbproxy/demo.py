@@ -18,7 +18,6 @@ from typing import Any, Optional, Protocol, Sequence
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -34,6 +33,7 @@ from twisted.web.server import Request, Site
 from twisted.web.static import File
 
 from clbproxy.config import DemoBackendConfig
+from clbproxy.relay import accept_first_deflate_offer
 
 log = Logger()
 
@@ -181,14 +181,6 @@ def chooseSubprotocol(offered: Sequence[str]) -> Optional[str]:
     return None
 
 
-def acceptDeflate(offers: Sequence[object]) -> Optional[PerMessageDeflateOfferAccept]:
-    """Accept the client's first permessage-deflate offer, to show compression passes."""
-    for offer in offers:
-        if isinstance(offer, PerMessageDeflateOffer):
-            return PerMessageDeflateOfferAccept(offer)
-    return None
-
-
 class DemoSocket(WebSocketServerProtocol):
     """What both demo sockets share: subprotocol choice and session logging."""
 
@@ -268,7 +260,7 @@ class DemoSocketFactory(WebSocketServerFactory):
         self.setProtocolOptions(
             maxFramePayloadSize=self.maxMessage,
             maxMessagePayloadSize=self.maxMessage,
-            perMessageCompressionAccept=acceptDeflate,
+            perMessageCompressionAccept=accept_first_deflate_offer,
         )
 
 

@@ -20,7 +20,7 @@ no longer read.  How the end of one hop ends the other is decided by
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import attrs
 from autobahn.twisted.websocket import (
@@ -480,7 +480,7 @@ class RelayServerFactory(WebSocketServerFactory):
             closeHandshakeTimeout=5,
             failByDrop=False,
             maxMessagePayloadSize=settings.listener.max_message_size,
-            perMessageCompressionAccept=_accept_client_deflate,
+            perMessageCompressionAccept=accept_first_deflate_offer,
             versions=[13],
             # Origins are the listener's policy (allowed_origins); "null" is just an origin.
             allowNullOrigin=True,
@@ -495,7 +495,14 @@ def client_deflate_offer(extensions) -> Optional[PerMessageDeflateOffer]:
     return None
 
 
-def _accept_client_deflate(offers):
+def accept_first_deflate_offer(
+    offers: Sequence[object],
+) -> Optional[PerMessageDeflateOfferAccept]:
+    """Accept the first permessage-deflate offer as offered, or none when there is none.
+
+    What the relay's client side does (it has the backend's answer in hand by
+    then) and what the demo and test backends do to show compression passing.
+    """
     for offer in offers:
         if isinstance(offer, PerMessageDeflateOffer):
             return PerMessageDeflateOfferAccept(offer)

@@ -40,7 +40,7 @@ from clbproxy.config import (
 )
 from clbproxy.limits import ConnectionGate
 from clbproxy.listener import listener_service
-from tests.integration.support import accept_deflate
+from clbproxy.relay import accept_first_deflate_offer
 
 log = Logger()
 
@@ -96,7 +96,7 @@ def start(reactor, spec: dict):
         failByDrop=False,
         closeHandshakeTimeout=1,
         allowNullOrigin=True,
-        perMessageCompressionAccept=accept_deflate,
+        perMessageCompressionAccept=accept_first_deflate_offer,
     )
     backend = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         Site(_Root(WebSocketResource(ws)))

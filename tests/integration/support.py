@@ -18,7 +18,6 @@ from autobahn.twisted.websocket import (
 )
 from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
-    PerMessageDeflateOfferAccept,
     PerMessageDeflateResponse,
     PerMessageDeflateResponseAccept,
 )
@@ -30,7 +29,7 @@ from twisted.internet.protocol import Factory, Protocol
 from clbproxy.balancer import TargetGroup
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.listener import listener_service
-from clbproxy.relay import cancel_close_timer
+from clbproxy.relay import accept_first_deflate_offer, cancel_close_timer
 
 
 class BackendProtocol(WebSocketServerProtocol):
@@ -85,14 +84,6 @@ class BackendProtocol(WebSocketServerProtocol):
             self.factory.closed.callback((wasClean, code, reason))
 
 
-def accept_deflate(offers):
-    """Accept the client's first permessage-deflate offer as offered (a test backend's choice)."""
-    for offer in offers:
-        if isinstance(offer, PerMessageDeflateOffer):
-            return PerMessageDeflateOfferAccept(offer)
-    return None
-
-
 class _Tracking:
     """Factories that remember their protocols, so a cleanup can cut their connections."""
 
@@ -114,7 +105,7 @@ class BackendFactory(_Tracking, WebSocketServerFactory):
         self.subprotocols = tuple(subprotocols)
         options = {"failByDrop": False, "closeHandshakeTimeout": 1}
         if deflate:
-            options["perMessageCompressionAccept"] = deflate_accept or accept_deflate
+            options["perMessageCompressionAccept"] = deflate_accept or accept_first_deflate_offer
         self.setProtocolOptions(**options)
 
 
