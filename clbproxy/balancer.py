@@ -270,28 +270,47 @@ def make_policy(config: TargetGroupConfig, rng: Optional[random.Random] = None) 
 
 
 class Lease:
-    """One live session or in-flight request on a backend; ``release()`` ends it (idempotent)."""
+    """Traffic counted on one backend of a group until ``release()`` (idempotent).
 
-    # One per open session: slotted to keep idle sessions small.
-    __slots__ = ("group", "backend", "close", "released")
+    An HTTP request holds a plain lease from :meth:`TargetGroup.acquire`.  A
+    relayed WebSocket session *is* its lease (:class:`clbproxy.relay.RelaySession`
+    subclasses this and :meth:`TargetGroup.hold` counts it), so an idle session,
+    of which a balancer holds tens of thousands, carries no extra objects for it.
+    """
 
-    def __init__(
-        self,
-        group: TargetGroup,
-        backend: BackendConfig,
-        close: Optional[Callable[[str], None]] = None,
-    ) -> None:
+    __slots__ = ("group", "backend_config", "released")
+
+    #: Whether :meth:`close` ends the traffic (sessions); a request ends by itself.
+    closable = False
+
+    def __init__(self, group: TargetGroup, backend_config: Optional[BackendConfig]) -> None:
         self.group = group
-        self.backend = backend
-        #: Called with a reason to end the session when its backend is taken out of
-        #: service and the group says ``on_unhealthy = "close"``; None for HTTP requests.
-        self.close = close
-        self.released = False
+        self.backend_config = backend_config
+        self.released = backend_config is None
+
+    def close(self, reason: str) -> None:
+        """End the traffic: its backend was taken out of service (``on_unhealthy = "close"``)."""
 
     def release(self) -> None:
         if not self.released:
             self.released = True
             self.group._release(self)
+
+
+class _ClosingLease(Lease):
+    """A lease whose :meth:`close` calls the function given to :meth:`TargetGroup.acquire`."""
+
+    __slots__ = ("_close",)
+    closable = True
+
+    def __init__(
+        self, group: TargetGroup, backend_config: BackendConfig, close: Callable[[str], None]
+    ) -> None:
+        super().__init__(group, backend_config)
+        self._close = close
+
+    def close(self, reason: str) -> None:
+        self._close(reason)
 
 
 READY = "ready"
@@ -370,14 +389,25 @@ class TargetGroup:
     def acquire(
         self, backend: BackendConfig, close: Optional[Callable[[str], None]] = None
     ) -> Lease:
-        """Count one live session or in-flight request on ``backend`` until released."""
-        lease = Lease(self, backend, close)
+        """Count one live session or in-flight request on ``backend`` until released.
+
+        ``close`` is called with a reason to end the traffic when ``backend`` is
+        taken out of service and the group says ``on_unhealthy = "close"``.
+        """
+        lease = Lease(self, backend) if close is None else _ClosingLease(self, backend, close)
+        return self.hold(lease, backend)
+
+    def hold(self, lease: Lease, backend: BackendConfig) -> Lease:
+        """Count ``lease`` (released, or new) on ``backend`` until it is released."""
+        lease.group = self
+        lease.backend_config = backend
+        lease.released = False
         self._leases.setdefault(backend, set()).add(lease)
         self._sent[backend] = self._sent.get(backend, 0) + 1
         return lease
 
     def _release(self, lease: Lease) -> None:
-        self._leases.get(lease.backend, set()).discard(lease)
+        self._leases.get(lease.backend_config, set()).discard(lease)
 
     def load(self, backend: BackendConfig) -> int:
         """Live WebSocket sessions plus in-flight HTTP requests on ``backend``."""
@@ -522,7 +552,7 @@ class TargetGroup:
     def _close_sessions(self, backend: BackendConfig) -> None:
         if self.health.available(backend):
             return
-        leases = [lease for lease in self._leases.get(backend, ()) if lease.close is not None]
+        leases = [lease for lease in self._leases.get(backend, ()) if lease.closable]
         if leases:
             log.info(
                 "target group {group}: closing {count} sessions of backend {backend}, "

@@ -706,11 +706,13 @@ def idle_queue(factory, clock: IReactorTime, timeout: float) -> Optional[IdleQue
 
 
 @implementer(ITimerOwner)
-class RelaySession:
+class RelaySession(Lease):
     """One relayed WebSocket session: its backend choice, handshake, relay and end.
 
     The session exists from the client's upgrade request until both hops are
-    closed; it owns the decision of what one hop's end means for the other.
+    closed; it owns the decision of what one hop's end means for the other.  It
+    is also its own :class:`~clbproxy.balancer.Lease` on the backend it relays to
+    (``group``, ``backend_config``), held from the connect until the session ends.
     """
 
     __slots__ = (
@@ -718,14 +720,11 @@ class RelaySession:
         "factory",
         "request",
         "rule",
-        "lease",
         "settings",
-        "group",
         "front",
         "target",
         "connector",
         "backend",
-        "backend_config",
         "_handshake",
         "_connecting",
         "_tried",
@@ -742,6 +741,9 @@ class RelaySession:
         "deflate_offer",
         "deflate",
     )
+
+    #: On its backend's ``on_unhealthy = "close"``, :meth:`close` ends the session.
+    closable = True
 
     def __init__(
         self,
@@ -760,15 +762,13 @@ class RelaySession:
         self.factory = front.factory
         self.request = request or RequestInfo()
         self.rule = rule
-        #: Counts this session on its backend (least_conn, max_conns) until it ends.
-        self.lease: Optional[Lease] = None
+        # Counted on its backend (least_conn, max_conns) from the connect until it ends.
+        super().__init__(group, None)
         self.settings = settings
-        self.group = group
         self.front = front
         self.target = target
         self.connector = connector
         self.backend: Optional[RelayClientProtocol] = None
-        self.backend_config: Optional[BackendConfig] = None
         self._handshake: Optional[defer.Deferred] = None
         self._connecting: Optional[defer.Deferred] = None
         self._tried: list[BackendConfig] = []
@@ -816,8 +816,7 @@ class RelaySession:
                 self._fail(_refuse(503, f"no backend available in target group {self.group.name}"))
             return
         self._tried.append(backend)
-        self.backend_config = backend
-        self.lease = self.group.acquire(backend, close=self.close_for_unhealthy)
+        self.group.hold(self, backend)
         request = self._backend_request(backend)
         factory = backend_factory(
             self.factory.backend_factories,
@@ -841,7 +840,7 @@ class RelaySession:
 
     def _connect_failed(self, failure: Failure) -> None:
         self._connecting = None
-        self._release()
+        self.release()
         if self._handshake is None or self._handshake.called:
             return
         self.group.report_failure(self.backend_config, failure.getErrorMessage())
@@ -982,11 +981,7 @@ class RelaySession:
         response = raw_response(head.status, headers, reader.body, head.reason)
         self._fail(HandshakeRefused(response, head.status, f"backend answered {head.status}"))
 
-    def _release(self) -> None:
-        if self.lease is not None:
-            self.lease.release()
-
-    def close_for_unhealthy(self, reason: str) -> None:
+    def close(self, reason: str) -> None:
         """The backend was taken out of service: end the session with 1001 to the client."""
         if self.front.state == OPEN:
             self.front.sendCloseFrame(code=1001, reasonUtf8=reason.encode("utf-8")[:123])
@@ -994,7 +989,7 @@ class RelaySession:
             self.backend.sendCloseFrame(code=1001, reasonUtf8=b"proxy: backend out of service")
 
     def _fail(self, refused: HandshakeRefused) -> None:
-        self._release()
+        self.release()
         if self._handshake is None or self._handshake.called:
             return
         log.info(
@@ -1178,7 +1173,7 @@ class RelaySession:
                 self.group.report_failure(self.backend_config, "connection reset")
             self.hop_ended(HopEvent(side, HopEnd.LOST))
         if len(self._ended) == 2 or (side is Side.CLIENT and self.backend is None):
-            self._release()
+            self.release()
             self.factory.sessions.discard(self)
             self._log_end()
 

@@ -212,7 +212,7 @@ class DrainAndCapTests(unittest.TestCase):
         other = BackendConfig("10.0.0.2", 80, max_conns=2)
         group = group_of(small, other)
         leases = [group.acquire(group.pick(info())) for _ in range(3)]
-        self.assertEqual(sorted(lease.backend.port for lease in leases), [80, 80, 80])
+        self.assertEqual(sorted(lease.backend_config.port for lease in leases), [80, 80, 80])
         self.assertEqual((group.load(small), group.load(other)), (1, 2))
         self.assertIsNone(group.pick(info()))
         leases[0].release()
