@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import tracemalloc
 
 from twisted.internet import task, tcp
 from twisted.internet.protocol import Protocol
@@ -305,31 +306,70 @@ class DirectWriteTests(unittest.TestCase):
         tls.transport = connection
         self.assertIsNone(socket_under(tls))
 
-    def test_compacting_drops_only_class_defaults_even_under_tls(self) -> None:
+    def grown_connection(self):
+        """A connection whose dict has its own name table, as parsing and a handshake leave it."""
         connection, theirs = self.connection()
         connection.reactor = MemoryReactorClock()
-        for index in range(40):  # what parsing and the handshake leave: a grown dict
+        for index in range(40):
             setattr(connection, f"scratch{index}", index)
         for index in range(40):
             delattr(connection, f"scratch{index}")
-        connection.dataBuffer, connection.offset, connection._tempDataLen = b"", 0, 0
+        return connection, theirs
+
+    def test_compacting_keeps_every_attribute_and_the_class_even_under_tls(self) -> None:
+        connection, theirs = self.grown_connection()
         before = dict(vars(connection))
-        cpython = sys.implementation.name == "cpython"
-        grown = sys.getsizeof(vars(connection)) if cpython else 0
         tls = TLSMemoryBIOProtocol(None, Protocol())
         tls.transport = connection
 
         compact_tcp_transport(tls)
 
-        if cpython:
-            self.assertEqual(set(before) - set(vars(connection)), {"dataBuffer", "offset"})
-            self.assertLess(sys.getsizeof(vars(connection)), grown)
-        else:  # PyPy's shared attribute maps are smaller than any rebuilt dict
-            self.assertEqual(set(before), set(vars(connection)))
-        for name, value in vars(connection).items():
-            self.assertIs(value, before[name])
+        self.assertIsInstance(connection, tcp.Connection)
+        self.assertEqual(type(connection).__name__, "Connection")
+        for name, value in before.items():
+            self.assertIs(vars(connection)[name], value)
         connection.write(b"still ")
         connection.write(b"writes")
         connection.doWrite()
         self.assertEqual(theirs.recv(100), b"still writes")
+        compact_tcp_transport(connection)  # a second time: the same subclass
+        self.assertIs(type(connection).__mro__[1], tcp.Connection)
         compact_tcp_transport(StringTransport())  # no TCP connection under it: nothing to do
+
+    def test_compacted_connections_hold_less_memory_each_and_writes_add_nothing(self) -> None:
+        if sys.implementation.name != "cpython":
+            raise unittest.SkipTest("PyPy's shared attribute maps need no compacting")
+        tracemalloc.start()
+        try:
+            connections = [self.grown_connection()[0] for _ in range(50)]
+            before = tracemalloc.get_traced_memory()[0]
+            for connection in connections:
+                compact_tcp_transport(connection)
+            compacted = tracemalloc.get_traced_memory()[0]
+            for connection in connections:  # what an echo through the hop sets
+                connection.write(b"x")
+                connection.doWrite()
+            written = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        self.assertLess(compacted - before, -100 * len(connections))
+        self.assertLess(written - compacted, 16 * len(connections))
+
+    def test_compacting_shares_the_log_prefix_and_repr_text_of_a_listeners_connections(
+        self,
+    ) -> None:
+        compacted = []
+        for number, client in ((7, "10.0.0.9"), (8, "10.0.0.10")):
+            connection, _ = self.connection()
+            connection.logstr = f"ListenerChannel,{number},{client}"
+            connection.repstr = f"<ListenerChannel #{number} on 8080>"
+            compact_tcp_transport(connection)
+            compacted.append(connection)
+        first, second = compacted
+        if sys.implementation.name != "cpython":  # left alone there (see above)
+            self.assertEqual(first.logstr, "ListenerChannel,7,10.0.0.9")
+            return
+        self.assertEqual(first.logPrefix(), "ListenerChannel")
+        self.assertIs(first.logstr, second.logstr)
+        self.assertEqual(first.repstr, "<ListenerChannel on 8080>")
+        self.assertIs(first.repstr, second.repstr)
