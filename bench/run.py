@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from clbproxy.descriptors import connection_budget
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 NODE = shutil.which("node") or "node"
@@ -750,9 +752,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if os.cpu_count() < 2:
         print("needs 2 CPUs (proxy on CPU 0, load on CPU 1)", file=sys.stderr)
         return 2
-    # A proxied idle session holds two descriptors in the proxy (client and backend side).
-    limit = raise_fd_limit(2 * max(args.idle + [1000]) + 2000)
-    fitting = [n if 2 * n + 2000 <= limit else (limit - 2000) // 2 for n in args.idle]
+    # A proxied idle session holds two descriptors in the proxy (client and backend side), and
+    # clbproxy accepts no more clients than its descriptor budget (an eighth is kept in reserve).
+    limit = raise_fd_limit(2 * max(args.idle + [1000]) * 8 // 7 + 2000)
+    budget = connection_budget(limit)
+    fitting = [min(n, budget // 500 * 500) for n in args.idle]
     if fitting != args.idle:
         print(f"ulimit -n is {limit} (hard limit): idle sessions {args.idle} -> {fitting}")
         args.idle = fitting

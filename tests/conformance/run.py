@@ -32,12 +32,18 @@ with a ``*`` matches case ids that *start* like it, so ``12.*.1`` also selects `
 Duration: cases 12.* and 13.* (permessage-deflate, 1000 echoed messages each) are nearly all
 of it, and 80 % of those in the sub-cases with 64 and 128 KiB messages, which
 ``--skip-large-deflate`` leaves out and ``--split-large-deflate`` runs in one direction
-each.  The testsuite's own Python (wstest and the echo peers) is nearly all of the CPU, the
-proxy a few percent; each direction keeps about one core busy, so ``--parallel`` (both
+each.  The testsuite's own Python (wstest and the echo peers) is most of the CPU, the proxy
+about a sixth; each direction keeps about one core busy, so ``--parallel`` (both
 directions at once) nearly halves the wall time on two cores or more.  Measured on a slow
 2-core machine (2026-12), via clbproxy with deflate end to end, ``--parallel``: all 517 cases
 both ways 28 min (the fuzzing client 1670 s of its 1800 s limit, hence the split in CI);
-``--mode client --cases '12.2.*'`` straight to the echo server, 18 cases, 3.5 min.
+``--mode client --cases '12.2.*'`` straight to the echo server, 18 cases, 3.5 min.  Each
+run is a ping-pong (wstest, proxy and echo peer take turns) that keeps about one core busy, so
+``scripts/test`` runs the wss run beside the two ws runs.  Echo peers in Node's ``ws`` instead
+of Autobahn's were tried (2026-12): the ws runs took as long (latency, not the peers' CPU, is
+the limit), and ``ws`` 8.23 fails cases 9.3.1, 9.3.2, 9.4.1 and 9.4.2 (4 MiB messages in 64
+and 256-byte fragments: no echo within 100 s) even without the proxy, so the peers stay
+Autobahn's.
 
 Requirements: the repository's ``.venv`` (run this file with it) and the Python 2.7
 testsuite in ``.venv27`` (``scripts/setup-wstest.sh`` creates it).
