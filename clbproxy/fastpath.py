@@ -589,23 +589,16 @@ def compact_tcp_transport(transport) -> None:
 _SET_BY_WRITES = ("dataBuffer", "offset", "_tempDataLen", "producer", "streamingProducer")
 
 
+@functools.cache
 def _idle_class(cls: type) -> type:
-    """A subclass of ``cls`` that adds nothing but a key table of its own for its instances' dicts.
+    """The subclass of ``cls`` for compacted connections (``cls`` itself if it is one).
 
-    CPython shares one table of attribute names between the dicts of a class's
-    instances as long as they set the same names; a connection that went through
-    HTTP parsing and the handshake has set others, so its dict got a table of its
-    own (about 400 bytes).  The dicts of connections moved to this subclass all
-    hold the same names, so they share one table again.  It keeps the name (and
-    so the ``repr``) of ``cls``.
+    It adds nothing but a table of attribute names of its own, shared by the
+    dicts :func:`compact_tcp_transport` gives its instances, and keeps the name
+    (and so the ``repr``) of ``cls``.
     """
     if cls.__dict__.get("_compacted_on_the_fast_path"):
         return cls
-    return _subclass_for_idle_connections(cls)
-
-
-@functools.cache
-def _subclass_for_idle_connections(cls: type) -> type:
     namespace = {"__module__": cls.__module__, "_compacted_on_the_fast_path": True}
     return type(cls.__name__, (cls,), namespace)
 
