@@ -160,6 +160,46 @@ def http_table(rows: dict) -> list[str]:
     return lines
 
 
+#: (row, its framework baseline): each clbproxy row against the least its framework does.
+BASELINES = (
+    ("clbproxy", "calib-splice"),
+    ("clbproxy-tunnel", "calib-splice"),
+    ("clbproxy-deflate", "calib-autobahn-deflate"),
+    ("clbproxy", "calib-autobahn"),
+)
+
+
+def baseline_table(scenarios: dict) -> list[str]:
+    """clbproxy per proxy CPU-second as a ratio to the framework baselines of the same run.
+
+    The ratio to nginx says where clbproxy stands; this one says how much of the
+    distance is clbproxy's own work and how much the framework's (Twisted's
+    reactor, Autobahn's framing), which no code on top of it can win back.
+    """
+    units = (
+        ("msg64", "64 B msgs", lambda r: r["msgs"]),
+        ("msg64k", "64 KiB MB", lambda r: r["bytes"] / 1e6),
+        ("handshake", "handshakes", lambda r: r["handshakes"]),
+    )
+    present = [(key, title, amount) for key, title, amount in units if key in scenarios]
+    lines = []
+    for row, base in BASELINES:
+        cells = []
+        for key, _, amount in present:
+            rows = scenarios[key]
+            mine, theirs = rows.get(row), rows.get(base)
+            if not mine or not theirs or not theirs.get("proxy_cpu_s"):
+                cells.append("-")
+                continue
+            cells.append(_ratio(_per_cpu(amount(mine), mine), _per_cpu(amount(theirs), theirs)))
+        if any(cell != "-" for cell in cells):
+            lines.append(f"| {row} / {base} | {' | '.join(cells)} |")
+    if not lines:
+        return []
+    head = " | ".join(title for _, title, _ in present)
+    return [f"| per proxy CPU-s | {head} |", "|---|" + "---|" * len(present), *lines]
+
+
 def section(label: str) -> str:
     results = json.loads((OUT / f"{label}.json").read_text())
     s = results["scenarios"]
@@ -209,6 +249,9 @@ def section(label: str) -> str:
         present = any(k.startswith("idle") for k in s) if key == "idle" else key in s
         if present:
             out += [title, "", *table(), ""]
+    against = baseline_table(s)
+    if against:
+        out += ["### Against the framework baselines (bench/calibration.py)", "", *against, ""]
     return "\n".join(out)
 
 

@@ -49,6 +49,8 @@ PROXY_CPU = "0"
 LOAD_CPU = "1"
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+#: Names of the framework baselines' rows (bench/calibration.py).
+CALIBRATION = "calib-"
 
 
 def free_port() -> int:
@@ -317,6 +319,20 @@ class Bench:
             for target in e2e:
                 target.deflate = True
             targets += e2e
+        if self.args.calibration:
+            targets += self.start_calibration(backend)
+        return targets
+
+    def start_calibration(self, backend: int) -> list[Target]:
+        """The framework baselines of ``bench/calibration.py``, run by clbproxy's Python."""
+        targets = []
+        for kind in ("autobahn", "splice"):
+            name, port = f"{CALIBRATION}{kind}", free_port()
+            argv = [self.args.python, str(HERE / "calibration.py"), kind, str(port), str(backend)]
+            proc = self.spawn(name, argv, port, self.args.proxy_cpus)
+            targets.append(Target(name, port, proc.pid))
+            if kind == "autobahn" and self.args.deflate:
+                targets.append(Target(f"{name}-deflate", port, proc.pid, deflate=True))
         return targets
 
     @staticmethod
@@ -502,7 +518,9 @@ class Bench:
 
     def half_load(self, targets: list[Target]) -> None:
         rates = [
-            r["rate"] for name, r in self.results["scenarios"]["msg64"].items() if name != "direct"
+            r["rate"]
+            for name, r in self.results["scenarios"]["msg64"].items()
+            if name != "direct" and not name.startswith(CALIBRATION)
         ]
         rate = int(min(rates) / 2)
         self.results["half_load_rate"] = rate
@@ -566,7 +584,8 @@ class Bench:
                 time.sleep(2.0)
 
     def http(self, targets: list[Target]) -> None:
-        for t in [t for t in targets if not t.deflate]:  # HTTP has no WebSocket extensions
+        # HTTP has no WebSocket extensions, and the framework baselines relay WebSocket only.
+        for t in [t for t in targets if not t.deflate and not t.name.startswith(CALIBRATION)]:
             url = f"http://127.0.0.1:{t.port}/"
             cpu0 = cpu_seconds(t.pid) if t.pid else None
             t0 = time.monotonic()
@@ -727,6 +746,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         action="store_false",
         help="leave out the clbproxy-deflate row (clients offering permessage-deflate, which "
         "the backend declines: the session stays on Autobahn's per-message relay)",
+    )
+    parser.add_argument(
+        "--no-calibration",
+        dest="calibration",
+        action="store_false",
+        help="leave out the framework baselines (calib-autobahn, calib-autobahn-deflate, "
+        "calib-splice: bench/calibration.py)",
     )
     parser.add_argument(
         "--no-wss",
