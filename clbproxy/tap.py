@@ -269,6 +269,9 @@ def build_service(
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
+    from clbproxy.dispatch import lean_dispatch
+
+    lean_dispatch(reactor)
     if options.loaded.workers > 1:
         from clbproxy.workers import build_supervisor
 

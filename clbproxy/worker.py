@@ -252,6 +252,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from twisted.internet import reactor
 
+    from clbproxy.dispatch import lean_dispatch
     from clbproxy.tap import build_service
 
     admin_socket = os.environ[ENV_ADMIN]
@@ -292,6 +293,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     watch = ParentWatch(reactor, lambda: _supervisor_gone(reactor, options.index))
     reactor.addReader(watch)
     log.info("worker {index} serving (pid {pid})", index=options.index, pid=os.getpid())
+    lean_dispatch(reactor)
     reactor.run()
     if watch.gone:
         # The supervisor could not clean up: the last worker out removes the directory.
