@@ -485,8 +485,8 @@ class Bench:
             r["rate"] = r["msgs"] / r["seconds"]
             self.record("msg64", t, r)
 
-    def profile(self, target: Target) -> subprocess.Popen:
-        """py-spy (sampling, from outside the process) over the 64 B run's window."""
+    def profile(self, target: Target, scenario: str = "msg64") -> subprocess.Popen:
+        """py-spy (sampling, from outside the process) over one run's window."""
         spy = shutil.which("py-spy") or str(Path(self.args.python).parent / "py-spy")
         label = self.args.label
         return subprocess.Popen(
@@ -503,7 +503,7 @@ class Bench:
                     "--format",
                     "raw",
                     "-o",
-                    str(HERE / f"profile-{label}-{target.name.replace('clbproxy', 'msg64')}.txt"),
+                    str(HERE / f"profile-{label}-{target.name.replace('clbproxy', scenario)}.txt"),
                 ],
             ),
             stdout=subprocess.DEVNULL,
@@ -530,7 +530,11 @@ class Bench:
 
     def handshakes(self, targets: list[Target]) -> None:
         for t in targets:
+            profiled = self.args.profile and t.name == "clbproxy"
+            spy = self.profile(t, "handshake") if profiled else None
             r = self.load(t, "handshake", 50, self.args.seconds)
+            if spy is not None:
+                spy.wait(timeout=60)
             r["rate"] = r["handshakes"] / r["seconds"]
             self.record("handshake", t, r)
 
@@ -735,7 +739,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="record a py-spy profile of clbproxy during the 64 B run",
+        help="record py-spy profiles of clbproxy during the 64 B and handshake runs",
     )
     parser.add_argument(
         "--no-tunnel", dest="tunnel", action="store_false", help="leave out clbproxy's tunnel mode"
