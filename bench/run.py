@@ -680,6 +680,11 @@ class Bench:
         return self.results
 
 
+def _absolute(python: str) -> str:
+    """``python`` as an absolute path when it names a file relative to here, else as it is."""
+    return str(Path(python).absolute()) if os.sep in python and Path(python).exists() else python
+
+
 def _versions(python: str) -> str:
     return subprocess.run(
         [
@@ -782,6 +787,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     if os.cpu_count() < 2:
         print("needs 2 CPUs (proxy on CPU 0, load on CPU 1)", file=sys.stderr)
         return 2
+    # The processes start in a temporary directory: a relative interpreter path
+    # (.venv-pypy/bin/python) is made absolute first.
+    args.python = _absolute(args.python)
+    args.also_python = [
+        f"{label}{sep}{_absolute(path)}"
+        for label, sep, path in (other.rpartition("=") for other in args.also_python)
+    ]
     # A proxied idle session holds two descriptors in the proxy (client and backend side), and
     # clbproxy accepts no more clients than its descriptor budget (an eighth is kept in reserve).
     limit = raise_fd_limit(2 * max(args.idle + [1000]) * 8 // 7 + 2000)
