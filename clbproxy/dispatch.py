@@ -4,7 +4,7 @@ Twisted's epoll reactor hands each ready socket to ``_doReadOrWrite`` through
 ``log.callWithLogger``, which asks the connection for its log prefix, pushes it
 as the legacy logging context (``callWithContext``, two more frames) and
 catches what escapes.  For a proxy relaying small messages that wrapping is
-about a tenth of all CPU (``bench/RESULTS.md``, run ``dispatch``), once for
+about a quarter of the CPU (``bench/RESULTS.md``, run ``dispatch``), once for
 every read and every write, and it only labels the ``[system]`` column of
 legacy log lines that Twisted itself emits while handling the event.
 
@@ -12,9 +12,10 @@ legacy log lines that Twisted itself emits while handling the event.
 directly.  Everything else stays Twisted's: the poll itself, the read and
 write handling, the disconnect path, the logging of an application's exception
 (``_doReadOrWrite`` catches and logs those itself).  What escapes it (an error
-inside a ``connectionLost``) is logged here and the loop goes on, as
-``callWithLogger`` did.  clbproxy's own log lines carry their fields (client,
-backend, listener) and never depended on that context.
+inside a ``connectionLost``, even a ``SystemExit``) is logged here and the loop
+goes on, as ``callWithLogger`` did; only ``KeyboardInterrupt`` goes through.
+clbproxy's own log lines carry their fields (client, backend, listener) and
+never depended on that context.
 
 Only a reactor of exactly Twisted's ``EPollReactor`` class, whose ``doPoll`` is
 the one this replaces, is changed; anything else is left alone.
@@ -59,7 +60,9 @@ def lean_dispatch(reactor) -> bool:
                 continue
             try:
                 handle(selectable, fd, event)
-            except Exception:
+            except KeyboardInterrupt:
+                raise
+            except BaseException:
                 log.failure("while handling an event on {selectable!r}", selectable=selectable)
 
     reactor.doIteration = reactor.doPoll = doPoll

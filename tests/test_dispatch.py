@@ -82,8 +82,14 @@ class LeanDispatchTests(unittest.TestCase):
         self.assertNotIn(reader, self.reactor.getReaders())
 
     def test_an_error_escaping_the_event_is_logged_and_the_loop_goes_on(self) -> None:
+        self.assert_logged_and_served(ZeroDivisionError("in connectionLost"))
+
+    def test_even_a_system_exit_escaping_the_event_is_logged_as_twisted_does(self) -> None:
+        self.assert_logged_and_served(SystemExit(3))
+
+    def assert_logged_and_served(self, error: BaseException) -> None:
         lean_dispatch(self.reactor)
-        broken = _Reader(self.reactor, self.ours, lost_with=ZeroDivisionError("in connectionLost"))
+        broken = _Reader(self.reactor, self.ours, lost_with=error)
         self.reactor.addReader(broken)
         other_ours, other_theirs = socket.socketpair()
         self.addCleanup(other_ours.close)
@@ -94,7 +100,7 @@ class LeanDispatchTests(unittest.TestCase):
         self.theirs.close()
         other_theirs.sendall(b"still served")
         self.reactor.doIteration(1.0)
-        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(len(self.flushLoggedErrors(type(error))), 1)
         self.assertEqual(healthy.received, [b"still served"])
 
     def test_events_skip_the_legacy_log_context(self) -> None:

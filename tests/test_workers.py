@@ -448,7 +448,11 @@ class MakeServiceTests(unittest.TestCase):
         return options
 
     def test_more_than_one_worker_makes_twistd_a_supervisor(self):
+        from clbproxy import dispatch
         from clbproxy.tap import ProxyService, makeService
+
+        # makeService takes over the reactor's dispatch; trial's reactor is left as it is.
+        self.patch(dispatch, "lean_dispatch", lambda reactor: False)
 
         self.assertIsInstance(makeService(self.options(3)), Supervisor)
         self.assertIsInstance(makeService(self.options(1)), ProxyService)
