@@ -1,8 +1,13 @@
 """The two framework baselines the benchmark measures clbproxy against, in the same run.
 
-Usage: ``python bench/calibration.py {autobahn|splice} LISTEN_PORT BACKEND_PORT``
-(``bench/run.py`` starts both, pinned to the proxy CPU; rows ``calib-autobahn``,
-``calib-autobahn-deflate`` and ``calib-splice``).
+Usage: ``python bench/calibration.py {autobahn|splice} LISTEN_PORT BACKEND_PORT [lean|stock]``
+(``bench/run.py`` starts them pinned to the proxy CPU; rows ``calib-autobahn``,
+``calib-autobahn-deflate``, ``calib-splice`` and ``calib-splice-stock``).
+
+``lean`` (the default) dispatches socket events as clbproxy does
+(:mod:`clbproxy.dispatch`), so that the ratio of clbproxy to a baseline is
+what clbproxy's own code costs; ``stock`` keeps Twisted's own dispatch (the
+``-stock`` row: the issue's "minimal Twisted splice").
 
 ``autobahn``: the least a WebSocket proxy built on Autobahn does.  Autobahn's own
 server parses the client's handshake (no twisted.web, no routing, no forwarded
@@ -19,7 +24,9 @@ without reading them.  Its handshakes per CPU-second are the Twisted reactor's
 own cost of accepting, connecting and closing.
 
 Neither checks anything, logs anything, or has any limit or timeout: they are
-yardsticks, not proxies.
+yardsticks, not proxies.  Per session they make what clbproxy makes at the
+least: the protocols and a small object linking a client to its backend
+connection; the factories are shared and quiet.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from autobahn.twisted.websocket import (
 )
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.internet import defer, protocol, reactor
+
+from clbproxy.dispatch import lean_dispatch
 
 
 class BackendHop(WebSocketClientProtocol):
@@ -57,8 +66,31 @@ class BackendHop(WebSocketClientProtocol):
             front.sendClose(code if code in (1000, 1001) else 1000)
 
 
+class _Builder(protocol.ClientFactory):
+    """One client's connection to the backend, built by the process's shared factory.
+
+    As clbproxy does it: one factory with the options, and per session only
+    this small object saying whose connection it is.
+    """
+
+    noisy = False
+
+    def __init__(self, shared: protocol.Factory, front) -> None:
+        self.shared = shared
+        self.front = front
+
+    def buildProtocol(self, addr):
+        hop = self.shared.buildProtocol(addr)
+        self.front.backend_built(hop)
+        return hop
+
+    def clientConnectionFailed(self, connector, reason) -> None:
+        self.front.backend_failed(reason)
+
+
 class FrontHop(WebSocketServerProtocol):
     backend = None
+    connector = None
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
@@ -66,38 +98,29 @@ class FrontHop(WebSocketServerProtocol):
 
     def onConnect(self, request) -> defer.Deferred:
         self.opened = defer.Deferred()
-        factory = WebSocketClientFactory(self.factory.backend_url)
-        factory.protocol = BackendHop
-        factory.setProtocolOptions(autoPingInterval=0)
-        front = self
-
-        class Builder(protocol.Factory):
-            def buildProtocol(self, addr):
-                hop = factory.buildProtocol(addr)
-                hop.front = front
-                front.backend = hop
-                return hop
-
-        reactor.connectTCP("127.0.0.1", self.factory.backend_port, _Adapter(Builder()))
+        factory = self.factory
+        self.connector = reactor.connectTCP(
+            "127.0.0.1", factory.backend_port, _Builder(factory.backends, self)
+        )
         return self.opened
+
+    def backend_built(self, hop: BackendHop) -> None:
+        hop.front, self.backend = self, hop
+
+    def backend_failed(self, reason) -> None:
+        if not self.opened.called:
+            self.opened.errback(reason)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.backend.sendMessage(payload, isBinary)
 
     def onClose(self, wasClean: bool, code, reason) -> None:
         backend = self.backend
-        if backend is not None and backend.state == backend.STATE_OPEN:
+        if backend is None:
+            if self.connector is not None:
+                self.connector.disconnect()  # the client left while the backend was connecting
+        elif backend.state == backend.STATE_OPEN:
             backend.sendClose(code if code in (1000, 1001) else 1000)
-
-
-class _Adapter(protocol.ClientFactory):
-    """A client factory around a plain factory, for ``connectTCP``."""
-
-    def __init__(self, inner: protocol.Factory) -> None:
-        self.inner = inner
-
-    def buildProtocol(self, addr):
-        return self.inner.buildProtocol(addr)
 
 
 def _accept_deflate(offers):
@@ -118,22 +141,16 @@ class Splice(protocol.Protocol):
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
         if self.backend_port:
-            self.transport.pauseProducing()
-            front = self
-
-            class Back(protocol.ClientFactory):
-                def buildProtocol(self, addr):
-                    back = Splice()
-                    back.peer, front.peer = front, back
-                    return back
-
-                def clientConnectionFailed(self, connector, reason):
-                    front.transport.loseConnection()
-
-            reactor.connectTCP("127.0.0.1", self.backend_port, Back())
+            self.transport.pauseProducing()  # nothing is read until the backend is there
+            reactor.connectTCP("127.0.0.1", self.backend_port, _Builder(_SPLICE_SIDE, self))
         else:
-            peer = self.peer
-            peer.transport.resumeProducing()
+            self.peer.transport.resumeProducing()
+
+    def backend_built(self, other: Splice) -> None:
+        other.peer, self.peer = self, other
+
+    def backend_failed(self, reason) -> None:
+        self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
         self.peer.transport.write(data)
@@ -144,18 +161,39 @@ class Splice(protocol.Protocol):
             peer.transport.loseConnection()
 
 
+class _SpliceSide(protocol.Factory):
+    """Builds the backend's side of a splice (``_Builder`` links it to the client's)."""
+
+    noisy = False
+
+    def buildProtocol(self, addr):
+        return Splice()
+
+
+_SPLICE_SIDE = _SpliceSide()
+
+
 def main(argv: list[str]) -> int:
     kind, port, backend_port = argv[0], int(argv[1]), int(argv[2])
+    dispatch = argv[3] if len(argv) > 3 else "lean"
     if kind == "autobahn":
         factory = WebSocketServerFactory(f"ws://127.0.0.1:{port}/")
         factory.protocol = FrontHop
-        factory.backend_url = f"ws://127.0.0.1:{backend_port}/"
-        factory.backend_port = backend_port
         factory.setProtocolOptions(perMessageCompressionAccept=_accept_deflate)
+        backends = WebSocketClientFactory(f"ws://127.0.0.1:{backend_port}/")
+        backends.protocol = BackendHop
+        backends.noisy = False
+        factory.backends = backends
+        factory.backend_port = backend_port
     elif kind == "splice":
         factory = protocol.Factory.forProtocol(lambda: Splice(backend_port))
     else:
         print(f"calibration.py: unknown kind {kind!r} (autobahn or splice)", file=sys.stderr)
+        return 2
+    if dispatch == "lean":
+        lean_dispatch(reactor)
+    elif dispatch != "stock":
+        print(f"calibration.py: unknown dispatch {dispatch!r} (lean or stock)", file=sys.stderr)
         return 2
     reactor.listenTCP(port, factory, backlog=1024, interface="127.0.0.1")
     reactor.run()

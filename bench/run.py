@@ -326,10 +326,14 @@ class Bench:
     def start_calibration(self, backend: int) -> list[Target]:
         """The framework baselines of ``bench/calibration.py``, run by clbproxy's Python."""
         targets = []
-        for kind in ("autobahn", "splice"):
-            name, port = f"{CALIBRATION}{kind}", free_port()
+        for kind, dispatch, suffix in (
+            ("autobahn", "lean", ""),
+            ("splice", "lean", ""),
+            ("splice", "stock", "-stock"),
+        ):
+            name, port = f"{CALIBRATION}{kind}{suffix}", free_port()
             argv = [self.args.python, str(HERE / "calibration.py"), kind, str(port), str(backend)]
-            proc = self.spawn(name, argv, port, self.args.proxy_cpus)
+            proc = self.spawn(name, [*argv, dispatch], port, self.args.proxy_cpus)
             targets.append(Target(name, port, proc.pid))
             if kind == "autobahn" and self.args.deflate:
                 targets.append(Target(f"{name}-deflate", port, proc.pid, deflate=True))
@@ -761,7 +765,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         dest="calibration",
         action="store_false",
         help="leave out the framework baselines (calib-autobahn, calib-autobahn-deflate, "
-        "calib-splice: bench/calibration.py)",
+        "calib-splice, calib-splice-stock: bench/calibration.py)",
     )
     parser.add_argument(
         "--no-wss",
