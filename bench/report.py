@@ -160,14 +160,16 @@ def http_table(rows: dict) -> list[str]:
     return lines
 
 
+_EVERY = ("msg64", "msg64k", "handshake")
+
 #: (row, its framework baseline, the scenarios where the pair compares like with like).
 BASELINES = (
-    ("clbproxy", "calib-splice", ("msg64", "msg64k", "handshake")),
-    ("clbproxy-tunnel", "calib-splice", ("msg64", "msg64k", "handshake")),
-    ("clbproxy-deflate", "calib-autobahn-deflate", ("msg64", "msg64k", "handshake")),
+    ("clbproxy", "calib-splice", _EVERY),
+    ("clbproxy-tunnel", "calib-splice", _EVERY),
+    ("clbproxy-deflate", "calib-autobahn-deflate", _EVERY),
     # Both do Autobahn's two handshakes; after them clbproxy leaves Autobahn.
     ("clbproxy", "calib-autobahn", ("handshake",)),
-    ("calib-splice", "calib-splice-stock", ("msg64", "msg64k", "handshake")),
+    ("calib-splice", "calib-splice-stock", _EVERY),
 )
 
 

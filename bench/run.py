@@ -481,15 +481,20 @@ class Bench:
 
     def small_messages(self, targets: list[Target]) -> None:
         for t in targets:
-            profiled = self.args.profile and t.name in ("clbproxy", "clbproxy-deflate")
-            spy = self.profile(t) if profiled else None
-            r = self.load(t, "closed", 100, 64, 0, self.args.seconds)
-            if spy is not None:
-                spy.wait(timeout=60)
+            profiled = t.name in ("clbproxy", "clbproxy-deflate")
+            r = self.profiled_load(t, "msg64", profiled, "closed", 100, 64, 0, self.args.seconds)
             r["rate"] = r["msgs"] / r["seconds"]
             self.record("msg64", t, r)
 
-    def profile(self, target: Target, scenario: str = "msg64") -> subprocess.Popen:
+    def profiled_load(self, target: Target, scenario: str, profiled: bool, *load) -> dict:
+        """``self.load(target, *load)``, under py-spy when ``--profile`` and ``profiled``."""
+        spy = self.profile(target, scenario) if self.args.profile and profiled else None
+        result = self.load(target, *load)
+        if spy is not None:
+            spy.wait(timeout=60)
+        return result
+
+    def profile(self, target: Target, scenario: str) -> subprocess.Popen:
         """py-spy (sampling, from outside the process) over one run's window."""
         spy = shutil.which("py-spy") or str(Path(self.args.python).parent / "py-spy")
         label = self.args.label
@@ -534,11 +539,8 @@ class Bench:
 
     def handshakes(self, targets: list[Target]) -> None:
         for t in targets:
-            profiled = self.args.profile and t.name == "clbproxy"
-            spy = self.profile(t, "handshake") if profiled else None
-            r = self.load(t, "handshake", 50, self.args.seconds)
-            if spy is not None:
-                spy.wait(timeout=60)
+            profiled = t.name == "clbproxy"
+            r = self.profiled_load(t, "handshake", profiled, "handshake", 50, self.args.seconds)
             r["rate"] = r["handshakes"] / r["seconds"]
             self.record("handshake", t, r)
 

@@ -94,7 +94,7 @@ class LeanDispatchTests(unittest.TestCase):
         other_ours, other_theirs = socket.socketpair()
         self.addCleanup(other_ours.close)
         self.addCleanup(other_theirs.close)
-        self.addCleanup(self.reactor.removeAll)
+        self.addCleanup(self.reactor.removeAll)  # before these sockets close, too
         healthy = _Reader(self.reactor, other_ours)
         self.reactor.addReader(healthy)
         self.theirs.close()
