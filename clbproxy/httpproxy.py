@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 from urllib.parse import parse_qs, urlsplit
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
@@ -45,6 +45,7 @@ from twisted.web.client import (
     ResponseFailed,
     _HTTP11ClientFactory,
 )
+from twisted.web.error import SchemeNotSupported
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import (
@@ -186,11 +187,35 @@ class _BackendEndpointFactory:
         return self._connector.endpoint(BackendConfig(host, uri.port), self._group)
 
 
+class ExactTargetAgent(Agent):
+    """An ``Agent`` that sends the request target exactly as it stands in the URL.
+
+    ``Agent.request`` re-parses the URL and rebuilds the target from its parts,
+    which drops an empty trailing ``;`` (``/exact;`` becomes ``/exact``) and a
+    fragment: a request routed as one path would reach the backend as another.
+    Here everything after ``scheme://authority`` goes on the request line as
+    it is, so the backend receives the bytes the router matched.  (Twisted's
+    ``_requestWithEndpoint`` is private; tests pin its use.)
+    """
+
+    def request(self, method, uri, headers=None, bodyProducer=None):
+        parsed = URI.fromBytes(uri)
+        try:
+            endpoint = self._getEndpoint(parsed)
+        except SchemeNotSupported:
+            return fail()
+        target = uri[len(parsed.scheme) + 3 + len(parsed.netloc) :] or b"/"
+        key = (parsed.scheme, parsed.host, parsed.port)
+        return self._requestWithEndpoint(
+            key, endpoint, method, parsed, headers, bodyProducer, target
+        )
+
+
 def backend_agent(
     reactor, pool: HTTPConnectionPool, group: TargetGroupConfig, connector=None
 ) -> IAgent:
     """The ``Agent`` that sends requests to ``group``'s backends through ``pool``."""
-    return Agent.usingEndpointFactory(
+    return ExactTargetAgent.usingEndpointFactory(
         reactor, _BackendEndpointFactory(reactor, group, connector), pool=pool
     )
 

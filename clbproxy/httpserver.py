@@ -16,8 +16,13 @@ balancer, each answered with its own status and a clean page:
 - a chunked body's trailer section that breaks the same rules (or is not
   ``name: value``), or is larger than ``max_header_size``: 400.  Well-formed
   trailers are kept on the :class:`RequestBody` for the backend;
-- more than one ``Host`` header, or none in an HTTP/1.1 request (RFC 9112
-  3.2): 400.  An absolute-form target (``GET http://a.test/x``) is read as RFC
+- a request target with a fragment (``#``; RFC 9112 3.2 has none): 400, as
+  nginx and HAProxy answer, so the path that is routed is the path the backend
+  receives;
+- more than one ``Host`` header, none in an HTTP/1.1 request (RFC 9112
+  3.2), or one that is not a valid ``host[:port]`` (RFC 9110 7.2, RFC 3986 3.2.2:
+  :func:`valid_authority`; empty, ``a:80:80``, ``a, b``, ``a/b``, ``a@b``): 400,
+  for upgrades too.  An absolute-form target (``GET http://a.test/x``) is read as RFC
   9112 3.2.2 says: its authority replaces the Host header and the target becomes
   origin-form (``/x``), so routing, access lists, logs and the backend all see
   one host (:func:`request_host`).
@@ -42,6 +47,7 @@ cannot take more.
 from __future__ import annotations
 
 import io
+import ipaddress
 import re
 import sys
 from typing import Callable, List, Optional, Sequence
@@ -72,6 +78,14 @@ _URI_CHARACTERS = re.compile(rb"\A[\x21-\x7e]+\Z")
 
 #: An ``HTTP-version`` as RFC 9112 spells it (case-sensitive ``HTTP``, one digit each).
 _HTTP_VERSION = re.compile(rb"\AHTTP/([0-9])\.([0-9])\Z")
+
+#: A ``reg-name`` as hosts are named (DNS names, with ``_`` and ``~`` that RFC 3986
+#: allows): the sub-delimiters and percent-escapes RFC 3986 also allows are refused,
+#: since name-based backends read them differently (``a,b``) and no client sends them.
+_HOST_NAME = re.compile(rb"\A[A-Za-z0-9._~-]+\Z")
+
+#: An authority's port: RFC 3986's ``*DIGIT``, at most five of them.
+_PORT = re.compile(rb"\A[0-9]{0,5}\Z")
 
 #: The largest chunk size accepted: sizes must fit the 64-bit counters of backends.
 MAX_CHUNK_SIZE = 2**63 - 1
@@ -105,6 +119,33 @@ class BadHost(ValueError):
     """A request's Host header or target authority breaks RFC 9112; the message says how."""
 
 
+def valid_authority(host: bytes) -> bool:
+    """Whether ``host`` is a ``Host`` value clbproxy accepts: ``name[:port]`` or ``[v6][:port]``.
+
+    RFC 9110 7.2 asks a server to refuse a Host that is not ``uri-host [ ":" port ]``.
+    A name is letters, digits, ``-``, ``.``, ``_`` and ``~`` (see ``_HOST_NAME``); an
+    IPv6 literal must parse as one.  A value a backend could read as another host
+    (``a:80:80``, ``a, b``, ``a/b``, ``a@b``, empty) would let a request be routed
+    by one name and served by another, so it never passes.
+    """
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        if end == -1:
+            return False
+        literal, rest = host[1:end], host[end + 1 :]
+        try:
+            ipaddress.IPv6Address(literal.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return False
+        if not rest:
+            return True
+        return rest.startswith(b":") and bool(_PORT.match(rest[1:]))
+    name, colon, port = host.partition(b":")
+    if colon and not _PORT.match(port):
+        return False
+    return bool(_HOST_NAME.match(name))
+
+
 def request_host(
     version: bytes, target: bytes, hosts: Sequence[bytes]
 ) -> tuple[bytes, Optional[bytes]]:
@@ -121,6 +162,8 @@ def request_host(
     if not hosts and version == b"HTTP/1.1":
         raise BadHost("a Host header is required (HTTP/1.1, RFC 9112 3.2)")
     host = hosts[0] if hosts else None
+    if host is not None and not valid_authority(host):
+        raise BadHost("the Host header is not a valid host[:port] (RFC 9110 7.2)")
     if target.startswith(b"/"):
         return target, host
     parts = urlsplit(target)
@@ -128,6 +171,8 @@ def request_host(
         return target, host
     if b"@" in parts.netloc:
         raise BadHost("a request target with userinfo is not accepted (RFC 9110 4.2.4)")
+    if not valid_authority(parts.netloc):
+        raise BadHost("the request target's authority is not a valid host[:port] (RFC 9110 7.2)")
     return origin_form(target) or b"/", parts.netloc
 
 
@@ -421,6 +466,9 @@ class ProxyChannel(HTTPChannel):
             parts = line.split(b" ")
             if len(parts) == 3 and not _URI_CHARACTERS.match(parts[1]):
                 self.reject(400, "the request target has a byte not allowed in a URI")
+                return
+            if len(parts) == 3 and b"#" in parts[1]:
+                self.reject(400, "a request target has no fragment ('#', RFC 9112 3.2)")
                 return
             if len(parts) == 3:
                 problem = request_line_problem(parts[0], parts[2])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
@@ -35,7 +34,7 @@ from clbproxy.limits import (
     Refusal,
 )
 from clbproxy.redirect import RedirectToHTTPS
-from clbproxy.relay import RelayServerFactory, RelaySettings, request_target
+from clbproxy.relay import RelayServerFactory, RelaySettings, Route, request_target
 from clbproxy.routing import BadPath
 from clbproxy.tls import (
     BackendConnector,
@@ -68,7 +67,6 @@ class ListenerResource(Resource):
     def __init__(self, relay: RelayServerFactory, forwarder, admission: Admission) -> None:
         super().__init__()
         self._relay = relay
-        self._websocket = WebSocketResource(relay)
         self._forwarder = forwarder
         self._admission = admission
 
@@ -125,8 +123,8 @@ class ListenerResource(Resource):
             self._record(request, settings, rule)
             return self._refuse(request, refusal)
         if upgrade and (rule is None or rule.target_group is not None):
-            # The relay answers (or refuses) the handshake itself.
-            result = self._websocket.render(request)
+            # The relay answers (or refuses) the handshake itself, on this route.
+            result = self._relay.upgrade(request, Route(settings, rule, target))
             self._forwarder.reactor.callLater(0, release_upgraded, request)
             return result
         forwarder = self._forwarder

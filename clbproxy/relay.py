@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Callable, Mapping, Optional, Sequence
 
 import attrs
+from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
     WebSocketClientProtocol,
@@ -73,7 +74,7 @@ from clbproxy.forwarding import (
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.httpproxy import VIA, origin_form
-from clbproxy.routing import BadPath, Router
+from clbproxy.routing import Router
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import IdleQueue, ITimerOwner, SessionTimers
 
@@ -386,19 +387,37 @@ def cancel_close_timer(protocol: WebSocketProtocol) -> None:
         call.cancel()
 
 
+@attrs.frozen
+class Route:
+    """A listener's decision for one WebSocket upgrade, handed to the relay.
+
+    The listener matched ``rule`` (None: no rule matches) for ``target`` (the
+    request target as received, in origin form) under ``settings``, and its
+    admission (allow/deny of the listener and the rule, limits, handshake rate)
+    let the client in.  Routing happens there and only there.
+    """
+
+    settings: RelaySettings
+    rule: Optional[RuleConfig]
+    target: str
+
+
 class RelayServerProtocol(_Relaying, WebSocketServerProtocol):
     """The client's hop: holds the client's handshake until the backend has answered."""
 
     side = Side.CLIENT
     _refusal: Optional[bytes] = None
+    #: The listener's decision for this upgrade, until the handshake takes it.
+    route: Optional[Route] = None
 
     def onConnect(self, request):
-        settings: RelaySettings = self.factory.settings
-        path = request_target(self.http_request_uri)
-        try:
-            rule = settings.router.match_target(request.host, path)
-        except BadPath as e:
-            raise self._deny_with(_refuse(400, str(e))) from None
+        # The listener routed this upgrade and admitted the client (allow/deny,
+        # limits): the relay takes that decision and never routes again, so the
+        # rule that was checked is the rule whose backends are connected.
+        route, self.route = self.route, None
+        if route is None:
+            raise self._deny_with(_refuse(500, "the upgrade was not routed by a listener"))
+        settings, rule, path = route.settings, route.rule, route.target
         if rule is None:
             raise self._deny_with(_refuse(404, "no forwarding rule matches this host and path"))
         allowed = settings.allowed_origins(rule)
@@ -485,6 +504,26 @@ class RelayServerFactory(WebSocketServerFactory):
             # Origins are the listener's policy (allowed_origins); "null" is just an origin.
             allowNullOrigin=True,
         )
+        self._resource = WebSocketResource(self)
+        self._route: Optional[Route] = None
+
+    def upgrade(self, request, route: Route):
+        """Take over ``request``'s connection for the WebSocket handshake, on ``route``.
+
+        Autobahn's resource builds the client hop (:meth:`buildProtocol`) and
+        replays the request to it synchronously, so the hop is given the route
+        before its ``onConnect`` runs.
+        """
+        self._route = route
+        try:
+            return self._resource.render(request)
+        finally:
+            self._route = None
+
+    def buildProtocol(self, addr):
+        protocol = super().buildProtocol(addr)
+        protocol.route = self._route
+        return protocol
 
 
 def client_deflate_offer(extensions) -> Optional[PerMessageDeflateOffer]:

@@ -7,7 +7,7 @@ from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from clbproxy.httpserver import BadHost, HTTPLimits, ProxySite, request_host
+from clbproxy.httpserver import BadHost, HTTPLimits, ProxySite, request_host, valid_authority
 
 
 class RequestHostTests(unittest.TestCase):
@@ -21,7 +21,9 @@ class RequestHostTests(unittest.TestCase):
             ((b"HTTP/1.1", b"*", [b"a.test"]), (b"*", b"a.test")),
             ((b"HTTP/1.1", b"ftp://a.test/x", [b"b.test"]), (b"ftp://a.test/x", b"b.test")),
             ((b"HTTP/1.1", b"http:///x", [b"b.test"]), (b"http:///x", b"b.test")),
-            ((b"HTTP/1.1", b"/", [b""]), (b"/", b"")),
+            ((b"HTTP/1.1", b"/", [b"A.test:8080"]), (b"/", b"A.test:8080")),
+            ((b"HTTP/1.1", b"/", [b"[::1]:8080"]), (b"/", b"[::1]:8080")),
+            ((b"HTTP/1.1", b"/", [b"127.0.0.1"]), (b"/", b"127.0.0.1")),
         ]
         for arguments, expected in cases:
             self.assertEqual(request_host(*arguments), expected, arguments)
@@ -45,6 +47,62 @@ class RequestHostTests(unittest.TestCase):
             with self.assertRaises(BadHost, msg=arguments) as caught:
                 request_host(*arguments)
             self.assertEqual(str(caught.exception), message)
+
+    def test_a_host_that_is_not_host_and_port_is_refused(self):
+        # A value a name-based backend would read as another host than the router did.
+        for host in INVALID_HOSTS:
+            with self.assertRaises(BadHost, msg=host) as caught:
+                request_host(b"HTTP/1.1", b"/", [host])
+            self.assertEqual(
+                str(caught.exception), "the Host header is not a valid host[:port] (RFC 9110 7.2)"
+            )
+
+    def test_an_absolute_target_with_an_invalid_authority_is_refused(self):
+        with self.assertRaises(BadHost) as caught:
+            request_host(b"HTTP/1.1", b"http://a:1:1/x", [b"a.test"])
+        self.assertIn("authority is not a valid host[:port]", str(caught.exception))
+
+
+#: Host values that are not ``uri-host [":" port]`` (RFC 9110 7.2).
+INVALID_HOSTS = [
+    b"",
+    b"a:80:80",
+    b"internal.test:1:1",
+    b"a, b",
+    b"a,b",
+    b"a b",
+    b"a/b",
+    b"a@b",
+    b"a\\b",
+    b"a:http",
+    b"a:123456",
+    b":80",
+    b"[::1",
+    b"[::1]x",
+    b"[not-v6]",
+    b"a%2fb",
+    b"a;b",
+    b"a\x1b[31m",
+]
+
+
+class AuthorityTests(unittest.TestCase):
+    def test_names_addresses_and_ports_are_valid(self):
+        for host in [
+            b"a",
+            b"a.test",
+            b"A-1.b_c.test.",
+            b"a.test:8080",
+            b"a.test:",
+            b"127.0.0.1:1",
+            b"[::1]",
+            b"[2001:db8::1]:443",
+        ]:
+            self.assertTrue(valid_authority(host), host)
+
+    def test_anything_else_is_not(self):
+        for host in INVALID_HOSTS:
+            self.assertFalse(valid_authority(host), host)
 
 
 class _Holding(Resource):
@@ -106,6 +164,23 @@ class ContinueTests(unittest.TestCase):
         )
         resource.requests[0].body.startProducing(StringTransport())
         self.assertEqual(transport.value(), b"")
+
+    def test_a_fragment_in_the_target_is_refused(self):
+        for target in (b"/admin#/../public", b"/#", b"/a?b#c", b"http://a.test/x#y"):
+            resource, channel, transport = self.connect()
+            channel.dataReceived(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+            self.assertEqual(resource.requests, [], target)
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "), transport.value())
+            self.assertIn(b"no fragment", transport.value())
+
+    def test_an_invalid_host_is_refused_for_an_upgrade_too(self):
+        resource, channel, transport = self.connect()
+        channel.dataReceived(
+            b"GET / HTTP/1.1\r\nHost: a:1:1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        self.assertEqual(resource.requests, [])
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "), transport.value())
 
     def test_a_bad_host_is_rejected_before_any_continue(self):
         resource, channel, transport = self.connect()

@@ -34,6 +34,7 @@ from clbproxy.config import (
     CertificateConfig,
     FixedResponseConfig,
     ListenerConfig,
+    RedirectConfig,
     RuleConfig,
     TargetGroupConfig,
     TLSConfig,
@@ -124,12 +125,14 @@ def start(reactor, spec: dict):
 
 
 def _rule(options: dict) -> RuleConfig:
-    """A rule to the backend pool, or answering ``fixed_response`` (a dict) itself."""
+    """A rule to the backend pool, or answering ``fixed_response`` or ``redirect`` (dicts)."""
     options = _tuples(options)
     if "fixed_response" in options:
         return RuleConfig(
             **{**options, "fixed_response": FixedResponseConfig(**options["fixed_response"])}
         )
+    if "redirect" in options:
+        return RuleConfig(**{**options, "redirect": RedirectConfig(**options["redirect"])})
     return RuleConfig(**{"target_group": "pool", **options})
 
 
