@@ -491,6 +491,7 @@ def load_config(path: str) -> Config:
     if problems:
         raise ConfigError(problems)
     warnings.extend(_worker_warnings(config))
+    warnings.extend(_exposure_warnings(config))
     budget = descriptors.budget_warning(
         config.path, config.max_connections, descriptors.process_descriptor_limit()
     )
@@ -510,6 +511,57 @@ def _worker_warnings(config: Config) -> list[str]:
         for group in config.target_groups
         if group.persistence is not None and group.persistence.type == "source_ip"
     ]
+
+
+#: ``trusted_proxies`` ranges wider than this (per IP version) are warned about: no
+#: operator's own proxies span more than a /8 (IPv4) or the ULA /7 (IPv6).
+_WIDEST_TRUSTED_PREFIX = {4: 8, 6: 7}
+
+
+def _exposure_warnings(config: Config) -> list[str]:
+    """Settings that work but hand control to strangers, one line each (file and key).
+
+    ``clbproxy check`` prints them and the proxy logs them at start; they are not
+    errors, as a firewall or a private network may make them safe.
+    """
+    warnings = []
+    if config.admin is not None and binds_every_interface(config.admin.bind):
+        warnings.append(
+            f"{config.path}: admin.bind: {config.admin.bind!r} listens on every interface: "
+            "whoever reaches it can read the status and drain, disable or reweight backends; "
+            "bind 127.0.0.1 or a management address (and consider admin.token_file)"
+        )
+    for index, listener in enumerate(config.listeners):
+        for cidr in listener.trusted_proxies:
+            network = ipaddress.ip_network(cidr)
+            if network.prefixlen >= _WIDEST_TRUSTED_PREFIX[network.version]:
+                continue
+            span = "every address" if network.prefixlen == 0 else "a very wide range"
+            warnings.append(
+                f"{config.path}: listener[{index}].trusted_proxies: listener "
+                f"{listener.name!r}: {cidr} trusts {span}: any client there can claim any "
+                "address in X-Forwarded-For (and is exempt from max_connections_per_ip); "
+                "list only your own proxies' addresses"
+            )
+    return warnings
+
+
+def binds_every_interface(bind: str) -> bool:
+    """Whether the server endpoint ``bind`` (already validated) listens on every address."""
+    args, kwargs = _endpoint_arguments(bind)
+    if args[:1] == ["haproxy"]:
+        args = args[1:]
+    kind = args[0] if args else ""
+    if kind not in ("tcp", "tcp6"):
+        return False
+    params = {**dict(zip(_ENDPOINT_PARAMETERS[kind], args[1:])), **kwargs}
+    interface = params.get("interface", "::" if kind == "tcp6" else "")
+    if interface == "":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_unspecified
+    except ValueError:
+        return False
 
 
 _MAX_DURATION = 365 * 86400.0

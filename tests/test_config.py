@@ -1804,6 +1804,70 @@ class ObservabilityConfigTests(LoaderMixin, unittest.TestCase):
         self.assertEqual(problems, ["tap.conf: admin: expected a table, got a string"])
 
 
+class ExposureWarningTests(LoaderMixin, unittest.TestCase):
+    """Settings that hand control to strangers: loaded, but warned about (file and key)."""
+
+    def warnings(self, text: str) -> list[str]:
+        path = self.write(text)
+        return [line.replace(path, "tap.conf") for line in load_config(path).warnings]
+
+    def test_admin_on_every_interface_is_warned_about(self) -> None:
+        for bind in (
+            "tcp:9090",
+            "tcp:port=9090",
+            "tcp:9090:interface=0.0.0.0",
+            "tcp6:9090",
+            r"tcp6:9090:interface=\\:\\:",
+            "haproxy:tcp:9090",
+        ):
+            self.assertEqual(
+                self.warnings(document() + f'[admin]\nbind = "{bind}"\n'),
+                [
+                    f"tap.conf: admin.bind: {bind.replace(chr(92) * 2, chr(92))!r} listens on "
+                    "every interface: whoever reaches it can read the status and drain, disable "
+                    "or reweight backends; bind 127.0.0.1 or a management address (and consider "
+                    "admin.token_file)"
+                ],
+            )
+
+    def test_admin_on_one_address_or_a_unix_socket_is_not_warned_about(self) -> None:
+        for bind in (
+            "tcp:9090:interface=127.0.0.1",
+            "tcp:9090:interface=10.0.0.5",
+            r"tcp6:9090:interface=\\:\\:1",
+            "unix:/run/clbproxy-admin.sock",
+        ):
+            self.assertEqual(self.warnings(document() + f'[admin]\nbind = "{bind}"\n'), [], bind)
+
+    def test_trusted_proxies_covering_every_address_are_warned_about(self) -> None:
+        text = document(
+            listener={"trusted_proxies": '["10.0.0.0/8", "0.0.0.0/0", "::/0", "2000::/3"]'}
+        )
+        self.assertEqual(
+            self.warnings(text),
+            [
+                f"tap.conf: listener[0].trusted_proxies: listener 'web': {cidr} trusts {span}: "
+                "any client there can claim any address in X-Forwarded-For (and is exempt from "
+                "max_connections_per_ip); list only your own proxies' addresses"
+                for cidr, span in (
+                    ("0.0.0.0/0", "every address"),
+                    ("::/0", "every address"),
+                    ("2000::/3", "a very wide range"),
+                )
+            ],
+        )
+
+    def test_private_ranges_in_trusted_proxies_are_not_warned_about(self) -> None:
+        text = document(
+            listener={"trusted_proxies": '["10.0.0.0/8", "172.16.0.0/12", "fc00::/7", "127.0.0.1"]'}
+        )
+        self.assertEqual(self.warnings(text), [])
+
+    def test_ranges_wider_than_a_slash_8_are_warned_about(self) -> None:
+        (warning,) = self.warnings(document(listener={"trusted_proxies": '["0.0.0.0/1"]'}))
+        self.assertIn("0.0.0.0/1 trusts a very wide range", warning)
+
+
 class TLSKeyProblemTests(LoaderMixin, unittest.TestCase):
     def test_tls_key_problems(self) -> None:
         https = {"protocol": '"https"'}
