@@ -12,13 +12,27 @@ the API is JSON; mistakes get 400 ``{"error": ...}``, an unknown target group or
 backend 404, a wrong method 405.  POSTs must be ``Content-Type:
 application/json`` and, when the browser sends ``Origin``, come from the admin
 page's own origin, so another web page cannot drive the API through a browser.
+
+A browser is also kept out by name: every path answers only requests whose
+``Host`` is an IP address, ``localhost`` (or ``*.localhost``) or a name in
+``[admin] allowed_hosts``; any other Host gets 403 (as webpack-dev-server, Vite
+and Jupyter answer).  A page on an attacker's domain can make its name resolve to
+this address (DNS rebinding) and so become "same-origin" with the admin site, but
+its requests still say the attacker's name in ``Host``.  No answer may be framed
+(``X-Frame-Options: DENY``, CSP ``frame-ancestors 'none'``), so no other page can
+overlay the status page's buttons.  With ``token_file``, the API and the metrics
+also need ``Authorization: Bearer TOKEN`` (401 without it); the page itself holds
+no data and asks for the token.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import os
-from typing import Any
+import re
+from typing import Any, Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -27,6 +41,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from clbproxy.balancer import DRAIN, MAINT, READY, UnknownBackend
+from clbproxy.config import AdminConfig
 from clbproxy.livestate import LiveState
 
 log = Logger()
@@ -40,6 +55,56 @@ _STATE_ACTIONS = {"drain": DRAIN, "disable": MAINT, "enable": READY}
 
 #: The runtime actions on a backend.
 ACTIONS = (*_STATE_ACTIONS, "weight")
+
+
+#: Where the status page is.
+PAGE_PATHS = ("/", "/index.html")
+
+#: Set on every answer that has no fuller policy (the page has its own, which says the same).
+NO_FRAMING = b"default-src 'none'; frame-ancestors 'none'"
+
+#: The status page's policy: inline script and style, requests to its own origin only.
+PAGE_POLICY = (
+    b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    b"connect-src 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'; "
+    b"form-action 'none'"
+)
+
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::[0-9]{1,5})?\Z")
+_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\Z")
+
+
+def host_allowed(host: Optional[str], allowed_hosts: Sequence[str] = ()) -> bool:
+    """Whether the admin site answers a request with this ``Host`` header value.
+
+    IP literals (IPv6 in brackets) and the localhost names are always fine: DNS
+    rebinding needs a name whose address the attacker controls, and browsers
+    resolve ``localhost`` and ``*.localhost`` to loopback themselves.  Any other
+    name must be in ``allowed_hosts`` (lower case, no final dot).  The port, if
+    any, does not matter; a missing, empty or malformed Host is refused.
+    """
+    match = _HOST.match(host or "")
+    if match is None:
+        return False
+    name = match.group(1)
+    if name.startswith("["):
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            return False
+        return True
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        pass
+    else:
+        return True
+    name = name.lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not _NAME.match(name) or ".." in name:
+        return False
+    return name == "localhost" or name.endswith(".localhost") or name in allowed_hosts
 
 
 class APIError(Exception):
@@ -101,37 +166,70 @@ class AdminResource(Resource):
     isLeaf = True
 
     def __init__(
-        self, live: LiveState, registry: CollectorRegistry, metrics_path: str = "/metrics"
+        self, live: Optional[LiveState], registry: CollectorRegistry, admin: AdminConfig
     ) -> None:
         super().__init__()
         self.live = live
         self.registry = registry
-        self.metrics_path = metrics_path
+        self.configure(admin)
         with open(os.path.join(STATIC, "status.html"), "rb") as page:
             self._page = page.read()
+
+    def configure(self, admin: AdminConfig) -> None:
+        """Take the settings of ``admin`` that need no new socket (on start and reload)."""
+        self.metrics_path = admin.metrics_path
+        self.allowed_hosts = frozenset(admin.allowed_hosts)
+        self._token = None if admin.token is None else admin.token.encode("ascii")
 
     def render(self, request: Request) -> bytes:
         path = urlsplit(request.uri).path.decode("latin-1")
         method = request.method.decode("latin-1")
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        request.setHeader(b"X-Frame-Options", b"DENY")
+        policy = PAGE_POLICY if path in PAGE_PATHS else NO_FRAMING
+        request.setHeader(b"Content-Security-Policy", policy)
         try:
+            self._check_host(request)
+            if self._token is not None and (
+                path == self.metrics_path or path == "/api" or path.startswith("/api/")
+            ):
+                self._check_token(request)
             return self._route(request, method, path)
         except APIError as error:
             return json_answer(request, error.status, {"error": error.message})
+
+    def _check_host(self, request: Request) -> None:
+        hosts = request.requestHeaders.getRawHeaders(b"host") or []
+        host = hosts[0].decode("latin-1") if len(hosts) == 1 else None
+        if host_allowed(host, self.allowed_hosts):
+            return
+        log.warn(
+            "admin: refused a request for Host {host!r} from {peer}; "
+            "add the name to [admin] allowed_hosts if it is yours",
+            host=host if len(hosts) < 2 else hosts,
+            peer=getattr(request.getClientAddress(), "host", None),
+        )
+        raise APIError(
+            403,
+            "this Host is not allowed here: use an IP address, localhost, "
+            "or a name in [admin] allowed_hosts",
+        )
+
+    def _check_token(self, request: Request) -> None:
+        scheme, _, given = (request.getHeader(b"authorization") or b"").partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(b" "), self._token):
+            return
+        request.setHeader(b"WWW-Authenticate", b'Bearer realm="clbproxy admin"')
+        raise APIError(401, "this API needs Authorization: Bearer <the token in token_file>")
 
     def _route(self, request: Request, method: str, path: str) -> bytes:
         if path == self.metrics_path:
             self._allow(request, method, "GET")
             request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
             return generate_latest(self.registry)
-        if path in ("/", "/index.html"):
+        if path in PAGE_PATHS:
             self._allow(request, method, "GET")
             request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-            request.setHeader(
-                b"Content-Security-Policy",
-                b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                b"connect-src 'self'; img-src data:",
-            )
             return self._page
         if path == "/api/status":
             self._allow(request, method, "GET")
@@ -188,8 +286,8 @@ class AdminResource(Resource):
             raise APIError(400, f"the body is not JSON: {error}") from None
 
 
-def admin_site(live: LiveState, registry: CollectorRegistry, metrics_path: str, reactor) -> Site:
+def admin_site(live: LiveState, registry: CollectorRegistry, admin: AdminConfig, reactor) -> Site:
     """The admin listener's site."""
-    site = Site(AdminResource(live, registry, metrics_path), reactor=reactor)
+    site = Site(AdminResource(live, registry, admin), reactor=reactor)
     site.displayTracebacks = False
     return site

@@ -52,6 +52,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import Attribute, Interface
 
 from clbproxy.admin import ACTIONS, AdminResource, APIError, json_answer
+from clbproxy.config import AdminConfig
 from clbproxy.livestate import RECENT_ERRORS
 
 log = Logger()
@@ -208,6 +209,10 @@ class _QuietClientFactory(_HTTP11ClientFactory):
 #: Seconds a worker's admin API has to answer the supervisor.
 WORKER_TIMEOUT = 2.0
 
+#: The Host of the supervisor's requests to a worker's admin API, the one name that
+#: API allows: its unix socket is private, so no browser can be rebound to it.
+WORKER_HOST = "worker"
+
 
 def ask_worker(reactor, socket_path: str, method: bytes, path: bytes, body: bytes = b""):
     """``(status, body)`` of one request to a worker's admin API (fails after a timeout)."""
@@ -216,7 +221,7 @@ def ask_worker(reactor, socket_path: str, method: bytes, path: bytes, body: byte
     agent = Agent.usingEndpointFactory(reactor, _UnixEndpoints(reactor, socket_path), pool=pool)
     headers = Headers({b"Content-Type": [b"application/json"]})
     producer = FileBodyProducer(io.BytesIO(body)) if body else None
-    d = agent.request(method, b"http://worker" + path, headers, producer)
+    d = agent.request(method, f"http://{WORKER_HOST}".encode("ascii") + path, headers, producer)
 
     def read(response):
         return readBody(response).addCallback(lambda data: (response.code, data))
@@ -261,8 +266,8 @@ class GroupAdminResource(AdminResource):
     the workers' common answer (502 when they disagree, 503 when none answers).
     """
 
-    def __init__(self, group: IProcessGroup, registry, metrics_path: str, reactor) -> None:
-        super().__init__(None, registry, metrics_path)
+    def __init__(self, group: IProcessGroup, registry, admin: AdminConfig, reactor) -> None:
+        super().__init__(None, registry, admin)
         self.group = group
         self.reactor = reactor
 
@@ -378,8 +383,8 @@ class GroupAdminResource(AdminResource):
         return NOT_DONE_YET
 
 
-def group_admin_site(group: IProcessGroup, registry, metrics_path: str, reactor) -> Site:
+def group_admin_site(group: IProcessGroup, registry, admin: AdminConfig, reactor) -> Site:
     """The supervisor's admin listener's site."""
-    site = Site(GroupAdminResource(group, registry, metrics_path, reactor), reactor=reactor)
+    site = Site(GroupAdminResource(group, registry, admin, reactor), reactor=reactor)
     site.displayTracebacks = False
     return site

@@ -278,6 +278,13 @@ class AdminConfig:
 
     bind: str = "tcp:9090:interface=127.0.0.1"
     metrics_path: str = "/metrics"
+    #: Host names (besides IP literals and localhost names) the admin site answers to:
+    #: a name not listed could be an attacker's, rebound to this address (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
+    #: A file holding the bearer token the API and metrics then require.
+    token_file: Optional[str] = None
+    #: The token read from ``token_file`` (at load, so at start and on reload).
+    token: Optional[str] = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -491,6 +498,7 @@ def load_config(path: str) -> Config:
     if problems:
         raise ConfigError(problems)
     warnings.extend(_worker_warnings(config))
+    warnings.extend(_exposure_warnings(config))
     budget = descriptors.budget_warning(
         config.path, config.max_connections, descriptors.process_descriptor_limit()
     )
@@ -510,6 +518,57 @@ def _worker_warnings(config: Config) -> list[str]:
         for group in config.target_groups
         if group.persistence is not None and group.persistence.type == "source_ip"
     ]
+
+
+#: ``trusted_proxies`` ranges wider than this (per IP version) are warned about: no
+#: operator's own proxies span more than a /8 (IPv4) or the ULA /7 (IPv6).
+_WIDEST_TRUSTED_PREFIX = {4: 8, 6: 7}
+
+
+def _exposure_warnings(config: Config) -> list[str]:
+    """Settings that work but hand control to strangers, one line each (file and key).
+
+    ``clbproxy check`` prints them and the proxy logs them at start; they are not
+    errors, as a firewall or a private network may make them safe.
+    """
+    warnings = []
+    if config.admin is not None and binds_every_interface(config.admin.bind):
+        warnings.append(
+            f"{config.path}: admin.bind: {config.admin.bind!r} listens on every interface: "
+            "whoever reaches it can read the status and drain, disable or reweight backends; "
+            "bind 127.0.0.1 or a management address (and consider admin.token_file)"
+        )
+    for index, listener in enumerate(config.listeners):
+        for cidr in listener.trusted_proxies:
+            network = ipaddress.ip_network(cidr)
+            if network.prefixlen >= _WIDEST_TRUSTED_PREFIX[network.version]:
+                continue
+            span = "every address" if network.prefixlen == 0 else "a very wide range"
+            warnings.append(
+                f"{config.path}: listener[{index}].trusted_proxies: listener "
+                f"{listener.name!r}: {cidr} trusts {span}: any client there can claim any "
+                "address in X-Forwarded-For (and is exempt from max_connections_per_ip); "
+                "list only your own proxies' addresses"
+            )
+    return warnings
+
+
+def binds_every_interface(bind: str) -> bool:
+    """Whether the server endpoint ``bind`` (already validated) listens on every address."""
+    args, kwargs = _endpoint_arguments(bind)
+    if args[:1] == ["haproxy"]:
+        args = args[1:]
+    kind = args[0] if args else ""
+    if kind not in ("tcp", "tcp6"):
+        return False
+    params = {**dict(zip(_ENDPOINT_PARAMETERS[kind], args[1:])), **kwargs}
+    interface = params.get("interface", "::" if kind == "tcp6" else "")
+    if interface == "":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_unspecified
+    except ValueError:
+        return False
 
 
 _MAX_DURATION = 365 * 86400.0
@@ -923,7 +982,7 @@ _HEADER_NAME = _COOKIE_NAME
 _STATUS_RANGE = re.compile(r"\s*([1-5][0-9][0-9])\s*(?:-\s*([1-5][0-9][0-9])\s*)?\Z")
 _DEMO_BACKEND_KEYS = ("name", "bind")
 _ACCESS_LOG_KEYS = ("path", "format")
-_ADMIN_KEYS = ("bind", "metrics_path")
+_ADMIN_KEYS = ("bind", "metrics_path", "allowed_hosts", "token_file")
 
 #: Access log formats.
 ACCESS_LOG_FORMATS = ("plain", "json")
@@ -1915,9 +1974,62 @@ def _admin(reader: _Reader, path: str, value: object) -> Optional[AdminConfig]:
                 "(not '/' or under '/api/', no query or spaces)",
             )
         fields["metrics_path"] = metrics_path
+    if "allowed_hosts" in data:
+        fields["allowed_hosts"] = _allowed_hosts(
+            reader, _key_path(path, "allowed_hosts"), data["allowed_hosts"]
+        )
+    if "token_file" in data:
+        key = _key_path(path, "token_file")
+        token_file = reader.file(key, data["token_file"])
+        if token_file is not None:
+            fields["token_file"] = token_file
+            fields["token"] = _read_token(reader, key, token_file)
     if len(reader.problems) > before:
         return None
     return AdminConfig(**fields)
+
+
+#: A name ``allowed_hosts`` may list: DNS labels (underscores tolerated), no port.
+_ALLOWED_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?\Z")
+
+#: What a bearer token may be made of (RFC 6750's b64token).
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*\Z")
+
+
+def _allowed_hosts(reader: _Reader, path: str, value: object) -> tuple[str, ...]:
+    """Host names, lower-cased and without a final dot, as the admin site compares them."""
+    names = []
+    for item_path, text in reader.strings(path, value):
+        if not _ALLOWED_HOST.match(text) or ".." in text:
+            reader.problem(
+                item_path,
+                f"{text!r} is not a host name like 'admin.example.net' (no port, no scheme)",
+            )
+            continue
+        names.append(text.lower().rstrip("."))
+    return tuple(names)
+
+
+def _read_token(reader: _Reader, path: str, token_file: str) -> Optional[str]:
+    """The bearer token in ``token_file`` (surrounding whitespace ignored)."""
+    try:
+        with open(token_file, "rb") as stream:
+            raw = stream.read(4097)
+    except OSError as error:
+        reader.problem(path, f"cannot read {token_file}: {error.strerror or error}")
+        return None
+    token = raw.decode("ascii", "replace").strip()
+    if not token:
+        reader.problem(path, f"{token_file} is empty; put the token on its first line")
+        return None
+    if len(raw) > 4096 or not _BEARER_TOKEN.match(token):
+        reader.problem(
+            path,
+            f"{token_file} must hold one token of at most 4096 letters, digits and -._~+/ "
+            "(like the output of 'openssl rand -hex 32')",
+        )
+        return None
+    return token
 
 
 def _split_host_port(text: str, original: str) -> tuple[str, Optional[str]]:

@@ -225,7 +225,7 @@ def plan_side_services(
     Returns the services to start (the caller binds them with the new listeners,
     so a port in use refuses the whole reload), the services to stop once the
     reload is committed, and a function that applies what needs no new socket
-    (a new ``metrics_path`` on the same admin ``bind``).  ``root`` has
+    (a new ``metrics_path``, ``allowed_hosts`` or token on the same admin ``bind``).  ``root`` has
     ``config``, ``room``, ``demo_services()`` and maybe a child named ``admin``.
     """
     from clbproxy.demo import demo_service
@@ -249,7 +249,7 @@ def plan_side_services(
             resource = running_admin.factory.resource
 
             def retune() -> None:
-                resource.metrics_path = after.metrics_path
+                resource.configure(after)
         else:
             admin = build_admin(after) if after is not None else None
             if admin is not None:

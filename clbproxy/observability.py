@@ -77,7 +77,7 @@ class Observability(Service):
         admin = admin if admin is not None else self.config.admin
         if admin is None:
             return None
-        site = admin_site(self.live, self.registry, admin.metrics_path, self.reactor)
+        site = admin_site(self.live, self.registry, admin, self.reactor)
         service = StreamServerEndpointService(serverFromString(self.reactor, admin.bind), site)
         service._raiseSynchronously = True
         service.setName("admin")

@@ -28,9 +28,11 @@ install fails at start instead of silently weakening verification).
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import ipaddress
 import os
+import re
 import weakref
 from typing import Callable, Iterable, Mapping, Optional
 
@@ -222,6 +224,11 @@ def inspect_certificates(
         if listener.tls is None:
             continue
         where = f"{config.path}: listener[{index}].tls: listener {listener.name!r}"
+        weak = weak_cipher_problem(listener.tls.ciphers)
+        if weak is not None:
+            problems.append(
+                f"{config.path}: listener[{index}].tls.ciphers: listener {listener.name!r}: {weak}"
+            )
         if listener.tls.self_signed and not os.path.exists(
             listener_certificates(listener.tls)[0].cert
         ):
@@ -245,6 +252,61 @@ def inspect_certificates(
         if group.tls and not group.verify:
             warnings.append(f"{where}: verify = false: backend certificates are not checked")
     return problems, warnings
+
+
+#: OpenSSL's names of the kinds of cipher a listener must never offer: no encryption,
+#: no authentication (anyone in the middle), or broken algorithms.
+WEAK_CIPHER_KINDS = ("eNULL", "aNULL", "EXPORT", "RC4", "DES", "3DES", "MD5")
+
+_SECLEVEL = re.compile(r"@SECLEVEL=([0-9]+)", re.IGNORECASE)
+
+
+def _enabled_ciphers(ciphers: str) -> list[str]:
+    """The TLS 1.2 and older ciphers OpenSSL enables for the string ``ciphers``, in order.
+
+    TLS 1.3 suites are left out: a cipher string does not choose them, and all
+    of them are sound.  An unusable string enables nothing (building the
+    listener's context reports it).
+    """
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    try:
+        context.set_cipher_list(ciphers.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError):
+        return []
+    names = SSL.Connection(context, None).get_cipher_list()
+    return [name for name in names if not name.startswith("TLS_")]
+
+
+@functools.cache
+def _weak_ciphers() -> dict[str, frozenset[str]]:
+    """Every cipher of each weak kind this OpenSSL has (kinds it lacks are empty)."""
+    return {kind: frozenset(_enabled_ciphers(f"{kind}:@SECLEVEL=0")) for kind in WEAK_CIPHER_KINDS}
+
+
+def weak_cipher_problem(ciphers: str) -> Optional[str]:
+    """Why the cipher string ``ciphers`` must be refused, or ``None`` if it is sound.
+
+    The ciphers are the ones OpenSSL itself enables for the string (aliases,
+    ``!`` and ``-`` exclusions and all), compared with the ciphers of each weak
+    kind; ``@SECLEVEL=0`` is refused as written, since it lets weak keys and
+    algorithms through whatever the list says.
+    """
+    kinds = []
+    enabled = _enabled_ciphers(ciphers)
+    for kind, weak in _weak_ciphers().items():
+        found = [name for name in enabled if name in weak]
+        if found:
+            more = f" and {len(found) - 2} more" if len(found) > 2 else ""
+            kinds.append(f"{kind} ({', '.join(found[:2])}{more})")
+    reasons = [f"it enables {', '.join(kinds)}"] if kinds else []
+    if any(int(level) < 1 for level in _SECLEVEL.findall(ciphers)):
+        reasons.append("it sets @SECLEVEL=0, which turns off OpenSSL's key and algorithm checks")
+    if not reasons:
+        return None
+    return (
+        f"{ciphers!r} is unsafe: {'; '.join(reasons)}; exclude them (append "
+        "':!aNULL:!eNULL:!MD5', no @SECLEVEL=0) or leave ciphers out for the default"
+    )
 
 
 def ensure_self_signed(directory: str, now: Optional[datetime.datetime] = None) -> bool:

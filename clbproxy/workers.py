@@ -59,7 +59,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from clbproxy.aggregate import IProcessGroup, group_admin_site
+from clbproxy.aggregate import WORKER_HOST, IProcessGroup, group_admin_site
 from clbproxy.config import AdminConfig, Config, ConfigError, load_config
 from clbproxy.demo import ChatRoom
 from clbproxy.observability import AccessLogError, check_access_logs
@@ -118,7 +118,11 @@ def worker_config(config: Config, admin_socket: str, secret: str) -> Config:
         config,
         target_groups=tuple(groups),
         demo_backends=(),
-        admin=AdminConfig(bind=f"unix:{admin_socket}:lockfile=0", metrics_path="/metrics"),
+        admin=AdminConfig(
+            bind=f"unix:{admin_socket}:lockfile=0",
+            metrics_path="/metrics",
+            allowed_hosts=(WORKER_HOST,),
+        ),
         warnings=(),
     )
 
@@ -781,7 +785,7 @@ class Supervisor(MultiService):
         return running, stopped, retune
 
     def _admin_service(self, admin: AdminConfig) -> StreamServerEndpointService:
-        site = group_admin_site(self, self.registry, admin.metrics_path, self.reactor)
+        site = group_admin_site(self, self.registry, admin, self.reactor)
         service = StreamServerEndpointService(serverFromString(self.reactor, admin.bind), site)
         service._raiseSynchronously = True
         service.setName("admin")

@@ -72,6 +72,52 @@ class CheckTests(unittest.TestCase):
             ],
         )
 
+    def test_admin_on_every_interface_is_a_warning_and_the_file_is_ok(self) -> None:
+        path = self.write(VALID + '[admin]\nbind = "tcp:9090"\n')
+        self.assertEqual(cli.main(["check", "--config", path]), 0)
+        self.assertEqual(self.stdout.getvalue(), f"{path}: ok\n")
+        self.assertEqual(
+            self.stderr.getvalue(),
+            f"warning: {path}: admin.bind: 'tcp:9090' listens on every interface: whoever "
+            "reaches it can read the status and drain, disable or reweight backends; bind "
+            "127.0.0.1 or a management address (and consider admin.token_file)\n",
+        )
+
+    def test_trusting_every_address_is_a_warning_per_range(self) -> None:
+        text = VALID.replace(
+            'bind = "tcp:8080"', 'bind = "tcp:8080"\ntrusted_proxies = ["0.0.0.0/0", "::/0"]'
+        )
+        path = self.write(text)
+        self.assertEqual(cli.main(["check", "--config", path]), 0)
+        lines = self.stderr.getvalue().splitlines()
+        self.assertEqual(
+            [line.split(" trusts ")[0] for line in lines],
+            [
+                f"warning: {path}: listener[0].trusted_proxies: listener 'web': 0.0.0.0/0",
+                f"warning: {path}: listener[0].trusted_proxies: listener 'web': ::/0",
+            ],
+        )
+
+    def test_weak_ciphers_are_an_error_naming_listener_and_key(self) -> None:
+        state = os.path.abspath(self.mktemp())
+        text = VALID.replace(
+            'bind = "tcp:8080"',
+            'bind = "tcp:8443"\nprotocol = "https"\n'
+            f'tls = {{ self_signed = true, state_directory = "{state}", '
+            'ciphers = "ALL:eNULL:@SECLEVEL=0" }',
+        )
+        path = self.write(text)
+        self.assertEqual(cli.main(["check", "--config", path]), 1)
+        self.assertEqual(self.stdout.getvalue(), "")
+        (line,) = self.stderr.getvalue().splitlines()
+        self.assertTrue(
+            line.startswith(
+                f"{path}: listener[0].tls.ciphers: listener 'web': 'ALL:eNULL:@SECLEVEL=0' "
+                "is unsafe: it enables eNULL ("
+            ),
+            line,
+        )
+
     def test_missing_config_file_exits_1(self) -> None:
         path = self.mktemp()
         self.assertEqual(cli.main(["check", "--config", path]), 1)

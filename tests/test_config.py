@@ -1804,6 +1804,178 @@ class ObservabilityConfigTests(LoaderMixin, unittest.TestCase):
         self.assertEqual(problems, ["tap.conf: admin: expected a table, got a string"])
 
 
+class AdminAccessConfigTests(LoaderMixin, unittest.TestCase):
+    """``[admin] allowed_hosts`` and ``token_file``: who may use the admin listener."""
+
+    def token_file(self, content: bytes) -> str:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "wb") as stream:
+            stream.write(content)
+        return path
+
+    def test_allowed_hosts_are_kept_lower_case_without_a_final_dot(self) -> None:
+        config = self.load(
+            document() + '[admin]\nallowed_hosts = ["Admin.Example.NET", "lb-1.internal."]\n'
+        )
+        self.assertEqual(config.admin.allowed_hosts, ("admin.example.net", "lb-1.internal"))
+
+    def test_the_token_is_read_from_token_file_without_surrounding_whitespace(self) -> None:
+        path = self.token_file(b"  0123abcdef-._~+/==\n")
+        config = self.load(document() + f'[admin]\ntoken_file = "{path}"\n')
+        self.assertEqual(config.admin.token_file, path)
+        self.assertEqual(config.admin.token, "0123abcdef-._~+/==")
+
+    def test_a_relative_token_file_is_relative_to_the_config_file(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        with open(os.path.join(directory, "admin.token"), "w") as stream:
+            stream.write("t0ken\n")
+        config_path = os.path.join(directory, "tap.conf")
+        with open(config_path, "w") as stream:
+            stream.write(document() + '[admin]\ntoken_file = "admin.token"\n')
+        self.assertEqual(load_config(config_path).admin.token, "t0ken")
+
+    def test_the_token_is_not_shown_in_the_config_repr(self) -> None:
+        path = self.token_file(b"very-secret\n")
+        config = self.load(document() + f'[admin]\ntoken_file = "{path}"\n')
+        self.assertNotIn("very-secret", repr(config))
+        self.assertIn(path, repr(config))
+
+    def test_without_token_file_there_is_no_token(self) -> None:
+        self.assertIsNone(self.load(document() + "[admin]\n").admin.token)
+
+    def test_admin_access_problems_name_the_key(self) -> None:
+        missing = os.path.abspath(os.path.join(self.mktemp(), "none"))
+        empty = self.token_file(b"")
+        blank = self.token_file(b" \n\n")
+        two = self.token_file(b"one two\n")
+        binary = self.token_file(b"t\xc3\xb6ken")
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        cases = {
+            "host with port": (
+                'allowed_hosts = ["admin.example.net:8443"]',
+                "admin.allowed_hosts[0]: 'admin.example.net:8443' is not a host name like "
+                "'admin.example.net' (no port, no scheme)",
+            ),
+            "url": (
+                'allowed_hosts = ["https://admin.example.net"]',
+                "admin.allowed_hosts[0]: 'https://admin.example.net' is not a host name like "
+                "'admin.example.net' (no port, no scheme)",
+            ),
+            "empty host": (
+                'allowed_hosts = [""]',
+                "admin.allowed_hosts[0]: '' is not a host name like "
+                "'admin.example.net' (no port, no scheme)",
+            ),
+            "not a list": (
+                'allowed_hosts = "admin.example.net"',
+                "admin.allowed_hosts: expected an array of strings, got a string",
+            ),
+            "missing token file": (
+                f'token_file = "{missing}"',
+                f"admin.token_file: cannot read {missing}: No such file or directory",
+            ),
+            "a directory": (
+                f'token_file = "{directory}"',
+                f"admin.token_file: cannot read {directory}: Is a directory",
+            ),
+            "empty token file": (
+                f'token_file = "{empty}"',
+                f"admin.token_file: {empty} is empty; put the token on its first line",
+            ),
+            "blank token file": (
+                f'token_file = "{blank}"',
+                f"admin.token_file: {blank} is empty; put the token on its first line",
+            ),
+            "empty token file name": ('token_file = ""', "admin.token_file: must not be empty"),
+        }
+        for name, path in (("two words", two), ("not ascii", binary)):
+            cases[name] = (
+                f'token_file = "{path}"',
+                f"admin.token_file: {path} must hold one token of at most 4096 letters, digits "
+                "and -._~+/ (like the output of 'openssl rand -hex 32')",
+            )
+        found = self.problem_table(
+            {name: document() + f"[admin]\n{text}\n" for name, (text, _) in cases.items()}
+        )
+        self.assertEqual(found, {name: [f"tap.conf: {line}"] for name, (_, line) in cases.items()})
+
+    def test_an_unreadable_token_file_is_a_problem(self) -> None:
+        if os.geteuid() == 0:
+            raise unittest.SkipTest("root reads any file")
+        path = self.token_file(b"t0ken\n")
+        os.chmod(path, 0)
+        self.assertEqual(
+            self.problems(document() + f'[admin]\ntoken_file = "{path}"\n'),
+            [f"tap.conf: admin.token_file: cannot read {path}: Permission denied"],
+        )
+
+
+class ExposureWarningTests(LoaderMixin, unittest.TestCase):
+    """Settings that hand control to strangers: loaded, but warned about (file and key)."""
+
+    def warnings(self, text: str) -> list[str]:
+        path = self.write(text)
+        return [line.replace(path, "tap.conf") for line in load_config(path).warnings]
+
+    def test_admin_on_every_interface_is_warned_about(self) -> None:
+        for bind in (
+            "tcp:9090",
+            "tcp:port=9090",
+            "tcp:9090:interface=0.0.0.0",
+            "tcp6:9090",
+            r"tcp6:9090:interface=\\:\\:",
+            "haproxy:tcp:9090",
+        ):
+            self.assertEqual(
+                self.warnings(document() + f'[admin]\nbind = "{bind}"\n'),
+                [
+                    f"tap.conf: admin.bind: {bind.replace(chr(92) * 2, chr(92))!r} listens on "
+                    "every interface: whoever reaches it can read the status and drain, disable "
+                    "or reweight backends; bind 127.0.0.1 or a management address (and consider "
+                    "admin.token_file)"
+                ],
+            )
+
+    def test_admin_on_one_address_or_a_unix_socket_is_not_warned_about(self) -> None:
+        for bind in (
+            "tcp:9090:interface=127.0.0.1",
+            "tcp:9090:interface=10.0.0.5",
+            r"tcp6:9090:interface=\\:\\:1",
+            "unix:/run/clbproxy-admin.sock",
+        ):
+            self.assertEqual(self.warnings(document() + f'[admin]\nbind = "{bind}"\n'), [], bind)
+
+    def test_trusted_proxies_covering_every_address_are_warned_about(self) -> None:
+        text = document(
+            listener={"trusted_proxies": '["10.0.0.0/8", "0.0.0.0/0", "::/0", "2000::/3"]'}
+        )
+        self.assertEqual(
+            self.warnings(text),
+            [
+                f"tap.conf: listener[0].trusted_proxies: listener 'web': {cidr} trusts {span}: "
+                "any client there can claim any address in X-Forwarded-For (and is exempt from "
+                "max_connections_per_ip); list only your own proxies' addresses"
+                for cidr, span in (
+                    ("0.0.0.0/0", "every address"),
+                    ("::/0", "every address"),
+                    ("2000::/3", "a very wide range"),
+                )
+            ],
+        )
+
+    def test_private_ranges_in_trusted_proxies_are_not_warned_about(self) -> None:
+        text = document(
+            listener={"trusted_proxies": '["10.0.0.0/8", "172.16.0.0/12", "fc00::/7", "127.0.0.1"]'}
+        )
+        self.assertEqual(self.warnings(text), [])
+
+    def test_ranges_wider_than_a_slash_8_are_warned_about(self) -> None:
+        (warning,) = self.warnings(document(listener={"trusted_proxies": '["0.0.0.0/1"]'}))
+        self.assertIn("0.0.0.0/1 trusts a very wide range", warning)
+
+
 class TLSKeyProblemTests(LoaderMixin, unittest.TestCase):
     def test_tls_key_problems(self) -> None:
         https = {"protocol": '"https"'}

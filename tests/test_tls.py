@@ -20,6 +20,7 @@ from clbproxy.tls import (
     load_certificate,
     refusing_context,
     server_context,
+    weak_cipher_problem,
 )
 from tests.tlsfixtures import certificate_files, expired, write
 
@@ -202,6 +203,82 @@ class CertificateProblemTests(unittest.TestCase):
         with self.assertRaises(ConfigError) as raised:
             load_config(path)
         self.assertIn("ciphers: no usable cipher in 'NOPE-CIPHER'", raised.exception.problems[0])
+
+
+class WeakCipherTests(unittest.TestCase):
+    """A cipher string that lets OpenSSL negotiate weak ciphers refuses the config."""
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        good = certificate_files(self.dir, trustme.CA(), "a.example.com")
+        self.entry = f'{{ cert = "{good.cert}", key = "{good.key}" }}'
+
+    def problems(self, ciphers: str) -> list[str]:
+        text = HTTPS_LISTENER.format(certificates=self.entry).replace(
+            "[listener.tls]", f'[listener.tls]\n  ciphers = "{ciphers}"'
+        )
+        path = write(self.dir, "tap.conf", text.encode())
+        try:
+            load_config(path)
+        except ConfigError as error:
+            return [line.replace(path, "tap.conf") for line in error.problems]
+        return []
+
+    def test_null_and_anonymous_ciphers_with_seclevel_0_are_one_problem_line(self):
+        (problem,) = self.problems("ALL:eNULL:@SECLEVEL=0")
+        self.assertTrue(
+            problem.startswith(
+                "tap.conf: listener[0].tls.ciphers: listener 'secure': "
+                "'ALL:eNULL:@SECLEVEL=0' is unsafe: it enables eNULL ("
+            ),
+            problem,
+        )
+        for part in ("aNULL (ADH-", "MD5 (NULL-MD5)", "it sets @SECLEVEL=0"):
+            self.assertIn(part, problem)
+        self.assertTrue(problem.endswith("or leave ciphers out for the default"), problem)
+
+    def test_each_weak_kind_is_refused(self):
+        cases = {
+            "ECDHE-RSA-AES128-GCM-SHA256:eNULL": "eNULL (",
+            "NULL-SHA256": "eNULL (NULL-SHA256)",
+            "HIGH": "aNULL (ADH-",
+            "ECDHE-RSA-AES128-GCM-SHA256:ADH-AES128-SHA": "aNULL (ADH-AES128-SHA)",
+            "ECDHE-RSA-AES128-GCM-SHA256:AECDH-AES128-SHA": "aNULL (AECDH-AES128-SHA)",
+            "NULL-MD5": "MD5 (NULL-MD5)",
+            "DEFAULT:@SECLEVEL=0": "it sets @SECLEVEL=0",
+            "HIGH:!aNULL:@SECLEVEL=0": "it sets @SECLEVEL=0",
+        }
+        for ciphers, reason in cases.items():
+            (problem,) = self.problems(ciphers)
+            self.assertIn(reason, problem, ciphers)
+
+    def test_strings_whose_weak_ciphers_openssl_removes_are_accepted(self):
+        """OpenSSL decides, not the text: ``!``/``-`` exclusions and aliases count."""
+        for ciphers in (
+            "HIGH:!aNULL:!MD5",
+            "ALL:!aNULL:!eNULL",
+            "DEFAULT:NULL-SHA256:-NULL-SHA256",
+            "DEFAULT:eNULL",  # DEFAULT holds !eNULL, which nothing after it can undo
+            "DEFAULT:@SECLEVEL=1",
+            "DEFAULT:@SECLEVEL=2",
+            "ECDHE-RSA-AES128-GCM-SHA256",
+        ):
+            self.assertEqual(self.problems(ciphers), [], ciphers)
+
+    def test_the_default_cipher_list_is_sound(self):
+        self.assertIsNone(weak_cipher_problem(TLSConfig().ciphers))
+
+    def test_a_self_signed_listener_not_generated_yet_is_checked_too(self):
+        text = HTTPS_LISTENER.replace(
+            "certificates = [{certificates}]",
+            f'self_signed = true\n  state_directory = "{self.dir}/state"\n  ciphers = "aNULL"',
+        )
+        path = write(self.dir, "tap.conf", text.encode())
+        with self.assertRaises(ConfigError) as raised:
+            load_config(path)
+        (problem,) = raised.exception.problems
+        self.assertIn("listener[0].tls.ciphers: listener 'secure': 'aNULL' is unsafe", problem)
 
 
 class SelfSignedTests(unittest.TestCase):
