@@ -65,9 +65,11 @@ from clbproxy.errors import negotiated_error
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
     TrustedProxies,
+    client_header_passes,
     forwarded_headers,
     hop_by_hop_names,
     is_hop_by_hop,
+    untrusted_headers,
 )
 from clbproxy.httpserver import BodyTooLarge, ClientBodyLost, RequestBody, origin_form
 from clbproxy.tls import BackendConnector, client_certificate_headers
@@ -259,12 +261,16 @@ def backend_request_headers(
     trusted: TrustedProxies,
     rule: Optional[RuleConfig] = None,
     via: bool = False,
+    underscores: bool = False,
 ) -> Headers:
     """The headers a backend receives for ``request``.
 
     End-to-end headers are copied with duplicates and the client's Host kept;
-    hop-by-hop headers (and those ``Connection`` names) and client-sent
-    forwarding headers are dropped, then the proxy's forwarding headers added
+    hop-by-hop headers (and those ``Connection`` names), client-sent
+    forwarding headers, an untrusted peer's ``Forwarded`` and names with an
+    underscore (see :func:`clbproxy.forwarding.client_header_passes`;
+    ``underscores`` is the listener's ``underscores_in_headers``) are dropped,
+    then the proxy's forwarding headers added
     (X-Forwarded-Port is the listener's port), then the rule's header changes
     applied, then ``Via`` when asked for.
 
@@ -275,10 +281,12 @@ def backend_request_headers(
     """
     client = request.requestHeaders
     drop, add = header_changes(rule, [])
+    peer = getattr(request.getClientAddress(), "host", None) or "unknown"
     skip = (
         hop_by_hop_names(_texts(client.getRawHeaders(b"connection")))
         | FORWARDING_HEADERS
         | _REQUEST_ONLY_HEADERS
+        | untrusted_headers(peer, trusted)
         | drop
     )
     headers = Headers()
@@ -290,11 +298,10 @@ def backend_request_headers(
         if announced is not None:
             headers.setRawHeaders(b"Trailer", [announced])
     for name, values in client.getAllRawHeaders():
-        if not _dropped(name, skip):
+        if client_header_passes(name.decode("latin-1"), skip, underscores=underscores, ours=drop):
             headers.setRawHeaders(name, list(values))
     for name, value in client_certificate_headers(request.channel.transport):
         headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
-    peer = getattr(request.getClientAddress(), "host", None) or "unknown"
     for name, value in forwarded_headers(
         peer_ip=peer,
         scheme=scheme,
@@ -489,6 +496,7 @@ class _Exchange:
             trusted=self._forwarder.trusted,
             rule=self._rule,
             via=self._forwarder.via,
+            underscores=self._forwarder.underscores,
         )
         self._info = request_info(self._request, target)
         backend = self._group.pick(self._info, exclude=self._tried)
@@ -739,9 +747,12 @@ class HTTPForwarder:
         agent_factory: Optional[AgentFactory] = None,
         via: bool = False,
         connector: Optional[BackendConnector] = None,
+        underscores: bool = False,
     ) -> None:
         self.reactor = reactor
         self.via = via
+        #: The listener's ``underscores_in_headers``.
+        self.underscores = underscores
         self.scheme = scheme
         self.trusted = trusted
         if agent_factory is None:

@@ -273,6 +273,7 @@ class ListenerService(StreamServerEndpointService):
         self.relay.setProtocolOptions(maxMessagePayloadSize=listener.max_message_size)
         self._forwarder.trusted = settings.trusted
         self._forwarder.via = listener.via
+        self._forwarder.underscores = listener.underscores_in_headers
         self._forwarder.scheme = settings.scheme
         self._forwarder.keep_groups(groups)
         if listener.tls is None:
@@ -347,6 +348,7 @@ def listener_service(
         trusted=settings.trusted,
         via=listener.via,
         connector=connector,
+        underscores=listener.underscores_in_headers,
     )
     relay = RelayServerFactory(settings, reactor, connector=connector.endpoint)
     relay.stats = stats

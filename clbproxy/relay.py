@@ -66,10 +66,12 @@ from clbproxy.fastpath import send_now, socket_under, start_fast_path
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
     TrustedProxies,
+    client_header_passes,
     forwarded_headers,
     hop_by_hop_names,
     is_hop_by_hop,
     real_client_ip,
+    untrusted_headers,
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.httpproxy import VIA, origin_form
@@ -861,17 +863,21 @@ class RelaySession(Lease):
     def _backend_request(self, backend: BackendConfig) -> ConnectingRequest:
         front = self.front
         headers = front.http_headers
-        hop = hop_by_hop_names([headers.get("connection", "")])
         drop, add = header_changes(self.rule, [])
+        peer_ip = _peer_ip(front.transport)
+        skip = (
+            hop_by_hop_names([headers.get("connection", "")])
+            | _HANDSHAKE_REQUEST_HEADERS
+            | FORWARDING_HEADERS
+            | untrusted_headers(peer_ip, self.settings.trusted)
+            | drop
+        )
+        underscores = self.settings.listener.underscores_in_headers
         extra: dict[str, str] = {}
         for name, value in headers.items():
-            if name in _HANDSHAKE_REQUEST_HEADERS or name in FORWARDING_HEADERS:
-                continue
-            if is_hop_by_hop(name, hop) or name in drop:
-                continue
-            extra[name] = value
+            if client_header_passes(name, skip, underscores=underscores, ours=drop):
+                extra[name] = value
         extra.update(add)
-        peer_ip = _peer_ip(front.transport)
         for name, value in forwarded_headers(
             peer_ip=peer_ip,
             scheme=self.settings.scheme,
