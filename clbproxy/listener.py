@@ -34,7 +34,7 @@ from clbproxy.limits import (
     LimitStats,
     Refusal,
 )
-from clbproxy.redirect import RedirectToHTTPS
+from clbproxy.redirect import RedirectToHTTPS, local_host, redirect_host
 from clbproxy.relay import RelayServerFactory, RelaySettings, request_target
 from clbproxy.routing import BadPath
 from clbproxy.tls import (
@@ -144,7 +144,7 @@ class ListenerResource(Resource):
                 rule,
                 method=request.method,
                 scheme=forwarder.scheme,
-                host=host_text or "",
+                host=redirect_host(host_text, local_host(request), keep_port=True),
                 request_uri=target,
             )
             request.setResponseCode(status)
