@@ -351,6 +351,8 @@ def copy_response_headers(response: IResponse, request: Request) -> None:
     """
     request.setResponseCode(response.code, response.phrase)
     request.defaultContentType = None
+    # The backend's own Server header, or none: not the proxy's.
+    request.responseHeaders.removeHeader(b"server")
     backend = response.headers
     hop = response_hop_by_hop(response)
     for name, values in backend.getAllRawHeaders():

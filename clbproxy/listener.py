@@ -47,6 +47,14 @@ from clbproxy.tls import (
 
 log = Logger()
 
+#: Methods a ``405`` lists in ``Allow``: the proxy forwards any method but ``TRACE``
+#: (and ``CONNECT``, see :func:`clbproxy.httpserver.request_line_problem`).
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+#: TRACE would echo a request's headers (cookies, credentials the proxy adds)
+#: back to whoever sent it; nginx answers 405 as well.
+TRACE_REFUSED = Refusal(405, "TRACE is not allowed", "trace", (("Allow", ALLOWED_METHODS),))
+
 
 def is_websocket_upgrade(request: Request) -> bool:
     """True when the request asks to switch to WebSocket (``Upgrade: websocket``)."""
@@ -81,6 +89,9 @@ class ListenerResource(Resource):
 
     def render(self, request: Request):
         settings: RelaySettings = self._relay.settings
+        if request.method == b"TRACE":
+            self._record(request, settings, None)
+            return self._refuse(request, TRACE_REFUSED)
         upgrade = is_websocket_upgrade(request)
         if upgrade and request.clientproto != b"HTTP/1.1":
             self._record(request, settings, None)

@@ -14,9 +14,10 @@ from __future__ import annotations
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from clbproxy.config import RuleConfig
+from clbproxy.config import FixedResponseConfig, RedirectConfig, RuleConfig
 from tests.integration.support import Listening, raw_request
 
 #: Underscore spellings of every header the proxy sets itself.
@@ -50,7 +51,7 @@ class _Recorder(Protocol):
             return
         self._answered = True
         self.factory.heads.append(self._data[:end].decode("latin-1"))
-        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        self.transport.write(self.factory.answer)
         self.transport.loseConnection()
 
 
@@ -74,10 +75,12 @@ class _HeaderNamesBase(TestCase):
     timeout = 30
     listener: dict = {}
     upgrade = False
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
     async def setUp(self) -> None:
         factory = Factory.forProtocol(_Recorder)
         factory.heads = []
+        factory.answer = self.answer
         self.heads = factory.heads
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
         self.addCleanup(port.stopListening)
@@ -245,3 +248,120 @@ class TrustedForwardedHTTPTests(_TrustedForwardedCases, _HeaderNamesBase):
 
 class TrustedForwardedUpgradeTests(_TrustedForwardedCases, _HeaderNamesBase):
     upgrade = True
+
+
+def response_head(response: bytes) -> tuple[int, list[tuple[str, str]]]:
+    """The status and headers of the first response in ``response``."""
+    lines = response.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    return status, [(k, v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])]
+
+
+def values(headers: list[tuple[str, str]], name: str) -> list[str]:
+    return [value for key, value in headers if key.lower() == name.lower()]
+
+
+def get(target: bytes = b"/", method: bytes = b"GET", extra: bytes = b"") -> bytes:
+    """A request for ``target`` that closes its connection (or ``extra`` says how)."""
+    connection = extra or b"Connection: close\r\n"
+    return method + b" " + target + b" HTTP/1.1\r\nHost: a.test\r\n" + connection + b"\r\n"
+
+
+_UPGRADE_HEADERS = b"Connection: Upgrade\r\n" + _UPGRADE
+
+
+class TraceTests(_HeaderNamesBase):
+    """F12 (e): TRACE is answered 405 with ``Allow`` by the proxy, never forwarded."""
+
+    listener = {
+        "rules": (
+            RuleConfig(fixed_response=FixedResponseConfig(200, "fixed"), path="/fixed"),
+            RuleConfig(target_group="pool", path="/"),
+        )
+    }
+
+    async def test_trace_is_405_with_allow_and_never_reaches_the_backend(self) -> None:
+        requests = [
+            get(method=b"TRACE"),
+            b"TRACE /p?q HTTP/1.0\r\nHost: a.test\r\nCookie: s=1\r\n\r\n",
+            get(b"http://a.test/p", method=b"TRACE"),
+            get(b"/fixed", method=b"TRACE"),
+            get(b"/p", method=b"TRACE", extra=_UPGRADE_HEADERS),
+        ]
+        answers = []
+        for request in requests:
+            status, headers = response_head(await raw_request(self.port, request))
+            answers.append((status, values(headers, "Allow")))
+        allow = ["GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"]
+        self.assertEqual(answers, [(405, allow)] * len(requests))
+        self.assertEqual(self.heads, [])
+
+    async def test_a_trace_refusal_is_logged_and_access_logged(self) -> None:
+        events: list = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        await raw_request(self.port, get(b"/t", method=b"TRACE"))
+        self.assertIn(
+            "127.0.0.1 TRACE /t: 405 TRACE is not allowed", [formatEvent(e) for e in events]
+        )
+        access = [e for e in events if e.get("log_namespace") == "clbproxy.access"]
+        self.assertEqual(
+            [(e["method"], e["path"], e["status"]) for e in access], [("TRACE", "/t", 405)]
+        )
+
+    async def test_other_methods_still_reach_the_backend(self) -> None:
+        for method in (b"GET", b"PURGE", b"trace"):
+            response = await raw_request(self.port, get(method=method))
+            self.assertEqual(response_head(response)[0], 200, method)
+        self.assertEqual(len(self.heads), 3)
+
+
+class ServerHeaderTests(_HeaderNamesBase):
+    """F12 (d): the proxy's own answers say ``Server: clbproxy``; a backend's are its own."""
+
+    listener = {
+        "rules": (
+            RuleConfig(fixed_response=FixedResponseConfig(200, "fixed"), path="/fixed"),
+            RuleConfig(redirect=RedirectConfig("https://$host$request_uri"), path="/moved"),
+            RuleConfig(target_group="pool", path="/"),
+        )
+    }
+
+    async def server_of(self, request: bytes) -> list[str]:
+        return values(response_head(await raw_request(self.port, request))[1], "Server")
+
+    async def test_the_proxys_own_answers_say_clbproxy(self) -> None:
+        requests = [
+            get(b"/fixed"),
+            get(b"/moved"),
+            get(method=b"TRACE"),
+            get(b"*", method=b"OPTIONS"),
+            get(b"/fixed", extra=_UPGRADE_HEADERS),
+        ]
+        servers = [await self.server_of(request) for request in requests]
+        self.assertEqual(servers, [["clbproxy"]] * len(requests))
+
+    async def test_no_answer_names_twisted(self) -> None:
+        requests = [
+            get(b"/fixed"),
+            get(),
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+            get(extra=_UPGRADE_HEADERS),
+        ]
+        for request in requests:
+            response = await raw_request(self.port, request)
+            self.assertNotIn(b"Twisted", response.split(b"\r\n\r\n")[0], request)
+
+    async def test_a_backend_answer_without_server_has_none(self) -> None:
+        self.assertEqual(await self.server_of(get()), [])
+
+
+class BackendServerHeaderTests(_HeaderNamesBase):
+    answer = (
+        b"HTTP/1.1 200 OK\r\nServer: nginx/1.2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    )
+
+    async def test_a_backends_server_header_is_relayed_unchanged(self) -> None:
+        for request in (get(), get(extra=_UPGRADE_HEADERS)):
+            response = await raw_request(self.port, request)
+            self.assertEqual(values(response_head(response)[1], "Server"), ["nginx/1.2"])
