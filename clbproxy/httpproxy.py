@@ -45,7 +45,7 @@ from twisted.web.client import (
     ResponseFailed,
     _HTTP11ClientFactory,
 )
-from twisted.web.http import PotentialDataLoss
+from twisted.web.http import PotentialDataLoss, _MalformedChunkedDataError
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import (
     UNKNOWN_LENGTH,
@@ -480,6 +480,8 @@ class _Exchange:
         self._committed = False
         #: The client's response was finished or its connection aborted by us.
         self._done = False
+        #: The client's response headers before the backend's were put on it.
+        self._own_headers: Optional[Headers] = None
         self._client_gone = False
         self._record = record if record is not None else RequestRecord()
         self._record.group = group.name
@@ -618,6 +620,7 @@ class _Exchange:
         self._response = response
         if not self._client_gone:
             self._committed = True
+            self._own_headers = self._request.responseHeaders.copy()
             copy_response_headers(response, self._request)
             for name, value in self._group.persistence_headers(self._info, backend):
                 self._request.responseHeaders.addRawHeader(name, value)
@@ -651,9 +654,22 @@ class _Exchange:
             self._done = True
             self._pass_trailers()
             self._request.finish()
+        elif self._unsent_malformed(reason):
+            self._log_failure(self._backend, describe_failure(reason), "answered 502")
+            self._request.setResponseCode(200)
+            self._request.responseHeaders = self._own_headers
+            self._error(502, "the backend's response is malformed")
         else:
             self._log_failure(self._backend, describe_failure(reason), "client connection aborted")
             self._abort_client()
+
+    def _unsent_malformed(self, reason: Failure) -> bool:
+        """A backend response with broken chunked framing, nothing of it sent yet (502)."""
+        return (
+            not self._request.startedWriting
+            and self._own_headers is not None
+            and _caused_by(reason, _MalformedChunkedDataError)
+        )
 
     def _pass_trailers(self) -> None:
         """Give the client's response the backend's trailers (written if it is chunked)."""

@@ -575,7 +575,9 @@ class RelayClientProtocol(_Relaying, WebSocketClientProtocol):
         reader = self._refusal_reader
         reader.feed(self.data)
         self.data = b""
-        if reader.done:
+        if reader.malformed is not None:
+            self._bad_answer(f"malformed chunked body: {reader.malformed}")
+        elif reader.done:
             self.session.backend_refused(reader)
             self.dropConnection(abort=True)
         return None

@@ -39,7 +39,10 @@ _UPGRADE = (
 
 
 class _Recorder(Protocol):
-    """Keeps the request head it receives and answers a small 200, then closes."""
+    """Keeps the request head it receives and answers ``factory.answer``, then closes.
+
+    A tuple answer is written in two parts, 0.3 s apart.
+    """
 
     def connectionMade(self) -> None:
         self._data = b""
@@ -51,7 +54,15 @@ class _Recorder(Protocol):
             return
         self._answered = True
         self.factory.heads.append(self._data[:end].decode("latin-1"))
-        self.transport.write(self.factory.answer)
+        answer = self.factory.answer
+        if isinstance(answer, tuple):  # the first part now, the rest a moment later
+            self.transport.write(answer[0])
+            reactor.callLater(0.3, self._end, answer[1])
+        else:
+            self._end(answer)
+
+    def _end(self, data: bytes) -> None:
+        self.transport.write(data)
         self.transport.loseConnection()
 
 
@@ -81,6 +92,7 @@ class _HeaderNamesBase(TestCase):
         factory = Factory.forProtocol(_Recorder)
         factory.heads = []
         factory.answer = self.answer
+        self.backend = factory
         self.heads = factory.heads
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
         self.addCleanup(port.stopListening)
@@ -365,3 +377,57 @@ class BackendServerHeaderTests(_HeaderNamesBase):
         for request in (get(), get(extra=_UPGRADE_HEADERS)):
             response = await raw_request(self.port, request)
             self.assertEqual(values(response_head(response)[1], "Server"), ["nginx/1.2"])
+
+
+#: Chunk size lines ``int(x, 16)`` would take: RFC 9112 allows only 1*HEXDIG.
+BAD_CHUNK_SIZES = (b"-1", b"0x1", b"1_0", b" 1", b"+1", b"1 ", b"0" * 17 + b"1", b"1\x00")
+
+
+def chunked_answer(status: bytes, body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n" + body
+    )
+
+
+class BackendChunkSizeTests(_HeaderNamesBase):
+    """F12 (f): a backend's chunked body is held to RFC 9112: anything else is a 502."""
+
+    async def answer_to(self, request: bytes, body: bytes, later: bytes = b"") -> bytes:
+        answer = chunked_answer(b"403 Forbidden", body)
+        self.backend.answer = (answer, later) if later else answer
+        return await raw_request(self.port, request)
+
+    async def test_a_malformed_chunk_size_in_a_handshake_refusal_is_502(self) -> None:
+        statuses = []
+        for size in BAD_CHUNK_SIZES:
+            response = await self.answer_to(
+                get(extra=_UPGRADE_HEADERS), size + b"\r\nx\r\n0\r\n\r\n"
+            )
+            statuses.append((size, response_head(response)[0]))
+        self.assertEqual(statuses, [(size, 502) for size in BAD_CHUNK_SIZES])
+
+    async def test_chunk_data_without_its_crlf_in_a_handshake_refusal_is_502(self) -> None:
+        response = await self.answer_to(get(extra=_UPGRADE_HEADERS), b"1\r\nxyz\r\n0\r\n\r\n")
+        self.assertEqual(response_head(response)[0], 502)
+
+    async def test_a_well_formed_chunked_refusal_is_passed_on(self) -> None:
+        response = await self.answer_to(
+            get(extra=_UPGRADE_HEADERS), b"A;name=value\r\n0123456789\r\n0\r\n\r\n"
+        )
+        self.assertEqual(response_head(response)[0], 403)
+        self.assertTrue(response.endswith(b"\r\n\r\n0123456789"), response)
+
+    async def test_a_malformed_chunk_size_in_an_http_response_is_502(self) -> None:
+        statuses = []
+        # Twisted's client reads the sizes (it takes leading zeros past 16 digits).
+        sizes = [size for size in BAD_CHUNK_SIZES if not size.startswith(b"0")]
+        for size in sizes:
+            response = await self.answer_to(get(), size + b"\r\nx\r\n0\r\n\r\n")
+            statuses.append((size, response_head(response)[0] if response else None))
+        self.assertEqual(statuses, [(size, 502) for size in sizes])
+
+    async def test_a_malformed_chunk_after_data_was_sent_aborts_the_client(self) -> None:
+        response = await self.answer_to(get(), b"5\r\nhello\r\n", b"-1\r\nx\r\n0\r\n\r\n")
+        self.assertTrue(response.startswith(b"HTTP/1.1 403 "), response)
+        self.assertTrue(response.endswith(b"hello\r\n"), response)
