@@ -57,6 +57,7 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from clbproxy.errors import negotiated_error, raw_response
+from clbproxy.logtext import printable
 from clbproxy.trailers import (
     Field,
     TrailerError,
@@ -555,7 +556,7 @@ class ProxyChannel(HTTPChannel):
             log.info(
                 "Closed the connection from {peer} during a response: {detail}",
                 peer=getattr(self.transport.getPeer(), "host", None),
-                detail=detail,
+                detail=printable(detail),
             )
             self.transport.abortConnection()
             return
@@ -568,7 +569,7 @@ class ProxyChannel(HTTPChannel):
             "Rejected a request from {peer} with {status}: {detail}",
             peer=getattr(self.transport.getPeer(), "host", None),
             status=status,
-            detail=detail,
+            detail=printable(detail),
         )
         self.transport.write(raw_response(status, [("Content-Type", content_type)], body))
         self.transport.loseConnection()

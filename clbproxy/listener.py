@@ -34,6 +34,7 @@ from clbproxy.limits import (
     LimitStats,
     Refusal,
 )
+from clbproxy.logtext import printable
 from clbproxy.redirect import RedirectToHTTPS, local_host, redirect_host
 from clbproxy.relay import RelayServerFactory, RelaySettings, request_target
 from clbproxy.routing import BadPath
@@ -113,9 +114,9 @@ class ListenerResource(Resource):
             log.info(
                 "{client} {method} {path}: 400 {detail}",
                 client=getattr(request.getClientAddress(), "host", "-"),
-                method=request.method.decode("latin-1"),
-                path=request.uri.decode("latin-1"),
-                detail=str(e),
+                method=printable(request.method.decode("latin-1")),
+                path=printable(request.uri.decode("latin-1")),
+                detail=printable(str(e)),
             )
             if upgrade:
                 request.setHeader(b"Connection", b"close")
@@ -168,10 +169,10 @@ class ListenerResource(Resource):
         log.info(
             "{client} {method} {path}: {status} {detail}",
             client=getattr(request.getClientAddress(), "host", "-"),
-            method=request.method.decode("latin-1"),
-            path=request.uri.decode("latin-1"),
+            method=printable(request.method.decode("latin-1")),
+            path=printable(request.uri.decode("latin-1")),
             status=refusal.status,
-            detail=refusal.detail,
+            detail=printable(refusal.detail),
         )
         body = render_error(request, refusal.status, refusal.detail)
         request.setResponseCode(refusal.status, reason_phrase(refusal.status).encode("ascii"))

@@ -75,6 +75,7 @@ from clbproxy.forwarding import (
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.httpproxy import VIA, origin_form
+from clbproxy.logtext import printable
 from clbproxy.routing import BadPath, Router
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import IdleQueue, ITimerOwner, SessionTimers
@@ -1003,9 +1004,9 @@ class RelaySession(Lease):
         log.info(
             "websocket: {client} {path}: handshake refused with {status}: {detail}",
             client=_peer_ip(self.front.transport),
-            path=self.target,
+            path=printable(self.target),
             status=refused.status,
-            detail=refused.detail,
+            detail=printable(refused.detail),
         )
         self._handshake_done(refused.status)
         self._handshake.errback(refused)
@@ -1048,7 +1049,7 @@ class RelaySession(Lease):
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open",
             client=_peer_ip(front.transport),
-            path=self.target,
+            path=printable(self.target),
             backend=self.backend_config.address,
             group=self.group.name,
         )
@@ -1086,7 +1087,7 @@ class RelaySession(Lease):
         log.info(
             "websocket: {client} {path}: no frame for {timeout:g} s, closing with 1001",
             client=_peer_ip(self.front.transport),
-            path=self.target,
+            path=printable(self.target),
             timeout=listener.websocket_idle_timeout,
         )
         self._count("websocket_idle_closes")
@@ -1099,7 +1100,7 @@ class RelaySession(Lease):
         log.info(
             "websocket: {client} {path}: the {side} did not answer a ping within {timeout:g} s",
             client=_peer_ip(self.front.transport),
-            path=self.target,
+            path=printable(self.target),
             side=side.name.lower(),
             timeout=timeout,
         )
@@ -1217,7 +1218,7 @@ class RelaySession(Lease):
             "client: {client_end}, backend: {backend_end}; "
             "messages client->backend {up}, backend->client {down}",
             client=_peer_ip(self.front.transport),
-            path=self.target,
+            path=printable(self.target),
             backend=self.backend_config.address if self.backend_config else "-",
             duration=now - (self._opened or self._started),
             client_end=self._ended.get(Side.CLIENT, "-"),
@@ -1268,9 +1269,9 @@ def fill_request_fields(record: accesslog.SessionRecord, front: RelayServerProto
     forwarded = [headers["x-forwarded-for"]] if "x-forwarded-for" in headers else []
     record.listener = settings.listener.name
     record.client = real_client_ip(_peer_ip(front.transport), forwarded, settings.trusted)
-    record.path = request_target(getattr(front, "http_request_uri", None) or "/")
-    record.host = headers.get("host")
-    record.user_agent = headers.get("user-agent")
+    record.path = printable(request_target(getattr(front, "http_request_uri", None) or "/"))
+    record.host = printable(headers.get("host"))
+    record.user_agent = printable(headers.get("user-agent"))
 
 
 def refusal_record(front: RelayServerProtocol, status: int) -> accesslog.SessionRecord:

@@ -431,3 +431,55 @@ class BackendChunkSizeTests(_HeaderNamesBase):
         response = await self.answer_to(get(), b"5\r\nhello\r\n", b"-1\r\nx\r\n0\r\n\r\n")
         self.assertTrue(response.startswith(b"HTTP/1.1 403 "), response)
         self.assertTrue(response.endswith(b"hello\r\n"), response)
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in text)
+
+
+class ControlCharacterLogTests(_HeaderNamesBase):
+    """F12 (c): ESC, BEL and CSI a client sends never reach a log raw."""
+
+    listener = {
+        "rules": (
+            RuleConfig(fixed_response=FixedResponseConfig(200, "fixed"), path="/fixed"),
+            RuleConfig(target_group="pool", path="/", deny=("10.0.0.0/8",)),
+            RuleConfig(target_group="pool", path="/closed", deny=("127.0.0.0/8",)),
+        )
+    }
+
+    async def logged(self, *requests: bytes) -> list[dict]:
+        events: list = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for request in requests:
+            await raw_request(self.port, request)
+        return [e for e in events if e.get("log_namespace", "").startswith("clbproxy")]
+
+    def assert_no_control_characters(self, events: list[dict]) -> None:
+        self.assertNotEqual(events, [])
+        for event in events:
+            self.assertFalse(_has_control(formatEvent(event)), formatEvent(event))
+            fields = {k: v for k, v in event.items() if isinstance(v, str)}
+            fields.pop("log_format", None)
+            self.assertEqual([k for k, v in fields.items() if _has_control(v)], [], event)
+
+    async def test_host_and_user_agent_are_escaped_in_every_event(self) -> None:
+        evil = b"\x1b]0;owned\x07\x1b[2J\x9b"
+        headers = b"User-Agent: ua" + evil + b"\r\nReferer: r" + evil + b"\r\n"
+        events = await self.logged(
+            b"GET / HTTP/1.1\r\nHost: a.test"
+            + evil
+            + b"\r\nConnection: close\r\n"
+            + headers
+            + b"\r\n",
+            b"GET /fixed HTTP/1.1\r\nHost: h" + evil + b"\r\nConnection: close\r\n\r\n",
+            b"GET /closed HTTP/1.1\r\nHost: h" + evil + b"\r\nConnection: close\r\n\r\n",
+            b"TRACE / HTTP/1.1\r\nHost: h" + evil + b"\r\nConnection: close\r\n\r\n",
+            b"GET /%2e%2e/%2e%2e HTTP/1.1\r\nHost: h" + evil + b"\r\nConnection: close\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h" + evil + b"\r\n" + headers + _UPGRADE_HEADERS + b"\r\n",
+            b"GET /closed HTTP/1.1\r\nHost: h" + evil + b"\r\n" + _UPGRADE_HEADERS + b"\r\n",
+        )
+        self.assert_no_control_characters(events)
+        agents = [e["user_agent"] for e in events if e.get("user_agent")]
+        self.assertEqual(set(agents), {"ua\\x1b]0;owned\\x07\\x1b[2J\\x9b"})
