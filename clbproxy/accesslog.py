@@ -12,7 +12,10 @@ Plain format (combined-like, then ``key=value`` fields in a fixed order)::
     CLIENT - - [TIME] "REQUEST" STATUS BYTES_OUT "REFERER" "USER_AGENT" type=... listener=...
 
 A value containing whitespace, ``"`` or ``\\`` or that is empty is written as a
-JSON string; ``-`` means "none".  JSON format: one object per line with every
+JSON string; ``-`` means "none".  Text the client sent (method, path, Host,
+Referer, User-Agent) has its control characters written as ``\\xNN`` in the
+record already (:func:`clbproxy.logtext.printable`), so it is the same in every
+log.  JSON format: one object per line with every
 field (``null`` for none) and the time in ISO 8601.
 """
 
@@ -29,6 +32,7 @@ from twisted.logger import FileLogObserver, ILogObserver, Logger, LogLevel
 from zope.interface import implementer
 
 from clbproxy.forwarding import TrustedProxies, real_client_ip
+from clbproxy.logtext import printable
 
 #: The namespace of access events; the access log and metrics observe only these.
 NAMESPACE = "clbproxy.access"
@@ -163,16 +167,16 @@ def request_record(request, listener: str, rule, reactor, trusted: TrustedProxie
 
     def text(name: bytes) -> Optional[str]:
         values = headers.getRawHeaders(name)
-        return values[-1].decode("latin-1") if values else None
+        return printable(values[-1].decode("latin-1")) if values else None
 
     peer = getattr(request.getClientAddress(), "host", None) or "-"
     forwarded = [v.decode("latin-1") for v in headers.getRawHeaders(b"x-forwarded-for", [])]
     record = RequestRecord(
         listener=listener,
         client=real_client_ip(peer, forwarded, trusted),
-        method=request.method.decode("latin-1"),
-        path=request.uri.decode("latin-1"),
-        protocol=request.clientproto.decode("latin-1"),
+        method=printable(request.method.decode("latin-1")),
+        path=printable(request.uri.decode("latin-1")),
+        protocol=printable(request.clientproto.decode("latin-1")),
         host=text(b"host"),
         referer=text(b"referer"),
         user_agent=text(b"user-agent"),

@@ -354,6 +354,10 @@ class ListenerConfig:
     max_request_line: int = 8 * 1024
     #: Add a ``Via: 1.1 clbproxy`` header to requests and responses.
     via: bool = False
+    #: Forward request headers whose name has an underscore (nginx's
+    #: ``underscores_in_headers``); those that spell one of the proxy's own headers
+    #: are dropped whatever this says.
+    underscores_in_headers: bool = False
     #: Seconds from the first byte of a request (or the connection) to its last header.
     header_timeout: float = 60.0
     #: Seconds an HTTP keep-alive connection may wait for its next request.
@@ -870,6 +874,7 @@ _LISTENER_KEYS = (
     "max_header_size",
     "max_request_line",
     "via",
+    "underscores_in_headers",
     "header_timeout",
     "keepalive_timeout",
     "websocket_idle_timeout",
@@ -1101,8 +1106,9 @@ def _listener(
     for key, minimum in (("max_body_size", 0), ("max_header_size", 1024), ("max_request_line", 64)):
         if key in data:
             fields[key] = reader.size(_key_path(path, key), data[key], minimum)
-    if "via" in data:
-        fields["via"] = reader.boolean(_key_path(path, "via"), data["via"])
+    for key in ("via", "underscores_in_headers"):
+        if key in data:
+            fields[key] = reader.boolean(_key_path(path, key), data[key])
     if "allowed_origins" in data:
         fields["allowed_origins"] = _origins(
             reader, _key_path(path, "allowed_origins"), data["allowed_origins"]

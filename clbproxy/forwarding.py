@@ -6,7 +6,12 @@ on trust: when the peer is a trusted proxy (a listener's ``trusted_proxies``), t
 real client is the right-most address in the chain that is not itself trusted
 (nginx's ``real_ip_recursive``); otherwise it is the peer, whatever the client
 claims.  ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` from an untrusted peer are
-replaced, never passed on.
+replaced, never passed on, and its ``Forwarded`` header (RFC 7239) is dropped: the
+proxy does not write one, so a trusted peer's is passed on as it came.
+
+Which client headers reach a backend at all is decided here too
+(:func:`client_header_passes`), for both paths, so that the two cannot differ on
+what a backend may believe.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-#: Headers the proxy computes itself; client-sent copies are dropped.
+#: Headers the proxy computes itself; client-sent copies are dropped.  This is
+#: the one list of "our" request headers: their underscore spellings are dropped
+#: too (:func:`client_header_passes`).
 FORWARDING_HEADERS = frozenset(
     {
         "x-forwarded-for",
@@ -44,16 +51,71 @@ FORWARDING_HEADERS = frozenset(
     }
 )
 
+#: End-to-end headers the proxy relies on (routing, framing, what backends are
+#: told about the client): a ``Connection`` header cannot nominate them as
+#: hop-by-hop, so ``Connection: Host`` does not make a backend see its own address.
+NOT_NOMINABLE = frozenset({"host", "content-length", "forwarded", *FORWARDING_HEADERS})
+
 
 def hop_by_hop_names(connection_values: Iterable[str]) -> frozenset[str]:
-    """Every hop-by-hop header name, including those a ``Connection`` header lists."""
+    """Every hop-by-hop header name, including those a ``Connection`` header lists.
+
+    Names in :data:`NOT_NOMINABLE` listed by ``Connection`` are not taken.
+    """
     named = {
         token.strip().lower()
         for value in connection_values
         for token in value.split(",")
         if token.strip()
     }
-    return HOP_BY_HOP | named
+    return HOP_BY_HOP | (named - NOT_NOMINABLE)
+
+
+def cgi_name(name: str) -> str:
+    """``name`` as CGI, WSGI and Rack backends see it: ``X_Real_IP`` and
+    ``x-real-ip`` both become ``HTTP_X_REAL_IP``; compared here as ``x-real-ip``."""
+    return name.lower().replace("_", "-")
+
+
+def client_header_passes(
+    name: str,
+    skip: frozenset[str],
+    *,
+    underscores: bool = False,
+    ours: Iterable[str] = (),
+) -> bool:
+    """Whether a client's request header ``name`` may be copied to the backend request.
+
+    Not when it is hop-by-hop (:func:`is_hop_by_hop`; ``skip`` holds the
+    lower-case names dropped on this path, :func:`hop_by_hop_names` among them),
+    and not when its name has an underscore, unless the listener allows those
+    (``underscores_in_headers``, nginx's directive of the same name and
+    default).  A name that spells one of the proxy's own headers with
+    underscores (``X_Real_IP``, ``x-client_cert-subject``) never passes:
+    :data:`FORWARDING_HEADERS` and ``ours`` (the names the rule sets or removes).
+    """
+    if is_hop_by_hop(name, skip):
+        return False
+    if "_" not in name:
+        return True
+    if not underscores:
+        return False
+    key = cgi_name(name)
+    return key not in FORWARDING_HEADERS and key not in {cgi_name(own) for own in ours}
+
+
+#: Client headers believed only from a trusted peer, besides X-Forwarded-* (which
+#: the proxy always rewrites).
+_UNTRUSTED_ONLY = frozenset({"forwarded"})
+
+
+def untrusted_headers(peer_ip: str, trusted: TrustedProxies) -> frozenset[str]:
+    """Client headers dropped because the peer is not trusted: ``Forwarded`` (RFC 7239).
+
+    Like ``X-Forwarded-Proto``/``-Host``, a ``Forwarded`` header is believed
+    only from a peer in ``trusted_proxies``; the proxy writes none itself.
+    """
+    return frozenset() if peer_ip in trusted else _UNTRUSTED_ONLY
 
 
 def is_hop_by_hop(name: str, hop: frozenset[str]) -> bool:

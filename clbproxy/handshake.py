@@ -16,6 +16,35 @@ import attrs
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
+#: A chunk size (RFC 9112 7.1: 1*HEXDIG), at most 16 digits; ``int(x, 16)``
+#: alone would also take ``-1``, ``0x1``, ``1_0`` and `` 1``.
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+#: The largest chunk size taken (as the listener's request decoder: 2^63-1).
+MAX_CHUNK_SIZE = 2**63 - 1
+
+
+class MalformedChunk(ValueError):
+    """A chunk size line or chunk framing that breaks RFC 9112 7.1."""
+
+
+def chunk_size(line: bytes) -> int:
+    """The size in a chunk size line (without its CRLF): ``1*HEXDIG [ ";" chunk-ext ]``.
+
+    Raises :class:`MalformedChunk` for anything else: a sign, a prefix, an
+    underscore, whitespace before the size, more than 16 digits, a control
+    character in the extensions.
+    """
+    size, _, extensions = line.partition(b";")
+    if not _CHUNK_SIZE.fullmatch(size):
+        raise MalformedChunk(f"bad chunk size {bytes(size[:20])!r}")
+    if any(byte < 0x20 and byte != 0x09 or byte == 0x7F for byte in extensions):
+        raise MalformedChunk("a control character in chunk extensions")
+    value = int(size, 16)
+    if value > MAX_CHUNK_SIZE:
+        raise MalformedChunk("chunk size over 2^63-1")
+    return value
+
 
 @attrs.frozen
 class ResponseHead:
@@ -57,7 +86,10 @@ class RefusalReader:
 
     ``done`` becomes true when the body is complete (by Content-Length, by the
     last chunk, or by :meth:`finish` when the body runs until the connection
-    closes).  Bytes past ``limit`` are dropped and ``truncated`` is set.
+    closes).  Bytes past ``limit`` are dropped and ``truncated`` is set.  A
+    chunked body with broken framing (:func:`chunk_size`, no CRLF after a
+    chunk's data, a size line over 4 KiB) is also ``done``, with ``malformed``
+    saying why: a backend protocol error, not an answer to pass on.
     """
 
     def __init__(self, head: ResponseHead, limit: int) -> None:
@@ -66,6 +98,8 @@ class RefusalReader:
         self.truncated = False
         self.done = False
         self.until_close = False
+        #: Why the chunked framing is broken, if it is.
+        self.malformed: Optional[str] = None
         self._body = bytearray()
         self._raw = bytearray()
         self._remaining: Optional[int] = None
@@ -112,18 +146,21 @@ class RefusalReader:
         """The connection closed: a body that runs until close is complete."""
         self.done = True
 
+    def _broken(self, reason: str) -> None:
+        self.malformed = reason
+        self.done = True
+
     def _dechunk(self) -> None:
         while not self.done:
             line_end = self._raw.find(b"\r\n")
-            if line_end < 0:
+            if line_end < 0 or line_end > 4096:
                 if len(self._raw) > 4096:
-                    self.done = True
+                    self._broken("a chunk size line over 4 KiB")
                 return
-            size_text = bytes(self._raw[:line_end]).split(b";", 1)[0].strip()
             try:
-                size = int(size_text, 16)
-            except ValueError:
-                self.done = True
+                size = chunk_size(bytes(self._raw[:line_end]))
+            except MalformedChunk as e:
+                self._broken(str(e))
                 return
             if size == 0:
                 self.done = True
@@ -134,5 +171,8 @@ class RefusalReader:
                     self.done = True
                 return
             start = line_end + 2
+            if self._raw[start + size : start + size + 2] != b"\r\n":
+                self._broken("no CRLF after a chunk's data")
+                return
             self._keep(bytes(self._raw[start : start + size]))
             del self._raw[: start + size + 2]

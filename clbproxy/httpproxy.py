@@ -46,7 +46,7 @@ from twisted.web.client import (
     _HTTP11ClientFactory,
 )
 from twisted.web.error import SchemeNotSupported
-from twisted.web.http import PotentialDataLoss
+from twisted.web.http import PotentialDataLoss, _MalformedChunkedDataError
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import (
     UNKNOWN_LENGTH,
@@ -66,9 +66,11 @@ from clbproxy.errors import negotiated_error
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
     TrustedProxies,
+    client_header_passes,
     forwarded_headers,
     hop_by_hop_names,
     is_hop_by_hop,
+    untrusted_headers,
 )
 from clbproxy.httpserver import BodyTooLarge, ClientBodyLost, RequestBody, origin_form
 from clbproxy.tls import BackendConnector, client_certificate_headers
@@ -284,12 +286,16 @@ def backend_request_headers(
     trusted: TrustedProxies,
     rule: Optional[RuleConfig] = None,
     via: bool = False,
+    underscores: bool = False,
 ) -> Headers:
     """The headers a backend receives for ``request``.
 
     End-to-end headers are copied with duplicates and the client's Host kept;
-    hop-by-hop headers (and those ``Connection`` names) and client-sent
-    forwarding headers are dropped, then the proxy's forwarding headers added
+    hop-by-hop headers (and those ``Connection`` names), client-sent
+    forwarding headers, an untrusted peer's ``Forwarded`` and names with an
+    underscore (see :func:`clbproxy.forwarding.client_header_passes`;
+    ``underscores`` is the listener's ``underscores_in_headers``) are dropped,
+    then the proxy's forwarding headers added
     (X-Forwarded-Port is the listener's port), then the rule's header changes
     applied, then ``Via`` when asked for.
 
@@ -300,10 +306,12 @@ def backend_request_headers(
     """
     client = request.requestHeaders
     drop, add = header_changes(rule, [])
+    peer = getattr(request.getClientAddress(), "host", None) or "unknown"
     skip = (
         hop_by_hop_names(_texts(client.getRawHeaders(b"connection")))
         | FORWARDING_HEADERS
         | _REQUEST_ONLY_HEADERS
+        | untrusted_headers(peer, trusted)
         | drop
     )
     headers = Headers()
@@ -315,11 +323,10 @@ def backend_request_headers(
         if announced is not None:
             headers.setRawHeaders(b"Trailer", [announced])
     for name, values in client.getAllRawHeaders():
-        if not _dropped(name, skip):
+        if client_header_passes(name.decode("latin-1"), skip, underscores=underscores, ours=drop):
             headers.setRawHeaders(name, list(values))
     for name, value in client_certificate_headers(request.channel.transport):
         headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
-    peer = getattr(request.getClientAddress(), "host", None) or "unknown"
     for name, value in forwarded_headers(
         peer_ip=peer,
         scheme=scheme,
@@ -369,6 +376,8 @@ def copy_response_headers(response: IResponse, request: Request) -> None:
     """
     request.setResponseCode(response.code, response.phrase)
     request.defaultContentType = None
+    # The backend's own Server header, or none: not the proxy's.
+    request.responseHeaders.removeHeader(b"server")
     backend = response.headers
     hop = response_hop_by_hop(response)
     for name, values in backend.getAllRawHeaders():
@@ -496,6 +505,8 @@ class _Exchange:
         self._committed = False
         #: The client's response was finished or its connection aborted by us.
         self._done = False
+        #: The client's response headers before the backend's were put on it.
+        self._own_headers: Optional[Headers] = None
         self._client_gone = False
         self._record = record if record is not None else RequestRecord()
         self._record.group = group.name
@@ -514,6 +525,7 @@ class _Exchange:
             trusted=self._forwarder.trusted,
             rule=self._rule,
             via=self._forwarder.via,
+            underscores=self._forwarder.underscores,
         )
         self._info = request_info(self._request, target)
         backend = self._group.pick(self._info, exclude=self._tried)
@@ -633,6 +645,7 @@ class _Exchange:
         self._response = response
         if not self._client_gone:
             self._committed = True
+            self._own_headers = self._request.responseHeaders.copy()
             copy_response_headers(response, self._request)
             for name, value in self._group.persistence_headers(self._info, backend):
                 self._request.responseHeaders.addRawHeader(name, value)
@@ -666,9 +679,22 @@ class _Exchange:
             self._done = True
             self._pass_trailers()
             self._request.finish()
+        elif self._unsent_malformed(reason):
+            self._log_failure(self._backend, describe_failure(reason), "answered 502")
+            self._request.setResponseCode(200)
+            self._request.responseHeaders = self._own_headers
+            self._error(502, "the backend's response is malformed")
         else:
             self._log_failure(self._backend, describe_failure(reason), "client connection aborted")
             self._abort_client()
+
+    def _unsent_malformed(self, reason: Failure) -> bool:
+        """A backend response with broken chunked framing, nothing of it sent yet (502)."""
+        return (
+            not self._request.startedWriting
+            and self._own_headers is not None
+            and _caused_by(reason, _MalformedChunkedDataError)
+        )
 
     def _pass_trailers(self) -> None:
         """Give the client's response the backend's trailers (written if it is chunked)."""
@@ -764,9 +790,12 @@ class HTTPForwarder:
         agent_factory: Optional[AgentFactory] = None,
         via: bool = False,
         connector: Optional[BackendConnector] = None,
+        underscores: bool = False,
     ) -> None:
         self.reactor = reactor
         self.via = via
+        #: The listener's ``underscores_in_headers``.
+        self.underscores = underscores
         self.scheme = scheme
         self.trusted = trusted
         if agent_factory is None:

@@ -56,12 +56,14 @@ from urllib.parse import urlsplit
 import attrs
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
+from twisted.web import server as _twisted_server
 from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder, _MalformedChunkedDataError
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from clbproxy.errors import negotiated_error, raw_response
+from clbproxy.logtext import printable
 from clbproxy.trailers import (
     Field,
     TrailerError,
@@ -317,6 +319,10 @@ class RequestBody:
             self._client.resumeProducing()
 
 
+#: The ``Server`` header of the answers the proxy gives itself.
+SERVER = b"clbproxy"
+
+
 class ProxyRequest(Request):
     """A request dispatched when its headers are in; its body streams through ``body``.
 
@@ -328,6 +334,14 @@ class ProxyRequest(Request):
     body: Optional[RequestBody] = None
     response_trailers: Sequence[Field] = ()
     _received = 0
+
+    def setHeader(self, name, value) -> None:
+        # twisted.web's process() names it and its version in every answer;
+        # the proxy's own answers say only "clbproxy" (a backend's Server is
+        # put on its response as the backend sent it).
+        if name == b"Server" and value is _twisted_server.version:
+            value = SERVER
+        super().setHeader(name, value)
 
     def gotLength(self, length: Optional[int]) -> None:
         if length == 0:
@@ -590,7 +604,7 @@ class ProxyChannel(HTTPChannel):
             log.info(
                 "Closed the connection from {peer} during a response: {detail}",
                 peer=getattr(self.transport.getPeer(), "host", None),
-                detail=detail,
+                detail=printable(detail),
             )
             self.transport.abortConnection()
             return
@@ -603,7 +617,7 @@ class ProxyChannel(HTTPChannel):
             "Rejected a request from {peer} with {status}: {detail}",
             peer=getattr(self.transport.getPeer(), "host", None),
             status=status,
-            detail=detail,
+            detail=printable(detail),
         )
         self.transport.write(raw_response(status, [("Content-Type", content_type)], body))
         self.transport.loseConnection()

@@ -33,7 +33,8 @@ from clbproxy.limits import (
     LimitStats,
     Refusal,
 )
-from clbproxy.redirect import RedirectToHTTPS
+from clbproxy.logtext import printable
+from clbproxy.redirect import RedirectToHTTPS, local_host, redirect_host
 from clbproxy.relay import RelayServerFactory, RelaySettings, Route, request_target
 from clbproxy.routing import BadPath
 from clbproxy.tls import (
@@ -45,6 +46,14 @@ from clbproxy.tls import (
 )
 
 log = Logger()
+
+#: Methods a ``405`` lists in ``Allow``: the proxy forwards any method but ``TRACE``
+#: (and ``CONNECT``, see :func:`clbproxy.httpserver.request_line_problem`).
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+#: TRACE would echo a request's headers (cookies, credentials the proxy adds)
+#: back to whoever sent it; nginx answers 405 as well.
+TRACE_REFUSED = Refusal(405, "TRACE is not allowed", "trace", (("Allow", ALLOWED_METHODS),))
 
 
 def is_websocket_upgrade(request: Request) -> bool:
@@ -79,6 +88,9 @@ class ListenerResource(Resource):
 
     def render(self, request: Request):
         settings: RelaySettings = self._relay.settings
+        if request.method == b"TRACE":
+            self._record(request, settings, None)
+            return self._refuse(request, TRACE_REFUSED)
         upgrade = is_websocket_upgrade(request)
         if upgrade and request.clientproto != b"HTTP/1.1":
             self._record(request, settings, None)
@@ -100,9 +112,9 @@ class ListenerResource(Resource):
             log.info(
                 "{client} {method} {path}: 400 {detail}",
                 client=getattr(request.getClientAddress(), "host", "-"),
-                method=request.method.decode("latin-1"),
-                path=request.uri.decode("latin-1"),
-                detail=str(e),
+                method=printable(request.method.decode("latin-1")),
+                path=printable(request.uri.decode("latin-1")),
+                detail=printable(str(e)),
             )
             if upgrade:
                 request.setHeader(b"Connection", b"close")
@@ -142,7 +154,7 @@ class ListenerResource(Resource):
                 rule,
                 method=request.method,
                 scheme=forwarder.scheme,
-                host=host_text or "",
+                host=redirect_host(host_text, local_host(request), keep_port=True),
                 request_uri=target,
             )
             request.setResponseCode(status)
@@ -155,10 +167,10 @@ class ListenerResource(Resource):
         log.info(
             "{client} {method} {path}: {status} {detail}",
             client=getattr(request.getClientAddress(), "host", "-"),
-            method=request.method.decode("latin-1"),
-            path=request.uri.decode("latin-1"),
+            method=printable(request.method.decode("latin-1")),
+            path=printable(request.uri.decode("latin-1")),
             status=refusal.status,
-            detail=refusal.detail,
+            detail=printable(refusal.detail),
         )
         body = render_error(request, refusal.status, refusal.detail)
         request.setResponseCode(refusal.status, reason_phrase(refusal.status).encode("ascii"))
@@ -271,6 +283,7 @@ class ListenerService(StreamServerEndpointService):
         self.relay.setProtocolOptions(maxMessagePayloadSize=listener.max_message_size)
         self._forwarder.trusted = settings.trusted
         self._forwarder.via = listener.via
+        self._forwarder.underscores = listener.underscores_in_headers
         self._forwarder.scheme = settings.scheme
         self._forwarder.keep_groups(groups)
         if listener.tls is None:
@@ -345,6 +358,7 @@ def listener_service(
         trusted=settings.trusted,
         via=listener.via,
         connector=connector,
+        underscores=listener.underscores_in_headers,
     )
     relay = RelayServerFactory(settings, reactor, connector=connector.endpoint)
     relay.stats = stats

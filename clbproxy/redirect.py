@@ -31,6 +31,38 @@ def redirect_response(
     return status or redirect_status(method), [("Location", location)]
 
 
+#: Characters that would make a Host value change a URL's authority, path or
+#: query (``https://good.test@evil.example/``), besides controls and non-ASCII.
+_NOT_IN_AUTHORITY = frozenset("/\\@?#%")
+
+
+def redirect_host(host: Optional[str], fallback: str, *, keep_port: bool = False) -> str:
+    """The client's Host as the authority of a URL the proxy redirects to.
+
+    The port is dropped unless ``keep_port``.  An empty Host, or one with a
+    character that could move the URL's authority elsewhere (``@``, ``/``,
+    ``\\``, ``?``, ``#``, ``%``, whitespace, a control character, non-ASCII), gives
+    ``fallback`` instead: a redirect never sends a client to a host that the
+    Host header smuggled in.  Shared by ``redirect_to_https`` and rules'
+    ``$host``.
+    """
+    name = (host or "").strip()
+    if not keep_port:
+        if name.startswith("["):
+            name = name[: name.find("]") + 1] if "]" in name else name
+        else:
+            name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+    if not name or any(char in _NOT_IN_AUTHORITY or not "!" <= char <= "~" for char in name):
+        return fallback
+    return name
+
+
+def local_host(request: Request) -> str:
+    """The listening address of ``request``'s connection, as a URL host (``[::1]``)."""
+    fallback = getattr(request.getHost(), "host", None) or "localhost"
+    return f"[{fallback}]" if ":" in fallback else fallback
+
+
 def https_location(host: Optional[bytes], target: bytes, port: int, fallback_host: str) -> bytes:
     """``https://host[:port]/path?query`` for a request's Host (port dropped) and target.
 
@@ -38,13 +70,7 @@ def https_location(host: Optional[bytes], target: bytes, port: int, fallback_hos
     absolute-form target keeps its path and query (its authority is already the
     request's Host on a listener, see :func:`clbproxy.httpserver.request_host`).
     """
-    name = (host or b"").decode("latin-1").strip()
-    if name.startswith("["):
-        name = name[: name.find("]") + 1] if "]" in name else name
-    else:
-        name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
-    if not name or any(char in name for char in "/\\@?# \t"):
-        name = fallback_host
+    name = redirect_host((host or b"").decode("latin-1"), fallback_host)
     authority = name if port == 443 else f"{name}:{port}"
     target = origin_form(target) or b"/"
     return f"https://{authority}".encode("latin-1") + target
@@ -71,10 +97,7 @@ class RedirectToHTTPS(Resource):
         self.https_port = https_port
 
     def render(self, request: Request) -> bytes:
-        fallback = getattr(request.getHost(), "host", None) or "localhost"
-        if ":" in fallback:
-            fallback = f"[{fallback}]"
         location = https_location(
-            request.getHeader(b"host"), request.uri, self.https_port, fallback
+            request.getHeader(b"host"), request.uri, self.https_port, local_host(request)
         )
         return render_redirect(request, location)

@@ -67,13 +67,16 @@ from clbproxy.fastpath import send_now, socket_under, start_fast_path
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
     TrustedProxies,
+    client_header_passes,
     forwarded_headers,
     hop_by_hop_names,
     is_hop_by_hop,
     real_client_ip,
+    untrusted_headers,
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.httpproxy import VIA, origin_form
+from clbproxy.logtext import printable
 from clbproxy.routing import Router
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import IdleQueue, ITimerOwner, SessionTimers
@@ -612,7 +615,9 @@ class RelayClientProtocol(_Relaying, WebSocketClientProtocol):
         reader = self._refusal_reader
         reader.feed(self.data)
         self.data = b""
-        if reader.done:
+        if reader.malformed is not None:
+            self._bad_answer(f"malformed chunked body: {reader.malformed}")
+        elif reader.done:
             self.session.backend_refused(reader)
             self.dropConnection(abort=True)
         return None
@@ -900,17 +905,21 @@ class RelaySession(Lease):
     def _backend_request(self, backend: BackendConfig) -> ConnectingRequest:
         front = self.front
         headers = front.http_headers
-        hop = hop_by_hop_names([headers.get("connection", "")])
         drop, add = header_changes(self.rule, [])
+        peer_ip = _peer_ip(front.transport)
+        skip = (
+            hop_by_hop_names([headers.get("connection", "")])
+            | _HANDSHAKE_REQUEST_HEADERS
+            | FORWARDING_HEADERS
+            | untrusted_headers(peer_ip, self.settings.trusted)
+            | drop
+        )
+        underscores = self.settings.listener.underscores_in_headers
         extra: dict[str, str] = {}
         for name, value in headers.items():
-            if name in _HANDSHAKE_REQUEST_HEADERS or name in FORWARDING_HEADERS:
-                continue
-            if is_hop_by_hop(name, hop) or name in drop:
-                continue
-            extra[name] = value
+            if client_header_passes(name, skip, underscores=underscores, ours=drop):
+                extra[name] = value
         extra.update(add)
-        peer_ip = _peer_ip(front.transport)
         for name, value in forwarded_headers(
             peer_ip=peer_ip,
             scheme=self.settings.scheme,
@@ -1034,9 +1043,9 @@ class RelaySession(Lease):
         log.info(
             "websocket: {client} {path}: handshake refused with {status}: {detail}",
             client=_peer_ip(self.front.transport),
-            path=self.target,
+            path=printable(self.target),
             status=refused.status,
-            detail=refused.detail,
+            detail=printable(refused.detail),
         )
         self._handshake_done(refused.status)
         self._handshake.errback(refused)
@@ -1079,7 +1088,7 @@ class RelaySession(Lease):
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open",
             client=_peer_ip(front.transport),
-            path=self.target,
+            path=printable(self.target),
             backend=self.backend_config.address,
             group=self.group.name,
         )
@@ -1117,7 +1126,7 @@ class RelaySession(Lease):
         log.info(
             "websocket: {client} {path}: no frame for {timeout:g} s, closing with 1001",
             client=_peer_ip(self.front.transport),
-            path=self.target,
+            path=printable(self.target),
             timeout=listener.websocket_idle_timeout,
         )
         self._count("websocket_idle_closes")
@@ -1130,7 +1139,7 @@ class RelaySession(Lease):
         log.info(
             "websocket: {client} {path}: the {side} did not answer a ping within {timeout:g} s",
             client=_peer_ip(self.front.transport),
-            path=self.target,
+            path=printable(self.target),
             side=side.name.lower(),
             timeout=timeout,
         )
@@ -1248,7 +1257,7 @@ class RelaySession(Lease):
             "client: {client_end}, backend: {backend_end}; "
             "messages client->backend {up}, backend->client {down}",
             client=_peer_ip(self.front.transport),
-            path=self.target,
+            path=printable(self.target),
             backend=self.backend_config.address if self.backend_config else "-",
             duration=now - (self._opened or self._started),
             client_end=self._ended.get(Side.CLIENT, "-"),
@@ -1299,9 +1308,9 @@ def fill_request_fields(record: accesslog.SessionRecord, front: RelayServerProto
     forwarded = [headers["x-forwarded-for"]] if "x-forwarded-for" in headers else []
     record.listener = settings.listener.name
     record.client = real_client_ip(_peer_ip(front.transport), forwarded, settings.trusted)
-    record.path = request_target(getattr(front, "http_request_uri", None) or "/")
-    record.host = headers.get("host")
-    record.user_agent = headers.get("user-agent")
+    record.path = printable(request_target(getattr(front, "http_request_uri", None) or "/"))
+    record.host = printable(headers.get("host"))
+    record.user_agent = printable(headers.get("user-agent"))
 
 
 def refusal_record(front: RelayServerProtocol, status: int) -> accesslog.SessionRecord:

@@ -6,7 +6,7 @@ from twisted.trial import unittest
 
 from clbproxy.actions import expand_location, header_changes, rewrite_target, rule_redirect
 from clbproxy.config import RedirectConfig, RewriteConfig, RuleConfig
-from clbproxy.redirect import redirect_response
+from clbproxy.redirect import redirect_host, redirect_response
 
 
 class RewriteTests(unittest.TestCase):
@@ -85,4 +85,44 @@ class RedirectTests(unittest.TestCase):
                 "$scheme://$host$request_uri", scheme="https", host="a.test", request_uri="/$host"
             ),
             "https://a.test/$host",
+        )
+
+
+class RedirectHostTests(unittest.TestCase):
+    """The Host a redirect URL is built with cannot move its authority elsewhere."""
+
+    def test_a_host_that_would_change_the_authority_gives_the_fallback(self) -> None:
+        hosts = [
+            "good.test@evil.example",
+            "good.test:80@evil.example",
+            "evil.example/x",
+            "evil.example\\x",
+            "a.test?x",
+            "a.test#x",
+            "a.test%40evil.example",
+            "a b",
+            "a.test\x1b",
+            "a.test\x7f",
+            "caf\xe9.test",
+            "",
+            None,
+        ]
+        self.assertEqual(
+            [redirect_host(host, "fallback", keep_port=True) for host in hosts],
+            ["fallback"] * len(hosts),
+        )
+
+    def test_a_valid_host_is_kept_with_its_port_when_asked(self) -> None:
+        self.assertEqual(
+            [
+                redirect_host(host, "fallback", keep_port=keep)
+                for host, keep in (
+                    ("a.test:8080", True),
+                    ("a.test:8080", False),
+                    ("[::1]:8080", False),
+                    ("[::1]:8080", True),
+                    ("A.Test", False),
+                )
+            ],
+            ["a.test:8080", "a.test", "[::1]", "[::1]:8080", "A.Test"],
         )

@@ -560,6 +560,13 @@ class ListenerHTTPKeyTests(LoaderMixin, unittest.TestCase):
             (1024 * 1024, 8192, 2048, True, "www.example.com"),
         )
 
+    def test_underscores_in_headers_defaults_to_false_and_loads(self) -> None:
+        default = self.load(document()).listeners[0]
+        allowed = self.load(document(listener={"underscores_in_headers": "true"})).listeners[0]
+        self.assertEqual(
+            (default.underscores_in_headers, allowed.underscores_in_headers), (False, True)
+        )
+
     def test_rule_actions_load_into_the_model(self) -> None:
         rule = (
             self.load(
@@ -619,6 +626,10 @@ class ListenerHTTPKeyTests(LoaderMixin, unittest.TestCase):
             "via type": (
                 document(listener={"via": '"yes"'}),
                 "listener[0].via: expected true or false, got a string",
+            ),
+            "underscores_in_headers type": (
+                document(listener={"underscores_in_headers": "1"}),
+                "listener[0].underscores_in_headers: expected true or false, got an integer",
             ),
             "header size too small": (
                 document(listener={"max_header_size": "100"}),

@@ -7,10 +7,13 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clbproxy.forwarding import (
+    FORWARDING_HEADERS,
     TrustedProxies,
+    client_header_passes,
     forwarded_headers,
     hop_by_hop_names,
     is_hop_by_hop,
+    untrusted_headers,
 )
 
 
@@ -79,6 +82,68 @@ class ForwardedHeadersTests(unittest.TestCase):
         self.assertEqual(
             [is_hop_by_hop(name, hop) for name in ("Proxyish", "X-Proxy", "Host")],
             [False, False, False],
+        )
+
+    def test_connection_cannot_nominate_the_headers_the_proxy_relies_on(self):
+        names = hop_by_hop_names(["Host, Content-Length", "forwarded,X-Real-IP, X-Forwarded-For"])
+        self.assertEqual(
+            names & {"host", "content-length", "forwarded", "x-real-ip", "x-forwarded-for"},
+            set(),
+        )
+
+    def test_connection_naming_framing_headers_keeps_them_hop_by_hop(self):
+        names = hop_by_hop_names(["Transfer-Encoding, Upgrade"])
+        self.assertTrue({"transfer-encoding", "upgrade"} <= names)
+
+
+class ClientHeaderTests(unittest.TestCase):
+    """Which client request headers may reach a backend."""
+
+    def test_a_name_with_an_underscore_is_dropped_by_default(self):
+        self.assertEqual(
+            [client_header_passes(name, frozenset()) for name in ("X_Custom", "X-Custom")],
+            [False, True],
+        )
+
+    def test_a_name_with_an_underscore_passes_when_the_listener_allows_them(self):
+        self.assertTrue(client_header_passes("X_Custom", frozenset(), underscores=True))
+
+    def test_underscore_spellings_of_our_headers_never_pass(self):
+        spellings = [name.replace("-", "_").title() for name in FORWARDING_HEADERS]
+        spellings += ["X-Forwarded_For", "x_real-ip", "X_CLIENT_CERT_SUBJECT"]
+        self.assertEqual(
+            [
+                name
+                for name in spellings
+                if client_header_passes(name, frozenset(), underscores=True)
+            ],
+            [],
+        )
+
+    def test_underscore_spellings_of_the_rules_headers_never_pass(self):
+        self.assertEqual(
+            [
+                client_header_passes(name, frozenset(), underscores=True, ours={"x-role"})
+                for name in ("X_Role", "x-ROLE_", "X_Roles")
+            ],
+            [False, True, True],
+        )
+
+    def test_hop_by_hop_and_skipped_names_do_not_pass(self):
+        skip = hop_by_hop_names(["X-Private"]) | {"x-dropped"}
+        self.assertEqual(
+            [
+                client_header_passes(name, skip, underscores=True)
+                for name in ("X-Private", "x-dropped", "Proxy", "Keep-Alive", "Accept")
+            ],
+            [False, False, False, False, True],
+        )
+
+    def test_forwarded_is_dropped_from_an_untrusted_peer_only(self):
+        trusted = TrustedProxies.from_cidrs(["10.0.0.0/8"])
+        self.assertEqual(
+            (untrusted_headers("192.0.2.1", trusted), untrusted_headers("10.1.2.3", trusted)),
+            (frozenset({"forwarded"}), frozenset()),
         )
 
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clbproxy.handshake import RefusalReader, parse_response_head
+from clbproxy.handshake import MalformedChunk, RefusalReader, chunk_size, parse_response_head
 
 
 def head(text: bytes):
@@ -73,11 +73,46 @@ class RefusalReaderTests(unittest.TestCase):
             reader = RefusalReader(head(b"HTTP/1.1 " + status + b"\r\n\r\n"), 10)
             self.assertTrue(reader.done)
 
-    def test_bad_chunk_size_ends_the_body(self):
+    def test_bad_chunk_size_ends_the_body_as_malformed(self):
         reader = self.reader(b"Transfer-Encoding: chunked\r\n")
         reader.feed(b"zz\r\n")
         self.assertTrue(reader.done)
-        self.assertEqual(reader.body, b"")
+        self.assertEqual((reader.body, reader.malformed), (b"", "bad chunk size b'zz'"))
+
+    def test_sizes_int_would_take_are_malformed(self):
+        for size in (b"-1", b"0x1", b"1_0", b" 1", b"+1", b"1 ", b"0" * 17 + b"1", b""):
+            reader = self.reader(b"Transfer-Encoding: chunked\r\n")
+            reader.feed(size + b"\r\nx\r\n0\r\n\r\n")
+            self.assertEqual((reader.done, reader.body), (True, b""), size)
+            self.assertIsNotNone(reader.malformed, size)
+
+    def test_chunk_data_must_end_with_crlf(self):
+        reader = self.reader(b"Transfer-Encoding: chunked\r\n")
+        reader.feed(b"1\r\nxyz\r\n0\r\n\r\n")
+        self.assertEqual(reader.malformed, "no CRLF after a chunk's data")
+
+    def test_a_well_formed_chunked_body_is_not_malformed(self):
+        reader = self.reader(b"Transfer-Encoding: chunked\r\n")
+        reader.feed(b"a;x=1\r\n0123456789\r\nFfFf\r\n")
+        self.assertEqual((reader.done, reader.malformed), (False, None))
+
+
+class ChunkSizeTests(unittest.TestCase):
+    def test_hex_digits_with_optional_extensions(self):
+        self.assertEqual(
+            [chunk_size(line) for line in (b"0", b"1f", b"FF;a=b", b"0" * 15 + b"1;x")],
+            [0, 31, 255, 1],
+        )
+
+    def test_everything_else_is_refused(self):
+        for line in (b"-1", b"0x1", b"1_0", b" 1", b"1 ", b"", b";x", b"1;\x01", b"f" * 17):
+            with self.assertRaises(MalformedChunk, msg=line):
+                chunk_size(line)
+
+    def test_sizes_over_2_63_minus_1_are_refused(self):
+        self.assertEqual(chunk_size(b"7" + b"f" * 15), 2**63 - 1)
+        with self.assertRaises(MalformedChunk):
+            chunk_size(b"8" + b"0" * 15)
 
 
 _token = st.text(

@@ -372,6 +372,15 @@ class RuleActionTests(ListenerTestCase):
         )
         self.assertEqual(status, 308)
 
+    async def test_a_redirects_host_cannot_point_the_client_elsewhere(self) -> None:
+        redirect = RedirectConfig(location="https://$host$request_uri")
+        await self.start(rules=(RuleConfig(redirect=redirect),))
+        locations = []
+        for host in ("good.test@evil.example", "good.test:80@evil.example", "evil.example/x"):
+            status, headers, _ = await self.request(get("/a", host=host))
+            locations.append((status, headers["location"]))
+        self.assertEqual(locations, [(301, "https://127.0.0.1/a")] * 3)
+
     async def test_404_page_is_json_when_the_client_prefers_json(self) -> None:
         await self.start(rules=(RuleConfig(target_group="pool", host="a.test", path="= /x"),))
         status, headers, body = await self.request(
