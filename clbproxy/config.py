@@ -373,7 +373,7 @@ class ListenerConfig:
     websocket_deflate: str = "end_to_end"
     #: Connections the listener holds at once (0: no limit); past it, accepting pauses.
     max_connections: int = 0
-    #: Connections one client address may hold at once (0: no limit); more get 429.
+    #: Connections one client address may hold at once (0: no limit); more are closed unanswered.
     max_connections_per_ip: int = 0
     #: WebSocket handshakes per second one client address may start (0: no limit).
     websocket_handshake_rate: float = 0.0

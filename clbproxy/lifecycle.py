@@ -290,6 +290,10 @@ def drain(listeners: Iterable, reactor, timeout: float) -> defer.Deferred:
         for session in list(service.relay.sessions):
             session.shut_down()
         for connection in list(service.limiter.protocols):
+            if not connection.started:
+                # Still waiting for its PROXY header: nothing under way to finish.
+                connection.transport.abortConnection()
+                continue
             channel = connection.wrappedProtocol
             if isinstance(channel, ListenerChannel):
                 channel.drain()

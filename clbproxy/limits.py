@@ -10,9 +10,15 @@ Three layers, each answered the way nginx and HAProxy users expect:
   descriptors pauses accepting the same way instead of cutting new clients.
 - Per client address: ``max_connections_per_ip`` (counted by client address: the
   TCP peer, or under ``haproxy:`` the PROXY header's source; addresses in
-  ``trusted_proxies`` are exempt) answers every request of a connection over the
-  limit with 429; ``websocket_handshake_rate``/``_burst`` (a token bucket per real
-  client address) answers handshakes over the rate with 429.
+  ``trusted_proxies`` are exempt) closes a connection over the limit, without an
+  answer, as soon as its address is known: at accept (it never becomes a
+  connection of ours, so it holds no descriptor and no place in the global
+  count), or right after its PROXY header, which must come within
+  ``PROXY_HEADER_TIMEOUT``.  An answer (the 429 this was before) would keep the
+  connection until the client sent a request, and an idle flood from one address
+  then held every descriptor; HAProxy closes such connections the same way.
+  ``websocket_handshake_rate``/``_burst`` (a token bucket per real client
+  address) answers handshakes over the rate with 429.
 - ``allow``/``deny`` lists (CIDR) of the listener and of the rule: 403.  ``deny``
   wins over ``allow``; an empty ``allow`` allows every address.
 
@@ -22,12 +28,18 @@ exporter (:mod:`clbproxy.metrics`) reads at scrape time.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 from typing import Iterable, Optional, Union
 
 import attrs
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
+from twisted.protocols.haproxy._v1parser import V1Parser
+from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from zope.interface import directlyProvides, providedBy
 
 from clbproxy import descriptors
 from clbproxy.config import ListenerConfig, RuleConfig
@@ -37,12 +49,38 @@ log = Logger()
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
+#: Seconds a connection to a PROXY-protocol listener (``haproxy:``) has to send
+#: its whole PROXY header; then it is closed.  A balancer sends the header at
+#: once, with the connection; until it arrives the connection's address is not
+#: known, so it cannot be held to ``max_connections_per_ip``.
+PROXY_HEADER_TIMEOUT = 5.0
+
+#: Seconds over which the closes an attacker can cause in bulk (over the
+#: per-address limit, no PROXY header) are logged as one line, not one each.
+CLOSE_LOG_INTERVAL = 10.0
+
+#: How a ``bind`` asks for the PROXY protocol (Twisted's ``haproxy:`` endpoint).
+PROXY_PROTOCOL_PREFIX = "haproxy:"
+
+
+def socket_bind(bind: str) -> str:
+    """The endpoint of ``bind``'s socket: ``bind`` without ``haproxy:``.
+
+    A PROXY-protocol listener's header is read by its :class:`ConnectionLimiter`
+    (see :class:`ProxiedConnection`), not by Twisted's endpoint wrapper.
+    """
+    if bind.startswith(PROXY_PROTOCOL_PREFIX):
+        return bind[len(PROXY_PROTOCOL_PREFIX) :]
+    return bind
+
 
 class LimitStats:
     """Named counters of what the limits did; ``snapshot()`` for the metrics exporter.
 
     ``accept_paused``: times accepting was paused at a connection limit;
-    ``refused_per_ip_connections``, ``refused_handshake_rate`` (429);
+    ``closed_per_ip_connections``: connections closed unanswered, over
+    ``max_connections_per_ip``; ``closed_no_proxy_header``: connections closed
+    because no valid PROXY header came in time; ``refused_handshake_rate`` (429);
     ``denied_by_listener``, ``denied_by_rule`` (403); ``refused_draining`` (503);
     ``header_timeouts`` (408 or close); ``websocket_idle_closes``;
     ``websocket_ping_timeouts``.  ``websocket_refusals()``: the refusals above
@@ -51,7 +89,8 @@ class LimitStats:
 
     NAMES = (
         "accept_paused",
-        "refused_per_ip_connections",
+        "closed_per_ip_connections",
+        "closed_no_proxy_header",
         "refused_handshake_rate",
         "denied_by_listener",
         "denied_by_rule",
@@ -246,40 +285,222 @@ class ConnectionGate:
             limiter.update_accepting()
 
 
-class CountedConnection(ProtocolWrapper):
-    """One client connection, counted for the limits; ``over_ip_limit`` marks the extras."""
+class CloseLog:
+    """Logs one kind of close at most once per ``interval``, then how many more came.
 
-    over_ip_limit = False
+    The closes a client can cause in bulk (a flood over the per-address limit,
+    connections that never send a PROXY header) would otherwise write a line
+    each, and the log would become the next thing the flood fills.  The first
+    close logs at once; the ones in the following ``interval`` are counted and
+    summed up in one line at its end, for as long as they keep coming.
+    """
+
+    #: Addresses told apart in one summary; more only add to the total.
+    MAX_ADDRESSES = 1000
+
+    def __init__(self, clock, first: str, more: str, interval: float = CLOSE_LOG_INTERVAL):
+        self._clock = clock
+        self._first = first
+        self._more = more
+        self.interval = interval
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._total = 0
+        self._fields: dict = {}
+        self._call = None
+
+    def closed(self, client: str, **fields) -> None:
+        """One close of ``client``'s connection; ``fields`` fill in the messages."""
+        self._fields = fields
+        if self._call is None:
+            log.info(self._first, client=client, interval=self.interval, **fields)
+            self._call = self._clock.callLater(self.interval, self._summarise)
+            return
+        self._total += 1
+        if client in self._counts or len(self._counts) < self.MAX_ADDRESSES:
+            self._counts[client] += 1
+
+    def _summarise(self) -> None:
+        self._call = None
+        if not self._total:
+            return
+        client, most = self._counts.most_common(1)[0]
+        log.info(
+            self._more,
+            count=self._total,
+            addresses=len(self._counts),
+            client=client,
+            most=most,
+            interval=self.interval,
+            **self._fields,
+        )
+        self._counts.clear()
+        self._total = 0
+        self._call = self._clock.callLater(self.interval, self._summarise)
+
+    def stop(self) -> None:
+        """Forget what is counted and stop the timer (the listener stopped)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self._counts.clear()
+        self._total = 0
+
+
+class CountedConnection(ProtocolWrapper):
+    """One client connection, counted for the limits (``client_ip``: the address counted).
+
+    ``started``: whether the listener's protocol has the connection (false only
+    while a PROXY-protocol connection waits for its header).
+    """
+
     client_ip = ""
     counted_ip = False
+    started = True
+
+
+class ProxyHeader:
+    """The PROXY protocol header (v1 or v2) at the start of a connection, fed as it arrives.
+
+    Twisted's parsers do the parsing; this picks the version from the first bytes
+    and, unlike Twisted's wrapper, also takes a header that arrives in pieces
+    shorter than its signature, and refuses addresses that are not IP literals
+    (Twisted's v1 parser takes any text, and the source becomes the client
+    address in headers, logs and limits).
+    """
+
+    _SIGNATURES = (V2Parser.PREFIX, V1Parser.PROXYSTR)
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._parser = None
+
+    def feed(self, data: bytes):
+        """``(info, remaining)`` once the header is complete, else ``(None, b"")``.
+
+        Raises ``InvalidProxyHeader`` when the bytes cannot start or be one.
+        """
+        if self._parser is None:
+            data = self._pending + data
+            if len(data) >= 16 and data[:12] == V2Parser.PREFIX and data[12] & 0xF0 == 0x20:
+                self._parser = V2Parser()
+            elif len(data) >= 8 and data[:5] == V1Parser.PROXYSTR:
+                self._parser = V1Parser()
+            elif len(data) < 16 and any(s.startswith(data[: len(s)]) for s in self._SIGNATURES):
+                self._pending = data
+                return None, b""
+            else:
+                raise InvalidProxyHeader()
+            self._pending = b""
+        try:
+            info, remaining = self._parser.feed(data)
+        except ValueError as e:  # a port that is no number, an address that is no ASCII
+            raise InvalidProxyHeader() from e
+        if info is None:
+            return None, b""
+        for address in (info.source, info.destination):
+            host = getattr(address, "host", None)
+            if host is not None and _ip(host) is None:
+                raise InvalidProxyHeader()
+        return info, remaining or b""
 
 
 class ProxiedConnection(CountedConnection):
-    """A connection under the PROXY protocol, counted per address once its header is read.
+    """A connection to a PROXY-protocol listener: reads the header, then counts its source.
 
-    Twisted's PROXY wrapper makes the connection before it has read the header,
-    so ``getPeer()`` then is the L4 balancer's address (twisted#12501).  The
-    wrapper hands nothing on until the header is parsed, so the first bytes that
-    reach this connection come with the real client address.
+    The limiter reads the header itself, in front of everything else, instead
+    of Twisted's ``haproxy:`` wrapper: that wrapper says nothing when the header
+    ends, and it makes the connection before it has read the header, so
+    ``getPeer()`` then is the L4 balancer's address (twisted#12501).  Here the
+    connection is made for the listener (TLS, HTTP) only once the header named
+    the client, and only if that client is within ``max_connections_per_ip``;
+    the bytes after the header go on to it.  No complete header within the
+    limiter's ``proxy_header_timeout``, or an invalid one: the connection closes.
     """
 
-    _addressed = False
+    _info = None
+    _header: Optional[ProxyHeader] = None
+    _header_call = None
+    started = False
+
+    def makeConnection(self, transport) -> None:
+        # ProtocolWrapper.makeConnection, but the listener's protocol waits for the header.
+        directlyProvides(self, providedBy(transport))
+        Protocol.makeConnection(self, transport)
+        self.factory.registerProtocol(self)
+        self._header = ProxyHeader()
+        self._header_call = self.factory.clock.callLater(
+            self.factory.proxy_header_timeout, self._header_timed_out
+        )
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._addressed:
-            self._addressed = True
-            self.factory.count_address(self)
-        self.wrappedProtocol.dataReceived(data)
+        if self._info is not None:
+            self.wrappedProtocol.dataReceived(data)
+            return
+        if self._header is None:
+            return  # closing
+        try:
+            info, remaining = self._header.feed(data)
+        except InvalidProxyHeader:
+            self._refuse("an invalid PROXY header")
+            return
+        if info is None:
+            return
+        self._info = info
+        self._header = None
+        self._cancel_header_timer()
+        if not self.factory.admit(self):
+            self.transport.abortConnection()
+            return
+        self.started = True
+        self.wrappedProtocol.makeConnection(self)
+        if remaining:
+            self.wrappedProtocol.dataReceived(remaining)
+
+    def _header_timed_out(self) -> None:
+        self._header_call = None
+        self._refuse(f"no PROXY header within {self.factory.proxy_header_timeout:g} s")
+
+    def _refuse(self, reason: str) -> None:
+        self._header = None
+        self._cancel_header_timer()
+        self.factory.no_proxy_header(self, reason)
+        self.transport.abortConnection()
+
+    def _cancel_header_timer(self) -> None:
+        call, self._header_call = self._header_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def connectionLost(self, reason) -> None:
+        self._header = None
+        self._cancel_header_timer()
+        self.factory.unregisterProtocol(self)
+        if self.started:
+            self.wrappedProtocol.connectionLost(reason)
+        self.wrappedProtocol = None
+
+    def getPeer(self):
+        if self._info is not None and self._info.source is not None:
+            return self._info.source
+        return self.transport.getPeer()
+
+    def getHost(self):
+        if self._info is not None and self._info.destination is not None:
+            return self._info.destination
+        return self.transport.getHost()
 
 
 class ConnectionLimiter(WrappingFactory):
-    """Wraps a listener's factory: counts connections and pauses accepting when full.
+    """Wraps a listener's factory: counts connections, pauses accepting when full,
+    and closes connections over ``max_connections_per_ip``.
 
     ``port`` is set once the listener listens (see :meth:`listening`).  It also
     keeps every live connection (``protocols``) for draining, whatever protocol
     (HTTP or WebSocket) currently handles it.  With ``proxy_protocol`` (the
-    listener binds ``haproxy:``) a connection is counted against its address only
-    once the PROXY header gave the real one.
+    listener binds ``haproxy:``) it reads the PROXY header itself (see
+    :class:`ProxiedConnection`), and a connection is counted against its address
+    once the header gave the real one.  ``clock`` runs the PROXY header timeout
+    and the log of closes.
     """
 
     protocol = CountedConnection
@@ -289,23 +510,41 @@ class ConnectionLimiter(WrappingFactory):
         wrapped,
         gate: ConnectionGate,
         *,
+        clock,
         max_connections: int = 0,
         max_per_ip: int = 0,
         trusted: Optional[TrustedProxies] = None,
         stats: Optional[LimitStats] = None,
         proxy_protocol: bool = False,
+        proxy_header_timeout: float = PROXY_HEADER_TIMEOUT,
     ) -> None:
         super().__init__(wrapped)
         if proxy_protocol:
             self.protocol = ProxiedConnection
         self.gate = gate
+        self.clock = clock
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
         self.trusted = trusted if trusted is not None else TrustedProxies()
         self.stats = stats if stats is not None else LimitStats()
+        self.proxy_header_timeout = proxy_header_timeout
         self.port = None
         self._per_ip: dict[str, int] = {}
         self._paused = False
+        self._over_limit_log = CloseLog(
+            clock,
+            "{client}: connection closed, over max_connections_per_ip {limit} (more such "
+            "closes are counted and logged every {interval:g} s)",
+            "{count} more connection(s) closed over max_connections_per_ip {limit} in "
+            "{interval:g} s, from {addresses} address(es), most from {client} ({most})",
+        )
+        self._no_header_log = CloseLog(
+            clock,
+            "{client}: connection closed: {reason} (more such closes are counted and logged "
+            "every {interval:g} s)",
+            "{count} more connection(s) closed without a valid PROXY header in {interval:g} s, "
+            "from {addresses} address(es), most from {client} ({most})",
+        )
         gate.add(self)
 
     def configure(self, *, max_connections: int, max_per_ip: int, trusted: TrustedProxies) -> None:
@@ -348,15 +587,32 @@ class ConnectionLimiter(WrappingFactory):
         """The listener stopped listening: never touch its port again."""
         self.port = None
         self.gate.remove(self)
+        self._over_limit_log.stop()
+        self._no_header_log.stop()
 
     @property
     def full(self) -> bool:
         return bool(self.max_connections) and len(self.protocols) >= self.max_connections
 
+    def buildProtocol(self, addr):
+        """The connection's protocol, or None for one over ``max_connections_per_ip``.
+
+        Twisted's port closes the socket of a connection it gets no protocol for,
+        at once: the connection never becomes one of ours (no count, no
+        timer, no answer).  Under the PROXY protocol ``addr`` is the balancer's,
+        so that check waits for the header (:meth:`admit`).
+        """
+        if self.protocol is not ProxiedConnection:
+            client = getattr(addr, "host", "") or ""
+            if self._over_limit(client):
+                self._closed_over_limit(client)
+                return None
+        return super().buildProtocol(addr)
+
     def registerProtocol(self, p: CountedConnection) -> None:
         super().registerProtocol(p)
         if not isinstance(p, ProxiedConnection):
-            self.count_address(p)
+            self._count(p, getattr(p.getPeer(), "host", "") or "")
         if self.full and len(self.protocols) == self.max_connections:
             self.stats.increment("accept_paused")
             log.warn(
@@ -365,14 +621,36 @@ class ConnectionLimiter(WrappingFactory):
             )
         self.gate.opened()
 
-    def count_address(self, p: CountedConnection) -> None:
-        """Count ``p`` against its client address's ``max_connections_per_ip``."""
-        peer = p.getPeer()
-        p.client_ip = getattr(peer, "host", "") or ""
-        if self.max_per_ip and p.client_ip not in self.trusted:
-            count = self._per_ip.get(p.client_ip, 0) + 1
-            self._per_ip[p.client_ip] = count
-            p.over_ip_limit = count > self.max_per_ip
+    def admit(self, p: ProxiedConnection) -> bool:
+        """Count ``p`` against the address its PROXY header named; False when that
+        address is over ``max_connections_per_ip`` (``p`` is then to be closed)."""
+        client = getattr(p.getPeer(), "host", "") or ""
+        if self._over_limit(client):
+            self._closed_over_limit(client)
+            return False
+        self._count(p, client)
+        return True
+
+    def no_proxy_header(self, p: ProxiedConnection, reason: str) -> None:
+        """``p`` closes without a valid PROXY header: counted, and logged (:class:`CloseLog`)."""
+        self.stats.increment("closed_no_proxy_header")
+        self._no_header_log.closed(getattr(p.getPeer(), "host", "") or "-", reason=reason)
+
+    def _over_limit(self, client: str) -> bool:
+        return (
+            bool(self.max_per_ip)
+            and self._per_ip.get(client, 0) >= self.max_per_ip
+            and client not in self.trusted
+        )
+
+    def _closed_over_limit(self, client: str) -> None:
+        self.stats.increment("closed_per_ip_connections")
+        self._over_limit_log.closed(client or "-", limit=self.max_per_ip)
+
+    def _count(self, p: CountedConnection, client: str) -> None:
+        p.client_ip = client
+        if self.max_per_ip and client not in self.trusted:
+            self._per_ip[client] = self._per_ip.get(client, 0) + 1
             p.counted_ip = True
 
     def unregisterProtocol(self, p: CountedConnection) -> None:
@@ -414,9 +692,10 @@ class Refusal:
 class Admission:
     """A listener's gatekeeper, asked once per request before it is routed on.
 
-    Order: the listener's ``allow``/``deny`` (403), the rule's (403), the
-    connection's per-address limit (429), then for WebSocket handshakes the proxy
-    shutting down (503) and the per-address handshake rate (429).
+    Order: the listener's ``allow``/``deny`` (403), the rule's (403), then for
+    WebSocket handshakes the proxy shutting down (503) and the per-address
+    handshake rate (429).  (``max_connections_per_ip`` is the
+    :class:`ConnectionLimiter`'s: a connection over it never gets a request in.)
     """
 
     def __init__(self, listener: ListenerConfig, clock, stats: LimitStats) -> None:
@@ -449,10 +728,9 @@ class Admission:
         rule: Optional[RuleConfig],
         *,
         websocket: bool,
-        over_ip_limit: bool = False,
     ) -> Optional[Refusal]:
         """The refusal for this request, or None when it may go on."""
-        refusal = self._refusal(client_ip, rule, websocket, over_ip_limit)
+        refusal = self._refusal(client_ip, rule, websocket)
         if refusal is not None:
             self.stats.increment(refusal.counter)
             if websocket:
@@ -460,7 +738,7 @@ class Admission:
         return refusal
 
     def _refusal(
-        self, client_ip: str, rule: Optional[RuleConfig], websocket: bool, over_ip_limit: bool
+        self, client_ip: str, rule: Optional[RuleConfig], websocket: bool
     ) -> Optional[Refusal]:
         if not self.access.permits(client_ip):
             return Refusal(
@@ -468,13 +746,6 @@ class Admission:
             )
         if rule is not None and not self._rule_list(rule).permits(client_ip):
             return Refusal(403, "your address is not allowed here", "denied_by_rule")
-        if over_ip_limit:
-            return Refusal(
-                429,
-                "too many connections from your address",
-                "refused_per_ip_connections",
-                (("Retry-After", "1"),),
-            )
         if websocket and self.draining:
             return Refusal(
                 503, "the proxy is shutting down", "refused_draining", (("Retry-After", "1"),)

@@ -32,6 +32,7 @@ from clbproxy.limits import (
     ConnectionLimiter,
     LimitStats,
     Refusal,
+    socket_bind,
 )
 from clbproxy.logtext import printable
 from clbproxy.redirect import RedirectToHTTPS, local_host, redirect_host
@@ -129,7 +130,6 @@ class ListenerResource(Resource):
             real_client_ip(peer, forwarded_for, settings.trusted),
             rule,
             websocket=upgrade,
-            over_ip_limit=_over_ip_limit(request.channel.transport),
         )
         if refusal is not None:
             self._record(request, settings, rule)
@@ -194,15 +194,6 @@ def release_upgraded(request: Request) -> None:
     channel = request.channel
     if channel is not None and channel.transport is None and request in channel.requests:
         channel.requests.remove(request)
-
-
-def _over_ip_limit(transport) -> bool:
-    """Whether the connection limiter marked this connection (it may sit under TLS)."""
-    while transport is not None:
-        if hasattr(transport, "over_ip_limit"):
-            return transport.over_ip_limit
-        transport = getattr(transport, "transport", None)
-    return False
 
 
 def render_fixed_response(request: Request, fixed: FixedResponseConfig) -> bytes:
@@ -344,10 +335,12 @@ def listener_service(
     ``gate`` counts connections against the global ``max_connections``.  An HTTPS
     listener wraps the site in TLS (inside the connection limiter and the bind
     endpoint), so under ``haproxy:`` the PROXY header comes first and the TLS
-    handshake after.  ``endpoint_for(bind)`` gives the endpoint to listen on
-    (default: ``serverFromString``; a worker process adopts the supervisor's
-    sockets through it).  Its ``tls`` attribute (:class:`clbproxy.tls.ServerTLS`) reloads
-    certificates.
+    handshake after: the limiter reads that header (see
+    :class:`clbproxy.limits.ProxiedConnection`), so the endpoint is the socket
+    without ``haproxy:``.  ``endpoint_for(bind)`` gives the endpoint to listen on
+    for the full ``bind`` (default: ``serverFromString`` of the socket's part; a
+    worker process adopts the supervisor's sockets through it).  Its ``tls``
+    attribute (:class:`clbproxy.tls.ServerTLS`) reloads certificates.
     """
     settings = RelaySettings.from_config(listener, dict(groups))
     stats = LimitStats()
@@ -376,14 +369,15 @@ def listener_service(
     limiter = ConnectionLimiter(
         served,
         gate if gate is not None else ConnectionGate(),
+        clock=reactor,
         max_connections=listener.max_connections,
         max_per_ip=listener.max_connections_per_ip,
         trusted=settings.trusted,
         stats=stats,
-        proxy_protocol=listener.bind.startswith("haproxy:"),
+        proxy_protocol=socket_bind(listener.bind) != listener.bind,
     )
     if endpoint_for is None:
-        endpoint = serverFromString(reactor, listener.bind)
+        endpoint = serverFromString(reactor, socket_bind(listener.bind))
     else:
         endpoint = endpoint_for(listener.bind)
     service = ListenerService(endpoint, limiter, forwarder, relay, site, admission)

@@ -35,13 +35,15 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 _DIRECTIONS = (("in", "messages_in", "bytes_in"), ("out", "messages_out", "bytes_out"))
 
-#: ``LimitStats`` refusal counters as ``(reason label, status)``.
+#: ``LimitStats`` refusal counters as ``(reason label, status label)``; ``none``: the
+#: connection was closed without an answer.
 LIMIT_REFUSALS = {
-    "denied_by_listener": ("listener_deny", 403),
-    "denied_by_rule": ("rule_deny", 403),
-    "refused_per_ip_connections": ("per_ip_connections", 429),
-    "refused_handshake_rate": ("handshake_rate", 429),
-    "refused_draining": ("shutting_down", 503),
+    "denied_by_listener": ("listener_deny", "403"),
+    "denied_by_rule": ("rule_deny", "403"),
+    "closed_per_ip_connections": ("per_ip_closed", "none"),
+    "closed_no_proxy_header": ("no_proxy_header", "none"),
+    "refused_handshake_rate": ("handshake_rate", "429"),
+    "refused_draining": ("shutting_down", "503"),
 }
 
 #: ``LimitStats`` WebSocket timeout counters as the ``kind`` label.
@@ -249,8 +251,10 @@ class _LiveCollector(Collector):
         live = self._live
         refusals = CounterMetricFamily(
             "clbproxy_limit_refusals",
-            "Requests and WebSocket handshakes answered by a limit or access list, by reason "
-            "(listener_deny, rule_deny, per_ip_connections, handshake_rate, shutting_down).",
+            "Requests and WebSocket handshakes answered by a limit or access list, and "
+            "connections closed unanswered (status none), by reason (listener_deny, rule_deny, "
+            "per_ip_closed: over max_connections_per_ip, no_proxy_header, handshake_rate, "
+            "shutting_down).",
             labels=["listener", "reason", "status"],
         )
         paused = CounterMetricFamily(
@@ -278,7 +282,7 @@ class _LiveCollector(Collector):
         for name, listener in live.listeners.items():
             counts = listener.stats.snapshot()
             for counter, (reason, status) in LIMIT_REFUSALS.items():
-                refusals.add_metric([name, reason, str(status)], counts[counter])
+                refusals.add_metric([name, reason, status], counts[counter])
             paused.add_metric([name], counts["accept_paused"])
             http_timeouts.add_metric([name], counts["header_timeouts"])
             for counter, kind in WEBSOCKET_TIMEOUTS.items():

@@ -45,7 +45,6 @@ from twisted.logger import (
     jsonFileLogObserver,
 )
 from twisted.protocols.basic import LineReceiver
-from twisted.protocols.haproxy import proxyEndpoint
 from zope.interface import implementer
 
 from clbproxy.config import ConfigError, load_config
@@ -104,10 +103,8 @@ class InheritedSockets:
         if found is None:
             return NotInherited(bind)
         fileno, family = found
-        endpoint = AdoptedStreamServerEndpoint(self._reactor, fileno, family)
-        if bind.startswith("haproxy:"):
-            return proxyEndpoint(endpoint)
-        return endpoint
+        # Under ``haproxy:`` the listener's connection limiter reads the PROXY header.
+        return AdoptedStreamServerEndpoint(self._reactor, fileno, family)
 
 
 @implementer(IFileDescriptorReceiver)

@@ -7,12 +7,13 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.protocols.haproxy import proxyEndpoint
 from twisted.trial import unittest
 
 from clbproxy.config import ListenerConfig, RuleConfig
 from clbproxy.forwarding import TrustedProxies, real_client_ip
 from clbproxy.limits import (
+    CLOSE_LOG_INTERVAL,
+    PROXY_HEADER_TIMEOUT,
     AccessList,
     Admission,
     ConnectionGate,
@@ -86,10 +87,6 @@ class AdmissionTests(unittest.TestCase):
         self.assertEqual(
             self.check(admission, "10.0.1.1", rule, websocket=True), (403, "denied_by_rule")
         )
-        self.assertEqual(
-            self.check(admission, rule=rule, websocket=False, over_ip_limit=True),
-            (429, "refused_per_ip_connections"),
-        )
         self.assertIsNone(self.check(admission, rule=rule, websocket=True))
         self.assertEqual(
             self.check(admission, rule=rule, websocket=True), (429, "refused_handshake_rate")
@@ -103,13 +100,19 @@ class AdmissionTests(unittest.TestCase):
                 **dict.fromkeys(LimitStats.NAMES, 0),
                 "denied_by_listener": 1,
                 "denied_by_rule": 1,
-                "refused_per_ip_connections": 1,
                 "refused_handshake_rate": 1,
                 "refused_draining": 1,
             },
         )
         # Only the WebSocket handshakes among them are handshake outcomes too.
         self.assertEqual(stats.websocket_refusals(), {403: 1, 429: 1, 503: 1})
+
+    def test_the_per_address_connection_limit_is_not_a_request_refusal(self) -> None:
+        admission = Admission(listener(max_connections_per_ip=1), task.Clock(), LimitStats())
+        self.assertEqual(
+            [self.check(admission, websocket=websocket) for websocket in (False, True, False)],
+            [None, None, None],
+        )
 
     def test_real_client_comes_from_a_trusted_peers_forwarded_for(self) -> None:
         trusted = TrustedProxies.from_cidrs(["10.0.0.0/8"])
@@ -153,33 +156,21 @@ class BatchPort(FakePort):
 
 
 def connect(limiter: ConnectionLimiter, host: str = "10.0.0.1"):
+    """Accept a connection from ``host`` as Twisted's port does; None when the
+    limiter gave no protocol for it (the port then closes the socket)."""
     address = IPv4Address("TCP", host, 40000)
     protocol = limiter.buildProtocol(address)
+    if protocol is None:
+        return None
     transport = StringTransport(peerAddress=address)
     protocol.makeConnection(transport)
     return protocol
 
 
-class _Captured:
-    """A server endpoint that only keeps the factory it is asked to listen with."""
-
-    factory = None
-
-    def listen(self, factory):
-        self.factory = factory
-
-
-def proxy_protocol_factory(wrapped):
-    """``wrapped`` behind Twisted's PROXY protocol wrapper, as ``haproxy:`` endpoints use it."""
-    endpoint = _Captured()
-    proxyEndpoint(endpoint).listen(wrapped)
-    return endpoint.factory
-
-
 class ConnectionLimiterTests(unittest.TestCase):
     def limiter(self, gate=None, **options) -> ConnectionLimiter:
         limiter = ConnectionLimiter(
-            Factory.forProtocol(Protocol), gate or ConnectionGate(), **options
+            Factory.forProtocol(Protocol), gate or ConnectionGate(), clock=task.Clock(), **options
         )
         limiter.listening(FakePort())
         return limiter
@@ -202,40 +193,48 @@ class ConnectionLimiterTests(unittest.TestCase):
         first.connectionLost(None)
         self.assertEqual((one.port.reading, two.port.reading), (True, True))
 
-    def test_connections_over_the_per_address_limit_are_marked(self) -> None:
+    def test_a_connection_over_the_per_address_limit_gets_no_protocol(self) -> None:
+        limiter = self.limiter(max_per_ip=2)
+        held = [connect(limiter), connect(limiter)]
+        self.assertIsNone(connect(limiter))
+        self.assertIsNone(connect(limiter))
+        self.assertNotIn(None, held)
+        self.assertEqual(limiter.stats["closed_per_ip_connections"], 2)
+
+    def test_other_addresses_and_trusted_proxies_are_not_held_to_one_addresses_limit(
+        self,
+    ) -> None:
         limiter = self.limiter(max_per_ip=1, trusted=TrustedProxies.from_cidrs(["10.9.0.0/16"]))
-        first, second = connect(limiter), connect(limiter)
-        other = connect(limiter, "10.0.0.2")
-        proxies = [connect(limiter, "10.9.0.1") for _ in range(3)]
-        self.assertEqual(
-            [c.over_ip_limit for c in (first, second, other, *proxies)],
-            [False, True, False, False, False, False],
-        )
+        connect(limiter)
+        self.assertIsNotNone(connect(limiter, "10.0.0.2"))
+        self.assertNotIn(None, [connect(limiter, "10.9.0.1") for _ in range(3)])
+        self.assertIsNone(connect(limiter))
+
+    def test_the_address_is_accepted_again_once_one_of_its_connections_ends(self) -> None:
+        limiter = self.limiter(max_per_ip=1)
+        first = connect(limiter)
+        self.assertIsNone(connect(limiter))
         first.connectionLost(None)
-        second.connectionLost(None)
-        self.assertFalse(connect(limiter).over_ip_limit)
+        self.assertIsNotNone(connect(limiter))
 
-    def test_under_proxy_protocol_the_header_source_is_counted(self) -> None:
-        limiter = self.limiter(max_per_ip=1, proxy_protocol=True)
-        balancer = IPv4Address("TCP", "10.0.0.1", 40000)
-        proxied = proxy_protocol_factory(limiter)
+    def test_a_connection_closed_at_accept_counts_against_no_limit(self) -> None:
+        gate = ConnectionGate(3)
+        limiter = self.limiter(gate, max_per_ip=1, max_connections=3)
+        connect(limiter)
+        for _ in range(10):
+            connect(limiter)
+        self.assertEqual((gate.count, len(limiter.protocols)), (1, 1))
+        self.assertTrue(limiter.port.reading)
+        self.assertIsNotNone(connect(limiter, "10.0.0.2"))
 
-        def connect_via_balancer(source: str):
-            protocol = proxied.buildProtocol(balancer)
-            protocol.makeConnection(StringTransport(peerAddress=balancer))
-            protocol.dataReceived(f"PROXY TCP4 {source} 10.0.0.2 5555 80\r\nGET".encode())
-            return protocol.wrappedProtocol
-
-        first, other, again = (
-            connect_via_balancer(source) for source in ("203.0.113.7", "203.0.113.8", "203.0.113.7")
-        )
-        self.assertEqual(
-            [(c.client_ip, c.over_ip_limit) for c in (first, other, again)],
-            [("203.0.113.7", False), ("203.0.113.8", False), ("203.0.113.7", True)],
-        )
-        first.connectionLost(None)
-        again.connectionLost(None)
-        self.assertFalse(connect_via_balancer("203.0.113.7").over_ip_limit)
+    def test_a_lower_limit_from_a_reload_applies_to_new_connections(self) -> None:
+        limiter = self.limiter(max_per_ip=0)
+        held = [connect(limiter) for _ in range(3)]
+        limiter.configure(max_connections=0, max_per_ip=2, trusted=TrustedProxies())
+        self.assertIsNotNone(connect(limiter))
+        self.assertIsNotNone(connect(limiter))
+        self.assertIsNone(connect(limiter))
+        self.assertNotIn(None, held)
 
     def test_a_stopped_listener_is_never_resumed(self) -> None:
         limiter = self.limiter(max_connections=1)
@@ -244,6 +243,219 @@ class ConnectionLimiterTests(unittest.TestCase):
         limiter.stopped()
         first.connectionLost(None)
         self.assertFalse(port.reading)
+
+
+class Recorder(Protocol):
+    """The listener's protocol in these tests: what it was told, and when."""
+
+    def __init__(self) -> None:
+        self.peer = None
+        self.host = None
+        self.received = b""
+        self.lost = False
+
+    def connectionMade(self) -> None:
+        self.peer = self.transport.getPeer()
+        self.host = self.transport.getHost()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason=None) -> None:
+        self.lost = True
+
+
+def proxy_v1(source: str) -> bytes:
+    return f"PROXY TCP4 {source} 10.0.0.2 5555 8443\r\n".encode()
+
+
+def proxy_v2(source: tuple[int, int, int, int]) -> bytes:
+    return (
+        b"\r\n\r\n\x00\r\nQUIT\n"  # signature
+        + b"\x21\x11\x00\x0c"  # v2 PROXY, TCP over IPv4, 12 address bytes
+        + bytes(source)
+        + bytes([10, 0, 0, 2])
+        + (5555).to_bytes(2, "big")
+        + (8443).to_bytes(2, "big")
+    )
+
+
+class ProxyProtocolTests(unittest.TestCase):
+    """A PROXY-protocol listener (``haproxy:``): the limiter reads the header."""
+
+    BALANCER = IPv4Address("TCP", "10.0.0.1", 40000)
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.limiter = ConnectionLimiter(
+            Factory.forProtocol(Recorder),
+            ConnectionGate(),
+            clock=self.clock,
+            max_per_ip=1,
+            proxy_protocol=True,
+        )
+        self.limiter.listening(FakePort())
+
+    def connect(self, *chunks: bytes):
+        """A connection from the balancer that sends ``chunks``: (wrapper, transport)."""
+        protocol = self.limiter.buildProtocol(self.BALANCER)
+        transport = StringTransport(peerAddress=self.BALANCER)
+        protocol.makeConnection(transport)
+        for chunk in chunks:
+            protocol.dataReceived(chunk)
+        return protocol, transport
+
+    def test_the_listener_sees_the_header_source_from_connection_made_on(self) -> None:
+        protocol, transport = self.connect(proxy_v1("203.0.113.7") + b"GET / HTTP/1.1\r\n")
+        listener = protocol.wrappedProtocol
+        self.assertEqual(
+            (listener.peer.host, listener.host.port, listener.received),
+            ("203.0.113.7", 8443, b"GET / HTTP/1.1\r\n"),
+        )
+        self.assertFalse(transport.disconnecting)
+
+    def test_the_listener_is_not_connected_before_the_header_is_complete(self) -> None:
+        protocol, _ = self.connect(b"PROXY TCP4 203.0.")
+        self.assertIsNone(protocol.wrappedProtocol.peer)
+        protocol.dataReceived(b"113.7 10.0.0.2 5555 8443\r\n")
+        self.assertEqual(protocol.wrappedProtocol.peer.host, "203.0.113.7")
+
+    def test_a_header_in_pieces_of_any_size_is_read(self) -> None:
+        for header in (proxy_v1("203.0.113.7"), proxy_v2((203, 0, 113, 7))):
+            protocol, transport = self.connect(*(header[i : i + 1] for i in range(len(header))))
+            protocol.dataReceived(b"x")
+            self.assertEqual(protocol.wrappedProtocol.peer.host, "203.0.113.7", header)
+            self.assertEqual(protocol.wrappedProtocol.received, b"x")
+            protocol.connectionLost(None)
+
+    def test_each_header_source_is_counted_not_the_balancer(self) -> None:
+        first, _ = self.connect(proxy_v1("203.0.113.7"))
+        other, other_transport = self.connect(proxy_v2((203, 0, 113, 8)))
+        self.assertFalse(other_transport.disconnecting)
+        self.assertEqual([c.client_ip for c in (first, other)], ["203.0.113.7", "203.0.113.8"])
+
+    def test_a_header_without_a_source_is_counted_as_the_balancer(self) -> None:
+        local = b"\r\n\r\n\x00\r\nQUIT\n" + b"\x20\x00\x00\x00"  # v2 LOCAL (health checks)
+        first, _ = self.connect(local)
+        _, transport = self.connect(local)
+        self.assertEqual(first.wrappedProtocol.peer.host, "10.0.0.1")
+        self.assertTrue(transport.disconnected)
+
+    def test_a_header_naming_an_over_limit_address_closes_before_the_listener_sees_it(
+        self,
+    ) -> None:
+        self.connect(proxy_v1("203.0.113.7"))
+        for header in (proxy_v1("203.0.113.7"), proxy_v2((203, 0, 113, 7))):
+            protocol, transport = self.connect(header + b"GET / HTTP/1.1\r\n\r\n")
+            self.assertTrue(transport.disconnected)
+            self.assertEqual(transport.value(), b"")
+            listener = protocol.wrappedProtocol
+            self.assertEqual((listener.peer, listener.received), (None, b""))
+            protocol.connectionLost(None)
+            self.assertFalse(listener.lost)
+        self.assertEqual(self.limiter.stats["closed_per_ip_connections"], 2)
+
+    def test_a_closed_over_limit_connection_frees_its_place(self) -> None:
+        held, _ = self.connect(proxy_v1("203.0.113.7"))
+        refused, _ = self.connect(proxy_v1("203.0.113.7"))
+        refused.connectionLost(None)
+        self.assertEqual((self.limiter.gate.count, len(self.limiter.protocols)), (1, 1))
+        held.connectionLost(None)
+        _, transport = self.connect(proxy_v1("203.0.113.7"))
+        self.assertFalse(transport.disconnecting)
+
+    def test_no_header_within_the_timeout_closes_the_connection(self) -> None:
+        silent, silent_transport = self.connect()
+        partial, partial_transport = self.connect(b"PROXY TCP4 203.0.113.7 ")
+        self.clock.advance(PROXY_HEADER_TIMEOUT - 0.1)
+        self.assertEqual([silent_transport.disconnected, partial_transport.disconnected], [0, 0])
+        self.clock.advance(0.1)
+        self.assertEqual([silent_transport.disconnected, partial_transport.disconnected], [1, 1])
+        self.assertEqual(self.limiter.stats["closed_no_proxy_header"], 2)
+        self.assertIsNone(silent.wrappedProtocol.peer)
+
+    def test_a_complete_header_stops_the_timeout(self) -> None:
+        _, transport = self.connect(proxy_v1("203.0.113.7"))
+        self.clock.advance(PROXY_HEADER_TIMEOUT * 10)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_connection_lost_before_its_header_leaves_no_timer(self) -> None:
+        protocol, _ = self.connect(b"PROXY ")
+        protocol.connectionLost(None)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual((self.limiter.gate.count, protocol.wrappedProtocol), (0, None))
+
+    def test_bytes_that_cannot_be_a_header_close_the_connection(self) -> None:
+        for data in (
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b"PROXY TCP4 nonsense\r\n",
+            b"PROXY " + b"9" * 200,
+            b"PROXY TCP4 not-an-address 10.0.0.2 5555 80\r\n",
+            b"PROXY TCP4 \x1b[31m 10.0.0.2 5555 80\r\n",
+            b"PROXY TCP4 203.0.113.\xff 10.0.0.2 5555 80\r\n",
+            b"PROXY TCP4 203.0.113.7 10.0.0.2 port 80\r\n",
+        ):
+            protocol, transport = self.connect(data)
+            self.assertTrue(transport.disconnected, data)
+            self.assertIsNone(protocol.wrappedProtocol.peer, data)
+        self.assertEqual(self.limiter.stats["closed_no_proxy_header"], 8)
+
+
+class CloseLogTests(unittest.TestCase):
+    """Closes a client can cause in bulk are logged once per interval, then summed up."""
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.limiter = ConnectionLimiter(
+            Factory.forProtocol(Protocol), ConnectionGate(), clock=self.clock, max_per_ip=1
+        )
+        self.limiter.listening(FakePort())
+
+    def lines(self) -> list[str]:
+        lines = [formatEvent(event) for event in self.events]
+        return [line for line in lines if "max_connections_per_ip" in line]
+
+    def test_a_flood_logs_one_line_then_one_summary_per_interval(self) -> None:
+        connect(self.limiter)
+        for _ in range(5):
+            connect(self.limiter)
+        connect(self.limiter, "10.0.0.2")
+        connect(self.limiter, "10.0.0.2")
+        self.assertEqual(
+            self.lines(),
+            [
+                "10.0.0.1: connection closed, over max_connections_per_ip 1 (more such closes "
+                "are counted and logged every 10 s)"
+            ],
+        )
+        self.clock.advance(CLOSE_LOG_INTERVAL)
+        self.assertEqual(
+            self.lines()[1:],
+            [
+                "5 more connection(s) closed over max_connections_per_ip 1 in 10 s, from 2 "
+                "address(es), most from 10.0.0.1 (4)"
+            ],
+        )
+
+    def test_after_a_quiet_interval_the_next_close_is_logged_at_once(self) -> None:
+        connect(self.limiter)
+        connect(self.limiter)
+        self.clock.advance(CLOSE_LOG_INTERVAL)
+        self.assertEqual(len(self.lines()), 1)
+        connect(self.limiter)
+        self.assertEqual(len(self.lines()), 2)
+        self.assertTrue(self.lines()[1].startswith("10.0.0.1: connection closed"))
+
+    def test_a_stopped_listener_leaves_no_timer(self) -> None:
+        connect(self.limiter)
+        connect(self.limiter)
+        self.limiter.stopped()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class DescriptorBudgetTests(unittest.TestCase):
@@ -255,7 +467,7 @@ class DescriptorBudgetTests(unittest.TestCase):
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
     def limiter(self, gate) -> ConnectionLimiter:
-        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), gate)
+        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), gate, clock=task.Clock())
         limiter.listening(FakePort())
         return limiter
 
@@ -324,7 +536,7 @@ class AcceptBatchTests(unittest.TestCase):
 
     def test_a_flood_is_accepted_up_to_the_global_limit_and_waits_for_the_rest(self) -> None:
         gate = ConnectionGate.for_process(0, descriptor_limit=64)
-        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), gate)
+        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), gate, clock=task.Clock())
         port = self.port(limiter, pending=200)
         port.doRead()
         self.assertEqual((len(port.accepted), port.pending, port.reading), (16, 184, False))
@@ -335,14 +547,16 @@ class AcceptBatchTests(unittest.TestCase):
 
     def test_a_listener_limit_cuts_the_batch_too(self) -> None:
         limiter = ConnectionLimiter(
-            Factory.forProtocol(Protocol), ConnectionGate(), max_connections=5
+            Factory.forProtocol(Protocol), ConnectionGate(), clock=task.Clock(), max_connections=5
         )
         port = self.port(limiter, pending=50)
         port.doRead()
         self.assertEqual((len(port.accepted), port.pending), (5, 45))
 
     def test_without_limits_the_batch_is_the_ports_own(self) -> None:
-        limiter = ConnectionLimiter(Factory.forProtocol(Protocol), ConnectionGate())
+        limiter = ConnectionLimiter(
+            Factory.forProtocol(Protocol), ConnectionGate(), clock=task.Clock()
+        )
         port = self.port(limiter, pending=150)
         port.doRead()
         self.assertEqual((len(port.accepted), port.pending), (100, 50))

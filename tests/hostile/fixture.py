@@ -1,7 +1,8 @@
 """A proxy and its backend in a process of their own, for the hostile-input catalogue.
 
 Run as ``python -m tests.hostile.fixture JSON``: ``JSON`` holds ``listener`` (keyword
-arguments of :class:`ListenerConfig`, plus ``rules``: a list of :class:`RuleConfig`
+arguments of :class:`ListenerConfig`, ``bind`` defaulting to an ephemeral
+127.0.0.1 port, plus ``rules``: a list of :class:`RuleConfig`
 keyword arguments, a ``fixed_response`` as a dict, and ``tls``: keyword arguments
 of :class:`TLSConfig` whose ``certificates`` are :class:`CertificateConfig` keyword
 arguments) and ``group``
@@ -109,9 +110,8 @@ def start(reactor, spec: dict):
         tls = dict(listener_spec.pop("tls"))
         tls["certificates"] = tuple(CertificateConfig(**c) for c in tls.get("certificates", ()))
         listener_spec["tls"] = TLSConfig(**tls)
-    listener = ListenerConfig(
-        name="hostile", bind="tcp:0:interface=127.0.0.1", rules=rules, **_tuples(listener_spec)
-    )
+    bind = listener_spec.pop("bind", "tcp:0:interface=127.0.0.1")
+    listener = ListenerConfig(name="hostile", bind=bind, rules=rules, **_tuples(listener_spec))
     group = TargetGroupConfig(
         name="pool",
         backends=(BackendConfig("127.0.0.1", backend_port),),

@@ -431,6 +431,23 @@ class DrainTests(unittest.TestCase):
         self.assertEqual((yield response), b"")
         delayed.cut()
 
+    @defer.inlineCallbacks
+    def test_a_connection_still_waiting_for_its_proxy_header_is_closed_at_once(self):
+        proxy = ProxyProcess(self)
+        _, ws_port = proxy.backend()
+        proxy.write((yield ws_port), bind="haproxy:tcp:0:interface=127.0.0.1")
+        proxy.start()
+        service = proxy.listener()
+        waiting = raw_request(port_of(service), b"PROXY TCP4 203.0.")
+        yield task.deferLater(reactor, 0.1, lambda: None)
+        started = time.monotonic()
+
+        drained = yield drain([service], reactor, timeout=5)
+
+        self.assertTrue(drained)
+        self.assertLess(time.monotonic() - started, 1.0)
+        self.assertEqual((yield waiting), b"")
+
 
 class DelayedHTTPBackend(Factory):
     """Answers each request with ``200 slow answer`` after ``delay`` seconds."""

@@ -1,5 +1,6 @@
 """Timeouts and limits on real sockets: 408, keep-alive idle, WebSocket idle and pings,
-403/429 for HTTP and WebSocket handshakes alike, and accept pausing."""
+403/429 for HTTP and WebSocket handshakes alike, closes over the per-address
+limit, and accept pausing."""
 
 from __future__ import annotations
 
@@ -193,15 +194,15 @@ class AccessTests(unittest.TestCase):
         self.assertTrue(other.startswith(b"HTTP/1.1 200 OK"), other)
 
     @defer.inlineCallbacks
-    def test_connection_over_the_per_address_limit_gets_429(self):
+    def test_connection_over_the_per_address_limit_is_closed_without_an_answer(self):
         net = Listening(self)
         backend = yield net.raw_backend(OK)
         port = yield net.proxy([backend], max_connections_per_ip=1)
         first = yield hold(port)
         self.addCleanup(first.transport.loseConnection)
-        data = yield raw_request(port, GET)
-        self.assertTrue(data.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), data)
-        self.assertIn(b"Retry-After: 1", data)
+        self.assertEqual((yield raw_request(port, GET)), b"")
+        self.assertEqual((yield raw_request(port, upgrade_request())), b"")
+        self.assertEqual(net.service.stats["closed_per_ip_connections"], 2)
 
     @defer.inlineCallbacks
     def test_websocket_handshakes_over_the_rate_get_429(self):
@@ -243,7 +244,7 @@ class LimitMetricsTests(unittest.TestCase):
         return (yield self.net.start([backend_port], log_path=self.mktemp(), **listener_options))
 
     @defer.inlineCallbacks
-    def test_403_429_and_503_refusals_are_counted_by_reason_and_as_handshake_outcomes(self):
+    def test_refusals_and_closes_are_counted_by_reason_and_as_handshake_outcomes(self):
         _, backend_port = Listening(self).backend()
         rules = (
             RuleConfig(target_group="pool", path="/private", deny=("127.0.0.0/8",)),
@@ -266,6 +267,7 @@ class LimitMetricsTests(unittest.TestCase):
         yield sleep(0.05)
         statuses.append((yield raw_request(port, upgrade_request()))[:12])
         held = yield hold(port)
+        # Over the per-address limit: closed at accept, nothing answered.
         statuses.append((yield raw_request(port, GET))[:12])
         statuses.append((yield raw_request(port, upgrade_request()))[:12])
         held.transport.loseConnection()
@@ -275,7 +277,8 @@ class LimitMetricsTests(unittest.TestCase):
         self.net.service.admission.draining = True
         statuses.append((yield raw_request(port, upgrade_request()))[:12])
         self.assertEqual(
-            statuses, [b"HTTP/1.1 403"] * 2 + [b"HTTP/1.1 429"] * 3 + [b"HTTP/1.1 503"]
+            statuses,
+            [b"HTTP/1.1 403"] * 2 + [b"HTTP/1.1 429", b"", b"", b"HTTP/1.1 503"],
         )
 
         found = yield scrape(self.net)
@@ -286,7 +289,8 @@ class LimitMetricsTests(unittest.TestCase):
             for reason, status in (
                 ("listener_deny", "403"),
                 ("rule_deny", "403"),
-                ("per_ip_connections", "429"),
+                ("per_ip_closed", "none"),
+                ("no_proxy_header", "none"),
                 ("handshake_rate", "429"),
                 ("shutting_down", "503"),
             )
@@ -296,7 +300,8 @@ class LimitMetricsTests(unittest.TestCase):
             {
                 ("listener_deny", "403"): 0,
                 ("rule_deny", "403"): 2,
-                ("per_ip_connections", "429"): 2,
+                ("per_ip_closed", "none"): 2,
+                ("no_proxy_header", "none"): 0,
                 ("handshake_rate", "429"): 1,
                 ("shutting_down", "503"): 1,
             },
@@ -307,7 +312,8 @@ class LimitMetricsTests(unittest.TestCase):
             )
             for status in ("101", "403", "429", "503")
         }
-        self.assertEqual(handshakes, {"101": 1, "403": 1, "429": 2, "503": 1})
+        # A connection closed at accept never got as far as a handshake.
+        self.assertEqual(handshakes, {"101": 1, "403": 1, "429": 1, "503": 1})
 
     @defer.inlineCallbacks
     def test_timeouts_and_accept_pauses_are_counted(self):

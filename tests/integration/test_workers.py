@@ -17,13 +17,20 @@ import time
 
 import treq
 from twisted.internet import defer, reactor, task
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
-from tests.integration.support import ROOT, TWISTD, Listening, raw_request, spawn_twistd
+from tests.integration.support import (
+    ROOT,
+    TWISTD,
+    Listening,
+    raw_request,
+    spawn_twistd,
+    upgrade_request,
+)
 from tests.integration.test_lifecycle import free_port
 from tests.integration.test_observability import sample, samples
 
@@ -59,6 +66,30 @@ max_connections = 1
   [[listener.rule]]
   target_group = "pool"
 """
+
+PROXIED_LISTENER = """
+[[listener]]
+name = "second"
+bind = "haproxy:tcp:{second}:interface=127.0.0.1"
+max_connections = 1
+  [[listener.rule]]
+  target_group = "pool"
+"""
+
+
+class _FirstAnswer(Protocol):
+    """Sends its bytes, fires ``answered`` with the first bytes back, and stays open."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.answered = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.answered.called:
+            self.answered.callback(data)
 
 
 def alive(pid: int) -> bool:
@@ -341,6 +372,22 @@ class WorkerTests(unittest.TestCase):
         metrics = yield group.metrics()
         self.assertEqual(sample(metrics, "clbproxy_config_reloads_total", result="success"), 1)
         self.assertNotIn("exited with status", group.log())
+
+    @defer.inlineCallbacks
+    def test_every_worker_reads_the_proxy_header_of_an_adopted_haproxy_socket(self):
+        group = yield self.group(listeners=PROXIED_LISTENER)
+        answers = []
+        # max_connections = 1 per worker: the second connection goes to the other worker.
+        for source in ("203.0.113.7", "203.0.113.8"):
+            header = f"PROXY TCP4 {source} 127.0.0.1 5555 80\r\n".encode()
+            protocol = yield connectProtocol(
+                TCP4ClientEndpoint(reactor, "127.0.0.1", group.second),
+                _FirstAnswer(header + upgrade_request(host="a.test")),
+            )
+            self.addCleanup(protocol.transport.abortConnection)
+            answers.append((yield protocol.answered.addTimeout(10, reactor)).split(b" ")[1])
+        self.assertEqual(answers, [b"101", b"101"])
+        self.assertEqual((yield self.sessions_per_worker(group)), [(True, 1), (True, 1)])
 
     @defer.inlineCallbacks
     def test_a_worker_restarted_after_a_reload_gets_the_new_listener_socket(self):
