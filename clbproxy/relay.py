@@ -11,10 +11,12 @@ does not answer in time 504.
 Once both hops are open, messages are streamed frame by frame in both directions
 (Autobahn's streaming API), so a message of any size never sits whole in memory;
 each hop negotiates permessage-deflate and answers pings on its own.  Each hop's
-transport is the other's streaming producer (as in
+transport has a :class:`WriteBufferWatch` as its streaming producer (as in
 ``twisted.protocols.portforward``): when one side cannot keep up, the other is
-no longer read.  How the end of one hop ends the other is decided by
-:mod:`clbproxy.closecodes`.
+no longer read, nor is that side itself (it does not read our pongs either;
+meanwhile only its latest ping is answered, once the buffer drains).  Why a hop
+is not read is held by its :class:`~clbproxy.readpause.ReadPauses`.  How the end
+of one hop ends the other is decided by :mod:`clbproxy.closecodes`.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from clbproxy.forwarding import (
 )
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.httpproxy import VIA, origin_form
+from clbproxy.readpause import InflateBudget, PauseReason, ReadPauses
 from clbproxy.routing import BadPath, Router
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import IdleQueue, ITimerOwner, SessionTimers
@@ -165,32 +168,40 @@ class RelaySettings:
 
 
 @implementer(IPushProducer)
-class _Throttle:
-    """Registered as the producer of one hop's transport: pausing it stops reading the other.
+class WriteBufferWatch:
+    """Registered as the producer of one hop's transport: tells ``hop`` when it fills and drains.
 
     Twisted pauses a transport's producer when its write buffer passes
-    ``bufferSize``; relaying that to the opposite transport is what bounds a
-    session's memory when one side reads slower than the other writes.
+    ``bufferSize`` (the listener's ``session_buffer``) and resumes it once the
+    buffer is empty; the hop then stops reading the other hop and itself (see
+    ``write_buffer_full``), which is what bounds a session's memory when one side
+    reads slower than the other writes, or sends pings and reads no pongs.
+    When the session moves to the fast path, ``hop`` becomes its
+    :class:`~clbproxy.fastpath.Hop`.
     """
 
-    __slots__ = ("_other", "_timers")
+    __slots__ = ("hop",)
 
-    def __init__(self, other_transport, timers: Optional[SessionTimers] = None) -> None:
-        self._other = other_transport
-        self._timers = timers
+    def __init__(self, hop) -> None:
+        self.hop = hop
 
     def pauseProducing(self) -> None:
-        self._other.pauseProducing()
-        if self._timers is not None:
-            self._timers.throttled()
+        self.hop.write_buffer_full()
 
     def resumeProducing(self) -> None:
-        self._other.resumeProducing()
-        if self._timers is not None:
-            self._timers.flowing()
+        self.hop.write_buffer_drained()
 
     def stopProducing(self) -> None:
         pass
+
+
+def read_again(hop) -> None:
+    """Read ``hop`` whatever held it: its closing handshake must get through."""
+    pauses = getattr(hop, "pauses", None)
+    if pauses is not None:
+        pauses.release()
+    elif hop.transport is not None:
+        hop.transport.resumeProducing()
 
 
 def _innermost_transport(transport):
@@ -224,6 +235,11 @@ class _Relaying:
     _begun = False
     _binary = False
     _messages = 0
+    #: Why this hop is not read, once the session is open.
+    pauses: Optional[ReadPauses] = None
+    #: The payload of the latest ping whose pong waits for the write buffer to drain.
+    _owed_pong: Optional[bytes] = None
+    _inflate_call = None
 
     @property
     def messages_in(self) -> int:
@@ -272,9 +288,16 @@ class _Relaying:
     def onMessageFrameData(self, payload: bytes) -> None:
         if self.failedByMe:
             return
-        timers = self.session.timers if self.session is not None else None
+        session = self.session
+        timers = session.timers if session is not None else None
         if timers is not None:
             timers.activity()
+        if (
+            self._perMessageCompress is not None
+            and session is not None
+            and session.inflate_budget is not None
+        ):
+            self._inflated(session.inflate_budget, len(payload))
         pending = self._pending
         self._pending = payload
         if pending is None:
@@ -305,9 +328,41 @@ class _Relaying:
         peer.endMessage()
 
     def onPing(self, payload: bytes) -> None:
-        super().onPing(payload)
+        pauses = self.pauses
+        if pauses is not None and pauses.held & PauseReason.OWN_WRITE_BUFFER:
+            # Pongs already wait to be read: this one replaces any still owed.
+            self._owed_pong = payload
+        else:
+            super().onPing(payload)
         if self.session is not None and self.session.timers is not None:
             self.session.timers.activity()
+
+    def write_buffer_full(self) -> None:
+        """This hop's transport cannot take more: stop reading the other hop, and this one."""
+        self.pauses.add(PauseReason.OWN_WRITE_BUFFER)
+        self.peer.pauses.add(PauseReason.PEER_BACKPRESSURE)
+
+    def write_buffer_drained(self) -> None:
+        """This hop's transport wrote all it held: answer the latest ping, read both again."""
+        payload = self._owed_pong
+        if payload is not None:
+            self._owed_pong = None
+            if self.state == OPEN:
+                self.sendPong(payload)
+        self.pauses.remove(PauseReason.OWN_WRITE_BUFFER)
+        self.peer.pauses.remove(PauseReason.PEER_BACKPRESSURE)
+
+    def _inflated(self, budget: InflateBudget, size: int) -> None:
+        """Charge bytes Autobahn inflated; over the session's rate, stop reading this hop."""
+        wait = budget.spend(size)
+        if wait > 0 and self._inflate_call is None:
+            self.pauses.add(PauseReason.INFLATE)
+            self._inflate_call = self.session.reactor.callLater(wait, self._inflate_paid)
+
+    def _inflate_paid(self) -> None:
+        self._inflate_call = None
+        if self.pauses is not None:
+            self.pauses.remove(PauseReason.INFLATE)
 
     def onPong(self, payload: bytes) -> None:
         if self.session is not None and self.session.timers is not None:
@@ -371,6 +426,9 @@ class _Relaying:
         # Autobahn leaves this timer running after the TCP connection is gone; it would
         # keep the protocol (and its session) alive for closeHandshakeTimeout seconds.
         cancel_close_timer(self)
+        if self._inflate_call is not None and self._inflate_call.active():
+            self._inflate_call.cancel()
+        self._inflate_call = None
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
@@ -740,6 +798,7 @@ class RelaySession(Lease):
         "_builder",
         "deflate_offer",
         "deflate",
+        "inflate_budget",
     )
 
     #: On its backend's ``on_unhealthy = "close"``, :meth:`close` ends the session.
@@ -792,6 +851,9 @@ class RelaySession(Lease):
         #: Once agreed end to end: whether the client and the backend start each
         #: compressed message with a fresh window (their ``no_context_takeover``).
         self.deflate: Optional[tuple[bool, bool]] = None
+        #: The session's allowance of inflated bytes (``websocket_inflate_rate``),
+        #: once open with permessage-deflate on a hop and a rate set.
+        self.inflate_budget: Optional[InflateBudget] = None
 
     # -- handshake -------------------------------------------------------------------
 
@@ -1028,15 +1090,24 @@ class RelaySession(Lease):
         self.timers.start()
         fill_request_fields(self.record, front)
         self._filled = True
-        limit = self.settings.listener.session_buffer
-        for hop, other in ((front, backend), (backend, front)):
+        limit = listener.session_buffer
+        deflating = self.deflate is not None or bool(
+            front.websocket_extensions_in_use or backend.websocket_extensions_in_use
+        )
+        if deflating and listener.websocket_inflate_rate and not self.tunnel:
+            self.inflate_budget = InflateBudget(self.reactor, listener.websocket_inflate_rate)
+        watches = []
+        for hop in (front, backend):
             transport = hop.transport
+            hop.pauses = ReadPauses(transport, self.timers)
             socket = _innermost_transport(transport)
             if hasattr(socket, "bufferSize"):
                 socket.bufferSize = limit
             if getattr(socket, "producer", None) is not None:
                 socket.unregisterProducer()
-            transport.registerProducer(_Throttle(other.transport, self.timers), True)
+            watch = WriteBufferWatch(hop)
+            transport.registerProducer(watch, True)
+            watches.append(watch)
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open",
             client=_peer_ip(front.transport),
@@ -1049,10 +1120,11 @@ class RelaySession(Lease):
             # From here on the session holds only the fast path's hops: Autobahn's
             # protocols (and the backend hop's factory) are no longer referenced.
             self.front, self.backend = hops
-            for hop in hops:
+            for hop, watch in zip(hops, watches):
+                watch.hop = hop
                 socket = _innermost_transport(hop.transport)
-                if type(getattr(socket, "producer", None)) is _Throttle:
-                    # The hop does what the throttle did (see Hop.pauseProducing).
+                if getattr(socket, "producer", None) is watch:
+                    # The hop is its own watch (see Hop.pauseProducing).
                     socket.producer = hop
             self._handshake = None
             # What only choosing the backend needed.
@@ -1110,8 +1182,7 @@ class RelaySession(Lease):
         for hop, code in ((self.front, client_code), (self.backend, backend_code)):
             if hop is None:
                 continue
-            if hop.transport is not None:
-                hop.transport.resumeProducing()
+            read_again(hop)
             if hop.state == OPEN:
                 hop.sendCloseFrame(code=code, reasonUtf8=reason)
             elif hop.state in (CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING):
@@ -1147,8 +1218,8 @@ class RelaySession(Lease):
         if other is None:
             return
         for hop in (self.front, self.backend):
-            if hop is not None and hop.transport is not None:
-                hop.transport.resumeProducing()
+            if hop is not None:
+                read_again(hop)
         if other.state == OPEN:
             action = close_for_other_hop(event)
             other.sendCloseFrame(code=action.code, reasonUtf8=action.reason or None)
