@@ -49,7 +49,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
 from clbproxy.closecodes import HopEnd, HopEvent, Side, received_close_problem, truncate_reason
-from clbproxy.frames import CLOSE, PING, PONG, FrameScanner, Violation
+from clbproxy.frames import CLOSE, PING, PONG, Control, FrameScanner, Violation
 from clbproxy.readpause import PauseReason, ReadPauses
 
 OPEN = WebSocketProtocol.STATE_OPEN
@@ -283,6 +283,7 @@ class Hop:
                     peer.transport.write(chunk)
                 peer.octets_out += len(chunk)
         else:
+            pings = None  # answered with one write: a write per tiny pong costs far more
             for event in events:
                 if event.__class__ is bytes:
                     if peer.state == OPEN or self.held:
@@ -291,10 +292,21 @@ class Hop:
                         else:
                             peer.transport.write(event)
                         peer.octets_out += len(event)
-                elif event.__class__ is Violation:
+                    continue
+                if event.__class__ is Control and event.opcode == PING:
+                    if pings is None:
+                        pings = []
+                    pings.append(event.payload)
+                    continue
+                if pings:
+                    self._answer_pings(pings)
+                    pings = None
+                if event.__class__ is Violation:
                     self._violation(event)
                 else:
                     self._control(event.opcode, event.payload)
+            if pings:
+                self._answer_pings(pings)
         if self.held and not scanner.mid_frame:
             held, self.held = self.held, ()
             peer.transport.writeSequence(held)
@@ -328,12 +340,7 @@ class Hop:
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == PING:
-            if self.state == OPEN:
-                if self.pauses.held & PauseReason.OWN_WRITE_BUFFER:
-                    # Pongs already wait to be read: this one replaces any still owed.
-                    self._owed_pong = payload
-                else:
-                    self._write_control(control_frame(PONG, payload, not self.server))
+            self._answer_pings([payload])
         elif opcode == PONG:
             timers = self.session.timers
             if timers is not None:
@@ -342,6 +349,27 @@ class Hop:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
             reason = payload[2:] if len(payload) > 2 else None
             self._close_received(code, reason)
+
+    def _answer_pings(self, payloads: list[bytes]) -> None:
+        """Pongs for these pings, in one write; only the latest is owed while pongs are queued."""
+        if self.state != OPEN:
+            return
+        if self.pauses.held & PauseReason.OWN_WRITE_BUFFER:
+            # Pongs already wait to be read: the latest ping replaces any still owed.
+            self._owed_pong = payloads[-1]
+            return
+        mask = not self.server
+        if len(payloads) == 1:
+            self._write_control(control_frame(PONG, payloads[0], mask))
+        elif mask:
+            self._write_control(b"".join([control_frame(PONG, p, True) for p in payloads]))
+        else:
+            pongs = bytearray()  # no object per pong: a flood of tiny pings makes many
+            for payload in payloads:
+                pongs.append(0x80 | PONG)
+                pongs.append(len(payload))
+                pongs += payload
+            self._write_control(bytes(pongs))
 
     def _close_received(self, code: Optional[int], reason: Optional[bytes]) -> None:
         problem = None if self.failedByMe else received_close_problem(code, reason)

@@ -310,8 +310,11 @@ class FrameScanner:
                     break
                 if pos > start and not self.failed:
                     out.append(data[start:pos])
-                mask = data[pos + header - 4 : pos + header] if mask_bit else b""
-                payload = _unmask(data[pos + header : frame_end], mask)
+                if length:
+                    mask = data[pos + header - 4 : pos + header] if mask_bit else b""
+                    payload = _unmask(data[pos + header : frame_end], mask)
+                else:
+                    payload = b""
                 pos = start = frame_end
                 if opcode == CLOSE:
                     if len(payload) == 1 and not self.failed:

@@ -64,7 +64,7 @@ from clbproxy.closecodes import (
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.endpoints import disable_nagle
 from clbproxy.errors import raw_error_response, raw_response
-from clbproxy.fastpath import send_now, socket_under, start_fast_path
+from clbproxy.fastpath import control_frame, send_now, socket_under, start_fast_path
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
     TrustedProxies,
@@ -73,6 +73,7 @@ from clbproxy.forwarding import (
     is_hop_by_hop,
     real_client_ip,
 )
+from clbproxy.frames import PONG
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.httpproxy import VIA, origin_form
 from clbproxy.readpause import InflateBudget, PauseReason, ReadPauses
@@ -239,6 +240,8 @@ class _Relaying:
     pauses: Optional[ReadPauses] = None
     #: The payload of the latest ping whose pong waits for the write buffer to drain.
     _owed_pong: Optional[bytes] = None
+    #: Pings read in this read, not answered yet (None outside a read).
+    _pings: Optional[list] = None
     _inflate_call = None
 
     @property
@@ -273,7 +276,15 @@ class _Relaying:
     def consumeData(self) -> None:
         fast = self._fast
         if fast is None:
-            super().consumeData()
+            if self.pauses is None:
+                super().consumeData()
+                return
+            # The pongs for what this read holds leave in one write (see onPing).
+            self._pings = []
+            try:
+                super().consumeData()
+            finally:
+                self._answer_pings()
         elif self.data:
             # Bytes read with the handshake, before the fast path took the connection over.
             data, self.data = self.data, b""
@@ -328,14 +339,27 @@ class _Relaying:
         peer.endMessage()
 
     def onPing(self, payload: bytes) -> None:
-        pauses = self.pauses
-        if pauses is not None and pauses.held & PauseReason.OWN_WRITE_BUFFER:
-            # Pongs already wait to be read: this one replaces any still owed.
-            self._owed_pong = payload
+        pings = self._pings
+        if pings is not None:
+            pings.append(payload)
         else:
             super().onPing(payload)
         if self.session is not None and self.session.timers is not None:
             self.session.timers.activity()
+
+    def _answer_pings(self) -> None:
+        """Pongs for the pings of this read, in one write; while pongs are queued, one owed."""
+        pings, self._pings = self._pings, None
+        if not pings or self.state != OPEN:
+            return
+        if self.pauses.held & PauseReason.OWN_WRITE_BUFFER:
+            # Pongs already wait to be read: the latest ping replaces any still owed.
+            self._owed_pong = pings[-1]
+        elif len(pings) == 1:
+            self.sendPong(pings[0])
+        else:
+            mask = self.side is Side.BACKEND
+            self.sendData(b"".join([control_frame(PONG, p, mask) for p in pings]))
 
     def write_buffer_full(self) -> None:
         """This hop's transport cannot take more: stop reading the other hop, and this one."""
@@ -369,6 +393,7 @@ class _Relaying:
             self.session.timers.pong(self.side, payload)
 
     def onCloseFrame(self, code, reasonRaw):
+        self._answer_pings()  # pongs for pings read before the Close go first
         problem = None if self.failedByMe else received_close_problem(code, reasonRaw)
         if problem is not None:
             self._fail_connection(*problem)
@@ -394,6 +419,7 @@ class _Relaying:
         the protocol owes none; the Close is flushed before the connection closes.
         """
         already_closed = self.state == WebSocketProtocol.STATE_CLOSED
+        self._answer_pings()  # pongs for pings read before the violation go first
         super()._fail_connection(code, reason)
         if not already_closed and self.session and self.peer is not None:
             self.session.hop_ended(HopEvent(self.side, HopEnd.FAILED, code, reason))
