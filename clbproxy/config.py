@@ -371,6 +371,9 @@ class ListenerConfig:
     #: ``end_to_end``: client and backend negotiate permessage-deflate through the
     #: proxy, compressed frames pass on checked; ``per_hop``: each hop with the proxy.
     websocket_deflate: str = "end_to_end"
+    #: Bytes per second of permessage-deflate data the proxy inflates for one session
+    #: (to check it, or per hop); past it, the sender is not read for a while. 0: no limit.
+    websocket_inflate_rate: int = 16 * 1024 * 1024
     #: Connections the listener holds at once (0: no limit); past it, accepting pauses.
     max_connections: int = 0
     #: Connections one client address may hold at once (0: no limit); more are closed unanswered.
@@ -471,6 +474,8 @@ _DURATION_HELP = 'seconds as a number, or a string like "5s", "250ms", "2m" or "
 
 #: The smallest per-direction session buffer that still lets a WebSocket frame header through.
 MIN_SESSION_BUFFER = 4 * 1024
+#: Smallest ``websocket_inflate_rate`` other than 0: below it, compressed sessions crawl.
+MIN_INFLATE_RATE = 64 * 1024
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -881,6 +886,7 @@ _LISTENER_KEYS = (
     "websocket_ping_interval",
     "websocket_ping_timeout",
     "websocket_deflate",
+    "websocket_inflate_rate",
     "max_connections",
     "max_connections_per_ip",
     "websocket_handshake_rate",
@@ -1178,6 +1184,10 @@ def _lifecycle_keys(
         fields["websocket_handshake_rate"] = _rate(
             reader, _key_path(path, "websocket_handshake_rate"), data["websocket_handshake_rate"]
         )
+    if "websocket_inflate_rate" in data:
+        fields["websocket_inflate_rate"] = _inflate_rate(
+            reader, _key_path(path, "websocket_inflate_rate"), data["websocket_inflate_rate"]
+        )
 
 
 def _rate(reader: _Reader, path: str, value: object) -> Optional[float]:
@@ -1189,6 +1199,19 @@ def _rate(reader: _Reader, path: str, value: object) -> Optional[float]:
         reader.problem(path, f"{_shown(value)} out of range 0-{_MAX_COUNT} (0: no limit)")
         return None
     return float(value)
+
+
+def _inflate_rate(reader: _Reader, path: str, value: object) -> Optional[int]:
+    """Inflated bytes per second (a size: ``"16MiB"``): 0 (no limit) or at least 64KiB."""
+    rate = reader.size(path, value)
+    if rate is not None and 0 < rate < MIN_INFLATE_RATE:
+        reader.problem(
+            path,
+            f"must be 0 (no limit) or at least {_show_size(MIN_INFLATE_RATE)} per second, "
+            f"got {value!r}",
+        )
+        return None
+    return rate
 
 
 def _access_lists(reader: _Reader, path: str, data: dict[str, Any], fields: dict[str, Any]) -> None:

@@ -18,6 +18,15 @@ what the other hop is told.  A violation fails the hop exactly as Autobahn would
 (1002, 1007, 1009): our Close, then TCP closed once it is written.  Frames the
 proxy sends on the backend hop are masked, as a client's must be.
 
+Flow control: a hop's transport whose buffer passes ``session_buffer`` stops
+the reading of the other hop (whose data fills it) and of its own hop (which
+does not read what the proxy sends it: pongs would pile up, one per ping); while
+it is full, only the most recent ping is answered, once it has drained (RFC 6455
+5.5.3).  Inflating a compressed message yields to the reactor after
+:data:`~clbproxy.frames.INFLATE_PER_TURN` bytes and is held to the session's
+``websocket_inflate_rate``: meanwhile the sending hop is not read.  All of these
+are reasons held by the hop's :class:`~clbproxy.readpause.ReadPauses`.
+
 Tunnel mode (``Hop(..., scanner=None)``) skips the scanner: bytes are spliced
 after the handshake with no validation at all, and the proxy sends no frames of
 its own.
@@ -40,7 +49,8 @@ from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
 from clbproxy.closecodes import HopEnd, HopEvent, Side, received_close_problem, truncate_reason
-from clbproxy.frames import CLOSE, PING, PONG, FrameScanner, Violation
+from clbproxy.frames import CLOSE, PING, PONG, Control, FrameScanner, Violation
+from clbproxy.readpause import PauseReason, ReadPauses
 
 OPEN = WebSocketProtocol.STATE_OPEN
 CLOSING = WebSocketProtocol.STATE_CLOSING
@@ -143,8 +153,9 @@ class Hop:
     hop.  ``server`` is true for the client's hop (the proxy is the server there).
 
     Once the session is on the fast path the hop is also its own transport's
-    producer in place of the relay's throttle: when that transport's buffer is
-    full, the other hop is no longer read.
+    producer in place of the relay's :class:`~clbproxy.relay.WriteBufferWatch`:
+    when that transport's buffer is full, the other hop is no longer read, nor
+    (unless in a tunnel) this one.  ``pauses`` holds why the hop is not read.
 
     Control frames this hop sends while the other hop's path has written only
     part of a long frame into this hop's transport wait in the other hop's
@@ -175,6 +186,9 @@ class Hop:
         "_timer",
         "_reactor",
         "out",
+        "pauses",
+        "_owed_pong",
+        "_inflate_call",
     )
 
     def __init__(
@@ -187,6 +201,7 @@ class Hop:
         octets_in: int = 0,
         octets_out: int = 0,
         messages: int = 0,
+        pauses: Optional[ReadPauses] = None,
     ) -> None:
         self.transport = transport
         self.session = session
@@ -213,6 +228,13 @@ class Hop:
         self._timer = None
         #: Where frames for this hop can be written directly (see :func:`send_now`).
         self.out = socket_under(transport)
+        #: Why this hop is not read (shared with the Autobahn protocol it took over).
+        self.pauses = pauses if pauses is not None else ReadPauses(transport, session.timers)
+        #: The payload of the latest ping not answered yet (its pong waits for the
+        #: write buffer to drain).
+        self._owed_pong: Optional[bytes] = None
+        #: Resumes inflating (next turn) or reading (inflate budget refilled).
+        self._inflate_call = None
 
     # -- what the session reads ------------------------------------------------------
 
@@ -261,6 +283,7 @@ class Hop:
                     peer.transport.write(chunk)
                 peer.octets_out += len(chunk)
         else:
+            pings = None  # answered with one write: a write per tiny pong costs far more
             for event in events:
                 if event.__class__ is bytes:
                     if peer.state == OPEN or self.held:
@@ -269,16 +292,30 @@ class Hop:
                         else:
                             peer.transport.write(event)
                         peer.octets_out += len(event)
-                elif event.__class__ is Violation:
+                    continue
+                if event.__class__ is Control and event.opcode == PING:
+                    if pings is None:
+                        pings = []
+                    pings.append(event.payload)
+                    continue
+                if pings:
+                    self._answer_pings(pings)
+                    pings = None
+                if event.__class__ is Violation:
                     self._violation(event)
                 else:
                     self._control(event.opcode, event.payload)
+            if pings:
+                self._answer_pings(pings)
         if self.held and not scanner.mid_frame:
             held, self.held = self.held, ()
             peer.transport.writeSequence(held)
+        if scanner.inflated:
+            self._inflated(scanner)
 
     def connectionLost(self, reason=None) -> None:
         self._cancel_timer()
+        self._cancel_inflate_call()
         self.state = CLOSED
         if self.wasClean:
             code, text = self.remoteCloseCode, self.remoteCloseReason
@@ -303,8 +340,7 @@ class Hop:
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == PING:
-            if self.state == OPEN:
-                self._write_control(control_frame(PONG, payload, not self.server))
+            self._answer_pings([payload])
         elif opcode == PONG:
             timers = self.session.timers
             if timers is not None:
@@ -313,6 +349,27 @@ class Hop:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
             reason = payload[2:] if len(payload) > 2 else None
             self._close_received(code, reason)
+
+    def _answer_pings(self, payloads: list[bytes]) -> None:
+        """Pongs for these pings, in one write; only the latest is owed while pongs are queued."""
+        if self.state != OPEN:
+            return
+        if self.pauses.held & PauseReason.OWN_WRITE_BUFFER:
+            # Pongs already wait to be read: the latest ping replaces any still owed.
+            self._owed_pong = payloads[-1]
+            return
+        mask = not self.server
+        if len(payloads) == 1:
+            self._write_control(control_frame(PONG, payloads[0], mask))
+        elif mask:
+            self._write_control(b"".join([control_frame(PONG, p, True) for p in payloads]))
+        else:
+            pongs = bytearray()  # no object per pong: a flood of tiny pings makes many
+            for payload in payloads:
+                pongs.append(0x80 | PONG)
+                pongs.append(len(payload))
+                pongs += payload
+            self._write_control(bytes(pongs))
 
     def _close_received(self, code: Optional[int], reason: Optional[bytes]) -> None:
         problem = None if self.failedByMe else received_close_problem(code, reason)
@@ -416,20 +473,60 @@ class Hop:
     # -- IPushProducer: registered on this hop's own transport --------------------------
 
     def pauseProducing(self) -> None:
-        """This hop's transport cannot take more: stop reading the other hop."""
-        self.peer.transport.pauseProducing()
-        timers = self.session.timers
-        if timers is not None:
-            timers.throttled()
+        self.write_buffer_full()
 
     def resumeProducing(self) -> None:
-        self.peer.transport.resumeProducing()
-        timers = self.session.timers
-        if timers is not None:
-            timers.flowing()
+        self.write_buffer_drained()
 
     def stopProducing(self) -> None:
         pass
+
+    def write_buffer_full(self) -> None:
+        """This hop's transport cannot take more: stop reading the other hop, and this one.
+
+        In a tunnel the proxy sends nothing of its own, so only the other hop stops.
+        """
+        if self.scanner is not None:
+            self.pauses.add(PauseReason.OWN_WRITE_BUFFER)
+        self.peer.pauses.add(PauseReason.PEER_BACKPRESSURE)
+
+    def write_buffer_drained(self) -> None:
+        """This hop's transport wrote all it held: answer the latest ping, read both again."""
+        payload = self._owed_pong
+        if payload is not None:
+            self._owed_pong = None
+            if self.state == OPEN:
+                self._write_control(control_frame(PONG, payload, not self.server))
+        self.pauses.remove(PauseReason.OWN_WRITE_BUFFER)
+        self.peer.pauses.remove(PauseReason.PEER_BACKPRESSURE)
+
+    # -- inflating: bounded per turn and in rate ------------------------------------------
+
+    def _inflated(self, scanner: FrameScanner) -> None:
+        """The last feed inflated bytes: charge them, and stop reading while owed or stalled.
+
+        A stalled scanner goes on at the next reactor turn; a hop over the
+        session's inflate rate is not read until its budget is back.
+        """
+        budget = getattr(self.session, "inflate_budget", None)
+        wait = budget.spend(scanner.inflated) if budget is not None else 0.0
+        if (scanner.stalled or wait > 0) and self._inflate_call is None and self.state != CLOSED:
+            self.pauses.add(PauseReason.INFLATE)
+            self._inflate_call = self._reactor.callLater(wait, self._inflate_later)
+
+    def _inflate_later(self) -> None:
+        self._inflate_call = None
+        if self.state == CLOSED:
+            return
+        if self.scanner.stalled:
+            self.dataReceived(b"")  # the input the scanner kept; may wait again
+        if self._inflate_call is None:
+            self.pauses.remove(PauseReason.INFLATE)
+
+    def _cancel_inflate_call(self) -> None:
+        call, self._inflate_call = self._inflate_call, None
+        if call is not None and call.active():
+            call.cancel()
 
     # -- timers ----------------------------------------------------------------------
 
@@ -652,6 +749,7 @@ def start_fast_path(
                 octets_in=stats.incomingOctetsWireLevel,
                 octets_out=stats.outgoingOctetsWireLevel,
                 messages=old.messages_in,
+                pauses=old.pauses,
             )
         )
     new_front, new_back = hops

@@ -23,6 +23,13 @@ protocol error.  The inflater keeps the LZ77 window across messages unless the
 sender resets it each message (``deflate_reset``: its ``no_context_takeover``),
 in which case it is dropped between messages.
 
+Inflating is bounded per call: once one :meth:`FrameScanner.feed` has inflated
+:data:`INFLATE_PER_TURN` bytes, the scan stops where the inflater stopped
+(``stalled``), keeps the rest of the input, and goes on at the next ``feed`` (an
+empty one will do), so a small compressed frame that stands for megabytes is
+checked over several reactor turns instead of in one.  ``inflated`` tells the
+caller how much the last ``feed`` inflated (for a rate limit).
+
 :meth:`FrameScanner.feed` returns a list whose items are either ``bytes`` (to
 forward as they are) or a :class:`Control` (ping, pong, close) or a
 :class:`Violation` (the hop must be failed with that code).  Forwarded bytes never
@@ -105,6 +112,8 @@ _SMALL = 1024
 #: Most uncompressed bytes one inflate step makes (a small compressed frame may
 #: stand for megabytes: they are checked and dropped a step at a time).
 _INFLATE_STEP = 64 * 1024
+#: Most uncompressed bytes one :meth:`FrameScanner.feed` makes before it stops (``stalled``).
+INFLATE_PER_TURN = 1024 * 1024
 #: What the sender removed from the end of each compressed message (RFC 7692 7.2.1).
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
@@ -155,6 +164,9 @@ class FrameScanner:
         "deflate_reset",
         "_compressed",
         "_inflater",
+        "inflated",
+        "stalled",
+        "_unconsumed",
     )
 
     def __init__(
@@ -173,6 +185,13 @@ class FrameScanner:
         self._compressed = False
         #: The sender's compression context, while one is kept (see the module doc).
         self._inflater = None
+        #: Uncompressed bytes the last :meth:`feed` inflated.
+        self.inflated = 0
+        #: The last :meth:`feed` stopped after :data:`INFLATE_PER_TURN` bytes with
+        #: input left: call it again (with more data or none) to go on.
+        self.stalled = False
+        #: Bytes of the last chunk given to :meth:`_inflate` that it left for later.
+        self._unconsumed = 0
         #: Data frames up to this size are passed on only once complete, so a hop that
         #: dies mid-frame leaves nothing half-written and the other hop can get a Close;
         #: longer frames are streamed.
@@ -204,6 +223,9 @@ class FrameScanner:
         """Take the next bytes read from the hop; return what to do with them, in order."""
         if self._closed:
             return []
+        if self.deflate:
+            self.inflated = 0
+            self.stalled = False
         if self._buffer:
             data = self._buffer + data
             self._buffer = b""
@@ -227,6 +249,15 @@ class FrameScanner:
                         problem = self._inflate(chunk)
                         if problem is not None:
                             start = self._violation(out, data, start, frame_begin, *problem)
+                        elif self.stalled:
+                            # Go on from the first byte the inflater left.
+                            left = self._unconsumed
+                            end -= left
+                            if mask:
+                                self._mask_at -= left
+                            self._remaining = remaining - (end - pos)
+                            pos = end
+                            break
                     else:
                         valid, self._utf8_end = self._utf8.validate(chunk)[:2]
                         if not valid:
@@ -279,8 +310,11 @@ class FrameScanner:
                     break
                 if pos > start and not self.failed:
                     out.append(data[start:pos])
-                mask = data[pos + header - 4 : pos + header] if mask_bit else b""
-                payload = _unmask(data[pos + header : frame_end], mask)
+                if length:
+                    mask = data[pos + header - 4 : pos + header] if mask_bit else b""
+                    payload = _unmask(data[pos + header : frame_end], mask)
+                else:
+                    payload = b""
                 pos = start = frame_end
                 if opcode == CLOSE:
                     if len(payload) == 1 and not self.failed:
@@ -414,17 +448,24 @@ class FrameScanner:
             return PROTOCOL_ERROR, "new message before the previous one ended"
         return None
 
-    def _inflate(self, chunk: bytes):
+    def _inflate(self, chunk: bytes, turn: int = INFLATE_PER_TURN):
         """Inflate the next compressed payload bytes and check what they make.
 
         None, or the (code, reason) problem: data that does not inflate, a
-        message over ``max_message``, invalid UTF-8 in a text message.
+        message over ``max_message``, invalid UTF-8 in a text message.  Once this
+        feed has inflated ``turn`` bytes it stops with ``stalled`` set and the
+        number of ``chunk``'s bytes not inflated yet in ``_unconsumed``.
         """
         inflater = self._inflater
+        if self.inflated > turn:
+            self.stalled = True
+            self._unconsumed = len(chunk)
+            return None
         try:
             piece = inflater.decompress(chunk, _INFLATE_STEP)
             while True:
                 if piece:
+                    self.inflated += len(piece)
                     self._size += len(piece)
                     if self.max_message and self._size > self.max_message:
                         return MESSAGE_TOO_BIG, "message too big"
@@ -434,6 +475,10 @@ class FrameScanner:
                             return INVALID_PAYLOAD, "invalid UTF-8"
                 tail = inflater.unconsumed_tail
                 if not tail:
+                    return None
+                if self.inflated > turn:
+                    self.stalled = True
+                    self._unconsumed = len(tail)
                     return None
                 piece = inflater.decompress(tail, _INFLATE_STEP)
         except zlib.error:
@@ -445,7 +490,8 @@ class FrameScanner:
         if not self._fin:
             return None
         if self._compressed:
-            problem = self._inflate(_DEFLATE_TAIL)
+            # The tail only ends the message: never left for later.
+            problem = self._inflate(_DEFLATE_TAIL, turn=1 << 62)
             self._compressed = False
             if self.deflate_reset:
                 self._inflater = None

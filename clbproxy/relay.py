@@ -11,10 +11,12 @@ does not answer in time 504.
 Once both hops are open, messages are streamed frame by frame in both directions
 (Autobahn's streaming API), so a message of any size never sits whole in memory;
 each hop negotiates permessage-deflate and answers pings on its own.  Each hop's
-transport is the other's streaming producer (as in
+transport has a :class:`WriteBufferWatch` as its streaming producer (as in
 ``twisted.protocols.portforward``): when one side cannot keep up, the other is
-no longer read.  How the end of one hop ends the other is decided by
-:mod:`clbproxy.closecodes`.
+no longer read, nor is that side itself (it does not read our pongs either;
+meanwhile only its latest ping is answered, once the buffer drains).  Why a hop
+is not read is held by its :class:`~clbproxy.readpause.ReadPauses`.  How the end
+of one hop ends the other is decided by :mod:`clbproxy.closecodes`.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from clbproxy.closecodes import (
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.endpoints import disable_nagle
 from clbproxy.errors import raw_error_response, raw_response
-from clbproxy.fastpath import send_now, socket_under, start_fast_path
+from clbproxy.fastpath import control_frame, send_now, socket_under, start_fast_path
 from clbproxy.forwarding import (
     FORWARDING_HEADERS,
     TrustedProxies,
@@ -74,9 +76,11 @@ from clbproxy.forwarding import (
     real_client_ip,
     untrusted_headers,
 )
+from clbproxy.frames import PONG
 from clbproxy.handshake import RefusalReader, parse_response_head
 from clbproxy.httpproxy import VIA, origin_form
 from clbproxy.logtext import printable
+from clbproxy.readpause import InflateBudget, PauseReason, ReadPauses
 from clbproxy.routing import Router
 from clbproxy.tls import BackendConnector, client_certificate_headers
 from clbproxy.wstimers import IdleQueue, ITimerOwner, SessionTimers
@@ -169,32 +173,40 @@ class RelaySettings:
 
 
 @implementer(IPushProducer)
-class _Throttle:
-    """Registered as the producer of one hop's transport: pausing it stops reading the other.
+class WriteBufferWatch:
+    """Registered as the producer of one hop's transport: tells ``hop`` when it fills and drains.
 
     Twisted pauses a transport's producer when its write buffer passes
-    ``bufferSize``; relaying that to the opposite transport is what bounds a
-    session's memory when one side reads slower than the other writes.
+    ``bufferSize`` (the listener's ``session_buffer``) and resumes it once the
+    buffer is empty; the hop then stops reading the other hop and itself (see
+    ``write_buffer_full``), which is what bounds a session's memory when one side
+    reads slower than the other writes, or sends pings and reads no pongs.
+    When the session moves to the fast path, ``hop`` becomes its
+    :class:`~clbproxy.fastpath.Hop`.
     """
 
-    __slots__ = ("_other", "_timers")
+    __slots__ = ("hop",)
 
-    def __init__(self, other_transport, timers: Optional[SessionTimers] = None) -> None:
-        self._other = other_transport
-        self._timers = timers
+    def __init__(self, hop) -> None:
+        self.hop = hop
 
     def pauseProducing(self) -> None:
-        self._other.pauseProducing()
-        if self._timers is not None:
-            self._timers.throttled()
+        self.hop.write_buffer_full()
 
     def resumeProducing(self) -> None:
-        self._other.resumeProducing()
-        if self._timers is not None:
-            self._timers.flowing()
+        self.hop.write_buffer_drained()
 
     def stopProducing(self) -> None:
         pass
+
+
+def read_again(hop) -> None:
+    """Read ``hop`` whatever held it: its closing handshake must get through."""
+    pauses = getattr(hop, "pauses", None)
+    if pauses is not None:
+        pauses.release()
+    elif hop.transport is not None:
+        hop.transport.resumeProducing()
 
 
 def _innermost_transport(transport):
@@ -228,6 +240,13 @@ class _Relaying:
     _begun = False
     _binary = False
     _messages = 0
+    #: Why this hop is not read, once the session is open.
+    pauses: Optional[ReadPauses] = None
+    #: The payload of the latest ping whose pong waits for the write buffer to drain.
+    _owed_pong: Optional[bytes] = None
+    #: Pings read in this read, not answered yet (None outside a read).
+    _pings: Optional[list] = None
+    _inflate_call = None
 
     @property
     def messages_in(self) -> int:
@@ -261,7 +280,15 @@ class _Relaying:
     def consumeData(self) -> None:
         fast = self._fast
         if fast is None:
-            super().consumeData()
+            if self.pauses is None:
+                super().consumeData()
+                return
+            # The pongs for what this read holds leave in one write (see onPing).
+            self._pings = []
+            try:
+                super().consumeData()
+            finally:
+                self._answer_pings()
         elif self.data:
             # Bytes read with the handshake, before the fast path took the connection over.
             data, self.data = self.data, b""
@@ -276,9 +303,16 @@ class _Relaying:
     def onMessageFrameData(self, payload: bytes) -> None:
         if self.failedByMe:
             return
-        timers = self.session.timers if self.session is not None else None
+        session = self.session
+        timers = session.timers if session is not None else None
         if timers is not None:
             timers.activity()
+        if (
+            self._perMessageCompress is not None
+            and session is not None
+            and session.inflate_budget is not None
+        ):
+            self._inflated(session.inflate_budget, len(payload))
         pending = self._pending
         self._pending = payload
         if pending is None:
@@ -309,15 +343,61 @@ class _Relaying:
         peer.endMessage()
 
     def onPing(self, payload: bytes) -> None:
-        super().onPing(payload)
+        pings = self._pings
+        if pings is not None:
+            pings.append(payload)
+        else:
+            super().onPing(payload)
         if self.session is not None and self.session.timers is not None:
             self.session.timers.activity()
+
+    def _answer_pings(self) -> None:
+        """Pongs for the pings of this read, in one write; while pongs are queued, one owed."""
+        pings, self._pings = self._pings, None
+        if not pings or self.state != OPEN:
+            return
+        if self.pauses.held & PauseReason.OWN_WRITE_BUFFER:
+            # Pongs already wait to be read: the latest ping replaces any still owed.
+            self._owed_pong = pings[-1]
+        elif len(pings) == 1:
+            self.sendPong(pings[0])
+        else:
+            mask = self.side is Side.BACKEND
+            self.sendData(b"".join([control_frame(PONG, p, mask) for p in pings]))
+
+    def write_buffer_full(self) -> None:
+        """This hop's transport cannot take more: stop reading the other hop, and this one."""
+        self.pauses.add(PauseReason.OWN_WRITE_BUFFER)
+        self.peer.pauses.add(PauseReason.PEER_BACKPRESSURE)
+
+    def write_buffer_drained(self) -> None:
+        """This hop's transport wrote all it held: answer the latest ping, read both again."""
+        payload = self._owed_pong
+        if payload is not None:
+            self._owed_pong = None
+            if self.state == OPEN:
+                self.sendPong(payload)
+        self.pauses.remove(PauseReason.OWN_WRITE_BUFFER)
+        self.peer.pauses.remove(PauseReason.PEER_BACKPRESSURE)
+
+    def _inflated(self, budget: InflateBudget, size: int) -> None:
+        """Charge bytes Autobahn inflated; over the session's rate, stop reading this hop."""
+        wait = budget.spend(size)
+        if wait > 0 and self._inflate_call is None:
+            self.pauses.add(PauseReason.INFLATE)
+            self._inflate_call = self.session.reactor.callLater(wait, self._inflate_paid)
+
+    def _inflate_paid(self) -> None:
+        self._inflate_call = None
+        if self.pauses is not None:
+            self.pauses.remove(PauseReason.INFLATE)
 
     def onPong(self, payload: bytes) -> None:
         if self.session is not None and self.session.timers is not None:
             self.session.timers.pong(self.side, payload)
 
     def onCloseFrame(self, code, reasonRaw):
+        self._answer_pings()  # pongs for pings read before the Close go first
         problem = None if self.failedByMe else received_close_problem(code, reasonRaw)
         if problem is not None:
             self._fail_connection(*problem)
@@ -343,6 +423,7 @@ class _Relaying:
         the protocol owes none; the Close is flushed before the connection closes.
         """
         already_closed = self.state == WebSocketProtocol.STATE_CLOSED
+        self._answer_pings()  # pongs for pings read before the violation go first
         super()._fail_connection(code, reason)
         if not already_closed and self.session and self.peer is not None:
             self.session.hop_ended(HopEvent(self.side, HopEnd.FAILED, code, reason))
@@ -375,6 +456,9 @@ class _Relaying:
         # Autobahn leaves this timer running after the TCP connection is gone; it would
         # keep the protocol (and its session) alive for closeHandshakeTimeout seconds.
         cancel_close_timer(self)
+        if self._inflate_call is not None and self._inflate_call.active():
+            self._inflate_call.cancel()
+        self._inflate_call = None
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
@@ -784,6 +868,7 @@ class RelaySession(Lease):
         "_builder",
         "deflate_offer",
         "deflate",
+        "inflate_budget",
     )
 
     #: On its backend's ``on_unhealthy = "close"``, :meth:`close` ends the session.
@@ -836,6 +921,9 @@ class RelaySession(Lease):
         #: Once agreed end to end: whether the client and the backend start each
         #: compressed message with a fresh window (their ``no_context_takeover``).
         self.deflate: Optional[tuple[bool, bool]] = None
+        #: The session's allowance of inflated bytes (``websocket_inflate_rate``),
+        #: once open with permessage-deflate on a hop and a rate set.
+        self.inflate_budget: Optional[InflateBudget] = None
 
     # -- handshake -------------------------------------------------------------------
 
@@ -1076,15 +1164,24 @@ class RelaySession(Lease):
         self.timers.start()
         fill_request_fields(self.record, front)
         self._filled = True
-        limit = self.settings.listener.session_buffer
-        for hop, other in ((front, backend), (backend, front)):
+        limit = listener.session_buffer
+        deflating = self.deflate is not None or bool(
+            front.websocket_extensions_in_use or backend.websocket_extensions_in_use
+        )
+        if deflating and listener.websocket_inflate_rate and not self.tunnel:
+            self.inflate_budget = InflateBudget(self.reactor, listener.websocket_inflate_rate)
+        watches = []
+        for hop in (front, backend):
             transport = hop.transport
+            hop.pauses = ReadPauses(transport, self.timers)
             socket = _innermost_transport(transport)
             if hasattr(socket, "bufferSize"):
                 socket.bufferSize = limit
             if getattr(socket, "producer", None) is not None:
                 socket.unregisterProducer()
-            transport.registerProducer(_Throttle(other.transport, self.timers), True)
+            watch = WriteBufferWatch(hop)
+            transport.registerProducer(watch, True)
+            watches.append(watch)
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open",
             client=_peer_ip(front.transport),
@@ -1097,10 +1194,11 @@ class RelaySession(Lease):
             # From here on the session holds only the fast path's hops: Autobahn's
             # protocols (and the backend hop's factory) are no longer referenced.
             self.front, self.backend = hops
-            for hop in hops:
+            for hop, watch in zip(hops, watches):
+                watch.hop = hop
                 socket = _innermost_transport(hop.transport)
-                if type(getattr(socket, "producer", None)) is _Throttle:
-                    # The hop does what the throttle did (see Hop.pauseProducing).
+                if getattr(socket, "producer", None) is watch:
+                    # The hop is its own watch (see Hop.pauseProducing).
                     socket.producer = hop
             self._handshake = None
             # What only choosing the backend needed.
@@ -1158,8 +1256,7 @@ class RelaySession(Lease):
         for hop, code in ((self.front, client_code), (self.backend, backend_code)):
             if hop is None:
                 continue
-            if hop.transport is not None:
-                hop.transport.resumeProducing()
+            read_again(hop)
             if hop.state == OPEN:
                 hop.sendCloseFrame(code=code, reasonUtf8=reason)
             elif hop.state in (CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING):
@@ -1195,8 +1292,8 @@ class RelaySession(Lease):
         if other is None:
             return
         for hop in (self.front, self.backend):
-            if hop is not None and hop.transport is not None:
-                hop.transport.resumeProducing()
+            if hop is not None:
+                read_again(hop)
         if other.state == OPEN:
             action = close_for_other_hop(event)
             other.sendCloseFrame(code=action.code, reasonUtf8=action.reason or None)

@@ -7,12 +7,13 @@
   for dead and dropped (the other hop is then told as the close-code table says).
   An answered ping is a frame received, so it keeps the session from idling out:
   with pings on, the idle timeout only ends sessions whose peers stopped answering.
-- Back-pressure: while the session is throttled (one side cannot keep up, the other
-  is not read), a pong may sit unread in a paused socket or queued behind our
-  own unsent data, so a missing pong proves nothing.  Ping deadlines are
-  suspended while throttled and restart in full when the session flows again; the
-  idle timeout keeps running (a session stalled for the whole idle timeout is
-  closed, like nginx's ``send_timeout``).
+- Back-pressure: while the session is throttled (a hop is not read, for any of
+  the reasons its :class:`~clbproxy.readpause.ReadPauses` holds), a pong may sit
+  unread in a paused socket or queued behind our own unsent data, so a missing
+  pong proves nothing.  Ping deadlines are suspended while any hop is paused and
+  restart in full once both hops are read again; the idle timeout keeps running
+  (a session stalled for the whole idle timeout is closed, like nginx's
+  ``send_timeout``).
 
 Timers run on the reactor given (``task.Clock`` in tests), not on Autobahn's
 auto-ping, whose batched timers use the global reactor and know nothing of
@@ -143,7 +144,8 @@ class SessionTimers:
         self._outstanding: Optional[dict[Side, bytes]] = None
         self._deadlines: Optional[dict[Side, IDelayedCall]] = None
         self._counter = 0
-        self._throttled = False
+        #: Hops not being read now (each ``throttled`` is matched by one ``flowing``).
+        self._throttled = 0
         self._stopped = False
 
     def start(self) -> None:
@@ -172,15 +174,16 @@ class SessionTimers:
             self._cancel_deadline(side)
 
     def throttled(self) -> None:
-        """The session stopped reading one side: suspend ping deadlines."""
-        self._throttled = True
+        """The session stopped reading a hop: suspend ping deadlines."""
+        self._throttled += 1
         for side in list(self._deadlines or ()):
             self._cancel_deadline(side)
 
     def flowing(self) -> None:
-        """The session reads both sides again: outstanding pings get a full deadline."""
-        self._throttled = False
-        if self._stopped:
+        """A paused hop is read again: once none is paused, pings get a full deadline."""
+        if self._throttled > 0:
+            self._throttled -= 1
+        if self._stopped or self._throttled:
             return
         for side in self._outstanding or ():
             self._arm_deadline(side)

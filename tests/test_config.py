@@ -59,6 +59,7 @@ bind = "tcp:8080"
 allowed_origins = ["https://Example.com", "http://localhost:8080", "https://example.com:443/"]
 max_message_size = "16MiB"
 session_buffer = "64KiB"
+websocket_inflate_rate = "32MiB"
 max_refusal_body = 1000
 trusted_proxies = ["10.0.0.1/8", "fd00::/8"]
 client_timeout = "2m"
@@ -116,6 +117,7 @@ EXPECTED_FULL = Config(
             allowed_origins=("https://example.com", "http://localhost:8080"),
             max_message_size=16 * 1024 * 1024,
             session_buffer=64 * 1024,
+            websocket_inflate_rate=32 * 1024 * 1024,
             max_refusal_body=1000,
             trusted_proxies=("10.0.0.0/8", "fd00::/8"),
             client_timeout=120.0,
@@ -486,6 +488,16 @@ class ListenerProblemTests(LoaderMixin, unittest.TestCase):
             "session buffer": (
                 document(listener={"session_buffer": "1024"}),
                 "listener[0].session_buffer: must be at least 4KiB (4096 bytes), got 1024",
+            ),
+            "inflate rate too low": (
+                document(listener={"websocket_inflate_rate": '"1KiB"'}),
+                "listener[0].websocket_inflate_rate: must be 0 (no limit) or at least "
+                "64KiB (65536 bytes) per second, got '1KiB'",
+            ),
+            "inflate rate not a size": (
+                document(listener={"websocket_inflate_rate": '"fast"'}),
+                "listener[0].websocket_inflate_rate: 'fast' is not a size; use bytes as an "
+                'integer, or a string like "64KiB", "16MiB", "512KB" or "10MB"',
             ),
             "message size": (
                 document(listener={"max_message_size": '"lots"'}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import zlib
 
 from twisted.internet import task, tcp
 from twisted.internet.protocol import Protocol
@@ -25,7 +26,8 @@ from clbproxy.fastpath import (
     send_now,
     socket_under,
 )
-from clbproxy.frames import CLOSE, PING, PONG, FrameScanner
+from clbproxy.frames import CLOSE, INFLATE_PER_TURN, PING, PONG, FrameScanner
+from clbproxy.readpause import InflateBudget
 
 MASK = b"\x01\x02\x03\x04"
 
@@ -51,6 +53,7 @@ class FakeSession:
     def __init__(self) -> None:
         self.reactor = task.Clock()
         self.timers = None
+        self.inflate_budget = None
         self.ended = []
         self.lost = []
 
@@ -61,13 +64,15 @@ class FakeSession:
         self.lost.append((side, was_clean, code))
 
 
-def session_hops(tunnel: bool = False, hold: int = 0):
+def session_hops(
+    tunnel: bool = False, hold: int = 0, timers=None, transport=StringTransport, deflate=False
+):
     session = FakeSession()
+    session.timers = timers
     hops = []
     for side, is_masked in ((Side.CLIENT, True), (Side.BACKEND, False)):
-        transport = StringTransport()
-        scanner = None if tunnel else FrameScanner(masked=is_masked, hold=hold)
-        hops.append(Hop(transport, session, side, scanner))
+        scanner = None if tunnel else FrameScanner(masked=is_masked, hold=hold, deflate=deflate)
+        hops.append(Hop(transport(), session, side, scanner))
     front, backend = hops
     front.peer, backend.peer = backend, front
     return session, front, backend
@@ -101,29 +106,198 @@ class RelayingTests(unittest.TestCase):
         self.assertEqual(front.transport.value(), b"")
 
 
-class ThrottleTests(unittest.TestCase):
-    """A hop is its transport's producer: a full transport stops reading the other hop."""
+class Timers:
+    """Records what a session's timers hear about its hops being paused."""
 
-    def test_full_transport_pauses_the_other_hop_and_suspends_ping_deadlines(self) -> None:
-        session, front, backend = session_hops()
-        events = []
+    def __init__(self) -> None:
+        self.events: list[str] = []
 
-        class Timers:
-            def throttled(self) -> None:
-                events.append("throttled")
+    def throttled(self) -> None:
+        self.events.append("throttled")
 
-            def flowing(self) -> None:
-                events.append("flowing")
+    def flowing(self) -> None:
+        self.events.append("flowing")
 
-        session.timers = Timers()
+
+class BufferedTransport(StringTransport):
+    """A socket transport's buffer rule: its producer is paused past ``bufferSize``.
+
+    ``drain()`` is the kernel taking everything: the producer is resumed, as
+    Twisted does once the buffer is empty.
+    """
+
+    bufferSize = 1024
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.producer is not None and len(self.io.getvalue()) > self.bufferSize:
+            if not self.producer_paused:
+                self.producer_paused = True
+                self.producer.pauseProducing()
+
+    producer_paused = False
+
+    def drain(self) -> bytes:
+        written = self.value()
+        self.clear()
+        if self.producer_paused:
+            self.producer_paused = False
+            self.producer.resumeProducing()
+        return written
+
+
+def pongs(data: bytes) -> list[bytes]:
+    """The payloads of the unmasked pongs (payload < 126 bytes) in ``data``."""
+    found = []
+    while data:
+        assert data[0] == 0x80 | PONG, data[:2]
+        n = data[1]
+        found.append(data[2 : 2 + n])
+        data = data[2 + n :]
+    return found
+
+
+class FlowControlTests(unittest.TestCase):
+    """A hop is its transport's producer: a full transport stops reading both hops."""
+
+    def test_full_transport_stops_reading_both_hops_and_suspends_ping_deadlines(self) -> None:
+        timers = Timers()
+        session, front, backend = session_hops(timers=timers)
+        front.pauseProducing()
+        self.assertEqual(
+            (backend.transport.producerState, front.transport.producerState),
+            ("paused", "paused"),
+        )
+        front.resumeProducing()
+        self.assertEqual(
+            (backend.transport.producerState, front.transport.producerState),
+            ("producing", "producing"),
+        )
+        self.assertEqual(timers.events, ["throttled", "throttled", "flowing", "flowing"])
+
+    def test_in_a_tunnel_a_full_transport_stops_reading_only_the_other_hop(self) -> None:
+        session, front, backend = session_hops(tunnel=True)
         front.pauseProducing()
         self.assertEqual(
             (backend.transport.producerState, front.transport.producerState),
             ("paused", "producing"),
         )
+
+    def test_a_hop_is_read_again_only_when_both_buffers_have_drained(self) -> None:
+        session, front, backend = session_hops()
+        front.pauseProducing()
+        backend.pauseProducing()
         front.resumeProducing()
-        self.assertEqual(backend.transport.producerState, "producing")
-        self.assertEqual(events, ["throttled", "flowing"])
+        self.assertEqual(
+            (backend.transport.producerState, front.transport.producerState),
+            ("paused", "paused"),
+        )
+        backend.resumeProducing()
+        self.assertEqual(
+            (backend.transport.producerState, front.transport.producerState),
+            ("producing", "producing"),
+        )
+
+    def test_pings_while_the_buffer_is_full_get_one_pong_for_the_latest_once_drained(self):
+        session, front, backend = session_hops()
+        front.pauseProducing()
+        front.dataReceived(masked(PING, b"1") + masked(PING, b"2") + masked(PING, b"3"))
+        self.assertEqual(front.transport.value(), b"")
+        front.resumeProducing()
+        self.assertEqual(front.transport.value(), plain(PONG, b"3"))
+
+    def test_backend_pings_while_its_buffer_is_full_get_one_masked_pong(self) -> None:
+        session, front, backend = session_hops()
+        backend.pauseProducing()
+        backend.dataReceived(plain(PING, b"a") + plain(PING, b"b"))
+        backend.resumeProducing()
+        self.assertEqual(unmask(backend.transport.value()), (PONG, b"b"))
+
+    def test_a_ping_flood_stops_being_read_once_its_pongs_fill_the_buffer(self) -> None:
+        session, front, backend = session_hops(transport=BufferedTransport)
+        front.transport.registerProducer(front, True)
+        ping = b"x" * 100
+        front.dataReceived(b"".join(masked(PING, b"%03d" % i + ping) for i in range(20)))
+        self.assertEqual(front.transport.producerState, "paused")
+        # What was read before the hop paused (a TLS record, say) owes one pong.
+        front.dataReceived(b"".join(masked(PING, b"%03d" % i + ping) for i in range(20, 40)))
+        written = front.transport.drain()
+        self.assertEqual(len(pongs(written)), 20)
+        # Once drained: one pong, for the last ping, and the hop is read again.
+        self.assertEqual(pongs(front.transport.value()), [b"039" + ping])
+        self.assertEqual(front.transport.producerState, "producing")
+        self.assertEqual(backend.transport.value(), b"")
+
+    def test_the_pongs_for_one_read_leave_in_one_write(self) -> None:
+        session, front, backend = session_hops()
+        writes = []
+        front.transport.write = writes.append
+        front.dataReceived(b"".join(masked(PING, b"") for i in range(1000)))
+        self.assertEqual(writes, [plain(PONG, b"") * 1000])
+
+    def test_pings_are_each_answered_while_the_buffer_has_room(self) -> None:
+        session, front, backend = session_hops(transport=BufferedTransport)
+        front.transport.registerProducer(front, True)
+        front.dataReceived(b"".join(masked(PING, b"%d" % i) for i in range(5)))
+        self.assertEqual(pongs(front.transport.value()), [b"0", b"1", b"2", b"3", b"4"])
+
+    def test_no_pong_is_owed_after_the_hop_started_closing(self) -> None:
+        session, front, backend = session_hops()
+        front.pauseProducing()
+        front.dataReceived(masked(PING, b"late"))
+        front.sendCloseFrame(1001, b"bye")
+        front.transport.clear()
+        front.resumeProducing()
+        self.assertEqual(front.transport.value(), b"")
+
+
+class InflateTests(unittest.TestCase):
+    """A compressed bomb is inflated a megabyte per reactor turn, within the session's rate."""
+
+    TEXT = b"all work and no play " * 200_000  # ~4 MiB
+
+    def bomb(self) -> bytes:
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        payload = deflater.compress(self.TEXT) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        payload = payload[:-4]
+        body = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+        assert len(payload) < 65536
+        return bytes((0x80 | 0x40 | 1, 0x80 | 126)) + len(payload).to_bytes(2, "big") + MASK + body
+
+    def test_the_sender_is_not_read_while_its_bomb_is_inflated_over_later_turns(self) -> None:
+        session, front, backend = session_hops(deflate=True)
+        turns = []
+        call_later = session.reactor.callLater
+        session.reactor.callLater = lambda delay, f, *a: (
+            turns.append(delay) or call_later(delay, f, *a)
+        )
+        data = self.bomb()
+        front.dataReceived(data)
+        self.assertEqual(front.transport.producerState, "paused")
+        self.assertNotEqual(backend.transport.value(), data)
+        session.reactor.advance(0)
+        self.assertEqual(front.transport.producerState, "producing")
+        # ~4 MiB, a little over INFLATE_PER_TURN each turn: three more turns, no delay.
+        self.assertEqual(turns, [0] * (len(self.TEXT) // (INFLATE_PER_TURN + 65536)))
+        self.assertEqual(backend.transport.value(), data)
+        self.assertEqual(front.messages_in, 1)
+
+    def test_a_sender_over_the_inflate_rate_is_read_again_once_the_budget_refills(self) -> None:
+        session, front, backend = session_hops(deflate=True)
+        session.inflate_budget = InflateBudget(session.reactor, 1024 * 1024)
+        front.dataReceived(self.bomb())
+        # ~4 MiB at 1 MiB/s, the first second's worth at once: read again after ~3 s.
+        session.reactor.pump([0.1] * 25)
+        self.assertEqual(front.transport.producerState, "paused")
+        session.reactor.pump([0.1] * 10)
+        self.assertEqual(front.transport.producerState, "producing")
+        self.assertEqual(front.messages_in, 1)
+
+    def test_no_inflating_goes_on_after_the_hop_is_lost(self) -> None:
+        session, front, backend = session_hops(deflate=True)
+        front.dataReceived(self.bomb())
+        front.connectionLost(None)
+        self.assertEqual(session.reactor.getDelayedCalls(), [])
 
 
 class ClosingTests(unittest.TestCase):

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clbproxy.frames import Control, FrameScanner, Violation
+from clbproxy.frames import INFLATE_PER_TURN, Control, FrameScanner, Violation
 
 MASK = b"\x11\x22\x33\x44"
 
@@ -360,6 +360,65 @@ class DeflateTests(unittest.TestCase):
         (payload,) = compress(b"abc")
         events = FrameScanner(masked=True).feed(frame(1, payload, rsv=RSV1))
         self.assertEqual(violations(events), [1002])
+
+
+class InflateTurnTests(unittest.TestCase):
+    """Inflating stops after INFLATE_PER_TURN bytes per feed and goes on at the next feed."""
+
+    TEXT = "abçdéf ".encode() * (1 << 20)  # ~9 MiB of valid UTF-8, very compressible
+
+    def feed_until_done(self, scanner: FrameScanner, data: bytes) -> tuple[list, int]:
+        """All events for ``data``, fed once and then empty feeds while stalled; and the feeds."""
+        events = scanner.feed(data)
+        feeds = 1
+        while scanner.stalled:
+            self.assertLessEqual(scanner.inflated, INFLATE_PER_TURN + 64 * 1024)
+            events += scanner.feed(b"")
+            feeds += 1
+        return events, feeds
+
+    def test_a_bomb_is_inflated_a_megabyte_per_feed_and_passes_unchanged(self):
+        (payload,) = compress(self.TEXT)
+        self.assertLess(len(payload), 64 * 1024)
+        data = frame(1, payload, rsv=RSV1)
+        scanner = FrameScanner(masked=True, deflate=True)
+        events, feeds = self.feed_until_done(scanner, data)
+        self.assertEqual((violations(events), forwarded(events)), ([], data))
+        self.assertGreaterEqual(feeds, len(self.TEXT) // INFLATE_PER_TURN)
+        self.assertEqual(scanner.messages, 1)
+
+    def test_a_held_bomb_from_a_server_passes_unchanged(self):
+        (payload,) = compress(self.TEXT)
+        data = frame(1, payload, mask=None, rsv=RSV1)
+        scanner = FrameScanner(masked=False, deflate=True, hold=256 * 1024)
+        events, feeds = self.feed_until_done(scanner, data)
+        self.assertEqual((violations(events), forwarded(events)), ([], data))
+        self.assertGreater(feeds, 1)
+
+    def test_bytes_arriving_while_stalled_are_checked_after_the_rest_in_order(self):
+        (first, second) = compress(self.TEXT, b"\xff invalid")
+        data = frame(1, first, rsv=RSV1) + frame(1, second, rsv=RSV1)
+        scanner = FrameScanner(masked=True, deflate=True)
+        events = scanner.feed(data[:1000])
+        events += scanner.feed(data[1000:])  # arrives while stalled
+        more, _ = self.feed_until_done(scanner, b"")
+        events += more
+        self.assertEqual(violations(events), [1007])
+        self.assertEqual(forwarded(events), frame(1, first, rsv=RSV1))
+
+    def test_a_limit_still_ends_a_bomb_that_stalls_on_the_way(self):
+        (payload,) = compress(self.TEXT)
+        scanner = FrameScanner(masked=True, deflate=True, max_message=4 << 20)
+        events, feeds = self.feed_until_done(scanner, frame(1, payload, rsv=RSV1))
+        self.assertEqual(violations(events), [1009])
+        self.assertGreater(feeds, 1)
+
+    def test_small_compressed_messages_never_stall(self):
+        (payload,) = compress(b"x" * 100_000)
+        scanner = FrameScanner(masked=True, deflate=True)
+        scanner.feed(frame(2, payload, rsv=RSV1) * 1)
+        self.assertFalse(scanner.stalled)
+        self.assertEqual(scanner.inflated, 100_000)
 
 
 class DeflatePropertyTests(unittest.TestCase):

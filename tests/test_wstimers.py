@@ -186,6 +186,19 @@ class PingTests(unittest.TestCase):
         clock.advance(0.1)
         self.assertEqual(seen.dead, [Side.CLIENT])
 
+    def test_ping_deadlines_stay_suspended_until_no_hop_is_paused(self) -> None:
+        clock, seen = task.Clock(), Recorder()
+        session = timers(clock, seen, idle=3600, interval=20, timeout=5)
+        clock.advance(20)
+        session.throttled()  # one hop paused
+        session.throttled()  # the other too
+        session.flowing()  # the first is read again
+        clock.advance(30)
+        self.assertEqual(seen.dead, [])
+        session.flowing()
+        clock.advance(5)
+        self.assertEqual(seen.dead, [Side.CLIENT])
+
     def test_no_second_ping_while_one_is_outstanding(self) -> None:
         clock, seen = task.Clock(), Recorder()
         session = timers(clock, seen, idle=3600, interval=20, timeout=50)
