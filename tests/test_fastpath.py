@@ -28,6 +28,7 @@ from clbproxy.fastpath import (
 )
 from clbproxy.frames import CLOSE, INFLATE_PER_TURN, PING, PONG, FrameScanner
 from clbproxy.readpause import InflateBudget
+from tests.test_readpause import FlowRecorder
 
 MASK = b"\x01\x02\x03\x04"
 
@@ -106,19 +107,6 @@ class RelayingTests(unittest.TestCase):
         self.assertEqual(front.transport.value(), b"")
 
 
-class Timers:
-    """Records what a session's timers hear about its hops being paused."""
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def throttled(self) -> None:
-        self.events.append("throttled")
-
-    def flowing(self) -> None:
-        self.events.append("flowing")
-
-
 class BufferedTransport(StringTransport):
     """A socket transport's buffer rule: its producer is paused past ``bufferSize``.
 
@@ -161,7 +149,7 @@ class FlowControlTests(unittest.TestCase):
     """A hop is its transport's producer: a full transport stops reading both hops."""
 
     def test_full_transport_stops_reading_both_hops_and_suspends_ping_deadlines(self) -> None:
-        timers = Timers()
+        timers = FlowRecorder()
         session, front, backend = session_hops(timers=timers)
         front.pauseProducing()
         self.assertEqual(

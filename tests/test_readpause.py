@@ -13,7 +13,9 @@ OWN = PauseReason.OWN_WRITE_BUFFER
 INFLATE = PauseReason.INFLATE
 
 
-class Listener:
+class FlowRecorder:
+    """Records what a hop's pause owner tells its listener (the session's timers)."""
+
     def __init__(self) -> None:
         self.events: list[str] = []
 
@@ -24,8 +26,8 @@ class Listener:
         self.events.append("flowing")
 
 
-def pauses() -> tuple[ReadPauses, StringTransport, Listener]:
-    transport, listener = StringTransport(), Listener()
+def pauses() -> tuple[ReadPauses, StringTransport, FlowRecorder]:
+    transport, listener = StringTransport(), FlowRecorder()
     return ReadPauses(transport, listener), transport, listener
 
 

@@ -143,16 +143,21 @@ def _tuples(options: dict) -> dict:
     }
 
 
-def main(argv: list[str]) -> None:
+def serve(argv: list[str], starter=None) -> None:
+    """Run a fixture process: ``starter(reactor, spec)`` with the JSON spec of ``argv[1]``.
+
+    It logs to stderr and stops when its stdin closes, so it never outlives the
+    test run.  ``starter`` defaults to this module's :func:`start`.
+    """
     from twisted.internet import reactor
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     spec = json.loads(argv[1]) if len(argv) > 1 else {}
     stdio.StandardIO(_Stdin(reactor), stdout=sys.stderr.fileno())
-    d = start(reactor, spec)
+    d = (starter or start)(reactor, spec)
     d.addErrback(lambda failure: (log.failure("fixture start failed", failure), reactor.stop()))
     reactor.run()
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    serve(sys.argv)

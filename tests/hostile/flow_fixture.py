@@ -18,16 +18,16 @@ import json
 import sys
 
 from autobahn.twisted.websocket import WebSocketServerFactory
-from twisted.internet import defer, stdio
+from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.logger import Logger
 
 from clbproxy.balancer import TargetGroup
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.limits import ConnectionGate
 from clbproxy.listener import listener_service
-from tests.hostile.fixture import EchoProtocol, _Stdin
+from tests.hostile.fixture import EchoProtocol, serve
 
 log = Logger()
 
@@ -98,16 +98,5 @@ def start(reactor, spec: dict):
     print(json.dumps({"proxy": port.getHost().port}), flush=True)
 
 
-def main(argv: list[str]) -> None:
-    from twisted.internet import reactor
-
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
-    spec = json.loads(argv[1]) if len(argv) > 1 else {}
-    stdio.StandardIO(_Stdin(reactor), stdout=sys.stderr.fileno())
-    d = start(reactor, spec)
-    d.addErrback(lambda failure: (log.failure("fixture start failed", failure), reactor.stop()))
-    reactor.run()
-
-
 if __name__ == "__main__":
-    main(sys.argv)
+    serve(sys.argv, start)
