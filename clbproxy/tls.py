@@ -691,10 +691,28 @@ def describe_tls_error(error: SSL.Error) -> str:
     return "; ".join(reasons) or str(error) or "TLS error"
 
 
+class _ListenerTLSFactory(TLSMemoryBIOFactory):
+    """TLS around a listener's Site that leaves protocol negotiation to our contexts.
+
+    Twisted up to 25.5 applied the wrapped factory's ``acceptableProtocols()``
+    (a ``Site`` offers ``h2`` whenever the ``h2`` package is importable) to the
+    context of every new connection.  That replaced our ALPN callback on the
+    default context only, and from pyOpenSSL 26.2 on it fails every handshake:
+    a context that has made a connection can no longer be changed
+    (twisted#12500, #12639).  Every context of ours already carries the
+    listener's ALPN policy, so there is nothing to apply; Twisted 26.4 and later
+    no longer call this at all.
+    """
+
+    protocol = _LoggedTLSProtocol
+
+    def _applyProtocolNegotiation(self, connection: SSL.Connection) -> None:
+        pass
+
+
 def tls_factory(server_tls: ServerTLS, wrapped, reactor) -> TLSMemoryBIOFactory:
     """``wrapped`` (the listener's Site) behind TLS, logging failed handshakes."""
-    factory = TLSMemoryBIOFactory(server_tls, False, wrapped)
-    factory.protocol = _LoggedTLSProtocol
+    factory = _ListenerTLSFactory(server_tls, False, wrapped)
     factory.listener_name = server_tls.listener.name
     factory.server_tls = server_tls
     factory.reactor = reactor

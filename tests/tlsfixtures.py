@@ -14,6 +14,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
+from twisted.internet.protocol import ServerFactory
 
 from clbproxy.config import CertificateConfig, TLSConfig
 
@@ -172,3 +173,26 @@ def expired(ca: trustme.CA, directory: str, name: str) -> CertificateConfig:
         not_before=past,
         not_after=past + datetime.timedelta(days=30),
     )
+
+
+class WithoutALPN(ServerFactory):
+    """``site`` for a test backend on Twisted's ``ssl:`` endpoint, offering no ALPN.
+
+    Twisted up to 25.5 copies a Site's ``acceptableProtocols()`` onto the
+    endpoint's shared context for every connection, and pyOpenSSL 26.2 and later
+    refuse that once the context has made a connection (twisted#12500): the
+    backend's second handshake would fail.  This plain factory does not offer
+    protocol negotiation, so the suite's backends work on every allowed pair.
+    """
+
+    def __init__(self, site: ServerFactory) -> None:
+        self.site = site
+
+    def doStart(self) -> None:
+        self.site.doStart()
+
+    def doStop(self) -> None:
+        self.site.doStop()
+
+    def buildProtocol(self, addr):
+        return self.site.buildProtocol(addr)

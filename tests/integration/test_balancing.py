@@ -11,6 +11,7 @@ from twisted.trial import unittest
 from clbproxy.config import HealthCheckConfig, PassiveConfig, PersistenceConfig
 from clbproxy.health import EJECTED, HEALTHY, HealthCheckService, make_check
 from tests.integration.support import BackendFactory, Listening, raw_request
+from tests.tlsfixtures import WithoutALPN
 
 INTERVAL = 0.2
 UNHEALTHY_THRESHOLD = 2
@@ -259,7 +260,7 @@ class HTTPSCheckTests(unittest.TestCase):
         port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(root))
         self.addCleanup(port.stopListening)
         tls_endpoint = SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")
-        tls_port = yield tls_endpoint.listen(Site(root))
+        tls_port = yield tls_endpoint.listen(WithoutALPN(Site(root)))
         self.addCleanup(tls_port.stopListening)
         backend = BackendConfig("127.0.0.1", tls_port.getHost().port)
         pool_client = health_http_client(reactor)

@@ -29,7 +29,7 @@ from tests.integration.support import (
     hops_without_no_delay,
     sends_at_once,
 )
-from tests.tlsfixtures import certificate_files, probe, tls_config, write
+from tests.tlsfixtures import WithoutALPN, certificate_files, probe, tls_config, write
 
 
 class TLSTestCase(unittest.TestCase):
@@ -446,7 +446,7 @@ class BackendTLSTests(TLSTestCase):
             cert.private_key_pem.bytes() + cert.cert_chain_pems[0].bytes()
         ).options()
         listening = yield SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1").listen(
-            Site(root)
+            WithoutALPN(Site(root))
         )
         self.addCleanup(listening.stopListening)
         ca_file = write(self.dir, "backend-ca.pem", self.ca.cert_pem.bytes())
@@ -480,7 +480,7 @@ class BackendPoolTLSTests(TLSTestCase):
         ).options()
         site = Site(leaf)
         listening = yield SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1").listen(
-            site
+            WithoutALPN(site)
         )
         self.addCleanup(listening.stopListening)
         self.backend_port = listening.getHost().port
