@@ -5,7 +5,7 @@ Usage: ``python bench/calibration.py {autobahn|splice} LISTEN_PORT BACKEND_PORT 
 ``calib-autobahn-deflate``, ``calib-splice`` and ``calib-splice-stock``).
 
 ``lean`` (the default) dispatches socket events as clbproxy does
-(:mod:`clbproxy.dispatch`), so that the ratio of clbproxy to a baseline is
+(:mod:`clbproxy.net.dispatch`), so that the ratio of clbproxy to a baseline is
 what clbproxy's own code costs; ``stock`` keeps Twisted's own dispatch (the
 ``-stock`` row: the issue's "minimal Twisted splice").
 
@@ -42,7 +42,7 @@ from autobahn.twisted.websocket import (
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.internet import defer, protocol, reactor
 
-from clbproxy.dispatch import lean_dispatch
+from clbproxy.net.dispatch import lean_dispatch
 
 
 class BackendHop(WebSocketClientProtocol):

@@ -10,11 +10,11 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import Config, ConfigError, default_config_path, load_config
-from clbproxy.health import HealthState, health_services
-from clbproxy.healthview import CheckedHealth
-from clbproxy.tls import CertificateError, warn_unverified
+from clbproxy.net.tls import CertificateError, warn_unverified
+from clbproxy.upstream.balancer import TargetGroup
+from clbproxy.upstream.health.checks import HealthState, health_services
+from clbproxy.upstream.health.view import CheckedHealth
 
 log = Logger()
 
@@ -58,7 +58,7 @@ class ProxyService(MultiService):
     service and its endpoint, and exit status 1, rather than a traceback.
 
     It carries what a reload needs (``config``, ``groups``, the connection
-    ``gate``, the demo ``room``); stopping it drains (:func:`clbproxy.lifecycle.drain`).
+    ``gate``, the demo ``room``); stopping it drains (:func:`clbproxy.ops.lifecycle.drain`).
     With ``signals``, SIGHUP reloads and SIGUSR1 reopens log files while it runs;
     while it drains, SIGHUP is logged and ignored and SIGUSR1 still reopens.
     """
@@ -69,7 +69,7 @@ class ProxyService(MultiService):
         self.endpoint_for = None
         #: ``prepare_config(config)``: what a reload does to a new tap.conf before using it.
         self.prepare_config = None
-        from clbproxy.limits import ConnectionGate
+        from clbproxy.listener.limits import ConnectionGate
 
         self.config = config
         self.reactor = reactor
@@ -138,7 +138,7 @@ class ProxyService(MultiService):
     def startService(self) -> None:
         super().startService()
         if self.signals:
-            from clbproxy.lifecycle import signal_handlers
+            from clbproxy.ops.lifecycle import signal_handlers
 
             self._handlers = signal_handlers(self, self.config.path, self.reactor)
             if self.observability is not None:
@@ -149,7 +149,7 @@ class ProxyService(MultiService):
         from twisted.application.service import Service
         from twisted.internet.defer import DeferredList, maybeDeferred
 
-        from clbproxy.lifecycle import drain
+        from clbproxy.ops.lifecycle import drain
 
         handlers, self._handlers = self._handlers, None
         if handlers is not None:
@@ -212,9 +212,9 @@ def build_service(
     A worker process passes ``endpoint_for`` (its listeners adopt the
     supervisor's sockets) and ``prepare_config`` (applied to tap.conf on reload).
     """
-    from clbproxy.demo import ChatRoom, demo_service
-    from clbproxy.listener import listener_service
-    from clbproxy.observability import AccessLogError, Observability
+    from clbproxy.demo.backend import ChatRoom, demo_service
+    from clbproxy.listener.service import listener_service
+    from clbproxy.observability.service import AccessLogError, Observability
 
     root = ProxyService(config, reactor, ChatRoom(reactor), signals=signals)
     root.endpoint_for = endpoint_for
@@ -235,7 +235,7 @@ def build_service(
         service.demo = demo
         service.setServiceParent(root)
     groups = {group.name: TargetGroup(group, reactor) for group in config.target_groups}
-    #: What the status page and metrics read (clbproxy.health.IHealthState).
+    #: What the status page and metrics read (clbproxy.upstream.health.checks.IHealthState).
     root.health = HealthState(groups)
     try:
         observability = Observability(
@@ -269,11 +269,11 @@ def build_service(
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    from clbproxy.dispatch import lean_dispatch
+    from clbproxy.net.dispatch import lean_dispatch
 
     lean_dispatch(reactor)
     if options.loaded.workers > 1:
-        from clbproxy.workers import build_supervisor
+        from clbproxy.ops.supervisor import build_supervisor
 
         return build_supervisor(options.loaded, reactor)
     return build_service(options.loaded, reactor, signals=True)

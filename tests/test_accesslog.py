@@ -1,4 +1,4 @@
-"""Tests for :mod:`clbproxy.accesslog`: formats, listener filtering, reopen for logrotate."""
+"""Tests for :mod:`clbproxy.observability.accesslog`: formats, listener filter, reopening."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import attrs
 from twisted.logger import Logger, LogPublisher
 from twisted.trial import unittest
 
-from clbproxy import accesslog
-from clbproxy.accesslog import AccessLog, RequestRecord, SessionRecord
+from clbproxy.observability import accesslog
+from clbproxy.observability.accesslog import AccessLog, RequestRecord, SessionRecord
 
 
 def event(record, when=1_700_000_000.0):
@@ -42,7 +42,7 @@ class FormatTests(unittest.TestCase):
         self.assertEqual((data["type"], data["status"], data["backend"]), ("http", 204, None))
 
     def test_other_events_are_not_formatted(self):
-        other = {"log_namespace": "clbproxy.relay", "log_time": 0.0, "type": "http"}
+        other = {"log_namespace": "clbproxy.ws.relay", "log_time": 0.0, "type": "http"}
         self.assertIsNone(accesslog.format_plain(other))
         self.assertIsNone(accesslog.format_json(other))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from clbproxy.actions import expand_location, header_changes, rewrite_target, rule_redirect
 from clbproxy.config import RedirectConfig, RewriteConfig, RuleConfig
-from clbproxy.redirect import redirect_host, redirect_response
+from clbproxy.http.redirect import redirect_host, redirect_response
+from clbproxy.routing.actions import expand_location, header_changes, rewrite_target, rule_redirect
 
 
 class RewriteTests(unittest.TestCase):

@@ -1,4 +1,4 @@
-"""Tests for :mod:`clbproxy.admin` with in-memory requests: who the admin site answers.
+"""Tests for :mod:`clbproxy.observability.admin`, in memory: who the admin site answers.
 
 DNS rebinding lets an attacker's page reach the admin listener as if it were
 same-origin, but the browser still sends the attacker's name as ``Host``; so only
@@ -17,8 +17,6 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 from twisted.web.test.requesthelper import DummyRequest
 
-from clbproxy.admin import AdminResource, host_allowed
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import (
     AdminConfig,
     BackendConfig,
@@ -27,7 +25,9 @@ from clbproxy.config import (
     RuleConfig,
     TargetGroupConfig,
 )
-from clbproxy.observability import Observability
+from clbproxy.observability.admin import AdminResource, host_allowed
+from clbproxy.observability.service import Observability
+from clbproxy.upstream.balancer import TargetGroup
 
 BACKEND = "127.0.0.1:8181"
 
@@ -226,7 +226,11 @@ class HostCheckTests(AdminSiteMixin, unittest.TestCase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         self.answer(self.site(), request(host=b"evil.example\x1b[31m"))
-        (line,) = [formatEvent(e) for e in events if e.get("log_namespace") == "clbproxy.admin"]
+        (line,) = [
+            formatEvent(e)
+            for e in events
+            if e.get("log_namespace") == "clbproxy.observability.admin"
+        ]
         self.assertIn(r"'evil.example\x1b[31m'", line)
         self.assertIn("[admin] allowed_hosts", line)
 

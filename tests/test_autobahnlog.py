@@ -10,7 +10,8 @@ from autobahn.twisted import websocket as twisted_websocket
 from autobahn.websocket import protocol
 from twisted.trial import unittest
 
-from clbproxy import autobahnlog, relay  # noqa: F401  (importing the relay installs it)
+from clbproxy.util import autobahnlog
+from clbproxy.ws import relay  # noqa: F401  (importing the relay installs it)
 
 
 class LazyDebugArgumentsTests(unittest.TestCase):

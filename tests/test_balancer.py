@@ -12,7 +12,8 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from clbproxy.balancer import (
+from clbproxy.config import BackendConfig, TargetGroupConfig
+from clbproxy.upstream.balancer import (
     ConsistentHash,
     IBalancingPolicy,
     RandomTwoChoices,
@@ -21,7 +22,6 @@ from clbproxy.balancer import (
     TargetGroup,
     parse_cookies,
 )
-from clbproxy.config import BackendConfig, TargetGroupConfig
 
 A = BackendConfig("10.0.0.1", 80, weight=5)
 B = BackendConfig("10.0.0.2", 80, weight=1)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clbproxy.closecodes import (
+from clbproxy.ws.closecodes import (
     MAX_REASON_BYTES,
     SENDABLE_CODES,
     CloseAction,

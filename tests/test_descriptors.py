@@ -1,10 +1,10 @@
-"""Tests for :mod:`clbproxy.descriptors`: the connection budget of a descriptor limit."""
+"""Tests for :mod:`clbproxy.net.descriptors`: the connection budget of a descriptor limit."""
 
 from __future__ import annotations
 
 from twisted.trial import unittest
 
-from clbproxy.descriptors import (
+from clbproxy.net.descriptors import (
     budget_warning,
     connection_budget,
     descriptor_reserve,

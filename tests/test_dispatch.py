@@ -9,7 +9,7 @@ from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from clbproxy.dispatch import lean_dispatch
+from clbproxy.net.dispatch import lean_dispatch
 
 try:
     from twisted.internet.epollreactor import EPollReactor

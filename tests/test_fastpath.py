@@ -1,4 +1,4 @@
-"""Tests for :mod:`clbproxy.fastpath`: the open hops of a session once Autobahn is dropped."""
+"""Tests for :mod:`clbproxy.ws.fastpath`: the open hops of a session once Autobahn is dropped."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial import unittest
 
-from clbproxy.closecodes import HopEnd, Side
-from clbproxy.fastpath import (
+from clbproxy.ws.closecodes import HopEnd, Side
+from clbproxy.ws.fastpath import (
     CLOSE_HANDSHAKE_TIMEOUT,
     CLOSED,
     CLOSING,
@@ -26,8 +26,8 @@ from clbproxy.fastpath import (
     send_now,
     socket_under,
 )
-from clbproxy.frames import CLOSE, INFLATE_PER_TURN, PING, PONG, FrameScanner
-from clbproxy.readpause import InflateBudget
+from clbproxy.ws.frames import CLOSE, INFLATE_PER_TURN, PING, PONG, FrameScanner
+from clbproxy.ws.pauses import InflateBudget
 from tests.test_readpause import FlowRecorder
 
 MASK = b"\x01\x02\x03\x04"

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clbproxy.forwarding import (
+from clbproxy.http.forwarded import (
     FORWARDING_HEADERS,
     TrustedProxies,
     client_header_passes,

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clbproxy.frames import INFLATE_PER_TURN, Control, FrameScanner, Violation
+from clbproxy.ws.frames import INFLATE_PER_TURN, Control, FrameScanner, Violation
 
 MASK = b"\x11\x22\x33\x44"
 

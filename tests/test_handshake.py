@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clbproxy.handshake import MalformedChunk, RefusalReader, chunk_size, parse_response_head
+from clbproxy.ws.handshake import MalformedChunk, RefusalReader, chunk_size, parse_response_head
 
 
 def head(text: bytes):

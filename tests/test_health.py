@@ -13,9 +13,9 @@ from twisted.trial import unittest
 from twisted.web.resource import Resource
 from zope.interface.verify import verifyObject
 
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import BackendConfig, HealthCheckConfig, PassiveConfig, TargetGroupConfig
-from clbproxy.health import (
+from clbproxy.upstream.balancer import TargetGroup
+from clbproxy.upstream.health.checks import (
     EJECTED,
     HEALTHY,
     UNHEALTHY,

@@ -7,7 +7,7 @@ from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from clbproxy.httpserver import BadHost, HTTPLimits, ProxySite, request_host, valid_authority
+from clbproxy.http.server import BadHost, HTTPLimits, ProxySite, request_host, valid_authority
 
 
 class RequestHostTests(unittest.TestCase):

@@ -1,4 +1,4 @@
-"""Tests for :mod:`clbproxy.limits`: access lists, handshake rate, admission, accept pausing."""
+"""Tests for :mod:`clbproxy.listener.limits`: access lists, handshake rate, admission, pausing."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from clbproxy.config import ListenerConfig, RuleConfig
-from clbproxy.forwarding import TrustedProxies, real_client_ip
-from clbproxy.limits import (
+from clbproxy.http.forwarded import TrustedProxies, real_client_ip
+from clbproxy.listener.limits import (
     CLOSE_LOG_INTERVAL,
     PROXY_HEADER_TIMEOUT,
     AccessList,

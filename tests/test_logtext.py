@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from clbproxy.logtext import printable
+from clbproxy.util.logtext import printable
 
 
 class PrintableTests(unittest.TestCase):

@@ -6,9 +6,13 @@ from twisted.internet import task
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from clbproxy.balancer import RequestInfo, TargetGroup, parse_cookies
 from clbproxy.config import BackendConfig, PersistenceConfig, TargetGroupConfig
-from clbproxy.persistence import CookiePersistence, ISessionPersistence, SourceIPPersistence
+from clbproxy.upstream.balancer import RequestInfo, TargetGroup, parse_cookies
+from clbproxy.upstream.persistence import (
+    CookiePersistence,
+    ISessionPersistence,
+    SourceIPPersistence,
+)
 
 BACKENDS = tuple(BackendConfig(f"10.0.0.{i}", 8080) for i in range(1, 5))
 

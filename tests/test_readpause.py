@@ -1,4 +1,4 @@
-"""Tests for :mod:`clbproxy.readpause`: one owner of why a hop is not read."""
+"""Tests for :mod:`clbproxy.ws.pauses`: one owner of why a hop is not read."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from twisted.internet import task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from clbproxy.readpause import InflateBudget, PauseReason, ReadPauses
+from clbproxy.ws.pauses import InflateBudget, PauseReason, ReadPauses
 
 PEER = PauseReason.PEER_BACKPRESSURE
 OWN = PauseReason.OWN_WRITE_BUFFER

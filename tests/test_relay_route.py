@@ -6,9 +6,9 @@ from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial import unittest
 
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
-from clbproxy.relay import RelayServerFactory, RelaySettings, Route
+from clbproxy.upstream.balancer import TargetGroup
+from clbproxy.ws.relay import RelayServerFactory, RelaySettings, Route
 
 UPGRADE = (
     b"GET /chat?room=1 HTTP/1.1\r\nHost: public.test\r\nUpgrade: websocket\r\n"

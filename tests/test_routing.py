@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clbproxy.config import RuleConfig
-from clbproxy.patterns import HostPattern, PathPattern, parse_host, parse_path
-from clbproxy.routing import BadPath, Router, normalize_host, normalize_path
+from clbproxy.config.patterns import HostPattern, PathPattern, parse_host, parse_path
+from clbproxy.routing.router import BadPath, Router, normalize_host, normalize_path
 
 
 def rules(*specs: tuple[str, ...]) -> tuple[RuleConfig, ...]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from clbproxy.balancer import TargetGroup, UnknownBackend
 from clbproxy.config import BackendConfig, TargetGroupConfig
+from clbproxy.upstream.balancer import TargetGroup, UnknownBackend
 
 A, B = BackendConfig("10.0.0.1", 80), BackendConfig("10.0.0.2", 80)
 

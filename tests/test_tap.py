@@ -10,7 +10,6 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from clbproxy import descriptors
 from clbproxy.config import (
     AccessLogConfig,
     BackendConfig,
@@ -21,6 +20,7 @@ from clbproxy.config import (
     TLSConfig,
     load_config,
 )
+from clbproxy.net import descriptors
 from clbproxy.tap import Options, build_service
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,7 +181,7 @@ class AccessLogStartTests(unittest.TestCase):
         )
 
     def test_the_supervisor_checks_before_starting_workers(self):
-        from clbproxy.workers import build_supervisor
+        from clbproxy.ops.supervisor import build_supervisor
 
         config, blocker = self.config()
         with self.assertRaises(SystemExit) as raised:

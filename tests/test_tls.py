@@ -1,4 +1,4 @@
-"""Tests for :mod:`clbproxy.tls` without sockets: the SNI map, certificate problems, demo cert."""
+"""Tests for :mod:`clbproxy.net.tls` without sockets: SNI map, certificate problems, demo cert."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from OpenSSL import SSL
 from twisted.trial import unittest
 
 from clbproxy.config import ConfigError, TLSConfig, load_config
-from clbproxy.redirect import https_location, redirect_status
-from clbproxy.tls import (
+from clbproxy.http.redirect import https_location, redirect_status
+from clbproxy.net.tls import (
     SNIMap,
     ensure_self_signed,
     fingerprint,

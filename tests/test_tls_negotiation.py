@@ -21,7 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from clbproxy.config import ListenerConfig, TLSConfig
-from clbproxy.tls import ServerTLS, tls_factory
+from clbproxy.net.tls import ServerTLS, tls_factory
 from tests.tlsfixtures import certificate_files
 
 

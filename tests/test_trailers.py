@@ -14,8 +14,8 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from clbproxy.httpserver import HTTPLimits, ProxySite
-from clbproxy.trailers import (
+from clbproxy.http.server import HTTPLimits, ProxySite
+from clbproxy.http.trailers import (
     TrailerClientProtocol,
     TrailerError,
     accepts_trailers,

@@ -17,8 +17,6 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from clbproxy.aggregate import _Families, merge_metrics, merge_status
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import (
     BackendConfig,
     Config,
@@ -28,11 +26,13 @@ from clbproxy.config import (
     TargetGroupConfig,
     load_config,
 )
-from clbproxy.healthview import UnknownHealth
-from clbproxy.limits import Admission, LimitStats
-from clbproxy.livestate import LiveState
-from clbproxy.metrics import Metrics
-from clbproxy.workers import RELOAD_TIMEOUT, Socket, Supervisor, restart_delay, worker_config
+from clbproxy.listener.limits import Admission, LimitStats
+from clbproxy.observability.aggregate import _Families, merge_metrics, merge_status
+from clbproxy.observability.livestate import LiveState
+from clbproxy.observability.metrics import Metrics
+from clbproxy.ops.supervisor import RELOAD_TIMEOUT, Socket, Supervisor, restart_delay, worker_config
+from clbproxy.upstream.balancer import TargetGroup
+from clbproxy.upstream.health.view import UnknownHealth
 
 
 def config(workers: int = 2, **options) -> Config:
@@ -448,7 +448,7 @@ class MakeServiceTests(unittest.TestCase):
         return options
 
     def test_more_than_one_worker_makes_twistd_a_supervisor(self):
-        from clbproxy import dispatch
+        from clbproxy.net import dispatch
         from clbproxy.tap import ProxyService, makeService
 
         # makeService takes over the reactor's dispatch; trial's reactor is left as it is.
@@ -550,7 +550,8 @@ class ReloadTests(unittest.TestCase):
         return [
             formatEvent(e)
             for e in self.events
-            if e.get("log_level") == LogLevel.error and e.get("log_namespace") == "clbproxy.workers"
+            if e.get("log_level") == LogLevel.error
+            and e.get("log_namespace") == "clbproxy.ops.supervisor"
         ]
 
     def test_each_worker_is_sent_every_bind_s_socket_with_its_descriptor(self):
@@ -683,7 +684,7 @@ class SupervisorControlTests(unittest.TestCase):
     """A worker's end of the control channel."""
 
     def control(self, reload):
-        from clbproxy.worker import InheritedSockets, SupervisorControl
+        from clbproxy.ops.worker_process import InheritedSockets, SupervisorControl
 
         self.inherited = InheritedSockets(None, {})
         control = SupervisorControl(self.inherited, reload, 1)
@@ -721,7 +722,7 @@ class SupervisorControlTests(unittest.TestCase):
         os.close(taken)
 
     def test_a_refused_reload_is_answered_with_its_reason(self):
-        from clbproxy.lifecycle import log as lifecycle_log
+        from clbproxy.ops.lifecycle import log as lifecycle_log
 
         def reload():
             lifecycle_log.error(

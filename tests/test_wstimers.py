@@ -1,12 +1,12 @@
-"""Tests for :mod:`clbproxy.wstimers`: idle timeout and proxy pings on ``task.Clock``."""
+"""Tests for :mod:`clbproxy.ws.timers`: idle timeout and proxy pings on ``task.Clock``."""
 
 from __future__ import annotations
 
 from twisted.internet import task
 from twisted.trial import unittest
 
-from clbproxy.closecodes import Side
-from clbproxy.wstimers import IdleQueue, SessionTimers
+from clbproxy.ws.closecodes import Side
+from clbproxy.ws.timers import IdleQueue, SessionTimers
 
 
 class Recorder:

@@ -36,7 +36,6 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import globalLogBeginner, globalLogPublisher
 from twisted.python.failure import Failure
 
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import (
     BackendConfig,
     FixedResponseConfig,
@@ -44,7 +43,8 @@ from clbproxy.config import (
     RuleConfig,
     TargetGroupConfig,
 )
-from clbproxy.listener import listener_service
+from clbproxy.listener.service import listener_service
+from clbproxy.upstream.balancer import TargetGroup
 
 #: Statuses a listener may answer with; anything else is a finding.
 STATUSES = {101, 200, 301, 308, 400, 403, 404, 405, 408, 411, 413, 414, 426, 429, 431}

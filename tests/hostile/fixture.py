@@ -29,7 +29,6 @@ from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import (
     BackendConfig,
     CertificateConfig,
@@ -40,9 +39,10 @@ from clbproxy.config import (
     TargetGroupConfig,
     TLSConfig,
 )
-from clbproxy.limits import ConnectionGate
-from clbproxy.listener import listener_service
-from clbproxy.relay import accept_first_deflate_offer
+from clbproxy.listener.limits import ConnectionGate
+from clbproxy.listener.service import listener_service
+from clbproxy.upstream.balancer import TargetGroup
+from clbproxy.ws.relay import accept_first_deflate_offer
 
 log = Logger()
 

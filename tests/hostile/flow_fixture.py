@@ -23,10 +23,10 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
-from clbproxy.limits import ConnectionGate
-from clbproxy.listener import listener_service
+from clbproxy.listener.limits import ConnectionGate
+from clbproxy.listener.service import listener_service
+from clbproxy.upstream.balancer import TargetGroup
 from tests.hostile.fixture import EchoProtocol, serve
 
 log = Logger()

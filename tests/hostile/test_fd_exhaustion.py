@@ -1,7 +1,7 @@
 """File-descriptor exhaustion: the proxy runs with a low RLIMIT_NOFILE and survives a flood.
 
 With ``RLIMIT_NOFILE`` 64 the descriptor budget is 16 connections ((64 - 32
-reserved) / 2, see :mod:`clbproxy.descriptors`).  A flood of idle connections is
+reserved) / 2, see :mod:`clbproxy.net.descriptors`).  A flood of idle connections is
 accepted up to the budget, then accepting pauses: the next clients wait in the
 kernel's listen backlog, unanswered but not closed, and are served as soon as
 connections end, without reconnecting.  The process never gets as far as an

@@ -6,7 +6,7 @@ an answer, as soon as its address is known (at accept; under the PROXY protocol,
 right after the PROXY header), and it never counts against the descriptor budget.
 
 The proxy runs with ``RLIMIT_NOFILE`` 64, a descriptor budget of 16 connections
-(see :mod:`clbproxy.descriptors`), and a per-address limit of 2: one address
+(see :mod:`clbproxy.net.descriptors`), and a per-address limit of 2: one address
 opening 10 times its limit (20 connections) would hold the whole budget if the
 extras stayed open, and every other client would wait in the listen backlog
 until ``header_timeout`` (60 s) freed them.  Other addresses are 127.0.0.2 (a
@@ -22,7 +22,7 @@ import time
 
 from twisted.trial import unittest
 
-from clbproxy.limits import PROXY_HEADER_TIMEOUT
+from clbproxy.listener.limits import PROXY_HEADER_TIMEOUT
 from tests.hostile.catalog import LOG_ALARMS, proxy_fixture
 
 DESCRIPTOR_LIMIT = 64

@@ -10,7 +10,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor, task
 from twisted.web.client import HTTPConnectionPool
 
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import (
     AccessLogConfig,
     AdminConfig,
@@ -21,10 +20,11 @@ from clbproxy.config import (
     TargetGroupConfig,
     load_config,
 )
-from clbproxy.lifecycle import Reloader
-from clbproxy.listener import listener_service
-from clbproxy.observability import Observability
+from clbproxy.listener.service import listener_service
+from clbproxy.observability.service import Observability
+from clbproxy.ops.lifecycle import Reloader
 from clbproxy.tap import build_service
+from clbproxy.upstream.balancer import TargetGroup
 
 from .support import Listening, abort_sessions
 

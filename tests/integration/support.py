@@ -26,10 +26,10 @@ from twisted.internet import defer, reactor, task, tcp
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
-from clbproxy.listener import listener_service
-from clbproxy.relay import accept_first_deflate_offer, cancel_close_timer
+from clbproxy.listener.service import listener_service
+from clbproxy.upstream.balancer import TargetGroup
+from clbproxy.ws.relay import accept_first_deflate_offer, cancel_close_timer
 
 
 class BackendProtocol(WebSocketServerProtocol):

@@ -9,7 +9,7 @@ from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.trial import unittest
 
 from clbproxy.config import HealthCheckConfig, PassiveConfig, PersistenceConfig
-from clbproxy.health import EJECTED, HEALTHY, HealthCheckService, make_check
+from clbproxy.upstream.health.checks import EJECTED, HEALTHY, HealthCheckService, make_check
 from tests.integration.support import BackendFactory, Listening, raw_request
 from tests.tlsfixtures import WithoutALPN
 
@@ -248,7 +248,7 @@ class HTTPSCheckTests(unittest.TestCase):
         from twisted.web.static import Data
 
         from clbproxy.config import BackendConfig
-        from clbproxy.health import CheckFailed, health_http_client
+        from clbproxy.upstream.health.checks import CheckFailed, health_http_client
 
         authority = trustme.CA()
         issued = authority.issue_cert("backend.test")

@@ -23,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from clbproxy.config import DemoBackendConfig
-from clbproxy.demo import (
+from clbproxy.demo.backend import (
     MAX_NICK,
     MAX_TEXT,
     TICK_INTERVAL,

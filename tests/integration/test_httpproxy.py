@@ -1,9 +1,9 @@
-"""Tests for clbproxy.httpproxy over real sockets on 127.0.0.1.
+"""Tests for clbproxy.http.forwarder over real sockets on 127.0.0.1.
 
 Each test runs a twisted.web backend, a front site whose root resource calls
 ``HTTPForwarder.forward``, and a client (treq, or raw TCP when the bytes on the
 wire matter).  The front is the production parser a listener uses
-(:class:`clbproxy.httpserver.ProxySite`: strict parsing, streamed request
+(:class:`clbproxy.http.server.ProxySite`: strict parsing, streamed request
 bodies, host checks), without the listener's rules and limits.
 """
 
@@ -31,11 +31,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
-from clbproxy.balancer import TargetGroup
 from clbproxy.config import BackendConfig, TargetGroupConfig
-from clbproxy.forwarding import TrustedProxies
-from clbproxy.httpproxy import HTTPForwarder
-from clbproxy.httpserver import HTTPLimits, ProxyChannel, ProxySite
+from clbproxy.http.forwarded import TrustedProxies
+from clbproxy.http.forwarder import HTTPForwarder
+from clbproxy.http.server import HTTPLimits, ProxyChannel, ProxySite
+from clbproxy.upstream.balancer import TargetGroup
 
 CHUNK = 64 * 1024
 
@@ -325,7 +325,7 @@ class HTTPForwarderTests(TestCase):
         return [
             event
             for event in self.events
-            if event.get("log_namespace") == "clbproxy.httpproxy"
+            if event.get("log_namespace") == "clbproxy.http.forwarder"
             and event.get("log_level") == LogLevel.warn
         ]
 

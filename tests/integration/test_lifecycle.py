@@ -18,7 +18,7 @@ from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
 from clbproxy.config import load_config
-from clbproxy.lifecycle import Reloader, drain
+from clbproxy.ops.lifecycle import Reloader, drain
 from clbproxy.tap import build_service
 from tests.integration.support import (
     Listening,

@@ -17,14 +17,14 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from clbproxy.accesslog import is_access_event
 from clbproxy.config import (
     FixedResponseConfig,
     RedirectConfig,
     RewriteConfig,
     RuleConfig,
 )
-from clbproxy.listener import is_websocket_upgrade
+from clbproxy.listener.service import is_websocket_upgrade
+from clbproxy.observability.accesslog import is_access_event
 from tests.integration.support import BackendFactory, Listening, raw_request, upgrade_request
 
 MiB = 1024 * 1024
@@ -376,7 +376,7 @@ class RuleActionTests(ListenerTestCase):
         redirect = RedirectConfig(location="https://$host$request_uri")
         await self.start(rules=(RuleConfig(redirect=redirect),))
         # Such a Host is refused (400, RFC 9110 7.2) before any rule sees it; the
-        # redirect's own sanitiser (clbproxy.redirect.redirect_host) is tested apart.
+        # redirect's own sanitiser (clbproxy.http.redirect.redirect_host) is tested apart.
         locations = []
         for host in ("good.test@evil.example", "good.test:80@evil.example", "evil.example/x"):
             status, headers, _ = await self.request(get("/a", host=host))

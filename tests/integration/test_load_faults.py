@@ -23,7 +23,7 @@ from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from clbproxy.relay import cancel_close_timer
+from clbproxy.ws.relay import cancel_close_timer
 from tests.hostile.catalog import LOG_ALARMS
 from tests.integration.support import Listening, raw_request, spawn_twistd
 from tests.integration.test_lifecycle import free_port

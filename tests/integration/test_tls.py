@@ -21,7 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from clbproxy.config import CertificateConfig
-from clbproxy.tls import CertificateError
+from clbproxy.net.tls import CertificateError
 from tests.integration.support import (
     BackendProtocol,
     ClientFactory,
@@ -500,9 +500,9 @@ class BackendPoolTLSTests(TLSTestCase):
 
     @defer.inlineCallbacks
     def start(self, *groups):
-        from clbproxy.balancer import TargetGroup
         from clbproxy.config import ListenerConfig, RuleConfig
-        from clbproxy.listener import listener_service
+        from clbproxy.listener.service import listener_service
+        from clbproxy.upstream.balancer import TargetGroup
 
         self.listener = ListenerConfig(
             name="test",
@@ -541,7 +541,7 @@ class BackendPoolTLSTests(TLSTestCase):
 
     @defer.inlineCallbacks
     def test_a_reload_that_changes_tls_settings_does_not_reuse_old_connections(self):
-        from clbproxy.balancer import TargetGroup
+        from clbproxy.upstream.balancer import TargetGroup
 
         yield self.start(self.group("strict", "web.internal"))
         before = yield self.status("/strict")

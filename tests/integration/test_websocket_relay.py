@@ -13,9 +13,9 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.tcp import Connector
 from twisted.trial import unittest
 
-from clbproxy.fastpath import Hop
-from clbproxy.listener import ListenerResource
-from clbproxy.relay import RelayClientFactory, RelayServerFactory
+from clbproxy.listener.service import ListenerResource
+from clbproxy.ws.fastpath import Hop
+from clbproxy.ws.relay import RelayClientFactory, RelayServerFactory
 from tests.integration.support import (
     Listening,
     hops_without_no_delay,

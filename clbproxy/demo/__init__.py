@@ -1,0 +1,1 @@
+"""The embedded demo backends the shipped tap.conf starts."""

@@ -1,0 +1,387 @@
+"""A listener: one socket, one HTTP/1.1 parser, WebSocket and plain HTTP on the same port.
+
+twisted.web's ``HTTPChannel`` parses every request.  Requests that ask for a
+WebSocket upgrade are handed, transport and all, to Autobahn (the relay); all
+others are routed by the listener's rules and forwarded to a backend.  No
+configuration turns WebSocket on: an HTTP listener carries WS, as on a cloud
+balancer.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Optional
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from clbproxy.config import FixedResponseConfig, ListenerConfig
+from clbproxy.http.forwarded import real_client_ip
+from clbproxy.http.forwarder import HTTPForwarder, render_error
+from clbproxy.http.redirect import RedirectToHTTPS, local_host, redirect_host
+from clbproxy.http.responses import reason_phrase
+from clbproxy.listener.channel import ListenerSite
+from clbproxy.listener.limits import (
+    Admission,
+    ConnectionGate,
+    ConnectionLimiter,
+    LimitStats,
+    Refusal,
+    socket_bind,
+)
+from clbproxy.net.tls import (
+    BackendConnector,
+    CertificateError,
+    ServerTLS,
+    server_tls,
+    tls_factory,
+)
+from clbproxy.observability.accesslog import request_record
+from clbproxy.routing.actions import rule_redirect
+from clbproxy.routing.router import BadPath
+from clbproxy.upstream.balancer import TargetGroup
+from clbproxy.util.logtext import printable
+from clbproxy.ws.relay import RelayServerFactory, RelaySettings, Route, request_target
+
+log = Logger()
+
+#: Methods a ``405`` lists in ``Allow``: the proxy forwards any method but ``TRACE``
+#: (and ``CONNECT``, see :func:`clbproxy.http.server.request_line_problem`).
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+#: TRACE would echo a request's headers (cookies, credentials the proxy adds)
+#: back to whoever sent it; nginx answers 405 as well.
+TRACE_REFUSED = Refusal(405, "TRACE is not allowed", "trace", (("Allow", ALLOWED_METHODS),))
+
+
+def is_websocket_upgrade(request: Request) -> bool:
+    """True when the request asks to switch to WebSocket (``Upgrade: websocket``)."""
+    for value in request.requestHeaders.getRawHeaders(b"upgrade", []):
+        if any(token.strip().lower() == b"websocket" for token in value.split(b",")):
+            return True
+    return False
+
+
+class ListenerResource(Resource):
+    """The root of a listener's site: upgrades to the relay, other requests to the forwarder.
+
+    The listener's settings are read from the relay factory on every request, so a
+    reload that swaps them applies to the next request (sessions keep theirs).
+    """
+
+    isLeaf = True
+
+    def __init__(self, relay: RelayServerFactory, forwarder, admission: Admission) -> None:
+        super().__init__()
+        self._relay = relay
+        self._forwarder = forwarder
+        self._admission = admission
+
+    def _record(self, request: Request, settings: RelaySettings, rule):
+        """The access-log record of a request this resource answers (not a relayed session)."""
+        forwarder = self._forwarder
+        return request_record(
+            request, settings.listener.name, rule, forwarder.reactor, forwarder.trusted
+        )
+
+    def render(self, request: Request):
+        settings: RelaySettings = self._relay.settings
+        if request.method == b"TRACE":
+            self._record(request, settings, None)
+            return self._refuse(request, TRACE_REFUSED)
+        upgrade = is_websocket_upgrade(request)
+        if upgrade and request.clientproto != b"HTTP/1.1":
+            self._record(request, settings, None)
+            return render_error(request, 400, "a WebSocket handshake needs HTTP/1.1")
+        if upgrade and getattr(request, "body", None) is not None:
+            # Autobahn takes the connection over at the headers, so a body's bytes
+            # would be parsed as HTTP on a channel that no longer has a transport.
+            self._record(request, settings, None)
+            request.setHeader(b"Connection", b"close")
+            request.channel.persistent = False
+            return render_error(request, 400, "a WebSocket handshake has no body")
+        host = request.getHeader(b"host")
+        host_text = host.decode("latin-1") if host else None
+        target = request_target(request.uri.decode("latin-1"))
+        try:
+            rule = settings.router.match_target(host_text, target)
+        except BadPath as e:
+            self._record(request, settings, None)
+            log.info(
+                "{client} {method} {path}: 400 {detail}",
+                client=getattr(request.getClientAddress(), "host", "-"),
+                method=printable(request.method.decode("latin-1")),
+                path=printable(request.uri.decode("latin-1")),
+                detail=printable(str(e)),
+            )
+            if upgrade:
+                request.setHeader(b"Connection", b"close")
+                request.channel.persistent = False
+            return render_error(request, 400, str(e))
+        peer = getattr(request.getClientAddress(), "host", "") or ""
+        forwarded_for = [
+            value.decode("latin-1")
+            for value in request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])
+        ]
+        refusal = self._admission.check(
+            real_client_ip(peer, forwarded_for, settings.trusted),
+            rule,
+            websocket=upgrade,
+        )
+        if refusal is not None:
+            self._record(request, settings, rule)
+            return self._refuse(request, refusal)
+        if upgrade and (rule is None or rule.target_group is not None):
+            # The relay answers (or refuses) the handshake itself, on this route.
+            result = self._relay.upgrade(request, Route(settings, rule, target))
+            self._forwarder.reactor.callLater(0, release_upgraded, request)
+            return result
+        forwarder = self._forwarder
+        record = self._record(request, settings, rule)
+        if upgrade:
+            # A fixed response or redirect ends the connection, as the relay's refusals do.
+            request.setHeader(b"Connection", b"close")
+            request.channel.persistent = False
+        if rule is None:
+            return render_error(request, 404, "no forwarding rule matches this host and path")
+        if rule.fixed_response is not None:
+            return render_fixed_response(request, rule.fixed_response)
+        if rule.redirect is not None:
+            status, headers = rule_redirect(
+                rule,
+                method=request.method,
+                scheme=forwarder.scheme,
+                host=redirect_host(host_text, local_host(request), keep_port=True),
+                request_uri=target,
+            )
+            request.setResponseCode(status)
+            for name, value in headers:
+                request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+            return render_error(request, status, f"moved to {headers[0][1]}")
+        return forwarder.forward(request, settings.groups[rule.target_group], rule, record)
+
+    def _refuse(self, request: Request, refusal: Refusal) -> bytes:
+        log.info(
+            "{client} {method} {path}: {status} {detail}",
+            client=getattr(request.getClientAddress(), "host", "-"),
+            method=printable(request.method.decode("latin-1")),
+            path=printable(request.uri.decode("latin-1")),
+            status=refusal.status,
+            detail=printable(refusal.detail),
+        )
+        body = render_error(request, refusal.status, refusal.detail)
+        request.setResponseCode(refusal.status, reason_phrase(refusal.status).encode("ascii"))
+        for name, value in refusal.headers:
+            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        if refusal.status in (429, 503) or is_websocket_upgrade(request):
+            request.setHeader(b"connection", b"close")
+            request.channel.persistent = False
+        return body
+
+
+def release_upgraded(request: Request) -> None:
+    """Let an upgraded request and its channel be freed as soon as nothing uses them.
+
+    The relay took the connection over in the middle of the request, so
+    twisted.web never finishes it: the channel's queue and the request keep each
+    other (and the upgrade's headers, a few KB) alive until the next full garbage
+    collection, which in a burst of handshakes comes late.  Run once the
+    request's own call chain has returned.
+    """
+    channel = request.channel
+    if channel is not None and channel.transport is None and request in channel.requests:
+        channel.requests.remove(request)
+
+
+def render_fixed_response(request: Request, fixed: FixedResponseConfig) -> bytes:
+    """Answer a rule's fixed response."""
+    body = fixed.body.encode("utf-8")
+    request.setResponseCode(fixed.status)
+    request.setHeader(b"Content-Type", fixed.content_type.encode("latin-1"))
+    request.setHeader(b"Content-Length", b"%d" % (len(body),))
+    return b"" if request.method == b"HEAD" else body
+
+
+class ListenerService(StreamServerEndpointService):
+    """Listens on a listener's endpoint; on stop, also closes its backend connections.
+
+    ``swap(listener, groups)`` gives the running listener new settings (a reload
+    that keeps its ``bind``): connections and sessions already open keep theirs.
+    """
+
+    def __init__(
+        self,
+        endpoint,
+        limiter: ConnectionLimiter,
+        forwarder: HTTPForwarder,
+        relay: RelayServerFactory,
+        site: ListenerSite,
+        admission: Admission,
+    ) -> None:
+        super().__init__(endpoint, limiter)
+        self._forwarder = forwarder
+        self.relay = relay
+        self.site = site
+        self.limiter = limiter
+        self.admission = admission
+        self.stats = admission.stats
+        #: The listener's :class:`clbproxy.net.tls.ServerTLS` (HTTPS listeners), else None.
+        self.tls = None
+        #: The site's resource when the listener forwards (not ``redirect_to_https``).
+        self.resource: Optional[Resource] = None
+        # Fail start-up on a bind error instead of only logging it.
+        self._raiseSynchronously = True
+
+    @property
+    def forwarder(self) -> HTTPForwarder:
+        return self._forwarder
+
+    @property
+    def listener(self) -> ListenerConfig:
+        return self.relay.settings.listener
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port):
+        self.limiter.listening(port)
+        return port
+
+    def needs_new_tls(self, listener: ListenerConfig) -> bool:
+        """Whether ``listener`` turns this plain listener into an HTTPS one."""
+        return listener.tls is not None and self.tls is None
+
+    def swap(
+        self,
+        listener: ListenerConfig,
+        groups: Mapping[str, TargetGroup],
+        tls: Optional[ServerTLS] = None,
+    ) -> None:
+        """Use ``listener``'s settings and ``groups`` for every new request and session.
+
+        The protocol may change (``http`` <-> ``https``) on the same socket: new
+        connections are then accepted with or without TLS, while connections already
+        open go on as they started.  Turning TLS on needs ``tls``, built beforehand
+        (:meth:`needs_new_tls`, :func:`clbproxy.net.tls.server_tls`) so that a broken
+        certificate refuses the whole reload instead of half-applying it.
+        """
+        settings = RelaySettings.from_config(listener, dict(groups))
+        self.relay.settings = settings
+        self.relay.setProtocolOptions(maxMessagePayloadSize=listener.max_message_size)
+        self._forwarder.trusted = settings.trusted
+        self._forwarder.via = listener.via
+        self._forwarder.underscores = listener.underscores_in_headers
+        self._forwarder.scheme = settings.scheme
+        self._forwarder.keep_groups(groups)
+        if listener.tls is None:
+            if self.tls is not None:
+                self.limiter.wrappedFactory = self.site
+                self.tls = None
+        elif self.tls is None:
+            if tls is None:
+                raise ValueError("turning TLS on needs the listener's ServerTLS")
+            self.tls = tls
+            self.limiter.wrappedFactory = tls_factory(tls, self.site, self.site.reactor)
+        else:
+            try:
+                self.tls.reload(listener)
+            except CertificateError:
+                pass  # Logged by reload; the old certificates keep serving.
+        if self.resource is not None:
+            redirecting = isinstance(self.site.resource, RedirectToHTTPS)
+            if listener.redirect_to_https:
+                if not redirecting or self.site.resource.https_port != listener.https_port:
+                    self.site.resource = RedirectToHTTPS(listener.https_port)
+            elif redirecting:
+                self.site.resource = self.resource
+        self.site.configure(listener)
+        self.admission.configure(listener)
+        self.limiter.configure(
+            max_connections=listener.max_connections,
+            max_per_ip=listener.max_connections_per_ip,
+            trusted=settings.trusted,
+        )
+        if self.name != f"listener:{listener.name}":
+            _rename(self, f"listener:{listener.name}")
+
+    def stopService(self):
+        d = super().stopService()
+        self.limiter.stopped()
+        d.addBoth(lambda result: self._forwarder.close())
+        return d
+
+
+def _rename(service, name: str) -> None:
+    parent = service.parent
+    if parent is not None and getattr(parent, "namedServices", {}).get(service.name) is service:
+        del parent.namedServices[service.name]
+        parent.namedServices[name] = service
+    service.name = name
+
+
+def listener_service(
+    listener: ListenerConfig,
+    groups: Mapping[str, TargetGroup],
+    reactor,
+    gate: Optional[ConnectionGate] = None,
+    endpoint_for: Optional[Callable[[str], IStreamServerEndpoint]] = None,
+) -> ListenerService:
+    """The service for one ``[[listener]]``, named ``listener:NAME``.
+
+    ``gate`` counts connections against the global ``max_connections``.  An HTTPS
+    listener wraps the site in TLS (inside the connection limiter and the bind
+    endpoint), so under ``haproxy:`` the PROXY header comes first and the TLS
+    handshake after: the limiter reads that header (see
+    :class:`clbproxy.listener.limits.ProxiedConnection`), so the endpoint is the socket
+    without ``haproxy:``.  ``endpoint_for(bind)`` gives the endpoint to listen on
+    for the full ``bind`` (default: ``serverFromString`` of the socket's part; a
+    worker process adopts the supervisor's sockets through it).  Its ``tls``
+    attribute (:class:`clbproxy.net.tls.ServerTLS`) reloads certificates.
+    """
+    settings = RelaySettings.from_config(listener, dict(groups))
+    stats = LimitStats()
+    connector = BackendConnector(reactor)
+    forwarder = HTTPForwarder(
+        reactor,
+        scheme=settings.scheme,
+        trusted=settings.trusted,
+        via=listener.via,
+        connector=connector,
+        underscores=listener.underscores_in_headers,
+    )
+    relay = RelayServerFactory(settings, reactor, connector=connector.endpoint)
+    relay.stats = stats
+    admission = Admission(listener, reactor, stats)
+    forwarding = ListenerResource(relay, forwarder, admission)
+    root = forwarding
+    if listener.redirect_to_https:
+        root = RedirectToHTTPS(listener.https_port)
+    site = ListenerSite(root, listener, reactor, stats)
+    tls = None
+    served = site
+    if listener.tls is not None:
+        tls = server_tls(listener)
+        served = tls_factory(tls, site, reactor)
+    limiter = ConnectionLimiter(
+        served,
+        gate if gate is not None else ConnectionGate(),
+        clock=reactor,
+        max_connections=listener.max_connections,
+        max_per_ip=listener.max_connections_per_ip,
+        trusted=settings.trusted,
+        stats=stats,
+        proxy_protocol=socket_bind(listener.bind) != listener.bind,
+    )
+    if endpoint_for is None:
+        endpoint = serverFromString(reactor, socket_bind(listener.bind))
+    else:
+        endpoint = endpoint_for(listener.bind)
+    service = ListenerService(endpoint, limiter, forwarder, relay, site, admission)
+    service.setName(f"listener:{listener.name}")
+    service.tls = tls
+    service.resource = forwarding
+    return service

@@ -1,0 +1,321 @@
+"""The access log: one line per HTTP request and one per WebSocket session, at its end.
+
+The relay and the HTTP forwarder fill a :class:`SessionRecord` or
+:class:`RequestRecord` where the data is and hand it to :func:`emit`, which sends
+one ``twisted.logger`` event in the ``clbproxy.access`` namespace with the
+record's fields.  :class:`AccessLog` is the observer that writes those events to
+a file (or stdout) in one of two formats, through a ``FileLogObserver`` with our
+formatter; metrics observe the same events.
+
+Plain format (combined-like, then ``key=value`` fields in a fixed order)::
+
+    CLIENT - - [TIME] "REQUEST" STATUS BYTES_OUT "REFERER" "USER_AGENT" type=... listener=...
+
+A value containing whitespace, ``"`` or ``\\`` or that is empty is written as a
+JSON string; ``-`` means "none".  Text the client sent (method, path, Host,
+Referer, User-Agent) has its control characters written as ``\\xNN`` in the
+record already (:func:`clbproxy.util.logtext.printable`), so it is the same in every
+log.  JSON format: one object per line with every
+field (``null`` for none) and the time in ISO 8601.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import sys
+from typing import IO, Any, Callable, Iterable, Optional
+
+import attrs
+from twisted.logger import FileLogObserver, ILogObserver, Logger, LogLevel
+from zope.interface import implementer
+
+from clbproxy.http.forwarded import TrustedProxies, real_client_ip
+from clbproxy.util.logtext import printable
+
+#: The namespace of access events; the access log and metrics observe only these.
+NAMESPACE = "clbproxy.access"
+
+log = Logger(namespace=NAMESPACE)
+
+FORMATS = ("plain", "json")
+
+#: ``key=value`` fields of a plain line, in order, after the combined-like prefix.
+HTTP_FIELDS = (
+    "type",
+    "listener",
+    "host",
+    "rule",
+    "group",
+    "backend",
+    "response_ms",
+    "duration_ms",
+    "bytes_in",
+)
+WEBSOCKET_FIELDS = (
+    "type",
+    "listener",
+    "host",
+    "rule",
+    "group",
+    "backend",
+    "handshake_ms",
+    "duration_s",
+    "bytes_in",
+    "bytes_out",
+    "messages_in",
+    "messages_out",
+    "client_close_code",
+    "client_close_reason",
+    "backend_close_code",
+    "backend_close_reason",
+    "closed_by",
+)
+
+
+@attrs.define
+class RequestRecord:
+    """What the access log says about one plain HTTP request."""
+
+    listener: str = "-"
+    client: str = "-"
+    method: str = "-"
+    path: str = "-"
+    protocol: str = "HTTP/1.1"
+    host: Optional[str] = None
+    referer: Optional[str] = None
+    user_agent: Optional[str] = None
+    rule: Optional[str] = None
+    group: Optional[str] = None
+    backend: Optional[str] = None
+    status: int = 0
+    #: Milliseconds from the request until the backend's response headers.
+    response_ms: Optional[float] = None
+    duration_ms: float = 0.0
+    #: Request body bytes received from the client, response body bytes sent to it.
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    def fields(self) -> dict[str, Any]:
+        return {"type": "http", **attrs.asdict(self)}
+
+
+@attrs.define
+class SessionRecord:
+    """What the access log says about one WebSocket session (or refused handshake).
+
+    ``in``/``out`` are seen from the client: ``bytes_in`` and ``messages_in``
+    went client -> backend, ``*_out`` backend -> client.  Bytes are the client
+    hop's wire bytes after the handshake.  A close code is what that side sent
+    (``1006`` when its connection ended without a Close, ``None`` when it sent a
+    Close without a code or never got that far).  ``closed_by`` is the side whose
+    end came first: ``client``, ``backend`` or ``-``.
+    """
+
+    listener: str = "-"
+    client: str = "-"
+    path: str = "-"
+    host: Optional[str] = None
+    user_agent: Optional[str] = None
+    rule: Optional[str] = None
+    group: Optional[str] = None
+    backend: Optional[str] = None
+    status: int = 0
+    handshake_ms: Optional[float] = None
+    duration_s: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    client_close_code: Optional[int] = None
+    client_close_reason: Optional[str] = None
+    backend_close_code: Optional[int] = None
+    backend_close_reason: Optional[str] = None
+    closed_by: Optional[str] = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"type": "websocket", **attrs.asdict(self)}
+
+
+_LOG_FORMATS = {
+    "http": "access: {client} {listener} {method} {host}{path} -> {backend}: {status}",
+    "websocket": "access: {client} {listener} WebSocket {host}{path} -> {backend}: {status}, "
+    "{duration_s:.3f}s, closed by {closed_by}",
+}
+
+
+def emit(record: RequestRecord | SessionRecord) -> None:
+    """Send ``record`` as one access event (formatted in the main log too)."""
+    fields = record.fields()
+    log.emit(LogLevel.info, _LOG_FORMATS[fields["type"]], **fields)
+
+
+def rule_label(host: Optional[str], path: str) -> str:
+    """How a rule is named in logs and on the status page: ``host/path`` or the path."""
+    return f"{host}{path}" if host else path
+
+
+def request_record(request, listener: str, rule, reactor, trusted: TrustedProxies) -> RequestRecord:
+    """A record for a twisted.web request, emitted when the response ends or the client leaves.
+
+    The status of a request whose client left before the response began is 499
+    (nginx's "client closed request").
+    """
+    started = reactor.seconds()
+    headers = request.requestHeaders
+
+    def text(name: bytes) -> Optional[str]:
+        values = headers.getRawHeaders(name)
+        return printable(values[-1].decode("latin-1")) if values else None
+
+    peer = getattr(request.getClientAddress(), "host", None) or "-"
+    forwarded = [v.decode("latin-1") for v in headers.getRawHeaders(b"x-forwarded-for", [])]
+    record = RequestRecord(
+        listener=listener,
+        client=real_client_ip(peer, forwarded, trusted),
+        method=printable(request.method.decode("latin-1")),
+        path=printable(request.uri.decode("latin-1")),
+        protocol=printable(request.clientproto.decode("latin-1")),
+        host=text(b"host"),
+        referer=text(b"referer"),
+        user_agent=text(b"user-agent"),
+        rule=rule_label(rule.host, rule.path) if rule is not None else None,
+    )
+
+    content = getattr(request, "content", None)
+    if content is not None:
+        position = content.tell()
+        record.bytes_in = content.seek(0, io.SEEK_END)
+        content.seek(position)
+
+    def finished(result: object) -> None:
+        record.status = request.code if request.startedWriting else 499
+        record.duration_ms = (reactor.seconds() - started) * 1000
+        record.bytes_out = request.sentLength
+        emit(record)
+
+    request.notifyFinish().addBoth(finished)
+    return record
+
+
+def is_access_event(event: dict) -> bool:
+    return event.get("log_namespace") == NAMESPACE and "type" in event
+
+
+# -- formats ---------------------------------------------------------------------------
+
+
+def _event_time(event: dict) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(event.get("log_time", 0.0)).astimezone()
+
+
+def _bare(value: object) -> str:
+    """A plain-format value: ``-`` for none, a JSON string when it would not be one token."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    text = str(value)
+    if not text or any(c.isspace() or c in '"\\' or not c.isprintable() for c in text):
+        return json.dumps(text)
+    return text
+
+
+def _quoted(value: Optional[str]) -> str:
+    return json.dumps(value) if value else '"-"'
+
+
+def format_plain(event: dict) -> Optional[str]:
+    """One combined-like line for an access event, ``None`` for other events."""
+    if not is_access_event(event):
+        return None
+    kind = event["type"]
+    when = _event_time(event).strftime("%d/%b/%Y:%H:%M:%S %z")
+    if kind == "http":
+        request = f"{event['method']} {event['path']} {event['protocol']}"
+        names = HTTP_FIELDS
+    else:
+        request = f"GET {event['path']} WebSocket"
+        names = WEBSOCKET_FIELDS
+    extra = " ".join(f"{name}={_bare(event.get(name))}" for name in names)
+    return (
+        f"{_bare(event['client'])} - - [{when}] {json.dumps(request)} {event['status']} "
+        f"{event['bytes_out']} {_quoted(event.get('referer'))} "
+        f"{_quoted(event.get('user_agent'))} {extra}\n"
+    )
+
+
+def format_json(event: dict) -> Optional[str]:
+    """One JSON object per line for an access event, ``None`` for other events."""
+    if not is_access_event(event):
+        return None
+    kind = event["type"]
+    record = RequestRecord if kind == "http" else SessionRecord
+    data: dict[str, Any] = {"time": _event_time(event).isoformat(timespec="milliseconds")}
+    data["type"] = kind
+    for name in attrs.fields_dict(record):
+        data[name] = event.get(name)
+    return json.dumps(data, separators=(",", ":")) + "\n"
+
+
+FORMATTERS: dict[str, Callable[[dict], Optional[str]]] = {
+    "plain": format_plain,
+    "json": format_json,
+}
+
+
+@implementer(ILogObserver)
+class AccessLog:
+    """Writes the access events of some listeners to a file or stdout.
+
+    ``path`` ``"-"`` is the process's own standard output (``sys.__stdout__``,
+    or ``stdout`` if given): twistd replaces ``sys.stdout`` with a logging file
+    once it runs, and lines written there would come out as ``[stdout#info]``
+    log events.  ``listeners`` limits the log to those listeners' events
+    (``None``: every listener).  :meth:`reopen` closes and reopens the file, for
+    logrotate; stdout is kept as it is.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        format: str = "plain",
+        listeners: Optional[Iterable[str]] = None,
+        stdout: Optional[IO[str]] = None,
+    ) -> None:
+        self.path = path
+        self.format = format
+        self.listeners = None if listeners is None else frozenset(listeners)
+        self._stdout = stdout
+        self._file: Optional[IO[str]] = None
+        self._observer: Optional[FileLogObserver] = None
+        self.reopen()
+
+    def _open(self) -> IO[str]:
+        if self.path == "-":
+            return self._stdout if self._stdout is not None else sys.__stdout__
+        return open(self.path, "a", encoding="utf-8", errors="backslashreplace")
+
+    def reopen(self) -> None:
+        """Open the file again under its name (after logrotate moved it)."""
+        if self.path == "-" and self._file is not None:
+            return
+        old = self._file
+        self._file = self._open()
+        self._observer = FileLogObserver(self._file, FORMATTERS[self.format])
+        if old is not None and old is not self._file and self.path != "-":
+            old.close()
+
+    def close(self) -> None:
+        if self._file is not None and self.path != "-":
+            self._file.close()
+        self._file = None
+        self._observer = None
+
+    def __call__(self, event: dict) -> None:
+        if self._observer is None or not is_access_event(event):
+            return
+        if self.listeners is not None and event.get("listener") not in self.listeners:
+            return
+        self._observer(event)

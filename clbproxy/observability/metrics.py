@@ -1,0 +1,333 @@
+"""Prometheus metrics, in a registry owned by the process (never the global one).
+
+Counters of finished work come from the access events (:mod:`clbproxy.observability.accesslog`),
+which :class:`Metrics` observes; gauges and the traffic of sessions still open
+are read from :class:`~clbproxy.observability.livestate.LiveState` at scrape time, so nothing
+is counted per message on the traffic path.  Message and byte counters are the
+finished sessions' totals plus the open sessions' counts so far, so they grow
+while a long session runs.  What the limits and timeouts did (refusals, accept
+pauses, timeouts) is read from each listener's
+:class:`~clbproxy.listener.limits.LimitStats` and the global gate's; a WebSocket
+handshake a limit refused is also a handshake outcome (the listener logs it as
+an HTTP request, so its access event does not say it was one).
+
+Directions: ``in`` is client -> backend, ``out`` backend -> client.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Iterator, Optional
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from twisted.logger import ILogObserver
+from zope.interface import implementer
+
+from clbproxy.observability import accesslog
+from clbproxy.observability.livestate import LiveState
+from clbproxy.upstream.balancer import DRAIN, MAINT, READY
+from clbproxy.upstream.health.view import HEALTH_STATES
+
+#: Latency buckets (seconds) for handshakes and HTTP responses.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+_DIRECTIONS = (("in", "messages_in", "bytes_in"), ("out", "messages_out", "bytes_out"))
+
+#: ``LimitStats`` refusal counters as ``(reason label, status label)``; ``none``: the
+#: connection was closed without an answer.
+LIMIT_REFUSALS = {
+    "denied_by_listener": ("listener_deny", "403"),
+    "denied_by_rule": ("rule_deny", "403"),
+    "closed_per_ip_connections": ("per_ip_closed", "none"),
+    "closed_no_proxy_header": ("no_proxy_header", "none"),
+    "refused_handshake_rate": ("handshake_rate", "429"),
+    "refused_draining": ("shutting_down", "503"),
+}
+
+#: ``LimitStats`` WebSocket timeout counters as the ``kind`` label.
+WEBSOCKET_TIMEOUTS = {"websocket_idle_closes": "idle", "websocket_ping_timeouts": "ping"}
+
+
+def _label(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+@implementer(ILogObserver)
+class Metrics:
+    """Every clbproxy metric, registered in ``registry``; observe access events with it."""
+
+    def __init__(self, registry: CollectorRegistry, live: LiveState) -> None:
+        self.registry = registry
+        self.live = live
+        self.http_requests = Counter(
+            "clbproxy_http_requests",
+            "HTTP requests answered, by listener, backend and status.",
+            ["listener", "backend", "status"],
+            registry=registry,
+        )
+        self.http_response = Histogram(
+            "clbproxy_http_response_seconds",
+            "Time from a request to its backend's response headers.",
+            ["listener"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.handshake_latency = Histogram(
+            "clbproxy_websocket_handshake_seconds",
+            "Time from a client's upgrade request to the answer (backend handshake included).",
+            ["listener"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.sessions = Counter(
+            "clbproxy_websocket_sessions",
+            "WebSocket sessions opened (and since ended), by listener and backend.",
+            ["listener", "group", "backend"],
+            registry=registry,
+        )
+        self.closes = Counter(
+            "clbproxy_websocket_closes",
+            "How WebSocket sessions' hops ended: the close code each side sent "
+            "(1006: connection lost without a Close, none: a Close without a code).",
+            ["listener", "side", "code"],
+            registry=registry,
+        )
+        self.closed_first = Counter(
+            "clbproxy_websocket_closed_first",
+            "WebSocket sessions by the side that ended first.",
+            ["listener", "side"],
+            registry=registry,
+        )
+        self.reload_metrics = self.register_reload_metrics(registry)
+        self.finished: collections.Counter = collections.Counter()
+        registry.register(_LiveCollector(live, self.finished))
+
+    @staticmethod
+    def register_reload_metrics(registry: CollectorRegistry) -> tuple[Counter, Gauge, Gauge]:
+        """The reload counter and gauges (a worker supervisor has its own, too)."""
+        return (
+            Counter(
+                "clbproxy_config_reloads",
+                "Configuration reloads by result (success or failure).",
+                ["result"],
+                registry=registry,
+            ),
+            Gauge(
+                "clbproxy_config_last_reload_successful",
+                "1 if the last configuration reload succeeded, 0 if it failed.",
+                registry=registry,
+            ),
+            Gauge(
+                "clbproxy_config_last_reload_timestamp_seconds",
+                "When the configuration was last reloaded (either result).",
+                registry=registry,
+            ),
+        )
+
+    @staticmethod
+    def count_reload(
+        metrics: tuple[Counter, Gauge, Gauge], ok: bool, when: Optional[float] = None
+    ) -> None:
+        """Count one reload in metrics made by :meth:`register_reload_metrics`."""
+        reloads, last, last_time = metrics
+        reloads.labels("success" if ok else "failure").inc()
+        last.set(1 if ok else 0)
+        if when is None:
+            last_time.set_to_current_time()
+        else:
+            last_time.set(when)
+
+    def config_reloaded(self, ok: bool, when: Optional[float] = None) -> None:
+        """Count a configuration reload (the lifecycle code calls this)."""
+        self.count_reload(self.reload_metrics, ok, when)
+
+    def __call__(self, event: dict) -> None:
+        if not accesslog.is_access_event(event):
+            return
+        listener = _label(event.get("listener"))
+        if event["type"] == "http":
+            self._request(listener, event)
+        else:
+            self._session(listener, event)
+
+    def _request(self, listener: str, event: dict) -> None:
+        self.http_requests.labels(listener, _label(event.get("backend")), event["status"]).inc()
+        if event.get("response_ms") is not None:
+            self.http_response.labels(listener).observe(event["response_ms"] / 1000)
+
+    def _session(self, listener: str, event: dict) -> None:
+        status = event["status"]
+        self.finished[("handshakes", listener, str(status))] += 1
+        if event.get("backend") is not None and event.get("handshake_ms") is not None:
+            self.handshake_latency.labels(listener).observe(event["handshake_ms"] / 1000)
+        if status != 101:
+            return
+        self.sessions.labels(listener, _label(event.get("group")), event["backend"]).inc()
+        for side in ("client", "backend"):
+            code = event.get(f"{side}_close_code")
+            self.closes.labels(listener, side, "none" if code is None else str(code)).inc()
+        self.closed_first.labels(listener, _label(event.get("closed_by"))).inc()
+        for direction, messages, octets in _DIRECTIONS:
+            self.finished[("messages", listener, direction)] += event.get(messages) or 0
+            self.finished[("bytes", listener, direction)] += event.get(octets) or 0
+
+
+class _LiveCollector(Collector):
+    """Metrics read from the live state at scrape time."""
+
+    def __init__(self, live: LiveState, finished: collections.Counter) -> None:
+        self._live = live
+        self._finished = finished
+
+    def collect(self) -> Iterator:
+        live = self._live
+        connections = GaugeMetricFamily(
+            "clbproxy_connections_active", "Open client connections.", labels=["listener"]
+        )
+        connections_total = CounterMetricFamily(
+            "clbproxy_connections", "Client connections accepted.", labels=["listener"]
+        )
+        handshakes = CounterMetricFamily(
+            "clbproxy_websocket_handshakes",
+            "WebSocket handshakes by outcome (the status the client got; 101 is success), "
+            "those refused by a limit included.",
+            labels=["listener", "status"],
+        )
+        sessions = GaugeMetricFamily(
+            "clbproxy_websocket_sessions_active",
+            "Open WebSocket sessions.",
+            labels=["listener", "group", "backend"],
+        )
+        messages = CounterMetricFamily(
+            "clbproxy_websocket_messages",
+            "WebSocket messages relayed (in: client to backend, out: backend to client).",
+            labels=["listener", "direction"],
+        )
+        octets = CounterMetricFamily(
+            "clbproxy_websocket_bytes",
+            "WebSocket bytes on the client hop's wire after the handshake, by direction.",
+            labels=["listener", "direction"],
+        )
+        outcomes: collections.Counter = collections.Counter()
+        for (kind, name, status), count in self._finished.items():
+            if kind == "handshakes":
+                outcomes[name, status] += count
+        for name, listener in live.listeners.items():
+            for status, count in listener.stats.websocket_refusals().items():
+                outcomes[name, str(status)] += count
+        for (name, status), count in sorted(outcomes.items()):
+            handshakes.add_metric([name, status], count)
+        for name, listener in live.listeners.items():
+            connections.add_metric([name], listener.connections_active())
+            connections_total.add_metric([name], listener.connections_total)
+            counts: collections.Counter = collections.Counter()
+            per_backend: collections.Counter = collections.Counter()
+            for session in listener.open_sessions():
+                front, backend = session.front, session.backend
+                counts["messages", "in"] += front.messages_in
+                counts["messages", "out"] += backend.messages_in if backend else 0
+                counts["bytes", "in"] += front.octets_in
+                counts["bytes", "out"] += front.octets_out
+                address = session.backend_config.address if session.backend_config else "-"
+                per_backend[session.group.name, address] += 1
+            for (group, address), count in sorted(per_backend.items()):
+                sessions.add_metric([name, group, address], count)
+            for direction in ("in", "out"):
+                messages.add_metric(
+                    [name, direction],
+                    self._finished["messages", name, direction] + counts["messages", direction],
+                )
+                octets.add_metric(
+                    [name, direction],
+                    self._finished["bytes", name, direction] + counts["bytes", direction],
+                )
+        yield from (connections, connections_total, handshakes, sessions, messages, octets)
+        yield from self._limits()
+        yield from self._backends()
+
+    def _limits(self) -> Iterator:
+        live = self._live
+        refusals = CounterMetricFamily(
+            "clbproxy_limit_refusals",
+            "Requests and WebSocket handshakes answered by a limit or access list, and "
+            "connections closed unanswered (status none), by reason (listener_deny, rule_deny, "
+            "per_ip_closed: over max_connections_per_ip, no_proxy_header, handshake_rate, "
+            "shutting_down).",
+            labels=["listener", "reason", "status"],
+        )
+        paused = CounterMetricFamily(
+            "clbproxy_accept_paused",
+            "Times a listener stopped accepting at its max_connections.",
+            labels=["listener"],
+        )
+        global_paused = CounterMetricFamily(
+            "clbproxy_global_accept_paused",
+            "Times every listener stopped accepting at the global max_connections or at the "
+            "descriptor budget of RLIMIT_NOFILE.",
+        )
+        http_timeouts = CounterMetricFamily(
+            "clbproxy_http_timeouts",
+            "Client connections closed because the request headers did not arrive within "
+            "header_timeout (408, or a plain close when nothing came).",
+            labels=["listener"],
+        )
+        websocket_timeouts = CounterMetricFamily(
+            "clbproxy_websocket_timeouts",
+            "WebSocket sessions ended by a timeout: idle (websocket_idle_timeout) or ping "
+            "(a hop did not answer a ping within websocket_ping_timeout).",
+            labels=["listener", "kind"],
+        )
+        for name, listener in live.listeners.items():
+            counts = listener.stats.snapshot()
+            for counter, (reason, status) in LIMIT_REFUSALS.items():
+                refusals.add_metric([name, reason, status], counts[counter])
+            paused.add_metric([name], counts["accept_paused"])
+            http_timeouts.add_metric([name], counts["header_timeouts"])
+            for counter, kind in WEBSOCKET_TIMEOUTS.items():
+                websocket_timeouts.add_metric([name, kind], counts[counter])
+        global_paused.add_metric([], live.gate_stats["accept_paused"])
+        yield from (refusals, paused, global_paused, http_timeouts, websocket_timeouts)
+
+    def _backends(self) -> Iterator:
+        live = self._live
+        health = GaugeMetricFamily(
+            "clbproxy_backend_health",
+            "1 for a backend's current health state (healthy, unhealthy, unknown).",
+            labels=["group", "backend", "state"],
+        )
+        admin = GaugeMetricFamily(
+            "clbproxy_backend_admin_state",
+            "1 for a backend's runtime state (ready, drain, maint).",
+            labels=["group", "backend", "state"],
+        )
+        weight = GaugeMetricFamily(
+            "clbproxy_backend_weight", "A backend's current weight.", labels=["group", "backend"]
+        )
+        in_flight = GaugeMetricFamily(
+            "clbproxy_backend_in_flight",
+            "Open WebSocket sessions plus HTTP requests under way on a backend "
+            "(the load least_conn and max_conns count).",
+            labels=["group", "backend"],
+        )
+        sent = CounterMetricFamily(
+            "clbproxy_backend_sent",
+            "WebSocket sessions and HTTP requests sent to a backend (each attempt, retries "
+            "included).",
+            labels=["group", "backend"],
+        )
+        records = live.health_by_backend()
+        for name, group in live.groups.items():
+            for backend in group.backends:
+                in_flight.add_metric([name, backend.address], group.load(backend))
+                sent.add_metric([name, backend.address], group.sent(backend))
+            for control in group.controls():
+                record = records.get((name, control.address))
+                current = record.state if record is not None else "unknown"
+                for state in HEALTH_STATES:
+                    health.add_metric([name, control.address, state], int(state == current))
+                for state in (READY, DRAIN, MAINT):
+                    admin.add_metric([name, control.address, state], int(state == control.state))
+                weight.add_metric([name, control.address], control.weight)
+        yield from (health, admin, weight, in_flight, sent)

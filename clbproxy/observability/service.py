@@ -1,0 +1,203 @@
+"""Access logs, metrics and the admin listener of one proxy process, wired together.
+
+:class:`Observability` is a service: while running, its observers (access log
+files, metrics, recent backend errors) watch the log publisher it was given.
+:meth:`Observability.reopen` reopens the access log files (SIGUSR1, logrotate);
+:meth:`Observability.prepare` opens the access logs a reloaded tap.conf names
+before the reload commits (a file that cannot be opened refuses the reload);
+:attr:`Observability.metrics` has ``config_reloaded`` for the reload code.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from prometheus_client import CollectorRegistry
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
+
+from clbproxy.config import AdminConfig, Config, ListenerConfig
+from clbproxy.listener.limits import LimitStats
+from clbproxy.observability.accesslog import AccessLog
+from clbproxy.observability.admin import admin_site
+from clbproxy.observability.livestate import LiveState, RecentErrors, count_connections
+from clbproxy.observability.metrics import Metrics
+from clbproxy.upstream.balancer import TargetGroup
+from clbproxy.upstream.health.view import IHealthView, UnknownHealth
+
+
+class Observability(Service):
+    """The observers of one process and what they read."""
+
+    name = "observability"
+
+    def __init__(
+        self,
+        config: Config,
+        groups: Mapping[str, TargetGroup],
+        reactor,
+        *,
+        publisher: LogPublisher = globalLogPublisher,
+        health: Optional[IHealthView] = None,
+        registry: Optional[CollectorRegistry] = None,
+        gate_stats: Optional[LimitStats] = None,
+    ) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.publisher = publisher
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.errors = RecentErrors()
+        self.live = LiveState(
+            config,
+            groups,
+            health if health is not None else UnknownHealth(config.target_groups),
+            self.errors,
+            clock=reactor,
+            gate_stats=gate_stats,
+        )
+        self.metrics = Metrics(self.registry, self.live)
+        self.access_logs = [access_log for access_log, _ in open_access_logs(config)]
+        self._observers: list[ILogObserver] = [self.errors, self.metrics, *self.access_logs]
+
+    def watch_listener(self, config: ListenerConfig, service) -> None:
+        """Count a listener service's connections; read its relay's sessions and limit counters."""
+        stats = getattr(service, "stats", None)
+        state = self.live.add_listener(config, service.relay.sessions, stats)
+        count_connections(getattr(service, "limiter", service.factory), state)
+
+    def admin_service(
+        self, admin: Optional[AdminConfig] = None
+    ) -> Optional[StreamServerEndpointService]:
+        """The admin listener's service (for ``admin``, default tap.conf's ``[admin]``).
+
+        None when there is no ``[admin]`` table.
+        """
+        admin = admin if admin is not None else self.config.admin
+        if admin is None:
+            return None
+        site = admin_site(self.live, self.registry, admin, self.reactor)
+        service = StreamServerEndpointService(serverFromString(self.reactor, admin.bind), site)
+        service._raiseSynchronously = True
+        service.setName("admin")
+        return service
+
+    def prepare(self, config: Config) -> PendingAccessLogs:
+        """Open the access logs ``config`` names (keeping the open ones), for a reload.
+
+        Raises :class:`AccessLogError` when one cannot be opened; nothing changed then.
+        """
+        kept = {(access_log.path, access_log.format): access_log for access_log in self.access_logs}
+        return PendingAccessLogs(self, config, open_access_logs(config, kept), kept)
+
+    def _use_access_logs(self, access_logs: list[AccessLog]) -> None:
+        running = self.running
+        for access_log in self.access_logs:
+            if access_log not in access_logs:
+                if running:
+                    self.publisher.removeObserver(access_log)
+                self._observers.remove(access_log)
+                access_log.close()
+        for access_log in access_logs:
+            if access_log not in self._observers:
+                self._observers.append(access_log)
+                if running:
+                    self.publisher.addObserver(access_log)
+        self.access_logs = access_logs
+
+    def reopen(self) -> None:
+        """Reopen every access log file (after logrotate moved them)."""
+        for access_log in self.access_logs:
+            access_log.reopen()
+
+    def startService(self) -> None:
+        super().startService()
+        for observer in self._observers:
+            self.publisher.addObserver(observer)
+
+    def stopService(self):
+        for observer in self._observers:
+            self.publisher.removeObserver(observer)
+        for access_log in self.access_logs:
+            access_log.close()
+        return super().stopService()
+
+
+class AccessLogError(Exception):
+    """An access log file named in tap.conf cannot be opened (one line: file, key, reason)."""
+
+
+class PendingAccessLogs:
+    """The access logs of a reload in progress: :meth:`commit` uses them, :meth:`discard` not."""
+
+    def __init__(
+        self,
+        owner: Observability,
+        config: Config,
+        chosen: list[tuple[AccessLog, frozenset[str]]],
+        kept: Mapping[tuple[str, str], AccessLog],
+    ) -> None:
+        self._owner = owner
+        self._config = config
+        self._chosen = chosen
+        self._kept = list(kept.values())
+
+    def commit(self) -> None:
+        for access_log, listeners in self._chosen:
+            access_log.listeners = listeners
+        self._owner._use_access_logs([access_log for access_log, _ in self._chosen])
+        self._owner.config = self._owner.live.config = self._config
+
+    def discard(self) -> None:
+        for access_log, _ in self._chosen:
+            if not any(access_log is kept for kept in self._kept):
+                access_log.close()
+
+
+def open_access_logs(
+    config: Config, kept: Optional[Mapping[tuple[str, str], AccessLog]] = None
+) -> list[tuple[AccessLog, frozenset[str]]]:
+    """One log per (path, format), with the names of the listeners that write to it.
+
+    A log in ``kept`` with the same path and format is reused: its file stays
+    open, and its listener names change only on commit (:class:`PendingAccessLogs`).
+    A file that cannot be opened raises :class:`AccessLogError` naming the key
+    that asked for it, after closing the ones this call opened.
+    """
+    users: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    for index, listener in enumerate(config.listeners):
+        if listener.access_log is not None:
+            chosen, key = listener.access_log, f"listener[{index}].access_log.path"
+        else:
+            chosen, key = config.access_log, "access_log.path"
+        if chosen is not None:
+            users.setdefault((chosen.path, chosen.format), (key, []))[1].append(listener.name)
+    kept = kept or {}
+    opened: list[AccessLog] = []
+    result = []
+    for (path, fmt), (key, names) in users.items():
+        reused = kept.get((path, fmt))
+        if reused is not None:
+            result.append((reused, frozenset(names)))
+            continue
+        try:
+            access_log = AccessLog(path, fmt, names)
+        except OSError as error:
+            for other in opened:
+                other.close()
+            reason = error.strerror or str(error)
+            raise AccessLogError(f"{config.path}: {key}: cannot open {path}: {reason}") from None
+        opened.append(access_log)
+        result.append((access_log, frozenset(names)))
+    return result
+
+
+def check_access_logs(config: Config) -> None:
+    """Raise :class:`AccessLogError` if an access log ``config`` names cannot be opened.
+
+    The supervisor of ``workers = N`` checks before its workers open the files,
+    so a bad path is one line from it rather than a line from every worker.
+    """
+    for access_log, _ in open_access_logs(config):
+        access_log.close()

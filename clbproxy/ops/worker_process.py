@@ -1,0 +1,307 @@
+"""One worker process of ``workers = N`` (started by :mod:`clbproxy.ops.supervisor`, not by users).
+
+``python -m clbproxy.ops.worker_process --config PATH --index I`` runs the whole proxy, as
+``twistd clbproxy`` does with one process, except that:
+
+- its listeners adopt the listening sockets the supervisor opened (their
+  descriptors and address families are in ``CLBPROXY_WORKER_SOCKETS``);
+- its control channel (descriptor 4, a unix socket) brings the supervisor's
+  reloads: the sockets of the new tap.conf's binds (passed with ``SCM_RIGHTS``),
+  then a line asking for the reload.  The worker applies the file in place, as
+  one process does on SIGHUP (new binds adopt the sockets passed, binds that
+  are gone stop accepting, open sessions go on), closes the sockets it did not
+  take, and answers whether it applied the file;
+- its log events go to the supervisor as JSON records on descriptor 3;
+- its admin API answers the supervisor only, on a private unix socket;
+- it stops (draining, as on SIGTERM) when its stdin closes: the supervisor is gone.
+
+SIGUSR1 reopens log files and SIGTERM drains and exits, as with one process;
+the supervisor sends them.  A SIGHUP sent to a worker itself reloads that
+worker alone, with no new socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+from typing import Callable, Optional
+
+from twisted.internet import defer, protocol
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IFileDescriptorReceiver,
+    IReadDescriptor,
+    IStreamServerEndpoint,
+)
+from twisted.logger import (
+    Logger,
+    LogLevel,
+    formatEvent,
+    globalLogBeginner,
+    globalLogPublisher,
+    jsonFileLogObserver,
+)
+from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
+
+from clbproxy.config import ConfigError, load_config
+from clbproxy.ops.supervisor import (
+    CONTROL_FD,
+    ENV_ACTIONS,
+    ENV_ADMIN,
+    ENV_SECRET,
+    ENV_SOCKETS,
+    LOG_FD,
+    worker_config,
+)
+
+log = Logger()
+
+
+@implementer(IStreamServerEndpoint)
+class NotInherited:
+    """A ``bind`` the supervisor did not open: listening on it is refused."""
+
+    def __init__(self, bind: str) -> None:
+        self.bind = bind
+
+    def listen(self, factory):
+        return defer.fail(
+            SystemExit(
+                f"{self.bind}: this socket was not opened by the supervisor "
+                "(it opens new sockets on SIGHUP to itself)"
+            )
+        )
+
+
+class InheritedSockets:
+    """``endpoint_for(bind)`` of a worker: the supervisor's sockets, each adopted once."""
+
+    def __init__(self, reactor, sockets: dict[str, list[int]]) -> None:
+        self._reactor = reactor
+        self._sockets = dict(sockets)
+
+    def offer(self, sockets: dict[str, list[int]]) -> None:
+        """The sockets of a reload's binds, for the listeners it starts."""
+        self.close_unused()
+        self._sockets = dict(sockets)
+
+    def close_unused(self) -> None:
+        """Close the sockets no listener took: a bind that is gone must stop listening."""
+        for fileno, _ in self._sockets.values():
+            try:
+                os.close(fileno)
+            except OSError:
+                pass
+        self._sockets.clear()
+
+    def __call__(self, bind: str) -> IStreamServerEndpoint:
+        found = self._sockets.pop(bind, None)
+        if found is None:
+            return NotInherited(bind)
+        fileno, family = found
+        # Under ``haproxy:`` the listener's connection limiter reads the PROXY header.
+        return AdoptedStreamServerEndpoint(self._reactor, fileno, family)
+
+
+@implementer(IFileDescriptorReceiver)
+class SupervisorControl(LineReceiver):
+    """A worker's end of its control channel (:class:`clbproxy.ops.supervisor.ControlChannel`)."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1 << 20
+
+    def __init__(
+        self, sockets: InheritedSockets, reload: Callable[[], defer.Deferred], index: int
+    ) -> None:
+        self._sockets = sockets
+        self._reload = reload
+        self._index = index
+        self._received: list[int] = []
+
+    def fileDescriptorReceived(self, descriptor: int) -> None:
+        self._received.append(descriptor)
+
+    def lineReceived(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+            number, offered = message["reload"], message["sockets"]
+        except (ValueError, TypeError, KeyError):
+            log.error("worker {index}: unreadable control message", index=self._index)
+            return
+        descriptors = self._received[: len(offered)]
+        del self._received[: len(offered)]
+        self._sockets.offer(
+            {bind: [fd, family] for (bind, family), fd in zip(offered, descriptors)}
+        )
+        refusals: list[dict] = []
+
+        def refused(event: dict) -> None:
+            if event.get("log_namespace") == "clbproxy.ops.lifecycle" and event.get(
+                "log_level"
+            ) in (
+                LogLevel.error,
+                LogLevel.critical,
+            ):
+                refusals.append(event)
+
+        globalLogPublisher.addObserver(refused)
+        d = defer.maybeDeferred(self._reload)
+
+        def answer(result) -> None:
+            globalLogPublisher.removeObserver(refused)
+            self._sockets.close_unused()
+            applied = result is True
+            reply: dict = {"reload": number, "applied": applied}
+            if not applied:
+                reply["error"] = _refusal(refusals)
+            if self.transport is not None:
+                self.sendLine(json.dumps(reply).encode("utf-8"))
+
+        d.addBoth(answer)
+
+
+def _refusal(events: list[dict]) -> str:
+    """Why a reload was refused, from the first error it logged."""
+    if not events:
+        return "see its log"
+    text = formatEvent(events[0])
+    for prefix in ("reload refused: ",):
+        text = text[len(prefix) :] if text.startswith(prefix) else text
+    return text.replace("; the running configuration keeps serving", "")
+
+
+@implementer(IReadDescriptor)
+class ParentWatch:
+    """Reads the worker's stdin, which only ever ends: then the supervisor is gone."""
+
+    def __init__(self, reactor, on_gone) -> None:
+        self._reactor = reactor
+        self._on_gone = on_gone
+        self.gone = False
+
+    def fileno(self) -> int:
+        return -1 if self.gone else 0
+
+    def _ended(self) -> bool:
+        """Whether the pipe is at its end (rather than merely empty)."""
+        try:
+            return not os.read(0, 4096)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def doRead(self):
+        if self._ended():
+            self._reactor.removeReader(self)
+            self.connectionLost(None)
+        return None
+
+    def connectionLost(self, reason) -> None:
+        # epoll reports a pipe whose writer is gone as a hang-up, without a read; the
+        # reactor also calls this when it shuts down, while the supervisor is alive.
+        if not self.gone and self._ended():
+            self.gone = True
+            self._on_gone()
+
+    def logPrefix(self) -> str:
+        return "supervisor"
+
+
+def apply_actions(groups, actions: list, index: int) -> None:
+    """The runtime actions the other workers took since the last reload, before serving."""
+    from clbproxy.observability.admin import APIError, backend_action
+
+    for action in actions:
+        try:
+            backend_action(
+                groups, action["group"], action["address"], action["action"], action["body"]
+            )
+        except APIError as error:
+            log.warn(
+                "worker {index}: runtime action not applied: {error}",
+                index=index,
+                error=error.message,
+            )
+    if actions:
+        log.info(
+            "worker {index}: {count} runtime action(s) applied", index=index, count=len(actions)
+        )
+
+
+def _supervisor_gone(reactor, index: int) -> None:
+    log.warn("worker {index}: the supervisor is gone; stopping", index=index)
+    if reactor.running:
+        reactor.stop()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clbproxy.ops.worker_process")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--index", type=int, required=True)
+    options = parser.parse_args(argv)
+    # Ctrl-C in a terminal reaches the supervisor, which stops the workers in order.
+    os.setpgrp()
+    stream = open(LOG_FD, "w", encoding="utf-8", errors="backslashreplace")
+    globalLogBeginner.beginLoggingTo([jsonFileLogObserver(stream)], redirectStandardIO=False)
+
+    from twisted.internet import reactor
+
+    from clbproxy.net.dispatch import lean_dispatch
+    from clbproxy.tap import build_service
+
+    admin_socket = os.environ[ENV_ADMIN]
+    secret = os.environ[ENV_SECRET]
+    try:
+        config = load_config(options.config)
+    except ConfigError as error:
+        for problem in error.problems:
+            log.error("worker {index}: {problem}", index=options.index, problem=problem)
+        return 1
+
+    def prepare(config):
+        return worker_config(config, admin_socket, secret)
+
+    if os.path.exists(admin_socket):
+        os.unlink(admin_socket)
+    sockets = InheritedSockets(reactor, json.loads(os.environ[ENV_SOCKETS]))
+    root = build_service(
+        prepare(config), reactor, signals=True, endpoint_for=sockets, prepare_config=prepare
+    )
+    apply_actions(root.groups, json.loads(os.environ.get(ENV_ACTIONS) or "[]"), options.index)
+    try:
+        root.privilegedStartService()
+    except SystemExit as failure:
+        log.error("worker {index}: {error}", index=options.index, error=str(failure.code))
+        return 1
+    # The supervisor's scrapes are not traffic: no request log lines for them.
+    root.getServiceNamed("admin").factory.log = lambda request: None
+    sockets.close_unused()
+    root.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
+    control = SupervisorControl(sockets, root.reloader.reload, options.index)
+    reactor.adoptStreamConnection(
+        CONTROL_FD, socket.AF_UNIX, protocol.Factory.forProtocol(lambda: control)
+    )
+    os.close(CONTROL_FD)
+    os.set_blocking(0, False)
+    watch = ParentWatch(reactor, lambda: _supervisor_gone(reactor, options.index))
+    reactor.addReader(watch)
+    log.info("worker {index} serving (pid {pid})", index=options.index, pid=os.getpid())
+    lean_dispatch(reactor)
+    reactor.run()
+    if watch.gone:
+        # The supervisor could not clean up: the last worker out removes the directory.
+        try:
+            os.rmdir(os.path.dirname(admin_socket))
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

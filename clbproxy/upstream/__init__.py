@@ -1,0 +1,1 @@
+"""Target groups and their backends: balancing policies, session persistence and health."""

@@ -1,0 +1,3 @@
+"""Backend health: active checks and passive ejection (``checks``), and the
+read model the balancer and observers use (``view``).
+"""

@@ -1,0 +1,766 @@
+"""The relay's validated fast path: once both hops are open, frames pass through unchanged.
+
+Autobahn does the handshakes and stays the framing engine whenever a hop needs
+per-hop work (permessage-deflate).  When neither hop negotiated an extension, a
+session switches to this path: each hop's transport gets a :class:`Hop` as its
+protocol in place of Autobahn's, and Autobahn's per-connection objects (protocol
+state, buffers, validators, the backend hop's factory) are dropped, so an open
+session costs little more than its two sockets.
+
+Each hop's inbound bytes go through a :class:`~clbproxy.ws.frames.FrameScanner` and
+every complete, valid data frame is written to the other hop's transport as it
+arrived, with no per-message Python objects, Deferreds or log events.  Control
+frames stay per hop: pings are answered on the hop they came from, pongs end
+there, and a Close ends that hop's closing handshake as Autobahn would (the reply
+is a 1000, a server hop closes TCP, a client hop waits for the server to) while
+the close-code table (:mod:`clbproxy.ws.closecodes`) decides, through the session,
+what the other hop is told.  A violation fails the hop exactly as Autobahn would
+(1002, 1007, 1009): our Close, then TCP closed once it is written.  Frames the
+proxy sends on the backend hop are masked, as a client's must be.
+
+Flow control: a hop's transport whose buffer passes ``session_buffer`` stops
+the reading of the other hop (whose data fills it) and of its own hop (which
+does not read what the proxy sends it: pongs would pile up, one per ping); while
+it is full, only the most recent ping is answered, once it has drained (RFC 6455
+5.5.3).  Inflating a compressed message yields to the reactor after
+:data:`~clbproxy.ws.frames.INFLATE_PER_TURN` bytes and is held to the session's
+``websocket_inflate_rate``: meanwhile the sending hop is not read.  All of these
+are reasons held by the hop's :class:`~clbproxy.ws.pauses.ReadPauses`.
+
+Tunnel mode (``Hop(..., scanner=None)``) skips the scanner: bytes are spliced
+after the handshake with no validation at all, and the proxy sends no frames of
+its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+from typing import Optional, Sequence
+
+from autobahn.util import _maybe_tls_reason
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet import tcp
+from twisted.internet.endpoints import _WrappingFactory, _WrappingProtocol
+from twisted.internet.interfaces import IProtocol, IPushProducer
+from twisted.protocols.policies import ProtocolWrapper
+from zope.interface import implementer
+
+from clbproxy.ws.closecodes import HopEnd, HopEvent, Side, received_close_problem, truncate_reason
+from clbproxy.ws.frames import CLOSE, PING, PONG, Control, FrameScanner, Violation
+from clbproxy.ws.pauses import PauseReason, ReadPauses
+
+OPEN = WebSocketProtocol.STATE_OPEN
+CLOSING = WebSocketProtocol.STATE_CLOSING
+CLOSED = WebSocketProtocol.STATE_CLOSED
+
+#: Seconds to wait for the peer's answering Close, and for the TCP close after it.
+CLOSE_HANDSHAKE_TIMEOUT = 5.0
+#: Seconds a client hop waits for the server to close TCP after the closing handshake.
+SERVER_DROP_TIMEOUT = 1.0
+
+_UNCLEAN = "peer dropped the TCP connection without previous WebSocket closing handshake"
+
+
+def control_frame(opcode: int, payload: bytes, mask: bool) -> bytes:
+    """One complete control frame (``payload`` at most 125 bytes), masked when ``mask``."""
+    n = len(payload)
+    if not mask:
+        return bytes((0x80 | opcode, n)) + payload
+    key = os.urandom(4)
+    if n:
+        stream = (key * (n // 4 + 1))[:n]
+        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(
+            n, "big"
+        )
+    return bytes((0x80 | opcode, 0x80 | n)) + key + payload
+
+
+def socket_under(transport) -> Optional[tcp.Connection]:
+    """The TCP connection under ``transport`` when writing to it directly is the same thing.
+
+    That is a plain TCP transport, or one under pass-through wrappers (the
+    connection limiter, PROXY protocol) whose ``write`` only hands the bytes down;
+    never under TLS, which must encrypt them.
+    """
+    for _ in range(4):
+        if isinstance(transport, tcp.Connection):
+            return transport
+        if not isinstance(transport, ProtocolWrapper) or type(transport).write is not (
+            ProtocolWrapper.write
+        ):
+            return None
+        transport = transport.transport
+    return None
+
+
+def release_producer(transport) -> None:
+    """Unregister the session's throttle from ``transport`` before closing it.
+
+    A TLS transport postpones its close_notify, and with it the whole close,
+    for as long as a producer is registered: a hop closed with the throttle still
+    in place would stay open until the peer gave up.
+    """
+    if transport is not None:
+        try:
+            transport.unregisterProducer()
+        except RuntimeError:
+            pass  # none registered (some transports say so loudly)
+
+
+def send_now(connection: tcp.Connection, data: bytes) -> None:
+    """Write ``data`` to a TCP connection: straight to the socket when nothing waits before it.
+
+    Twisted's ``write`` only queues the bytes and sends them on the reactor's next
+    turn, which for a relay of small messages doubles the reactor's work per
+    message and adds latency.  When the connection's buffer is empty the bytes go
+    to the kernel at once; whatever the socket does not take (or any doubt: a
+    connection closing, an error) goes through ``write`` as usual, which keeps
+    the order, the buffer limit and back-pressure as they were.
+    """
+    if (
+        connection.dataBuffer
+        or connection._tempDataLen
+        or connection.disconnecting
+        or connection._writeDisconnected
+        or not connection.connected
+    ):
+        connection.write(data)
+        return
+    try:
+        sent = connection.socket.send(data)
+    except OSError:
+        sent = 0
+    if sent < len(data):
+        connection.write(data[sent:])
+
+
+def close_payload(code: Optional[int], reason: Optional[bytes]) -> bytes:
+    if code is None:
+        return b""
+    return code.to_bytes(2, "big") + (reason or b"")
+
+
+@implementer(IProtocol, IPushProducer)
+class Hop:
+    """One open hop of a session on the fast path (or in a tunnel): its transport's protocol.
+
+    It offers the session what it used from Autobahn's protocol (``state``,
+    ``sendCloseFrame``, ``sendPing``, ``dropConnection``, the close codes seen and
+    why the hop ended) and relays the hop's inbound frames to ``peer``, the other
+    hop.  ``server`` is true for the client's hop (the proxy is the server there).
+
+    Once the session is on the fast path the hop is also its own transport's
+    producer in place of the relay's :class:`~clbproxy.ws.relay.WriteBufferWatch`:
+    when that transport's buffer is full, the other hop is no longer read, nor
+    (unless in a tunnel) this one.  ``pauses`` holds why the hop is not read.
+
+    Control frames this hop sends while the other hop's path has written only
+    part of a long frame into this hop's transport wait in the other hop's
+    ``held`` until that frame is complete, so they never land inside a frame.
+    """
+
+    __slots__ = (
+        "transport",
+        "session",
+        "side",
+        "peer",
+        "scanner",
+        "server",
+        "held",
+        "state",
+        "octets_in",
+        "octets_out",
+        "messages_before",
+        "closedByMe",
+        "failedByMe",
+        "droppedByMe",
+        "wasClean",
+        "wasNotCleanReason",
+        "wasCloseHandshakeTimeout",
+        "localCloseCode",
+        "remoteCloseCode",
+        "remoteCloseReason",
+        "_timer",
+        "_reactor",
+        "out",
+        "pauses",
+        "_owed_pong",
+        "_inflate_call",
+    )
+
+    def __init__(
+        self,
+        transport,
+        session,
+        side: Side,
+        scanner: Optional[FrameScanner],
+        *,
+        octets_in: int = 0,
+        octets_out: int = 0,
+        messages: int = 0,
+        pauses: Optional[ReadPauses] = None,
+    ) -> None:
+        self.transport = transport
+        self.session = session
+        self._reactor = session.reactor
+        self.side = side
+        self.server = side is Side.CLIENT
+        self.peer: Optional[Hop] = None
+        self.scanner = scanner
+        #: Empty (a shared tuple) until something must wait.
+        self.held: Sequence[bytes] = ()
+        self.state = OPEN
+        self.octets_in = octets_in
+        self.octets_out = octets_out
+        self.messages_before = messages
+        self.closedByMe = False
+        self.failedByMe = False
+        self.droppedByMe = False
+        self.wasClean = False
+        self.wasNotCleanReason: Optional[str] = None
+        self.wasCloseHandshakeTimeout = False
+        self.localCloseCode: Optional[int] = None
+        self.remoteCloseCode: Optional[int] = None
+        self.remoteCloseReason: Optional[str] = None
+        self._timer = None
+        #: Where frames for this hop can be written directly (see :func:`send_now`).
+        self.out = socket_under(transport)
+        #: Why this hop is not read (shared with the Autobahn protocol it took over).
+        self.pauses = pauses if pauses is not None else ReadPauses(transport, session.timers)
+        #: The payload of the latest ping not answered yet (its pong waits for the
+        #: write buffer to drain).
+        self._owed_pong: Optional[bytes] = None
+        #: Resumes inflating (next turn) or reading (inflate budget refilled).
+        self._inflate_call = None
+
+    # -- what the session reads ------------------------------------------------------
+
+    @property
+    def messages_in(self) -> int:
+        """Complete messages received on this hop (a tunnel does not count them)."""
+        scanner = self.scanner
+        return self.messages_before + (scanner.messages if scanner is not None else 0)
+
+    @property
+    def mid_frame(self) -> bool:
+        """True when the bytes this hop passed on end inside a frame."""
+        scanner = self.scanner
+        return scanner is not None and scanner.mid_frame
+
+    # -- IProtocol -------------------------------------------------------------------
+
+    def makeConnection(self, transport) -> None:
+        self.transport = transport
+
+    def connectionMade(self) -> None:
+        pass
+
+    def dataReceived(self, data: bytes) -> None:
+        self.octets_in += len(data)
+        timers = self.session.timers
+        if timers is not None:
+            timers.activity()
+        peer = self.peer
+        scanner = self.scanner
+        if scanner is None:
+            if peer.out is not None:
+                send_now(peer.out, data)
+            else:
+                peer.transport.write(data)
+            peer.octets_out += len(data)
+            return
+        events = scanner.feed(data)
+        if len(events) == 1 and events[0].__class__ is bytes:
+            if peer.state == OPEN or self.held:
+                chunk = events[0]
+                out = peer.out
+                if out is not None:
+                    send_now(out, chunk)
+                else:
+                    peer.transport.write(chunk)
+                peer.octets_out += len(chunk)
+        else:
+            pings = None  # answered with one write: a write per tiny pong costs far more
+            for event in events:
+                if event.__class__ is bytes:
+                    if peer.state == OPEN or self.held:
+                        if peer.out is not None:
+                            send_now(peer.out, event)
+                        else:
+                            peer.transport.write(event)
+                        peer.octets_out += len(event)
+                    continue
+                if event.__class__ is Control and event.opcode == PING:
+                    if pings is None:
+                        pings = []
+                    pings.append(event.payload)
+                    continue
+                if pings:
+                    self._answer_pings(pings)
+                    pings = None
+                if event.__class__ is Violation:
+                    self._violation(event)
+                else:
+                    self._control(event.opcode, event.payload)
+            if pings:
+                self._answer_pings(pings)
+        if self.held and not scanner.mid_frame:
+            held, self.held = self.held, ()
+            peer.transport.writeSequence(held)
+        if scanner.inflated:
+            self._inflated(scanner)
+
+    def connectionLost(self, reason=None) -> None:
+        self._cancel_timer()
+        self._cancel_inflate_call()
+        self.state = CLOSED
+        if self.wasClean:
+            code, text = self.remoteCloseCode, self.remoteCloseReason
+        else:
+            if not self.droppedByMe and self.wasNotCleanReason is None:
+                value = getattr(reason, "value", None)
+                self.wasNotCleanReason = (_maybe_tls_reason(value) if value else "") or _UNCLEAN
+            code = WebSocketProtocol.CLOSE_STATUS_CODE_ABNORMAL_CLOSE
+            text = f'connection was closed uncleanly ("{self.wasNotCleanReason}")'
+        peer = self.peer
+        if self.scanner is None:
+            if peer is not None and peer.transport is not None:
+                peer.transport.loseConnection()
+        elif self.mid_frame:
+            # The other hop got part of a frame that will never be completed.
+            self.held = ()
+            if peer is not None:
+                peer.dropConnection(abort=True)
+        self.session.hop_lost(self.side, self.wasClean, code, text)
+
+    # -- frames received -------------------------------------------------------------
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        if opcode == PING:
+            self._answer_pings([payload])
+        elif opcode == PONG:
+            timers = self.session.timers
+            if timers is not None:
+                timers.pong(self.side, payload)
+        elif opcode == CLOSE:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            reason = payload[2:] if len(payload) > 2 else None
+            self._close_received(code, reason)
+
+    def _answer_pings(self, payloads: list[bytes]) -> None:
+        """Pongs for these pings, in one write; only the latest is owed while pongs are queued."""
+        if self.state != OPEN:
+            return
+        if self.pauses.held & PauseReason.OWN_WRITE_BUFFER:
+            # Pongs already wait to be read: the latest ping replaces any still owed.
+            self._owed_pong = payloads[-1]
+            return
+        mask = not self.server
+        if len(payloads) == 1:
+            self._write_control(control_frame(PONG, payloads[0], mask))
+        elif mask:
+            self._write_control(b"".join([control_frame(PONG, p, True) for p in payloads]))
+        else:
+            pongs = bytearray()  # no object per pong: a flood of tiny pings makes many
+            for payload in payloads:
+                pongs.append(0x80 | PONG)
+                pongs.append(len(payload))
+                pongs += payload
+            self._write_control(bytes(pongs))
+
+    def _close_received(self, code: Optional[int], reason: Optional[bytes]) -> None:
+        problem = None if self.failedByMe else received_close_problem(code, reason)
+        if problem is not None:
+            self._fail(*problem)
+        if self.failedByMe:
+            # Our Close for the peer's violation is queued: close once it is written.
+            self.dropConnection(abort=False)
+            return
+        self.remoteCloseCode = code
+        self.remoteCloseReason = reason.decode("utf-8") if reason else None
+        if self.state == CLOSED:
+            self.wasClean = False
+            return
+        self.wasClean = True
+        peer_initiated = self.state == OPEN
+        if peer_initiated:
+            self.sendCloseFrame(code=WebSocketProtocol.CLOSE_STATUS_CODE_NORMAL, isReply=True)
+        else:
+            self._cancel_timer()  # the answer to our Close
+        if self.server:
+            # A server closes TCP once the closing handshake is complete.
+            self.dropConnection(abort=not peer_initiated)
+        else:
+            # A client waits for the server to close TCP, but not for ever.
+            self._timer = self._reactor.callLater(SERVER_DROP_TIMEOUT, self._server_kept_tcp)
+        if peer_initiated:
+            self.session.hop_ended(
+                HopEvent(self.side, HopEnd.CLOSED, code, self.remoteCloseReason or "")
+            )
+
+    def _violation(self, violation: Violation) -> None:
+        self._fail(violation.code, violation.reason)
+        if self.mid_frame:
+            self.held = ()
+            self.peer.dropConnection(abort=True)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the hop (RFC 6455 7.1.7): our Close with ``code``, then TCP closed."""
+        if self.state == CLOSED:
+            return
+        self.failedByMe = True
+        if self.state == OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=truncate_reason(reason))
+        self.session.hop_ended(HopEvent(self.side, HopEnd.FAILED, code, reason))
+        self.dropConnection(abort=False)
+
+    # -- what the session does -------------------------------------------------------
+
+    def _write_control(self, frame: bytes) -> None:
+        if self.scanner is None:
+            return  # in a tunnel only the peers' own bytes travel
+        inbound = self.peer
+        if inbound is not None and inbound.mid_frame:
+            inbound.held = [*inbound.held, frame]
+        else:
+            self.transport.write(frame)
+        self.octets_out += len(frame)
+
+    def sendPing(self, payload: bytes) -> None:
+        if self.state == OPEN:
+            self._write_control(control_frame(PING, payload, not self.server))
+
+    def sendCloseFrame(
+        self, code: Optional[int] = None, reasonUtf8: Optional[bytes] = None, isReply: bool = False
+    ) -> None:
+        """Start (or answer) this hop's closing handshake; nothing once it is closing."""
+        if self.state != OPEN:
+            return
+        self._write_control(control_frame(CLOSE, close_payload(code, reasonUtf8), not self.server))
+        self.state = CLOSING
+        self.closedByMe = not isReply
+        self.localCloseCode = code
+        if self.closedByMe:
+            self._cancel_timer()
+            self._timer = self._reactor.callLater(CLOSE_HANDSHAKE_TIMEOUT, self._no_close_answer)
+
+    def dropConnection(self, abort: bool = False) -> None:
+        """Close TCP; never abort while a Close we sent may still sit in the write buffer.
+
+        A graceful close is bounded too: a peer that neither reads what is left
+        nor (on TLS) answers our close_notify is cut off after the close timeout.
+        """
+        transport = self.transport
+        if abort and self.state == CLOSING and not self.wasCloseHandshakeTimeout:
+            abort = False
+        if self.state == CLOSED:
+            return
+        self.droppedByMe = True
+        self.state = CLOSED
+        if abort:
+            transport.abortConnection()
+        else:
+            release_producer(transport)
+            transport.loseConnection()
+            self._cancel_timer()
+            self._timer = self._reactor.callLater(
+                CLOSE_HANDSHAKE_TIMEOUT, transport.abortConnection
+            )
+
+    # -- IPushProducer: registered on this hop's own transport --------------------------
+
+    def pauseProducing(self) -> None:
+        self.write_buffer_full()
+
+    def resumeProducing(self) -> None:
+        self.write_buffer_drained()
+
+    def stopProducing(self) -> None:
+        pass
+
+    def write_buffer_full(self) -> None:
+        """This hop's transport cannot take more: stop reading the other hop, and this one.
+
+        In a tunnel the proxy sends nothing of its own, so only the other hop stops.
+        """
+        if self.scanner is not None:
+            self.pauses.add(PauseReason.OWN_WRITE_BUFFER)
+        self.peer.pauses.add(PauseReason.PEER_BACKPRESSURE)
+
+    def write_buffer_drained(self) -> None:
+        """This hop's transport wrote all it held: answer the latest ping, read both again."""
+        payload = self._owed_pong
+        if payload is not None:
+            self._owed_pong = None
+            if self.state == OPEN:
+                self._write_control(control_frame(PONG, payload, not self.server))
+        self.pauses.remove(PauseReason.OWN_WRITE_BUFFER)
+        self.peer.pauses.remove(PauseReason.PEER_BACKPRESSURE)
+
+    # -- inflating: bounded per turn and in rate ------------------------------------------
+
+    def _inflated(self, scanner: FrameScanner) -> None:
+        """The last feed inflated bytes: charge them, and stop reading while owed or stalled.
+
+        A stalled scanner goes on at the next reactor turn; a hop over the
+        session's inflate rate is not read until its budget is back.
+        """
+        budget = getattr(self.session, "inflate_budget", None)
+        wait = budget.spend(scanner.inflated) if budget is not None else 0.0
+        if (scanner.stalled or wait > 0) and self._inflate_call is None and self.state != CLOSED:
+            self.pauses.add(PauseReason.INFLATE)
+            self._inflate_call = self._reactor.callLater(wait, self._inflate_later)
+
+    def _inflate_later(self) -> None:
+        self._inflate_call = None
+        if self.state == CLOSED:
+            return
+        if self.scanner.stalled:
+            self.dataReceived(b"")  # the input the scanner kept; may wait again
+        if self._inflate_call is None:
+            self.pauses.remove(PauseReason.INFLATE)
+
+    def _cancel_inflate_call(self) -> None:
+        call, self._inflate_call = self._inflate_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    # -- timers ----------------------------------------------------------------------
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _no_close_answer(self) -> None:
+        self._timer = None
+        if self.state != CLOSED:
+            self.wasClean = False
+            self.wasNotCleanReason = (
+                "WebSocket closing handshake timeout "
+                "(peer did not finish the closing handshake in time)"
+            )
+            self.wasCloseHandshakeTimeout = True
+            self.dropConnection(abort=True)
+
+    def _server_kept_tcp(self) -> None:
+        self._timer = None
+        if self.state != CLOSED:
+            self.wasClean = False
+            self.wasNotCleanReason = (
+                "WebSocket closing handshake timeout (server did not drop TCP connection in time)"
+            )
+            self.droppedByMe = True
+            self.state = CLOSED
+            self.transport.abortConnection()
+
+
+def _switch_protocol(old, new) -> bool:
+    """Make ``new`` receive what the transport under ``old`` delivers; False if not found.
+
+    The link to ``old`` is on the socket transport or on one of the protocol
+    wrappers above it (connection limiter, TLS, PROXY protocol, endpoint wrapper).
+    """
+    socket = old.transport
+    while not hasattr(socket, "bufferSize") and hasattr(socket, "transport"):
+        socket = socket.transport
+    if getattr(socket, "protocol", None) is old:
+        socket.protocol = new
+        return True
+    holder = getattr(socket, "protocol", None)
+    for _ in range(8):
+        if holder is None:
+            return False
+        for name in ("wrappedProtocol", "_wrappedProtocol"):
+            if getattr(holder, name, None) is old:
+                setattr(holder, name, new)
+                return True
+        holder = getattr(holder, "wrappedProtocol", None) or getattr(
+            holder, "_wrappedProtocol", None
+        )
+    return False
+
+
+class _TakenOver:
+    """Stands in for the connector of a backend connection the fast path took over.
+
+    Twisted's connector (with the endpoint's per-connection factory and
+    protocol wrappers, and the Deferred of the connect) stays referenced by the
+    connection until it ends, only to be told that it ended; for a connection
+    whose factory has nothing left to learn that is dead weight.
+    """
+
+    __slots__ = ()
+
+    def connectionLost(self, reason) -> None:
+        pass
+
+    def connectionFailed(self, reason) -> None:
+        pass
+
+
+_TAKEN_OVER = _TakenOver()
+
+
+def _unwrap_client(hop: Hop) -> None:
+    """Make a backend's plain TCP transport deliver to ``hop`` with no endpoint objects between.
+
+    Only the plain case is touched: an open TCP connection whose protocol is the
+    endpoint's ``_WrappingProtocol`` around ``hop`` and whose connector connected
+    it with the endpoint's ``_WrappingFactory``.  The wrapper only passed calls
+    through (``hop`` is not half-closeable, so nothing it adds is used); the
+    factory would only hear that the connection was lost.
+    """
+    socket = hop.transport
+    if not isinstance(socket, tcp.Client) or not socket.connected:
+        return
+    wrapper = socket.protocol
+    if type(wrapper) is not _WrappingProtocol or wrapper._wrappedProtocol is not hop:
+        return
+    connector = getattr(socket, "connector", None)
+    if type(getattr(connector, "factory", None)) is not _WrappingFactory:
+        return
+    socket.protocol = hop
+    socket.connector = _TAKEN_OVER
+    # The factory, its connect Deferred and the connector refer to one another:
+    # freed now instead of at the next full garbage collection.
+    vars(connector.factory).clear()
+
+
+#: PyPy shares attribute layouts between instances ("maps"); a dict assigned to
+#: ``__dict__`` would be a real dict per instance, larger, so it is left alone there.
+_REBUILDING_DICTS_SAVES_MEMORY = sys.implementation.name == "cpython"
+
+
+def compact_tcp_transport(transport) -> None:
+    """Rebuild the attribute dict of the TCP connection under ``transport``, smaller.
+
+    CPython keeps the attribute names of a class's instances in one table shared
+    by their dicts, as long as they all set the same names; each dict then holds
+    only its values.  A server connection goes through HTTP parsing and the
+    handshake, which set other names on it, so its dict got a table of its own
+    (about 460 bytes on CPython 3.11, with the dict).  A session moving to the
+    fast path is about to sit idle for a long time, so each of its connections
+    moves to a subclass of its class that adds nothing (:func:`_idle_class`) and
+    gets a dict holding the same names as every other such connection, with the
+    attributes that later writes set already in it: the name table is shared
+    again, about 230 bytes less per connection.  The values are the same objects.
+
+    The connection's log prefix and ``repr`` text (``ListenerChannel,7,10.0.0.9``,
+    ``<ListenerChannel #7 on 8080>``) become strings shared by every connection
+    of the listener (``ListenerChannel``, ``<ListenerChannel on 8080>``): about
+    250 bytes less per session.  They only label Twisted's own messages about an
+    error inside the connection; the session's log lines name its client.
+    """
+    if not _REBUILDING_DICTS_SAVES_MEMORY:
+        return
+    while not isinstance(transport, tcp.Connection):
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return
+    attributes = dict(vars(transport))
+    # What writes set later: present from the start, so setting them adds no key.
+    for name in _SET_BY_WRITES:
+        attributes.setdefault(name, getattr(transport, name))
+    logstr = attributes.get("logstr")
+    if type(logstr) is str:
+        attributes["logstr"] = sys.intern(logstr.split(",", 1)[0])
+    repstr = attributes.get("repstr")
+    if type(repstr) is str:
+        attributes["repstr"] = sys.intern(_SESSION_NUMBER.sub("", repstr))
+    idle = _idle_class(type(transport))
+    transport.__class__ = idle
+    # Attributes set on a new instance of ``idle`` go into a dict that shares its
+    # key table with every other idle connection of that class: only the values
+    # are per connection.
+    template = idle.__new__(idle)
+    for name in sorted(attributes):
+        setattr(template, name, attributes[name])
+    transport.__dict__ = vars(template)
+
+
+#: Attributes of a TCP connection that its writes and producers set (class defaults until then).
+_SET_BY_WRITES = ("dataBuffer", "offset", "_tempDataLen", "producer", "streamingProducer")
+
+
+@functools.cache
+def _idle_class(cls: type) -> type:
+    """The subclass of ``cls`` for compacted connections (``cls`` itself if it is one).
+
+    It adds nothing but a table of attribute names of its own, shared by the
+    dicts :func:`compact_tcp_transport` gives its instances, and keeps the name
+    (and so the ``repr``) of ``cls``.
+    """
+    if cls.__dict__.get("_compacted_on_the_fast_path"):
+        return cls
+    namespace = {"__module__": cls.__module__, "_compacted_on_the_fast_path": True}
+    return type(cls.__name__, (cls,), namespace)
+
+
+#: `` #7`` in a connection's ``repr`` text.
+_SESSION_NUMBER = re.compile(r" #[0-9]+")
+
+
+def start_fast_path(
+    front, backend, tunnel: bool = False, deflate: Optional[tuple[bool, bool]] = None
+) -> Optional[tuple[Hop, Hop]]:
+    """Move an open session to the fast path (or a tunnel): the two new hops, or None.
+
+    ``front`` and ``backend`` are the two hops' Autobahn protocols.  ``deflate``:
+    permessage-deflate was agreed end to end, with whether the client and the
+    backend reset their window each message; compressed frames then pass on
+    unchanged.  None means the session must stay on Autobahn (an extension is in
+    use per hop, or a transport could not be taken over).  Bytes Autobahn had
+    buffered but not yet parsed are handed to the new hops through the old
+    protocols' ``_fast``.
+    """
+    session = front.session
+    extensions = front.websocket_extensions_in_use or backend.websocket_extensions_in_use
+    if not tunnel and extensions and deflate is None:
+        return None
+    resets = deflate or (False, False)
+    hold = session.settings.listener.session_buffer
+    hops = []
+    for old, side, masked, reset in (
+        (front, Side.CLIENT, True, resets[0]),
+        (backend, Side.BACKEND, False, resets[1]),
+    ):
+        scanner = (
+            None
+            if tunnel
+            else FrameScanner(
+                masked=masked,
+                max_message=old.maxMessagePayloadSize,
+                hold=hold,
+                deflate=deflate is not None,
+                deflate_reset=reset,
+            )
+        )
+        stats = old.trafficStats
+        hops.append(
+            Hop(
+                old.transport,
+                session,
+                side,
+                scanner,
+                octets_in=stats.incomingOctetsWireLevel,
+                octets_out=stats.outgoingOctetsWireLevel,
+                messages=old.messages_in,
+                pauses=old.pauses,
+            )
+        )
+    new_front, new_back = hops
+    new_front.peer, new_back.peer = new_back, new_front
+    if not _switch_protocol(front, new_front):
+        return None
+    if not _switch_protocol(backend, new_back):
+        _switch_protocol(new_front, front)
+        return None
+    front._fast, backend._fast = new_front, new_back
+    _unwrap_client(new_back)
+    for hop in hops:
+        compact_tcp_transport(hop.transport)
+    return new_front, new_back
