@@ -1,0 +1,65 @@
+"""Validation of a ``[[listener]]`` table: its socket, limits, timeouts, TLS and rules."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from clbproxy.config.admin import access_log
+from clbproxy.config.keys import key_names, read_keys
+from clbproxy.config.model import ListenerConfig
+from clbproxy.config.reader import Reader
+from clbproxy.config.rules import check_rules_distinct, default_domain, rule
+from clbproxy.config.text import key_path
+from clbproxy.config.tls import tls
+
+
+def listener(
+    reader: Reader, path: str, data: dict[str, Any], group_names: Sequence[str]
+) -> Optional[ListenerConfig]:
+    """The model of one listener, or ``None`` after reporting its problems."""
+    before = len(reader.problems)
+    reader.table(path, data, key_names(ListenerConfig))
+    fields: dict[str, Any] = {}
+    read_keys(reader, path, data, ListenerConfig, fields, {"access_log": access_log})
+    _listener_tls(reader, path, data, fields)
+    rules = []
+    # A listener that redirects everything to HTTPS needs no rules.
+    if ("rule" in data or not fields.get("redirect_to_https")) and reader.required(
+        path, data, "rule", " (at least one [[listener.rule]])"
+    ):
+        for rule_path, table in reader.tables(
+            key_path(path, "rule"), data["rule"], "[[listener.rule]]"
+        ):
+            rules.append((rule_path, rule(reader, rule_path, table, group_names)))
+    check_rules_distinct(reader, rules)
+    fields["rules"] = tuple(model for _, model in rules)
+    if "default_domain" in data:
+        fields["default_domain"] = default_domain(
+            reader, key_path(path, "default_domain"), data["default_domain"], rules
+        )
+    if len(reader.problems) > before:
+        return None
+    return ListenerConfig(**fields)
+
+
+def _listener_tls(reader: Reader, path: str, data: dict[str, Any], fields: dict[str, Any]) -> None:
+    """``tls`` and ``redirect_to_https`` of a listener, checked against its protocol."""
+    https = data.get("protocol") == "https"
+    tls_path = key_path(path, "tls")
+    if "tls" in data:
+        if https:
+            fields["tls"] = tls(reader, tls_path, data["tls"])
+        elif fields.get("protocol", "http") == "http":
+            reader.problem(tls_path, 'only HTTPS listeners have TLS settings (protocol = "https")')
+    elif https:
+        reader.problem(
+            path,
+            "an HTTPS listener needs a [listener.tls] table with certificates "
+            "(or self_signed = true)",
+        )
+    if "redirect_to_https" in data:
+        key = key_path(path, "redirect_to_https")
+        redirect = reader.boolean(key, data["redirect_to_https"])
+        if redirect and https:
+            reader.problem(key, "is for HTTP listeners; this listener is already HTTPS")
+        fields["redirect_to_https"] = redirect
