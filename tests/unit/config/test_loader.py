@@ -27,6 +27,7 @@ from clbproxy.config import (
     TargetGroupConfig,
     default_config_path,
     load_config,
+    load_config_text,
 )
 from tests.unit.config.loading import (
     EXPECTED_FULL,
@@ -506,3 +507,58 @@ class PropertyTests(LoaderMixin, unittest.TestCase):
             self.assertTrue(e.problems)
         else:
             self.assertIsInstance(config, Config)
+
+
+ETCD = "etcd:/clbproxy/config"
+
+
+class TextDocumentTests(unittest.TestCase):
+    """``load_config_text``: a document that is not a file (the fleet reads them from etcd)."""
+
+    def test_a_text_loads_into_the_same_model_as_the_file(self) -> None:
+        config = load_config_text(FULL, source=ETCD)
+        self.assertEqual(config, attrs.evolve(EXPECTED_FULL, path=ETCD))
+
+    def test_bytes_load_like_text(self) -> None:
+        self.assertEqual(load_config_text(FULL.encode("utf-8"), source=ETCD).path, ETCD)
+
+    def test_problems_name_the_source(self) -> None:
+        error = self.assertRaises(
+            ConfigError, load_config_text, document(listener={"bind": '"ssl:443"'}), ETCD
+        )
+        self.assertEqual(error.problems, [f"{ETCD}: listener[0].bind: 'ssl:443' {TLS_REFUSED}"])
+
+    def test_a_syntax_error_names_the_source_and_the_position(self) -> None:
+        error = self.assertRaises(ConfigError, load_config_text, "[[listener]]\nname = [", ETCD)
+        self.assertEqual(len(error.problems), 1)
+        self.assertTrue(error.problems[0].startswith(f"{ETCD}: line 2, column 9: "))
+
+    def test_undecodable_bytes_name_the_source_and_the_position(self) -> None:
+        error = self.assertRaises(ConfigError, load_config_text, b"# \xff\n", ETCD)
+        self.assertEqual(error.problems, [f"{ETCD}: line 1, column 3: not valid UTF-8 (byte 0xff)"])
+
+    def test_relative_file_names_resolve_against_the_base_directory(self) -> None:
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(base)
+        with open(os.path.join(base, "token"), "w") as stream:
+            stream.write("s3cret-token\n")
+        config = load_config_text(
+            document() + '[admin]\ntoken_file = "token"\n', source=ETCD, base_directory=base
+        )
+        self.assertEqual(config.admin.token_file, os.path.join(base, "token"))
+        self.assertEqual(config.admin.token, "s3cret-token")
+
+    def test_without_a_base_directory_relative_names_resolve_against_the_working_directory(
+        self,
+    ) -> None:
+        error = self.assertRaises(
+            ConfigError,
+            load_config_text,
+            document() + '[admin]\ntoken_file = "no-such-token"\n',
+            ETCD,
+        )
+        missing = os.path.join(os.path.abspath(os.curdir), "no-such-token")
+        self.assertEqual(
+            error.problems,
+            [f"{ETCD}: admin.token_file: cannot read {missing}: No such file or directory"],
+        )
