@@ -4,20 +4,25 @@ Every user mistake becomes one line naming the file and the key path
 (``tap.conf: listener[0].bind: ...``); all problems of a file are reported together
 so a broken config is fixed in one edit, not one error at a time.
 
-The model is a tree of frozen ``attrs`` records (:mod:`.model`, :mod:`.upstream`)
-whose attributes declare their tap.conf keys (:mod:`.keys`).  It is built once by
-:func:`load_config` (or :func:`load_config_text`, for a document that is not a
-file) and shared read-only by every service; a reload builds a new tree and swaps
-it.  The modules:
+The model is a tree of frozen ``attrs`` records whose attributes declare their
+tap.conf keys.  It is built once by ``load_config`` (or ``load_config_text``, for
+a document that is not a file) and shared read-only by every service; a reload
+builds a new tree and swaps it.  This package re-exports the public names of its
+modules:
 
-- :mod:`.model`, :mod:`.upstream`: the records, their keys and the choices values may take;
-- :mod:`.keys`: how a key is declared on an attribute, and read from its table;
-- :mod:`.units`, :mod:`.endpoints`, :mod:`.values`, :mod:`.patterns`: sizes and
+- :mod:`~clbproxy.config.model`, :mod:`~clbproxy.config.upstream`: the records,
+  their keys and the choices values may take;
+- :mod:`~clbproxy.config.keys`: how a key is declared on an attribute, and read
+  from its table;
+- :mod:`~clbproxy.config.units`, :mod:`~clbproxy.config.endpoints`,
+  :mod:`~clbproxy.config.values`, :mod:`~clbproxy.config.patterns`: sizes and
   durations, bind strings and hosts, shared value checks, host and path patterns;
-- :mod:`.reader`: TOML text in, problems named by source and key path;
-- :mod:`.listener`, :mod:`.rules`, :mod:`.tls`, :mod:`.targets`, :mod:`.admin`:
-  validation per table;
-- :mod:`.loader`: a whole document, its warnings, :func:`load_config`.
+- :mod:`~clbproxy.config.reader`: TOML text in, problems named by source and key
+  path;
+- :mod:`~clbproxy.config.listener`, :mod:`~clbproxy.config.rules`,
+  :mod:`~clbproxy.config.tls`, :mod:`~clbproxy.config.targets`,
+  :mod:`~clbproxy.config.admin`: validation per table;
+- :mod:`~clbproxy.config.loader`: a whole document and its warnings.
 """
 
 from __future__ import annotations

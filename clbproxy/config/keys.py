@@ -1,8 +1,9 @@
 """Declaring a tap.conf key once, on the model attribute it fills.
 
-Each attribute of a configuration record that a user can write is an
-:func:`setting`: its metadata holds the TOML key, how its value is checked, its
-default as the documentation shows it, and the sentence that documents it.  From
+Each attribute of a configuration record that a user can write is a
+:func:`~clbproxy.config.keys.setting`: its metadata holds the TOML key, how its
+value is checked, its default as the documentation shows it, and the sentence
+that documents it.  From
 that one declaration come the table's known keys (and the "did you mean"
 suggestion for an unknown one), the parsing of every plain value, and the key
 table of the configuration reference (``docs/_ext/clbproxy_config.py``).
@@ -31,7 +32,8 @@ _METADATA = "clbproxy.config.key"
 class Key:
     """How one attribute is written in tap.conf, checked, and documented."""
 
-    #: The TOML key; ``None`` until :func:`declared_keys` fills in the attribute's name.
+    #: The TOML key; ``None`` until :func:`~clbproxy.config.keys.declared_keys`
+    #: fills in the attribute's name.
     name: Optional[str]
     #: What the key means, as reStructuredText for the configuration reference.
     doc: str

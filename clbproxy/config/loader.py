@@ -1,4 +1,4 @@
-"""Loading tap.conf: a file or a text in, the validated :class:`Config` or every problem out.
+"""Loading tap.conf: a file or a text in, the validated model or every problem out.
 
 Every user mistake becomes one line naming the source and the key path
 (``tap.conf: listener[0].bind: ...``); all problems of a document are reported
@@ -34,9 +34,9 @@ def default_config_path() -> str:
 def load_config(path: str) -> Config:
     """Read, parse and validate the tap.conf at ``path``.
 
-    Raises :class:`ConfigError` listing every problem found, one line each, each
-    line starting with ``path`` as given; no other exception escapes for anything
-    the file contains.
+    Raises :class:`~clbproxy.config.model.ConfigError` listing every problem
+    found, one line each, each line starting with ``path`` as given; no other
+    exception escapes for anything the file contains.
     """
     reader = Reader(path, os.path.dirname(os.path.abspath(path)))
     data = read_file(reader, path)
@@ -50,17 +50,17 @@ def load_config_text(
 ) -> Config:
     """Parse and validate a tap.conf document read from ``source`` (``etcd:/clbproxy/config``).
 
-    ``source`` starts every problem line and becomes :attr:`Config.path`; relative
-    file names in the document (certificates, ``token_file``...) are taken from
-    ``base_directory``, by default the working directory.  Raises
-    :class:`ConfigError` as :func:`load_config` does.
+    ``source`` starts every problem line and becomes the model's ``path``;
+    relative file names in the document (certificates, ``token_file``...) are
+    taken from ``base_directory``, by default the working directory.  Raises
+    :class:`~clbproxy.config.model.ConfigError` as :func:`~clbproxy.config.loader.load_config` does.
     """
     reader = Reader(source, os.path.abspath(base_directory or os.curdir))
     return _load(reader, text)
 
 
 def _load(reader: Reader, data: Union[str, bytes]) -> Config:
-    """The validated model of a document, its warnings attached, or :class:`ConfigError`."""
+    """The validated model of a document, its warnings attached, or ``ConfigError``."""
     document = parse_toml(reader, data)
     if document is None:
         raise ConfigError(reader.problems)

@@ -1,6 +1,6 @@
 """Reading tap.conf: TOML text in, a document plus problems named by key path out.
 
-:class:`Reader` collects every problem of a document, each as one line
+:class:`~clbproxy.config.reader.Reader` collects every problem of a document, each as one line
 ``SOURCE: key.path: message``, while the table validators check values with its
 typed helpers; nothing stops at the first mistake, so a broken file is fixed in
 one edit.  The source is a file name or any other name a document was read
