@@ -205,10 +205,10 @@ class RuleConfig:
 class AccessLogConfig:
     """Where access log lines go (``"-"``: stdout) and in which format."""
 
-    path: str = setting(doc='The log file, or ``"-"`` for stdout.')
+    path: str = setting(doc='A file (appended to) or ``"-"`` for stdout.')
     format: str = setting(
         "plain",
-        doc="``plain`` or ``json``.",
+        doc="``plain`` (combined-like) or ``json`` (JSON lines).",
         parse=keys.choice(ACCESS_LOG_FORMATS, "format"),
     )
 
@@ -219,18 +219,20 @@ class AdminConfig:
 
     bind: str = setting(
         "tcp:9090:interface=127.0.0.1",
-        doc="The admin listener's server endpoint.",
+        doc="A server endpoint, like a listener's ``bind``.",
         parse=keys.bind(),
     )
-    metrics_path: str = setting("/metrics", doc="Where Prometheus metrics are served.")
+    metrics_path: str = setting("/metrics", doc="Where Prometheus scrapes.")
     allowed_hosts: tuple[str, ...] = setting(
         (),
-        doc="Host names (besides IP literals and localhost names) the admin site answers "
-        "to: a name not listed could be an attacker's, rebound to this address (DNS "
-        "rebinding).",
+        doc="Host names (no port) the admin site answers to, besides IP addresses and "
+        "``localhost``: a name not listed could be an attacker's, rebound to this "
+        "address (DNS rebinding).",
     )
     token_file: Optional[str] = setting(
-        None, doc="A file holding the bearer token the API and metrics then require."
+        None,
+        doc="A file holding a bearer token (read at start and on reload): the API and "
+        "the metrics then need ``Authorization: Bearer TOKEN``.",
     )
     #: The token read from ``token_file`` (at load, so at start and on reload).
     token: Optional[str] = attrs.field(default=None, repr=False)
@@ -241,24 +243,27 @@ class CertificateConfig:
     """One certificate of an HTTPS listener: PEM files, absolute paths."""
 
     cert: str = setting(
-        doc="PEM file: the certificate followed by its intermediates.",
+        doc="The certificate followed by its intermediates, PEM.",
         parse=keys.file(),
         required=True,
     )
-    key: str = setting(doc="PEM file: the private key.", parse=keys.file(), required=True)
+    key: str = setting(
+        doc="The private key: PEM, PKCS#1/PKCS#8/SEC1.", parse=keys.file(), required=True
+    )
     passphrase_file: Optional[str] = setting(
         None,
-        doc="A file whose first line is the passphrase of an encrypted key.",
+        doc="A file whose first line is the key's passphrase.",
         parse=keys.file(),
     )
     ocsp_response: Optional[str] = setting(
         None,
-        doc="A DER OCSP response stapled to handshakes that ask for one.",
+        doc="A DER OCSP response stapled when the client asks; refresh the file and reload.",
         parse=keys.file(),
     )
     default: bool = setting(
         False,
-        doc="Served to clients without SNI or with an unknown name.",
+        doc="``true``: served to clients without SNI or with an unknown name (otherwise "
+        "the first certificate is the default).",
         parse=keys.boolean(),
     )
 
@@ -268,44 +273,62 @@ class TLSConfig:
     """TLS termination settings of an HTTPS listener (``[listener.tls]``)."""
 
     certificates: tuple[CertificateConfig, ...] = setting(
-        (), doc="``[[listener.tls.certificates]]`` tables (below)."
+        (),
+        shown="(one of these two)",
+        doc="Certificate tables (below).  The client's SNI picks the certificate whose "
+        "subjectAltName DNS names match, exactly or by a ``*.example.com`` wildcard (one "
+        "label); without SNI, or with an unknown name, the default certificate is served.",
     )
     self_signed: bool = setting(
         False,
-        doc="Generate (once) and serve a self-signed certificate for localhost.",
+        doc="``true``: serve a self-signed certificate for ``localhost``/127.0.0.1/::1, "
+        "generated on first start (and when expired) into ``state_directory``; its "
+        "SHA-256 fingerprint is logged.  For trying WSS out, not for production.",
         parse=keys.boolean(),
     )
     state_directory: str = setting(
         "clbproxy-state",
-        doc="Where the self-signed certificate is kept (relative: to the working directory).",
+        shown="``clbproxy-state``",
+        doc="Where ``self_signed`` keeps its files, relative to the working directory.",
         parse=keys.string(),
     )
     min_version: str = setting(
         "1.2",
-        doc="The lowest TLS version accepted: ``1.2`` or ``1.3``.",
+        doc='``"1.2"`` or ``"1.3"`` (TLS 1.3 only).  Older clients get a '
+        "``protocol_version`` alert and a log line.",
         parse=keys.choice(TLS_VERSIONS, "TLS version"),
     )
     ciphers: str = setting(
         DEFAULT_CIPHERS,
         shown="Mozilla intermediate",
-        doc="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are always on).",
+        doc="OpenSSL cipher list for TLS 1.2 (ECDHE with AES-GCM or ChaCha20 by "
+        "default).  TLS 1.3 suites are OpenSSL's.  A client with no shared cipher gets "
+        "an alert and a log line.  A list with which OpenSSL would offer an eNULL, "
+        "aNULL, EXPORT, RC4, DES, 3DES or MD5 cipher, or that sets ``@SECLEVEL=0``, is "
+        "a config error (``HIGH`` alone includes aNULL: write ``HIGH:!aNULL:!MD5``).",
     )
     session_tickets: bool = setting(
-        True, doc="Whether TLS session tickets are issued.", parse=keys.boolean()
+        True,
+        doc="``false`` turns TLS session tickets off (session-ID resumption stays).",
+        parse=keys.boolean(),
     )
     client_ca: Optional[str] = setting(
         None,
-        doc="PEM bundle of CAs whose client certificates are accepted (mutual TLS).",
+        doc="PEM bundle of CAs whose client certificates are accepted: turns on mutual TLS.",
         parse=keys.file(),
     )
     client_auth: str = setting(
         "require",
-        doc="With ``client_ca``: ``require`` a client certificate, or make it ``optional``.",
+        doc="With ``client_ca``: ``require`` refuses handshakes without a client "
+        "certificate; ``optional`` lets them through.  A certificate that does not "
+        "verify is always refused.",
         parse=keys.choice(CLIENT_AUTH, "client_auth"),
     )
     strict_sni: bool = setting(
         False,
-        doc="Refuse handshakes whose SNI no certificate covers (and those without SNI).",
+        doc="``true``: refuse (``handshake_failure`` alert, a log line) a handshake whose "
+        "SNI no certificate covers, or that sends no SNI, instead of serving the default "
+        "certificate (HAProxy's ``strict-sni``, nginx's ``ssl_reject_handshake``).",
         parse=keys.boolean(),
     )
 
