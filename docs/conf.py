@@ -74,6 +74,13 @@ nitpick_ignore_regex = [
         r"Generator|Awaitable|Coroutine|ClassVar|Final|Literal|Protocol|TypeVar|NamedTuple|"
         r"Deque|Dict|List|Set|FrozenSet|Tuple|Type|IO|BinaryIO|TextIO|Pattern|Match)",
     ),
+    # Older Sphinx (7.x) leaves some attribute annotations unqualified, as written:
+    # Autobahn's classes by their bare names.
+    (
+        r"py:.*",
+        r"(ConnectingRequest|ConnectionRequest|ConnectionResponse|ConnectionDeny|"
+        r"PerMessageDeflate\w*|WebSocket\w*(Protocol|Factory))",
+    ),
     # Overrides of Twisted's and Autobahn's protocol, factory, resource and service
     # methods: what they do is documented there.
     (
