@@ -14,6 +14,7 @@ import sys
 
 from docutils import nodes
 from docutils.statemachine import StringList
+from sphinx.util import logging
 from sphinx.util.docstrings import prepare_docstring
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
@@ -166,7 +167,21 @@ class ClbproxyModules(SphinxDirective):
         return container.children
 
 
+def check_api_pages(app) -> None:
+    """Warn (an error under ``-W``) when a subpackage of clbproxy has no API page."""
+    package = importlib.import_module("clbproxy")
+    pages = os.path.join(app.srcdir, "api")
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg and not os.path.exists(os.path.join(pages, f"{info.name}.rst")):
+            logging.getLogger(__name__).warning(
+                "docs/api/%s.rst is missing: every subpackage of clbproxy has an API page "
+                "(and a line in docs/api/index.rst)",
+                info.name,
+            )
+
+
 def setup(app) -> dict:
     app.add_directive("clbproxy-modules", ClbproxyModules)
     app.connect("autodoc-process-signature", interface_names)
+    app.connect("builder-inited", check_api_pages)
     return {"parallel_read_safe": True}
