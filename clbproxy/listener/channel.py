@@ -2,7 +2,7 @@
 
 twisted.web's ``HTTPChannel`` has one idle timeout that every received byte
 resets, so a client sending one header byte a minute (slowloris) holds a
-connection forever.  :class:`ProxyChannel` adds the two timeouts nginx and the
+connection forever.  :class:`ListenerChannel` adds the two timeouts nginx and the
 cloud balancers have:
 
 - ``header_timeout``: from the connection (or the first byte of a later request)

@@ -57,6 +57,7 @@ class Observability(Service):
             clock=reactor,
             gate_stats=gate_stats,
         )
+        #: The Prometheus metrics; the reload code counts reloads with ``config_reloaded``.
         self.metrics = Metrics(self.registry, self.live)
         self.access_logs = [access_log for access_log, _ in open_access_logs(config)]
         self._observers: list[ILogObserver] = [self.errors, self.metrics, *self.access_logs]
@@ -144,12 +145,14 @@ class PendingAccessLogs:
         self._kept = list(kept.values())
 
     def commit(self) -> None:
+        """The reload went through: the listeners write to these access logs from now on."""
         for access_log, listeners in self._chosen:
             access_log.listeners = listeners
         self._owner._use_access_logs([access_log for access_log, _ in self._chosen])
         self._owner.config = self._owner.live.config = self._config
 
     def discard(self) -> None:
+        """The reload was refused: close the files it opened, keep the ones in use."""
         for access_log, _ in self._chosen:
             if not any(access_log is kept for kept in self._kept):
                 access_log.close()

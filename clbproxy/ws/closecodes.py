@@ -5,15 +5,15 @@ its own closing handshake.  When one hop ends, this table decides what the other
 hop is told.  It is one pure function so the whole policy can be read, and
 tested, as a table:
 
-============================  ===========================  ============================
-what happened on one hop      told to the backend          told to the client
-============================  ===========================  ============================
+=============================  ===========================  ============================
+what happened on one hop       told to the backend          told to the client
+=============================  ===========================  ============================
 peer sent Close(code, reason)  the same code and reason     the same code and reason
-peer sent Close without code  Close without code           Close without code
+peer sent Close without code   Close without code           Close without code
 peer broke the protocol        1001 "client error: ..."     1011 "backend error: ..."
 (the proxy failed the hop)
 TCP lost without a Close       1001 "client went away"      1011 "backend went away"
-============================  ===========================  ============================
+=============================  ===========================  ============================
 
 Codes that must never be on the wire (1005, 1006, 1015) and codes the other
 hop's peer would reject as reserved are replaced like a protocol error.  1014
