@@ -21,7 +21,7 @@ What must hold for every input:
   (``HTTP/1.0`` for an HTTP/1.0 request), NNN one a listener answers (``101``
   only for a WebSocket handshake).
 
-``tests/test_fuzz_listener.py`` runs :func:`check` on a seed corpus (the hostile
+``tests/unit/http/test_server_fuzz_corpus.py`` runs :func:`check` on a seed corpus (the hostile
 HTTP catalogue and WebSocket handshakes), so the harness stays working.
 """
 

@@ -37,7 +37,7 @@ from tests.hostile.catalog import (
     proxy_fixture,
     upgrade_request,
 )
-from tests.tlsfixtures import _retrying, certificate_files, probe
+from tests.support.tls import _retrying, certificate_files, probe
 
 HEADER_TIMEOUT = 2.0
 
@@ -203,7 +203,7 @@ def read_outcome(received: bytes, elapsed: float) -> Outcome:
 
 
 def openssl(server_name: Optional[str] = "a.example.com", **options) -> Callable[[int], Outcome]:
-    """A real OpenSSL client (tests.tlsfixtures.probe) doing a handshake."""
+    """A real OpenSSL client (tests.support.tls.probe) doing a handshake."""
 
     def play(port: int) -> Outcome:
         result = probe(port, server_name, **options)

@@ -29,7 +29,7 @@ from tests.integration.support import (
     hops_without_no_delay,
     sends_at_once,
 )
-from tests.tlsfixtures import WithoutALPN, certificate_files, probe, tls_config, write
+from tests.support.tls import WithoutALPN, certificate_files, probe, tls_config, write
 
 
 class TLSTestCase(unittest.TestCase):

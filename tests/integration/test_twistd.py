@@ -9,7 +9,7 @@ import sys
 
 from twisted.trial import unittest
 
-from tests.test_tap import BROKEN
+from tests.unit.test_tap import BROKEN
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
 

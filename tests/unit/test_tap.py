@@ -23,7 +23,7 @@ from clbproxy.config import (
 from clbproxy.net import descriptors
 from clbproxy.tap import Options, build_service
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = os.path.join(ROOT, "tap.conf")
 
 

@@ -22,7 +22,7 @@ from twisted.web.server import Site
 
 from clbproxy.config import ListenerConfig, TLSConfig
 from clbproxy.net.tls import ServerTLS, tls_factory
-from tests.tlsfixtures import certificate_files
+from tests.support.tls import certificate_files
 
 
 class OfferingSite(Site):

@@ -28,7 +28,7 @@ from clbproxy.ws.fastpath import (
 )
 from clbproxy.ws.frames import CLOSE, INFLATE_PER_TURN, PING, PONG, FrameScanner
 from clbproxy.ws.pauses import InflateBudget
-from tests.test_readpause import FlowRecorder
+from tests.unit.ws.test_pauses import FlowRecorder
 
 MASK = b"\x01\x02\x03\x04"
 

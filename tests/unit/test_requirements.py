@@ -12,7 +12,7 @@ import re
 
 from twisted.trial import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: Pinned above setup.cfg's minimum on purpose: Autobahn 26.10.2 needs cryptography 50,
 #: which only pyOpenSSL 26.4 and later accept (constraints/oldest.txt says so).

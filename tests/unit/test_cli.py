@@ -34,7 +34,7 @@ bind = "ssl:443"
 backends = ["127.0.0.1:70000"]
 """
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class CheckTests(unittest.TestCase):

@@ -22,7 +22,7 @@ from clbproxy.net.tls import (
     server_context,
     weak_cipher_problem,
 )
-from tests.tlsfixtures import certificate_files, expired, write
+from tests.support.tls import certificate_files, expired, write
 
 
 class SNIMapTests(unittest.TestCase):
