@@ -119,6 +119,8 @@ class Reloader:
         groups = self._groups(config)
         old_listeners = {service.listener.bind: service for service in root.listener_services()}
         kept, started = [], []
+        #: The listeners this reload starts, with their settings (for the observers).
+        new_listeners: dict[IService, object] = {}
         for listener in config.listeners:
             service = old_listeners.pop(listener.bind, None)
             if service is not None:
@@ -127,7 +129,7 @@ class Reloader:
                 service = listener_service(
                     listener, groups, self.reactor, root.gate, endpoint_for=root.endpoint_for
                 )
-                service.listener_config = listener
+                new_listeners[service] = listener
                 started.append(service)
         build_admin = root.observability.admin_service if root.observability else _no_admin
         side_started, side_stopped, retune_admin = plan_side_services(
@@ -192,12 +194,13 @@ class Reloader:
         stopping = []
         for service in [*old_listeners.values(), *side_stopped]:
             stopping.append(defer.maybeDeferred(root.removeService, service))
-            if hasattr(service, "limiter") and service.limiter.protocols:
+        for service in old_listeners.values():
+            if service.limiter.protocols:
                 root.retired.add(service)
         for service in running:
             root.adopt(service)
-            if getattr(service, "listener_config", None) is not None:
-                root.listener_started(service.listener_config, service)
+            if service in new_listeners:
+                root.listener_started(new_listeners[service], service)
         root.gate.set_limit(config.max_connections)
         root.config = config
         root.use_groups(groups)
