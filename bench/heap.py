@@ -96,8 +96,8 @@ def main() -> int:
 
     from twisted.internet import reactor
 
-    from clbproxy.config import load_config
-    from clbproxy.tap import build_service
+    from clbproxy.ops.preflight import load_checked
+    from clbproxy.ops.services import build_service
 
     tmp = Path(tempfile.mkdtemp(prefix="clb-heap-"))
     backend = free_port()
@@ -117,7 +117,7 @@ def main() -> int:
             rule_extra='  relay = "tunnel"\n' if args.tunnel else "",
         )
     )
-    service = build_service(load_config(str(conf)), reactor)
+    service = build_service(load_checked(str(conf)), reactor)
     service.privilegedStartService()
     service.startService()
     result: dict = {}

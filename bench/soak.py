@@ -440,7 +440,7 @@ def main(argv=None) -> int:
     if not proxy_alive:
         problems.append("the proxy process died")
     reloads = result["reloads"]
-    applied = log_text.count("[clbproxy.ops.lifecycle#info] reloaded ")
+    applied = log_text.count("[clbproxy.ops.reload#info] reloaded ")
     refused = log_text.count("the running configuration keeps serving")
     if (applied, refused) != (reloads["applied"], reloads["refused"]):
         problems.append(

@@ -11,7 +11,8 @@ import sys
 from typing import Optional, Sequence
 
 from clbproxy import __version__
-from clbproxy.config import ConfigError, default_config_path, load_config
+from clbproxy.config import ConfigError, default_config_path
+from clbproxy.ops.preflight import load_checked
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -51,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 def _check(options: argparse.Namespace) -> int:
     path = options.config if options.config is not None else default_config_path()
     try:
-        config = load_config(path)
+        config = load_checked(path)
     except ConfigError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)

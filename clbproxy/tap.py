@@ -1,22 +1,22 @@
-"""``twistd clbproxy``: command-line options and the service tree built from tap.conf."""
+"""``twistd clbproxy``: command-line options and the service tree built from tap.conf.
+
+As in Twisted's own ``twisted/web/tap.py``, this module holds only :class:`Options`
+and :func:`makeService`; the services are built in :mod:`clbproxy.ops`.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
-from twisted.application.service import IService, MultiService
-from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
+from twisted.application.service import IService
 from twisted.python import usage
 
-from clbproxy.config import Config, ConfigError, default_config_path, load_config
-from clbproxy.net.tls import CertificateError, warn_unverified
-from clbproxy.upstream.balancer import TargetGroup
-from clbproxy.upstream.health.checks import HealthState, health_services
-from clbproxy.upstream.health.view import CheckedHealth
-
-log = Logger()
+from clbproxy.config import Config, ConfigError, default_config_path
+from clbproxy.net import dispatch
+from clbproxy.ops.notify import Notifier
+from clbproxy.ops.preflight import load_checked
+from clbproxy.ops.services import build_service
+from clbproxy.ops.supervisor import build_supervisor
 
 
 class Options(usage.Options):
@@ -38,7 +38,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         path = self["config"] or default_config_path()
         try:
-            self.loaded: Config = load_config(path)
+            self.loaded: Config = load_checked(path)
         except ConfigError as error:
             for problem in error.problems:
                 print(problem, file=sys.stderr)
@@ -50,230 +50,15 @@ class Options(usage.Options):
             sys.exit(0)
 
 
-class ProxyService(MultiService):
-    """The root service: its children listen; a socket that cannot be bound stops start-up.
-
-    Binding happens in ``privilegedStartService`` (before twistd drops
-    privileges); a port in use or a permission problem becomes one line naming the
-    service and its endpoint, and exit status 1, rather than a traceback.
-
-    It carries what a reload needs (``config``, ``groups``, the connection
-    ``gate``, the demo ``room``); stopping it drains (:func:`clbproxy.ops.lifecycle.drain`).
-    With ``signals``, SIGHUP reloads and SIGUSR1 reopens log files while it runs;
-    while it drains, SIGHUP is logged and ignored and SIGUSR1 still reopens.
-    """
-
-    def __init__(self, config: Config, reactor, room=None, signals: bool = False) -> None:
-        super().__init__()
-        #: ``endpoint_for(bind)``: where listeners listen (None: ``serverFromString``).
-        self.endpoint_for = None
-        #: ``prepare_config(config)``: what a reload does to a new tap.conf before using it.
-        self.prepare_config = None
-        from clbproxy.listener.limits import ConnectionGate
-
-        self.config = config
-        self.reactor = reactor
-        self.room = room
-        self.groups: dict[str, TargetGroup] = {}
-        #: Counts connections against ``max_connections`` and this process's descriptor budget.
-        self.gate = ConnectionGate.for_process(config.max_connections)
-        #: Listeners removed by a reload whose connections are still open.
-        self.retired: set = set()
-        self.signals = signals
-        self._handlers = None
-        #: Set by build_service: the health state and the observers (status page, metrics).
-        self.health: Optional[HealthState] = None
-        self.observability = None
-        #: The active health check services of each target group in use.
-        self._checks: dict[str, tuple[TargetGroup, list]] = {}
-
-    def use_groups(self, groups: dict[str, TargetGroup]) -> None:
-        """Make ``groups`` the target groups in use (at start and on reload).
-
-        A group object kept from before keeps its health checks; a new one gets
-        its own, and the checks of groups no longer in use stop.
-        """
-        self.groups = groups
-        for name, (group, checks) in list(self._checks.items()):
-            if groups.get(name) is not group:
-                del self._checks[name]
-                for check in checks:
-                    self.removeService(check)
-        for name, group in groups.items():
-            if name not in self._checks:
-                checks = health_services([group], self.reactor)
-                for check in checks:
-                    check.setServiceParent(self)
-                self._checks[name] = (group, checks)
-        if self.health is not None:
-            self.health.use(groups)
-        if self.observability is not None:
-            self.observability.live.groups = groups
-
-    def listener_started(self, listener, service) -> None:
-        """A reload started a new listener: let the observers count it."""
-        if self.observability is not None:
-            self.observability.watch_listener(listener, service)
-
-    def listener_kept(self, before, after) -> None:
-        """A reload kept a listener with new settings (maybe a new name or protocol)."""
-        if self.observability is not None:
-            self.observability.live.rename_listener(before.name, after)
-
-    def reloaded(self, applied: bool) -> None:
-        """A reload was applied (or refused): count it in the metrics."""
-        if self.observability is not None:
-            self.observability.metrics.config_reloaded(applied)
-
-    def listener_services(self) -> list:
-        return [child for child in self if child.name and child.name.startswith("listener:")]
-
-    def demo_services(self) -> list:
-        return [child for child in self if child.name and child.name.startswith("demo:")]
-
-    def adopt(self, service) -> None:
-        """Make a service a reload started a child (see :func:`adopt_running`)."""
-        adopt_running(self, service)
-
-    def startService(self) -> None:
-        super().startService()
-        if self.signals:
-            from clbproxy.ops.lifecycle import signal_handlers
-
-            self._handlers = signal_handlers(self, self.config.path, self.reactor)
-            if self.observability is not None:
-                self.log_reopener.hooks.append(self.observability.reopen)
-            self._handlers.install()
-
-    def stopService(self):
-        from twisted.application.service import Service
-        from twisted.internet.defer import DeferredList, maybeDeferred
-
-        from clbproxy.ops.lifecycle import drain
-
-        handlers, self._handlers = self._handlers, None
-        if handlers is not None:
-            handlers.draining()
-        Service.stopService(self)
-        listeners = [*self.listener_services(), *self.retired]
-        d = drain(listeners, self.reactor, self.config.drain_timeout)
-
-        def stop_the_rest(result):
-            rest = [child for child in reversed(list(self)) if child.running]
-            return DeferredList([maybeDeferred(child.stopService) for child in rest])
-
-        d.addBoth(stop_the_rest)
-        if handlers is not None:
-            d.addBoth(lambda result: handlers.uninstall() or result)
-        return d
-
-    def privilegedStartService(self) -> None:
-        start_children_privileged(self)
-
-
-def adopt_running(parent: MultiService, service) -> None:
-    """Make an already running service (started by a reload) a child without starting it again."""
-    service.parent = parent
-    if service.name is not None:
-        parent.namedServices[service.name] = service
-    parent.services.append(service)
-
-
-def start_children_privileged(parent: MultiService) -> None:
-    """Bind every child's port before twistd drops privileges.
-
-    A port that cannot be bound stops the start with one line naming the child
-    and the reason, never a traceback.
-    """
-    for child in parent:
-        try:
-            child.privilegedStartService()
-        except CannotListenError as error:
-            message = f"clbproxy: {child.name}: {_describe_listen_error(error)}"
-            raise SystemExit(message) from None
-
-
-def _describe_listen_error(error: CannotListenError) -> str:
-    reason = error.socketError
-    detail = getattr(reason, "strerror", None) or str(reason)
-    where = f"{error.interface or '*'}:{error.port}" if error.port is not None else "socket"
-    return f"cannot listen on {where}: {detail}"
-
-
-def build_service(
-    config: Config,
-    reactor,
-    signals: bool = False,
-    endpoint_for=None,
-    prepare_config=None,
-) -> ProxyService:
-    """The whole proxy for ``config``: demo backends first, then one service per listener.
-
-    A worker process passes ``endpoint_for`` (its listeners adopt the
-    supervisor's sockets) and ``prepare_config`` (applied to tap.conf on reload).
-    """
-    from clbproxy.demo.backend import ChatRoom, demo_service
-    from clbproxy.listener.service import listener_service
-    from clbproxy.observability.service import AccessLogError, Observability
-
-    root = ProxyService(config, reactor, ChatRoom(reactor), signals=signals)
-    root.endpoint_for = endpoint_for
-    root.prepare_config = prepare_config
-    for warning in config.warnings:
-        log.warn("config: {detail}", detail=warning)
-    if root.gate.descriptor_budget:
-        log.info(
-            "descriptor budget: {budget} connections (RLIMIT_NOFILE {descriptors}); "
-            "accepting pauses at {limit}",
-            budget=root.gate.descriptor_budget,
-            descriptors=root.gate.descriptor_limit,
-            limit=root.gate.limit,
-        )
-    warn_unverified(config.target_groups)
-    for demo in config.demo_backends:
-        service = demo_service(demo, root.room, reactor)
-        service.demo = demo
-        service.setServiceParent(root)
-    groups = {group.name: TargetGroup(group, reactor) for group in config.target_groups}
-    #: What the status page and metrics read (clbproxy.upstream.health.checks.IHealthState).
-    root.health = HealthState(groups)
-    try:
-        observability = Observability(
-            config,
-            groups,
-            reactor,
-            health=CheckedHealth(root.health),
-            gate_stats=root.gate.stats,
-        )
-    except AccessLogError as error:
-        raise SystemExit(str(error)) from None
-    observability.setServiceParent(root)
-    root.observability = observability
-    root.use_groups(groups)
-    for listener in config.listeners:
-        try:
-            service = listener_service(
-                listener, groups, reactor, root.gate, endpoint_for=endpoint_for
-            )
-        except (CertificateError, OSError) as error:
-            # A certificate changed since it was checked, or the demo one cannot be written.
-            raise SystemExit(f"clbproxy: listener:{listener.name}: {error}") from None
-        observability.watch_listener(listener, service)
-        service.setServiceParent(root)
-    admin = observability.admin_service()
-    if admin is not None:
-        admin.setServiceParent(root)
-    return root
-
-
 def makeService(options: Options) -> IService:
+    """One proxy process, or with ``workers = N`` a supervisor of N worker processes.
+
+    Under systemd (``$NOTIFY_SOCKET``) either tells systemd when it serves.
+    """
     from twisted.internet import reactor
 
-    from clbproxy.net.dispatch import lean_dispatch
-
-    lean_dispatch(reactor)
+    dispatch.lean_dispatch(reactor)
+    notifier = Notifier.from_environment()
     if options.loaded.workers > 1:
-        from clbproxy.ops.supervisor import build_supervisor
-
-        return build_supervisor(options.loaded, reactor)
-    return build_service(options.loaded, reactor, signals=True)
+        return build_supervisor(options.loaded, reactor, notifier=notifier)
+    return build_service(options.loaded, reactor, signals=True, notifier=notifier)

@@ -36,7 +36,9 @@ def load_config(path: str) -> Config:
 
     Raises :class:`~clbproxy.config.model.ConfigError` listing every problem
     found, one line each, each line starting with ``path`` as given; no other
-    exception escapes for anything the file contains.
+    exception escapes for anything the file contains.  Certificate files are not
+    read here: callers that are about to serve use
+    :func:`clbproxy.ops.preflight.load_checked`.
     """
     reader = Reader(path, os.path.dirname(os.path.abspath(path)))
     data = read_file(reader, path)
@@ -67,12 +69,7 @@ def _load(reader: Reader, data: Union[str, bytes]) -> Config:
     config = _config(reader, document)
     if config is None:
         raise ConfigError(reader.problems)
-    from clbproxy.net.tls import inspect_certificates
-
-    problems, warnings = inspect_certificates(config)
-    if problems:
-        raise ConfigError(problems)
-    warnings.extend(_worker_warnings(config))
+    warnings = _worker_warnings(config)
     warnings.extend(_exposure_warnings(config))
     budget = descriptors.budget_warning(
         config.path, config.max_connections, descriptors.process_descriptor_limit()

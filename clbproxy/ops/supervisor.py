@@ -23,12 +23,15 @@ them.  The supervisor serves no traffic.  It:
   changed ``workers`` starts or stops the difference;
 - on SIGTERM stops every worker (each drains within ``drain_timeout``) and
   exits when they all have, killing any left ``drain_timeout`` + 5 s later;
-- forwards SIGUSR1 (reopen log files) and reopens its own log file;
+- forwards SIGUSR1 (reopen log files) and reopens its own log file (the
+  signal handling is one process's, :mod:`clbproxy.ops.signals`);
+- under systemd, sends ``READY=1`` once every worker serves, and
+  ``RELOADING=1`` / ``READY=1`` around a SIGHUP reload (:mod:`clbproxy.ops.notify`);
 - relays every worker's log events into its own log (the worker's index is the
   event's system, ``[worker 1]``);
 - runs the admin listener for the whole group (:mod:`clbproxy.observability.aggregate`) and
   the demo backends; a reload starts and stops them as tap.conf now says, like
-  in one process (:func:`clbproxy.ops.lifecycle.plan_side_services`).
+  in one process (:func:`clbproxy.ops.reload.plan_side_services`).
 
 Each worker runs its own health checks, balancing state, connection limits
 and persistence table, like nginx workers and HAProxy's ``nbproc``.  Cookie
@@ -48,21 +51,37 @@ import sys
 import tempfile
 from typing import Callable, Optional
 
-import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer, error, protocol
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from clbproxy.config import AdminConfig, Config, ConfigError, load_config
-from clbproxy.demo.backend import ChatRoom
-from clbproxy.observability.aggregate import WORKER_HOST, IProcessGroup, group_admin_site
+from clbproxy.config import AdminConfig, Config, ConfigError
+from clbproxy.demo.backend import ChatRoom, demo_service
+from clbproxy.observability.aggregate import IProcessGroup, group_admin_site
+from clbproxy.observability.metrics import Metrics
 from clbproxy.observability.service import AccessLogError, check_access_logs
+from clbproxy.ops.binding import adopt_running, describe_listen_error, start_children_privileged
+from clbproxy.ops.control import (
+    CONTROL_FD,
+    ENV_ACTIONS,
+    ENV_ADMIN,
+    ENV_SECRET,
+    ENV_SOCKETS,
+    FIRST_SOCKET_FD,
+    LOG_FD,
+    ControlChannel,
+    Socket,
+)
+from clbproxy.ops.logfiles import LogReopener
+from clbproxy.ops.notify import NOTIFY_SOCKET, Notifier
+from clbproxy.ops.preflight import load_checked, prepare_certificates
+from clbproxy.ops.reload import plan_side_services
+from clbproxy.ops.signals import SignalHandlers
 
 log = Logger()
 
@@ -73,17 +92,6 @@ MAX_RESTART_DELAY = 30.0
 #: Seconds after ``drain_timeout`` at which workers still running are killed.
 STOP_GRACE = 5.0
 
-#: Environment variables that hand a worker what it needs.
-ENV_SOCKETS = "CLBPROXY_WORKER_SOCKETS"
-ENV_ADMIN = "CLBPROXY_WORKER_ADMIN"
-ENV_SECRET = "CLBPROXY_WORKER_SECRET"
-ENV_ACTIONS = "CLBPROXY_WORKER_ACTIONS"
-#: The worker's end of its log pipe (JSON events) and of the parent-alive pipe (stdin).
-LOG_FD = 3
-#: The worker's end of its control channel (a unix socket: reloads and their sockets).
-CONTROL_FD = 4
-#: Inherited listening sockets are numbered from here in a worker.
-FIRST_SOCKET_FD = 10
 #: Seconds a worker has to answer a reload before it is replaced.
 RELOAD_TIMEOUT = 30.0
 
@@ -98,49 +106,6 @@ def restart_delay(failures: int) -> float:
     if failures <= 1:
         return 0.0
     return min(0.5 * 2 ** (failures - 2), MAX_RESTART_DELAY)
-
-
-def worker_config(config: Config, admin_socket: str, secret: str) -> Config:
-    """``config`` as a worker runs it.
-
-    The worker answers its admin API on a private unix socket (the supervisor
-    asks it), runs no demo backend (the supervisor does), uses the group's
-    cookie secret where tap.conf sets none, and leaves warnings to the
-    supervisor (logged once, not once per worker).
-    """
-    groups = []
-    for group in config.target_groups:
-        persistence = group.persistence
-        if persistence is not None and persistence.type == "cookie" and not persistence.secret:
-            group = attrs.evolve(group, persistence=attrs.evolve(persistence, secret=secret))
-        groups.append(group)
-    return attrs.evolve(
-        config,
-        target_groups=tuple(groups),
-        demo_backends=(),
-        admin=AdminConfig(
-            bind=f"unix:{admin_socket}:lockfile=0",
-            metrics_path="/metrics",
-            allowed_hosts=(WORKER_HOST,),
-        ),
-        warnings=(),
-    )
-
-
-@attrs.define
-class Socket:
-    """A listening socket the supervisor opened for a listener's ``bind``."""
-
-    bind: str
-    port: object
-
-    @property
-    def fileno(self) -> int:
-        return self.port.fileno()
-
-    @property
-    def family(self) -> int:
-        return self.port.socket.family
 
 
 def open_socket(reactor, bind: str) -> Socket:
@@ -159,56 +124,6 @@ def open_socket(reactor, bind: str) -> Socket:
         result.raiseException()
     result.stopReading()
     return Socket(bind, result)
-
-
-class ControlChannel(LineReceiver):
-    """The supervisor's end of a worker's control channel.
-
-    A reload is one JSON line, ``{"reload": n, "sockets": [[bind, family], ...]}``,
-    after the descriptors of those sockets (``SCM_RIGHTS``, in the same order);
-    the worker answers ``{"reload": n, "applied": bool, "error": str}`` once it
-    applied the file or refused it.
-    """
-
-    delimiter = b"\n"
-    MAX_LENGTH = 1 << 20
-
-    def __init__(self) -> None:
-        self._number = 0
-        self._waiting: dict[int, defer.Deferred] = {}
-
-    def reload(self, sockets: list[Socket]) -> defer.Deferred:
-        """Ask the worker to reload with ``sockets``; fires with its answer (a dict).
-
-        An answer has ``lost`` set when the worker ended before it answered.
-        """
-        if not self.connected or self.transport is None:
-            return defer.succeed({"applied": False, "lost": True, "error": "the worker ended"})
-        self._number += 1
-        answered = defer.Deferred()
-        self._waiting[self._number] = answered
-        for sock in sockets:
-            self.transport.sendFileDescriptor(sock.fileno)
-        message = {"reload": self._number, "sockets": [[s.bind, s.family] for s in sockets]}
-        self.sendLine(json.dumps(message).encode("utf-8"))
-        return answered
-
-    def lineReceived(self, line: bytes) -> None:
-        try:
-            answer = json.loads(line)
-            number = answer["reload"]
-        except (ValueError, TypeError, KeyError):
-            return
-        answered = self._waiting.pop(number, None)
-        if answered is not None and not answered.called:
-            answered.callback(answer)
-
-    def connectionLost(self, reason=None) -> None:
-        self.connected = False
-        waiting, self._waiting = self._waiting, {}
-        for answered in waiting.values():
-            if not answered.called:
-                answered.callback({"applied": False, "lost": True, "error": "the worker ended"})
 
 
 class WorkerProcess(protocol.ProcessProtocol):
@@ -309,6 +224,7 @@ class Supervisor(MultiService):
         command: Optional[list[str]] = None,
         publisher: Callable[[dict], None] = globalLogPublisher,
         signals: bool = True,
+        notifier: Optional[Notifier] = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -339,7 +255,11 @@ class Supervisor(MultiService):
         self._queued: list[defer.Deferred] = []
         #: Runtime actions on target groups no reload changed since, for workers started later.
         self._actions: list[dict] = []
-        self._previous_handlers: dict[int, object] = {}
+        #: systemd hears READY=1 once every worker of the first generation serves.
+        self.notifier = notifier or Notifier(None)
+        self._ready_sent = False
+        self.log_reopener = LogReopener()
+        self._handlers: Optional[SignalHandlers] = None
         self._started_at = reactor.seconds()
         self.registry = CollectorRegistry()
         self._workers_gauge = Gauge(
@@ -351,8 +271,6 @@ class Supervisor(MultiService):
             "Worker processes restarted after exiting unexpectedly.",
             registry=self.registry,
         )
-        from clbproxy.observability.metrics import Metrics
-
         self.reloads = Metrics.register_reload_metrics(self.registry)
 
     # -- IProcessGroup (the admin listener) ------------------------------------------------
@@ -369,20 +287,16 @@ class Supervisor(MultiService):
     # -- start and stop ---------------------------------------------------------------------
 
     def privilegedStartService(self) -> None:
-        from twisted.internet.error import CannotListenError
-
-        from clbproxy.tap import _describe_listen_error, start_children_privileged
-
         for listener in self.config.listeners:
             try:
                 self.sockets[listener.bind] = open_socket(self.reactor, listener.bind)
-            except CannotListenError as failure:
+            except error.CannotListenError as failure:
                 self._close_sockets()
-                message = f"clbproxy: listener:{listener.name}: {_describe_listen_error(failure)}"
+                message = f"clbproxy: listener:{listener.name}: {describe_listen_error(failure)}"
                 raise SystemExit(message) from None
         try:
             start_children_privileged(self)
-            _prepare_certificates(self.config)
+            prepare_certificates(self.config)
         except SystemExit:
             self._close_sockets()
             raise
@@ -391,7 +305,8 @@ class Supervisor(MultiService):
         super().startService()
         self.runtime_dir = tempfile.mkdtemp(prefix="clbproxy-workers-")
         if self.signals:
-            self._install_signals()
+            self._handlers = SignalHandlers(self.reactor, self.reload, self.reopen, self.notifier)
+            self._handlers.install()
         for warning in self.config.warnings:
             log.warn("config: {detail}", detail=warning)
         log.info(
@@ -429,8 +344,10 @@ class Supervisor(MultiService):
         python_path = os.pathsep.join(
             part for part in (package_root, os.environ.get("PYTHONPATH")) if part
         )
+        # The unit's main process (this one) speaks to systemd for the workers.
+        environ = {k: v for k, v in os.environ.items() if k != NOTIFY_SOCKET}
         env = {
-            **os.environ,
+            **environ,
             "PYTHONPATH": python_path,
             ENV_SOCKETS: json.dumps(inherited),
             ENV_ADMIN: worker.admin_socket,
@@ -449,6 +366,16 @@ class Supervisor(MultiService):
         finally:
             ours.close()
         log.info("supervisor: worker {index} started (pid {pid})", index=index, pid=worker.pid)
+        worker.control.serving.addCallback(lambda _: self._worker_serving())
+
+    def _worker_serving(self) -> None:
+        """A worker serves: once all of them do for the first time, tell systemd."""
+        if self._ready_sent or self.stopping:
+            return
+        everyone = [self.workers.get(i) for i in range(1, self.config.workers + 1)]
+        if all(w is not None and w.control.serving.called for w in everyone):
+            self._ready_sent = True
+            self.notifier.ready(f"serving with {len(everyone)} worker(s)")
 
     def worker_ended(self, worker: WorkerProcess, reason: Failure) -> None:
         how = _exit_description(reason)
@@ -483,7 +410,9 @@ class Supervisor(MultiService):
 
     def stopService(self):
         self.stopping = True
-        self._ignore_reloads()
+        handlers, self._handlers = self._handlers, None
+        if handlers is not None:
+            handlers.draining()
         for call in self._pending.values():
             if call.active():
                 call.cancel()
@@ -516,7 +445,8 @@ class Supervisor(MultiService):
             if killer.active():
                 killer.cancel()
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
-            self._uninstall_signals()
+            if handlers is not None:
+                handlers.uninstall()
             return MultiService.stopService(self)
 
         ended.addCallback(finish)
@@ -527,35 +457,11 @@ class Supervisor(MultiService):
             sock.port.stopListening()
         self.sockets.clear()
 
-    # -- signals ---------------------------------------------------------------------------
-
-    def _install_signals(self) -> None:
-        from clbproxy.ops.lifecycle import LogReopener
-
-        self.log_reopener = LogReopener()
-        for signum, action in ((signal.SIGHUP, self.reload), (signal.SIGUSR1, self.reopen)):
-            self._previous_handlers[signum] = signal.signal(
-                signum, lambda s, f, action=action: self.reactor.callFromThread(action)
-            )
-
-    def _ignore_reloads(self) -> None:
-        """While the workers drain, SIGHUP is logged: its default action would end us."""
-        if signal.SIGHUP in self._previous_handlers:
-            signal.signal(
-                signal.SIGHUP,
-                lambda s, f: self.reactor.callFromThread(log.warn, "reload ignored while draining"),
-            )
-
-    def _uninstall_signals(self) -> None:
-        for signum, previous in self._previous_handlers.items():
-            signal.signal(signum, previous)
-        self._previous_handlers.clear()
+    # -- signals (installed by :class:`~clbproxy.ops.signals.SignalHandlers`) --------------
 
     def reopen(self) -> None:
         """SIGUSR1: reopen the supervisor's log file, and tell every worker to reopen theirs."""
-        reopener = getattr(self, "log_reopener", None)
-        if reopener is not None:
-            reopener.reopen()
+        self.log_reopener.reopen()
         for worker in self.workers.values():
             worker.signal(signal.SIGUSR1)
 
@@ -593,7 +499,7 @@ class Supervisor(MultiService):
     def _reload(self) -> defer.Deferred:
         log.info("supervisor: reloading {path}", path=self.config_path)
         try:
-            config = load_config(self.config_path)
+            config = load_checked(self.config_path)
         except ConfigError as problems:
             for problem in problems.problems:
                 log.error("reload refused: {problem}", problem=problem)
@@ -609,17 +515,15 @@ class Supervisor(MultiService):
             try:
                 opened[listener.bind] = open_socket(self.reactor, listener.bind)
             except Exception as failure:
-                from clbproxy.ops.lifecycle import _listen_error
-
                 _close(opened)
                 log.error(
                     "reload refused: listener:{listener}: {error}; the workers keep serving",
                     listener=listener.name,
-                    error=_listen_error(failure),
+                    error=describe_listen_error(failure),
                 )
                 return defer.succeed(False)
         try:
-            _prepare_certificates(config)
+            prepare_certificates(config)
             check_access_logs(config)
             side_started, side_stopped, retune_admin = self._start_side_services(config)
         except (SystemExit, AccessLogError) as failure:
@@ -700,8 +604,6 @@ class Supervisor(MultiService):
         for service in side_stopped:
             d = defer.maybeDeferred(self.removeService, service)
             d.addErrback(lambda failure: log.failure("stopping a replaced service", failure))
-        from clbproxy.tap import adopt_running
-
         for service in side_started:
             adopt_running(self, service)
         # A reload keeps the runtime state of unchanged target groups, and only theirs.
@@ -768,8 +670,6 @@ class Supervisor(MultiService):
         SystemExit (after stopping what this started), so the reload is refused
         with nothing changed.
         """
-        from clbproxy.ops.lifecycle import _listen_error, plan_side_services
-
         started, stopped, retune = plan_side_services(
             self, config, self.reactor, self._admin_service
         )
@@ -781,7 +681,7 @@ class Supervisor(MultiService):
             except (error.CannotListenError, SystemExit) as failure:
                 for other in running:
                     other.stopService()
-                raise SystemExit(f"{service.name}: {_listen_error(failure)}") from None
+                raise SystemExit(f"{service.name}: {describe_listen_error(failure)}") from None
             running.append(service)
         return running, stopped, retune
 
@@ -793,33 +693,12 @@ class Supervisor(MultiService):
         return service
 
     def _reloaded(self, applied: bool) -> None:
-        from clbproxy.observability.metrics import Metrics
-
         Metrics.count_reload(self.reloads, applied)
 
 
 def _close(sockets: dict[str, Socket]) -> None:
     for sock in sockets.values():
         sock.port.stopListening()
-
-
-def _prepare_certificates(config: Config) -> None:
-    """Generate self-signed certificates once, before workers race to do it."""
-    from clbproxy.net.tls import ensure_self_signed
-
-    for listener in config.listeners:
-        if listener.tls is not None and listener.tls.self_signed:
-            directory = os.path.abspath(listener.tls.state_directory)
-            try:
-                generated = ensure_self_signed(directory)
-            except OSError as error:
-                raise SystemExit(f"clbproxy: listener:{listener.name}: {error}") from None
-            if generated:
-                log.info(
-                    "tls: listener {listener}: generated a self-signed certificate in {directory}",
-                    listener=listener.name,
-                    directory=directory,
-                )
 
 
 def _exit_description(reason: Failure) -> str:
@@ -834,15 +713,15 @@ def _exit_description(reason: Failure) -> str:
     return f"exited with status {getattr(value, 'exitCode', None)}"
 
 
-def build_supervisor(config: Config, reactor, signals: bool = True) -> Supervisor:
+def build_supervisor(
+    config: Config, reactor, signals: bool = True, notifier: Optional[Notifier] = None
+) -> Supervisor:
     """The supervisor of ``config.workers`` workers, with the demo backends and admin listener."""
-    from clbproxy.demo.backend import demo_service
-
     try:
         check_access_logs(config)
     except AccessLogError as error:
         raise SystemExit(str(error)) from None
-    supervisor = Supervisor(config, reactor, signals=signals)
+    supervisor = Supervisor(config, reactor, signals=signals, notifier=notifier)
     for demo in config.demo_backends:
         service = demo_service(demo, supervisor.room, reactor)
         service.demo = demo

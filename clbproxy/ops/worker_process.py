@@ -10,7 +10,9 @@
   then a line asking for the reload.  The worker applies the file in place, as
   one process does on SIGHUP (new binds adopt the sockets passed, binds that
   are gone stop accepting, open sessions go on), closes the sockets it did not
-  take, and answers whether it applied the file;
+  take, and answers whether it applied the file (and if not, why: the
+  :class:`~clbproxy.ops.reload.ReloadOutcome` of its reload); once it serves,
+  it says so there too (the supervisor tells systemd when all of them do);
 - its log events go to the supervisor as JSON records on descriptor 3;
 - its admin API answers the supervisor only, on a private unix socket;
 - it stops (draining, as on SIGTERM) when its stdin closes: the supervisor is gone.
@@ -27,151 +29,31 @@ import json
 import os
 import socket
 import sys
-from typing import Callable, Optional
+from typing import Optional
 
-from twisted.internet import defer, protocol
-from twisted.internet.endpoints import AdoptedStreamServerEndpoint
-from twisted.internet.interfaces import (
-    IFileDescriptorReceiver,
-    IReadDescriptor,
-    IStreamServerEndpoint,
-)
-from twisted.logger import (
-    Logger,
-    LogLevel,
-    formatEvent,
-    globalLogBeginner,
-    globalLogPublisher,
-    jsonFileLogObserver,
-)
-from twisted.protocols.basic import LineReceiver
+from twisted.internet import protocol
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
 from zope.interface import implementer
 
-from clbproxy.config import ConfigError, load_config
-from clbproxy.ops.supervisor import (
+from clbproxy.config import ConfigError
+from clbproxy.net import dispatch
+from clbproxy.observability.admin import APIError, backend_action
+from clbproxy.ops.control import (
     CONTROL_FD,
     ENV_ACTIONS,
     ENV_ADMIN,
     ENV_SECRET,
     ENV_SOCKETS,
     LOG_FD,
+    InheritedSockets,
+    SupervisorControl,
     worker_config,
 )
+from clbproxy.ops.preflight import load_checked
+from clbproxy.ops.services import build_service
 
 log = Logger()
-
-
-@implementer(IStreamServerEndpoint)
-class NotInherited:
-    """A ``bind`` the supervisor did not open: listening on it is refused."""
-
-    def __init__(self, bind: str) -> None:
-        self.bind = bind
-
-    def listen(self, factory):
-        return defer.fail(
-            SystemExit(
-                f"{self.bind}: this socket was not opened by the supervisor "
-                "(it opens new sockets on SIGHUP to itself)"
-            )
-        )
-
-
-class InheritedSockets:
-    """``endpoint_for(bind)`` of a worker: the supervisor's sockets, each adopted once."""
-
-    def __init__(self, reactor, sockets: dict[str, list[int]]) -> None:
-        self._reactor = reactor
-        self._sockets = dict(sockets)
-
-    def offer(self, sockets: dict[str, list[int]]) -> None:
-        """The sockets of a reload's binds, for the listeners it starts."""
-        self.close_unused()
-        self._sockets = dict(sockets)
-
-    def close_unused(self) -> None:
-        """Close the sockets no listener took: a bind that is gone must stop listening."""
-        for fileno, _ in self._sockets.values():
-            try:
-                os.close(fileno)
-            except OSError:
-                pass
-        self._sockets.clear()
-
-    def __call__(self, bind: str) -> IStreamServerEndpoint:
-        found = self._sockets.pop(bind, None)
-        if found is None:
-            return NotInherited(bind)
-        fileno, family = found
-        # Under ``haproxy:`` the listener's connection limiter reads the PROXY header.
-        return AdoptedStreamServerEndpoint(self._reactor, fileno, family)
-
-
-@implementer(IFileDescriptorReceiver)
-class SupervisorControl(LineReceiver):
-    """A worker's end of its control channel (:class:`clbproxy.ops.supervisor.ControlChannel`)."""
-
-    delimiter = b"\n"
-    MAX_LENGTH = 1 << 20
-
-    def __init__(
-        self, sockets: InheritedSockets, reload: Callable[[], defer.Deferred], index: int
-    ) -> None:
-        self._sockets = sockets
-        self._reload = reload
-        self._index = index
-        self._received: list[int] = []
-
-    def fileDescriptorReceived(self, descriptor: int) -> None:
-        self._received.append(descriptor)
-
-    def lineReceived(self, line: bytes) -> None:
-        try:
-            message = json.loads(line)
-            number, offered = message["reload"], message["sockets"]
-        except (ValueError, TypeError, KeyError):
-            log.error("worker {index}: unreadable control message", index=self._index)
-            return
-        descriptors = self._received[: len(offered)]
-        del self._received[: len(offered)]
-        self._sockets.offer(
-            {bind: [fd, family] for (bind, family), fd in zip(offered, descriptors)}
-        )
-        refusals: list[dict] = []
-
-        def refused(event: dict) -> None:
-            if event.get("log_namespace") == "clbproxy.ops.lifecycle" and event.get(
-                "log_level"
-            ) in (
-                LogLevel.error,
-                LogLevel.critical,
-            ):
-                refusals.append(event)
-
-        globalLogPublisher.addObserver(refused)
-        d = defer.maybeDeferred(self._reload)
-
-        def answer(result) -> None:
-            globalLogPublisher.removeObserver(refused)
-            self._sockets.close_unused()
-            applied = result is True
-            reply: dict = {"reload": number, "applied": applied}
-            if not applied:
-                reply["error"] = _refusal(refusals)
-            if self.transport is not None:
-                self.sendLine(json.dumps(reply).encode("utf-8"))
-
-        d.addBoth(answer)
-
-
-def _refusal(events: list[dict]) -> str:
-    """Why a reload was refused, from the first error it logged."""
-    if not events:
-        return "see its log"
-    text = formatEvent(events[0])
-    for prefix in ("reload refused: ",):
-        text = text[len(prefix) :] if text.startswith(prefix) else text
-    return text.replace("; the running configuration keeps serving", "")
 
 
 @implementer(IReadDescriptor)
@@ -214,8 +96,6 @@ class ParentWatch:
 
 def apply_actions(groups, actions: list, index: int) -> None:
     """The runtime actions the other workers took since the last reload, before serving."""
-    from clbproxy.observability.admin import APIError, backend_action
-
     for action in actions:
         try:
             backend_action(
@@ -251,13 +131,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from twisted.internet import reactor
 
-    from clbproxy.net.dispatch import lean_dispatch
-    from clbproxy.tap import build_service
-
     admin_socket = os.environ[ENV_ADMIN]
     secret = os.environ[ENV_SECRET]
     try:
-        config = load_config(options.config)
+        config = load_checked(options.config)
     except ConfigError as error:
         for problem in error.problems:
             log.error("worker {index}: {problem}", index=options.index, problem=problem)
@@ -283,16 +160,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     sockets.close_unused()
     root.startService()
     reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
-    control = SupervisorControl(sockets, root.reloader.reload, options.index)
+    control = SupervisorControl(sockets, root.reloader.attempt, options.index)
     reactor.adoptStreamConnection(
         CONTROL_FD, socket.AF_UNIX, protocol.Factory.forProtocol(lambda: control)
     )
     os.close(CONTROL_FD)
+    # Written now, read once the reactor runs: the listeners serve by then.
+    control.serving()
     os.set_blocking(0, False)
     watch = ParentWatch(reactor, lambda: _supervisor_gone(reactor, options.index))
     reactor.addReader(watch)
     log.info("worker {index} serving (pid {pid})", index=options.index, pid=os.getpid())
-    lean_dispatch(reactor)
+    dispatch.lean_dispatch(reactor)
     reactor.run()
     if watch.gone:
         # The supervisor could not clean up: the last worker out removes the directory.

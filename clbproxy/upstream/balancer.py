@@ -31,6 +31,8 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from clbproxy.config import BackendConfig, TargetGroupConfig
+from clbproxy.upstream.health.checks import BackendHealth
+from clbproxy.upstream.persistence import make_persistence
 
 log = Logger()
 
@@ -351,9 +353,6 @@ class TargetGroup:
         health=None,
         persistence=None,
     ) -> None:
-        from clbproxy.upstream.health.checks import BackendHealth
-        from clbproxy.upstream.persistence import make_persistence
-
         if clock is None:
             from twisted.internet import reactor as clock
         self.config = config

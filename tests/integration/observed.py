@@ -22,8 +22,8 @@ from clbproxy.config import (
 )
 from clbproxy.listener.service import listener_service
 from clbproxy.observability.service import Observability
-from clbproxy.ops.lifecycle import Reloader
-from clbproxy.tap import build_service
+from clbproxy.ops.reload import Reloader
+from clbproxy.ops.services import build_service
 from clbproxy.upstream.balancer import TargetGroup
 
 from .support import Listening, abort_sessions

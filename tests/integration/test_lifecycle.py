@@ -18,8 +18,9 @@ from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
 from clbproxy.config import load_config
-from clbproxy.ops.lifecycle import Reloader, drain
-from clbproxy.tap import build_service
+from clbproxy.ops.drain import drain
+from clbproxy.ops.reload import Reloader
+from clbproxy.ops.services import build_service
 from tests.integration.support import (
     Listening,
     abort_sessions,

@@ -21,7 +21,8 @@ from clbproxy.config import (
     load_config,
 )
 from clbproxy.net import descriptors
-from clbproxy.tap import Options, build_service
+from clbproxy.ops.services import build_service
+from clbproxy.tap import Options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = os.path.join(ROOT, "tap.conf")

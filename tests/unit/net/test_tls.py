@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from twisted.trial import unittest
 
-from clbproxy.config import ConfigError, TLSConfig, load_config
+from clbproxy.config import ConfigError, TLSConfig
 from clbproxy.http.redirect import https_location, redirect_status
 from clbproxy.net.tls import (
     SNIMap,
@@ -22,6 +22,7 @@ from clbproxy.net.tls import (
     server_context,
     weak_cipher_problem,
 )
+from clbproxy.ops.preflight import load_checked
 from tests.support.tls import certificate_files, expired, write
 
 
@@ -119,7 +120,7 @@ class CertificateProblemTests(unittest.TestCase):
             "tap.conf",
             HTTPS_LISTENER.format(certificates=", ".join(entries)).encode(),
         )
-        return path, load_config(path)
+        return path, load_checked(path)
 
     def problems(self, *entries: str):
         with self.assertRaises(ConfigError) as raised:
@@ -201,7 +202,7 @@ class CertificateProblemTests(unittest.TestCase):
             .encode(),
         )
         with self.assertRaises(ConfigError) as raised:
-            load_config(path)
+            load_checked(path)
         self.assertIn("ciphers: no usable cipher in 'NOPE-CIPHER'", raised.exception.problems[0])
 
 
@@ -220,7 +221,7 @@ class WeakCipherTests(unittest.TestCase):
         )
         path = write(self.dir, "tap.conf", text.encode())
         try:
-            load_config(path)
+            load_checked(path)
         except ConfigError as error:
             return [line.replace(path, "tap.conf") for line in error.problems]
         return []
@@ -276,7 +277,7 @@ class WeakCipherTests(unittest.TestCase):
         )
         path = write(self.dir, "tap.conf", text.encode())
         with self.assertRaises(ConfigError) as raised:
-            load_config(path)
+            load_checked(path)
         (problem,) = raised.exception.problems
         self.assertIn("listener[0].tls.ciphers: listener 'secure': 'aNULL' is unsafe", problem)
 

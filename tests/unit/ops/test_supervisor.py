@@ -30,7 +30,9 @@ from clbproxy.listener.limits import Admission, LimitStats
 from clbproxy.observability.aggregate import _Families, merge_metrics, merge_status
 from clbproxy.observability.livestate import LiveState
 from clbproxy.observability.metrics import Metrics
-from clbproxy.ops.supervisor import RELOAD_TIMEOUT, Socket, Supervisor, restart_delay, worker_config
+from clbproxy.ops.control import worker_config
+from clbproxy.ops.reload import ReloadOutcome
+from clbproxy.ops.supervisor import RELOAD_TIMEOUT, Socket, Supervisor, restart_delay
 from clbproxy.upstream.balancer import TargetGroup
 from clbproxy.upstream.health.view import UnknownHealth
 
@@ -449,7 +451,8 @@ class MakeServiceTests(unittest.TestCase):
 
     def test_more_than_one_worker_makes_twistd_a_supervisor(self):
         from clbproxy.net import dispatch
-        from clbproxy.tap import ProxyService, makeService
+        from clbproxy.ops.services import ProxyService
+        from clbproxy.tap import makeService
 
         # makeService takes over the reactor's dispatch; trial's reactor is left as it is.
         self.patch(dispatch, "lean_dispatch", lambda reactor: False)
@@ -709,7 +712,7 @@ class SupervisorControlTests(unittest.TestCase):
 
         def reload():
             endpoints.append(self.inherited("tcp:2"))
-            return defer.succeed(True)
+            return defer.succeed(ReloadOutcome(True))
 
         control = self.control(reload)
         taken, kept = self.descriptor(), self.descriptor()
@@ -722,15 +725,8 @@ class SupervisorControlTests(unittest.TestCase):
         os.close(taken)
 
     def test_a_refused_reload_is_answered_with_its_reason(self):
-        from clbproxy.ops.lifecycle import log as lifecycle_log
-
         def reload():
-            lifecycle_log.error(
-                "reload refused: {service}: {error}; the running configuration keeps serving",
-                service="listener:web",
-                error="cannot listen",
-            )
-            return defer.succeed(False)
+            return defer.succeed(ReloadOutcome(False, "listener:web: cannot listen"))
 
         control = self.control(reload)
         unused = self.descriptor()

@@ -1,4 +1,4 @@
-"""Tests for :mod:`clbproxy.ops.lifecycle` that need no sockets: reopening log files."""
+"""Tests for :mod:`clbproxy.ops.logfiles` that need no sockets: reopening log files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from twisted.logger import LogPublisher, textFileLogObserver
 from twisted.python.logfile import LogFile
 from twisted.trial import unittest
 
-from clbproxy.ops.lifecycle import LogReopener
+from clbproxy.ops.logfiles import LogReopener
 
 
 class LogReopenerTests(unittest.TestCase):
