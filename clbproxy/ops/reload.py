@@ -4,7 +4,8 @@
   line, and the running configuration keeps serving.  A valid one is applied:
   listeners are matched by their ``bind`` string; a kept listener keeps its socket
   and its open connections and gets the new settings, rules and target groups for
-  every new request and session (:meth:`~clbproxy.listener.service.ListenerService.swap`); a listener with a
+  every new request and session
+  (:meth:`~clbproxy.listener.service.ListenerService.swap`); a listener with a
   new ``bind`` is started (if any new socket cannot be bound, nothing changes and
   the error is logged); a listener whose ``bind`` is gone stops accepting, and its
   open connections and WebSocket sessions run on until they end.  Target groups
@@ -19,7 +20,8 @@ one line that says why (a worker hands it to its supervisor as it is).
 
 Certificates are not a hook: tap.conf is validated with its certificate files
 (a broken one refuses the reload), and every kept HTTPS listener loads its files
-again when it swaps to the new settings (:meth:`~clbproxy.listener.service.ListenerService.swap` ->
+again when it swaps to the new settings
+(:meth:`~clbproxy.listener.service.ListenerService.swap` ->
 :meth:`clbproxy.net.tls.ServerTLS.reload`, which keeps the old certificates, logging
 one line, if the files changed for the worse in between).
 
