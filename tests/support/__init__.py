@@ -1,0 +1,5 @@
+"""Helpers shared by every test tier: request heads, WebSocket clients, fixtures.
+
+One copy of each: a tier that needs a variant passes arguments rather than
+keeping its own.
+"""
