@@ -33,7 +33,7 @@ from twisted.web.server import Request, Site
 from twisted.web.static import File
 
 from clbproxy.config import DemoBackendConfig
-from clbproxy.ws.relay import accept_first_deflate_offer
+from clbproxy.ws.deflate import accept_first_deflate_offer
 
 log = Logger()
 

@@ -42,9 +42,11 @@ from clbproxy.net.tls import (
 from clbproxy.observability.accesslog import request_record
 from clbproxy.routing.actions import rule_redirect
 from clbproxy.routing.router import BadPath
+from clbproxy.routing.settings import ListenerSettings
 from clbproxy.upstream.balancer import TargetGroup
 from clbproxy.util.logtext import printable
-from clbproxy.ws.relay import RelayServerFactory, RelaySettings, Route, request_target
+from clbproxy.ws.handshake import request_target
+from clbproxy.ws.relay import RelayServerFactory, Route
 
 log = Logger()
 
@@ -80,7 +82,7 @@ class ListenerResource(Resource):
         self._forwarder = forwarder
         self._admission = admission
 
-    def _record(self, request: Request, settings: RelaySettings, rule):
+    def _record(self, request: Request, settings: ListenerSettings, rule):
         """The access-log record of a request this resource answers (not a relayed session)."""
         forwarder = self._forwarder
         return request_record(
@@ -88,7 +90,7 @@ class ListenerResource(Resource):
         )
 
     def render(self, request: Request):
-        settings: RelaySettings = self._relay.settings
+        settings: ListenerSettings = self._relay.settings
         if request.method == b"TRACE":
             self._record(request, settings, None)
             return self._refuse(request, TRACE_REFUSED)
@@ -269,7 +271,7 @@ class ListenerService(StreamServerEndpointService):
         (:meth:`needs_new_tls`, :func:`clbproxy.net.tls.server_tls`) so that a broken
         certificate refuses the whole reload instead of half-applying it.
         """
-        settings = RelaySettings.from_config(listener, dict(groups))
+        settings = ListenerSettings.from_config(listener, dict(groups))
         self.relay.settings = settings
         self.relay.setProtocolOptions(maxMessagePayloadSize=listener.max_message_size)
         self._forwarder.trusted = settings.trusted
@@ -342,7 +344,7 @@ def listener_service(
     worker process adopts the supervisor's sockets through it).  Its ``tls``
     attribute (:class:`clbproxy.net.tls.ServerTLS`) reloads certificates.
     """
-    settings = RelaySettings.from_config(listener, dict(groups))
+    settings = ListenerSettings.from_config(listener, dict(groups))
     stats = LimitStats()
     connector = BackendConnector(reactor)
     forwarder = HTTPForwarder(

@@ -13,16 +13,16 @@ import collections
 import weakref
 from typing import Any, Mapping, Optional
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.logger import ILogObserver, LogLevel, formatEvent
 from zope.interface import implementer
 
 from clbproxy.config import Config, ListenerConfig
 from clbproxy.listener.limits import LimitStats
+from clbproxy.net.transports import innermost_protocol
 from clbproxy.observability import accesslog
 from clbproxy.upstream.balancer import DRAIN, TargetGroup
-from clbproxy.upstream.health.view import IHealthView
-from clbproxy.ws.fastpath import Hop
+from clbproxy.upstream.health.view import BackendStatus, Health, IHealthView, all_backends
+from clbproxy.ws.relay import is_relay_hop
 
 #: Recent errors kept per backend.
 RECENT_ERRORS = 5
@@ -65,11 +65,9 @@ class ListenerState:
             # The connection limiter (and TLS) wrap the protocol; twisted.web's protocol switcher
             # wraps the HTTPChannel, whose transport Autobahn sets to None when it takes
             # the connection over (or puts its own protocol in the limiter's wrapper).
-            inner = protocol
-            while getattr(inner, "wrappedProtocol", None) is not None:
-                inner = inner.wrappedProtocol
+            inner = innermost_protocol(protocol)
             channel = getattr(inner, "_channel", inner)
-            if isinstance(channel, (WebSocketServerProtocol, Hop)):
+            if is_relay_hop(channel):
                 continue
             if getattr(channel, "transport", None) is not None:
                 http += 1
@@ -208,8 +206,9 @@ class LiveState:
                     counts[(session.group.name, session.backend_config.address)] += 1
         return counts
 
-    def health_by_backend(self) -> dict[tuple[str, str], Any]:
-        return {(h.group, h.address): h for h in self.health.backends()}
+    def health_by_backend(self) -> dict[tuple[str, str], BackendStatus]:
+        """The health view's record of every backend, by ``(group, address)``."""
+        return {(h.group, h.address): h for h in all_backends(self.health)}
 
     def snapshot(self) -> dict[str, Any]:
         """The status page's JSON: listeners with rules, target groups with backends."""
@@ -222,8 +221,8 @@ class LiveState:
                 key = (name, control.address)
                 record = health.get(key)
                 live = sessions.get(key, 0)
-                state = control.state
-                if state == DRAIN and live == 0:
+                state = control.state.value
+                if control.state is DRAIN and live == 0:
                     state = "drained"
                 backends.append(
                     {
@@ -231,7 +230,7 @@ class LiveState:
                         "weight": control.weight,
                         "configured_weight": control.configured_weight,
                         "state": state,
-                        "health": record.state if record else "unknown",
+                        "health": record.health.value if record else Health.UNKNOWN.value,
                         "health_detail": record.detail if record else "",
                         "sessions": live,
                         "recent_errors": self.errors.recent(name, control.address),

@@ -28,7 +28,7 @@ from zope.interface import implementer
 from clbproxy.observability import accesslog
 from clbproxy.observability.livestate import LiveState
 from clbproxy.upstream.balancer import DRAIN, MAINT, READY
-from clbproxy.upstream.health.view import HEALTH_STATES
+from clbproxy.upstream.health.view import HEALTH_STATES, Health
 
 #: Latency buckets (seconds) for handshakes and HTTP responses.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -324,7 +324,7 @@ class _LiveCollector(Collector):
                 sent.add_metric([name, backend.address], group.sent(backend))
             for control in group.controls():
                 record = records.get((name, control.address))
-                current = record.state if record is not None else "unknown"
+                current = record.health if record is not None else Health.UNKNOWN
                 for state in HEALTH_STATES:
                     health.add_metric([name, control.address, state], int(state == current))
                 for state in (READY, DRAIN, MAINT):

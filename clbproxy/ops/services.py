@@ -26,8 +26,7 @@ from clbproxy.ops.notify import Notifier
 from clbproxy.ops.reload import Reloader
 from clbproxy.ops.signals import SignalHandlers
 from clbproxy.upstream.balancer import TargetGroup
-from clbproxy.upstream.health.checks import HealthState, health_services
-from clbproxy.upstream.health.view import CheckedHealth
+from clbproxy.upstream.health.checks import CheckedHealth, health_services
 
 log = Logger()
 
@@ -79,7 +78,7 @@ class ProxyService(MultiService):
         self.log_reopener = LogReopener()
         self._handlers: Optional[SignalHandlers] = None
         #: Set by build_service: the health state and the observers (status page, metrics).
-        self.health: Optional[HealthState] = None
+        self.health: Optional[CheckedHealth] = None
         self.observability: Optional[Observability] = None
         #: The active health check services of each target group in use.
         self._checks: dict[str, tuple[TargetGroup, list]] = {}
@@ -202,14 +201,14 @@ def build_service(
         service.demo = demo
         service.setServiceParent(root)
     groups = {group.name: TargetGroup(group, reactor) for group in config.target_groups}
-    #: What the status page and metrics read (clbproxy.upstream.health.checks.IHealthState).
-    root.health = HealthState(groups)
+    #: What the status page and metrics read (an IHealthView over the live groups).
+    root.health = CheckedHealth(groups)
     try:
         observability = Observability(
             config,
             groups,
             reactor,
-            health=CheckedHealth(root.health),
+            health=root.health,
             gate_stats=root.gate.stats,
         )
     except AccessLogError as error:

@@ -31,8 +31,9 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from clbproxy.config import BackendConfig, TargetGroupConfig
-from clbproxy.upstream.health.checks import BackendHealth
+from clbproxy.upstream.health.checks import GroupHealth
 from clbproxy.upstream.persistence import make_persistence
+from clbproxy.upstream.states import AdminState
 
 log = Logger()
 
@@ -315,9 +316,9 @@ class _ClosingLease(Lease):
         self._close(reason)
 
 
-READY = "ready"
-DRAIN = "drain"
-MAINT = "maint"
+READY = AdminState.READY
+DRAIN = AdminState.DRAIN
+MAINT = AdminState.MAINT
 
 #: The largest weight a backend may be given (as in tap.conf).
 MAX_WEIGHT = 100
@@ -334,7 +335,7 @@ class BackendControl:
     address: str
     configured_weight: int
     weight: int
-    state: str = READY
+    state: AdminState = READY
 
 
 class TargetGroup:
@@ -358,7 +359,7 @@ class TargetGroup:
         self.config = config
         self.clock = clock
         self.policy = policy or make_policy(config)
-        self.health = health or BackendHealth(config, clock)
+        self.health = health or GroupHealth(config, clock)
         self.persistence = persistence or make_persistence(
             config.persistence, clock, config.backends
         )
@@ -495,13 +496,15 @@ class TargetGroup:
         except KeyError:
             raise UnknownBackend(address) from None
 
-    def set_state(self, address: str, state: str) -> BackendControl:
+    def set_state(self, address: str, state: AdminState | str) -> BackendControl:
         """Put a backend in ``ready``, ``drain`` (no new traffic) or ``maint`` (disabled).
 
         Neither cuts open sessions; a reload starts from tap.conf again.
         """
-        if state not in (READY, DRAIN, MAINT):
-            raise ValueError(f"unknown state {state!r}")
+        try:
+            state = AdminState(state)
+        except ValueError:
+            raise ValueError(f"unknown state {state!r}") from None
         control = attrs.evolve(self.control(address), state=state)
         self._controls[address] = control
         return control

@@ -43,11 +43,15 @@ from typing import Optional, Sequence
 from autobahn.util import _maybe_tls_reason
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import tcp
-from twisted.internet.endpoints import _WrappingFactory, _WrappingProtocol
 from twisted.internet.interfaces import IProtocol, IPushProducer
-from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
+from clbproxy.net.transports import (
+    socket_under,
+    switch_protocol,
+    tcp_connection_under,
+    unwrap_client,
+)
 from clbproxy.ws.closecodes import HopEnd, HopEvent, Side, received_close_problem, truncate_reason
 from clbproxy.ws.frames import CLOSE, PING, PONG, Control, FrameScanner, Violation
 from clbproxy.ws.pauses import PauseReason, ReadPauses
@@ -76,24 +80,6 @@ def control_frame(opcode: int, payload: bytes, mask: bool) -> bytes:
             n, "big"
         )
     return bytes((0x80 | opcode, 0x80 | n)) + key + payload
-
-
-def socket_under(transport) -> Optional[tcp.Connection]:
-    """The TCP connection under ``transport`` when writing to it directly is the same thing.
-
-    That is a plain TCP transport, or one under pass-through wrappers (the
-    connection limiter, PROXY protocol) whose ``write`` only hands the bytes down;
-    never under TLS, which must encrypt them.
-    """
-    for _ in range(4):
-        if isinstance(transport, tcp.Connection):
-            return transport
-        if not isinstance(transport, ProtocolWrapper) or type(transport).write is not (
-            ProtocolWrapper.write
-        ):
-            return None
-        transport = transport.transport
-    return None
 
 
 def release_producer(transport) -> None:
@@ -153,7 +139,7 @@ class Hop:
     hop.  ``server`` is true for the client's hop (the proxy is the server there).
 
     Once the session is on the fast path the hop is also its own transport's
-    producer in place of the relay's :class:`~clbproxy.ws.relay.WriteBufferWatch`:
+    producer in place of the relay's :class:`~clbproxy.ws.hops.WriteBufferWatch`:
     when that transport's buffer is full, the other hop is no longer read, nor
     (unless in a tunnel) this one.  ``pauses`` holds why the hop is not read.
 
@@ -558,78 +544,6 @@ class Hop:
             self.transport.abortConnection()
 
 
-def _switch_protocol(old, new) -> bool:
-    """Make ``new`` receive what the transport under ``old`` delivers; False if not found.
-
-    The link to ``old`` is on the socket transport or on one of the protocol
-    wrappers above it (connection limiter, TLS, PROXY protocol, endpoint wrapper).
-    """
-    socket = old.transport
-    while not hasattr(socket, "bufferSize") and hasattr(socket, "transport"):
-        socket = socket.transport
-    if getattr(socket, "protocol", None) is old:
-        socket.protocol = new
-        return True
-    holder = getattr(socket, "protocol", None)
-    for _ in range(8):
-        if holder is None:
-            return False
-        for name in ("wrappedProtocol", "_wrappedProtocol"):
-            if getattr(holder, name, None) is old:
-                setattr(holder, name, new)
-                return True
-        holder = getattr(holder, "wrappedProtocol", None) or getattr(
-            holder, "_wrappedProtocol", None
-        )
-    return False
-
-
-class _TakenOver:
-    """Stands in for the connector of a backend connection the fast path took over.
-
-    Twisted's connector (with the endpoint's per-connection factory and
-    protocol wrappers, and the Deferred of the connect) stays referenced by the
-    connection until it ends, only to be told that it ended; for a connection
-    whose factory has nothing left to learn that is dead weight.
-    """
-
-    __slots__ = ()
-
-    def connectionLost(self, reason) -> None:
-        pass
-
-    def connectionFailed(self, reason) -> None:
-        pass
-
-
-_TAKEN_OVER = _TakenOver()
-
-
-def _unwrap_client(hop: Hop) -> None:
-    """Make a backend's plain TCP transport deliver to ``hop`` with no endpoint objects between.
-
-    Only the plain case is touched: an open TCP connection whose protocol is the
-    endpoint's ``_WrappingProtocol`` around ``hop`` and whose connector connected
-    it with the endpoint's ``_WrappingFactory``.  The wrapper only passed calls
-    through (``hop`` is not half-closeable, so nothing it adds is used); the
-    factory would only hear that the connection was lost.
-    """
-    socket = hop.transport
-    if not isinstance(socket, tcp.Client) or not socket.connected:
-        return
-    wrapper = socket.protocol
-    if type(wrapper) is not _WrappingProtocol or wrapper._wrappedProtocol is not hop:
-        return
-    connector = getattr(socket, "connector", None)
-    if type(getattr(connector, "factory", None)) is not _WrappingFactory:
-        return
-    socket.protocol = hop
-    socket.connector = _TAKEN_OVER
-    # The factory, its connect Deferred and the connector refer to one another:
-    # freed now instead of at the next full garbage collection.
-    vars(connector.factory).clear()
-
-
 #: PyPy shares attribute layouts between instances ("maps"); a dict assigned to
 #: ``__dict__`` would be a real dict per instance, larger, so it is left alone there.
 _REBUILDING_DICTS_SAVES_MEMORY = sys.implementation.name == "cpython"
@@ -657,10 +571,9 @@ def compact_tcp_transport(transport) -> None:
     """
     if not _REBUILDING_DICTS_SAVES_MEMORY:
         return
-    while not isinstance(transport, tcp.Connection):
-        transport = getattr(transport, "transport", None)
-        if transport is None:
-            return
+    transport = tcp_connection_under(transport)
+    if transport is None:
+        return
     attributes = dict(vars(transport))
     # What writes set later: present from the start, so setting them adds no key.
     for name in _SET_BY_WRITES:
@@ -754,13 +667,13 @@ def start_fast_path(
         )
     new_front, new_back = hops
     new_front.peer, new_back.peer = new_back, new_front
-    if not _switch_protocol(front, new_front):
+    if not switch_protocol(front, new_front):
         return None
-    if not _switch_protocol(backend, new_back):
-        _switch_protocol(new_front, front)
+    if not switch_protocol(backend, new_back):
+        switch_protocol(new_front, front)
         return None
     front._fast, backend._fast = new_front, new_back
-    _unwrap_client(new_back)
+    unwrap_client(new_back)
     for hop in hops:
         compact_tcp_transport(hop.transport)
     return new_front, new_back

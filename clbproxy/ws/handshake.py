@@ -1,4 +1,4 @@
-"""Reading a backend's answer to a WebSocket handshake when it is not ``101``.
+"""The upgrade request's target, and reading a backend's answer to a handshake that is not ``101``.
 
 Autobahn's client only says "upgrade failed"; a proxy must pass the backend's
 answer on (a 401 with ``WWW-Authenticate``, a 302 with ``Location``, a 403 with
@@ -13,6 +13,8 @@ import re
 from typing import Optional
 
 import attrs
+
+from clbproxy.http.server import origin_form
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
@@ -176,3 +178,13 @@ class RefusalReader:
                 return
             self._keep(bytes(self._raw[start : start + size]))
             del self._raw[: start + size + 2]
+
+
+def request_target(uri: str) -> str:
+    """Path and query of a request target, also when it is in absolute form.
+
+    The same reading as the HTTP forwarder's (:func:`clbproxy.http.server.origin_form`);
+    other forms are routed as they are.
+    """
+    target = origin_form(uri.encode("latin-1"))
+    return target.decode("latin-1") if target is not None else (uri or "/")

@@ -40,12 +40,13 @@ from typing import Optional, Sequence, Union
 import attrs
 from twisted.trial import unittest
 
+from tests.support.handshakes import upgrade_request
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: Patterns in a server log that mean an error escaped the code that should own it.
 LOG_ALARMS = ("Traceback", "Unhandled error", "Unhandled Error", "Unhandled error in Deferred")
 
-WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
 # -- the script --------------------------------------------------------------------
 
@@ -203,31 +204,6 @@ def frame(
 
 def close_payload(code: Optional[int], reason: bytes = b"") -> bytes:
     return b"" if code is None else struct.pack("!H", code) + reason
-
-
-def upgrade_request(
-    path: str = "/echo",
-    host: str = "127.0.0.1",
-    extra: bytes = b"",
-    *,
-    method: str = "GET",
-    version: str = "13",
-    key: str = WS_KEY,
-    connection: str = "Upgrade",
-    upgrade: str = "websocket",
-    http: str = "HTTP/1.1",
-) -> bytes:
-    """A WebSocket opening handshake with any field replaceable (None-like "" drops it)."""
-    lines = [f"{method} {path} {http}", f"Host: {host}"]
-    for name, value in (
-        ("Upgrade", upgrade),
-        ("Connection", connection),
-        ("Sec-WebSocket-Key", key),
-        ("Sec-WebSocket-Version", version),
-    ):
-        if value:
-            lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n").encode("latin-1") + extra + b"\r\n"
 
 
 # -- reading answers ---------------------------------------------------------------

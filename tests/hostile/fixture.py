@@ -42,7 +42,7 @@ from clbproxy.config import (
 from clbproxy.listener.limits import ConnectionGate
 from clbproxy.listener.service import listener_service
 from clbproxy.upstream.balancer import TargetGroup
-from clbproxy.ws.relay import accept_first_deflate_offer
+from clbproxy.ws.deflate import accept_first_deflate_offer
 
 log = Logger()
 

@@ -17,13 +17,8 @@ import time
 
 from twisted.trial import unittest
 
-from tests.hostile.catalog import (
-    LOG_ALARMS,
-    TEXT,
-    frame,
-    proxy_fixture,
-    upgrade_request,
-)
+from tests.hostile.catalog import LOG_ALARMS, TEXT, frame, proxy_fixture
+from tests.support.handshakes import upgrade_request
 
 LIMIT = 64
 #: More than the budget, and few enough that the rest fits the listen backlog (50).

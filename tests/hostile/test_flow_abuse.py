@@ -27,7 +27,8 @@ import zlib
 
 from twisted.trial import unittest
 
-from tests.hostile.catalog import LOG_ALARMS, PING, TEXT, ServerProcess, frame, upgrade_request
+from tests.hostile.catalog import LOG_ALARMS, PING, TEXT, ServerProcess, frame
+from tests.support.handshakes import upgrade_request
 
 SESSION_BUFFER = 256 * 1024
 MiB = 1024 * 1024

@@ -28,15 +28,8 @@ import trustme
 from OpenSSL import SSL
 from twisted.trial import unittest
 
-from tests.hostile.catalog import (
-    LOG_ALARMS,
-    TEXT,
-    ServerProcess,
-    _test_name,
-    frame,
-    proxy_fixture,
-    upgrade_request,
-)
+from tests.hostile.catalog import LOG_ALARMS, TEXT, ServerProcess, _test_name, frame, proxy_fixture
+from tests.support.handshakes import upgrade_request
 from tests.support.tls import _retrying, certificate_files, probe
 
 HEADER_TIMEOUT = 2.0

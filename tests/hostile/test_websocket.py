@@ -29,9 +29,9 @@ from tests.hostile.catalog import (
     close_payload,
     frame,
     proxy_fixture,
-    upgrade_request,
     ws_case,
 )
+from tests.support.handshakes import upgrade_request
 
 LIMIT = 65536
 STRICT = b"Host: strict.test\r\n"

@@ -11,8 +11,6 @@ from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
 from autobahn.twisted.websocket import (
-    WebSocketClientFactory,
-    WebSocketClientProtocol,
     WebSocketServerFactory,
     WebSocketServerProtocol,
 )
@@ -29,7 +27,9 @@ from twisted.internet.protocol import Factory, Protocol
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.listener.service import listener_service
 from clbproxy.upstream.balancer import TargetGroup
-from clbproxy.ws.relay import accept_first_deflate_offer, cancel_close_timer
+from clbproxy.ws.deflate import accept_first_deflate_offer
+from clbproxy.ws.hops import cancel_close_timer
+from tests.support.websocket import QuietClientFactory, QuietClientProtocol
 
 
 class BackendProtocol(WebSocketServerProtocol):
@@ -242,12 +242,9 @@ class Listening:
         return port.getHost().port
 
 
-class ClientProtocol(WebSocketClientProtocol):
+class ClientProtocol(QuietClientProtocol):
     def onConnect(self, response):
         self.factory.response = response
-
-    def onOpen(self):
-        self.factory.opened.callback(self)
 
     def onMessage(self, payload, isBinary):
         self.factory.messages.append((payload, isBinary))
@@ -258,25 +255,12 @@ class ClientProtocol(WebSocketClientProtocol):
             else:
                 self.factory.waiting.append((count, d))
 
-    def onClose(self, wasClean, code, reason):
-        cancel_close_timer(self)
-        self.factory.close_info = (wasClean, code, reason)
-        if not self.factory.opened.called:
-            self.factory.opened.errback(ConnectionError(reason))
-        self.factory.closed.callback((wasClean, code, reason))
 
-
-class ClientFactory(_Tracking, WebSocketClientFactory):
+class ClientFactory(_Tracking, QuietClientFactory):
     protocol = ClientProtocol
 
     def __init__(self, url, deflate=False, deflate_offer=None, **kwargs):
-        super().__init__(url, **kwargs)
-        self.opened = defer.Deferred()
-        self.closed = defer.Deferred()
-        self.messages = []
-        self.waiting = []
-        self.response = None
-        options = {"failByDrop": False, "closeHandshakeTimeout": 2}
+        options = {}
         if deflate:
             options["perMessageCompressionOffers"] = [deflate_offer or PerMessageDeflateOffer()]
             options["perMessageCompressionAccept"] = lambda response: (
@@ -284,7 +268,10 @@ class ClientFactory(_Tracking, WebSocketClientFactory):
                 if isinstance(response, PerMessageDeflateResponse)
                 else None
             )
-        self.setProtocolOptions(**options)
+        super().__init__(url, close_timeout=2, options=options, **kwargs)
+        self.messages = []
+        self.waiting = []
+        self.response = None
 
     def wait_messages(self, count):
         d = defer.Deferred()
@@ -323,15 +310,3 @@ def raw_request(port, request: bytes) -> defer.Deferred:
     factory.done = defer.Deferred()
     TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5).connect(factory)
     return factory.done
-
-
-def upgrade_request(path="/echo", host="127.0.0.1", extra=b"") -> bytes:
-    return (
-        (
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n"
-        ).encode()
-        + extra
-        + b"\r\n"
-    )

@@ -15,13 +15,8 @@ from twisted.trial import unittest
 
 from clbproxy.config import RuleConfig
 from tests.integration.observed import Observed, sample, scrape
-from tests.integration.support import (
-    BackendFactory,
-    BackendProtocol,
-    Listening,
-    raw_request,
-    upgrade_request,
-)
+from tests.integration.support import BackendFactory, BackendProtocol, Listening, raw_request
+from tests.support.handshakes import upgrade_request
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

@@ -16,17 +16,16 @@ import os
 import signal
 import time
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from clbproxy.ws.relay import cancel_close_timer
 from tests.hostile.catalog import LOG_ALARMS
 from tests.integration.support import Listening, raw_request, spawn_twistd
 from tests.integration.test_lifecycle import free_port
+from tests.support.websocket import QuietClientFactory, QuietClientProtocol
 
 #: Sessions kept busy at once; each has one sequence-numbered message in flight.
 SESSIONS = 200
@@ -77,11 +76,8 @@ class SlowResource(Resource):
         return NOT_DONE_YET
 
 
-class Session(WebSocketClientProtocol):
+class Session(QuietClientProtocol):
     """Sends sequence-numbered messages, one in flight, and checks every echo."""
-
-    def onOpen(self):
-        self.factory.opened.callback(self)
 
     def send_next(self):
         if not self.factory.running:
@@ -99,27 +95,20 @@ class Session(WebSocketClientProtocol):
         factory.received += 1
         self.send_next()
 
-    def onClose(self, wasClean, code, reason):
-        cancel_close_timer(self)
-        self.factory.close_info = (wasClean, code, reason)
-        if not self.factory.opened.called:
-            self.factory.opened.errback(ConnectionError(reason))
-        self.factory.closed.callback((wasClean, code, reason))
 
-
-class SessionFactory(WebSocketClientFactory):
+class SessionFactory(QuietClientFactory):
     protocol = Session
 
     def __init__(self, port: int, sid: int) -> None:
-        super().__init__(f"ws://127.0.0.1:{port}/echo")
+        super().__init__(
+            f"ws://127.0.0.1:{port}/echo",
+            close_timeout=5,
+            options={"openHandshakeTimeout": 10},
+        )
         self.sid = sid
         self.sent = self.received = 0
         self.running = False
         self.problems: list[str] = []
-        self.opened = defer.Deferred()
-        self.closed = defer.Deferred()
-        self.close_info = None
-        self.setProtocolOptions(failByDrop=False, closeHandshakeTimeout=5, openHandshakeTimeout=10)
 
     def start(self, protocol) -> None:
         self.protocol_instance = protocol

@@ -10,6 +10,8 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
+from tests.support.handshakes import upgrade_request
+
 from .observed import (
     Observed,
     ProductionProxy,
@@ -23,15 +25,6 @@ from .observed import (
 from .support import raw_request
 
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
-
-
-def upgrade_request(path: bytes, extra_headers: bytes = b"") -> bytes:
-    """A valid WebSocket opening handshake for ``path``."""
-    return (
-        b"GET " + path + b" HTTP/1.1\r\nHost: h\r\n" + extra_headers + b"Upgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
-    )
 
 
 class _Fixture:
@@ -142,7 +135,7 @@ class AccessLogPlainTests(_Fixture, unittest.TestCase):
     @defer.inlineCallbacks
     def test_refused_handshake_is_logged_with_its_status(self):
         self.only(self.backend_port)
-        response = yield raw_request(self.port, upgrade_request(b"/deny?status=403"))
+        response = yield raw_request(self.port, upgrade_request("/deny?status=403", host="h"))
         self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
         (line,) = yield wait_for_lines(self.log_path, 1)
         fields = parse_plain(line)
@@ -187,7 +180,7 @@ class RefusalAccessLogTests(_Fixture, unittest.TestCase):
     @defer.inlineCallbacks
     def test_denied_websocket_handshake_is_logged_with_403(self):
         response = yield raw_request(
-            self.port, upgrade_request(b"/ws", b"X-Forwarded-For: 203.0.113.9\r\n")
+            self.port, upgrade_request("/ws", host="h", extra=b"X-Forwarded-For: 203.0.113.9\r\n")
         )
         self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
         (line,) = yield wait_for_lines(self.log_path, 1)
@@ -200,7 +193,7 @@ class RefusalAccessLogTests(_Fixture, unittest.TestCase):
         for request in (
             b"GET /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.9\r\n"
             b"Connection: close\r\n\r\n",
-            upgrade_request(b"/ws", b"X-Forwarded-For: 203.0.113.9\r\n"),
+            upgrade_request("/ws", host="h", extra=b"X-Forwarded-For: 203.0.113.9\r\n"),
         ):
             response = yield raw_request(self.port, request)
             self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
@@ -250,7 +243,7 @@ class ProxyProtocolAccessLogTests(_Fixture, unittest.TestCase):
         response = yield raw_request(
             self.port,
             b"PROXY TCP4 198.51.100.21 127.0.0.1 5555 80\r\n"
-            + upgrade_request(b"/deny?status=403"),
+            + upgrade_request("/deny?status=403", host="h"),
         )
         self.assertTrue(response.startswith(b"HTTP/1.1 403"), response)
         (line,) = yield wait_for_lines(self.log_path, 1)

@@ -1,6 +1,6 @@
 """Backend health: active checks, passive ejection, and the one view of both.
 
-Each target group has a :class:`BackendHealth`: the state of each backend as
+Each target group has a :class:`GroupHealth`: the state of each backend as
 active checks and real traffic see it.
 
 - Active checks (:class:`HealthCheckService`, one per group with a
@@ -13,7 +13,8 @@ active checks and real traffic see it.
   within ``max_ejection`` seconds of the previous one's end lasts twice as long,
   up to ``max_ejection``.
 - Every change of state is logged (backend, old state, new state, reason) and
-  readable through :class:`IHealthState`, which the status page and metrics use.
+  readable through :class:`~clbproxy.upstream.health.view.IHealthView`
+  (:class:`CheckedHealth`), which the status page, the admin API and metrics use.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import base64
 import hashlib
 import os
 import random
+import warnings
 from typing import Callable, Iterable, Mapping, Optional
 
 import attrs
@@ -39,51 +41,26 @@ from zope.interface import Interface, implementer
 
 from clbproxy.config import BackendConfig, HealthCheckConfig, TargetGroupConfig
 from clbproxy.net.endpoints import backend_endpoint
+from clbproxy.upstream.health.view import BackendStatus, IHealthView
+from clbproxy.upstream.states import AdminState, Health
 
 log = Logger()
 
-HEALTHY = "healthy"
-UNHEALTHY = "unhealthy"
-EJECTED = "ejected"
+HEALTHY = Health.HEALTHY
+UNHEALTHY = Health.UNHEALTHY
+EJECTED = Health.EJECTED
 
 #: Body bytes an HTTP check reads (and matches ``expect_body`` against) at most.
 MAX_CHECK_BODY = 64 * 1024
 
 
-@attrs.frozen
-class BackendStatus:
-    """One backend as the status page and metrics see it."""
+@implementer(IHealthView)
+class CheckedHealth:
+    """:class:`~clbproxy.upstream.health.view.IHealthView` over the live target groups.
 
-    group: str
-    address: str
-    #: ``healthy``, ``unhealthy`` (active checks) or ``ejected`` (passive).
-    state: str
-    weight: int
-    #: Weight 0: no new traffic, live sessions continue.
-    draining: bool
-    #: Live WebSocket sessions plus in-flight HTTP requests.
-    live: int
-    max_conns: int
-    #: Clock time of the last state change, or None if it never changed.
-    last_change: Optional[float]
-    last_error: Optional[str]
-    #: Clock time a passive ejection ends, while ejected.
-    ejected_until: Optional[float]
-
-
-class IHealthState(Interface):
-    """Read-only health of every target group's backends."""
-
-    def groups() -> list:
-        """The target group names."""
-
-    def backends(group: str) -> list:
-        """A :class:`BackendStatus` per backend of ``group``, in configuration order."""
-
-
-@implementer(IHealthState)
-class HealthState:
-    """:class:`IHealthState` over the proxy's target groups (``TargetGroup`` objects)."""
+    Reads each ``TargetGroup``'s :class:`GroupHealth` and runtime controls; a
+    reload hands it the new groups (:meth:`use`).
+    """
 
     def __init__(self, groups: Mapping[str, object]) -> None:
         self._groups = groups
@@ -97,7 +74,7 @@ class HealthState:
 
     def backends(self, group: str) -> list[BackendStatus]:
         target = self._groups[group]
-        health: BackendHealth = target.health
+        health: GroupHealth = target.health
         result = []
         for backend in target.backends:
             record = health.record(backend)
@@ -108,7 +85,7 @@ class HealthState:
                     address=backend.address,
                     state=record.state,
                     weight=control.weight,
-                    draining=control.weight == 0 or control.state != "ready",
+                    draining=control.weight == 0 or control.state is not AdminState.READY,
                     live=target.load(backend),
                     max_conns=backend.max_conns,
                     last_change=record.last_change,
@@ -123,7 +100,7 @@ class HealthState:
 class _Record:
     """What is known about one backend's health."""
 
-    state: str = HEALTHY
+    state: Health = HEALTHY
     active_ok: bool = True
     successes: int = 0
     failures: int = 0
@@ -135,8 +112,11 @@ class _Record:
     last_error: Optional[str] = None
 
 
-class BackendHealth:
-    """The health of one target group's backends, fed by active checks and real traffic."""
+class GroupHealth:
+    """The health of one target group's backends, fed by active checks and real traffic.
+
+    This is where health is decided; observers read it through :class:`CheckedHealth`.
+    """
 
     def __init__(self, config: TargetGroupConfig, clock: IReactorTime) -> None:
         self.config = config
@@ -160,7 +140,7 @@ class BackendHealth:
         """True when ``backend`` is in service (it may still be drained or full)."""
         return self.record(backend).state == HEALTHY
 
-    def state(self, backend: BackendConfig) -> str:
+    def state(self, backend: BackendConfig) -> Health:
         return self.record(backend).state
 
     # -- active ------------------------------------------------------------------
@@ -551,3 +531,24 @@ def health_services(groups: Iterable, reactor, http_client=None) -> list[HealthC
             check = make_check(config, reactor, http_client)
             services.append(HealthCheckService(group, check, reactor))
     return services
+
+
+#: Names of this module that moved: (new object, where it is now).
+_MOVED = {
+    "IHealthState": (IHealthView, "clbproxy.upstream.health.view.IHealthView"),
+    "HealthState": (CheckedHealth, "clbproxy.upstream.health.checks.CheckedHealth"),
+    "BackendHealth": (GroupHealth, "clbproxy.upstream.health.checks.GroupHealth"),
+}
+
+
+def __getattr__(name: str):
+    """The former names, for one release, with a DeprecationWarning."""
+    moved = _MOVED.get(name)
+    if moved is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"clbproxy.upstream.health.checks.{name} is deprecated: use {moved[1]}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return moved[0]

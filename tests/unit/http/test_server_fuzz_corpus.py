@@ -5,8 +5,8 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from tests.fuzz.fuzz_listener import Harness, status_of
-from tests.hostile.catalog import upgrade_request
 from tests.hostile.http_cases import CASES
+from tests.support.handshakes import upgrade_request
 
 
 class HarnessTests(unittest.TestCase):

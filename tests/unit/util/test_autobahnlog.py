@@ -8,14 +8,21 @@ import txaio
 from autobahn import util
 from autobahn.twisted import websocket as twisted_websocket
 from autobahn.websocket import protocol
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
+from clbproxy.config import ListenerConfig
+from clbproxy.routing.settings import ListenerSettings
 from clbproxy.util import autobahnlog
-from clbproxy.ws import relay  # noqa: F401  (importing the relay installs it)
+from clbproxy.ws.relay import RelayServerFactory
 
 
 class LazyDebugArgumentsTests(unittest.TestCase):
-    def test_the_relay_installs_the_lazy_helpers(self) -> None:
+    def setUp(self) -> None:
+        listener = ListenerConfig(name="web", bind="tcp:0", rules=())
+        RelayServerFactory(ListenerSettings.from_config(listener, {}), MemoryReactorClock())
+
+    def test_building_the_relay_factory_installs_the_lazy_helpers(self) -> None:
         self.assertTrue(autobahnlog.installed())
         self.assertIsNot(protocol.hltype, util.hltype)
         self.assertIsNot(twisted_websocket.hlval, util.hlval)

@@ -13,6 +13,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial import unittest
 
+from clbproxy.net.transports import socket_under, switch_protocol
 from clbproxy.ws.closecodes import HopEnd, Side
 from clbproxy.ws.fastpath import (
     CLOSE_HANDSHAKE_TIMEOUT,
@@ -20,11 +21,9 @@ from clbproxy.ws.fastpath import (
     CLOSING,
     SERVER_DROP_TIMEOUT,
     Hop,
-    _switch_protocol,
     compact_tcp_transport,
     control_frame,
     send_now,
-    socket_under,
 )
 from clbproxy.ws.frames import CLOSE, INFLATE_PER_TURN, PING, PONG, FrameScanner
 from clbproxy.ws.pauses import InflateBudget
@@ -429,7 +428,7 @@ class SwitchTests(unittest.TestCase):
         socket.protocol = wrapper
         wrapper.makeConnection(socket)
         old.transport = wrapper
-        self.assertTrue(_switch_protocol(old, new))
+        self.assertTrue(switch_protocol(old, new))
         self.assertIs(wrapper.wrappedProtocol, new)
 
     def test_unknown_chain_is_reported(self) -> None:
@@ -437,7 +436,7 @@ class SwitchTests(unittest.TestCase):
         socket = StringTransport()
         socket.bufferSize = 65536
         old.transport = socket
-        self.assertFalse(_switch_protocol(old, Protocol()))
+        self.assertFalse(switch_protocol(old, Protocol()))
 
 
 class DirectWriteTests(unittest.TestCase):

@@ -7,8 +7,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial import unittest
 
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
+from clbproxy.routing.settings import ListenerSettings
 from clbproxy.upstream.balancer import TargetGroup
-from clbproxy.ws.relay import RelayServerFactory, RelaySettings, Route
+from clbproxy.ws.relay import RelayServerFactory, Route
 
 UPGRADE = (
     b"GET /chat?room=1 HTTP/1.1\r\nHost: public.test\r\nUpgrade: websocket\r\n"
@@ -41,13 +42,13 @@ class _Transport(StringTransport):
         self.producer = None
 
 
-def _settings() -> RelaySettings:
+def _settings() -> ListenerSettings:
     listener = ListenerConfig(name="web", bind="tcp:0", rules=(PUBLIC, INTERNAL))
     groups = {
         name: TargetGroup(TargetGroupConfig(name, (BackendConfig("127.0.0.1", port),)))
         for name, port in (("public", 8001), ("internal", 8002))
     }
-    return RelaySettings.from_config(listener, groups)
+    return ListenerSettings.from_config(listener, groups)
 
 
 class RouteHandOffTests(unittest.TestCase):

@@ -19,13 +19,13 @@ from clbproxy.upstream.health.checks import (
     EJECTED,
     HEALTHY,
     UNHEALTHY,
+    CheckedHealth,
     HealthCheckService,
-    HealthState,
     HTTPCheck,
-    IHealthState,
     TCPCheck,
     WebSocketCheck,
 )
+from clbproxy.upstream.health.view import IHealthView
 
 A = BackendConfig("10.0.0.1", 8080)
 B = BackendConfig("10.0.0.2", 8080)
@@ -271,8 +271,8 @@ class HealthStateTests(unittest.TestCase):
         clock.advance(100)
         for _ in range(3):
             group.report_failure(A, "connection refused")
-        state = HealthState({"g": group})
-        self.assertTrue(verifyObject(IHealthState, state))
+        state = CheckedHealth({"g": group})
+        self.assertTrue(verifyObject(IHealthView, state))
         self.assertEqual(state.groups(), ["g"])
         first, second = state.backends("g")
         self.assertEqual(

@@ -1,0 +1,171 @@
+"""What clbproxy knows about Twisted's protocol wrappers and transports, in one place.
+
+A connection reaches a protocol through layers: the socket transport
+(``tcp.Connection``), then wrappers that are both a protocol to the layer below
+and a transport to the layer above (the listener's connection limiter, PROXY
+protocol, TLS, the endpoint's ``_WrappingProtocol``, twisted.web's protocol
+switcher).  A wrapper answers for its transport's attributes
+(``ProtocolWrapper.__getattr__``), so it is recognised here by its type, not by
+the attributes it seems to have.  Every walk through those layers is a function
+of this module, so a change in Twisted's wrappers is answered here once.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.internet import tcp
+from twisted.internet.endpoints import _WrappingFactory, _WrappingProtocol
+from twisted.protocols.policies import ProtocolWrapper
+
+#: More layers than any connection of ours has: a loop in the links stops here.
+_MAX_LAYERS = 8
+
+
+def innermost_transport(transport):
+    """The socket transport under any protocol wrappers (connection limiter, TLS, PROXY protocol).
+
+    Setting ``bufferSize`` or ``producer`` on a wrapper would not reach the
+    socket: this is where they go.
+    """
+    for _ in range(_MAX_LAYERS):
+        if not isinstance(transport, ProtocolWrapper) or transport.transport is None:
+            break
+        transport = transport.transport
+    return transport
+
+
+def socket_under(transport) -> Optional[tcp.Connection]:
+    """The TCP connection under ``transport`` when writing to it directly is the same thing.
+
+    That is a plain TCP transport, or one under pass-through wrappers (the
+    connection limiter, PROXY protocol) whose ``write`` only hands the bytes down;
+    never under TLS, which must encrypt them.
+    """
+    for _ in range(4):
+        if isinstance(transport, tcp.Connection):
+            return transport
+        if not isinstance(transport, ProtocolWrapper) or type(transport).write is not (
+            ProtocolWrapper.write
+        ):
+            return None
+        transport = transport.transport
+    return None
+
+
+def tcp_connection_under(transport) -> Optional[tcp.Connection]:
+    """The TCP connection under ``transport`` and any wrappers, TLS included (None if none)."""
+    for _ in range(_MAX_LAYERS):
+        if transport is None or isinstance(transport, tcp.Connection):
+            return transport
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def innermost_protocol(protocol):
+    """The protocol under every protocol wrapper that wraps ``protocol`` (the limiter, TLS)."""
+    for _ in range(_MAX_LAYERS):
+        inner = getattr(protocol, "wrappedProtocol", None)
+        if inner is None:
+            break
+        protocol = inner
+    return protocol
+
+
+def switch_protocol(old, new) -> bool:
+    """Make ``new`` receive what the transport under ``old`` delivers; False if not found.
+
+    The link to ``old`` is on the socket transport or on one of the protocol
+    wrappers above it (connection limiter, TLS, PROXY protocol, endpoint wrapper).
+    """
+    socket = old.transport
+    for _ in range(_MAX_LAYERS):
+        if hasattr(socket, "bufferSize") or not hasattr(socket, "transport"):
+            break
+        socket = socket.transport
+    if getattr(socket, "protocol", None) is old:
+        socket.protocol = new
+        return True
+    holder = getattr(socket, "protocol", None)
+    for _ in range(_MAX_LAYERS):
+        if holder is None:
+            return False
+        for name in ("wrappedProtocol", "_wrappedProtocol"):
+            if getattr(holder, name, None) is old:
+                setattr(holder, name, new)
+                return True
+        holder = getattr(holder, "wrappedProtocol", None) or getattr(
+            holder, "_wrappedProtocol", None
+        )
+    return False
+
+
+class _TakenOver:
+    """Stands in for the connector of a client connection whose endpoint objects were dropped.
+
+    Twisted's connector (with the endpoint's per-connection factory and
+    protocol wrappers, and the Deferred of the connect) stays referenced by the
+    connection until it ends, only to be told that it ended; for a connection
+    whose factory has nothing left to learn that is dead weight.
+    """
+
+    __slots__ = ()
+
+    def connectionLost(self, reason) -> None:
+        pass
+
+    def connectionFailed(self, reason) -> None:
+        pass
+
+
+_TAKEN_OVER = _TakenOver()
+
+
+def unwrap_client(protocol) -> None:
+    """Make a plain TCP client transport deliver to ``protocol`` with no endpoint objects between.
+
+    Only the plain case is touched: an open TCP connection whose protocol is the
+    endpoint's ``_WrappingProtocol`` around ``protocol`` and whose connector
+    connected it with the endpoint's ``_WrappingFactory``.  The wrapper only
+    passed calls through (``protocol`` must not be half-closeable, so nothing it
+    adds is used); the factory would only hear that the connection was lost.
+    """
+    socket = protocol.transport
+    if not isinstance(socket, tcp.Client) or not socket.connected:
+        return
+    wrapper = socket.protocol
+    if type(wrapper) is not _WrappingProtocol or wrapper._wrappedProtocol is not protocol:
+        return
+    connector = getattr(socket, "connector", None)
+    if type(getattr(connector, "factory", None)) is not _WrappingFactory:
+        return
+    socket.protocol = protocol
+    socket.connector = _TAKEN_OVER
+    # The factory, its connect Deferred and the connector refer to one another:
+    # freed now instead of at the next full garbage collection.
+    vars(connector.factory).clear()
+
+
+def buffered_bytes(transport) -> int:
+    """Bytes waiting in the outgoing buffer of the socket under ``transport``."""
+    socket = innermost_transport(transport)
+    if socket is None:
+        return 0
+    return len(getattr(socket, "dataBuffer", b"")) + getattr(socket, "_tempDataLen", 0)
+
+
+def peer_ip(transport) -> str:
+    """The peer's address as text ("-" when the transport cannot tell)."""
+    try:
+        peer = transport.getPeer()
+    except Exception:
+        return "-"
+    return getattr(peer, "host", None) or str(peer)
+
+
+def host_address(transport):
+    """The listening side's address of a connection (under PROXY protocol: the original)."""
+    try:
+        return transport.getHost()
+    except Exception:
+        return None

@@ -1,0 +1,55 @@
+"""A listener's settings as the traffic it routes reads them: one record per listener.
+
+Built once per listener (and again on a reload) from its configuration, and
+handed with every routed request and upgrade to the HTTP forwarder and the
+WebSocket relay.  It lives with routing, below both of them and below the
+listener that builds it, so each can import it without reaching up.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+import attrs
+
+from clbproxy.config import ListenerConfig, RuleConfig
+from clbproxy.http.forwarded import TrustedProxies
+from clbproxy.routing.router import Router
+
+if TYPE_CHECKING:
+    from clbproxy.upstream.balancer import TargetGroup
+
+
+@attrs.frozen
+class ListenerSettings:
+    """What a listener's traffic needs to know, taken from its configuration."""
+
+    listener: ListenerConfig
+    router: Router
+    groups: dict
+    scheme: str = "http"
+    trusted: TrustedProxies = TrustedProxies()
+
+    @classmethod
+    def from_config(
+        cls, listener: ListenerConfig, groups: Mapping[str, TargetGroup]
+    ) -> ListenerSettings:
+        return cls(
+            listener=listener,
+            router=Router(listener.rules, listener.default_domain),
+            groups=groups,
+            scheme="https" if listener.protocol == "https" else "http",
+            trusted=TrustedProxies.from_cidrs(listener.trusted_proxies),
+        )
+
+    def allowed_origins(self, rule: RuleConfig) -> tuple[str, ...]:
+        """The origins a WebSocket upgrade on ``rule`` may come from (empty: any)."""
+        if rule.allowed_origins is not None:
+            return rule.allowed_origins
+        return self.listener.allowed_origins
+
+    def max_message_size(self, rule: RuleConfig) -> int:
+        """The largest WebSocket message ``rule`` relays."""
+        if rule.max_message_size is not None:
+            return rule.max_message_size
+        return self.listener.max_message_size

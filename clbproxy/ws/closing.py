@@ -1,0 +1,195 @@
+"""The end of a relayed WebSocket session: close policy, both hops' ends, the access record.
+
+How the end of one hop ends the other is decided by :mod:`clbproxy.ws.closecodes`;
+this stage applies it once per hop, ends a session still in its handshake
+(499, 503, 502, 504), and writes the session's log line and access record when
+both hops are gone.
+"""
+
+from __future__ import annotations
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.logger import Logger
+
+from clbproxy.http.forwarded import real_client_ip
+from clbproxy.net.transports import peer_ip
+from clbproxy.observability import accesslog
+from clbproxy.routing.settings import ListenerSettings
+from clbproxy.util.logtext import printable
+from clbproxy.ws.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
+from clbproxy.ws.handshake import request_target
+from clbproxy.ws.handshake_stage import refuse
+from clbproxy.ws.hops import CONNECTING, OPEN, read_again
+
+log = Logger()
+
+
+class Closing:
+    """How a session ends: what one hop's end means for the other, and its access record.
+
+    Mixed into :class:`clbproxy.ws.relay.RelaySession`, whose slots hold the state.
+    """
+
+    __slots__ = ()
+
+    def close(self, reason: str) -> None:
+        """The backend was taken out of service: end the session with 1001 to the client."""
+        if self.front.state == OPEN:
+            self.front.sendCloseFrame(code=1001, reasonUtf8=reason.encode("utf-8")[:123])
+        if self.backend is not None and self.backend.state == OPEN:
+            self.backend.sendCloseFrame(code=1001, reasonUtf8=b"proxy: backend out of service")
+
+    def close_both(self, client_code: int, backend_code: int, reason: bytes) -> None:
+        """Close both hops ourselves (idle timeout, shutdown), not by the close-code table."""
+        self._told = frozenset((Side.CLIENT, Side.BACKEND))
+        for hop, code in ((self.front, client_code), (self.backend, backend_code)):
+            if hop is None:
+                continue
+            read_again(hop)
+            if hop.state == OPEN:
+                hop.sendCloseFrame(code=code, reasonUtf8=reason)
+            elif hop.state in (CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING):
+                hop.dropConnection(abort=True)
+
+    def shut_down(self) -> None:
+        """The proxy is stopping: 1001 to the client, a normal close to the backend.
+
+        A session still in its handshake is refused with 503.
+        """
+        if self._opened is None:
+            if self._connecting is not None:
+                self._connecting.cancel()
+            if self.backend is not None:
+                self.backend.dropConnection(abort=True)
+            self._fail(refuse(503, "the proxy is shutting down"))
+            return
+        if self.timers is not None:
+            self.timers.stop()
+        self.close_both(1001, 1000, b"proxy shutting down")
+
+    # -- end -------------------------------------------------------------------------
+
+    def hop_ended(self, event: HopEvent) -> None:
+        """One hop is closing: tell the other hop once, as the close-code table says."""
+        other_side = event.side.other
+        if other_side in self._told or event.side in self._told:
+            return
+        self._told = self._told | {other_side}
+        if self.record.closed_by is None:
+            self.record.closed_by = event.side.name.lower()
+        other = self.backend if other_side is Side.BACKEND else self.front
+        if other is None:
+            return
+        for hop in (self.front, self.backend):
+            if hop is not None:
+                read_again(hop)
+        if other.state == OPEN:
+            action = close_for_other_hop(event)
+            other.sendCloseFrame(code=action.code, reasonUtf8=action.reason or None)
+        elif other.state in (CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING):
+            other.dropConnection(abort=True)
+
+    def hop_lost(self, side: Side, was_clean: bool, code, reason) -> None:
+        """One hop's TCP connection is gone."""
+        hop = self.front if side is Side.CLIENT else self.backend
+        self._ended = {**self._ended, side: describe_end(hop, was_clean, code)}
+        self._closes = {**self._closes, side: (code, reason)}
+        if self.timers is not None:
+            self.timers.stop()
+        if side is Side.CLIENT and self._opened is None:
+            self._client_left_during_handshake()
+        elif side is Side.BACKEND and self._handshake is not None and not self._handshake.called:
+            self._backend_failed_handshake(hop, reason)
+        elif hop is not None and hop.failedByMe:
+            self.hop_ended(HopEvent(side, HopEnd.FAILED, hop.localCloseCode, reason or ""))
+        else:
+            if side is Side.BACKEND and self._opened is not None:
+                self.group.report_failure(self.backend_config, "connection reset")
+            self.hop_ended(HopEvent(side, HopEnd.LOST))
+        if len(self._ended) == 2 or (side is Side.CLIENT and self.backend is None):
+            self.release()
+            self.factory.sessions.discard(self)
+            self._log_end()
+
+    def _client_left_during_handshake(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self.backend is not None:
+            self.backend.dropConnection(abort=True)
+        self._fail(refuse(499, "client closed the connection during the handshake"))
+
+    def _backend_failed_handshake(self, backend, reason) -> None:
+        if getattr(backend, "wasOpenHandshakeTimeout", False):
+            self._fail(refuse(504, "the backend did not answer the WebSocket handshake in time"))
+        else:
+            detail = getattr(backend, "wasNotCleanReason", None) or reason or "connection lost"
+            self.group.report_failure(self.backend_config, f"handshake failed: {detail}")
+            self._fail(refuse(502, f"the backend's handshake failed: {detail}"))
+
+    def _log_end(self) -> None:
+        now = self.reactor.seconds()
+        log.info(
+            "websocket: {client} {path} -> {backend} closed after {duration:.3f}s; "
+            "client: {client_end}, backend: {backend_end}; "
+            "messages client->backend {up}, backend->client {down}",
+            client=peer_ip(self.front.transport),
+            path=printable(self.target),
+            backend=self.backend_config.address if self.backend_config else "-",
+            duration=now - (self._opened or self._started),
+            client_end=self._ended.get(Side.CLIENT, "-"),
+            backend_end=self._ended.get(Side.BACKEND, "-"),
+            up=self.front.messages_in,
+            down=self.backend.messages_in if self.backend else 0,
+        )
+        accesslog.emit(self._access_record(now))
+
+    def _access_record(self, now: float) -> accesslog.SessionRecord:
+        record, front = self.record, self.front
+        if not self._filled:
+            fill_request_fields(record, front)
+        record.rule = accesslog.rule_label(self.rule.host, self.rule.path) if self.rule else None
+        record.group = self.group.name
+        record.backend = self.backend_config.address if self.backend_config else None
+        if self._opened is not None:
+            record.duration_s = now - self._opened
+            record.bytes_in = front.octets_in
+            record.bytes_out = front.octets_out
+            record.messages_in = front.messages_in
+            record.messages_out = self.backend.messages_in if self.backend else 0
+            code, reason = self._closes.get(Side.CLIENT, (None, None))
+            record.client_close_code, record.client_close_reason = code, reason or None
+            code, reason = self._closes.get(Side.BACKEND, (None, None))
+            record.backend_close_code, record.backend_close_reason = code, reason or None
+        else:
+            record.closed_by = None
+        return record
+
+
+def fill_request_fields(record: accesslog.SessionRecord, front: WebSocketServerProtocol) -> None:
+    """The client-side fields of a session's access record, from its upgrade request."""
+    settings: ListenerSettings = front.factory.settings
+    headers = getattr(front, "http_headers", None) or {}
+    forwarded = [headers["x-forwarded-for"]] if "x-forwarded-for" in headers else []
+    record.listener = settings.listener.name
+    record.client = real_client_ip(peer_ip(front.transport), forwarded, settings.trusted)
+    record.path = printable(request_target(getattr(front, "http_request_uri", None) or "/"))
+    record.host = printable(headers.get("host"))
+    record.user_agent = printable(headers.get("user-agent"))
+
+
+def refusal_record(front: WebSocketServerProtocol, status: int) -> accesslog.SessionRecord:
+    """The access record of a handshake refused before any backend was chosen."""
+    record = accesslog.SessionRecord(status=status, handshake_ms=0.0)
+    fill_request_fields(record, front)
+    return record
+
+
+def describe_end(hop, was_clean: bool, code) -> str:
+    if hop is None:
+        return "-"
+    if was_clean:
+        sent = hop.localCloseCode
+        received = hop.remoteCloseCode
+        return f"clean (sent {sent}, received {received})"
+    return f"unclean ({hop.wasNotCleanReason or 'connection lost'})"
