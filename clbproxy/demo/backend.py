@@ -290,7 +290,7 @@ def formatAddress(address: object) -> str:
     return str(address)
 
 
-def requestInfo(backend: str, request: Request) -> dict[str, Any]:
+def served_request_report(backend: str, request: Request) -> dict[str, Any]:
     """What /api/info answers: who served the request and what the proxy told it."""
     headers = {}
     for name in SHOWN_HEADERS:
@@ -320,7 +320,8 @@ class InfoResource(Resource):
 
     def render_GET(self, request: Request) -> bytes:
         noStore(request, b"application/json")
-        return json.dumps(requestInfo(self._backend, request), indent=2).encode("utf-8") + b"\n"
+        report = served_request_report(self._backend, request)
+        return json.dumps(report, indent=2).encode("utf-8") + b"\n"
 
 
 class DemoPage(Resource):
