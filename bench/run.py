@@ -146,7 +146,7 @@ def write_certificate(directory: Path) -> tuple[Path, Path]:
     certificate and key files (PEM).  The load generator does not verify it, so
     one certificate is enough and the three proxies serve identical handshakes.
     """
-    from clbproxy.net.tls import ensure_self_signed, self_signed_paths
+    from clbproxy.net.certificates import ensure_self_signed, self_signed_paths
 
     ensure_self_signed(str(directory))
     cert, key = self_signed_paths(str(directory))

@@ -32,13 +32,9 @@ from clbproxy.listener.limits import (
     Refusal,
     socket_bind,
 )
-from clbproxy.net.tls import (
-    BackendConnector,
-    CertificateError,
-    ServerTLS,
-    server_tls,
-    tls_factory,
-)
+from clbproxy.net.certificates import CertificateError
+from clbproxy.net.tls import ServerTLS, server_tls, tls_factory
+from clbproxy.net.tls_client import BackendConnector
 from clbproxy.observability.accesslog import request_record
 from clbproxy.routing.actions import rule_redirect
 from clbproxy.routing.router import BadPath

@@ -16,7 +16,8 @@ import attrs
 from twisted.logger import Logger
 
 from clbproxy.config import Config, ConfigError, load_config
-from clbproxy.net.tls import ensure_self_signed, inspect_certificates
+from clbproxy.net.certificates import ensure_self_signed
+from clbproxy.net.tls import inspect_certificates
 
 log = Logger()
 

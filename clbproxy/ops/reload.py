@@ -44,7 +44,8 @@ from twisted.logger import Logger
 from clbproxy.config import AdminConfig, Config, ConfigError
 from clbproxy.demo.backend import demo_service
 from clbproxy.listener.service import listener_service
-from clbproxy.net.tls import CertificateError, server_tls
+from clbproxy.net.certificates import CertificateError
+from clbproxy.net.tls import server_tls
 from clbproxy.observability.service import AccessLogError
 from clbproxy.ops.binding import describe_listen_error
 from clbproxy.ops.preflight import load_checked

@@ -17,7 +17,8 @@ from clbproxy.config import Config
 from clbproxy.demo.backend import ChatRoom, demo_service
 from clbproxy.listener.limits import ConnectionGate
 from clbproxy.listener.service import listener_service
-from clbproxy.net.tls import CertificateError, warn_unverified
+from clbproxy.net.certificates import CertificateError
+from clbproxy.net.tls_client import warn_unverified
 from clbproxy.observability.service import AccessLogError, Observability
 from clbproxy.ops.binding import adopt_running, start_children_privileged
 from clbproxy.ops.drain import drain

@@ -34,10 +34,10 @@ from clbproxy.http.forwarded import (
     is_hop_by_hop,
     untrusted_headers,
 )
-from clbproxy.http.forwarder import VIA
+from clbproxy.http.proxy_headers import VIA
 from clbproxy.http.responses import raw_error_response, raw_response
+from clbproxy.net.certificates import client_certificate_headers
 from clbproxy.net.endpoints import disable_nagle
-from clbproxy.net.tls import client_certificate_headers
 from clbproxy.net.transports import host_address, peer_ip
 from clbproxy.routing.actions import header_changes
 from clbproxy.util.logtext import printable

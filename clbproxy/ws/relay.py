@@ -35,7 +35,7 @@ from zope.interface import implementer
 
 from clbproxy.config import BackendConfig, RuleConfig, TargetGroupConfig
 from clbproxy.http.responses import raw_error_response
-from clbproxy.net.tls import BackendConnector
+from clbproxy.net.tls_client import BackendConnector
 from clbproxy.net.transports import peer_ip
 from clbproxy.observability import accesslog
 from clbproxy.routing.actions import rewrite_target

@@ -21,7 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from clbproxy.config import CertificateConfig
-from clbproxy.net.tls import CertificateError
+from clbproxy.net.certificates import CertificateError
 from tests.integration.support import (
     BackendProtocol,
     ClientFactory,

@@ -13,15 +13,13 @@ from twisted.trial import unittest
 
 from clbproxy.config import ConfigError, TLSConfig
 from clbproxy.http.redirect import https_location, redirect_status
-from clbproxy.net.tls import (
-    SNIMap,
+from clbproxy.net.certificates import (
     ensure_self_signed,
     fingerprint,
     load_certificate,
-    refusing_context,
-    server_context,
     weak_cipher_problem,
 )
+from clbproxy.net.tls import SNIMap, refusing_context, server_context
 from clbproxy.ops.preflight import load_checked
 from tests.support.tls import certificate_files, expired, write
 
