@@ -18,7 +18,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from clbproxy.config import FixedResponseConfig, RedirectConfig, RuleConfig
-from tests.integration.support import Listening, raw_request
+from tests.support.network import Listening, raw_request
 
 #: Underscore spellings of every header the proxy sets itself.
 OUR_HEADERS_SPELLED_WITH_UNDERSCORES = (

@@ -36,7 +36,7 @@ from tests.hostile.http_cases import (
     LIMITS,
     PATH_CASES,
 )
-from tests.integration.support import Listening, raw_request
+from tests.support.network import Listening, raw_request
 
 #: What the backend's own twisted.web ``Site`` logs for each request it serves.
 BACKEND_LOG = re.compile(r'"127\.0\.0\.1" - - \[[^]]*\] "([^"]*)"')

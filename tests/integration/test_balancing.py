@@ -10,7 +10,7 @@ from twisted.trial import unittest
 
 from clbproxy.config import HealthCheckConfig, PassiveConfig, PersistenceConfig
 from clbproxy.upstream.health.checks import EJECTED, HEALTHY, HealthCheckService, make_check
-from tests.integration.support import BackendFactory, Listening, raw_request
+from tests.support.network import BackendFactory, Listening, raw_request
 from tests.support.tls import WithoutALPN
 
 INTERVAL = 0.2

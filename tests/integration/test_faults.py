@@ -13,9 +13,9 @@ import struct
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import defer, reactor, task
 
-from tests.integration.support import BackendFactory, raw_request
 from tests.integration.test_websocket_relay import RelayTestCase, _closed_port, _status
 from tests.support.handshakes import upgrade_request
+from tests.support.network import BackendFactory, raw_request
 
 
 class _ResetMidMessage(WebSocketServerProtocol):

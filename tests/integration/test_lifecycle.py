@@ -21,7 +21,7 @@ from clbproxy.config import load_config
 from clbproxy.ops.drain import drain
 from clbproxy.ops.reload import Reloader
 from clbproxy.ops.services import build_service
-from tests.integration.support import (
+from tests.support.network import (
     Listening,
     abort_sessions,
     raw_request,

@@ -14,9 +14,9 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from clbproxy.config import RuleConfig
-from tests.integration.observed import Observed, sample, scrape
-from tests.integration.support import BackendFactory, BackendProtocol, Listening, raw_request
 from tests.support.handshakes import upgrade_request
+from tests.support.network import BackendFactory, BackendProtocol, Listening, raw_request
+from tests.support.observed import Observed, sample, scrape
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

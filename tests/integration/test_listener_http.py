@@ -25,8 +25,8 @@ from clbproxy.config import (
 )
 from clbproxy.listener.service import is_websocket_upgrade
 from clbproxy.observability.accesslog import is_access_event
-from tests.integration.support import BackendFactory, Listening, raw_request
 from tests.support.handshakes import upgrade_request
+from tests.support.network import BackendFactory, Listening, raw_request
 
 MiB = 1024 * 1024
 

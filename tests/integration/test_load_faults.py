@@ -23,8 +23,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from tests.hostile.catalog import LOG_ALARMS
-from tests.integration.support import Listening, raw_request, spawn_twistd
 from tests.integration.test_lifecycle import free_port
+from tests.support.network import Listening, raw_request, spawn_twistd
 from tests.support.websocket import QuietClientFactory, QuietClientProtocol
 
 #: Sessions kept busy at once; each has one sequence-numbered message in flight.

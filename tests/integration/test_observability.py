@@ -11,8 +11,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
 from tests.support.handshakes import upgrade_request
-
-from .observed import (
+from tests.support.network import raw_request
+from tests.support.observed import (
     Observed,
     ProductionProxy,
     get_json,
@@ -22,7 +22,6 @@ from .observed import (
     scrape,
     wait_for_lines,
 )
-from .support import raw_request
 
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
 

@@ -10,7 +10,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
-from .observed import Observed
+from tests.support.observed import Observed
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -20,8 +20,8 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from tests.integration.support import ROOT, TWISTD, raw_request
 from tests.integration.test_lifecycle import free_port
+from tests.support.network import ROOT, TWISTD, raw_request
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 

@@ -22,7 +22,7 @@ from twisted.web.server import Site
 
 from clbproxy.config import CertificateConfig
 from clbproxy.net.certificates import CertificateError
-from tests.integration.support import (
+from tests.support.network import (
     BackendProtocol,
     ClientFactory,
     Listening,
@@ -397,7 +397,7 @@ class BackendTLSTests(TLSTestCase):
         backend, backend_port = yield self.tls_backend(self.ca, "backend.internal")
         ca_file = write(self.dir, "backend-ca.pem", self.ca.cert_pem.bytes())
         port = yield self.proxy_to(backend_port, ca_file=ca_file, server_name="backend.internal")
-        from tests.integration.support import connect_client
+        from tests.support.network import connect_client
 
         client = connect_client(port)
         self.net.connections.append(client)
@@ -415,7 +415,7 @@ class BackendTLSTests(TLSTestCase):
         _, backend_port = yield self.tls_backend(self.ca, "other.internal")
         ca_file = write(self.dir, "backend-ca.pem", self.ca.cert_pem.bytes())
         port = yield self.proxy_to(backend_port, ca_file=ca_file, server_name="backend.internal")
-        from tests.integration.support import connect_client
+        from tests.support.network import connect_client
 
         client = connect_client(port)
         self.net.connections.append(client)
@@ -427,7 +427,7 @@ class BackendTLSTests(TLSTestCase):
     def test_unverified_backend_is_accepted_with_verify_false(self):
         _, backend_port = yield self.tls_backend(trustme.CA(), "backend.internal")
         port = yield self.proxy_to(backend_port, verify=False)
-        from tests.integration.support import connect_client
+        from tests.support.network import connect_client
 
         client = connect_client(port)
         self.net.connections.append(client)
@@ -453,7 +453,7 @@ class BackendTLSTests(TLSTestCase):
         port = yield self.proxy_to(
             listening.getHost().port, ca_file=ca_file, server_name="web.internal"
         )
-        from tests.integration.support import raw_request
+        from tests.support.network import raw_request
 
         response = yield raw_request(
             port, b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -522,7 +522,7 @@ class BackendPoolTLSTests(TLSTestCase):
 
     @defer.inlineCallbacks
     def status(self, path):
-        from tests.integration.support import raw_request
+        from tests.support.network import raw_request
 
         response = yield raw_request(
             self.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
@@ -554,7 +554,7 @@ class BackendPoolTLSTests(TLSTestCase):
 class RedirectTests(TLSTestCase):
     @defer.inlineCallbacks
     def test_http_listener_redirects_to_https_keeping_host_path_and_query(self):
-        from tests.integration.support import raw_request
+        from tests.support.network import raw_request
 
         port = yield self.net.proxy([1], redirect_to_https=True, https_port=8443)
         get = yield raw_request(

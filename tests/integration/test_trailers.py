@@ -10,7 +10,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, c
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
-from tests.integration.support import Listening, raw_request
+from tests.support.network import Listening, raw_request
 
 
 def read_chunked(data: bytes) -> Optional[Tuple[bytes, List[bytes], bytes]]:

@@ -17,8 +17,8 @@ from clbproxy.listener.service import ListenerResource
 from clbproxy.ws.fastpath import Hop
 from clbproxy.ws.handshake_stage import RelayClientFactory
 from clbproxy.ws.relay import RelayServerFactory
-from tests.integration.support import Listening, hops_without_no_delay, raw_request
 from tests.support.handshakes import upgrade_request
+from tests.support.network import Listening, hops_without_no_delay, raw_request
 
 
 def _status(response: bytes) -> int:

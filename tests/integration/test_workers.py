@@ -23,10 +23,10 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
-from tests.integration.support import ROOT, TWISTD, Listening, raw_request, spawn_twistd
 from tests.integration.test_lifecycle import free_port
 from tests.integration.test_observability import sample, samples
 from tests.support.handshakes import upgrade_request
+from tests.support.network import ROOT, TWISTD, Listening, raw_request, spawn_twistd
 
 CONFIG = """
 workers = {workers}

@@ -25,8 +25,7 @@ from clbproxy.observability.service import Observability
 from clbproxy.ops.reload import Reloader
 from clbproxy.ops.services import build_service
 from clbproxy.upstream.balancer import TargetGroup
-
-from .support import Listening, abort_sessions
+from tests.support.network import Listening, abort_sessions
 
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
 _PLAIN = re.compile(
