@@ -24,6 +24,9 @@ from clbproxy.ws.pauses import InflateBudget, PauseReason, ReadPauses
 
 log = Logger()
 
+#: Bytes of pongs gathered in one read before they are written.
+_PONG_BATCH = 8192
+
 OPEN = WebSocketProtocol.STATE_OPEN
 CONNECTING = WebSocketProtocol.STATE_CONNECTING
 
@@ -87,8 +90,8 @@ class RelayingHop:
     pauses: Optional[ReadPauses] = None
     #: The payload of the latest ping whose pong waits for the write buffer to drain.
     _owed_pong: Optional[bytes] = None
-    #: Pings read in this read, not answered yet (None outside a read).
-    _pings: Optional[list] = None
+    #: Pong frames for the pings of this read, not written yet (None outside a read).
+    _pongs: Optional[bytearray] = None
     _inflate_call = None
 
     @property
@@ -126,8 +129,8 @@ class RelayingHop:
             if self.pauses is None:
                 super().consumeData()
                 return
-            # The pongs for what this read holds leave in one write (see onPing).
-            self._pings = []
+            # The pongs for what this read holds leave in few writes (see onPing).
+            self._pongs = bytearray()
             try:
                 super().consumeData()
             finally:
@@ -186,27 +189,29 @@ class RelayingHop:
         peer.endMessage()
 
     def onPing(self, payload: bytes) -> None:
-        pings = self._pings
-        if pings is not None:
-            pings.append(payload)
-        else:
+        pongs = self._pongs
+        if pongs is None:
             super().onPing(payload)
+        elif self.pauses.held & PauseReason.OWN_WRITE_BUFFER:
+            # Pongs already wait to be read: the latest ping replaces any still owed.
+            self._owed_pong = payload
+        else:
+            # A read holds up to ``session_buffer`` bytes (the transport's
+            # ``bufferSize``): 43690 empty pings in 256 KiB.  Their pongs go into one
+            # buffer, written each ``_PONG_BATCH`` bytes so a full write buffer stops
+            # the answers within the read; a list per ping cost ~130 bytes a ping.
+            pongs += control_frame(PONG, payload, self.side is Side.BACKEND)
+            if len(pongs) >= _PONG_BATCH:
+                self._answer_pings()
+                self._pongs = bytearray()
         if self.session is not None and self.session.timers is not None:
             self.session.timers.activity()
 
     def _answer_pings(self) -> None:
-        """Pongs for the pings of this read, in one write; while pongs are queued, one owed."""
-        pings, self._pings = self._pings, None
-        if not pings or self.state != OPEN:
-            return
-        if self.pauses.held & PauseReason.OWN_WRITE_BUFFER:
-            # Pongs already wait to be read: the latest ping replaces any still owed.
-            self._owed_pong = pings[-1]
-        elif len(pings) == 1:
-            self.sendPong(pings[0])
-        else:
-            mask = self.side is Side.BACKEND
-            self.sendData(b"".join([control_frame(PONG, p, mask) for p in pings]))
+        """Write the pongs of this read so far (pings past a full buffer are owed, see onPing)."""
+        pongs, self._pongs = self._pongs, None
+        if pongs and self.state == OPEN:
+            self.sendData(bytes(pongs))
 
     def write_buffer_full(self) -> None:
         """This hop's transport cannot take more: stop reading the other hop, and this one."""

@@ -154,6 +154,19 @@ class PingFloodTests(unittest.SynchronousTestCase):
     def test_ping_flood_with_a_small_session_buffer_stays_within_it(self) -> None:
         self.flood({"session_buffer": 16 * 1024}, b"y" * 125)
 
+    def test_per_hop_pings_read_together_each_get_their_pong_in_order(self) -> None:
+        """While the write buffer has room, every ping gets its pong (Autobahn testsuite 2.10)."""
+        fixture = flow_fixture({"websocket_deflate": "per_hop"})
+        self.addCleanup(fixture.stop)
+        port = fixture.start()["proxy"]
+        for count in (10, 5000):  # 5000 pongs leave in several writes
+            sock = open_session(port, "/echo", "permessage-deflate")
+            self.addCleanup(sock.close)
+            payloads = [str(i).encode() for i in range(count)]
+            sock.sendall(b"".join(frame(PING, p) for p in payloads))
+            expected = b"".join(bytes((0x8A, len(p))) + p for p in payloads)
+            self.assertEqual(recv_exactly(sock, len(expected)), expected)
+
 
 class DeflateBombTests(unittest.SynchronousTestCase):
     """Highly compressible messages from one client do not stall the others."""
