@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from clbproxy.config.keys import key_names, read_keys
+from clbproxy.config.keys import key_names, read_keys, read_record
 from clbproxy.config.model import AccessLogConfig, AdminConfig, DemoBackendConfig
 from clbproxy.config.reader import Reader
 from clbproxy.config.text import key_path
@@ -19,13 +19,7 @@ _BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*\Z")
 
 def demo_backend(reader: Reader, path: str, data: dict[str, Any]) -> Optional[DemoBackendConfig]:
     """The model of one ``[[demo_backend]]``, or ``None`` after reporting its problems."""
-    before = len(reader.problems)
-    reader.table(path, data, key_names(DemoBackendConfig))
-    fields: dict[str, Any] = {}
-    read_keys(reader, path, data, DemoBackendConfig, fields)
-    if len(reader.problems) > before:
-        return None
-    return DemoBackendConfig(**fields)
+    return read_record(reader, path, data, DemoBackendConfig)
 
 
 def access_log(reader: Reader, path: str, value: object) -> Optional[AccessLogConfig]:

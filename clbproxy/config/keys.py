@@ -173,3 +173,21 @@ def file() -> Parse:
 
 def bind() -> Parse:
     return lambda reader, path, value: reader.bind(path, value)
+
+
+def read_record(reader: Reader, path: str, value: object, record: type) -> Any:
+    """The ``record`` a table whose keys all check themselves makes, or ``None``.
+
+    For tables with no check across keys and no key read by a validator above
+    the model: the table itself, each declared key, and the record built only
+    when none of that reported a problem.
+    """
+    before = len(reader.problems)
+    table = reader.table(path, value, key_names(record))
+    if table is None:
+        return None
+    fields: dict[str, Any] = {}
+    read_keys(reader, path, table, record, fields)
+    if len(reader.problems) > before:
+        return None
+    return record(**fields)

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import attrs
 
 from clbproxy.config.endpoints import canonical_host, port_number, split_host_port
-from clbproxy.config.keys import key_names, read_keys
+from clbproxy.config.keys import key_names, read_keys, read_record
 from clbproxy.config.reader import Reader
 from clbproxy.config.text import NAME, key_path, tail, type_name
 from clbproxy.config.upstream import (
@@ -206,15 +206,9 @@ def _secret(reader: Reader, path: str, value: object) -> Optional[str]:
 
 
 def _passive(reader: Reader, path: str, value: object) -> Optional[PassiveConfig]:
-    before = len(reader.problems)
-    table = reader.table(path, value, key_names(PassiveConfig))
-    if table is None:
+    model = read_record(reader, path, value, PassiveConfig)
+    if model is None:
         return None
-    fields: dict[str, Any] = {}
-    read_keys(reader, path, table, PassiveConfig, fields)
-    if len(reader.problems) > before:
-        return None
-    model = PassiveConfig(**fields)
     if model.max_ejection < model.ejection:
         reader.problem(
             key_path(path, "max_ejection"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from clbproxy.config.keys import key_names, read_keys
+from clbproxy.config.keys import key_names, read_keys, read_record
 from clbproxy.config.model import CertificateConfig, TLSConfig
 from clbproxy.config.reader import Reader
 from clbproxy.config.text import key_path
@@ -43,13 +43,7 @@ def _certificates(reader: Reader, path: str, value: object) -> tuple[Certificate
 
 
 def _certificate(reader: Reader, path: str, data: dict[str, Any]) -> Optional[CertificateConfig]:
-    before = len(reader.problems)
-    reader.table(path, data, key_names(CertificateConfig))
-    fields: dict[str, Any] = {}
-    read_keys(reader, path, data, CertificateConfig, fields)
-    if len(reader.problems) > before:
-        return None
-    return CertificateConfig(**fields)
+    return read_record(reader, path, data, CertificateConfig)
 
 
 def _ciphers(reader: Reader, path: str, value: object) -> Optional[str]:
