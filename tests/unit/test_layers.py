@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 #:    the reactor's dispatch; the packages' ``__init__`` modules (docstrings).
 #: 1. protocol code with no notion of a proxy: HTTP messages, trailers,
 #:    X-Forwarded headers, the listener's HTTP channel and redirects; WebSocket
-#:    frames, close codes, handshake, timers, read pauses and the fast path;
+#:    frames, close codes, handshake and upgrade checks, timers, read pauses and the fast path;
 #:    TLS contexts, certificates and the backend TLS client; the HTTP client's
 #:    agent and pool and the response body relay; access-log records (written
 #:    by the relay and the forwarder, so below them).
@@ -64,6 +64,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.ws.timers": 1,
     "clbproxy.ws.pauses": 1,
     "clbproxy.ws.fastpath": 1,
+    "clbproxy.ws.upgrade": 1,
     "clbproxy.net.tls": 1,
     "clbproxy.net.tls_client": 1,
     "clbproxy.net.certificates": 1,
