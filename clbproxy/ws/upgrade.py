@@ -55,13 +55,20 @@ Backend answers
   at ``N`` or below (RFC 7692 7.1.2.1).  Autobahn (and the relay before this
   module) took a response without it, after which the backend may compress
   with a window the client never agreed to.
-- *Strict values and numbers*, as for requests.
+- *Strict numbers and extension grammar*, as for requests.
+- *A head that is not UTF-8*: header values are Latin-1 text (RFC 9110 5.5)
+  and only the handshake's fields are judged; Autobahn's client decodes the
+  whole head as UTF-8 (for a debug line) and raises, so such a 101 never
+  completed a handshake.
 
 Two choices that follow Autobahn rather than the letter of RFC 7692: window
 bits are 9 to 15 (zlib cannot deflate with a window of 8, so an offer of 8 is
 refused as it always was), and a malformed permessage-deflate offer is refused
 with 400 wherever it is in the list (RFC 7692 5.1 would decline it; clbproxy
-always refused it).
+always refused it).  A method other than GET is 405 with ``Allow: GET``, as
+Autobahn answers.  The offer passed on is the client's first one, canonical
+(:meth:`DeflateOffer.extension`): Autobahn's re-serialization, which the relay
+used to forward, always added ``client_no_context_takeover``.
 """
 
 from __future__ import annotations
