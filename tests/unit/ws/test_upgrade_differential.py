@@ -477,6 +477,8 @@ EXTENSIONS = (
     "PerMessage-Deflate; Client_Max_Window_Bits",
     "x-webkit-deflate-frame, permessage-deflate",
     "foo; a b, permessage-deflate",
+    "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+    "permessage-deflate; client_max_window_bits; client_max_window_bits=10",
 )
 
 
@@ -651,6 +653,15 @@ ANSWER_EXTENSIONS = (
     "permessage-deflate; client_max_window_bits",
     "permessage-deflate; server_max_window_bits=+9",
     "permessage-deflate, ",
+    "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+)
+
+
+#: Offers every answer corpus answers with each of :data:`ANSWER_EXTENSIONS`.
+FIXED_OFFERS = (
+    "permessage-deflate",
+    "permessage-deflate; client_max_window_bits",
+    "permessage-deflate; server_max_window_bits=12; server_no_context_takeover",
 )
 
 
@@ -670,10 +681,25 @@ def _answer_values(rng: random.Random, upgrade: ClientUpgrade) -> dict[str, list
 
 @functools.cache
 def answer_corpus() -> tuple[Answer, ...]:
-    """Backend 101s to generated upgrades: valid ones, then mutations of a few headers."""
+    """Every listed extension response to a few offers, then generated upgrades and answers."""
     rng = random.Random(SEED + 1)
     cases = []
-    for _ in range(RANDOM_CASES + 500):
+    for offered in FIXED_OFFERS:
+        upgrade = check_client_upgrade(
+            b"GET",
+            b"HTTP/1.1",
+            [(n.encode(), v.encode()) for n, v in VALID_REQUEST]
+            + [(b"Sec-WebSocket-Extensions", offered.encode())],
+        )
+        valid = (
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept_value(KEY)),
+        )
+        cases.append(Answer(upgrade, valid + (("Server", "caf\xe9"),)))
+        for response in ANSWER_EXTENSIONS + EXTENSIONS:
+            cases.append(Answer(upgrade, valid + (("Sec-WebSocket-Extensions", response),)))
+    for _ in range(RANDOM_CASES):
         upgrade = _upgrade(rng)
         values = _answer_values(rng, upgrade)
         headers = [
