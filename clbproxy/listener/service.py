@@ -16,7 +16,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from clbproxy.config import FixedResponseConfig, ListenerConfig
 from clbproxy.http.forwarded import real_client_ip
@@ -42,6 +42,7 @@ from clbproxy.routing.settings import ListenerSettings
 from clbproxy.upstream.balancer import TargetGroup
 from clbproxy.util.logtext import printable
 from clbproxy.ws.handshake import request_target
+from clbproxy.ws.passthrough import pass_through
 from clbproxy.ws.relay import RelayServerFactory, Route
 
 log = Logger()
@@ -134,7 +135,12 @@ class ListenerResource(Resource):
             return self._refuse(request, refusal)
         if upgrade and (rule is None or rule.target_group is not None):
             # The relay answers (or refuses) the handshake itself, on this route.
-            result = self._relay.upgrade(request, Route(settings, rule, target))
+            route = Route(settings, rule, target)
+            if settings.listener.websocket_deflate == "end_to_end":
+                pass_through(self._relay, request, route)
+                result = NOT_DONE_YET
+            else:
+                result = self._relay.upgrade(request, route)
             self._forwarder.reactor.callLater(0, release_upgraded, request)
             return result
         forwarder = self._forwarder

@@ -22,7 +22,7 @@ from clbproxy.net.transports import innermost_protocol
 from clbproxy.observability import accesslog
 from clbproxy.upstream.balancer import DRAIN, TargetGroup
 from clbproxy.upstream.health.view import BackendStatus, Health, IHealthView, all_backends
-from clbproxy.ws.relay import is_relay_hop
+from clbproxy.ws.passthrough import is_relay_hop
 
 #: Recent errors kept per backend.
 RECENT_ERRORS = 5

@@ -10,7 +10,7 @@ trying another), one that does not answer in time 504.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Mapping, Optional
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from autobahn.websocket.compress import (
@@ -339,36 +339,11 @@ class HandshakeStage:
     def _backend_request(self, backend: BackendConfig) -> ConnectingRequest:
         front = self.front
         headers = front.http_headers
-        drop, add = header_changes(self.rule, [])
-        client_ip = peer_ip(front.transport)
-        skip = (
-            hop_by_hop_names([headers.get("connection", "")])
-            | _HANDSHAKE_REQUEST_HEADERS
-            | FORWARDING_HEADERS
-            | untrusted_headers(client_ip, self.settings.trusted)
-            | drop
+        extra = dict(
+            upgrade_headers(
+                self, headers.items(), headers, front.transport, _HANDSHAKE_REQUEST_HEADERS
+            )
         )
-        underscores = self.settings.listener.underscores_in_headers
-        extra: dict[str, str] = {}
-        for name, value in headers.items():
-            if client_header_passes(name, skip, underscores=underscores, ours=drop):
-                extra[name] = value
-        extra.update(add)
-        for name, value in forwarded_headers(
-            peer_ip=client_ip,
-            scheme=self.settings.scheme,
-            host=headers.get("host"),
-            forwarded_for=[headers["x-forwarded-for"]] if "x-forwarded-for" in headers else [],
-            forwarded_proto=headers.get("x-forwarded-proto"),
-            forwarded_host=headers.get("x-forwarded-host"),
-            trusted=self.settings.trusted,
-            port=getattr(host_address(front.transport), "port", None),
-        ):
-            extra[name] = value
-        for name, value in client_certificate_headers(front.transport):
-            extra[name] = value
-        if self.settings.listener.via:
-            extra["Via"] = VIA.decode("ascii")
         host, port = split_host_header(
             headers.get("host"), backend, 443 if self.settings.scheme == "https" else 80
         )
@@ -486,3 +461,52 @@ def split_host_header(
     except ValueError:
         port = default_port
     return name, port
+
+
+def upgrade_headers(
+    session: HandshakeStage,
+    pairs: Iterable[tuple[str, str]],
+    joined: Mapping[str, str],
+    transport,
+    written: frozenset[str],
+) -> list[tuple[str, str]]:
+    """The headers a backend's upgrade request carries besides those the proxy ``written`` itself.
+
+    The client's end-to-end headers (``pairs``; ``joined`` is the same by
+    lower-case name), minus hop-by-hop, forwarding and untrusted ones and those
+    the rule removes or sets; then the rule's, the forwarding headers, the
+    client certificate's and ``Via``: one policy for both handshake paths.
+    """
+    settings = session.settings
+    drop, add = header_changes(session.rule, [])
+    client_ip = peer_ip(transport)
+    skip = (
+        hop_by_hop_names([joined.get("connection", "")])
+        | written
+        | FORWARDING_HEADERS
+        | untrusted_headers(client_ip, settings.trusted)
+        | drop
+    )
+    underscores = settings.listener.underscores_in_headers
+    chosen = [
+        (name, value)
+        for name, value in pairs
+        if client_header_passes(name, skip, underscores=underscores, ours=drop)
+    ]
+    chosen.extend(add)
+    chosen.extend(
+        forwarded_headers(
+            peer_ip=client_ip,
+            scheme=settings.scheme,
+            host=joined.get("host"),
+            forwarded_for=[joined["x-forwarded-for"]] if "x-forwarded-for" in joined else [],
+            forwarded_proto=joined.get("x-forwarded-proto"),
+            forwarded_host=joined.get("x-forwarded-host"),
+            trusted=settings.trusted,
+            port=getattr(host_address(transport), "port", None),
+        )
+    )
+    chosen.extend(client_certificate_headers(transport))
+    if settings.listener.via:
+        chosen.append(("Via", VIA.decode("ascii")))
+    return chosen

@@ -307,9 +307,6 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         self.inflate_budget: Optional[InflateBudget] = None
 
 
-def is_relay_hop(protocol) -> bool:
-    """Whether ``protocol`` is a WebSocket hop (served by Autobahn or on the fast path).
-
-    Observers count such connections as sessions, not as HTTP connections.
-    """
-    return isinstance(protocol, (WebSocketServerProtocol, Hop))
+#: The protocols of a client connection that became a WebSocket session on the
+#: Autobahn path (see :func:`clbproxy.ws.passthrough.is_relay_hop` for all paths).
+RELAY_HOPS = (WebSocketServerProtocol, Hop)

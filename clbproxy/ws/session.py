@@ -59,21 +59,9 @@ class OpenSession:
         front, backend = self.front, self.backend
         if backend is None or backend.state != OPEN:
             return
-        self._opened = self.reactor.seconds()
         front.peer, backend.peer = backend, front
+        self.begin_open()
         listener = self.settings.listener
-        self.timers = SessionTimers(
-            self.reactor,
-            idle_timeout=listener.websocket_idle_timeout,
-            # A tunnel does not read frames, so it cannot answer or see pongs.
-            ping_interval=0 if self.tunnel else listener.websocket_ping_interval,
-            ping_timeout=listener.websocket_ping_timeout,
-            owner=self,
-            idle_queue=idle_queue(self.factory, self.reactor, listener.websocket_idle_timeout),
-        )
-        self.timers.start()
-        fill_request_fields(self.record, front)
-        self._filled = True
         limit = listener.session_buffer
         deflating = self.deflate is not None or bool(
             front.websocket_extensions_in_use or backend.websocket_extensions_in_use
@@ -118,6 +106,27 @@ class OpenSession:
                 self._builder.release()
                 self._builder = None
             self.reactor.callLater(0, _scrub, front, backend)
+
+    def begin_open(self) -> None:
+        """Both hops are open (whichever path opened them): start the clock and the timers.
+
+        The access record takes the upgrade request's fields now, while the
+        client's hop still has them.
+        """
+        self._opened = self.reactor.seconds()
+        listener = self.settings.listener
+        self.timers = SessionTimers(
+            self.reactor,
+            idle_timeout=listener.websocket_idle_timeout,
+            # A tunnel does not read frames, so it cannot answer or see pongs.
+            ping_interval=0 if self.tunnel else listener.websocket_ping_interval,
+            ping_timeout=listener.websocket_ping_timeout,
+            owner=self,
+            idle_queue=idle_queue(self.factory, self.reactor, listener.websocket_idle_timeout),
+        )
+        self.timers.start()
+        fill_request_fields(self.record, self.front)
+        self._filled = True
 
     # -- timers and shutdown ---------------------------------------------------------
 

@@ -67,7 +67,8 @@ HANDSHAKE = [
     case("version 12", _upgrade(version="12"), expect=NEEDS_13),
     case("version 14", _upgrade(version="14"), expect=NEEDS_13),
     case("version 99999", _upgrade(version="99999"), expect=NEEDS_13),
-    case("version negative", _upgrade(version="-13"), expect=NEEDS_13),
+    # Not a version at all (RFC 6455 4.1: 1*DIGIT): 400, as for "thirteen".
+    case("version negative", _upgrade(version="-13"), expect=BAD),
     case("version not a number", _upgrade(version="thirteen"), expect=BAD),
     case("version list", _upgrade(version="13, 8"), expect=BAD),
     case("version duplicated", _upgrade(b"Sec-WebSocket-Version: 13\r\n"), expect=BAD),
@@ -124,10 +125,11 @@ HANDSHAKE = [
     ),
     case("origin null", _strict(b"null"), expect=Status(403, closes=True)),
     case("origin null without allow list", _upgrade(b"Origin: null\r\n"), expect=OPEN),
+    # RFC 6454 7: one Origin; two make the request malformed (400, as Autobahn).
     case(
         "origin duplicated",
         _strict(b"https://app.example\r\nOrigin: https://evil.example"),
-        expect=Status(403, closes=True),
+        expect=BAD,
     ),
     case("origin garbage", _strict(b"::::"), expect=BAD),
     case(
@@ -135,9 +137,11 @@ HANDSHAKE = [
         _upgrade(b"Sec-WebSocket-Extensions: x-foo\r\n"),
         expect=OPEN,
     ),
+    # RFC 6455 9.1: a list that is not extensions is a malformed request.
+    case("extension garbage", _upgrade(b"Sec-WebSocket-Extensions: ;;;,,,\r\n"), expect=BAD),
     case(
-        "extension garbage is ignored",
-        _upgrade(b"Sec-WebSocket-Extensions: ;;;,,,\r\n"),
+        "extension empty elements are skipped",
+        _upgrade(b"Sec-WebSocket-Extensions: ,, x-foo ,\r\n"),
         expect=Status(101, (("Sec-WebSocket-Extensions", None),)),
     ),
     case(

@@ -77,6 +77,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.ws.handshake_stage": 3,
     "clbproxy.ws.session": 3,
     "clbproxy.ws.closing": 3,
+    "clbproxy.ws.passthrough": 3,
     "clbproxy.listener": 4,
     "clbproxy.observability": 5,
     "clbproxy.ops": 6,

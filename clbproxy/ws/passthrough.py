@@ -1,0 +1,585 @@
+"""The default WebSocket path: the client's upgrade passed through to a backend, not re-originated.
+
+With ``websocket_deflate = "end_to_end"`` (the default) no hop's messages are
+transformed, so the proxy does what nginx and HAProxy do: the client's upgrade
+request, checked against RFC 6455 4.2.1 and RFC 7692 by
+:mod:`clbproxy.ws.upgrade`, goes to the backend with the client's own key,
+subprotocols and permessage-deflate offer (other extensions dropped), plus the
+forwarding headers, the rule's header changes and persistence.  The backend's
+answer is checked as a client would check it (its ``101``, ``Sec-WebSocket-Accept``
+for that key, an extension and a subprotocol among those offered) and relayed;
+any other answer is passed back whole, as :mod:`clbproxy.ws.handshake_stage`
+does.  Then both connections go straight to the validating fast path
+(:mod:`clbproxy.ws.fastpath`): no Autobahn protocol is built for the session.
+
+The session is a :class:`~clbproxy.ws.relay.RelaySession` whose handshake stage
+is :class:`PassThroughStage`; until the ``101`` its hops are the two small
+protocols here (:class:`ClientWaiting`, :class:`BackendUpgrade`), which offer
+the closing stage (:mod:`clbproxy.ws.closing`) what it reads from a hop.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+from urllib.parse import parse_qs, urlsplit
+
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.python.failure import Failure
+
+from clbproxy.config import BackendConfig
+from clbproxy.http.forwarded import (
+    hop_by_hop_names,
+    is_hop_by_hop,
+)
+from clbproxy.http.responses import raw_error_response
+from clbproxy.net.endpoints import disable_nagle
+from clbproxy.net.transports import (
+    innermost_transport,
+    peer_ip,
+    switch_protocol,
+    unwrap_client,
+)
+from clbproxy.observability import accesslog
+from clbproxy.routing.actions import rewrite_target
+from clbproxy.upstream.balancer import RequestInfo
+from clbproxy.util.logtext import printable
+from clbproxy.ws.closecodes import Side
+from clbproxy.ws.closing import refusal_record
+from clbproxy.ws.fastpath import Hop, compact_tcp_transport
+from clbproxy.ws.frames import FrameScanner
+from clbproxy.ws.handshake import RefusalReader, parse_response_head
+from clbproxy.ws.handshake_stage import HandshakeRefused, HandshakeStage, refuse, upgrade_headers
+from clbproxy.ws.pauses import InflateBudget
+from clbproxy.ws.relay import RELAY_HOPS, RelaySession, Route
+from clbproxy.ws.upgrade import (
+    BackendAcceptance,
+    BadBackendAnswer,
+    ClientUpgrade,
+    UpgradeRefused,
+    accept_value,
+    check_backend_answer,
+    check_client_upgrade,
+)
+
+log = Logger()
+
+CONNECTING = WebSocketProtocol.STATE_CONNECTING
+CLOSED = WebSocketProtocol.STATE_CLOSED
+
+#: The largest response head a backend may answer an upgrade with.
+MAX_RESPONSE_HEAD = 65536
+
+#: Client request headers the proxy writes itself on the backend's upgrade request
+#: (or that describe only the client's hop).
+_WRITTEN_BY_PROXY = frozenset(
+    {
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "content-length",
+        "transfer-encoding",
+    }
+)
+
+#: Backend 101 headers the proxy writes itself to the client.
+_ANSWERED_BY_PROXY = frozenset(
+    {
+        "upgrade",
+        "connection",
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "content-length",
+        "transfer-encoding",
+        "server",
+        "date",
+    }
+)
+
+_UNCLEAN = "peer dropped the TCP connection without previous WebSocket closing handshake"
+
+
+class _Pending:
+    """The client's handshake, until answered (what the closing stage asks of it)."""
+
+    __slots__ = ("called",)
+
+    def __init__(self) -> None:
+        self.called = False
+
+
+class _HandshakeHop(Protocol):
+    """What the closing stage reads from a hop, for a connection still in its handshake."""
+
+    side: Side
+    session = None
+    state = CONNECTING
+    messages_in = 0
+    octets_in = 0
+    octets_out = 0
+    failedByMe = False
+    wasNotCleanReason: Optional[str] = None
+    wasOpenHandshakeTimeout = False
+    localCloseCode = None
+    remoteCloseCode = None
+
+    def dropConnection(self, abort: bool = False) -> None:
+        if self.state == CLOSED or self.transport is None:
+            return
+        self.state = CLOSED
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    def _lost(self, reason: Failure) -> None:
+        self.state = CLOSED
+        if self.wasNotCleanReason is None:
+            self.wasNotCleanReason = reason.getErrorMessage() or _UNCLEAN
+        if self.session is not None:
+            text = f'connection was closed uncleanly ("{self.wasNotCleanReason}")'
+            self.session.hop_lost(self.side, False, 1006, text)
+
+
+class ClientWaiting(_HandshakeHop):
+    """The client's connection from the upgrade request until the proxy answers it.
+
+    A client sends no frame before its ``101`` (RFC 6455 4.1), but bytes that
+    come early are kept, in order, for the fast path; past ``session_buffer`` the
+    client is no longer read until then.
+    """
+
+    side = Side.CLIENT
+
+    def __init__(self, factory, request_uri: str, pairs: list[tuple[str, str]], limit: int) -> None:
+        #: The listener's relay factory (the closing stage reads its settings).
+        self.factory = factory
+        self.http_request_uri = request_uri
+        #: The upgrade request's headers as received (names as twisted.web spells them).
+        self.header_pairs = pairs
+        #: The same, lower-case names (repeats joined), as the closing stage reads them.
+        self.http_headers = joined_headers(pairs)
+        self.early = bytearray()
+        self._limit = limit
+        self._paused = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.early += data
+        if len(self.early) > self._limit and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._lost(reason)
+
+
+class BackendUpgrade(_HandshakeHop):
+    """The backend's connection until it answered the upgrade: sends it, reads the answer."""
+
+    side = Side.BACKEND
+
+    def __init__(self, session: PassThroughStage, request: bytes, timeout: float) -> None:
+        self.session = session
+        self._request = request
+        self._timeout = timeout
+        self._timer: Optional[IDelayedCall] = None
+        self._data = b""
+        self._refusal: Optional[RefusalReader] = None
+
+    def connectionMade(self) -> None:
+        disable_nagle(self.transport)
+        session = self.session
+        if session is None:
+            self.transport.abortConnection()
+            return
+        session.backend = self
+        self.transport.write(self._request)
+        self._request = b""
+        if self._timeout:
+            self._timer = session.reactor.callLater(self._timeout, self._timed_out)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.state == CLOSED or self.session is None:
+            return
+        reader = self._refusal
+        if reader is not None:
+            self._read_refusal(data)
+            return
+        self._data += data
+        end = self._data.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._data) > MAX_RESPONSE_HEAD:
+                self._bad_answer("response headers larger than 64 KiB")
+            return
+        head = parse_response_head(self._data[: end + 4])
+        rest, self._data = self._data[end + 4 :], b""
+        if head is None:
+            self._bad_answer("malformed HTTP response")
+            return
+        if head.status == 101:
+            self._cancel_timer()
+            try:
+                acceptance = check_backend_answer(self.session.client_upgrade, head.headers)
+            except BadBackendAnswer as e:
+                self._bad_answer(str(e))
+                return
+            self.session.backend_switched(self, head, acceptance, rest)
+            return
+        self._refusal = RefusalReader(head, self.session.settings.listener.max_refusal_body)
+        self._read_refusal(rest)
+
+    def _read_refusal(self, data: bytes) -> None:
+        reader = self._refusal
+        reader.feed(data)
+        if reader.malformed is not None:
+            self._bad_answer(f"malformed chunked body: {reader.malformed}")
+        elif reader.done:
+            self._cancel_timer()
+            self.session.backend_refused(reader)
+            self.dropConnection(abort=True)
+
+    def _bad_answer(self, reason: str) -> None:
+        self._cancel_timer()
+        self.wasNotCleanReason = reason
+        self.dropConnection(abort=True)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self.wasOpenHandshakeTimeout = True
+        self.wasNotCleanReason = "the backend did not answer the WebSocket handshake in time"
+        self.dropConnection(abort=True)
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._cancel_timer()
+        reader = self._refusal
+        if reader is not None and not reader.done and reader.until_close and self.session:
+            reader.finish()
+            self.session.backend_refused(reader)
+        self._lost(reason)
+
+
+class _BackendFactory(Factory):
+    """Builds the one :class:`BackendUpgrade` of a connect attempt."""
+
+    noisy = False
+
+    def __init__(self, session: PassThroughStage, request: bytes, timeout: float) -> None:
+        self._session: Optional[PassThroughStage] = session
+        self._request = request
+        self._timeout = timeout
+
+    def buildProtocol(self, addr):
+        session, self._session = self._session, None
+        if session is None:
+            return None
+        return BackendUpgrade(session, self._request, self._timeout)
+
+
+def take_over(request, protocol: Protocol):
+    """Give ``request``'s connection to ``protocol``, as Autobahn's resource does.
+
+    twisted.web stops reading a connection while it handles a request; the
+    connection no longer carries HTTP, so it is read again.  Bytes the client
+    sent behind its request (in the same read) are still in the channel's
+    buffers: they are the protocol's now, given to it in order.
+    """
+    channel = request.channel
+    early = b"".join(getattr(channel, "_dataBuffer", ())) + getattr(channel, "_buffer", b"")
+    channel._dataBuffer, channel._buffer = [], b""
+    transport, channel.transport = channel.transport, None
+    if isinstance(transport, ProtocolWrapper):
+        transport.wrappedProtocol = protocol
+    elif isinstance(transport.protocol, ProtocolWrapper):
+        transport.protocol.wrappedProtocol = protocol
+    else:
+        transport.protocol = protocol
+    protocol.makeConnection(transport)
+    producer = getattr(transport, "_networkProducer", None)
+    if producer is not None:
+        producer.resumeProducing()
+    elif hasattr(transport, "resumeProducing"):
+        transport.resumeProducing()
+    if early:
+        protocol.dataReceived(early)
+    return transport
+
+
+def header_pairs(request) -> list[tuple[str, str]]:
+    """A twisted.web request's headers as ``(name, value)`` text pairs, repeats kept."""
+    return [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, values in request.requestHeaders.getAllRawHeaders()
+        for value in values
+    ]
+
+
+def joined_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Lower-case name -> value, repeats joined with ``", "`` (what Autobahn gave the relay)."""
+    joined: dict[str, str] = {}
+    for name, value in pairs:
+        lower = name.lower()
+        joined[lower] = f"{joined[lower]}, {value}" if lower in joined else value
+    return joined
+
+
+class PassThroughStage(HandshakeStage):
+    """The handshake of a passed-through session: one backend upgrade, checked, then the fast path.
+
+    Mixed into :class:`PassThroughSession`.  A failed connect tries another
+    backend (the group's ``retries``); the backend's refusal is passed back;
+    a backend that breaks the handshake gets 502, one too slow 504, as on the
+    Autobahn path.
+    """
+
+    __slots__ = ()
+
+    def start(self):
+        self._handshake = _Pending()
+        self._connect_next()
+        return self._handshake
+
+    def _connect_next(self) -> None:
+        backend = self.group.pick(self.request, exclude=self._tried)
+        if backend is None:
+            if self._tried:
+                self._fail(refuse(502, "no backend of the target group could be reached"))
+            else:
+                self._fail(refuse(503, f"no backend available in target group {self.group.name}"))
+            return
+        self._tried.append(backend)
+        self.group.hold(self, backend)
+        factory = _BackendFactory(
+            self, self._upgrade_request(backend), self.group.config.response_timeout
+        )
+        try:
+            endpoint = self.connector(backend, self.group.config)
+        except Exception:
+            self._connecting = defer.fail()
+        else:
+            self._connecting = endpoint.connect(factory)
+        self._connecting.addCallbacks(self._connected, self._connect_failed)
+
+    def _upgrade_request(self, backend: BackendConfig) -> bytes:
+        """The backend's upgrade request: the client's, its key included, with our headers."""
+        front = self.front
+        upgrade: ClientUpgrade = self.client_upgrade
+        headers = front.http_headers
+        host = headers.get("host") or backend.address
+        lines = [
+            f"GET {self.target} HTTP/1.1",
+            f"Host: {host}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {upgrade.key}",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if upgrade.protocols:
+            lines.append("Sec-WebSocket-Protocol: " + ", ".join(upgrade.protocols))
+        if upgrade.deflate_offer is not None:
+            lines.append(f"Sec-WebSocket-Extensions: {upgrade.deflate_offer}")
+        lines.extend(
+            f"{name}: {value}"
+            for name, value in upgrade_headers(
+                self, front.header_pairs, headers, front.transport, _WRITTEN_BY_PROXY
+            )
+        )
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def backend_switched(
+        self, backend: BackendUpgrade, head, acceptance: BackendAcceptance, rest: bytes
+    ) -> None:
+        """The backend accepted the upgrade: answer the client, then relay on the fast path."""
+        if self._handshake is None or self._handshake.called or self.front.state == CLOSED:
+            backend.dropConnection(abort=True)
+            return
+        self.group.report_success(self.backend_config)
+        self._handshake_done(101)
+        self._handshake.called = True
+        self.deflate = acceptance.deflate
+        lines = [
+            "HTTP/1.1 101 Switching Protocols",
+            "Server: clbproxy",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Accept: {accept_value(self.client_upgrade.key)}",
+        ]
+        if acceptance.protocol is not None:
+            lines.append(f"Sec-WebSocket-Protocol: {acceptance.protocol}")
+        if acceptance.extensions is not None:
+            lines.append(f"Sec-WebSocket-Extensions: {acceptance.extensions}")
+        hop = hop_by_hop_names(head.values("connection"))
+        for name, value in head.headers:
+            lower = name.lower()
+            if not is_hop_by_hop(lower, hop) and lower not in _ANSWERED_BY_PROXY:
+                lines.append(f"{name}: {value}")
+        for name, value in self.group.persistence_headers(self.request, self.backend_config):
+            lines.append(f"{name}: {value}")
+        front = self.front
+        front.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self._open(front, backend, rest)
+
+    def _open(self, front: ClientWaiting, backend: BackendUpgrade, rest: bytes) -> None:
+        """Both hops are open: link them on the fast path (a tunnel: spliced), timers on."""
+        listener = self.settings.listener
+        self.begin_open()
+        if self.deflate is not None and listener.websocket_inflate_rate and not self.tunnel:
+            self.inflate_budget = InflateBudget(self.reactor, listener.websocket_inflate_rate)
+        resets = self.deflate or (False, False)
+        max_message = self.settings.max_message_size(self.rule)
+        hops = []
+        for old, side, masked, reset in (
+            (front, Side.CLIENT, True, resets[0]),
+            (backend, Side.BACKEND, False, resets[1]),
+        ):
+            scanner = (
+                None
+                if self.tunnel
+                else FrameScanner(
+                    masked=masked,
+                    max_message=max_message,
+                    hold=listener.session_buffer,
+                    deflate=self.deflate is not None,
+                    deflate_reset=reset,
+                )
+            )
+            hops.append(Hop(old.transport, self, side, scanner))
+        new_front, new_back = hops
+        new_front.peer, new_back.peer = new_back, new_front
+        for old, hop in ((front, new_front), (backend, new_back)):
+            switch_protocol(old, hop)
+            socket = innermost_transport(hop.transport)
+            if hasattr(socket, "bufferSize"):
+                socket.bufferSize = listener.session_buffer
+            if getattr(socket, "producer", None) is not None:
+                socket.unregisterProducer()
+            hop.transport.registerProducer(hop, True)
+            old.session = None
+        unwrap_client(new_back)
+        self.front, self.backend = new_front, new_back
+        log.info(
+            "websocket: {client} {path} -> {backend} ({group}) open",
+            client=peer_ip(new_front.transport),
+            path=printable(self.target),
+            backend=self.backend_config.address,
+            group=self.group.name,
+        )
+        self._handshake = None
+        self.request = None
+        self._tried = ()
+        early = bytes(front.early)
+        if front._paused:
+            new_front.transport.resumeProducing()
+        for hop in hops:
+            compact_tcp_transport(hop.transport)
+        if early and new_front.state != CLOSED:
+            new_front.dataReceived(early)
+        if rest and new_back.state != CLOSED:
+            new_back.dataReceived(rest)
+
+    def _fail(self, refused: HandshakeRefused) -> None:
+        self.release()
+        if self._handshake is None or self._handshake.called:
+            return
+        log.info(
+            "websocket: {client} {path}: handshake refused with {status}: {detail}",
+            client=peer_ip(self.front.transport),
+            path=printable(self.target),
+            status=refused.status,
+            detail=printable(refused.detail),
+        )
+        self._handshake_done(refused.status)
+        self._handshake.called = True
+        front = self.front
+        if front.state != CLOSED and front.transport is not None:
+            front.transport.write(refused.response)
+            front.dropConnection(abort=False)
+
+
+class PassThroughSession(PassThroughStage, RelaySession):
+    """A relayed session whose upgrade was passed through (:func:`pass_through`)."""
+
+    __slots__ = ("client_upgrade",)
+
+
+def is_relay_hop(protocol) -> bool:
+    """Whether ``protocol`` is a WebSocket hop (served by Autobahn, passed through or fast).
+
+    Observers count such connections as sessions, not as HTTP connections.
+    """
+    return isinstance(protocol, (ClientWaiting, *RELAY_HOPS))
+
+
+def pass_through(factory, request, route: Route) -> None:
+    """Take ``request``'s connection and start its passed-through session on ``route``.
+
+    ``factory`` is the listener's :class:`~clbproxy.ws.relay.RelayServerFactory`.
+    The client's upgrade is checked first; the refusals are those the Autobahn
+    path gives (400, 426 with ``Sec-WebSocket-Version: 13``, 404 with no rule,
+    403 for an origin not allowed).
+    """
+    settings, rule, target = route.settings, route.rule, route.target
+    pairs = header_pairs(request)
+    front = ClientWaiting(
+        factory, request.uri.decode("latin-1"), pairs, settings.listener.session_buffer
+    )
+    take_over(request, front)
+    try:
+        upgrade = check_client_upgrade(request.method, request.clientproto, _raw(pairs))
+    except UpgradeRefused as e:
+        _refuse(front, e.status, e.detail, e.headers)
+        return
+    if rule is None:
+        _refuse(front, 404, "no forwarding rule matches this host and path")
+        return
+    allowed = settings.allowed_origins(rule)
+    if allowed and upgrade.origin and upgrade.origin.lower() not in allowed:
+        _refuse(front, 403, f"origin {upgrade.origin} is not allowed")
+        return
+    query = urlsplit(target).query
+    session = PassThroughSession(
+        reactor=factory.reactor,
+        settings=settings,
+        group=settings.groups[rule.target_group],
+        front=front,
+        target=rewrite_target(rule, target),
+        connector=factory.connector,
+        request=RequestInfo.build(peer_ip(front.transport), pairs, parse_qs(query)),
+        rule=rule,
+    )
+    session.client_upgrade = upgrade
+    session.tunnel = rule.relay == "tunnel"
+    front.session = session
+    factory.sessions.add(session)
+    session.start()
+
+
+def _raw(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
+
+
+def _refuse(front: ClientWaiting, status: int, detail: str, headers=()) -> None:
+    """Answer an upgrade refused before any backend was chosen, and close."""
+    log.info(
+        "websocket: {client} {path}: handshake refused with {status}: {detail}",
+        client=peer_ip(front.transport),
+        path=printable(front.http_request_uri),
+        status=status,
+        detail=printable(detail),
+    )
+    accesslog.emit(refusal_record(front, status))
+    front.transport.write(raw_error_response(status, detail, list(headers)))
+    front.dropConnection(abort=False)
