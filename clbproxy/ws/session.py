@@ -118,6 +118,7 @@ class OpenSession:
                 self._builder.release()
                 self._builder = None
             self.reactor.callLater(0, _scrub, front, backend)
+        self.relieve_pending()
 
     # -- timers and shutdown ---------------------------------------------------------
 
