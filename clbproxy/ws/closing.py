@@ -54,6 +54,7 @@ class Closing:
 
     def _close_hops(self, to_client: CloseAction, to_backend: CloseAction) -> None:
         self._told = frozenset((Side.CLIENT, Side.BACKEND))
+        self._stop_controls()
         for hop, action in ((self.front, to_client), (self.backend, to_backend)):
             if hop is None:
                 continue
@@ -99,6 +100,15 @@ class Closing:
         )
         self._close_hops(*proxy_closes(reason, side, limit))
 
+    def rate_exceeded(self, side: Side, limit: str) -> None:
+        """The hop on ``side`` passed ``limit`` (``websocket_rate_action = "close"``)."""
+        self._proxy_close(CloseReason.RATE_LIMIT, side, limit)
+
+    def _stop_controls(self) -> None:
+        controls, self.controls = self.controls, None
+        if controls is not None:
+            controls.stop()
+
     def relieve_pending(self) -> None:
         """Both hops just opened: apply a :meth:`relieve` that came during the handshake."""
         pending = self.record.close_reason
@@ -130,6 +140,7 @@ class Closing:
         if other_side in self._told or event.side in self._told:
             return
         self._told = self._told | {other_side}
+        self._stop_controls()
         if self.record.closed_by is None:
             self.record.closed_by = event.side.name.lower()
         other = self.backend if other_side is Side.BACKEND else self.front
@@ -151,6 +162,7 @@ class Closing:
         self._closes = {**self._closes, side: (code, reason)}
         if self.timers is not None:
             self.timers.stop()
+        self._stop_controls()
         if side is Side.CLIENT and self._opened is None:
             self._client_left_during_handshake()
         elif side is Side.BACKEND and self._handshake is not None and not self._handshake.called:
