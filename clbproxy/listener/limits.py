@@ -85,7 +85,9 @@ class LimitStats:
     ``header_timeouts`` (408 or close); ``websocket_idle_closes``;
     ``websocket_ping_timeouts``; ``websocket_closes_REASON``: sessions the proxy
     ended for a :class:`clbproxy.ws.closecodes.CloseReason` (``rate_limit``,
-    ``lifetime``, ``rebalance``, ``drain``).  ``websocket_refusals()``: the refusals above
+    ``lifetime``, ``rebalance``, ``drain``); ``websocket_rate_throttles``: times a
+    hop was not read for a while, over its message or byte rate.
+    ``websocket_refusals()``: the refusals above
     that answered a WebSocket handshake, by status (they are handshake outcomes too).
     """
 
@@ -104,6 +106,7 @@ class LimitStats:
         "websocket_closes_lifetime",
         "websocket_closes_rebalance",
         "websocket_closes_drain",
+        "websocket_rate_throttles",
     )
 
     def __init__(self) -> None:
