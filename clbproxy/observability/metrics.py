@@ -50,7 +50,6 @@ LIMIT_REFUSALS = {
 WEBSOCKET_TIMEOUTS = {"websocket_idle_closes": "idle", "websocket_ping_timeouts": "ping"}
 
 
-
 def _label(value: object) -> str:
     return "-" if value is None else str(value)
 

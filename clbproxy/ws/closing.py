@@ -75,7 +75,8 @@ class Closing:
         the session's access record (``close_reason``) and the listener's
         counters.  Data either hop sent before this is relayed before the
         Close.  A session still in its handshake is relieved as soon as it
-        opens; one already ending is left to end as it does.
+        opens; one already ending is left to end as it does.  A tunnel's TCP
+        connections are closed instead (no Close frame fits between its frames).
         """
         self._proxy_close(CloseReason(reason), Side.CLIENT, "")
 
@@ -98,6 +99,14 @@ class Closing:
             reason=reason.value,
             detail=f": {side.name.lower()} over {limit}" if limit else "",
         )
+        if self.tunnel:
+            # No Close frame can be put between a tunnel's frames: end both TCP connections.
+            self._told = frozenset((Side.CLIENT, Side.BACKEND))
+            self._stop_controls()
+            for hop in (self.front, self.backend):
+                hop.wasNotCleanReason = f"closed by the proxy ({reason.value})"
+                hop.dropConnection(abort=False)
+            return
         self._close_hops(*proxy_closes(reason, side, limit))
 
     def rate_exceeded(self, side: Side, limit: str) -> None:

@@ -119,6 +119,16 @@ class TunnelTests(ControlsTestCase):
         harness.clock.advance(1.5)
         self.assertEqual(client.producerState, "producing")
 
+    def test_a_tunnel_past_its_lifetime_has_both_connections_closed(self):
+        rule = RuleConfig(target_group="pool", host="public.test", relay="tunnel")
+        harness = self.relay(rule, websocket_max_lifetime=600.0, websocket_idle_timeout=3600.0)
+        _, client, backend = self.open_session(harness)
+        backend.receive(b"last bytes")
+        harness.clock.advance(600)
+        self.assertEqual(client.take(), b"last bytes")
+        harness.clock.advance(0)
+        self.assertEqual((client.lost, backend.lost), (True, True))
+
 
 class PerHopTests(ControlsTestCase):
     """Sessions that stay on Autobahn (permessage-deflate on the client's hop only)."""
