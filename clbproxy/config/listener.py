@@ -9,7 +9,7 @@ from clbproxy.config.keys import key_names, read_keys
 from clbproxy.config.model import ListenerConfig
 from clbproxy.config.reader import Reader
 from clbproxy.config.rules import check_rules_distinct, default_domain, rule
-from clbproxy.config.text import key_path
+from clbproxy.config.text import key_path, tail
 from clbproxy.config.tls import tls
 
 
@@ -32,6 +32,7 @@ def listener(
         ):
             rules.append((rule_path, rule(reader, rule_path, table, group_names)))
     check_rules_distinct(reader, rules)
+    _tunnels_count_no_messages(reader, path, fields, rules)
     fields["rules"] = tuple(model for _, model in rules)
     if "default_domain" in data:
         fields["default_domain"] = default_domain(
@@ -63,3 +64,26 @@ def _listener_tls(reader: Reader, path: str, data: dict[str, Any], fields: dict[
         if redirect and https:
             reader.problem(key, "is for HTTP listeners; this listener is already HTTPS")
         fields["redirect_to_https"] = redirect
+
+
+def _tunnels_count_no_messages(
+    reader: Reader, path: str, fields: dict[str, Any], rules: list
+) -> None:
+    """A ``tunnel`` rule reads no frames: a message rate on it could never be held."""
+    inherited = fields.get("websocket_message_rate") or 0.0
+    for rule_path, model in rules:
+        if model is None or model.relay != "tunnel":
+            continue
+        own = model.websocket_message_rate
+        if own:
+            reader.problem(
+                key_path(rule_path, "websocket_message_rate"),
+                'a relay = "tunnel" rule reads no messages; limit its bytes '
+                "(websocket_byte_rate) instead",
+            )
+        elif own is None and inherited:
+            reader.problem(
+                key_path(path, "websocket_message_rate"),
+                f'applies to {tail(rule_path)}, a relay = "tunnel" rule, which reads no '
+                "messages: set websocket_message_rate = 0 on that rule (or limit bytes)",
+            )

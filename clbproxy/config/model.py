@@ -26,10 +26,12 @@ from clbproxy.config.values import (
     MAX_WORKERS,
     MIN_SESSION_BUFFER,
     WEBSOCKET_IDLE_RANGE,
+    fraction,
     inflate_rate,
     interval_or_off,
     networks,
     origins,
+    per_second,
     rate,
 )
 
@@ -61,6 +63,9 @@ RELAY_MODES = ("frames", "tunnel")
 #: How permessage-deflate is negotiated: by client and backend (the proxy passes
 #: the offer and the answer on) or by each hop with the proxy.
 DEFLATE_MODES = ("end_to_end", "per_hop")
+
+#: What a WebSocket session over its message or byte rate gets: read slower, or closed.
+RATE_ACTIONS = ("throttle", "close")
 
 #: Access log formats.
 ACCESS_LOG_FORMATS = ("plain", "json")
@@ -150,6 +155,37 @@ class RuleConfig:
         shown="listener's",
         doc="Overrides the listener's limit for this rule.",
         parse=keys.size(),
+    )
+    websocket_message_rate: Optional[float] = setting(
+        None,
+        shown="listener's",
+        doc="Overrides the listener's rate for this rule (0: none here).  Not on a "
+        "``tunnel`` rule, which reads no messages.",
+        parse=per_second("messages"),
+    )
+    websocket_message_burst: Optional[int] = setting(
+        None,
+        shown="listener's",
+        doc="Overrides the listener's burst for this rule.",
+        parse=keys.integer(0, MAX_COUNT),
+    )
+    websocket_byte_rate: Optional[int] = setting(
+        None,
+        shown="listener's",
+        doc="Overrides the listener's rate for this rule (0: none here).",
+        parse=keys.size(),
+    )
+    websocket_byte_burst: Optional[int] = setting(
+        None,
+        shown="listener's",
+        doc="Overrides the listener's burst for this rule.",
+        parse=keys.size(),
+    )
+    websocket_rate_action: Optional[str] = setting(
+        None,
+        shown="listener's",
+        doc="Overrides the listener's action for this rule.",
+        parse=keys.choice(RATE_ACTIONS, "rate action"),
     )
     rewrite: Optional[RewriteConfig] = setting(
         None,
@@ -480,6 +516,48 @@ class ListenerConfig:
         "until the allowance refills (one second's worth at most).  A size; 0: no "
         "limit, else at least ``64KiB``.",
         parse=inflate_rate,
+    )
+    websocket_message_rate: float = setting(
+        0.0,
+        doc="Messages per second each direction of a session may carry, on average (0: "
+        "no limit); see `Long-lived sessions`_.",
+        parse=per_second("messages"),
+    )
+    websocket_message_burst: int = setting(
+        0,
+        doc="Messages a direction may carry at once above the rate (0: one second's worth).",
+        parse=keys.integer(0, MAX_COUNT),
+    )
+    websocket_byte_rate: int = setting(
+        0,
+        doc='Wire bytes per second each direction of a session may carry (a size, ``"1MiB"``; '
+        "0: no limit).",
+        parse=keys.size(),
+    )
+    websocket_byte_burst: int = setting(
+        0,
+        doc="Bytes a direction may carry at once above the rate (0: one second's worth).",
+        parse=keys.size(),
+    )
+    websocket_rate_action: str = setting(
+        "throttle",
+        doc="A direction over its rate: ``throttle`` (not read until it is back within "
+        "it; nothing is lost) or ``close`` (the sender gets 1008, the other side 1001 or "
+        "1011).",
+        parse=keys.choice(RATE_ACTIONS, "rate action"),
+    )
+    websocket_max_lifetime: float = setting(
+        0.0,
+        doc="Seconds a session may live (0: no limit); then it is closed with 1001 so "
+        "its client reconnects.",
+        parse=interval_or_off,
+    )
+    websocket_lifetime_spread: float = setting(
+        0.1,
+        doc="Each session's lifetime is drawn between ``websocket_max_lifetime`` times "
+        "(1 - spread) and ``websocket_max_lifetime`` (a fraction, 0-1), so sessions "
+        "opened together do not end together.",
+        parse=fraction,
     )
     max_connections: int = setting(
         0,

@@ -41,6 +41,32 @@ def rate(reader: Reader, path: str, value: object) -> Optional[float]:
     return float(value)
 
 
+def per_second(what: str):
+    """A parse for a rate of ``what`` per second: a number from 0 (off) up."""
+
+    def parse(reader: Reader, path: str, value: object) -> Optional[float]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            reader.problem(path, f"expected a number of {what} per second, got {type_name(value)}")
+            return None
+        if not 0 <= value <= MAX_COUNT:  # also false for nan
+            reader.problem(path, f"{shown(value)} out of range 0-{MAX_COUNT} (0: no limit)")
+            return None
+        return float(value)
+
+    return parse
+
+
+def fraction(reader: Reader, path: str, value: object) -> Optional[float]:
+    """A number from 0 to 1 (``websocket_lifetime_spread``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        reader.problem(path, f"expected a number from 0 to 1, got {type_name(value)}")
+        return None
+    if not 0 <= value <= 1:  # also false for nan
+        reader.problem(path, f"{shown(value)} out of range 0-1")
+        return None
+    return float(value)
+
+
 def inflate_rate(reader: Reader, path: str, value: object) -> Optional[int]:
     """Inflated bytes per second (a size: ``"16MiB"``): 0 (no limit) or at least 64KiB."""
     rate = reader.size(path, value)

@@ -83,7 +83,11 @@ class LimitStats:
     because no valid PROXY header came in time; ``refused_handshake_rate`` (429);
     ``denied_by_listener``, ``denied_by_rule`` (403); ``refused_draining`` (503);
     ``header_timeouts`` (408 or close); ``websocket_idle_closes``;
-    ``websocket_ping_timeouts``.  ``websocket_refusals()``: the refusals above
+    ``websocket_ping_timeouts``; ``websocket_closes_REASON``: sessions the proxy
+    ended for a :class:`clbproxy.ws.closecodes.CloseReason` (``rate_limit``,
+    ``lifetime``, ``rebalance``, ``drain``); ``websocket_rate_throttles``: times a
+    hop was not read for a while, over its message or byte rate.
+    ``websocket_refusals()``: the refusals above
     that answered a WebSocket handshake, by status (they are handshake outcomes too).
     """
 
@@ -98,6 +102,11 @@ class LimitStats:
         "header_timeouts",
         "websocket_idle_closes",
         "websocket_ping_timeouts",
+        "websocket_closes_rate_limit",
+        "websocket_closes_lifetime",
+        "websocket_closes_rebalance",
+        "websocket_closes_drain",
+        "websocket_rate_throttles",
     )
 
     def __init__(self) -> None:

@@ -71,6 +71,7 @@ WEBSOCKET_FIELDS = (
     "backend_close_code",
     "backend_close_reason",
     "closed_by",
+    "close_reason",
 )
 
 
@@ -110,7 +111,10 @@ class SessionRecord:
     hop's wire bytes after the handshake.  A close code is what that side sent
     (``1006`` when its connection ended without a Close, ``None`` when it sent a
     Close without a code or never got that far).  ``closed_by`` is the side whose
-    end came first: ``client``, ``backend`` or ``-``.
+    end came first: ``client``, ``backend`` or ``-``.  ``close_reason`` says why
+    the proxy itself ended the session (``rate_limit``, ``lifetime``,
+    ``rebalance``, ``drain``; see :class:`clbproxy.ws.closecodes.CloseReason`),
+    ``None`` when it did not.
     """
 
     listener: str = "-"
@@ -133,6 +137,7 @@ class SessionRecord:
     backend_close_code: Optional[int] = None
     backend_close_reason: Optional[str] = None
     closed_by: Optional[str] = None
+    close_reason: Optional[str] = None
 
     def fields(self) -> dict[str, Any]:
         return {"type": "websocket", **attrs.asdict(self)}

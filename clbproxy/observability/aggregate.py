@@ -143,6 +143,13 @@ def merge_status(
                 continue
             for key in ("connections", "connections_total", "sessions"):
                 merged[key] += listener[key]
+            merged["rate_throttles"] = merged.get("rate_throttles", 0) + listener.get(
+                "rate_throttles", 0
+            )
+            closes = dict(merged.get("session_closes") or {})
+            for reason, count in (listener.get("session_closes") or {}).items():
+                closes[reason] = closes.get(reason, 0) + count
+            merged["session_closes"] = closes
         for group in snapshot.get("target_groups", []):
             if group["name"] not in groups:
                 groups[group["name"]] = {**group, "backends": []}

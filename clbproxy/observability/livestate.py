@@ -22,6 +22,7 @@ from clbproxy.net.transports import innermost_protocol
 from clbproxy.observability import accesslog
 from clbproxy.upstream.balancer import DRAIN, TargetGroup
 from clbproxy.upstream.health.view import BackendStatus, Health, IHealthView, all_backends
+from clbproxy.ws.closecodes import CloseReason
 from clbproxy.ws.passthrough import is_relay_hop
 
 #: Recent errors kept per backend.
@@ -72,6 +73,11 @@ class ListenerState:
             if getattr(channel, "transport", None) is not None:
                 http += 1
         return http + len(self.sessions)
+
+    def proxy_closes(self) -> dict[str, int]:
+        """Sessions the proxy ended itself, by :class:`~clbproxy.ws.closecodes.CloseReason`."""
+        counts = self.stats.snapshot()
+        return {reason.value: counts[f"websocket_closes_{reason.value}"] for reason in CloseReason}
 
     def open_sessions(self) -> list:
         """Sessions whose client got its 101 and that have not ended."""
@@ -251,6 +257,8 @@ class LiveState:
                 "connections": listener.connections_active(),
                 "connections_total": listener.connections_total,
                 "sessions": len(listener.open_sessions()),
+                "session_closes": listener.proxy_closes(),
+                "rate_throttles": listener.stats["websocket_rate_throttles"],
                 "rules": [
                     {
                         "host": rule.host,

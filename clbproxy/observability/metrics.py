@@ -279,6 +279,17 @@ class _LiveCollector(Collector):
             "(a hop did not answer a ping within websocket_ping_timeout).",
             labels=["listener", "kind"],
         )
+        proxy_closes = CounterMetricFamily(
+            "clbproxy_websocket_proxy_closes",
+            "WebSocket sessions the proxy ended itself, by reason: rate_limit (a hop over "
+            "its rate, with websocket_rate_action = close), lifetime, rebalance, drain.",
+            labels=["listener", "reason"],
+        )
+        throttles = CounterMetricFamily(
+            "clbproxy_websocket_rate_throttles",
+            "Times a WebSocket hop was not read for a while, over its message or byte rate.",
+            labels=["listener"],
+        )
         for name, listener in live.listeners.items():
             counts = listener.stats.snapshot()
             for counter, (reason, status) in LIMIT_REFUSALS.items():
@@ -287,8 +298,12 @@ class _LiveCollector(Collector):
             http_timeouts.add_metric([name], counts["header_timeouts"])
             for counter, kind in WEBSOCKET_TIMEOUTS.items():
                 websocket_timeouts.add_metric([name, kind], counts[counter])
+            for reason, count in listener.proxy_closes().items():
+                proxy_closes.add_metric([name, reason], count)
+            throttles.add_metric([name], counts["websocket_rate_throttles"])
         global_paused.add_metric([], live.gate_stats["accept_paused"])
         yield from (refusals, paused, global_paused, http_timeouts, websocket_timeouts)
+        yield from (proxy_closes, throttles)
 
     def _backends(self) -> Iterator:
         live = self._live

@@ -53,3 +53,23 @@ class ListenerSettings:
         if rule.max_message_size is not None:
             return rule.max_message_size
         return self.listener.max_message_size
+
+    def rate_limits(self, rule: RuleConfig) -> tuple[float, int, int, int, str]:
+        """``(message rate, message burst, byte rate, byte burst, action)`` for ``rule``.
+
+        Each from the rule when it sets it, else from the listener; 0: no limit
+        (a burst of 0 is one second's worth of the rate).
+        """
+        listener = self.listener
+
+        def pick(name: str):
+            value = getattr(rule, name)
+            return getattr(listener, name) if value is None else value
+
+        return (
+            pick("websocket_message_rate"),
+            pick("websocket_message_burst"),
+            pick("websocket_byte_rate"),
+            pick("websocket_byte_burst"),
+            pick("websocket_rate_action"),
+        )

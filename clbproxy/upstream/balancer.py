@@ -294,6 +294,15 @@ class Lease:
     def close(self, reason: str) -> None:
         """End the traffic: its backend was taken out of service (``on_unhealthy = "close"``)."""
 
+    def relieve(self, reason: str) -> None:
+        """End the traffic so its client comes back on another backend (a session reconnects).
+
+        ``reason``: ``"rebalance"``, ``"drain"``, ``"lifetime"`` or ``"rate_limit"``
+        (:class:`clbproxy.ws.closecodes.CloseReason`).  A request ends by itself:
+        nothing to do; a WebSocket session closes with the reconnect code
+        (:meth:`clbproxy.ws.closing.Closing.relieve`).
+        """
+
     def release(self) -> None:
         if not self.released:
             self.released = True

@@ -19,6 +19,25 @@ Codes that must never be on the wire (1005, 1006, 1015) and codes the other
 hop's peer would reject as reserved are replaced like a protocol error.  1014
 ("bad gateway") is not used towards clients: Autobahn-based peers treat a
 received 1014 as a protocol violation, so a lost backend is 1011.
+
+When the proxy itself ends an open session (:class:`CloseReason`), what each hop
+is told is :func:`proxy_closes`:
+
+- lifetime, rebalance, drain: the client gets 1001 with the reason named
+  (``lifetime``, ``rebalance``, ``drain``), the backend 1001 ``proxy: ...`` saying why;
+- the client passed a rate limit: the client gets 1008 ``rate limit: KEY``, the
+  backend 1001 ``proxy: client over KEY``;
+- the backend passed a rate limit: the backend gets 1008 ``rate limit: KEY``, the
+  client 1011 ``backend over KEY``.
+
+1001 is the one code for "reconnect, you will be served elsewhere"
+(:data:`RECONNECT`): every client in use takes it as a normal end (browsers,
+Autobahn, python ``websockets``, whose ``ConnectionClosedOK`` it is, node's
+``ws``, socket.io), it is what clients already get from Cloudflare's proxy
+when it restarts, and it asks for no delay; 1012 would (5 to
+30 s, in its IANA registration) and is an error to ``websockets``, and 1013
+asks the client not to come back to the same address.  The reasoning is in
+the operations guide (``docs/operations.rst``, "Operating long-lived sessions").
 """
 
 from __future__ import annotations
@@ -35,7 +54,12 @@ SENDABLE_CODES = frozenset(
 ) | frozenset(range(3000, 5000))
 
 GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
+
+#: The close code of a session the proxy ends so that its client reconnects
+#: (lifetime, rebalancing, a drain that ends sessions).
+RECONNECT = GOING_AWAY
 
 #: Close reasons are at most 123 bytes of UTF-8 (125-byte control frame payload).
 MAX_REASON_BYTES = 123
@@ -79,6 +103,48 @@ class CloseAction:
 
     code: Optional[int]
     reason: bytes = b""
+
+
+class CloseReason(str, enum.Enum):
+    """Why the proxy ended an open session itself (the access log's ``close_reason``)."""
+
+    #: A hop passed its message or byte rate (``websocket_rate_action = "close"``).
+    RATE_LIMIT = "rate_limit"
+    #: The session reached its ``websocket_max_lifetime``.
+    LIFETIME = "lifetime"
+    #: Moved off a backend that carries more than its share.
+    REBALANCE = "rebalance"
+    #: Its backend is drained and its sessions are being ended.
+    DRAIN = "drain"
+
+
+#: What the backend is told when the proxy ends a session so its client reconnects.
+_WHY_FOR_BACKEND = {
+    CloseReason.LIFETIME: "proxy: session lifetime reached",
+    CloseReason.REBALANCE: "proxy: session moved to another backend",
+    CloseReason.DRAIN: "proxy: backend drained",
+}
+
+
+def proxy_closes(
+    reason: CloseReason, side: Side = Side.CLIENT, limit: str = ""
+) -> tuple[CloseAction, CloseAction]:
+    """``(to the client, to the backend)`` when the proxy ends an open session for ``reason``.
+
+    For :attr:`CloseReason.RATE_LIMIT`, ``side`` is the hop that passed its
+    limit and ``limit`` names the limit (a tap.conf key); it gets 1008, the
+    other hop what a protocol error on ``side`` would give it.
+    """
+    if reason is not CloseReason.RATE_LIMIT:
+        return (
+            CloseAction(RECONNECT, truncate_reason(reason.value)),
+            CloseAction(RECONNECT, truncate_reason(_WHY_FOR_BACKEND[reason])),
+        )
+    named = limit or "rate limit"
+    over = CloseAction(POLICY_VIOLATION, truncate_reason(f"rate limit: {named}"))
+    if side is Side.CLIENT:
+        return over, CloseAction(GOING_AWAY, truncate_reason(f"proxy: client over {named}"))
+    return CloseAction(INTERNAL_ERROR, truncate_reason(f"backend over {named}")), over
 
 
 def truncate_reason(reason: str, limit: int = MAX_REASON_BYTES) -> bytes:

@@ -17,7 +17,15 @@ from clbproxy.net.transports import peer_ip
 from clbproxy.observability import accesslog
 from clbproxy.routing.settings import ListenerSettings
 from clbproxy.util.logtext import printable
-from clbproxy.ws.closecodes import HopEnd, HopEvent, Side, close_for_other_hop
+from clbproxy.ws.closecodes import (
+    CloseAction,
+    CloseReason,
+    HopEnd,
+    HopEvent,
+    Side,
+    close_for_other_hop,
+    proxy_closes,
+)
 from clbproxy.ws.handshake import request_target
 from clbproxy.ws.handshake_stage import refuse
 from clbproxy.ws.hops import CONNECTING, OPEN, read_again
@@ -42,15 +50,80 @@ class Closing:
 
     def close_both(self, client_code: int, backend_code: int, reason: bytes) -> None:
         """Close both hops ourselves (idle timeout, shutdown), not by the close-code table."""
+        self._close_hops(CloseAction(client_code, reason), CloseAction(backend_code, reason))
+
+    def _close_hops(self, to_client: CloseAction, to_backend: CloseAction) -> None:
         self._told = frozenset((Side.CLIENT, Side.BACKEND))
-        for hop, code in ((self.front, client_code), (self.backend, backend_code)):
+        self._stop_controls()
+        for hop, action in ((self.front, to_client), (self.backend, to_backend)):
             if hop is None:
                 continue
             read_again(hop)
             if hop.state == OPEN:
-                hop.sendCloseFrame(code=code, reasonUtf8=reason)
+                hop.sendCloseFrame(code=action.code, reasonUtf8=action.reason)
             elif hop.state in (CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING):
                 hop.dropConnection(abort=True)
+
+    def relieve(self, reason: str) -> None:
+        """End the session so that its client reconnects, for ``reason``.
+
+        ``reason`` is a :class:`~clbproxy.ws.closecodes.CloseReason` value.
+        ``lifetime``, ``rebalance`` and ``drain`` close the client's hop with
+        1001 (:data:`~clbproxy.ws.closecodes.RECONNECT`) and the reason named,
+        the backend's with 1001 saying why; ``rate_limit`` closes the client
+        as over its limit (1008; the backend gets 1001).  The reason goes into
+        the session's access record (``close_reason``) and the listener's
+        counters.  Data either hop sent before this is relayed before the
+        Close.  A session still in its handshake is relieved as soon as it
+        opens; one already ending is left to end as it does.  A tunnel's TCP
+        connections are closed instead (no Close frame fits between its frames).
+        """
+        self._proxy_close(CloseReason(reason), Side.CLIENT, "")
+
+    def _proxy_close(self, reason: CloseReason, side: Side, limit: str) -> None:
+        """The proxy ends the session for ``reason`` (``side``, ``limit``: see ``proxy_closes``)."""
+        if self._told or self._ended:
+            return
+        record = self.record
+        if self._opened is None:
+            # Applied by ``relieve_pending`` once both hops are open.
+            if record.close_reason is None:
+                record.close_reason = reason.value
+            return
+        record.close_reason = reason.value
+        self._count(f"websocket_closes_{reason.value}")
+        log.info(
+            "websocket: {client} {path}: closed by the proxy ({reason}{detail})",
+            client=peer_ip(self.front.transport),
+            path=printable(self.target),
+            reason=reason.value,
+            detail=f": {side.name.lower()} over {limit}" if limit else "",
+        )
+        if self.tunnel:
+            # No Close frame can be put between a tunnel's frames: end both TCP connections.
+            self._told = frozenset((Side.CLIENT, Side.BACKEND))
+            self._stop_controls()
+            for hop in (self.front, self.backend):
+                hop.wasNotCleanReason = f"closed by the proxy ({reason.value})"
+                hop.dropConnection(abort=False)
+            return
+        self._close_hops(*proxy_closes(reason, side, limit))
+
+    def rate_exceeded(self, side: Side, limit: str) -> None:
+        """The hop on ``side`` passed ``limit`` (``websocket_rate_action = "close"``)."""
+        self._proxy_close(CloseReason.RATE_LIMIT, side, limit)
+
+    def _stop_controls(self) -> None:
+        controls, self.controls = self.controls, None
+        if controls is not None:
+            controls.stop()
+
+    def relieve_pending(self) -> None:
+        """Both hops just opened: apply a :meth:`relieve` that came during the handshake."""
+        pending = self.record.close_reason
+        if pending is not None:
+            self.record.close_reason = None
+            self._proxy_close(CloseReason(pending), Side.CLIENT, "")
 
     def shut_down(self) -> None:
         """The proxy is stopping: 1001 to the client, a normal close to the backend.
@@ -76,6 +149,7 @@ class Closing:
         if other_side in self._told or event.side in self._told:
             return
         self._told = self._told | {other_side}
+        self._stop_controls()
         if self.record.closed_by is None:
             self.record.closed_by = event.side.name.lower()
         other = self.backend if other_side is Side.BACKEND else self.front
@@ -97,6 +171,7 @@ class Closing:
         self._closes = {**self._closes, side: (code, reason)}
         if self.timers is not None:
             self.timers.stop()
+        self._stop_controls()
         if side is Side.CLIENT and self._opened is None:
             self._client_left_during_handshake()
         elif side is Side.BACKEND and self._handshake is not None and not self._handshake.called:
@@ -163,6 +238,7 @@ class Closing:
             record.backend_close_code, record.backend_close_reason = code, reason or None
         else:
             record.closed_by = None
+            record.close_reason = None  # a relief waiting for an open that never came
         return record
 
 

@@ -175,6 +175,7 @@ class Hop:
         "pauses",
         "_owed_pong",
         "_inflate_call",
+        "limiter",
     )
 
     def __init__(
@@ -221,6 +222,8 @@ class Hop:
         self._owed_pong: Optional[bytes] = None
         #: Resumes inflating (next turn) or reading (inflate budget refilled).
         self._inflate_call = None
+        #: The rate limits of what this hop sends (:mod:`clbproxy.ws.controls`), if any.
+        self.limiter = None
 
     # -- what the session reads ------------------------------------------------------
 
@@ -257,6 +260,8 @@ class Hop:
             else:
                 peer.transport.write(data)
             peer.octets_out += len(data)
+            if self.limiter is not None:
+                self.limiter.received(len(data), 0)
             return
         events = scanner.feed(data)
         if len(events) == 1 and events[0].__class__ is bytes:
@@ -298,6 +303,8 @@ class Hop:
             peer.transport.writeSequence(held)
         if scanner.inflated:
             self._inflated(scanner)
+        if self.limiter is not None:
+            self.limiter.received(len(data), self.messages_in)
 
     def connectionLost(self, reason=None) -> None:
         self._cancel_timer()

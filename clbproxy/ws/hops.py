@@ -93,6 +93,8 @@ class RelayingHop:
     #: Pong frames for the pings of this read, not written yet (None outside a read).
     _pongs: Optional[bytearray] = None
     _inflate_call = None
+    #: The rate limits of what this hop sends (:mod:`clbproxy.ws.controls`), if any.
+    limiter = None
 
     @property
     def messages_in(self) -> int:
@@ -122,6 +124,12 @@ class RelayingHop:
             return
         send_now(connection, data)
         self.trafficStats.outgoingOctetsWireLevel += len(data)
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        limiter = self.limiter
+        if limiter is not None:
+            limiter.received(len(data), self._messages)
 
     def consumeData(self) -> None:
         fast = self._fast

@@ -480,6 +480,7 @@ class PassThroughStage(HandshakeStage):
         self._handshake = None
         self.request = None
         self._tried = ()
+        self.arm_controls()
         early = bytes(front.early)
         if front._paused:
             new_front.transport.resumeProducing()

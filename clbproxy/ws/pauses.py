@@ -3,7 +3,8 @@
 Several things may each need a hop to stop being read: the other hop cannot take
 what this one sends (back-pressure), this hop does not read what the proxy sends
 it (its own write buffer is full, e.g. of pongs), or inflating what it sent
-costs too much (its inflate budget).  Each adds its own named reason to the
+costs too much (its inflate budget), or it sends faster than its session's
+rate limits allow.  Each adds its own named reason to the
 hop's :class:`ReadPauses`; the transport is paused when the first reason is
 added and resumed only once none holds, so one reason ending never lets in what
 another one holds back.  While any reason holds, the session's ping deadlines
@@ -34,6 +35,9 @@ class PauseReason(enum.IntFlag):
     #: Inflating this hop's compressed messages: yielding to the reactor, or over
     #: the session's ``websocket_inflate_rate``.
     INFLATE = 4
+    #: This hop sent more than its session's message or byte rate
+    #: (``websocket_rate_action = "throttle"``): not read until back within it.
+    RATE = 8
 
 
 class IFlowListener(Interface):

@@ -44,6 +44,7 @@ from clbproxy.upstream.balancer import Lease, RequestInfo, TargetGroup
 from clbproxy.util import autobahnlog
 from clbproxy.ws.closecodes import Side
 from clbproxy.ws.closing import Closing, refusal_record
+from clbproxy.ws.controls import LifetimeQueue, SessionControls
 from clbproxy.ws.deflate import accept_first_deflate_offer
 from clbproxy.ws.fastpath import Hop
 from clbproxy.ws.handshake_stage import (
@@ -174,6 +175,8 @@ class RelayServerFactory(WebSocketServerFactory):
         #: Backend client factories shared by sessions
         #: (see :func:`clbproxy.ws.handshake_stage.backend_factory`).
         self.backend_factories: dict = {}
+        #: Lifetimes of open sessions (see :mod:`clbproxy.ws.controls`).
+        self.lifetimes = LifetimeQueue(reactor)
         self.connector = connector or (BackendConnector(reactor).endpoint)
         self.setProtocolOptions(
             # The open handshake waits for the backend, bounded by its own timeouts.
@@ -249,6 +252,7 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         "deflate_offer",
         "deflate",
         "inflate_budget",
+        "controls",
     )
 
     #: On its backend's ``on_unhealthy = "close"``,
@@ -305,6 +309,8 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         #: The session's allowance of inflated bytes (``websocket_inflate_rate``),
         #: once open with permessage-deflate on a hop and a rate set.
         self.inflate_budget: Optional[InflateBudget] = None
+        #: Rate limits and lifetime, once open, when the listener or rule sets any.
+        self.controls: Optional[SessionControls] = None
 
 
 #: The protocols of a client connection that became a WebSocket session on the

@@ -21,6 +21,7 @@ from clbproxy.net.transports import buffered_bytes, innermost_transport, peer_ip
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import Side
 from clbproxy.ws.closing import fill_request_fields
+from clbproxy.ws.controls import arm_controls
 from clbproxy.ws.fastpath import start_fast_path
 from clbproxy.ws.hops import OPEN, WriteBufferWatch
 from clbproxy.ws.pauses import InflateBudget, ReadPauses
@@ -106,6 +107,26 @@ class OpenSession:
                 self._builder.release()
                 self._builder = None
             self.reactor.callLater(0, _scrub, front, backend)
+        self.arm_controls()
+
+    def arm_controls(self) -> None:
+        """Start the session's rate limits and lifetime (:mod:`clbproxy.ws.controls`).
+
+        Called once both hops are open and on the path they stay on; a relief
+        asked for during the handshake is applied here.
+        """
+        listener = self.settings.listener
+        self.controls = arm_controls(
+            self.reactor,
+            self,
+            (self.front, self.backend),
+            limits=self.settings.rate_limits(self.rule),
+            tunnel=self.tunnel,
+            lifetime=(listener.websocket_max_lifetime, listener.websocket_lifetime_spread),
+            lifetimes=getattr(self.factory, "lifetimes", None),
+            count=self._count,
+        )
+        self.relieve_pending()
 
     def begin_open(self) -> None:
         """Both hops are open (whichever path opened them): start the clock and the timers.

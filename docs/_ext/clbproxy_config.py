@@ -27,6 +27,7 @@ LINKS = {
     "HTTPS and TLS": ":doc:`HTTPS and TLS <tls>`",
     "WebSocket": ":doc:`websocket`",
     "Relay modes": ":doc:`Relay modes <websocket>`",
+    "Long-lived sessions": ":ref:`long-lived-sessions`",
     "Timeouts": ":ref:`timeouts`",
     "Limits": ":ref:`limits`",
     "Worker processes": ":ref:`worker-processes`",

@@ -63,6 +63,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.ws.handshake": 1,
     "clbproxy.ws.timers": 1,
     "clbproxy.ws.pauses": 1,
+    "clbproxy.ws.controls": 1,
     "clbproxy.ws.fastpath": 1,
     "clbproxy.ws.upgrade": 1,
     "clbproxy.net.tls": 1,
