@@ -294,6 +294,13 @@ class Lease:
     def close(self, reason: str) -> None:
         """End the traffic: its backend was taken out of service (``on_unhealthy = "close"``)."""
 
+    def relieve(self, reason: str) -> None:
+        """Ask the client to reconnect elsewhere (rebalancing, a drain that ends).
+
+        A request ends by itself: nothing to do.  A session closes with the
+        "reconnect elsewhere" close code (:meth:`clbproxy.ws.closing.Closing.relieve`).
+        """
+
     def release(self) -> None:
         if not self.released:
             self.released = True

@@ -40,6 +40,17 @@ class Closing:
         if self.backend is not None and self.backend.state == OPEN:
             self.backend.sendCloseFrame(code=1001, reasonUtf8=b"proxy: backend out of service")
 
+    def relieve(self, reason: str) -> None:
+        """Ask the client to reconnect elsewhere: 1012 to the client, 1001 to the backend.
+
+        ``reason`` (``rebalance``, ``drain``) is the client's close reason.
+        """
+        if self.front.state == OPEN:
+            self.front.sendCloseFrame(code=1012, reasonUtf8=reason.encode("utf-8")[:123])
+        if self.backend is not None and self.backend.state == OPEN:
+            why = f"proxy: session relieved ({reason})".encode()[:123]
+            self.backend.sendCloseFrame(code=1001, reasonUtf8=why)
+
     def close_both(self, client_code: int, backend_code: int, reason: bytes) -> None:
         """Close both hops ourselves (idle timeout, shutdown), not by the close-code table."""
         self._told = frozenset((Side.CLIENT, Side.BACKEND))
