@@ -331,6 +331,21 @@ MAINT = AdminState.MAINT
 MAX_WEIGHT = 100
 
 
+def action_survives(
+    before: TargetGroupConfig, after: TargetGroupConfig, address: str, action: str
+) -> bool:
+    """Whether a runtime action on backend ``address`` still holds after a reload.
+
+    The same rule as :meth:`TargetGroup.take_over`: the backend must still be in
+    the group, and a weight only holds while tap.conf keeps that backend's weight.
+    """
+    old = {b.address: b for b in before.backends}.get(address)
+    new = {b.address: b for b in after.backends}.get(address)
+    if old is None or new is None:
+        return False
+    return action != "weight" or old.weight == new.weight
+
+
 class UnknownBackend(KeyError):
     """No backend with that address in that target group."""
 
@@ -506,7 +521,8 @@ class TargetGroup:
     def set_state(self, address: str, state: AdminState | str) -> BackendControl:
         """Put a backend in ``ready``, ``drain`` (no new traffic) or ``maint`` (disabled).
 
-        Neither cuts open sessions; a reload starts from tap.conf again.
+        Neither cuts open sessions; a reload that keeps the backend keeps its state
+        (:meth:`take_over`).
         """
         try:
             state = AdminState(state)
@@ -517,7 +533,7 @@ class TargetGroup:
         return control
 
     def set_weight(self, address: str, weight: int) -> BackendControl:
-        """Give a backend a new weight (0-100) until the next reload."""
+        """Give a backend a new weight (0-100), kept until tap.conf changes that weight."""
         if isinstance(weight, bool) or not isinstance(weight, int):
             raise ValueError("weight must be an integer")
         if not 0 <= weight <= MAX_WEIGHT:
@@ -528,6 +544,44 @@ class TargetGroup:
         backends = tuple(self._weighted[b.address] for b in self.config.backends)
         self.policy = make_policy(attrs.evolve(self.config, backends=backends))
         return control
+
+    # -- a reload ---------------------------------------------------------------------
+
+    def take_over(self, old: TargetGroup) -> None:
+        """Carry ``old``'s live state over to this group, which a reload built to replace it.
+
+        Matched by backend address (``host:port``), for every backend both have:
+        live leases (sessions and requests) are counted here from now on and
+        released here when they end, so ``least_conn`` and ``max_conns`` see them;
+        the count of traffic sent goes on; and the runtime state an operator set
+        (drain, disable, a weight) stays, except a weight override of a backend
+        whose weight tap.conf itself changed (the file's change is the newer
+        decision).  Leases of backends this group does not have stay with ``old``
+        and end there.
+        """
+        for backend in self.config.backends:
+            before = old._by_address(backend.address)
+            if before is None:
+                continue
+            moving = old._leases.pop(before, set())
+            for lease in moving:
+                lease.group = self
+                lease.backend_config = backend
+            self._leases.setdefault(backend, set()).update(moving)
+            self._sent[backend] = self._sent.get(backend, 0) + old._sent.get(before, 0)
+            control = old._controls[before.address]
+            if control.state != READY:
+                self.set_state(backend.address, control.state)
+            overridden = control.weight != control.configured_weight
+            if overridden and before.weight == backend.weight:
+                self.set_weight(backend.address, control.weight)
+
+    def _by_address(self, address: str) -> Optional[BackendConfig]:
+        return self._configured.get(address)
+
+    def leases(self, backend: BackendConfig) -> list[Lease]:
+        """The live leases (sessions and requests) on ``backend`` now."""
+        return list(self._leases.get(backend, ()))
 
     def persistence_headers(
         self, request: Optional[RequestInfo], backend: BackendConfig
