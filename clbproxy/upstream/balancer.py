@@ -33,6 +33,7 @@ from zope.interface import Attribute, Interface, implementer
 from clbproxy.config import BackendConfig, TargetGroupConfig
 from clbproxy.upstream.health.checks import GroupHealth
 from clbproxy.upstream.persistence import make_persistence
+from clbproxy.upstream.rebalance import Rebalancer
 from clbproxy.upstream.states import AdminState
 
 log = Logger()
@@ -301,6 +302,14 @@ class Lease:
         "reconnect elsewhere" close code (:meth:`clbproxy.ws.closing.Closing.relieve`).
         """
 
+    def last_activity(self) -> Optional[float]:
+        """When the traffic last moved (clock seconds); None: it cannot be relieved now.
+
+        Rebalancing relieves the sessions with the oldest first.  A request, or
+        a session still in its handshake, says None.
+        """
+        return None
+
     def release(self) -> None:
         if not self.released:
             self.released = True
@@ -397,6 +406,8 @@ class TargetGroup:
         #: The backend records the policy sees: the configured ones, reweighted at run time.
         self._weighted = {b.address: b for b in config.backends}
         self._configured = dict(self._weighted)
+        #: Moves live sessions: rebalancing, shedding, drains that end.
+        self.rebalancer = Rebalancer(self, clock, config.rebalance)
 
     @property
     def name(self) -> str:
@@ -553,14 +564,15 @@ class TargetGroup:
         Matched by backend address (``host:port``), for every backend both have:
         live leases (sessions and requests) are counted here from now on and
         released here when they end, so ``least_conn`` and ``max_conns`` see them;
-        the count of traffic sent goes on; and the runtime state an operator set
+        the count of traffic sent goes on, and so do rebalancing's counts and the
+        sheddings and drains under way; and the runtime state an operator set
         (drain, disable, a weight) stays, except a weight override of a backend
         whose weight tap.conf itself changed (the file's change is the newer
         decision).  Leases of backends this group does not have stay with ``old``
         and end there.
         """
         for backend in self.config.backends:
-            before = old._by_address(backend.address)
+            before = old.backend(backend.address)
             if before is None:
                 continue
             moving = old._leases.pop(before, set())
@@ -575,8 +587,11 @@ class TargetGroup:
             overridden = control.weight != control.configured_weight
             if overridden and before.weight == backend.weight:
                 self.set_weight(backend.address, control.weight)
+        kept = [b.address for b in self.config.backends if old.backend(b.address) is not None]
+        self.rebalancer.take_over(old.rebalancer, kept)
 
-    def _by_address(self, address: str) -> Optional[BackendConfig]:
+    def backend(self, address: str) -> Optional[BackendConfig]:
+        """The backend configured with ``address`` (``host:port``), or None."""
         return self._configured.get(address)
 
     def leases(self, backend: BackendConfig) -> list[Lease]:
