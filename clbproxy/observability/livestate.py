@@ -217,6 +217,9 @@ class LiveState:
         groups = []
         for name, group in self.groups.items():
             backends = []
+            relieved: collections.Counter = collections.Counter()
+            for (address, _), count in group.rebalancer.relieved.items():
+                relieved[address] += count
             for control in group.controls():
                 key = (name, control.address)
                 record = health.get(key)
@@ -233,6 +236,7 @@ class LiveState:
                         "health": record.health.value if record else Health.UNKNOWN.value,
                         "health_detail": record.detail if record else "",
                         "sessions": live,
+                        "relieved": relieved[control.address],
                         "recent_errors": self.errors.recent(name, control.address),
                     }
                 )
@@ -240,6 +244,7 @@ class LiveState:
                 {
                     "name": name,
                     "policy": group.config.policy,
+                    "rebalance": group.rebalancer.status(),
                     "backends": backends,
                 }
             )
