@@ -223,10 +223,12 @@ class Rebalancer:
     # -- running -----------------------------------------------------------------------
 
     def start(self) -> None:
+        """Tick from now on, while there is work."""
         self._running = True
         self._wake()
 
     def stop(self) -> None:
+        """Tick no more (the group is no longer in use, or the proxy stops)."""
         self._running = False
         if self._call is not None and self._call.active():
             self._call.cancel()
