@@ -63,6 +63,7 @@ from clbproxy.config.upstream import (
     HealthCheckConfig,
     PassiveConfig,
     PersistenceConfig,
+    RebalanceConfig,
     TargetGroupConfig,
 )
 from clbproxy.config.values import (
@@ -105,6 +106,7 @@ __all__ = [
     "ListenerConfig",
     "PassiveConfig",
     "PersistenceConfig",
+    "RebalanceConfig",
     "RedirectConfig",
     "RewriteConfig",
     "RuleConfig",

@@ -151,6 +151,10 @@ def integer(low: int, high: int) -> Parse:
     return lambda reader, path, value: reader.integer(path, value, low, high)
 
 
+def number(low: float, high: float) -> Parse:
+    return lambda reader, path, value: reader.number(path, value, low, high)
+
+
 def size(minimum: int = 0) -> Parse:
     return lambda reader, path, value: reader.size(path, value, minimum)
 

@@ -19,6 +19,7 @@ from clbproxy.config.upstream import (
     HealthCheckConfig,
     PassiveConfig,
     PersistenceConfig,
+    RebalanceConfig,
     TargetGroupConfig,
 )
 from clbproxy.config.values import (
@@ -677,6 +678,7 @@ TABLES: dict[str, type] = {
     "target_group.health_check": HealthCheckConfig,
     "target_group.persistence": PersistenceConfig,
     "target_group.passive": PassiveConfig,
+    "target_group.rebalance": RebalanceConfig,
     "demo_backend": DemoBackendConfig,
     "access_log": AccessLogConfig,
     "admin": AdminConfig,

@@ -173,6 +173,15 @@ class Reader:
             return None
         return value
 
+    def number(self, path: str, value: object, low: float, high: float) -> Optional[float]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.problem(path, f"expected a number, got {type_name(value)}")
+            return None
+        if not low <= value <= high:
+            self.problem(path, f"{shown(value)} out of range {low:g}-{high:g}")
+            return None
+        return float(value)
+
     def choice(self, path: str, value: object, choices: Sequence[str], what: str) -> Optional[str]:
         text = self.string(path, value)
         if text is not None and text not in choices:

@@ -15,10 +15,12 @@ from clbproxy.config.upstream import (
     BACKEND_SCHEMES,
     HASH_SOURCES,
     PERSISTENCE_TYPES,
+    REBALANCE_POLICIES,
     BackendConfig,
     HealthCheckConfig,
     PassiveConfig,
     PersistenceConfig,
+    RebalanceConfig,
     TargetGroupConfig,
 )
 
@@ -43,6 +45,7 @@ def target_group(reader: Reader, path: str, name: str, data: object) -> Optional
         "health_check": _health_check,
         "persistence": _persistence,
         "passive": _passive,
+        "rebalance": _rebalance,
         "tls": _scheme,
         "server_name": _server_name,
     }
@@ -51,9 +54,33 @@ def target_group(reader: Reader, path: str, name: str, data: object) -> Optional
         for key in _TLS_ONLY:
             if key in table:
                 reader.problem(key_path(path, key), 'only applies with scheme = "wss" or "https"')
+    if fields.get("rebalance") is not None:
+        _check_rebalance(reader, key_path(path, "rebalance"), fields)
     if len(reader.problems) > before:
         return None
     return TargetGroupConfig(**fields)
+
+
+def _rebalance(reader: Reader, path: str, value: object) -> Optional[RebalanceConfig]:
+    return read_record(reader, path, value, RebalanceConfig)
+
+
+def _check_rebalance(reader: Reader, path: str, fields: dict[str, Any]) -> None:
+    """Rebalancing only helps where a relieved client's reconnection goes somewhere else."""
+    policy = fields.get("policy", "round_robin")
+    if policy not in REBALANCE_POLICIES:
+        reader.problem(
+            path,
+            f'needs policy = "least_conn" or "random_two" (policy is {policy!r}): '
+            "other policies would not send a relieved client to a less loaded backend",
+        )
+    persistence = fields.get("persistence")
+    if persistence is not None and persistence.type != "none":
+        reader.problem(
+            path,
+            f"{persistence.type} persistence would send a relieved client straight back "
+            "to the same backend; remove one of the two tables",
+        )
 
 
 def _scheme(reader: Reader, path: str, value: object) -> bool:

@@ -169,6 +169,30 @@ class PassiveConfig:
     )
 
 
+#: Policies that send a relieved session's reconnection to a less loaded backend.
+REBALANCE_POLICIES = ("least_conn", "random_two")
+
+
+@attrs.frozen
+class RebalanceConfig:
+    """Rebalancing of live WebSocket sessions across a group's backends (opt-in)."""
+
+    max_ratio: float = setting(
+        1.5,
+        doc="Sessions per unit of weight on the busiest healthy, ready backend may be "
+        "this many times those on the least busy one (1.05-100) before sessions are "
+        "moved.",
+        parse=keys.number(1.05, 100),
+    )
+    closes_per_second: float = setting(
+        10.0,
+        doc="Most sessions relieved per second on each backend (0.01-10000; above 1 "
+        "a whole number is used).  A relieved client is closed with 1001 and is "
+        "expected to reconnect; it then lands by the group's policy.",
+        parse=keys.number(0.01, 10000),
+    )
+
+
 @attrs.frozen
 class TargetGroupConfig:
     """A pool of weighted backends and how to reach them."""
@@ -238,6 +262,11 @@ class TargetGroupConfig:
         PassiveConfig(),
         shown="(defaults)",
         doc="``[target_group.NAME.passive]``: passive ejection (below).",
+    )
+    rebalance: Optional[RebalanceConfig] = setting(
+        None,
+        doc="``[target_group.NAME.rebalance]``: move live WebSocket sessions to backends "
+        "that have fewer (below).",
     )
     tls: bool = setting(
         False,

@@ -3,7 +3,11 @@
 - ``GET /``: the status page (it refreshes itself);
 - ``GET /api/status``: listeners, rules, target groups and backends as JSON;
 - ``POST /api/backends/GROUP/ADDRESS/drain|disable|enable``: a backend's runtime state;
+  a drain may end: ``{"close_after": S, "spread": S}`` relieves its sessions after
+  a grace, spread over some seconds;
 - ``POST /api/backends/GROUP/ADDRESS/weight`` with ``{"weight": N}``: its weight (0-100);
+- ``POST /api/backends/GROUP/ADDRESS/shed`` with ``{"share": 0-1, "over": S}``:
+  relieve that share of its WebSocket sessions, evenly over ``over`` seconds;
 - ``GET <metrics_path>``: Prometheus text format.
 
 ``ADDRESS`` is the backend's ``host:port`` as written in tap.conf (percent-encode
@@ -54,7 +58,12 @@ MAX_BODY = 4096
 _STATE_ACTIONS = {"drain": DRAIN, "disable": MAINT, "enable": READY}
 
 #: The runtime actions on a backend.
-ACTIONS = (*_STATE_ACTIONS, "weight")
+ACTIONS = (*_STATE_ACTIONS, "weight", "shed")
+
+#: Longest grace, spread or shedding time an action may ask for (seconds).
+MAX_ACTION_SECONDS = 86400.0
+
+UNKNOWN_ACTION = "unknown action {!r}; use drain, disable, enable, weight or shed"
 
 
 #: Where the status page is.
@@ -126,38 +135,69 @@ def json_answer(request: Request, status: int, data: Any) -> bytes:
 
 
 def backend_action(groups, group_name: str, address: str, action: str, body: Any):
-    """Apply one runtime action to a backend and log it; its new control state.
+    """Apply one runtime action to a backend and log it; its new control state and details.
 
-    Raises :class:`APIError` for an unknown group, backend or action, or a bad body.
+    Returns ``(control, details)``: details is a dict to add to the answer
+    (``shedding``: how many sessions a ``shed`` relieves).  Raises
+    :class:`APIError` for an unknown group, backend or action, or a bad body.
     The admin API calls it, and so does a worker started after actions were taken.
     """
     group = groups.get(group_name)
     if group is None:
         raise APIError(404, f"unknown target group {group_name!r}")
     if action not in ACTIONS:
-        raise APIError(404, f"unknown action {action!r}; use drain, disable, enable or weight")
+        raise APIError(404, UNKNOWN_ACTION.format(action))
+    body = body if isinstance(body, dict) else {}
+    details: dict[str, Any] = {}
     try:
         if action == "weight":
-            weight = body.get("weight") if isinstance(body, dict) else None
+            weight = body.get("weight")
             if weight is None:
                 raise APIError(400, 'the body must be a JSON object like {"weight": 10}')
             try:
                 control = group.set_weight(address, weight)
             except ValueError as error:
                 raise APIError(400, str(error)) from None
+        elif action == "shed":
+            share = _number(body, "share", 0.0, 1.0, None, '{"share": 0.25, "over": 60}')
+            over = _number(body, "over", 0.0, MAX_ACTION_SECONDS, 0.0)
+            control = group.control(address)
+            details["shedding"] = group.rebalancer.shed(address, share, over)
         else:
+            ends = action == "drain" and ("close_after" in body or "spread" in body)
+            if ends:
+                close_after = _number(body, "close_after", 0.0, MAX_ACTION_SECONDS, 0.0)
+                spread = _number(body, "spread", 0.0, MAX_ACTION_SECONDS, 0.0)
             control = group.set_state(address, _STATE_ACTIONS[action])
+            if ends:
+                group.rebalancer.drain(address, close_after, spread)
+                details.update(close_after=close_after, spread=spread)
+            elif action == "drain":
+                group.rebalancer.cancel_drain(address)
     except UnknownBackend:
         raise APIError(404, f"no backend {address!r} in target group {group_name!r}") from None
     log.info(
-        "admin: backend {backend} of {group}: {action} (state {state}, weight {weight})",
+        "admin: backend {backend} of {group}: {action} (state {state}, weight {weight}){details}",
         backend=address,
         group=group_name,
         action=action,
         state=control.state,
         weight=control.weight,
+        details="".join(f", {key} {value}" for key, value in details.items()),
     )
-    return control
+    return control, details
+
+
+def _number(
+    body: dict, key: str, low: float, high: float, default: Optional[float], example: str = ""
+) -> float:
+    """A number of the action's body, checked; ``default`` None: it is required."""
+    value = body.get(key, default)
+    if value is None:
+        raise APIError(400, f"the body must be a JSON object like {example}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise APIError(400, f"{key} must be a number from {low:g} to {high:g}")
+    return float(value)
 
 
 class AdminResource(Resource):
@@ -237,7 +277,9 @@ class AdminResource(Resource):
         if path.startswith("/api/backends/"):
             parts = path[len("/api/backends/") :].split("/")
             if len(parts) != 3 or not all(parts):
-                raise APIError(404, "use /api/backends/GROUP/ADDRESS/(drain|disable|enable|weight)")
+                raise APIError(
+                    404, "use /api/backends/GROUP/ADDRESS/(drain|disable|enable|weight|shed)"
+                )
             group, address, action = (unquote(part) for part in parts)
             self._allow(request, method, "POST")
             return self._backend_action(request, group, address, action)
@@ -251,9 +293,9 @@ class AdminResource(Resource):
 
     def _backend_action(self, request: Request, group_name: str, address: str, action: str):
         if action not in ACTIONS:
-            raise APIError(404, f"unknown action {action!r}; use drain, disable, enable or weight")
+            raise APIError(404, UNKNOWN_ACTION.format(action))
         body = self._body(request)
-        control = backend_action(self.live.groups, group_name, address, action, body)
+        control, details = backend_action(self.live.groups, group_name, address, action, body)
         return json_answer(
             request,
             200,
@@ -263,6 +305,7 @@ class AdminResource(Resource):
                 "state": control.state,
                 "weight": control.weight,
                 "configured_weight": control.configured_weight,
+                **details,
             },
         )
 

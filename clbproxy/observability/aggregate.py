@@ -19,7 +19,8 @@ Merging rules:
 - ``_created`` timestamps are dropped (they are per process and mean nothing summed).
 
 In the status JSON, listeners are merged by name and backends by (group,
-address): connections and sessions are summed; a backend's health is the worst
+address): connections, sessions and relieved sessions are summed (so is a
+group's rebalancing count; its last action is the latest); a backend's health is the worst
 any worker reports (``unhealthy`` > ``unknown`` > ``healthy``) with each
 worker's view under ``workers``; its runtime state and weight are the first
 worker's (actions are applied to every worker); recent errors are merged, newest
@@ -52,7 +53,13 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import Attribute, Interface
 
 from clbproxy.config import AdminConfig
-from clbproxy.observability.admin import ACTIONS, AdminResource, APIError, json_answer
+from clbproxy.observability.admin import (
+    ACTIONS,
+    UNKNOWN_ACTION,
+    AdminResource,
+    APIError,
+    json_answer,
+)
 from clbproxy.observability.livestate import RECENT_ERRORS
 
 log = Logger()
@@ -153,6 +160,8 @@ def merge_status(
         for group in snapshot.get("target_groups", []):
             if group["name"] not in groups:
                 groups[group["name"]] = {**group, "backends": []}
+            elif "rebalance" in group:
+                _merge_rebalance(groups[group["name"]], group["rebalance"])
             for backend in group["backends"]:
                 key = (group["name"], backend["address"])
                 view = {
@@ -171,6 +180,7 @@ def merge_status(
                     continue
                 merged["workers"].append(view)
                 merged["sessions"] += backend["sessions"]
+                merged["relieved"] = merged.get("relieved", 0) + backend.get("relieved", 0)
                 if _worse(backend["health"], merged["health"]):
                     merged["health"] = backend["health"]
                     merged["health_detail"] = backend["health_detail"]
@@ -189,6 +199,20 @@ def merge_status(
         "target_groups": list(groups.values()),
         "workers": workers,
     }
+
+
+def _merge_rebalance(group: dict[str, Any], other: dict[str, Any]) -> None:
+    """Add another worker's rebalancing to the group's: counts summed, the latest action."""
+    mine = group.get("rebalance")
+    if mine is None:
+        group["rebalance"] = other
+        return
+    mine = group["rebalance"] = dict(mine)
+    mine["relieved"] = mine.get("relieved", 0) + other.get("relieved", 0)
+    mine["tasks"] = [*mine.get("tasks", []), *other.get("tasks", [])]
+    latest, theirs = mine.get("last_action"), other.get("last_action")
+    if theirs is not None and (latest is None or theirs["time"] > latest["time"]):
+        mine["last_action"] = theirs
 
 
 def _worse(health: str, than: str) -> bool:
@@ -291,9 +315,7 @@ class GroupAdminResource(AdminResource):
                 self._allow(request, method, "POST")
                 group, address, action = (unquote(part) for part in parts)
                 if action not in ACTIONS:
-                    raise APIError(
-                        404, f"unknown action {action!r}; use drain, disable, enable or weight"
-                    )
+                    raise APIError(404, UNKNOWN_ACTION.format(action))
                 body = self._body(request)
                 remembered = {"group": group, "address": address, "action": action, "body": body}
                 return self._later(request, self._action(request, remembered))
@@ -361,7 +383,13 @@ class GroupAdminResource(AdminResource):
                     },
                 )
             status, data = answered[0][1]
-            if status == 200:
+            if status == 200 and action["action"] == "shed":
+                # Each worker sheds its own sessions: the answer counts them all.
+                merged = json.loads(data)
+                merged["shedding"] = sum(json.loads(r[1]).get("shedding", 0) for _, r in answered)
+                data = json.dumps(merged, indent=1).encode("utf-8") + b"\n"
+            elif status == 200:
+                # Later workers apply it too (a shedding is about sessions open now: not).
                 self.group.remember_action(action)
             request.setResponseCode(status)
             request.setHeader(b"Content-Type", b"application/json")

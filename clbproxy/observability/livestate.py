@@ -223,6 +223,9 @@ class LiveState:
         groups = []
         for name, group in self.groups.items():
             backends = []
+            relieved: collections.Counter = collections.Counter()
+            for (address, _), count in group.rebalancer.relieved.items():
+                relieved[address] += count
             for control in group.controls():
                 key = (name, control.address)
                 record = health.get(key)
@@ -239,6 +242,7 @@ class LiveState:
                         "health": record.health.value if record else Health.UNKNOWN.value,
                         "health_detail": record.detail if record else "",
                         "sessions": live,
+                        "relieved": relieved[control.address],
                         "recent_errors": self.errors.recent(name, control.address),
                     }
                 )
@@ -246,6 +250,7 @@ class LiveState:
                 {
                     "name": name,
                     "policy": group.config.policy,
+                    "rebalance": group.rebalancer.status(),
                     "backends": backends,
                 }
             )

@@ -332,11 +332,19 @@ class _LiveCollector(Collector):
             "included).",
             labels=["group", "backend"],
         )
+        relieved = CounterMetricFamily(
+            "clbproxy_rebalance_relieved",
+            "WebSocket sessions asked to reconnect elsewhere, by action (rebalance: "
+            "rebalancing, shed: the admin action, drain: a drain that ends).",
+            labels=["group", "backend", "action"],
+        )
         records = live.health_by_backend()
         for name, group in live.groups.items():
             for backend in group.backends:
                 in_flight.add_metric([name, backend.address], group.load(backend))
                 sent.add_metric([name, backend.address], group.sent(backend))
+            for (address, action), count in sorted(group.rebalancer.relieved.items()):
+                relieved.add_metric([name, address, action], count)
             for control in group.controls():
                 record = records.get((name, control.address))
                 current = record.health if record is not None else Health.UNKNOWN
@@ -345,4 +353,4 @@ class _LiveCollector(Collector):
                 for state in (READY, DRAIN, MAINT):
                     admin.add_metric([name, control.address, state], int(state == control.state))
                 weight.add_metric([name, control.address], control.weight)
-        yield from (health, admin, weight, in_flight, sent)
+        yield from (health, admin, weight, in_flight, sent, relieved)

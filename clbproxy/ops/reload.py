@@ -9,8 +9,11 @@
   new ``bind`` is started (if any new socket cannot be bound, nothing changes and
   the error is logged); a listener whose ``bind`` is gone stops accepting, and its
   open connections and WebSocket sessions run on until they end.  Target groups
-  whose configuration is unchanged keep their balancing state.  Open sessions
-  keep running on their backend with the settings they started with.  Access
+  whose configuration is unchanged keep their balancing state; a changed one
+  is built again and takes over, backend by backend address, the live sessions
+  and requests (so ``least_conn`` and ``max_conns`` count them) and the runtime
+  state set through the admin API.  Open sessions keep running on their backend
+  with the settings they started with.  Access
   log files, demo backends and the admin listener follow the new file too
   (:func:`plan_side_services`); a new file or socket that cannot be opened
   refuses the reload like a listener's.
@@ -109,12 +112,19 @@ class Reloader:
         return d
 
     def _groups(self, config: Config) -> dict[str, TargetGroup]:
-        """The target groups of ``config``: unchanged ones keep their balancing state."""
+        """The target groups of ``config``: unchanged ones are kept as they are; a
+        changed one is built again and takes over the live sessions, counts and
+        runtime state of the backends it keeps (:meth:`TargetGroup.take_over`)."""
         groups = {}
         for group_config in config.target_groups:
             old = self.root.groups.get(group_config.name)
-            same = old is not None and old.config == group_config
-            groups[group_config.name] = old if same else TargetGroup(group_config, self.reactor)
+            if old is not None and old.config == group_config:
+                groups[group_config.name] = old
+                continue
+            group = TargetGroup(group_config, self.reactor)
+            if old is not None:
+                group.take_over(old)
+            groups[group_config.name] = group
         return groups
 
     def _apply(self, config: Config) -> Union[ReloadOutcome, defer.Deferred]:

@@ -87,12 +87,14 @@ class ProxyService(MultiService):
     def use_groups(self, groups: dict[str, TargetGroup]) -> None:
         """Make ``groups`` the target groups in use (at start and on reload).
 
-        A group object kept from before keeps its health checks; a new one gets
-        its own, and the checks of groups no longer in use stop.
+        A group object kept from before keeps its health checks and its
+        rebalancer running; a new one gets its own (its rebalancer runs while this
+        service does), and those of groups no longer in use stop.
         """
         self.groups = groups
         for name, (group, checks) in list(self._checks.items()):
             if groups.get(name) is not group:
+                group.rebalancer.stop()
                 del self._checks[name]
                 for check in checks:
                     self.removeService(check)
@@ -102,6 +104,8 @@ class ProxyService(MultiService):
                 for check in checks:
                     check.setServiceParent(self)
                 self._checks[name] = (group, checks)
+                if self.running:
+                    group.rebalancer.start()
         if self.health is not None:
             self.health.use(groups)
         if self.observability is not None:
@@ -134,6 +138,8 @@ class ProxyService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        for group in self.groups.values():
+            group.rebalancer.start()
         if self.signals:
             self._handlers = SignalHandlers(
                 self.reactor, self.reloader.reload, self.log_reopener.reopen, self.notifier
@@ -148,6 +154,8 @@ class ProxyService(MultiService):
         if handlers is not None:
             handlers.draining()
         Service.stopService(self)
+        for group in self.groups.values():
+            group.rebalancer.stop()
         listeners = [*self.listener_services(), *self.retired]
         d = drain(listeners, self.reactor, self.config.drain_timeout)
 

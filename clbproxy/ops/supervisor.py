@@ -82,6 +82,7 @@ from clbproxy.ops.notify import NOTIFY_SOCKET, Notifier
 from clbproxy.ops.preflight import load_checked, prepare_certificates
 from clbproxy.ops.reload import plan_side_services
 from clbproxy.ops.signals import SignalHandlers
+from clbproxy.upstream.balancer import action_survives
 
 log = Logger()
 
@@ -606,13 +607,17 @@ class Supervisor(MultiService):
             d.addErrback(lambda failure: log.failure("stopping a replaced service", failure))
         for service in side_started:
             adopt_running(self, service)
-        # A reload keeps the runtime state of unchanged target groups, and only theirs.
+        # A reload keeps the runtime state of the backends it keeps (as TargetGroup.take_over).
         before = {group.name: group for group in self.config.target_groups}
         after = {group.name: group for group in config.target_groups}
         self._actions = [
             action
             for action in self._actions
-            if action["group"] in after and before.get(action["group"]) == after[action["group"]]
+            if action["group"] in after
+            and action["group"] in before
+            and action_survives(
+                before[action["group"]], after[action["group"]], action["address"], action["action"]
+            )
         ]
         self.config = config
         for warning in config.warnings:

@@ -33,6 +33,7 @@ from zope.interface import Attribute, Interface, implementer
 from clbproxy.config import BackendConfig, TargetGroupConfig
 from clbproxy.upstream.health.checks import GroupHealth
 from clbproxy.upstream.persistence import make_persistence
+from clbproxy.upstream.rebalance import Rebalancer
 from clbproxy.upstream.states import AdminState
 
 log = Logger()
@@ -303,6 +304,14 @@ class Lease:
         (:meth:`clbproxy.ws.closing.Closing.relieve`).
         """
 
+    def last_activity(self) -> Optional[float]:
+        """When the traffic last moved (clock seconds); None: it cannot be relieved now.
+
+        Rebalancing relieves the sessions with the oldest first.  A request, or
+        a session still in its handshake, says None.
+        """
+        return None
+
     def release(self) -> None:
         if not self.released:
             self.released = True
@@ -331,6 +340,21 @@ MAINT = AdminState.MAINT
 
 #: The largest weight a backend may be given (as in tap.conf).
 MAX_WEIGHT = 100
+
+
+def action_survives(
+    before: TargetGroupConfig, after: TargetGroupConfig, address: str, action: str
+) -> bool:
+    """Whether a runtime action on backend ``address`` still holds after a reload.
+
+    The same rule as :meth:`TargetGroup.take_over`: the backend must still be in
+    the group, and a weight only holds while tap.conf keeps that backend's weight.
+    """
+    old = {b.address: b for b in before.backends}.get(address)
+    new = {b.address: b for b in after.backends}.get(address)
+    if old is None or new is None:
+        return False
+    return action != "weight" or old.weight == new.weight
 
 
 class UnknownBackend(KeyError):
@@ -384,6 +408,8 @@ class TargetGroup:
         #: The backend records the policy sees: the configured ones, reweighted at run time.
         self._weighted = {b.address: b for b in config.backends}
         self._configured = dict(self._weighted)
+        #: Moves live sessions: rebalancing, shedding, drains that end.
+        self.rebalancer = Rebalancer(self, clock, config.rebalance)
 
     @property
     def name(self) -> str:
@@ -508,7 +534,8 @@ class TargetGroup:
     def set_state(self, address: str, state: AdminState | str) -> BackendControl:
         """Put a backend in ``ready``, ``drain`` (no new traffic) or ``maint`` (disabled).
 
-        Neither cuts open sessions; a reload starts from tap.conf again.
+        Neither cuts open sessions; a reload that keeps the backend keeps its state
+        (:meth:`take_over`).
         """
         try:
             state = AdminState(state)
@@ -519,7 +546,7 @@ class TargetGroup:
         return control
 
     def set_weight(self, address: str, weight: int) -> BackendControl:
-        """Give a backend a new weight (0-100) until the next reload."""
+        """Give a backend a new weight (0-100), kept until tap.conf changes that weight."""
         if isinstance(weight, bool) or not isinstance(weight, int):
             raise ValueError("weight must be an integer")
         if not 0 <= weight <= MAX_WEIGHT:
@@ -530,6 +557,48 @@ class TargetGroup:
         backends = tuple(self._weighted[b.address] for b in self.config.backends)
         self.policy = make_policy(attrs.evolve(self.config, backends=backends))
         return control
+
+    # -- a reload ---------------------------------------------------------------------
+
+    def take_over(self, old: TargetGroup) -> None:
+        """Carry ``old``'s live state over to this group, which a reload built to replace it.
+
+        Matched by backend address (``host:port``), for every backend both have:
+        live leases (sessions and requests) are counted here from now on and
+        released here when they end, so ``least_conn`` and ``max_conns`` see them;
+        the count of traffic sent goes on, and so do rebalancing's counts and the
+        sheddings and drains under way; and the runtime state an operator set
+        (drain, disable, a weight) stays, except a weight override of a backend
+        whose weight tap.conf itself changed (the file's change is the newer
+        decision).  Leases of backends this group does not have stay with ``old``
+        and end there.
+        """
+        for backend in self.config.backends:
+            before = old.backend(backend.address)
+            if before is None:
+                continue
+            moving = old._leases.pop(before, set())
+            for lease in moving:
+                lease.group = self
+                lease.backend_config = backend
+            self._leases.setdefault(backend, set()).update(moving)
+            self._sent[backend] = self._sent.get(backend, 0) + old._sent.get(before, 0)
+            control = old._controls[before.address]
+            if control.state != READY:
+                self.set_state(backend.address, control.state)
+            overridden = control.weight != control.configured_weight
+            if overridden and before.weight == backend.weight:
+                self.set_weight(backend.address, control.weight)
+        kept = [b.address for b in self.config.backends if old.backend(b.address) is not None]
+        self.rebalancer.take_over(old.rebalancer, kept)
+
+    def backend(self, address: str) -> Optional[BackendConfig]:
+        """The backend configured with ``address`` (``host:port``), or None."""
+        return self._configured.get(address)
+
+    def leases(self, backend: BackendConfig) -> list[Lease]:
+        """The live leases (sessions and requests) on ``backend`` now."""
+        return list(self._leases.get(backend, ()))
 
     def persistence_headers(
         self, request: Optional[RequestInfo], backend: BackendConfig

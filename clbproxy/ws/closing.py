@@ -179,8 +179,11 @@ class Closing:
         elif hop is not None and hop.failedByMe:
             self.hop_ended(HopEvent(side, HopEnd.FAILED, hop.localCloseCode, reason or ""))
         else:
-            if side is Side.BACKEND and self._opened is not None:
-                self.group.report_failure(self.backend_config, "connection reset")
+            if side is Side.BACKEND and self._opened is not None and not was_clean:
+                # Only a backend that dropped a session unasked has failed; the end
+                # of a closing handshake, whoever started it, is not a reset.
+                if Side.BACKEND not in self._told:
+                    self.group.report_failure(self.backend_config, "connection reset")
             self.hop_ended(HopEvent(side, HopEnd.LOST))
         if len(self._ended) == 2 or (side is Side.CLIENT and self.backend is None):
             self.release()

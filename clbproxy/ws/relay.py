@@ -259,6 +259,17 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
     #: :meth:`~clbproxy.ws.closing.Closing.close` ends the session.
     closable = True
 
+    def last_activity(self) -> Optional[float]:
+        """When a frame last passed either way; None until both hops are open.
+
+        Rebalancing relieves the quietest sessions first; a session that never
+        carried a frame counts from its open, so among those the oldest goes first.
+        """
+        if self._opened is None or self.released:
+            return None
+        timers = self.timers
+        return timers.last_activity if timers is not None else self._opened
+
     def __init__(
         self,
         *,

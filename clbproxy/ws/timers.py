@@ -156,6 +156,11 @@ class SessionTimers:
         if self.ping_interval:
             self._ping_call = self._clock.callLater(self.ping_interval, self._ping)
 
+    @property
+    def last_activity(self) -> float:
+        """When a frame last arrived from either hop (or the session opened)."""
+        return self._last
+
     def activity(self) -> None:
         """A frame arrived from either hop."""
         self._last = self._clock.seconds()

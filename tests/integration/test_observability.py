@@ -485,6 +485,7 @@ class AdminAPITests(_Fixture, unittest.TestCase):
                     "health": "unknown",
                     "health_detail": "",
                     "sessions": 1,
+                    "relieved": 0,
                     "recent_errors": [],
                 },
                 {
@@ -495,6 +496,7 @@ class AdminAPITests(_Fixture, unittest.TestCase):
                     "health": "unknown",
                     "health_detail": "",
                     "sessions": 0,
+                    "relieved": 0,
                     "recent_errors": [],
                 },
             ],

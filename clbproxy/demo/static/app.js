@@ -58,6 +58,25 @@
     1014: "bad gateway",
   };
 
+  // The proxy closes with 1001 ("going away") when it asks a client to reconnect
+  // elsewhere (rebalancing, a drain that ends, a session's lifetime) or when it stops:
+  // the page reconnects after a short random wait, so clients asked together do not
+  // all come back at the same instant.
+  const RECONNECT_CODES = new Set([1001]);
+
+  function reconnectLater(state, log, event, connect) {
+    if (!RECONNECT_CODES.has(event.code)) return false;
+    const wait = 200 + Math.floor(Math.random() * 800);
+    const count = Number(state.dataset.reconnects || 0) + 1;
+    state.dataset.reconnects = String(count);
+    logLine(log, "system",
+      `the proxy asked to reconnect${event.reason ? " (" + event.reason + ")" : ""}: ` +
+      `reconnecting in ${wait} ms (reconnect ${count})`);
+    setState(state, "reconnecting");
+    setTimeout(connect, wait);
+    return true;
+  }
+
   function closeText(event) {
     const meaning = CLOSE_CODES[event.code] ? ` (${CLOSE_CODES[event.code]})` : "";
     const reason = event.reason ? `, reason "${event.reason}"` : "";
@@ -219,7 +238,10 @@
       $("echo-details").textContent = closeText(event);
       $("echo-toggle").textContent = "Connect";
       logLine(log, "system", closeText(event));
-      if (echo.socket === socket) echo.socket = null;
+      if (echo.socket === socket) {
+        echo.socket = null;
+        reconnectLater($("echo-state"), log, event, () => echo.socket || echoConnect());
+      }
     };
   }
 
@@ -269,7 +291,10 @@
       $("chat-members").textContent = "–";
       $("chat-toggle").textContent = "Connect";
       logLine(log, "system", closeText(event));
-      if (chat.socket === socket) chat.socket = null;
+      if (chat.socket === socket) {
+        chat.socket = null;
+        reconnectLater($("chat-state"), log, event, () => chat.socket || chatConnect());
+      }
     };
   }
 
