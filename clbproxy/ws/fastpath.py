@@ -47,6 +47,7 @@ from twisted.internet.interfaces import IProtocol, IPushProducer
 from zope.interface import implementer
 
 from clbproxy.net.transports import (
+    innermost_transport,
     socket_under,
     switch_protocol,
     tcp_connection_under,
@@ -624,6 +625,46 @@ def _idle_class(cls: type) -> type:
 _SESSION_NUMBER = re.compile(r" #[0-9]+")
 
 
+def hop_scanners(
+    tunnel: bool, max_message: int, hold: int, deflate: Optional[tuple[bool, bool]]
+) -> tuple[Optional[FrameScanner], Optional[FrameScanner]]:
+    """The frame scanners of a session's client hop and backend hop (none in a tunnel).
+
+    The client's frames are masked, the backend's are not.  ``max_message``
+    (``max_message_size``) bounds the client's messages; the backend's are not
+    bounded, as on Autobahn's relay.  ``deflate``: permessage-deflate agreed end
+    to end, with whether the client and the backend start each compressed
+    message with a fresh window.
+    """
+    if tunnel:
+        return None, None
+    resets = deflate or (False, False)
+    return tuple(
+        FrameScanner(
+            masked=masked,
+            max_message=limit,
+            hold=hold,
+            deflate=deflate is not None,
+            deflate_reset=reset,
+        )
+        for masked, limit, reset in ((True, max_message, resets[0]), (False, 0, resets[1]))
+    )
+
+
+def watch_write_buffer(transport, limit: int, producer) -> None:
+    """Make ``producer`` hear when ``transport``'s write buffer passes ``limit`` bytes and drains.
+
+    The limit goes on the socket under any wrappers; the producer twisted.web
+    (or anything before) registered there is replaced.
+    """
+    socket = innermost_transport(transport)
+    if hasattr(socket, "bufferSize"):
+        socket.bufferSize = limit
+    if getattr(socket, "producer", None) is not None:
+        socket.unregisterProducer()
+    transport.registerProducer(producer, True)
+
+
 def start_fast_path(
     front, backend, tunnel: bool = False, deflate: Optional[tuple[bool, bool]] = None
 ) -> Optional[tuple[Hop, Hop]]:
@@ -641,24 +682,14 @@ def start_fast_path(
     extensions = front.websocket_extensions_in_use or backend.websocket_extensions_in_use
     if not tunnel and extensions and deflate is None:
         return None
-    resets = deflate or (False, False)
-    hold = session.settings.listener.session_buffer
+    scanners = hop_scanners(
+        tunnel, front.maxMessagePayloadSize, session.settings.listener.session_buffer, deflate
+    )
     hops = []
-    for old, side, masked, reset in (
-        (front, Side.CLIENT, True, resets[0]),
-        (backend, Side.BACKEND, False, resets[1]),
+    for old, side, scanner in (
+        (front, Side.CLIENT, scanners[0]),
+        (backend, Side.BACKEND, scanners[1]),
     ):
-        scanner = (
-            None
-            if tunnel
-            else FrameScanner(
-                masked=masked,
-                max_message=old.maxMessagePayloadSize,
-                hold=hold,
-                deflate=deflate is not None,
-                deflate_reset=reset,
-            )
-        )
         stats = old.trafficStats
         hops.append(
             Hop(

@@ -297,6 +297,17 @@ class HandshakeStage:
             return
         self._tried.append(backend)
         self.group.hold(self, backend)
+        factory = self._backend_factory(backend)
+        try:
+            endpoint = self.connector(backend, self.group.config)
+        except Exception:
+            self._connecting = defer.fail()
+        else:
+            self._connecting = endpoint.connect(factory)
+        self._connecting.addCallbacks(self._connected, self._connect_failed)
+
+    def _backend_factory(self, backend: BackendConfig) -> IProtocolFactory:
+        """The factory of the backend connection: an Autobahn client performing its handshake."""
         request = self._backend_request(backend)
         factory = backend_factory(
             self.factory.backend_factories,
@@ -308,13 +319,7 @@ class HandshakeStage:
             self.settings.listener.max_refusal_body,
         )
         self._builder = BackendBuilder(factory, self, request)
-        try:
-            endpoint = self.connector(backend, self.group.config)
-        except Exception:
-            self._connecting = defer.fail()
-        else:
-            self._connecting = endpoint.connect(self._builder)
-        self._connecting.addCallbacks(self._connected, self._connect_failed)
+        return self._builder
 
     def _connected(self, protocol) -> None:
         self._connecting = None
@@ -432,6 +437,10 @@ class HandshakeStage:
             detail=printable(refused.detail),
         )
         self._handshake_done(refused.status)
+        self._answer_refusal(refused)
+
+    def _answer_refusal(self, refused: HandshakeRefused) -> None:
+        """Give the client ``refused``: Autobahn answers it (see ``RelayServerProtocol``)."""
         self._handshake.errback(refused)
 
     def _handshake_done(self, status: int) -> None:

@@ -24,7 +24,6 @@ from typing import Iterable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -39,7 +38,6 @@ from clbproxy.http.forwarded import (
 from clbproxy.http.responses import raw_error_response
 from clbproxy.net.endpoints import disable_nagle
 from clbproxy.net.transports import (
-    innermost_transport,
     peer_ip,
     switch_protocol,
     unwrap_client,
@@ -50,10 +48,9 @@ from clbproxy.upstream.balancer import RequestInfo
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import Side
 from clbproxy.ws.closing import refusal_record
-from clbproxy.ws.fastpath import Hop, compact_tcp_transport
-from clbproxy.ws.frames import FrameScanner
+from clbproxy.ws.fastpath import Hop, compact_tcp_transport, hop_scanners, watch_write_buffer
 from clbproxy.ws.handshake import RefusalReader, parse_response_head
-from clbproxy.ws.handshake_stage import HandshakeRefused, HandshakeStage, refuse, upgrade_headers
+from clbproxy.ws.handshake_stage import HandshakeRefused, HandshakeStage, upgrade_headers
 from clbproxy.ws.pauses import InflateBudget
 from clbproxy.ws.relay import RELAY_HOPS, RelaySession, Route
 from clbproxy.ws.upgrade import (
@@ -352,26 +349,10 @@ class PassThroughStage(HandshakeStage):
         self._connect_next()
         return self._handshake
 
-    def _connect_next(self) -> None:
-        backend = self.group.pick(self.request, exclude=self._tried)
-        if backend is None:
-            if self._tried:
-                self._fail(refuse(502, "no backend of the target group could be reached"))
-            else:
-                self._fail(refuse(503, f"no backend available in target group {self.group.name}"))
-            return
-        self._tried.append(backend)
-        self.group.hold(self, backend)
-        factory = _BackendFactory(
+    def _backend_factory(self, backend: BackendConfig) -> _BackendFactory:
+        return _BackendFactory(
             self, self._upgrade_request(backend), self.group.config.response_timeout
         )
-        try:
-            endpoint = self.connector(backend, self.group.config)
-        except Exception:
-            self._connecting = defer.fail()
-        else:
-            self._connecting = endpoint.connect(factory)
-        self._connecting.addCallbacks(self._connected, self._connect_failed)
 
     def _upgrade_request(self, backend: BackendConfig) -> bytes:
         """The backend's upgrade request: the client's, its key included, with our headers."""
@@ -438,35 +419,22 @@ class PassThroughStage(HandshakeStage):
         self.begin_open()
         if self.deflate is not None and listener.websocket_inflate_rate and not self.tunnel:
             self.inflate_budget = InflateBudget(self.reactor, listener.websocket_inflate_rate)
-        resets = self.deflate or (False, False)
-        max_message = self.settings.max_message_size(self.rule)
-        hops = []
-        for old, side, masked, reset in (
-            (front, Side.CLIENT, True, resets[0]),
-            (backend, Side.BACKEND, False, resets[1]),
-        ):
-            scanner = (
-                None
-                if self.tunnel
-                else FrameScanner(
-                    masked=masked,
-                    max_message=max_message,
-                    hold=listener.session_buffer,
-                    deflate=self.deflate is not None,
-                    deflate_reset=reset,
-                )
-            )
-            hops.append(Hop(old.transport, self, side, scanner))
+        scanners = hop_scanners(
+            self.tunnel,
+            self.settings.max_message_size(self.rule),
+            listener.session_buffer,
+            self.deflate,
+        )
+        hops = [
+            Hop(front.transport, self, Side.CLIENT, scanners[0]),
+            Hop(backend.transport, self, Side.BACKEND, scanners[1]),
+        ]
         new_front, new_back = hops
         new_front.peer, new_back.peer = new_back, new_front
         for old, hop in ((front, new_front), (backend, new_back)):
             switch_protocol(old, hop)
-            socket = innermost_transport(hop.transport)
-            if hasattr(socket, "bufferSize"):
-                socket.bufferSize = listener.session_buffer
-            if getattr(socket, "producer", None) is not None:
-                socket.unregisterProducer()
-            hop.transport.registerProducer(hop, True)
+            # The hop is its own transport's producer (see Hop.pauseProducing).
+            watch_write_buffer(hop.transport, listener.session_buffer, hop)
             old.session = None
         unwrap_client(new_back)
         self.front, self.backend = new_front, new_back
@@ -491,18 +459,7 @@ class PassThroughStage(HandshakeStage):
         if rest and new_back.state != CLOSED:
             new_back.dataReceived(rest)
 
-    def _fail(self, refused: HandshakeRefused) -> None:
-        self.release()
-        if self._handshake is None or self._handshake.called:
-            return
-        log.info(
-            "websocket: {client} {path}: handshake refused with {status}: {detail}",
-            client=peer_ip(self.front.transport),
-            path=printable(self.target),
-            status=refused.status,
-            detail=printable(refused.detail),
-        )
-        self._handshake_done(refused.status)
+    def _answer_refusal(self, refused: HandshakeRefused) -> None:
         self._handshake.called = True
         front = self.front
         if front.state != CLOSED and front.transport is not None:

@@ -22,7 +22,7 @@ from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import Side
 from clbproxy.ws.closing import fill_request_fields
 from clbproxy.ws.controls import arm_controls
-from clbproxy.ws.fastpath import start_fast_path
+from clbproxy.ws.fastpath import start_fast_path, watch_write_buffer
 from clbproxy.ws.hops import OPEN, WriteBufferWatch
 from clbproxy.ws.pauses import InflateBudget, ReadPauses
 from clbproxy.ws.timers import IdleQueue, SessionTimers
@@ -73,13 +73,8 @@ class OpenSession:
         for hop in (front, backend):
             transport = hop.transport
             hop.pauses = ReadPauses(transport, self.timers)
-            socket = innermost_transport(transport)
-            if hasattr(socket, "bufferSize"):
-                socket.bufferSize = limit
-            if getattr(socket, "producer", None) is not None:
-                socket.unregisterProducer()
             watch = WriteBufferWatch(hop)
-            transport.registerProducer(watch, True)
+            watch_write_buffer(transport, limit, watch)
             watches.append(watch)
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open",
