@@ -294,7 +294,7 @@ class TargetGroupConfig:
         doc="TLS groups: the name sent as SNI and verified (the backend address may be an IP).",
     )
     http_pool_max_idle: int = setting(
-        8,
+        64,
         doc="Idle keep-alive HTTP connections kept per backend (0-1000; 0: a new "
         "connection, with ``Connection: close``, for every request).  Each group has "
         "its own pool, so a connection is only reused with the TLS settings it was "

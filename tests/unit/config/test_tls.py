@@ -101,7 +101,7 @@ class TLSKeyProblemTests(LoaderMixin, unittest.TestCase):
                 (default.http_pool_max_idle, default.http_pool_idle_timeout),
                 (group.http_pool_max_idle, group.http_pool_idle_timeout),
             ],
-            [(8, 60.0), (0, 90.0)],
+            [(64, 60.0), (0, 90.0)],
         )
 
     def test_wss_target_group_model(self) -> None:
