@@ -19,7 +19,7 @@ from zope.interface import implementer
 from clbproxy.net.transports import socket_under
 from clbproxy.ws.closecodes import HopEnd, HopEvent, Side, received_close_problem
 from clbproxy.ws.fastpath import control_frame, send_now
-from clbproxy.ws.frames import PONG
+from clbproxy.ws.frames import INFLATE_PER_TURN, PONG
 from clbproxy.ws.pauses import InflateBudget, PauseReason, ReadPauses
 
 log = Logger()
@@ -27,8 +27,12 @@ log = Logger()
 #: Bytes of pongs gathered in one read before they are written.
 _PONG_BATCH = 8192
 
+#: Bytes of a compressing hop given to Autobahn at once: inflated, at most ~4 MiB.
+INFLATE_SLICE = 4096
+
 OPEN = WebSocketProtocol.STATE_OPEN
 CONNECTING = WebSocketProtocol.STATE_CONNECTING
+CLOSED = WebSocketProtocol.STATE_CLOSED
 
 
 @implementer(IPushProducer)
@@ -93,6 +97,10 @@ class RelayingHop:
     #: Pong frames for the pings of this read, not written yet (None outside a read).
     _pongs: Optional[bytearray] = None
     _inflate_call = None
+    #: Bytes read but not given to Autobahn yet (see ``_feed_slices``).
+    _backlog = b""
+    #: Bytes Autobahn inflated on this hop in the current reactor turn.
+    _turn_inflated = 0
     #: The rate limits of what this hop sends (:mod:`clbproxy.ws.controls`), if any.
     limiter = None
 
@@ -126,10 +134,42 @@ class RelayingHop:
         self.trafficStats.outgoingOctetsWireLevel += len(data)
 
     def dataReceived(self, data: bytes) -> None:
-        super().dataReceived(data)
+        if self._perMessageCompress is not None and self.pauses is not None:
+            self._feed_slices(self._backlog + data if self._backlog else data)
+        else:
+            super().dataReceived(data)
         limiter = self.limiter
         if limiter is not None:
             limiter.received(len(data), self._messages)
+
+    def _feed_slices(self, data: bytes) -> None:
+        """Give Autobahn a compressing hop's bytes a slice at a time, a megabyte inflated a turn.
+
+        Autobahn inflates all the compressed data it is given in one call: a 64 KiB
+        read of a deflate bomb would become 64 MiB at once.  A slice of
+        :data:`INFLATE_SLICE` bytes inflates to at most about a thousand times
+        that (deflate's best ratio); once a turn inflated
+        :data:`~clbproxy.ws.frames.INFLATE_PER_TURN` bytes, or the session is over
+        its ``websocket_inflate_rate``, the rest waits (in order, the hop not
+        read) for the next turn or for the budget.
+        """
+        self._backlog = b""
+        self._turn_inflated = 0
+        end = len(data)
+        at = 0
+        while at < end:
+            super().dataReceived(data[at : at + INFLATE_SLICE])
+            at += INFLATE_SLICE
+            if self.state == CLOSED or self.transport is None:
+                return
+            if at < end and (
+                self._turn_inflated >= INFLATE_PER_TURN or self._inflate_call is not None
+            ):
+                self._backlog = data[at:]
+                if self._inflate_call is None:
+                    self.pauses.add(PauseReason.INFLATE)
+                    self._inflate_call = self.session.reactor.callLater(0, self._inflate_paid)
+                return
 
     def consumeData(self) -> None:
         fast = self._fast
@@ -161,12 +201,10 @@ class RelayingHop:
         timers = session.timers if session is not None else None
         if timers is not None:
             timers.activity()
-        if (
-            self._perMessageCompress is not None
-            and session is not None
-            and session.inflate_budget is not None
-        ):
-            self._inflated(session.inflate_budget, len(payload))
+        if self._perMessageCompress is not None:
+            self._turn_inflated += len(payload)
+            if session is not None and session.inflate_budget is not None:
+                self._inflated(session.inflate_budget, len(payload))
         pending = self._pending
         self._pending = payload
         if pending is None:
@@ -244,8 +282,12 @@ class RelayingHop:
             self._inflate_call = self.session.reactor.callLater(wait, self._inflate_paid)
 
     def _inflate_paid(self) -> None:
+        """The next turn, or the inflate budget is back: go on with what waits, then read."""
         self._inflate_call = None
-        if self.pauses is not None:
+        backlog = self._backlog
+        if backlog and self.state != CLOSED and self.transport is not None:
+            self._feed_slices(backlog)
+        if self._inflate_call is None and self.pauses is not None:
             self.pauses.remove(PauseReason.INFLATE)
 
     def onPong(self, payload: bytes) -> None:
