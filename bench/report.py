@@ -415,9 +415,9 @@ def scale_tables(scale: dict) -> list[str]:
             "| target | measured | verdict |",
             "|---|---|---|",
             f"| marginal RSS per session within 20 % across steps (max/min - 1) "
-            f"| {v['rss_spread']:.0%} | {'pass' if v['rss_pass'] else 'FAIL'} |",
+            f"| {v['rss_spread']:.1%} | {'pass' if v['rss_pass'] else 'FAIL'} |",
             f"| idle CPU per session within 20 % of the largest step's (worst step) "
-            f"| {v['cpu_off_largest']:.0%} | {'pass' if v['cpu_pass'] else 'FAIL'} |",
+            f"| {v['cpu_off_largest']:.1%} | {'pass' if v['cpu_pass'] else 'FAIL'} |",
             f"| probe p99 at the largest step within 2x of 1 k's "
             f"| {v['p99_factor']:.2f}x | {'pass' if v['p99_pass'] else 'FAIL'} |",
             "",
@@ -473,6 +473,13 @@ def section(label: str) -> str:
             f"; each row the median of {results['settings']['rounds']} rounds."
             if results["settings"].get("rounds", 1) > 1
             else "."
+        )
+        + (
+            " Minutes per scenario: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in results["settings"]["minutes"].items())
+            + "."
+            if results["settings"].get("minutes")
+            else ""
         ),
         "",
     ]

@@ -597,6 +597,8 @@ class Bench:
         wss_idle = self.args.wss and "idle" in names
         self.results["settings"]["wss"] = wss_idle
         self.results["settings"]["scenarios"] = names
+        #: Wall-clock minutes of each scenario, all its rounds.
+        minutes = self.results["settings"]["minutes"] = {}
         if steps:
             try:
                 backend = self.start_backend()
@@ -606,16 +608,20 @@ class Bench:
                 time.sleep(1.0)
                 for name, step, kind in steps:
                     print(f"{name}:", flush=True)
+                    t0 = time.monotonic()
                     if name == "idle":  # the RSS a process keeps would skew repeats
                         step([t for t in targets if t.ws and not t.cert])
-                        continue
-                    for _ in range(rounds):
-                        step([t for t in targets if _takes_part(t, kind)])
+                    else:
+                        for _ in range(rounds):
+                            step([t for t in targets if _takes_part(t, kind)])
+                    minutes[name] = (time.monotonic() - t0) / 60
             finally:
                 self.stop_all()
         if "scale" in names:
+            t0 = time.monotonic()
             try:
                 self.results["scale"] = scale.curve(self)
+                minutes["scale"] = (time.monotonic() - t0) / 60
             finally:
                 self.stop_all()
         self.results["machine"]["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
