@@ -1,8 +1,8 @@
 """The two framework baselines the benchmark measures clbproxy against, in the same run.
 
-Usage: ``python bench/calibration.py {autobahn|splice} LISTEN_PORT BACKEND_PORT [lean|stock]``
+Usage: ``python bench/calibration.py {autobahn|splice|http} LISTEN_PORT BACKEND_PORT [lean|stock]``
 (``bench/run.py`` starts them pinned to the proxy CPU; rows ``calib-autobahn``,
-``calib-autobahn-deflate``, ``calib-splice`` and ``calib-splice-stock``).
+``calib-autobahn-deflate``, ``calib-splice``, ``calib-splice-stock`` and ``calib-http``).
 
 ``lean`` (the default) dispatches socket events as clbproxy does
 (:mod:`clbproxy.net.dispatch`), so that the ratio of clbproxy to a baseline is
@@ -23,7 +23,17 @@ one to the backend, and bytes are copied both ways, the handshake included,
 without reading them.  Its handshakes per CPU-second are the Twisted reactor's
 own cost of accepting, connecting and closing.
 
-Neither checks anything, logs anything, or has any limit or timeout: they are
+``http``: the least an HTTP/1.1 keep-alive reverse proxy built on Twisted does
+(the HTTP scenarios' floor).  Each accepted connection opens one to the backend
+(nothing is read from the client until it is there); requests and responses are
+framed by ``httptools`` (llhttp): the head is rebuilt from the parsed method,
+target, version and fields, unchanged and in order (no header added, removed or
+rewritten, no routing), and bodies are passed on as the parser delivers them,
+``Content-Length`` as they come and chunked re-chunked, with backpressure both
+ways.  No HEAD/1xx special cases, no upgrade, no pipelining guarantees beyond
+what one backend connection per client gives for free.
+
+None of them checks anything, logs anything, or has any limit or timeout: they are
 yardsticks, not proxies.  Per session they make what clbproxy makes at the
 least: the protocols and a small object linking a client to its backend
 connection; the factories are shared and quiet.
@@ -33,6 +43,7 @@ from __future__ import annotations
 
 import sys
 
+import httptools
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
     WebSocketClientProtocol,
@@ -173,6 +184,121 @@ class _SpliceSide(protocol.Factory):
 _SPLICE_SIDE = _SpliceSide()
 
 
+class _Framing:
+    """The part of an HTTP hop both directions share: rebuild a head, pass a body on."""
+
+    transport = None
+    peer = None
+    chunked = False
+
+    def on_message_begin(self) -> None:
+        self.fields = []
+        self.chunked = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append(b"%s: %s\r\n" % (name, value))
+        if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            self.chunked = True
+
+    def send_head(self, first_line: bytes) -> None:
+        self.fields.insert(0, first_line)
+        self.fields.append(b"\r\n")
+        self.peer.transport.write(b"".join(self.fields))
+
+    def on_body(self, body: bytes) -> None:
+        if self.chunked:
+            self.peer.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+        else:
+            self.peer.transport.write(body)
+
+    def on_message_complete(self) -> None:
+        if self.chunked:
+            self.peer.transport.write(b"0\r\n\r\n")
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.loseConnection()
+
+
+class HttpFront(_Framing, protocol.Protocol):
+    """The client's side: parses requests, connects the backend's side."""
+
+    def __init__(self, backend_port: int) -> None:
+        self.backend_port = backend_port
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = []
+
+    def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)
+        self.transport.pauseProducing()
+        reactor.connectTCP("127.0.0.1", self.backend_port, _Builder(_HTTP_SIDE, self))
+
+    def backend_built(self, back: HttpBack) -> None:
+        back.peer, self.peer = self, back
+
+    def backend_failed(self, reason) -> None:
+        self.transport.loseConnection()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.url = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url.append(url)
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        self.send_head(
+            b"%s %s HTTP/%s\r\n"
+            % (parser.get_method(), b"".join(self.url), parser.get_http_version().encode())
+        )
+
+
+class HttpBack(_Framing, protocol.Protocol):
+    """The backend's side: parses responses."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.reason = b""
+
+    def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)
+        front = self.peer
+        # Each side stops reading while the other's write buffer is full.
+        front.transport.registerProducer(self.transport, True)
+        self.transport.registerProducer(front.transport, True)
+        front.transport.resumeProducing()
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        self.send_head(
+            b"HTTP/%s %d %s\r\n"
+            % (parser.get_http_version().encode(), parser.get_status_code(), self.reason)
+        )
+
+
+class _HttpSide(protocol.Factory):
+    """Builds the backend's side of an HTTP hop (``_Builder`` links it to the client's)."""
+
+    noisy = False
+
+    def buildProtocol(self, addr):
+        return HttpBack()
+
+
+_HTTP_SIDE = _HttpSide()
+
+
 def main(argv: list[str]) -> int:
     kind, port, backend_port = argv[0], int(argv[1]), int(argv[2])
     dispatch = argv[3] if len(argv) > 3 else "lean"
@@ -187,8 +313,10 @@ def main(argv: list[str]) -> int:
         factory.backend_port = backend_port
     elif kind == "splice":
         factory = protocol.Factory.forProtocol(lambda: Splice(backend_port))
+    elif kind == "http":
+        factory = protocol.Factory.forProtocol(lambda: HttpFront(backend_port))
     else:
-        print(f"calibration.py: unknown kind {kind!r} (autobahn or splice)", file=sys.stderr)
+        print(f"calibration.py: unknown kind {kind!r} (autobahn, splice or http)", file=sys.stderr)
         return 2
     if dispatch == "lean":
         lean_dispatch(reactor)

@@ -6,7 +6,13 @@
 //   node load.js rate URL SESSIONS SIZE RATE SECONDS         open loop at RATE msgs/s in total
 //   node load.js handshake URL PARALLEL SECONDS              connect + one 64 B echo + close, PARALLEL at once
 //   node load.js idle URL SESSIONS                           open SESSIONS and hold them until stdin closes
+//   node load.js tlshake URL PARALLEL SECONDS full|resumed   handshake over wss://, counting TLS resumptions
+//   node load.js hold URL[,URL...]                           scale curve: reads "open N" lines on stdin, opens
+//                                                            N more idle sessions, prints "opened N MS ALIVE LOST"
+//   node load.js probe URL ECHOES                            one session, ECHOES sequential 64 B echoes (p99)
 //
+// The echo backend answers a GET at once and any other method after reading (and discarding)
+// the request body, with the same short 200.
 // URL is ws:// or wss:// (TLS, certificate not verified: the bench's own self-signed one).
 // CLB_BENCH_DEFLATE=1: the clients offer permessage-deflate (a backend started without
 // "deflate" declines it).
@@ -17,6 +23,7 @@
 "use strict";
 
 const http = require("http");
+const tls = require("tls");
 const { WebSocket, WebSocketServer } = require("ws");
 const { performance } = require("perf_hooks");
 
@@ -55,9 +62,14 @@ function openSocket(url) {
 
 function server(port, deflate) {
   const body = Buffer.from("hello from the benchmark backend\n");
-  const srv = http.createServer((req, res) => {
+  const answer = (res) => {
     res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": body.length });
     res.end(body);
+  };
+  const srv = http.createServer((req, res) => {
+    if (req.method === "GET") return answer(res);
+    req.on("data", () => {});
+    req.on("end", () => answer(res));
   });
   srv.keepAliveTimeout = 120000;
   const wss = new WebSocketServer({
@@ -225,6 +237,150 @@ function handshake(url, parallel, seconds) {
   );
 }
 
+// TLS handshakes: as handshake(), each connection's TLS socket made here so that its session
+// can be offered to the next connect ("resumed": every connect offers the newest session
+// ticket received) and tlsSocket.isSessionReused() counted in the window.
+function tlshake(url, parallel, seconds, mode) {
+  const resume = mode === "resumed";
+  let measuring = false;
+  let count = 0;
+  let reused = 0;
+  let errors = 0;
+  let stopping = false;
+  let session;
+  const protocols = {};
+  const latencies = [];
+  const connect = (options) => {
+    const socket = tls.connect({ ...options, session: resume ? session : undefined });
+    if (resume) socket.on("session", (s) => (session = s));
+    return socket;
+  };
+  const one = () => {
+    if (stopping) return;
+    const t = performance.now();
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      rejectUnauthorized: false,
+      createConnection: connect,
+    });
+    let wasReused = false;
+    ws.on("upgrade", (res) => {
+      wasReused = res.socket.isSessionReused();
+      const p = `${res.socket.getProtocol()} ${res.socket.getCipher().name}`;
+      protocols[p] = (protocols[p] || 0) + 1;
+    });
+    ws.on("open", () => ws.send("x".repeat(64)));
+    ws.on("message", () => ws.close(1000));
+    ws.on("error", () => {
+      errors++;
+    });
+    ws.on("close", (code) => {
+      if (measuring && code === 1000) {
+        count++;
+        if (wasReused) reused++;
+        latencies.push(performance.now() - t);
+      }
+      one();
+    });
+  };
+  for (let i = 0; i < parallel; i++) one();
+  let t0 = 0;
+  windowed(
+    seconds,
+    () => {
+      measuring = true;
+      t0 = performance.now();
+    },
+    () => {
+      measuring = false;
+      stopping = true;
+      const elapsed = (performance.now() - t0) / 1000;
+      report({ handshakes: count, reused, errors, seconds: elapsed, protocols }, latencies);
+      process.exit(0);
+    },
+  );
+}
+
+// The scale curve's client: holds every session it opened until stdin closes.  Each "open N"
+// line opens N more (200 at a time), then prints "opened N MS ALIVE LOST" (MS: how long opening
+// took, ALIVE: sessions open, LOST: sessions that closed).  URL may be several, comma-separated
+// (one per proxy listener port): sessions go to them in turn, so that each (source, destination)
+// pair needs no more than one ephemeral port range of connections.  (Binding source addresses
+// instead would take the ports out of the range the proxy's own backend connections use: Node
+// cannot set IP_BIND_ADDRESS_NO_PORT.)
+function hold(urls) {
+  const targets = urls.split(",");
+  let alive = 0;
+  let made = 0;
+  let lost = 0;
+  const sockets = [];
+  const openOne = () =>
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(targets[made++ % targets.length], { perMessageDeflate: false });
+      let opened = false;
+      ws.on("error", reject);
+      ws.on("open", () => {
+        opened = true;
+        alive++;
+        sockets.push(ws);
+        resolve();
+      });
+      ws.on("close", () => {
+        if (!opened) return;
+        alive--;
+        lost++;
+      });
+    });
+  const open = async (n) => {
+    const t = performance.now();
+    for (let i = 0; i < n; i += 200) {
+      const batch = [];
+      for (let j = i; j < Math.min(n, i + 200); j++) batch.push(openOne());
+      await Promise.all(batch);
+    }
+    console.log(`opened ${n} ${(performance.now() - t).toFixed(1)} ${alive} ${lost}`);
+  };
+  let queue = Promise.resolve();
+  let buffered = "";
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (chunk) => {
+    buffered += chunk;
+    let nl;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      const [command, n] = line.split(" ");
+      if (command === "open") queue = queue.then(() => open(Number(n)));
+      else if (command === "count") queue = queue.then(() => console.log(`alive ${alive} ${lost}`));
+    }
+  });
+  process.stdin.on("end", () => process.exit(0));
+  console.log("ready 0");
+}
+
+// One session, ECHOES sequential 64 B round trips: the latency a new message sees.
+function probe(url, echoes) {
+  const ws = openSocket(url);
+  const latencies = [];
+  let sent = 0;
+  const next = () => {
+    sent = performance.now();
+    ws.send("x".repeat(64));
+  };
+  ws.on("open", next);
+  ws.on("message", () => {
+    latencies.push(performance.now() - sent);
+    if (latencies.length < echoes) return next();
+    report({ echoes: latencies.length }, latencies);
+    ws.close(1000);
+    process.exit(0);
+  });
+  ws.on("error", (e) => {
+    console.error(String(e));
+    process.exit(1);
+  });
+}
+
 async function idle(url, sessions) {
   const sockets = [];
   const batch = 200;
@@ -259,6 +415,12 @@ function main() {
       return handshake(args[0], n(1), n(2));
     case "idle":
       return idle(args[0], n(1));
+    case "tlshake":
+      return tlshake(args[0], n(1), n(2), args[3]);
+    case "hold":
+      return hold(args[0]);
+    case "probe":
+      return probe(args[0], n(1));
     default:
       console.error("usage: see the top of bench/load.js");
       process.exit(2);

@@ -143,21 +143,194 @@ def idle_table(results: dict) -> list[str]:
     return lines
 
 
+def _spread(r: dict) -> str:
+    """How far a row's rounds were apart: (max - min) / median of their figure of merit."""
+    rounds = sorted(r.get("rounds") or [])
+    if len(rounds) < 2 or not rounds[len(rounds) // 2]:
+        return "-"
+    return f"{(rounds[-1] - rounds[0]) / rounds[(len(rounds) - 1) // 2]:.0%}"
+
+
+def _eff(r: Optional[dict], amount=lambda r: r["rate"]) -> Optional[float]:
+    """Amount per proxy CPU-second of a wrk row (wrk's whole run is the window)."""
+    share = r.get("proxy_cpu_share") if r else None
+    return amount(r) / share if share else None
+
+
 def http_table(rows: dict) -> list[str]:
     lines = [
-        "| | requests/s | proxy CPU share | requests per proxy CPU-s | per CPU-s vs nginx |",
-        "|---|---|---|---|---|",
+        "| | requests/s | proxy CPU share | requests per proxy CPU-s | per CPU-s vs nginx "
+        "| per CPU-s vs calib-http | p99 ms | rounds' spread |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    nginx = rows.get("nginx")
-    nginx_eff = nginx["rate"] / nginx["proxy_cpu_share"] if nginx else None
+    nginx_eff, floor = _eff(rows.get("nginx")), _eff(rows.get("calib-http"))
     for name, r in rows.items():
         share = r.get("proxy_cpu_share")
-        eff = r["rate"] / share if share else None
+        eff = _eff(r)
         lines.append(
             f"| {name} | {_fmt(r['rate'])} | {f'{share:.0%}' if share is not None else '-'} "
-            f"| {_fmt(eff)} | {_ratio(eff, nginx_eff) if share else '-'} |"
+            f"| {_fmt(eff)} | {_ratio(eff, nginx_eff)} | {_ratio(eff, floor)} "
+            f"| {_fmt(r.get('p99_ms'), 2)} | {_spread(r)} |"
         )
     return lines
+
+
+def _mb(r: dict) -> float:
+    return r["mb_s"]
+
+
+def post_table(rows: dict) -> list[str]:
+    lines = [
+        "| | MB/s | requests/s | proxy CPU share | MB per proxy CPU-s | per CPU-s vs nginx "
+        "| p99 ms | rounds' spread |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    nginx_eff = _eff(rows.get("nginx"), _mb)
+    for name, r in rows.items():
+        share = r.get("proxy_cpu_share")
+        eff = _eff(r, _mb)
+        lines.append(
+            f"| {name} | {_fmt(r['mb_s'])} | {_fmt(r['rate'])} "
+            f"| {f'{share:.0%}' if share is not None else '-'} | {_fmt(eff)} "
+            f"| {_ratio(eff, nginx_eff)} | {_fmt(r.get('p99_ms'), 2)} | {_spread(r)} |"
+        )
+    return lines
+
+
+#: The WSS handshake scenario's cells (bench/wss.py) and the share a resumed cell needs.
+WSS_CELLS = ("rsa-full", "rsa-resumed", "ecdsa-full", "ecdsa-resumed")
+RESUMED_FLOOR = 0.95
+
+
+def _handshakes_eff(r: Optional[dict]) -> Optional[float]:
+    return _per_cpu(r["handshakes"], r) if r else None
+
+
+def _resumed_failure(r: dict) -> Optional[str]:
+    """Why a resumed cell did not measure resumption (None: it did)."""
+    share = r.get("reused_share_min", r.get("reused_share", 0.0))
+    return None if share >= RESUMED_FLOOR else f"FAILED: {share:.0%} resumed"
+
+
+def wss_table(scenarios: dict) -> list[str]:
+    """Handshakes per proxy CPU-s per cell, each proxy's ratio to nginx beside its ws:// one."""
+    rows, plain = scenarios["wss_handshake"], scenarios.get("handshake", {})
+    proxies = []
+    for name in rows:
+        proxy = name.rsplit("-", 2)[0]
+        if proxy not in proxies:
+            proxies.append(proxy)
+    head = ["ws:// vs nginx"] + [f"{cell} per CPU-s | vs nginx" for cell in WSS_CELLS]
+    lines = [f"| | {' | '.join(head)} |", "|---|" + "---|" * (1 + 2 * len(WSS_CELLS))]
+    plain_nginx = _handshakes_eff(plain.get("nginx"))
+    for proxy in proxies:
+        cells = [_ratio(_handshakes_eff(plain.get(proxy)), plain_nginx)]
+        for cell in WSS_CELLS:
+            r, base = rows.get(f"{proxy}-{cell}"), rows.get(f"nginx-{cell}")
+            if r is None:
+                cells += ["-", "-"]
+                continue
+            failure = _resumed_failure(r) if cell.endswith("resumed") else None
+            eff = _handshakes_eff(r)
+            cells += [failure or _fmt(eff), _ratio(eff, _handshakes_eff(base))]
+        lines.append(f"| {proxy} | {' | '.join(cells)} |")
+    protocols = sorted({p for r in rows.values() for p in r.get("protocols", {})})
+    resumed = [
+        f"{name} {r.get('reused_share_min', r.get('reused_share', 0)):.0%}"
+        for name, r in rows.items()
+        if name.endswith("resumed")
+    ]
+    return [
+        *lines,
+        "",
+        f"Negotiated: {', '.join(protocols) or '-'}.  Resumed connections (the lowest "
+        f"round): {', '.join(resumed)}.",
+    ]
+
+
+def _verdict(value: Optional[float], floor: Optional[float]) -> str:
+    if value is None or floor is None:
+        return "not measured"
+    return "pass" if value >= floor else "FAIL"
+
+
+def target_table(scenarios: dict) -> list[str]:
+    """Issue 19's targets, each with the row's ratio to its floor and to nginx."""
+    lines = [
+        "| target | row | measured | needed | vs nginx | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def line(target, row, mine, floor, needed, nginx, failure=None):
+        ratio = mine / floor if mine and floor else None
+        verdict = failure or _verdict(ratio, needed)
+        shown = f"{ratio:.2f}x" if ratio is not None else "-"
+        lines.append(
+            f"| {target} | {row} | {shown} | {needed:.2f}x | {_ratio(mine, nginx)} | {verdict} |"
+        )
+
+    http = scenarios.get("http")
+    if http:
+        floor, nginx = _eff(http.get("calib-http")), _eff(http.get("nginx"))
+        for row, what in (("clbproxy", "access log off"), ("clbproxy-log", "access log on")):
+            line(
+                f"HTTP keep-alive, {what} (vs calib-http)",
+                row,
+                _eff(http.get(row)),
+                floor,
+                0.55,
+                nginx,
+            )
+    plain = scenarios.get("handshake")
+    if plain:
+        floor, nginx = (
+            _handshakes_eff(plain.get("calib-splice")),
+            _handshakes_eff(plain.get("nginx")),
+        )
+        line(
+            "WS handshakes (vs calib-splice)",
+            "clbproxy",
+            _handshakes_eff(plain.get("clbproxy")),
+            floor,
+            0.6,
+            nginx,
+        )
+    post = scenarios.get("post")
+    if post:
+        nginx = _eff(post.get("nginx"), _mb)
+        line(
+            "1 MiB POST MB (vs nginx)",
+            "clbproxy",
+            _eff(post.get("clbproxy"), _mb),
+            nginx,
+            0.5,
+            nginx,
+        )
+    rows = scenarios.get("wss_handshake")
+    if rows and plain:
+        plain_nginx = _handshakes_eff(plain.get("nginx"))
+        needed = _handshakes_eff(plain.get("clbproxy"))
+        needed = needed / plain_nginx if needed and plain_nginx else None
+        for cell in WSS_CELLS:
+            r, base = rows.get(f"clbproxy-{cell}"), rows.get(f"nginx-{cell}")
+            failure = None
+            if cell.endswith("resumed"):
+                failure = next(
+                    (_resumed_failure(x) for x in (r, base) if x and _resumed_failure(x)), None
+                )
+            if needed is None:
+                continue
+            mine, nginx = _handshakes_eff(r), _handshakes_eff(base)
+            line(
+                f"WSS {cell} (vs nginx, >= the ws:// ratio)",
+                "clbproxy",
+                mine,
+                nginx,
+                needed,
+                nginx,
+                failure,
+            )
+    return lines if len(lines) > 2 else []
 
 
 _EVERY = ("msg64", "msg64k", "handshake")
@@ -209,6 +382,80 @@ def baseline_table(scenarios: dict) -> list[str]:
     return [f"| per proxy CPU-s | {head} |", "|---|" + "---|" * len(present), *lines]
 
 
+def scale_tables(scale: dict) -> list[str]:
+    """The scale curve: one table per worker count, its verdicts, the skipped steps."""
+    soft, hard = scale["rlimit_nofile"]
+    out = [
+        f"One clbproxy instance, `websocket_ping_interval = {scale['ping_interval']}`; "
+        f"RLIMIT_NOFILE {soft} (hard {hard}): a descriptor budget of "
+        f"{scale['budget_per_process']} sessions per process; CPU window "
+        f"{scale['window_s']:.0f} s per step; ephemeral port range {scale['port_range']} ports.",
+        "",
+    ]
+    for workers, curve in scale["curves"].items():
+        out += [
+            f"`workers = {workers}` ({curve['minutes']:.1f} min):",
+            "",
+            "| sessions | opened in s | sessions/s opened | proxy RSS MiB | KiB marginal "
+            "| KiB per session | idle CPU | idle CPU-us/s per session | probe p50 ms "
+            "| probe p99 ms | lost |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in curve["rows"]:
+            out.append(
+                f"| {r['sessions']} | {_fmt(r.get('open_s'), 2)} | {_fmt(r.get('opened_per_s'))} "
+                f"| {r['rss'] / 2**20:.1f} | {_fmt(r.get('kib_marginal'), 2)} "
+                f"| {_fmt(r.get('kib_per_session'), 2)} | {r['idle_cpu_per_s']:.2%} "
+                f"| {_fmt(r.get('idle_us_per_session'), 2)} | {r['probe_p50_ms']:.2f} "
+                f"| {r['probe_p99_ms']:.2f} | {r.get('lost', '-')} |"
+            )
+        v = curve["verdicts"]
+        out += [
+            "",
+            "| target | measured | verdict |",
+            "|---|---|---|",
+            f"| marginal RSS per session within 20 % across steps (max/min - 1) "
+            f"| {v['rss_spread']:.1%} | {'pass' if v['rss_pass'] else 'FAIL'} |",
+            f"| idle CPU per session within 20 % of the largest step's (worst step) "
+            f"| {v['cpu_off_largest']:.1%} | {'pass' if v['cpu_pass'] else 'FAIL'} |",
+            f"| probe p99 at the largest step within 2x of 1 k's "
+            f"| {v['p99_factor']:.2f}x | {'pass' if v['p99_pass'] else 'FAIL'} |",
+            "",
+        ]
+    for skip in scale["skipped"]:
+        out.append(
+            f"- Skipped: {skip['sessions']} sessions, `workers = {skip['workers']}`: "
+            f"{skip['reason']}."
+        )
+    return out
+
+
+HOW = {
+    "http": "wrk (1 thread, 50 keep-alive connections) GETs the echo backend's 33-byte "
+    "answer through each proxy; `clbproxy-log` is clbproxy writing a plain access log "
+    "line per request to a file (both clbproxy rows also write every access event to "
+    "twistd's own log, as clbproxy does by default); `calib-http` is the bare Twisted + "
+    "httptools keep-alive proxy of `bench/calibration.py` (no routing, header rewriting or "
+    "logging).  The window is wrk's whole run.",
+    "post": "wrk (16 connections, a Lua script) POSTs 1 MiB bodies (Content-Length); the "
+    "backend reads and discards them, then answers a short 200.  nginx has "
+    "`proxy_request_buffering off` and `client_max_body_size 2m`, clbproxy "
+    '`max_body_size = "2MiB"`; HAProxy streams by default.  MB = 10^6 bytes of request body.',
+    "wss": "nginx, HAProxy and clbproxy terminate TLS with the same self-signed certificate "
+    "(RSA-2048, then ECDSA P-256, one process each); Node's client (50 at a time) does TLS + "
+    "WebSocket handshakes, one 64 B echo, close.  `full`: no session offered; `resumed`: "
+    "every connect offers the newest session ticket, and `isSessionReused()` is counted "
+    "(a resumed cell under 95 % resumed in any round is shown as FAILED).  The first column "
+    "is the same run's ws:// handshake ratio, the bar each cell's ratio has to reach.",
+    "scale": "Idle WebSocket sessions opened in steps through one clbproxy and held by one "
+    "Node process on the load CPU (`bench/scale.py`).  KiB marginal: RSS added by the step "
+    "per new session; idle CPU: the proxy's CPU per second over a window of one ping "
+    "interval with no traffic but pings (every session pinged once on each hop), per "
+    "session less the CPU with no sessions; probe: 200 sequential 64 B echoes on a new "
+    "session after the window.",
+}
+
+
 def section(label: str) -> str:
     results = json.loads((OUT / f"{label}.json").read_text())
     s = results["scenarios"]
@@ -221,7 +468,19 @@ def section(label: str) -> str:
         f"clbproxy on Python/Twisted/Autobahn {m['python_twisted_autobahn']}. "
         f"Load average before/after: {' '.join(m['loadavg_before'])} / "
         f"{' '.join(m.get('loadavg_after', []))}. "
-        f"Window {results['settings']['seconds']} s per row.",
+        f"Window {results['settings']['seconds']} s per row"
+        + (
+            f"; each row the median of {results['settings']['rounds']} rounds."
+            if results["settings"].get("rounds", 1) > 1
+            else "."
+        )
+        + (
+            " Minutes per scenario: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in results["settings"]["minutes"].items())
+            + "."
+            if results["settings"].get("minutes")
+            else ""
+        ),
         "",
     ]
     parts = [
@@ -251,13 +510,42 @@ def section(label: str) -> str:
         (
             "http",
             "### (6) HTTP small GETs, keep-alive (wrk, 50 connections)",
-            lambda: http_table(s["http"]),
+            lambda: [HOW["http"], "", *http_table(s["http"])],
+        ),
+        (
+            "post",
+            "### (7) 1 MiB POST bodies, streamed (wrk, 16 connections)",
+            lambda: [HOW["post"], "", *post_table(s["post"])],
+        ),
+        (
+            "wss_handshake",
+            "### (8) WSS handshakes: TLS + WebSocket, one echo, close (50 in parallel)",
+            lambda: [HOW["wss"], "", *wss_table(s)],
         ),
     ]
     for key, title, table in parts:
         present = any(k.startswith("idle") for k in s) if key == "idle" else key in s
         if present:
             out += [title, "", *table(), ""]
+    targets = target_table(s)
+    if targets:
+        rounds = results["settings"].get("rounds", 1)
+        out += [
+            "### Against issue 19's targets (per proxy CPU-s, same run, "
+            f"median of {rounds} round{'s' if rounds > 1 else ''})",
+            "",
+            *targets,
+            "",
+        ]
+    if "scale" in results:
+        out += [
+            "### (9) The scale curve: idle sessions through one instance",
+            "",
+            HOW["scale"],
+            "",
+            *scale_tables(results["scale"]),
+            "",
+        ]
     against = baseline_table(s)
     if against:
         out += ["### Against the framework baselines (bench/calibration.py)", "", *against, ""]

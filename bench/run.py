@@ -2,9 +2,16 @@
 
 Usage (from the repository root, as a user allowed to raise ``ulimit -n``)::
 
-    .venv/bin/python bench/run.py                 # full run, a few minutes
-    .venv/bin/python bench/run.py --quick         # smoke run, under a minute
+    .venv/bin/python bench/run.py                 # every scenario but scale, 3 rounds each
+    .venv/bin/python bench/run.py --quick         # smoke run, one short round
     .venv/bin/python bench/run.py --label after   # keep results under that label
+    .venv/bin/python bench/run.py --scenario post --scenario http --rounds 5
+    .venv/bin/python bench/run.py --scenario scale   # the scale curve (bench/scale.py)
+
+Scenarios: WebSocket messages, latency at half load, idle RSS and handshakes (here);
+HTTP GETs and 1 MiB POSTs (``scenarios_http.py``); WSS handshakes (``wss.py``); the
+scale curve (``scale.py``); the framework floors are ``calibration.py``.  Each scenario
+runs ``--rounds`` times, rows interleaved, and each row reports its median round.
 
 Needs ``nginx``, ``haproxy``, ``wrk`` (Debian packages) and ``node`` with ``bench/node_modules``
 (``cd bench && npm ci``).  Every process listens on 127.0.0.1 on an ephemeral port and runs
@@ -31,142 +38,39 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
+
+import scale
+import scenarios_http
+import wss
+from procs import (
+    CALIBRATION,
+    HERE,
+    LOAD,
+    LOAD_CPU,
+    NODE,
+    PROXY_CPU,
+    REPO,
+    Target,
+    absolute,
+    cpu_seconds,
+    free_port,
+    implementation,
+    pinned,
+    raise_fd_limit,
+    rss_bytes,
+    start,
+    versions,
+    wait_port,
+    write_certificate,
+)
 
 from clbproxy.net.descriptors import connection_budget
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-NODE = shutil.which("node") or "node"
-LOAD = str(HERE / "load.js")
-PROXY_CPU = "0"
-LOAD_CPU = "1"
-TICKS = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-#: Names of the framework baselines' rows (bench/calibration.py).
-CALIBRATION = "calib-"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (nginx and HAProxy workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo.extend(children.get(p, ()))
-    return tree
-
-
-def cpu_seconds(pid: int) -> float:
-    total = 0
-    for p in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
-
-
-def rss_bytes(pid: int) -> int:
-    total = 0
-    for p in process_tree(pid):
-        try:
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
-        except OSError:
-            continue
-    return total
-
-
-class Target:
-    """One thing the load is pointed at: a proxy process (or none, for direct).
-
-    A ``wss`` target terminates TLS (the bench's self-signed certificate) in front of
-    the same plain echo backend; its row is named ``<proxy>-wss``.  A ``deflate``
-    target's clients offer permessage-deflate (and compress every message, as
-    browsers do); the backend declines it.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        port: int,
-        pid: Optional[int] = None,
-        scheme: str = "ws",
-        deflate: bool = False,
-    ) -> None:
-        self.name = name
-        self.port = port
-        self.pid = pid
-        self.scheme = scheme
-        self.deflate = deflate
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}/"
-
-
-def write_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed ECDSA P-256 certificate for 127.0.0.1, shared by every WSS listener.
-
-    The same one clbproxy makes for its demo HTTPS listener.  Returns the
-    certificate and key files (PEM).  The load generator does not verify it, so
-    one certificate is enough and the three proxies serve identical handshakes.
-    """
-    from clbproxy.net.certificates import ensure_self_signed, self_signed_paths
-
-    ensure_self_signed(str(directory))
-    cert, key = self_signed_paths(str(directory))
-    return Path(cert), Path(key)
-
-
-def pinned(cpu: str, argv: list[str]) -> list[str]:
-    return ["taskset", "-c", cpu, *argv]
-
-
-def start(argv: list[str], log: Path, cwd: Optional[Path] = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        argv,
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        cwd=cwd,
-        start_new_session=True,
-    )
-
 
 NGINX_CONF = """\
 worker_processes 1;
@@ -194,6 +98,8 @@ http {{
             proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $host;
             proxy_read_timeout 3600s;
+            proxy_request_buffering off;
+            client_max_body_size 2m;
         }}
     }}
 }}
@@ -223,6 +129,7 @@ workers = {workers}
 name = "bench"
 protocol = "{protocol}"
 bind = "tcp:{port}:interface=127.0.0.1:backlog=4096"
+max_body_size = "2MiB"
 {listener_extra}{tls}
   [[listener.rule]]
   path = "/"
@@ -239,6 +146,9 @@ class Bench:
         self.tmp = tmp
         self.procs: list[subprocess.Popen] = []
         self.results: dict = {"scenarios": {}}
+        #: Every round's result, by scenario and row (``record`` keeps the median's).
+        self.samples: dict[str, dict[str, list[dict]]] = {}
+        self.ws_steps = self.http_steps = True
         self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
     # -- processes -----------------------------------------------------------------
@@ -284,13 +194,19 @@ class Bench:
             )
         for other in self.args.also_python:
             label, _, other = other.rpartition("=")
-            label = label or _implementation(other)
+            label = label or implementation(other)
             variants.append((f"clbproxy-{label}", "", 1, other))
             if self.args.tunnel:
                 variants.append((f"clbproxy-{label}-tunnel", '  relay = "tunnel"\n', 1, other))
         for variant in variants:
             for scheme in schemes:
                 targets.append(self.start_clbproxy(backend, scheme, *variant))
+        if self.http_steps:
+            # The same clbproxy writing an access log line per request to a file.
+            log = f'access_log = {{ path = "{self.tmp / "clbproxy-access.log"}" }}\n'
+            logging = self.start_clbproxy(backend, "ws", "clbproxy-log", "", 1, python, log)
+            logging.ws = False
+            targets.append(logging)
         if self.args.deflate:
             # clbproxy's Autobahn path: with websocket_deflate = "per_hop" the proxy
             # compresses on the client's hop although the backend declines, which
@@ -324,17 +240,22 @@ class Bench:
         return targets
 
     def start_calibration(self, backend: int) -> list[Target]:
-        """The framework baselines of ``bench/calibration.py``, run by clbproxy's Python."""
+        """The framework baselines of ``bench/calibration.py``, run by clbproxy's Python.
+
+        Only those the selected scenarios use: the WebSocket ones, ``calib-http``.
+        """
         targets = []
-        for kind, dispatch, suffix in (
-            ("autobahn", "lean", ""),
-            ("splice", "lean", ""),
-            ("splice", "stock", "-stock"),
-        ):
+        kinds = []
+        if self.ws_steps:
+            kinds += [("autobahn", "lean", ""), ("splice", "lean", "")]
+            kinds.append(("splice", "stock", "-stock"))
+        if self.http_steps:
+            kinds.append(("http", "lean", ""))
+        for kind, dispatch, suffix in kinds:
             name, port = f"{CALIBRATION}{kind}{suffix}", free_port()
             argv = [self.args.python, str(HERE / "calibration.py"), kind, str(port), str(backend)]
             proc = self.spawn(name, [*argv, dispatch], port, self.args.proxy_cpus)
-            targets.append(Target(name, port, proc.pid))
+            targets.append(Target(name, port, proc.pid, ws=kind != "http", http=kind == "http"))
             if kind == "autobahn" and self.args.deflate:
                 targets.append(Target(f"{name}-deflate", port, proc.pid, deflate=True))
         return targets
@@ -348,6 +269,8 @@ class Bench:
         tls = scheme == "wss"
         ssl_conf = (
             f"        ssl_certificate {self.cert};\n        ssl_certificate_key {self.key};\n"
+            # nginx 1.22 leaves TLS 1.3 out by default; HAProxy and clbproxy offer it.
+            "        ssl_protocols TLSv1.2 TLSv1.3;\n"
             if tls
             else ""
         )
@@ -374,11 +297,11 @@ class Bench:
         proc = self.spawn(name, argv, port, self.args.proxy_cpus)
         return Target(name, port, proc.pid, scheme)
 
-    def start_haproxy(self, backend: int, scheme: str) -> Target:
-        tmp, name, port = self.tmp, self._name("haproxy", scheme), free_port()
+    def start_haproxy(self, backend: int, scheme: str, name: str = "haproxy") -> Target:
+        tmp, name, port = self.tmp, self._name(name, scheme), free_port()
         ssl = ""
         if scheme == "wss":
-            pem = tmp / "bench-haproxy.pem"
+            pem = tmp / f"{name}.pem"
             pem.write_bytes(self.cert.read_bytes() + self.key.read_bytes())
             ssl = f" ssl crt {pem}"
         (tmp / f"{name}.cfg").write_text(
@@ -401,25 +324,30 @@ class Bench:
         python: str,
         listener_extra: str = "",
     ) -> Target:
-        tmp, name, port = self.tmp, self._name(name, scheme), free_port()
+        name, port = self._name(name, scheme), free_port()
         tls = ""
         if scheme == "wss":
             tls = (
                 "  [listener.tls]\n"
                 f'  certificates = [{{ cert = "{self.cert}", key = "{self.key}" }}]\n'
             )
-        conf = tmp / f"{name}.conf"
-        conf.write_text(
-            CLBPROXY_CONF.format(
-                port=port,
-                backend=backend,
-                protocol="https" if scheme == "wss" else "http",
-                tls=tls,
-                rule_extra=rule_extra,
-                listener_extra=listener_extra,
-                workers=workers,
-            )
+        text = CLBPROXY_CONF.format(
+            port=port,
+            backend=backend,
+            protocol="https" if scheme == "wss" else "http",
+            tls=tls,
+            rule_extra=rule_extra,
+            listener_extra=listener_extra,
+            workers=workers,
         )
+        return self.spawn_clbproxy(name, text, port, python, scheme)
+
+    def spawn_clbproxy(
+        self, name: str, conf_text: str, port: int, python: str, scheme: str = "ws"
+    ) -> Target:
+        """clbproxy under twistd with the configuration ``conf_text``; ready when ``port`` is."""
+        conf = self.tmp / f"{name}.conf"
+        conf.write_text(conf_text)
         argv = [
             python,
             "-c",
@@ -427,7 +355,7 @@ class Bench:
             "-n",
             "--pidfile=",
             "--logfile",
-            str(tmp / f"{name}-twistd.log"),
+            str(self.tmp / f"{name}-twistd.log"),
             "clbproxy",
             "--config",
             str(conf),
@@ -475,7 +403,20 @@ class Bench:
         return result
 
     def record(self, scenario: str, target: Target, result: dict) -> None:
-        self.results["scenarios"].setdefault(scenario, {})[target.name] = result
+        """Keep one round's result; the row shows the median round so far (``--rounds``).
+
+        The median round is chosen by the scenario's figure of merit (amount per
+        proxy CPU-second where the proxy is measured) and kept whole, so that its
+        rate, CPU share and latencies come from the same window; ``rounds`` lists
+        every round's figure.
+        """
+        samples = self.samples.setdefault(scenario, {}).setdefault(target.name, [])
+        samples.append(result)
+        ranked = sorted(samples, key=lambda r: merit(scenario, r))
+        chosen = dict(ranked[(len(ranked) - 1) // 2])
+        if len(samples) > 1:
+            chosen["rounds"] = [round(merit(scenario, r), 3) for r in samples]
+        self.results["scenarios"].setdefault(scenario, {})[target.name] = chosen
         shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}
         print(f"  {scenario:<12} {target.name:<16} {shown}", flush=True)
 
@@ -593,37 +534,6 @@ class Bench:
                 self.record(f"idle{n}", t, r)
                 time.sleep(2.0)
 
-    def http(self, targets: list[Target]) -> None:
-        # HTTP has no WebSocket extensions, and the framework baselines relay WebSocket only.
-        for t in [t for t in targets if not t.deflate and not t.name.startswith(CALIBRATION)]:
-            url = f"http://127.0.0.1:{t.port}/"
-            cpu0 = cpu_seconds(t.pid) if t.pid else None
-            t0 = time.monotonic()
-            out = subprocess.run(
-                pinned(
-                    LOAD_CPU,
-                    [
-                        "wrk",
-                        "-t1",
-                        "-c50",
-                        f"-d{max(1, round(self.args.seconds))}s",
-                        "--latency",
-                        url,
-                    ],
-                ),
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            wall = time.monotonic() - t0
-            rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-            r = {"rate": rate, "errors": "Non-2xx" in out or "Socket errors" in out}
-            if cpu0 is not None:
-                # wrk's whole run (with its connection set-up) is the window here.
-                r["proxy_cpu_s"] = cpu_seconds(t.pid) - cpu0
-                r["proxy_cpu_share"] = r["proxy_cpu_s"] / wall
-            self.record("http", t, r)
-
     # -- the run -------------------------------------------------------------------
 
     def machine(self) -> dict:
@@ -638,7 +548,7 @@ class Bench:
                 return "?"
 
         pythons = [self.args.python, *(p.rpartition("=")[2] for p in self.args.also_python)]
-        py = "; ".join(_versions(python) for python in pythons)
+        py = "; ".join(versions(python) for python in pythons)
         return {
             "date": time.strftime("%Y-%m-%d %H:%M %Z"),
             "nproc": os.cpu_count(),
@@ -652,77 +562,112 @@ class Bench:
             "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
         }
 
+    def steps(self) -> dict[str, tuple[Callable[[list[Target]], None], str]]:
+        """Every scenario by its ``--scenario`` name: (the step, which targets it takes)."""
+        return {
+            "small_messages": (self.small_messages, "ws"),
+            "large_messages": (self.large_messages, "ws"),
+            "half_load": (self.half_load, "ws"),
+            "idle": (self.idle, "ws"),
+            "handshakes": (self.handshakes, "ws"),
+            "http": (lambda targets: scenarios_http.http(self, targets), "http"),
+            "post": (lambda targets: scenarios_http.post(self, targets), "http"),
+            "wss_handshake": (lambda targets: wss.handshakes(self, targets), "tls"),
+        }
+
     def run(self) -> dict:
         self.results["machine"] = self.machine()
+        rounds = self.args.rounds
         self.results["settings"] = {
             "seconds": self.args.seconds,
             "idle": self.args.idle,
             "label": self.args.label,
+            "rounds": rounds,
         }
-        steps = [
-            self.small_messages,
-            self.large_messages,
-            self.half_load,
-            self.idle,
-            self.handshakes,
-            self.http,
-        ]
-        if self.args.only:
-            steps = [step for step in steps if step.__name__ in self.args.only]
+        every = self.steps()
+        chosen = self.args.only or list(every)
+        if "wss_handshake" in chosen and "handshakes" not in chosen:
+            print("wss_handshake is compared with plain handshakes: adding handshakes")
+            chosen.append("handshakes")
+        names = [name for name in [*every, "scale"] if name in chosen]
+        steps = [(name, *every[name]) for name in names if name in every]
+        self.ws_steps = any(kind == "ws" for _, _, kind in steps)
+        self.http_steps = any(kind == "http" for _, _, kind in steps)
         # WSS twins are measured only for idle sessions (RSS per session).
-        wss = self.args.wss and self.idle in steps
-        self.results["settings"]["wss"] = wss
-        try:
-            backend = self.start_backend()
-            targets = self.start_targets(backend, wss)
-            time.sleep(1.0)
-            plain = [t for t in targets if t.scheme == "ws"]
-            for step in steps:
-                print(f"{step.__name__}:", flush=True)
-                step(targets if step == self.idle else plain)
-        finally:
-            self.stop_all()
+        wss_idle = self.args.wss and "idle" in names
+        self.results["settings"]["wss"] = wss_idle
+        self.results["settings"]["scenarios"] = names
+        #: Wall-clock minutes of each scenario, all its rounds.
+        minutes = self.results["settings"]["minutes"] = {}
+        if steps:
+            try:
+                backend = self.start_backend()
+                targets = self.start_targets(backend, wss_idle)
+                if "wss_handshake" in names:
+                    targets += wss.start_targets(self, backend)
+                time.sleep(1.0)
+                for name, step, kind in steps:
+                    print(f"{name}:", flush=True)
+                    t0 = time.monotonic()
+                    if name == "idle":  # the RSS a process keeps would skew repeats
+                        step([t for t in targets if t.ws and not t.cert])
+                    else:
+                        for _ in range(rounds):
+                            step([t for t in targets if _takes_part(t, kind)])
+                    minutes[name] = (time.monotonic() - t0) / 60
+            finally:
+                self.stop_all()
+        if "scale" in names:
+            t0 = time.monotonic()
+            try:
+                self.results["scale"] = scale.curve(self)
+                minutes["scale"] = (time.monotonic() - t0) / 60
+            finally:
+                self.stop_all()
         self.results["machine"]["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
         return self.results
 
 
-def _absolute(python: str) -> str:
-    """``python`` as an absolute path when it names a file relative to here, else as it is."""
-    return str(Path(python).absolute()) if os.sep in python and Path(python).exists() else python
+#: The scenarios ``--scenario`` names besides ``scale`` (``Bench.steps``).
+SCENARIOS = (
+    "small_messages",
+    "large_messages",
+    "half_load",
+    "idle",
+    "handshakes",
+    "http",
+    "post",
+    "wss_handshake",
+)
 
 
-def _versions(python: str) -> str:
-    return subprocess.run(
-        [
-            python,
-            "-c",
-            "import sys, twisted, autobahn; print(sys.version.split()[0], "
-            "sys.implementation.name, twisted.__version__, "
-            "autobahn.__version__)",
-        ],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+def _takes_part(target: Target, kind: str) -> bool:
+    """Whether ``target`` is a row of a ``kind`` ("ws", "http", "tls") scenario."""
+    if kind == "tls":
+        return target.cert is not None
+    if target.scheme != "ws":
+        return False
+    return target.ws if kind == "ws" else target.http and not target.deflate
 
 
-def _implementation(python: str) -> str:
-    """``pypy`` or ``cpython``: the name of the rows run with that interpreter."""
-    return subprocess.run(
-        [python, "-c", "import sys; print(sys.implementation.name)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+def merit(scenario: str, result: dict) -> float:
+    """The figure a scenario's median round is chosen by: amount per proxy CPU-second.
 
-
-def raise_fd_limit(n: int) -> int:
-    """``ulimit -n n`` as far as the hard limit allows (raising it needs CAP_SYS_RESOURCE)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (n, max(n, hard)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    Rows without a proxy (direct) go by amount per second; half load by its p99,
+    idle sessions by KiB per session.
+    """
+    if scenario == "half_load":
+        return result["p99_ms"]
+    if scenario.startswith("idle"):
+        return result["kib_per_session"]
+    for key in ("handshakes", "msgs"):
+        if key in result:
+            amount = result[key]
+            break
+    else:
+        amount = result["rate"] * result["seconds"]
+    cpu = result.get("proxy_cpu_s")
+    return amount / cpu if cpu else amount / result["seconds"]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -742,10 +687,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         "(e.g. a wrapper that puts an older checkout on PYTHONPATH, to compare in one run)",
     )
     parser.add_argument(
+        "--scenario",
         "--only",
+        dest="only",
         action="append",
-        choices=["small_messages", "large_messages", "half_load", "idle", "handshakes", "http"],
-        help="run only this scenario (repeatable; half_load needs small_messages)",
+        choices=[*SCENARIOS, "scale"],
+        help="run only this scenario (repeatable; half_load needs small_messages, "
+        "wss_handshake adds handshakes; scale, the scale curve, runs only when named)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="repeat each scenario N times (rows interleaved) and report each row's "
+        "median round; default 3, 1 with --quick (idle and scale run once)",
     )
     parser.add_argument(
         "--profile",
@@ -790,19 +745,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.quick:
         args.seconds = 1.5
         args.idle = [500]
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     if os.cpu_count() < 2:
         print("needs 2 CPUs (proxy on CPU 0, load on CPU 1)", file=sys.stderr)
         return 2
     # The processes start in a temporary directory: a relative interpreter path
     # (.venv-pypy/bin/python) is made absolute first.
-    args.python = _absolute(args.python)
+    args.python = absolute(args.python)
     args.also_python = [
-        f"{label}{sep}{_absolute(path)}"
+        f"{label}{sep}{absolute(path)}"
         for label, sep, path in (other.rpartition("=") for other in args.also_python)
     ]
     # A proxied idle session holds two descriptors in the proxy (client and backend side), and
     # clbproxy accepts no more clients than its descriptor budget (an eighth is kept in reserve).
-    limit = raise_fd_limit(2 * max(args.idle + [1000]) * 8 // 7 + 2000)
+    wanted = 2 * max(args.idle + [1000]) * 8 // 7 + 2000
+    if args.only and "scale" in args.only:
+        wanted = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # the scale curve takes all
+    limit = raise_fd_limit(wanted)
     budget = connection_budget(limit)
     fitting = [min(n, budget // 500 * 500) for n in args.idle]
     if fitting != args.idle:
