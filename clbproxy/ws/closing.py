@@ -207,10 +207,13 @@ class Closing:
 
     def _log_end(self) -> None:
         now = self.reactor.seconds()
+        backend = self.backend
+        up_dropped, up_dropped_bytes = self.front.dropped_after_close
+        down_dropped, down_dropped_bytes = backend.dropped_after_close if backend else (0, 0)
         log.info(
             "websocket: {client} {path} -> {backend} closed after {duration:.3f}s; "
             "client: {client_end}, backend: {backend_end}; "
-            "messages client->backend {up}, backend->client {down}",
+            "messages client->backend {up}, backend->client {down}{dropped}",
             client=peer_ip(self.front.transport),
             path=printable(self.target),
             backend=self.backend_config.address if self.backend_config else "-",
@@ -218,7 +221,12 @@ class Closing:
             client_end=self._ended.get(Side.CLIENT, "-"),
             backend_end=self._ended.get(Side.BACKEND, "-"),
             up=self.front.messages_in,
-            down=self.backend.messages_in if self.backend else 0,
+            down=backend.messages_in if backend else 0,
+            dropped=dropped_text(up_dropped, up_dropped_bytes, down_dropped, down_dropped_bytes),
+            up_dropped=up_dropped,
+            up_dropped_bytes=up_dropped_bytes,
+            down_dropped=down_dropped,
+            down_dropped_bytes=down_dropped_bytes,
         )
         accesslog.emit(self._access_record(now))
 
@@ -262,6 +270,23 @@ def refusal_record(front: WebSocketServerProtocol, status: int) -> accesslog.Ses
     record = accesslog.SessionRecord(status=status, handshake_ms=0.0)
     fill_request_fields(record, front)
     return record
+
+
+def dropped_text(up: int, up_bytes: int, down: int, down_bytes: int) -> str:
+    """The end of a session's log line naming the data no hop could take any more, if any.
+
+    ``up``: messages (and bytes) from the client the proxy did not pass on because
+    the backend's hop was closing or closed; ``down``: the same from the backend.
+    """
+    parts = [
+        f"{direction} {messages} message{'' if messages == 1 else 's'} ({octets} bytes)"
+        for direction, messages, octets in (
+            ("client->backend", up, up_bytes),
+            ("backend->client", down, down_bytes),
+        )
+        if messages or octets
+    ]
+    return f"; dropped after close: {', '.join(parts)}" if parts else ""
 
 
 def describe_end(hop, was_clean: bool, code) -> str:

@@ -27,6 +27,12 @@ it is full, only the most recent ping is answered, once it has drained (RFC 6455
 ``websocket_inflate_rate``: meanwhile the sending hop is not read.  All of these
 are reasons held by the hop's :class:`~clbproxy.ws.pauses.ReadPauses`.
 
+Once a hop is no longer open (the proxy sent it a Close, it sent one, or its
+connection is gone), the other hop's data frames are no longer passed on: they
+are counted instead (:class:`Dropped`), and the session's log line says how
+many.  Frames received before the proxy's Close leave before it: the Close
+waits in ``held`` while a frame is still being passed on.
+
 Tunnel mode (``Hop(..., scanner=None)``) skips the scanner: bytes are spliced
 after the handshake with no validation at all, and the proxy sends no frames of
 its own.
@@ -130,6 +136,23 @@ def close_payload(code: Optional[int], reason: Optional[bytes]) -> bytes:
     return code.to_bytes(2, "big") + (reason or b"")
 
 
+class Dropped:
+    """Data frames a hop received after the other hop stopped taking them: counted, not relayed.
+
+    Made when the other hop leaves OPEN (or, when a Close for it waited for one
+    of this hop's frames to be passed on, when that Close left), so the relay of
+    every frame before then costs nothing more.
+    """
+
+    __slots__ = ("relayed", "octets")
+
+    def __init__(self, relayed: int) -> None:
+        #: The hop's complete messages (its scanner's count) passed on before.
+        self.relayed = relayed
+        #: Bytes of data frames not passed on, as received (headers included).
+        self.octets = 0
+
+
 @implementer(IProtocol, IPushProducer)
 class Hop:
     """One open hop of a session on the fast path (or in a tunnel): its transport's protocol.
@@ -177,6 +200,7 @@ class Hop:
         "_owed_pong",
         "_inflate_call",
         "limiter",
+        "dropped",
     )
 
     def __init__(
@@ -225,6 +249,8 @@ class Hop:
         self._inflate_call = None
         #: The rate limits of what this hop sends (:mod:`clbproxy.ws.controls`), if any.
         self.limiter = None
+        #: What was not passed on once the other hop stopped taking data (None until then).
+        self.dropped: Optional[Dropped] = None
 
     # -- what the session reads ------------------------------------------------------
 
@@ -233,6 +259,18 @@ class Hop:
         """Complete messages received on this hop (a tunnel does not count them)."""
         scanner = self.scanner
         return self.messages_before + (scanner.messages if scanner is not None else 0)
+
+    @property
+    def dropped_after_close(self) -> tuple[int, int]:
+        """Complete data messages and bytes received but not passed on: the other hop had closed.
+
+        A message counts when its last frame was not passed on; the bytes are
+        those of the data frames not passed on, as received.
+        """
+        dropped = self.dropped
+        if dropped is None:
+            return 0, 0
+        return self.scanner.messages - dropped.relayed, dropped.octets
 
     @property
     def mid_frame(self) -> bool:
@@ -274,6 +312,8 @@ class Hop:
                 else:
                     peer.transport.write(chunk)
                 peer.octets_out += len(chunk)
+            else:
+                self._drop(len(events[0]))
         else:
             pings = None  # answered with one write: a write per tiny pong costs far more
             for event in events:
@@ -284,6 +324,8 @@ class Hop:
                         else:
                             peer.transport.write(event)
                         peer.octets_out += len(event)
+                    else:
+                        self._drop(len(event))
                     continue
                 if event.__class__ is Control and event.opcode == PING:
                     if pings is None:
@@ -302,6 +344,9 @@ class Hop:
         if self.held and not scanner.mid_frame:
             held, self.held = self.held, ()
             peer.transport.writeSequence(held)
+            if peer.state != OPEN:
+                # The frames before the peer's Close are out: from here on, nothing is.
+                self.dropped = Dropped(scanner.messages)
         if scanner.inflated:
             self._inflated(scanner)
         if self.limiter is not None:
@@ -311,6 +356,7 @@ class Hop:
         self._cancel_timer()
         self._cancel_inflate_call()
         self.state = CLOSED
+        self._takes_no_more()
         if self.wasClean:
             code, text = self.remoteCloseCode, self.remoteCloseReason
         else:
@@ -435,6 +481,7 @@ class Hop:
             return
         self._write_control(control_frame(CLOSE, close_payload(code, reasonUtf8), not self.server))
         self.state = CLOSING
+        self._takes_no_more()
         self.closedByMe = not isReply
         self.localCloseCode = code
         if self.closedByMe:
@@ -454,6 +501,7 @@ class Hop:
             return
         self.droppedByMe = True
         self.state = CLOSED
+        self._takes_no_more()
         if abort:
             transport.abortConnection()
         else:
@@ -463,6 +511,21 @@ class Hop:
             self._timer = self._reactor.callLater(
                 CLOSE_HANDSHAKE_TIMEOUT, transport.abortConnection
             )
+
+    # -- data the other hop can no longer pass on ---------------------------------------
+
+    def _takes_no_more(self) -> None:
+        """This hop just left OPEN: the other hop's data frames are dropped (and counted) now."""
+        inbound = self.peer
+        if inbound is not None and inbound.scanner is not None and inbound.dropped is None:
+            inbound.dropped = Dropped(inbound.scanner.messages)
+
+    def _drop(self, size: int) -> None:
+        """``size`` bytes of data frames were not passed on: the other hop is not open."""
+        dropped = self.dropped
+        if dropped is None:  # not expected: the other hop says when it leaves OPEN
+            dropped = self.dropped = Dropped(self.scanner.messages)
+        dropped.octets += size
 
     # -- IPushProducer: registered on this hop's own transport --------------------------
 

@@ -5,6 +5,8 @@ Autobahn protocols with :class:`RelayingHop` mixed in: it streams each message
 to the other hop frame by frame, answers the pings of one read in one write,
 registers a :class:`WriteBufferWatch` as its transport's producer (as in
 ``twisted.protocols.portforward``) and tells the session when the hop ends.
+A message that ends after the other hop stopped being open is not relayed: it
+is counted (``dropped_after_close``) for the session's log line.
 """
 
 from __future__ import annotations
@@ -103,11 +105,22 @@ class RelayingHop:
     _turn_inflated = 0
     #: The rate limits of what this hop sends (:mod:`clbproxy.ws.controls`), if any.
     limiter = None
+    _dropped_messages = 0
+    _dropped_octets = 0
 
     @property
     def messages_in(self) -> int:
         """Complete messages received on this hop by Autobahn."""
         return self._messages
+
+    @property
+    def dropped_after_close(self) -> tuple[int, int]:
+        """Messages received but not relayed (the other hop had closed), and their payload bytes.
+
+        A message counts when it ended after the other hop left OPEN; its bytes
+        are its whole payload (uncompressed), even if its first frames got through.
+        """
+        return self._dropped_messages, self._dropped_octets
 
     @property
     def octets_in(self) -> int:
@@ -226,6 +239,8 @@ class RelayingHop:
         peer = self.peer
         pending, self._pending = self._pending, None
         if peer is None or peer.state != OPEN:
+            self._dropped_messages += 1
+            self._dropped_octets += self.message_data_total_length
             return
         if not self._begun:
             peer.sendMessage(pending or b"", isBinary=self._binary)

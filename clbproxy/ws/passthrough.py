@@ -121,6 +121,7 @@ class _HandshakeHop(Protocol):
     session = None
     state = CONNECTING
     messages_in = 0
+    dropped_after_close = (0, 0)
     octets_in = 0
     octets_out = 0
     failedByMe = False

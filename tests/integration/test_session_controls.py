@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from twisted.internet import defer, reactor, task
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from clbproxy.config import RuleConfig
@@ -167,3 +168,36 @@ class ReliefTests(ControlsFixture, unittest.TestCase):
         self.assertGreaterEqual(len(got), received_before)
         # In order, none missing, none cut: a prefix of what the backend sent.
         self.assertEqual(got, [f"push {i}".encode() for i in range(len(got))])
+
+
+class BusySessionReliefTests(ControlsFixture, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_a_relieved_busy_session_delivers_in_order_then_counts_what_it_drops(self):
+        ends = []
+
+        def observe(event):
+            if "closed after" in event.get("log_format", ""):
+                ends.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        yield self.start()
+        # The backend queues 50000 messages at once: far more than the proxy has
+        # read when the client has its first one.
+        client = self.net.client(self.port, "/push?n=50000")
+        yield client.opened
+        yield client.wait_messages(1)
+        (session,) = self.sessions()
+        session.relieve("rebalance")
+        _, code, reason = yield client.closed
+        self.assertEqual((code, reason), (1001, "rebalance"))
+        yield self.access_lines(1)
+        (end,) = ends
+        got = [payload for payload, _ in client.messages]
+        # In order, none missing, none cut: a prefix of what the backend sent.
+        self.assertEqual(got, [f"push {i}".encode() for i in range(len(got))])
+        self.assertGreater(end["down_dropped"], 0)
+        self.assertGreater(end["down_dropped_bytes"], 0)
+        # Every message the proxy received from the backend was delivered or counted.
+        self.assertEqual(len(got) + end["down_dropped"], end["down"])
+        self.assertEqual((end["up_dropped"], end["up_dropped_bytes"]), (0, 0))
