@@ -5,7 +5,7 @@ that fails (no connection, a timeout, an HTTP or etcd error) is tried on the
 next endpoint, each endpoint once, and the one that answered becomes current.
 A watch runs on the current endpoint through its own streaming protocol
 (:class:`WatchBody`), because cancelling ``treq.collect`` leaves the HTTP
-connection open: :meth:`Watch.cancel` stops the transport itself, so no watch
+connection open: ``Watch.cancel()`` stops the transport itself, so no watch
 connection is left behind on etcd.  Connections are not pooled (a pool would
 keep the cut ones).
 """

@@ -98,6 +98,8 @@ class FleetKeys:
 
 @attrs.frozen
 class Header:
+    """A response header: the store's revision when the member answered (0: left out)."""
+
     revision: int = 0
     cluster_id: str = ""
     member_id: str = ""
@@ -105,6 +107,8 @@ class Header:
 
 @attrs.frozen
 class KeyValue:
+    """One key as etcd holds it, decoded; ``mod_revision`` is the put that wrote it."""
+
     key: bytes
     value: bytes = b""
     mod_revision: int = 0

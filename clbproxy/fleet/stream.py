@@ -20,7 +20,8 @@ MAX_LINE = 8 * 1024 * 1024
 
 
 class WatchStream:
-    """Splits the watch body into lines and decodes each into a :class:`WatchResponse`.
+    """Splits the watch body into lines and decodes each line into a
+    :class:`~clbproxy.fleet.messages.WatchResponse`.
 
     A line that is not a watch response (bad JSON, wrong shape, too long) becomes
     a response whose ``error`` says so: the caller treats it as the end of the

@@ -21,7 +21,7 @@
 
 ``apply(snapshot)`` returns a Deferred firing ``(applied, reason)``.  A refused
 document is not retried until a newer revision comes; the last good one keeps
-serving.  A deleted document empties nothing (:meth:`Snapshot.updated`).
+serving.  A deleted document empties nothing (:meth:`~clbproxy.fleet.cache.Snapshot.updated`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from clbproxy.fleet.messages import FleetKeys, RangeResult, WatchResponse
 
 log = Logger()
 
-#: The first reconnection delay, doubled per failure in a row up to :data:`MAX_BACKOFF`.
+#: The first reconnection delay, doubled per failure in a row up to ``MAX_BACKOFF``.
 BASE_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 #: Seconds between the reads that catch a frozen member, and how long each may take.
