@@ -134,6 +134,7 @@ class ConfigWatch:
         self.failures = 0
         self.running = False
         self._watch = None
+        self._watched = ""
         self._timer = None
         self._check = None
         self._applying = False
@@ -207,9 +208,12 @@ class ConfigWatch:
 
     def _start_watch(self, revision: int) -> None:
         start, end = self.keys.watched
+        # Other calls on the gateway (presence) may move it to another endpoint later:
+        # the check reads from the member this watch is on.
+        self._watched = self.gateway.endpoint
         watch = self.gateway.watch(start, end, revision, lambda r: self._on_response(watch, r))
         self._watch = watch
-        self.status.endpoint = self.gateway.endpoint
+        self.status.endpoint = self._watched
         watch.ended.addCallback(lambda reason: self._ended(watch, reason))
 
     def _on_response(self, watch, response: WatchResponse) -> None:
@@ -271,6 +275,8 @@ class ConfigWatch:
         self.failures += 1
         delay = backoff(self.failures, self._jitter())
         endpoint = self.gateway.rotate()
+        if endpoint == self._watched:
+            endpoint = self.gateway.rotate()
         log.warn(
             "fleet: {reason}; reconnecting to {endpoint} in {delay:.1f} s",
             reason=reason,
@@ -302,7 +308,7 @@ class ConfigWatch:
         if watch is None:
             self._schedule_check()
             return
-        endpoint = self.gateway.endpoint
+        endpoint = self._watched
         d = self.gateway.range(self.keys.config, timeout=self.check_timeout, endpoint=endpoint)
 
         def answered(result: RangeResult) -> None:

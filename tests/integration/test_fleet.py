@@ -7,14 +7,19 @@ process stopped by its PID in the cleanup (:mod:`tests.support.fleet`).
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from tests.support.fleet import KEYS, Fleet, LoadLoop
+from clbproxy.fleet.gateway import Gateway
+from tests.support.fleet import CLUSTER, KEYS, Fleet, LoadLoop
+from tests.support.network import ROOT
 
 PUSHES = 20
 
@@ -173,3 +178,78 @@ class FleetTests(unittest.TestCase):
         for _ in range(20):
             _, seen = yield fleet.get(second, "/", cookies={"clb_session": cookie})
             self.assertEqual(seen, backend)
+
+
+def clbproxy_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "clbproxy.cli", *args],
+        env={**os.environ, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+class FleetToolTests(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self):
+        if shutil.which("etcd") is None:
+            raise unittest.SkipTest("etcd is not installed (scripts/test installs etcd-server)")
+
+    @defer.inlineCallbacks
+    def test_push_validates_refuses_a_concurrent_edit_and_status_tells_who_is_behind(self):
+        fleet = Fleet(self, instances=1)
+        yield fleet.start()
+        etcd = [arg for url in fleet.etcd.endpoints for arg in ("--etcd", url)]
+        path = os.path.join(fleet.directory, "shared.toml")
+        with open(path, "w") as f:
+            f.write(
+                fleet.document("pushed").replace("[target_group.ws]", "[target_group.ws]\nx = 1")
+            )
+        refused = clbproxy_command("fleet", "push", *etcd, "--cluster", CLUSTER, path)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn(f"{path}: target_group.ws: unknown key 'x'", refused.stderr)
+
+        with open(path, "w") as f:
+            f.write(fleet.document("pushed"))
+        stale = clbproxy_command(
+            "fleet", "push", *etcd, "--cluster", CLUSTER, "--if-revision", "1", path
+        )
+        self.assertEqual(stale.returncode, 1)
+        self.assertIn("a concurrent edit", stale.stderr)
+
+        pushed = clbproxy_command("fleet", "push", *etcd, "--cluster", CLUSTER, path)
+        self.assertEqual(pushed.returncode, 0, pushed.stderr)
+        status = clbproxy_command("fleet", "status", *etcd, "--cluster", CLUSTER, "--wait", "3")
+        self.assertEqual(status.returncode, 0, status.stdout + status.stderr)
+        self.assertIn("node-1: applied", status.stdout)
+        self.assertIn("(current)", status.stdout)
+
+        yield fleet.push("", text="[[listener]\n")
+        behind = clbproxy_command("fleet", "status", *etcd, "--cluster", CLUSTER, "--wait", "1")
+        self.assertEqual(behind.returncode, 1)
+        self.assertIn("not at revision", behind.stderr)
+        self.assertIn("rejected", behind.stdout)
+
+    @defer.inlineCallbacks
+    def test_a_frozen_watched_member_is_left_and_a_push_arrives_within_15_s(self):
+        fleet = Fleet(self, instances=1)
+        yield fleet.start()
+        [instance] = fleet.instances
+        status = yield fleet.status(instance)
+        watched = status["fleet"]["endpoint"]
+        frozen = next(m for m in fleet.etcd.members if m.url == watched)
+        fleet.etcd.freeze(frozen)
+        healthy = Gateway(reactor, [m.url for m in fleet.etcd.members if m is not frozen])
+        self.addCleanup(healthy.close)
+        pushed = time.monotonic()
+        yield healthy.put(KEYS.config, fleet.document("after freeze").encode())
+        yield fleet.wait_answer(instance, "after freeze", timeout=15.0)
+        print(
+            f"\nfleet: applied {time.monotonic() - pushed:.1f} s after a push, "
+            "the watched member frozen"
+        )
+        status = yield fleet.status(instance)
+        self.assertNotEqual(status["fleet"]["endpoint"], watched)
+        self.assertEqual(status["fleet"]["watch_restarts"].get("check failed"), 1)

@@ -311,3 +311,16 @@ class BackoffTests(unittest.TestCase):
         self.assertEqual(backoff(1, 0.0), 0.4)
         self.assertAlmostEqual(backoff(1, 0.999), 0.6, places=2)
         self.assertEqual(backoff(30, 0.999), MAX_BACKOFF)
+
+
+class SharedGatewayTests(unittest.TestCase):
+    def test_the_check_reads_the_watched_member_even_if_another_call_moved_the_gateway(self):
+        clock, gateway, applier, status, watch = started()
+        gateway.answer(5, "v1", mod_revision=5)
+        gateway.rotate()  # presence failed over to b
+        clock.advance(10)
+        query, _ = gateway.reads[-1]
+        self.assertEqual(query["endpoint"], "http://a:2379")
+        gateway.fail("timed out")
+        clock.advance(0.41)
+        self.assertNotEqual(gateway.current.endpoint, "http://a:2379")
