@@ -197,7 +197,6 @@ class FleetService(Service):
     name = "fleet"
 
     def __init__(self, start: FleetStart, reactor, target, *, gateway=None) -> None:
-        self.start = start
         self.reactor = reactor
         self.target = target
         self.local_path = start.local.path

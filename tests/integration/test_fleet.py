@@ -14,10 +14,13 @@ import subprocess
 import sys
 import time
 
+import treq
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
+from twisted.web.client import HTTPConnectionPool
 
 from clbproxy.fleet.gateway import Gateway
+from tests.support.etcd import EtcdCluster
 from tests.support.fleet import CLUSTER, KEYS, Fleet, LoadLoop
 from tests.support.network import ROOT
 
@@ -253,3 +256,52 @@ class FleetToolTests(unittest.TestCase):
         status = yield fleet.status(instance)
         self.assertNotEqual(status["fleet"]["endpoint"], watched)
         self.assertEqual(status["fleet"]["watch_restarts"].get("check failed"), 1)
+
+
+class WatchConnectionTests(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self):
+        if shutil.which("etcd") is None:
+            raise unittest.SkipTest("etcd is not installed (scripts/test installs etcd-server)")
+
+    @defer.inlineCallbacks
+    def watchers(self, url: str):
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        response = yield treq.get(url + "/metrics", timeout=3, reactor=reactor, pool=pool)
+        text = yield response.text()
+        for line in text.splitlines():
+            if line.startswith("etcd_debugging_mvcc_watcher_total "):
+                return float(line.split()[1])
+        raise AssertionError("etcd_debugging_mvcc_watcher_total not in etcd's metrics")
+
+    @defer.inlineCallbacks
+    def test_100_cancelled_watches_leave_no_watcher_on_etcd(self):
+        etcd = EtcdCluster(1, directory=os.path.abspath(self.mktemp()))
+        self.addCleanup(etcd.remove)
+        etcd.start_all()
+        gateway = Gateway(reactor, etcd.endpoints)
+        self.addCleanup(gateway.close)
+        start, end = KEYS.watched
+        for _ in range(100):
+            created = defer.Deferred()
+            watch = gateway.watch(
+                start,
+                end,
+                1,
+                lambda r, d=created: r.created and not d.called and d.callback(r),
+            )
+            yield created
+            watch.cancel()
+            yield watch.ended
+        live = defer.Deferred()
+        kept = gateway.watch(start, end, 1, lambda r: r.created and live.callback(r))
+        yield live
+        for _ in range(50):
+            count = yield self.watchers(etcd.endpoints[0])
+            if count == 1:
+                break
+            yield sleep(0.1)
+        self.assertEqual(count, 1)
+        kept.cancel()
+        yield kept.ended
