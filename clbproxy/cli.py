@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 from clbproxy import __version__
 from clbproxy.config import ConfigError, default_config_path
+from clbproxy.config.fleet import has_fleet, read_local
 from clbproxy.ops.fleet_tools import fleet_commands
 from clbproxy.ops.preflight import load_checked
 
@@ -55,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check(options: argparse.Namespace) -> int:
     path = options.config if options.config is not None else default_config_path()
+    if has_fleet(path):
+        try:
+            read_local(path)
+        except ConfigError as e:
+            for problem in e.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        print(f"{path}: ok (a fleet instance: 'clbproxy fleet push' checks its document)")
+        return 0
     try:
         config = load_checked(path)
     except ConfigError as e:

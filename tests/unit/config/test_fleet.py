@@ -6,6 +6,7 @@ import os
 
 from twisted.trial import unittest
 
+from clbproxy.cli import main
 from clbproxy.config import ConfigError
 from clbproxy.config.fleet import has_fleet, merge, read_local
 
@@ -175,3 +176,16 @@ class MergeTests(unittest.TestCase):
         self.assertEqual(
             merged.config.target_groups[0].persistence.secret, "own-secret-of-the-group"
         )
+
+
+class CheckCommandTests(unittest.TestCase):
+    def test_clbproxy_check_checks_the_local_part_of_a_fleet_file(self):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "tap.conf")
+        with open(path, "w") as f:
+            f.write(LOCAL)
+        self.assertEqual(main(["check", "--config", path]), 0)
+        with open(path, "w") as f:
+            f.write(LOCAL + DOCUMENT)
+        self.assertEqual(main(["check", "--config", path]), 1)
