@@ -2,6 +2,8 @@
 
 ``clbproxy check`` validates a tap.conf and lists every problem, so a config can
 be fixed (or gated in CI) before ``twistd clbproxy`` is asked to run it.
+``clbproxy fleet push`` and ``clbproxy fleet status`` write a fleet's document
+to etcd and show its instances (:mod:`clbproxy.ops.fleet_tools`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Optional, Sequence
 
 from clbproxy import __version__
 from clbproxy.config import ConfigError, default_config_path
+from clbproxy.config.fleet import has_fleet, read_local
+from clbproxy.ops.fleet_tools import fleet_commands
 from clbproxy.ops.preflight import load_checked
 
 
@@ -46,11 +50,21 @@ def _parser() -> argparse.ArgumentParser:
         help="the file to check (default: ./tap.conf if it exists, else the shipped demo)",
     )
     check.set_defaults(run=_check)
+    fleet_commands(commands)
     return parser
 
 
 def _check(options: argparse.Namespace) -> int:
     path = options.config if options.config is not None else default_config_path()
+    if has_fleet(path):
+        try:
+            read_local(path)
+        except ConfigError as e:
+            for problem in e.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        print(f"{path}: ok (a fleet instance: 'clbproxy fleet push' checks its document)")
+        return 0
     try:
         config = load_checked(path)
     except ConfigError as e:

@@ -7,12 +7,15 @@ and :func:`makeService`; the services are built in :mod:`clbproxy.ops`.
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 from twisted.application.service import IService
 from twisted.python import usage
 
 from clbproxy.config import Config, ConfigError, default_config_path
+from clbproxy.config.fleet import has_fleet, read_local
 from clbproxy.net import dispatch
+from clbproxy.ops.fleet import FleetStart, attach_fleet, start_fleet
 from clbproxy.ops.notify import Notifier
 from clbproxy.ops.preflight import load_checked
 from clbproxy.ops.services import build_service
@@ -37,12 +40,29 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         path = self["config"] or default_config_path()
+        #: In fleet mode (``[fleet]`` in the file): what etcd or the cache gave at start.
+        self.fleet: Optional[FleetStart] = None
         try:
-            self.loaded: Config = load_checked(path)
+            if has_fleet(path):
+                if self["check"]:
+                    read_local(path)
+                    print(
+                        f"{path}: ok (a fleet instance: 'clbproxy fleet push' checks its document)"
+                    )
+                    sys.exit(0)
+                self.fleet = start_fleet(path)
+                self.loaded: Config = self.fleet.merged.config
+            else:
+                self.loaded = load_checked(path)
         except ConfigError as error:
             for problem in error.problems:
                 print(problem, file=sys.stderr)
             sys.exit(1)
+        except SystemExit as error:
+            if isinstance(error.code, str):
+                print(error.code, file=sys.stderr)
+                sys.exit(1)
+            raise
         if self["check"]:
             for warning in self.loaded.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
@@ -60,5 +80,9 @@ def makeService(options: Options) -> IService:
     dispatch.lean_dispatch(reactor)
     notifier = Notifier.from_environment()
     if options.loaded.workers > 1:
-        return build_supervisor(options.loaded, reactor, notifier=notifier)
-    return build_service(options.loaded, reactor, signals=True, notifier=notifier)
+        root = build_supervisor(options.loaded, reactor, notifier=notifier)
+    else:
+        root = build_service(options.loaded, reactor, signals=True, notifier=notifier)
+    if options.fleet is not None:
+        attach_fleet(options.fleet, reactor, root)
+    return root

@@ -22,7 +22,8 @@ modules:
 - :mod:`~clbproxy.config.listener`, :mod:`~clbproxy.config.rules`,
   :mod:`~clbproxy.config.tls`, :mod:`~clbproxy.config.targets`,
   :mod:`~clbproxy.config.admin`: validation per table;
-- :mod:`~clbproxy.config.loader`: a whole document and its warnings.
+- :mod:`~clbproxy.config.loader`: a whole document and its warnings;
+- :mod:`~clbproxy.config.fleet`: a fleet instance's local file and etcd's document, merged.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from clbproxy.config.model import (
     ConfigError,
     DemoBackendConfig,
     FixedResponseConfig,
+    FleetConfig,
     ListenerConfig,
     RedirectConfig,
     RewriteConfig,
@@ -102,6 +104,7 @@ __all__ = [
     "ConfigError",
     "DemoBackendConfig",
     "FixedResponseConfig",
+    "FleetConfig",
     "HealthCheckConfig",
     "ListenerConfig",
     "PassiveConfig",

@@ -66,6 +66,11 @@ def _load(reader: Reader, data: Union[str, bytes]) -> Config:
     document = parse_toml(reader, data)
     if document is None:
         raise ConfigError(reader.problems)
+    return load_document(reader, document)
+
+
+def load_document(reader: Reader, document: dict[str, Any]) -> Config:
+    """The validated model of a parsed document (a fleet's merged one), or ``ConfigError``."""
     config = _config(reader, document)
     if config is None:
         raise ConfigError(reader.problems)

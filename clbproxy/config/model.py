@@ -614,6 +614,49 @@ class DemoBackendConfig:
 
 
 @attrs.frozen
+class FleetConfig:
+    """``[fleet]``: this instance takes its routing configuration from etcd.
+
+    The local file then holds only what belongs to one machine; see
+    :mod:`clbproxy.config.fleet` for the split and the merge.
+    """
+
+    cluster: str = setting(
+        doc="The cluster's name: its document is ``/clbproxy/<cluster>/config`` in etcd.",
+        parse=keys.name(),
+        required=True,
+    )
+    endpoints: tuple[str, ...] = setting(
+        doc='etcd client URLs, ``["http://etcd-1:2379", ...]``: every member, so any '
+        "one may be away.",
+        required=True,
+    )
+    cache_dir: str = setting(
+        doc="Where the last good document and the cookie secrets are kept (mode 0600), to "
+        "start without etcd.  Relative to this file's directory.",
+        parse=keys.file(),
+        required=True,
+    )
+    instance: Optional[str] = setting(
+        None,
+        shown="the host name",
+        doc="This instance's name, unique in the cluster (its presence key).",
+        parse=keys.name(),
+    )
+    startup_timeout: float = setting(
+        10.0,
+        doc="Seconds a start waits for etcd before it serves from the cache.",
+        parse=keys.duration_in(0, 300),
+    )
+    binds: tuple[tuple[str, str], ...] = setting(
+        (),
+        shown="(none)",
+        doc="``[fleet.binds]``: listener name = bind, for the listeners of the shared "
+        "document; a listener without one is not served by this instance.",
+    )
+
+
+@attrs.frozen
 class Config:
     """A whole, validated tap.conf."""
 
@@ -682,4 +725,5 @@ TABLES: dict[str, type] = {
     "demo_backend": DemoBackendConfig,
     "access_log": AccessLogConfig,
     "admin": AdminConfig,
+    "fleet": FleetConfig,
 }

@@ -142,6 +142,8 @@ class PersistenceConfig:
         doc="HMAC key of cookie values (16+ characters); set it so cookies stay valid "
         "across restarts and across several proxies.",
     )
+    #: A fleet's previous cookie secret (not a key): cookies it signed are still honoured.
+    previous_secret: Optional[str] = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen

@@ -345,6 +345,9 @@ class GroupAdminResource(AdminResource):
                     snapshot = json.loads(answer[1])
                 snapshots.append((info, snapshot))
             status = merge_status(snapshots, self.group.config_path, self.group.uptime())
+            fleet = getattr(self.group, "fleet", None)
+            if fleet is not None:
+                status["fleet"] = fleet.as_dict(self.reactor.seconds())
             return json_answer(request, 200, status)
 
         return self._ask_all(b"GET", b"/api/status").addCallback(merge)

@@ -185,6 +185,8 @@ class LiveState:
         self.listeners: dict[str, ListenerState] = {}
         self._clock = clock
         self._started = clock.seconds() if clock is not None else None
+        #: A fleet instance's :class:`~clbproxy.fleet.watch.FleetStatus` (None otherwise).
+        self.fleet = None
 
     def add_listener(
         self,
@@ -279,9 +281,13 @@ class LiveState:
         uptime = None
         if self._clock is not None:
             uptime = self._clock.seconds() - self._started
-        return {
+        snapshot = {
             "config": self.config.path,
             "uptime": uptime,
             "listeners": listeners,
             "target_groups": groups,
         }
+        if self.fleet is not None:
+            now = self._clock.seconds() if self._clock is not None else 0.0
+            snapshot["fleet"] = self.fleet.as_dict(now)
+        return snapshot

@@ -19,9 +19,11 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
 
 from clbproxy.config import AdminConfig, Config, ListenerConfig
+from clbproxy.fleet.watch import FleetStatus
 from clbproxy.listener.limits import LimitStats
 from clbproxy.observability.accesslog import AccessLog
 from clbproxy.observability.admin import admin_site
+from clbproxy.observability.fleet import FleetCollector
 from clbproxy.observability.livestate import LiveState, RecentErrors, count_connections
 from clbproxy.observability.metrics import Metrics
 from clbproxy.upstream.balancer import TargetGroup
@@ -61,6 +63,11 @@ class Observability(Service):
         self.metrics = Metrics(self.registry, self.live)
         self.access_logs = [access_log for access_log, _ in open_access_logs(config)]
         self._observers: list[ILogObserver] = [self.errors, self.metrics, *self.access_logs]
+
+    def follow_fleet(self, status: FleetStatus) -> None:
+        """A fleet instance: show ``status`` in the status API and the metrics."""
+        self.live.fleet = status
+        self.registry.register(FleetCollector(status))
 
     def watch_listener(self, config: ListenerConfig, service) -> None:
         """Count a listener service's connections; read its relay's sessions and limit counters."""

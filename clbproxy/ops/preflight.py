@@ -31,7 +31,11 @@ def load_checked(path: str) -> Config:
     ``Config.warnings``.  A descriptor budget too small for ``max_connections``
     is a warning of :func:`~clbproxy.config.load_config` itself.
     """
-    config = load_config(path)
+    return checked(load_config(path))
+
+
+def checked(config: Config) -> Config:
+    """``config`` once its certificate files passed (see :func:`load_checked`)."""
     problems, warnings = inspect_certificates(config)
     if problems:
         raise ConfigError(problems)

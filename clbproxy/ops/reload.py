@@ -83,6 +83,9 @@ class Reloader:
         self.reactor = reactor
         #: ``hook(config)`` called after every reload attempt (see the module docstring).
         self.hooks: list[Callable[[Config], object]] = []
+        #: What a reload reads: tap.conf, or in fleet mode the local file and the last
+        #: accepted document (:mod:`clbproxy.ops.fleet`); raises ``ConfigError``.
+        self.load: Callable[[], Config] = lambda: load_checked(self.config_path)
 
     def reload(self) -> defer.Deferred:
         """Re-read and apply the configuration; fires True when it was applied."""
@@ -94,7 +97,7 @@ class Reloader:
         """Re-read and apply the configuration; fires with its :class:`ReloadOutcome`."""
         log.info("reloading {path}", path=self.config_path)
         try:
-            config = load_checked(self.config_path)
+            config = self.load()
             if self.root.prepare_config is not None:
                 config = self.root.prepare_config(config)
         except ConfigError as error:

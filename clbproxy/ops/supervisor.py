@@ -230,6 +230,10 @@ class Supervisor(MultiService):
         super().__init__()
         self.config = config
         self.config_path = config.path
+        #: What a reload reads (in fleet mode: :mod:`clbproxy.ops.fleet`); raises ``ConfigError``.
+        self.load: Callable[[], Config] = lambda: load_checked(self.config_path)
+        #: More arguments for each worker (in fleet mode: where its document is).
+        self.worker_arguments: list[str] = []
         # Workers get an absolute path: twistd may change directory when it daemonizes.
         self._worker_config_path = os.path.abspath(config.path)
         self.reactor = reactor
@@ -355,7 +359,14 @@ class Supervisor(MultiService):
             ENV_SECRET: self.secret,
             ENV_ACTIONS: json.dumps(self._actions),
         }
-        args = [*self.command, "--config", self._worker_config_path, "--index", str(index)]
+        args = [
+            *self.command,
+            "--config",
+            self._worker_config_path,
+            "--index",
+            str(index),
+            *self.worker_arguments,
+        ]
         self.workers[index] = worker
         try:
             self.reactor.spawnProcess(worker, args[0], args, env=env, childFDs=child_fds)
@@ -500,7 +511,7 @@ class Supervisor(MultiService):
     def _reload(self) -> defer.Deferred:
         log.info("supervisor: reloading {path}", path=self.config_path)
         try:
-            config = load_checked(self.config_path)
+            config = self.load()
         except ConfigError as problems:
             for problem in problems.problems:
                 log.error("reload refused: {problem}", problem=problem)

@@ -50,6 +50,7 @@ from clbproxy.ops.control import (
     SupervisorControl,
     worker_config,
 )
+from clbproxy.ops.fleet import fleet_worker_loader
 from clbproxy.ops.preflight import load_checked
 from clbproxy.ops.services import build_service
 
@@ -123,6 +124,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clbproxy.ops.worker_process")
     parser.add_argument("--config", required=True)
     parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--fleet-snapshot", help="fleet mode: the document the supervisor accepted")
     options = parser.parse_args(argv)
     # Ctrl-C in a terminal reaches the supervisor, which stops the workers in order.
     os.setpgrp()
@@ -133,8 +135,15 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     admin_socket = os.environ[ENV_ADMIN]
     secret = os.environ[ENV_SECRET]
+    if options.fleet_snapshot:
+        load = fleet_worker_loader(options.config, options.fleet_snapshot)
+    else:
+
+        def load():
+            return load_checked(options.config)
+
     try:
-        config = load_checked(options.config)
+        config = load()
     except ConfigError as error:
         for problem in error.problems:
             log.error("worker {index}: {problem}", index=options.index, problem=problem)
@@ -149,6 +158,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     root = build_service(
         prepare(config), reactor, signals=True, endpoint_for=sockets, prepare_config=prepare
     )
+    root.reloader.load = load
     apply_actions(root.groups, json.loads(os.environ.get(ENV_ACTIONS) or "[]"), options.index)
     try:
         root.privilegedStartService()

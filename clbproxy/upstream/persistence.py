@@ -63,6 +63,11 @@ class CookiePersistence:
             token = self.token(secret, backend)
             self._by_token[token] = backend
             self._tokens[backend] = token
+        if config.previous_secret:
+            # A fleet rotated its secret: old cookies still lead to their backend.
+            previous = config.previous_secret.encode("utf-8")
+            for backend in backends:
+                self._by_token.setdefault(self.token(previous, backend), backend)
 
     @staticmethod
     def token(secret: bytes, backend: BackendConfig) -> str:

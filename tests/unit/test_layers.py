@@ -32,7 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 #:    agent and pool and the response body relay; access-log records (written
 #:    by the relay and the forwarder, so below them).
 #: 2. where traffic goes: routing rules and actions, target groups, balancing
-#:    policies, persistence and health.
+#:    policies, persistence and health; and where the configuration comes from in
+#:    fleet mode (etcd's gateway, the watch loop, the cache, presence).
 #: 3. what moves the bytes: the HTTP forwarder (and its header rewriting, which
 #:    applies the routing rule's changes) and the WebSocket relay.
 #: 4. listeners: the service, its channel and its limits.
@@ -71,6 +72,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.net.certificates": 1,
     "clbproxy.observability.accesslog": 1,
     "clbproxy.routing": 2,
+    "clbproxy.fleet": 2,
     "clbproxy.upstream": 2,
     "clbproxy.http.forwarder": 3,
     "clbproxy.http.proxy_headers": 3,

@@ -29,6 +29,8 @@ NOT_KEYS = {
     ("TargetGroupConfig", "name"),
     ("BackendConfig", "port"),
     ("AdminConfig", "token"),
+    # A fleet's previous cookie secret comes from etcd, not from a file.
+    ("PersistenceConfig", "previous_secret"),
 }
 
 

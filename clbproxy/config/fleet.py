@@ -1,0 +1,216 @@
+"""A fleet instance's configuration: its local file with ``[fleet]``, plus etcd's document.
+
+What belongs to one machine stays in the local tap.conf: ``[fleet]`` (with
+``[fleet.binds]``, each shared listener's bind on this machine), ``[admin]``,
+``[access_log]``, ``workers``, ``max_connections`` and ``[[demo_backend]]``.
+Everything else (listeners without their binds, rules, target groups,
+``drain_timeout``...) is one TOML document in etcd.  :func:`read_local` reads
+and checks the local file (one that also holds shared tables is refused);
+:func:`merge` puts the document and the local part together and validates the
+whole exactly as a tap.conf is validated, problems named by the document's
+source (``etcd:/clbproxy/prod/config@42``) and key path.  Relative file names
+of the document (certificates) are taken from the local file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Optional, Union
+
+import attrs
+
+from clbproxy.config.keys import key_names, read_keys
+from clbproxy.config.loader import load_document
+from clbproxy.config.model import Config, ConfigError, FleetConfig
+from clbproxy.config.reader import Reader, parse_toml, read_file
+from clbproxy.config.text import key_path
+
+#: The top-level keys a fleet instance's local file may hold; all others come from etcd.
+LOCAL_KEYS = ("fleet", "admin", "access_log", "workers", "max_connections", "demo_backend")
+
+
+@attrs.frozen(eq=False)
+class LocalFile:
+    """The local file of a fleet instance: its ``[fleet]`` and its other local keys, as read."""
+
+    path: str
+    fleet: FleetConfig
+    #: The local top-level keys but ``fleet``, as TOML values (merged into each document).
+    table: dict
+
+
+@attrs.frozen
+class Merged:
+    """A validated fleet configuration and what this instance leaves out of it."""
+
+    config: Config
+    #: Listeners of the document with no bind in ``[fleet.binds]``: not served here.
+    unserved: tuple[str, ...] = ()
+
+
+def has_fleet(path: str) -> bool:
+    """Whether the file at ``path`` has a ``[fleet]`` table (False if it cannot be read)."""
+    reader = Reader(path, os.path.dirname(os.path.abspath(path)))
+    data = read_file(reader, path)
+    document = parse_toml(reader, data) if data is not None else None
+    return isinstance(document, dict) and "fleet" in document
+
+
+def read_local(path: str) -> LocalFile:
+    """The local file at ``path``; raises ``ConfigError`` with every problem.
+
+    A file without ``[fleet]`` is not a fleet instance's: the caller uses
+    :func:`clbproxy.config.load_config` for it.
+    """
+    reader = Reader(path, os.path.dirname(os.path.abspath(path)))
+    data = read_file(reader, path)
+    document = parse_toml(reader, data) if data is not None else None
+    if document is None:
+        raise ConfigError(reader.problems)
+    if "fleet" not in document:
+        raise ConfigError([f"{path}: missing the [fleet] table"])
+    for key in document:
+        if key not in LOCAL_KEYS:
+            reader.problem(
+                key,
+                "comes from etcd in fleet mode: a file with [fleet] holds only "
+                + ", ".join(LOCAL_KEYS),
+            )
+    fleet = _fleet(reader, document["fleet"])
+    local = {key: value for key, value in document.items() if key != "fleet"}
+    # The local keys alone must be valid (a document only adds to them).
+    if not reader.problems:
+        _check_local_part(reader, local)
+    if reader.problems or fleet is None:
+        raise ConfigError(reader.problems)
+    return LocalFile(path=path, fleet=fleet, table=local)
+
+
+def _fleet(reader: Reader, value: Any) -> Optional[FleetConfig]:
+    before = len(reader.problems)
+    table = reader.table("fleet", value, key_names(FleetConfig))
+    if table is None:
+        return None
+    fields: dict[str, Any] = {}
+    read_keys(
+        reader,
+        "fleet",
+        table,
+        FleetConfig,
+        fields,
+        parsers={"endpoints": _endpoints, "binds": _binds},
+    )
+    if len(reader.problems) > before:
+        return None
+    fields.setdefault("instance", _host_name())
+    return FleetConfig(**fields)
+
+
+def _host_name() -> str:
+    name = socket.gethostname().split(".")[0]
+    return "".join(char if char.isalnum() or char in "_.-" else "-" for char in name) or "clbproxy"
+
+
+def _endpoints(reader: Reader, path: str, value: Any) -> Optional[tuple[str, ...]]:
+    found = []
+    items = reader.strings(path, value)
+    if isinstance(value, list) and not value:
+        reader.problem(path, "needs at least one etcd client URL")
+    for item_path, url in items:
+        if not (url.startswith("http://") or url.startswith("https://")) or url.count("/") > 3:
+            reader.problem(item_path, f"{url!r} is not an etcd client URL (http://host:port)")
+            continue
+        found.append(url.rstrip("/"))
+    return tuple(found)
+
+
+def _binds(reader: Reader, path: str, value: Any) -> Optional[tuple[tuple[str, str], ...]]:
+    if not isinstance(value, dict):
+        reader.problem(path, "expected a table: listener name = bind")
+        return None
+    found = []
+    for name, bind in value.items():
+        checked = reader.bind(key_path(path, name), bind)
+        if checked is not None:
+            found.append((name, checked))
+    return tuple(found)
+
+
+def _check_local_part(reader: Reader, local: dict) -> None:
+    """Problems of the local keys, found by validating them with a stand-in listener."""
+    probe = Reader(reader.source, reader.base_directory)
+    document = {
+        **local,
+        "listener": [
+            {"name": "_local", "bind": "tcp:0", "rule": [{"fixed_response": {"status": 200}}]}
+        ],
+    }
+    try:
+        load_document(probe, document)
+    except ConfigError as error:
+        reader.problems.extend(error.problems)
+
+
+def merge(
+    local: LocalFile,
+    document: Union[str, bytes],
+    source: str,
+    cookie_secret: Optional[str] = None,
+    previous_secret: Optional[str] = None,
+) -> Merged:
+    """The configuration of this instance: ``document`` from etcd with the local part.
+
+    Raises ``ConfigError`` with every problem, each starting with ``source``.
+    Cookie persistence without its own ``secret`` signs with ``cookie_secret``
+    and still honours cookies signed with ``previous_secret``.
+    """
+    reader = Reader(source, os.path.dirname(os.path.abspath(local.path)))
+    shared = parse_toml(reader, document)
+    if shared is None:
+        raise ConfigError(reader.problems)
+    for key in shared:
+        if key in LOCAL_KEYS:
+            reader.problem(key, f"is local to each instance: set it in {local.path}")
+    binds = dict(local.fleet.binds)
+    listeners = shared.get("listener")
+    served, unserved = [], []
+    if isinstance(listeners, list):
+        for index, item in enumerate(listeners):
+            if not isinstance(item, dict):
+                served.append(item)
+                continue
+            if "bind" in item:
+                reader.problem(
+                    f"listener[{index}].bind",
+                    f"binds are local: set it in [fleet.binds] of {local.path}",
+                )
+            name = item.get("name")
+            if name in binds:
+                served.append({**item, "bind": binds[name]})
+            else:
+                unserved.append(str(name))
+        if listeners and not served:
+            reader.problem(
+                "listener",
+                f"no listener of the document has a bind in [fleet.binds] of {local.path}",
+            )
+    merged = {**shared, **local.table}
+    if isinstance(listeners, list):
+        merged["listener"] = served
+    config = load_document(reader, merged)
+    if cookie_secret:
+        config = with_cookie_secrets(config, cookie_secret, previous_secret)
+    return Merged(config, tuple(unserved))
+
+
+def with_cookie_secrets(config: Config, secret: str, previous: Optional[str]) -> Config:
+    """``config`` with the fleet's cookie secrets where a group sets no ``secret`` of its own."""
+    groups = []
+    for group in config.target_groups:
+        persistence = group.persistence
+        if persistence is not None and persistence.type == "cookie" and not persistence.secret:
+            persistence = attrs.evolve(persistence, secret=secret, previous_secret=previous)
+            group = attrs.evolve(group, persistence=persistence)
+        groups.append(group)
+    return attrs.evolve(config, target_groups=tuple(groups))

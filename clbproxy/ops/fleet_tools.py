@@ -1,0 +1,198 @@
+"""``clbproxy fleet push`` and ``clbproxy fleet status``: a fleet's document and instances.
+
+``push`` validates a shared document as ``clbproxy check`` validates a tap.conf
+(without the certificate files, which live on the instances' machines), then
+writes it with a compare-and-swap on the revision it read: a concurrent edit
+refuses the push (exit 1).  ``status`` lists the live instances (their
+presence keys) with the revision each applied or rejected, and exits 1 when a
+live one has not applied the newest document within ``--wait`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Callable, Optional
+
+from clbproxy.config import ConfigError, FleetConfig
+from clbproxy.config.fleet import LocalFile, merge
+from clbproxy.config.reader import Reader, parse_toml, read_file
+from clbproxy.fleet import messages
+from clbproxy.fleet.blocking import BlockingGateway
+from clbproxy.fleet.messages import FleetKeys, GatewayError, prefix_end
+
+
+def fleet_commands(commands) -> None:
+    """Add ``fleet push`` and ``fleet status`` to the ``clbproxy`` command's subparsers."""
+    fleet = commands.add_parser(
+        "fleet",
+        help="push a fleet's document to etcd, show its instances",
+        description="Tools for clbproxy instances that take their configuration from etcd.",
+    )
+    tools = fleet.add_subparsers(dest="fleet_command", metavar="TOOL")
+    fleet.set_defaults(run=lambda options: (fleet.print_help(sys.stderr), 2)[1])
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--etcd",
+            metavar="URL",
+            action="append",
+            required=True,
+            help="an etcd client URL (repeat it for each member)",
+        )
+        parser.add_argument("--cluster", metavar="NAME", required=True, help="the fleet's name")
+
+    push = tools.add_parser(
+        "push",
+        help="validate a document and write it to etcd",
+        description="Validate FILE as the fleet's shared document and write it to etcd "
+        "with a compare-and-swap on the revision read.",
+    )
+    common(push)
+    push.add_argument("file", metavar="FILE")
+    push.add_argument(
+        "--if-revision",
+        type=int,
+        metavar="N",
+        help="write only if the document was last changed at revision N (0: if it does not exist)",
+    )
+    push.set_defaults(run=_push)
+    status = tools.add_parser(
+        "status",
+        help="list the instances and what they applied",
+        description="List the fleet's live instances; exit 1 when one has not applied the "
+        "newest document within --wait seconds.",
+    )
+    common(status)
+    status.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(run=_status)
+
+
+def check_document(path: str, cluster: str) -> str:
+    """The document at ``path`` once it passed validation; raises ``ConfigError``."""
+    reader = Reader(path, os.path.dirname(os.path.abspath(path)))
+    data = read_file(reader, path)
+    document = parse_toml(reader, data) if data is not None else None
+    if document is None:
+        raise ConfigError(reader.problems)
+    names = (
+        [
+            item.get("name")
+            for item in document.get("listener", [])
+            if isinstance(item, dict) and isinstance(item.get("name"), str)
+        ]
+        if isinstance(document.get("listener"), list)
+        else []
+    )
+    local = LocalFile(
+        path=path,
+        fleet=FleetConfig(
+            cluster=cluster,
+            endpoints=(),
+            cache_dir=".",
+            binds=tuple((name, "tcp:0") for name in names),
+        ),
+        table={},
+    )
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    merge(local, text, path)
+    return text
+
+
+def _push(options: argparse.Namespace) -> int:
+    keys = FleetKeys(options.cluster)
+    try:
+        text = check_document(options.file, options.cluster)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    client = BlockingGateway(options.etcd)
+    key = keys.config.decode()
+    try:
+        if options.if_revision is not None:
+            expected = options.if_revision
+        else:
+            current = client.range(keys.config)
+            expected = current.kvs[0].mod_revision if current.kvs else 0
+        written, revision = client.txn(
+            messages.put_if_unchanged(keys.config, text.encode("utf-8"), expected)
+        )
+    except GatewayError as error:
+        print(f"clbproxy: fleet push: etcd: {error}", file=sys.stderr)
+        return 1
+    if not written:
+        print(
+            f"clbproxy: fleet push: etcd:{key} changed since revision {expected} "
+            "(a concurrent edit); nothing written: read it again and push again",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{options.file}: pushed to etcd:{key}@{revision}")
+    return 0
+
+
+def read_status(client: BlockingGateway, keys: FleetKeys) -> tuple[int, list[dict]]:
+    """The newest document revision and each live instance's presence value."""
+    newest = client.range(keys.config)
+    revision = newest.kvs[0].mod_revision if newest.kvs else 0
+    found = client.range(keys.instances, prefix_end(keys.instances))
+    instances = []
+    for kv in found.kvs:
+        try:
+            value = json.loads(kv.value)
+        except ValueError:
+            value = {}
+        if not isinstance(value, dict):
+            value = {}
+        value.setdefault("instance", kv.key[len(keys.instances) :].decode("utf-8", "replace"))
+        instances.append(value)
+    return revision, instances
+
+
+def _status(
+    options: argparse.Namespace,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    keys = FleetKeys(options.cluster)
+    client = BlockingGateway(options.etcd)
+    deadline = clock() + options.wait
+    while True:
+        try:
+            revision, instances = read_status(client, keys)
+        except GatewayError as error:
+            print(f"clbproxy: fleet status: etcd: {error}", file=sys.stderr)
+            return 1
+        behind = [i for i in instances if i.get("applied_revision") != revision]
+        if not behind or clock() >= deadline:
+            break
+        sleep(0.2)
+    if options.json:
+        print(json.dumps({"revision": revision, "instances": instances}, indent=1))
+    else:
+        print(f"etcd:{keys.config.decode()}@{revision}: {len(instances)} instance(s)")
+        for item in instances:
+            print(_line(item, revision))
+    if behind:
+        names = ", ".join(str(i.get("instance")) for i in behind)
+        print(f"not at revision {revision}: {names}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _line(item: dict, revision: int) -> str:
+    applied = item.get("applied_revision")
+    state = "current" if applied == revision else "behind"
+    line = (
+        f"  {item.get('instance')}: applied {applied} ({state}), source {item.get('source')}, "
+        f"{'connected' if item.get('connected') else 'not connected'}"
+    )
+    rejected: Optional[int] = item.get("rejected_revision")
+    if rejected:
+        line += f", rejected {rejected}: {item.get('rejected_reason')}"
+    return line
