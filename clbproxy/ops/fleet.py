@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from typing import Callable, Optional
@@ -210,10 +209,9 @@ class FleetService(Service):
         self.gateway = gateway or Gateway(reactor, fleet.endpoints)
         self.supervised = hasattr(target, "worker_arguments")
         if self.supervised:
-            target.load = self.load
-            target.config_path = self.local_path
-            target._worker_config_path = os.path.abspath(self.local_path)
-            target.worker_arguments = ["--fleet-snapshot", self.workers_file]
+            target.take_config_from(
+                self.load, self.local_path, ["--fleet-snapshot", self.workers_file]
+            )
             write_snapshot(self.workers_file, self.accepted)
         else:
             target.reloader.load = self.load

@@ -49,7 +49,7 @@ import signal
 import socket
 import sys
 import tempfile
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from twisted.application.internet import StreamServerEndpointService
@@ -279,6 +279,19 @@ class Supervisor(MultiService):
         self.reloads = Metrics.register_reload_metrics(self.registry)
 
     # -- IProcessGroup (the admin listener) ------------------------------------------------
+
+    def take_config_from(
+        self, load: Callable[[], Config], path: str, worker_arguments: Sequence[str] = ()
+    ) -> None:
+        """Read reloads with ``load``; start workers on ``path`` with ``worker_arguments``.
+
+        Fleet mode (:mod:`clbproxy.ops.fleet`): the local file, with the accepted
+        document from etcd in a snapshot file the workers are pointed at.
+        """
+        self.load = load
+        self.config_path = path
+        self._worker_config_path = os.path.abspath(path)
+        self.worker_arguments = list(worker_arguments)
 
     def uptime(self) -> Optional[float]:
         return self.reactor.seconds() - self._started_at
