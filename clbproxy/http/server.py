@@ -605,9 +605,10 @@ class ProxyChannel(HTTPChannel):
         if self._rejected:
             return
         self._rejected = True
-        request_id = self.refused_request_id()
-        if any(request.startedWriting for request in self.requests):
+        writing = [request for request in self.requests if request.startedWriting]
+        if writing:
             # A response is under way: an error page would land inside it.
+            request_id = getattr(writing[0], "request_id", None)
             log.info(
                 "Closed the connection from {peer} during a response: {detail}"
                 " request_id={request_id}",
@@ -617,6 +618,7 @@ class ProxyChannel(HTTPChannel):
             )
             self.transport.abortConnection()
             return
+        request_id = self.refused_request_id()
         accept = None
         if self.requests:
             values = self.requests[-1].requestHeaders.getRawHeaders(b"accept")
@@ -647,12 +649,12 @@ class ProxyChannel(HTTPChannel):
         The one the listener gave it when it got that far; else chosen from the
         headers read so far (a request refused in its headers keeps a believed
         client's ID when that header came before the fault); a new one when
-        not even the request line was read.
+        its request line is refused (the last request, if any, is an earlier one).
         """
         policy = self.request_ids
         if not policy.enabled:
             return None
-        if not self.requests:
+        if not self.requests or self._first_line():
             return new_request_id()
         request = self.requests[-1]
         named = getattr(request, "request_id", None)

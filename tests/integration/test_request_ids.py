@@ -341,6 +341,15 @@ class _WebSocketTests(_Fixture):
         self.assertIn("handshake refused", line["log_format"])
 
     @defer.inlineCallbacks
+    def test_a_malformed_upgrade_carries_the_id(self):
+        self.only(self.ws_port)
+        response = yield raw_request(self.port, upgrade_request("/echo", host="h", version="8"))
+        self.assertTrue(response.startswith(b"HTTP/1.1 426"), response)
+        (request_id,) = header(response, "x-request-id")
+        fields = yield self.access_line()
+        self.assertEqual((fields["status"], fields["request_id"]), ("426", request_id))
+
+    @defer.inlineCallbacks
     def test_an_upgrade_without_a_backend_gets_503_with_the_id(self):
         group = self.net.groups["pool"]
         for port in (self.http_port, self.ws_port):
