@@ -384,3 +384,24 @@ class TrustedWebSocketTests(_Fixture, unittest.TestCase):
         self.assertEqual(client.response.headers["x-request-id"], "upstream-ws")
         fields = yield self.access_line()
         self.assertEqual(fields["request_id"], "upstream-ws")
+
+
+class HeaderTimeoutTests(_Fixture, unittest.TestCase):
+    listener_options = {"header_timeout": 0.3, "trusted_proxies": ("127.0.0.1/32",)}
+
+    @defer.inlineCallbacks
+    def test_a_408_carries_the_id_read_before_the_timeout(self):
+        response = yield raw_request(
+            self.port, b"GET / HTTP/1.1\r\nX-Request-Id: upstream-408\r\nHost: x\r\n"
+        )
+        self.assertTrue(response.startswith(b"HTTP/1.1 408"), response)
+        self.assertEqual(header(response, "x-request-id"), ["upstream-408"])
+        (line,) = self.lines_about("upstream-408")
+        self.assertIn("408 request_id=upstream-408", formatEvent(line))
+
+    @defer.inlineCallbacks
+    def test_a_408_in_the_request_line_gets_a_new_id(self):
+        response = yield raw_request(self.port, b"GET / HT")
+        self.assertTrue(response.startswith(b"HTTP/1.1 408"), response)
+        (request_id,) = header(response, "x-request-id")
+        self.assertRegex(request_id, NEW_ID)
