@@ -28,6 +28,7 @@ from clbproxy.config.values import (
     MIN_SESSION_BUFFER,
     WEBSOCKET_IDLE_RANGE,
     fraction,
+    id_header,
     inflate_rate,
     interval_or_off,
     networks,
@@ -67,6 +68,9 @@ DEFLATE_MODES = ("end_to_end", "per_hop")
 
 #: What a WebSocket session over its message or byte rate gets: read slower, or closed.
 RATE_ACTIONS = ("throttle", "close")
+
+#: ``request_id_from``: IDs kept from ``trusted_proxies`` only, or from any client.
+REQUEST_ID_SOURCES = ("trusted", "any")
 
 #: Access log formats.
 ACCESS_LOG_FORMATS = ("plain", "json")
@@ -472,6 +476,26 @@ class ListenerConfig:
         doc="Forward request headers whose name has an underscore (``X_Custom``), as "
         "nginx's directive does.  Off, they are dropped.  Underscore spellings of the "
         "proxy's own headers are dropped either way (see `Headers to the backend`_).",
+        parse=keys.boolean(),
+    )
+    request_id_header: str = setting(
+        "X-Request-Id",
+        doc="The header that carries each request's and WebSocket session's ID: sent to "
+        "the backend, echoed to the client (responses, the ``101``, the proxy's own "
+        'errors) and logged; ``""``: no IDs.  See `Request IDs`_.',
+        parse=id_header,
+    )
+    request_id_from: str = setting(
+        "trusted",
+        doc="Whose ID is kept (when well formed): ``trusted`` (peers in "
+        "``trusted_proxies``) or ``any`` (every client); others get a new one.",
+        parse=keys.choice(REQUEST_ID_SOURCES, "request ID source"),
+    )
+    trace: bool = setting(
+        False,
+        doc="W3C Trace Context: replace a missing or invalid ``traceparent`` with a new "
+        "one (and drop its ``tracestate``).  Off, both pass as they came.  Valid ones "
+        "are logged either way; see `Trace context`_.",
         parse=keys.boolean(),
     )
     header_timeout: float = setting(

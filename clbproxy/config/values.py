@@ -8,6 +8,7 @@ the value in canonical form.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Optional
 
 from clbproxy.config.endpoints import bracketed, canonical_host, port_number, split_host_port
@@ -28,6 +29,32 @@ MIN_SESSION_BUFFER = 4 * 1024
 MIN_INFLATE_RATE = 64 * 1024
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: A header name (RFC 9110 5.1: a token).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
+#: Headers a request ID cannot travel in: they frame the message, route it, or
+#: are the proxy's own forwarding headers.
+_NOT_FOR_IDS = frozenset(
+    {
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "upgrade",
+        "keep-alive",
+        "te",
+        "trailer",
+        "traceparent",
+        "tracestate",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-real-ip",
+        "forwarded",
+    }
+)
 
 
 def rate(reader: Reader, path: str, value: object) -> Optional[float]:
@@ -139,3 +166,20 @@ def networks(reader: Reader, path: str, value: object) -> tuple[str, ...]:
                 f"{text!r} is not a network in CIDR notation, like '10.0.0.0/8' or 'fd00::/8'",
             )
     return tuple(networks)
+
+
+def id_header(reader: Reader, path: str, value: object) -> Optional[str]:
+    """A header name for request IDs (``request_id_header``), or ``""`` for none."""
+    text = reader.string(path, value)
+    if text is None or text == "":
+        return text
+    if not _TOKEN.match(text) or "_" in text:
+        reader.problem(
+            path, f"{text!r} is not a header name (letters, digits and '-'; \"\" turns IDs off)"
+        )
+        return None
+    lower = text.lower()
+    if lower in _NOT_FOR_IDS or lower.startswith(("proxy", "x-client-cert-")):
+        reader.problem(path, f"{text!r} is a header the proxy reads or writes for itself")
+        return None
+    return text

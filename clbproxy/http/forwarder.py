@@ -65,6 +65,7 @@ from clbproxy.http.proxy_headers import (
     VIA,
     backend_request_headers,
     copy_response_headers,
+    proxy_named,
     request_trailer_drop,
     response_carries_trailers,
     response_hop_by_hop,
@@ -72,6 +73,7 @@ from clbproxy.http.proxy_headers import (
 from clbproxy.http.response_relay import ResponseRelay, UnclosableBody
 from clbproxy.http.responses import negotiated_error
 from clbproxy.http.server import BodyTooLarge, ClientBodyLost, RequestBody, origin_form
+from clbproxy.http.tracecontext import NO_TRACE
 from clbproxy.http.trailers import forwardable, response_trailers
 from clbproxy.net.tls_client import BackendConnector
 from clbproxy.observability.accesslog import RequestRecord
@@ -85,7 +87,10 @@ def render_error(request: Request, status: int, detail: str) -> bytes:
     """Prepare ``request`` for a proxy error page and return the page's body."""
     accept = request.getHeader(b"accept")
     content_type, body = negotiated_error(
-        status, detail, accept.decode("latin-1") if accept else None
+        status,
+        detail,
+        accept.decode("latin-1") if accept else None,
+        getattr(request, "request_id", None),
     )
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", content_type.encode("ascii"))
@@ -142,6 +147,9 @@ class _Exchange:
         self._record = record if record is not None else RequestRecord()
         self._record.group = group.name
         self._started = self._reactor.seconds()
+        request_id = getattr(request, "request_id", None)
+        #: ``(header, ID)`` of the request, None when IDs are off.
+        self._request_id = None if request_id is None else (forwarder.id_header, request_id)
 
     def start(self) -> None:
         self._request.notifyFinish().addErrback(self._client_lost)
@@ -157,6 +165,8 @@ class _Exchange:
             rule=self._rule,
             via=self._forwarder.via,
             underscores=self._forwarder.underscores,
+            request_id=self._request_id,
+            trace=getattr(self._request, "trace", NO_TRACE),
         )
         self._info = request_info(self._request, target)
         backend = self._group.pick(self._info, exclude=self._tried)
@@ -194,7 +204,14 @@ class _Exchange:
     def _body(self) -> Optional[IBodyProducer]:
         streamed = getattr(self._request, "body", None)
         if isinstance(streamed, RequestBody):
-            streamed.drop_trailers = request_trailer_drop(self._request, self._rule)
+            streamed.drop_trailers = request_trailer_drop(
+                self._request,
+                self._rule,
+                proxy_named(
+                    self._request_id[0].decode("latin-1") if self._request_id else None,
+                    getattr(self._request, "trace", NO_TRACE),
+                ),
+            )
             streamed.on_progress = self._body_progress
             return streamed
         client = self._request.requestHeaders
@@ -278,6 +295,10 @@ class _Exchange:
             self._committed = True
             self._own_headers = self._request.responseHeaders.copy()
             copy_response_headers(response, self._request)
+            if self._request_id is not None:
+                # The client is told the ID the backend was sent, whatever it answers.
+                name, value = self._request_id
+                self._request.responseHeaders.setRawHeaders(name, [value.encode("ascii")])
             for name, value in self._group.persistence_headers(self._info, backend):
                 self._request.responseHeaders.addRawHeader(name, value)
             if self._forwarder.via:
@@ -348,10 +369,11 @@ class _Exchange:
             self._release()
         log.info(
             "Client went away before the response from backend {backend} of target group"
-            " {group} was complete: {reason}",
+            " {group} was complete: {reason} request_id={request_id}",
             backend=self._backend.address if self._backend else None,
             group=self._group.name,
             reason=describe_failure(reason),
+            request_id=self._shown_id(),
         )
         if self._pending is not None:
             self._pending.cancel()
@@ -361,12 +383,17 @@ class _Exchange:
     def _log_failure(self, backend: Optional[BackendConfig], reason: str, outcome: str) -> None:
         log.warn(
             "HTTP request to backend {backend} of target group {group} failed: {reason}"
-            " ({outcome})",
+            " ({outcome}) request_id={request_id}",
             backend=backend.address if backend else None,
             group=self._group.name,
             reason=reason,
             outcome=outcome,
+            request_id=self._shown_id(),
         )
+
+    def _shown_id(self) -> str:
+        """The request's ID as log lines show it (``-``: IDs are off)."""
+        return self._request_id[1] if self._request_id is not None else "-"
 
     def _error(self, status: int, detail: str) -> None:
         if self._done or self._client_gone:
@@ -388,9 +415,11 @@ class _Exchange:
     def unexpected(self, failure: Failure) -> None:
         """Last resort for bugs: log with the traceback, answer 502 or cut the response."""
         log.failure(
-            "Unexpected error forwarding an HTTP request to target group {group}",
+            "Unexpected error forwarding an HTTP request to target group {group}"
+            " request_id={request_id}",
             failure,
             group=self._group.name,
+            request_id=self._shown_id(),
         )
         self._cancel_timer()
         self._release()
@@ -423,9 +452,12 @@ class HTTPForwarder:
         via: bool = False,
         connector: Optional[BackendConnector] = None,
         underscores: bool = False,
+        id_header: bytes = b"X-Request-Id",
     ) -> None:
         self.reactor = reactor
         self.via = via
+        #: The listener's ``request_id_header``, the name requests' IDs are sent under.
+        self.id_header = id_header
         #: The listener's ``underscores_in_headers``.
         self.underscores = underscores
         self.scheme = scheme

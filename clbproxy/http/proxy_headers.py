@@ -29,6 +29,7 @@ from clbproxy.http.forwarded import (
     untrusted_headers,
 )
 from clbproxy.http.server import RequestBody
+from clbproxy.http.tracecontext import NO_TRACE, TRACEPARENT, TRACESTATE, TraceContext
 from clbproxy.http.trailers import (
     FORBIDDEN,
     accepts_trailers,
@@ -83,16 +84,31 @@ def _trailer_names(values: Optional[Sequence[bytes]], drop: Iterable[str]) -> Op
     return b", ".join(names) if names else None
 
 
-def request_trailer_drop(request: Request, rule: Optional[RuleConfig] = None) -> frozenset[str]:
+def proxy_named(id_header: Optional[str], trace: TraceContext = NO_TRACE) -> frozenset[str]:
+    """Lower-case names of the client headers the proxy replaces with its own.
+
+    The request-ID header (``id_header``, None when IDs are off) and, when the
+    proxy made a new trace context, ``traceparent`` and ``tracestate``.
+    """
+    names = {id_header.lower()} if id_header else set()
+    if trace.replaced is not None:
+        names |= {TRACEPARENT, TRACESTATE}
+    return frozenset(names)
+
+
+def request_trailer_drop(
+    request: Request, rule: Optional[RuleConfig] = None, own: frozenset[str] = frozenset()
+) -> frozenset[str]:
     """Lower-case names never forwarded among ``request``'s trailers, besides ``FORBIDDEN``.
 
     The headers the proxy drops or sets for the backend (hop-by-hop, those the
     client's ``Connection`` names, the rule's removed and set headers) must not
-    come back as trailers.
+    come back as trailers; nor must those the proxy sets itself (``own``, see
+    :func:`proxy_named`).
     """
     drop, _ = header_changes(rule, [])
     connection = _texts(request.requestHeaders.getRawHeaders(b"connection"))
-    return frozenset(hop_by_hop_names(connection) | FORWARDING_HEADERS | drop)
+    return frozenset(hop_by_hop_names(connection) | FORWARDING_HEADERS | drop | own)
 
 
 def backend_request_headers(
@@ -103,6 +119,8 @@ def backend_request_headers(
     rule: Optional[RuleConfig] = None,
     via: bool = False,
     underscores: bool = False,
+    request_id: Optional[tuple[bytes, str]] = None,
+    trace: TraceContext = NO_TRACE,
 ) -> Headers:
     """The headers a backend receives for ``request``.
 
@@ -119,10 +137,18 @@ def backend_request_headers(
     ``TE: trailers`` (the proxy relays response trailers to it, so the promise
     holds for the whole chain, as Envoy does); the client's ``Trailer`` header is
     passed on, without the names never forwarded, when its body is chunked.
+
+    The request's ID (``request_id``: the header's name and the ID) replaces
+    the client's, before the rule's changes; with a ``trace`` the proxy
+    replaced (:mod:`clbproxy.http.tracecontext`), the client's ``traceparent``
+    and ``tracestate`` give way to the new ``traceparent``.
     """
     client = request.requestHeaders
     drop, add = header_changes(rule, [])
     peer = getattr(request.getClientAddress(), "host", None) or "unknown"
+    if request_id is not None or trace.replaced is not None:
+        # The proxy's own headers: no client spelling of them passes (X_Request_Id).
+        drop = drop | proxy_named(request_id[0].decode("latin-1") if request_id else None, trace)
     skip = (
         hop_by_hop_names(_texts(client.getRawHeaders(b"connection")))
         | FORWARDING_HEADERS
@@ -154,6 +180,10 @@ def backend_request_headers(
         port=getattr(request.getHost(), "port", None),
     ):
         headers.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
+    if request_id is not None:
+        headers.setRawHeaders(request_id[0], [request_id[1].encode("ascii")])
+    if trace.replaced is not None:
+        headers.setRawHeaders(b"traceparent", [trace.replaced.encode("ascii")])
     for name, value in add:
         headers.setRawHeaders(name.encode("latin-1"), [value.encode("latin-1")])
     if via:

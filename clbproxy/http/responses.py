@@ -47,11 +47,18 @@ def wants_json(accept: str | None) -> bool:
     return False
 
 
-def negotiated_error(status: int, detail: str, accept: str | None) -> tuple[str, bytes]:
-    """``(content type, body)`` of a proxy error: JSON if ``accept`` prefers it, else HTML."""
+def negotiated_error(
+    status: int, detail: str, accept: str | None, request_id: str | None = None
+) -> tuple[str, bytes]:
+    """``(content type, body)`` of a proxy error: JSON if ``accept`` prefers it, else HTML.
+
+    A JSON error names the request's ID (``request_id``) when it has one.
+    """
     if wants_json(accept):
-        body = json.dumps({"status": status, "error": reason_phrase(status), "detail": detail})
-        return "application/json", body.encode("utf-8") + b"\n"
+        fields = {"status": status, "error": reason_phrase(status), "detail": detail}
+        if request_id is not None:
+            fields["request_id"] = request_id
+        return "application/json", json.dumps(fields).encode("utf-8") + b"\n"
     return "text/html; charset=utf-8", error_page(status, detail)
 
 
@@ -81,4 +88,15 @@ def raw_error_response(status: int, detail: str, headers: Iterable[tuple[str, st
         status,
         [("Content-Type", "text/html; charset=utf-8"), *headers],
         error_page(status, detail),
+    )
+
+
+def with_header(response: bytes, name: str, value: str) -> bytes:
+    """``response`` (a whole response's bytes) with one more header, after its status line."""
+    status_line, _, rest = response.partition(b"\r\n")
+    return b"%s\r\n%s: %s\r\n%s" % (
+        status_line,
+        name.encode("latin-1"),
+        value.encode("latin-1"),
+        rest,
     )

@@ -62,7 +62,9 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
+from clbproxy.http.request_id import OFF, RequestIds, new_request_id
 from clbproxy.http.responses import negotiated_error, raw_response
+from clbproxy.http.tracecontext import NO_TRACE, TraceContext
 from clbproxy.http.trailers import (
     Field,
     TrailerError,
@@ -333,6 +335,10 @@ class ProxyRequest(Request):
 
     body: Optional[RequestBody] = None
     response_trailers: Sequence[Field] = ()
+    #: The request's ID, once the listener named it (:mod:`clbproxy.http.request_id`).
+    request_id: Optional[str] = None
+    #: Its W3C trace context, once the listener read it (:mod:`clbproxy.http.tracecontext`).
+    trace: TraceContext = NO_TRACE
     _received = 0
 
     def setHeader(self, name, value) -> None:
@@ -599,28 +605,63 @@ class ProxyChannel(HTTPChannel):
         if self._rejected:
             return
         self._rejected = True
-        if any(request.startedWriting for request in self.requests):
+        writing = [request for request in self.requests if request.startedWriting]
+        if writing:
             # A response is under way: an error page would land inside it.
+            request_id = getattr(writing[0], "request_id", None)
             log.info(
-                "Closed the connection from {peer} during a response: {detail}",
+                "Closed the connection from {peer} during a response: {detail}"
+                " request_id={request_id}",
                 peer=getattr(self.transport.getPeer(), "host", None),
                 detail=printable(detail),
+                request_id=request_id or "-",
             )
             self.transport.abortConnection()
             return
+        request_id = self.refused_request_id()
         accept = None
         if self.requests:
             values = self.requests[-1].requestHeaders.getRawHeaders(b"accept")
             accept = values[-1].decode("latin-1") if values else None
-        content_type, body = negotiated_error(status, detail, accept)
+        content_type, body = negotiated_error(status, detail, accept, request_id)
         log.info(
-            "Rejected a request from {peer} with {status}: {detail}",
+            "Rejected a request from {peer} with {status}: {detail} request_id={request_id}",
             peer=getattr(self.transport.getPeer(), "host", None),
             status=status,
             detail=printable(detail),
+            request_id=request_id or "-",
         )
-        self.transport.write(raw_response(status, [("Content-Type", content_type)], body))
+        headers = [("Content-Type", content_type)]
+        if request_id is not None:
+            headers.append((self.request_ids.name, request_id))
+        self.transport.write(raw_response(status, headers, body))
         self.transport.loseConnection()
+
+    @property
+    def request_ids(self) -> RequestIds:
+        """The listener's request-ID policy (its site's), :data:`~clbproxy.http.request_id.OFF`
+        without one."""
+        return getattr(self.factory, "request_ids", OFF)
+
+    def refused_request_id(self) -> Optional[str]:
+        """The ID of the request this connection is refusing (``None``: IDs are off).
+
+        The one the listener gave it when it got that far; else chosen from the
+        headers read so far (a request refused in its headers keeps a believed
+        client's ID when that header came before the fault); a new one when
+        its request line is refused (the last request, if any, is an earlier one).
+        """
+        policy = self.request_ids
+        if not policy.enabled:
+            return None
+        if not self.requests or self._first_line():
+            return new_request_id()
+        request = self.requests[-1]
+        named = getattr(request, "request_id", None)
+        if named is not None:
+            return named
+        received = request.requestHeaders.getRawHeaders(policy.key)
+        return policy.choose(received, getattr(self.transport.getPeer(), "host", None) or "")
 
 
 class ProxySite(Site):
@@ -628,6 +669,8 @@ class ProxySite(Site):
 
     protocol = ProxyChannel
     requestFactory = ProxyRequest
+    #: Who names requests (the listener's ``request_id_header``/``request_id_from``).
+    request_ids: RequestIds = OFF
 
     def __init__(self, resource, *, limits: HTTPLimits, **kwargs) -> None:
         super().__init__(resource, **kwargs)

@@ -23,9 +23,12 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from clbproxy.config import ListenerConfig
+from clbproxy.http.forwarded import TrustedProxies
+from clbproxy.http.request_id import RequestIds
 from clbproxy.http.responses import raw_error_response
 from clbproxy.http.server import HTTPLimits, ProxyChannel, ProxySite
 from clbproxy.listener.limits import LimitStats
+from clbproxy.routing.settings import request_ids
 
 log = Logger()
 
@@ -116,13 +119,17 @@ class ListenerChannel(ProxyChannel):
             self.stats.increment("header_timeouts")
         peer = getattr(self.transport.getPeer(), "host", "-")
         if self._received_any:
+            request_id = self.refused_request_id()
             log.info(
-                "HTTP: {client}: request headers not received within {timeout:g} s: 408",
+                "HTTP: {client}: request headers not received within {timeout:g} s: 408"
+                " request_id={request_id}",
                 client=peer,
                 timeout=self.header_timeout,
+                request_id=request_id or "-",
             )
+            headers = [] if request_id is None else [(self.request_ids.name, request_id)]
             self.transport.write(
-                raw_error_response(408, "the request headers did not arrive in time")
+                raw_error_response(408, "the request headers did not arrive in time", headers)
             )
         self.setTimeout(None)
         self.persistent = False
@@ -136,6 +143,11 @@ def http_limits(listener: ListenerConfig) -> HTTPLimits:
         max_header_size=listener.max_header_size,
         max_body_size=listener.max_body_size,
     )
+
+
+def listener_request_ids(listener: ListenerConfig) -> RequestIds:
+    """Who names ``listener``'s requests, for the refusals its channels answer themselves."""
+    return request_ids(listener, TrustedProxies.from_cidrs(listener.trusted_proxies))
 
 
 class ListenerSite(ProxySite):
@@ -159,6 +171,7 @@ class ListenerSite(ProxySite):
         self.displayTracebacks = False
         self.listener = listener
         self.stats = stats
+        self.request_ids = listener_request_ids(listener)
 
     def log(self, request) -> None:
         """Nothing: clbproxy's access log (:mod:`clbproxy.observability.accesslog`) covers them."""
@@ -167,6 +180,7 @@ class ListenerSite(ProxySite):
         self.listener = listener
         self.timeOut = listener.client_timeout
         self.limits = http_limits(listener)
+        self.request_ids = listener_request_ids(listener)
 
     def buildProtocol(self, addr):
         channel = super().buildProtocol(addr)

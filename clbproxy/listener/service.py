@@ -23,6 +23,7 @@ from clbproxy.http.forwarded import real_client_ip
 from clbproxy.http.forwarder import HTTPForwarder, render_error
 from clbproxy.http.redirect import RedirectToHTTPS, local_host, redirect_host
 from clbproxy.http.responses import reason_phrase
+from clbproxy.http.tracecontext import NO_TRACE, trace_context
 from clbproxy.listener.channel import ListenerSite
 from clbproxy.listener.limits import (
     Admission,
@@ -64,6 +65,25 @@ def is_websocket_upgrade(request: Request) -> bool:
     return False
 
 
+def identify(request: Request, settings: ListenerSettings) -> None:
+    """Name ``request`` and read its trace context, before anything answers it.
+
+    Its ID (:class:`clbproxy.http.request_id.RequestIds`) becomes its
+    ``request_id`` and a header of its response, so every answer carries it,
+    the proxy's own included; its ``trace`` is its
+    :class:`clbproxy.http.tracecontext.TraceContext`.
+    """
+    policy = settings.request_ids
+    headers = request.requestHeaders
+    if policy.enabled:
+        received = headers.getRawHeaders(policy.key)
+        peer = (getattr(request.getClientAddress(), "host", None) or "") if received else ""
+        request_id = policy.choose(received, peer)
+        request.request_id = request_id
+        request.responseHeaders.setRawHeaders(policy.raw_name, [request_id.encode("ascii")])
+    request.trace = trace_context(headers.getRawHeaders(b"traceparent"), settings.trace)
+
+
 class ListenerResource(Resource):
     """The root of a listener's site: upgrades to the relay, other requests to the forwarder.
 
@@ -88,6 +108,7 @@ class ListenerResource(Resource):
 
     def render(self, request: Request):
         settings: ListenerSettings = self._relay.settings
+        identify(request, settings)
         if request.method == b"TRACE":
             self._record(request, settings, None)
             return self._refuse(request, TRACE_REFUSED)
@@ -110,11 +131,12 @@ class ListenerResource(Resource):
         except BadPath as e:
             self._record(request, settings, None)
             log.info(
-                "{client} {method} {path}: 400 {detail}",
+                "{client} {method} {path}: 400 {detail} request_id={request_id}",
                 client=getattr(request.getClientAddress(), "host", "-"),
                 method=printable(request.method.decode("latin-1")),
                 path=printable(request.uri.decode("latin-1")),
                 detail=printable(str(e)),
+                request_id=getattr(request, "request_id", None) or "-",
             )
             if upgrade:
                 request.setHeader(b"Connection", b"close")
@@ -135,7 +157,13 @@ class ListenerResource(Resource):
             return self._refuse(request, refusal)
         if upgrade and (rule is None or rule.target_group is not None):
             # The relay answers (or refuses) the handshake itself, on this route.
-            route = Route(settings, rule, target)
+            route = Route(
+                settings,
+                rule,
+                target,
+                getattr(request, "request_id", None),
+                getattr(request, "trace", NO_TRACE),
+            )
             if settings.listener.websocket_deflate == "end_to_end":
                 pass_through(self._relay, request, route)
                 result = NOT_DONE_YET
@@ -169,12 +197,13 @@ class ListenerResource(Resource):
 
     def _refuse(self, request: Request, refusal: Refusal) -> bytes:
         log.info(
-            "{client} {method} {path}: {status} {detail}",
+            "{client} {method} {path}: {status} {detail} request_id={request_id}",
             client=getattr(request.getClientAddress(), "host", "-"),
             method=printable(request.method.decode("latin-1")),
             path=printable(request.uri.decode("latin-1")),
             status=refusal.status,
             detail=printable(refusal.detail),
+            request_id=getattr(request, "request_id", None) or "-",
         )
         body = render_error(request, refusal.status, refusal.detail)
         request.setResponseCode(refusal.status, reason_phrase(refusal.status).encode("ascii"))
@@ -279,6 +308,7 @@ class ListenerService(StreamServerEndpointService):
         self._forwarder.trusted = settings.trusted
         self._forwarder.via = listener.via
         self._forwarder.underscores = listener.underscores_in_headers
+        self._forwarder.id_header = settings.request_ids.raw_name
         self._forwarder.scheme = settings.scheme
         self._forwarder.keep_groups(groups)
         if listener.tls is None:
@@ -356,6 +386,7 @@ def listener_service(
         via=listener.via,
         connector=connector,
         underscores=listener.underscores_in_headers,
+        id_header=settings.request_ids.raw_name,
     )
     relay = RelayServerFactory(settings, reactor, connector=connector.endpoint)
     relay.stats = stats

@@ -52,6 +52,9 @@ HTTP_FIELDS = (
     "response_ms",
     "duration_ms",
     "bytes_in",
+    "request_id",
+    "trace_id",
+    "parent_id",
 )
 WEBSOCKET_FIELDS = (
     "type",
@@ -72,6 +75,9 @@ WEBSOCKET_FIELDS = (
     "backend_close_reason",
     "closed_by",
     "close_reason",
+    "request_id",
+    "trace_id",
+    "parent_id",
 )
 
 
@@ -97,6 +103,11 @@ class RequestRecord:
     #: Request body bytes received from the client, response body bytes sent to it.
     bytes_in: int = 0
     bytes_out: int = 0
+    #: The request's ID (``request_id_header``; ``None``: IDs are off).
+    request_id: Optional[str] = None
+    #: The W3C trace and parent IDs the backend was sent (``None``: no valid traceparent).
+    trace_id: Optional[str] = None
+    parent_id: Optional[str] = None
 
     def fields(self) -> dict[str, Any]:
         return {"type": "http", **attrs.asdict(self)}
@@ -114,7 +125,8 @@ class SessionRecord:
     end came first: ``client``, ``backend`` or ``-``.  ``close_reason`` says why
     the proxy itself ended the session (``rate_limit``, ``lifetime``,
     ``rebalance``, ``drain``; see :class:`clbproxy.ws.closecodes.CloseReason`),
-    ``None`` when it did not.
+    ``None`` when it did not.  ``request_id``, ``trace_id`` and ``parent_id``
+    are those of the upgrade request, as for :class:`RequestRecord`.
     """
 
     listener: str = "-"
@@ -138,6 +150,9 @@ class SessionRecord:
     backend_close_reason: Optional[str] = None
     closed_by: Optional[str] = None
     close_reason: Optional[str] = None
+    request_id: Optional[str] = None
+    trace_id: Optional[str] = None
+    parent_id: Optional[str] = None
 
     def fields(self) -> dict[str, Any]:
         return {"type": "websocket", **attrs.asdict(self)}
@@ -150,10 +165,16 @@ _LOG_FORMATS = {
 }
 
 
+_LOG_FORMATS_WITH_ID = {
+    kind: f"{text} request_id={{request_id}}" for kind, text in _LOG_FORMATS.items()
+}
+
+
 def emit(record: RequestRecord | SessionRecord) -> None:
     """Send ``record`` as one access event (formatted in the main log too)."""
     fields = record.fields()
-    log.emit(LogLevel.info, _LOG_FORMATS[fields["type"]], **fields)
+    formats = _LOG_FORMATS_WITH_ID if record.request_id else _LOG_FORMATS
+    log.emit(LogLevel.info, formats[fields["type"]], **fields)
 
 
 def rule_label(host: Optional[str], path: str) -> str:
@@ -163,6 +184,9 @@ def rule_label(host: Optional[str], path: str) -> str:
 
 def request_record(request, listener: str, rule, reactor, trusted: TrustedProxies) -> RequestRecord:
     """A record for a twisted.web request, emitted when the response ends or the client leaves.
+
+    The request's ID and trace context are its ``request_id`` and ``trace``
+    attributes, when the listener gave it those.
 
     The status of a request whose client left before the response began is 499
     (nginx's "client closed request").
@@ -186,7 +210,11 @@ def request_record(request, listener: str, rule, reactor, trusted: TrustedProxie
         referer=text(b"referer"),
         user_agent=text(b"user-agent"),
         rule=rule_label(rule.host, rule.path) if rule is not None else None,
+        request_id=getattr(request, "request_id", None),
     )
+    trace = getattr(request, "trace", None)
+    if trace is not None:
+        record.trace_id, record.parent_id = trace.trace_id, trace.parent_id
 
     content = getattr(request, "content", None)
     if content is not None:

@@ -129,7 +129,9 @@ class RecentErrors:
     """The last few warnings and errors logged about each backend.
 
     Observes every log event; keeps those at warn level or above that name a
-    ``backend`` (and ``group``), and WebSocket handshakes a backend failed (5xx).
+    ``backend`` (and ``group``), and WebSocket handshakes a backend failed (5xx),
+    each with the ``request_id`` of the request or session it was about (None
+    when IDs are off), so an error on the status page can be found in the logs.
     """
 
     def __init__(self, keep: int = RECENT_ERRORS) -> None:
@@ -152,9 +154,12 @@ class RecentErrors:
                 message = formatEvent(event)
         else:
             return
+        request_id = event.get("request_id")
+        if not isinstance(request_id, str) or request_id == "-":
+            request_id = None
         key = (event.get("group"), backend)
         errors = self._errors.setdefault(key, collections.deque(maxlen=self._keep))
-        errors.append({"time": event.get("log_time"), "message": message})
+        errors.append({"time": event.get("log_time"), "message": message, "request_id": request_id})
 
     def recent(self, group: str, backend: str) -> list[dict[str, Any]]:
         """Newest first."""

@@ -14,6 +14,7 @@ import attrs
 
 from clbproxy.config import ListenerConfig, RuleConfig
 from clbproxy.http.forwarded import TrustedProxies
+from clbproxy.http.request_id import OFF, RequestIds
 from clbproxy.routing.router import Router
 
 if TYPE_CHECKING:
@@ -29,17 +30,24 @@ class ListenerSettings:
     groups: dict
     scheme: str = "http"
     trusted: TrustedProxies = TrustedProxies()
+    #: Who names requests and sessions (``request_id_header``, ``request_id_from``).
+    request_ids: RequestIds = OFF
+    #: The listener's ``trace``: replace missing or invalid ``traceparent`` headers.
+    trace: bool = False
 
     @classmethod
     def from_config(
         cls, listener: ListenerConfig, groups: Mapping[str, TargetGroup]
     ) -> ListenerSettings:
+        trusted = TrustedProxies.from_cidrs(listener.trusted_proxies)
         return cls(
             listener=listener,
             router=Router(listener.rules, listener.default_domain),
             groups=groups,
             scheme="https" if listener.protocol == "https" else "http",
-            trusted=TrustedProxies.from_cidrs(listener.trusted_proxies),
+            trusted=trusted,
+            request_ids=request_ids(listener, trusted),
+            trace=listener.trace,
         )
 
     def allowed_origins(self, rule: RuleConfig) -> tuple[str, ...]:
@@ -73,3 +81,10 @@ class ListenerSettings:
             pick("websocket_byte_burst"),
             pick("websocket_rate_action"),
         )
+
+
+def request_ids(listener: ListenerConfig, trusted: TrustedProxies) -> RequestIds:
+    """The request-ID policy of ``listener`` (``trusted`` is its ``trusted_proxies``)."""
+    if not listener.request_id_header:
+        return OFF
+    return RequestIds(listener.request_id_header, listener.request_id_from, trusted)

@@ -93,11 +93,13 @@ class Closing:
         record.close_reason = reason.value
         self._count(f"websocket_closes_{reason.value}")
         log.info(
-            "websocket: {client} {path}: closed by the proxy ({reason}{detail})",
+            "websocket: {client} {path}: closed by the proxy ({reason}{detail})"
+            " request_id={request_id}",
             client=peer_ip(self.front.transport),
             path=printable(self.target),
             reason=reason.value,
             detail=f": {side.name.lower()} over {limit}" if limit else "",
+            request_id=self.shown_id(),
         )
         if self.tunnel:
             # No Close frame can be put between a tunnel's frames: end both TCP connections.
@@ -213,7 +215,8 @@ class Closing:
         log.info(
             "websocket: {client} {path} -> {backend} closed after {duration:.3f}s; "
             "client: {client_end}, backend: {backend_end}; "
-            "messages client->backend {up}, backend->client {down}{dropped}",
+            "messages client->backend {up}, backend->client {down}{dropped} "
+            "request_id={request_id}",
             client=peer_ip(self.front.transport),
             path=printable(self.target),
             backend=self.backend_config.address if self.backend_config else "-",
@@ -227,6 +230,7 @@ class Closing:
             up_dropped_bytes=up_dropped_bytes,
             down_dropped=down_dropped,
             down_dropped_bytes=down_dropped_bytes,
+            request_id=self.shown_id(),
         )
         accesslog.emit(self._access_record(now))
 
@@ -263,6 +267,10 @@ def fill_request_fields(record: accesslog.SessionRecord, front: WebSocketServerP
     record.path = printable(request_target(getattr(front, "http_request_uri", None) or "/"))
     record.host = printable(headers.get("host"))
     record.user_agent = printable(headers.get("user-agent"))
+    record.request_id = getattr(front, "request_id", None)
+    trace = getattr(front, "trace", None)
+    if trace is not None:
+        record.trace_id, record.parent_id = trace.trace_id, trace.parent_id
 
 
 def refusal_record(front: WebSocketServerProtocol, status: int) -> accesslog.SessionRecord:

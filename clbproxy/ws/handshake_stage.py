@@ -34,8 +34,8 @@ from clbproxy.http.forwarded import (
     is_hop_by_hop,
     untrusted_headers,
 )
-from clbproxy.http.proxy_headers import VIA
-from clbproxy.http.responses import raw_error_response, raw_response
+from clbproxy.http.proxy_headers import VIA, proxy_named
+from clbproxy.http.responses import raw_error_response, raw_response, with_header
 from clbproxy.net.certificates import client_certificate_headers
 from clbproxy.net.endpoints import disable_nagle
 from clbproxy.net.transports import host_address, peer_ip
@@ -331,10 +331,12 @@ class HandshakeStage:
             return
         self.group.report_failure(self.backend_config, failure.getErrorMessage())
         log.warn(
-            "websocket: cannot connect to backend {backend} of {group}: {reason}",
+            "websocket: cannot connect to backend {backend} of {group}: {reason}"
+            " request_id={request_id}",
             backend=self.backend_config.address,
             group=self.group.name,
             reason=failure.getErrorMessage(),
+            request_id=self.shown_id(),
         )
         if len(self._tried) <= self.group.config.retries:
             self._connect_next()
@@ -369,11 +371,14 @@ class HandshakeStage:
             return
         headers: dict[str, list[str]] = {}
         head = parse_response_head(backend.http_response_data)
+        own = self.id_header_names()
         if head is not None:
             hop = hop_by_hop_names(head.values("connection"))
             for name, value in head.headers:
                 lower = name.lower()
                 if is_hop_by_hop(lower, hop) or lower in _HANDSHAKE_RESPONSE_HEADERS:
+                    continue
+                if lower in own:
                     continue
                 headers.setdefault(name, []).append(value)
         if self.deflate_offer is not None and not self._agree_deflate(backend):
@@ -381,6 +386,8 @@ class HandshakeStage:
         self.group.report_success(self.backend_config)
         for name, value in self.group.persistence_headers(self.request, self.backend_config):
             headers.setdefault(name, []).append(value)
+        if self.request_id is not None:
+            headers[self.settings.request_ids.name] = [self.request_id]
         self._handshake_done(101)
         self._handshake.callback((response.protocol, headers))
 
@@ -407,7 +414,7 @@ class HandshakeStage:
         if self._handshake is None or self._handshake.called:
             return
         head = reader.head
-        hop = hop_by_hop_names(head.values("connection"))
+        hop = hop_by_hop_names(head.values("connection")) | self.id_header_names()
         headers = [
             (name, value)
             for name, value in head.headers
@@ -416,10 +423,12 @@ class HandshakeStage:
         if reader.truncated:
             log.warn(
                 "websocket: backend {backend} refused the handshake with {status} and a body "
-                "over max_refusal_body; the client gets the first {limit} bytes",
+                "over max_refusal_body; the client gets the first {limit} bytes"
+                " request_id={request_id}",
                 backend=self.backend_config.address,
                 status=head.status,
                 limit=len(reader.body),
+                request_id=self.shown_id(),
             )
         self.group.report_status(self.backend_config, head.status)
         response = raw_response(head.status, headers, reader.body, head.reason)
@@ -430,18 +439,35 @@ class HandshakeStage:
         if self._handshake is None or self._handshake.called:
             return
         log.info(
-            "websocket: {client} {path}: handshake refused with {status}: {detail}",
+            "websocket: {client} {path}: handshake refused with {status}: {detail}"
+            " request_id={request_id}",
             client=peer_ip(self.front.transport),
             path=printable(self.target),
             status=refused.status,
             detail=printable(refused.detail),
+            request_id=self.shown_id(),
         )
         self._handshake_done(refused.status)
-        self._answer_refusal(refused)
+        self._answer_refusal(self.stamped(refused))
 
     def _answer_refusal(self, refused: HandshakeRefused) -> None:
         """Give the client ``refused``: Autobahn answers it (see ``RelayServerProtocol``)."""
         self._handshake.errback(refused)
+
+    def stamped(self, refused: HandshakeRefused) -> HandshakeRefused:
+        """``refused`` with the session's ID in its response (the backend's own taken out)."""
+        if self.request_id is None:
+            return refused
+        response = with_header(refused.response, self.settings.request_ids.name, self.request_id)
+        return HandshakeRefused(response, refused.status, refused.detail)
+
+    def id_header_names(self) -> frozenset[str]:
+        """Lower-case names of the headers the proxy writes itself: the session's ID."""
+        return proxy_named(self.settings.request_ids.name if self.request_id else None)
+
+    def shown_id(self) -> str:
+        """The session's ID as log lines show it (``-``: IDs are off)."""
+        return self.request_id or "-"
 
     def _handshake_done(self, status: int) -> None:
         self.record.status = status
@@ -483,11 +509,17 @@ def upgrade_headers(
 
     The client's end-to-end headers (``pairs``; ``joined`` is the same by
     lower-case name), minus hop-by-hop, forwarding and untrusted ones and those
-    the rule removes or sets; then the rule's, the forwarding headers, the
-    client certificate's and ``Via``: one policy for both handshake paths.
+    the rule removes or sets; then the session's ID and a ``traceparent`` the
+    proxy made (the client's copies, and its ``tracestate`` then, left out),
+    the rule's, the forwarding headers, the client certificate's and ``Via``:
+    one policy for both handshake paths.
     """
     settings = session.settings
     drop, add = header_changes(session.rule, [])
+    request_id, trace = session.request_id, session.trace
+    if request_id is not None or trace.replaced is not None:
+        # The proxy's own headers: no client spelling of them passes (X_Request_Id).
+        drop = drop | proxy_named(settings.request_ids.name if request_id else None, trace)
     client_ip = peer_ip(transport)
     skip = (
         hop_by_hop_names([joined.get("connection", "")])
@@ -502,6 +534,10 @@ def upgrade_headers(
         for name, value in pairs
         if client_header_passes(name, skip, underscores=underscores, ours=drop)
     ]
+    if request_id is not None:
+        chosen.append((settings.request_ids.name, request_id))
+    if trace.replaced is not None:
+        chosen.append(("traceparent", trace.replaced))
     chosen.extend(add)
     chosen.extend(
         forwarded_headers(

@@ -36,6 +36,7 @@ from clbproxy.http.forwarded import (
     is_hop_by_hop,
 )
 from clbproxy.http.responses import raw_error_response
+from clbproxy.http.tracecontext import NO_TRACE, TraceContext
 from clbproxy.net.endpoints import disable_nagle
 from clbproxy.net.transports import (
     peer_ip,
@@ -157,6 +158,10 @@ class ClientWaiting(_HandshakeHop):
     """
 
     side = Side.CLIENT
+    #: The upgrade's ID, the header it goes in, and its trace context (from its route).
+    request_id: Optional[str] = None
+    id_header: str = ""
+    trace: TraceContext = NO_TRACE
 
     def __init__(self, factory, request_uri: str, pairs: list[tuple[str, str]], limit: int) -> None:
         #: The listener's relay factory (the closing stage reads its settings).
@@ -403,13 +408,15 @@ class PassThroughStage(HandshakeStage):
             lines.append(f"Sec-WebSocket-Protocol: {acceptance.protocol}")
         if acceptance.extensions is not None:
             lines.append(f"Sec-WebSocket-Extensions: {acceptance.extensions}")
-        hop = hop_by_hop_names(head.values("connection"))
+        hop = hop_by_hop_names(head.values("connection")) | self.id_header_names()
         for name, value in head.headers:
             lower = name.lower()
             if not is_hop_by_hop(lower, hop) and lower not in _ANSWERED_BY_PROXY:
                 lines.append(f"{name}: {value}")
         for name, value in self.group.persistence_headers(self.request, self.backend_config):
             lines.append(f"{name}: {value}")
+        if self.request_id is not None:
+            lines.append(f"{self.settings.request_ids.name}: {self.request_id}")
         front = self.front
         front.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         self._open(front, backend, rest)
@@ -440,11 +447,12 @@ class PassThroughStage(HandshakeStage):
         unwrap_client(new_back)
         self.front, self.backend = new_front, new_back
         log.info(
-            "websocket: {client} {path} -> {backend} ({group}) open",
+            "websocket: {client} {path} -> {backend} ({group}) open request_id={request_id}",
             client=peer_ip(new_front.transport),
             path=printable(self.target),
             backend=self.backend_config.address,
             group=self.group.name,
+            request_id=self.shown_id(),
         )
         self._handshake = None
         self.request = None
@@ -495,6 +503,9 @@ def pass_through(factory, request, route: Route) -> None:
     front = ClientWaiting(
         factory, request.uri.decode("latin-1"), pairs, settings.listener.session_buffer
     )
+    front.request_id = route.request_id
+    front.id_header = settings.request_ids.name
+    front.trace = route.trace
     take_over(request, front)
     try:
         upgrade = check_client_upgrade(request.method, request.clientproto, _raw(pairs))
@@ -533,12 +544,17 @@ def _raw(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
 def _refuse(front: ClientWaiting, status: int, detail: str, headers=()) -> None:
     """Answer an upgrade refused before any backend was chosen, and close."""
     log.info(
-        "websocket: {client} {path}: handshake refused with {status}: {detail}",
+        "websocket: {client} {path}: handshake refused with {status}: {detail}"
+        " request_id={request_id}",
         client=peer_ip(front.transport),
         path=printable(front.http_request_uri),
         status=status,
         detail=printable(detail),
+        request_id=front.request_id or "-",
     )
     accesslog.emit(refusal_record(front, status))
-    front.transport.write(raw_error_response(status, detail, list(headers)))
+    headers = list(headers)
+    if front.request_id is not None:
+        headers.append((front.id_header, front.request_id))
+    front.transport.write(raw_error_response(status, detail, headers))
     front.dropConnection(abort=False)

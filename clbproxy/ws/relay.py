@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from clbproxy.config import BackendConfig, RuleConfig, TargetGroupConfig
 from clbproxy.http.responses import raw_error_response
+from clbproxy.http.tracecontext import NO_TRACE, TraceContext
 from clbproxy.net.tls_client import BackendConnector
 from clbproxy.net.transports import peer_ip
 from clbproxy.observability import accesslog
@@ -73,12 +74,16 @@ class Route:
     The listener matched ``rule`` (None: no rule matches) for ``target`` (the
     request target as received, in origin form) under ``settings``, and its
     admission (allow/deny of the listener and the rule, limits, handshake rate)
-    let the client in.  Routing happens there and only there.
+    let the client in.  Routing happens there and only there.  It also named
+    the upgrade: ``request_id`` (None: IDs are off) and ``trace`` are the
+    session's.
     """
 
     settings: ListenerSettings
     rule: Optional[RuleConfig]
     target: str
+    request_id: Optional[str] = None
+    trace: TraceContext = NO_TRACE
 
 
 class RelayServerProtocol(RelayingHop, WebSocketServerProtocol):
@@ -88,6 +93,10 @@ class RelayServerProtocol(RelayingHop, WebSocketServerProtocol):
     _refusal: Optional[bytes] = None
     #: The listener's decision for this upgrade, until the handshake takes it.
     route: Optional[Route] = None
+    #: The upgrade's ID, the header it goes in, and its trace context (from its route).
+    request_id: Optional[str] = None
+    id_header: str = ""
+    trace: TraceContext = NO_TRACE
 
     def onConnect(self, request):
         # The listener routed this upgrade and admitted the client (allow/deny,
@@ -137,7 +146,10 @@ class RelayServerProtocol(RelayingHop, WebSocketServerProtocol):
             code = 426  # RFC 6455 4.4: an unsupported version gets 426 and the versions we speak
         response = self._refusal
         if response is None:
-            response = raw_error_response(code, reason, list(responseHeaders or ()))
+            headers = list(responseHeaders or ())
+            if self.request_id is not None:
+                headers.append((self.id_header, self.request_id))
+            response = raw_error_response(code, reason, headers)
         if self.session is None:
             accesslog.emit(refusal_record(self, code))
         self.wasNotCleanReason = reason
@@ -207,7 +219,12 @@ class RelayServerFactory(WebSocketServerFactory):
 
     def buildProtocol(self, addr):
         protocol = super().buildProtocol(addr)
-        protocol.route = self._route
+        route = self._route
+        protocol.route = route
+        if route is not None:
+            protocol.request_id = route.request_id
+            protocol.id_header = route.settings.request_ids.name
+            protocol.trace = route.trace
         return protocol
 
 
@@ -253,6 +270,8 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         "deflate",
         "inflate_budget",
         "controls",
+        "request_id",
+        "trace",
     )
 
     #: On its backend's ``on_unhealthy = "close"``,
@@ -322,6 +341,9 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         self.inflate_budget: Optional[InflateBudget] = None
         #: Rate limits and lifetime, once open, when the listener or rule sets any.
         self.controls: Optional[SessionControls] = None
+        #: The session's ID (None: IDs are off) and trace context, named by the listener.
+        self.request_id: Optional[str] = getattr(front, "request_id", None)
+        self.trace: TraceContext = getattr(front, "trace", NO_TRACE)
 
 
 #: The protocols of a client connection that became a WebSocket session on the

@@ -77,11 +77,12 @@ class OpenSession:
             watch_write_buffer(transport, limit, watch)
             watches.append(watch)
         log.info(
-            "websocket: {client} {path} -> {backend} ({group}) open",
+            "websocket: {client} {path} -> {backend} ({group}) open request_id={request_id}",
             client=peer_ip(front.transport),
             path=printable(self.target),
             backend=self.backend_config.address,
             group=self.group.name,
+            request_id=self.shown_id(),
         )
         hops = start_fast_path(front, backend, tunnel=self.tunnel, deflate=self.deflate)
         if hops is not None:
@@ -157,10 +158,12 @@ class OpenSession:
     def timer_idle(self) -> None:
         listener = self.settings.listener
         log.info(
-            "websocket: {client} {path}: no frame for {timeout:g} s, closing with 1001",
+            "websocket: {client} {path}: no frame for {timeout:g} s, closing with 1001"
+            " request_id={request_id}",
             client=peer_ip(self.front.transport),
             path=printable(self.target),
             timeout=listener.websocket_idle_timeout,
+            request_id=self.shown_id(),
         )
         self._count("websocket_idle_closes")
         self.close_both(1001, 1001, b"idle timeout")
@@ -170,11 +173,13 @@ class OpenSession:
         timeout = self.settings.listener.websocket_ping_timeout
         self._count("websocket_ping_timeouts")
         log.info(
-            "websocket: {client} {path}: the {side} did not answer a ping within {timeout:g} s",
+            "websocket: {client} {path}: the {side} did not answer a ping within {timeout:g} s"
+            " request_id={request_id}",
             client=peer_ip(self.front.transport),
             path=printable(self.target),
             side=side.name.lower(),
             timeout=timeout,
+            request_id=self.shown_id(),
         )
         if hop is not None and hop.transport is not None:
             hop.wasNotCleanReason = f"no pong within {timeout:g} s"

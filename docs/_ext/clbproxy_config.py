@@ -34,6 +34,8 @@ LINKS = {
     "Balancing": ":doc:`balancing`",
     "Headers to the backend": ":doc:`Headers to the backend <http-proxying>`",
     "Access log": ":doc:`Access log <observability>`",
+    "Request IDs": ":ref:`request-ids`",
+    "Trace context": ":ref:`trace-context`",
 }
 
 _SECTION_REFERENCE = re.compile(r"`([^`<>]+)`_")

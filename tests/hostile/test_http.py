@@ -10,6 +10,7 @@ timeouts; a pipelining flood meets one with the default timeouts.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
@@ -292,8 +293,15 @@ class ForwardedRequestTests(TestCase):
         )
         head, _, body = response.partition(b"\r\n\r\n")
         self.assertIn(b"Content-Type: application/json", head)
+        request_id = re.search(rb"\r\nX-Request-Id: ([0-9a-f]{32})\r\n", head).group(1).decode()
         self.assertEqual(
-            body, b'{"status": 400, "error": "Bad Request", "detail": "the request is malformed"}\n'
+            json.loads(body),
+            {
+                "status": 400,
+                "error": "Bad Request",
+                "detail": "the request is malformed",
+                "request_id": request_id,
+            },
         )
 
     async def test_the_target_reaches_the_backend_as_sent(self) -> None:

@@ -259,7 +259,11 @@ class AccessLogJSONTests(_Fixture, unittest.TestCase):
         (line,) = yield wait_for_lines(self.log_path, 1)
         record = json.loads(line)
         self.assertEqual(
-            {k: v for k, v in record.items() if k not in ("time", "response_ms", "duration_ms")},
+            {
+                k: v
+                for k, v in record.items()
+                if k not in ("time", "response_ms", "duration_ms", "request_id")
+            },
             {
                 "type": "http",
                 "listener": "web",
@@ -276,8 +280,11 @@ class AccessLogJSONTests(_Fixture, unittest.TestCase):
                 "status": 200,
                 "bytes_in": 0,
                 "bytes_out": 5,
+                "trace_id": None,
+                "parent_id": None,
             },
         )
+        self.assertRegex(record["request_id"], r"^[0-9a-f]{32}$")
         self.assertGreaterEqual(record["duration_ms"], record["response_ms"])
         self.assertRegex(record["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$")
 

@@ -54,6 +54,8 @@ LAYERS: dict[str, int] = {
     "clbproxy.http.responses": 1,
     "clbproxy.http.trailers": 1,
     "clbproxy.http.forwarded": 1,
+    "clbproxy.http.request_id": 1,
+    "clbproxy.http.tracecontext": 1,
     "clbproxy.http.server": 1,
     "clbproxy.http.redirect": 1,
     "clbproxy.http.backend_client": 1,

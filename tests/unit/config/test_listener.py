@@ -393,3 +393,61 @@ class LifecycleKeyTests(LoaderMixin, unittest.TestCase):
             self.problem_table({name: text for name, (text, _) in cases.items()}),
             {name: [f"tap.conf: {line}"] for name, (_, line) in cases.items()},
         )
+
+
+class RequestIdKeysTests(LoaderMixin, unittest.TestCase):
+    def test_ids_are_on_and_trace_off_by_default(self):
+        listener = self.load(document()).listeners[0]
+        self.assertEqual(
+            (listener.request_id_header, listener.request_id_from, listener.trace),
+            ("X-Request-Id", "trusted", False),
+        )
+
+    def test_the_keys_are_read(self):
+        listener = self.load(
+            document(
+                listener={
+                    "request_id_header": '"X-Correlation-Id"',
+                    "request_id_from": '"any"',
+                    "trace": "true",
+                }
+            )
+        ).listeners[0]
+        self.assertEqual(
+            (listener.request_id_header, listener.request_id_from, listener.trace),
+            ("X-Correlation-Id", "any", True),
+        )
+
+    def test_an_empty_header_turns_ids_off(self):
+        listener = self.load(document(listener={"request_id_header": '""'})).listeners[0]
+        self.assertEqual(listener.request_id_header, "")
+
+    def test_problems(self):
+        cases = {
+            "not a header name": (
+                document(listener={"request_id_header": '"X Request"'}),
+                "listener[0].request_id_header: 'X Request' is not a header name (letters, "
+                "digits and '-'; \"\" turns IDs off)",
+            ),
+            "an underscore": (
+                document(listener={"request_id_header": '"X_Request_Id"'}),
+                "listener[0].request_id_header: 'X_Request_Id' is not a header name (letters, "
+                "digits and '-'; \"\" turns IDs off)",
+            ),
+            "a header of the proxy": (
+                document(listener={"request_id_header": '"X-Forwarded-For"'}),
+                "listener[0].request_id_header: 'X-Forwarded-For' is a header the proxy reads "
+                "or writes for itself",
+            ),
+            "source": (
+                document(listener={"request_id_from": '"everyone"'}),
+                "listener[0].request_id_from: unknown request ID source 'everyone'; must be "
+                "one of: 'trusted', 'any'",
+            ),
+            "trace": (
+                document(listener={"trace": '"yes"'}),
+                "listener[0].trace: expected true or false, got a string",
+            ),
+        }
+        for name, (text, expected) in cases.items():
+            self.assertEqual(self.problems(text), [f"tap.conf: {expected}"], name)

@@ -33,7 +33,9 @@ class FormatTests(unittest.TestCase):
         self.assertIn('host=""', line)
         self.assertIn("backend=- ", line)
         self.assertTrue(line.startswith("::1 - - ["))
-        self.assertTrue(line.endswith("closed_by=- close_reason=-\n"))
+        self.assertTrue(
+            line.endswith("closed_by=- close_reason=- request_id=- trace_id=- parent_id=-\n")
+        )
 
     def test_json_has_every_record_field_and_the_type(self):
         line = accesslog.format_json(event(RequestRecord(listener="web", status=204)))

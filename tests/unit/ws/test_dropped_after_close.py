@@ -143,6 +143,7 @@ class SessionLogTests(unittest.TestCase):
         self.assertTrue(
             self.text(line).endswith(
                 f"; dropped after close: backend->client 3 messages ({len(late)} bytes)"
+                " request_id=-"
             ),
             self.text(line),
         )

@@ -1,0 +1,97 @@
+"""Request IDs: one per HTTP request and WebSocket session, to follow it through the proxy.
+
+Sans-IO: the caller gives the values of the request's ID header and who sent
+them, and gets the ID back; it then sends that ID to the backend, echoes it to
+the client (every response, the ``101``, the proxy's own error answers) and puts
+it in the access log and in every log line about the request or session.
+
+An ID the client sent is kept only when it can be believed and is well formed:
+believed when it comes from a peer in ``trusted_proxies`` (or from any peer with
+``request_id_from = "any"``), as an ``X-Forwarded-For`` chain is; well formed
+when it is one header value of 1 to 200 characters among letters, digits and
+``-_.:+/=`` (:data:`WELL_FORMED`: hex, UUIDs, base64, AWS and Heroku IDs
+pass; spaces, commas, quotes and control characters do not, so an ID is one
+token in every log format and cannot be split by a header list).  Any other
+request gets a new ID: 128 random bits from the operating system's generator,
+as 32 lower-case hex characters (:func:`new_request_id`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Optional, Sequence
+
+import attrs
+
+from clbproxy.http.forwarded import TrustedProxies
+
+#: The longest ID kept from a request.
+MAX_LENGTH = 200
+
+#: What an ID received from a believed peer must be to be kept.
+WELL_FORMED = re.compile(rb"[A-Za-z0-9._:+/=-]{1,%d}\Z" % MAX_LENGTH)
+
+#: ``request_id_from`` values: IDs believed from ``trusted_proxies`` only, or from anyone.
+SOURCES = ("trusted", "any")
+
+
+def new_request_id() -> str:
+    """A new ID: 128 bits from ``os.urandom``, as 32 hex characters.
+
+    ``os.urandom(16).hex()`` is the cheapest secure generator measured (about
+    0.3 µs; ``secrets.token_hex`` 0.45 µs, ``uuid4().hex`` 1.7 µs).
+    """
+    return os.urandom(16).hex()
+
+
+def well_formed(value: bytes) -> bool:
+    """Whether a received ID may be kept (see :data:`WELL_FORMED`)."""
+    return WELL_FORMED.match(value) is not None
+
+
+@attrs.frozen
+class RequestIds:
+    """A listener's request-ID policy: the header's name and whose IDs are believed.
+
+    ``name`` is the header as configured (``request_id_header``), ``""`` when
+    IDs are off; ``source`` is ``request_id_from``.
+    """
+
+    name: str = "X-Request-Id"
+    source: str = "trusted"
+    trusted: TrustedProxies = TrustedProxies()
+    #: The header's name, lower-case, as bytes (how requests are looked up).
+    key: bytes = attrs.field(init=False)
+    #: The header's name as bytes, as it is written.
+    raw_name: bytes = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "key", self.name.lower().encode("latin-1"))
+        object.__setattr__(self, "raw_name", self.name.encode("latin-1"))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.name)
+
+    def choose(self, received: Optional[Sequence[bytes]], peer: str) -> Optional[str]:
+        """The ID of a request whose ID header values are ``received``, from ``peer``.
+
+        The received ID when there is exactly one, well formed, from a believed
+        peer; else a new one.  ``None`` when IDs are off.
+        """
+        if not self.name:
+            return None
+        if received and len(received) == 1 and self.believes(peer):
+            value = received[0]
+            if WELL_FORMED.match(value) is not None:
+                return value.decode("ascii")
+        return new_request_id()
+
+    def believes(self, peer: str) -> bool:
+        """Whether an ID sent by ``peer`` (the direct peer's address) may be kept."""
+        return self.source == "any" or peer in self.trusted
+
+
+#: IDs off: no header, nothing logged.
+OFF = RequestIds(name="")
