@@ -17,7 +17,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from clbproxy.http.parsers import request_parser
-from clbproxy.http.server import HTTPLimits, ProxyChannel, ProxySite
+from clbproxy.http.server import HTTPLimits, ProxyChannel, ProxyRequest, ProxySite
 
 
 def grouped(fields: Iterable[tuple[bytes, bytes]]) -> tuple:
@@ -90,11 +90,18 @@ class _RecordingChannel(ProxyChannel):
         super().reject(status, detail)
 
 
+class _RecordingRequest(ProxyRequest):
+    def _handleStar(self) -> None:
+        # twisted.web answers ``*`` itself; it was parsed like any other target.
+        self.render(self.site.resource)
+
+
 def listener_outcome(chunks: Sequence[bytes], limits: HTTPLimits) -> list:
     """What today's listener (``ProxyChannel``) makes of a connection sending ``chunks``."""
     outcome: list = []
     site = ProxySite(_Recorder(outcome), limits=limits, reactor=MemoryReactorClock())
     site.protocol = _RecordingChannel
+    site.requestFactory = _RecordingRequest
     site.outcome = outcome
     channel = site.buildProtocol(None)
     transport = StringTransport()
