@@ -4,7 +4,7 @@ llhttp reads the field section in C; it is given a canonical request line
 (``GET / HTTP/1.1``: the real line is read and checked by our own code, as
 llhttp alone refuses ``get``, ``PURGE`` and ``HTTP/1.2``).  Its field rules
 stay strict: llhttp's lenient mode would take ``Name : value`` as a field named
-``Name `` (space included).  It refuses control bytes in values that the
+``Name`` plus a space.  It refuses control bytes in values that the
 listener accepts; whatever llhttp refuses goes to the shared line-by-line
 replay, which decides.
 """
@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from zope.interface import implementer
 
-from clbproxy.http.parse_rules import SPECIAL, Field
+from clbproxy.http.parse_rules import Field, specials_of
 from clbproxy.http.parsing import IRequestParser, IResponseParser, RequestParser, ResponseParser
 
 _LINE = b"GET / HTTP/1.1\r\n"
@@ -25,11 +25,10 @@ _LINE = b"GET / HTTP/1.1\r\n"
 class _Splitter:
     """One llhttp parser, reused while each head it reads is a complete message."""
 
-    __slots__ = ("fields", "specials", "done", "parser")
+    __slots__ = ("fields", "done", "parser")
 
     def __init__(self) -> None:
         self.fields: List[Field] = []
-        self.specials: List[Field] = []
         self.done = False
         self.parser = self._new()
 
@@ -39,20 +38,13 @@ class _Splitter:
         return parser
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        value = value.rstrip(b" \t")  # llhttp leaves trailing whitespace
-        self.fields.append((name, value))
-        special = SPECIAL.get(len(name))
-        if special is not None:
-            lower = name.lower()
-            if lower == special:
-                self.specials.append((lower, value))
+        self.fields.append((name, value.rstrip(b" \t")))  # llhttp keeps trailing whitespace
 
     def on_message_complete(self) -> None:
         self.done = True
 
     def split(self, block: bytes) -> Optional[Tuple[List[Field], List[Field]]]:
         self.fields = fields = []
-        self.specials = specials = []
         self.done = False
         try:
             self.parser.feed_data(_LINE + block + b"\r\n\r\n" if block else _LINE + b"\r\n")
@@ -63,7 +55,7 @@ class _Splitter:
             return None
         if not self.done:
             self.parser = self._new()
-        return fields, specials
+        return fields, specials_of(fields)
 
 
 @implementer(IRequestParser)

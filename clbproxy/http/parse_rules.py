@@ -126,6 +126,18 @@ SPECIAL = {
 }
 
 
+def specials_of(fields: List[Field]) -> List[Field]:
+    """The fields named in :data:`SPECIAL`, as ``(lower-case name, value)``."""
+    found = []
+    for name, value in fields:
+        special = SPECIAL.get(len(name))
+        if special is not None:
+            lower = name.lower()
+            if lower == special:
+                found.append((lower, value))
+    return found
+
+
 class Framing:
     """What the special fields of a head say."""
 
@@ -180,7 +192,7 @@ def fast_framing(specials: List[Field], limits: HTTPLimits) -> Optional[Framing]
 class ExactHead:
     """today's listener reading one request head, line by line, in its order of checks.
 
-    :meth:`feed` is given the whole buffer each time (it only grows until the
+    ``feed`` is given the whole buffer each time (it only grows until the
     head is complete) and goes on from where it stopped.  It returns None while
     the head is incomplete, ``(method, target, version, fields, framing,
     consumed)`` once it is in, or raises :class:`Refused`.
@@ -304,8 +316,9 @@ class ExactHead:
 def host_rules(
     version: bytes, target: bytes, fields: List[Field], hosts: List[bytes]
 ) -> Tuple[bytes, Optional[bytes], List[Field]]:
-    """``(target, host, fields)`` once the Host rules hold (:func:`request_host`), else Refused.
+    """``(target, host, fields)`` once the Host rules hold, else :class:`Refused`.
 
+    The rules are :func:`~clbproxy.http.server.request_host`'s.
     An absolute-form target becomes origin-form and its authority the ``Host``
     field's value (where the field was, or added last), as today's listener does.
     """
@@ -357,7 +370,7 @@ class ChunkedBody:
     """A chunked body: data to ``on_data``, then ``on_end(trailers)``.
 
     ``request=True`` applies the listener's rules (twisted.web's decoder, with
-    sizes up to 2^63-1, trailers held to :func:`parse_trailer_lines` and to
+    sizes up to 2^63-1, trailers held to :func:`~clbproxy.http.trailers.parse_trailer_lines` and to
     ``max_trailer`` bytes, every error :class:`Refused` 400);
     ``request=False`` applies a client's rules for a backend's response (sizes
     of at most 16 hex digits, no control character in extensions, malformed

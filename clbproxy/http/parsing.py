@@ -26,12 +26,12 @@ into fields; everything else is here and shared, so both behave the same:
   (:class:`~clbproxy.http.parse_rules.ChunkedBody`), bodies until the backend
   closes.  That is what lets a parser stop at a message's end: after
   ``message_complete`` it is paused and reads the next message only once
-  :meth:`resume` is called (pipelining: the response to the previous request
+  ``resume()`` is called (pipelining: the response to the previous request
   is done); a paused parser keeps what it is fed and calls nobody;
 - an upgrade (``Upgrade`` with ``Connection: upgrade``; a ``101`` response)
   is a message like any other (its body, if it has one, is read first, as RFC
-  9110 7.8 says), so the parser is paused after it: :meth:`detach` then hands
-  back the bytes after it untouched for the new protocol, or :meth:`resume`
+  9110 7.8 says), so the parser is paused after it: ``detach()`` then hands
+  back the bytes after it untouched for the new protocol, or ``resume()``
   reads on when the upgrade was refused.  CONNECT is refused (501) as today.
 
 A streamed request body's size limit is the connection's to enforce (it
@@ -212,10 +212,10 @@ class IRequestParser(Interface):
         """Bytes from the client; callbacks follow unless the parser is paused."""
 
     def pause() -> None:
-        """Call nobody back until :meth:`resume`; what is fed meanwhile is kept."""
+        """Call nobody back until ``resume()``; what is fed meanwhile is kept."""
 
     def resume() -> None:
-        """Go on: after a :meth:`pause`, or after ``message_complete`` (the next request)."""
+        """Go on: after a ``pause()``, or after ``message_complete`` (the next request)."""
 
     def detach() -> bytes:
         """Stop for good; the bytes fed but not parsed (after an upgrade: the new protocol's)."""
@@ -232,10 +232,10 @@ class IResponseParser(Interface):
         """Bytes from the backend; callbacks follow unless the parser is paused."""
 
     def pause() -> None:
-        """Call nobody back until :meth:`resume`; what is fed meanwhile is kept."""
+        """Call nobody back until ``resume()``; what is fed meanwhile is kept."""
 
     def resume() -> None:
-        """Go on after a :meth:`pause`."""
+        """Go on after a ``pause()``."""
 
     def next_response(method: bytes) -> None:
         """Read the response to the next request, sent with ``method`` (HEAD has no body)."""
@@ -494,7 +494,7 @@ class ResponseParser(_Parser):
         self._method = method
         self._max_head = max_head_size
         self._scanned = 0
-        self._until_close = False
+        self._eof = False
         self._idle = False
 
     def next_response(self, method: bytes) -> None:
@@ -507,18 +507,22 @@ class ResponseParser(_Parser):
         super()._complete(trailers)
 
     def eof(self) -> None:
-        if self._state == _UNTIL_CLOSE and not self._paused:
-            self._complete([])
-        elif self._state == _UNTIL_CLOSE:
-            self._until_close = True  # completes once the held bytes are read
-        elif self._state in (_BODY, _CHUNKED) or (self._buffer and not self._idle):
-            self._fail(502, "the backend closed the connection in the middle of a response")
+        self._eof = True
+        if not self._paused and not self._running:
+            self._closed()
 
     def resume(self) -> None:
         super().resume()
-        if self._until_close and not self._paused and not self._buffer:
-            self._until_close = False
-            self.eof()
+        if self._eof and not self._paused and not self._running:
+            self._closed()
+
+    def _closed(self) -> None:
+        """The backend has closed and everything it sent is parsed."""
+        self._eof = False
+        if self._state == _UNTIL_CLOSE:
+            self._complete([])
+        elif self._state in (_BODY, _CHUNKED) or (self._buffer and not self._idle):
+            self._fail(502, "the backend closed the connection in the middle of a response")
 
     def _error(self, detail: str) -> bool:
         self._fail(502, detail)

@@ -548,6 +548,21 @@ class ResponseParserTests(_BackEnd):
                 (502, "the backend closed the connection in the middle of a response"),
             )
 
+    def test_a_close_while_paused_counts_once_the_held_bytes_are_read(self):
+        for data, end in [
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", ("complete", [])),
+            (b"HTTP/1.1 200 OK\r\n\r\n", ("complete", [])),
+        ]:
+            recorder = Recorder()
+            parser = response_parser(recorder, backend=self.backend)
+            parser.feed(data)
+            parser.pause()
+            parser.feed(b"abc")
+            parser.eof()
+            self.assertEqual(recorder.events[1:], [])
+            parser.resume()
+            self.assertEqual(recorder.events[1:], [("data", b"abc"), end])
+
     def test_a_close_after_a_complete_response_is_quiet(self):
         events = self.parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxjunk", eof=True)
         self.assertEqual(events[1:], [("data", b"x"), ("complete", [])])
