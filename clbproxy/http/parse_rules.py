@@ -202,6 +202,7 @@ class ExactHead:
         self.limits = limits
         self.max_line = max_line(limits)
         self.pos = 0
+        self.scanned = 0  # where the search for the current line's CRLF goes on
         self.first = 1
         self.size = 0
         self.count = 0
@@ -212,8 +213,9 @@ class ExactHead:
 
     def feed(self, buffer: bytes):
         while True:
-            eol = buffer.find(b"\r\n", self.pos)
+            eol = buffer.find(b"\r\n", max(self.pos, self.scanned - 1))
             if eol == -1:
+                self.scanned = len(buffer)
                 if len(buffer) - self.pos >= self.max_line + 2:
                     raise self._too_long()
                 return None
@@ -387,6 +389,7 @@ class ChunkedBody:
         "trailer_size",
         "lines",
         "dropped",
+        "scanned",
     )
 
     def __init__(
@@ -405,6 +408,8 @@ class ChunkedBody:
         self.trailer_size = 0
         self.lines: List[bytes] = []
         self.dropped = 0
+        #: How much of an incomplete line (at the start of the next buffer) was searched.
+        self.scanned = 0
 
     def _error(self, detail: str) -> Refused:
         if self.request:
@@ -426,11 +431,13 @@ class ChunkedBody:
                     self.state = 2
                 self.on_data(data)
             elif state == 0:
-                eol = buffer.find(b"\r\n", pos)
+                eol = buffer.find(b"\r\n", pos + self.scanned - 1 if self.scanned else pos)
                 if eol - pos >= MAX_CHUNK_LINE or (eol == -1 and end - pos > MAX_CHUNK_LINE):
                     raise self._error("a malformed chunk size line")
                 if eol == -1:
+                    self.scanned = end - pos
                     break
+                self.scanned = 0
                 self.length = self._size(buffer[pos:eol])
                 pos = eol + 2
                 self.state = 1 if self.length else 3
@@ -442,13 +449,14 @@ class ChunkedBody:
                 pos += 2
                 self.state = 0
             else:
-                eol = buffer.find(b"\r\n", pos)
+                eol = buffer.find(b"\r\n", pos + self.scanned - 1 if self.scanned else pos)
                 if eol == -1:
-                    rest = end - pos
+                    self.scanned = rest = end - pos
                     least = self.trailer_size + rest + (1 if buffer.endswith(b"\r") else 2)
                     if least > self.max_trailer:
                         raise self._error(MALFORMED if self.request else "trailers too large")
                     break
+                self.scanned = 0
                 if eol > pos:
                     self.lines.append(buffer[pos:eol])
                     self.trailer_size += eol - pos + 2

@@ -396,10 +396,12 @@ class RequestParser(_Parser):
         buffer = self._buffer
         found = None
         if self._exact is None and not buffer.startswith(b"\r\n"):
-            end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+            scanned = self._scanned
+            end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
             if end == -1:
                 self._scanned = len(buffer)
-                if b"\r\n" not in buffer and len(buffer) < self._max_line + 2:
+                first = buffer.find(b"\r\n", scanned - 1 if scanned else 0)
+                if first == -1 and len(buffer) < self._max_line + 2:
                     return False
             elif end <= self._limits.max_header_size:
                 found = self._fast(buffer[:end], end + 4)
