@@ -6,7 +6,9 @@ llhttp alone refuses ``get``, ``PURGE`` and ``HTTP/1.2``).  Its field rules
 stay strict: llhttp's lenient mode would take ``Name : value`` as a field named
 ``Name`` plus a space.  It refuses control bytes in values that the
 listener accepts; whatever llhttp refuses goes to the shared line-by-line
-replay, which decides.
+replay, which decides.  That llhttp refuses NUL, a bare CR or LF and obs-fold
+is relied on (llhttp 9: httptools 0.6.3 and later, which setup.cfg asks for;
+older versions took obs-fold and had no leniency settings).
 """
 
 from __future__ import annotations
