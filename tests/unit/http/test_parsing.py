@@ -7,6 +7,7 @@ callbacks each way.
 
 from __future__ import annotations
 
+import platform
 import random
 
 from hypothesis import HealthCheck, given, settings
@@ -577,9 +578,13 @@ class H11ResponseTests(ResponseParserTests, unittest.TestCase):
 
 
 class ChoiceTests(unittest.TestCase):
-    def test_httptools_is_chosen_on_cpython_and_either_can_be_forced(self):
-        self.assertEqual(chosen(), "httptools")
-        self.assertEqual(chosen("h11"), "h11")
+    def test_httptools_is_chosen_on_cpython_and_h11_elsewhere(self):
+        cpython = platform.python_implementation() == "CPython"
+        self.assertEqual(chosen(), "httptools" if cpython else "h11")
+
+    def test_either_back_end_can_be_forced(self):
+        for backend in available():
+            self.assertEqual(chosen(backend), backend)
 
     def test_the_environment_forces_a_back_end(self):
         self.patch(__import__("os").environ, "get", lambda name, default=None: "h11")
