@@ -1,0 +1,620 @@
+"""Sans-IO HTTP/1.1 parsers for the lean listener connection and backend client.
+
+Bytes go in (``feed``), a handler's methods are called back: a request parser
+calls ``request_head(head)``, ``body_data(data)``, ``message_complete(trailers)``
+or ``parse_error(status, detail)`` (:class:`RequestHandler`); a response parser
+also calls ``interim(status, fields)`` for a ``1xx`` (:class:`ResponseHandler`).
+There is one head object per message and nothing per field but the
+``(name, value)`` pair.
+
+Two back ends implement each interface (:class:`IRequestParser`,
+:class:`IResponseParser`): :mod:`clbproxy.http.parse_httptools` (llhttp, C) on
+CPython and :mod:`clbproxy.http.parse_h11` (pure Python, JIT-compiled on PyPy);
+:mod:`clbproxy.http.parsers` chooses.  A back end only splits a field section
+into fields; everything else is here and shared, so both behave the same:
+
+- the strictness is exactly today's listener's (:mod:`clbproxy.http.server`):
+  an ordinary head that arrives whole has its request line read here and its
+  fields split by the back end (which refuses NUL, bare CR or LF and obs-fold);
+  anything unusual, or a head that arrives in pieces, is replayed line by line
+  as the listener reads it
+  (:class:`~clbproxy.http.parse_rules.ExactHead`), which gives the listener's
+  status and reason.  llhttp and h11 refuse what the listener accepts (``get``,
+  ``PURGE``, ``HTTP/1.2``, control bytes in values) and accept what it refuses
+  (bare LF, obs-fold, 64-bit chunk sizes), so neither decides alone;
+- framing is ours: ``Content-Length`` bodies, chunked bodies
+  (:class:`~clbproxy.http.parse_rules.ChunkedBody`), bodies until the backend
+  closes.  That is what lets a parser stop at a message's end: after
+  ``message_complete`` it is paused and reads the next message only once
+  ``resume()`` is called (pipelining: the response to the previous request
+  is done); a paused parser keeps what it is fed and calls nobody;
+- an upgrade (``Upgrade`` with ``Connection: upgrade``; a ``101`` response)
+  is a message like any other (its body, if it has one, is read first, as RFC
+  9110 7.8 says), so the parser is paused after it: ``detach()`` then hands
+  back the bytes after it untouched for the new protocol, or ``resume()``
+  reads on when the upgrade was refused.  CONNECT is refused (501) as today.
+
+A streamed request body's size limit is the connection's to enforce (it
+answers 413 or aborts, depending on whether its response has begun);
+``body_received`` is the running count.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Protocol, Tuple
+
+from zope.interface import Attribute, Interface
+
+from clbproxy.http.parse_rules import (
+    MAX_FIELDS,
+    ChunkedBody,
+    ExactHead,
+    Field,
+    Refused,
+    connection_tokens,
+    fast_framing,
+    host_rules,
+    max_line,
+    request_line,
+    split_fields,
+    unusual_bytes,
+)
+from clbproxy.http.server import HTTPLimits
+
+__all__ = [
+    "Field",
+    "HTTPLimits",
+    "IRequestParser",
+    "IResponseParser",
+    "RequestHandler",
+    "RequestHead",
+    "RequestParser",
+    "ResponseHandler",
+    "ResponseHead",
+    "ResponseParser",
+]
+
+#: The largest response head a backend may send (status line and fields).
+MAX_RESPONSE_HEAD = 64 * 1024
+
+
+class RequestHead:
+    """A request's line and fields, and the framing the parser derived from them.
+
+    ``method`` and ``target`` are as sent (an absolute-form target is made
+    origin-form, its authority put in ``Host``, as today's listener does);
+    ``version`` is ``b"1.0"`` or ``b"1.1"`` (a later 1.x minor reads as 1.1);
+    ``headers`` are ``(name, value)`` pairs in order, names as received, values
+    without surrounding whitespace; ``host`` is the Host value every later step
+    uses (None: an HTTP/1.0 request without one).
+    """
+
+    __slots__ = (
+        "method",
+        "target",
+        "version",
+        "headers",
+        "host",
+        "content_length",
+        "chunked",
+        "keep_alive",
+        "upgrade",
+        "expect_continue",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: bytes,
+        headers: List[Field],
+        host: Optional[bytes],
+        content_length: Optional[int],
+        chunked: bool,
+        keep_alive: bool,
+        upgrade: bool,
+        expect_continue: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.host = host
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.upgrade = upgrade
+        self.expect_continue = expect_continue
+
+    def __repr__(self) -> str:
+        return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version.decode()}>"
+
+
+class ResponseHead:
+    """A final response's status line and fields, and its framing.
+
+    ``content_length`` is None for a chunked body, a body until the backend
+    closes, or no body; ``until_close`` says which.  ``keep_alive`` is False
+    whenever the connection cannot carry another exchange.
+    """
+
+    __slots__ = (
+        "status",
+        "reason",
+        "version",
+        "headers",
+        "content_length",
+        "chunked",
+        "until_close",
+        "keep_alive",
+        "upgrade",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        version: bytes,
+        headers: List[Field],
+        content_length: Optional[int],
+        chunked: bool,
+        until_close: bool,
+        keep_alive: bool,
+        upgrade: bool,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers
+        self.content_length = content_length
+        self.chunked = chunked
+        self.until_close = until_close
+        self.keep_alive = keep_alive
+        self.upgrade = upgrade
+
+    def __repr__(self) -> str:
+        return f"<ResponseHead {self.status} {self.reason!r}>"
+
+
+class RequestHandler(Protocol):
+    """What a request parser calls back (a listener connection)."""
+
+    def request_head(self, head: RequestHead) -> None: ...
+
+    def body_data(self, data: bytes) -> None: ...
+
+    def message_complete(self, trailers: List[Field]) -> None: ...
+
+    def parse_error(self, status: int, detail: str) -> None: ...
+
+
+class ResponseHandler(Protocol):
+    """What a response parser calls back (a backend client connection)."""
+
+    def interim(self, status: int, headers: List[Field]) -> None: ...
+
+    def response_head(self, head: ResponseHead) -> None: ...
+
+    def body_data(self, data: bytes) -> None: ...
+
+    def message_complete(self, trailers: List[Field]) -> None: ...
+
+    def parse_error(self, status: int, detail: str) -> None: ...
+
+
+class IRequestParser(Interface):
+    """Frames the requests of one client connection (see the module doc)."""
+
+    body_received = Attribute("Body bytes of the current request delivered so far.")
+    backend = Attribute("The back end's name: 'httptools' or 'h11'.")
+
+    def feed(data: bytes) -> None:
+        """Bytes from the client; callbacks follow unless the parser is paused."""
+
+    def pause() -> None:
+        """Call nobody back until ``resume()``; what is fed meanwhile is kept."""
+
+    def resume() -> None:
+        """Go on: after a ``pause()``, or after ``message_complete`` (the next request)."""
+
+    def detach() -> bytes:
+        """Stop for good; the bytes fed but not parsed (after an upgrade: the new protocol's)."""
+
+
+class IResponseParser(Interface):
+    """Frames the responses of one backend connection (see the module doc)."""
+
+    body_received = Attribute("Body bytes of the current response delivered so far.")
+    backend = Attribute("The back end's name: 'httptools' or 'h11'.")
+    buffered = Attribute("Bytes fed but not parsed (after a complete response: a broken backend).")
+
+    def feed(data: bytes) -> None:
+        """Bytes from the backend; callbacks follow unless the parser is paused."""
+
+    def pause() -> None:
+        """Call nobody back until ``resume()``; what is fed meanwhile is kept."""
+
+    def resume() -> None:
+        """Go on after a ``pause()``."""
+
+    def next_response(method: bytes) -> None:
+        """Read the response to the next request, sent with ``method`` (HEAD has no body)."""
+
+    def eof() -> None:
+        """The backend closed: completes a body read until close, else ``parse_error``."""
+
+    def detach() -> bytes:
+        """Stop for good; the bytes fed but not parsed (after a ``101``, the new protocol's)."""
+
+
+_HEAD, _BODY, _CHUNKED, _UNTIL_CLOSE, _STOPPED = range(5)
+
+
+class _Parser:
+    """Buffering, pausing and body framing shared by requests and responses."""
+
+    backend = "?"
+    _request = True
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._state = _HEAD
+        self._paused = False
+        self._running = False
+        self._remaining = 0
+        self._chunked: Optional[ChunkedBody] = None
+        self.body_received = 0
+
+    @property
+    def buffered(self) -> bytes:
+        return self._buffer
+
+    def feed(self, data: bytes) -> None:
+        if self._state == _STOPPED:
+            return
+        if self._buffer:
+            self._buffer += data
+        else:
+            self._buffer = data
+        if not self._paused and not self._running:
+            self._run()
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        if not self._running and self._state != _STOPPED:
+            self._run()
+
+    def detach(self) -> bytes:
+        data, self._buffer = self._buffer, b""
+        self._state = _STOPPED
+        return data
+
+    def _is_paused(self) -> bool:
+        return self._paused
+
+    def _run(self) -> None:
+        self._running = True
+        try:
+            while not self._paused:
+                state = self._state
+                if state == _HEAD:
+                    if not self._buffer or not self._head():
+                        return
+                elif state == _BODY:
+                    if not self._buffer:
+                        return
+                    self._body()
+                elif state == _CHUNKED:
+                    if not self._buffer:
+                        return
+                    try:
+                        taken = self._chunked.feed(self._buffer, self._is_paused)
+                    except Refused as e:
+                        self._fail(e.status, e.detail)
+                        return
+                    if self._state == _STOPPED:
+                        return
+                    self._buffer = self._buffer[taken:]
+                    if not taken:
+                        return
+                elif state == _UNTIL_CLOSE:
+                    if not self._buffer:
+                        return
+                    data, self._buffer = self._buffer, b""
+                    self.body_received += len(data)
+                    self._handler.body_data(data)
+                else:
+                    return
+        finally:
+            self._running = False
+
+    def _body(self) -> None:
+        buffer = self._buffer
+        take = min(self._remaining, len(buffer))
+        if take == len(buffer):
+            data, self._buffer = buffer, b""
+        else:
+            data, self._buffer = buffer[:take], buffer[take:]
+        self._remaining -= take
+        self.body_received += take
+        self._handler.body_data(data)
+        if not self._remaining and self._state == _BODY:
+            self._complete([])
+
+    def _start_body(self, content_length: Optional[int], chunked: bool, max_trailer: int) -> None:
+        if chunked:
+            self._chunked = ChunkedBody(
+                self._chunk_data, self._complete, max_trailer, self._request
+            )
+            self._state = _CHUNKED
+        elif content_length:
+            self._remaining = content_length
+            self._state = _BODY
+        else:
+            self._complete([])
+
+    def _chunk_data(self, data: bytes) -> None:
+        self.body_received += len(data)
+        self._handler.body_data(data)
+
+    def _complete(self, trailers: List[Field]) -> None:
+        self._state = _HEAD
+        self._chunked = None
+        self._paused = True
+        self._handler.message_complete(trailers)
+
+    def _fail(self, status: int, detail: str) -> None:
+        self._state = _STOPPED
+        self._buffer = b""
+        self._handler.parse_error(status, detail)
+
+    def _fields(self, block: bytes) -> Optional[Tuple[List[Field], List[Field]]]:
+        """The back end's split of a field block (CRLF-separated lines), None if it refuses.
+
+        ``(fields, specials)``: every field, values stripped, and those named in
+        :data:`~clbproxy.http.parse_rules.SPECIAL` as ``(lower-case name, value)``.
+        A back end refuses NUL, bare CR or LF and obs-fold, besides its own rules.
+        """
+        raise NotImplementedError
+
+
+class RequestParser(_Parser):
+    """The request side, less the back end's :meth:`_fields` (see the module doc)."""
+
+    def __init__(self, handler: RequestHandler, limits: HTTPLimits) -> None:
+        super().__init__()
+        self._handler = handler
+        self._limits = limits
+        self._max_line = max_line(limits)
+        self._exact: Optional[ExactHead] = None
+        self._scanned = 0
+
+    def _head(self) -> bool:
+        buffer = self._buffer
+        found = None
+        if self._exact is None and not buffer.startswith(b"\r\n"):
+            scanned = self._scanned
+            end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
+            if end == -1:
+                self._scanned = len(buffer)
+                first = buffer.find(b"\r\n", scanned - 1 if scanned else 0)
+                if first == -1 and len(buffer) < self._max_line + 2:
+                    return False
+            elif end <= self._limits.max_header_size:
+                found = self._fast(buffer[:end], end + 4)
+        if found is None:
+            if self._exact is None:
+                self._exact = ExactHead(self._limits)
+            try:
+                result = self._exact.feed(buffer)
+                if result is None:
+                    return False
+                method, target, version, fields, framing, consumed = result
+                target, host, fields = host_rules(version, target, fields, framing.hosts)
+            except Refused as e:
+                self._fail(e.status, e.detail)
+                return False
+            found = self._made(method, target, version, fields, host, framing, consumed)
+        head, consumed = found
+        self._buffer = buffer[consumed:]
+        self._exact = None
+        self._scanned = 0
+        self.body_received = 0
+        self._handler.request_head(head)
+        if self._state != _HEAD:
+            return False
+        self._start_body(head.content_length, head.chunked, self._limits.max_header_size)
+        return True
+
+    def _fast(self, head: bytes, consumed: int):
+        """The head and its length when it is ordinary, else None (see the module doc)."""
+        eol = head.find(b"\r\n")
+        line = head if eol == -1 else head[:eol]
+        if len(line) > self._limits.max_request_line:
+            return None
+        parsed = request_line(line)
+        if parsed is None:
+            return None
+        split = self._fields(b"" if eol == -1 else head[eol + 2 :])
+        if split is None:
+            return None
+        fields, specials = split
+        if len(fields) > MAX_FIELDS:
+            return None
+        framing = fast_framing(specials, self._limits)
+        if framing is None:
+            return None
+        method, target, version = parsed
+        try:
+            target, host, fields = host_rules(version, target, fields, framing.hosts)
+        except Refused:
+            return None
+        return self._made(method, target, version, fields, host, framing, consumed)
+
+    @staticmethod
+    def _made(method, target, version, fields, host, framing, consumed):
+        if framing.connection:
+            tokens = connection_tokens(framing.connection)
+            close = b"close" in tokens
+            keep_alive = not close if version == b"1.1" else b"keep-alive" in tokens and not close
+            upgrade = framing.upgrade and b"upgrade" in tokens
+        else:
+            keep_alive = version == b"1.1"
+            upgrade = False
+        expect = framing.expect
+        head = RequestHead(
+            method,
+            target,
+            version,
+            fields,
+            host,
+            framing.content_length,
+            framing.chunked,
+            keep_alive,
+            upgrade,
+            expect is not None and version == b"1.1" and expect.lower() == b"100-continue",
+        )
+        return head, consumed
+
+
+class ResponseParser(_Parser):
+    """The response side, less the back end's :meth:`_fields` (see the module doc)."""
+
+    _request = False
+
+    def __init__(
+        self,
+        handler: ResponseHandler,
+        method: bytes = b"GET",
+        max_head_size: int = MAX_RESPONSE_HEAD,
+    ) -> None:
+        super().__init__()
+        self._handler = handler
+        self._method = method
+        self._max_head = max_head_size
+        self._scanned = 0
+        self._eof = False
+        self._idle = False
+
+    def next_response(self, method: bytes) -> None:
+        self._method = method
+        self._idle = False
+        self.resume()
+
+    def _complete(self, trailers: List[Field]) -> None:
+        self._idle = True
+        super()._complete(trailers)
+
+    def eof(self) -> None:
+        self._eof = True
+        if not self._paused and not self._running:
+            self._closed()
+
+    def resume(self) -> None:
+        super().resume()
+        if self._eof and not self._paused and not self._running:
+            self._closed()
+
+    def _closed(self) -> None:
+        """The backend has closed and everything it sent is parsed."""
+        self._eof = False
+        if self._state == _UNTIL_CLOSE:
+            self._complete([])
+        elif self._state in (_BODY, _CHUNKED) or (self._buffer and not self._idle):
+            self._fail(502, "the backend closed the connection in the middle of a response")
+
+    def _error(self, detail: str) -> bool:
+        self._fail(502, detail)
+        return False
+
+    def _head(self) -> bool:
+        buffer = self._buffer
+        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        if end == -1:
+            self._scanned = len(buffer)
+            if len(buffer) > self._max_head:
+                return self._error(f"the response head is larger than {self._max_head} bytes")
+            return False
+        self._scanned = 0
+        head = buffer[:end]
+        if end > self._max_head:
+            return self._error(f"the response head is larger than {self._max_head} bytes")
+        line, _, block = head.partition(b"\r\n")
+        if (
+            line[:7] != b"HTTP/1."
+            or not line[7:8].isdigit()
+            or line[8:9] != b" "
+            or len(line[9:12]) != 3
+            or not line[9:12].isdigit()
+            or line[12:13] not in (b"", b" ")
+        ):
+            return self._error(f"not an HTTP/1.x status line: {line[:40]!r}")
+        status = int(line[9:12])
+        if status < 100:
+            return self._error(f"status {status} is not a valid status")
+        reason = line[13:]
+        if b"\r" in reason or b"\n" in reason or b"\x00" in reason:
+            return self._error("a bare CR or LF, or a NUL, in the status line")
+        split = self._fields(block)
+        if split is not None:
+            fields = split[0]
+        else:
+            if unusual_bytes(block):
+                return self._error("a bare CR or LF, a NUL or obs-fold in the response head")
+            fields = split_fields(block)
+            if fields is None:
+                return self._error("a malformed response header field")
+        self._buffer = buffer[end + 4 :]
+        version = b"1.0" if line[7:8] == b"0" else b"1.1"
+        if status < 200 and status != 101:
+            self._handler.interim(status, fields)
+            return self._state == _HEAD
+        return self._final(status, reason, version, fields)
+
+    def _final(self, status: int, reason: bytes, version: bytes, fields: List[Field]) -> bool:
+        content_length = None
+        chunked = False
+        connection: List[bytes] = []
+        for name, value in fields:
+            size = len(name)
+            if size == 14 and name.lower() == b"content-length":
+                if content_length is not None or not value.isdigit():
+                    return self._error("a repeated or invalid Content-Length")
+                content_length = int(value)
+            elif size == 17 and name.lower() == b"transfer-encoding":
+                if chunked or value.lower() != b"chunked":
+                    return self._error("a Transfer-Encoding other than chunked")
+                chunked = True
+            elif size == 10 and name.lower() == b"connection":
+                connection.append(value)
+        if chunked and content_length is not None:
+            return self._error("Content-Length with Transfer-Encoding")
+        tokens = connection_tokens(connection) if connection else []
+        keep_alive = b"close" not in tokens and (version == b"1.1" or b"keep-alive" in tokens)
+        no_body = status in (101, 204, 304) or self._method == b"HEAD"
+        if no_body:
+            content_length, chunked = None, False
+        until_close = not no_body and not chunked and content_length is None
+        head = ResponseHead(
+            status,
+            reason,
+            version,
+            fields,
+            content_length,
+            chunked,
+            until_close,
+            keep_alive and not until_close,
+            status == 101,
+        )
+        self.body_received = 0
+        self._handler.response_head(head)
+        if self._state != _HEAD:
+            return False
+        if until_close:
+            self._state = _UNTIL_CLOSE
+            return True
+        self._start_body(content_length, chunked, self._max_head)
+        return True
