@@ -51,7 +51,7 @@ LATENCY_BOUNDS_MS = tuple(round(0.25 * 2 ** (i / 2), 3) for i in range(36))
 #: Latency buckets per time bucket (the last one: above every bound).
 LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
 
-#: Counters of a bucket, in the order of :attr:`Series.counts` (one array per counter).
+#: The counters of a bucket: one array of :class:`Series` each, by these names.
 COUNTERS = ("requests", "sessions", "errors", "live_sessions")
 
 #: Status codes from this one up are errors (502 refused or failed, 503, 504 timed out).
