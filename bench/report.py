@@ -1,6 +1,9 @@
 """Turn benchmark results (bench/out/LABEL.json) into the tables of bench/RESULTS.md.
 
 .venv/bin/python bench/report.py before after      # prints Markdown, one section per label
+.venv/bin/python bench/report.py --png docs/_static/bench round18-new round17
+    # writes ratios.png and scale.png (bench/charts.py, needs matplotlib: the bench extra);
+    # each scenario is taken from the first label that has it
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Optional
+
+import charts
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -552,7 +557,75 @@ def section(label: str) -> str:
     return "\n".join(out)
 
 
+#: The pictures' scenarios: (key, title, amount of work per proxy CPU-second of a row).
+CHART_SCENARIOS = (
+    ("msg64", "64 B messages, 100 sessions", lambda r: _per_cpu(r["msgs"], r)),
+    ("msg64k", "64 KiB messages, 16 sessions", lambda r: _per_cpu(r["bytes"], r)),
+    ("handshake", "WebSocket handshakes", _handshakes_eff),
+    ("http", "HTTP keep-alive GETs", _eff),
+    ("post", "1 MiB POST bodies (MB)", lambda r: _eff(r, _mb)),
+)
+
+
+def chart_rows(runs: list[tuple[str, dict]]) -> list[tuple[str, dict[str, float]]]:
+    """``(title [label], {proxy: per CPU-s vs nginx})``; a scenario from the first run with it."""
+    rows = []
+
+    def add(title: str, label: str, cells: dict, amount) -> None:
+        nginx = amount(cells["nginx"]) if "nginx" in cells else None
+        if not nginx:
+            return
+        ratios = {}
+        for proxy in ("haproxy", "clbproxy"):
+            mine = amount(cells[proxy]) if proxy in cells else None
+            if mine is not None:
+                ratios[proxy] = mine / nginx
+        rows.append((f"{title} [{label}]", ratios))
+
+    for key, title, amount in CHART_SCENARIOS:
+        found = next(((lb, r["scenarios"][key]) for lb, r in runs if key in r["scenarios"]), None)
+        if found is not None:
+            add(title, found[0], found[1], amount)
+    found = next(((lb, r) for lb, r in runs if "wss_handshake" in r["scenarios"]), None)
+    if found is not None:
+        label, results = found
+        cells = results["scenarios"]["wss_handshake"]
+        for cell in WSS_CELLS:
+            per_proxy = {p: cells[f"{p}-{cell}"] for p in ("nginx", "haproxy", "clbproxy")
+                         if f"{p}-{cell}" in cells}  # fmt: skip
+            add(f"WSS handshakes, {cell}", label, per_proxy, _handshakes_eff)
+    return rows
+
+
+def write_pngs(directory: Path, labels: list[str]) -> list[Path]:
+    """ratios.png and scale.png of these runs into ``directory``; the paths written."""
+    runs = [(label, json.loads((OUT / f"{label}.json").read_text())) for label in labels]
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    rows = chart_rows(runs)
+    if rows:
+        titles = " ".join(title for title, _ in rows)
+        used = [(lb, r["machine"]["date"]) for lb, r in runs if f"[{lb}]" in titles]
+        path = directory / "ratios.png"
+        charts.ratios_chart(rows, used, path)
+        written.append(path)
+    scaled = next(((lb, r) for lb, r in runs if "scale" in r), None)
+    if scaled is not None:
+        label, results = scaled
+        path = directory / "scale.png"
+        charts.scale_chart(results["scale"], label, results["machine"]["date"], path)
+        written.append(path)
+    return written
+
+
 def main(labels: list[str]) -> int:
+    if labels and labels[0] == "--png":
+        if len(labels) < 3:
+            print("usage: report.py --png DIRECTORY LABEL [LABEL ...]", file=sys.stderr)
+            return 2
+        for path in write_pngs(Path(labels[1]), labels[2:]):
+            print(path)
+        return 0
     print("\n".join(section(label) for label in labels))
     return 0
 

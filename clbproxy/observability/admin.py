@@ -2,6 +2,9 @@
 
 - ``GET /``: the status page (it refreshes itself);
 - ``GET /api/status``: listeners, rules, target groups and backends as JSON;
+- ``GET /api/series``: the last 15 minutes of traffic per listener and backend, in
+  5-second buckets (:mod:`clbproxy.observability.series`); ``?raw=1``: as counts and
+  latency histograms (what a worker gives its supervisor to merge);
 - ``POST /api/backends/GROUP/ADDRESS/drain|disable|enable``: a backend's runtime state;
   a drain may end: ``{"close_after": S, "spread": S}`` relieves its sessions after
   a grace, spread over some seconds;
@@ -37,7 +40,7 @@ import json
 import os
 import re
 from typing import Any, Optional, Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from twisted.logger import Logger
@@ -45,6 +48,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from clbproxy.config import AdminConfig
+from clbproxy.observability import series as charts
 from clbproxy.observability.livestate import LiveState
 from clbproxy.upstream.balancer import DRAIN, MAINT, READY, UnknownBackend
 
@@ -206,11 +210,16 @@ class AdminResource(Resource):
     isLeaf = True
 
     def __init__(
-        self, live: Optional[LiveState], registry: CollectorRegistry, admin: AdminConfig
+        self,
+        live: Optional[LiveState],
+        registry: CollectorRegistry,
+        admin: AdminConfig,
+        series: Optional[charts.SeriesStore] = None,
     ) -> None:
         super().__init__()
         self.live = live
         self.registry = registry
+        self.series = series
         self.configure(admin)
         with open(os.path.join(STATIC, "status.html"), "rb") as page:
             self._page = page.read()
@@ -274,6 +283,12 @@ class AdminResource(Resource):
         if path == "/api/status":
             self._allow(request, method, "GET")
             return json_answer(request, 200, self.live.snapshot())
+        if path == "/api/series" and self.series is not None:
+            self._allow(request, method, "GET")
+            self.series.sample()
+            raw = self.series.raw()
+            answer = raw if wants_raw_series(request) else charts.render(raw)
+            return json_answer(request, 200, answer)
         if path.startswith("/api/backends/"):
             parts = path[len("/api/backends/") :].split("/")
             if len(parts) != 3 or not all(parts):
@@ -329,8 +344,19 @@ class AdminResource(Resource):
             raise APIError(400, f"the body is not JSON: {error}") from None
 
 
-def admin_site(live: LiveState, registry: CollectorRegistry, admin: AdminConfig, reactor) -> Site:
+def wants_raw_series(request: Request) -> bool:
+    """``?raw=1``: the series as counts and histograms, for a supervisor to merge."""
+    return parse_qs(urlsplit(request.uri).query).get(b"raw", [b""])[0] in (b"1", b"true")
+
+
+def admin_site(
+    live: LiveState,
+    registry: CollectorRegistry,
+    admin: AdminConfig,
+    reactor,
+    series: Optional[charts.SeriesStore] = None,
+) -> Site:
     """The admin listener's site."""
-    site = Site(AdminResource(live, registry, admin), reactor=reactor)
+    site = Site(AdminResource(live, registry, admin, series), reactor=reactor)
     site.displayTracebacks = False
     return site

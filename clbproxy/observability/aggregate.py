@@ -25,6 +25,11 @@ any worker reports (``unhealthy`` > ``unknown`` > ``healthy``) with each
 worker's view under ``workers``; its runtime state and weight are the first
 worker's (actions are applied to every worker); recent errors are merged, newest
 first.
+
+The status page's charts (``/api/series``) are merged by
+:func:`clbproxy.observability.series.merge_raw`: each worker's counts and latency
+histograms per 5-second bucket are summed, and percentiles are taken from the
+summed histograms (never from the workers' percentiles).
 """
 
 from __future__ import annotations
@@ -59,8 +64,11 @@ from clbproxy.observability.admin import (
     AdminResource,
     APIError,
     json_answer,
+    wants_raw_series,
 )
 from clbproxy.observability.livestate import RECENT_ERRORS
+from clbproxy.observability.series import merge_raw
+from clbproxy.observability.series import render as render_series
 
 log = Logger()
 
@@ -309,6 +317,9 @@ class GroupAdminResource(AdminResource):
         if path == "/api/status":
             self._allow(request, method, "GET")
             return self._later(request, self._status(request))
+        if path == "/api/series":
+            self._allow(request, method, "GET")
+            return self._later(request, self._series(request))
         if path.startswith("/api/backends/"):
             parts = path[len("/api/backends/") :].split("/")
             if len(parts) == 3 and all(parts):
@@ -351,6 +362,21 @@ class GroupAdminResource(AdminResource):
             return json_answer(request, 200, status)
 
         return self._ask_all(b"GET", b"/api/status").addCallback(merge)
+
+    def _series(self, request: Request) -> defer.Deferred:
+        """Every worker's counts and histograms, summed; percentiles from the sums."""
+
+        def merge(answers):
+            raws = [
+                json.loads(answer[1])
+                for _, answer in answers
+                if answer is not None and answer[0] == 200
+            ]
+            merged = merge_raw(raws)
+            answer = merged if wants_raw_series(request) else render_series(merged)
+            return json_answer(request, 200, answer)
+
+        return self._ask_all(b"GET", b"/api/series?raw=1").addCallback(merge)
 
     def _metrics(self, request: Request) -> defer.Deferred:
         def merge(answers):

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
 
 from clbproxy.config import AdminConfig, Config, ListenerConfig
@@ -26,6 +27,7 @@ from clbproxy.observability.admin import admin_site
 from clbproxy.observability.fleet import FleetCollector
 from clbproxy.observability.livestate import LiveState, RecentErrors, count_connections
 from clbproxy.observability.metrics import Metrics
+from clbproxy.observability.series import BUCKET_SECONDS, SeriesStore
 from clbproxy.upstream.balancer import TargetGroup
 from clbproxy.upstream.health.view import IHealthView, UnknownHealth
 
@@ -61,8 +63,16 @@ class Observability(Service):
         )
         #: The Prometheus metrics; the reload code counts reloads with ``config_reloaded``.
         self.metrics = Metrics(self.registry, self.live)
+        #: The status page's charts (``GET /api/series``).
+        self.series = SeriesStore(reactor, self.live)
+        self._sampler: Optional[LoopingCall] = None
         self.access_logs = [access_log for access_log, _ in open_access_logs(config)]
-        self._observers: list[ILogObserver] = [self.errors, self.metrics, *self.access_logs]
+        self._observers: list[ILogObserver] = [
+            self.errors,
+            self.metrics,
+            self.series,
+            *self.access_logs,
+        ]
 
     def follow_fleet(self, status: FleetStatus) -> None:
         """A fleet instance: show ``status`` in the status API and the metrics."""
@@ -85,7 +95,7 @@ class Observability(Service):
         admin = admin if admin is not None else self.config.admin
         if admin is None:
             return None
-        site = admin_site(self.live, self.registry, admin, self.reactor)
+        site = admin_site(self.live, self.registry, admin, self.reactor, self.series)
         service = StreamServerEndpointService(serverFromString(self.reactor, admin.bind), site)
         service._raiseSynchronously = True
         service.setName("admin")
@@ -123,8 +133,14 @@ class Observability(Service):
         super().startService()
         for observer in self._observers:
             self.publisher.addObserver(observer)
+        self._sampler = LoopingCall(self.series.sample)
+        self._sampler.clock = self.reactor
+        self._sampler.start(BUCKET_SECONDS, now=False)
 
     def stopService(self):
+        if self._sampler is not None and self._sampler.running:
+            self._sampler.stop()
+        self._sampler = None
         for observer in self._observers:
             self.publisher.removeObserver(observer)
         for access_log in self.access_logs:

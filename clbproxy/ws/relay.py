@@ -289,6 +289,11 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         timers = self.timers
         return timers.last_activity if timers is not None else self._opened
 
+    @property
+    def opened_at(self) -> Optional[float]:
+        """When both hops were open (the reactor's time); None before (the status charts)."""
+        return self._opened
+
     def __init__(
         self,
         *,
