@@ -8,6 +8,7 @@ import tempfile
 
 from twisted.internet import defer, reactor
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.logger import Logger
 from twisted.trial import unittest
 
 from tests.support.observed import Observed
@@ -70,6 +71,22 @@ class StatusPageTests(unittest.TestCase):
         self.assertIn("updated ", dom)
         self.assertIn("<button>Drain</button><button>Disable</button>", dom)
         self.assertIn('<button disabled="">Enable</button>', dom)
+
+    @defer.inlineCallbacks
+    def test_a_recent_error_shows_its_request_id(self):
+        Logger().warn(
+            "backend {backend} of {group}: {reason}",
+            backend=f"127.0.0.1:{self.backend_port}",
+            group="pool",
+            reason="connection refused",
+            outcome="502",
+            request_id="4bf92f3577b34da6a3ce929d0e0e4736",
+        )
+        out, err, code = yield chromium("--dump-dom", self.net.admin_url("/"))
+        dom = out.decode("utf-8", "replace")
+        self.assertEqual(code, 0, err.decode("utf-8", "replace")[-2000:])
+        self.assertIn("connection refused (502)", dom)
+        self.assertIn("(request 4bf92f3577b34da6a3ce929d0e0e4736)", dom)
 
     @defer.inlineCallbacks
     def test_page_can_be_screenshotted(self):
