@@ -103,8 +103,25 @@ def _fleet(reader: Reader, value: Any) -> Optional[FleetConfig]:
     )
     if len(reader.problems) > before:
         return None
+    _check_access(reader, fields)
+    if len(reader.problems) > before:
+        return None
     fields.setdefault("instance", _host_name())
     return FleetConfig(**fields)
+
+
+def _check_access(reader: Reader, fields: dict) -> None:
+    """The etcd credentials and TLS files go together as etcd needs them."""
+    if ("username" in fields) != ("password_file" in fields):
+        missing = "password_file" if "username" in fields else "username"
+        reader.problem(f"fleet.{missing}", "username and password_file go together")
+    if ("cert_file" in fields) != ("key_file" in fields):
+        missing = "key_file" if "cert_file" in fields else "cert_file"
+        reader.problem(f"fleet.{missing}", "cert_file and key_file go together")
+    tls = [key for key in ("ca_file", "cert_file", "key_file") if key in fields]
+    endpoints = fields.get("endpoints", ())
+    if tls and not any(url.startswith("https://") for url in endpoints):
+        reader.problem(f"fleet.{tls[0]}", "is for https:// endpoints; none is")
 
 
 def _host_name() -> str:

@@ -654,6 +654,37 @@ class FleetConfig:
         doc="``[fleet.binds]``: listener name = bind, for the listeners of the shared "
         "document; a listener without one is not served by this instance.",
     )
+    username: Optional[str] = setting(
+        None,
+        doc="etcd user, when etcd has authentication on (``etcdctl auth enable``); "
+        "needs ``password_file``.  It needs read and write access to the prefix "
+        "``/clbproxy/<cluster>/``.  Expired tokens are renewed by themselves.",
+        parse=keys.string(),
+    )
+    password_file: Optional[str] = setting(
+        None,
+        doc="A file whose first line is ``username``'s password (keep it mode 0600; "
+        "the password never goes in tap.conf).  Read at start and on SIGHUP.",
+        parse=keys.file(),
+    )
+    ca_file: Optional[str] = setting(
+        None,
+        shown="the system's CAs",
+        doc="PEM bundle of the CAs that sign the etcd members' certificates, for "
+        "``https://`` endpoints.",
+        parse=keys.file(),
+    )
+    cert_file: Optional[str] = setting(
+        None,
+        doc="PEM client certificate presented to etcd (``--client-cert-auth``), with "
+        "``key_file``; for ``https://`` endpoints.",
+        parse=keys.file(),
+    )
+    key_file: Optional[str] = setting(
+        None,
+        doc="The PEM private key of ``cert_file`` (unencrypted).",
+        parse=keys.file(),
+    )
 
 
 @attrs.frozen

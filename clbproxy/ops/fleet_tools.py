@@ -21,6 +21,7 @@ from clbproxy.config import ConfigError, FleetConfig
 from clbproxy.config.fleet import LocalFile, merge
 from clbproxy.config.reader import Reader, parse_toml, read_file
 from clbproxy.fleet import messages
+from clbproxy.fleet.access import Access, read_password
 from clbproxy.fleet.blocking import BlockingGateway
 from clbproxy.fleet.messages import FleetKeys, GatewayError, prefix_end
 
@@ -44,6 +45,13 @@ def fleet_commands(commands) -> None:
             help="an etcd client URL (repeat it for each member)",
         )
         parser.add_argument("--cluster", metavar="NAME", required=True, help="the fleet's name")
+        parser.add_argument("--user", metavar="NAME", help="etcd user (etcd with auth on)")
+        parser.add_argument(
+            "--password-file", metavar="FILE", help="a file whose first line is the password"
+        )
+        parser.add_argument("--ca-file", metavar="FILE", help="CA bundle for https:// etcd")
+        parser.add_argument("--cert-file", metavar="FILE", help="client certificate for etcd")
+        parser.add_argument("--key-file", metavar="FILE", help="its private key")
 
     push = tools.add_parser(
         "push",
@@ -111,7 +119,9 @@ def _push(options: argparse.Namespace) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return 1
-    client = BlockingGateway(options.etcd)
+    client = _client(options)
+    if client is None:
+        return 1
     key = keys.config.decode()
     try:
         if options.if_revision is not None:
@@ -134,6 +144,29 @@ def _push(options: argparse.Namespace) -> int:
         return 1
     print(f"{options.file}: pushed to etcd:{key}@{revision}")
     return 0
+
+
+def _client(options: argparse.Namespace) -> Optional[BlockingGateway]:
+    """The etcd client the options describe, or None after printing why not."""
+    try:
+        if (options.user is None) != (options.password_file is None):
+            raise ConfigError(["--user and --password-file go together"])
+        if (options.cert_file is None) != (options.key_file is None):
+            raise ConfigError(["--cert-file and --key-file go together"])
+        password = None
+        if options.password_file is not None:
+            password = read_password(options.password_file, "--password-file")
+        access = Access(
+            username=options.user,
+            password=password,
+            ca_file=options.ca_file,
+            cert_file=options.cert_file,
+            key_file=options.key_file,
+        )
+        return BlockingGateway(options.etcd, access=access)
+    except ConfigError as error:
+        print(f"clbproxy: fleet: {error.problems[0]}", file=sys.stderr)
+        return None
 
 
 def read_status(client: BlockingGateway, keys: FleetKeys) -> tuple[int, list[dict]]:
@@ -160,7 +193,9 @@ def _status(
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     keys = FleetKeys(options.cluster)
-    client = BlockingGateway(options.etcd)
+    client = _client(options)
+    if client is None:
+        return 1
     deadline = clock() + options.wait
     while True:
         try:

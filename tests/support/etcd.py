@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from typing import Optional
 
@@ -130,6 +131,12 @@ class EtcdCluster:
                 try:
                     post(member.url, "/v3/kv/range", {"key": "aGVhbHRo"}, timeout=1.0)
                     break
+                except urllib.error.HTTPError as error:
+                    if error.code in (400, 401):
+                        break  # authentication is on: the member answers
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"etcd {member.name} not healthy") from error
+                    time.sleep(0.1)
                 except OSError as error:
                     if time.monotonic() > deadline:
                         message = f"etcd {member.name} not healthy; see {member.log_path}"

@@ -1,0 +1,95 @@
+"""Fleet mode against an etcd with authentication on: tokens that expire and a restarted member.
+
+One etcd member started with ``--auth-token simple --auth-token-ttl 2``: its
+tokens die 2 s after their last use, and all of them when it restarts; the
+instance must renew its token for calls and for the watch without dropping
+its configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from clbproxy.fleet.access import Access
+from tests.integration.test_fleet import clbproxy_command
+from tests.support.fleet import CLUSTER, Fleet
+
+PASSWORD = "fleet-pass"
+
+
+def etcdctl(fleet: Fleet, *args: str) -> None:
+    subprocess.run(
+        ["etcdctl", "--endpoints", fleet.etcd.endpoints[0], *args],
+        check=True,
+        capture_output=True,
+        timeout=10,
+        env={**os.environ, "ETCDCTL_API": "3"},
+    )
+
+
+def enable_auth(fleet: Fleet) -> None:
+    """A root user, and a user ``clb`` that may read and write ``/clbproxy/`` only."""
+    with open(os.path.join(fleet.directory, "etcd.pass"), "w") as f:
+        f.write(PASSWORD + "\n")
+    etcdctl(fleet, "user", "add", "root:root-pass")
+    etcdctl(fleet, "user", "add", f"clb:{PASSWORD}")
+    etcdctl(fleet, "role", "add", "fleet")
+    etcdctl(fleet, "role", "grant-permission", "fleet", "--prefix=true", "readwrite", "/clbproxy/")
+    etcdctl(fleet, "user", "grant-role", "clb", "fleet")
+    etcdctl(fleet, "auth", "enable")
+    fleet.gateway.access = Access(username="clb", password=PASSWORD)
+
+
+class FleetAuthTests(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self):
+        if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
+            raise unittest.SkipTest("etcd is not installed (scripts/test installs etcd-server)")
+
+    @defer.inlineCallbacks
+    def test_expired_tokens_and_a_restarted_member_are_renewed_without_dropping_the_config(self):
+        fleet = Fleet(
+            self,
+            instances=1,
+            members=1,
+            etcd_flags={"auth_token": "simple", "auth_token_ttl": "2"},
+            fleet_extra='username = "clb"\npassword_file = "etcd.pass"',
+            prepare=enable_auth,
+        )
+        yield fleet.start()
+        [instance] = fleet.instances
+        # Every token dies with the member: the watch reconnects with a dead one.
+        member = fleet.etcd.members[0]
+        fleet.etcd.stop(member)
+        fleet.etcd.start(member)
+        fleet.etcd.wait_healthy()
+        _, body = yield fleet.get(instance)
+        self.assertEqual(body, "v0")
+        yield task.deferLater(reactor, 2.5, lambda: None)  # and the pusher's token expired
+        fleet.gateway.token = "stale.1"
+        revision = yield fleet.push("v1")
+        yield fleet.wait_answer(instance, "v1", timeout=10)
+        status = yield fleet.wait_status(instance, lambda f: f["connected"])
+        self.assertEqual(status["applied_revision"], revision)
+        self.assertIn("etcd refused the auth token; authenticating again", instance.log())
+        self.assertNotIn("rejected", instance.log())
+
+        etcd = ["--etcd", fleet.etcd.endpoints[0], "--cluster", CLUSTER]
+        credentials = [
+            "--user",
+            "clb",
+            "--password-file",
+            os.path.join(fleet.directory, "etcd.pass"),
+        ]
+        shown = clbproxy_command("fleet", "status", *etcd, *credentials, "--wait", "5")
+        self.assertEqual(shown.returncode, 0, shown.stdout + shown.stderr)
+        self.assertIn("node-1: applied", shown.stdout)
+        refused = clbproxy_command("fleet", "status", *etcd)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("user name is empty", refused.stderr)
