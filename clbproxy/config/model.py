@@ -614,6 +614,36 @@ class DemoBackendConfig:
 
 
 @attrs.frozen
+class FleetListenerConfig:
+    """``[fleet.listeners.NAME]``: what of the shared listener NAME belongs to this machine."""
+
+    #: The listener's name in the shared document (the table's name).
+    name: str
+    bind: Optional[str] = setting(
+        None,
+        shown="(none)",
+        doc="Where the listener listens on this machine (as a listener's ``bind``); "
+        "the short form is ``[fleet.binds]``, and one of the two is needed for the "
+        "listener to be served here.",
+        parse=keys.bind(),
+    )
+    access_log: Optional[AccessLogConfig] = setting(
+        None,
+        shown="``[access_log]``",
+        doc="The listener's own ``{ path = ..., format = ... }`` on this machine "
+        "(a listener's ``access_log``).",
+    )
+    state_directory: Optional[str] = setting(
+        None,
+        shown="``clbproxy-state``",
+        doc="The listener's ``tls.state_directory`` on this machine (where "
+        "``self_signed`` keeps its files); used when the document's listener has a "
+        "``tls`` table.",
+        parse=keys.string(),
+    )
+
+
+@attrs.frozen
 class FleetConfig:
     """``[fleet]``: this instance takes its routing configuration from etcd.
 
@@ -653,6 +683,12 @@ class FleetConfig:
         shown="(none)",
         doc="``[fleet.binds]``: listener name = bind, for the listeners of the shared "
         "document; a listener without one is not served by this instance.",
+    )
+    listeners: tuple[FleetListenerConfig, ...] = setting(
+        (),
+        shown="(none)",
+        doc="``[fleet.listeners.NAME]`` tables (below): the bind, access log and TLS "
+        "state directory of the shared listener NAME on this machine.",
     )
     username: Optional[str] = setting(
         None,
@@ -757,4 +793,5 @@ TABLES: dict[str, type] = {
     "access_log": AccessLogConfig,
     "admin": AdminConfig,
     "fleet": FleetConfig,
+    "fleet.listeners": FleetListenerConfig,
 }

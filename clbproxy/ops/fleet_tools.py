@@ -105,6 +105,7 @@ def check_document(path: str, cluster: str) -> str:
             binds=tuple((name, "tcp:0") for name in names),
         ),
         table={},
+        listeners={name: {"bind": "tcp:0"} for name in names},
     )
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     merge(local, text, path)
