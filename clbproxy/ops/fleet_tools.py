@@ -188,6 +188,15 @@ def read_status(client: BlockingGateway, keys: FleetKeys) -> tuple[int, list[dic
     return revision, instances
 
 
+def instance_state(item: dict, revision: int) -> str:
+    """``current`` (applied the newest document), ``rejected`` (refused it) or ``behind``."""
+    if item.get("applied_revision") == revision:
+        return "current"
+    if revision and item.get("rejected_revision") == revision:
+        return "rejected"
+    return "behind"
+
+
 def _status(
     options: argparse.Namespace,
     clock: Callable[[], float] = time.monotonic,
@@ -204,8 +213,9 @@ def _status(
         except GatewayError as error:
             print(f"clbproxy: fleet status: etcd: {error}", file=sys.stderr)
             return 1
-        behind = [i for i in instances if i.get("applied_revision") != revision]
-        if not behind or clock() >= deadline:
+        states = [instance_state(item, revision) for item in instances]
+        # A rejection is final for that revision: only "behind" is worth waiting for.
+        if "behind" not in states or clock() >= deadline:
             break
         sleep(0.2)
     if options.json:
@@ -213,22 +223,31 @@ def _status(
     else:
         print(f"etcd:{keys.config.decode()}@{revision}: {len(instances)} instance(s)")
         for item in instances:
-            print(_line(item, revision))
-    if behind:
-        names = ", ".join(str(i.get("instance")) for i in behind)
-        print(f"not at revision {revision}: {names}", file=sys.stderr)
-        return 1
-    return 0
+            print(status_line(item, revision))
+    failed = False
+    for state in ("rejected", "behind"):
+        names = [str(i.get("instance")) for i, s in zip(instances, states) if s == state]
+        if names:
+            failed = True
+            print(f"{state} at revision {revision}: {', '.join(names)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
-def _line(item: dict, revision: int) -> str:
+def status_line(item: dict, revision: int) -> str:
+    """One instance in ``fleet status``: its state first, then what it applied and how."""
     applied = item.get("applied_revision")
-    state = "current" if applied == revision else "behind"
-    line = (
-        f"  {item.get('instance')}: applied {applied} ({state}), source {item.get('source')}, "
-        f"{'connected' if item.get('connected') else 'not connected'}"
+    state = instance_state(item, revision)
+    how = (
+        f"source {item.get('source')}, {'connected' if item.get('connected') else 'not connected'}"
     )
+    name = item.get("instance")
+    if state == "rejected":
+        return (
+            f"  {name}: rejected at {revision}: {item.get('rejected_reason')} "
+            f"(applied {applied} serves), {how}"
+        )
+    line = f"  {name}: applied {applied} ({state}), {how}"
     rejected: Optional[int] = item.get("rejected_revision")
     if rejected:
-        line += f", rejected {rejected}: {item.get('rejected_reason')}"
+        line += f"; rejected {rejected} before: {item.get('rejected_reason')}"
     return line
