@@ -188,6 +188,8 @@ class Fleet:
         )
         testcase.addCleanup(self.etcd.remove)
         self.prepare = prepare
+        #: The etcd URLs the instances are given (default: every member's).
+        self.instance_endpoints: Optional[list[str]] = None
         addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
         self.instances = [
             Instance(testcase, self.directory, f"node-{i + 1}", addresses[i % 3], top, fleet_extra)
@@ -225,7 +227,7 @@ class Fleet:
             self.ws_ports.append(port.getHost().port)
         yield self.push("v0")
         for instance in self.instances:
-            instance.write(self.etcd.endpoints)
+            instance.write(self.instance_endpoints or self.etcd.endpoints)
             instance.start()
         for instance in self.instances:
             yield self.wait_serving(instance)
