@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 
+import trustme
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from clbproxy.fleet.access import Access
+from clbproxy.fleet.gateway import Gateway
 from tests.integration.test_fleet import clbproxy_command
 from tests.support.fleet import CLUSTER, Fleet
 
@@ -103,3 +106,83 @@ class FleetAuthTests(unittest.TestCase):
         refused = clbproxy_command("fleet", "status", *etcd)
         self.assertEqual(refused.returncode, 1)
         self.assertIn("user name is empty", refused.stderr)
+
+
+class FleetTLSTests(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self):
+        if shutil.which("etcd") is None:
+            raise unittest.SkipTest("etcd is not installed (scripts/test installs etcd-server)")
+
+    @defer.inlineCallbacks
+    def test_an_instance_follows_an_https_etcd_that_wants_a_client_certificate(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        authority = trustme.CA()
+        server = authority.issue_cert("127.0.0.1")
+        client = authority.issue_cert("clbproxy-node")
+        files = {
+            "ca.pem": authority.cert_pem,
+            "etcd.pem": server.cert_chain_pems[0],
+            "etcd.key": server.private_key_pem,
+            "client.pem": client.cert_chain_pems[0],
+            "client.key": client.private_key_pem,
+        }
+        for name, blob in files.items():
+            blob.write_to_path(os.path.join(directory, name))
+        context = ssl.create_default_context(cafile=os.path.join(directory, "ca.pem"))
+        context.load_cert_chain(
+            os.path.join(directory, "client.pem"), os.path.join(directory, "client.key")
+        )
+        access = Access(
+            ca_file=os.path.join(directory, "ca.pem"),
+            cert_file=os.path.join(directory, "client.pem"),
+            key_file=os.path.join(directory, "client.key"),
+        )
+
+        def tls_gateway(fleet: Fleet) -> None:
+            fleet.gateway = Gateway(reactor, fleet.etcd.endpoints, access=access)
+            self.addCleanup(fleet.gateway.close)
+
+        fleet = Fleet(
+            self,
+            instances=1,
+            members=1,
+            etcd_flags={
+                "context": context,
+                "cert_file": os.path.join(directory, "etcd.pem"),
+                "key_file": os.path.join(directory, "etcd.key"),
+                "trusted_ca_file": os.path.join(directory, "ca.pem"),
+                "client_cert_auth": "true",
+            },
+            fleet_extra=(
+                f'ca_file = "{directory}/ca.pem"\ncert_file = "{directory}/client.pem"\n'
+                f'key_file = "{directory}/client.key"'
+            ),
+            prepare=tls_gateway,
+        )
+        yield fleet.start()
+        [instance] = fleet.instances
+        self.assertTrue(fleet.etcd.endpoints[0].startswith("https://"))
+        revision = yield fleet.push("over tls")
+        yield fleet.wait_answer(instance, "over tls", timeout=5)
+        yield fleet.wait_status(instance, lambda f: f["applied_revision"] == revision)
+
+        etcd = ["--etcd", fleet.etcd.endpoints[0], "--cluster", CLUSTER]
+        tls = ["--ca-file", access.ca_file]
+        refused = clbproxy_command("fleet", "status", *etcd, *tls)
+        self.assertEqual(refused.returncode, 1)
+        self.assertTrue(refused.stderr.startswith("clbproxy: fleet status: etcd: "), refused.stderr)
+        self.assertEqual(len(refused.stderr.splitlines()), 1, refused.stderr)
+        shown = clbproxy_command(
+            "fleet",
+            "status",
+            *etcd,
+            *tls,
+            "--cert-file",
+            access.cert_file,
+            "--key-file",
+            access.key_file,
+        )
+        self.assertEqual(shown.returncode, 0, shown.stdout + shown.stderr)
