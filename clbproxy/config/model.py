@@ -700,7 +700,7 @@ class FleetConfig:
     password_file: Optional[str] = setting(
         None,
         doc="A file whose first line is ``username``'s password (keep it mode 0600; "
-        "the password never goes in tap.conf).  Read at start and on SIGHUP.",
+        "the password never goes in tap.conf).  Read at start: a new password needs a restart.",
         parse=keys.file(),
     )
     ca_file: Optional[str] = setting(
