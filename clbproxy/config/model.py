@@ -638,6 +638,36 @@ class DemoBackendConfig:
 
 
 @attrs.frozen
+class FleetListenerConfig:
+    """``[fleet.listeners.NAME]``: what of the shared listener NAME belongs to this machine."""
+
+    #: The listener's name in the shared document (the table's name).
+    name: str
+    bind: Optional[str] = setting(
+        None,
+        shown="(none)",
+        doc="Where the listener listens on this machine (as a listener's ``bind``); "
+        "the short form is ``[fleet.binds]``, and one of the two is needed for the "
+        "listener to be served here.",
+        parse=keys.bind(),
+    )
+    access_log: Optional[AccessLogConfig] = setting(
+        None,
+        shown="``[access_log]``",
+        doc="The listener's own ``{ path = ..., format = ... }`` on this machine "
+        "(a listener's ``access_log``).",
+    )
+    state_directory: Optional[str] = setting(
+        None,
+        shown="``clbproxy-state``",
+        doc="The listener's ``tls.state_directory`` on this machine (where "
+        "``self_signed`` keeps its files); used when the document's listener has a "
+        "``tls`` table.",
+        parse=keys.string(),
+    )
+
+
+@attrs.frozen
 class FleetConfig:
     """``[fleet]``: this instance takes its routing configuration from etcd.
 
@@ -677,6 +707,43 @@ class FleetConfig:
         shown="(none)",
         doc="``[fleet.binds]``: listener name = bind, for the listeners of the shared "
         "document; a listener without one is not served by this instance.",
+    )
+    listeners: tuple[FleetListenerConfig, ...] = setting(
+        (),
+        shown="(none)",
+        doc="``[fleet.listeners.NAME]`` tables (below): the bind, access log and TLS "
+        "state directory of the shared listener NAME on this machine.",
+    )
+    username: Optional[str] = setting(
+        None,
+        doc="etcd user, when etcd has authentication on (``etcdctl auth enable``); "
+        "needs ``password_file``.  It needs read and write access to the prefix "
+        "``/clbproxy/<cluster>/``.  Expired tokens are renewed by themselves.",
+        parse=keys.string(),
+    )
+    password_file: Optional[str] = setting(
+        None,
+        doc="A file whose first line is ``username``'s password (keep it mode 0600; "
+        "the password never goes in tap.conf).  Read at start: a new password needs a restart.",
+        parse=keys.file(),
+    )
+    ca_file: Optional[str] = setting(
+        None,
+        shown="the system's CAs",
+        doc="PEM bundle of the CAs that sign the etcd members' certificates, for "
+        "``https://`` endpoints.",
+        parse=keys.file(),
+    )
+    cert_file: Optional[str] = setting(
+        None,
+        doc="PEM client certificate presented to etcd (``--client-cert-auth``), with "
+        "``key_file``; for ``https://`` endpoints.",
+        parse=keys.file(),
+    )
+    key_file: Optional[str] = setting(
+        None,
+        doc="The PEM private key of ``cert_file`` (unencrypted).",
+        parse=keys.file(),
     )
 
 
@@ -750,4 +817,5 @@ TABLES: dict[str, type] = {
     "access_log": AccessLogConfig,
     "admin": AdminConfig,
     "fleet": FleetConfig,
+    "fleet.listeners": FleetListenerConfig,
 }

@@ -8,6 +8,12 @@ A watch runs on the current endpoint through its own streaming protocol
 connection open: ``Watch.cancel()`` stops the transport itself, so no watch
 connection is left behind on etcd.  Connections are not pooled (a pool would
 keep the cut ones).
+
+With a user (:class:`~clbproxy.fleet.access.Access`) every request carries a
+token; etcd's "invalid auth token" (an expired token, a restarted member) makes
+the gateway authenticate again and retry once, for calls and watches alike, so
+the configuration in use is never dropped for it.  ``https://`` endpoints use
+the access's CA bundle and client certificate.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
 from clbproxy.fleet import messages
+from clbproxy.fleet.access import Access, is_invalid_token, tls_policy
 from clbproxy.fleet.messages import GatewayError, WatchResponse
 from clbproxy.fleet.stream import WatchStream
 
@@ -31,6 +38,10 @@ log = Logger()
 #: The header that makes a watch end when its member has no leader (about 4 s after).
 HAS_LEADER = {"Grpc-Metadata-hasleader": ["true"], "Content-Type": ["application/json"]}
 JSON = {"Content-Type": ["application/json"]}
+
+
+class InvalidToken(GatewayError):
+    """etcd did not accept the token (expired, or its member restarted)."""
 
 
 class _QuietFactory(_HTTP11ClientFactory):
@@ -103,13 +114,22 @@ class Gateway:
         *,
         timeout: float = 3.0,
         client: Optional[treq.client.HTTPClient] = None,
+        access: Optional[Access] = None,
     ) -> None:
         self.reactor = reactor
         self.endpoints = list(endpoints)
         self.index = 0
         self.timeout = timeout
+        self.access = access or Access()
+        #: The current token (None: not authenticated yet, or no user).
+        self.token: Optional[str] = None
+        #: Tokens obtained so far (the first and each renewal).
+        self.authentications = 0
+        self._waiting: list[defer.Deferred] = []
         self._pool = _QuietPool(reactor, persistent=False)
-        self._client = client or treq.client.HTTPClient(Agent(reactor, pool=self._pool))
+        self._client = client or treq.client.HTTPClient(
+            Agent(reactor, contextFactory=tls_policy(self.access), pool=self._pool)
+        )
 
     @property
     def endpoint(self) -> str:
@@ -147,8 +167,29 @@ class Gateway:
 
     @defer.inlineCallbacks
     def _post(self, endpoint: str, path: str, body: dict, timeout: float):
+        if self.access.authenticates and self.token is None:
+            yield self.authenticate(endpoint, timeout)
+        try:
+            data = yield self._post_once(endpoint, path, body, timeout)
+        except InvalidToken:
+            if not self.access.authenticates:
+                raise
+            yield self.authenticate(endpoint, timeout, renew=True)
+            data = yield self._post_once(endpoint, path, body, timeout)
+        return data
+
+    def _headers(self, base: dict) -> dict:
+        if self.token is None:
+            return base
+        return {**base, "Authorization": [self.token]}
+
+    @defer.inlineCallbacks
+    def _post_once(self, endpoint: str, path: str, body: dict, timeout: float, token: bool = True):
         response = yield self._client.post(
-            endpoint + path, data=json.dumps(body).encode(), headers=JSON, timeout=timeout
+            endpoint + path,
+            data=json.dumps(body).encode(),
+            headers=self._headers(JSON) if token else JSON,
+            timeout=timeout,
         )
         text = yield response.content()
         try:
@@ -156,9 +197,49 @@ class Gateway:
         except ValueError:
             raise GatewayError(f"HTTP {response.code}: not JSON") from None
         problem = messages.error_text(data)
+        if is_invalid_token(problem):
+            raise InvalidToken(f"HTTP {response.code}: {problem}")
         if response.code != 200 or problem is not None:
             raise GatewayError(f"HTTP {response.code}: {problem or 'error'}")
         return data
+
+    def authenticate(
+        self, endpoint: Optional[str] = None, timeout: Optional[float] = None, renew: bool = False
+    ) -> defer.Deferred:
+        """Get a token for the access's user; callers meanwhile share the one request
+        (``renew``: the current token was refused)."""
+        waiter: defer.Deferred = defer.Deferred()
+        self._waiting.append(waiter)
+        if len(self._waiting) > 1:
+            return waiter
+        if renew:
+            log.info("fleet: etcd refused the auth token; authenticating again")
+        d = self._post_once(
+            endpoint or self.endpoint,
+            "/v3/auth/authenticate",
+            self.access.authenticate_request(),
+            timeout or self.timeout,
+            token=False,
+        )
+
+        def got(data: dict) -> None:
+            token = data.get("token")
+            if not isinstance(token, str) or not token:
+                raise GatewayError("etcd: the authenticate answer has no token")
+            self.token = token
+            self.authentications += 1
+
+        def done(result) -> None:
+            waiting, self._waiting = self._waiting, []
+            for each in waiting:
+                if isinstance(result, Failure):
+                    each.errback(result)
+                else:
+                    each.callback(None)
+
+        d.addCallback(got)
+        d.addBoth(done)
+        return waiter
 
     def range(
         self,
@@ -198,39 +279,98 @@ class Gateway:
     ) -> Watch:
         """Watch ``[key, range_end)`` from ``start_revision`` on the current endpoint."""
         watch = Watch()
+        self._watch(watch, key, range_end, start_revision, on_response, renewed=False)
+        return watch
+
+    def _watch(self, watch: Watch, key, range_end, start_revision, on_response, renewed: bool):
+        """One watch request for ``watch``; a refused token renews it and asks once more."""
+        endpoint = self.endpoint
+        if self.access.authenticates and self.token is None and not renewed:
+            d = self.authenticate(endpoint)
+            _then(
+                watch,
+                d,
+                lambda: self._watch(watch, key, range_end, start_revision, on_response, True),
+            )
+            return
         body = json.dumps(messages.watch_request(key, range_end, start_revision)).encode()
         d = self._client.post(
-            self.endpoint + "/v3/watch",
+            endpoint + "/v3/watch",
             data=body,
-            headers=HAS_LEADER,
+            headers=self._headers(HAS_LEADER),
             timeout=self.timeout,
             unbuffered=True,
         )
         watch._request = d
 
+        def renew() -> None:
+            watch.body = None
+            d = self.authenticate(endpoint, renew=True)
+            _then(
+                watch,
+                d,
+                lambda: self._watch(watch, key, range_end, start_revision, on_response, True),
+            )
+
+        def filtered(response: WatchResponse) -> None:
+            refused = response.error if response.error is not None else response.cancel_reason
+            if (
+                self.access.authenticates
+                and not renewed
+                and (response.canceled or response.error is not None)
+                and is_invalid_token(refused)
+            ):
+                # The stream stays open after the refusal: cut it, then ask again.
+                reader.stop()
+                renew()
+                return
+            on_response(response)
+
         def answered(response):
             if response.code != 200:
                 # Read the refusal so the connection ends, then report it.
                 done = response.content()
-                done.addBoth(lambda _: watch._end(f"HTTP {response.code}"))
+                if response.code == 401 and self.access.authenticates and not renewed:
+                    done.addBoth(lambda _: renew())
+                else:
+                    done.addBoth(lambda _: watch._end(f"HTTP {response.code}"))
                 return
-            reader = WatchBody(on_response)
+            nonlocal reader
+            reader = WatchBody(filtered)
             watch.body = reader
             if watch.cancelled:
                 reader.stopped = True
             response.deliverBody(reader)
             if watch.cancelled:
                 reader.stop()
-            reader.ended.addCallback(watch._end)
+            reader.ended.addCallback(ended, reader)
+
+        def ended(reason: str, body: WatchBody) -> None:
+            if body.stopped and not watch.cancelled:
+                return  # cut for a new token: the next request carries on
+            watch._end(reason)
 
         def failed(failure: Failure) -> None:
             watch._end(_describe(failure.value))
 
+        reader: Optional[WatchBody] = None
         d.addCallbacks(answered, failed)
-        return watch
 
     def close(self) -> defer.Deferred:
         return self._pool.closeCachedConnections()
+
+
+def _then(watch: Watch, token: defer.Deferred, again: Callable[[], None]) -> None:
+    """Once ``token`` (an authentication) fires, ``again()``; its failure ends ``watch``."""
+    watch._request = token
+
+    def authenticated(_) -> None:
+        if watch.cancelled:
+            watch._end("cancelled")
+        else:
+            again()
+
+    token.addCallbacks(authenticated, lambda failure: watch._end(_describe(failure.value)))
 
 
 def _describe(error: BaseException) -> str:

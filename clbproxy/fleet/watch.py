@@ -139,6 +139,7 @@ class ConfigWatch:
         self._check = None
         self._applying = False
         self._suspect = 0
+        self._resync_reason: Optional[str] = None
         if applied is not None:
             status.applied_revision = applied.revision
             status.applied_digest = applied.digest
@@ -173,6 +174,7 @@ class ConfigWatch:
             self.status.resyncs[reason] = self.status.resyncs.get(reason, 0) + 1
             log.info("fleet: resync ({reason})", reason=reason)
         self._cut()
+        self._resync_reason = reason
         start, end = self.keys.watched
         d = self.gateway.range(start, end)
         d.addCallbacks(self._read, self._unreachable)
@@ -182,20 +184,26 @@ class ConfigWatch:
         if not self.running:
             return
         revision = result.header.revision
-        if revision < self.seen:
+        reset = revision < self.seen
+        if reset:
             log.warn(
                 "fleet: etcd is at revision {revision}, below {seen} seen before: "
                 "etcd was rebuilt; following it from there",
                 revision=revision,
                 seen=self.seen,
             )
-            self.status.resyncs["revision reset"] = self.status.resyncs.get("revision reset", 0) + 1
+            if self._resync_reason != "revision reset":
+                self.status.resyncs["revision reset"] = (
+                    self.status.resyncs.get("revision reset", 0) + 1
+                )
             self.status.rejected_revision = 0
         self.seen = revision
         snapshot = snapshot_of(self.keys, result.kvs)
         if snapshot.document is None and self.latest is not None:
-            # No document in etcd (deleted, or a new cluster): keep ours.
-            snapshot = attrs.evolve(self.latest, revision=snapshot.revision or self.latest.revision)
+            # No document in etcd (deleted, or a new cluster): keep ours; after a
+            # reset its old revision means nothing in the new etcd.
+            kept = snapshot.revision if reset else (snapshot.revision or self.latest.revision)
+            snapshot = attrs.evolve(self.latest, revision=kept)
         self.latest = snapshot
         self.status.endpoint = self.gateway.endpoint
         self._offer()

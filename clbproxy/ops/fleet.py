@@ -35,6 +35,7 @@ from clbproxy import __version__
 from clbproxy.config import Config, ConfigError
 from clbproxy.config.fleet import LocalFile, Merged, merge, read_local
 from clbproxy.fleet import messages
+from clbproxy.fleet.access import Access, access_of
 from clbproxy.fleet.blocking import BlockingGateway
 from clbproxy.fleet.cache import Snapshot, cache_path, read_snapshot, snapshot_of, write_snapshot
 from clbproxy.fleet.gateway import Gateway
@@ -89,6 +90,8 @@ class FleetStart:
     status: FleetStatus
     #: The newest etcd revision read at start (0 when started from the cache).
     seen: int = 0
+    #: The etcd credentials and TLS files of ``[fleet]``.
+    access: Access = Access()
 
 
 def start_fleet(
@@ -103,7 +106,10 @@ def start_fleet(
     fleet = local.fleet
     keys = FleetKeys(fleet.cluster)
     cache = cache_path(fleet.cache_dir, fleet.cluster)
-    client = BlockingGateway(fleet.endpoints, timeout=max(0.5, min(3.0, fleet.startup_timeout)))
+    access = access_of(fleet)
+    client = BlockingGateway(
+        fleet.endpoints, timeout=max(0.5, min(3.0, fleet.startup_timeout)), access=access
+    )
     deadline = clock() + fleet.startup_timeout
     found: Optional[tuple[Snapshot, int]] = None
     last_error = "no attempt"
@@ -143,7 +149,7 @@ def start_fleet(
         status.source = "cache"
         merged = load_snapshot(path, cached, keys)
         status.unserved = merged.unserved
-        return FleetStart(local, keys, cached, merged, status, 0)
+        return FleetStart(local, keys, cached, merged, status, 0, access)
     snapshot, seen = found
     status.endpoint = client.endpoint
     if snapshot.document is None:
@@ -176,7 +182,7 @@ def start_fleet(
         snapshot = cached
     _write_cache(cache, snapshot)
     status.unserved = merged.unserved
-    return FleetStart(local, keys, snapshot, merged, status, seen)
+    return FleetStart(local, keys, snapshot, merged, status, seen, access)
 
 
 def _write_cache(path: str, snapshot: Snapshot) -> None:
@@ -206,7 +212,7 @@ class FleetService(Service):
         fleet = start.local.fleet
         self.cache = cache_path(fleet.cache_dir, fleet.cluster)
         self.workers_file = cache_path(fleet.cache_dir, fleet.cluster, ".workers")
-        self.gateway = gateway or Gateway(reactor, fleet.endpoints)
+        self.gateway = gateway or Gateway(reactor, fleet.endpoints, access=start.access)
         self.supervised = hasattr(target, "worker_arguments")
         if self.supervised:
             target.take_config_from(

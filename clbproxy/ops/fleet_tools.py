@@ -21,6 +21,7 @@ from clbproxy.config import ConfigError, FleetConfig
 from clbproxy.config.fleet import LocalFile, merge
 from clbproxy.config.reader import Reader, parse_toml, read_file
 from clbproxy.fleet import messages
+from clbproxy.fleet.access import Access, read_password
 from clbproxy.fleet.blocking import BlockingGateway
 from clbproxy.fleet.messages import FleetKeys, GatewayError, prefix_end
 
@@ -44,6 +45,13 @@ def fleet_commands(commands) -> None:
             help="an etcd client URL (repeat it for each member)",
         )
         parser.add_argument("--cluster", metavar="NAME", required=True, help="the fleet's name")
+        parser.add_argument("--user", metavar="NAME", help="etcd user (etcd with auth on)")
+        parser.add_argument(
+            "--password-file", metavar="FILE", help="a file whose first line is the password"
+        )
+        parser.add_argument("--ca-file", metavar="FILE", help="CA bundle for https:// etcd")
+        parser.add_argument("--cert-file", metavar="FILE", help="client certificate for etcd")
+        parser.add_argument("--key-file", metavar="FILE", help="its private key")
 
     push = tools.add_parser(
         "push",
@@ -97,6 +105,7 @@ def check_document(path: str, cluster: str) -> str:
             binds=tuple((name, "tcp:0") for name in names),
         ),
         table={},
+        listeners={name: {"bind": "tcp:0"} for name in names},
     )
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     merge(local, text, path)
@@ -111,7 +120,9 @@ def _push(options: argparse.Namespace) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return 1
-    client = BlockingGateway(options.etcd)
+    client = _client(options)
+    if client is None:
+        return 1
     key = keys.config.decode()
     try:
         if options.if_revision is not None:
@@ -136,6 +147,29 @@ def _push(options: argparse.Namespace) -> int:
     return 0
 
 
+def _client(options: argparse.Namespace) -> Optional[BlockingGateway]:
+    """The etcd client the options describe, or None after printing why not."""
+    try:
+        if (options.user is None) != (options.password_file is None):
+            raise ConfigError(["--user and --password-file go together"])
+        if (options.cert_file is None) != (options.key_file is None):
+            raise ConfigError(["--cert-file and --key-file go together"])
+        password = None
+        if options.password_file is not None:
+            password = read_password(options.password_file, "--password-file")
+        access = Access(
+            username=options.user,
+            password=password,
+            ca_file=options.ca_file,
+            cert_file=options.cert_file,
+            key_file=options.key_file,
+        )
+        return BlockingGateway(options.etcd, access=access)
+    except ConfigError as error:
+        print(f"clbproxy: fleet: {error.problems[0]}", file=sys.stderr)
+        return None
+
+
 def read_status(client: BlockingGateway, keys: FleetKeys) -> tuple[int, list[dict]]:
     """The newest document revision and each live instance's presence value."""
     newest = client.range(keys.config)
@@ -154,13 +188,24 @@ def read_status(client: BlockingGateway, keys: FleetKeys) -> tuple[int, list[dic
     return revision, instances
 
 
+def instance_state(item: dict, revision: int) -> str:
+    """``current`` (applied the newest document), ``rejected`` (refused it) or ``behind``."""
+    if item.get("applied_revision") == revision:
+        return "current"
+    if revision and item.get("rejected_revision") == revision:
+        return "rejected"
+    return "behind"
+
+
 def _status(
     options: argparse.Namespace,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     keys = FleetKeys(options.cluster)
-    client = BlockingGateway(options.etcd)
+    client = _client(options)
+    if client is None:
+        return 1
     deadline = clock() + options.wait
     while True:
         try:
@@ -168,8 +213,9 @@ def _status(
         except GatewayError as error:
             print(f"clbproxy: fleet status: etcd: {error}", file=sys.stderr)
             return 1
-        behind = [i for i in instances if i.get("applied_revision") != revision]
-        if not behind or clock() >= deadline:
+        states = [instance_state(item, revision) for item in instances]
+        # A rejection is final for that revision: only "behind" is worth waiting for.
+        if "behind" not in states or clock() >= deadline:
             break
         sleep(0.2)
     if options.json:
@@ -177,22 +223,31 @@ def _status(
     else:
         print(f"etcd:{keys.config.decode()}@{revision}: {len(instances)} instance(s)")
         for item in instances:
-            print(_line(item, revision))
-    if behind:
-        names = ", ".join(str(i.get("instance")) for i in behind)
-        print(f"not at revision {revision}: {names}", file=sys.stderr)
-        return 1
-    return 0
+            print(status_line(item, revision))
+    failed = False
+    for state in ("rejected", "behind"):
+        names = [str(i.get("instance")) for i, s in zip(instances, states) if s == state]
+        if names:
+            failed = True
+            print(f"{state} at revision {revision}: {', '.join(names)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
-def _line(item: dict, revision: int) -> str:
+def status_line(item: dict, revision: int) -> str:
+    """One instance in ``fleet status``: its state first, then what it applied and how."""
     applied = item.get("applied_revision")
-    state = "current" if applied == revision else "behind"
-    line = (
-        f"  {item.get('instance')}: applied {applied} ({state}), source {item.get('source')}, "
-        f"{'connected' if item.get('connected') else 'not connected'}"
+    state = instance_state(item, revision)
+    how = (
+        f"source {item.get('source')}, {'connected' if item.get('connected') else 'not connected'}"
     )
+    name = item.get("instance")
+    if state == "rejected":
+        return (
+            f"  {name}: rejected at {revision}: {item.get('rejected_reason')} "
+            f"(applied {applied} serves), {how}"
+        )
+    line = f"  {name}: applied {applied} ({state}), {how}"
     rejected: Optional[int] = item.get("rejected_revision")
     if rejected:
-        line += f", rejected {rejected}: {item.get('rejected_reason')}"
+        line += f"; rejected {rejected} before: {item.get('rejected_reason')}"
     return line

@@ -229,11 +229,11 @@ class FleetToolTests(unittest.TestCase):
         self.assertIn("node-1: applied", status.stdout)
         self.assertIn("(current)", status.stdout)
 
-        yield fleet.push("", text="[[listener]\n")
+        bad = yield fleet.push("", text="[[listener]\n")
         behind = clbproxy_command("fleet", "status", *etcd, "--cluster", CLUSTER, "--wait", "1")
         self.assertEqual(behind.returncode, 1)
-        self.assertIn("not at revision", behind.stderr)
-        self.assertIn("rejected", behind.stdout)
+        self.assertIn(f"rejected at revision {bad}: node-1", behind.stderr)
+        self.assertIn(f"node-1: rejected at {bad}: etcd:", behind.stdout)
 
     @defer.inlineCallbacks
     def test_a_frozen_watched_member_is_left_and_a_push_arrives_within_15_s(self):

@@ -12,9 +12,11 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from typing import Optional
 
@@ -37,7 +39,10 @@ def free_ports(count: int) -> list[int]:
 class Member:
     """One etcd member: its name, ports, data dir and process (None while stopped)."""
 
-    def __init__(self, name: str, client: int, peer: int, data_dir: str, log_path: str) -> None:
+    def __init__(
+        self, name: str, client: int, peer: int, data_dir: str, log_path: str, scheme="http"
+    ) -> None:
+        self.scheme = scheme
         self.name = name
         self.client = client
         self.peer = peer
@@ -48,13 +53,22 @@ class Member:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client}"
+        return f"{self.scheme}://127.0.0.1:{self.client}"
 
 
 class EtcdCluster:
     """``size`` etcd members on 127.0.0.1, each in its own temporary data dir."""
 
-    def __init__(self, size: int = 3, directory: Optional[str] = None, **flags: str) -> None:
+    def __init__(
+        self,
+        size: int = 3,
+        directory: Optional[str] = None,
+        context: Optional[ssl.SSLContext] = None,
+        **flags: str,
+    ) -> None:
+        """``context``: the members serve https (``flags`` name their files) and the
+        health checks use this client context."""
+        self.context = context
         self.directory = directory or tempfile.mkdtemp(prefix="clbproxy-etcd-")
         os.makedirs(self.directory, exist_ok=True)
         self.flags = flags
@@ -67,6 +81,7 @@ class EtcdCluster:
                 ports[2 * index + 1],
                 os.path.join(self.directory, f"m{index}"),
                 os.path.join(self.directory, f"m{index}.log"),
+                "https" if context is not None else "http",
             )
             for index in range(size)
         ]
@@ -103,7 +118,7 @@ class EtcdCluster:
             "500",
         ]
         for flag, value in self.flags.items():
-            args += [f"--{flag.replace('_', '-')}", value]
+            args.append(f"--{flag.replace('_', '-')}={value}")
         return args
 
     def start(self, member: Member) -> None:
@@ -128,8 +143,20 @@ class EtcdCluster:
         for member in members or self.members:
             while True:
                 try:
-                    post(member.url, "/v3/kv/range", {"key": "aGVhbHRo"}, timeout=1.0)
+                    post(
+                        member.url,
+                        "/v3/kv/range",
+                        {"key": "aGVhbHRo"},
+                        timeout=1.0,
+                        context=self.context,
+                    )
                     break
+                except urllib.error.HTTPError as error:
+                    if error.code in (400, 401):
+                        break  # authentication is on: the member answers
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"etcd {member.name} not healthy") from error
+                    time.sleep(0.1)
                 except OSError as error:
                     if time.monotonic() > deadline:
                         message = f"etcd {member.name} not healthy; see {member.log_path}"
@@ -165,10 +192,12 @@ class EtcdCluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def post(base: str, path: str, body: dict, timeout: float = 3.0) -> dict:
+def post(
+    base: str, path: str, body: dict, timeout: float = 3.0, context: Optional[ssl.SSLContext] = None
+) -> dict:
     """One JSON call to an etcd gateway, blocking (for test set-up and checks)."""
     request = urllib.request.Request(
         base + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         return json.loads(response.read())

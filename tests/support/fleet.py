@@ -40,6 +40,7 @@ instance = "{name}"
 endpoints = {endpoints}
 cache_dir = "cache-{name}"
 startup_timeout = 1.5
+{fleet_extra}
   [fleet.binds]
   web = "tcp:{port}:interface={address}"
 [admin]
@@ -93,13 +94,16 @@ class Counting(QuietClientProtocol):
 class Instance:
     """One ``twistd clbproxy`` of the fleet, its local file in ``directory``."""
 
-    def __init__(self, testcase, directory: str, name: str, address: str, top: str = "") -> None:
+    def __init__(
+        self, testcase, directory: str, name: str, address: str, top: str = "", fleet_extra=""
+    ) -> None:
         self.testcase = testcase
         self.directory = directory
         self.name = name
         self.address = address
         self.port, self.admin = free_ports(2)
         self.top = top
+        self.fleet_extra = fleet_extra
         self.process: Optional[subprocess.Popen] = None
         self.path = os.path.join(directory, f"{name}.conf")
         self.log_path = os.path.join(directory, f"{name}.log")
@@ -113,6 +117,7 @@ class Instance:
             f.write(
                 LOCAL.format(
                     top=self.top,
+                    fleet_extra=self.fleet_extra,
                     cluster=CLUSTER,
                     name=self.name,
                     endpoints=json.dumps(endpoints),
@@ -163,15 +168,31 @@ class Instance:
 class Fleet:
     """3 etcd members, two HTTP and two WebSocket backends, and N clbproxy instances."""
 
-    def __init__(self, testcase, instances: int = 3, top: str = "") -> None:
+    def __init__(
+        self,
+        testcase,
+        instances: int = 3,
+        top: str = "",
+        *,
+        members: int = 3,
+        etcd_flags: Optional[dict] = None,
+        fleet_extra: str = "",
+        prepare=None,
+    ) -> None:
+        """``prepare(fleet)`` runs once etcd is up, before anything is written to it."""
         self.testcase = testcase
         self.directory = os.path.abspath(testcase.mktemp())
         os.makedirs(self.directory)
-        self.etcd = EtcdCluster(3, directory=os.path.join(self.directory, "etcd"))
+        self.etcd = EtcdCluster(
+            members, directory=os.path.join(self.directory, "etcd"), **(etcd_flags or {})
+        )
         testcase.addCleanup(self.etcd.remove)
+        self.prepare = prepare
+        #: The etcd URLs the instances are given (default: every member's).
+        self.instance_endpoints: Optional[list[str]] = None
         addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
         self.instances = [
-            Instance(testcase, self.directory, f"node-{i + 1}", addresses[i % 3], top)
+            Instance(testcase, self.directory, f"node-{i + 1}", addresses[i % 3], top, fleet_extra)
             for i in range(instances)
         ]
         for instance in self.instances:
@@ -188,6 +209,8 @@ class Fleet:
         self.etcd.start_all()
         self.gateway = Gateway(reactor, self.etcd.endpoints)
         self.testcase.addCleanup(self.gateway.close)
+        if self.prepare is not None:
+            self.prepare(self)
         for index in range(2):
             name = f"backend-{index}"
             port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
@@ -204,7 +227,7 @@ class Fleet:
             self.ws_ports.append(port.getHost().port)
         yield self.push("v0")
         for instance in self.instances:
-            instance.write(self.etcd.endpoints)
+            instance.write(self.instance_endpoints or self.etcd.endpoints)
             instance.start()
         for instance in self.instances:
             yield self.wait_serving(instance)

@@ -27,6 +27,7 @@ NOT_KEYS = {
     ("Config", "path"),
     ("Config", "warnings"),
     ("TargetGroupConfig", "name"),
+    ("FleetListenerConfig", "name"),
     ("BackendConfig", "port"),
     ("AdminConfig", "token"),
     # A fleet's previous cookie secret comes from etcd, not from a file.
