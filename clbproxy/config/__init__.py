@@ -10,8 +10,9 @@ a document that is not a file) and shared read-only by every service; a reload
 builds a new tree and swaps it.  This package re-exports the public names of its
 modules:
 
-- :mod:`~clbproxy.config.model`, :mod:`~clbproxy.config.upstream`: the records,
-  their keys and the choices values may take;
+- :mod:`~clbproxy.config.model`, :mod:`~clbproxy.config.upstream`,
+  :mod:`~clbproxy.config.machine`: the records, their keys and the choices values
+  may take;
 - :mod:`~clbproxy.config.keys`: how a key is declared on an attribute, and read
   from its table;
 - :mod:`~clbproxy.config.units`, :mod:`~clbproxy.config.endpoints`,
@@ -30,8 +31,14 @@ from __future__ import annotations
 
 from clbproxy.config.endpoints import binds_every_interface
 from clbproxy.config.loader import default_config_path, load_config, load_config_text
-from clbproxy.config.model import (
+from clbproxy.config.machine import (
     ACCESS_LOG_FORMATS,
+    AccessLogConfig,
+    AdminConfig,
+    DemoBackendConfig,
+    FleetConfig,
+)
+from clbproxy.config.model import (
     CLIENT_AUTH,
     DEFAULT_CIPHERS,
     DEFLATE_MODES,
@@ -39,14 +46,10 @@ from clbproxy.config.model import (
     RELAY_MODES,
     TABLES,
     TLS_VERSIONS,
-    AccessLogConfig,
-    AdminConfig,
     CertificateConfig,
     Config,
     ConfigError,
-    DemoBackendConfig,
     FixedResponseConfig,
-    FleetConfig,
     ListenerConfig,
     RedirectConfig,
     RewriteConfig,

@@ -6,7 +6,7 @@ import re
 from typing import Any, Optional
 
 from clbproxy.config.keys import key_names, read_keys, read_record
-from clbproxy.config.model import AccessLogConfig, AdminConfig, DemoBackendConfig
+from clbproxy.config.machine import AccessLogConfig, AdminConfig, DemoBackendConfig
 from clbproxy.config.reader import Reader
 from clbproxy.config.text import key_path
 

@@ -28,7 +28,8 @@ import attrs
 from clbproxy.config.admin import access_log
 from clbproxy.config.keys import key_names, read_keys
 from clbproxy.config.loader import load_document
-from clbproxy.config.model import Config, ConfigError, FleetConfig, FleetListenerConfig
+from clbproxy.config.machine import FleetConfig, FleetListenerConfig
+from clbproxy.config.model import Config, ConfigError
 from clbproxy.config.reader import Reader, parse_toml, read_file
 from clbproxy.config.text import key_path
 

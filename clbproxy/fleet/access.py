@@ -26,7 +26,8 @@ from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from clbproxy.config.model import ConfigError, FleetConfig
+from clbproxy.config.machine import FleetConfig
+from clbproxy.config.model import ConfigError
 
 #: What etcd says of a token it does not know (expired, or issued before a restart).
 INVALID_TOKEN = "invalid auth token"

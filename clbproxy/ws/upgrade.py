@@ -85,6 +85,8 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 #: ``token`` (RFC 9110 5.6.2).
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: An ``Upgrade`` list element: ``protocol-name ["/" protocol-version]`` (RFC 9110 7.8).
+_PROTOCOL = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?")
 #: A Sec-WebSocket-Key: 16 bytes in base64, the 24-character form (RFC 6455 4.1).
 _KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
 #: ``1*DIGIT`` without a leading zero: a number as the RFCs spell one.
@@ -237,9 +239,13 @@ def check_client_upgrade(
     fields = _fields(headers)
     _check_host(fields.get("host", []))
     upgrade = fields.get("upgrade")
+    if upgrade and not all(_PROTOCOL.fullmatch(e) for e in _elements(upgrade)):
+        raise _refuse("Upgrade is not a list of protocols (RFC 9110 7.8)")
     if not upgrade or not _has_token(upgrade, "websocket"):
         raise _refuse("Upgrade does not name websocket (RFC 6455 4.2.1)")
     connection = fields.get("connection")
+    if connection and not all(_TOKEN.fullmatch(e) for e in _elements(connection)):
+        raise _refuse("Connection is not a list of tokens (RFC 9110 7.6.1)")
     if not connection or not _has_token(connection, "upgrade"):
         raise _refuse("Connection does not name upgrade (RFC 6455 4.2.1)")
     _check_version(_one(fields, "Sec-WebSocket-Version"))

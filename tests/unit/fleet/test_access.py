@@ -18,7 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from clbproxy.config import ConfigError
-from clbproxy.config.model import FleetConfig
+from clbproxy.config.machine import FleetConfig
 from clbproxy.fleet.access import Access, access_of, is_invalid_token
 from clbproxy.fleet.gateway import Gateway
 from clbproxy.fleet.messages import GatewayError

@@ -102,6 +102,22 @@ class ClientUpgradeTests(unittest.TestCase):
     def test_upgrade_is_a_case_insensitive_token_list(self):
         self.assertEqual(check(Upgrade="h2c, WebSocket").key, KEY)
 
+    def test_an_upgrade_list_with_an_element_that_is_not_a_protocol_is_400(self):
+        self.assertRefused(
+            "Upgrade is not a list of protocols (RFC 9110 7.8)", Upgrade="\x85,websocket,\x85"
+        )
+        self.assertRefused(
+            "Upgrade is not a list of protocols (RFC 9110 7.8)", Upgrade="websocket, web socket"
+        )
+
+    def test_an_upgrade_element_may_carry_a_version(self):
+        self.assertEqual(check(Upgrade="HTTP/2.0, websocket").key, KEY)
+
+    def test_a_connection_list_with_an_element_that_is_not_a_token_is_400(self):
+        self.assertRefused(
+            "Connection is not a list of tokens (RFC 9110 7.6.1)", Connection="Upgrade, keep alive"
+        )
+
     def test_a_connection_without_upgrade_is_400(self):
         self.assertRefused(
             "Connection does not name upgrade (RFC 6455 4.2.1)", Connection="keep-alive"

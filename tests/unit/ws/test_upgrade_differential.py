@@ -204,6 +204,15 @@ def _all_request_values(case: Request) -> list[str]:
 #: Where our answer to a client's request differs from Autobahn's, and why.
 REQUEST_DIFFERENCES = (
     Difference(
+        "Upgrade and Connection are lists of tokens",
+        "RFC 9110 7.8 and 7.6.1: an Upgrade element is protocol-name[/version], a Connection "
+        "element a token; a list with anything else (web socket, a NEL) is malformed and 400, "
+        "where Autobahn only looks for its own token among the elements",
+        lambda case, ours, theirs: (
+            ours[0] == 400 and ours[1].endswith(("(RFC 9110 7.8)", "(RFC 9110 7.6.1)"))
+        ),
+    ),
+    Difference(
         "unsupported version: 426",
         "RFC 6455 4.4 and clbproxy today (RelayServerProtocol.failHandshake) answer a "
         "version other than 13 with 426 Upgrade Required; Autobahn says 400 with the same "
