@@ -13,7 +13,7 @@ endpoint's).
 What stays the caller's (the forwarder, next round): building the head (the
 request line, the rewritten fields and the framing: ``Content-Length`` or
 ``Transfer-Encoding: chunked``; ``Connection: close`` when
-:attr:`UpstreamPool.persistent` is false), choosing the backend, and retrying
+``UpstreamPool.persistent`` is false), choosing the backend, and retrying
 a failure reported ``retryable`` with ``pool.send`` again, as the
 forwarder does today.
 
@@ -63,6 +63,11 @@ class UpstreamSink(Protocol):
     reason, retryable)``, after which nothing more comes.  ``body_paused`` /
     ``body_resumed``: the backend's socket is full / drained, stop / go on
     writing the request body.
+
+    ``response_timeout`` counts from the end of the request body, so a caller
+    that waits for a ``100 Continue`` before sending the body bounds that wait
+    itself (sending the body anyway, or ``abort()``), as RFC 9110 10.1.1 lets
+    a client do.
     """
 
     def connected(self, exchange: UpstreamExchange) -> None: ...
@@ -204,6 +209,8 @@ class UpstreamExchange:
         connection.parser.next_response(self.method)
         connection.transport.write(self._head)
         self.sink.connected(self)
+        if connection.write_full and not self._body_done and not self._done:
+            self.sink.body_paused()
         if self._body_done and not self._done and self._timer is None and not self._answered:
             self._start_timer()
 
@@ -263,6 +270,7 @@ class _Connection(TwistedProtocol):
         self.received = False  # a byte of the current exchange's response
         self.reusable = True
         self.reading = True
+        self.write_full = False  # the transport's write buffer, until it drains
         self.idle_timer = None
         self.head: Optional[ResponseHead] = None
 
@@ -272,10 +280,12 @@ class _Connection(TwistedProtocol):
 
     # IPushProducer: the transport's write buffer
     def pauseProducing(self) -> None:
+        self.write_full = True
         if self.exchange is not None and not self.exchange._body_done:
             self.exchange.sink.body_paused()
 
     def resumeProducing(self) -> None:
+        self.write_full = False
         if self.exchange is not None and not self.exchange._body_done:
             self.exchange.sink.body_resumed()
 
@@ -370,10 +380,10 @@ class UpstreamPool:
     At most ``http_pool_max_idle`` idle connections per backend (the most
     recently used is taken first, so extra ones age out), each closed after
     ``http_pool_idle_timeout`` seconds.  With ``http_pool_max_idle = 0`` the
-    pool is not :attr:`persistent`: every request gets its own connection,
+    pool is not ``persistent``: every request gets its own connection,
     closed once its response is complete.  The pool does not add
     ``Connection: close`` to the head (the caller builds it and should, when
-    :attr:`persistent` is false); it only never reuses the connection.
+    ``persistent`` is false); it only never reuses the connection.
     """
 
     def __init__(

@@ -417,6 +417,15 @@ class RequestBodyTests(PoolTestCase):
         transport.producer.resumeProducing()
         self.assertEqual(sink.events[1:], [("body_paused",), ("body_resumed",)])
 
+    def test_a_body_sent_on_a_connection_still_full_starts_paused(self):
+        pool = self.pool()
+        self.send(pool)
+        protocol, transport = self.endpoints.accept()
+        transport.producer.pauseProducing()
+        protocol.dataReceived(OK)
+        sink, _ = self.send(pool, method=b"POST", body=True)
+        self.assertEqual(sink.events, [("connected",), ("body_paused",)])
+
     def test_expect_continue_the_100_reaches_the_sink_before_the_body(self):
         pool = self.pool()
         head = b"PUT /u HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
