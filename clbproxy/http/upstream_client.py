@@ -179,7 +179,7 @@ class UpstreamExchange:
         self._sent()
 
     def pause_response(self) -> None:
-        """Stop reading the backend (the client's socket is full)."""
+        """Stop reading the backend (the client's socket is full); this read's rest still comes."""
         if self._connection is not None and not self._done:
             self._connection.pause_reading()
 
@@ -196,6 +196,10 @@ class UpstreamExchange:
         if self._connecting is not None:
             self._connecting.cancel()
         elif self._connection is not None:
+            parser = self._connection.parser
+            parser.pause()  # the rest of what was read is nobody's (abort may come
+            parser.detach()  # from inside a parser callback)
+            self._connection.reusable = False
             self._connection.transport.abortConnection()
 
     # -- the pool's and the connection's side

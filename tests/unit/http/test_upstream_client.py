@@ -545,6 +545,21 @@ class FailureTests(PoolTestCase):
         self.assertEqual(sink.events, [("connected",)])
         self.assertEqual(pool.idle_count(A), 0)
 
+    def test_abort_from_inside_a_response_callback_stops_the_response(self):
+        pool = self.pool()
+        sink, exchange = self.send(pool)
+        protocol, transport = self.endpoints.accept()
+        sink.response_data = lambda data: (
+            setattr(sink, "data", sink.data + data),
+            exchange.abort(),
+        )
+        protocol.dataReceived(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n1\r\nb\r\n0\r\n\r\n"
+        )
+        self.assertEqual(sink.data, b"a")
+        self.assertEqual(sink.events, [("connected",), ("head", 200)])
+        self.assertTrue(transport.disconnecting)
+
     def test_abort_while_connecting_cancels_the_attempt(self):
         pool = self.pool()
         sink, exchange = self.send(pool)
