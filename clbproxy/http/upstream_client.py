@@ -208,12 +208,13 @@ class UpstreamExchange:
         self._connecting = None
         self._connection = connection
         self._reused = reused
-        connection.exchange = self
         connection.received = False
         connection.parser.next_response(self.method)
         connection.transport.write(self._head)
+        full = connection.write_full  # before the sink writes: then it is told at once
+        connection.exchange = self
         self.sink.connected(self)
-        if connection.write_full and not self._body_done and not self._done:
+        if full and connection.write_full and not self._body_done and not self._done:
             self.sink.body_paused()
         if self._body_done and not self._done and self._timer is None and not self._answered:
             self._start_timer()
@@ -284,11 +285,15 @@ class _Connection(TwistedProtocol):
 
     # IPushProducer: the transport's write buffer
     def pauseProducing(self) -> None:
+        if self.write_full:
+            return  # Twisted says it again on each write past the buffer's size
         self.write_full = True
         if self.exchange is not None and not self.exchange._body_done:
             self.exchange.sink.body_paused()
 
     def resumeProducing(self) -> None:
+        if not self.write_full:
+            return
         self.write_full = False
         if self.exchange is not None and not self.exchange._body_done:
             self.exchange.sink.body_resumed()

@@ -8,6 +8,7 @@ import trustme
 from twisted.internet import defer, reactor, ssl
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from clbproxy.config import BackendConfig, TargetGroupConfig
@@ -29,6 +30,7 @@ class RawBackend(Protocol):
 
     def connectionMade(self) -> None:
         self.factory.connections += 1
+        self.factory.live.append(self)
         self.buffer = b""
 
     def dataReceived(self, data: bytes) -> None:
@@ -58,6 +60,7 @@ class BackendFactory(Factory):
 
     def __init__(self) -> None:
         self.connections = 0
+        self.live: list[RawBackend] = []
 
 
 class Collect:
@@ -173,6 +176,38 @@ class UpstreamClientTests(unittest.TestCase):
         exchange.finish_body()
         status, echoed, _ = yield sink.done
         self.assertEqual((status, len(echoed)), (200, len(body)))
+
+    @defer.inlineCallbacks
+    def test_a_backend_that_stops_reading_pauses_the_body_until_it_reads_again(self):
+        yield self.start()
+        sink = Collect()
+        events = []
+        sink.body_paused = lambda: events.append("paused")
+        resumed = defer.Deferred()
+        sink.body_resumed = lambda: (events.append("resumed"), resumed.callback(None))
+        body = b"y" * (64 * 1024)
+        length = 64 * len(body)
+        exchange = self.pool.send(
+            self.target,
+            b"POST /echo HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % length,
+            sink,
+            method=b"POST",
+            body=True,
+            response_timeout=10,
+        )
+        yield sink.ready
+        (server,) = self.backend.live
+        server.transport.pauseProducing()
+        for _ in range(64):  # far more than the socket buffers hold
+            exchange.write_body(body)
+        yield deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(events, ["paused"])
+        server.transport.resumeProducing()
+        yield resumed
+        exchange.finish_body()
+        status, echoed, _ = yield sink.done
+        self.assertEqual((status, len(echoed)), (200, length))
+        self.assertEqual(events, ["paused", "resumed"])
 
     @defer.inlineCallbacks
     def test_requests_over_tls_reuse_one_verified_connection(self):
