@@ -32,7 +32,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from clbproxy.config import BackendConfig, TargetGroupConfig
@@ -43,7 +42,6 @@ from clbproxy.net.endpoints import disable_nagle
 
 __all__ = ["IDEMPOTENT", "UpstreamExchange", "UpstreamPool", "UpstreamSink", "is_chunked"]
 
-log = Logger()
 
 #: Methods a request may be sent again with after its connection failed (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"))
