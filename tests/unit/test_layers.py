@@ -62,6 +62,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.http.parse_httptools": 1,
     "clbproxy.http.parse_h11": 1,
     "clbproxy.http.parsers": 1,
+    "clbproxy.http.upstream_client": 1,
     "clbproxy.http.redirect": 1,
     "clbproxy.http.backend_client": 1,
     "clbproxy.http.response_relay": 1,

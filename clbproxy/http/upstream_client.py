@@ -1,0 +1,545 @@
+"""The lean HTTP/1.1 backend client: keep-alive connections, one exchange at a time each.
+
+Twisted's ``Agent`` and ``HTTPConnectionPool`` (:mod:`clbproxy.http.backend_client`)
+cost several Deferreds, two state machines and a twisted ``Headers`` per
+request.  Here a request is the head bytes its caller built, written straight
+to the transport, and the answer comes back through the sans-IO response
+parser (:func:`clbproxy.http.parsers.response_parser`) as plain method calls
+on the caller's :class:`UpstreamSink`.  On a reused connection a request makes
+one object (the :class:`UpstreamExchange`), the parser one more (the head),
+and one timer (``response_timeout``); a Deferred only on a new connection (the
+endpoint's).
+
+What stays the caller's (the forwarder, next round): building the head (the
+request line, the rewritten fields and the framing: ``Content-Length`` or
+``Transfer-Encoding: chunked``; ``Connection: close`` when
+``UpstreamPool.persistent`` is false), choosing the backend, and retrying
+a failure reported ``retryable`` with ``pool.send`` again, as the
+forwarder does today.
+
+The connections' endpoints come from ``connect(backend)``: in production
+``lambda b: connector.endpoint(b, group)``
+(:class:`clbproxy.net.tls_client.BackendConnector`: TCP with the group's
+connect timeout, TLS with its SNI and verification), so a pool is one target
+group's, and only reuses connections made with that group's TLS settings.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Protocol, Set
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Protocol as TwistedProtocol
+from zope.interface import implementer
+
+from clbproxy.config import BackendConfig, TargetGroupConfig
+from clbproxy.http.parse_rules import Field
+from clbproxy.http.parsers import response_parser
+from clbproxy.http.parsing import ResponseHead
+from clbproxy.net.endpoints import disable_nagle
+
+__all__ = ["IDEMPOTENT", "UpstreamExchange", "UpstreamPool", "UpstreamSink", "is_chunked"]
+
+
+#: Methods a request may be sent again with after its connection failed (RFC 9110 9.2.2).
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"))
+
+_CRLF = b"\r\n"
+
+
+class UpstreamSink(Protocol):
+    """What an exchange tells its caller, in this order.
+
+    ``connected(exchange)`` once the head is on its way (on a reused
+    connection: before ``send`` returns, hence the argument): from here the
+    body may be written, or after ``interim(100, ...)`` when the request asked
+    ``Expect: 100-continue``.  Then ``interim`` for each 1xx, one
+    ``response_head``, ``response_data`` as the body arrives and
+    ``response_complete(trailers)``; or at any point ``response_failed(status,
+    reason, retryable)``, after which nothing more comes.  ``body_paused`` /
+    ``body_resumed``: the backend's socket is full / drained, stop / go on
+    writing the request body.
+
+    ``response_timeout`` counts from the end of the request body, so a caller
+    that waits for a ``100 Continue`` before sending the body bounds that wait
+    itself (sending the body anyway, or ``abort()``), as RFC 9110 10.1.1 lets
+    a client do.
+    """
+
+    def connected(self, exchange: UpstreamExchange) -> None: ...
+
+    def interim(self, status: int, fields: List[Field]) -> None: ...
+
+    def response_head(self, head: ResponseHead) -> None: ...
+
+    def response_data(self, data: bytes) -> None: ...
+
+    def response_complete(self, trailers: List[Field]) -> None: ...
+
+    def response_failed(self, status: int, reason: str, retryable: bool) -> None: ...
+
+    def body_paused(self) -> None: ...
+
+    def body_resumed(self) -> None: ...
+
+
+def is_chunked(head: bytes) -> bool:
+    """True when the request head frames its body with ``Transfer-Encoding: chunked``."""
+    lowered = head.lower()
+    at = lowered.find(b"\r\ntransfer-encoding:")
+    while at != -1:
+        end = lowered.find(_CRLF, at + 2)
+        if b"chunked" in lowered[at + 20 : end]:
+            return True
+        at = lowered.find(b"\r\ntransfer-encoding:", at + 2)
+    return False
+
+
+class UpstreamExchange:
+    """One request and its response on one backend connection (see :class:`UpstreamSink`)."""
+
+    __slots__ = (
+        "_pool",
+        "backend",
+        "_head",
+        "sink",
+        "method",
+        "_has_body",
+        "_chunked",
+        "_timeout",
+        "_connection",
+        "_connecting",
+        "_body_done",
+        "_answered",
+        "_done",
+        "_timer",
+        "_reused",
+    )
+
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        backend: BackendConfig,
+        head: bytes,
+        sink: UpstreamSink,
+        method: bytes,
+        body: bool,
+        response_timeout: float,
+    ) -> None:
+        self._pool = pool
+        self.backend = backend
+        self._head = head
+        self.sink = sink
+        self.method = method
+        self._has_body = body
+        self._chunked = body and is_chunked(head)
+        self._timeout = response_timeout
+        self._connection: Optional[_Connection] = None
+        self._connecting: Optional[Deferred] = None
+        self._body_done = not body
+        self._answered = False  # the final response head arrived
+        self._done = False
+        self._timer = None
+        self._reused = False
+
+    # -- the caller's side
+
+    def write_body(self, data: bytes) -> None:
+        """Request body bytes (framed as a chunk when the head says chunked)."""
+        connection = self._connection
+        if connection is None and not self._done:
+            raise RuntimeError("the request body is written after connected()")
+        if self._done or self._body_done or not data:
+            return
+        if self._chunked:
+            connection.transport.writeSequence((b"%x\r\n" % len(data), data, _CRLF))
+        else:
+            connection.transport.write(data)
+
+    def finish_body(self, trailers: List[Field] = ()) -> None:
+        """The request body is complete; ``trailers`` end a chunked one."""
+        connection = self._connection
+        if connection is None and not self._done:
+            raise RuntimeError("the request body is written after connected()")
+        if self._body_done:
+            return
+        self._body_done = True
+        if self._done:
+            return
+        if self._chunked:
+            if trailers:
+                lines = b"".join(b"%s: %s\r\n" % (name, value) for name, value in trailers)
+                connection.transport.write(b"0\r\n" + lines + _CRLF)
+            else:
+                connection.transport.write(b"0\r\n\r\n")
+        self._sent()
+
+    def pause_response(self) -> None:
+        """Stop reading the backend (the client's socket is full); this read's rest still comes."""
+        if self._connection is not None and not self._done:
+            self._connection.pause_reading()
+
+    def resume_response(self) -> None:
+        """Read the backend again."""
+        if self._connection is not None and not self._done:
+            self._connection.resume_reading()
+
+    def abort(self) -> None:
+        """Drop the exchange and its connection (the client went away); the sink hears nothing."""
+        if self._done:
+            return
+        self._finish()
+        if self._connecting is not None:
+            self._connecting.cancel()
+        elif self._connection is not None:
+            parser = self._connection.parser
+            parser.pause()  # the rest of what was read is nobody's (abort may come
+            parser.detach()  # from inside a parser callback)
+            self._connection.reusable = False
+            self._connection.transport.abortConnection()
+
+    # -- the pool's and the connection's side
+
+    def _attach(self, connection: _Connection, reused: bool) -> None:
+        self._connecting = None
+        self._connection = connection
+        self._reused = reused
+        connection.received = False
+        connection.parser.next_response(self.method)
+        connection.transport.write(self._head)
+        full = connection.write_full  # before the sink writes: then it is told at once
+        connection.exchange = self
+        self.sink.connected(self)
+        if full and connection.write_full and not self._body_done and not self._done:
+            self.sink.body_paused()
+        if self._body_done and not self._done and self._timer is None and not self._answered:
+            self._start_timer()
+
+    def _sent(self) -> None:
+        """The whole request is written: the response timeout starts, unless it has come."""
+        if self._answered or self._done:
+            return
+        self._start_timer()
+
+    def _start_timer(self) -> None:
+        self._timer = self._pool._reactor.callLater(self._timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._done:
+            return
+        connection = self._connection
+        self._fail(504, f"no response within {self._timeout:g} s", False)
+        if connection is not None:
+            connection.transport.abortConnection()
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        connection = self._connection
+        if connection is not None and connection.exchange is self:
+            connection.exchange = None
+
+    def _fail(self, status: int, reason: str, retryable: bool) -> None:
+        if self._done:
+            return
+        self._finish()
+        self.sink.response_failed(status, reason, retryable)
+
+    def _connect_failed(self, reason: str) -> None:
+        self._connecting = None
+        self._fail(502, f"cannot connect to {self._pool.address(self.backend)}: {reason}", True)
+
+
+@implementer(IPushProducer)
+class _Connection(TwistedProtocol):
+    """One backend connection: the response parser's handler and its transport's producer.
+
+    As the transport's (streaming) producer it is told when the write buffer
+    fills and drains (as :class:`clbproxy.ws.hops.WriteBufferWatch`), which
+    the exchange passes on as ``body_paused``/``body_resumed``; reading the
+    backend is paused with the transport's own ``pauseProducing``.
+    """
+
+    def __init__(self, pool: UpstreamPool, backend: BackendConfig) -> None:
+        self.pool = pool
+        self.backend = backend
+        self.exchange: Optional[UpstreamExchange] = None
+        self.parser = response_parser(self)
+        self.received = False  # a byte of the current exchange's response
+        self.reusable = True
+        self.reading = True
+        self.write_full = False  # the transport's write buffer, until it drains
+        self.idle_timer = None
+        self.head: Optional[ResponseHead] = None
+
+    def connectionMade(self) -> None:
+        disable_nagle(self.transport)
+        self.transport.registerProducer(self, True)
+
+    # IPushProducer: the transport's write buffer
+    def pauseProducing(self) -> None:
+        if self.write_full:
+            return  # Twisted says it again on each write past the buffer's size
+        self.write_full = True
+        if self.exchange is not None and not self.exchange._body_done:
+            self.exchange.sink.body_paused()
+
+    def resumeProducing(self) -> None:
+        if not self.write_full:
+            return
+        self.write_full = False
+        if self.exchange is not None and not self.exchange._body_done:
+            self.exchange.sink.body_resumed()
+
+    def stopProducing(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        if not self.reading:
+            self.reading = True
+            self.transport.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.exchange is None:
+            # Nothing is asked: an idle connection the backend writes to is broken.
+            self.reusable = False
+            self.pool._forget_idle(self)
+            self.transport.abortConnection()
+            return
+        self.received = True
+        self.parser.feed(data)
+
+    def connectionLost(self, reason) -> None:
+        self.reusable = False
+        self.pool._lost(self)
+        exchange = self.exchange
+        if exchange is None:
+            return
+        self.parser.eof()
+        if self.exchange is not exchange or exchange._done:
+            return  # completed (read until close) or failed by the parser
+        if exchange._reused and not self.received and exchange.method in IDEMPOTENT:
+            exchange._fail(
+                502, "the reused connection was closed before the backend answered", True
+            )
+            return
+        message = reason.getErrorMessage() if reason is not None else "closed"
+        exchange._fail(502, f"the backend closed the connection: {message}", False)
+
+    # The parser's handler (clbproxy.http.parsing.ResponseHandler)
+    def interim(self, status: int, fields: List[Field]) -> None:
+        self.exchange.sink.interim(status, fields)
+
+    def response_head(self, head: ResponseHead) -> None:
+        exchange = self.exchange
+        exchange._answered = True
+        if exchange._timer is not None:
+            exchange._timer.cancel()
+            exchange._timer = None
+        if not head.keep_alive or head.version == b"1.0" or head.upgrade:
+            self.reusable = False
+        exchange.sink.response_head(head)
+
+    def body_data(self, data: bytes) -> None:
+        self.exchange.sink.response_data(data)
+
+    def message_complete(self, trailers: List[Field]) -> None:
+        exchange = self.exchange
+        exchange._finish()
+        if not exchange._body_done:
+            self.reusable = False  # the backend did not read the whole request
+        self.received = False
+        self.pool._release(self)
+        exchange.sink.response_complete(trailers)
+
+    def parse_error(self, status: int, detail: str) -> None:
+        self.reusable = False
+        exchange = self.exchange
+        self.transport.abortConnection()
+        if exchange is not None:
+            exchange._fail(status, detail, False)
+
+
+class _ConnectionFactory(Factory):
+    noisy = False
+
+    def __init__(self, pool: UpstreamPool, backend: BackendConfig) -> None:
+        self.pool = pool
+        self.backend = backend
+
+    def buildProtocol(self, addr) -> _Connection:
+        return _Connection(self.pool, self.backend)
+
+
+class UpstreamPool:
+    """One target group's backend connections, idle ones kept per backend address.
+
+    At most ``http_pool_max_idle`` idle connections per backend (the most
+    recently used is taken first, so extra ones age out), each closed after
+    ``http_pool_idle_timeout`` seconds.  With ``http_pool_max_idle = 0`` the
+    pool is not ``persistent``: every request gets its own connection,
+    closed once its response is complete.  The pool does not add
+    ``Connection: close`` to the head (the caller builds it and should, when
+    ``persistent`` is false); it only never reuses the connection.
+    """
+
+    def __init__(
+        self,
+        reactor,
+        group: TargetGroupConfig,
+        connect: Callable[[BackendConfig], IStreamClientEndpoint],
+    ) -> None:
+        self._reactor = reactor
+        self.group = group
+        self._connect = connect
+        self._max_idle = group.http_pool_max_idle
+        self._idle_timeout = group.http_pool_idle_timeout
+        self.persistent = self._max_idle > 0
+        self._idle: Dict[tuple, List[_Connection]] = {}
+        self._connections: Set[_Connection] = set()
+        self._pending: Set[UpstreamExchange] = set()
+        self._retired = False
+        self._closing = False
+        self._waiters: List[Deferred] = []
+
+    @staticmethod
+    def address(backend: BackendConfig) -> str:
+        host = backend.host
+        return f"[{host}]:{backend.port}" if ":" in host else f"{host}:{backend.port}"
+
+    def idle_count(self, backend: BackendConfig) -> int:
+        """Idle connections kept to ``backend`` (for tests and the status page)."""
+        return len(self._idle.get((backend.host, backend.port), ()))
+
+    def send(
+        self,
+        backend: BackendConfig,
+        head: bytes,
+        sink: UpstreamSink,
+        *,
+        method: bytes,
+        body: bool,
+        response_timeout: float,
+    ) -> UpstreamExchange:
+        """Send a request whose complete head is ``head`` (see :class:`UpstreamSink`)."""
+        exchange = UpstreamExchange(self, backend, head, sink, method, body, response_timeout)
+        idle = self._idle.get((backend.host, backend.port))
+        if idle:
+            connection = idle.pop()
+            if connection.idle_timer is not None:
+                connection.idle_timer.cancel()
+                connection.idle_timer = None
+            connection.resume_reading()
+            exchange._attach(connection, True)
+            return exchange
+        if self._closing:
+            exchange._connect_failed("the pool is closed")
+            return exchange
+        try:
+            endpoint = self._connect(backend)
+            connecting = endpoint.connect(_ConnectionFactory(self, backend))
+        except Exception as e:  # e.g. a bad CA file: this request fails, not the proxy
+            exchange._connect_failed(f"{type(e).__name__}: {e}")
+            return exchange
+        exchange._connecting = connecting
+        self._pending.add(exchange)
+        connecting.addCallbacks(
+            self._connected, self._not_connected, (exchange,), None, (exchange,)
+        )
+        return exchange
+
+    def _connected(self, connection: _Connection, exchange: UpstreamExchange) -> None:
+        self._pending.discard(exchange)
+        self._connections.add(connection)
+        if exchange._done or self._closing:
+            connection.reusable = False
+            connection.transport.abortConnection()
+            return
+        exchange._attach(connection, False)
+
+    def _not_connected(self, failure, exchange: UpstreamExchange) -> None:
+        self._pending.discard(exchange)
+        if not exchange._done:  # else aborted while connecting
+            message = failure.getErrorMessage()
+            name = type(failure.value).__name__
+            exchange._connect_failed(f"{name}: {message}" if message and message != name else name)
+        self._check_closed()
+
+    def _release(self, connection: _Connection) -> None:
+        """A response is complete: keep the connection idle, or close it."""
+        if (
+            not connection.reusable
+            or not self.persistent
+            or self._retired
+            or connection.parser.buffered
+        ):
+            connection.reusable = False
+            connection.transport.loseConnection()
+            return
+        key = (connection.backend.host, connection.backend.port)
+        idle = self._idle.setdefault(key, [])
+        if len(idle) >= self._max_idle:
+            connection.transport.loseConnection()
+            return
+        connection.resume_reading()
+        connection.idle_timer = self._reactor.callLater(
+            self._idle_timeout, self._idle_expired, connection
+        )
+        idle.append(connection)
+
+    def _idle_expired(self, connection: _Connection) -> None:
+        connection.idle_timer = None
+        self._forget_idle(connection)
+        connection.transport.loseConnection()
+
+    def _forget_idle(self, connection: _Connection) -> None:
+        idle = self._idle.get((connection.backend.host, connection.backend.port))
+        if idle and connection in idle:
+            idle.remove(connection)
+        if connection.idle_timer is not None:
+            connection.idle_timer.cancel()
+            connection.idle_timer = None
+
+    def _lost(self, connection: _Connection) -> None:
+        self._forget_idle(connection)
+        self._connections.discard(connection)
+        self._check_closed()
+
+    def retire(self) -> None:
+        """Close the idle connections and keep none from now on (busy ones close when done)."""
+        self._retired = True
+        for idle in list(self._idle.values()):
+            for connection in list(idle):
+                self._forget_idle(connection)
+                connection.transport.loseConnection()
+        self._idle.clear()
+
+    def close(self) -> Deferred:
+        """Close every connection, busy ones too; fires once all are gone."""
+        self.retire()
+        self._closing = True
+        closed: Deferred = Deferred()
+        self._waiters.append(closed)
+        for exchange in list(self._pending):
+            exchange.abort()
+        for connection in list(self._connections):
+            connection.reusable = False
+            connection.transport.abortConnection()
+        self._check_closed()
+        return closed
+
+    def _check_closed(self) -> None:
+        if self._closing and not self._connections and not self._pending:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
