@@ -349,8 +349,9 @@ class Hop:
                 self.dropped = Dropped(scanner.messages)
         if scanner.inflated:
             self._inflated(scanner)
-        if self.limiter is not None:
-            self.limiter.received(len(data), self.messages_in)
+        limiter = self.limiter
+        if limiter is not None:
+            limiter.received(len(data), self.messages_before + scanner.messages)
 
     def connectionLost(self, reason=None) -> None:
         self._cancel_timer()
