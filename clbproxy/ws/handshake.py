@@ -83,6 +83,31 @@ def parse_response_head(data: bytes) -> Optional[ResponseHead]:
     return ResponseHead(int(code), reason, tuple(headers))
 
 
+#: The largest response head a backend may answer a handshake with.
+MAX_RESPONSE_HEAD = 65536
+
+
+class MalformedAnswer(ValueError):
+    """A backend's answer to a handshake that is not an HTTP response head; says why."""
+
+
+def read_response_head(data: bytes) -> Optional[tuple[ResponseHead, bytes]]:
+    """The head of a backend's answer at the start of ``data`` and the bytes after it.
+
+    None while the head is incomplete; :class:`MalformedAnswer` for a head over
+    :data:`MAX_RESPONSE_HEAD` bytes or one that is not ``HTTP/1.x NNN`` and fields.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        if len(data) > MAX_RESPONSE_HEAD:
+            raise MalformedAnswer("response headers larger than 64 KiB")
+        return None
+    head = parse_response_head(data[: end + 4])
+    if head is None:
+        raise MalformedAnswer("malformed HTTP response")
+    return head, data[end + 4 :]
+
+
 class RefusalReader:
     """Collects the body of a non-101 handshake answer, at most ``limit`` bytes of it.
 

@@ -48,7 +48,12 @@ from clbproxy.ws.deflate import (
     end_to_end_accept,
     offers_deflate,
 )
-from clbproxy.ws.handshake import RefusalReader, parse_response_head
+from clbproxy.ws.handshake import (
+    MalformedAnswer,
+    RefusalReader,
+    parse_response_head,
+    read_response_head,
+)
 from clbproxy.ws.hops import RelayingHop
 
 log = Logger()
@@ -130,19 +135,18 @@ class RelayClientProtocol(RelayingHop, WebSocketClientProtocol):
     def processHandshake(self):
         """Let Autobahn handle a 101; read any other answer for the client ourselves."""
         if self._refusal_reader is None:
-            head_end = self.data.find(b"\r\n\r\n")
-            if head_end < 0:
-                if len(self.data) > 65536:
-                    self._bad_answer("response headers larger than 64 KiB")
+            try:
+                answer = read_response_head(self.data)
+            except MalformedAnswer as e:
+                self._bad_answer(str(e))
                 return None
-            head = parse_response_head(self.data[: head_end + 4])
-            if head is None:
-                self._bad_answer("malformed HTTP response")
+            if answer is None:
                 return None
+            head, rest = answer
             if head.status == 101:
                 return super().processHandshake()
             self._refusal_reader = RefusalReader(head, self.factory.max_refusal_body)
-            self.data = self.data[head_end + 4 :]
+            self.data = rest
         reader = self._refusal_reader
         reader.feed(self.data)
         self.data = b""

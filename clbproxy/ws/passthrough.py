@@ -50,7 +50,7 @@ from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import Side
 from clbproxy.ws.closing import refusal_record
 from clbproxy.ws.fastpath import Hop, compact_tcp_transport, hop_scanners, watch_write_buffer
-from clbproxy.ws.handshake import RefusalReader, parse_response_head
+from clbproxy.ws.handshake import MalformedAnswer, RefusalReader, read_response_head
 from clbproxy.ws.handshake_stage import HandshakeRefused, HandshakeStage, upgrade_headers
 from clbproxy.ws.pauses import InflateBudget
 from clbproxy.ws.relay import RELAY_HOPS, RelaySession, Route
@@ -68,9 +68,6 @@ log = Logger()
 
 CONNECTING = WebSocketProtocol.STATE_CONNECTING
 CLOSED = WebSocketProtocol.STATE_CLOSED
-
-#: The largest response head a backend may answer an upgrade with.
-MAX_RESPONSE_HEAD = 65536
 
 #: Client request headers the proxy writes itself on the backend's upgrade request
 #: (or that describe only the client's hop).
@@ -218,16 +215,15 @@ class BackendUpgrade(_HandshakeHop):
             self._read_refusal(data)
             return
         self._data += data
-        end = self._data.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._data) > MAX_RESPONSE_HEAD:
-                self._bad_answer("response headers larger than 64 KiB")
+        try:
+            answer = read_response_head(self._data)
+        except MalformedAnswer as e:
+            self._bad_answer(str(e))
             return
-        head = parse_response_head(self._data[: end + 4])
-        rest, self._data = self._data[end + 4 :], b""
-        if head is None:
-            self._bad_answer("malformed HTTP response")
+        if answer is None:
             return
+        head, rest = answer
+        self._data = b""
         if head.status == 101:
             self._cancel_timer()
             try:

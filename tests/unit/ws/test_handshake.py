@@ -6,7 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clbproxy.ws.handshake import MalformedChunk, RefusalReader, chunk_size, parse_response_head
+from clbproxy.ws.handshake import (
+    MalformedAnswer,
+    MalformedChunk,
+    RefusalReader,
+    chunk_size,
+    parse_response_head,
+    read_response_head,
+)
 
 
 def head(text: bytes):
@@ -177,3 +184,22 @@ class HandshakeParserProperties(unittest.TestCase):
         reader.feed(garbage)
         reader.finish()
         self.assertLessEqual(len(reader.body), limit)
+
+
+class ReadResponseHeadTests(unittest.TestCase):
+    def test_an_incomplete_head_is_none(self):
+        self.assertIsNone(read_response_head(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: w"))
+
+    def test_a_complete_head_comes_with_the_bytes_after_it(self):
+        head, rest = read_response_head(b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n\r\n\x81\x00")
+        self.assertEqual(
+            (head.status, head.values("upgrade"), rest), (101, ["websocket"], b"\x81\x00")
+        )
+
+    def test_a_head_over_64_kib_is_malformed(self):
+        with self.assertRaisesRegex(MalformedAnswer, "larger than 64 KiB"):
+            read_response_head(b"HTTP/1.1 101 OK\r\nX: " + b"a" * 65536)
+
+    def test_a_head_that_is_not_http_is_malformed(self):
+        with self.assertRaisesRegex(MalformedAnswer, "malformed HTTP response"):
+            read_response_head(b"SSH-2.0-OpenSSH\r\n\r\n")
