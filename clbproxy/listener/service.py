@@ -24,7 +24,7 @@ from clbproxy.http.forwarder import HTTPForwarder, render_error
 from clbproxy.http.redirect import RedirectToHTTPS, local_host, redirect_host
 from clbproxy.http.responses import reason_phrase
 from clbproxy.http.tracecontext import NO_TRACE, trace_context
-from clbproxy.listener.channel import ListenerSite
+from clbproxy.listener.connection import ListenerSite
 from clbproxy.listener.limits import (
     Admission,
     ConnectionGate,
