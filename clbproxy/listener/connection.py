@@ -689,7 +689,7 @@ class ListenerSite(Factory):
         self.request_ids = listener_request_ids(listener)
 
     def buildProtocol(self, addr):
-        connection = ListenerConnection()
+        connection = self.protocol()
         connection.factory = self
         listener = self.listener
         connection.limits = self.limits
