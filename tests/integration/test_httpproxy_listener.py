@@ -33,10 +33,10 @@ class TrackedListenerSite(test_httpproxy._TrackedSiteMixin, ListenerSite):
 
 
 class _OnListener:
-    backend = ""
+    parser = ""
 
     async def setUp(self) -> None:
-        choose_parser(self, self.backend)
+        choose_parser(self, self.parser)
         self.patch(test_httpproxy, "TrackedProxySite", TrackedListenerSite)
         self.fronts: List[TrackedListenerSite] = []
         await super().setUp()
@@ -52,12 +52,12 @@ class _OnListener:
         (front,) = self.fronts
         (connection,) = front.channels
         self.assertIsInstance(connection, ListenerConnection)
-        self.assertEqual(front.backend, self.backend)
+        self.assertEqual(front.backend, self.parser)
 
 
 class ForwarderBehindHttptoolsTests(_OnListener, test_httpproxy.HTTPForwarderTests):
-    backend = "httptools"
+    parser = "httptools"
 
 
 class ForwarderBehindH11Tests(_OnListener, test_httpproxy.HTTPForwarderTests):
-    backend = "h11"
+    parser = "h11"
