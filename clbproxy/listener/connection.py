@@ -660,7 +660,7 @@ class ListenerSite(Factory):
 
     ``resource`` renders every request (the listener's
     :class:`~clbproxy.listener.service.ListenerResource`, or a redirect);
-    ``listener`` is replaced on reload (:meth:`configure`): connections opened
+    ``listener`` is replaced on reload (``configure``): connections opened
     afterwards use the new limits and timeouts.  ``backend`` forces a parser
     back end (``httptools`` or ``h11``; default: the environment's, see
     :mod:`clbproxy.http.parsers`), read once here.

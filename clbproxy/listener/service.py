@@ -1,10 +1,11 @@
 """A listener: one socket, one HTTP/1.1 parser, WebSocket and plain HTTP on the same port.
 
-twisted.web's ``HTTPChannel`` parses every request.  Requests that ask for a
-WebSocket upgrade are handed, transport and all, to Autobahn (the relay); all
-others are routed by the listener's rules and forwarded to a backend.  No
-configuration turns WebSocket on: an HTTP listener carries WS, as on a cloud
-balancer.
+Each connection is a :class:`~clbproxy.listener.connection.ListenerConnection`
+(the sans-IO request parser); it hands every request to
+:class:`ListenerResource`.  Requests that ask for a WebSocket upgrade are
+handed, transport and all, to the relay; all others are routed by the
+listener's rules and forwarded to a backend.  No configuration turns WebSocket
+on: an HTTP listener carries WS, as on a cloud balancer.
 """
 
 from __future__ import annotations
