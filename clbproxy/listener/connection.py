@@ -132,6 +132,7 @@ class ListenerConnection(Protocol):
         self._idle_timeout: Optional[float] = None
         self._last_read = 0.0
         self._header_call = None
+        self._header_deadline: Optional[float] = None
         self._abort_call = None
         self._between_requests = False
         self._received_any = False
@@ -163,7 +164,7 @@ class ListenerConnection(Protocol):
             self._between_requests = False
             self._set_idle_timeout(self.client_timeout)
             self._start_header_timer()
-        elif self._idle_call is not None:
+        elif self._idle_timeout:
             self._last_read = self._clock.seconds()
         self._parser.feed(data)
         self._bound_reading()
@@ -182,8 +183,7 @@ class ListenerConnection(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:
         self._lost = True
-        self._cancel_header_timer()
-        self._set_idle_timeout(None)
+        self._stop_timers()
         abort, self._abort_call = self._abort_call, None
         if abort is not None and abort.active():
             abort.cancel()
@@ -385,8 +385,7 @@ class ListenerConnection(Protocol):
 
     def _taken_over(self, transport) -> None:
         """Another protocol has the transport now (the relay's): stop timing and producing."""
-        self._cancel_header_timer()
-        self._set_idle_timeout(None)
+        self._stop_timers()
         self._parser = None
         self._release_network()
 
@@ -511,20 +510,21 @@ class ListenerConnection(Protocol):
     # -- timers ----------------------------------------------------------------------------------
 
     def _set_idle_timeout(self, timeout: Optional[float]) -> None:
-        """Close the connection after ``timeout`` seconds without a read (None: never)."""
+        """Close the connection after ``timeout`` seconds without a read (None: never).
+
+        One delayed call serves for the connection's life: a deadline moved
+        later leaves it where it is (when it fires early it waits again for what
+        is left), so a request costs no timer of its own.
+        """
         self._idle_timeout = timeout
-        call = self._idle_call
         if not timeout:
-            if call is not None:
-                self._idle_call = None
-                if call.active():
-                    call.cancel()
             return
-        self._last_read = self._clock.seconds()
-        if call is not None and call.active():
-            call.reset(timeout)
-        else:
+        now = self._last_read = self._clock.seconds()
+        call = self._idle_call
+        if call is None:
             self._idle_call = self._clock.callLater(timeout, self._idle_expired)
+        elif call.getTime() > now + timeout:
+            call.reset(timeout)
 
     def _idle_expired(self) -> None:
         self._idle_call = None
@@ -539,6 +539,15 @@ class ListenerConnection(Protocol):
         self._abort_call = self._clock.callLater(ABORT_TIMEOUT, self._force_abort)
         self.loseConnection()
 
+    def _stop_timers(self) -> None:
+        """No header or idle timeout any more (the connection ended or was taken over)."""
+        self._idle_timeout = None
+        self._header_deadline = None
+        for call in (self._idle_call, self._header_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._header_call = None
+
     def _force_abort(self) -> None:
         self._abort_call = None
         if self.transport is not None:
@@ -546,19 +555,34 @@ class ListenerConnection(Protocol):
             self.transport.abortConnection()
 
     def _start_header_timer(self) -> None:
-        self._cancel_header_timer()
-        if self.header_timeout:
-            self._header_call = self._clock.callLater(self.header_timeout, self._header_timed_out)
+        """The head of the next request must be in within ``header_timeout`` from now."""
+        timeout = self.header_timeout
+        if not timeout:
+            self._header_deadline = None
+            return
+        deadline = self._header_deadline = self._clock.seconds() + timeout
+        call = self._header_call
+        if call is None:
+            self._header_call = self._clock.callLater(timeout, self._header_expired)
+        elif call.getTime() > deadline:
+            call.reset(timeout)
 
     def _cancel_header_timer(self) -> None:
-        call, self._header_call = self._header_call, None
-        if call is not None and call.active():
-            call.cancel()
+        self._header_deadline = None
+
+    def _header_expired(self) -> None:
+        self._header_call = None
+        deadline = self._header_deadline
+        if deadline is None or self.transport is None:
+            return
+        left = deadline - self._clock.seconds()
+        if left > 0:
+            self._header_call = self._clock.callLater(left, self._header_expired)
+            return
+        self._header_timed_out()
 
     def _header_timed_out(self) -> None:
-        self._header_call = None
-        if self.transport is None:
-            return
+        self._stop_timers()
         if self.stats is not None:
             self.stats.increment("header_timeouts")
         if self._received_any:
@@ -574,7 +598,6 @@ class ListenerConnection(Protocol):
             self.transport.write(
                 raw_error_response(408, "the request headers did not arrive in time", headers)
             )
-        self._set_idle_timeout(None)
         self.persistent = False
         self._rejected = True
         self.transport.loseConnection()
