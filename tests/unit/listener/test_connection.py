@@ -138,6 +138,17 @@ class _ConnectionTests:
         self.assertTrue(self.sent().startswith(b"HTTP/1.1 408 "))
         self.assertTrue(self.transport.disconnecting)
 
+    def test_a_later_request_has_header_timeout_from_its_first_byte(self):
+        self.connect(Root(answer=b"x"), header_timeout=2, keepalive_timeout=30)
+        self.connection.dataReceived(GET)
+        self.clock.advance(10)
+        self.connection.dataReceived(b"GET / HTTP/1.1\r\n")
+        self.clock.advance(1.9)
+        self.assertNotIn(b"408", self.sent())
+        self.clock.advance(0.2)
+        self.assertIn(b"HTTP/1.1 408 ", self.sent())
+        self.assertTrue(self.transport.disconnecting)
+
     def test_a_connection_that_sent_nothing_is_closed_without_an_answer(self):
         self.connect(header_timeout=2)
         self.clock.advance(2)
