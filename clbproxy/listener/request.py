@@ -66,6 +66,7 @@ class ListenerRequest:
     __slots__ = (
         "channel",
         "transport",
+        "client",
         "method",
         "uri",
         "path",
@@ -102,6 +103,8 @@ class ListenerRequest:
     ) -> None:
         self.channel = channel
         self.transport = channel.transport
+        #: The client's address, as the request came (twisted.web's ``client``).
+        self.client = channel.peer
         self.method = method
         self.uri = uri
         self.path = uri.partition(b"?")[0]
@@ -153,16 +156,14 @@ class ListenerRequest:
         return values[-1] if values is not None else None
 
     def getClientAddress(self):
-        channel = self.channel
-        if channel is None:
-            return None
-        return channel.peer
+        return self.client
 
     def getHost(self):
         channel = self.channel
-        if channel is None:
-            return None
-        return channel.host
+        if channel is not None and channel.transport is not None:
+            return channel.host
+        transport = self.transport
+        return transport.getHost() if transport is not None else None
 
     def isSecure(self) -> bool:
         return ISSLTransport(self.transport, None) is not None
