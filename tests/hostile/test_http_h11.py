@@ -11,7 +11,7 @@ from __future__ import annotations
 from clbproxy.http.parsers import ENVIRONMENT
 from tests.hostile import test_http
 from tests.hostile.catalog import ServerProcess
-from tests.support.parsers import OnH11
+from tests.support.parsers import NeedsH11, OnH11
 
 
 def on_h11(fixture: ServerProcess) -> ServerProcess:
@@ -19,27 +19,27 @@ def on_h11(fixture: ServerProcess) -> ServerProcess:
     return ServerProcess(fixture.argv, env={ENVIRONMENT: "h11"}, preexec_fn=fixture.preexec_fn)
 
 
-class HostileRequestCatalogueOnH11(test_http.HostileRequestCatalogue):
+class HostileRequestCatalogueOnH11(NeedsH11, test_http.HostileRequestCatalogue):
     fixture = on_h11(test_http.HostileRequestCatalogue.fixture)
     cases = ()
 
 
-class PathBypassCatalogueOnH11(test_http.PathBypassCatalogue):
+class PathBypassCatalogueOnH11(NeedsH11, test_http.PathBypassCatalogue):
     fixture = on_h11(test_http.PathBypassCatalogue.fixture)
     cases = ()
 
 
-class HostHeaderCatalogueOnH11(test_http.HostHeaderCatalogue):
+class HostHeaderCatalogueOnH11(NeedsH11, test_http.HostHeaderCatalogue):
     fixture = on_h11(test_http.HostHeaderCatalogue.fixture)
     cases = ()
 
 
-class SlowClientCatalogueOnH11(test_http.SlowClientCatalogue):
+class SlowClientCatalogueOnH11(NeedsH11, test_http.SlowClientCatalogue):
     fixture = on_h11(test_http.SlowClientCatalogue.fixture)
     cases = ()
 
 
-class PipeliningFloodTestsOnH11(test_http.PipeliningFloodTests):
+class PipeliningFloodTestsOnH11(NeedsH11, test_http.PipeliningFloodTests):
     fixture = on_h11(test_http.PipeliningFloodTests.fixture)
 
 

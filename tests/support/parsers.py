@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 
-from clbproxy.http.parsers import ENVIRONMENT
+from twisted.trial.unittest import SkipTest
+
+from clbproxy.http.parsers import ENVIRONMENT, available
 
 
 def choose_parser(test, backend: str) -> None:
-    """Listeners built during ``test`` parse with ``backend``."""
+    """Listeners built during ``test`` parse with ``backend`` (skipped if it is not installed)."""
+    if backend not in available():
+        raise SkipTest(f"the {backend} HTTP parser is not installed here")
     previous = os.environ.get(ENVIRONMENT)
     os.environ[ENVIRONMENT] = backend
 
@@ -25,6 +29,15 @@ def choose_parser(test, backend: str) -> None:
             os.environ[ENVIRONMENT] = previous
 
     test.addCleanup(restore)
+
+
+class NeedsH11:
+    """Mixin, first among the bases: skip the test case where ``h11`` is not installed."""
+
+    def setUp(self):
+        if "h11" not in available():
+            raise SkipTest("the h11 HTTP parser is not installed here")
+        return super().setUp()
 
 
 class OnH11:

@@ -16,6 +16,7 @@ from twisted.trial import unittest
 from twisted.web.server import NOT_DONE_YET
 
 from clbproxy.config import ListenerConfig
+from clbproxy.http.parsers import available
 from clbproxy.listener.connection import ListenerSite
 
 GET = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -53,6 +54,10 @@ def respond(request, body: bytes = b"ok") -> None:
 
 class _ConnectionTests:
     backend = ""
+
+    def setUp(self):
+        if self.backend not in available():
+            raise unittest.SkipTest(f"the {self.backend} HTTP parser is not installed here")
 
     def connect(self, root=None, **options):
         self.clock = MemoryReactorClock()
