@@ -283,24 +283,22 @@ class ListenerConnection(Protocol):
         transport = self.transport
         try:
             body = self.factory.resource.render(request)
+            if self.transport is None and transport is not None and not self._lost:
+                self._taken_over(transport)
+            if body is NOT_DONE_YET:
+                return
+            if not isinstance(body, bytes):
+                raise TypeError(f"render returned {body!r}, not bytes")
+            if request.method == b"HEAD":
+                if body:
+                    request.setHeader(b"Content-Length", b"%d" % (len(body),))
+                request.write(b"")
+            else:
+                request.setHeader(b"Content-Length", b"%d" % (len(body),))
+                request.write(body)
+            request.finish()
         except Exception:
             self._processing_failed(request, Failure())
-            return
-        if self.transport is None and transport is not None and not self._lost:
-            self._taken_over(transport)
-        if body is NOT_DONE_YET:
-            return
-        if not isinstance(body, bytes):
-            self._processing_failed(request, Failure(TypeError(f"render returned {body!r}")))
-            return
-        if request.method == b"HEAD":
-            if body:
-                request.setHeader(b"Content-Length", b"%d" % (len(body),))
-            request.write(b"")
-        else:
-            request.setHeader(b"Content-Length", b"%d" % (len(body),))
-            request.write(body)
-        request.finish()
 
     @staticmethod
     def _answer_star(request: ListenerRequest) -> None:
@@ -313,10 +311,14 @@ class ListenerConnection(Protocol):
         request.setHeader(b"Content-Length", b"0")
         request.finish()
 
-    @staticmethod
-    def _processing_failed(request: ListenerRequest, reason: Failure) -> None:
-        log.failure("", failure=reason)
+    def _processing_failed(self, request: ListenerRequest, reason: Failure) -> None:
+        """A bug while answering: logged with its traceback; a 500 page, or a cut response."""
+        log.failure("Failed to answer {request}", failure=reason, request=request)
         if request.finished or request._disconnected:
+            return
+        if request.startedWriting:
+            if self.transport is not None:
+                self.transport.abortConnection()
             return
         request.setResponseCode(500)
         request.setHeader(b"Content-Type", b"text/html")

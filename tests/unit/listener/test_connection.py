@@ -127,6 +127,16 @@ class _ConnectionTests:
         self.assertIn(b"\r\nContent-Length: 4\r\n", answer)
         self.assertTrue(answer.endswith(b"\r\n\r\n"), answer)
 
+    def test_a_failing_resource_gets_a_500_page_and_a_logged_traceback(self):
+        class Broken(Root):
+            def render(self, request):
+                raise ZeroDivisionError("bug")
+
+        self.connect(Broken())
+        self.connection.dataReceived(GET)
+        self.assertTrue(self.sent().startswith(b"HTTP/1.1 500 Internal Server Error\r\n"))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_a_refused_request_line_is_answered_with_its_status_and_closed(self):
         self.connect()
         self.connection.dataReceived(b"GET / HTTP/2.0\r\nHost: h\r\n\r\n")
