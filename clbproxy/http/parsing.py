@@ -255,6 +255,8 @@ class _Parser:
 
     backend = "?"
     _request = True
+    #: What was unparsed when the parser refused (the refused head, or body bytes).
+    refused = b""
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -368,7 +370,7 @@ class _Parser:
 
     def _fail(self, status: int, detail: str) -> None:
         self._state = _STOPPED
-        self._buffer = b""
+        self.refused, self._buffer = self._buffer, b""
         self._handler.parse_error(status, detail)
 
     def _fields(self, block: bytes) -> Optional[Tuple[List[Field], List[Field]]]:

@@ -1,4 +1,13 @@
-"""The client side of a listener: twisted.web's HTTP/1.1 parser, stricter and streaming.
+"""twisted.web's HTTP/1.1 parser, stricter and streaming: the listener's rules, as reference.
+
+A listener's connections no longer use :class:`ProxyChannel`: they frame
+requests with the sans-IO parser (:mod:`clbproxy.http.parsing`, in
+:class:`clbproxy.listener.connection.ListenerConnection`), which is tested to
+accept and refuse exactly what :class:`ProxyChannel` does
+(``tests/unit/http/test_parsing_parity.py``).  What both share lives here: the
+limits (:class:`HTTPLimits`), the Host rules (:func:`request_host`), the
+streamed body (:class:`RequestBody`) and ``SERVER``.  The rules, as
+:class:`ProxyChannel` applies them:
 
 :class:`ProxyChannel` adds to ``HTTPChannel`` what a proxy in front of other
 HTTP parsers needs (request smuggling defences) and the limits of a cloud

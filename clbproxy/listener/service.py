@@ -1,10 +1,11 @@
 """A listener: one socket, one HTTP/1.1 parser, WebSocket and plain HTTP on the same port.
 
-twisted.web's ``HTTPChannel`` parses every request.  Requests that ask for a
-WebSocket upgrade are handed, transport and all, to Autobahn (the relay); all
-others are routed by the listener's rules and forwarded to a backend.  No
-configuration turns WebSocket on: an HTTP listener carries WS, as on a cloud
-balancer.
+Each connection is a :class:`~clbproxy.listener.connection.ListenerConnection`
+(the sans-IO request parser); it hands every request to
+:class:`ListenerResource`.  Requests that ask for a WebSocket upgrade are
+handed, transport and all, to the relay; all others are routed by the
+listener's rules and forwarded to a backend.  No configuration turns WebSocket
+on: an HTTP listener carries WS, as on a cloud balancer.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from clbproxy.http.forwarder import HTTPForwarder, render_error
 from clbproxy.http.redirect import RedirectToHTTPS, local_host, redirect_host
 from clbproxy.http.responses import reason_phrase
 from clbproxy.http.tracecontext import NO_TRACE, trace_context
-from clbproxy.listener.channel import ListenerSite
+from clbproxy.listener.connection import ListenerSite
 from clbproxy.listener.limits import (
     Admission,
     ConnectionGate,

@@ -7,7 +7,7 @@ from typing import Iterable
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from clbproxy.listener.channel import ListenerChannel
+from clbproxy.listener.connection import ListenerConnection
 
 log = Logger()
 
@@ -36,7 +36,7 @@ def drain(listeners: Iterable, reactor, timeout: float) -> defer.Deferred:
                 connection.transport.abortConnection()
                 continue
             channel = connection.wrappedProtocol
-            if isinstance(channel, ListenerChannel):
+            if isinstance(channel, ListenerConnection):
                 channel.drain()
 
     def remaining() -> int:

@@ -291,15 +291,21 @@ class _BackendFactory(Factory):
 def take_over(request, protocol: Protocol):
     """Give ``request``'s connection to ``protocol``, as Autobahn's resource does.
 
-    twisted.web stops reading a connection while it handles a request; the
-    connection no longer carries HTTP, so it is read again.  Bytes the client
-    sent behind its request (in the same read) are still in the channel's
-    buffers: they are the protocol's now, given to it in order.
+    The listener's connection may have stopped reading while it handled the
+    request; the connection no longer carries HTTP, so it is read again.  Bytes
+    the client sent behind its request (in the same read) are still in the
+    connection's parser (``hand_off()``, or a twisted.web channel's buffers):
+    they are the protocol's now, given to it in order.
     """
     channel = request.channel
-    early = b"".join(getattr(channel, "_dataBuffer", ())) + getattr(channel, "_buffer", b"")
-    channel._dataBuffer, channel._buffer = [], b""
-    transport, channel.transport = channel.transport, None
+    transport = channel.transport
+    hand_off = getattr(channel, "hand_off", None)
+    if hand_off is not None:
+        early = hand_off()
+    else:
+        early = b"".join(getattr(channel, "_dataBuffer", ())) + getattr(channel, "_buffer", b"")
+        channel._dataBuffer, channel._buffer = [], b""
+        channel.transport = None
     if isinstance(transport, ProtocolWrapper):
         transport.wrappedProtocol = protocol
     elif isinstance(transport.protocol, ProtocolWrapper):

@@ -1,0 +1,726 @@
+"""A listener's HTTP/1.1 connection: a sans-IO parser, bounded reads, keep-alive, drain.
+
+:class:`ListenerConnection` is a plain Twisted ``Protocol``.  The bytes a
+client sends go to a request parser (:func:`clbproxy.http.parsers.request_parser`:
+llhttp through ``httptools`` on CPython, ``h11`` on PyPy; both frame alike and
+are exactly as strict as the listener always was, see
+:mod:`clbproxy.http.parsing`).  Each request becomes a
+:class:`~clbproxy.listener.request.ListenerRequest` handed to the listener's
+root resource as soon as its head is in; a body streams after it through a
+:class:`~clbproxy.http.server.RequestBody` that stops reading the client while
+the backend cannot take more.
+
+- Requests are answered in order: after a request's last byte the parser
+  stays paused until its response is finished (pipelined requests wait in the
+  parser; past 16 KiB the socket is not read either).  A connection is kept
+  open after a response by twisted.web's rule: HTTP/1.1 without ``close`` in
+  its first ``Connection`` value (which then gets ``Connection: close``).
+- A refusal (400, 408, 413, 414, 431, 501, 505) is an error page from
+  :mod:`clbproxy.http.responses` and the connection closes; once a response
+  has begun, a refusal can only abort the connection.  A body over
+  ``max_body_size`` is 413 before the response began, an abort after.
+- ``Expect: 100-continue`` is answered only when a backend starts taking the
+  body, so a request refused, redirected or answered by the proxy gets its
+  final status without the client sending its body.
+- Timeouts, as nginx and the cloud balancers have them: ``header_timeout``
+  from the connection (or the first byte of a later request) to the end of
+  the head, however the bytes trickle in (408, or a plain close when nothing
+  was sent); ``keepalive_timeout`` while waiting for the next request;
+  ``client_timeout`` between two reads while a request (its body) is read.
+- ``drain()`` lets the request under way finish with ``Connection: close``
+  and closes an idle connection now.
+- An upgrade leaves the connection (:meth:`ListenerConnection.hand_off`):
+  the bytes the client sent behind its request are handed over untouched.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from twisted.internet.interfaces import IPushProducer, ITCPTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import _PullToPush
+from twisted.web.http_headers import Headers
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
+
+from clbproxy.config import ListenerConfig
+from clbproxy.http.forwarded import TrustedProxies
+from clbproxy.http.parse_rules import ExactHead, Refused
+from clbproxy.http.parsers import chosen, request_parser
+from clbproxy.http.parsing import RequestHead
+from clbproxy.http.request_id import OFF, RequestIds, new_request_id
+from clbproxy.http.responses import negotiated_error, raw_error_response, raw_response
+from clbproxy.http.server import SERVER, BodyTooLarge, HTTPLimits, RequestBody
+from clbproxy.listener.limits import LimitStats
+from clbproxy.listener.request import ListenerRequest, http_date
+from clbproxy.routing.settings import request_ids
+from clbproxy.util.logtext import printable
+
+log = Logger()
+
+#: Bytes of later (pipelined) requests read while a response is under way before
+#: the socket stops being read (twisted.web's ``_optimisticEagerReadSize``).
+EAGER_READ = 0x4000
+
+#: Seconds a timed-out connection gets to close before it is aborted (twisted.web's).
+ABORT_TIMEOUT = 15
+
+_VERSIONS = {b"1.1": b"HTTP/1.1", b"1.0": b"HTTP/1.0"}
+
+_PROCESSING_FAILED = (
+    b"<html><head><title>Processing Failed</title></head><body>"
+    b"<b>Processing Failed</b></body></html>"
+)
+
+
+def keeps_open(version: bytes, fields) -> bool:
+    """twisted.web's ``checkPersistence``: HTTP/1.1, no ``close`` in the first Connection value."""
+    if version != b"1.1":
+        return False
+    for name, value in fields:
+        if len(name) == 10 and name.lower() == b"connection":
+            return b"close" not in [token.lower() for token in value.split(b" ")]
+    return True
+
+
+def read_so_far(data: bytes, limits: HTTPLimits) -> tuple[bool, list]:
+    """``(line_read, fields)``: what twisted.web had read of a head when it was refused.
+
+    A refused or timed-out request is named from the headers received before
+    the fault (the last complete field line counts only once the next line
+    began, as twisted.web reads them); nothing when its request line is at fault.
+    """
+    exact = ExactHead(limits)
+    try:
+        exact.feed(data)
+    except Refused:
+        pass
+    return exact.first == 0, exact.fields
+
+
+@implementer(IPushProducer)
+class ListenerConnection(Protocol):
+    """One client connection of a listener (see the module doc)."""
+
+    #: Set by the factory when it builds the connection.
+    limits = HTTPLimits()
+    header_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    client_timeout: Optional[float] = 60.0
+    stats: Optional[LimitStats] = None
+    backend: Optional[str] = None
+
+    def __init__(self) -> None:
+        self.requests: List[ListenerRequest] = []
+        self.persistent = True
+        self.draining = False
+        self._parser = None
+        self._clock = None
+        self._handling = False
+        self._rejected = False
+        self._discarding = False
+        self._lost = False
+        self._waiting_for_transport = False
+        self._paused_reading = False
+        self._network = None
+        self._request_producer = None
+        self._request_producer_streaming = None
+        self._idle_call = None
+        self._idle_timeout: Optional[float] = None
+        self._last_read = 0.0
+        self._header_call = None
+        self._header_deadline: Optional[float] = None
+        self._abort_call = None
+        self._between_requests = False
+        self._received_any = False
+        self._peer = None
+        self._host = None
+
+    # -- the connection --------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self._clock = factory.reactor
+        transport = self.transport
+        if ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+        self._parser = request_parser(self, self.limits, backend=self.backend)
+        if IPushProducer.providedBy(transport):
+            # As twisted.web: a transport that cannot pause (TLS) is not paced.
+            self._network = transport
+            transport.registerProducer(self, True)
+        self._set_idle_timeout(self.client_timeout)
+        self._start_header_timer()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._rejected or self._discarding or self._parser is None:
+            return
+        if data:
+            self._received_any = True
+        if self._between_requests:
+            self._between_requests = False
+            self._set_idle_timeout(self.client_timeout)
+            self._start_header_timer()
+        elif self._idle_timeout:
+            self._last_read = self._clock.seconds()
+        self._parser.feed(data)
+        self._bound_reading()
+
+    def _bound_reading(self) -> None:
+        """Stop reading while a response is under way and later requests fill the parser."""
+        parser = self._parser
+        if (
+            self._handling
+            and parser is not None
+            and not self._paused_reading
+            and not self._waiting_for_transport
+            and len(parser.buffered) > EAGER_READ
+        ):
+            self._pause_reading()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._lost = True
+        self._stop_timers()
+        abort, self._abort_call = self._abort_call, None
+        if abort is not None and abort.active():
+            abort.cancel()
+        requests, self.requests = self.requests, []
+        for request in requests:
+            request.connectionLost(reason)
+        self._parser = None
+        self._request_producer = None
+
+    @property
+    def peer(self):
+        """The client's address (under ``haproxy:``, the one its PROXY header named)."""
+        peer = self._peer
+        if peer is None and self.transport is not None:
+            peer = self._peer = self.transport.getPeer()
+        return peer
+
+    @property
+    def host(self):
+        """The listening address the client connected to."""
+        host = self._host
+        if host is None and self.transport is not None:
+            host = self._host = self.transport.getHost()
+        return host
+
+    def getPeer(self):
+        return self.peer
+
+    def getHost(self):
+        return self.host
+
+    # -- the parser's callbacks -------------------------------------------------------------
+
+    def request_head(self, head: RequestHead) -> None:
+        if self._discarding:
+            return
+        self._cancel_header_timer()
+        headers = Headers()
+        add = headers.addRawHeader
+        for name, value in head.headers:
+            add(name, value)
+        request = ListenerRequest(self, head.method, head.target, _VERSIONS[head.version], headers)
+        self.requests.append(request)
+        self.persistent = keeps_open(head.version, head.headers)
+        if not self.persistent and head.version == b"1.1":
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+        if head.chunked or head.content_length:
+            body = request.body = RequestBody(self.transport, head.content_length)
+            if head.expect_continue:
+                body.on_start = lambda: self._send_continue(request)
+            self._process(request)
+
+    def body_data(self, data: bytes) -> None:
+        if self._rejected or self._discarding or not self.requests:
+            return
+        request = self.requests[-1]
+        body = request.body
+        limit = self.limits.max_body_size
+        if limit and self._parser.body_received > limit:
+            self._parser.pause()
+            body.fail(BodyTooLarge(f"request body over {limit} bytes"))
+            if request.startedWriting:
+                self.transport.abortConnection()
+            else:
+                self.reject(413, f"the request body is larger than {limit} bytes")
+            return
+        body.write(data)
+
+    def message_complete(self, trailers: List) -> None:
+        if self._rejected or self._discarding or not self.requests:
+            return
+        request = self.requests[-1]
+        self._handling = True
+        self._set_idle_timeout(None)
+        body = request.body
+        if body is None:
+            self._process(request)
+        else:
+            body.trailers = trailers
+            body.finish()
+
+    def parse_error(self, status: int, detail: str) -> None:
+        if self._discarding:
+            return
+        self.reject(status, detail)
+
+    # -- handling a request -----------------------------------------------------------------
+
+    def _process(self, request: ListenerRequest) -> None:
+        """Render ``request`` with the listener's root resource, as twisted.web's ``Site`` does."""
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"Server", [SERVER])
+        headers.setRawHeaders(b"Date", [http_date()])
+        if request.path == b"*":
+            self._answer_star(request)
+            return
+        transport = self.transport
+        try:
+            body = self.factory.resource.render(request)
+            if self.transport is None and transport is not None and not self._lost:
+                self._taken_over(transport)
+            if body is NOT_DONE_YET:
+                return
+            if not isinstance(body, bytes):
+                raise TypeError(f"render returned {body!r}, not bytes")
+            if request.method == b"HEAD":
+                if body:
+                    request.setHeader(b"Content-Length", b"%d" % (len(body),))
+                request.write(b"")
+            else:
+                request.setHeader(b"Content-Length", b"%d" % (len(body),))
+                request.write(body)
+            request.finish()
+        except Exception:
+            self._processing_failed(request, Failure())
+
+    @staticmethod
+    def _answer_star(request: ListenerRequest) -> None:
+        """``OPTIONS *`` gets an empty 200, any other method on ``*`` a 405, as on twisted.web."""
+        if request.method == b"OPTIONS":
+            request.setResponseCode(200)
+        else:
+            request.setResponseCode(405)
+            request.setHeader(b"Allow", b"OPTIONS")
+        request.setHeader(b"Content-Length", b"0")
+        request.finish()
+
+    def _processing_failed(self, request: ListenerRequest, reason: Failure) -> None:
+        """A bug while answering: logged with its traceback; a 500 page, or a cut response."""
+        log.failure("Failed to answer {request}", failure=reason, request=request)
+        if request.finished or request._disconnected:
+            return
+        if request.startedWriting:
+            if self.transport is not None:
+                self.transport.abortConnection()
+            return
+        request.setResponseCode(500)
+        request.setHeader(b"Content-Type", b"text/html")
+        request.setHeader(b"Content-Length", b"%d" % (len(_PROCESSING_FAILED),))
+        request.write(_PROCESSING_FAILED)
+        request.finish()
+
+    def _send_continue(self, request: ListenerRequest) -> None:
+        """Send the ``100 Continue`` a request asked for, unless its answer has begun."""
+        if self._rejected or self.transport is None or request.startedWriting:
+            return
+        if request.finished or request.channel is not self:
+            return
+        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def request_done(self, request: ListenerRequest) -> None:
+        """``request``'s response is finished: read the next request, or close."""
+        if request in self.requests:
+            self.requests.remove(request)
+        if self.transport is None or self._lost:
+            return
+        if not self._waiting_for_transport:
+            self._resume_reading()
+        if not self.persistent or self._rejected:
+            self.loseConnection()
+            return
+        self._handling = False
+        if self.draining:
+            self.loseConnection()
+            return
+        parser = self._parser
+        if parser is None:
+            return
+        self._received_any = bool(parser.buffered)
+        if self._received_any:
+            self._set_idle_timeout(self.client_timeout)
+            self._start_header_timer()
+        else:
+            self._between_requests = True
+            self._set_idle_timeout(self.keepalive_timeout)
+        parser.resume()
+        self._bound_reading()
+
+    def discard_input(self) -> None:
+        """Ignore the rest of the client's input (a response ended before its request)."""
+        self._discarding = True
+        if self._parser is not None:
+            self._parser.pause()
+
+    # -- upgrades ------------------------------------------------------------------------------
+
+    def hand_off(self) -> bytes:
+        """Leave the connection to another protocol; the bytes the client sent behind its request.
+
+        The caller puts its protocol on the transport (see
+        :func:`clbproxy.ws.passthrough.take_over`); this connection stops
+        reading, timing and producing, and drops its transport.
+        """
+        transport = self.transport
+        parser, self._parser = self._parser, None
+        early = parser.detach() if parser is not None else b""
+        if transport is not None:
+            self._taken_over(transport)
+        self.transport = None
+        return early
+
+    def _taken_over(self, transport) -> None:
+        """Another protocol has the transport now (the relay's): stop timing and producing."""
+        self._stop_timers()
+        self._parser = None
+        self._release_network()
+
+    # -- refusals ------------------------------------------------------------------------------
+
+    def reject(self, status: int, detail: str) -> None:
+        """Answer ``status`` with an error page and close, without reading anything more."""
+        if self._rejected:
+            return
+        self._rejected = True
+        parser = self._parser
+        if parser is not None:
+            parser.pause()
+        transport = self.transport
+        if transport is None:
+            return
+        writing = [request for request in self.requests if request.startedWriting]
+        if writing:
+            # A response is under way: an error page would land inside it.
+            log.info(
+                "Closed the connection from {peer} during a response: {detail}"
+                " request_id={request_id}",
+                peer=getattr(self.peer, "host", None),
+                detail=printable(detail),
+                request_id=writing[0].request_id or "-",
+            )
+            transport.abortConnection()
+            return
+        fields = self._fields_read()
+        request_id = self._refused_id(fields)
+        accept = None
+        if fields:
+            values = [value for name, value in fields if name.lower() == b"accept"]
+            accept = values[-1].decode("latin-1") if values else None
+        content_type, body = negotiated_error(status, detail, accept, request_id)
+        log.info(
+            "Rejected a request from {peer} with {status}: {detail} request_id={request_id}",
+            peer=getattr(self.peer, "host", None),
+            status=status,
+            detail=printable(detail),
+            request_id=request_id or "-",
+        )
+        headers = [("Content-Type", content_type)]
+        if request_id is not None:
+            headers.append((self.request_ids.name, request_id))
+        transport.write(raw_response(status, headers, body))
+        self.loseConnection()
+
+    def _fields_read(self) -> Optional[list]:
+        """The header fields of the request being refused, None when its line was not read."""
+        if self.requests:
+            request = self.requests[-1]
+            return [
+                (name, value)
+                for name, values in request.requestHeaders.getAllRawHeaders()
+                for value in values
+            ]
+        parser = self._parser
+        data = getattr(parser, "refused", None) or (parser.buffered if parser else b"")
+        line_read, fields = read_so_far(data, self.limits)
+        return fields if line_read else None
+
+    def _refused_id(self, fields: Optional[list]) -> Optional[str]:
+        """The ID of the request this connection is refusing (``None``: IDs are off).
+
+        The one the listener gave it when it got that far; else chosen from the
+        headers read so far (a request refused in its headers keeps a believed
+        client's ID when that header came before the fault); a new one when
+        its request line is refused.
+        """
+        policy = self.request_ids
+        if not policy.enabled:
+            return None
+        if fields is None:
+            return new_request_id()
+        if self.requests and self.requests[-1].request_id is not None:
+            return self.requests[-1].request_id
+        key = policy.key
+        received = [value for name, value in fields if name.lower() == key] or None
+        return policy.choose(received, getattr(self.peer, "host", None) or "")
+
+    @property
+    def request_ids(self) -> RequestIds:
+        """The listener's request-ID policy (its factory's)."""
+        return getattr(self.factory, "request_ids", OFF)
+
+    # -- drain and state -----------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Finish the requests under way, answer them with ``Connection: close``, then close.
+
+        A connection waiting for its next request (or still reading one's headers)
+        is closed now.
+        """
+        self.draining = True
+        self.persistent = False
+        busy = False
+        for request in self.requests:
+            busy = True
+            if not request.startedWriting:
+                request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        if not busy or not self._handling:
+            self.loseConnection()
+
+    @property
+    def idle(self) -> bool:
+        """True while the connection waits for a request (no request under way)."""
+        return not self.requests
+
+    def loseConnection(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        self._release_network()
+        transport.loseConnection()
+
+    def _release_network(self) -> None:
+        network, self._network = self._network, None
+        if network is not None:
+            network.unregisterProducer()
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def _set_idle_timeout(self, timeout: Optional[float]) -> None:
+        """Close the connection after ``timeout`` seconds without a read (None: never).
+
+        One delayed call serves for the connection's life: a deadline moved
+        later leaves it where it is (when it fires early it waits again for what
+        is left), so a request costs no timer of its own.
+        """
+        self._idle_timeout = timeout
+        if not timeout:
+            return
+        now = self._last_read = self._clock.seconds()
+        call = self._idle_call
+        if call is None:
+            self._idle_call = self._clock.callLater(timeout, self._idle_expired)
+        elif call.getTime() > now + timeout:
+            call.reset(timeout)
+
+    def _idle_expired(self) -> None:
+        self._idle_call = None
+        timeout = self._idle_timeout
+        if not timeout or self.transport is None:
+            return
+        left = self._last_read + timeout - self._clock.seconds()
+        if left > 0:
+            self._idle_call = self._clock.callLater(left, self._idle_expired)
+            return
+        log.info("Timing out client: {peer}", peer=str(self.peer))
+        self._abort_call = self._clock.callLater(ABORT_TIMEOUT, self._force_abort)
+        self.loseConnection()
+
+    def _stop_timers(self) -> None:
+        """No header or idle timeout any more (the connection ended or was taken over)."""
+        self._idle_timeout = None
+        self._header_deadline = None
+        for call in (self._idle_call, self._header_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._header_call = None
+
+    def _force_abort(self) -> None:
+        self._abort_call = None
+        if self.transport is not None:
+            log.info("Forcibly timing out client: {peer}", peer=str(self.peer))
+            self.transport.abortConnection()
+
+    def _start_header_timer(self) -> None:
+        """The head of the next request must be in within ``header_timeout`` from now."""
+        timeout = self.header_timeout
+        if not timeout:
+            self._header_deadline = None
+            return
+        deadline = self._header_deadline = self._clock.seconds() + timeout
+        call = self._header_call
+        if call is None:
+            self._header_call = self._clock.callLater(timeout, self._header_expired)
+        elif call.getTime() > deadline:
+            call.reset(timeout)
+
+    def _cancel_header_timer(self) -> None:
+        self._header_deadline = None
+
+    def _header_expired(self) -> None:
+        self._header_call = None
+        deadline = self._header_deadline
+        if deadline is None or self.transport is None:
+            return
+        left = deadline - self._clock.seconds()
+        if left > 0:
+            self._header_call = self._clock.callLater(left, self._header_expired)
+            return
+        self._header_timed_out()
+
+    def _header_timed_out(self) -> None:
+        self._stop_timers()
+        if self.stats is not None:
+            self.stats.increment("header_timeouts")
+        if self._received_any:
+            request_id = self._refused_id(self._fields_read())
+            log.info(
+                "HTTP: {client}: request headers not received within {timeout:g} s: 408"
+                " request_id={request_id}",
+                client=getattr(self.peer, "host", "-"),
+                timeout=self.header_timeout,
+                request_id=request_id or "-",
+            )
+            headers = [] if request_id is None else [(self.request_ids.name, request_id)]
+            self.transport.write(
+                raw_error_response(408, "the request headers did not arrive in time", headers)
+            )
+        self.persistent = False
+        self._rejected = True
+        self.transport.loseConnection()
+
+    # -- producing: the transport paces the response, the response paces the reads ---------------
+
+    def registerProducer(self, producer, streaming: bool) -> None:
+        if self._request_producer is not None:
+            raise RuntimeError(
+                f"Cannot register producer {producer}, because producer"
+                f" {self._request_producer} was never unregistered."
+            )
+        if not streaming:
+            producer = _PullToPush(producer, self)
+        self._request_producer = producer
+        self._request_producer_streaming = streaming
+        if not streaming:
+            producer.startStreaming()
+
+    def unregisterProducer(self) -> None:
+        producer = self._request_producer
+        if producer is None:
+            return
+        if not self._request_producer_streaming:
+            producer.stopStreaming()
+        self._request_producer = None
+        self._request_producer_streaming = None
+
+    def write(self, data: bytes) -> None:
+        """For a pull producer's ``_PullToPush``: response bytes to the client."""
+        self.transport.write(data)
+
+    def pauseProducing(self) -> None:
+        """The client's socket buffer is full: pause the response, stop reading requests."""
+        if self.transport is None:
+            return
+        self._waiting_for_transport = True
+        if self._request_producer is not None:
+            self._request_producer.pauseProducing()
+        if not self._handling:
+            self._pause_reading()
+
+    def resumeProducing(self) -> None:
+        if self.transport is None:
+            return
+        self._waiting_for_transport = False
+        if self._request_producer is not None:
+            self._request_producer.resumeProducing()
+        if not self._handling:
+            self._resume_reading()
+
+    def stopProducing(self) -> None:
+        if self._request_producer is not None:
+            self._request_producer.stopProducing()
+
+    def _pause_reading(self) -> None:
+        if self._network is not None:
+            self._paused_reading = True
+            self._network.pauseProducing()
+
+    def _resume_reading(self) -> None:
+        self._paused_reading = False
+        if self._network is not None:
+            self._network.resumeProducing()
+
+
+def http_limits(listener: ListenerConfig) -> HTTPLimits:
+    """The request size limits of ``listener``."""
+    return HTTPLimits(
+        max_request_line=listener.max_request_line,
+        max_header_size=listener.max_header_size,
+        max_body_size=listener.max_body_size,
+    )
+
+
+def listener_request_ids(listener: ListenerConfig) -> RequestIds:
+    """Who names ``listener``'s requests, for the refusals its connections answer themselves."""
+    return request_ids(listener, TrustedProxies.from_cidrs(listener.trusted_proxies))
+
+
+class ListenerSite(Factory):
+    """A listener's connections: :class:`ListenerConnection` with its limits and timeouts.
+
+    ``resource`` renders every request (the listener's
+    :class:`~clbproxy.listener.service.ListenerResource`, or a redirect);
+    ``listener`` is replaced on reload (``configure``): connections opened
+    afterwards use the new limits and timeouts.  ``backend`` forces a parser
+    back end (``httptools`` or ``h11``; default: the environment's, see
+    :mod:`clbproxy.http.parsers`), read once here.
+    """
+
+    protocol = ListenerConnection
+    noisy = False
+
+    def __init__(
+        self,
+        resource,
+        listener: ListenerConfig,
+        reactor,
+        stats: Optional[LimitStats] = None,
+        backend: Optional[str] = None,
+    ) -> None:
+        self.resource = resource
+        self.reactor = reactor
+        self.stats = stats
+        self.backend = chosen(backend)
+        self.configure(listener)
+
+    def configure(self, listener: ListenerConfig) -> None:
+        self.listener = listener
+        self.limits = http_limits(listener)
+        self.request_ids = listener_request_ids(listener)
+
+    def buildProtocol(self, addr):
+        connection = self.protocol()
+        connection.factory = self
+        listener = self.listener
+        connection.limits = self.limits
+        connection.header_timeout = listener.header_timeout
+        connection.keepalive_timeout = listener.keepalive_timeout
+        connection.client_timeout = listener.client_timeout
+        connection.stats = self.stats
+        connection.backend = self.backend
+        return connection

@@ -1,0 +1,312 @@
+"""One request on a listener connection: the part of twisted.web's ``Request`` the proxy uses.
+
+:class:`~clbproxy.listener.connection.ListenerConnection` builds one
+:class:`ListenerRequest` per request from the parser's
+:class:`~clbproxy.http.parsing.RequestHead` and hands it to the listener's root
+resource (``render(request)``), so routing, the forwarder, the WebSocket relay
+(Autobahn's ``WebSocketResource`` included) and the access log read it as they
+read a twisted.web request.  It is slotted and keeps only what they use; the
+response is framed exactly as twisted.web frames it (chunked for an HTTP/1.1
+response without ``Content-Length``, no body for HEAD, 204 and 304, a default
+``Content-Type: text/html``), so what a client receives is unchanged.
+
+A request with a body streams it through ``body``
+(:class:`~clbproxy.http.server.RequestBody`); ``response_trailers`` are written
+after the last chunk of a chunked response (dropped otherwise).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Callable, List, Optional, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import RESPONSES, datetimeToString
+from twisted.web.http_headers import Headers
+
+from clbproxy.http.server import ClientBodyLost, RequestBody
+from clbproxy.http.tracecontext import NO_TRACE, TraceContext
+from clbproxy.http.trailers import Field, trailer_section
+
+log = Logger()
+
+#: Statuses whose responses have no body (twisted.web's ``NO_BODY_CODES``).
+NO_BODY_CODES = (204, 304)
+
+#: What a response without its own ``Content-Type`` gets, as from twisted.web.
+DEFAULT_CONTENT_TYPE = b"text/html"
+
+_date_second = -1
+_date_value = b""
+
+
+def http_date() -> bytes:
+    """The ``Date`` header's value for now, made once a second."""
+    global _date_second, _date_value
+    now = time.time()
+    second = int(now)
+    if second != _date_second:
+        _date_value = datetimeToString(now)
+        _date_second = second
+    return _date_value
+
+
+class ListenerRequest:
+    """A request as the proxy's resources see it (see the module doc).
+
+    ``channel`` is the :class:`~clbproxy.listener.connection.ListenerConnection`
+    (None once the request is finished or its connection lost); ``transport``
+    is the connection's transport when the request arrived, as on twisted.web.
+    """
+
+    __slots__ = (
+        "channel",
+        "transport",
+        "client",
+        "method",
+        "uri",
+        "path",
+        "clientproto",
+        "requestHeaders",
+        "responseHeaders",
+        "code",
+        "code_message",
+        "startedWriting",
+        "chunked",
+        "sentLength",
+        "finished",
+        "producer",
+        "streamingProducer",
+        "notifications",
+        "body",
+        "response_trailers",
+        "request_id",
+        "trace",
+        "defaultContentType",
+        "_content",
+        "_disconnected",
+        "_bodiless",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        channel,
+        method: bytes,
+        uri: bytes,
+        clientproto: bytes,
+        headers: Headers,
+    ) -> None:
+        self.channel = channel
+        self.transport = channel.transport
+        #: The client's address, as the request came (twisted.web's ``client``).
+        self.client = channel.peer
+        self.method = method
+        self.uri = uri
+        self.path = uri.partition(b"?")[0]
+        self.clientproto = clientproto
+        self.requestHeaders = headers
+        self.responseHeaders = Headers()
+        self.code = 200
+        self.code_message = b"OK"
+        self.startedWriting = 0
+        self.chunked = 0
+        self.sentLength = 0
+        self.finished = 0
+        self.producer = None
+        self.streamingProducer = None
+        self.notifications: List[Deferred] = []
+        self.body: Optional[RequestBody] = None
+        self.response_trailers: Sequence[Field] = ()
+        #: The request's ID, once the listener named it (:mod:`clbproxy.http.request_id`).
+        self.request_id: Optional[str] = None
+        #: Its W3C trace context, once the listener read it (:mod:`clbproxy.http.tracecontext`).
+        self.trace: TraceContext = NO_TRACE
+        self.defaultContentType: Optional[bytes] = DEFAULT_CONTENT_TYPE
+        self._content: Optional[io.BytesIO] = None
+        self._disconnected = False
+        self._bodiless = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<ListenerRequest at 0x{id(self):x} method={self.method.decode('latin-1')}"
+            f" uri={self.uri.decode('latin-1')} clientproto={self.clientproto.decode('latin-1')}>"
+        )
+
+    # -- what the request says ------------------------------------------------------------
+
+    @property
+    def content(self) -> io.BytesIO:
+        """The buffered body: always empty, since a body streams through ``body``.
+
+        Autobahn's resource replays it after the head; the forwarder and the
+        access log read it for a request that has no streamed body.
+        """
+        content = self._content
+        if content is None:
+            content = self._content = io.BytesIO()
+        return content
+
+    def getHeader(self, key: bytes) -> Optional[bytes]:
+        values = self.requestHeaders.getRawHeaders(key)
+        return values[-1] if values is not None else None
+
+    def getClientAddress(self):
+        return self.client
+
+    def getHost(self):
+        channel = self.channel
+        if channel is not None and channel.transport is not None:
+            return channel.host
+        transport = self.transport
+        return transport.getHost() if transport is not None else None
+
+    def isSecure(self) -> bool:
+        return ISSLTransport(self.transport, None) is not None
+
+    def dispatch_early(self, command: bytes, path: bytes, version: bytes) -> None:
+        """Nothing: a listener connection always dispatches at the head (kept for callers)."""
+
+    # -- the response -----------------------------------------------------------------------
+
+    def setResponseCode(self, code: int, message: Optional[bytes] = None) -> None:
+        self.code = code
+        if message is None:
+            message = RESPONSES.get(code, b"Unknown Status")
+        self.code_message = message
+
+    def setHeader(self, name, value) -> None:
+        self.responseHeaders.setRawHeaders(name, [value])
+
+    def notifyFinish(self) -> Deferred:
+        d: Deferred = Deferred()
+        self.notifications.append(d)
+        return d
+
+    def registerProducer(self, producer, streaming: bool) -> None:
+        if self.producer:
+            raise ValueError(
+                f"registering producer {producer} before previous one ({self.producer})"
+                " was unregistered"
+            )
+        self.streamingProducer = streaming
+        self.producer = producer
+        self.channel.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        channel = self.channel
+        if channel is not None:
+            channel.unregisterProducer()
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        if self.finished:
+            raise RuntimeError("Request.write called on a request after Request.finish was called.")
+        if self._disconnected:
+            return
+        channel = self.channel
+        if not self.startedWriting:
+            body = self.body
+            if body is not None and not body.complete:
+                # The response starts before the body is in: nothing after this
+                # request on the connection can be trusted to be framed right.
+                channel.persistent = False
+            self._write_head(channel)
+            if self._bodiless:
+                return
+        elif self._bodiless:
+            return
+        self.sentLength += len(data)
+        if data:
+            if self.chunked:
+                channel.transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+            else:
+                channel.transport.write(data)
+
+    def _write_head(self, channel) -> None:
+        self.startedWriting = 1
+        headers = self.responseHeaders
+        code = self.code
+        if (
+            code not in NO_BODY_CODES
+            and self.defaultContentType is not None
+            and not headers.hasHeader(b"content-type")
+        ):
+            length = headers.getRawHeaders(b"content-length")
+            if not (length and length[0] == b"0"):
+                headers.setRawHeaders(b"Content-Type", [self.defaultContentType])
+        head = self.method == b"HEAD"
+        if (
+            self.clientproto == b"HTTP/1.1"
+            and not headers.hasHeader(b"content-length")
+            and not head
+            and code not in NO_BODY_CODES
+        ):
+            headers.setRawHeaders(b"Transfer-Encoding", [b"chunked"])
+            self.chunked = 1
+        lines = [self.clientproto, b" %d " % (code,), self.code_message, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                lines.extend((name, b": ", value, b"\r\n"))
+        lines.append(b"\r\n")
+        channel.transport.write(b"".join(lines))
+        if head or code in NO_BODY_CODES:
+            self._bodiless = True
+
+    def finish(self) -> None:
+        channel = self.channel
+        body = self.body
+        if body is not None and not body.complete and channel is not None:
+            channel.persistent = False
+            channel.discard_input()
+        if self.response_trailers and not self.finished and not self._disconnected:
+            if not self.startedWriting:
+                self.write(b"")
+            if self.chunked:
+                channel.transport.write(trailer_section(self.response_trailers))
+                self.chunked = 0  # the last chunk is written
+        if self._disconnected:
+            raise RuntimeError(
+                "Request.finish called on a request after its connection was lost; "
+                "use Request.notifyFinish to keep track of this."
+            )
+        if self.finished:
+            log.warn("Warning! request.finish called twice.")
+            return
+        if not self.startedWriting:
+            self.write(b"")
+        if self.chunked:
+            channel.transport.write(b"0\r\n\r\n")
+        self.finished = 1
+        if self.producer:
+            log.failure(
+                "", Failure(RuntimeError(f"Producer was not unregistered for {self.uri!r}"))
+            )
+            self.unregisterProducer()
+        self.channel = None
+        channel.request_done(self)
+        self._notify(None)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The client's connection is gone: fail the body still arriving and the waiters."""
+        body = self.body
+        if body is not None and not body.complete:
+            body.fail(ClientBodyLost("the client went away during the request body"))
+        self._disconnected = True
+        self.channel = None
+        notifications, self.notifications = self.notifications, []
+        for d in notifications:
+            d.errback(reason)
+
+    def _notify(self, result: None) -> None:
+        notifications, self.notifications = self.notifications, []
+        for d in notifications:
+            d.callback(result)
+
+
+#: What builds a request: ``(channel, method, uri, clientproto, headers)``.
+RequestFactory = Callable[..., ListenerRequest]
