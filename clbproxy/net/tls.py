@@ -53,7 +53,7 @@ from clbproxy.net.certificates import (
 log = Logger()
 
 _VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
-_ALPN = b"http/1.1"
+_HTTP11 = b"http/1.1"
 #: The answer to a plain HTTP request on an HTTPS port, in nginx's words.
 PLAIN_HTTP_DETAIL = "The plain HTTP request was sent to HTTPS port"
 
@@ -103,9 +103,25 @@ def inspect_certificates(
     return problems, warnings
 
 
-def _select_alpn(connection: SSL.Connection, offered: list[bytes]):
-    """Speak HTTP/1.1 only; a client offering only h2 gets no ALPN rather than an alert."""
-    return _ALPN if _ALPN in offered else SSL.NO_OVERLAPPING_PROTOCOLS
+def listener_protocols(listener: ListenerConfig) -> tuple[bytes, ...]:
+    """The ALPN protocols a listener speaks, preferred first: ``h2`` only with ``http2``."""
+    return (b"h2", _HTTP11) if listener.http2 else (_HTTP11,)
+
+
+def alpn_selector(protocols: tuple[bytes, ...]) -> Callable[[SSL.Connection, list], bytes]:
+    """The server's ALPN choice: its first protocol the client offers.
+
+    A client offering none of them gets no ALPN rather than an alert (it may
+    still speak HTTP/1.1 without naming it).
+    """
+
+    def select(connection: SSL.Connection, offered: list[bytes]):
+        for protocol in protocols:
+            if protocol in offered:
+                return protocol
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    return select
 
 
 def _verify_client(connection, certificate, errno, depth, ok) -> bool:
@@ -117,8 +133,11 @@ def server_context(
     tls: TLSConfig,
     session_id: bytes,
     on_servername: Callable[[SSL.Connection], None],
+    protocols: tuple[bytes, ...] = (_HTTP11,),
 ) -> SSL.Context:
     """One certificate's context with the listener's whole TLS policy.
+
+    ``protocols`` are offered by ALPN, preferred first (:func:`listener_protocols`).
 
     Raises :class:`~clbproxy.net.certificates.CertificateError` for a policy
     OpenSSL rejects (cipher list, client CA bundle).
@@ -141,7 +160,7 @@ def server_context(
     context.use_privatekey(loaded.key)
     context.check_privatekey()
     context.set_session_id(session_id)
-    context.set_alpn_select_callback(_select_alpn)
+    context.set_alpn_select_callback(alpn_selector(protocols))
     context.set_tlsext_servername_callback(on_servername)
     if loaded.ocsp is not None:
         staple = loaded.ocsp
@@ -229,7 +248,9 @@ def build_sni_map(
     contexts: dict[str, SSL.Context] = {}
     built = []
     for certificate in loaded:
-        context = server_context(certificate, tls, session_id, on_servername)
+        context = server_context(
+            certificate, tls, session_id, on_servername, listener_protocols(listener)
+        )
         built.append(context)
         for name in certificate.names:
             contexts.setdefault(name, context)
