@@ -15,6 +15,9 @@ from h2.events import (
     StreamReset,
     TrailersReceived,
 )
+from h2.exceptions import ProtocolError
+from h2.settings import Settings
+from hyperframe.frame import Frame, PingFrame, SettingsFrame, WindowUpdateFrame
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.web.server import NOT_DONE_YET
@@ -61,14 +64,32 @@ def later(request) -> object:
     return NOT_DONE_YET
 
 
+class _UncheckedClient(H2Connection):
+    """An h2 client that opens streams past the server's MAX_CONCURRENT_STREAMS."""
+
+    @property
+    def open_outbound_streams(self) -> int:
+        return 0
+
+
 class H2Client:
     """A client's ``h2`` connection to ``server`` over an in-memory transport.
 
     ``read`` (default on) acknowledges every DATA byte as it arrives, as a
     client reading its responses does; with it off, the client's windows shut.
+    ``checked=False`` makes a hostile client: it sends headers h2 would refuse
+    to send and opens streams past the server's limit.  ``settings`` are the
+    client's own SETTINGS.
     """
 
-    def __init__(self, server, clock: Optional[Clock] = None, read: bool = True) -> None:
+    def __init__(
+        self,
+        server,
+        clock: Optional[Clock] = None,
+        read: bool = True,
+        checked: bool = True,
+        settings: Optional[dict] = None,
+    ) -> None:
         self.clock = clock or Clock()
         self.transport = Connection(
             self.clock,
@@ -78,9 +99,21 @@ class H2Client:
         self.transport.protocol = server
         self.server = server
         self.read = read
-        self.h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        config = H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=checked,
+            normalize_outbound_headers=checked,
+        )
+        self.h2 = (H2Connection if checked else _UncheckedClient)(config)
+        if settings:
+            self.h2.local_settings = Settings(client=True, initial_values=settings)
         self.answers: dict[int, Answer] = {}
         self.goaway: Optional[ConnectionTerminated] = None
+        #: Every frame the server sent (hyperframe objects), in order.
+        self.frames: list = []
+        self.closed = False
+        self._unread = b""
         server.makeConnection(self.transport)
         self.h2.initiate_connection()
         self.pump()
@@ -108,7 +141,18 @@ class H2Client:
         self.pump()
 
     def receive(self, data: bytes) -> None:
-        for event in self.h2.receive_data(data):
+        self._read_frames(data)
+        if self.closed:
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except ProtocolError:
+            # h2 takes nothing after a GOAWAY (the frames are still recorded), and
+            # its own answer to that is the test client's, not a real client's.
+            self.closed = True
+            self.h2.data_to_send()
+            return
+        for event in events:
             answer = self.answers.setdefault(getattr(event, "stream_id", 0), Answer())
             if isinstance(event, ResponseReceived):
                 answer.headers = dict(event.headers)
@@ -125,6 +169,35 @@ class H2Client:
             elif isinstance(event, ConnectionTerminated):
                 self.goaway = event
 
+    def _read_frames(self, data: bytes) -> None:
+        buffer = self._unread + data
+        while len(buffer) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(buffer[:9]))
+            if len(buffer) < 9 + length:
+                break
+            frame.parse_body(memoryview(buffer[9 : 9 + length]))
+            self.frames.append(frame)
+            buffer = buffer[9 + length :]
+        self._unread = buffer
+
+    def frames_on(self, stream_id: int) -> list[tuple[str, int]]:
+        """``(frame type, error code or 0)`` of each frame the server sent on a stream."""
+        return [
+            (type(frame).__name__, getattr(frame, "error_code", 0))
+            for frame in self.frames
+            if frame.stream_id == stream_id
+            and not isinstance(frame, (SettingsFrame, WindowUpdateFrame, PingFrame))
+        ]
+
+    def fields(self, method: bytes = b"GET", path: bytes = b"/", authority=b"a.example.com"):
+        """A request's pseudo-headers."""
+        return [
+            (b":method", method),
+            (b":scheme", b"https"),
+            (b":authority", authority),
+            (b":path", path),
+        ]
+
     def request(
         self,
         method: bytes = b"GET",
@@ -136,18 +209,20 @@ class H2Client:
     ) -> int:
         """Send a request; its stream ID.  ``end=False`` leaves the body open."""
         stream_id = self.h2.get_next_available_stream_id()
-        fields = [
-            (b":method", method),
-            (b":scheme", b"https"),
-            (b":authority", authority),
-            (b":path", path),
-            *headers,
-        ]
+        fields = [*self.fields(method, path, authority), *headers]
         self.h2.send_headers(stream_id, fields, end_stream=end and body is None)
         if body is not None:
-            self.h2.send_data(stream_id, body, end_stream=end)
+            self.send_body(stream_id, body, end)
         self.pump()
         return stream_id
+
+    def send_body(self, stream_id: int, body: bytes, end: bool = True) -> None:
+        """``body`` in DATA frames of the largest size the server allows."""
+        size = self.h2.max_outbound_frame_size
+        chunks = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+        for index, chunk in enumerate(chunks):
+            self.h2.send_data(stream_id, chunk, end_stream=end and index == len(chunks) - 1)
+        self.pump()
 
     def answer(self, stream_id: int) -> Answer:
         return self.answers.get(stream_id, Answer())
