@@ -1,0 +1,157 @@
+"""HTTP/2 on an HTTPS listener over real sockets on 127.0.0.1: curl through the proxy.
+
+The listener offers ``h2`` by ALPN only with ``http2 = true``; the same listener
+still serves HTTP/1.1 to a client that asks for it.  ``curl`` (Debian's, built
+with nghttp2) is the client.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import trustme
+from twisted.internet import defer, reactor, task, threads
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from clbproxy.observability.accesslog import NAMESPACE
+from tests.support.network import Listening
+from tests.support.tls import certificate_files, probe, tls_config
+
+CURL = shutil.which("curl")
+#: A response larger than any window, so flow control paces it.
+BIG = 3 * 1024 * 1024
+
+
+class Backend(Resource):
+    """Answers with what it received: the method, the body, and the Host."""
+
+    isLeaf = True
+
+    def render(self, request) -> bytes:
+        if request.path == b"/big":
+            return b"z" * BIG
+        body = request.content.read()
+        host = request.getHeader(b"host") or b"-"
+        request.setHeader(b"Content-Type", b"text/plain")
+        request.setHeader(b"X-Backend", b"demo")
+        return b"%s %s host=%s body=%s" % (request.method, request.uri, host, body)
+
+
+class HTTP2ListenerTests(unittest.TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        if (
+            CURL is None
+            or b"HTTP2"
+            not in subprocess.run([CURL, "--version"], capture_output=True, check=False).stdout
+        ):
+            raise unittest.SkipTest("needs curl with HTTP/2 (Debian's curl)")
+        self.net = Listening(self)
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+        self.certificate = certificate_files(self.dir, trustme.CA(), "a.example.com")
+        self.events: list = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    @defer.inlineCallbacks
+    def proxy(self, **options):
+        site = Site(Backend())
+        port = yield serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
+        self.addCleanup(port.stopListening)
+        proxy_port = yield self.net.proxy(
+            [port.getHost().port],
+            protocol="https",
+            tls=tls_config(self.certificate),
+            **options,
+        )
+        return proxy_port
+
+    def curl(self, port: int, *args: str, path: str = "/x") -> defer.Deferred:
+        """Run curl against the proxy in a thread: ``(headers, body)`` as text."""
+        url = f"https://a.example.com:{port}{path}"
+        command = [
+            CURL,
+            "-sk",
+            "--max-time",
+            "10",
+            "--resolve",
+            f"a.example.com:{port}:127.0.0.1",
+            "-D",
+            "-",
+            *args,
+            url,
+        ]
+
+        def run():
+            done = subprocess.run(command, capture_output=True, timeout=15, check=False)
+            head, _, body = done.stdout.decode("latin-1").partition("\r\n\r\n")
+            return head, body
+
+        return threads.deferToThread(run)
+
+    @defer.inlineCallbacks
+    def test_curl_gets_the_backend_answer_over_http2(self):
+        port = yield self.proxy(http2=True)
+        head, body = yield self.curl(port, "--http2")
+        self.assertEqual(
+            (head.splitlines()[0], "x-backend: demo" in head, body),
+            ("HTTP/2 200 ", True, f"GET /x host=a.example.com:{port} body="),
+        )
+
+    @defer.inlineCallbacks
+    def test_a_post_body_streams_through_over_http2(self):
+        port = yield self.proxy(http2=True)
+        _, body = yield self.curl(port, "--http2", "--data-binary", "a" * 100_000)
+        self.assertEqual(body, f"POST /x host=a.example.com:{port} body={'a' * 100_000}")
+
+    @defer.inlineCallbacks
+    def test_a_large_response_arrives_whole_over_http2(self):
+        port = yield self.proxy(http2=True)
+        head, body = yield self.curl(port, "--http2", path="/big")
+        self.assertEqual((head.splitlines()[0], len(body), set(body)), ("HTTP/2 200 ", BIG, {"z"}))
+
+    @defer.inlineCallbacks
+    def test_the_access_log_says_http2(self):
+        port = yield self.proxy(http2=True)
+        yield self.curl(port, "--http2")
+        yield self.wait_for_access_record()
+        records = [e for e in self.events if e.get("log_namespace") == NAMESPACE and "type" in e]
+        self.assertEqual(
+            [(record["protocol"], record["status"]) for record in records], [("HTTP/2.0", 200)]
+        )
+
+    @defer.inlineCallbacks
+    def test_the_same_listener_serves_http11_to_who_asks(self):
+        port = yield self.proxy(http2=True)
+        head, body = yield self.curl(port, "--http1.1")
+        self.assertEqual(
+            (head.splitlines()[0], body),
+            ("HTTP/1.1 200 OK", f"GET /x host=a.example.com:{port} body="),
+        )
+
+    @defer.inlineCallbacks
+    def test_alpn_offers_h2_first_only_with_http2_on(self):
+        on = yield self.proxy(http2=True)
+        off = yield self.proxy()
+        chosen_on = yield threads.deferToThread(
+            probe, on, "a.example.com", alpn=[b"http/1.1", b"h2"]
+        )
+        chosen_off = yield threads.deferToThread(
+            probe, off, "a.example.com", alpn=[b"http/1.1", b"h2"]
+        )
+        self.assertEqual((chosen_on.alpn, chosen_off.alpn), (b"h2", b"http/1.1"))
+
+    @defer.inlineCallbacks
+    def wait_for_access_record(self):
+        for _ in range(100):
+            if any(e.get("log_namespace") == NAMESPACE and "type" in e for e in self.events):
+                return
+            yield task.deferLater(reactor, 0.05)
