@@ -178,6 +178,7 @@ class H2ServerConnection(Protocol):
         self._idle_call = None
         self._closed = False
         self._paused = False
+        self._registered = False
         self.draining = False
         self._resets = WindowCounter(limits.max_resets, clock)
         self._control = WindowCounter(limits.max_control_frames, clock)
@@ -211,6 +212,7 @@ class H2ServerConnection(Protocol):
             h2.increment_flow_control_window(extra)
         self._h2 = h2
         self.transport.registerProducer(self, True)
+        self._registered = True
         self._write_out()
         self._idle(self.limits.header_timeout)
 
@@ -394,7 +396,7 @@ class H2ServerConnection(Protocol):
             )
         self._closed = True
         self._write_out()
-        self.transport.loseConnection()
+        self._lose()
 
     # -- what streams ask for -----------------------------------------------------------
 
@@ -584,6 +586,13 @@ class H2ServerConnection(Protocol):
         self._write_out()
         self._closed = True
         self._cancel_idle()
+        self._lose()
+
+    def _lose(self) -> None:
+        """Close once written out (TLS waits for a registered producer to leave first)."""
+        if self._registered:
+            self._registered = False
+            self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     # -- timers -------------------------------------------------------------------------

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 
 import trustme
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from hyperframe.frame import Frame, PingFrame
 from twisted.internet import defer, reactor, task, threads
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import globalLogPublisher
@@ -20,6 +26,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from clbproxy.observability.accesslog import NAMESPACE
+from clbproxy.ops.drain import drain
 from tests.support.network import Listening
 from tests.support.tls import certificate_files, probe, tls_config
 
@@ -41,6 +48,44 @@ class Backend(Resource):
         request.setHeader(b"Content-Type", b"text/plain")
         request.setHeader(b"X-Backend", b"demo")
         return b"%s %s host=%s body=%s" % (request.method, request.uri, host, body)
+
+
+def open_h2(port: int) -> ssl.SSLSocket:
+    """A client connection that chose ``h2`` and sent its preface, then waits (blocking)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock = context.wrap_socket(raw, server_hostname="a.example.com")
+    client = H2Connection(H2Configuration(client_side=True))
+    client.initiate_connection()
+    sock.sendall(client.data_to_send())
+    return sock
+
+
+def read_until_closed(sock: ssl.SSLSocket) -> list[tuple[str, int]]:
+    """``(frame type, error code)`` of every frame until the server closes (blocking).
+
+    The socket is closed then, as a client does after the server's GOAWAY.
+    """
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ssl.SSLError, OSError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    frames = []
+    while len(data) >= 9:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append((type(frame).__name__, getattr(frame, "error_code", 0)))
+        data = data[9 + length :]
+    return frames
 
 
 class HTTP2ListenerTests(unittest.TestCase):
@@ -148,6 +193,27 @@ class HTTP2ListenerTests(unittest.TestCase):
             probe, off, "a.example.com", alpn=[b"http/1.1", b"h2"]
         )
         self.assertEqual((chosen_on.alpn, chosen_off.alpn), (b"h2", b"http/1.1"))
+
+    @defer.inlineCallbacks
+    def test_drain_sends_goaway_and_closes_an_idle_http2_connection(self):
+        port = yield self.proxy(http2=True)
+        sock = yield threads.deferToThread(open_h2, port)
+        self.addCleanup(sock.close)
+        yield task.deferLater(reactor, 0.1)
+        reading = threads.deferToThread(read_until_closed, sock)
+        drained = yield drain([self.net.service], reactor, timeout=5)
+        frames = yield reading
+        self.assertEqual((drained, frames[-1]), (True, ("GoAwayFrame", 0)))
+
+    @defer.inlineCallbacks
+    def test_a_ping_flood_gets_goaway_and_the_connection_closes(self):
+        port = yield self.proxy(http2=True, http2_max_control_frames=10)
+        sock = yield threads.deferToThread(open_h2, port)
+        self.addCleanup(sock.close)
+        flood = b"".join(PingFrame(0, opaque_data=b"12345678").serialize() for _ in range(20))
+        yield threads.deferToThread(sock.sendall, flood)
+        frames = yield threads.deferToThread(read_until_closed, sock)
+        self.assertEqual(frames[-1], ("GoAwayFrame", ErrorCodes.ENHANCE_YOUR_CALM))
 
     @defer.inlineCallbacks
     def wait_for_access_record(self):
