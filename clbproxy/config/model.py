@@ -605,7 +605,7 @@ class ListenerConfig:
     http2: bool = setting(
         False,
         doc="HTTPS listeners: offer HTTP/2 by ALPN (``h2``, then ``http/1.1``); see "
-        ":doc:`http2`.  Not on HTTP listeners (cleartext HTTP/2, h2c, is not offered).  "
+        "`HTTP/2`_.  Not on HTTP listeners (cleartext HTTP/2, h2c, is not offered).  "
         "WebSocket still opens over HTTP/1.1 connections.",
         parse=keys.boolean(),
     )
