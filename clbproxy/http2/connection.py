@@ -37,8 +37,8 @@ allows nothing to be sent after it (its state machine closes), so responses
 under way are cut, as if the client had closed.  Extended CONNECT (RFC 8441,
 WebSocket over HTTP/2) is not offered: ``SETTINGS_ENABLE_CONNECT_PROTOCOL`` is
 not advertised, so ``:protocol`` is malformed.  Server push is never used.
-Response trailers are not sent on HTTP/2 yet (a request's trailers are
-forwarded).
+Trailers pass both ways: a request's to the backend (chunked), a
+backend's after the response's last DATA frame.
 """
 
 from __future__ import annotations
@@ -436,7 +436,13 @@ class H2ServerConnection(Protocol):
             else:
                 allowed = 0
             data, end = stream.take_pending(allowed)
-            h2.send_data(stream_id, data, end_stream=end)
+            trailers = stream.trailer_fields() if end else None
+            if trailers:
+                if data:
+                    h2.send_data(stream_id, data)
+                h2.send_headers(stream_id, trailers, end_stream=True)
+            else:
+                h2.send_data(stream_id, data, end_stream=end)
             sent = True
             if end:
                 self._stream_done(stream)

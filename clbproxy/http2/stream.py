@@ -19,7 +19,7 @@ is that part over one stream of a :class:`clbproxy.http2.connection.H2ServerConn
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -40,7 +40,6 @@ HOP_BY_HOP = frozenset(
         b"transfer-encoding",
         b"upgrade",
         b"te",
-        b"trailer",
     }
 )
 
@@ -121,6 +120,8 @@ class StreamRequest:
     trace: TraceContext = NO_TRACE
     #: A streamed body has no ``content`` (as the HTTP/1.1 channel's streamed requests).
     content = None
+    #: The backend's trailers (set by the forwarder), sent in a last HEADERS frame.
+    response_trailers: Sequence[tuple[bytes, bytes]] = ()
 
     def __init__(self, connection, stream_id: int, head: RequestHead, end_stream: bool) -> None:
         self.connection = connection
@@ -209,9 +210,11 @@ class StreamRequest:
         if self.finished or self._lost is not None:
             return
         self.finished = True
-        if not self.startedWriting:
+        if not self.startedWriting and not self.trailer_fields():
             self._send_headers(end_stream=True)
         else:
+            if not self.startedWriting:
+                self._send_headers(end_stream=False)
             self._ending = True
             self.connection.send_stream_data(self)
         notify, self._notify = self._notify, []
@@ -244,6 +247,13 @@ class StreamRequest:
                 continue
             headers.extend((lower, value) for value in values)
         self.connection.send_stream_headers(self, headers, end_stream)
+
+    def trailer_fields(self) -> list[tuple[bytes, bytes]]:
+        """The response's trailers as HTTP/2 sends them (lower-case, no hop-by-hop field)."""
+        if self.method == b"HEAD" or self.code in _BODYLESS:
+            return []
+        fields = [(name.lower(), value) for name, value in self.response_trailers]
+        return [(name, value) for name, value in fields if name not in HOP_BY_HOP]
 
     def take_pending(self, allowed: int) -> tuple[bytes, bool]:
         """Up to ``allowed`` bytes of the response to send now, and whether the stream ends."""

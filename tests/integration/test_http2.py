@@ -17,6 +17,7 @@ import trustme
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
+from h2.events import DataReceived, ResponseReceived, StreamEnded, TrailersReceived
 from hyperframe.frame import Frame, PingFrame
 from twisted.internet import defer, reactor, task, threads
 from twisted.internet.endpoints import serverFromString
@@ -50,18 +51,18 @@ class Backend(Resource):
         return b"%s %s host=%s body=%s" % (request.method, request.uri, host, body)
 
 
-def open_h2(port: int) -> ssl.SSLSocket:
-    """A client connection that chose ``h2`` and sent its preface, then waits (blocking)."""
+def open_h2(port: int) -> tuple[ssl.SSLSocket, H2Connection]:
+    """A client connection that chose ``h2`` and sent its preface (blocking), and its h2."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock = context.wrap_socket(raw, server_hostname="a.example.com")
-    client = H2Connection(H2Configuration(client_side=True))
+    client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
     client.initiate_connection()
     sock.sendall(client.data_to_send())
-    return sock
+    return sock, client
 
 
 def read_until_closed(sock: ssl.SSLSocket) -> list[tuple[str, int]]:
@@ -86,6 +87,44 @@ def read_until_closed(sock: ssl.SSLSocket) -> list[tuple[str, int]]:
         frames.append((type(frame).__name__, getattr(frame, "error_code", 0)))
         data = data[9 + length :]
     return frames
+
+
+def h2_get(port: int, headers=()) -> dict:
+    """One GET over a fresh HTTP/2 connection (blocking): its headers, body and trailers."""
+    sock, client = open_h2(port)
+    stream_id = client.get_next_available_stream_id()
+    client.send_headers(
+        stream_id,
+        [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"a.example.com"),
+            (b":path", b"/x"),
+            *headers,
+        ],
+        end_stream=True,
+    )
+    sock.sendall(client.data_to_send())
+    seen: dict = {"headers": {}, "body": b"", "trailers": {}}
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for event in client.receive_data(data):
+                if isinstance(event, ResponseReceived):
+                    seen["headers"] = dict(event.headers)
+                elif isinstance(event, DataReceived):
+                    seen["body"] += event.data
+                    client.acknowledge_received_data(event.flow_controlled_length, stream_id)
+                elif isinstance(event, TrailersReceived):
+                    seen["trailers"] = dict(event.headers)
+                elif isinstance(event, StreamEnded):
+                    return seen
+            sock.sendall(client.data_to_send())
+    finally:
+        sock.close()
+    return seen
 
 
 class HTTP2ListenerTests(unittest.TestCase):
@@ -197,7 +236,7 @@ class HTTP2ListenerTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_drain_sends_goaway_and_closes_an_idle_http2_connection(self):
         port = yield self.proxy(http2=True)
-        sock = yield threads.deferToThread(open_h2, port)
+        sock, _ = yield threads.deferToThread(open_h2, port)
         self.addCleanup(sock.close)
         yield task.deferLater(reactor, 0.1)
         reading = threads.deferToThread(read_until_closed, sock)
@@ -208,12 +247,28 @@ class HTTP2ListenerTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_ping_flood_gets_goaway_and_the_connection_closes(self):
         port = yield self.proxy(http2=True, http2_max_control_frames=10)
-        sock = yield threads.deferToThread(open_h2, port)
+        sock, _ = yield threads.deferToThread(open_h2, port)
         self.addCleanup(sock.close)
         flood = b"".join(PingFrame(0, opaque_data=b"12345678").serialize() for _ in range(20))
         yield threads.deferToThread(sock.sendall, flood)
         frames = yield threads.deferToThread(read_until_closed, sock)
         self.assertEqual(frames[-1], ("GoAwayFrame", ErrorCodes.ENHANCE_YOUR_CALM))
+
+    @defer.inlineCallbacks
+    def test_backend_trailers_reach_an_http2_client(self):
+        backend = yield self.net.raw_backend(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\n"
+            b"Transfer-Encoding: chunked\r\nTrailer: grpc-status\r\n\r\n"
+            b"4\r\nbody\r\n0\r\ngrpc-status: 0\r\n\r\n"
+        )
+        port = yield self.net.proxy(
+            [backend], protocol="https", tls=tls_config(self.certificate), http2=True
+        )
+        seen = yield threads.deferToThread(h2_get, port, [(b"te", b"trailers")])
+        self.assertEqual(
+            (seen["headers"][b":status"], seen["body"], seen["trailers"]),
+            (b"200", b"body", {b"grpc-status": b"0"}),
+        )
 
     @defer.inlineCallbacks
     def wait_for_access_record(self):

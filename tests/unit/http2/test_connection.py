@@ -334,3 +334,42 @@ class LaterAnswerTests(ConnectionTestCase):
     def test_deferred_is_never_mistaken_for_a_body(self) -> None:
         client = self.connect(lambda request: Deferred())
         self.assertEqual(client.answer(client.request()).status, None)
+
+
+class TrailerTests(ConnectionTestCase):
+    def test_response_trailers_follow_the_last_data(self) -> None:
+        client = self.connect(later)
+        stream_id = client.request(headers=[(b"te", b"trailers")])
+        request = self.resource.requests[0]
+        request.write(b"body")
+        request.response_trailers = [(b"Grpc-Status", b"0"), (b"Connection", b"x")]
+        request.finish()
+        client.pump()
+        answer = client.answer(stream_id)
+        self.assertEqual(
+            (answer.body, answer.headers[b"grpc-status"], b"connection" in answer.headers),
+            (b"body", b"0", False),
+        )
+        self.assertEqual(
+            [kind for kind, _ in client.frames_on(stream_id)],
+            ["HeadersFrame", "DataFrame", "HeadersFrame"],
+        )
+
+    def test_trailers_of_an_empty_response_still_come_last(self) -> None:
+        client = self.connect(later)
+        stream_id = client.request()
+        request = self.resource.requests[0]
+        request.response_trailers = [(b"grpc-status", b"5")]
+        request.finish()
+        client.pump()
+        answer = client.answer(stream_id)
+        self.assertEqual((answer.headers[b"grpc-status"], answer.ended), (b"5", True))
+
+    def test_a_head_response_has_no_trailers(self) -> None:
+        client = self.connect(later)
+        stream_id = client.request(b"HEAD")
+        request = self.resource.requests[0]
+        request.response_trailers = [(b"grpc-status", b"5")]
+        request.finish()
+        client.pump()
+        self.assertEqual([kind for kind, _ in client.frames_on(stream_id)], ["HeadersFrame"])
