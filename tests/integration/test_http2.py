@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 
+import attrs
 import trustme
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -269,6 +270,15 @@ class HTTP2ListenerTests(unittest.TestCase):
             (seen["headers"][b":status"], seen["body"], seen["trailers"]),
             (b"200", b"body", {b"grpc-status": b"0"}),
         )
+
+    @defer.inlineCallbacks
+    def test_a_reload_turning_http2_on_applies_to_new_connections(self):
+        port = yield self.proxy()
+        before = yield threads.deferToThread(probe, port, "a.example.com", alpn=[b"h2"])
+        service = self.net.service
+        service.swap(attrs.evolve(service.listener, http2=True), service.relay.settings.groups)
+        head, _ = yield self.curl(port, "--http2")
+        self.assertEqual((before.alpn, head.splitlines()[0]), (b"", "HTTP/2 200 "))
 
     @defer.inlineCallbacks
     def wait_for_access_record(self):
