@@ -323,6 +323,10 @@ class H2ServerConnection(Protocol):
         self.streams[stream_id] = stream
         if not end_stream:
             self._inbound[stream_id] = _Inbound(head.content_length)
+            expect = stream.getHeader(b"expect")
+            if expect is not None and expect.lower() == b"100-continue":
+                # As on HTTP/1.1: only once a backend takes the body.
+                stream.body.on_start = lambda: self._send_continue(stream)
         self._cancel_idle()
         try:
             stream.process(self.resource)
@@ -454,6 +458,13 @@ class H2ServerConnection(Protocol):
             if stream.waiting and stream.has_data and stream_id in self.streams:
                 self._start_stall(stream)
             self._write_out()
+
+    def _send_continue(self, stream: StreamRequest) -> None:
+        """The ``100 Continue`` a request asked for, unless its answer has begun."""
+        if self._closed or stream.startedWriting or stream.stream_id not in self.streams:
+            return
+        self._h2.send_headers(stream.stream_id, [(b":status", b"100")])
+        self._write_out()
 
     def acknowledge(self, stream_id: int, count: int) -> None:
         """``count`` bytes of a stream's body went to the backend: the client may send more."""

@@ -198,6 +198,18 @@ class HTTP2ListenerTests(unittest.TestCase):
         self.assertEqual(body, f"POST /x host=a.example.com:{port} body={'a' * 100_000}")
 
     @defer.inlineCallbacks
+    def test_expect_100_continue_over_http2_gets_the_backend_answer(self):
+        port = yield self.proxy(http2=True)
+        head, rest = yield self.curl(
+            port, "--http2", "-H", "Expect: 100-continue", "--data-binary", "b" * 1000
+        )
+        final, _, body = rest.partition("\r\n\r\n")
+        self.assertEqual(
+            (head.splitlines()[0], final.splitlines()[0], body),
+            ("HTTP/2 100 ", "HTTP/2 200 ", f"POST /x host=a.example.com:{port} body={'b' * 1000}"),
+        )
+
+    @defer.inlineCallbacks
     def test_a_large_response_arrives_whole_over_http2(self):
         port = yield self.proxy(http2=True)
         head, body = yield self.curl(port, "--http2", path="/big")

@@ -373,3 +373,18 @@ class TrailerTests(ConnectionTestCase):
         request.finish()
         client.pump()
         self.assertEqual([kind for kind, _ in client.frames_on(stream_id)], ["HeadersFrame"])
+
+
+class ContinueTests(ConnectionTestCase):
+    def test_100_continue_is_sent_once_a_backend_takes_the_body(self) -> None:
+        client = self.connect(later)
+        stream_id = client.request(b"POST", headers=[(b"expect", b"100-continue")], end=False)
+        before = client.frames_on(stream_id)
+        self.resource.requests[0].body.startProducing(Consumer())
+        client.pump()
+        self.assertEqual((before, client.frames_on(stream_id)), ([], [("HeadersFrame", 0)]))
+
+    def test_an_answer_before_the_body_is_taken_sends_no_100(self) -> None:
+        client = self.connect()
+        stream_id = client.request(b"POST", headers=[(b"expect", b"100-continue")], end=False)
+        self.assertEqual(client.answer(stream_id).status, 200)
