@@ -14,6 +14,9 @@ What is answered how (each affects only what it names):
   (:mod:`clbproxy.http2.request`); one HTTP/1.1 would refuse gets the same
   status (400, 413, 414, 431; CONNECT 501) on its stream;
 - a stream beyond ``http2_max_concurrent_streams``: ``REFUSED_STREAM``;
+- an ``:authority`` whose host would get another certificate (or none, with
+  ``strict_sni``) on a connection of its own: 421 on its stream, so a client
+  reusing the connection for other names cannot bypass SNI;
 - more than ``http2_max_resets`` resets in 10 s, counting the client's
   RST_STREAM frames (Rapid Reset) and the streams the proxy reset for the
   client's errors (MadeYouReset); more than ``http2_max_control_frames``
@@ -43,7 +46,7 @@ backend's after the response's last DATA frame.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import attrs
 from h2.config import H2Configuration
@@ -164,11 +167,23 @@ class H2ServerConnection(Protocol):
     """One client's HTTP/2 connection (see the module doc).
 
     ``resource`` is the listener's root (its ``render(request)`` answers or
-    forwards); ``request_ids`` names the requests the connection refuses itself.
+    forwards); ``request_ids`` names the requests the connection refuses itself;
+    ``authority_check(transport)`` gives the test of whether a request's
+    ``:authority`` may be served on this TLS connection (else 421, see
+    :meth:`clbproxy.net.tls.ServerTLS.authority_check`).
     """
 
-    def __init__(self, resource, limits: H2Limits, clock, request_ids: RequestIds = OFF) -> None:
+    def __init__(
+        self,
+        resource,
+        limits: H2Limits,
+        clock,
+        request_ids: RequestIds = OFF,
+        authority_check: Optional[Callable[[object], Callable[[bytes], bool]]] = None,
+    ) -> None:
         self.resource = resource
+        self._authority_check = authority_check
+        self._serves: Optional[Callable[[bytes], bool]] = None
         self.limits = limits
         self.clock = clock
         self.request_ids = request_ids
@@ -211,6 +226,8 @@ class H2ServerConnection(Protocol):
         if extra > 0:
             h2.increment_flow_control_window(extra)
         self._h2 = h2
+        if self._authority_check is not None:
+            self._serves = self._authority_check(self.transport)
         self.transport.registerProducer(self, True)
         self._registered = True
         self._write_out()
@@ -318,6 +335,11 @@ class H2ServerConnection(Protocol):
             return
         except Refused as e:
             self._refuse(stream_id, event.headers, e, end_stream)
+            return
+        if self._serves is not None and not self._serves(head.authority):
+            host = head.authority.decode("latin-1")
+            refused = Refused(421, f"this connection's certificate is not the one for {host}")
+            self._refuse(stream_id, event.headers, refused, end_stream)
             return
         stream = StreamRequest(self, stream_id, head, end_stream)
         self.streams[stream_id] = stream

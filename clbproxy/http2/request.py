@@ -63,6 +63,8 @@ class RequestHead:
     path: bytes
     fields: Sequence[tuple[bytes, bytes]]
     content_length: Optional[int]
+    #: ``:authority`` (or the Host field): the host the request names.
+    authority: bytes
 
 
 def header_list_size(headers: Iterable[tuple[bytes, bytes]]) -> int:
@@ -138,7 +140,7 @@ def read_request(
     out.extend((name, value) for name, value in fields if name != b"host")
     if cookies:
         out.append((b"cookie", b"; ".join(cookies)))
-    return RequestHead(method, scheme, path, tuple(out), length)
+    return RequestHead(method, scheme, path, tuple(out), length, authority)
 
 
 def _content_length(values: Sequence[bytes]) -> Optional[int]:

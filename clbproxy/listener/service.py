@@ -365,14 +365,17 @@ def served_over_tls(tls: ServerTLS, site: ListenerSite, reactor):
     With ``http2`` on, a client that chose ``h2`` gets an
     :class:`~clbproxy.http2.connection.H2ServerConnection` whose streams go to
     the same resource (rules, admission, forwarder, access log) as HTTP/1.1
-    requests; the listener's limits are read per connection, so a reload
-    applies to new ones.
+    requests, each checked against the connection's certificate (421); the
+    listener's limits are read per connection, so a reload applies to new ones.
     """
 
     def http2_protocol() -> H2ServerConnection:
-        listener = site.listener
         return H2ServerConnection(
-            site.resource, H2Limits.from_listener(listener), reactor, site.request_ids
+            site.resource,
+            H2Limits.from_listener(site.listener),
+            reactor,
+            site.request_ids,
+            authority_check=lambda transport: tls.authority_check(transport.getHandle()),
         )
 
     return tls_factory(tls, ALPNChoice(site, http2_protocol, reactor), reactor)

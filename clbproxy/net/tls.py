@@ -44,6 +44,7 @@ from clbproxy.net.certificates import (
     CertificateError,
     LoadedCertificate,
     ensure_self_signed,
+    fingerprint,
     listener_certificates,
     load_bundle,
     load_certificate,
@@ -54,6 +55,8 @@ log = Logger()
 
 _VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 _HTTP11 = b"http/1.1"
+#: Authorities whose answer one connection keeps (a client naming more is only slower).
+_AUTHORITIES_KEPT = 64
 #: The answer to a plain HTTP request on an HTTPS port, in nginx's words.
 PLAIN_HTTP_DETAIL = "The plain HTTP request was sent to HTTPS port"
 
@@ -203,10 +206,13 @@ class SNIMap:
         contexts: Mapping[str, SSL.Context],
         default: SSL.Context,
         certificates: Iterable[LoadedCertificate] = (),
+        fingerprints: Optional[Mapping[SSL.Context, str]] = None,
     ) -> None:
         self._contexts = dict(contexts)
         self.default = default
         self.certificates = tuple(certificates)
+        #: Each context's certificate, by its SHA-256 fingerprint.
+        self.fingerprints = dict(fingerprints or {})
 
     def find(self, server_name: object) -> Optional[SSL.Context]:
         """The context of the certificate covering ``server_name``, or None."""
@@ -255,7 +261,8 @@ def build_sni_map(
         for name in certificate.names:
             contexts.setdefault(name, context)
     default = next((i for i, entry in enumerate(entries) if entry.default), 0)
-    return SNIMap(contexts, built[default], loaded)
+    fingerprints = {context: certificate.fingerprint for context, certificate in zip(built, loaded)}
+    return SNIMap(contexts, built[default], loaded, fingerprints)
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -285,6 +292,46 @@ class ServerTLS:
                 "tls: listener {listener}: SNI callback failed", listener=self.listener.name
             )
 
+    def certificate_for(self, server_name: str) -> Optional[str]:
+        """The fingerprint of the certificate a new connection naming ``server_name`` gets.
+
+        None: such a connection would be refused (``strict_sni``).
+        """
+        context = self.map.find(server_name)
+        if context is None:
+            if self.listener.tls.strict_sni:
+                return None
+            context = self.map.default
+        return self.map.fingerprints.get(context)
+
+    def authority_check(self, connection: SSL.Connection) -> Callable[[bytes], bool]:
+        """Whether a request's authority may be served on ``connection`` (else 421).
+
+        HTTP/2 clients reuse a connection for every name its certificate covers
+        (RFC 9113 9.1.1, "coalescing").  A request may be served on it when a new
+        connection naming its host would have been given the same certificate;
+        otherwise (another certificate, or refused by ``strict_sni``) the answer
+        is 421 and the client opens a connection of its own for that name, so
+        strict SNI cannot be bypassed.  Answers are kept per connection.
+        """
+        certificate = connection.get_certificate()
+        if certificate is not None and hasattr(certificate, "to_cryptography"):
+            certificate = certificate.to_cryptography()
+        mine = fingerprint(certificate) if certificate is not None else None
+        known: dict[bytes, bool] = {}
+
+        def allowed(authority: bytes) -> bool:
+            answer = known.get(authority)
+            if answer is None:
+                answer = (
+                    mine is not None and self.certificate_for(authority_host(authority)) == mine
+                )
+                if len(known) < _AUTHORITIES_KEPT:
+                    known[authority] = answer
+            return answer
+
+        return allowed
+
     def serverConnectionForTLS(self, protocol) -> SSL.Connection:
         return SSL.Connection(self.map.default, None)
 
@@ -308,6 +355,15 @@ class ServerTLS:
         self.map, self.listener = new_map, listener
         self._refusing = refusing_context(listener.tls)
         log_certificates(listener.name, new_map, "reloaded")
+
+
+def authority_host(authority: bytes) -> str:
+    """The host of an authority (``name[:port]`` or ``[v6][:port]``), as SNI would name it."""
+    text = authority.decode("ascii", "replace").lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    host, colon, port = text.rpartition(":")
+    return host if colon and port.isdigit() else text
 
 
 def log_certificates(listener: str, sni_map: SNIMap, verb: str = "loaded") -> None:

@@ -52,14 +52,14 @@ class Backend(Resource):
         return b"%s %s host=%s body=%s" % (request.method, request.uri, host, body)
 
 
-def open_h2(port: int) -> tuple[ssl.SSLSocket, H2Connection]:
+def open_h2(port: int, server_name: str = "a.example.com") -> tuple[ssl.SSLSocket, H2Connection]:
     """A client connection that chose ``h2`` and sent its preface (blocking), and its h2."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock = context.wrap_socket(raw, server_hostname="a.example.com")
+    sock = context.wrap_socket(raw, server_hostname=server_name)
     client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
     client.initiate_connection()
     sock.sendall(client.data_to_send())
@@ -90,16 +90,18 @@ def read_until_closed(sock: ssl.SSLSocket) -> list[tuple[str, int]]:
     return frames
 
 
-def h2_get(port: int, headers=()) -> dict:
+def h2_get(
+    port: int, headers=(), authority: bytes = b"a.example.com", server_name: str = "a.example.com"
+) -> dict:
     """One GET over a fresh HTTP/2 connection (blocking): its headers, body and trailers."""
-    sock, client = open_h2(port)
+    sock, client = open_h2(port, server_name)
     stream_id = client.get_next_available_stream_id()
     client.send_headers(
         stream_id,
         [
             (b":method", b"GET"),
             (b":scheme", b"https"),
-            (b":authority", b"a.example.com"),
+            (b":authority", authority),
             (b":path", b"/x"),
             *headers,
         ],
@@ -151,12 +153,8 @@ class HTTP2ListenerTests(unittest.TestCase):
         site = Site(Backend())
         port = yield serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
         self.addCleanup(port.stopListening)
-        proxy_port = yield self.net.proxy(
-            [port.getHost().port],
-            protocol="https",
-            tls=tls_config(self.certificate),
-            **options,
-        )
+        options.setdefault("tls", tls_config(self.certificate))
+        proxy_port = yield self.net.proxy([port.getHost().port], protocol="https", **options)
         return proxy_port
 
     def curl(self, port: int, *args: str, path: str = "/x") -> defer.Deferred:
@@ -291,6 +289,52 @@ class HTTP2ListenerTests(unittest.TestCase):
         service.swap(attrs.evolve(service.listener, http2=True), service.relay.settings.groups)
         head, _ = yield self.curl(port, "--http2")
         self.assertEqual((before.alpn, head.splitlines()[0]), (b"", "HTTP/2 200 "))
+
+    @defer.inlineCallbacks
+    def test_an_authority_another_certificate_serves_gets_421(self):
+        ca = trustme.CA()
+        certificates = [
+            certificate_files(self.dir, ca, "a.example.com"),
+            certificate_files(self.dir, ca, "*.wild.example"),
+            certificate_files(self.dir, ca, "default.example", default=True),
+        ]
+        port = yield self.proxy(http2=True, tls=tls_config(*certificates))
+        cases = {
+            "its own name": ("a.example.com", b"a.example.com"),
+            "another certificate's name": ("a.example.com", b"b.wild.example"),
+            "a name only the default covers": ("a.example.com", b"unknown.test"),
+            "another name of its certificate": ("x.wild.example", b"y.wild.example:443"),
+            "unknown names on the default": ("default.example", b"unknown.test"),
+        }
+        found = {}
+        for name, (server_name, authority) in cases.items():
+            seen = yield threads.deferToThread(
+                h2_get, port, authority=authority, server_name=server_name
+            )
+            found[name] = int(seen["headers"][b":status"])
+        self.assertEqual(
+            found,
+            {
+                "its own name": 200,
+                "another certificate's name": 421,
+                "a name only the default covers": 421,
+                "another name of its certificate": 200,
+                "unknown names on the default": 200,
+            },
+        )
+
+    @defer.inlineCallbacks
+    def test_strict_sni_cannot_be_bypassed_by_an_authority(self):
+        ca = trustme.CA()
+        certificates = [
+            certificate_files(self.dir, ca, "a.example.com"),
+            certificate_files(self.dir, ca, "default.example", default=True),
+        ]
+        port = yield self.proxy(http2=True, tls=tls_config(*certificates, strict_sni=True))
+        seen = yield threads.deferToThread(
+            h2_get, port, authority=b"unknown.test", server_name="default.example"
+        )
+        self.assertEqual(seen["headers"][b":status"], b"421")
 
     @defer.inlineCallbacks
     def wait_for_access_record(self):

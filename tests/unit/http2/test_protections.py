@@ -297,3 +297,28 @@ class ConnectionErrorTests(ProtectionTestCase):
         client.transport.peer_closes()
         self.failureResultOf(finished)
         self.assertEqual(client.transport.disconnecting, True)
+
+
+class AuthorityTests(unittest.TestCase):
+    def test_an_authority_the_connection_does_not_serve_gets_421_on_its_stream(self) -> None:
+        clock = Clock()
+        resource = StubResource()
+        checked = []
+
+        def check_for(transport):
+            checked.append(transport)
+            return lambda authority: authority == b"a.example.com"
+
+        server = H2ServerConnection(resource, DEFAULTS, clock, authority_check=check_for)
+        client = H2Client(server, clock)
+        other = client.request(authority=b"b.example.com")
+        own = client.request(authority=b"a.example.com")
+        self.assertEqual(
+            (
+                client.answer(other).status,
+                client.answer(own).status,
+                len(resource.requests),
+                checked,
+            ),
+            (421, 200, 1, [client.transport]),
+        )
