@@ -21,9 +21,9 @@ What is answered how (each affects only what it names):
   RST_STREAM frames (Rapid Reset) and the streams the proxy reset for the
   client's errors (MadeYouReset); more than ``http2_max_control_frames``
   SETTINGS/PING/PRIORITY/empty DATA frames in 10 s; a header block (HEADERS
-  and CONTINUATION frames) over twice ``max_header_size`` bytes, or a decoded
-  header list over that size (an HPACK bomb): the connection ends with ``GOAWAY
-  ENHANCE_YOUR_CALM`` (:mod:`clbproxy.http2.guard`);
+  and CONTINUATION frames) over twice ``max_header_size`` bytes, or a header
+  list that decodes to more than that (an HPACK bomb): the connection ends
+  with ``GOAWAY ENHANCE_YOUR_CALM`` (:mod:`clbproxy.http2.guard`);
 - a response stuck behind a shut window for ``client_timeout``: the stream is
   reset (``CANCEL``), or, when the connection's window is the shut one, the
   connection ends (``GOAWAY ENHANCE_YOUR_CALM``);
@@ -39,7 +39,7 @@ A client's ``GOAWAY`` ends the connection at once, open streams included: ``h2``
 allows nothing to be sent after it (its state machine closes), so responses
 under way are cut, as if the client had closed.  Extended CONNECT (RFC 8441,
 WebSocket over HTTP/2) is not offered: ``SETTINGS_ENABLE_CONNECT_PROTOCOL`` is
-not advertised, so ``:protocol`` is malformed.  Server push is never used.
+sent as 0 (h2's default), so ``:protocol`` is malformed.  Server push is never used.
 Trailers pass both ways: a request's to the backend (chunked), a
 backend's after the response's last DATA frame.
 """

@@ -52,14 +52,19 @@ class Backend(Resource):
         return b"%s %s host=%s body=%s" % (request.method, request.uri, host, body)
 
 
-def open_h2(port: int, server_name: str = "a.example.com") -> tuple[ssl.SSLSocket, H2Connection]:
-    """A client connection that chose ``h2`` and sent its preface (blocking), and its h2."""
+def open_tls(port: int, alpn, server_name: str = "a.example.com") -> ssl.SSLSocket:
+    """A TLS connection to the proxy offering ``alpn`` (blocking)."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
+    context.set_alpn_protocols(alpn)
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock = context.wrap_socket(raw, server_hostname=server_name)
+    return context.wrap_socket(raw, server_hostname=server_name)
+
+
+def open_h2(port: int, server_name: str = "a.example.com") -> tuple[ssl.SSLSocket, H2Connection]:
+    """A client connection that chose ``h2`` and sent its preface (blocking), and its h2."""
+    sock = open_tls(port, ["h2"], server_name)
     client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
     client.initiate_connection()
     sock.sendall(client.data_to_send())
@@ -254,6 +259,17 @@ class HTTP2ListenerTests(unittest.TestCase):
         drained = yield drain([self.net.service], reactor, timeout=5)
         frames = yield reading
         self.assertEqual((drained, frames[-1]), (True, ("GoAwayFrame", 0)))
+
+    @defer.inlineCallbacks
+    def test_drain_closes_an_idle_https_http11_connection_at_once(self):
+        port = yield self.proxy()
+        sock = yield threads.deferToThread(open_tls, port, ["http/1.1"])
+        self.addCleanup(sock.close)
+        yield task.deferLater(reactor, 0.1)
+        reading = threads.deferToThread(read_until_closed, sock)
+        drained = yield drain([self.net.service], reactor, timeout=5)
+        yield reading
+        self.assertTrue(drained)
 
     @defer.inlineCallbacks
     def test_a_ping_flood_gets_goaway_and_the_connection_closes(self):
