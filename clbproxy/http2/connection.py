@@ -30,9 +30,9 @@ What is answered how (each affects only what it names):
 - every other protocol error ``h2`` finds is a connection error (``GOAWAY``
   with its code), as RFC 9113 5.4.1 asks.
 
-Timeouts: ``header_timeout`` until the first request's headers, then
-``keepalive_timeout`` whenever no stream is open; either ends the connection
-with ``GOAWAY NO_ERROR``.  :meth:`H2ServerConnection.drain` sends ``GOAWAY``,
+Timeouts: ``header_timeout`` until the first request is dispatched (refused
+ones do not count), then ``keepalive_timeout`` whenever no stream is open;
+either ends the connection with ``GOAWAY NO_ERROR``.  :meth:`H2ServerConnection.drain` sends ``GOAWAY``,
 lets the open streams finish and refuses new ones.
 
 A client's ``GOAWAY`` ends the connection at once, open streams included: ``h2``
