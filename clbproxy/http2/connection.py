@@ -32,8 +32,9 @@ What is answered how (each affects only what it names):
 
 Timeouts: ``header_timeout`` until the first request is dispatched (refused
 ones do not count), then ``keepalive_timeout`` whenever no stream is open;
-either ends the connection with ``GOAWAY NO_ERROR``.  :meth:`H2ServerConnection.drain` sends ``GOAWAY``,
-lets the open streams finish and refuses new ones.
+either ends the connection with ``GOAWAY NO_ERROR``.
+:meth:`H2ServerConnection.drain` sends ``GOAWAY``, lets the open streams finish
+and refuses new ones.
 
 A client's ``GOAWAY`` ends the connection at once, open streams included: ``h2``
 allows nothing to be sent after it (its state machine closes), so responses
