@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 
 from clbproxy.config.admin import access_log
 from clbproxy.config.keys import key_names, read_keys
-from clbproxy.config.model import ListenerConfig
+from clbproxy.config.model import MAX_HTTP2_WINDOW, ListenerConfig
 from clbproxy.config.reader import Reader
 from clbproxy.config.rules import check_rules_distinct, default_domain, rule
 from clbproxy.config.text import key_path, tail
@@ -22,6 +22,7 @@ def listener(
     fields: dict[str, Any] = {}
     read_keys(reader, path, data, ListenerConfig, fields, {"access_log": access_log})
     _listener_tls(reader, path, data, fields)
+    _http2_needs_tls(reader, path, data, fields)
     rules = []
     # A listener that redirects everything to HTTPS needs no rules.
     if ("rule" in data or not fields.get("redirect_to_https")) and reader.required(
@@ -64,6 +65,23 @@ def _listener_tls(reader: Reader, path: str, data: dict[str, Any], fields: dict[
         if redirect and https:
             reader.problem(key, "is for HTTP listeners; this listener is already HTTPS")
         fields["redirect_to_https"] = redirect
+
+
+def _http2_needs_tls(
+    reader: Reader, path: str, data: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    """HTTP/2 is offered by ALPN in the TLS handshake: only HTTPS listeners have one."""
+    if fields.get("http2") and data.get("protocol") != "https":
+        reader.problem(
+            key_path(path, "http2"),
+            'is for HTTPS listeners (protocol = "https"): cleartext HTTP/2 (h2c) is not offered',
+        )
+    window = fields.get("http2_connection_window")
+    if window is not None and window > MAX_HTTP2_WINDOW:
+        reader.problem(
+            key_path(path, "http2_connection_window"),
+            f"must be at most {MAX_HTTP2_WINDOW} bytes (HTTP/2 windows are 31-bit)",
+        )
 
 
 def _tunnels_count_no_messages(

@@ -47,6 +47,13 @@ from clbproxy.config.values import (
 #: Listener protocols: ``https`` terminates TLS, then carries the same HTTP and WebSocket.
 PROTOCOLS = ("http", "https")
 
+#: Most concurrent streams an HTTP/2 connection may be allowed (``http2_max_concurrent_streams``).
+MAX_HTTP2_STREAMS = 10_000
+#: Smallest ``http2_connection_window``: one stream's window (RFC 9113's default, rounded up).
+MIN_HTTP2_WINDOW = 64 * 1024
+#: Largest ``http2_connection_window``: HTTP/2's flow-control windows are 31-bit.
+MAX_HTTP2_WINDOW = 2**31 - 1
+
 #: Lowest TLS versions a listener may require.
 TLS_VERSIONS = ("1.2", "1.3")
 
@@ -594,6 +601,40 @@ class ListenerConfig:
         443,
         doc="The port of the redirect's ``https://`` URL (443 is left out of the URL).",
         parse=keys.integer(1, 65535),
+    )
+    http2: bool = setting(
+        False,
+        doc="HTTPS listeners: offer HTTP/2 by ALPN (``h2``, then ``http/1.1``); see "
+        "`HTTP/2`_.  Not on HTTP listeners (cleartext HTTP/2, h2c, is not offered).  "
+        "WebSocket still opens over HTTP/1.1 connections.",
+        parse=keys.boolean(),
+    )
+    http2_max_concurrent_streams: int = setting(
+        128,
+        doc="Requests one HTTP/2 connection may have under way at once (advertised in "
+        "SETTINGS); a stream beyond it is refused with ``REFUSED_STREAM``.",
+        parse=keys.integer(1, MAX_HTTP2_STREAMS),
+    )
+    http2_connection_window: int = setting(
+        1024 * 1024,
+        shown="``1MiB``",
+        doc="Request body bytes one HTTP/2 connection may hold in the proxy before "
+        "backends take them (its flow-control window; each stream's is 64KiB).",
+        parse=keys.size(MIN_HTTP2_WINDOW),
+    )
+    http2_max_resets: int = setting(
+        200,
+        doc="Stream resets one HTTP/2 connection may cause in 10 seconds, by the client "
+        "(Rapid Reset) or by the proxy for the client's errors (MadeYouReset); more "
+        "close it with ``GOAWAY ENHANCE_YOUR_CALM``.",
+        parse=keys.integer(1, MAX_COUNT),
+    )
+    http2_max_control_frames: int = setting(
+        1000,
+        doc="SETTINGS, PING and PRIORITY frames and empty DATA frames one HTTP/2 "
+        "connection may send in 10 seconds; more close it with ``GOAWAY "
+        "ENHANCE_YOUR_CALM``.",
+        parse=keys.integer(1, MAX_COUNT),
     )
 
 

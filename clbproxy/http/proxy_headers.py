@@ -50,6 +50,10 @@ VIA = b"1.1 clbproxy"
 #: Response statuses that never carry a body.
 _BODYLESS_STATUSES = frozenset({204, 304})
 
+#: Client protocols whose responses can end with trailers: HTTP/1.1 (chunked) and
+#: HTTP/2 (a last HEADERS frame, whatever the length).
+_TRAILER_PROTOCOLS = (b"HTTP/1.1", b"HTTP/2.0")
+
 
 def _texts(values: Optional[Sequence[bytes]]) -> List[str]:
     return [value.decode("latin-1") for value in values or ()]
@@ -157,7 +161,9 @@ def backend_request_headers(
         | drop
     )
     headers = Headers()
-    if request.clientproto == b"HTTP/1.1" and accepts_trailers(client.getRawHeaders(b"te", ())):
+    if request.clientproto in _TRAILER_PROTOCOLS and accepts_trailers(
+        client.getRawHeaders(b"te", ())
+    ):
         headers.setRawHeaders(b"TE", [b"trailers"])
     body = getattr(request, "body", None)
     if isinstance(body, RequestBody) and body.length is UNKNOWN_LENGTH:
@@ -192,18 +198,17 @@ def backend_request_headers(
 
 
 def response_carries_trailers(response: IResponse, request: Request) -> bool:
-    """True when the client's response will be chunked, so it can end with trailers.
+    """True when the client's response can end with trailers.
 
     twisted.web chunks a response to an HTTP/1.1 client that has a body and no
-    Content-Length; the forwarder sets Content-Length exactly when the backend
-    sent one.
+    Content-Length (the forwarder sets Content-Length exactly when the backend
+    sent one); an HTTP/2 response ends with them in a last HEADERS frame.
     """
-    return (
-        request.clientproto == b"HTTP/1.1"
-        and request.method != b"HEAD"
-        and response.code not in _BODYLESS_STATUSES
-        and response.length is UNKNOWN_LENGTH
-    )
+    if request.method == b"HEAD" or response.code in _BODYLESS_STATUSES:
+        return False
+    if request.clientproto == b"HTTP/2.0":
+        return True
+    return request.clientproto == b"HTTP/1.1" and response.length is UNKNOWN_LENGTH
 
 
 def copy_response_headers(response: IResponse, request: Request) -> None:

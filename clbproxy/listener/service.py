@@ -25,6 +25,7 @@ from clbproxy.http.forwarder import HTTPForwarder, render_error
 from clbproxy.http.redirect import RedirectToHTTPS, local_host, redirect_host
 from clbproxy.http.responses import reason_phrase
 from clbproxy.http.tracecontext import NO_TRACE, trace_context
+from clbproxy.http2.connection import H2Limits, H2ServerConnection
 from clbproxy.listener.connection import ListenerSite
 from clbproxy.listener.limits import (
     Admission,
@@ -34,6 +35,7 @@ from clbproxy.listener.limits import (
     Refusal,
     socket_bind,
 )
+from clbproxy.net.alpn import ALPNChoice
 from clbproxy.net.certificates import CertificateError
 from clbproxy.net.tls import ServerTLS, server_tls, tls_factory
 from clbproxy.net.tls_client import BackendConnector
@@ -320,7 +322,7 @@ class ListenerService(StreamServerEndpointService):
             if tls is None:
                 raise ValueError("turning TLS on needs the listener's ServerTLS")
             self.tls = tls
-            self.limiter.wrappedFactory = tls_factory(tls, self.site, self.site.reactor)
+            self.limiter.wrappedFactory = served_over_tls(tls, self.site, self.site.reactor)
         else:
             try:
                 self.tls.reload(listener)
@@ -356,6 +358,28 @@ def _rename(service, name: str) -> None:
         del parent.namedServices[service.name]
         parent.namedServices[name] = service
     service.name = name
+
+
+def served_over_tls(tls: ServerTLS, site: ListenerSite, reactor):
+    """The site behind TLS, its connections served by the protocol ALPN chose.
+
+    With ``http2`` on, a client that chose ``h2`` gets an
+    :class:`~clbproxy.http2.connection.H2ServerConnection` whose streams go to
+    the same resource (rules, admission, forwarder, access log) as HTTP/1.1
+    requests, each checked against the connection's certificate (421); the
+    listener's limits are read per connection, so a reload applies to new ones.
+    """
+
+    def http2_protocol() -> H2ServerConnection:
+        return H2ServerConnection(
+            site.resource,
+            H2Limits.from_listener(site.listener),
+            reactor,
+            site.request_ids,
+            authority_check=lambda transport: tls.authority_check(transport.getHandle()),
+        )
+
+    return tls_factory(tls, ALPNChoice(site, http2_protocol, reactor), reactor)
 
 
 def listener_service(
@@ -401,7 +425,7 @@ def listener_service(
     served = site
     if listener.tls is not None:
         tls = server_tls(listener)
-        served = tls_factory(tls, site, reactor)
+        served = served_over_tls(tls, site, reactor)
     limiter = ConnectionLimiter(
         served,
         gate if gate is not None else ConnectionGate(),

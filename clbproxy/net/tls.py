@@ -44,6 +44,7 @@ from clbproxy.net.certificates import (
     CertificateError,
     LoadedCertificate,
     ensure_self_signed,
+    fingerprint,
     listener_certificates,
     load_bundle,
     load_certificate,
@@ -53,7 +54,9 @@ from clbproxy.net.certificates import (
 log = Logger()
 
 _VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
-_ALPN = b"http/1.1"
+_HTTP11 = b"http/1.1"
+#: Authorities whose answer one connection keeps (a client naming more is only slower).
+_AUTHORITIES_KEPT = 64
 #: The answer to a plain HTTP request on an HTTPS port, in nginx's words.
 PLAIN_HTTP_DETAIL = "The plain HTTP request was sent to HTTPS port"
 
@@ -103,9 +106,25 @@ def inspect_certificates(
     return problems, warnings
 
 
-def _select_alpn(connection: SSL.Connection, offered: list[bytes]):
-    """Speak HTTP/1.1 only; a client offering only h2 gets no ALPN rather than an alert."""
-    return _ALPN if _ALPN in offered else SSL.NO_OVERLAPPING_PROTOCOLS
+def listener_protocols(listener: ListenerConfig) -> tuple[bytes, ...]:
+    """The ALPN protocols a listener speaks, preferred first: ``h2`` only with ``http2``."""
+    return (b"h2", _HTTP11) if listener.http2 else (_HTTP11,)
+
+
+def alpn_selector(protocols: tuple[bytes, ...]) -> Callable[[SSL.Connection, list], bytes]:
+    """The server's ALPN choice: its first protocol the client offers.
+
+    A client offering none of them gets no ALPN rather than an alert (it may
+    still speak HTTP/1.1 without naming it).
+    """
+
+    def select(connection: SSL.Connection, offered: list[bytes]):
+        for protocol in protocols:
+            if protocol in offered:
+                return protocol
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    return select
 
 
 def _verify_client(connection, certificate, errno, depth, ok) -> bool:
@@ -117,8 +136,11 @@ def server_context(
     tls: TLSConfig,
     session_id: bytes,
     on_servername: Callable[[SSL.Connection], None],
+    protocols: tuple[bytes, ...] = (_HTTP11,),
 ) -> SSL.Context:
     """One certificate's context with the listener's whole TLS policy.
+
+    ``protocols`` are offered by ALPN, preferred first (:func:`listener_protocols`).
 
     Raises :class:`~clbproxy.net.certificates.CertificateError` for a policy
     OpenSSL rejects (cipher list, client CA bundle).
@@ -141,7 +163,7 @@ def server_context(
     context.use_privatekey(loaded.key)
     context.check_privatekey()
     context.set_session_id(session_id)
-    context.set_alpn_select_callback(_select_alpn)
+    context.set_alpn_select_callback(alpn_selector(protocols))
     context.set_tlsext_servername_callback(on_servername)
     if loaded.ocsp is not None:
         staple = loaded.ocsp
@@ -184,10 +206,13 @@ class SNIMap:
         contexts: Mapping[str, SSL.Context],
         default: SSL.Context,
         certificates: Iterable[LoadedCertificate] = (),
+        fingerprints: Optional[Mapping[SSL.Context, str]] = None,
     ) -> None:
         self._contexts = dict(contexts)
         self.default = default
         self.certificates = tuple(certificates)
+        #: Each context's certificate, by its SHA-256 fingerprint.
+        self.fingerprints = dict(fingerprints or {})
 
     def find(self, server_name: object) -> Optional[SSL.Context]:
         """The context of the certificate covering ``server_name``, or None."""
@@ -229,12 +254,15 @@ def build_sni_map(
     contexts: dict[str, SSL.Context] = {}
     built = []
     for certificate in loaded:
-        context = server_context(certificate, tls, session_id, on_servername)
+        context = server_context(
+            certificate, tls, session_id, on_servername, listener_protocols(listener)
+        )
         built.append(context)
         for name in certificate.names:
             contexts.setdefault(name, context)
     default = next((i for i, entry in enumerate(entries) if entry.default), 0)
-    return SNIMap(contexts, built[default], loaded)
+    fingerprints = {context: certificate.fingerprint for context, certificate in zip(built, loaded)}
+    return SNIMap(contexts, built[default], loaded, fingerprints)
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -264,6 +292,46 @@ class ServerTLS:
                 "tls: listener {listener}: SNI callback failed", listener=self.listener.name
             )
 
+    def certificate_for(self, server_name: str) -> Optional[str]:
+        """The fingerprint of the certificate a new connection naming ``server_name`` gets.
+
+        None: such a connection would be refused (``strict_sni``).
+        """
+        context = self.map.find(server_name)
+        if context is None:
+            if self.listener.tls.strict_sni:
+                return None
+            context = self.map.default
+        return self.map.fingerprints.get(context)
+
+    def authority_check(self, connection: SSL.Connection) -> Callable[[bytes], bool]:
+        """Whether a request's authority may be served on ``connection`` (else 421).
+
+        HTTP/2 clients reuse a connection for every name its certificate covers
+        (RFC 9113 9.1.1, "coalescing").  A request may be served on it when a new
+        connection naming its host would have been given the same certificate;
+        otherwise (another certificate, or refused by ``strict_sni``) the answer
+        is 421 and the client opens a connection of its own for that name, so
+        strict SNI cannot be bypassed.  Answers are kept per connection.
+        """
+        certificate = connection.get_certificate()
+        if certificate is not None and hasattr(certificate, "to_cryptography"):
+            certificate = certificate.to_cryptography()
+        mine = fingerprint(certificate) if certificate is not None else None
+        known: dict[bytes, bool] = {}
+
+        def allowed(authority: bytes) -> bool:
+            answer = known.get(authority)
+            if answer is None:
+                answer = (
+                    mine is not None and self.certificate_for(authority_host(authority)) == mine
+                )
+                if len(known) < _AUTHORITIES_KEPT:
+                    known[authority] = answer
+            return answer
+
+        return allowed
+
     def serverConnectionForTLS(self, protocol) -> SSL.Connection:
         return SSL.Connection(self.map.default, None)
 
@@ -287,6 +355,15 @@ class ServerTLS:
         self.map, self.listener = new_map, listener
         self._refusing = refusing_context(listener.tls)
         log_certificates(listener.name, new_map, "reloaded")
+
+
+def authority_host(authority: bytes) -> str:
+    """The host of an authority (``name[:port]`` or ``[v6][:port]``), as SNI would name it."""
+    text = authority.decode("ascii", "replace").lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    host, colon, port = text.rpartition(":")
+    return host if colon and port.isdigit() else text
 
 
 def log_certificates(listener: str, sni_map: SNIMap, verb: str = "loaded") -> None:

@@ -7,7 +7,9 @@ from typing import Iterable
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from clbproxy.http2.connection import H2ServerConnection
 from clbproxy.listener.connection import ListenerConnection
+from clbproxy.net.transports import innermost_protocol
 
 log = Logger()
 
@@ -20,7 +22,8 @@ def drain(listeners: Iterable, reactor, timeout: float) -> defer.Deferred:
 
     Each listener stops accepting; WebSocket clients get 1001 and backends a
     normal close; HTTP requests under way finish (with ``Connection: close``);
-    idle connections close now.  At ``timeout``, what is left is cut.
+    idle connections close now; HTTP/2 connections get ``GOAWAY`` and close once
+    their open streams have finished.  At ``timeout``, what is left is cut.
     """
     listeners = list(listeners)
     stopping = []
@@ -35,8 +38,9 @@ def drain(listeners: Iterable, reactor, timeout: float) -> defer.Deferred:
                 # Still waiting for its PROXY header: nothing under way to finish.
                 connection.transport.abortConnection()
                 continue
-            channel = connection.wrappedProtocol
-            if isinstance(channel, ListenerConnection):
+            # Under TLS too: the HTTP/1.1 connection or the HTTP/2 connection (GOAWAY).
+            channel = innermost_protocol(connection)
+            if isinstance(channel, (ListenerConnection, H2ServerConnection)):
                 channel.drain()
 
     def remaining() -> int:

@@ -635,9 +635,9 @@ def compact_tcp_transport(transport) -> None:
     attributes that later writes set already in it: the name table is shared
     again, about 230 bytes less per connection.  The values are the same objects.
 
-    The connection's log prefix and ``repr`` text (``ListenerChannel,7,10.0.0.9``,
-    ``<ListenerChannel #7 on 8080>``) become strings shared by every connection
-    of the listener (``ListenerChannel``, ``<ListenerChannel on 8080>``): about
+    The connection's log prefix and ``repr`` text (``ListenerConnection,7,10.0.0.9``,
+    ``<ListenerConnection #7 on 8080>``) become strings shared by every connection
+    of the listener (``ListenerConnection``, ``<ListenerConnection on 8080>``): about
     250 bytes less per session.  They only label Twisted's own messages about an
     error inside the connection; the session's log lines name its client.
     """

@@ -25,6 +25,7 @@ from clbproxy.config.keys import key_rows
 #: Section titles named in the declarations, and where they are in these docs.
 LINKS = {
     "HTTPS and TLS": ":doc:`HTTPS and TLS <tls>`",
+    "HTTP/2": ":doc:`HTTP/2 <http2>`",
     "WebSocket": ":doc:`websocket`",
     "Relay modes": ":doc:`Relay modes <websocket>`",
     "Long-lived sessions": ":ref:`long-lived-sessions`",

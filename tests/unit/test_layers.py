@@ -26,7 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 #:    no certificate), logging helpers, endpoint strings, descriptor limits and
 #:    the reactor's dispatch; the packages' ``__init__`` modules (docstrings).
 #: 1. protocol code with no notion of a proxy: HTTP messages, trailers,
-#:    X-Forwarded headers, the listener's HTTP channel and redirects; WebSocket
+#:    X-Forwarded headers, the listener's HTTP channel and redirects; the HTTP/2
+#:    server connection and its streams (http2); WebSocket
 #:    frames, close codes, handshake and upgrade checks, timers, read pauses and the fast path;
 #:    TLS contexts, certificates and the backend TLS client; the HTTP client's
 #:    agent and pool and the response body relay; access-log records (written
@@ -66,6 +67,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.http.redirect": 1,
     "clbproxy.http.backend_client": 1,
     "clbproxy.http.response_relay": 1,
+    "clbproxy.http2": 1,
     "clbproxy.ws": 1,
     "clbproxy.ws.frames": 1,
     "clbproxy.ws.closecodes": 1,

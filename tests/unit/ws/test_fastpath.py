@@ -526,15 +526,15 @@ class DirectWriteTests(unittest.TestCase):
         compacted = []
         for number, client in ((7, "10.0.0.9"), (8, "10.0.0.10")):
             connection, _ = self.connection()
-            connection.logstr = f"ListenerChannel,{number},{client}"
-            connection.repstr = f"<ListenerChannel #{number} on 8080>"
+            connection.logstr = f"ListenerConnection,{number},{client}"
+            connection.repstr = f"<ListenerConnection #{number} on 8080>"
             compact_tcp_transport(connection)
             compacted.append(connection)
         first, second = compacted
         if sys.implementation.name != "cpython":  # left alone there (see above)
-            self.assertEqual(first.logstr, "ListenerChannel,7,10.0.0.9")
+            self.assertEqual(first.logstr, "ListenerConnection,7,10.0.0.9")
             return
-        self.assertEqual(first.logPrefix(), "ListenerChannel")
+        self.assertEqual(first.logPrefix(), "ListenerConnection")
         self.assertIs(first.logstr, second.logstr)
-        self.assertEqual(first.repstr, "<ListenerChannel on 8080>")
+        self.assertEqual(first.repstr, "<ListenerConnection on 8080>")
         self.assertIs(first.repstr, second.repstr)
