@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Protocol, Set
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
@@ -276,6 +276,8 @@ class _Connection(TwistedProtocol):
         self.write_full = False  # the transport's write buffer, until it drains
         self.idle_timer = None
         self.head: Optional[ResponseHead] = None
+        #: Fired once the connection is gone (asked for by :meth:`UpstreamPool.retire`).
+        self.closed: Optional[Deferred] = None
 
     def connectionMade(self) -> None:
         disable_nagle(self.transport)
@@ -298,6 +300,12 @@ class _Connection(TwistedProtocol):
 
     def stopProducing(self) -> None:
         pass
+
+    def close(self) -> None:
+        """Close cleanly.  The transport is told we no longer produce first: with a
+        producer registered, TLS never sends its close alert, so it never closes."""
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     def pause_reading(self) -> None:
         if self.reading:
@@ -322,6 +330,9 @@ class _Connection(TwistedProtocol):
     def connectionLost(self, reason) -> None:
         self.reusable = False
         self.pool._lost(self)
+        closed, self.closed = self.closed, None
+        if closed is not None:
+            closed.callback(None)
         exchange = self.exchange
         if exchange is None:
             return
@@ -484,12 +495,12 @@ class UpstreamPool:
             or connection.parser.buffered
         ):
             connection.reusable = False
-            connection.transport.loseConnection()
+            connection.close()
             return
         key = (connection.backend.host, connection.backend.port)
         idle = self._idle.setdefault(key, [])
         if len(idle) >= self._max_idle:
-            connection.transport.loseConnection()
+            connection.close()
             return
         connection.resume_reading()
         connection.idle_timer = self._reactor.callLater(
@@ -500,7 +511,7 @@ class UpstreamPool:
     def _idle_expired(self, connection: _Connection) -> None:
         connection.idle_timer = None
         self._forget_idle(connection)
-        connection.transport.loseConnection()
+        connection.close()
 
     def _forget_idle(self, connection: _Connection) -> None:
         idle = self._idle.get((connection.backend.host, connection.backend.port))
@@ -515,14 +526,21 @@ class UpstreamPool:
         self._connections.discard(connection)
         self._check_closed()
 
-    def retire(self) -> None:
-        """Close the idle connections and keep none from now on (busy ones close when done)."""
+    def retire(self) -> Deferred:
+        """Close the idle connections and keep none from now on (busy ones close when done).
+
+        Fires once the idle connections are closed.
+        """
         self._retired = True
+        closing = []
         for idle in list(self._idle.values()):
             for connection in list(idle):
                 self._forget_idle(connection)
-                connection.transport.loseConnection()
+                connection.closed = Deferred()
+                closing.append(connection.closed)
+                connection.close()
         self._idle.clear()
+        return gatherResults(closing).addCallback(lambda _: None)
 
     def close(self) -> Deferred:
         """Close every connection, busy ones too; fires once all are gone."""
