@@ -1,23 +1,23 @@
 """The lean HTTP/1.1 backend client: keep-alive connections, one exchange at a time each.
 
-Twisted's ``Agent`` and ``HTTPConnectionPool`` (:mod:`clbproxy.http.backend_client`)
-cost several Deferreds, two state machines and a twisted ``Headers`` per
-request.  Here a request is the head bytes its caller built, written straight
-to the transport, and the answer comes back through the sans-IO response
-parser (:func:`clbproxy.http.parsers.response_parser`) as plain method calls
-on the caller's :class:`UpstreamSink`.  On a reused connection a request makes
+Twisted's ``Agent`` and ``HTTPConnectionPool`` (which the forwarder used
+until this client replaced them) cost several Deferreds, two state machines
+and a twisted ``Headers`` per request.  Here a request is the head bytes its
+caller built, written straight to the transport, and the answer comes back
+through the sans-IO response parser
+(:func:`clbproxy.http.parsers.response_parser`) as plain method calls on the
+caller's :class:`UpstreamSink`.  On a reused connection a request makes
 one object (the :class:`UpstreamExchange`), the parser one more (the head),
 and one timer (``response_timeout``); a Deferred only on a new connection (the
 endpoint's).
 
-What stays the caller's (the forwarder, next round): building the head (the
-request line, the rewritten fields and the framing: ``Content-Length`` or
-``Transfer-Encoding: chunked``; ``Connection: close`` when
-``UpstreamPool.persistent`` is false), choosing the backend, and retrying
-a failure reported ``retryable`` with ``pool.send`` again, as the
-forwarder does today.
+What stays the caller's (:class:`clbproxy.http.forwarder.HTTPForwarder`):
+building the head (the request line, the rewritten fields and the framing:
+``Content-Length`` or ``Transfer-Encoding: chunked``; ``Connection: close``
+when ``UpstreamPool.persistent`` is false), choosing the backend, and
+retrying a failure reported ``retryable`` with ``pool.send`` again.
 
-The connections' endpoints come from ``connect(backend)``: in production
+The connections' endpoints come from ``connect(backend)``: in the forwarder
 ``lambda b: connector.endpoint(b, group)``
 (:class:`clbproxy.net.tls_client.BackendConnector`: TCP with the group's
 connect timeout, TLS with its SNI and verification), so a pool is one target
