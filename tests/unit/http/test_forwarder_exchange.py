@@ -14,6 +14,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
+from clbproxy.http.forwarded import TrustedProxies
+from clbproxy.http.forwarder import HTTPForwarder
 from clbproxy.upstream.balancer import TargetGroup
 from tests.support.listener import ListenerHarness
 
@@ -223,3 +225,55 @@ class BrokenResponseTests(ExchangeTestCase):
         backend = harness.accept()
         client.peer_closes()
         self.assertTrue(backend.disconnecting)
+
+
+class _RecordedPool:
+    """A pool that records what it was built with and whether it was retired."""
+
+    def __init__(self, reactor, group, connect) -> None:
+        self.group = group
+        self.connect = connect
+        self.retired = False
+
+    def retire(self):
+        self.retired = True
+
+
+class _Connector:
+    def endpoint(self, backend, group):
+        return (backend, group)
+
+
+class PoolPerGroupTests(unittest.TestCase):
+    def forwarder(self):
+        return HTTPForwarder(
+            MemoryReactorClock(),
+            scheme="http",
+            trusted=TrustedProxies(),
+            connector=_Connector(),
+            pool_factory=_RecordedPool,
+        )
+
+    def test_a_group_keeps_its_pool_while_its_tls_and_pool_settings_stay(self):
+        forwarder = self.forwarder()
+        first = forwarder.pool_for(TargetGroupConfig("pool", (A,), connect_timeout=5.0))
+        again = forwarder.pool_for(TargetGroupConfig("pool", (A,), connect_timeout=1.0))
+        self.assertIs(first, again)
+        # New connections are made with the group's settings of now.
+        self.assertEqual(again.connect(A)[1].connect_timeout, 1.0)
+
+    def test_other_tls_or_pool_settings_retire_the_pool(self):
+        forwarder = self.forwarder()
+        first = forwarder.pool_for(TargetGroupConfig("pool", (A,), server_name="a.internal"))
+        second = forwarder.pool_for(TargetGroupConfig("pool", (A,), server_name="b.internal"))
+        third = forwarder.pool_for(
+            TargetGroupConfig("pool", (A,), server_name="b.internal", http_pool_max_idle=0)
+        )
+        self.assertEqual([first.retired, second.retired, third.retired], [True, True, False])
+
+    def test_a_group_gone_after_a_reload_has_its_pool_retired(self):
+        forwarder = self.forwarder()
+        kept = forwarder.pool_for(TargetGroupConfig("kept", (A,)))
+        gone = forwarder.pool_for(TargetGroupConfig("gone", (B,)))
+        forwarder.keep_groups(["kept"])
+        self.assertEqual([kept.retired, gone.retired], [False, True])
