@@ -111,7 +111,7 @@ def request_info(request: Request, target: bytes) -> RequestInfo:
         for name, values in request.requestHeaders.getAllRawHeaders()
         for value in values
     ]
-    query = parse_qs(urlsplit(target.decode("latin-1")).query)
+    query = parse_qs(urlsplit(target.decode("latin-1")).query) if b"?" in target else {}
     client = getattr(request.getClientAddress(), "host", None) or ""
     return RequestInfo.build(client, headers, query)
 

@@ -14,7 +14,7 @@ WebSocket handshake stage adds the same ``Via`` (:data:`VIA`).
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.server import Request
@@ -40,6 +40,9 @@ from clbproxy.routing.actions import header_changes
 #: ``100-continue`` is the proxy's own to answer (see
 #: :class:`clbproxy.http.server.ProxyChannel`).
 _REQUEST_ONLY_HEADERS = frozenset({"content-length", "expect"})
+
+#: Client request headers that never reach a backend, whatever the request.
+_ALWAYS_SKIPPED = hop_by_hop_names(()) | FORWARDING_HEADERS | _REQUEST_ONLY_HEADERS
 
 #: The ``Via`` header value of a listener with ``via = true``.
 VIA = b"1.1 clbproxy"
@@ -107,7 +110,7 @@ def request_trailer_drop(
     return frozenset(hop_by_hop_names(connection) | FORWARDING_HEADERS | drop | own)
 
 
-def canonical_name(name: bytes) -> bytes:
+def canonical_name(name: Union[str, bytes]) -> bytes:
     """``name`` in the capitalization backends have always received it in (``X-Real-Ip``).
 
     The spelling of twisted.web's ``Headers`` (the backend client used to
@@ -117,7 +120,8 @@ def canonical_name(name: bytes) -> bytes:
     known = _CANONICAL.get(name)
     if known is not None:
         return known
-    spelled = b"-".join([word.capitalize() for word in name.split(b"-")])
+    raw = name.encode("latin-1") if isinstance(name, str) else name
+    spelled = b"-".join([word.capitalize() for word in raw.split(b"-")])
     spelled = _CASE_EXCEPTIONS.get(spelled, spelled)
     if len(_CANONICAL) < _MAX_CANONICAL:  # names are the client's: bound the cache
         _CANONICAL[name] = spelled
@@ -133,7 +137,7 @@ _CASE_EXCEPTIONS = {
     b"Www-Authenticate": b"WWW-Authenticate",
     b"X-Xss-Protection": b"X-XSS-Protection",
 }
-_CANONICAL: dict[bytes, bytes] = {}
+_CANONICAL: Dict[Union[str, bytes], bytes] = {}
 _MAX_CANONICAL = 10_000
 
 
@@ -189,13 +193,10 @@ def backend_request_fields(
     if request_id is not None or trace.replaced is not None:
         # The proxy's own headers: no client spelling of them passes (X_Request_Id).
         drop = drop | proxy_named(request_id[0].decode("latin-1") if request_id else None, trace)
-    skip = (
-        hop_by_hop_names(_texts(client.getRawHeaders(b"connection")))
-        | FORWARDING_HEADERS
-        | _REQUEST_ONLY_HEADERS
-        | untrusted_headers(peer, trusted)
-        | drop
-    )
+    connection = client.getRawHeaders(b"connection")
+    skip = _ALWAYS_SKIPPED | untrusted_headers(peer, trusted) | drop
+    if connection:
+        skip = skip | hop_by_hop_names(_texts(connection))
     fields: Fields = {}
     if request.clientproto == b"HTTP/1.1" and accepts_trailers(client.getRawHeaders(b"te", ())):
         fields[b"TE"] = [b"trailers"]
@@ -207,9 +208,7 @@ def backend_request_fields(
         if client_header_passes(name.decode("latin-1"), skip, underscores=underscores, ours=drop):
             fields[canonical_name(name)] = list(values)
     for name, value in client_certificate_headers(request.channel.transport):
-        fields.setdefault(canonical_name(name.encode("latin-1")), []).append(
-            _one_line(value.encode("utf-8"))
-        )
+        fields.setdefault(canonical_name(name), []).append(_one_line(value.encode("utf-8")))
     for name, value in forwarded_headers(
         peer_ip=peer,
         scheme=scheme,
@@ -220,15 +219,14 @@ def backend_request_fields(
         trusted=trusted,
         port=getattr(request.getHost(), "port", None),
     ):
-        fields.setdefault(canonical_name(name.encode("latin-1")), []).append(
-            _one_line(value.encode("latin-1"))
-        )
+        # From the client's own field values (no line breaks) and its address.
+        fields.setdefault(canonical_name(name), []).append(value.encode("latin-1"))
     if request_id is not None:
         fields[canonical_name(request_id[0])] = [request_id[1].encode("ascii")]
     if trace.replaced is not None:
         fields[b"Traceparent"] = [trace.replaced.encode("ascii")]
     for name, value in add:
-        fields[canonical_name(name.encode("latin-1"))] = [_one_line(value.encode("latin-1"))]
+        fields[canonical_name(name)] = [_one_line(value.encode("latin-1"))]
     if via:
         fields.setdefault(b"Via", []).append(VIA)
     return fields
