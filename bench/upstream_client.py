@@ -1,12 +1,13 @@
-"""Microseconds per backend request: the lean client (upstream_client) vs today's Agent path.
+"""Microseconds per backend request: the lean client (upstream_client) vs Twisted's Agent.
 
 One keep-alive connection to a backend on 127.0.0.1 (an asyncio server in a
 child process answering every GET with 100 bytes), one request at a time:
 send the head, receive the response, complete.  Reported per request: wall
 time and this process's CPU time (what the proxy would spend; the backend's
-CPU is in the other process).  The Agent path is what the forwarder uses today:
-``backend_agent`` over a ``BackendPool`` (clbproxy.http.backend_client), the
-body read with a minimal protocol.  Run::
+CPU is in the other process).  The Agent path is what the forwarder used
+before round 19: Twisted's ``Agent`` over a keep-alive ``HTTPConnectionPool``
+(then wrapped as ``clbproxy.http.backend_client``, since removed), the body
+read with a minimal protocol.  Run::
 
     python bench/upstream_client.py [requests]
 
@@ -26,10 +27,10 @@ import sys
 import time
 
 from twisted.internet import defer, protocol, reactor
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from clbproxy.config import BackendConfig, TargetGroupConfig
-from clbproxy.http.backend_client import BackendPool, backend_agent
 from clbproxy.http.upstream_client import UpstreamPool
 from clbproxy.net.tls_client import BackendConnector
 
@@ -116,8 +117,9 @@ class _Drain(protocol.Protocol):
 
 @defer.inlineCallbacks
 def agent(group, backend, count: int):
-    pool = BackendPool(reactor, group)
-    client = backend_agent(reactor, pool, group)
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = group.http_pool_max_idle
+    client = Agent(reactor, pool=pool)
     url = b"http://127.0.0.1:%d/bench" % backend.port
     headers = Headers(
         {

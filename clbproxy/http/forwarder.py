@@ -4,83 +4,89 @@ The listener's root resource hands every non-WebSocket request to
 :class:`HTTPForwarder` as soon as its headers are parsed
 (:class:`clbproxy.http.server.ProxyChannel`); its body is still arriving and
 streams on as a :class:`clbproxy.http.server.RequestBody`.  The forwarder picks
-a backend from the target group, sends the request with Twisted's ``Agent``
-over the group's keep-alive connection pool, and relays the response as it
-arrives:
+a backend from the target group, builds the backend's request head as bytes
+(:func:`clbproxy.http.proxy_headers.request_head`), sends it over the group's
+keep-alive :class:`clbproxy.http.upstream_client.UpstreamPool` and relays the
+response as the pool's parser reports it, with plain method calls (no
+``Agent``, ``Deferred`` or twisted ``Headers`` per request on a kept-alive
+connection):
 
 - A request that never reached a backend (refused, unresolvable, connect
   timeout) is retried on another backend, up to the group's ``retries``; a
-  request that may have reached one is never retried.
+  request that may have reached one is not, except that an idempotent request
+  whose kept-alive connection the backend had already closed is sent again on
+  a new connection to the same backend (as Twisted's client did), when none of
+  its body was sent.
 - Failures before the response headers become proxy error pages: 503 when the
   group has no backend that takes traffic, 502 when no backend answered, 504
-  when the backend's headers did not arrive within ``response_timeout`` (counted
-  per attempt, connecting included).
+  when the backend's headers did not arrive within ``response_timeout`` of the
+  last request body bytes sent (an upload that stalls that long is cut too).
 - Once the backend's headers are relayed the status is committed: if the
   backend then fails mid-body, the client connection is aborted, so a truncated
-  body never looks complete.
-- A slow client slows the backend: while twisted.web cannot write to the
-  client, the backend connection is not read.  A client that goes away closes
-  the backend connection (or cancels the attempt) so nothing is left running.
+  body never looks complete (a malformed response none of whose body reached
+  the client still becomes a 502 page).
+- Backpressure both ways: while the client cannot take more of the response
+  the backend connection is not read (the exchange is the client response's
+  streaming producer), and while the backend's socket is full the client's
+  body is not read (its producer is paused).  A client that goes away aborts
+  the backend exchange, so nothing is left running.
 
 This module holds the exchange (each request's attempts, timeouts, errors and
 the end of its response) and :class:`HTTPForwarder`, which owns the pools.
-The pieces it drives live beside it: the agent, endpoints and pool in
-:mod:`clbproxy.http.backend_client`, the headers both ways in
-:mod:`clbproxy.http.proxy_headers`, the response body relay in
-:mod:`clbproxy.http.response_relay`.
+The pieces it drives live beside it: the connections and the response parser
+in :mod:`clbproxy.http.upstream_client`, the headers both ways in
+:mod:`clbproxy.http.proxy_headers`.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 from urllib.parse import parse_qs, urlsplit
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import (
-    FileBodyProducer,
-    RequestTransmissionFailed,
-    ResponseDone,
-    ResponseFailed,
-)
-from twisted.web.http import PotentialDataLoss, _MalformedChunkedDataError
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
 
 from clbproxy.config import BackendConfig, RuleConfig, TargetGroupConfig
-from clbproxy.http.backend_client import (
-    NOT_SENT_ERRORS,
-    AgentFactory,
-    BackendPool,
-    backend_agent,
-    caused_by,
-    describe_failure,
-    pool_settings,
-)
 from clbproxy.http.forwarded import TrustedProxies
+from clbproxy.http.parse_rules import Field
+from clbproxy.http.parsing import ResponseHead
 from clbproxy.http.proxy_headers import (
     VIA,
-    backend_request_headers,
+    Fields,
+    backend_host,
+    backend_request_fields,
     copy_response_headers,
     proxy_named,
+    request_head,
     request_trailer_drop,
     response_carries_trailers,
-    response_hop_by_hop,
 )
-from clbproxy.http.response_relay import ResponseRelay, UnclosableBody
 from clbproxy.http.responses import negotiated_error
 from clbproxy.http.server import BodyTooLarge, ClientBodyLost, RequestBody, origin_form
 from clbproxy.http.tracecontext import NO_TRACE
-from clbproxy.http.trailers import forwardable, response_trailers
+from clbproxy.http.trailers import forwardable
+from clbproxy.http.upstream_client import UpstreamExchange, UpstreamPool
 from clbproxy.net.tls_client import BackendConnector
 from clbproxy.observability.accesslog import RequestRecord
 from clbproxy.routing.actions import rewrite_target
 from clbproxy.upstream.balancer import Lease, RequestInfo, TargetGroup
 
 log = Logger()
+
+#: Builds one target group's pool: ``pool_factory(reactor, group, connect)``, where
+#: ``connect(backend)`` gives the endpoint to a backend (tests swap the factory).
+PoolFactory = Callable[
+    [Any, TargetGroupConfig, Callable[[BackendConfig], IStreamClientEndpoint]], UpstreamPool
+]
+
+#: The start of an :class:`UpstreamPool` failure that means the backend hung up
+#: in the middle of a response (not one that broke the protocol).
+_CLOSED = "the backend closed"
 
 
 def render_error(request: Request, status: int, detail: str) -> bytes:
@@ -105,13 +111,33 @@ def request_info(request: Request, target: bytes) -> RequestInfo:
         for name, values in request.requestHeaders.getAllRawHeaders()
         for value in values
     ]
-    query = parse_qs(urlsplit(target.decode("latin-1")).query)
+    query = parse_qs(urlsplit(target.decode("latin-1")).query) if b"?" in target else {}
     client = getattr(request.getClientAddress(), "host", None) or ""
     return RequestInfo.build(client, headers, query)
 
 
+class _BodyConsumer:
+    """Where a streamed request body goes: one backend exchange, and the upload's clock."""
+
+    __slots__ = ("_exchange", "_upstream")
+
+    def __init__(self, exchange: _Exchange, upstream: UpstreamExchange) -> None:
+        self._exchange = exchange
+        self._upstream = upstream
+
+    def write(self, data: bytes) -> None:
+        self._upstream.write_body(data)
+        self._exchange.body_progress()
+
+
+@implementer(IPushProducer)
 class _Exchange:
-    """One client request's way through the proxy: backend attempts, then the response relay."""
+    """One client request's way through the proxy: backend attempts, then the response relay.
+
+    It is each attempt's :class:`~clbproxy.http.upstream_client.UpstreamSink`
+    and, once a backend's head is in, the streaming producer of the client's
+    response (pausing it stops reading the backend).
+    """
 
     def __init__(
         self,
@@ -126,23 +152,34 @@ class _Exchange:
         self._reactor = forwarder.reactor
         self._request = request
         self._group = group
-        self._headers = Headers()
+        self._fields: Fields = {}
         self._target = b"/"
         self._tried: List[BackendConfig] = []
         self._backend: Optional[BackendConfig] = None
-        self._pending: Optional[Deferred] = None
-        self._timer: Optional[IDelayedCall] = None
-        self._timed_out = False
-        self._relay: Optional[ResponseRelay] = None
-        self._response: Optional[IResponse] = None
+        #: The current attempt's backend exchange (None until it is sent).
+        self._upstream: Optional[UpstreamExchange] = None
+        self._attempt = 0
+        #: The current attempt went out on a kept-alive connection.
+        self._reused = False
+        self._body: Optional[RequestBody] = None
+        self._buffered: Optional[bytes] = None
+        #: The request head's framing line; None: the request has no body.
+        self._framing: Optional[bytes] = None
+        self._body_started = False
+        self._body_timer: Optional[IDelayedCall] = None
+        self._head: Optional[ResponseHead] = None
+        self._hop: frozenset[str] = frozenset()
         self._info = RequestInfo()
         self._lease: Optional[Lease] = None
         #: A backend's status and headers were put on the client's response.
         self._committed = False
+        #: Response body bytes were written to the client.
+        self._wrote = False
+        self._producing = False
         #: The client's response was finished or its connection aborted by us.
         self._done = False
         #: The client's response headers before the backend's were put on it.
-        self._own_headers: Optional[Headers] = None
+        self._own_headers = None
         self._client_gone = False
         self._record = record if record is not None else RequestRecord()
         self._record.group = group.name
@@ -158,7 +195,7 @@ class _Exchange:
             self._error(400, "the request target is not supported")
             return
         self._target = rewrite_target(self._rule, target.decode("latin-1")).encode("latin-1")
-        self._headers = backend_request_headers(
+        self._fields = backend_request_fields(
             self._request,
             scheme=self._forwarder.scheme,
             trusted=self._forwarder.trusted,
@@ -168,6 +205,7 @@ class _Exchange:
             request_id=self._request_id,
             trace=getattr(self._request, "trace", NO_TRACE),
         )
+        self._take_body()
         self._info = request_info(self._request, target)
         backend = self._group.pick(self._info, exclude=self._tried)
         if backend is None:
@@ -175,210 +213,298 @@ class _Exchange:
             return
         self._send(backend)
 
+    def _take_body(self) -> None:
+        """Find the request's body: streamed from the client, or buffered by twisted.web."""
+        request = self._request
+        streamed = getattr(request, "body", None)
+        if isinstance(streamed, RequestBody):
+            streamed.drop_trailers = request_trailer_drop(
+                request,
+                self._rule,
+                proxy_named(
+                    self._request_id[0].decode("latin-1") if self._request_id else None,
+                    getattr(request, "trace", NO_TRACE),
+                ),
+            )
+            self._body = streamed
+            if streamed.length is UNKNOWN_LENGTH:
+                self._framing = b"Transfer-Encoding: chunked"
+            else:
+                self._framing = b"Content-Length: %d" % (streamed.length,)
+            return
+        client = request.requestHeaders
+        content = getattr(request, "content", None)
+        if content is None or not (
+            client.hasHeader(b"content-length") or client.hasHeader(b"transfer-encoding")
+        ):
+            return
+        content.seek(0)
+        self._buffered = content.read()
+        self._framing = b"Content-Length: %d" % (len(self._buffered),)
+
     def _send(self, backend: BackendConfig) -> None:
         self._tried.append(backend)
         self._backend = backend
         self._release()
         self._lease = self._group.acquire(backend)
         self._record.backend = backend.address
+        self._dispatch(backend)
+
+    def _dispatch(self, backend: BackendConfig) -> None:
+        """Send the request head to ``backend`` through the group's pool (one attempt)."""
         config = self._group.config
-        self._timed_out = False
-        self._timer = self._reactor.callLater(config.response_timeout, self._response_timed_out)
-        d = maybeDeferred(self._request_backend, backend)
-        self._pending = d
-        d.addCallbacks(
-            self._got_response,
-            self._attempt_failed,
-            callbackArgs=(backend,),
-            errbackArgs=(backend,),
+        pool = self._forwarder.pool_for(config)
+        fields = self._fields
+        host = None
+        if b"Host" not in fields:
+            host = backend_host(backend.host, backend.port, config.tls)
+        head = request_head(
+            self._request.method,
+            self._target,
+            fields,
+            self._framing,
+            persistent=pool.persistent,
+            host=host,
         )
-        d.addErrback(self.unexpected)
+        self._reused = pool.idle_count(backend) > 0
+        self._attempt += 1
+        attempt = self._attempt
+        self._upstream = None
+        exchange = pool.send(
+            backend,
+            head,
+            self,
+            method=self._request.method,
+            body=self._framing is not None,
+            response_timeout=config.response_timeout,
+        )
+        if attempt == self._attempt and self._upstream is None:
+            self._upstream = exchange  # still connecting (else it answered, or failed over)
 
-    def _request_backend(self, backend: BackendConfig) -> Deferred:
-        config = self._group.config
-        agent = self._forwarder.agent_for(config)
-        scheme = "https" if config.tls else "http"
-        url = f"{scheme}://{backend.address}".encode("ascii") + self._target
-        return agent.request(self._request.method, url, self._headers.copy(), self._body())
+    # -- the request body
 
-    def _body(self) -> Optional[IBodyProducer]:
-        streamed = getattr(self._request, "body", None)
-        if isinstance(streamed, RequestBody):
-            streamed.drop_trailers = request_trailer_drop(
-                self._request,
-                self._rule,
-                proxy_named(
-                    self._request_id[0].decode("latin-1") if self._request_id else None,
-                    getattr(self._request, "trace", NO_TRACE),
-                ),
-            )
-            streamed.on_progress = self._body_progress
-            return streamed
-        client = self._request.requestHeaders
-        content = self._request.content
-        if content is None or not (
-            client.hasHeader(b"content-length") or client.hasHeader(b"transfer-encoding")
-        ):
-            return None
-        content.seek(0)
-        return FileBodyProducer(UnclosableBody(content))
+    def connected(self, exchange: UpstreamExchange) -> None:
+        self._upstream = exchange
+        try:
+            if self._body is not None:
+                self._body_started = True
+                self._body_timer = self._reactor.callLater(
+                    self._group.config.response_timeout, self._upload_timed_out
+                )
+                # Starting it sends the client its deferred "100 Continue".
+                sending = self._body.startProducing(_BodyConsumer(self, exchange))
+                sending.addCallbacks(
+                    self._body_sent, self._body_failed, (exchange,), None, (exchange,)
+                )
+            elif self._buffered is not None:
+                exchange.write_body(self._buffered)
+                exchange.finish_body()
+        except Exception:
+            self.unexpected(Failure())
 
-    def _body_progress(self) -> None:
-        """Body bytes went to the backend: its response timeout starts again from now.
+    def body_progress(self) -> None:
+        """Body bytes went to the backend: the upload's timeout starts again from now.
 
         Like nginx's ``proxy_send_timeout``, a streamed upload is timed between
         writes, so a slow but moving upload is never cut by ``response_timeout``.
         """
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(self._group.config.response_timeout)
+        timer = self._body_timer
+        if timer is not None:
+            timer.reset(self._group.config.response_timeout)
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+    def body_paused(self) -> None:
+        if self._body is not None:
+            self._body.pauseProducing()
 
-    def _response_timed_out(self) -> None:
-        self._timer = None
-        self._timed_out = True
-        if self._pending is not None:
-            self._pending.cancel()
+    def body_resumed(self) -> None:
+        if self._body is not None:
+            self._body.resumeProducing()
+
+    def _body_sent(self, _: object, exchange: UpstreamExchange) -> None:
+        self._cancel_body_timer()
+        exchange.finish_body(self._body.forwarded_trailers())
+
+    def _body_failed(self, failure: Failure, exchange: UpstreamExchange) -> None:
+        self._cancel_body_timer()
+        exchange.abort()  # no last chunk: the backend must not take the body as complete
+        if self._done or self._client_gone:
+            return
+        self._release()
+        if failure.check(ClientBodyLost):
+            # The client left (or timed out) mid-body: its connection's loss ends
+            # the exchange next, logged as a client that went away.
+            return
+        if self._committed:
+            self._abort_client()
+        elif failure.check(BodyTooLarge):
+            self._error(413, "the request body is too large")
+        else:
+            self.unexpected(failure)
+
+    def _upload_timed_out(self) -> None:
+        self._body_timer = None
+        if self._upstream is not None:
+            self._upstream.abort()
+        self.response_failed(
+            504, f"no response within {self._group.config.response_timeout:g} s", False
+        )
+
+    def _cancel_body_timer(self) -> None:
+        timer, self._body_timer = self._body_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _stop_body(self) -> None:
+        """The response ended before the body: stop sending it (and resume the client)."""
+        if self._body_started and not self._body.complete:
+            self._body.stopProducing()
+
+    # -- the response
+
+    def interim(self, status: int, fields: List[Field]) -> None:
+        """1xx answers are the backend's to its hop (the proxy answers 100-continue itself)."""
+
+    def response_head(self, head: ResponseHead) -> None:
+        self._cancel_body_timer()
+        backend = self._backend
+        self._group.report_status(backend, head.status)
+        self._record.response_ms = (self._reactor.seconds() - self._started) * 1000
+        if self._client_gone:
+            return
+        try:
+            request = self._request
+            self._committed = True
+            self._head = head
+            self._own_headers = request.responseHeaders.copy()
+            self._hop = copy_response_headers(head, request)
+            headers = request.responseHeaders
+            if self._request_id is not None:
+                # The client is told the ID the backend was sent, whatever it answers.
+                name, value = self._request_id
+                headers.setRawHeaders(name, [value.encode("ascii")])
+            for name, value in self._group.persistence_headers(self._info, backend):
+                headers.addRawHeader(name, value)
+            if self._forwarder.via:
+                headers.addRawHeader(b"Via", VIA)
+            self._producing = True
+            request.registerProducer(self, True)
+        except Exception:
+            self.unexpected(Failure())
+
+    def response_data(self, data: bytes) -> None:
+        if not self._client_gone and not self._done:
+            self._wrote = True
+            self._request.write(data)
+
+    def response_complete(self, trailers: List[Field]) -> None:
+        self._release()
+        self._stop_body()
+        if self._client_gone or self._done:
+            return
+        try:
+            self._done = True
+            self._unregister()
+            if trailers:
+                self._pass_trailers(trailers)
+            self._request.finish()
+        except Exception:
+            self.unexpected(Failure())
+
+    def response_failed(self, status: int, reason: str, retryable: bool) -> None:
+        self._cancel_body_timer()
+        backend = self._backend
+        if self._client_gone or self._done:
+            self._release()
+            return
+        if retryable and self._reused and not self._body_started and not self._committed:
+            # The backend closed a kept-alive connection as it was reused: a new one.
+            log.debug(
+                "Kept-alive connection to {backend} was closed; sending again on a new one",
+                backend=backend.address,
+            )
+            self._dispatch(backend)
+            return
+        self._release()
+        self._group.report_failure(backend, reason)
+        if self._committed:
+            self._stop_body()
+            if self._wrote or reason.startswith(_CLOSED):
+                self._log_failure(backend, reason, "client connection aborted")
+                self._abort_client()
+            else:
+                self._log_failure(backend, reason, "answered 502")
+                self._unregister()
+                self._request.setResponseCode(200)
+                self._request.responseHeaders = self._own_headers
+                self._error(502, "the backend's response is malformed")
+            return
+        config = self._group.config
+        if status == 504:
+            self._stop_body()
+            self._log_failure(backend, reason, "answered 504")
+            self._error(504, "the backend did not respond in time")
+        elif retryable and not self._body_started:
+            retry = None
+            if len(self._tried) <= config.retries:
+                retry = self._group.pick(exclude=self._tried)
+            if retry is not None:
+                self._log_failure(backend, reason, f"retrying on {retry.address}")
+                self._send(retry)
+            else:
+                self._log_failure(backend, reason, "answered 502")
+                self._error(502, "no backend could be reached")
+        else:
+            self._stop_body()
+            self._log_failure(backend, reason, "answered 502")
+            self._error(502, "the backend closed the connection without a response")
+
+    # IPushProducer: the client's side of the response
+    def pauseProducing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pause_response()
+
+    def resumeProducing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_response()
+
+    def stopProducing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.abort()
+
+    def _unregister(self) -> None:
+        if self._producing:
+            self._producing = False
+            self._request.unregisterProducer()
+
+    def _pass_trailers(self, trailers: List[Field]) -> None:
+        """Give the client's response the backend's trailers (written if it is chunked)."""
+        if not hasattr(self._request, "response_trailers"):
+            return
+        if response_carries_trailers(self._head, self._request):
+            self._request.response_trailers = forwardable(trailers, self._hop)
+        else:
+            log.debug("Trailers of a response that is not chunked to the client are dropped")
 
     def _release(self) -> None:
         if self._lease is not None:
             self._lease.release()
 
-    def _attempt_failed(self, failure: Failure, backend: BackendConfig) -> None:
-        self._cancel_timer()
-        self._pending = None
-        self._release()
-        if failure.check(*NOT_SENT_ERRORS, ResponseFailed) and not self._client_gone:
-            self._group.report_failure(backend, describe_failure(failure))
-        if self._client_gone:
-            return
-        config = self._group.config
-        if caused_by(failure, BodyTooLarge):
-            self._error(413, "the request body is too large")
-        elif caused_by(failure, ClientBodyLost):
-            # The client left (or timed out) mid-body: its connection's loss ends
-            # the exchange next, logged as a client that went away.
-            return
-        elif self._timed_out:
-            self._log_failure(
-                backend, f"no response within {config.response_timeout:g} s", "answered 504"
-            )
-            self._error(504, "the backend did not respond in time")
-        elif failure.check(*NOT_SENT_ERRORS):
-            retry = None
-            if len(self._tried) <= config.retries:
-                retry = self._group.pick(exclude=self._tried)
-            if retry is not None:
-                self._log_failure(
-                    backend, describe_failure(failure), f"retrying on {retry.address}"
-                )
-                self._send(retry)
-            else:
-                self._log_failure(backend, describe_failure(failure), "answered 502")
-                self._error(502, "no backend could be reached")
-        elif failure.check(ResponseFailed, RequestTransmissionFailed):
-            self._log_failure(backend, describe_failure(failure), "answered 502")
-            self._error(502, "the backend closed the connection without a response")
-        else:
-            self.unexpected(failure)
-
-    def _got_response(self, response: IResponse, backend: BackendConfig) -> None:
-        self._cancel_timer()
-        self._pending = None
-        self._group.report_status(backend, response.code)
-        self._record.response_ms = (self._reactor.seconds() - self._started) * 1000
-        self._response = response
-        if not self._client_gone:
-            self._committed = True
-            self._own_headers = self._request.responseHeaders.copy()
-            copy_response_headers(response, self._request)
-            if self._request_id is not None:
-                # The client is told the ID the backend was sent, whatever it answers.
-                name, value = self._request_id
-                self._request.responseHeaders.setRawHeaders(name, [value.encode("ascii")])
-            for name, value in self._group.persistence_headers(self._info, backend):
-                self._request.responseHeaders.addRawHeader(name, value)
-            if self._forwarder.via:
-                self._request.responseHeaders.addRawHeader(b"Via", VIA)
-        response.deliverBody(ResponseRelay(self))
-
-    def relay_started(self, relay: ResponseRelay) -> None:
-        if self._client_gone:
-            relay.stopProducing()
-            return
-        self._relay = relay
-        self._request.registerProducer(relay, True)
-
-    def relay_data(self, data: bytes) -> None:
-        if not self._client_gone:
-            self._request.write(data)
-
-    def relay_finished(self, reason: Failure) -> None:
-        self._release()
-        relay, self._relay = self._relay, None
-        if self._client_gone:
-            return
-        if relay is not None:
-            self._request.unregisterProducer()
-        # PotentialDataLoss: the backend delimited the body by closing the
-        # connection (no Content-Length, not chunked).  That is valid framing
-        # and indistinguishable from truncation, so, like every proxy, we
-        # take it as the end of the body.
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self._done = True
-            self._pass_trailers()
-            self._request.finish()
-        elif self._unsent_malformed(reason):
-            self._log_failure(self._backend, describe_failure(reason), "answered 502")
-            self._request.setResponseCode(200)
-            self._request.responseHeaders = self._own_headers
-            self._error(502, "the backend's response is malformed")
-        else:
-            self._log_failure(self._backend, describe_failure(reason), "client connection aborted")
-            self._abort_client()
-
-    def _unsent_malformed(self, reason: Failure) -> bool:
-        """A backend response with broken chunked framing, nothing of it sent yet (502)."""
-        return (
-            not self._request.startedWriting
-            and self._own_headers is not None
-            and caused_by(reason, _MalformedChunkedDataError)
-        )
-
-    def _pass_trailers(self) -> None:
-        """Give the client's response the backend's trailers (written if it is chunked)."""
-        response = self._response
-        fields = response_trailers(response)
-        if response is None or not fields or not hasattr(self._request, "response_trailers"):
-            return
-        if response_carries_trailers(response, self._request):
-            hop = response_hop_by_hop(response)
-            self._request.response_trailers = forwardable(fields, hop)
-        else:
-            log.debug("Trailers of a response that is not chunked to the client are dropped")
-
     def _client_lost(self, reason: Failure) -> None:
         if self._done:
             return
         self._client_gone = True
-        self._cancel_timer()
-        if self._pending is None and self._relay is None:
-            self._release()
+        self._cancel_body_timer()
+        self._release()
         log.info(
             "Client went away before the response from backend {backend} of target group"
             " {group} was complete: {reason} request_id={request_id}",
             backend=self._backend.address if self._backend else None,
             group=self._group.name,
-            reason=describe_failure(reason),
+            reason=_describe(reason),
             request_id=self._shown_id(),
         )
-        if self._pending is not None:
-            self._pending.cancel()
-        if self._relay is not None:
-            self._relay.stopProducing()
+        if self._upstream is not None:
+            self._upstream.abort()
 
     def _log_failure(self, backend: Optional[BackendConfig], reason: str, outcome: str) -> None:
         log.warn(
@@ -421,8 +547,10 @@ class _Exchange:
             group=self._group.name,
             request_id=self._shown_id(),
         )
-        self._cancel_timer()
+        self._cancel_body_timer()
         self._release()
+        if self._upstream is not None:
+            self._upstream.abort()
         if self._done or self._client_gone:
             return
         if self._committed:
@@ -431,15 +559,46 @@ class _Exchange:
             self._error(502, "the proxy failed to forward the request")
 
 
+def _describe(failure: Failure) -> str:
+    """One line saying why a connection ended."""
+    message = failure.getErrorMessage()
+    name = type(failure.value).__name__
+    return f"{name}: {message}" if message and message != name else name
+
+
+def pool_settings(group: TargetGroupConfig) -> tuple:
+    """What a group's pooled connections depend on: a change needs a new pool."""
+    return (
+        group.tls,
+        group.verify,
+        group.ca_file,
+        group.server_name,
+        group.http_pool_max_idle,
+        group.http_pool_idle_timeout,
+    )
+
+
+class _GroupPool:
+    """A group's pool and the settings its new connections are made with now."""
+
+    __slots__ = ("config", "pool")
+
+    def __init__(self, config: TargetGroupConfig) -> None:
+        self.config = config
+        self.pool: Optional[UpstreamPool] = None
+
+
 class HTTPForwarder:
     """Forwards plain HTTP requests to a target group's backends.
 
     One per listener.  It owns one keep-alive
-    :class:`~clbproxy.http.backend_client.BackendPool` per target group
-    (``close`` empties them) and one ``Agent`` per group's settings.  A
-    reload that changes a group's TLS or pool settings retires its pool: new
-    requests open new connections.  ``agent_factory(reactor, pool, group)``
-    builds the agents; tests swap it.
+    :class:`~clbproxy.http.upstream_client.UpstreamPool` per target group
+    (``close`` empties them), connecting through ``connector``
+    (:class:`~clbproxy.net.tls_client.BackendConnector`: the group's connect
+    timeout, TLS, SNI and verification).  A reload that changes a group's TLS
+    or pool settings retires its pool: new requests open new connections; one
+    that changes only its connect timeout keeps the pool.
+    ``pool_factory(reactor, group, connect)`` builds the pools; tests swap it.
     """
 
     def __init__(
@@ -448,11 +607,11 @@ class HTTPForwarder:
         *,
         scheme: str,
         trusted: TrustedProxies,
-        agent_factory: Optional[AgentFactory] = None,
         via: bool = False,
         connector: Optional[BackendConnector] = None,
         underscores: bool = False,
         id_header: bytes = b"X-Request-Id",
+        pool_factory: Optional[PoolFactory] = None,
     ) -> None:
         self.reactor = reactor
         self.via = via
@@ -462,36 +621,34 @@ class HTTPForwarder:
         self.underscores = underscores
         self.scheme = scheme
         self.trusted = trusted
-        if agent_factory is None:
-            connector = connector if connector is not None else BackendConnector(reactor)
+        self._connector = connector if connector is not None else BackendConnector(reactor)
+        self._pool_factory: PoolFactory = pool_factory if pool_factory is not None else UpstreamPool
+        #: By group name.
+        self._pools: dict[str, _GroupPool] = {}
 
-            def agent_factory(reactor, pool, group):
-                return backend_agent(reactor, pool, group, connector)
-
-        self._agent_factory = agent_factory
-        #: By group name: the settings the group's agent was built for, its pool and agent.
-        self._groups: dict[str, tuple[TargetGroupConfig, BackendPool, IAgent]] = {}
-
-    def agent_for(self, group: TargetGroupConfig) -> IAgent:
-        """The agent for a target group (its connect timeout, TLS and pool settings)."""
-        known = self._groups.get(group.name)
-        if known is not None and known[0] == group:
-            return known[2]
-        if known is not None and pool_settings(known[0]) == pool_settings(group):
-            pool = known[1]
-        else:
-            if known is not None:
-                known[1].retire()
-            pool = BackendPool(self.reactor, group)
-        agent = self._agent_factory(self.reactor, pool, group)
-        self._groups[group.name] = (group, pool, agent)
-        return agent
+    def pool_for(self, group: TargetGroupConfig) -> UpstreamPool:
+        """The keep-alive pool for a target group's settings."""
+        known = self._pools.get(group.name)
+        if known is not None:
+            if known.config is group:
+                return known.pool
+            if pool_settings(known.config) == pool_settings(group):
+                known.config = group  # e.g. a new connect timeout, for new connections
+                return known.pool
+            known.pool.retire()
+        entry = _GroupPool(group)
+        connector = self._connector
+        entry.pool = self._pool_factory(
+            self.reactor, group, lambda backend: connector.endpoint(backend, entry.config)
+        )
+        self._pools[group.name] = entry
+        return entry.pool
 
     def keep_groups(self, names: Iterable[str]) -> None:
         """Forget the pools of groups not in ``names`` (gone after a reload)."""
         kept = set(names)
-        for name in [name for name in self._groups if name not in kept]:
-            self._groups.pop(name)[1].retire()
+        for name in [name for name in self._pools if name not in kept]:
+            self._pools.pop(name).pool.retire()
 
     def forward(
         self,
@@ -514,6 +671,6 @@ class HTTPForwarder:
 
     def close(self) -> Deferred:
         """Close the idle keep-alive connections to backends, and the others once idle."""
-        pools = [pool for _, pool, _ in self._groups.values()]
-        self._groups = {}
+        pools = [entry.pool for entry in self._pools.values()]
+        self._pools = {}
         return gatherResults([pool.retire() for pool in pools]).addCallback(lambda _: None)

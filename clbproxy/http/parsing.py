@@ -265,6 +265,8 @@ class _Parser:
         self._running = False
         self._remaining = 0
         self._chunked: Optional[ChunkedBody] = None
+        #: The trailers of a chunked body that just ended (see _run).
+        self._ended: Optional[List[Field]] = None
         self.body_received = 0
 
     @property
@@ -320,7 +322,12 @@ class _Parser:
                     if self._state == _STOPPED:
                         return
                     self._buffer = self._buffer[taken:]
-                    if not taken:
+                    ended, self._ended = self._ended, None
+                    if ended is not None:
+                        # Complete once the buffer holds only what follows the
+                        # message: the handler may look (a connection's reuse).
+                        self._complete(ended)
+                    elif not taken:
                         return
                 elif state == _UNTIL_CLOSE:
                     if not self._buffer:
@@ -349,7 +356,7 @@ class _Parser:
     def _start_body(self, content_length: Optional[int], chunked: bool, max_trailer: int) -> None:
         if chunked:
             self._chunked = ChunkedBody(
-                self._chunk_data, self._complete, max_trailer, self._request
+                self._chunk_data, self._chunked_end, max_trailer, self._request
             )
             self._state = _CHUNKED
         elif content_length:
@@ -357,6 +364,9 @@ class _Parser:
             self._state = _BODY
         else:
             self._complete([])
+
+    def _chunked_end(self, trailers: List[Field]) -> None:
+        self._ended = trailers
 
     def _chunk_data(self, data: bytes) -> None:
         self.body_received += len(data)

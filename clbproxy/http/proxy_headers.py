@@ -1,21 +1,22 @@
 """The headers of a forwarded HTTP exchange, both ways, and the trailers that pass.
 
-:func:`backend_request_headers` builds what a backend receives for a client's
-request (hop-by-hop headers dropped, forwarding headers added, the rule's
-header changes applied, ``TE``/``Trailer`` passed on when trailers can flow);
-:func:`copy_response_headers` puts a backend's status and end-to-end headers on
-the client's response.  Both follow the same hop-by-hop and trailer rules,
-which is why they live together, apart from the exchange that calls them
-(:mod:`clbproxy.http.forwarder`).  The WebSocket handshake stage adds the same
-``Via`` (:data:`VIA`).
+:func:`backend_request_fields` builds the fields a backend receives for a
+client's request (hop-by-hop headers dropped, forwarding headers added, the
+rule's header changes applied, ``TE``/``Trailer`` passed on when trailers can
+flow) and :func:`request_head` the bytes of the head, as plain ``(name,
+values)`` data, no twisted ``Headers`` on the way; :func:`copy_response_headers`
+puts a backend's status and end-to-end headers (a
+:class:`~clbproxy.http.parsing.ResponseHead`) on the client's response.  Both
+follow the same hop-by-hop and trailer rules, which is why they live together,
+apart from the exchange that calls them (:mod:`clbproxy.http.forwarder`).  The
+WebSocket handshake stage adds the same ``Via`` (:data:`VIA`).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.server import Request
 
 from clbproxy.config import RuleConfig
@@ -28,21 +29,20 @@ from clbproxy.http.forwarded import (
     is_hop_by_hop,
     untrusted_headers,
 )
-from clbproxy.http.server import RequestBody
+from clbproxy.http.parsing import ResponseHead
 from clbproxy.http.tracecontext import NO_TRACE, TRACEPARENT, TRACESTATE, TraceContext
-from clbproxy.http.trailers import (
-    FORBIDDEN,
-    accepts_trailers,
-    response_connection,
-)
+from clbproxy.http.trailers import FORBIDDEN, accepts_trailers
 from clbproxy.net.certificates import client_certificate_headers
 from clbproxy.routing.actions import header_changes
 
 #: Client request headers never copied to the backend request: the framing is
-#: rebuilt by the Agent for the streamed body (its length, or chunked), and
+#: rebuilt by :func:`request_head` for the streamed body (its length, or chunked), and
 #: ``100-continue`` is the proxy's own to answer (see
 #: :class:`clbproxy.http.server.ProxyChannel`).
 _REQUEST_ONLY_HEADERS = frozenset({"content-length", "expect"})
+
+#: Client request headers that never reach a backend, whatever the request.
+_ALWAYS_SKIPPED = hop_by_hop_names(()) | FORWARDING_HEADERS | _REQUEST_ONLY_HEADERS
 
 #: The ``Via`` header value of a listener with ``via = true``.
 VIA = b"1.1 clbproxy"
@@ -59,7 +59,7 @@ def _texts(values: Optional[Sequence[bytes]]) -> List[str]:
     return [value.decode("latin-1") for value in values or ()]
 
 
-def _last(headers: Headers, name: bytes) -> Optional[str]:
+def _last(headers, name: bytes) -> Optional[str]:
     values = headers.getRawHeaders(name)
     return values[-1].decode("latin-1") if values else None
 
@@ -68,12 +68,11 @@ def _dropped(name: bytes, hop: frozenset[str]) -> bool:
     return is_hop_by_hop(name.decode("latin-1"), hop)
 
 
-def response_hop_by_hop(response: IResponse) -> frozenset[str]:
+def response_hop_by_hop(head: ResponseHead) -> frozenset[str]:
     """The hop-by-hop header names of a backend response, with those its ``Connection`` names."""
-    connection = response_connection(response) + list(
-        response.headers.getRawHeaders(b"connection", ())
+    return hop_by_hop_names(
+        [value.decode("latin-1") for name, value in head.headers if name.lower() == b"connection"]
     )
-    return hop_by_hop_names(_texts(connection))
 
 
 def _trailer_names(values: Optional[Sequence[bytes]], drop: Iterable[str]) -> Optional[bytes]:
@@ -115,7 +114,50 @@ def request_trailer_drop(
     return frozenset(hop_by_hop_names(connection) | FORWARDING_HEADERS | drop | own)
 
 
-def backend_request_headers(
+def canonical_name(name: Union[str, bytes]) -> bytes:
+    """``name`` in the capitalization backends have always received it in (``X-Real-Ip``).
+
+    The spelling of twisted.web's ``Headers`` (the backend client used to
+    send every request header through one): each ``-``-separated word
+    capitalized, a few conventional exceptions (``TE``, ``ETag``, ``DNT``...).
+    """
+    known = _CANONICAL.get(name)
+    if known is not None:
+        return known
+    raw = name.encode("latin-1") if isinstance(name, str) else name
+    spelled = b"-".join([word.capitalize() for word in raw.split(b"-")])
+    spelled = _CASE_EXCEPTIONS.get(spelled, spelled)
+    if len(_CANONICAL) < _MAX_CANONICAL:  # names are the client's: bound the cache
+        _CANONICAL[name] = spelled
+    return spelled
+
+
+_CASE_EXCEPTIONS = {
+    b"Content-Md5": b"Content-MD5",
+    b"Dnt": b"DNT",
+    b"Etag": b"ETag",
+    b"P3p": b"P3P",
+    b"Te": b"TE",
+    b"Www-Authenticate": b"WWW-Authenticate",
+    b"X-Xss-Protection": b"X-XSS-Protection",
+}
+_CANONICAL: Dict[Union[str, bytes], bytes] = {}
+_MAX_CANONICAL = 10_000
+
+
+def _one_line(value: bytes) -> bytes:
+    """A field value with any line break replaced by a space (never a header injection)."""
+    if b"\r" in value or b"\n" in value:
+        return b" ".join(value.splitlines())
+    return value
+
+
+#: A request's fields for the backend, by canonical name in first-set order:
+#: setting a name again replaces its values in place, adding appends to them.
+Fields = Dict[bytes, List[bytes]]
+
+
+def backend_request_fields(
     request: Request,
     *,
     scheme: str,
@@ -125,8 +167,8 @@ def backend_request_headers(
     underscores: bool = False,
     request_id: Optional[tuple[bytes, str]] = None,
     trace: TraceContext = NO_TRACE,
-) -> Headers:
-    """The headers a backend receives for ``request``.
+) -> Fields:
+    """The header fields a backend receives for ``request`` (framing and Host aside).
 
     End-to-end headers are copied with duplicates and the client's Host kept;
     hop-by-hop headers (and those ``Connection`` names), client-sent
@@ -146,6 +188,8 @@ def backend_request_headers(
     the client's, before the rule's changes; with a ``trace`` the proxy
     replaced (:mod:`clbproxy.http.tracecontext`), the client's ``traceparent``
     and ``tracestate`` give way to the new ``traceparent``.
+
+    :func:`request_head` turns the fields into the bytes sent.
     """
     client = request.requestHeaders
     drop, add = header_changes(rule, [])
@@ -153,28 +197,24 @@ def backend_request_headers(
     if request_id is not None or trace.replaced is not None:
         # The proxy's own headers: no client spelling of them passes (X_Request_Id).
         drop = drop | proxy_named(request_id[0].decode("latin-1") if request_id else None, trace)
-    skip = (
-        hop_by_hop_names(_texts(client.getRawHeaders(b"connection")))
-        | FORWARDING_HEADERS
-        | _REQUEST_ONLY_HEADERS
-        | untrusted_headers(peer, trusted)
-        | drop
-    )
-    headers = Headers()
+    connection = client.getRawHeaders(b"connection")
+    skip = _ALWAYS_SKIPPED | untrusted_headers(peer, trusted) | drop
+    if connection:
+        skip = skip | hop_by_hop_names(_texts(connection))
+    fields: Fields = {}
     if request.clientproto in _TRAILER_PROTOCOLS and accepts_trailers(
         client.getRawHeaders(b"te", ())
     ):
-        headers.setRawHeaders(b"TE", [b"trailers"])
-    body = getattr(request, "body", None)
-    if isinstance(body, RequestBody) and body.length is UNKNOWN_LENGTH:
+        fields[b"TE"] = [b"trailers"]
+    if getattr(getattr(request, "body", None), "length", None) is UNKNOWN_LENGTH:
         announced = _trailer_names(client.getRawHeaders(b"trailer"), skip)
         if announced is not None:
-            headers.setRawHeaders(b"Trailer", [announced])
+            fields[b"Trailer"] = [announced]
     for name, values in client.getAllRawHeaders():
         if client_header_passes(name.decode("latin-1"), skip, underscores=underscores, ours=drop):
-            headers.setRawHeaders(name, list(values))
+            fields[canonical_name(name)] = list(values)
     for name, value in client_certificate_headers(request.channel.transport):
-        headers.addRawHeader(name.encode("latin-1"), value.encode("utf-8"))
+        fields.setdefault(canonical_name(name), []).append(_one_line(value.encode("utf-8")))
     for name, value in forwarded_headers(
         peer_ip=peer,
         scheme=scheme,
@@ -185,63 +225,122 @@ def backend_request_headers(
         trusted=trusted,
         port=getattr(request.getHost(), "port", None),
     ):
-        headers.addRawHeader(name.encode("latin-1"), value.encode("latin-1"))
+        # From the client's own field values (no line breaks) and its address.
+        fields.setdefault(canonical_name(name), []).append(value.encode("latin-1"))
     if request_id is not None:
-        headers.setRawHeaders(request_id[0], [request_id[1].encode("ascii")])
+        fields[canonical_name(request_id[0])] = [request_id[1].encode("ascii")]
     if trace.replaced is not None:
-        headers.setRawHeaders(b"traceparent", [trace.replaced.encode("ascii")])
+        fields[b"Traceparent"] = [trace.replaced.encode("ascii")]
     for name, value in add:
-        headers.setRawHeaders(name.encode("latin-1"), [value.encode("latin-1")])
+        fields[canonical_name(name)] = [_one_line(value.encode("latin-1"))]
     if via:
-        headers.addRawHeader(b"Via", VIA)
-    return headers
+        fields.setdefault(b"Via", []).append(VIA)
+    return fields
 
 
-def response_carries_trailers(response: IResponse, request: Request) -> bool:
+def backend_host(backend_host: str, port: int, tls: bool) -> bytes:
+    """The ``Host`` a backend is sent when the client sent none (HTTP/1.0): its address."""
+    host = f"[{backend_host}]" if ":" in backend_host else backend_host
+    if port == (443 if tls else 80):
+        return host.encode("ascii")
+    return b"%s:%d" % (host.encode("ascii"), port)
+
+
+def request_head(
+    method: bytes,
+    target: bytes,
+    fields: Fields,
+    framing: Optional[bytes],
+    *,
+    persistent: bool,
+    host: Optional[bytes],
+) -> bytes:
+    """The complete request head a backend receives, as one ``bytes``.
+
+    The request line (always HTTP/1.1), ``Connection: close`` when the
+    backend connection is not kept, the body's framing line (``framing``,
+    e.g. ``b"Content-Length: 5"``; ``Content-Length: 0`` for a PUT or POST
+    without a body, as RFC 9110 8.6 advises), the ``fields`` in order, and
+    ``host`` last (given when the fields hold no Host: the client sent none).
+    The order and spelling are those of the Twisted client this replaced, so a
+    backend sees the same bytes.
+    """
+    lines = [method + b" " + target + b" HTTP/1.1"]
+    if not persistent:
+        lines.append(b"Connection: close")
+    if framing is not None:
+        lines.append(framing)
+    elif method in (b"PUT", b"POST"):
+        lines.append(b"Content-Length: 0")
+    for name, values in fields.items():
+        for value in values:
+            lines.append(name + b": " + value)
+    if host is not None:
+        lines.append(b"Host: " + host)
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
+
+
+def response_carries_trailers(head: ResponseHead, request: Request) -> bool:
     """True when the client's response can end with trailers.
 
     twisted.web chunks a response to an HTTP/1.1 client that has a body and no
     Content-Length (the forwarder sets Content-Length exactly when the backend
     sent one); an HTTP/2 response ends with them in a last HEADERS frame.
     """
-    if request.method == b"HEAD" or response.code in _BODYLESS_STATUSES:
+    if request.method == b"HEAD" or head.status in _BODYLESS_STATUSES:
         return False
     if request.clientproto == b"HTTP/2.0":
         return True
-    return request.clientproto == b"HTTP/1.1" and response.length is UNKNOWN_LENGTH
+    return request.clientproto == b"HTTP/1.1" and head.content_length is None
 
 
-def copy_response_headers(response: IResponse, request: Request) -> None:
+def copy_response_headers(head: ResponseHead, request: Request) -> frozenset[str]:
     """Put the backend's status and end-to-end headers on the client's response.
 
-    twisted.web frames the client's response itself: a backend Content-Length
-    is set explicitly (so it is not chunked), otherwise HTTP/1.1 clients get
-    chunked encoding.  The backend's ``Trailer`` header is kept (without the
-    names never forwarded) only when that chunked response can carry trailers.
+    Returns the response's hop-by-hop names (for its trailers).  twisted.web
+    frames the client's response itself: a backend Content-Length is set
+    explicitly (so it is not chunked), otherwise HTTP/1.1 clients get chunked
+    encoding.  The backend's ``Trailer`` header is kept (without the names
+    never forwarded) only when that chunked response can carry trailers.
     Hop-by-hop headers never reach the client: those the backend's
-    ``Connection`` names (read from the connection headers
-    :class:`clbproxy.http.trailers.TrailerClientProtocol` keeps, as Twisted's client
-    leaves ``Connection`` out of ``response.headers``), ``Keep-Alive``, ``TE``,
-    ``Trailer``, ``Upgrade``, ``Transfer-Encoding``, ``Proxy-*``; the body length
-    comes from ``response.length``.
+    ``Connection`` names, ``Keep-Alive``, ``TE``, ``Trailer``, ``Upgrade``,
+    ``Transfer-Encoding``, ``Proxy-*``; the body length comes from the
+    response's framing.  A name the backend repeats keeps all its values, in
+    order.
     """
-    request.setResponseCode(response.code, response.phrase)
+    request.setResponseCode(head.status, head.reason)
     request.defaultContentType = None
+    headers = request.responseHeaders
     # The backend's own Server header, or none: not the proxy's.
-    request.responseHeaders.removeHeader(b"server")
-    backend = response.headers
-    hop = response_hop_by_hop(response)
-    for name, values in backend.getAllRawHeaders():
-        if name.lower() == b"content-length" or _dropped(name, hop):
+    headers.removeHeader(b"server")
+    hop = response_hop_by_hop(head)
+    grouped: Dict[bytes, List[bytes]] = {}
+    lengths: List[bytes] = []
+    announced: List[bytes] = []
+    for name, value in head.headers:
+        lower = name.lower()
+        if lower == b"content-length":
+            lengths.append(value)
             continue
-        request.responseHeaders.setRawHeaders(name, list(values))
+        if lower == b"trailer":
+            announced.append(value)
+        if lower == b"trailers" or _dropped(lower, hop):
+            continue
+        known = grouped.get(lower)
+        if known is None:
+            grouped[lower] = [name, value]
+        else:
+            known.append(value)
+    for name, *values in grouped.values():
+        headers.setRawHeaders(name, values)
     if request.method == b"HEAD":
-        length = backend.getRawHeaders(b"content-length")
-        if length:
-            request.responseHeaders.setRawHeaders(b"Content-Length", [length[-1]])
-    elif response.code not in _BODYLESS_STATUSES and response.length is not UNKNOWN_LENGTH:
-        request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % (response.length,)])
-    if response_carries_trailers(response, request):
-        announced = _trailer_names(backend.getRawHeaders(b"trailer"), hop)
-        if announced is not None:
-            request.responseHeaders.setRawHeaders(b"Trailer", [announced])
+        if lengths:
+            headers.setRawHeaders(b"Content-Length", [lengths[-1]])
+    elif head.status not in _BODYLESS_STATUSES and head.content_length is not None:
+        headers.setRawHeaders(b"Content-Length", [b"%d" % (head.content_length,)])
+    if response_carries_trailers(head, request):
+        trailer = _trailer_names(announced, hop)
+        if trailer is not None:
+            headers.setRawHeaders(b"Trailer", [trailer])
+    return hop

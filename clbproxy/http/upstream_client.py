@@ -1,23 +1,23 @@
 """The lean HTTP/1.1 backend client: keep-alive connections, one exchange at a time each.
 
-Twisted's ``Agent`` and ``HTTPConnectionPool`` (:mod:`clbproxy.http.backend_client`)
-cost several Deferreds, two state machines and a twisted ``Headers`` per
-request.  Here a request is the head bytes its caller built, written straight
-to the transport, and the answer comes back through the sans-IO response
-parser (:func:`clbproxy.http.parsers.response_parser`) as plain method calls
-on the caller's :class:`UpstreamSink`.  On a reused connection a request makes
+Twisted's ``Agent`` and ``HTTPConnectionPool`` (which the forwarder used
+until this client replaced them) cost several Deferreds, two state machines
+and a twisted ``Headers`` per request.  Here a request is the head bytes its
+caller built, written straight to the transport, and the answer comes back
+through the sans-IO response parser
+(:func:`clbproxy.http.parsers.response_parser`) as plain method calls on the
+caller's :class:`UpstreamSink`.  On a reused connection a request makes
 one object (the :class:`UpstreamExchange`), the parser one more (the head),
 and one timer (``response_timeout``); a Deferred only on a new connection (the
 endpoint's).
 
-What stays the caller's (the forwarder, next round): building the head (the
-request line, the rewritten fields and the framing: ``Content-Length`` or
-``Transfer-Encoding: chunked``; ``Connection: close`` when
-``UpstreamPool.persistent`` is false), choosing the backend, and retrying
-a failure reported ``retryable`` with ``pool.send`` again, as the
-forwarder does today.
+What stays the caller's (:class:`clbproxy.http.forwarder.HTTPForwarder`):
+building the head (the request line, the rewritten fields and the framing:
+``Content-Length`` or ``Transfer-Encoding: chunked``; ``Connection: close``
+when ``UpstreamPool.persistent`` is false), choosing the backend, and
+retrying a failure reported ``retryable`` with ``pool.send`` again.
 
-The connections' endpoints come from ``connect(backend)``: in production
+The connections' endpoints come from ``connect(backend)``: in the forwarder
 ``lambda b: connector.endpoint(b, group)``
 (:class:`clbproxy.net.tls_client.BackendConnector`: TCP with the group's
 connect timeout, TLS with its SNI and verification), so a pool is one target
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Protocol, Set
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
@@ -276,6 +276,8 @@ class _Connection(TwistedProtocol):
         self.write_full = False  # the transport's write buffer, until it drains
         self.idle_timer = None
         self.head: Optional[ResponseHead] = None
+        #: Fired once the connection is gone (asked for by :meth:`UpstreamPool.retire`).
+        self.closed: Optional[Deferred] = None
 
     def connectionMade(self) -> None:
         disable_nagle(self.transport)
@@ -298,6 +300,12 @@ class _Connection(TwistedProtocol):
 
     def stopProducing(self) -> None:
         pass
+
+    def close(self) -> None:
+        """Close cleanly.  The transport is told we no longer produce first: with a
+        producer registered, TLS never sends its close alert, so it never closes."""
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     def pause_reading(self) -> None:
         if self.reading:
@@ -322,6 +330,9 @@ class _Connection(TwistedProtocol):
     def connectionLost(self, reason) -> None:
         self.reusable = False
         self.pool._lost(self)
+        closed, self.closed = self.closed, None
+        if closed is not None:
+            closed.callback(None)
         exchange = self.exchange
         if exchange is None:
             return
@@ -484,12 +495,12 @@ class UpstreamPool:
             or connection.parser.buffered
         ):
             connection.reusable = False
-            connection.transport.loseConnection()
+            connection.close()
             return
         key = (connection.backend.host, connection.backend.port)
         idle = self._idle.setdefault(key, [])
         if len(idle) >= self._max_idle:
-            connection.transport.loseConnection()
+            connection.close()
             return
         connection.resume_reading()
         connection.idle_timer = self._reactor.callLater(
@@ -500,7 +511,7 @@ class UpstreamPool:
     def _idle_expired(self, connection: _Connection) -> None:
         connection.idle_timer = None
         self._forget_idle(connection)
-        connection.transport.loseConnection()
+        connection.close()
 
     def _forget_idle(self, connection: _Connection) -> None:
         idle = self._idle.get((connection.backend.host, connection.backend.port))
@@ -515,14 +526,21 @@ class UpstreamPool:
         self._connections.discard(connection)
         self._check_closed()
 
-    def retire(self) -> None:
-        """Close the idle connections and keep none from now on (busy ones close when done)."""
+    def retire(self) -> Deferred:
+        """Close the idle connections and keep none from now on (busy ones close when done).
+
+        Fires once the idle connections are closed.
+        """
         self._retired = True
+        closing = []
         for idle in list(self._idle.values()):
             for connection in list(idle):
                 self._forget_idle(connection)
-                connection.transport.loseConnection()
+                connection.closed = Deferred()
+                closing.append(connection.closed)
+                connection.close()
         self._idle.clear()
+        return gatherResults(closing).addCallback(lambda _: None)
 
     def close(self) -> Deferred:
         """Close every connection, busy ones too; fires once all are gone."""

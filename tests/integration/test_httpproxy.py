@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import attrs
 from treq.client import HTTPClient
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
 from twisted.internet.error import ConnectionClosed, ConnectionDone
 from twisted.internet.interfaces import IPushProducer
@@ -284,7 +284,7 @@ class HTTPForwarderTests(TestCase):
         connect_timeout: float = 2.0,
         response_timeout: float = 5.0,
         trusted: Sequence[str] = (),
-        agent_factory=None,
+        pool_factory=None,
         **group_options,
     ) -> str:
         """Start the front site and return its base URL."""
@@ -302,7 +302,7 @@ class HTTPForwarderTests(TestCase):
             reactor,
             scheme="http",
             trusted=TrustedProxies.from_cidrs(trusted),
-            agent_factory=agent_factory,
+            pool_factory=pool_factory,
         )
         self.addCleanup(forwarder.close)
         self.front_port = await self.listen(TrackedProxySite(Forwarding(forwarder, group)))
@@ -744,10 +744,18 @@ class HTTPForwarderTests(TestCase):
 
     async def test_unexpected_error_is_502_and_logged(self) -> None:
         class Broken:
-            def request(self, *args: object) -> Deferred:
-                raise RuntimeError("agent bug")
+            persistent = True
 
-        url = await self.start_proxy(agent_factory=lambda reactor, pool, timeout: Broken())
+            def idle_count(self, backend: object) -> int:
+                return 0
+
+            def send(self, *args: object, **kwargs: object) -> None:
+                raise RuntimeError("pool bug")
+
+            def retire(self) -> Deferred:
+                return succeed(None)
+
+        url = await self.start_proxy(pool_factory=lambda reactor, group, connect: Broken())
 
         response, _ = await self.get(url + "/")
 

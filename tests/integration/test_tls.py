@@ -460,8 +460,8 @@ class BackendTLSTests(TLSTestCase):
         )
         self.assertTrue(response.startswith(b"HTTP/1.1 200 "), response[:60])
         self.assertTrue(response.endswith(b"secure hello"))
-        _group, pool, _agent = self.net.service._forwarder._groups["pool"]
-        [pooled] = [c for connections in pool._connections.values() for c in connections]
+        pool = self.net.service._forwarder._pools["pool"].pool
+        [pooled] = list(pool._connections)
         self.assertTrue(sends_at_once(pooled.transport))  # kept-alive TLS backend connection
 
 

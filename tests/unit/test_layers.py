@@ -65,8 +65,6 @@ LAYERS: dict[str, int] = {
     "clbproxy.http.parsers": 1,
     "clbproxy.http.upstream_client": 1,
     "clbproxy.http.redirect": 1,
-    "clbproxy.http.backend_client": 1,
-    "clbproxy.http.response_relay": 1,
     "clbproxy.http2": 1,
     "clbproxy.ws": 1,
     "clbproxy.ws.frames": 1,

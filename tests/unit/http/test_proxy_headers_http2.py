@@ -5,16 +5,17 @@ from __future__ import annotations
 import attrs
 from twisted.trial import unittest
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH
 
 from clbproxy.http.forwarded import TrustedProxies
-from clbproxy.http.proxy_headers import backend_request_headers, response_carries_trailers
+from clbproxy.http.proxy_headers import backend_request_fields, response_carries_trailers
 
 
 @attrs.define
 class Response:
-    code: int = 200
-    length: object = 10
+    """What :func:`response_carries_trailers` reads of a backend's response head."""
+
+    status: int = 200
+    content_length: object = 10
 
 
 @attrs.define
@@ -50,8 +51,8 @@ class ResponseTrailerTests(unittest.TestCase):
     def test_an_http2_response_carries_trailers_with_or_without_a_length(self) -> None:
         self.assertEqual(
             [
-                response_carries_trailers(Response(length=10), Request()),
-                response_carries_trailers(Response(length=UNKNOWN_LENGTH), Request()),
+                response_carries_trailers(Response(content_length=10), Request()),
+                response_carries_trailers(Response(content_length=None), Request()),
             ],
             [True, True],
         )
@@ -60,8 +61,8 @@ class ResponseTrailerTests(unittest.TestCase):
         self.assertEqual(
             [
                 response_carries_trailers(Response(), Request(method=b"HEAD")),
-                response_carries_trailers(Response(code=204), Request()),
-                response_carries_trailers(Response(code=304), Request()),
+                response_carries_trailers(Response(status=204), Request()),
+                response_carries_trailers(Response(status=304), Request()),
             ],
             [False, False, False],
         )
@@ -70,15 +71,15 @@ class ResponseTrailerTests(unittest.TestCase):
         http11 = Request(clientproto=b"HTTP/1.1")
         self.assertEqual(
             [
-                response_carries_trailers(Response(length=10), http11),
-                response_carries_trailers(Response(length=UNKNOWN_LENGTH), http11),
+                response_carries_trailers(Response(content_length=10), http11),
+                response_carries_trailers(Response(content_length=None), http11),
             ],
             [False, True],
         )
 
     def test_an_http2_client_accepting_trailers_has_the_backend_asked_for_them(self) -> None:
         request = Request(requestHeaders=Headers({b"te": [b"trailers"], b"host": [b"a"]}))
-        headers = backend_request_headers(
+        fields = backend_request_fields(
             request, scheme="https", trusted=TrustedProxies.from_cidrs(())
         )
-        self.assertEqual(headers.getRawHeaders(b"te"), [b"trailers"])
+        self.assertEqual(fields[b"TE"], [b"trailers"])

@@ -1,27 +1,21 @@
-"""Trailer fields: parsing, the fields forwarded, and both hops' framing (in memory)."""
+"""Trailer fields: parsing, the fields forwarded, and the listener's framing (in memory)."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial import unittest
-from twisted.web._newclient import Request as ClientRequest
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from clbproxy.http.server import HTTPLimits, ProxySite
 from clbproxy.http.trailers import (
-    TrailerClientProtocol,
     TrailerError,
     accepts_trailers,
     forwardable,
     parse_trailer_lines,
-    response_trailers,
     trailer_section,
 )
 
@@ -100,81 +94,6 @@ class ParseProperties(unittest.TestCase):
             self.assertFalse(set(name) & set(b" \t:\x00\r\n()"), name)
             self.assertFalse(set(value) & set(b"\x00\r\n"), value)
             self.assertEqual(value, value.strip(b" \t"))
-
-
-class _Body:
-    """A chunked request body producer with trailers, finished by the test."""
-
-    length = UNKNOWN_LENGTH
-
-    def __init__(self, trailers) -> None:
-        self.trailers = trailers
-        self.finished: Deferred = Deferred()
-
-    def startProducing(self, consumer) -> Deferred:
-        self.consumer = consumer
-        return self.finished
-
-    def forwarded_trailers(self):
-        return self.trailers
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-class ClientSideTests(unittest.TestCase):
-    def connect(self):
-        protocol = TrailerClientProtocol()
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        return protocol, transport
-
-    def test_request_body_ends_with_the_producers_trailers(self) -> None:
-        protocol, transport = self.connect()
-        body = _Body([(b"X-Checksum", b"abc")])
-        protocol.request(ClientRequest(b"POST", b"/", Headers({b"host": [b"b"]}), body))
-        body.consumer.write(b"hello")
-        body.finished.callback(None)
-        self.assertIn(b"\r\nTransfer-Encoding: chunked\r\n", transport.value())
-        self.assertTrue(
-            transport.value().endswith(b"\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n")
-        )
-
-    def test_failed_body_sends_no_last_chunk(self) -> None:
-        protocol, transport = self.connect()
-        body = _Body([(b"X-Checksum", b"abc")])
-        d = protocol.request(ClientRequest(b"POST", b"/", Headers({b"host": [b"b"]}), body))
-        d.addErrback(lambda failure: None)
-        body.consumer.write(b"hello")
-        body.finished.errback(RuntimeError("client went away"))
-        self.assertTrue(transport.value().endswith(b"5\r\nhello\r\n"))
-
-    def test_response_trailers_are_collected(self) -> None:
-        protocol, _ = self.connect()
-        responses = []
-        protocol.request(ClientRequest(b"GET", b"/", Headers({b"host": [b"b"]}), None)).addCallback(
-            responses.append
-        )
-        protocol.dataReceived(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"2\r\nok\r\n0\r\nX-Status: done\r\nbad line\r\nX-B: 2\r\n\r\n"
-        )
-        self.assertEqual(response_trailers(responses[0]), [(b"X-Status", b"done"), (b"X-B", b"2")])
-
-    def test_response_without_trailers(self) -> None:
-        protocol, _ = self.connect()
-        responses = []
-        protocol.request(ClientRequest(b"GET", b"/", Headers({b"host": [b"b"]}), None)).addCallback(
-            responses.append
-        )
-        protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        self.assertEqual(response_trailers(responses[0]), [])
 
 
 class _Recorder(Resource):
