@@ -325,3 +325,56 @@ class FlowControlTests(H2WebSocketTestCase):
         harness.pump()
         self.assertEqual(backend.producerState, "producing")
         self.assertEqual(len(harness.received(stream_id)), 700 * len(chunk))
+
+
+class SessionLifeTests(H2WebSocketTestCase):
+    def sessions(self, harness) -> list:
+        return list(harness.listener.service.relay.sessions)
+
+    def test_a_drain_closes_the_stream_with_1001(self) -> None:
+        harness = self.harness()
+        stream_id, backend, _ = harness.open_session()
+        (session,) = self.sessions(harness)
+        session.shut_down()
+        harness.pump()
+        self.assertEqual(
+            frames(harness.received(stream_id)), [(CLOSE, b"\x03\xe9proxy shutting down")]
+        )
+        self.assertEqual(frames(backend.take())[0][0], CLOSE)
+
+    def test_a_handshake_under_way_at_a_drain_is_503(self) -> None:
+        harness = self.harness()
+        stream_id = harness.open()
+        harness.backend()  # connected, the upgrade not answered yet
+        (session,) = self.sessions(harness)
+        session.shut_down()
+        harness.pump()
+        answer = harness.client.answer(stream_id)
+        self.assertEqual((answer.status, answer.ended), (503, True))
+
+    def test_an_idle_session_is_closed_on_its_stream(self) -> None:
+        harness = self.harness(websocket_idle_timeout=30)
+        stream_id, backend, _ = harness.open_session()
+        harness.clock.advance(31)
+        harness.pump()
+        sent = frames(harness.received(stream_id))
+        self.assertEqual([opcode for opcode, _ in sent], [CLOSE])
+        self.assertEqual(frames(backend.take())[0][0], CLOSE)
+
+    def test_a_tunnel_rule_splices_the_stream_to_the_backend(self) -> None:
+        rule = RuleConfig(target_group="pool", host="a.example.com", relay="tunnel")
+        harness = self.harness(rules=(rule,))
+        stream_id, backend, _ = harness.open_session()
+        harness.send(stream_id, b"not even a frame")
+        self.assertEqual(backend.take(), b"not even a frame")
+        backend.receive(b"raw bytes back")
+        harness.pump()
+        self.assertEqual(harness.received(stream_id), b"raw bytes back")
+
+    def test_a_tunnel_ends_the_stream_when_the_backend_closes(self) -> None:
+        rule = RuleConfig(target_group="pool", host="a.example.com", relay="tunnel")
+        harness = self.harness(rules=(rule,))
+        stream_id, backend, _ = harness.open_session()
+        backend.peer_closes()
+        harness.pump()
+        self.assertTrue(harness.client.answer(stream_id).ended)
