@@ -271,10 +271,12 @@ class H2ServerConnection(Protocol):
             call.cancel()
         self._stalls.clear()
         streams, self.streams = list(self.streams.values()), {}
-        if self._error is not None:
-            reason = Failure(ConnectionFailed(f"HTTP/2 connection error: {self._error}"))
+        reason = reason or Failure(ConnectionLost())
+        failed = reason
+        if self._error is not None:  # WebSockets tell their backends (1011)
+            failed = Failure(ConnectionFailed(f"HTTP/2 connection error: {self._error}"))
         for stream in streams:
-            stream.connection_lost(reason or Failure(ConnectionLost()))
+            stream.connection_lost(failed if stream.tunnel is not None else reason)
 
     def pauseProducing(self) -> None:
         self._paused = True
