@@ -70,8 +70,8 @@ class StreamTunnel:
     """One extended CONNECT stream, as a transport for ``protocol`` (see the module doc).
 
     ``stream`` is the :class:`~clbproxy.http2.stream.StreamRequest`; its
-    connection calls :meth:`data_received`, :meth:`end_received` and (through
-    the stream) :meth:`connection_lost`.  ``on_connection_error(reason)``, when
+    connection calls ``data_received``, ``end_received`` and (through the
+    stream) ``connection_lost``.  ``on_connection_error(reason)``, when
     set, hears that the whole connection failed before the protocol hears it
     is lost (the relay then tells the backend 1011).
     """
