@@ -87,6 +87,7 @@ class StreamTunnel:
         self._waiting: list[bytes] = []
         self._lost = False
         self._reported = False
+        self._flush_call = None
         self.on_connection_error: Optional[Callable[[str], None]] = None
 
     # -- the transport the protocol sees ----------------------------------------------------
@@ -125,9 +126,19 @@ class StreamTunnel:
         self._reading = False
 
     def resumeProducing(self) -> None:
+        """Read again: what waits is handed on next turn, as a socket's next read would be.
+
+        Never now: the caller may still have bytes of its own to pass on first
+        (the handshake's early data).
+        """
         if self._reading:
             return
         self._reading = True
+        if self._waiting and self._flush_call is None:
+            self._flush_call = self._clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
         while self._waiting and self._reading and not self._reported:
             self._hand_on(self._waiting.pop(0))
 
@@ -158,7 +169,7 @@ class StreamTunnel:
     def data_received(self, data: bytes) -> None:
         if self._reported or self.disconnecting:
             self._acknowledge(len(data))
-        elif self._reading and not self._waiting:
+        elif self._reading and not self._waiting and self._flush_call is None:
             self._hand_on(data)
         else:
             self._waiting.append(data)
@@ -180,6 +191,9 @@ class StreamTunnel:
         """The stream was reset, by either side, or its connection is gone."""
         self._lost = True
         self._waiting = []
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
         if reason.check(ConnectionFailed) and self.on_connection_error and not self._reported:
             self.on_connection_error(reason.getErrorMessage())
         self._report(reason)

@@ -361,6 +361,50 @@ class SessionLifeTests(H2WebSocketTestCase):
         self.assertEqual([opcode for opcode, _ in sent], [CLOSE])
         self.assertEqual(frames(backend.take())[0][0], CLOSE)
 
+    def test_the_proxy_pings_the_client_on_its_stream(self) -> None:
+        harness = self.harness(websocket_ping_interval=20, websocket_ping_timeout=5)
+        stream_id, backend, _ = harness.open_session()
+        harness.clock.advance(21)
+        harness.pump()
+        ((opcode, payload),) = frames(harness.received(stream_id))
+        self.assertEqual(opcode, PING)
+        harness.send(stream_id, frame(PONG, payload, masked=True))
+        ((_, backend_payload),) = frames(backend.take())  # the backend hop's own ping
+        backend.receive(frame(PONG, backend_payload))
+        harness.clock.advance(6)
+        harness.pump()
+        self.assertEqual([op for op, _ in frames(harness.received(stream_id))], [])
+        self.assertFalse(harness.client.answer(stream_id).ended)
+
+    def test_an_unanswered_ping_ends_the_session(self) -> None:
+        harness = self.harness(websocket_ping_interval=20, websocket_ping_timeout=5)
+        stream_id, backend, _ = harness.open_session()
+        harness.clock.advance(21)
+        harness.pump()
+        harness.clock.advance(6)
+        harness.pump()
+        self.assertEqual(frames(backend.take())[-1][0], CLOSE)
+        answer = harness.client.answer(stream_id)
+        self.assertTrue(answer.ended or answer.reset is not None)
+
+    def test_the_session_lifetime_closes_the_stream_with_1001(self) -> None:
+        harness = self.harness(websocket_max_lifetime=30, websocket_lifetime_spread=0)
+        stream_id, backend, _ = harness.open_session()
+        harness.clock.advance(31)
+        harness.pump()
+        self.assertEqual(frames(harness.received(stream_id)), [(CLOSE, b"\x03\xe9lifetime")])
+
+    def test_a_client_over_its_message_rate_gets_1008_on_its_stream(self) -> None:
+        harness = self.harness(
+            websocket_message_rate=1, websocket_message_burst=1, websocket_rate_action="close"
+        )
+        stream_id, backend, _ = harness.open_session()
+        for _ in range(3):
+            harness.send(stream_id, frame(TEXT, b"m", masked=True))
+        sent = frames(harness.received(stream_id))
+        self.assertEqual(sent[-1][0], CLOSE)
+        self.assertEqual(int.from_bytes(sent[-1][1][:2], "big"), 1008)
+
     def test_a_tunnel_rule_splices_the_stream_to_the_backend(self) -> None:
         rule = RuleConfig(target_group="pool", host="a.example.com", relay="tunnel")
         harness = self.harness(rules=(rule,))
@@ -378,3 +422,17 @@ class SessionLifeTests(H2WebSocketTestCase):
         backend.peer_closes()
         harness.pump()
         self.assertTrue(harness.client.answer(stream_id).ended)
+
+
+class EarlyDataTests(H2WebSocketTestCase):
+    def test_frames_sent_before_the_answer_reach_the_backend_in_order(self) -> None:
+        harness = self.harness(session_buffer=16)
+        stream_id = harness.open()
+        first = frame(TEXT, b"first message, long enough", masked=True)
+        harness.send(stream_id, first)  # past session_buffer: the stream is not read
+        harness.send(stream_id, frame(TEXT, b"second", masked=True))
+        backend = harness.backend()
+        harness.accept(backend)
+        self.assertEqual(
+            frames(backend.take()), [(TEXT, b"first message, long enough"), (TEXT, b"second")]
+        )
