@@ -221,15 +221,14 @@ class H2ServerConnection(Protocol):
             normalize_inbound_headers=False,
         )
         h2 = _ServerH2Connection(config=config)
-        h2.local_settings = Settings(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_concurrent_streams,
-                SettingCodes.MAX_HEADER_LIST_SIZE: self.limits.http.max_header_size,
-                SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                SettingCodes.ENABLE_CONNECT_PROTOCOL: int(self.limits.connect_protocol),
-            },
-        )
+        settings = {
+            SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_concurrent_streams,
+            SettingCodes.MAX_HEADER_LIST_SIZE: self.limits.http.max_header_size,
+            SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+        }
+        if self.limits.connect_protocol:
+            settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1  # RFC 8441 3
+        h2.local_settings = Settings(client=False, initial_values=settings)
         # Past this the decoder stops (an HPACK bomb); between it and the
         # advertised size a request gets 431 on its stream.
         h2.decoder.max_header_list_size = self.limits.max_header_block
@@ -364,7 +363,7 @@ class H2ServerConnection(Protocol):
         if not end_stream:
             self._inbound[stream_id] = _Inbound(head.content_length)
             expect = stream.getHeader(b"expect")
-            if expect is not None and expect.lower() == b"100-continue" and stream.body:
+            if expect is not None and expect.lower() == b"100-continue" and stream.body is not None:
                 # As on HTTP/1.1: only once a backend takes the body.
                 stream.body.on_start = lambda: self._send_continue(stream)
         self._cancel_idle()
