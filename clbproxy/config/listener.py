@@ -76,6 +76,16 @@ def _http2_needs_tls(
             key_path(path, "http2"),
             'is for HTTPS listeners (protocol = "https"): cleartext HTTP/2 (h2c) is not offered',
         )
+    if fields.get("websocket_over_http2"):
+        key = key_path(path, "websocket_over_http2")
+        if not fields.get("http2"):
+            reader.problem(key, "needs http2 = true (WebSocket over HTTP/2 is a stream of one)")
+        elif fields.get("websocket_deflate") == "per_hop":
+            reader.problem(
+                key,
+                'needs websocket_deflate = "end_to_end": per_hop sessions are not carried '
+                "over HTTP/2",
+            )
     window = fields.get("http2_connection_window")
     if window is not None and window > MAX_HTTP2_WINDOW:
         reader.problem(

@@ -606,7 +606,16 @@ class ListenerConfig:
         False,
         doc="HTTPS listeners: offer HTTP/2 by ALPN (``h2``, then ``http/1.1``); see "
         "`HTTP/2`_.  Not on HTTP listeners (cleartext HTTP/2, h2c, is not offered).  "
-        "WebSocket still opens over HTTP/1.1 connections.",
+        "WebSocket opens over HTTP/1.1 connections unless ``websocket_over_http2`` is on.",
+        parse=keys.boolean(),
+    )
+    websocket_over_http2: bool = setting(
+        False,
+        doc="With ``http2 = true``: advertise RFC 8441's extended CONNECT, so browsers "
+        "open WebSockets as streams of their HTTP/2 connection (backends still get an "
+        'HTTP/1.1 upgrade).  Needs ``websocket_deflate = "end_to_end"``.  Browsers do '
+        "not fall back to HTTP/1.1 when such a WebSocket is refused: see "
+        "`WebSocket over HTTP/2`_.",
         parse=keys.boolean(),
     )
     http2_max_concurrent_streams: int = setting(

@@ -39,8 +39,12 @@ and refuses new ones.
 A client's ``GOAWAY`` ends the connection at once, open streams included: ``h2``
 allows nothing to be sent after it (its state machine closes), so responses
 under way are cut, as if the client had closed.  Extended CONNECT (RFC 8441,
-WebSocket over HTTP/2) is not offered: ``SETTINGS_ENABLE_CONNECT_PROTOCOL`` is
-sent as 0 (h2's default), so ``:protocol`` is malformed.  Server push is never used.
+WebSocket over HTTP/2) is offered only with ``websocket_over_http2``
+(``SETTINGS_ENABLE_CONNECT_PROTOCOL`` 1, else 0 and ``:protocol`` is
+malformed); such a stream's DATA goes to its
+:class:`~clbproxy.http2.tunnel.StreamTunnel` once the relay took it over, and
+a connection error ends those streams with
+:class:`~clbproxy.http2.tunnel.ConnectionFailed`.  Server push is never used.
 Trailers pass both ways: a request's to the backend (chunked), a
 backend's after the response's last DATA frame.
 """
@@ -81,6 +85,7 @@ from clbproxy.http.server import SERVER, BodyTooLarge, HTTPLimits
 from clbproxy.http2.guard import Flood, FrameWatch, WindowCounter
 from clbproxy.http2.request import Malformed, Refused, read_request, read_trailers
 from clbproxy.http2.stream import StreamRequest
+from clbproxy.http2.tunnel import ConnectionFailed
 from clbproxy.util.logtext import printable
 
 log = Logger()
@@ -101,6 +106,8 @@ class H2Limits:
     header_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     client_timeout: float = 60.0
+    #: Extended CONNECT (RFC 8441) is advertised and served (``websocket_over_http2``).
+    connect_protocol: bool = False
 
     @classmethod
     def from_listener(cls, listener: ListenerConfig) -> H2Limits:
@@ -117,6 +124,7 @@ class H2Limits:
             header_timeout=listener.header_timeout,
             keepalive_timeout=listener.keepalive_timeout,
             client_timeout=listener.client_timeout,
+            connect_protocol=listener.websocket_over_http2,
         )
 
     @property
@@ -200,6 +208,8 @@ class H2ServerConnection(Protocol):
         self._control = WindowCounter(limits.max_control_frames, clock)
         self._watch = FrameWatch(limits.max_header_block, self._control, self._resets)
         self._h2: Optional[H2Connection] = None
+        #: Why the connection failed (our GOAWAY for an error), once it has.
+        self._error: Optional[str] = None
 
     # -- the transport's side -----------------------------------------------------------
 
@@ -211,14 +221,14 @@ class H2ServerConnection(Protocol):
             normalize_inbound_headers=False,
         )
         h2 = _ServerH2Connection(config=config)
-        h2.local_settings = Settings(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_concurrent_streams,
-                SettingCodes.MAX_HEADER_LIST_SIZE: self.limits.http.max_header_size,
-                SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-            },
-        )
+        settings = {
+            SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_concurrent_streams,
+            SettingCodes.MAX_HEADER_LIST_SIZE: self.limits.http.max_header_size,
+            SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+        }
+        if self.limits.connect_protocol:
+            settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1  # RFC 8441 3
+        h2.local_settings = Settings(client=False, initial_values=settings)
         # Past this the decoder stops (an HPACK bomb); between it and the
         # advertised size a request gets 431 on its stream.
         h2.decoder.max_header_list_size = self.limits.max_header_block
@@ -260,8 +270,12 @@ class H2ServerConnection(Protocol):
             call.cancel()
         self._stalls.clear()
         streams, self.streams = list(self.streams.values()), {}
+        reason = reason or Failure(ConnectionLost())
+        failed = reason
+        if self._error is not None:  # WebSockets tell their backends (1011)
+            failed = Failure(ConnectionFailed(f"HTTP/2 connection error: {self._error}"))
         for stream in streams:
-            stream.connection_lost(reason or Failure(ConnectionLost()))
+            stream.connection_lost(failed if stream.tunnel is not None else reason)
 
     def pauseProducing(self) -> None:
         self._paused = True
@@ -330,7 +344,9 @@ class H2ServerConnection(Protocol):
             )
             return
         try:
-            head = read_request(event.headers, self.limits.http, end_stream)
+            head = read_request(
+                event.headers, self.limits.http, end_stream, self.limits.connect_protocol
+            )
         except Malformed as e:
             self._reset_for_client(stream_id, ErrorCodes.PROTOCOL_ERROR, str(e))
             return
@@ -347,7 +363,7 @@ class H2ServerConnection(Protocol):
         if not end_stream:
             self._inbound[stream_id] = _Inbound(head.content_length)
             expect = stream.getHeader(b"expect")
-            if expect is not None and expect.lower() == b"100-continue":
+            if expect is not None and expect.lower() == b"100-continue" and stream.body is not None:
                 # As on HTTP/1.1: only once a backend takes the body.
                 stream.body.on_start = lambda: self._send_continue(stream)
         self._cancel_idle()
@@ -369,6 +385,10 @@ class H2ServerConnection(Protocol):
             self._h2.acknowledge_received_data(padding, stream_id)
         stream = self.streams.get(stream_id)
         inbound = self._inbound.get(stream_id)
+        if stream is not None and stream.tunnel is not None and inbound is not None:
+            inbound.received += len(data)
+            stream.tunnel.data_received(data)  # acknowledged as it is handed on
+            return
         if stream is None or stream.body is None or inbound is None:
             if data:
                 self._h2.acknowledge_received_data(len(data), stream_id)
@@ -388,6 +408,11 @@ class H2ServerConnection(Protocol):
 
     def _request_ended(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)
+        if stream is not None and stream.protocol is not None:
+            stream.client_ended = True
+            if stream.tunnel is not None:
+                stream.tunnel.end_received()
+            return
         inbound = self._inbound.get(stream_id)
         if stream is None or stream.body is None or inbound is None:
             return
@@ -514,8 +539,11 @@ class H2ServerConnection(Protocol):
         """``stream``'s response has ended (END_STREAM sent)."""
         stream_id = stream.stream_id
         self.streams.pop(stream_id, None)
-        if stream.body is not None and not stream.body.complete:
-            # Answered before its body was in: the rest is not wanted (RFC 9113 8.1).
+        if (stream.body is not None and not stream.body.complete) or (
+            stream.protocol is not None and not stream.client_ended
+        ):
+            # Answered before its body (or its tunnel) was in: the rest is not
+            # wanted (RFC 9113 8.1).
             self._send_reset(stream_id, ErrorCodes.NO_ERROR)
         self._forget(stream_id)
         self._after_stream()
@@ -614,6 +642,7 @@ class H2ServerConnection(Protocol):
             code=_code_name(code),
             reason=printable(reason),
         )
+        self._error = f"GOAWAY {_code_name(code)}: {reason}"
         self._close(code)
 
     def _close(self, code: int) -> None:

@@ -7,6 +7,12 @@ connection.  Here a request that breaks HTTP/2's own rules is
 and one HTTP would refuse is :class:`Refused` with the status an HTTP/1.1
 client would get on this listener (400, 413, 414, 431, 501), so the two
 versions are exactly as strict.  :func:`read_request` is sans-IO.
+
+An extended CONNECT (RFC 8441 4: ``:method CONNECT`` with ``:protocol``) is
+read only when the connection advertised ``SETTINGS_ENABLE_CONNECT_PROTOCOL``
+(``h2`` takes ``:protocol`` whether or not it was: this is the check); it needs
+``:scheme``, ``:path`` and ``:authority``, and only ``websocket`` is served
+(another protocol is 501).  A plain CONNECT is 501, as on HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class RequestHead:
     content_length: Optional[int]
     #: ``:authority`` (or the Host field): the host the request names.
     authority: bytes
+    #: ``:protocol`` of an extended CONNECT (RFC 8441), None for any other request.
+    protocol: Optional[bytes] = None
 
 
 def header_list_size(headers: Iterable[tuple[bytes, bytes]]) -> int:
@@ -73,9 +81,15 @@ def header_list_size(headers: Iterable[tuple[bytes, bytes]]) -> int:
 
 
 def read_request(
-    headers: Sequence[tuple[bytes, bytes]], limits: HTTPLimits, end_stream: bool
+    headers: Sequence[tuple[bytes, bytes]],
+    limits: HTTPLimits,
+    end_stream: bool,
+    connect_protocol: bool = False,
 ) -> RequestHead:
-    """Check a request's decoded header block; raises :class:`Malformed` or :class:`Refused`."""
+    """Check a request's decoded header block; raises :class:`Malformed` or :class:`Refused`.
+
+    ``connect_protocol``: the connection advertised ``SETTINGS_ENABLE_CONNECT_PROTOCOL``.
+    """
     pseudo: dict[bytes, bytes] = {}
     fields: list[tuple[bytes, bytes]] = []
     cookies: list[bytes] = []
@@ -83,9 +97,9 @@ def read_request(
         if name.startswith(b":"):
             if fields or cookies:
                 raise Malformed("a pseudo-header after a regular field")
-            if name == b":protocol":
+            if name == b":protocol" and not connect_protocol:
                 raise Malformed(":protocol without SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441)")
-            if name not in _PSEUDO:
+            if name not in _PSEUDO and name != b":protocol":
                 raise Malformed(f"unknown pseudo-header {name.decode('latin-1')!r}")
             if name in pseudo:
                 raise Malformed(f"repeated pseudo-header {name.decode('latin-1')}")
@@ -106,7 +120,10 @@ def read_request(
     method = pseudo.get(b":method")
     if method is None or not _METHOD.match(method):
         raise Malformed("no valid :method")
-    if method == b"CONNECT":
+    protocol = pseudo.get(b":protocol")
+    if protocol is not None:
+        _check_extended_connect(method, pseudo, protocol, end_stream)
+    elif method == b"CONNECT":
         raise Refused(501, "CONNECT is not supported: this is a reverse proxy, not a tunnel")
     scheme, path = pseudo.get(b":scheme"), pseudo.get(b":path")
     if not scheme or not path:
@@ -140,7 +157,22 @@ def read_request(
     out.extend((name, value) for name, value in fields if name != b"host")
     if cookies:
         out.append((b"cookie", b"; ".join(cookies)))
-    return RequestHead(method, scheme, path, tuple(out), length, authority)
+    return RequestHead(method, scheme, path, tuple(out), length, authority, protocol)
+
+
+def _check_extended_connect(
+    method: bytes, pseudo: dict[bytes, bytes], protocol: bytes, end_stream: bool
+) -> None:
+    """RFC 8441 4: ``:protocol`` only on a CONNECT with every pseudo-header; only websocket."""
+    if method != b"CONNECT":
+        raise Malformed(":protocol on a request that is not CONNECT (RFC 8441 4)")
+    if b":authority" not in pseudo:
+        raise Malformed("an extended CONNECT needs :authority (RFC 8441 4)")
+    if protocol != b"websocket":
+        shown = protocol.decode("latin-1")
+        raise Refused(501, f"extended CONNECT for {shown!r}: only websocket is served")
+    if end_stream:
+        raise Refused(400, "an extended CONNECT whose stream is already ended carries nothing")
 
 
 def _content_length(values: Sequence[bytes]) -> Optional[int]:

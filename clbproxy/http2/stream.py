@@ -14,7 +14,10 @@ is that part over one stream of a :class:`clbproxy.http2.connection.H2ServerConn
   fields dropped, DATA sent within the stream's and the connection's windows,
   the response's producer (the backend relay) paused while they are shut;
 - an abort (``channel.transport.abortConnection()``, a backend failing
-  mid-body) resets this stream only, never the connection.
+  mid-body) resets this stream only, never the connection;
+- an extended CONNECT (``protocol``, RFC 8441) has no body: the relay takes the
+  stream over (:meth:`StreamRequest.take_over`) and its DATA goes to a
+  :class:`~clbproxy.http2.tunnel.StreamTunnel`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from clbproxy.http.server import SERVER, ClientBodyLost, RequestBody
 from clbproxy.http.tracecontext import NO_TRACE, TraceContext
 from clbproxy.http2.request import RequestHead
+from clbproxy.http2.tunnel import StreamTunnel
 
 #: Response fields HTTP/2 does not carry (RFC 9113 8.2.2): the connection's, not the message's.
 HOP_BY_HOP = frozenset(
@@ -122,11 +126,17 @@ class StreamRequest:
     content = None
     #: The backend's trailers (set by the forwarder), sent in a last HEADERS frame.
     response_trailers: Sequence[tuple[bytes, bytes]] = ()
+    #: The tunnel of an extended CONNECT once taken over (:meth:`take_over`).
+    tunnel: Optional[StreamTunnel] = None
+    #: The client ended its side of an extended CONNECT (END_STREAM).
+    client_ended = False
 
     def __init__(self, connection, stream_id: int, head: RequestHead, end_stream: bool) -> None:
         self.connection = connection
         self.stream_id = stream_id
         self.method = head.method
+        #: ``:protocol`` of an extended CONNECT (RFC 8441), else None.
+        self.protocol = head.protocol
         self.uri = self.path = head.path
         self.requestHeaders = Headers()
         for name, value in head.fields:
@@ -139,7 +149,7 @@ class StreamRequest:
         self.finished = False
         self.channel = StreamChannel(self)
         self.body: Optional[StreamBody] = None
-        if not end_stream:
+        if not end_stream and head.protocol is None:
             self.body = StreamBody(
                 UNKNOWN_LENGTH if head.content_length is None else head.content_length,
                 self._acknowledge,
@@ -235,6 +245,12 @@ class StreamRequest:
         self.write(body)
         self.finish()
 
+    def take_over(self, protocol) -> StreamTunnel:
+        """Give an extended CONNECT's stream to ``protocol``: its transport is the tunnel."""
+        tunnel = self.tunnel = StreamTunnel(self, protocol)
+        protocol.makeConnection(tunnel)
+        return tunnel
+
     def _acknowledge(self, count: int) -> None:
         self.connection.acknowledge(self.stream_id, count)
 
@@ -302,6 +318,8 @@ class StreamRequest:
         self._pending, self._pending_bytes = [], 0
         if self.body is not None and not self.body.complete:
             self.body.fail(ClientBodyLost("the client went away during the request body"))
+        if self.tunnel is not None:
+            self.tunnel.connection_lost(reason)
         notify, self._notify = self._notify, []
         for d in notify:
             d.errback(reason)

@@ -61,7 +61,13 @@ TRACE_REFUSED = Refusal(405, "TRACE is not allowed", "trace", (("Allow", ALLOWED
 
 
 def is_websocket_upgrade(request: Request) -> bool:
-    """True when the request asks to switch to WebSocket (``Upgrade: websocket``)."""
+    """True when the request asks to switch to WebSocket (``Upgrade: websocket``).
+
+    On HTTP/2, an extended CONNECT (RFC 8441) is one: the connection lets
+    through only ``:protocol websocket``, and only with ``websocket_over_http2``.
+    """
+    if getattr(request, "protocol", None) is not None:
+        return True
     for value in request.requestHeaders.getRawHeaders(b"upgrade", []):
         if any(token.strip().lower() == b"websocket" for token in value.split(b",")):
             return True
@@ -116,7 +122,12 @@ class ListenerResource(Resource):
             self._record(request, settings, None)
             return self._refuse(request, TRACE_REFUSED)
         upgrade = is_websocket_upgrade(request)
-        if upgrade and request.clientproto != b"HTTP/1.1":
+        over_http2 = getattr(request, "protocol", None) is not None
+        if over_http2 and settings.listener.websocket_deflate != "end_to_end":
+            # Refused by the configuration's checks; kept so a stream never reaches Autobahn.
+            self._record(request, settings, None)
+            return render_error(request, 501, "WebSocket over HTTP/2 needs end_to_end deflate")
+        if upgrade and request.clientproto != b"HTTP/1.1" and not over_http2:
             self._record(request, settings, None)
             return render_error(request, 400, "a WebSocket handshake needs HTTP/1.1")
         if upgrade and getattr(request, "body", None) is not None:

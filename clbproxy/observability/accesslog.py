@@ -132,6 +132,8 @@ class SessionRecord:
     listener: str = "-"
     client: str = "-"
     path: str = "-"
+    #: The client's HTTP version: ``HTTP/2.0`` for a WebSocket over HTTP/2 (RFC 8441).
+    protocol: str = "HTTP/1.1"
     host: Optional[str] = None
     user_agent: Optional[str] = None
     rule: Optional[str] = None
@@ -269,7 +271,11 @@ def format_plain(event: dict) -> Optional[str]:
         request = f"{event['method']} {event['path']} {event['protocol']}"
         names = HTTP_FIELDS
     else:
-        request = f"GET {event['path']} WebSocket"
+        protocol = event.get("protocol") or "HTTP/1.1"
+        if protocol == "HTTP/1.1":
+            request = f"GET {event['path']} WebSocket"
+        else:  # RFC 8441: an extended CONNECT on a stream
+            request = f"CONNECT {event['path']} WebSocket {protocol}"
         names = WEBSOCKET_FIELDS
     extra = " ".join(f"{name}={_bare(event.get(name))}" for name in names)
     return (

@@ -268,6 +268,7 @@ def fill_request_fields(record: accesslog.SessionRecord, front: WebSocketServerP
     record.host = printable(headers.get("host"))
     record.user_agent = printable(headers.get("user-agent"))
     record.request_id = getattr(front, "request_id", None)
+    record.protocol = getattr(front, "http_version", "HTTP/1.1")
     trace = getattr(front, "trace", None)
     if trace is not None:
         record.trace_id, record.parent_id = trace.trace_id, trace.parent_id

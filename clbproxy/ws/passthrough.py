@@ -12,6 +12,13 @@ any other answer is passed back whole, as :mod:`clbproxy.ws.handshake_stage`
 does.  Then both connections go straight to the validating fast path
 (:mod:`clbproxy.ws.fastpath`): no Autobahn protocol is built for the session.
 
+A WebSocket over HTTP/2 (RFC 8441, ``websocket_over_http2``) takes this path
+too: its extended CONNECT is checked by
+:func:`~clbproxy.ws.upgrade.check_extended_connect`, the backend gets an
+HTTP/1.1 upgrade with a key the proxy made, and the client hop's transport is
+the stream (:class:`clbproxy.http2.tunnel.StreamTunnel`, which turns the
+``101`` into the stream's ``200``).  Everything after the handshake is the same.
+
 The session is a :class:`~clbproxy.ws.relay.RelaySession` whose handshake stage
 is :class:`PassThroughStage`; until the ``101`` its hops are the two small
 protocols here (:class:`ClientWaiting`, :class:`BackendUpgrade`), which offer
@@ -47,7 +54,7 @@ from clbproxy.observability import accesslog
 from clbproxy.routing.actions import rewrite_target
 from clbproxy.upstream.balancer import RequestInfo
 from clbproxy.util.logtext import printable
-from clbproxy.ws.closecodes import Side
+from clbproxy.ws.closecodes import INTERNAL_ERROR, HopEnd, HopEvent, Side
 from clbproxy.ws.closing import refusal_record
 from clbproxy.ws.fastpath import Hop, compact_tcp_transport, hop_scanners, watch_write_buffer
 from clbproxy.ws.handshake import MalformedAnswer, RefusalReader, read_response_head
@@ -62,6 +69,7 @@ from clbproxy.ws.upgrade import (
     accept_value,
     check_backend_answer,
     check_client_upgrade,
+    check_extended_connect,
 )
 
 log = Logger()
@@ -159,6 +167,8 @@ class ClientWaiting(_HandshakeHop):
     request_id: Optional[str] = None
     id_header: str = ""
     trace: TraceContext = NO_TRACE
+    #: The client's HTTP version (the access log's ``protocol``).
+    http_version: str = "HTTP/1.1"
 
     def __init__(self, factory, request_uri: str, pairs: list[tuple[str, str]], limit: int) -> None:
         #: The listener's relay factory (the closing stage reads its settings).
@@ -297,6 +307,9 @@ def take_over(request, protocol: Protocol):
     connection's parser (``hand_off()``, or a twisted.web channel's buffers):
     they are the protocol's now, given to it in order.
     """
+    stream_take_over = getattr(request, "take_over", None)
+    if stream_take_over is not None:
+        return stream_take_over(protocol)  # an HTTP/2 stream (RFC 8441)
     channel = request.channel
     transport = channel.transport
     hand_off = getattr(channel, "hand_off", None)
@@ -509,8 +522,13 @@ def pass_through(factory, request, route: Route) -> None:
     front.id_header = settings.request_ids.name
     front.trace = route.trace
     take_over(request, front)
+    over_http2 = getattr(request, "protocol", None) is not None
     try:
-        upgrade = check_client_upgrade(request.method, request.clientproto, _raw(pairs))
+        if over_http2:
+            front.http_version = "HTTP/2.0"
+            upgrade = check_extended_connect(_raw(pairs))
+        else:
+            upgrade = check_client_upgrade(request.method, request.clientproto, _raw(pairs))
     except UpgradeRefused as e:
         _refuse(front, e.status, e.detail, e.headers)
         return
@@ -535,8 +553,24 @@ def pass_through(factory, request, route: Route) -> None:
     session.client_upgrade = upgrade
     session.tunnel = rule.relay == "tunnel"
     front.session = session
+    if over_http2:
+        front.transport.on_connection_error = lambda reason: _client_connection_failed(
+            session, reason
+        )
     factory.sessions.add(session)
     session.start()
+
+
+def _client_connection_failed(session: PassThroughSession, reason: str) -> None:
+    """The client's HTTP/2 connection failed under a session: the backend gets 1011."""
+    log.warn(
+        "websocket: {client} {path}: {reason}; the backend is told 1011 request_id={request_id}",
+        client=peer_ip(session.front.transport),
+        path=printable(session.target),
+        reason=printable(reason),
+        request_id=session.shown_id(),
+    )
+    session.hop_ended(HopEvent(Side.CLIENT, HopEnd.CLOSED, INTERNAL_ERROR, reason))
 
 
 def _raw(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

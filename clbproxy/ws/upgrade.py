@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 from typing import Optional, Sequence
 from urllib.parse import urlsplit
@@ -262,6 +263,36 @@ def check_client_upgrade(
         deflate_params=offer,
         origin=origin,
     )
+
+
+def check_extended_connect(headers: Sequence[tuple[bytes, bytes]]) -> ClientUpgrade:
+    """Check a WebSocket's extended CONNECT (RFC 8441 4-5); raises :class:`UpgradeRefused`.
+
+    ``headers`` are the request's regular fields (``host`` from ``:authority``);
+    its pseudo-headers were checked by the HTTP/2 connection.  Such a request
+    has no key, ``Upgrade`` or ``Connection``: the version, subprotocols,
+    extensions and Origin are read as :func:`check_client_upgrade` reads them,
+    and the upgrade the backend gets carries a key the proxy makes (16 random
+    bytes, RFC 6455 4.1), whose answer :func:`check_backend_answer` checks.
+    """
+    fields = _fields(headers)
+    _check_host(fields.get("host", []))
+    _check_version(_one(fields, "Sec-WebSocket-Version"))
+    protocols = _protocols(fields.get("sec-websocket-protocol", []))
+    origin = _origin(fields.get("origin", []))
+    offer = _first_deflate_offer(fields.get("sec-websocket-extensions", []))
+    return ClientUpgrade(
+        key=new_key(),
+        protocols=protocols,
+        deflate_offer=offer.extension() if offer is not None else None,
+        deflate_params=offer,
+        origin=origin,
+    )
+
+
+def new_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``: 16 random bytes in base64 (RFC 6455 4.1)."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
 
 
 def _one(fields: dict[str, list[str]], name: str) -> str:

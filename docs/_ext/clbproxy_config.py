@@ -26,6 +26,7 @@ from clbproxy.config.keys import key_rows
 LINKS = {
     "HTTPS and TLS": ":doc:`HTTPS and TLS <tls>`",
     "HTTP/2": ":doc:`HTTP/2 <http2>`",
+    "WebSocket over HTTP/2": ":ref:`websocket-over-http2`",
     "WebSocket": ":doc:`websocket`",
     "Relay modes": ":doc:`Relay modes <websocket>`",
     "Long-lived sessions": ":ref:`long-lived-sessions`",

@@ -41,7 +41,27 @@ from hyperframe.frame import (
 )
 from twisted.trial import unittest
 
-from tests.hostile.catalog import LOG_ALARMS, ServerProcess, _test_name, proxy_fixture
+from tests.hostile.catalog import (
+    LOG_ALARMS,
+    AnswerMismatch,
+    Case,
+    Closed,
+    HalfClose,
+    Messages,
+    Pause,
+    Reader,
+    Send,
+    ServerProcess,
+    Trickle,
+    Upgrade,
+    WsClose,
+    _check_closed,
+    _check_messages,
+    _check_ws_close,
+    _test_name,
+    proxy_fixture,
+)
+from tests.hostile.test_websocket import FRAMES, LIMIT
 from tests.support.tls import certificate_files
 
 # -- outcomes ------------------------------------------------------------------------------
@@ -388,7 +408,8 @@ CERTIFICATES = [
 ]
 
 
-def http2_fixture() -> ServerProcess:
+def http2_fixture(**options) -> ServerProcess:
+    """The proxy of this catalogue; ``options``: more listener settings."""
     certificates = [{"cert": c.cert, "key": c.key, "default": c.default} for c in CERTIFICATES]
     return proxy_fixture(
         listener={
@@ -401,6 +422,7 @@ def http2_fixture() -> ServerProcess:
             "client_timeout": 2,
             "header_timeout": 5,
             "tls": {"certificates": certificates},
+            **options,
         }
     )
 
@@ -452,3 +474,189 @@ def _make_test(entry: H2Case):
 
 for _entry in CASES:
     setattr(HTTP2Catalog, _test_name(_entry.name), _make_test(_entry))
+
+
+# -- WebSocket over HTTP/2: the WebSocket frame catalogue on a stream --------------------------
+#
+# The cases of ``tests/hostile/test_websocket.py`` (frames a hostile client sends on an
+# open session, and the exact answer), played on an extended CONNECT stream (RFC 8441)
+# of a listener with ``websocket_over_http2 = true``: the same scanner must give the
+# same answers.  Cases that send more than a stream's window in one go are left out
+# (this client does not read WINDOW_UPDATE frames).
+
+#: Bytes a case may send before the proxy's WINDOW_UPDATE (the stream's 64KiB window).
+_WINDOW = 60000
+
+
+class StreamReader:
+    """The bytes the proxy sends on one stream, read as :class:`Reader` reads a socket."""
+
+    frame = Reader.frame
+
+    def __init__(self, client: Client, stream_id: int, deadline: float) -> None:
+        self.client = client
+        self.stream_id = stream_id
+        self.deadline = deadline
+        self.buffer = b""
+        self.ended = False
+        self._seen = 0
+
+    def _fill(self) -> bool:
+        """Read what came on the stream; False once it has ended (or the connection)."""
+        while not self.ended:
+            frames = self.client.frames
+            found = False
+            for frame in frames[self._seen :]:
+                self._seen += 1
+                if isinstance(frame, GoAwayFrame):
+                    self.ended = True
+                elif frame.stream_id != self.stream_id:
+                    continue
+                elif isinstance(frame, RstStreamFrame):
+                    self.ended = True
+                elif isinstance(frame, DataFrame):
+                    self.buffer += frame.data
+                    found = bool(frame.data)
+                if "END_STREAM" in getattr(frame, "flags", ()):
+                    self.ended = True
+            if found:
+                return True
+            if time.monotonic() > self.deadline or not self.client._read(self.deadline):
+                self.ended = True
+        return False
+
+    def status(self) -> int:
+        while True:
+            for frame in self.client.frames:
+                if isinstance(frame, HeadersFrame) and frame.stream_id == self.stream_id:
+                    return int(self.client.headers[id(frame)][b":status"])
+            if time.monotonic() > self.deadline or not self.client._read(self.deadline):
+                raise AnswerMismatch("the extended CONNECT got no answer")
+
+    def take(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            if not self._fill():
+                raise AnswerMismatch(f"the stream ended after {self.buffer[:200]!r}")
+        data, self.buffer = self.buffer[:count], self.buffer[count:]
+        return data
+
+    def until_eof(self) -> bytes:
+        while self._fill():
+            pass
+        data, self.buffer = self.buffer, b""
+        return data
+
+
+def _send(client: Client, stream_id: int, data: bytes, end: bool = False) -> None:
+    chunks = [data[i : i + 16384] for i in range(0, len(data), 16384)] or [b""]
+    for index, chunk in enumerate(chunks):
+        frame = DataFrame(stream_id, data=chunk)
+        if end and index == len(chunks) - 1:
+            frame.flags.add("END_STREAM")
+        client.send_raw(frame.serialize())
+
+
+def _extended_connect(client: Client, upgrade: Upgrade) -> int:
+    extra = []
+    for line in upgrade.extra.split(b"\r\n"):
+        if line:
+            name, value = line.split(b":", 1)
+            extra.append((name.strip().lower(), value.strip()))
+    return client.request(
+        [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"websocket"),
+            (b":scheme", b"https"),
+            (b":authority", b"a.example.com"),
+            (b":path", upgrade.path.encode()),
+            (b"sec-websocket-version", b"13"),
+            *extra,
+        ],
+        end_stream=False,
+    )
+
+
+def run_stream_case(port: int, entry: Case) -> str:
+    """Play a WebSocket catalogue case on a stream; raises AnswerMismatch on another answer."""
+    deadline = time.monotonic() + entry.timeout
+    client = Client(port)
+    try:
+        stream_id = 0
+        reader = None
+        for step in entry.script:
+            if isinstance(step, Upgrade):
+                stream_id = _extended_connect(client, step)
+                reader = StreamReader(client, stream_id, deadline)
+                status = reader.status()
+                if status != 200:
+                    raise AnswerMismatch(f"extended CONNECT answered {status}, expected 200")
+            elif isinstance(step, (bytes, Send)):
+                _send(client, stream_id, step if isinstance(step, bytes) else step.data)
+            elif isinstance(step, Pause):
+                time.sleep(step.seconds)
+            elif isinstance(step, Trickle):
+                for index in range(len(step.data)):
+                    _send(client, stream_id, step.data[index : index + 1])
+                    time.sleep(step.every)
+            elif isinstance(step, HalfClose):
+                _send(client, stream_id, b"", end=True)
+        expect = entry.expect
+        if isinstance(expect, WsClose):
+            return _check_ws_close(reader, expect)
+        if isinstance(expect, Messages):
+            return _check_messages(reader, expect)
+        return _check_closed(reader, expect)
+    finally:
+        client.close()
+
+
+def _fits_a_window(entry: Case) -> bool:
+    sent = sum(len(s if isinstance(s, bytes) else getattr(s, "data", b"")) for s in entry.script)
+    return sent <= _WINDOW and isinstance(entry.expect, (WsClose, Messages, Closed))
+
+
+STREAM_CASES = [entry for entry in FRAMES if _fits_a_window(entry)]
+
+
+class WebSocketOverHTTP2Catalog(unittest.SynchronousTestCase):
+    """One ``test_<case>`` per entry of :data:`STREAM_CASES`; the proxy survives them all."""
+
+    fixture = http2_fixture(websocket_over_http2=True, max_message_size=LIMIT)
+
+    def play(self, entry: Case) -> None:
+        port = self.fixture.start()["proxy"]
+        self.fixture.new_log()
+        run_stream_case(port, entry)
+        self.assertEqual(good_request(port), Status(200))
+        self.assertTrue(self.fixture.alive(), "the proxy process died")
+        time.sleep(0.05)
+        text = self.fixture.new_log()
+        for alarm in LOG_ALARMS:
+            self.assertNotIn(alarm, text, f"the proxy logged {alarm!r}:\n{text[-3000:]}")
+
+    def test_an_extended_connect_for_another_protocol_is_501(self) -> None:
+        port = self.fixture.start()["proxy"]
+        client = Client(port)
+        try:
+            stream_id = _extended_connect(client, Upgrade())
+            other = client.request(
+                [(b":method", b"CONNECT"), (b":protocol", b"connect-udp"), *fields()[1:]],
+                end_stream=False,
+            )
+            self.assertEqual(client.outcome(other), Status(501))
+            # The WebSocket opened before it on the connection is untouched.
+            self.assertEqual(StreamReader(client, stream_id, time.monotonic() + 5).status(), 200)
+        finally:
+            client.close()
+
+
+def _make_stream_test(entry: Case):
+    def test(self):
+        self.play(entry)
+
+    test.__doc__ = f"{entry.name} on an HTTP/2 stream: {entry.expect}"
+    return test
+
+
+for _entry in STREAM_CASES:
+    setattr(WebSocketOverHTTP2Catalog, _test_name(_entry.name), _make_stream_test(_entry))

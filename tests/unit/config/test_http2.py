@@ -68,10 +68,10 @@ class HTTP2KeyTests(LoaderMixin, unittest.TestCase):
                 "listener[0].http2_connection_window: must be at most 2147483647 bytes "
                 "(HTTP/2 windows are 31-bit)",
             ),
-            "unknown websocket key": (
+            "websocket over http2 without http2": (
                 document(listener={**HTTPS, "websocket_over_http2": "true"}),
-                "listener[0]: unknown key 'websocket_over_http2' (did you mean "
-                "'websocket_idle_timeout'?)",
+                "listener[0].websocket_over_http2: needs http2 = true (WebSocket over HTTP/2 "
+                "is a stream of one)",
             ),
         }
         found = self.problem_table({name: text for name, (text, _) in cases.items()})
