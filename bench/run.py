@@ -11,7 +11,8 @@ Usage (from the repository root, as a user allowed to raise ``ulimit -n``)::
 Scenarios: WebSocket messages, latency at half load, idle RSS and handshakes (here);
 HTTP GETs and 1 MiB POSTs (``scenarios_http.py``); WSS handshakes (``wss.py``); the
 scale curve (``scale.py``); the framework floors are ``calibration.py``.  Each scenario
-runs ``--rounds`` times, rows interleaved, and each row reports its median round.
+runs ``--rounds`` times, rows interleaved (each round starting one row later), and each row
+reports its median round.
 
 Needs ``nginx``, ``haproxy``, ``wrk`` (Debian packages) and ``node`` with ``bench/node_modules``
 (``cd bench && npm ci``).  Every process listens on 127.0.0.1 on an ephemeral port and runs
@@ -612,8 +613,12 @@ class Bench:
                     if name == "idle":  # the RSS a process keeps would skew repeats
                         step([t for t in targets if t.ws and not t.cert])
                     else:
-                        for _ in range(rounds):
-                            step([t for t in targets if _takes_part(t, kind)])
+                        for r in range(rounds):
+                            taking_part = [t for t in targets if _takes_part(t, kind)]
+                            # Each round starts one row later, so that no row is always
+                            # measured at the same point of the round (next to the same rows).
+                            shift = r % len(taking_part) if taking_part else 0
+                            step(taking_part[shift:] + taking_part[:shift])
                     minutes[name] = (time.monotonic() - t0) / 60
             finally:
                 self.stop_all()

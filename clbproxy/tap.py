@@ -20,6 +20,7 @@ from clbproxy.ops.notify import Notifier
 from clbproxy.ops.preflight import load_checked
 from clbproxy.ops.services import build_service
 from clbproxy.ops.supervisor import build_supervisor
+from clbproxy.util import gcfreeze
 
 
 class Options(usage.Options):
@@ -85,4 +86,5 @@ def makeService(options: Options) -> IService:
         root = build_service(options.loaded, reactor, signals=True, notifier=notifier)
     if options.fleet is not None:
         attach_fleet(options.fleet, reactor, root)
+    gcfreeze.freeze_after_start(reactor, getattr(root, "reloader", None))
     return root

@@ -14,6 +14,7 @@ WebSocket handshake stage adds the same ``Via`` (:data:`VIA`).
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from twisted.web.iweb import UNKNOWN_LENGTH
@@ -93,8 +94,14 @@ def proxy_named(id_header: Optional[str], trace: TraceContext = NO_TRACE) -> fro
     The request-ID header (``id_header``, None when IDs are off) and, when the
     proxy made a new trace context, ``traceparent`` and ``tracestate``.
     """
+    return _proxy_named(id_header, trace.replaced is not None)
+
+
+@functools.lru_cache(maxsize=64)
+def _proxy_named(id_header: Optional[str], replaced: bool) -> frozenset[str]:
+    # One set per listener's header name, not one per request (asked twice per upgrade).
     names = {id_header.lower()} if id_header else set()
-    if trace.replaced is not None:
+    if replaced:
         names |= {TRACEPARENT, TRACESTATE}
     return frozenset(names)
 

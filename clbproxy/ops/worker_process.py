@@ -53,6 +53,7 @@ from clbproxy.ops.control import (
 from clbproxy.ops.fleet import fleet_worker_loader
 from clbproxy.ops.preflight import load_checked
 from clbproxy.ops.services import build_service
+from clbproxy.util import gcfreeze
 
 log = Logger()
 
@@ -182,6 +183,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     reactor.addReader(watch)
     log.info("worker {index} serving (pid {pid})", index=options.index, pid=os.getpid())
     dispatch.lean_dispatch(reactor)
+    gcfreeze.freeze_after_start(reactor, root.reloader)
     reactor.run()
     if watch.gone:
         # The supervisor could not clean up: the last worker out removes the directory.

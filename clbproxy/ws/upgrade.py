@@ -218,6 +218,21 @@ def _has_token(values: list[str], token: str) -> bool:
     return any(element.lower() == token for element in _elements(values))
 
 
+def _list_naming(values: list[str], element: re.Pattern, token: str) -> Optional[bool]:
+    """Whether a list field (``values``) names ``token`` (lower case), in any case.
+
+    None when one of its elements does not match ``element``.  One pass over the
+    elements for both questions: every client upgrade asks them.
+    """
+    named = False
+    for part in _elements(values):
+        if element.fullmatch(part) is None:
+            return None
+        if part.lower() == token:
+            named = True
+    return named
+
+
 def _refuse(detail: str) -> UpgradeRefused:
     return UpgradeRefused(400, detail)
 
@@ -239,15 +254,15 @@ def check_client_upgrade(
         )
     fields = _fields(headers)
     _check_host(fields.get("host", []))
-    upgrade = fields.get("upgrade")
-    if upgrade and not all(_PROTOCOL.fullmatch(e) for e in _elements(upgrade)):
+    named = _list_naming(fields.get("upgrade", []), _PROTOCOL, "websocket")
+    if named is None:
         raise _refuse("Upgrade is not a list of protocols (RFC 9110 7.8)")
-    if not upgrade or not _has_token(upgrade, "websocket"):
+    if not named:
         raise _refuse("Upgrade does not name websocket (RFC 6455 4.2.1)")
-    connection = fields.get("connection")
-    if connection and not all(_TOKEN.fullmatch(e) for e in _elements(connection)):
+    named = _list_naming(fields.get("connection", []), _TOKEN, "upgrade")
+    if named is None:
         raise _refuse("Connection is not a list of tokens (RFC 9110 7.6.1)")
-    if not connection or not _has_token(connection, "upgrade"):
+    if not named:
         raise _refuse("Connection does not name upgrade (RFC 6455 4.2.1)")
     _check_version(_one(fields, "Sec-WebSocket-Version"))
     protocols = _protocols(fields.get("sec-websocket-protocol", []))

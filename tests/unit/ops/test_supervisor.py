@@ -453,9 +453,12 @@ class MakeServiceTests(unittest.TestCase):
         from clbproxy.net import dispatch
         from clbproxy.ops.services import ProxyService
         from clbproxy.tap import makeService
+        from clbproxy.util import gcfreeze
 
         # makeService takes over the reactor's dispatch; trial's reactor is left as it is.
         self.patch(dispatch, "lean_dispatch", lambda reactor: False)
+        # Nor is trial's heap frozen (the reactor runs: the freeze would happen now).
+        self.patch(gcfreeze, "freeze_after_start", lambda reactor, reloader=None: None)
 
         self.assertIsInstance(makeService(self.options(3)), Supervisor)
         self.assertIsInstance(makeService(self.options(1)), ProxyService)
