@@ -8,6 +8,10 @@
   zero, so nothing is lost and the sender is only slowed; ``close`` tells the
   session, which closes the sender with 1008 (:mod:`clbproxy.ws.closecodes`).
   Limits are enforced per read: the read that passes a limit is still relayed.
+  A read of a session well under its limits is *calm* and only recorded; the
+  buckets catch up, exactly, at the next read that is not (see
+  :class:`RateLimiter`), so the same read passes a limit as if every read
+  were charged.
 - Lifetime: each session draws its lifetime uniformly from
   ``[max * (1 - spread), max]``, so sessions opened together do not end
   together; at its end the session is relieved (``relieve("lifetime")``).  The
@@ -21,6 +25,7 @@ Time is the reactor's (``task.Clock`` in tests).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 from typing import Callable, Optional
@@ -41,6 +46,30 @@ BYTE_RATE = "websocket_byte_rate"
 CALM_GAP = 1e-4
 CALM_READ = 4096
 INF = float("inf")
+#: A calm read's bound on what a direction without that limit takes: none.
+UNBOUNDED = 1 << 62
+
+
+@functools.lru_cache(maxsize=256)
+def calm_bounds(
+    messages: Optional[tuple[float, float]], octets: Optional[tuple[float, float]]
+) -> tuple[float, int, int]:
+    """``(gap, octets, messages)`` of a calm read for these ``(rate, burst)`` limits.
+
+    What each bucket refills in ``gap`` seconds, at most its burst, ``gap``
+    long enough for one message and :data:`CALM_READ` bytes.  The gap carries a
+    margin: rounding must never make a bucket that it refilled look short.
+    Whole numbers, so a read compares int to int; the same objects for every
+    session with the same limits, so a read touches shared, warm memory.
+    """
+    gap = CALM_GAP
+    if messages is not None:
+        gap = max(gap, 1.0 / messages[0])
+    if octets is not None:
+        gap = max(gap, CALM_READ / octets[0])
+    calm_messages = int(min(messages[1], messages[0] * gap)) if messages else UNBOUNDED
+    calm_octets = int(min(octets[1], octets[0] * gap)) if octets else UNBOUNDED
+    return gap * (1.0 + 1e-6), calm_octets, calm_messages
 
 
 class TokenBucket:
@@ -105,7 +134,14 @@ class RateLimiter:
     limit).  The fast path does the calm check inline (see :meth:`charge`).
     """
 
+    # What a calm read touches first: together, in the object's first bytes.
     __slots__ = (
+        "at",
+        "gap",
+        "calm_octets",
+        "calm_messages",
+        "last_octets",
+        "last_messages",
         "_clock",
         "side",
         "messages",
@@ -115,12 +151,6 @@ class RateLimiter:
         "_owner",
         "_count",
         "seen",
-        "at",
-        "gap",
-        "calm_octets",
-        "calm_messages",
-        "last_octets",
-        "last_messages",
         "_call",
         "stopped",
     )
@@ -149,17 +179,10 @@ class RateLimiter:
         #: The hop's complete messages already charged, for :meth:`received` (hops
         #: count them from the start; the fast path counts each read's itself).
         self.seen = seen
-        # The calm reads' bounds: what a bucket refills in ``gap`` seconds (at most its
-        # burst), ``gap`` long enough for one message and a small read.
-        gap = CALM_GAP
-        if messages is not None:
-            gap = max(gap, 1.0 / messages.rate)
-        if octets is not None:
-            gap = max(gap, CALM_READ / octets.rate)
-        self.calm_messages = min(messages.burst, messages.rate * gap) if messages else INF
-        self.calm_octets = min(octets.burst, octets.rate * gap) if octets else INF
-        #: With a margin: rounding must never make a bucket that the gap refilled look short.
-        self.gap = gap * (1.0 + 1e-6)
+        self.gap, self.calm_octets, self.calm_messages = calm_bounds(
+            (messages.rate, messages.burst) if messages is not None else None,
+            (octets.rate, octets.burst) if octets is not None else None,
+        )
         #: When the last calm read was (buckets full at creation count as one); INF:
         #: the next read must be charged in full.
         self.at = clock.seconds()
