@@ -44,6 +44,8 @@ BYTE_RATE = "websocket_byte_rate"
 #: most what the buckets refill meanwhile, is *calm* (see :class:`RateLimiter`);
 #: the gap is longer when one message or :data:`CALM_READ` bytes need it.
 CALM_GAP = 1e-4
+#: A calm read may take at least this many bytes: for low byte rates, the gap is
+#: stretched until the rate refills them.
 CALM_READ = 4096
 INF = float("inf")
 #: A calm read's bound on what a direction without that limit takes: none.
@@ -77,8 +79,8 @@ class TokenBucket:
 
     It starts full.  Taking more than it holds leaves a debt: :meth:`take`
     then says how many seconds until the debt is paid back (0.0: within).
-    ``tokens`` (as of ``at``) are public for :meth:`RateLimiter.charge`, which
-    does the same arithmetic inline on every read.
+    ``tokens`` (as of ``at``) are public for :meth:`RateLimiter.charge_in_full`,
+    which does the same arithmetic inline.
     """
 
     __slots__ = ("_clock", "rate", "burst", "tokens", "at")
