@@ -8,6 +8,10 @@
   zero, so nothing is lost and the sender is only slowed; ``close`` tells the
   session, which closes the sender with 1008 (:mod:`clbproxy.ws.closecodes`).
   Limits are enforced per read: the read that passes a limit is still relayed.
+  A read of a session well under its limits is *calm* and only recorded; the
+  buckets catch up, exactly, at the next read that is not (see
+  :class:`RateLimiter`), so the same read passes a limit as if every read
+  were charged.
 - Lifetime: each session draws its lifetime uniformly from
   ``[max * (1 - spread), max]``, so sessions opened together do not end
   together; at its end the session is relieved (``relieve("lifetime")``).  The
@@ -21,6 +25,7 @@ Time is the reactor's (``task.Clock`` in tests).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 from typing import Callable, Optional
@@ -35,36 +40,71 @@ from clbproxy.ws.pauses import PauseReason, ReadPauses
 MESSAGE_RATE = "websocket_message_rate"
 BYTE_RATE = "websocket_byte_rate"
 
+#: A read at least this long (seconds) after the hop's previous one, taking at
+#: most what the buckets refill meanwhile, is *calm* (see :class:`RateLimiter`);
+#: the gap is longer when one message or :data:`CALM_READ` bytes need it.
+CALM_GAP = 1e-4
+#: A calm read may take at least this many bytes: for low byte rates, the gap is
+#: stretched until the rate refills them.
+CALM_READ = 4096
+INF = float("inf")
+#: A calm read's bound on what a direction without that limit takes: none.
+UNBOUNDED = 1 << 62
+
+
+@functools.lru_cache(maxsize=256)
+def calm_bounds(
+    messages: Optional[tuple[float, float]], octets: Optional[tuple[float, float]]
+) -> tuple[float, int, int]:
+    """``(gap, octets, messages)`` of a calm read for these ``(rate, burst)`` limits.
+
+    What each bucket refills in ``gap`` seconds, at most its burst, ``gap``
+    long enough for one message and :data:`CALM_READ` bytes.  The gap carries a
+    margin: rounding must never make a bucket that it refilled look short.
+    Whole numbers, so a read compares int to int; the same objects for every
+    session with the same limits, so a read touches shared, warm memory.
+    """
+    gap = CALM_GAP
+    if messages is not None:
+        gap = max(gap, 1.0 / messages[0])
+    if octets is not None:
+        gap = max(gap, CALM_READ / octets[0])
+    calm_messages = int(min(messages[1], messages[0] * gap)) if messages else UNBOUNDED
+    calm_octets = int(min(octets[1], octets[0] * gap)) if octets else UNBOUNDED
+    return gap * (1.0 + 1e-6), calm_octets, calm_messages
+
 
 class TokenBucket:
     """``rate`` tokens per second, holding at most ``burst`` (0: one second's worth).
 
     It starts full.  Taking more than it holds leaves a debt: :meth:`take`
     then says how many seconds until the debt is paid back (0.0: within).
+    ``tokens`` (as of ``at``) are public for :meth:`RateLimiter.charge_in_full`,
+    which does the same arithmetic inline.
     """
 
-    __slots__ = ("_clock", "rate", "burst", "_tokens", "_at")
+    __slots__ = ("_clock", "rate", "burst", "tokens", "at")
 
     def __init__(self, clock: IReactorTime, rate: float, burst: float = 0) -> None:
         self._clock = clock
         self.rate = float(rate)
         self.burst = float(burst or max(rate, 1.0))
-        self._tokens = self.burst
-        self._at = clock.seconds()
+        self.tokens = self.burst
+        self.at = clock.seconds()
 
     def take(self, amount: float, now: Optional[float] = None) -> float:
         """Charge ``amount`` tokens: seconds until the bucket is back to zero (0.0: none owed).
 
-        ``now`` saves a clock read when the caller has one (both buckets of a read).
+        ``now`` saves a clock read when the caller has one.
         """
         if now is None:
             now = self._clock.seconds()
-        tokens = self._tokens + (now - self._at) * self.rate
+        tokens = self.tokens + (now - self.at) * self.rate
         if tokens > self.burst:
             tokens = self.burst
         tokens -= amount
-        self._tokens = tokens
-        self._at = now
+        self.tokens = tokens
+        self.at = now
         return 0.0 if tokens >= 0 else -tokens / self.rate
 
 
@@ -84,9 +124,26 @@ class RateLimiter:
     ``pauses`` is that hop's :class:`~clbproxy.ws.pauses.ReadPauses` (the same
     object before and after the fast path takes the hop over); ``count`` is
     told ``"websocket_rate_throttles"`` each time the hop is throttled.
+
+    Most reads of a session under its limits are *calm*: the hop's previous
+    read is at least ``gap`` seconds old, so both buckets have refilled to
+    their burst since (nothing can remain of what earlier reads took), and this
+    read takes at most ``calm_octets`` bytes and ``calm_messages`` messages, so
+    it leaves them nearly full.  A calm read only records what it took and when
+    (``last_octets``, ``last_messages``, ``at``); the buckets are brought up to
+    date from that record when a read is not calm, which is then charged as
+    :meth:`TokenBucket.take` would (same arithmetic, same read passing a
+    limit).  The fast path does the calm check inline (see :meth:`charge`).
     """
 
+    # What a calm read touches first: together, in the object's first bytes.
     __slots__ = (
+        "at",
+        "gap",
+        "calm_octets",
+        "calm_messages",
+        "last_octets",
+        "last_messages",
         "_clock",
         "side",
         "messages",
@@ -95,7 +152,7 @@ class RateLimiter:
         "pauses",
         "_owner",
         "_count",
-        "_seen",
+        "seen",
         "_call",
         "stopped",
     )
@@ -121,27 +178,106 @@ class RateLimiter:
         self.pauses = pauses
         self._owner = owner
         self._count = count
-        #: The hop's complete messages already charged (hops count them from the start).
-        self._seen = seen
+        #: The hop's complete messages already charged, for :meth:`received` (hops
+        #: count them from the start; the fast path counts each read's itself).
+        self.seen = seen
+        self.gap, self.calm_octets, self.calm_messages = calm_bounds(
+            (messages.rate, messages.burst) if messages is not None else None,
+            (octets.rate, octets.burst) if octets is not None else None,
+        )
+        #: When the last calm read was (buckets full at creation count as one); INF:
+        #: the next read must be charged in full.
+        self.at = clock.seconds()
+        #: What the calm reads since the last full charge took; None: none since.
+        self.last_octets: Optional[int] = None
+        self.last_messages = 0
         self._call: Optional[IDelayedCall] = None
         self.stopped = False
 
     def received(self, octets: int, messages: int) -> None:
         """The hop read ``octets`` bytes and has now received ``messages`` messages in all."""
-        now = self._clock.seconds()
-        wait, limit = 0.0, ""
-        if self.octets is not None:
-            wait = self.octets.take(octets, now)
-            if wait:
-                limit = BYTE_RATE
-        new = messages - self._seen
-        if new and self.messages is not None:
-            self._seen = messages
-            owed = self.messages.take(new, now)
-            if owed > wait:
-                wait, limit = owed, MESSAGE_RATE
-        if not wait or self.stopped:
+        new = messages - self.seen
+        self.seen = messages
+        self.charge(self._clock.seconds(), octets, new)
+
+    def charge(self, now: float, octets: int, messages: int) -> None:
+        """A read of ``octets`` bytes that completed ``messages`` messages, at ``now``.
+
+        ``now`` is a time the caller already read (the session timers' one).
+        The fast path inlines the calm branch (keep the two alike): a read
+        under the limits costs a subtraction, three comparisons and three
+        stores, no call and no clock read.  The buckets themselves stay exact:
+        an account that skipped the clock (an allowance of tokens spent read by
+        read) could not tell a burst from the same bytes spread over the
+        seconds before it, so it would throttle a sender within its rate and
+        burst, or let one through above them.
+        """
+        if (
+            now - self.at >= self.gap
+            and octets <= self.calm_octets
+            and messages <= self.calm_messages
+        ):
+            self.last_octets = octets
+            self.last_messages = messages
+            self.at = now
+        else:
+            self.charge_in_full(now, octets, messages)
+
+    def charge_in_full(self, now: float, octets: int, messages: int) -> None:
+        """Charge a read that is not calm to the buckets (:meth:`TokenBucket.take`, inlined)."""
+        self._settle()
+        wait = 0.0
+        limit = BYTE_RATE
+        calm = True
+        bucket = self.octets
+        if bucket is not None:
+            tokens = bucket.tokens + (now - bucket.at) * bucket.rate
+            if tokens > bucket.burst:
+                tokens = bucket.burst
+            bucket.tokens = tokens = tokens - octets
+            bucket.at = now
+            if tokens < 0:
+                wait = -tokens / bucket.rate
+            calm = bucket.burst - tokens <= self.calm_octets
+        bucket = self.messages
+        if bucket is not None:
+            if messages:
+                tokens = bucket.tokens + (now - bucket.at) * bucket.rate
+                if tokens > bucket.burst:
+                    tokens = bucket.burst
+                bucket.tokens = tokens = tokens - messages
+                bucket.at = now
+                if tokens < 0 and -tokens / bucket.rate > wait:
+                    wait, limit = -tokens / bucket.rate, MESSAGE_RATE
+            calm = calm and bucket.burst - bucket.tokens <= self.calm_messages
+        # The next read may be calm once ``gap`` has passed: what this one left owed
+        # is at most a calm read's take, refilled by then.
+        self.at = now if calm else INF
+        if wait and not self.stopped:
+            self._over(wait, limit)
+
+    def _settle(self) -> None:
+        """Bring the buckets up to date with the calm reads since the last full charge.
+
+        A calm read found both buckets full, so each holds its burst less what
+        the last calm read took, as of that read: what :meth:`TokenBucket.take`
+        would have left (a message bucket not charged since holds its burst).
+        """
+        taken = self.last_octets
+        if taken is None:
             return
+        self.last_octets = None
+        bucket = self.octets
+        if bucket is not None:
+            bucket.tokens = bucket.burst - taken
+            bucket.at = self.at
+        bucket = self.messages
+        if bucket is not None:
+            bucket.tokens = bucket.burst - self.last_messages
+            bucket.at = self.at
+
+    def _over(self, wait: float, limit: str) -> None:
+        """A read passed ``limit``; the bucket is back to zero in ``wait`` seconds."""
         if self.close:
             self.stopped = True
             self._owner.rate_exceeded(self.side, limit)
@@ -154,6 +290,7 @@ class RateLimiter:
         self._call = None
         if self.stopped:
             return
+        self._settle()
         # Reads Autobahn had buffered may have been charged since: wait for those too.
         wait = max(
             self.octets.take(0) if self.octets is not None else 0.0,

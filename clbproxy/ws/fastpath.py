@@ -289,8 +289,8 @@ class Hop:
     def dataReceived(self, data: bytes) -> None:
         self.octets_in += len(data)
         timers = self.session.timers
-        if timers is not None:
-            timers.activity()
+        # The time of this read, for its rate limits too (no second clock read).
+        now = timers.activity() if timers is not None else self._reactor.seconds()
         peer = self.peer
         scanner = self.scanner
         if scanner is None:
@@ -300,8 +300,9 @@ class Hop:
                 peer.transport.write(data)
             peer.octets_out += len(data)
             if self.limiter is not None:
-                self.limiter.received(len(data), 0)
+                self.limiter.charge(now, len(data), 0)
             return
+        before = scanner.messages
         events = scanner.feed(data)
         if len(events) == 1 and events[0].__class__ is bytes:
             if peer.state == OPEN or self.held:
@@ -351,7 +352,19 @@ class Hop:
             self._inflated(scanner)
         limiter = self.limiter
         if limiter is not None:
-            limiter.received(len(data), self.messages_before + scanner.messages)
+            # RateLimiter.charge, its calm branch inlined: what a read under the limits costs.
+            new = scanner.messages - before
+            size = len(data)
+            if (
+                now - limiter.at >= limiter.gap
+                and size <= limiter.calm_octets
+                and new <= limiter.calm_messages
+            ):
+                limiter.last_octets = size
+                limiter.last_messages = new
+                limiter.at = now
+            else:
+                limiter.charge_in_full(now, size, new)
 
     def connectionLost(self, reason=None) -> None:
         self._cancel_timer()

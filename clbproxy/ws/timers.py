@@ -161,14 +161,15 @@ class SessionTimers:
         """When a frame last arrived from either hop (or the session opened)."""
         return self._last
 
-    def activity(self) -> None:
-        """A frame arrived from either hop."""
-        self._last = self._clock.seconds()
+    def activity(self) -> float:
+        """A frame arrived from either hop: the time now (the hop's rate limits charge at it)."""
+        now = self._last = self._clock.seconds()
         queued = self._queued
         if queued is not None:
             # Now the most recently active: to the end of the queue.
             del queued[self]
             queued[self] = None
+        return now
 
     def pong(self, side: Side, payload: bytes) -> None:
         """A pong arrived from ``side``: it answers our ping when the payload matches."""
