@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, datetimeToString
 from twisted.web.http_headers import Headers
 
+from clbproxy.http.field_headers import FieldHeaders
 from clbproxy.http.server import ClientBodyLost, RequestBody
 from clbproxy.http.tracecontext import NO_TRACE, TraceContext
 from clbproxy.http.trailers import Field, trailer_section
@@ -110,7 +111,7 @@ class ListenerRequest:
         self.path = uri.partition(b"?")[0]
         self.clientproto = clientproto
         self.requestHeaders = headers
-        self.responseHeaders = Headers()
+        self.responseHeaders = FieldHeaders()
         self.code = 200
         self.code_message = b"OK"
         self.startedWriting = 0
