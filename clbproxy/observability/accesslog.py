@@ -243,7 +243,11 @@ def request_record(request, listener: str, rule, reactor, trusted: TrustedProxie
         record.bytes_out = request.sentLength
         emit(record)
 
-    request.notifyFinish().addBoth(finished)
+    on_finish = getattr(request, "on_finish", None)
+    if on_finish is not None:
+        on_finish(finished)  # a listener request: no Deferred per request
+    else:
+        request.notifyFinish().addBoth(finished)
     return record
 
 
