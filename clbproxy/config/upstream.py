@@ -28,12 +28,13 @@ ON_UNHEALTHY = ("keep", "close")
 BACKEND_SCHEMES = ("http", "ws", "https", "wss")
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class BackendConfig:
     """One backend server of a target group.
 
     ``host`` is an IPv4 or IPv6 literal (without brackets) or a DNS name, which is
-    resolved again for every new connection.
+    resolved again for every new connection.  Its hash is kept: balancing and
+    health look a backend up by it several times per request.
     """
 
     host: str = setting(

@@ -189,7 +189,11 @@ class _Exchange:
         self._request_id = None if request_id is None else (forwarder.id_header, request_id)
 
     def start(self) -> None:
-        self._request.notifyFinish().addErrback(self._client_lost)
+        on_lost = getattr(self._request, "on_lost", None)
+        if on_lost is not None:
+            on_lost(self._client_lost)  # a listener request: no Deferred per request
+        else:
+            self._request.notifyFinish().addErrback(self._client_lost)
         target = origin_form(self._request.uri)
         if target is None:
             self._error(400, "the request target is not supported")

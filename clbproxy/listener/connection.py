@@ -42,11 +42,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import _PullToPush
-from twisted.web.http_headers import Headers
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from clbproxy.config import ListenerConfig
+from clbproxy.http.field_headers import FieldHeaders
 from clbproxy.http.forwarded import TrustedProxies
 from clbproxy.http.parse_rules import ExactHead, Refused
 from clbproxy.http.parsers import chosen, request_parser
@@ -221,10 +221,7 @@ class ListenerConnection(Protocol):
         if self._discarding:
             return
         self._cancel_header_timer()
-        headers = Headers()
-        add = headers.addRawHeader
-        for name, value in head.headers:
-            add(name, value)
+        headers = FieldHeaders.from_pairs(head.headers)
         request = ListenerRequest(self, head.method, head.target, _VERSIONS[head.version], headers)
         self.requests.append(request)
         self.persistent = keeps_open(head.version, head.headers)

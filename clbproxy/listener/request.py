@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, datetimeToString
 from twisted.web.http_headers import Headers
 
+from clbproxy.http.field_headers import FieldHeaders
 from clbproxy.http.server import ClientBodyLost, RequestBody
 from clbproxy.http.tracecontext import NO_TRACE, TraceContext
 from clbproxy.http.trailers import Field, trailer_section
@@ -110,7 +111,7 @@ class ListenerRequest:
         self.path = uri.partition(b"?")[0]
         self.clientproto = clientproto
         self.requestHeaders = headers
-        self.responseHeaders = Headers()
+        self.responseHeaders = FieldHeaders()
         self.code = 200
         self.code_message = b"OK"
         self.startedWriting = 0
@@ -119,7 +120,8 @@ class ListenerRequest:
         self.finished = 0
         self.producer = None
         self.streamingProducer = None
-        self.notifications: List[Deferred] = []
+        #: Deferreds (``notifyFinish``) and ``(callback, on finish too)`` pairs.
+        self.notifications: List[object] = []
         self.body: Optional[RequestBody] = None
         self.response_trailers: Sequence[Field] = ()
         #: The request's ID, once the listener named it (:mod:`clbproxy.http.request_id`).
@@ -186,6 +188,20 @@ class ListenerRequest:
         d: Deferred = Deferred()
         self.notifications.append(d)
         return d
+
+    def on_finish(self, callback: Callable[[Optional[Failure]], object]) -> None:
+        """``callback(None)`` when the response ends, ``callback(failure)`` if the client leaves.
+
+        ``notifyFinish().addBoth(callback)`` without a Deferred per request: the
+        access log and the forwarder wait on every request.  Callbacks and
+        Deferreds are told in the order they asked; an exception is logged, as an
+        unhandled Deferred error would be.
+        """
+        self.notifications.append((callback, True))
+
+    def on_lost(self, callback: Callable[[Failure], object]) -> None:
+        """``notifyFinish().addErrback(callback)``: called only if the client leaves first."""
+        self.notifications.append((callback, False))
 
     def registerProducer(self, producer, streaming: bool) -> None:
         if self.producer:
@@ -300,12 +316,26 @@ class ListenerRequest:
         self.channel = None
         notifications, self.notifications = self.notifications, []
         for d in notifications:
-            d.errback(reason)
+            if type(d) is tuple:
+                _tell(d[0], reason)
+            else:
+                d.errback(reason)
 
     def _notify(self, result: None) -> None:
         notifications, self.notifications = self.notifications, []
         for d in notifications:
-            d.callback(result)
+            if type(d) is tuple:
+                if d[1]:
+                    _tell(d[0], result)
+            else:
+                d.callback(result)
+
+
+def _tell(callback: Callable[[Optional[Failure]], object], result: Optional[Failure]) -> None:
+    try:
+        callback(result)
+    except Exception:
+        log.failure("while telling {callback!r} the request ended", callback=callback)
 
 
 #: What builds a request: ``(channel, method, uri, clientproto, headers)``.

@@ -17,7 +17,7 @@ Directions: ``in`` is client -> backend, ``out`` backend -> client.
 from __future__ import annotations
 
 import collections
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -61,6 +61,10 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, live: LiveState) -> None:
         self.registry = registry
         self.live = live
+        #: The children of the per-request metrics, by label values: ``labels()``
+        #: validates and looks them up again on every request otherwise.
+        self._request_children: dict[tuple, Any] = {}
+        self._response_children: dict[str, Any] = {}
         self.http_requests = Counter(
             "clbproxy_http_requests",
             "HTTP requests answered, by listener, backend and status.",
@@ -153,9 +157,18 @@ class Metrics:
             self._session(listener, event)
 
     def _request(self, listener: str, event: dict) -> None:
-        self.http_requests.labels(listener, _label(event.get("backend")), event["status"]).inc()
-        if event.get("response_ms") is not None:
-            self.http_response.labels(listener).observe(event["response_ms"] / 1000)
+        key = (listener, event.get("backend"), event["status"])
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self.http_requests.labels(listener, _label(key[1]), key[2])
+            self._request_children[key] = counter
+        counter.inc()
+        response_ms = event.get("response_ms")
+        if response_ms is not None:
+            histogram = self._response_children.get(listener)
+            if histogram is None:
+                histogram = self._response_children[listener] = self.http_response.labels(listener)
+            histogram.observe(response_ms / 1000)
 
     def _session(self, listener: str, event: dict) -> None:
         status = event["status"]

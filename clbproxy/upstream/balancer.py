@@ -491,10 +491,11 @@ class TargetGroup:
             if self._takes_traffic(b) and b not in excluded and not self.is_full(b)
         ]
         healthy = [b for b in open_ if self.health.available(b)]
-        weighted = [b for b in self.config.backends if self._takes_traffic(b)]
         if healthy or not open_:
-            self._set_failing_open(False)
+            if self._failing_open:
+                self._set_failing_open(False)
             return healthy
+        weighted = [b for b in self.config.backends if self._takes_traffic(b)]
         if any(self.health.available(b) for b in weighted):
             # Healthy backends exist but are full or already tried.
             return []

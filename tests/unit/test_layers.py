@@ -54,6 +54,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.http": 1,
     "clbproxy.http.responses": 1,
     "clbproxy.http.trailers": 1,
+    "clbproxy.http.field_headers": 1,
     "clbproxy.http.forwarded": 1,
     "clbproxy.http.request_id": 1,
     "clbproxy.http.tracecontext": 1,

@@ -1,0 +1,109 @@
+"""twisted.web's ``Headers`` with the per-request cost taken out of its hot methods.
+
+A listener request's request and response headers are read and written a few
+dozen times per request (routing, forwarding headers, the access log, the
+response copy).  Twisted's ``Headers`` canonicalizes the name through a method
+call and rewrites every value through ``splitlines`` on each of them; this
+subclass looks the canonical name up in one dict and leaves a value without a
+line break as it is.  What it stores and returns is exactly what ``Headers``
+would (same canonical names, same order, the same line-break folding, the same
+``InvalidHeaderName`` for a name that is not a token), so every caller and
+``isinstance(x, Headers)`` check is unchanged; names or values given as ``str``
+take Twisted's own path.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Optional, Sequence, Tuple, TypeVar, Union
+
+from twisted.web.http_headers import Headers
+
+_T = TypeVar("_T")
+
+#: Bytes names to their canonical spelling (as ``Headers`` stores them).  Names
+#: come from clients: the cache is bounded, as Twisted bounds its own.
+_KEYS: Dict[bytes, bytes] = {}
+_MAX_KEYS = 10_000
+
+
+def _key(name: bytes) -> bytes:
+    """The canonical name ``Headers`` stores ``name`` under (raises as ``Headers`` does)."""
+    key = _KEYS.get(name)
+    if key is None:
+        probe = Headers()
+        probe.addRawHeader(name, b"")
+        ((key, _),) = probe.getAllRawHeaders()
+        if len(_KEYS) < _MAX_KEYS:
+            _KEYS[name] = key
+    return key
+
+
+def _folded(value: bytes) -> bytes:
+    """``value`` with line breaks replaced by spaces, as ``Headers`` stores values."""
+    if b"\n" in value or b"\r" in value:
+        return b" ".join(value.splitlines())
+    return value
+
+
+class FieldHeaders(Headers):
+    """``Headers`` whose bytes-named methods skip Twisted's per-call encoding (see module)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[Tuple[bytes, bytes]]) -> FieldHeaders:
+        """Headers holding ``pairs`` (name, value) in order, as ``addRawHeader`` each."""
+        headers = cls()
+        raw = headers._rawHeaders
+        for name, value in pairs:
+            key = _KEYS.get(name) or _key(name)
+            if b"\n" in value or b"\r" in value:
+                value = b" ".join(value.splitlines())
+            values = raw.get(key)
+            if values is None:
+                raw[key] = [value]
+            else:
+                values.append(value)
+        return headers
+
+    def hasHeader(self, name) -> bool:
+        if type(name) is bytes:
+            return (_KEYS.get(name) or _key(name)) in self._rawHeaders
+        return Headers.hasHeader(self, name)
+
+    def removeHeader(self, name) -> None:
+        if type(name) is bytes:
+            self._rawHeaders.pop(_KEYS.get(name) or _key(name), None)
+        else:
+            Headers.removeHeader(self, name)
+
+    def setRawHeaders(self, name, values: Sequence[Union[str, bytes]]) -> None:
+        if type(name) is bytes:
+            stored = []
+            for value in values:
+                if type(value) is not bytes:
+                    break
+                if b"\n" in value or b"\r" in value:
+                    value = b" ".join(value.splitlines())
+                stored.append(value)
+            else:
+                self._rawHeaders[_KEYS.get(name) or _key(name)] = stored
+                return
+        Headers.setRawHeaders(self, name, values)
+
+    def addRawHeader(self, name, value) -> None:
+        if type(name) is bytes and type(value) is bytes:
+            key = _KEYS.get(name) or _key(name)
+            values = self._rawHeaders.get(key)
+            if values is None:
+                self._rawHeaders[key] = [_folded(value)]
+            else:
+                values.append(_folded(value))
+        else:
+            Headers.addRawHeader(self, name, value)
+
+    def getRawHeaders(self, name, default: Optional[_T] = None):
+        if type(name) is bytes:
+            values = self._rawHeaders.get(_KEYS.get(name) or _key(name))
+            return values if values else default
+        return Headers.getRawHeaders(self, name, default)
