@@ -118,6 +118,7 @@ class UpstreamExchange:
         "_done",
         "_timer",
         "_reused",
+        "body_written_at",
     )
 
     def __init__(
@@ -145,6 +146,9 @@ class UpstreamExchange:
         self._done = False
         self._timer = None
         self._reused = False
+        #: The reactor's time of the last body bytes written (0.0: none yet),
+        #: for the caller's upload timeout.
+        self.body_written_at = 0.0
 
     # -- the caller's side
 
@@ -155,6 +159,7 @@ class UpstreamExchange:
             raise RuntimeError("the request body is written after connected()")
         if self._done or self._body_done or not data:
             return
+        self.body_written_at = self._pool._reactor.seconds()
         direct = connection.direct
         if self._chunked:
             parts = (b"%x\r\n" % len(data), data, _CRLF)
@@ -166,6 +171,9 @@ class UpstreamExchange:
             send_now(direct, data)
         else:
             connection.transport.write(data)
+
+    #: As an ``IConsumer`` (a :class:`~clbproxy.http.server.RequestBody` produces to it).
+    write = write_body
 
     def finish_body(self, trailers: List[Field] = ()) -> None:
         """The request body is complete; ``trailers`` end a chunked one."""
