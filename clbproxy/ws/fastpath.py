@@ -211,7 +211,8 @@ class Hop:
         self.remoteCloseCode: Optional[int] = None
         self.remoteCloseReason: Optional[str] = None
         self._timer = None
-        #: Where frames for this hop can be written directly (see :func:`send_now`).
+        #: Where frames for this hop can be written directly
+        #: (see :func:`~clbproxy.net.transports.send_now`).
         self.out = socket_under(transport)
         #: Why this hop is not read (shared with the Autobahn protocol it took over).
         self.pauses = pauses if pauses is not None else ReadPauses(transport, session.timers)
