@@ -71,6 +71,7 @@ def send_now(connection: tcp.Connection, data: bytes) -> None:
         connection.dataBuffer
         or connection._tempDataLen
         or connection.disconnecting
+        or connection._aborting
         or connection._writeDisconnected
         or not connection.connected
     ):
@@ -96,6 +97,7 @@ def send_parts_now(connection: tcp.Connection, parts: Sequence[bytes]) -> None:
         or connection.dataBuffer
         or connection._tempDataLen
         or connection.disconnecting
+        or connection._aborting
         or connection._writeDisconnected
         or not connection.connected
     ):

@@ -62,3 +62,12 @@ class SendPartsNowTests(unittest.TestCase):
         connection.disconnecting = True
         send_parts_now(connection, (b"a", b"b"))
         self.assertEqual(connection._tempDataLen, 2)
+
+    def test_an_aborted_connection_sends_nothing_more(self) -> None:
+        connection, theirs = self.connection()
+        connection.abortConnection()  # its close waits for the reactor's next turn
+        send_now(connection, b"late")
+        send_parts_now(connection, (b"a", b"b"))
+        theirs.setblocking(False)
+        with self.assertRaises(BlockingIOError):
+            theirs.recv(100)
