@@ -116,20 +116,6 @@ def request_info(request: Request, target: bytes) -> RequestInfo:
     return RequestInfo.build(client, headers, query)
 
 
-class _BodyConsumer:
-    """Where a streamed request body goes: one backend exchange, and the upload's clock."""
-
-    __slots__ = ("_exchange", "_upstream")
-
-    def __init__(self, exchange: _Exchange, upstream: UpstreamExchange) -> None:
-        self._exchange = exchange
-        self._upstream = upstream
-
-    def write(self, data: bytes) -> None:
-        self._upstream.write_body(data)
-        self._exchange.body_progress()
-
-
 @implementer(IPushProducer)
 class _Exchange:
     """One client request's way through the proxy: backend attempts, then the response relay.
@@ -296,7 +282,7 @@ class _Exchange:
                     self._group.config.response_timeout, self._upload_timed_out
                 )
                 # Starting it sends the client its deferred "100 Continue".
-                sending = self._body.startProducing(_BodyConsumer(self, exchange))
+                sending = self._body.startProducing(exchange)
                 sending.addCallbacks(
                     self._body_sent, self._body_failed, (exchange,), None, (exchange,)
                 )
@@ -305,16 +291,6 @@ class _Exchange:
                 exchange.finish_body()
         except Exception:
             self.unexpected(Failure())
-
-    def body_progress(self) -> None:
-        """Body bytes went to the backend: the upload's timeout starts again from now.
-
-        Like nginx's ``proxy_send_timeout``, a streamed upload is timed between
-        writes, so a slow but moving upload is never cut by ``response_timeout``.
-        """
-        timer = self._body_timer
-        if timer is not None:
-            timer.reset(self._group.config.response_timeout)
 
     def body_paused(self) -> None:
         if self._body is not None:
@@ -346,9 +322,23 @@ class _Exchange:
             self.unexpected(failure)
 
     def _upload_timed_out(self) -> None:
+        """``response_timeout`` since the upload began: cut it unless bytes went since.
+
+        Like nginx's ``proxy_send_timeout``, a streamed upload is timed between
+        writes, so a slow but moving upload is never cut.  The deadline is
+        checked here, when it falls due, from the time of the last write the
+        exchange keeps (``body_written_at``): moving a timer on every 64 KiB
+        written cost more than the check.
+        """
         self._body_timer = None
-        if self._upstream is not None:
-            self._upstream.abort()
+        upstream = self._upstream
+        if upstream is not None:
+            timeout = self._group.config.response_timeout
+            left = upstream.body_written_at + timeout - self._reactor.seconds()
+            if left > 0:
+                self._body_timer = self._reactor.callLater(left, self._upload_timed_out)
+                return
+            upstream.abort()
         self.response_failed(
             504, f"no response within {self._group.config.response_timeout:g} s", False
         )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Protocol, Set
 
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -39,6 +40,7 @@ from clbproxy.http.parse_rules import Field
 from clbproxy.http.parsers import response_parser
 from clbproxy.http.parsing import ResponseHead
 from clbproxy.net.endpoints import disable_nagle
+from clbproxy.net.transports import send_now, send_parts_now, socket_under
 
 __all__ = ["IDEMPOTENT", "UpstreamExchange", "UpstreamPool", "UpstreamSink", "is_chunked"]
 
@@ -116,6 +118,7 @@ class UpstreamExchange:
         "_done",
         "_timer",
         "_reused",
+        "body_written_at",
     )
 
     def __init__(
@@ -143,6 +146,9 @@ class UpstreamExchange:
         self._done = False
         self._timer = None
         self._reused = False
+        #: The reactor's time of the last body bytes written (0.0: none yet),
+        #: for the caller's upload timeout.
+        self.body_written_at = 0.0
 
     # -- the caller's side
 
@@ -153,10 +159,21 @@ class UpstreamExchange:
             raise RuntimeError("the request body is written after connected()")
         if self._done or self._body_done or not data:
             return
+        self.body_written_at = self._pool._reactor.seconds()
+        direct = connection.direct
         if self._chunked:
-            connection.transport.writeSequence((b"%x\r\n" % len(data), data, _CRLF))
+            parts = (b"%x\r\n" % len(data), data, _CRLF)
+            if direct is not None:
+                send_parts_now(direct, parts)
+            else:
+                connection.transport.writeSequence(parts)
+        elif direct is not None:
+            send_now(direct, data)
         else:
             connection.transport.write(data)
+
+    #: As an ``IConsumer`` (a :class:`~clbproxy.http.server.RequestBody` produces to it).
+    write = write_body
 
     def finish_body(self, trailers: List[Field] = ()) -> None:
         """The request body is complete; ``trailers`` end a chunked one."""
@@ -208,7 +225,10 @@ class UpstreamExchange:
         self._reused = reused
         connection.received = False
         connection.parser.next_response(self.method)
-        connection.transport.write(self._head)
+        if connection.direct is not None:
+            send_now(connection.direct, self._head)
+        else:
+            connection.transport.write(self._head)
         full = connection.write_full  # before the sink writes: then it is told at once
         connection.exchange = self
         self.sink.connected(self)
@@ -276,12 +296,18 @@ class _Connection(TwistedProtocol):
         self.write_full = False  # the transport's write buffer, until it drains
         self.idle_timer = None
         self.head: Optional[ResponseHead] = None
+        #: The TCP connection body bytes are sent on at once (None: TLS, or not
+        #: TCP), as the WebSocket fast path does: queued for the reactor's next
+        #: turn, a 64 KiB read from the client cost an epoll registration, a
+        #: second turn and, every other read, a pause and resume of the client.
+        self.direct: Optional[tcp.Connection] = None
         #: Fired once the connection is gone (asked for by :meth:`UpstreamPool.retire`).
         self.closed: Optional[Deferred] = None
 
     def connectionMade(self) -> None:
         disable_nagle(self.transport)
         self.transport.registerProducer(self, True)
+        self.direct = socket_under(self.transport)
 
     # IPushProducer: the transport's write buffer
     def pauseProducing(self) -> None:

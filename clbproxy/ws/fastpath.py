@@ -48,12 +48,12 @@ from typing import Optional, Sequence
 
 from autobahn.util import _maybe_tls_reason
 from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.internet import tcp
 from twisted.internet.interfaces import IProtocol, IPushProducer
 from zope.interface import implementer
 
 from clbproxy.net.transports import (
     innermost_transport,
+    send_now,
     socket_under,
     switch_protocol,
     tcp_connection_under,
@@ -101,33 +101,6 @@ def release_producer(transport) -> None:
             transport.unregisterProducer()
         except RuntimeError:
             pass  # none registered (some transports say so loudly)
-
-
-def send_now(connection: tcp.Connection, data: bytes) -> None:
-    """Write ``data`` to a TCP connection: straight to the socket when nothing waits before it.
-
-    Twisted's ``write`` only queues the bytes and sends them on the reactor's next
-    turn, which for a relay of small messages doubles the reactor's work per
-    message and adds latency.  When the connection's buffer is empty the bytes go
-    to the kernel at once; whatever the socket does not take (or any doubt: a
-    connection closing, an error) goes through ``write`` as usual, which keeps
-    the order, the buffer limit and back-pressure as they were.
-    """
-    if (
-        connection.dataBuffer
-        or connection._tempDataLen
-        or connection.disconnecting
-        or connection._writeDisconnected
-        or not connection.connected
-    ):
-        connection.write(data)
-        return
-    try:
-        sent = connection.socket.send(data)
-    except OSError:
-        sent = 0
-    if sent < len(data):
-        connection.write(data[sent:])
 
 
 def close_payload(code: Optional[int], reason: Optional[bytes]) -> bytes:
@@ -238,7 +211,8 @@ class Hop:
         self.remoteCloseCode: Optional[int] = None
         self.remoteCloseReason: Optional[str] = None
         self._timer = None
-        #: Where frames for this hop can be written directly (see :func:`send_now`).
+        #: Where frames for this hop can be written directly
+        #: (see :func:`~clbproxy.net.transports.send_now`).
         self.out = socket_under(transport)
         #: Why this hop is not read (shared with the Autobahn protocol it took over).
         self.pauses = pauses if pauses is not None else ReadPauses(transport, session.timers)
