@@ -36,9 +36,18 @@ either ends the connection with ``GOAWAY NO_ERROR``.
 :meth:`H2ServerConnection.drain` sends ``GOAWAY``, lets the open streams finish
 and refuses new ones.
 
-A client's ``GOAWAY`` ends the connection at once, open streams included: ``h2``
-allows nothing to be sent after it (its state machine closes), so responses
-under way are cut, as if the client had closed.  Extended CONNECT (RFC 8441,
+A client's ``GOAWAY`` with ``NO_ERROR`` is a drain of the client's own: its
+open streams finish (their responses are sent), new ones are refused, and the
+connection closes after the last (RFC 9113 6.8; ``h2`` would close at once, see
+:class:`_ServerH2Connection`).  One with an error code ends the connection at
+once.
+
+Counting (:mod:`clbproxy.listener.streams`): every stream in flight beyond the
+first counts as one more connection for the listener's limits; a stream over
+one is refused with ``REFUSED_STREAM``.  Streams opened, refused and reset
+(by either side) are counted in the listener's ``stats`` (``http2_*``).
+
+Extended CONNECT (RFC 8441,
 WebSocket over HTTP/2) is not offered: ``SETTINGS_ENABLE_CONNECT_PROTOCOL`` is
 sent as 0 (h2's default), so ``:protocol`` is malformed.  Server push is never used.
 Trailers pass both ways: a request's to the backend (chunked), a
@@ -52,7 +61,7 @@ from typing import Callable, Optional
 import attrs
 from h2.config import H2Configuration
 from h2.connection import H2Connection
-from h2.errors import ErrorCodes
+from h2.errors import ErrorCodes, _error_code_from_int
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
@@ -138,9 +147,21 @@ class _ServerH2Connection(H2Connection):
 
     h2 makes a stream beyond ``MAX_CONCURRENT_STREAMS`` and a body that disagrees
     with its ``content-length`` connection errors; RFC 9113 (5.1.2, 8.1.1) lets
-    both be stream errors, which :class:`H2ServerConnection` answers.  Both
-    hooks are h2 internals, pinned by the tests (h2 4.1-4.4).
+    both be stream errors, which :class:`H2ServerConnection` answers.  And h2
+    closes its state machine on any GOAWAY it receives (nothing can be sent
+    after); a client's ``NO_ERROR`` GOAWAY leaves it open here, so the streams
+    under way can be answered.  The hooks are h2 internals, pinned by the tests
+    (h2 4.1-4.4).
     """
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame):
+        if frame.error_code != ErrorCodes.NO_ERROR:
+            return super()._receive_goaway_frame(frame)
+        event = ConnectionTerminated()
+        event.error_code = _error_code_from_int(frame.error_code)
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
 
     @property
     def open_inbound_streams(self) -> int:
@@ -152,6 +173,13 @@ class _ServerH2Connection(H2Connection):
         stream._initialize_content_length = _no_content_length
         stream._track_content_length = _untracked
         return stream
+
+
+class _NoStats:
+    """Counts nothing (a connection without a listener's ``LimitStats``)."""
+
+    def increment(self, name: str) -> None:
+        pass
 
 
 @attrs.define
@@ -171,7 +199,10 @@ class H2ServerConnection(Protocol):
     forwards); ``request_ids`` names the requests the connection refuses itself;
     ``authority_check(transport)`` gives the test of whether a request's
     ``:authority`` may be served on this TLS connection (else 421, see
-    :meth:`clbproxy.net.tls.ServerTLS.authority_check`).
+    :meth:`clbproxy.net.tls.ServerTLS.authority_check`); ``stats`` counts (the
+    listener's ``LimitStats``); ``counter`` counts streams as connections (by
+    default the connection limiter's record of this connection, found under
+    the TLS layer: :class:`clbproxy.listener.streams.StreamHolder`).
     """
 
     def __init__(
@@ -181,6 +212,8 @@ class H2ServerConnection(Protocol):
         clock,
         request_ids: RequestIds = OFF,
         authority_check: Optional[Callable[[object], Callable[[bytes], bool]]] = None,
+        stats=None,
+        counter=None,
     ) -> None:
         self.resource = resource
         self._authority_check = authority_check
@@ -200,6 +233,10 @@ class H2ServerConnection(Protocol):
         self._control = WindowCounter(limits.max_control_frames, clock)
         self._watch = FrameWatch(limits.max_header_block, self._control, self._resets)
         self._h2: Optional[H2Connection] = None
+        self.stats = stats if stats is not None else _NoStats()
+        self._counter = counter
+        #: Streams counted by ``_counter`` (those in flight beyond the first).
+        self._counted = 0
 
     # -- the transport's side -----------------------------------------------------------
 
@@ -229,6 +266,9 @@ class H2ServerConnection(Protocol):
         self._h2 = h2
         if self._authority_check is not None:
             self._serves = self._authority_check(self.transport)
+        if self._counter is None:
+            self._counter = _stream_counter(self.transport)
+        self.stats.increment("http2_connections")
         self.transport.registerProducer(self, True)
         self._registered = True
         self._write_out()
@@ -260,6 +300,7 @@ class H2ServerConnection(Protocol):
             call.cancel()
         self._stalls.clear()
         streams, self.streams = list(self.streams.values()), {}
+        self._uncount()
         for stream in streams:
             stream.connection_lost(reason or Failure(ConnectionLost()))
 
@@ -319,6 +360,7 @@ class H2ServerConnection(Protocol):
     def _request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
         end_stream = event.stream_ended is not None
+        self.stats.increment("http2_streams")
         if self.draining:
             self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
@@ -341,6 +383,9 @@ class H2ServerConnection(Protocol):
             host = head.authority.decode("latin-1")
             refused = Refused(421, f"this connection's certificate is not the one for {host}")
             self._refuse(stream_id, event.headers, refused, end_stream)
+            return
+        if self.streams and not self._count_stream():
+            self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         stream = StreamRequest(self, stream_id, head, end_stream)
         self.streams[stream_id] = stream
@@ -406,7 +451,8 @@ class H2ServerConnection(Protocol):
             self._malformed(stream, str(e))
 
     def _client_reset(self, event: StreamReset) -> None:
-        stream = self.streams.pop(event.stream_id, None)
+        self.stats.increment("http2_streams_reset_by_client")
+        stream = self._drop(event.stream_id)
         self._forget(event.stream_id)
         if stream is not None:
             code = _code_name(event.error_code)
@@ -414,13 +460,18 @@ class H2ServerConnection(Protocol):
         self._after_stream()
 
     def _client_goaway(self, event: ConnectionTerminated) -> None:
+        graceful = event.error_code == ErrorCodes.NO_ERROR
         if self.streams:
             log.info(
-                "HTTP/2: {peer} sent GOAWAY ({code}) with {count} stream(s) open: closing",
+                "HTTP/2: {peer} sent GOAWAY ({code}) with {count} stream(s) open: {outcome}",
                 peer=self._peer(),
                 code=_code_name(event.error_code),
                 count=len(self.streams),
+                outcome="closing after them" if graceful else "closing",
             )
+        if graceful and self.streams and not self._closed:
+            self.draining = True  # new streams refused; closes after the last
+            return
         self._closed = True
         self._write_out()
         self._lose()
@@ -500,7 +551,7 @@ class H2ServerConnection(Protocol):
 
     def reset_stream(self, stream: StreamRequest, code: int = ErrorCodes.INTERNAL_ERROR) -> None:
         """End ``stream`` at once with RST_STREAM ``code``; the other streams go on."""
-        if self.streams.pop(stream.stream_id, None) is None:
+        if self._drop(stream.stream_id) is None:
             return
         self._send_reset(stream.stream_id, code)
         self._forget(stream.stream_id)
@@ -513,12 +564,35 @@ class H2ServerConnection(Protocol):
     def _stream_done(self, stream: StreamRequest) -> None:
         """``stream``'s response has ended (END_STREAM sent)."""
         stream_id = stream.stream_id
-        self.streams.pop(stream_id, None)
+        self._drop(stream_id)
         if stream.body is not None and not stream.body.complete:
             # Answered before its body was in: the rest is not wanted (RFC 9113 8.1).
             self._send_reset(stream_id, ErrorCodes.NO_ERROR)
         self._forget(stream_id)
         self._after_stream()
+
+    # -- streams counted as connections (clbproxy.listener.streams) -------------------
+
+    def _count_stream(self) -> bool:
+        """One more stream in flight beyond the first: False when a limit refuses it."""
+        if self._counter is None:
+            return True
+        if not self._counter.open_stream():
+            return False
+        self._counted += 1
+        return True
+
+    def _drop(self, stream_id: int) -> Optional[StreamRequest]:
+        """Take ``stream_id`` off the open streams, giving back what it counted."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            self._uncount(max(0, len(self.streams) - 1))
+        return stream
+
+    def _uncount(self, keep: int = 0) -> None:
+        while self._counted > keep:
+            self._counted -= 1
+            self._counter.close_stream()
 
     def _forget(self, stream_id: int) -> None:
         """Give back the window of body bytes never passed on, and drop the stream's timers."""
@@ -604,7 +678,11 @@ class H2ServerConnection(Protocol):
         try:
             self._h2.reset_stream(stream_id, code)
         except StreamClosedError:
-            pass
+            return
+        if code == ErrorCodes.REFUSED_STREAM:
+            self.stats.increment("http2_streams_refused")
+        elif code != ErrorCodes.NO_ERROR:
+            self.stats.increment("http2_streams_reset_by_proxy")
 
     def _fail(self, code: int, reason: str) -> None:
         """A connection error: GOAWAY ``code`` and close; every stream ends."""
@@ -691,6 +769,15 @@ class H2ServerConnection(Protocol):
     def _peer(self) -> Optional[str]:
         peer = self.transport.getPeer() if self.transport is not None else None
         return getattr(peer, "host", None)
+
+
+def _stream_counter(transport):
+    """The connection limiter's record of a connection under its TLS layer, if any."""
+    for _ in range(8):
+        if transport is None or hasattr(transport, "open_stream"):
+            return transport
+        transport = getattr(transport, "transport", None)
+    return None
 
 
 def _code_name(code: int) -> str:
