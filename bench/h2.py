@@ -9,7 +9,8 @@ self-signed certificate; h2load (Debian ``nghttp2-client``) runs on the load
 CPU with :data:`CONNECTIONS` connections and :data:`STREAMS` requests in
 flight on each (``-m``: concurrent streams on HTTP/2, pipelined requests on
 HTTP/1.1).  Rows: ``nginx-h2``, ``nginx-h1`` (the same nginx, ``--h1``),
-``clbproxy-h2``, ``clbproxy-h1`` (the same clbproxy, ``--h1``).  The window is
+``clbproxy-h2``, ``clbproxy-h1`` (the same clbproxy, ``--h1``), and the same two
+for each ``--also-python NAME=PYTHON`` (``clbproxy-NAME-h2``...).  The window is
 h2load's whole run.
 """
 
@@ -20,7 +21,7 @@ import shutil
 import subprocess
 import time
 
-from procs import LOAD_CPU, Target, cpu_seconds, pinned, write_certificate
+from procs import LOAD_CPU, Target, cpu_seconds, implementation, pinned, write_certificate
 
 CONNECTIONS = 10
 STREAMS = 10
@@ -34,15 +35,18 @@ def start_targets(bench, backend: int) -> list[Target]:
         raise RuntimeError("the h2 scenario needs h2load (Debian: apt-get install nghttp2-client)")
     if getattr(bench, "cert", None) is None:
         bench.cert, bench.key = write_certificate(bench.tmp)
-    nginx = bench.start_nginx(backend, "wss", "nginx-h2", http2=True)
-    clbproxy = bench.start_clbproxy(
-        backend, "wss", "clbproxy-h2", "", 1, bench.args.python, "http2 = true\n"
-    )
-    targets = []
-    for started in (nginx, clbproxy):
-        started.scheme, started.ws, started.http = "h2", False, False
-        targets.append(started)
-    return targets
+    proxies = [bench.start_nginx(backend, "wss", "nginx-h2", http2=True)]
+    variants = [("clbproxy", bench.args.python)]
+    for other in bench.args.also_python:
+        label, _, python = other.rpartition("=")
+        variants.append((f"clbproxy-{label or implementation(python)}", python))
+    for name, python in variants:
+        proxies.append(
+            bench.start_clbproxy(backend, "wss", f"{name}-h2", "", 1, python, "http2 = true\n")
+        )
+    for proxy in proxies:
+        proxy.scheme, proxy.ws, proxy.http = "h2", False, False
+    return proxies
 
 
 def h2load(bench, target: Target, h1: bool) -> dict:

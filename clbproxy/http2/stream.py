@@ -19,6 +19,7 @@ is that part over one stream of a :class:`clbproxy.http2.connection.H2ServerConn
 
 from __future__ import annotations
 
+import time
 from typing import Callable, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
@@ -45,6 +46,19 @@ HOP_BY_HOP = frozenset(
 
 #: Statuses whose responses have no body (RFC 9110 6.4.1).
 _BODYLESS = (204, 304)
+
+_date_second = -1
+_date_value = b""
+
+
+def http_date() -> bytes:
+    """The ``date`` field's value for now, formatted once a second (not once a stream)."""
+    global _date_second, _date_value
+    now = time.time()
+    if int(now) != _date_second:
+        _date_value = datetimeToString(now)
+        _date_second = int(now)
+    return _date_value
 
 
 class StreamBody(RequestBody):
@@ -226,7 +240,7 @@ class StreamRequest:
     def process(self, resource) -> None:
         """Hand the request to ``resource`` (the listener's), answering what it returns."""
         self.responseHeaders.setRawHeaders(b"server", [SERVER])
-        self.responseHeaders.setRawHeaders(b"date", [datetimeToString()])
+        self.responseHeaders.setRawHeaders(b"date", [http_date()])
         body = resource.render(self)
         if not isinstance(body, bytes):
             return  # NOT_DONE_YET: the forwarder answers.
