@@ -19,7 +19,9 @@ is that part over one stream of a :class:`clbproxy.http2.connection.H2ServerConn
 
 from __future__ import annotations
 
+import functools
 import time
+import weakref
 from typing import Callable, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
@@ -94,24 +96,34 @@ class StreamBody(RequestBody):
 
 
 class StreamTransport:
-    """What ``request.channel.transport`` is for a stream: the connection's, but aborts reset."""
+    """What ``request.channel.transport`` is for a stream: the connection's, but aborts reset.
+
+    It holds its stream weakly: a strong reference would make every request a
+    reference cycle, left to the garbage collector with all it holds (headers,
+    body, Deferreds), which under load made collections the largest cost of
+    a request.  A stream is referenced by its connection while it is open and by
+    whoever handles it (the forwarder, the access log) until they are done.
+    """
 
     def __init__(self, stream: StreamRequest) -> None:
-        self._stream = stream
+        self._stream = weakref.ref(stream)
+        self._connection = stream.connection
 
     def abortConnection(self) -> None:
-        self._stream.reset()
+        stream = self._stream()
+        if stream is not None:
+            stream.reset()
 
     loseConnection = abortConnection
 
     def getPeerCertificate(self):
-        return self._stream.connection.transport.getPeerCertificate()
+        return self._connection.transport.getPeerCertificate()
 
     def getPeer(self):
-        return self._stream.connection.transport.getPeer()
+        return self._connection.transport.getPeer()
 
     def getHost(self):
-        return self._stream.connection.transport.getHost()
+        return self._connection.transport.getHost()
 
 
 class StreamChannel:
@@ -156,7 +168,7 @@ class StreamRequest:
         if not end_stream:
             self.body = StreamBody(
                 UNKNOWN_LENGTH if head.content_length is None else head.content_length,
-                self._acknowledge,
+                functools.partial(connection.acknowledge, stream_id),  # no cycle (see above)
             )
         self.producer = None
         self._pending: List[bytes] = []
@@ -248,9 +260,6 @@ class StreamRequest:
             self.setHeader(b"content-length", b"%d" % (len(body),))
         self.write(body)
         self.finish()
-
-    def _acknowledge(self, count: int) -> None:
-        self.connection.acknowledge(self.stream_id, count)
 
     def _send_headers(self, end_stream: bool) -> None:
         self.startedWriting = True

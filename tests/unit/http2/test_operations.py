@@ -3,11 +3,15 @@ counters, and a client's GOAWAY that lets the open streams finish."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 from h2.errors import ErrorCodes
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from clbproxy.http2.connection import H2Limits, H2ServerConnection
+from clbproxy.http2.stream import StreamRequest
 from clbproxy.listener.limits import LimitStats
 from tests.support.h2client import H2Client, StubResource, later
 
@@ -190,3 +194,34 @@ class ClientGoawayTests(OperationsTestCase):
         client.h2.close_connection()
         client.pump()
         self.assertTrue(client.transport.disconnecting)
+
+
+class Forgetful:
+    """A resource that answers at once and keeps nothing of the request."""
+
+    def render(self, request):
+        request.setHeader(b"content-type", b"text/plain")
+        return b"hello"
+
+
+class MemoryTests(unittest.TestCase):
+    def test_a_finished_stream_is_freed_without_the_garbage_collector(self) -> None:
+        clock = Clock()
+        server = H2ServerConnection(Forgetful(), H2Limits(), clock)
+        client = H2Client(server, clock)
+        gc.disable()
+        self.addCleanup(gc.enable)
+        created = []
+        real_init = StreamRequest.__init__
+
+        def init(stream, *args, **kwargs):
+            real_init(stream, *args, **kwargs)
+            created.append(weakref.ref(stream))
+
+        self.patch(StreamRequest, "__init__", init)
+        for body in (None, b"data"):
+            client.request(b"POST" if body else b"GET", body=body)
+        self.assertEqual(
+            [client.answer(i).body for i in (1, 3)] + [ref() for ref in created],
+            [b"hello", b"hello", None, None],
+        )
