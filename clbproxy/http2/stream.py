@@ -223,9 +223,10 @@ class StreamRequest:
     def write(self, data: bytes) -> None:
         if self.finished or self._lost is not None:
             return
+        bodyless = not data or self.method == b"HEAD" or self.code in _BODYLESS
         if not self.startedWriting:
-            self._send_headers(end_stream=False)
-        if not data or self.method == b"HEAD" or self.code in _BODYLESS:
+            self._send_headers(end_stream=False, flush=bodyless)
+        if bodyless:
             return
         self.sentLength += len(data)
         self._pending.append(data)
@@ -261,7 +262,7 @@ class StreamRequest:
         self.write(body)
         self.finish()
 
-    def _send_headers(self, end_stream: bool) -> None:
+    def _send_headers(self, end_stream: bool, flush: bool = True) -> None:
         self.startedWriting = True
         headers = [(b":status", b"%d" % (self.code,))]
         for name, values in self.responseHeaders.getAllRawHeaders():
@@ -269,7 +270,7 @@ class StreamRequest:
             if lower in HOP_BY_HOP:
                 continue
             headers.extend((lower, value) for value in values)
-        self.connection.send_stream_headers(self, headers, end_stream)
+        self.connection.send_stream_headers(self, headers, end_stream, flush)
 
     def trailer_fields(self) -> list[tuple[bytes, bytes]]:
         """The response's trailers as HTTP/2 sends them (lower-case, no hop-by-hop field)."""

@@ -72,7 +72,7 @@ class StreamCounting:
         if self.max_per_ip and client not in self.trusted:
             self._per_ip[client] = self._per_ip.get(client, 0) + 1
             p.extra_ip_streams += 1
-        self.gate.opened()
+        self._gate_moved(+1)
         return True
 
     def close_stream(self, p) -> None:
@@ -84,7 +84,24 @@ class StreamCounting:
         if p.extra_ip_streams:
             p.extra_ip_streams -= 1
             self._uncount_ip(p.client_ip)
-        self.gate.closed()
+        self._gate_moved(-1)
+
+    def _gate_moved(self, step: int) -> None:
+        """The global count moves by ``step``: every listener looks whether to pause or
+        resume accepting only when that crosses a limit (a stream is a request, and
+        looking at every listener for each would cost each request that much)."""
+        gate = self.gate
+        limit = gate.limit
+        crossing = limit and (gate.count + step >= limit or gate.count >= limit)
+        if crossing:
+            if step > 0:
+                gate.opened()
+            else:
+                gate.closed()
+            return
+        gate.count += step
+        if self.max_connections:
+            self.update_accepting()
 
     def release_streams(self, p) -> None:
         """``p`` ended: what its streams still held is given back."""

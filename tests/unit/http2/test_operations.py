@@ -225,3 +225,18 @@ class MemoryTests(unittest.TestCase):
             [client.answer(i).body for i in (1, 3)] + [ref() for ref in created],
             [b"hello", b"hello", None, None],
         )
+
+
+class WriteTests(OperationsTestCase):
+    def test_response_headers_and_their_first_data_go_out_in_one_write(self) -> None:
+        client = self.connect()
+        stream_id = client.request()
+        writes = []
+        write = self.server.transport.write
+        self.patch(self.server.transport, "write", lambda data: (writes.append(data), write(data)))
+        self.resource.requests[0].write(b"body")
+        client.pump()
+        self.assertEqual(
+            (len(writes), client.frames_on(stream_id)),
+            (1, [("HeadersFrame", 0), ("DataFrame", 0)]),
+        )
