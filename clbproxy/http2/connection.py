@@ -87,6 +87,7 @@ from clbproxy.config import ListenerConfig
 from clbproxy.http.request_id import OFF, RequestIds
 from clbproxy.http.responses import negotiated_error
 from clbproxy.http.server import SERVER, BodyTooLarge, HTTPLimits
+from clbproxy.http2.counting import NoStats, stream_counter
 from clbproxy.http2.guard import Flood, FrameWatch, WindowCounter
 from clbproxy.http2.request import Malformed, Refused, read_request, read_trailers
 from clbproxy.http2.stream import StreamRequest
@@ -175,13 +176,6 @@ class _ServerH2Connection(H2Connection):
         return stream
 
 
-class _NoStats:
-    """Counts nothing (a connection without a listener's ``LimitStats``)."""
-
-    def increment(self, name: str) -> None:
-        pass
-
-
 @attrs.define
 class _Inbound:
     """What the connection counts of one stream's request body."""
@@ -225,6 +219,7 @@ class H2ServerConnection(Protocol):
         self._inbound: dict[int, _Inbound] = {}
         self._stalls: dict[int, object] = {}
         self._idle_call = None
+        self._flush_call = None
         self._closed = False
         self._paused = False
         self._registered = False
@@ -233,7 +228,7 @@ class H2ServerConnection(Protocol):
         self._control = WindowCounter(limits.max_control_frames, clock)
         self._watch = FrameWatch(limits.max_header_block, self._control, self._resets)
         self._h2: Optional[H2Connection] = None
-        self.stats = stats if stats is not None else _NoStats()
+        self.stats = stats if stats is not None else NoStats()
         self._counter = counter
         #: Streams counted by ``_counter`` (those in flight beyond the first).
         self._counted = 0
@@ -273,11 +268,11 @@ class H2ServerConnection(Protocol):
         if self._authority_check is not None:
             self._serves = self._authority_check(self.transport)
         if self._counter is None:
-            self._counter = _stream_counter(self.transport)
+            self._counter = stream_counter(self.transport)
         self.stats.increment("http2_connections")
         self.transport.registerProducer(self, True)
         self._registered = True
-        self._write_out()
+        self._flush()
         self._idle(self.limits.header_timeout)
 
     def dataReceived(self, data: bytes) -> None:
@@ -297,11 +292,13 @@ class H2ServerConnection(Protocol):
             if self._closed:
                 return
             self._event(event)
-        self._write_out()
+        self._flush()
 
     def connectionLost(self, reason: Failure = None) -> None:
         self._closed = True
         self._cancel_idle()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
         for call in self._stalls.values():
             call.cancel()
         self._stalls.clear()
@@ -332,6 +329,7 @@ class H2ServerConnection(Protocol):
             self._close(ErrorCodes.NO_ERROR)
             return
         # h2 allows nothing after its own GOAWAY, so this one is written by hand.
+        self._flush()
         frame = GoAwayFrame(0)
         frame.last_stream_id = self._h2.highest_inbound_stream_id
         frame.error_code = ErrorCodes.NO_ERROR
@@ -479,7 +477,7 @@ class H2ServerConnection(Protocol):
             self.draining = True  # new streams refused; closes after the last
             return
         self._closed = True
-        self._write_out()
+        self._flush()
         self._lose()
 
     # -- what streams ask for -----------------------------------------------------------
@@ -712,7 +710,7 @@ class H2ServerConnection(Protocol):
             self._h2.close_connection(code)
         except ProtocolError:
             pass  # h2 already closed it (and queued its own GOAWAY).
-        self._write_out()
+        self._flush()
         self._closed = True
         self._cancel_idle()
         self._lose()
@@ -773,6 +771,18 @@ class H2ServerConnection(Protocol):
                 self.send_stream_data(stream)
 
     def _write_out(self) -> None:
+        """Write out what h2 has queued at the end of this reactor turn: the frames of
+        every stream answered in it go out together, one TLS record instead of one
+        per frame (with many streams in flight, the largest share of a response's
+        sending cost).  What a client's data caused is written when it is handled."""
+        if self._flush_call is None and not self._closed:
+            self._flush_call = self.clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        """Write out what h2 has queued, now."""
+        call, self._flush_call = self._flush_call, None
+        if call is not None and call.active():
+            call.cancel()
         data = self._h2.data_to_send() if self._h2 is not None else b""
         if data and self.transport is not None:
             self.transport.write(data)
@@ -780,15 +790,6 @@ class H2ServerConnection(Protocol):
     def _peer(self) -> Optional[str]:
         peer = self.transport.getPeer() if self.transport is not None else None
         return getattr(peer, "host", None)
-
-
-def _stream_counter(transport):
-    """The connection limiter's record of a connection under its TLS layer, if any."""
-    for _ in range(8):
-        if transport is None or hasattr(transport, "open_stream"):
-            return transport
-        transport = getattr(transport, "transport", None)
-    return None
 
 
 def _code_name(code: int) -> str:
