@@ -253,6 +253,38 @@ def wss_table(scenarios: dict) -> list[str]:
     ]
 
 
+#: HTTP/2 per proxy CPU-s against the same proxy's HTTPS HTTP/1.1 (issue 22).
+H2_RATIO = 0.8
+
+
+def h2_table(rows: dict) -> list[str]:
+    """h2load rows: each ``<proxy>-h2`` against its own ``<proxy>-h1`` and nginx's HTTP/2."""
+    lines = [
+        "| | protocol | requests/s | proxy CPU share | requests per proxy CPU-s "
+        "| per CPU-s vs its HTTPS HTTP/1.1 | per CPU-s vs nginx-h2 | failed | rounds' spread |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    nginx_eff = _eff(rows.get("nginx-h2"))
+    for name, r in rows.items():
+        share = r.get("proxy_cpu_share")
+        eff = _eff(r)
+        own = _eff(rows.get(name[:-3] + "-h1")) if name.endswith("-h2") else None
+        lines.append(
+            f"| {name} | {r.get('protocol', '-')} | {_fmt(r['rate'])} "
+            f"| {f'{share:.0%}' if share is not None else '-'} | {_fmt(eff)} "
+            f"| {_ratio(eff, own)} | {_ratio(eff, nginx_eff)} | {r.get('failed', 0)} "
+            f"| {_spread(r)} |"
+        )
+    mine, h1 = _eff(rows.get("clbproxy-h2")), _eff(rows.get("clbproxy-h1"))
+    if mine is not None and h1:
+        lines += [
+            "",
+            f"clbproxy HTTP/2 / HTTPS HTTP/1.1 per proxy CPU-s: {mine / h1:.2f} "
+            f"(target >= {H2_RATIO}): {_verdict(mine, H2_RATIO * h1)}.",
+        ]
+    return lines
+
+
 def _verdict(value: Optional[float], floor: Optional[float]) -> str:
     if value is None or floor is None:
         return "not measured"
@@ -452,6 +484,11 @@ HOW = {
     "every connect offers the newest session ticket, and `isSessionReused()` is counted "
     "(a resumed cell under 95 % resumed in any round is shown as FAILED).  The first column "
     "is the same run's ws:// handshake ratio, the bar each cell's ratio has to reach.",
+    "h2": "h2load (1 thread, 10 connections, `-m 10`: 10 streams in flight per connection "
+    "on HTTP/2, 10 pipelined requests on HTTP/1.1) GETs the echo backend's 33-byte answer "
+    "through TLS listeners that offer `h2` and `http/1.1` (the bench's ECDSA certificate): "
+    "`<proxy>-h2` over HTTP/2, `<proxy>-h1` the same process with `--h1`.  nginx: "
+    "`listen ... ssl http2`; clbproxy: `http2 = true`.  The window is h2load's whole run.",
     "scale": "Idle WebSocket sessions opened in steps through one clbproxy and held by one "
     "Node process on the load CPU (`bench/scale.py`).  KiB marginal: RSS added by the step "
     "per new session; idle CPU: the proxy's CPU per second over a window of one ping "
@@ -526,6 +563,11 @@ def section(label: str) -> str:
             "wss_handshake",
             "### (8) WSS handshakes: TLS + WebSocket, one echo, close (50 in parallel)",
             lambda: [HOW["wss"], "", *wss_table(s)],
+        ),
+        (
+            "h2",
+            "### (10) HTTP/2 small GETs against HTTPS HTTP/1.1 (h2load -m 10)",
+            lambda: [HOW["h2"], "", *h2_table(s["h2"])],
         ),
     ]
     for key, title, table in parts:

@@ -9,12 +9,14 @@ Usage (from the repository root, as a user allowed to raise ``ulimit -n``)::
     .venv/bin/python bench/run.py --scenario scale   # the scale curve (bench/scale.py)
 
 Scenarios: WebSocket messages, latency at half load, idle RSS and handshakes (here);
-HTTP GETs and 1 MiB POSTs (``scenarios_http.py``); WSS handshakes (``wss.py``); the
+HTTP GETs and 1 MiB POSTs (``scenarios_http.py``); WSS handshakes (``wss.py``); HTTP/2
+against HTTPS HTTP/1.1 (``h2.py``, h2load; run only when named); the
 scale curve (``scale.py``); the framework floors are ``calibration.py``.  Each scenario
 runs ``--rounds`` times, rows interleaved (each round starting one row later), and each row
 reports its median round.
 
-Needs ``nginx``, ``haproxy``, ``wrk`` (Debian packages) and ``node`` with ``bench/node_modules``
+Needs ``nginx``, ``haproxy``, ``wrk``, ``h2load`` (Debian packages; h2load is in
+``nghttp2-client``, for the ``h2`` scenario only) and ``node`` with ``bench/node_modules``
 (``cd bench && npm ci``).  Every process listens on 127.0.0.1 on an ephemeral port and runs
 in the foreground as the current user from generated configs in a temporary directory (the
 system services are never touched).  The proxy under test is pinned to CPU 0 and the echo
@@ -46,6 +48,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+import h2
 import scale
 import scenarios_http
 import wss
@@ -265,7 +268,9 @@ class Bench:
     def _name(name: str, scheme: str) -> str:
         return name if scheme == "ws" else f"{name}-{scheme}"
 
-    def start_nginx(self, backend: int, scheme: str, name: str = "nginx") -> Target:
+    def start_nginx(
+        self, backend: int, scheme: str, name: str = "nginx", http2: bool = False
+    ) -> Target:
         tmp, name, port = self.tmp, self._name(name, scheme), free_port()
         tls = scheme == "wss"
         ssl_conf = (
@@ -275,6 +280,10 @@ class Bench:
             if tls
             else ""
         )
+        if http2:
+            # nginx ends an HTTP/2 connection after keepalive_requests (1000) with
+            # GOAWAY, and h2load does not reconnect: the row would stop early.
+            ssl_conf += "        keepalive_requests 100000000;\n"
         (tmp / f"{name}.conf").write_text(
             NGINX_CONF.format(
                 tmp=tmp,
@@ -282,7 +291,7 @@ class Bench:
                 port=port,
                 backend=backend,
                 nofile=self.nofile,
-                ssl=" ssl" if tls else "",
+                ssl=(" ssl http2" if http2 else " ssl") if tls else "",
                 ssl_conf=ssl_conf,
             )
         )
@@ -574,6 +583,7 @@ class Bench:
             "http": (lambda targets: scenarios_http.http(self, targets), "http"),
             "post": (lambda targets: scenarios_http.post(self, targets), "http"),
             "wss_handshake": (lambda targets: wss.handshakes(self, targets), "tls"),
+            "h2": (lambda targets: h2.h2(self, targets), "h2"),
         }
 
     def run(self) -> dict:
@@ -586,7 +596,7 @@ class Bench:
             "rounds": rounds,
         }
         every = self.steps()
-        chosen = self.args.only or list(every)
+        chosen = self.args.only or [name for name in every if name != "h2"]
         if "wss_handshake" in chosen and "handshakes" not in chosen:
             print("wss_handshake is compared with plain handshakes: adding handshakes")
             chosen.append("handshakes")
@@ -606,6 +616,8 @@ class Bench:
                 targets = self.start_targets(backend, wss_idle)
                 if "wss_handshake" in names:
                     targets += wss.start_targets(self, backend)
+                if "h2" in names:
+                    targets += h2.start_targets(self, backend)
                 time.sleep(1.0)
                 for name, step, kind in steps:
                     print(f"{name}:", flush=True)
@@ -643,6 +655,7 @@ SCENARIOS = (
     "http",
     "post",
     "wss_handshake",
+    "h2",
 )
 
 
@@ -650,6 +663,8 @@ def _takes_part(target: Target, kind: str) -> bool:
     """Whether ``target`` is a row of a ``kind`` ("ws", "http", "tls") scenario."""
     if kind == "tls":
         return target.cert is not None
+    if kind == "h2":
+        return target.scheme == "h2"
     if target.scheme != "ws":
         return False
     return target.ws if kind == "ws" else target.http and not target.deflate

@@ -36,12 +36,20 @@ either ends the connection with ``GOAWAY NO_ERROR``.
 :meth:`H2ServerConnection.drain` sends ``GOAWAY``, lets the open streams finish
 and refuses new ones.
 
-A client's ``GOAWAY`` ends the connection at once, open streams included: ``h2``
-allows nothing to be sent after it (its state machine closes), so responses
-under way are cut, as if the client had closed.  Extended CONNECT (RFC 8441,
-WebSocket over HTTP/2) is offered only with ``websocket_over_http2``
-(``SETTINGS_ENABLE_CONNECT_PROTOCOL`` 1, else 0 and ``:protocol`` is
-malformed); such a stream's DATA goes to its
+A client's ``GOAWAY`` with ``NO_ERROR`` is a drain of the client's own: its
+open streams finish (their responses are sent), new ones are refused, and the
+connection closes after the last (RFC 9113 6.8; ``h2`` would close at once, see
+:class:`~clbproxy.http2.engine.ServerH2`).  One with an error code ends the connection at
+once.
+
+Counting (:mod:`clbproxy.listener.streams`): every stream in flight beyond the
+first counts as one more connection for the listener's limits; a stream over
+one is refused with ``REFUSED_STREAM``.  Streams opened, refused and reset
+(by either side) are counted in the listener's ``stats`` (``http2_*``).
+
+Extended CONNECT (RFC 8441, WebSocket over HTTP/2) is offered only with
+``websocket_over_http2`` (``SETTINGS_ENABLE_CONNECT_PROTOCOL`` 1, else 0 and
+``:protocol`` is malformed); such a stream's DATA goes to its
 :class:`~clbproxy.http2.tunnel.StreamTunnel` once the relay took it over, and
 a connection error ends those streams with
 :class:`~clbproxy.http2.tunnel.ConnectionFailed`.  Server push is never used.
@@ -78,10 +86,11 @@ from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from zope.interface import implementer
 
-from clbproxy.config import ListenerConfig
 from clbproxy.http.request_id import OFF, RequestIds
 from clbproxy.http.responses import negotiated_error
-from clbproxy.http.server import SERVER, BodyTooLarge, HTTPLimits
+from clbproxy.http.server import SERVER, BodyTooLarge
+from clbproxy.http2.counting import NoStats, stream_counter
+from clbproxy.http2.engine import STREAM_WINDOW, H2Limits, ServerH2
 from clbproxy.http2.guard import Flood, FrameWatch, WindowCounter
 from clbproxy.http2.request import Malformed, Refused, read_request, read_trailers
 from clbproxy.http2.stream import StreamRequest
@@ -89,77 +98,6 @@ from clbproxy.http2.tunnel import ConnectionFailed
 from clbproxy.util.logtext import printable
 
 log = Logger()
-
-#: Each stream's flow-control window for request bodies: RFC 9113's initial one.
-STREAM_WINDOW = 65535
-
-
-@attrs.frozen
-class H2Limits:
-    """A listener's HTTP/2 bounds and timeouts (see :class:`clbproxy.config.ListenerConfig`)."""
-
-    http: HTTPLimits = HTTPLimits()
-    max_concurrent_streams: int = 128
-    connection_window: int = 1024 * 1024
-    max_resets: int = 200
-    max_control_frames: int = 1000
-    header_timeout: float = 60.0
-    keepalive_timeout: float = 75.0
-    client_timeout: float = 60.0
-    #: Extended CONNECT (RFC 8441) is advertised and served (``websocket_over_http2``).
-    connect_protocol: bool = False
-
-    @classmethod
-    def from_listener(cls, listener: ListenerConfig) -> H2Limits:
-        return cls(
-            http=HTTPLimits(
-                max_request_line=listener.max_request_line,
-                max_header_size=listener.max_header_size,
-                max_body_size=listener.max_body_size,
-            ),
-            max_concurrent_streams=listener.http2_max_concurrent_streams,
-            connection_window=listener.http2_connection_window,
-            max_resets=listener.http2_max_resets,
-            max_control_frames=listener.http2_max_control_frames,
-            header_timeout=listener.header_timeout,
-            keepalive_timeout=listener.keepalive_timeout,
-            client_timeout=listener.client_timeout,
-            connect_protocol=listener.websocket_over_http2,
-        )
-
-    @property
-    def max_header_block(self) -> int:
-        """Bytes a header block may reach, encoded or decoded, before the connection ends."""
-        return 2 * self.http.max_header_size
-
-
-def _no_content_length(headers) -> None:
-    """Stands in for h2's content-length check: :class:`H2ServerConnection` does it per stream."""
-
-
-def _untracked(length: int, end_stream: bool) -> None:
-    """Stands in for h2's body length tracking (see :func:`_no_content_length`)."""
-
-
-class _ServerH2Connection(H2Connection):
-    """``h2``'s connection with two checks handed to us, so they end a stream, not all.
-
-    h2 makes a stream beyond ``MAX_CONCURRENT_STREAMS`` and a body that disagrees
-    with its ``content-length`` connection errors; RFC 9113 (5.1.2, 8.1.1) lets
-    both be stream errors, which :class:`H2ServerConnection` answers.  Both
-    hooks are h2 internals, pinned by the tests (h2 4.1-4.4).
-    """
-
-    @property
-    def open_inbound_streams(self) -> int:
-        H2Connection.open_inbound_streams.fget(self)  # forgets closed streams
-        return 0
-
-    def _begin_new_stream(self, stream_id, allowed_ids):
-        stream = super()._begin_new_stream(stream_id, allowed_ids)
-        stream._initialize_content_length = _no_content_length
-        stream._track_content_length = _untracked
-        return stream
 
 
 @attrs.define
@@ -179,7 +117,10 @@ class H2ServerConnection(Protocol):
     forwards); ``request_ids`` names the requests the connection refuses itself;
     ``authority_check(transport)`` gives the test of whether a request's
     ``:authority`` may be served on this TLS connection (else 421, see
-    :meth:`clbproxy.net.tls.ServerTLS.authority_check`).
+    :meth:`clbproxy.net.tls.ServerTLS.authority_check`); ``stats`` counts (the
+    listener's ``LimitStats``); ``counter`` counts streams as connections (by
+    default the connection limiter's record of this connection, found under
+    the TLS layer: :class:`clbproxy.listener.streams.StreamHolder`).
     """
 
     def __init__(
@@ -189,6 +130,8 @@ class H2ServerConnection(Protocol):
         clock,
         request_ids: RequestIds = OFF,
         authority_check: Optional[Callable[[object], Callable[[bytes], bool]]] = None,
+        stats=None,
+        counter=None,
     ) -> None:
         self.resource = resource
         self._authority_check = authority_check
@@ -200,6 +143,7 @@ class H2ServerConnection(Protocol):
         self._inbound: dict[int, _Inbound] = {}
         self._stalls: dict[int, object] = {}
         self._idle_call = None
+        self._flush_call = None
         self._closed = False
         self._paused = False
         self._registered = False
@@ -210,17 +154,27 @@ class H2ServerConnection(Protocol):
         self._h2: Optional[H2Connection] = None
         #: Why the connection failed (our GOAWAY for an error), once it has.
         self._error: Optional[str] = None
+        self.stats = stats if stats is not None else NoStats()
+        self._counter = counter
+        #: Streams counted by ``_counter`` (those in flight beyond the first).
+        self._counted = 0
 
     # -- the transport's side -----------------------------------------------------------
 
     def connectionMade(self) -> None:
+        # Inbound headers are checked per stream (clbproxy.http2.request); outbound
+        # ones are twisted.web Headers (names are tokens, values without CR/LF) made
+        # lower-case without hop-by-hop fields by StreamRequest, so h2's own passes
+        # over them (a sixth of a response's h2 time) are left out.
         config = H2Configuration(
             client_side=False,
             header_encoding=None,
             validate_inbound_headers=False,
             normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
-        h2 = _ServerH2Connection(config=config)
+        h2 = ServerH2(config=config)
         settings = {
             SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_concurrent_streams,
             SettingCodes.MAX_HEADER_LIST_SIZE: self.limits.http.max_header_size,
@@ -239,9 +193,12 @@ class H2ServerConnection(Protocol):
         self._h2 = h2
         if self._authority_check is not None:
             self._serves = self._authority_check(self.transport)
+        if self._counter is None:
+            self._counter = stream_counter(self.transport)
+        self.stats.increment("http2_connections")
         self.transport.registerProducer(self, True)
         self._registered = True
-        self._write_out()
+        self._flush()
         self._idle(self.limits.header_timeout)
 
     def dataReceived(self, data: bytes) -> None:
@@ -261,15 +218,18 @@ class H2ServerConnection(Protocol):
             if self._closed:
                 return
             self._event(event)
-        self._write_out()
+        self._flush()
 
     def connectionLost(self, reason: Failure = None) -> None:
         self._closed = True
         self._cancel_idle()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
         for call in self._stalls.values():
             call.cancel()
         self._stalls.clear()
         streams, self.streams = list(self.streams.values()), {}
+        self._uncount()
         reason = reason or Failure(ConnectionLost())
         failed = reason
         if self._error is not None:  # WebSockets tell their backends (1011)
@@ -299,6 +259,7 @@ class H2ServerConnection(Protocol):
             self._close(ErrorCodes.NO_ERROR)
             return
         # h2 allows nothing after its own GOAWAY, so this one is written by hand.
+        self._flush()
         frame = GoAwayFrame(0)
         frame.last_stream_id = self._h2.highest_inbound_stream_id
         frame.error_code = ErrorCodes.NO_ERROR
@@ -333,6 +294,7 @@ class H2ServerConnection(Protocol):
     def _request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
         end_stream = event.stream_ended is not None
+        self.stats.increment("http2_streams")
         if self.draining:
             self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
@@ -357,6 +319,9 @@ class H2ServerConnection(Protocol):
             host = head.authority.decode("latin-1")
             refused = Refused(421, f"this connection's certificate is not the one for {host}")
             self._refuse(stream_id, event.headers, refused, end_stream)
+            return
+        if self.streams and not self._count_stream():
+            self._send_reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         stream = StreamRequest(self, stream_id, head, end_stream)
         self.streams[stream_id] = stream
@@ -431,7 +396,8 @@ class H2ServerConnection(Protocol):
             self._malformed(stream, str(e))
 
     def _client_reset(self, event: StreamReset) -> None:
-        stream = self.streams.pop(event.stream_id, None)
+        self.stats.increment("http2_streams_reset_by_client")
+        stream = self._drop(event.stream_id)
         self._forget(event.stream_id)
         if stream is not None:
             code = _code_name(event.error_code)
@@ -439,20 +405,29 @@ class H2ServerConnection(Protocol):
         self._after_stream()
 
     def _client_goaway(self, event: ConnectionTerminated) -> None:
+        graceful = event.error_code == ErrorCodes.NO_ERROR
         if self.streams:
             log.info(
-                "HTTP/2: {peer} sent GOAWAY ({code}) with {count} stream(s) open: closing",
+                "HTTP/2: {peer} sent GOAWAY ({code}) with {count} stream(s) open: {outcome}",
                 peer=self._peer(),
                 code=_code_name(event.error_code),
                 count=len(self.streams),
+                outcome="closing after them" if graceful else "closing",
             )
+        if graceful and self.streams and not self._closed:
+            self.draining = True  # new streams refused; closes after the last
+            return
         self._closed = True
-        self._write_out()
+        self._flush()
         self._lose()
 
     # -- what streams ask for -----------------------------------------------------------
 
-    def send_stream_headers(self, stream: StreamRequest, headers, end_stream: bool) -> None:
+    def send_stream_headers(
+        self, stream: StreamRequest, headers, end_stream: bool, flush: bool = True
+    ) -> None:
+        """``stream``'s response headers; ``flush=False`` when its DATA follows at once
+        (:meth:`send_stream_data` writes both out: one TLS record, not two)."""
         if self._closed or stream.stream_id not in self.streams:
             return
         try:
@@ -467,7 +442,8 @@ class H2ServerConnection(Protocol):
             return
         if end_stream:
             self._stream_done(stream)
-        self._write_out()
+        if flush:
+            self._write_out()
 
     def send_stream_data(self, stream: StreamRequest) -> None:
         """Send what ``stream`` has waiting, as far as the windows and the socket allow."""
@@ -505,7 +481,7 @@ class H2ServerConnection(Protocol):
             self._cancel_stall(stream_id)
             if stream.waiting and stream.has_data and stream_id in self.streams:
                 self._start_stall(stream)
-            self._write_out()
+        self._write_out()
 
     def _send_continue(self, stream: StreamRequest) -> None:
         """The ``100 Continue`` a request asked for, unless its answer has begun."""
@@ -525,7 +501,7 @@ class H2ServerConnection(Protocol):
 
     def reset_stream(self, stream: StreamRequest, code: int = ErrorCodes.INTERNAL_ERROR) -> None:
         """End ``stream`` at once with RST_STREAM ``code``; the other streams go on."""
-        if self.streams.pop(stream.stream_id, None) is None:
+        if self._drop(stream.stream_id) is None:
             return
         self._send_reset(stream.stream_id, code)
         self._forget(stream.stream_id)
@@ -538,7 +514,7 @@ class H2ServerConnection(Protocol):
     def _stream_done(self, stream: StreamRequest) -> None:
         """``stream``'s response has ended (END_STREAM sent)."""
         stream_id = stream.stream_id
-        self.streams.pop(stream_id, None)
+        self._drop(stream_id)
         if (stream.body is not None and not stream.body.complete) or (
             stream.protocol is not None and not stream.client_ended
         ):
@@ -547,6 +523,29 @@ class H2ServerConnection(Protocol):
             self._send_reset(stream_id, ErrorCodes.NO_ERROR)
         self._forget(stream_id)
         self._after_stream()
+
+    # -- streams counted as connections (clbproxy.listener.streams) -------------------
+
+    def _count_stream(self) -> bool:
+        """One more stream in flight beyond the first: False when a limit refuses it."""
+        if self._counter is None:
+            return True
+        if not self._counter.open_stream():
+            return False
+        self._counted += 1
+        return True
+
+    def _drop(self, stream_id: int) -> Optional[StreamRequest]:
+        """Take ``stream_id`` off the open streams, giving back what it counted."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            self._uncount(max(0, len(self.streams) - 1))
+        return stream
+
+    def _uncount(self, keep: int = 0) -> None:
+        while self._counted > keep:
+            self._counted -= 1
+            self._counter.close_stream()
 
     def _forget(self, stream_id: int) -> None:
         """Give back the window of body bytes never passed on, and drop the stream's timers."""
@@ -632,7 +631,11 @@ class H2ServerConnection(Protocol):
         try:
             self._h2.reset_stream(stream_id, code)
         except StreamClosedError:
-            pass
+            return
+        if code == ErrorCodes.REFUSED_STREAM:
+            self.stats.increment("http2_streams_refused")
+        elif code != ErrorCodes.NO_ERROR:
+            self.stats.increment("http2_streams_reset_by_proxy")
 
     def _fail(self, code: int, reason: str) -> None:
         """A connection error: GOAWAY ``code`` and close; every stream ends."""
@@ -652,7 +655,7 @@ class H2ServerConnection(Protocol):
             self._h2.close_connection(code)
         except ProtocolError:
             pass  # h2 already closed it (and queued its own GOAWAY).
-        self._write_out()
+        self._flush()
         self._closed = True
         self._cancel_idle()
         self._lose()
@@ -713,6 +716,18 @@ class H2ServerConnection(Protocol):
                 self.send_stream_data(stream)
 
     def _write_out(self) -> None:
+        """Write out what h2 has queued at the end of this reactor turn: the frames of
+        every stream answered in it go out together, one TLS record instead of one
+        per frame (with many streams in flight, the largest share of a response's
+        sending cost).  What a client's data caused is written when it is handled."""
+        if self._flush_call is None and not self._closed:
+            self._flush_call = self.clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        """Write out what h2 has queued, now."""
+        call, self._flush_call = self._flush_call, None
+        if call is not None and call.active():
+            call.cancel()
         data = self._h2.data_to_send() if self._h2 is not None else b""
         if data and self.transport is not None:
             self.transport.write(data)

@@ -22,6 +22,9 @@ is that part over one stream of a :class:`clbproxy.http2.connection.H2ServerConn
 
 from __future__ import annotations
 
+import functools
+import time
+import weakref
 from typing import Callable, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
@@ -49,6 +52,19 @@ HOP_BY_HOP = frozenset(
 
 #: Statuses whose responses have no body (RFC 9110 6.4.1).
 _BODYLESS = (204, 304)
+
+_date_second = -1
+_date_value = b""
+
+
+def http_date() -> bytes:
+    """The ``date`` field's value for now, formatted once a second (not once a stream)."""
+    global _date_second, _date_value
+    now = time.time()
+    if int(now) != _date_second:
+        _date_value = datetimeToString(now)
+        _date_second = int(now)
+    return _date_value
 
 
 class StreamBody(RequestBody):
@@ -84,24 +100,34 @@ class StreamBody(RequestBody):
 
 
 class StreamTransport:
-    """What ``request.channel.transport`` is for a stream: the connection's, but aborts reset."""
+    """What ``request.channel.transport`` is for a stream: the connection's, but aborts reset.
+
+    It holds its stream weakly: a strong reference would make every request a
+    reference cycle, left to the garbage collector with all it holds (headers,
+    body, Deferreds), which under load made collections the largest cost of
+    a request.  A stream is referenced by its connection while it is open and by
+    whoever handles it (the forwarder, the access log) until they are done.
+    """
 
     def __init__(self, stream: StreamRequest) -> None:
-        self._stream = stream
+        self._stream = weakref.ref(stream)
+        self._connection = stream.connection
 
     def abortConnection(self) -> None:
-        self._stream.reset()
+        stream = self._stream()
+        if stream is not None:
+            stream.reset()
 
     loseConnection = abortConnection
 
     def getPeerCertificate(self):
-        return self._stream.connection.transport.getPeerCertificate()
+        return self._connection.transport.getPeerCertificate()
 
     def getPeer(self):
-        return self._stream.connection.transport.getPeer()
+        return self._connection.transport.getPeer()
 
     def getHost(self):
-        return self._stream.connection.transport.getHost()
+        return self._connection.transport.getHost()
 
 
 class StreamChannel:
@@ -152,7 +178,7 @@ class StreamRequest:
         if not end_stream and head.protocol is None:
             self.body = StreamBody(
                 UNKNOWN_LENGTH if head.content_length is None else head.content_length,
-                self._acknowledge,
+                functools.partial(connection.acknowledge, stream_id),  # no cycle (see above)
             )
         self.producer = None
         self._pending: List[bytes] = []
@@ -207,9 +233,10 @@ class StreamRequest:
     def write(self, data: bytes) -> None:
         if self.finished or self._lost is not None:
             return
+        bodyless = not data or self.method == b"HEAD" or self.code in _BODYLESS
         if not self.startedWriting:
-            self._send_headers(end_stream=False)
-        if not data or self.method == b"HEAD" or self.code in _BODYLESS:
+            self._send_headers(end_stream=False, flush=bodyless)
+        if bodyless:
             return
         self.sentLength += len(data)
         self._pending.append(data)
@@ -236,7 +263,7 @@ class StreamRequest:
     def process(self, resource) -> None:
         """Hand the request to ``resource`` (the listener's), answering what it returns."""
         self.responseHeaders.setRawHeaders(b"server", [SERVER])
-        self.responseHeaders.setRawHeaders(b"date", [datetimeToString()])
+        self.responseHeaders.setRawHeaders(b"date", [http_date()])
         body = resource.render(self)
         if not isinstance(body, bytes):
             return  # NOT_DONE_YET: the forwarder answers.
@@ -251,10 +278,7 @@ class StreamRequest:
         protocol.makeConnection(tunnel)
         return tunnel
 
-    def _acknowledge(self, count: int) -> None:
-        self.connection.acknowledge(self.stream_id, count)
-
-    def _send_headers(self, end_stream: bool) -> None:
+    def _send_headers(self, end_stream: bool, flush: bool = True) -> None:
         self.startedWriting = True
         headers = [(b":status", b"%d" % (self.code,))]
         for name, values in self.responseHeaders.getAllRawHeaders():
@@ -262,7 +286,7 @@ class StreamRequest:
             if lower in HOP_BY_HOP:
                 continue
             headers.extend((lower, value) for value in values)
-        self.connection.send_stream_headers(self, headers, end_stream)
+        self.connection.send_stream_headers(self, headers, end_stream, flush)
 
     def trailer_fields(self) -> list[tuple[bytes, bytes]]:
         """The response's trailers as HTTP/2 sends them (lower-case, no hop-by-hop field)."""

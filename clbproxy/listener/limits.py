@@ -19,6 +19,7 @@ Three layers, each answered the way nginx and HAProxy users expect:
   then held every descriptor; HAProxy closes such connections the same way.
   ``websocket_handshake_rate``/``_burst`` (a token bucket per real client
   address) answers handshakes over the rate with 429.
+- HTTP/2 streams in flight count as connections (:mod:`clbproxy.listener.streams`).
 - ``allow``/``deny`` lists (CIDR) of the listener and of the rule: 403.  ``deny``
   wins over ``allow``; an empty ``allow`` allows every address.
 
@@ -43,6 +44,7 @@ from zope.interface import directlyProvides, providedBy
 
 from clbproxy.config import ListenerConfig, RuleConfig
 from clbproxy.http.forwarded import TrustedProxies
+from clbproxy.listener.streams import StreamCounting, StreamHolder
 from clbproxy.net import descriptors
 
 log = Logger()
@@ -89,6 +91,8 @@ class LimitStats:
     hop was not read for a while, over its message or byte rate.
     ``websocket_refusals()``: the refusals above
     that answered a WebSocket handshake, by status (they are handshake outcomes too).
+    ``refused_streams_*``: see :mod:`clbproxy.listener.streams`; ``http2_*``: what
+    the HTTP/2 connections did (:class:`clbproxy.http2.connection.H2ServerConnection`).
     """
 
     NAMES = (
@@ -107,6 +111,13 @@ class LimitStats:
         "websocket_closes_rebalance",
         "websocket_closes_drain",
         "websocket_rate_throttles",
+        "refused_streams_per_ip",
+        "refused_streams_max_connections",
+        "http2_connections",
+        "http2_streams",
+        "http2_streams_refused",
+        "http2_streams_reset_by_client",
+        "http2_streams_reset_by_proxy",
     )
 
     def __init__(self) -> None:
@@ -355,7 +366,7 @@ class CloseLog:
         self._total = 0
 
 
-class CountedConnection(ProtocolWrapper):
+class CountedConnection(StreamHolder, ProtocolWrapper):
     """One client connection, counted for the limits (``client_ip``: the address counted).
 
     ``started``: whether the listener's protocol has the connection (false only
@@ -499,7 +510,7 @@ class ProxiedConnection(CountedConnection):
         return self.transport.getHost()
 
 
-class ConnectionLimiter(WrappingFactory):
+class ConnectionLimiter(StreamCounting, WrappingFactory):
     """Wraps a listener's factory: counts connections, pauses accepting when full,
     and closes connections over ``max_connections_per_ip``.
 
@@ -547,6 +558,13 @@ class ConnectionLimiter(WrappingFactory):
             "{count} more connection(s) closed over max_connections_per_ip {limit} in "
             "{interval:g} s, from {addresses} address(es), most from {client} ({most})",
         )
+        self._stream_log = CloseLog(
+            clock,
+            "{client}: HTTP/2 stream refused, over {limit} (more such refusals are counted "
+            "and logged every {interval:g} s)",
+            "{count} more HTTP/2 stream(s) refused over {limit} in {interval:g} s, from "
+            "{addresses} address(es), most from {client} ({most})",
+        )
         self._no_header_log = CloseLog(
             clock,
             "{client}: connection closed: {reason} (more such closes are counted and logged "
@@ -589,7 +607,7 @@ class ConnectionLimiter(WrappingFactory):
         """Connections this listener may still accept, or None when nothing limits them."""
         rooms = [room for room in (self.gate.headroom(),) if room is not None]
         if self.max_connections:
-            rooms.append(max(0, self.max_connections - len(self.protocols)))
+            rooms.append(max(0, self.max_connections - self.count))
         return min(rooms) if rooms else None
 
     def stopped(self) -> None:
@@ -598,10 +616,16 @@ class ConnectionLimiter(WrappingFactory):
         self.gate.remove(self)
         self._over_limit_log.stop()
         self._no_header_log.stop()
+        self._stream_log.stop()
+
+    @property
+    def count(self) -> int:
+        """Connections counted: the live ones and their extra HTTP/2 streams."""
+        return len(self.protocols) + self.extra_streams
 
     @property
     def full(self) -> bool:
-        return bool(self.max_connections) and len(self.protocols) >= self.max_connections
+        return bool(self.max_connections) and self.count >= self.max_connections
 
     def buildProtocol(self, addr):
         """The connection's protocol, or None for one over ``max_connections_per_ip``.
@@ -622,7 +646,7 @@ class ConnectionLimiter(WrappingFactory):
         super().registerProtocol(p)
         if not isinstance(p, ProxiedConnection):
             self._count(p, getattr(p.getPeer(), "host", "") or "")
-        if self.full and len(self.protocols) == self.max_connections:
+        if self.full and self.count == self.max_connections:
             self.stats.increment("accept_paused")
             log.warn(
                 "listener max_connections {limit} reached: accepting paused",
@@ -663,14 +687,18 @@ class ConnectionLimiter(WrappingFactory):
             p.counted_ip = True
 
     def unregisterProtocol(self, p: CountedConnection) -> None:
+        self.release_streams(p)
         super().unregisterProtocol(p)
         if p.counted_ip:
-            count = self._per_ip.get(p.client_ip, 1) - 1
-            if count > 0:
-                self._per_ip[p.client_ip] = count
-            else:
-                self._per_ip.pop(p.client_ip, None)
+            self._uncount_ip(p.client_ip)
         self.gate.closed()
+
+    def _uncount_ip(self, client: str) -> None:
+        count = self._per_ip.get(client, 1) - 1
+        if count > 0:
+            self._per_ip[client] = count
+        else:
+            self._per_ip.pop(client, None)
 
     def update_accepting(self) -> None:
         """Stop or resume accepting, as the listener's and the global counts say."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional
 
+import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
@@ -39,6 +40,7 @@ from clbproxy.net.alpn import ALPNChoice
 from clbproxy.net.certificates import CertificateError
 from clbproxy.net.tls import ServerTLS, server_tls, tls_factory
 from clbproxy.net.tls_client import BackendConnector
+from clbproxy.net.transports import innermost_protocol
 from clbproxy.observability.accesslog import request_record
 from clbproxy.routing.actions import rule_redirect
 from clbproxy.routing.router import BadPath
@@ -316,6 +318,7 @@ class ListenerService(StreamServerEndpointService):
         (:meth:`needs_new_tls`, :func:`clbproxy.net.tls.server_tls`) so that a broken
         certificate refuses the whole reload instead of half-applying it.
         """
+        before = self.listener
         settings = ListenerSettings.from_config(listener, dict(groups))
         self.relay.settings = settings
         self.relay.setProtocolOptions(maxMessagePayloadSize=listener.max_message_size)
@@ -355,12 +358,53 @@ class ListenerService(StreamServerEndpointService):
         )
         if self.name != f"listener:{listener.name}":
             _rename(self, f"listener:{listener.name}")
+        if connection_settings_changed(before, listener):
+            self.goaway_http2("its TLS or HTTP/2 settings changed")
+
+    def goaway_http2(self, reason: str) -> int:
+        """Send every open HTTP/2 connection ``GOAWAY``: its open streams finish, then it
+        closes, and the client reconnects with the settings in force now.  Returns how
+        many were told (logged with ``reason``)."""
+        told = 0
+        for connection in list(self.limiter.protocols):
+            channel = innermost_protocol(connection)
+            if isinstance(channel, H2ServerConnection) and not channel.draining:
+                channel.drain()
+                told += 1
+        if told:
+            log.info(
+                "listener {listener}: GOAWAY to {count} HTTP/2 connection(s): {reason}",
+                listener=self.listener.name,
+                count=told,
+                reason=reason,
+            )
+        return told
 
     def stopService(self):
         d = super().stopService()
         self.limiter.stopped()
         d.addBoth(lambda result: self._forwarder.close())
         return d
+
+
+def connection_settings_changed(before: ListenerConfig, after: ListenerConfig) -> bool:
+    """Whether a reload changes what an open HTTP/2 connection was set up with.
+
+    Its TLS (certificates configured, protocols, client certificates), its
+    protocol or any ``http2*`` key: an HTTP/2 connection lasts as long as its
+    client keeps it, so without a GOAWAY it would never see them.  Everything
+    else (rules, groups, limits, headers) applies to its next stream, and
+    certificate files renewed under the same names go to new handshakes: a
+    reload that changes only those, as a fleet push mostly does, leaves every
+    HTTP/2 client alone.
+    """
+    if before.protocol != after.protocol or before.tls != after.tls:
+        return True
+    return any(
+        getattr(before, name) != getattr(after, name)
+        for name in attrs.fields_dict(type(after))
+        if name.startswith(("http2", "websocket_over_http2"))
+    )
 
 
 def _rename(service, name: str) -> None:
@@ -388,6 +432,7 @@ def served_over_tls(tls: ServerTLS, site: ListenerSite, reactor):
             reactor,
             site.request_ids,
             authority_check=lambda transport: tls.authority_check(transport.getHandle()),
+            stats=site.stats,
         )
 
     return tls_factory(tls, ALPNChoice(site, http2_protocol, reactor), reactor)

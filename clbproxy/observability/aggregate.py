@@ -165,6 +165,10 @@ def merge_status(
             for reason, count in (listener.get("session_closes") or {}).items():
                 closes[reason] = closes.get(reason, 0) + count
             merged["session_closes"] = closes
+            http2 = dict(merged.get("http2") or {})
+            for key, count in (listener.get("http2") or {}).items():
+                http2[key] = http2.get(key, 0) + count
+            merged["http2"] = http2
         for group in snapshot.get("target_groups", []):
             if group["name"] not in groups:
                 groups[group["name"]] = {**group, "backends": []}

@@ -17,6 +17,7 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent
 from zope.interface import implementer
 
 from clbproxy.config import Config, ListenerConfig
+from clbproxy.http2.connection import H2ServerConnection
 from clbproxy.listener.limits import LimitStats
 from clbproxy.net.transports import innermost_protocol
 from clbproxy.observability import accesslog
@@ -73,6 +74,16 @@ class ListenerState:
             if getattr(channel, "transport", None) is not None:
                 http += 1
         return http + len(self.sessions)
+
+    def http2_active(self) -> tuple[int, int]:
+        """Open HTTP/2 connections and the streams in flight on them (read now)."""
+        connections = streams = 0
+        for protocol in list(self._channels):
+            inner = innermost_protocol(protocol)
+            if isinstance(inner, H2ServerConnection) and inner.transport is not None:
+                connections += 1
+                streams += len(inner.streams)
+        return connections, streams
 
     def proxy_closes(self) -> dict[str, int]:
         """Sessions the proxy ended itself, by :class:`~clbproxy.ws.closecodes.CloseReason`."""
@@ -271,6 +282,7 @@ class LiveState:
                 "sessions": len(listener.open_sessions()),
                 "session_closes": listener.proxy_closes(),
                 "rate_throttles": listener.stats["websocket_rate_throttles"],
+                "http2": dict(zip(("connections", "streams"), listener.http2_active())),
                 "rules": [
                     {
                         "host": rule.host,

@@ -44,6 +44,15 @@ LIMIT_REFUSALS = {
     "closed_no_proxy_header": ("no_proxy_header", "none"),
     "refused_handshake_rate": ("handshake_rate", "429"),
     "refused_draining": ("shutting_down", "503"),
+    "refused_streams_per_ip": ("per_ip_stream_refused", "none"),
+    "refused_streams_max_connections": ("max_connections_stream_refused", "none"),
+}
+
+#: ``LimitStats`` HTTP/2 stream reset counters as the ``kind`` label.
+HTTP2_RESETS = {
+    "http2_streams_refused": "refused",
+    "http2_streams_reset_by_client": "client",
+    "http2_streams_reset_by_proxy": "proxy",
 }
 
 #: ``LimitStats`` WebSocket timeout counters as the ``kind`` label.
@@ -267,7 +276,9 @@ class _LiveCollector(Collector):
             "Requests and WebSocket handshakes answered by a limit or access list, and "
             "connections closed unanswered (status none), by reason (listener_deny, rule_deny, "
             "per_ip_closed: over max_connections_per_ip, no_proxy_header, handshake_rate, "
-            "shutting_down).",
+            "shutting_down, per_ip_stream_refused and max_connections_stream_refused: an "
+            "HTTP/2 stream refused with REFUSED_STREAM over max_connections_per_ip or a "
+            "connection count).",
             labels=["listener", "reason", "status"],
         )
         paused = CounterMetricFamily(
@@ -303,8 +314,40 @@ class _LiveCollector(Collector):
             "Times a WebSocket hop was not read for a while, over its message or byte rate.",
             labels=["listener"],
         )
+        h2_connections = CounterMetricFamily(
+            "clbproxy_http2_connections",
+            "Client connections that chose HTTP/2 (ALPN h2).",
+            labels=["listener"],
+        )
+        h2_active = GaugeMetricFamily(
+            "clbproxy_http2_connections_active", "Open HTTP/2 connections.", labels=["listener"]
+        )
+        h2_streams = CounterMetricFamily(
+            "clbproxy_http2_streams",
+            "HTTP/2 streams (requests) clients opened, those refused or reset included.",
+            labels=["listener"],
+        )
+        h2_streams_active = GaugeMetricFamily(
+            "clbproxy_http2_streams_active",
+            "HTTP/2 streams in flight (a request whose response has not ended).",
+            labels=["listener"],
+        )
+        h2_resets = CounterMetricFamily(
+            "clbproxy_http2_stream_resets",
+            "HTTP/2 streams ended by RST_STREAM, by kind: refused (REFUSED_STREAM: over a "
+            "limit or draining, never processed), client (the client's RST_STREAM), proxy "
+            "(the proxy's, for a malformed request, a stall or a backend failing mid-response).",
+            labels=["listener", "kind"],
+        )
         for name, listener in live.listeners.items():
             counts = listener.stats.snapshot()
+            h2_connections.add_metric([name], counts["http2_connections"])
+            h2_streams.add_metric([name], counts["http2_streams"])
+            for counter, kind in HTTP2_RESETS.items():
+                h2_resets.add_metric([name, kind], counts[counter])
+            connections_open, streams_open = listener.http2_active()
+            h2_active.add_metric([name], connections_open)
+            h2_streams_active.add_metric([name], streams_open)
             for counter, (reason, status) in LIMIT_REFUSALS.items():
                 refusals.add_metric([name, reason, status], counts[counter])
             paused.add_metric([name], counts["accept_paused"])
@@ -317,6 +360,7 @@ class _LiveCollector(Collector):
         global_paused.add_metric([], live.gate_stats["accept_paused"])
         yield from (refusals, paused, global_paused, http_timeouts, websocket_timeouts)
         yield from (proxy_closes, throttles)
+        yield from (h2_connections, h2_active, h2_streams, h2_streams_active, h2_resets)
 
     def _backends(self) -> Iterator:
         live = self._live

@@ -8,7 +8,9 @@
   (:meth:`~clbproxy.listener.service.ListenerService.swap`); a listener with a
   new ``bind`` is started (if any new socket cannot be bound, nothing changes and
   the error is logged); a listener whose ``bind`` is gone stops accepting, and its
-  open connections and WebSocket sessions run on until they end.  Target groups
+  open connections and WebSocket sessions run on until they end (its HTTP/2
+  connections get ``GOAWAY``: they end after their open streams, as do those
+  of a kept listener whose TLS or HTTP/2 settings changed).  Target groups
   whose configuration is unchanged keep their balancing state; a changed one
   is built again and takes over, backend by backend address, the live sessions
   and requests (so ``least_conn`` and ``max_conns`` count them) and the runtime
@@ -211,6 +213,7 @@ class Reloader:
         for service in [*old_listeners.values(), *side_stopped]:
             stopping.append(defer.maybeDeferred(root.removeService, service))
         for service in old_listeners.values():
+            service.goaway_http2("the listener was removed")
             if service.limiter.protocols:
                 root.retired.add(service)
         for service in running:

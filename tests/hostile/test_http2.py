@@ -503,7 +503,9 @@ class StreamReader:
 
     def _fill(self) -> bool:
         """Read what came on the stream; False once it has ended (or the connection)."""
-        while not self.ended:
+        while True:
+            if self.ended:
+                return False
             frames = self.client.frames
             found = False
             for frame in frames[self._seen :]:
@@ -516,14 +518,15 @@ class StreamReader:
                     self.ended = True
                 elif isinstance(frame, DataFrame):
                     self.buffer += frame.data
-                    found = bool(frame.data)
+                    found = found or bool(frame.data)
                 if "END_STREAM" in getattr(frame, "flags", ()):
                     self.ended = True
-            if found:
+            if found:  # a last DATA frame may carry END_STREAM too
                 return True
-            if time.monotonic() > self.deadline or not self.client._read(self.deadline):
+            if not self.ended and (
+                time.monotonic() > self.deadline or not self.client._read(self.deadline)
+            ):
                 self.ended = True
-        return False
 
     def status(self) -> int:
         while True:

@@ -122,6 +122,7 @@ class H2Client:
         """Deliver what each side has written until neither has more."""
         for _ in range(1000):
             moved = False
+            self.clock.advance(0)  # the server writes out at the end of a reactor turn
             data = self.h2.data_to_send()
             if data and not self.transport.disconnecting:
                 moved = True

@@ -288,11 +288,11 @@ class ConnectionErrorTests(ProtectionTestCase):
         client.send_raw(b"\x00\x00\x00\x01\x04\x00\x00\x00\x00")
         self.assert_goaway(client, ErrorCodes.PROTOCOL_ERROR)
 
-    def test_a_client_goaway_closes_the_connection(self) -> None:
+    def test_a_client_goaway_with_an_error_closes_the_connection(self) -> None:
         client = self.connect(later)
         client.request()
         finished = self.resource.requests[0].notifyFinish()
-        client.h2.close_connection()
+        client.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)
         client.pump()
         client.transport.peer_closes()
         self.failureResultOf(finished)
