@@ -353,6 +353,11 @@ class Hop:
         if limiter is not None:
             limiter.received(len(data), self.messages_before + scanner.messages)
 
+    def unlink(self) -> None:
+        """The session has ended: let go of it and of the other hop (see ``Closing._unlink``)."""
+        self.peer = None
+        self.session = None
+
     def connectionLost(self, reason=None) -> None:
         self._cancel_timer()
         self._cancel_inflate_call()
