@@ -18,6 +18,8 @@ from twisted.internet import tcp
 from twisted.internet.endpoints import _WrappingFactory, _WrappingProtocol
 from twisted.protocols.policies import ProtocolWrapper
 
+from clbproxy.net.endpoints import DirectConnectFactory
+
 #: More layers than any connection of ours has: a loop in the links stops here.
 _MAX_LAYERS = 8
 
@@ -132,6 +134,13 @@ def unwrap_client(protocol) -> None:
     """
     socket = protocol.transport
     if not isinstance(socket, tcp.Client) or not socket.connected:
+        return
+    connector = getattr(socket, "connector", None)
+    factory = getattr(connector, "factory", None)
+    if type(factory) is DirectConnectFactory and socket.protocol is protocol:
+        # No wrapper to remove; the connector and the connection refer to each other.
+        socket.connector = _TAKEN_OVER
+        factory.release()
         return
     wrapper = socket.protocol
     if type(wrapper) is not _WrappingProtocol or wrapper._wrappedProtocol is not protocol:
