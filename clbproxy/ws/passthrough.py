@@ -417,7 +417,7 @@ class PassThroughStage(HandshakeStage):
             "Server: clbproxy",
             "Upgrade: websocket",
             "Connection: Upgrade",
-            f"Sec-WebSocket-Accept: {accept_value(self.client_upgrade.key)}",
+            f"Sec-WebSocket-Accept: {acceptance.accept or accept_value(self.client_upgrade.key)}",
         ]
         if acceptance.protocol is not None:
             lines.append(f"Sec-WebSocket-Protocol: {acceptance.protocol}")

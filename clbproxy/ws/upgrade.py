@@ -184,6 +184,8 @@ class BackendAcceptance:
     #: server_no_context_takeover), i.e. whether the client and the backend
     #: start each compressed message with a fresh window.
     deflate: Optional[tuple[bool, bool]]
+    #: The checked Sec-WebSocket-Accept, the client's too (one SHA-1 per upgrade).
+    accept: Optional[str] = attrs.field(default=None, eq=False)
 
 
 def accept_value(key: str) -> str:
@@ -547,7 +549,9 @@ def check_backend_answer(
         raise BadBackendAnswer(
             f"Sec-WebSocket-Protocol {protocol!r} was not offered (RFC 6455 4.1)"
         )
-    return BackendAcceptance(protocol=protocol, extensions=extensions, deflate=deflate)
+    return BackendAcceptance(
+        protocol=protocol, extensions=extensions, deflate=deflate, accept=accepts[0]
+    )
 
 
 def _agreed_deflate(
