@@ -547,7 +547,9 @@ def pass_through(factory, request, route: Route) -> None:
         front=front,
         target=rewrite_target(rule, target),
         connector=factory.connector,
-        request=RequestInfo.build(peer_ip(front.transport), pairs, parse_qs(query)),
+        request=RequestInfo.build(
+            peer_ip(front.transport), pairs, parse_qs(query) if query else {}
+        ),
         rule=rule,
     )
     session.client_upgrade = upgrade
