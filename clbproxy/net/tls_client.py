@@ -77,7 +77,7 @@ class BackendConnector:
     def relay_endpoint(
         self, backend: BackendConfig, group: TargetGroupConfig
     ) -> IStreamClientEndpoint:
-        """:meth:`endpoint` for the WebSocket relay: a plain backend at an IP address is
+        """``endpoint`` for the WebSocket relay: a plain backend at an IP address is
         connected with nothing between its connection and the relay's protocol."""
         if group.tls:
             return self.endpoint(backend, group)
