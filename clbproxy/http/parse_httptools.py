@@ -24,20 +24,19 @@ from clbproxy.http.parsing import IRequestParser, IResponseParser, RequestParser
 _LINE = b"GET / HTTP/1.1\r\n"
 
 
-class _Splitter:
-    """One llhttp parser, reused while each head it reads is a complete message."""
+class _Sink:
+    """What llhttp calls back while it reads one head.
 
-    __slots__ = ("fields", "done", "parser")
+    Apart from the splitter, so that the parser (which holds its callbacks) and
+    the splitter (which holds the parser) make no reference cycle: a connection's
+    parser is then freed with it, not by the cyclic collector.
+    """
+
+    __slots__ = ("fields", "done")
 
     def __init__(self) -> None:
         self.fields: List[Field] = []
         self.done = False
-        self.parser = self._new()
-
-    def _new(self) -> HttpRequestParser:
-        parser = HttpRequestParser(self)
-        parser.set_dangerous_leniencies(lenient_keep_alive=True, lenient_data_after_close=True)
-        return parser
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.fields.append((name, value.rstrip(b" \t")))  # llhttp keeps trailing whitespace
@@ -45,9 +44,25 @@ class _Splitter:
     def on_message_complete(self) -> None:
         self.done = True
 
+
+class _Splitter:
+    """One llhttp parser, reused while each head it reads is a complete message."""
+
+    __slots__ = ("sink", "parser")
+
+    def __init__(self) -> None:
+        self.sink = _Sink()
+        self.parser = self._new()
+
+    def _new(self) -> HttpRequestParser:
+        parser = HttpRequestParser(self.sink)
+        parser.set_dangerous_leniencies(lenient_keep_alive=True, lenient_data_after_close=True)
+        return parser
+
     def split(self, block: bytes) -> Optional[Tuple[List[Field], List[Field]]]:
-        self.fields = fields = []
-        self.done = False
+        sink = self.sink
+        sink.fields = fields = []
+        sink.done = False
         try:
             self.parser.feed_data(_LINE + block + b"\r\n\r\n" if block else _LINE + b"\r\n")
         except HttpParserUpgrade:
@@ -55,7 +70,7 @@ class _Splitter:
         except HttpParserError:
             self.parser = self._new()
             return None
-        if not self.done:
+        if not sink.done:
             self.parser = self._new()
         return fields, specials_of(fields)
 

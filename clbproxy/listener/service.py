@@ -469,7 +469,7 @@ def listener_service(
         underscores=listener.underscores_in_headers,
         id_header=settings.request_ids.raw_name,
     )
-    relay = RelayServerFactory(settings, reactor, connector=connector.endpoint)
+    relay = RelayServerFactory(settings, reactor, connector=connector.relay_endpoint)
     relay.stats = stats
     admission = Admission(listener, reactor, stats)
     forwarding = ListenerResource(relay, forwarder, admission)

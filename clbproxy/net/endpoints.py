@@ -6,8 +6,10 @@ import functools
 import ipaddress
 from typing import Optional
 
+from twisted.internet import defer, error
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.interfaces import IStreamClientEndpoint, ITCPTransport
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint, ITCPTransport
+from zope.interface import implementer
 
 
 def backend_endpoint(reactor, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
@@ -23,6 +25,104 @@ def backend_endpoint(reactor, host: str, port: int, timeout: float) -> IStreamCl
         return HostnameEndpoint(reactor, host, port, timeout=timeout)
     endpoint = TCP4ClientEndpoint if version == 4 else TCP6ClientEndpoint
     return endpoint(reactor, host, port, timeout=timeout)
+
+
+def relay_endpoint(reactor, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
+    """Like :func:`backend_endpoint`, but an IP literal is reached by :class:`DirectTCPEndpoint`.
+
+    For the WebSocket relay's backend connections, opened once per session.
+    """
+    if _ip_version(host) is None:
+        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+    return DirectTCPEndpoint(reactor, host, port, timeout)
+
+
+@implementer(IStreamClientEndpoint)
+class DirectTCPEndpoint:
+    """A TCP client endpoint whose protocol is the connection's own, with no wrapper between.
+
+    ``TCP4ClientEndpoint`` wraps the factory and the protocol it builds (to fire
+    its Deferred from ``connectionMade`` and to pass half-closes on), so each
+    connection costs two more objects and every call into the protocol one more
+    hop; a relay hop needs neither.  The Deferred fires with the protocol when it
+    is built (just before its ``connectionMade``) and fails as the endpoint's
+    does: with the connect error, or ``ConnectingCancelledError`` when cancelled.
+    """
+
+    __slots__ = ("_reactor", "_host", "_port", "_timeout")
+
+    def __init__(self, reactor, host: str, port: int, timeout: float) -> None:
+        self._reactor = reactor
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+
+    def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred:
+        factory = DirectConnectFactory(protocolFactory)
+        try:
+            connector = self._reactor.connectTCP(
+                self._host, self._port, factory, timeout=self._timeout
+            )
+        except BaseException:
+            return defer.fail()
+        factory.connector = connector
+        factory.deferred = deferred = defer.Deferred(factory.cancel)
+        return deferred
+
+
+@implementer(IProtocolFactory)
+class DirectConnectFactory:
+    """The factory given to ``connectTCP`` by :class:`DirectTCPEndpoint`."""
+
+    __slots__ = ("factory", "connector", "deferred")
+
+    def __init__(self, factory: IProtocolFactory) -> None:
+        self.factory = factory
+        self.connector = None
+        self.deferred: Optional[defer.Deferred] = None
+
+    def buildProtocol(self, addr):
+        deferred, self.deferred = self.deferred, None
+        try:
+            protocol = self.factory.buildProtocol(addr)
+            if protocol is None:
+                raise error.NoProtocol()
+        except BaseException:
+            if deferred is not None:
+                deferred.errback()
+            return None
+        if deferred is not None:
+            deferred.callback(protocol)
+        return protocol
+
+    def cancel(self, deferred: defer.Deferred) -> None:
+        self.deferred = None
+        connector = self.connector
+        deferred.errback(error.ConnectingCancelledError(connector.getDestination()))
+        connector.stopConnecting()
+
+    def startedConnecting(self, connector) -> None:
+        pass
+
+    def clientConnectionFailed(self, connector, reason) -> None:
+        deferred, self.deferred = self.deferred, None
+        if deferred is not None:
+            deferred.errback(reason)
+
+    def clientConnectionLost(self, connector, reason) -> None:
+        pass
+
+    def doStart(self) -> None:
+        if self.factory is not None:
+            self.factory.doStart()
+
+    def doStop(self) -> None:
+        if self.factory is not None:
+            self.factory.doStop()
+
+    def release(self) -> None:
+        """Let go of everything (the connection no longer needs its factory)."""
+        self.factory = self.connector = self.deferred = None
 
 
 @functools.lru_cache(maxsize=1024)

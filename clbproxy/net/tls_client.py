@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from clbproxy.config import BackendConfig, TargetGroupConfig
 from clbproxy.net.certificates import load_bundle
-from clbproxy.net.endpoints import backend_endpoint
+from clbproxy.net.endpoints import backend_endpoint, relay_endpoint
 
 log = Logger()
 
@@ -73,6 +73,15 @@ class BackendConnector:
         if not group.tls:
             return endpoint
         return wrapClientTLS(self.options(backend.host, group), endpoint)
+
+    def relay_endpoint(
+        self, backend: BackendConfig, group: TargetGroupConfig
+    ) -> IStreamClientEndpoint:
+        """``endpoint`` for the WebSocket relay: a plain backend at an IP address is
+        connected with nothing between its connection and the relay's protocol."""
+        if group.tls:
+            return self.endpoint(backend, group)
+        return relay_endpoint(self._reactor, backend.host, backend.port, group.connect_timeout)
 
     def options(self, host: str, group: TargetGroupConfig):
         """The client TLS options for ``host`` in ``group``; raises CertificateError."""

@@ -19,6 +19,8 @@ from twisted.internet import tcp
 from twisted.internet.endpoints import _WrappingFactory, _WrappingProtocol
 from twisted.protocols.policies import ProtocolWrapper
 
+from clbproxy.net.endpoints import DirectConnectFactory
+
 #: Windows sockets have no ``sendmsg``: pieces are queued there.
 _NO_SENDMSG = not hasattr(_socket.socket, "sendmsg")
 
@@ -197,6 +199,13 @@ def unwrap_client(protocol) -> None:
     """
     socket = protocol.transport
     if not isinstance(socket, tcp.Client) or not socket.connected:
+        return
+    connector = getattr(socket, "connector", None)
+    factory = getattr(connector, "factory", None)
+    if type(factory) is DirectConnectFactory and socket.protocol is protocol:
+        # No wrapper to remove; the connector and the connection refer to each other.
+        socket.connector = _TAKEN_OVER
+        factory.release()
         return
     wrapper = socket.protocol
     if type(wrapper) is not _WrappingProtocol or wrapper._wrappedProtocol is not protocol:

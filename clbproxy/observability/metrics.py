@@ -114,6 +114,8 @@ class Metrics:
             registry=registry,
         )
         self.reload_metrics = self.register_reload_metrics(registry)
+        #: Each session's series by metric and labels (``labels()`` checks and locks each time).
+        self._children: dict = {}
         self.finished: collections.Counter = collections.Counter()
         registry.register(_LiveCollector(live, self.finished))
 
@@ -179,18 +181,27 @@ class Metrics:
                 histogram = self._response_children[listener] = self.http_response.labels(listener)
             histogram.observe(response_ms / 1000)
 
+    def _child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, kept: the same few series are counted every session."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def _session(self, listener: str, event: dict) -> None:
         status = event["status"]
         self.finished[("handshakes", listener, str(status))] += 1
         if event.get("backend") is not None and event.get("handshake_ms") is not None:
-            self.handshake_latency.labels(listener).observe(event["handshake_ms"] / 1000)
+            self._child(self.handshake_latency, listener).observe(event["handshake_ms"] / 1000)
         if status != 101:
             return
-        self.sessions.labels(listener, _label(event.get("group")), event["backend"]).inc()
+        child = self._child
+        child(self.sessions, listener, _label(event.get("group")), event["backend"]).inc()
         for side in ("client", "backend"):
             code = event.get(f"{side}_close_code")
-            self.closes.labels(listener, side, "none" if code is None else str(code)).inc()
-        self.closed_first.labels(listener, _label(event.get("closed_by"))).inc()
+            child(self.closes, listener, side, "none" if code is None else str(code)).inc()
+        child(self.closed_first, listener, _label(event.get("closed_by"))).inc()
         for direction, messages, octets in _DIRECTIONS:
             self.finished[("messages", listener, direction)] += event.get(messages) or 0
             self.finished[("bytes", listener, direction)] += event.get(octets) or 0

@@ -191,6 +191,21 @@ class Closing:
             self.release()
             self.factory.sessions.discard(self)
             self._log_end()
+            self._unlink()
+
+    def _unlink(self) -> None:
+        """Break the ended session's reference cycles, so refcounting frees it at once.
+
+        Its hops point at the session and at each other, and its timers at the
+        session: left linked, some 30 objects per session wait for the cyclic
+        collector, whose passes over them cost every handshake.
+        """
+        if self.timers is not None:
+            self.timers.detach()
+        for hop in (self.front, self.backend):
+            unlink = getattr(hop, "unlink", None)
+            if unlink is not None:
+                unlink()
 
     def _client_left_during_handshake(self) -> None:
         if self._connecting is not None:

@@ -340,6 +340,11 @@ class Hop:
             else:
                 limiter.charge_in_full(now, size, new)
 
+    def unlink(self) -> None:
+        """The session has ended: let go of it and of the other hop (see ``Closing._unlink``)."""
+        self.peer = None
+        self.session = None
+
     def connectionLost(self, reason=None) -> None:
         self._cancel_timer()
         self._cancel_inflate_call()

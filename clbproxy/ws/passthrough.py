@@ -417,7 +417,7 @@ class PassThroughStage(HandshakeStage):
             "Server: clbproxy",
             "Upgrade: websocket",
             "Connection: Upgrade",
-            f"Sec-WebSocket-Accept: {accept_value(self.client_upgrade.key)}",
+            f"Sec-WebSocket-Accept: {acceptance.accept or accept_value(self.client_upgrade.key)}",
         ]
         if acceptance.protocol is not None:
             lines.append(f"Sec-WebSocket-Protocol: {acceptance.protocol}")
@@ -526,9 +526,9 @@ def pass_through(factory, request, route: Route) -> None:
     try:
         if over_http2:
             front.http_version = "HTTP/2.0"
-            upgrade = check_extended_connect(_raw(pairs))
+            upgrade = check_extended_connect(pairs)
         else:
-            upgrade = check_client_upgrade(request.method, request.clientproto, _raw(pairs))
+            upgrade = check_client_upgrade(request.method, request.clientproto, pairs)
     except UpgradeRefused as e:
         _refuse(front, e.status, e.detail, e.headers)
         return
@@ -547,7 +547,9 @@ def pass_through(factory, request, route: Route) -> None:
         front=front,
         target=rewrite_target(rule, target),
         connector=factory.connector,
-        request=RequestInfo.build(peer_ip(front.transport), pairs, parse_qs(query)),
+        request=RequestInfo.build(
+            peer_ip(front.transport), pairs, parse_qs(query) if query else {}
+        ),
         rule=rule,
     )
     session.client_upgrade = upgrade
@@ -571,10 +573,6 @@ def _client_connection_failed(session: PassThroughSession, reason: str) -> None:
         request_id=session.shown_id(),
     )
     session.hop_ended(HopEvent(Side.CLIENT, HopEnd.CLOSED, INTERNAL_ERROR, reason))
-
-
-def _raw(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
 
 
 def _refuse(front: ClientWaiting, status: int, detail: str, headers=()) -> None:

@@ -189,7 +189,7 @@ class RelayServerFactory(WebSocketServerFactory):
         self.backend_factories: dict = {}
         #: Lifetimes of open sessions (see :mod:`clbproxy.ws.controls`).
         self.lifetimes = LifetimeQueue(reactor)
-        self.connector = connector or (BackendConnector(reactor).endpoint)
+        self.connector = connector or (BackendConnector(reactor).relay_endpoint)
         self.setProtocolOptions(
             # The open handshake waits for the backend, bounded by its own timeouts.
             openHandshakeTimeout=0,

@@ -206,6 +206,11 @@ class SessionTimers:
         self._ping_call = None
         deadlines.clear()
 
+    def detach(self) -> None:
+        """Stop for good and let go of the owner (no reference cycle outlives the session)."""
+        self.stop()
+        self._owner = None
+
     def _idle(self) -> None:
         """Called by the idle queue (which has already let go of this session)."""
         self._queued = None

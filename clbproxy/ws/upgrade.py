@@ -77,7 +77,7 @@ import base64
 import hashlib
 import os
 import re
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 import attrs
@@ -184,6 +184,8 @@ class BackendAcceptance:
     #: server_no_context_takeover), i.e. whether the client and the backend
     #: start each compressed message with a fresh window.
     deflate: Optional[tuple[bool, bool]]
+    #: The checked Sec-WebSocket-Accept, the client's too (one SHA-1 per upgrade).
+    accept: Optional[str] = attrs.field(default=None, eq=False)
 
 
 def accept_value(key: str) -> str:
@@ -238,11 +240,12 @@ def _refuse(detail: str) -> UpgradeRefused:
 
 
 def check_client_upgrade(
-    method: bytes, version: bytes, headers: Sequence[tuple[bytes, bytes]]
+    method: bytes, version: bytes, headers: Sequence[tuple[Union[bytes, str], Union[bytes, str]]]
 ) -> ClientUpgrade:
     """Check a client's upgrade request; raises :class:`UpgradeRefused`.
 
-    ``headers`` are the raw (name, value) pairs as received, duplicates kept.
+    ``headers`` are the (name, value) pairs as received, duplicates kept: bytes,
+    or text decoded as latin-1 (the listener's pairs, checked as they are).
     The checks run in Autobahn's order, so a request with several faults gets
     the status Autobahn would give it.
     """
@@ -280,7 +283,9 @@ def check_client_upgrade(
     )
 
 
-def check_extended_connect(headers: Sequence[tuple[bytes, bytes]]) -> ClientUpgrade:
+def check_extended_connect(
+    headers: Sequence[tuple[Union[bytes, str], Union[bytes, str]]],
+) -> ClientUpgrade:
     """Check a WebSocket's extended CONNECT (RFC 8441 4-5); raises :class:`UpgradeRefused`.
 
     ``headers`` are the request's regular fields (``host`` from ``:authority``);
@@ -547,7 +552,9 @@ def check_backend_answer(
         raise BadBackendAnswer(
             f"Sec-WebSocket-Protocol {protocol!r} was not offered (RFC 6455 4.1)"
         )
-    return BackendAcceptance(protocol=protocol, extensions=extensions, deflate=deflate)
+    return BackendAcceptance(
+        protocol=protocol, extensions=extensions, deflate=deflate, accept=accepts[0]
+    )
 
 
 def _agreed_deflate(

@@ -130,7 +130,7 @@ class GroupHealth:
 
     def record(self, backend: BackendConfig) -> _Record:
         record = self._records.get(backend)
-        if record is None:
+        if record is None:  # not setdefault: a _Record per call, on every pick, is waste
             record = self._records[backend] = _Record()
         if record.state == EJECTED and record.ejected_until <= self._clock.seconds():
             record.returned_at = record.ejected_until
