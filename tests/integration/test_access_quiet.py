@@ -20,6 +20,14 @@ from tests.integration.test_workers import WorkerGroup, _http_backend
 from tests.support.network import raw_request
 from tests.support.observed import ProductionProxy, sample, scrape, wait_for_lines
 
+SECOND = """
+[[listener]]
+name = "second"
+bind = "tcp:0:interface=127.0.0.1:backlog=20"
+  [[listener.rule]]
+  target_group = "pool"
+"""
+
 REQUEST = b"GET /quiet-%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
@@ -43,6 +51,21 @@ class SingleProcessTests(unittest.TestCase):
         labels = {"listener": "web", "backend": f"127.0.0.1:{backend}", "status": "200"}
         self.assertEqual(sample(found, "clbproxy_http_requests_total", **labels), 1)
         self.assertEqual([e for e in twistd_log if e.get("log_namespace") == NAMESPACE], [])
+
+    @defer.inlineCallbacks
+    def test_a_listener_a_reload_adds_writes_to_the_access_log_too(self):
+        proxy = ProductionProxy(self)
+        backend = yield proxy.raw_backend(HTTP_RESPONSE)
+        path = os.path.abspath(self.mktemp())
+        access = f'[access_log]\npath = "{path}"\n'
+        yield proxy.start(production_config(backend) + access)
+        proxy.write(production_config(backend, listeners=SECOND) + access)
+        self.assertTrue((yield proxy.reloader.reload()))
+
+        yield raw_request(proxy.port("second"), REQUEST % 2)
+        [line] = yield wait_for_lines(path, 1)
+        self.assertIn('"GET /quiet-2 HTTP/1.1" 200 ', line)
+        self.assertIn("listener=second ", line)
 
 
 class WorkerTests(unittest.TestCase):
