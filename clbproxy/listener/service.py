@@ -114,7 +114,12 @@ class ListenerResource(Resource):
         """The access-log record of a request this resource answers (not a relayed session)."""
         forwarder = self._forwarder
         return request_record(
-            request, settings.listener.name, rule, forwarder.reactor, forwarder.trusted
+            request,
+            settings.listener.name,
+            rule,
+            forwarder.reactor,
+            forwarder.trusted,
+            self._relay.access,
         )
 
     def render(self, request: Request):
@@ -444,6 +449,7 @@ def listener_service(
     reactor,
     gate: Optional[ConnectionGate] = None,
     endpoint_for: Optional[Callable[[str], IStreamServerEndpoint]] = None,
+    access: Optional[Logger] = None,
 ) -> ListenerService:
     """The service for one ``[[listener]]``, named ``listener:NAME``.
 
@@ -454,7 +460,10 @@ def listener_service(
     :class:`clbproxy.listener.limits.ProxiedConnection`), so the endpoint is the socket
     without ``haproxy:``.  ``endpoint_for(bind)`` gives the endpoint to listen on
     for the full ``bind`` (default: ``serverFromString`` of the socket's part; a
-    worker process adopts the supervisor's sockets through it).  Its ``tls``
+    worker process adopts the supervisor's sockets through it).  ``access`` is the
+    logger its access events go through (:attr:`Observability.access_events
+    <clbproxy.observability.service.Observability.access_events>`; default: the
+    global publisher).  Its ``tls``
     attribute (:class:`clbproxy.net.tls.ServerTLS`) reloads certificates.
     """
     settings = ListenerSettings.from_config(listener, dict(groups))
@@ -470,6 +479,8 @@ def listener_service(
         id_header=settings.request_ids.raw_name,
     )
     relay = RelayServerFactory(settings, reactor, connector=connector.relay_endpoint)
+    if access is not None:
+        relay.access = access
     relay.stats = stats
     admission = Admission(listener, reactor, stats)
     forwarding = ListenerResource(relay, forwarder, admission)

@@ -3,7 +3,10 @@
 The relay and the HTTP forwarder fill a :class:`SessionRecord` or
 :class:`RequestRecord` where the data is and hand it to :func:`emit`, which sends
 one ``twisted.logger`` event in the ``clbproxy.access`` namespace with the
-record's fields.  :class:`AccessLog` is the observer that writes those events to
+record's fields, through the listener's access logger: in a running proxy one
+on :class:`~clbproxy.observability.service.Observability`'s access publisher,
+which twistd's own log does not watch (as nginx keeps request lines out of its
+error_log).  :class:`AccessLog` is the observer that writes those events to
 a file (or stdout) in one of two formats, through a ``FileLogObserver`` with our
 formatter; metrics observe the same events.
 
@@ -38,7 +41,15 @@ from clbproxy.util.logtext import printable
 #: The namespace of access events; the access log and metrics observe only these.
 NAMESPACE = "clbproxy.access"
 
+# Where access events go when no access logger was passed in (a component built
+# alone, as in tests): the global publisher.
 log = Logger(namespace=NAMESPACE)
+
+
+def access_logger(publisher: Callable[[dict], None]) -> Logger:
+    """A logger that sends access events to ``publisher`` only."""
+    return Logger(namespace=NAMESPACE, observer=publisher)
+
 
 FORMATS = ("plain", "json")
 
@@ -180,18 +191,18 @@ _LOG_FORMATS_WITH_ID = {
 }
 
 
-def emit(record: RequestRecord | SessionRecord) -> None:
-    """Send ``record`` as one access event (formatted in the main log too).
+def emit(record: RequestRecord | SessionRecord, to: Logger = log) -> None:
+    """Send ``record`` as one access event through ``to`` (see :func:`access_logger`).
 
     The event's text is formatted here, once, by ``str.format`` (braces from
-    the client escaped): twisted.logger's own formatter, run by the main log for
-    every request, costs more than the rest of the access path.  The event keeps
+    the client escaped): twisted.logger's own formatter, run by any log that
+    formats the event, costs more than the rest of the access path.  The event keeps
     every field, so observers read the same values.
     """
     fields = record.fields()
     formats = _LOG_FORMATS_WITH_ID if record.request_id else _LOG_FORMATS
     text = formats[fields["type"]].format_map(fields)
-    log.emit(LogLevel.info, text.replace("{", "{{").replace("}", "}}"), **fields)
+    to.emit(LogLevel.info, text.replace("{", "{{").replace("}", "}}"), **fields)
 
 
 def rule_label(host: Optional[str], path: str) -> str:
@@ -199,8 +210,12 @@ def rule_label(host: Optional[str], path: str) -> str:
     return f"{host}{path}" if host else path
 
 
-def request_record(request, listener: str, rule, reactor, trusted: TrustedProxies) -> RequestRecord:
-    """A record for a twisted.web request, emitted when the response ends or the client leaves.
+def request_record(
+    request, listener: str, rule, reactor, trusted: TrustedProxies, to: Logger = log
+) -> RequestRecord:
+    """A record for a twisted.web request, emitted through ``to`` when the response ends.
+
+    (Or when the client leaves.)
 
     The request's ID and trace context are its ``request_id`` and ``trace``
     attributes, when the listener gave it those.
@@ -243,7 +258,7 @@ def request_record(request, listener: str, rule, reactor, trusted: TrustedProxie
         record.status = request.code if request.startedWriting else 499
         record.duration_ms = (reactor.seconds() - started) * 1000
         record.bytes_out = request.sentLength
-        emit(record)
+        emit(record, to)
 
     on_finish = getattr(request, "on_finish", None)
     if on_finish is not None:

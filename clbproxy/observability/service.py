@@ -1,7 +1,11 @@
 """Access logs, metrics and the admin listener of one proxy process, wired together.
 
 :class:`Observability` is a service: while running, its observers (access log
-files, metrics, recent backend errors) watch the log publisher it was given.
+files, metrics, the status page's series, recent backend errors) watch the
+access publisher it owns, and recent errors the log publisher it was given too.
+Access events are sent on the access publisher only (:attr:`Observability.access_events`,
+passed to the listeners), so twistd's own log, which watches the global
+publisher, spends nothing on them and shows none.
 :meth:`Observability.reopen` reopens the access log files (SIGUSR1, logrotate);
 :meth:`Observability.prepare` opens the access logs a reloaded tap.conf names
 before the reload commits (a file that cannot be opened refuses the reload);
@@ -22,7 +26,7 @@ from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
 from clbproxy.config import AdminConfig, Config, ListenerConfig
 from clbproxy.fleet.watch import FleetStatus
 from clbproxy.listener.limits import LimitStats
-from clbproxy.observability.accesslog import AccessLog
+from clbproxy.observability.accesslog import NAMESPACE, AccessLog, access_logger
 from clbproxy.observability.admin import admin_site
 from clbproxy.observability.fleet import FleetCollector
 from clbproxy.observability.livestate import LiveState, RecentErrors, count_connections
@@ -51,6 +55,10 @@ class Observability(Service):
         self.config = config
         self.reactor = reactor
         self.publisher = publisher
+        #: Where access events are published: only this process's access observers watch it.
+        self.access = LogPublisher()
+        #: The logger listeners send access events through (``listener_service(access=...)``).
+        self.access_events = access_logger(self.access)
         self.registry = registry if registry is not None else CollectorRegistry()
         self.errors = RecentErrors()
         self.live = LiveState(
@@ -67,6 +75,7 @@ class Observability(Service):
         self.series = SeriesStore(reactor, self.live)
         self._sampler: Optional[LoopingCall] = None
         self.access_logs = [access_log for access_log, _ in open_access_logs(config)]
+        #: Observers of the access publisher (the global one has only ``errors``).
         self._observers: list[ILogObserver] = [
             self.errors,
             self.metrics,
@@ -114,14 +123,14 @@ class Observability(Service):
         for access_log in self.access_logs:
             if access_log not in access_logs:
                 if running:
-                    self.publisher.removeObserver(access_log)
+                    self.access.removeObserver(access_log)
                 self._observers.remove(access_log)
                 access_log.close()
         for access_log in access_logs:
             if access_log not in self._observers:
                 self._observers.append(access_log)
                 if running:
-                    self.publisher.addObserver(access_log)
+                    self.access.addObserver(access_log)
         self.access_logs = access_logs
 
     def reopen(self) -> None:
@@ -131,18 +140,31 @@ class Observability(Service):
 
     def startService(self) -> None:
         super().startService()
+        self.publisher.addObserver(self.errors)
+        self.access.addObserver(self._pass_on)
         for observer in self._observers:
-            self.publisher.addObserver(observer)
+            self.access.addObserver(observer)
         self._sampler = LoopingCall(self.series.sample)
         self._sampler.clock = self.reactor
         self._sampler.start(BUCKET_SECONDS, now=False)
+
+    def _pass_on(self, event: dict) -> None:
+        """Other events on the access publisher go to the process's log.
+
+        Those are the reports of an access observer that raised (a full disk,
+        say), which the publisher sends to its other observers.
+        """
+        if event.get("log_namespace") != NAMESPACE:
+            self.publisher(event)
 
     def stopService(self):
         if self._sampler is not None and self._sampler.running:
             self._sampler.stop()
         self._sampler = None
+        self.publisher.removeObserver(self.errors)
+        self.access.removeObserver(self._pass_on)
         for observer in self._observers:
-            self.publisher.removeObserver(observer)
+            self.access.removeObserver(observer)
         for access_log in self.access_logs:
             access_log.close()
         return super().stopService()

@@ -145,7 +145,12 @@ class Reloader:
                 kept.append((service, listener))
             else:
                 service = listener_service(
-                    listener, groups, self.reactor, root.gate, endpoint_for=root.endpoint_for
+                    listener,
+                    groups,
+                    self.reactor,
+                    root.gate,
+                    endpoint_for=root.endpoint_for,
+                    access=root.observability.access_events if root.observability else None,
                 )
                 new_listeners[service] = listener
                 started.append(service)

@@ -229,7 +229,12 @@ def build_service(
     for listener in config.listeners:
         try:
             service = listener_service(
-                listener, groups, reactor, root.gate, endpoint_for=endpoint_for
+                listener,
+                groups,
+                reactor,
+                root.gate,
+                endpoint_for=endpoint_for,
+                access=observability.access_events,
             )
         except (CertificateError, OSError) as error:
             # A certificate changed since it was checked, or the demo one cannot be written.

@@ -13,7 +13,10 @@
   take, and answers whether it applied the file (and if not, why: the
   :class:`~clbproxy.ops.reload.ReloadOutcome` of its reload); once it serves,
   it says so there too (the supervisor tells systemd when all of them do);
-- its log events go to the supervisor as JSON records on descriptor 3;
+- its log events go to the supervisor as JSON records on descriptor 3, access
+  events excepted: those are on its own access publisher, and it writes its
+  access logs (files, or the standard output it shares with the supervisor)
+  itself, so the supervisor's twistd log shows none;
 - its admin API answers the supervisor only, on a private unix socket;
 - it stops (draining, as on SIGTERM) when its stdin closes: the supervisor is gone.
 

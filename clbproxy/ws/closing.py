@@ -247,7 +247,7 @@ class Closing:
             down_dropped_bytes=down_dropped_bytes,
             request_id=self.shown_id(),
         )
-        accesslog.emit(self._access_record(now))
+        accesslog.emit(self._access_record(now), self.factory.access)
 
     def _access_record(self, now: float) -> accesslog.SessionRecord:
         record, front = self.record, self.front

@@ -586,7 +586,7 @@ def _refuse(front: ClientWaiting, status: int, detail: str, headers=()) -> None:
         detail=printable(detail),
         request_id=front.request_id or "-",
     )
-    accesslog.emit(refusal_record(front, status))
+    accesslog.emit(refusal_record(front, status), front.factory.access)
     headers = list(headers)
     if front.request_id is not None:
         headers.append((front.id_header, front.request_id))

@@ -151,7 +151,7 @@ class RelayServerProtocol(RelayingHop, WebSocketServerProtocol):
                 headers.append((self.id_header, self.request_id))
             response = raw_error_response(code, reason, headers)
         if self.session is None:
-            accesslog.emit(refusal_record(self, code))
+            accesslog.emit(refusal_record(self, code), self.factory.access)
         self.wasNotCleanReason = reason
         self.sendData(response)
         self.dropConnection(abort=False)
@@ -179,6 +179,8 @@ class RelayServerFactory(WebSocketServerFactory):
         autobahnlog.install()
         self.settings = settings
         self.reactor = reactor
+        #: Where the listener's access events go (``listener_service`` sets Observability's).
+        self.access = accesslog.log
         #: Live sessions, from the client's upgrade request until both hops are closed.
         self.sessions: set[RelaySession] = set()
         #: Idle timeouts of open sessions, one queue per timeout

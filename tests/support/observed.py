@@ -78,7 +78,9 @@ class Observed(Listening):
         self.observability = Observability(config, self.groups, reactor)
         self.observability.startService()
         self.testcase.addCleanup(self.observability.stopService)
-        service = listener_service(listener, self.groups, reactor)
+        service = listener_service(
+            listener, self.groups, reactor, access=self.observability.access_events
+        )
         self.observability.watch_listener(listener, service)
         self.service = service
         self.port = yield self._start(service)

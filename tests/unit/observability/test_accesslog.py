@@ -7,7 +7,7 @@ import json
 import os
 
 import attrs
-from twisted.logger import Logger, LogPublisher
+from twisted.logger import LogPublisher
 from twisted.trial import unittest
 
 from clbproxy.observability import accesslog
@@ -63,8 +63,8 @@ class AccessLogTests(unittest.TestCase):
         out = io.StringIO()
         publisher = LogPublisher()
         publisher.addObserver(AccessLog("-", "plain", stdout=out))
-        self.patch(accesslog, "log", Logger(namespace=accesslog.NAMESPACE, observer=publisher))
-        accesslog.emit(RequestRecord(listener="web", method="GET", path="/a", status=200))
+        record = RequestRecord(listener="web", method="GET", path="/a", status=200)
+        accesslog.emit(record, accesslog.access_logger(publisher))
         self.assertIn('"GET /a HTTP/1.1" 200 0', out.getvalue())
 
     def test_reopen_writes_to_a_new_file_after_rotation(self):
