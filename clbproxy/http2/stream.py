@@ -36,19 +36,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from clbproxy.http.server import SERVER, ClientBodyLost, RequestBody
 from clbproxy.http.tracecontext import NO_TRACE, TraceContext
 from clbproxy.http2.request import RequestHead
-from clbproxy.http2.tunnel import StreamTunnel
-
-#: Response fields HTTP/2 does not carry (RFC 9113 8.2.2): the connection's, not the message's.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-        b"te",
-    }
-)
+from clbproxy.http2.tunnel import HOP_BY_HOP, StreamTunnel
 
 #: Statuses whose responses have no body (RFC 9110 6.4.1).
 _BODYLESS = (204, 304)

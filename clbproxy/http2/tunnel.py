@@ -35,10 +35,8 @@ from twisted.python.failure import Failure
 
 from clbproxy.ws.handshake import MalformedAnswer, read_response_head
 
-#: Fields of the handshake's HTTP/1.1 answer that a stream's response does not carry:
-#: the connection's (RFC 9113 8.2.2), the key's answer (RFC 8441 5 has no key), and a
-#: length, which a 2xx answer to CONNECT must not have (RFC 9110 9.3.6).
-_NOT_ON_THE_STREAM = frozenset(
+#: Response fields HTTP/2 does not carry (RFC 9113 8.2.2): the connection's, not the message's.
+HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -46,9 +44,13 @@ _NOT_ON_THE_STREAM = frozenset(
         b"transfer-encoding",
         b"upgrade",
         b"te",
-        b"sec-websocket-accept",
     }
 )
+
+#: Fields of the handshake's HTTP/1.1 answer that a stream's response does not carry:
+#: the connection's (RFC 9113 8.2.2), the key's answer (RFC 8441 5 has no key), and a
+#: length, which a 2xx answer to CONNECT must not have (RFC 9110 9.3.6).
+_NOT_ON_THE_STREAM = HOP_BY_HOP | {b"sec-websocket-accept"}
 
 
 class ConnectionFailed(ConnectionLost):
