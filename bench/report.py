@@ -470,8 +470,8 @@ def scale_tables(scale: dict) -> list[str]:
 HOW = {
     "http": "wrk (1 thread, 50 keep-alive connections) GETs the echo backend's 33-byte "
     "answer through each proxy; `clbproxy-log` is clbproxy writing a plain access log "
-    "line per request to a file (both clbproxy rows also write every access event to "
-    "twistd's own log, as clbproxy does by default); `calib-http` is the bare Twisted + "
+    "line per request to a file (access events never go to twistd's own log); "
+    "`calib-http` is the bare Twisted + "
     "httptools keep-alive proxy of `bench/calibration.py` (no routing, header rewriting or "
     "logging).  The window is wrk's whole run.",
     "post": "wrk (16 connections, a Lua script) POSTs 1 MiB bodies (Content-Length); the "

@@ -33,6 +33,7 @@ from tests.support.network import Listening
 from tests.support.tls import certificate_files, probe, tls_config
 
 CURL = shutil.which("curl")
+NGHTTP = shutil.which("nghttp")
 #: A response larger than any window, so flow control paces it.
 BIG = 3 * 1024 * 1024
 
@@ -192,6 +193,34 @@ class HTTP2ListenerTests(unittest.TestCase):
         self.assertEqual(
             (head.splitlines()[0], "x-backend: demo" in head, body),
             ("HTTP/2 200 ", True, f"GET /x host=a.example.com:{port} body="),
+        )
+
+    @defer.inlineCallbacks
+    def test_nghttp_gets_the_backend_answer_frame_by_frame(self):
+        if NGHTTP is None:
+            raise unittest.SkipTest("needs nghttp (Debian's nghttp2-client)")
+        port = yield self.proxy(http2=True)
+
+        def run():
+            return subprocess.run(
+                [NGHTTP, "-nv", "-t", "10", f"https://127.0.0.1:{port}/x"],
+                capture_output=True,
+                timeout=15,
+                check=False,
+            )
+
+        done = yield threads.deferToThread(run)
+        out = done.stdout.decode("latin-1")
+        self.assertEqual(
+            (
+                done.returncode,
+                "recv SETTINGS frame" in out,
+                ":status: 200" in out,
+                "x-backend: demo" in out,
+                "recv DATA frame" in out and "END_STREAM" in out,
+            ),
+            (0, True, True, True, True),
+            out[-2000:],
         )
 
     @defer.inlineCallbacks
