@@ -2,7 +2,7 @@
 
 The listener's root resource hands every non-WebSocket request to
 :class:`HTTPForwarder` as soon as its headers are parsed
-(:class:`clbproxy.http.server.ProxyChannel`); its body is still arriving and
+(:class:`clbproxy.listener.connection.ListenerConnection`); its body is still arriving and
 streams on as a :class:`clbproxy.http.server.RequestBody`.  The forwarder picks
 a backend from the target group, builds the backend's request head as bytes
 (:func:`clbproxy.http.proxy_headers.request_head`), sends it over the group's

@@ -1,19 +1,20 @@
-"""Today's listener rules for a request head and a chunked body, as sans-IO code.
+"""The listener's rules for a request head and a chunked body, as sans-IO code.
 
-:class:`clbproxy.http.server.ProxyChannel` reads requests with twisted.web's
-line parser plus its own checks; which status (and reason) a hostile request
-gets depends on the order in which those run: a line is checked for its size,
-obs-fold and stray CR/LF when its CRLF arrives, but a header field is parsed
-only when the *next* line arrives (twisted.web waits for continuation lines),
-and the Host rules run once the section is complete.  :class:`ExactHead`
-replays exactly that order, line by line, so the parsers of
+A listener has always read requests as twisted.web's line parser did, plus
+its own checks (the rules are listed in ``docs/http-proxying.rst``); which
+status (and reason) a hostile request gets depends on the order in which
+those run: a line is checked for its size, obs-fold and stray CR/LF when its
+CRLF arrives, but a header field is parsed only when the *next* line arrives
+(twisted.web waits for continuation lines), and the Host rules
+(:func:`clbproxy.http.server.request_host`) run once the section is complete.
+:class:`ExactHead` replays exactly that order, line by line, so the parsers of
 :mod:`clbproxy.http.parsing` give every refused request the status and reason
-today's listener gives.  It is the slow path: the parsers use it when a head
+the listener always gave.  It is the slow path: the parsers use it when a head
 arrives in pieces or when the fast path or the back end finds anything
 unusual; an ordinary head never reaches it.
 
 :class:`ChunkedBody` is twisted.web's chunked decoder with the listener's
-stricter chunk sizes (``StrictChunkedDecoder``) and trailer rules
+stricter chunk sizes (at most :data:`MAX_CHUNK_SIZE`) and trailer rules
 (:mod:`clbproxy.http.trailers`) for requests, or the size rules of
 :func:`clbproxy.ws.handshake.chunk_size` for responses.  Both parsers use it:
 llhttp and h11 each accept chunk lines the listener refuses (spaces, 64-bit
@@ -28,15 +29,7 @@ from typing import Callable, List, Optional, Tuple
 
 from twisted.web._abnf import _istoken
 
-from clbproxy.http.server import (
-    _URI_CHARACTERS,
-    MAX_CHUNK_SIZE,
-    BadHost,
-    HTTPLimits,
-    request_host,
-    request_line_problem,
-    served_request_line,
-)
+from clbproxy.http.server import BadHost, HTTPLimits, request_host
 from clbproxy.http.trailers import TrailerError, parse_trailer_lines
 
 Field = Tuple[bytes, bytes]
@@ -55,6 +48,38 @@ _CHUNK_EXT = bytes([9, *range(0x20, 0x5C), *range(0x5D, 0x7F), *range(0x80, 0x10
 _RESPONSE_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 _HEX = b"0123456789abcdefABCDEF"
+
+#: What a request target may be made of (RFC 3986's characters, visible ASCII):
+#: HAProxy's default; twisted.web's client refuses anything else towards a backend.
+URI_CHARACTERS = re.compile(rb"\A[\x21-\x7e]+\Z")
+
+#: An ``HTTP-version`` as RFC 9112 spells it (case-sensitive ``HTTP``, one digit each).
+_HTTP_VERSION = re.compile(rb"\AHTTP/([0-9])\.([0-9])\Z")
+
+#: The largest chunk size accepted: sizes must fit the 64-bit counters of backends.
+MAX_CHUNK_SIZE = 2**63 - 1
+
+
+def request_line_problem(method: bytes, version: bytes) -> Optional[tuple[int, str]]:
+    """``(status, reason)`` for a request line this listener refuses, or ``None``.
+
+    A major version other than 1 (``HTTP/2.0`` without an upgrade, the h2
+    preface) is 505; CONNECT is 501: a reverse proxy opens no tunnels.
+    """
+    served = _HTTP_VERSION.match(version)
+    if served is not None and served.group(1) != b"1":
+        return 505, "only HTTP/1.0 and HTTP/1.1 are served here"
+    if method == b"CONNECT":
+        return 501, "CONNECT is not supported: this is a reverse proxy, not a tunnel"
+    return None
+
+
+def served_request_line(line: bytes, version: bytes) -> bytes:
+    """``line``, with a later HTTP/1.x minor version read as 1.1 (RFC 9110 section 2.5)."""
+    served = _HTTP_VERSION.match(version)
+    if served is not None and served.group(1) == b"1" and served.group(2) not in b"01":
+        return line[: -len(version)] + b"HTTP/1.1"
+    return line
 
 
 class Refused(Exception):
@@ -108,7 +133,7 @@ def request_line(line: bytes) -> Optional[Tuple[bytes, bytes, bytes]]:
         served = b"1.0"
     else:
         return None
-    if not _URI_CHARACTERS.match(target) or b"#" in target:
+    if not URI_CHARACTERS.match(target) or b"#" in target:
         return None
     if method not in _COMMON_METHODS and (method == b"CONNECT" or not _istoken(method)):
         return None
@@ -238,7 +263,7 @@ class ExactHead:
                 raise Refused(414, "the request line is too long")
             parts = line.split(b" ")
             if len(parts) == 3:
-                if not _URI_CHARACTERS.match(parts[1]):
+                if not URI_CHARACTERS.match(parts[1]):
                     raise Refused(400, "the request target has a byte not allowed in a URI")
                 if b"#" in parts[1]:
                     raise Refused(400, "a request target has no fragment ('#', RFC 9112 3.2)")

@@ -13,7 +13,7 @@ CPython and :mod:`clbproxy.http.parse_h11` (pure Python, JIT-compiled on PyPy);
 :mod:`clbproxy.http.parsers` chooses.  A back end only splits a field section
 into fields; everything else is here and shared, so both behave the same:
 
-- the strictness is exactly today's listener's (:mod:`clbproxy.http.server`):
+- the strictness is exactly the listener's (:mod:`clbproxy.http.parse_rules`):
   an ordinary head that arrives whole has its request line read here and its
   fields split by the back end (which refuses NUL, bare CR or LF and obs-fold);
   anything unusual, or a head that arrives in pieces, is replayed line by line

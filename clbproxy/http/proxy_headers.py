@@ -39,7 +39,7 @@ from clbproxy.routing.actions import header_changes
 #: Client request headers never copied to the backend request: the framing is
 #: rebuilt by :func:`request_head` for the streamed body (its length, or chunked), and
 #: ``100-continue`` is the proxy's own to answer (see
-#: :class:`clbproxy.http.server.ProxyChannel`).
+#: :class:`clbproxy.listener.connection.ListenerConnection`).
 _REQUEST_ONLY_HEADERS = frozenset({"content-length", "expect"})
 
 #: Client request headers that never reach a backend, whatever the request.

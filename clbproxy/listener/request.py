@@ -170,9 +170,6 @@ class ListenerRequest:
     def isSecure(self) -> bool:
         return ISSLTransport(self.transport, None) is not None
 
-    def dispatch_early(self, command: bytes, path: bytes, version: bytes) -> None:
-        """Nothing: a listener connection always dispatches at the head (kept for callers)."""
-
     # -- the response -----------------------------------------------------------------------
 
     def setResponseCode(self, code: int, message: Optional[bytes] = None) -> None:

@@ -54,7 +54,7 @@ from clbproxy.ws.relay import RelayServerFactory, Route
 log = Logger()
 
 #: Methods a ``405`` lists in ``Allow``: the proxy forwards any method but ``TRACE``
-#: (and ``CONNECT``, see :func:`clbproxy.http.server.request_line_problem`).
+#: (and ``CONNECT``, see :func:`clbproxy.http.parse_rules.request_line_problem`).
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 #: TRACE would echo a request's headers (cookies, credentials the proxy adds)

@@ -2,9 +2,11 @@
 
 Each test runs a twisted.web backend, a front site whose root resource calls
 ``HTTPForwarder.forward``, and a client (treq, or raw TCP when the bytes on the
-wire matter).  The front is the production parser a listener uses
-(:class:`clbproxy.http.server.ProxySite`: strict parsing, streamed request
-bodies, host checks), without the listener's rules and limits.
+wire matter).  The front is a listener's own connection
+(:class:`clbproxy.listener.connection.ListenerSite`: strict parsing, streamed
+request bodies, host checks) with the listener defaults, without its rules, on
+the environment's parser back end (``CLBPROXY_HTTP_PARSER``; the default one
+here, ``h11`` in :mod:`tests.integration.test_httpproxy_h11`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
-from clbproxy.config import BackendConfig, TargetGroupConfig
+from clbproxy.config import BackendConfig, ListenerConfig, TargetGroupConfig
 from clbproxy.http.forwarded import TrustedProxies
 from clbproxy.http.forwarder import HTTPForwarder
-from clbproxy.http.server import HTTPLimits, ProxyChannel, ProxySite
+from clbproxy.http.parsers import chosen
+from clbproxy.listener.connection import ListenerConnection, ListenerSite
 from clbproxy.upstream.balancer import TargetGroup
 
 CHUNK = 64 * 1024
@@ -94,7 +97,7 @@ class TrackedChannel(_Tracked, HTTPChannel):
     """A plain twisted.web connection (the backends')."""
 
 
-class TrackedProxyChannel(_Tracked, ProxyChannel):
+class TrackedListenerConnection(_Tracked, ListenerConnection):
     """A listener's client connection (the front's)."""
 
 
@@ -117,13 +120,13 @@ class TrackedSite(_TrackedSiteMixin, Site):
         self.channels: List[_Tracked] = []
 
 
-class TrackedProxySite(_TrackedSiteMixin, ProxySite):
-    """The front's site: the production parser and request (bodies streamed)."""
+class TrackedListenerSite(_TrackedSiteMixin, ListenerSite):
+    """The front: the listener's connections, with the listener defaults."""
 
-    protocol = TrackedProxyChannel
+    protocol = TrackedListenerConnection
 
     def __init__(self, resource: Resource) -> None:
-        super().__init__(resource, limits=HTTPLimits())
+        super().__init__(resource, ListenerConfig(name="front", bind="tcp:0", rules=()), reactor)
         self.channels: List[_Tracked] = []
 
 
@@ -305,7 +308,8 @@ class HTTPForwarderTests(TestCase):
             pool_factory=pool_factory,
         )
         self.addCleanup(forwarder.close)
-        self.front_port = await self.listen(TrackedProxySite(Forwarding(forwarder, group)))
+        self.front = TrackedListenerSite(Forwarding(forwarder, group))
+        self.front_port = await self.listen(self.front)
         return f"http://127.0.0.1:{self.front_port}"
 
     async def get(self, url: str, **kwargs) -> Tuple[object, bytes]:
@@ -328,6 +332,13 @@ class HTTPForwarderTests(TestCase):
             if event.get("log_namespace") == "clbproxy.http.forwarder"
             and event.get("log_level") == LogLevel.warn
         ]
+
+    async def test_the_front_is_the_listeners_connection_on_the_chosen_parser(self) -> None:
+        url = await self.start_proxy()
+        await self.get(url + "/")
+        (connection,) = self.front.channels
+        self.assertIsInstance(connection, ListenerConnection)
+        self.assertEqual(self.front.backend, chosen())
 
     # Passing requests and responses through
 

@@ -1,23 +1,25 @@
-"""Drive today's listener channel and the new request parsers over the same bytes.
+"""Drive a listener connection over given bytes and record what it makes of them.
 
-Both give an *outcome*: the requests accepted, in order, each as ``("request",
-method, target, fields, body, trailers)`` (fields grouped by lower-case name,
-values in order, which is what twisted.web's ``Headers`` keeps), then at most
-one ``("refused", status, detail)``.  A connection goes on to the next
-request when the previous one was persistent by twisted.web's rule, as
-today's listener does.
+:func:`connection_outcome` runs a
+:class:`~clbproxy.listener.connection.ListenerConnection` on a chosen parser
+back end (over a ``StringTransport``) and gives its *outcome*: the requests
+accepted, in order, each as ``("request", method, target, fields, body,
+trailers)`` (fields grouped by lower-case name, values in order, which is what
+twisted.web's ``Headers`` keeps), then at most one ``("refused", status,
+detail)``.  Each request is answered once its body is in, so the connection
+goes on to the next one when the previous one was persistent.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Sequence
 
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from clbproxy.http.parsers import request_parser
-from clbproxy.http.server import HTTPLimits, ProxyChannel, ProxyRequest, ProxySite
+from clbproxy.config import ListenerConfig
+from clbproxy.http.server import HTTPLimits
+from clbproxy.listener.connection import ListenerConnection, ListenerSite
 
 
 def grouped(fields: Iterable[tuple[bytes, bytes]]) -> tuple:
@@ -28,13 +30,6 @@ def grouped(fields: Iterable[tuple[bytes, bytes]]) -> tuple:
     return tuple(sorted((name, tuple(values)) for name, values in found.items()))
 
 
-def persistent(version: bytes, fields: Sequence[tuple[bytes, bytes]]) -> bool:
-    """twisted.web's ``checkPersistence``: HTTP/1.1, no ``close`` in the first Connection value."""
-    values = [value for name, value in fields if name.lower() == b"connection"]
-    tokens = [token.lower() for token in values[0].split(b" ")] if values else []
-    return version in (b"1.1", b"HTTP/1.1") and b"close" not in tokens
-
-
 class _Collector:
     def __init__(self) -> None:
         self.data: List[bytes] = []
@@ -43,13 +38,10 @@ class _Collector:
         self.data.append(data)
 
 
-class _Recorder(Resource):
-    """Records each request once its body is in, answers it, and lets the next one come."""
-
-    isLeaf = True
+class _Recorder:
+    """A root resource: records each request once its body is in, answers it."""
 
     def __init__(self, outcome: list) -> None:
-        super().__init__()
         self.outcome = outcome
 
     def render(self, request):
@@ -83,92 +75,39 @@ class _Recorder(Resource):
         return NOT_DONE_YET
 
 
-class _RecordingChannel(ProxyChannel):
+class _RecordingConnection(ListenerConnection):
     def reject(self, status: int, detail: str) -> None:
         if not self._rejected:
             self.factory.outcome.append(("refused", status, detail))
         super().reject(status, detail)
 
-
-class _RecordingRequest(ProxyRequest):
-    def _handleStar(self) -> None:
-        # twisted.web answers ``*`` itself; it was parsed like any other target.
-        self.render(self.site.resource)
+    def _answer_star(self, request) -> None:
+        # The connection answers ``*`` itself; it was parsed like any other target.
+        self.factory.resource.render(request)
 
 
-def listener_outcome(chunks: Sequence[bytes], limits: HTTPLimits) -> list:
-    """What today's listener (``ProxyChannel``) makes of a connection sending ``chunks``."""
+def connection_outcome(chunks: Sequence[bytes], limits: HTTPLimits, backend: str) -> list:
+    """What a listener connection parsing with ``backend`` makes of a client sending ``chunks``."""
     outcome: list = []
-    site = ProxySite(_Recorder(outcome), limits=limits, reactor=MemoryReactorClock())
-    site.protocol = _RecordingChannel
-    site.requestFactory = _RecordingRequest
+    listener = ListenerConfig(
+        name="parity",
+        bind="tcp:0",
+        rules=(),
+        max_request_line=limits.max_request_line,
+        max_header_size=limits.max_header_size,
+        max_body_size=limits.max_body_size,
+    )
+    site = ListenerSite(_Recorder(outcome), listener, MemoryReactorClock(), backend=backend)
+    site.protocol = _RecordingConnection
     site.outcome = outcome
-    channel = site.buildProtocol(None)
+    connection = site.buildProtocol(None)
     transport = StringTransport()
-    channel.makeConnection(transport)
+    connection.makeConnection(transport)
     for chunk in chunks:
         if transport.disconnecting:
             break
-        channel.dataReceived(chunk)
+        connection.dataReceived(chunk)
     return outcome
-
-
-class ParserOutcome:
-    """A request parser's handler that records the outcome the way :func:`listener_outcome` does.
-
-    It enforces ``max_body_size`` on streamed bodies, as a listener connection will.
-    """
-
-    def __init__(self, limits: HTTPLimits, backend: Optional[str] = None) -> None:
-        self.limits = limits
-        self.outcome: list = []
-        self.parser = request_parser(self, limits, backend=backend)
-        self.head = None
-        self.body: List[bytes] = []
-        self.stopped = False
-
-    def request_head(self, head) -> None:
-        self.head = head
-        self.body = []
-
-    def body_data(self, data: bytes) -> None:
-        self.body.append(data)
-        limit = self.limits.max_body_size
-        if limit and self.parser.body_received > limit:
-            self.outcome.append(("refused", 413, f"the request body is larger than {limit} bytes"))
-            self.stopped = True
-            self.parser.pause()
-
-    def message_complete(self, trailers) -> None:
-        head = self.head
-        self.outcome.append(
-            (
-                "request",
-                head.method,
-                head.target,
-                grouped(head.headers),
-                b"".join(self.body),
-                list(trailers),
-            )
-        )
-        if persistent(head.version, head.headers):
-            self.parser.resume()
-        else:
-            self.stopped = True
-
-    def parse_error(self, status: int, detail: str) -> None:
-        self.outcome.append(("refused", status, detail))
-        self.stopped = True
-
-
-def parser_outcome(chunks: Sequence[bytes], limits: HTTPLimits, backend: str) -> list:
-    """What a new request parser makes of a connection sending ``chunks``."""
-    handler = ParserOutcome(limits, backend)
-    for chunk in chunks:
-        if handler.stopped:
-            break
-        handler.parser.feed(chunk)
-    return handler.outcome
 
 
 def cuts(data: bytes, how: str) -> list[bytes]:

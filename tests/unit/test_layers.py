@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 #:    no certificate), logging helpers, endpoint strings, descriptor limits and
 #:    the reactor's dispatch; the packages' ``__init__`` modules (docstrings).
 #: 1. protocol code with no notion of a proxy: HTTP messages, trailers,
-#:    X-Forwarded headers, the listener's HTTP channel and redirects; the HTTP/2
+#:    X-Forwarded headers, the HTTP/1.1 parsers and their rules, redirects; the HTTP/2
 #:    server connection and its streams (http2); WebSocket
 #:    frames, close codes, handshake and upgrade checks, timers, read pauses and the fast path;
 #:    TLS contexts, certificates and the backend TLS client; the HTTP client's

@@ -1,13 +1,10 @@
-"""The client side of a listener: Host rules, absolute-form targets, ``100 Continue``."""
+"""The Host rules a listener applies to every request: one valid Host, absolute-form targets."""
 
 from __future__ import annotations
 
-from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial import unittest
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 
-from clbproxy.http.server import BadHost, HTTPLimits, ProxySite, request_host, valid_authority
+from clbproxy.http.server import BadHost, request_host, valid_authority
 
 
 class RequestHostTests(unittest.TestCase):
@@ -103,92 +100,3 @@ class AuthorityTests(unittest.TestCase):
     def test_anything_else_is_not(self):
         for host in INVALID_HOSTS:
             self.assertFalse(valid_authority(host), host)
-
-
-class _Holding(Resource):
-    """Keeps each request open; ``start_body`` plays a backend starting to read the body."""
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests = []
-
-    def render(self, request):
-        self.requests.append(request)
-        return NOT_DONE_YET
-
-
-class ContinueTests(unittest.TestCase):
-    """``100 Continue`` waits until a backend starts taking the body."""
-
-    def connect(self):
-        resource = _Holding()
-        site = ProxySite(resource, limits=HTTPLimits(), reactor=MemoryReactorClock())
-        channel = site.buildProtocol(None)
-        transport = StringTransport()
-        channel.makeConnection(transport)
-        return resource, channel, transport
-
-    def test_nothing_is_sent_until_a_backend_takes_the_body(self):
-        resource, channel, transport = self.connect()
-        channel.dataReceived(
-            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
-        )
-        self.assertEqual((len(resource.requests), transport.value()), (1, b""))
-        resource.requests[0].body.startProducing(StringTransport())
-        self.assertEqual(transport.value(), b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def test_an_answer_before_the_body_is_taken_has_no_continue(self):
-        resource, channel, transport = self.connect()
-        channel.dataReceived(
-            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
-        )
-        request = resource.requests[0]
-        request.setResponseCode(404)
-        request.write(b"no")
-        request.body.startProducing(StringTransport())
-        request.finish()
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 404 "), transport.value())
-        self.assertNotIn(b"100 Continue", transport.value())
-
-    def test_a_request_without_a_body_gets_no_continue(self):
-        resource, channel, transport = self.connect()
-        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
-        self.assertEqual((len(resource.requests), transport.value()), (1, b""))
-
-    def test_http_1_0_gets_no_continue(self):
-        resource, channel, transport = self.connect()
-        channel.dataReceived(
-            b"POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
-        )
-        resource.requests[0].body.startProducing(StringTransport())
-        self.assertEqual(transport.value(), b"")
-
-    def test_a_fragment_in_the_target_is_refused(self):
-        for target in (b"/admin#/../public", b"/#", b"/a?b#c", b"http://a.test/x#y"):
-            resource, channel, transport = self.connect()
-            channel.dataReceived(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
-            self.assertEqual(resource.requests, [], target)
-            self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "), transport.value())
-            self.assertIn(b"no fragment", transport.value())
-
-    def test_an_invalid_host_is_refused_for_an_upgrade_too(self):
-        resource, channel, transport = self.connect()
-        channel.dataReceived(
-            b"GET / HTTP/1.1\r\nHost: a:1:1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        self.assertEqual(resource.requests, [])
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "), transport.value())
-
-    def test_a_bad_host_is_rejected_before_any_continue(self):
-        resource, channel, transport = self.connect()
-        channel.dataReceived(
-            b"POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 5\r\n"
-            b"Expect: 100-continue\r\n\r\nhello"
-        )
-        self.assertEqual(resource.requests, [])
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "), transport.value())
-        self.assertIn(b"more than one Host header", transport.value())
-        self.assertTrue(transport.disconnecting)

@@ -1,16 +1,11 @@
-"""Trailer fields: parsing, the fields forwarded, and the listener's framing (in memory)."""
+"""Trailer fields: parsing, the fields forwarded, the trailer section written."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial import unittest
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 
-from clbproxy.http.server import HTTPLimits, ProxySite
 from clbproxy.http.trailers import (
     TrailerError,
     accepts_trailers,
@@ -94,73 +89,3 @@ class ParseProperties(unittest.TestCase):
             self.assertFalse(set(name) & set(b" \t:\x00\r\n()"), name)
             self.assertFalse(set(value) & set(b"\x00\r\n"), value)
             self.assertEqual(value, value.strip(b" \t"))
-
-
-class _Recorder(Resource):
-    isLeaf = True
-
-    def __init__(self, trailers=()) -> None:
-        super().__init__()
-        self.requests = []
-        self.trailers = list(trailers)
-
-    def render(self, request):
-        self.requests.append(request)
-        if self.trailers:
-            request.response_trailers = self.trailers
-            request.write(b"hi")
-            request.finish()
-            return NOT_DONE_YET
-        return NOT_DONE_YET
-
-
-class ServerSideTests(unittest.TestCase):
-    def channel(self, resource: Resource, **limits):
-        site = ProxySite(resource, limits=HTTPLimits(**limits), reactor=MemoryReactorClock())
-        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1234))
-        channel.makeConnection(transport)
-        return channel, transport
-
-    def test_request_trailers_are_kept_for_the_backend(self) -> None:
-        resource = _Recorder()
-        channel, _ = self.channel(resource)
-        channel.dataReceived(
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"3\r\nabc\r\n0\r\nX-Sum: 1\r\nHost: evil\r\n\r\n"
-        )
-        body = resource.requests[0].body
-        self.assertTrue(body.complete)
-        self.assertEqual(body.trailers, [(b"X-Sum", b"1"), (b"Host", b"evil")])
-        self.assertEqual(body.forwarded_trailers(), [(b"X-Sum", b"1")])
-
-    def test_malformed_trailer_is_400(self) -> None:
-        resource = _Recorder()
-        channel, transport = self.channel(resource)
-        channel.dataReceived(
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"3\r\nabc\r\n0\r\nX-Sum: 1\r\n folded\r\n\r\n"
-        )
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
-        self.assertIn(b"obsolete line folding in a trailer", transport.value())
-        self.assertFalse(resource.requests[0].body.complete)
-
-    def test_trailers_over_max_header_size_are_400(self) -> None:
-        resource = _Recorder()
-        channel, transport = self.channel(resource, max_header_size=100)
-        channel.dataReceived(
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"3\r\nabc\r\n0\r\nX-Sum: " + b"s" * 100 + b"\r\n\r\n"
-        )
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
-
-    def test_chunked_response_ends_with_trailers(self) -> None:
-        channel, transport = self.channel(_Recorder([(b"X-Status", b"done")]))
-        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        self.assertTrue(transport.value().endswith(b"2\r\nhi\r\n0\r\nX-Status: done\r\n\r\n"))
-
-    def test_http10_response_drops_trailers(self) -> None:
-        channel, transport = self.channel(_Recorder([(b"X-Status", b"done")]))
-        channel.dataReceived(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
-        self.assertTrue(transport.value().endswith(b"\r\n\r\nhi"))
-        self.assertNotIn(b"X-Status", transport.value())
