@@ -1,8 +1,8 @@
 """Error responses the proxy itself produces: a small HTML page and the raw HTTP bytes.
 
-Shared by the HTTP proxy (through twisted.web) and the WebSocket relay (which
-answers a refused handshake on the raw transport), so a client sees the same page
-whichever path failed.
+Shared by the listener's connections (HTTP/1.1 and HTTP/2), the HTTP forwarder
+and the WebSocket relay (which answers a refused handshake on the raw
+transport), so a client sees the same page whichever path failed.
 """
 
 from __future__ import annotations
@@ -80,6 +80,22 @@ def raw_response(
     lines.append("Connection: close")
     head = "\r\n".join(lines) + "\r\n\r\n"
     return head.encode("latin-1", "replace") + body
+
+
+def refusal(
+    status: int, detail: str, accept: str | None, request_id: str | None, id_header: str
+) -> bytes:
+    """The whole answer to a request the proxy refuses before any response began.
+
+    The error page in the form ``accept`` prefers (:func:`negotiated_error`),
+    with the request's ID under ``id_header`` when it has one; it closes the
+    connection (:func:`raw_response`).
+    """
+    content_type, body = negotiated_error(status, detail, accept, request_id)
+    headers = [("Content-Type", content_type)]
+    if request_id is not None:
+        headers.append((id_header, request_id))
+    return raw_response(status, headers, body)
 
 
 def raw_error_response(status: int, detail: str, headers: Iterable[tuple[str, str]] = ()) -> bytes:

@@ -52,7 +52,7 @@ from clbproxy.http.parse_rules import ExactHead, Refused
 from clbproxy.http.parsers import chosen, request_parser
 from clbproxy.http.parsing import RequestHead
 from clbproxy.http.request_id import OFF, RequestIds, new_request_id
-from clbproxy.http.responses import negotiated_error, raw_error_response, raw_response
+from clbproxy.http.responses import raw_error_response, refusal
 from clbproxy.http.server import SERVER, BodyTooLarge, HTTPLimits, RequestBody
 from clbproxy.listener.limits import LimitStats
 from clbproxy.listener.request import ListenerRequest, http_date
@@ -419,7 +419,6 @@ class ListenerConnection(Protocol):
         if fields:
             values = [value for name, value in fields if name.lower() == b"accept"]
             accept = values[-1].decode("latin-1") if values else None
-        content_type, body = negotiated_error(status, detail, accept, request_id)
         log.info(
             "Rejected a request from {peer} with {status}: {detail} request_id={request_id}",
             peer=getattr(self.peer, "host", None),
@@ -427,10 +426,7 @@ class ListenerConnection(Protocol):
             detail=printable(detail),
             request_id=request_id or "-",
         )
-        headers = [("Content-Type", content_type)]
-        if request_id is not None:
-            headers.append((self.request_ids.name, request_id))
-        transport.write(raw_response(status, headers, body))
+        transport.write(refusal(status, detail, accept, request_id, self.request_ids.name))
         self.loseConnection()
 
     def _fields_read(self) -> Optional[list]:
