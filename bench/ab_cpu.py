@@ -35,6 +35,7 @@ from procs import (
     LOAD_CPU,
     NODE,
     PROXY_CPU,
+    clbproxy_argv,
     cpu_seconds_fine,
     free_port,
     pinned,
@@ -63,18 +64,7 @@ def spawn_proxy(tmp: Path, name: str, checkout: str, python: str, backend: int, 
     port = free_port()
     conf = tmp / f"{name}.conf"
     conf.write_text(CONF.format(port=port, backend=backend, listener_extra=extra))
-    argv = [
-        python,
-        "-c",
-        "from twisted.scripts.twistd import run; run()",
-        "-n",
-        "--pidfile=",
-        "--logfile",
-        str(tmp / f"{name}-twistd.log"),
-        "clbproxy",
-        "--config",
-        str(conf),
-    ]
+    argv = clbproxy_argv(python, conf, tmp / f"{name}-twistd.log")
     env = {**os.environ, "PYTHONPATH": checkout}
     proc = subprocess.Popen(
         pinned(PROXY_CPU, argv),

@@ -135,6 +135,22 @@ def write_certificate(directory: Path) -> tuple[Path, Path]:
     return Path(cert), Path(key)
 
 
+def clbproxy_argv(python: str, config: Path, log: Path) -> list[str]:
+    """``twistd -n clbproxy --config config`` run by ``python``, its log in ``log``."""
+    return [
+        python,
+        "-c",
+        "from twisted.scripts.twistd import run; run()",
+        "-n",
+        "--pidfile=",
+        "--logfile",
+        str(log),
+        "clbproxy",
+        "--config",
+        str(config),
+    ]
+
+
 def pinned(cpu: str, argv: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *argv]
 

@@ -62,6 +62,7 @@ from procs import (
     REPO,
     Target,
     absolute,
+    clbproxy_argv,
     cpu_seconds,
     free_port,
     implementation,
@@ -358,18 +359,7 @@ class Bench:
         """clbproxy under twistd with the configuration ``conf_text``; ready when ``port`` is."""
         conf = self.tmp / f"{name}.conf"
         conf.write_text(conf_text)
-        argv = [
-            python,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "-n",
-            "--pidfile=",
-            "--logfile",
-            str(self.tmp / f"{name}-twistd.log"),
-            "clbproxy",
-            "--config",
-            str(conf),
-        ]
+        argv = clbproxy_argv(python, conf, self.tmp / f"{name}-twistd.log")
         proc = self.spawn(name, argv, port, self.args.proxy_cpus)
         return Target(name, port, proc.pid, scheme)
 
