@@ -4,9 +4,10 @@
 one malformed request would end every other request and download on the
 connection.  Here a request that breaks HTTP/2's own rules is
 :class:`Malformed` (the stream is reset with ``PROTOCOL_ERROR``, RFC 9113 8.1.1)
-and one HTTP would refuse is :class:`Refused` with the status an HTTP/1.1
-client would get on this listener (400, 413, 414, 431, 501), so the two
-versions are exactly as strict.  :func:`read_request` is sans-IO.
+and one HTTP would refuse is :class:`~clbproxy.http.parse_rules.Refused` (the
+HTTP/1.1 parsers' own) with the status an HTTP/1.1 client would get on this
+listener (400, 413, 414, 431, 501), so the two versions are exactly as
+strict.  :func:`read_request` is sans-IO.
 
 An extended CONNECT (RFC 8441 4: ``:method CONNECT`` with ``:protocol``) is
 read only when the connection advertised ``SETTINGS_ENABLE_CONNECT_PROTOCOL``
@@ -22,14 +23,13 @@ from typing import Iterable, Optional, Sequence
 
 import attrs
 
+from clbproxy.http.parse_rules import URI_CHARACTERS, Refused
 from clbproxy.http.server import HTTPLimits, valid_authority
 
 #: Header names: lower-case tokens (RFC 9113 8.2.1 forbids upper case).
 _NAME = re.compile(rb"\A[!#$%&'*+.^_`|~0-9a-z-]+\Z")
 #: Field values must not hold NUL, CR or LF, nor start or end with white space.
 _BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
-#: Visible ASCII, as the HTTP/1.1 listener accepts in a request target.
-_URI_CHARACTERS = re.compile(rb"\A[\x21-\x7e]+\Z")
 _METHOD = re.compile(rb"\A[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 #: Connection-specific fields HTTP/2 forbids (RFC 9113 8.2.2); ``te`` is checked apart.
@@ -44,15 +44,6 @@ FIELD_OVERHEAD = 32
 
 class Malformed(Exception):
     """The request breaks HTTP/2's message rules: its stream is reset (``PROTOCOL_ERROR``)."""
-
-
-class Refused(Exception):
-    """The request is well formed HTTP/2 but refused as HTTP/1.1 would be: ``status``."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 @attrs.frozen
@@ -86,7 +77,7 @@ def read_request(
     end_stream: bool,
     connect_protocol: bool = False,
 ) -> RequestHead:
-    """Check a request's decoded header block; raises :class:`Malformed` or :class:`Refused`.
+    """Check a request's decoded header block; raises :class:`Malformed` or ``Refused``.
 
     ``connect_protocol``: the connection advertised ``SETTINGS_ENABLE_CONNECT_PROTOCOL``.
     """
@@ -132,7 +123,7 @@ def read_request(
         raise Refused(431, "the request headers are too large")
     if len(path) > limits.max_request_line:
         raise Refused(414, "the request target is too long")
-    if not _URI_CHARACTERS.match(path):
+    if not URI_CHARACTERS.match(path):
         raise Refused(400, "the request target has a byte not allowed in a URI")
     if b"#" in path:
         raise Refused(400, "a request target has no fragment ('#')")
