@@ -215,7 +215,7 @@ def fast_framing(specials: List[Field], limits: HTTPLimits) -> Optional[Framing]
 
 
 class ExactHead:
-    """today's listener reading one request head, line by line, in its order of checks.
+    """The listener reading one request head, line by line, in its order of checks.
 
     ``feed`` is given the whole buffer each time (it only grows until the
     head is complete) and goes on from where it stopped.  It returns None while
@@ -347,7 +347,7 @@ def host_rules(
 
     The rules are :func:`~clbproxy.http.server.request_host`'s.
     An absolute-form target becomes origin-form and its authority the ``Host``
-    field's value (where the field was, or added last), as today's listener does.
+    field's value (where the field was, or added last), as the listener always did.
     """
     if len(hosts) == 1 and target[:1] == b"/" and hosts[0] in _GOOD_HOSTS:
         return target, hosts[0], fields

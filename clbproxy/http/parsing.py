@@ -82,7 +82,7 @@ class RequestHead:
     """A request's line and fields, and the framing the parser derived from them.
 
     ``method`` and ``target`` are as sent (an absolute-form target is made
-    origin-form, its authority put in ``Host``, as today's listener does);
+    origin-form, its authority put in ``Host``, as RFC 9112 3.2.2 says);
     ``version`` is ``b"1.0"`` or ``b"1.1"`` (a later 1.x minor reads as 1.1);
     ``headers`` are ``(name, value)`` pairs in order, names as received, values
     without surrounding whitespace; ``host`` is the Host value every later step
