@@ -18,7 +18,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
-from clbproxy.config import ListenerConfig
+from clbproxy.config import ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.listener.service import listener_service
 from clbproxy.upstream.balancer import TargetGroup
 from tests.support.transports import Connection
@@ -89,3 +89,17 @@ class ListenerHarness:
                 break
             self.clock.advance(60)
         txaio.config.loop = self._loop
+
+
+def forwarding_listener(test, backends, **group_options) -> ListenerHarness:
+    """A listener ``web`` whose one rule sends everything to the group ``pool`` of ``backends``.
+
+    ``group_options`` go to the group's :class:`~clbproxy.config.TargetGroupConfig`;
+    the harness is closed when ``test`` ends.
+    """
+    clock = MemoryReactorClock()
+    group = TargetGroup(TargetGroupConfig("pool", tuple(backends), **group_options), clock)
+    listener = ListenerConfig(name="web", bind="tcp:0", rules=(RuleConfig(target_group="pool"),))
+    harness = ListenerHarness(listener, {"pool": group}, clock)
+    test.addCleanup(harness.close)
+    return harness

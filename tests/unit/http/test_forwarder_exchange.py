@@ -13,11 +13,10 @@ import re
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
+from clbproxy.config import BackendConfig, TargetGroupConfig
 from clbproxy.http.forwarded import TrustedProxies
 from clbproxy.http.forwarder import HTTPForwarder
-from clbproxy.upstream.balancer import TargetGroup
-from tests.support.listener import ListenerHarness
+from tests.support.listener import ListenerHarness, forwarding_listener
 
 A = BackendConfig("10.0.0.1", 8001)
 B = BackendConfig("10.0.0.2", 8002)
@@ -31,14 +30,7 @@ def _without_id(head: bytes) -> bytes:
 
 class ExchangeTestCase(unittest.TestCase):
     def listener(self, backends=(A,), **group_options) -> ListenerHarness:
-        clock = MemoryReactorClock()
-        group = TargetGroup(TargetGroupConfig("pool", backends, **group_options), clock)
-        listener = ListenerConfig(
-            name="web", bind="tcp:0", rules=(RuleConfig(target_group="pool"),)
-        )
-        harness = ListenerHarness(listener, {"pool": group}, clock)
-        self.addCleanup(harness.close)
-        return harness
+        return forwarding_listener(self, backends, **group_options)
 
 
 class RequestHeadTests(ExchangeTestCase):
