@@ -77,7 +77,8 @@ def scale_chart(scale: dict, label: str, date: str, path: Path) -> None:
     plt = _pyplot()
     figure, (memory, cpu) = plt.subplots(1, 2, figsize=(9, 3.6))
     for workers, curve in sorted(scale.get("curves", {}).items()):
-        rows = curve["rows"]
+        # The cold and warm-up rows (bench/scale.py) are not points of the curve.
+        rows = [r for r in curve["rows"] if isinstance(r["sessions"], int)]
         name = f"workers = {workers}"
         memory.plot(
             [r["sessions"] for r in rows],

@@ -9,7 +9,8 @@
 //   node load.js tlshake URL PARALLEL SECONDS full|resumed   handshake over wss://, counting TLS resumptions
 //   node load.js hold URL[,URL...]                           scale curve: reads "open N" lines on stdin, opens
 //                                                            N more idle sessions, prints "opened N MS ALIVE LOST"
-//   node load.js probe URL ECHOES                            one session, ECHOES sequential 64 B echoes (p99)
+//   node load.js probe URL ECHOES [GAP_MS BURSTS]            one session, ECHOES sequential 64 B echoes (p99),
+//                                                            in BURSTS bursts GAP_MS apart
 //
 // The echo backend answers a GET at once and any other method after reading (and discarding)
 // the request body, with the same short 200.
@@ -358,10 +359,16 @@ function hold(urls) {
   console.log("ready 0");
 }
 
-// One session, ECHOES sequential 64 B round trips: the latency a new message sees.
-function probe(url, echoes) {
+// One session, ECHOES sequential 64 B round trips: the latency a new message sees.  With
+// BURSTS (the scale curve), the echoes come in BURSTS bursts, GAP_MS apart, each burst one
+// echo more than its share, the first not counted: it wakes two idle processes on a virtual
+// machine (a few ms there, whatever the proxy does).  Spread over whole ping intervals, the
+// bursts meet the proxy's pings at every phase, as real messages would.
+function probe(url, echoes, gap, bursts) {
   const ws = openSocket(url);
   const latencies = [];
+  const perBurst = bursts > 0 ? Math.ceil(echoes / bursts) : echoes;
+  let inBurst = 0;
   let sent = 0;
   const next = () => {
     sent = performance.now();
@@ -369,11 +376,19 @@ function probe(url, echoes) {
   };
   ws.on("open", next);
   ws.on("message", () => {
-    latencies.push(performance.now() - sent);
-    if (latencies.length < echoes) return next();
-    report({ echoes: latencies.length }, latencies);
-    ws.close(1000);
-    process.exit(0);
+    const ms = performance.now() - sent;
+    if (bursts > 0 && inBurst++ === 0) return next(); // the wake-up echo
+    latencies.push(ms);
+    if (latencies.length >= echoes) {
+      report({ echoes: latencies.length }, latencies);
+      ws.close(1000);
+      process.exit(0);
+    }
+    if (bursts > 0 && inBurst > perBurst) {
+      inBurst = 0;
+      return setTimeout(next, gap);
+    }
+    return next();
   });
   ws.on("error", (e) => {
     console.error(String(e));
@@ -420,7 +435,7 @@ function main() {
     case "hold":
       return hold(args[0]);
     case "probe":
-      return probe(args[0], n(1));
+      return probe(args[0], n(1), n(2) || 0, n(3) || 0);
     default:
       console.error("usage: see the top of bench/load.js");
       process.exit(2);

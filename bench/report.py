@@ -419,6 +419,18 @@ def baseline_table(scenarios: dict) -> list[str]:
     return [f"| per proxy CPU-s | {head} |", "|---|" + "---|" * len(present), *lines]
 
 
+def _scale_windows(scale: dict) -> str:
+    """How the scale curve's CPU was read (runs before ``scale-r20`` had one window, no warm-up)."""
+    if "windows" not in scale:
+        return ""
+    settle_start, settle_step = scale["settle_s"]
+    return (
+        f", the median of {scale['windows']} windows; {scale['warm_sessions_per_worker']} "
+        f"warm-up sessions per worker held throughout; {settle_start:.0f} s of settling "
+        f"before the 0-session row, {settle_step:.0f} s after each step opened"
+    )
+
+
 def scale_tables(scale: dict) -> list[str]:
     """The scale curve: one table per worker count, its verdicts, the skipped steps."""
     soft, hard = scale["rlimit_nofile"]
@@ -426,7 +438,8 @@ def scale_tables(scale: dict) -> list[str]:
         f"One clbproxy instance, `websocket_ping_interval = {scale['ping_interval']}`; "
         f"RLIMIT_NOFILE {soft} (hard {hard}): a descriptor budget of "
         f"{scale['budget_per_process']} sessions per process; CPU window "
-        f"{scale['window_s']:.0f} s per step; ephemeral port range {scale['port_range']} ports.",
+        f"{scale['window_s']:.0f} s per step{_scale_windows(scale)}; ephemeral port range "
+        f"{scale['port_range']} ports.",
         "",
     ]
     for workers, curve in scale["curves"].items():
@@ -434,17 +447,22 @@ def scale_tables(scale: dict) -> list[str]:
             f"`workers = {workers}` ({curve['minutes']:.1f} min):",
             "",
             "| sessions | opened in s | sessions/s opened | proxy RSS MiB | KiB marginal "
-            "| KiB per session | idle CPU | idle CPU-us/s per session | probe p50 ms "
-            "| probe p99 ms | lost |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| KiB per session | idle CPU | idle CPU windows' spread "
+            "| idle CPU-us/s per session | probe p50 ms | probe p99 ms | lost |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in curve["rows"]:
+            cpu = r.get("idle_cpu_per_s")
+            windows = r.get("idle_cpu_windows") or []
+            spread = max(windows) / min(windows) - 1 if len(windows) > 1 and min(windows) else None
             out.append(
                 f"| {r['sessions']} | {_fmt(r.get('open_s'), 2)} | {_fmt(r.get('opened_per_s'))} "
                 f"| {r['rss'] / 2**20:.1f} | {_fmt(r.get('kib_marginal'), 2)} "
-                f"| {_fmt(r.get('kib_per_session'), 2)} | {r['idle_cpu_per_s']:.2%} "
-                f"| {_fmt(r.get('idle_us_per_session'), 2)} | {r['probe_p50_ms']:.2f} "
-                f"| {r['probe_p99_ms']:.2f} | {r.get('lost', '-')} |"
+                f"| {_fmt(r.get('kib_per_session'), 2)} "
+                f"| {'-' if cpu is None else f'{cpu:.2%}'} "
+                f"| {'-' if spread is None else f'{spread:.0%}'} "
+                f"| {_fmt(r.get('idle_us_per_session'), 2)} | {_fmt(r.get('probe_p50_ms'), 2)} "
+                f"| {_fmt(r.get('probe_p99_ms'), 2)} | {r.get('lost', '-')} |"
             )
         v = curve["verdicts"]
         out += [
@@ -492,9 +510,13 @@ HOW = {
     "scale": "Idle WebSocket sessions opened in steps through one clbproxy and held by one "
     "Node process on the load CPU (`bench/scale.py`).  KiB marginal: RSS added by the step "
     "per new session; idle CPU: the proxy's CPU per second over a window of one ping "
-    "interval with no traffic but pings (every session pinged once on each hop), per "
-    "session less the CPU with no sessions; probe: 200 sequential 64 B echoes on a new "
-    "session after the window.",
+    "interval with no traffic but pings (every session pinged once on each hop) and the "
+    "probe (the median of the windows, where there are several), per session less the "
+    "0-session row's; probe: 200 sequential 64 B echoes on a new session, in 10 bursts "
+    "spread over the windows, each burst's first (wake-up) echo not counted (before run "
+    "`scale-r20`: back to back after the window).  The `cold` row is "
+    "the process before the warm-up sessions (held to the end; its KiB marginal is what "
+    "they cost, one-time growth included); the 0-session row is measured with them.",
 }
 
 

@@ -1,26 +1,70 @@
 """The scale curve: what idle WebSocket sessions cost one clbproxy instance as they grow.
 
-``bench/run.py --scenario scale`` (it takes several minutes; nothing else runs with it).
-One clbproxy instance (``websocket_ping_interval = 30``, the defaults otherwise) in
-front of the echo backend; one load generator process (``load.js hold``, on the load
-CPU) opens idle sessions in steps and keeps them all open.  At each step:
+``bench/run.py --scenario scale`` (it takes about a quarter of an hour; nothing else runs
+with it).  One clbproxy instance (``websocket_ping_interval = 30``, the defaults
+otherwise) in front of the echo backend; one load generator process (``load.js hold``,
+on the load CPU) opens idle sessions in steps and keeps them all open.  Before the
+first step, :data:`WARM_SESSIONS` sessions per worker are opened and kept open for the
+whole curve (the warm-up, below); the 0-session row is measured with them.  At each
+step:
 
 - ``open_s``: how long opening the step's new sessions took (200 connects at a time);
 - ``kib_marginal``: the proxy's RSS (process tree) added by the step, per new session,
-  read after the CPU window (so buffers the pings touched are in it);
+  read after the CPU windows (so buffers the pings touched are in it);
 - ``idle_cpu_per_s``: the proxy's CPU seconds per second (the scheduler's nanosecond
-  counters: clock ticks are too coarse here) over a window with no traffic but the
-  proxy's pings (one full ping interval, so every session is pinged
-  on both hops once), and ``idle_us_per_session``: the same less the process's CPU
-  with no sessions, per session, in CPU microseconds per second;
-- ``probe_p50_ms``/``probe_p99_ms``: a new session's 200 sequential 64 B echoes,
-  after the window.
+  counters: clock ticks are too coarse here), the median of :data:`WINDOWS` windows
+  of one full ping interval each (so every session is pinged on both hops once per
+  window), with no traffic but the proxy's pings and the probe; ``idle_cpu_windows``
+  holds every window's figure.  ``idle_us_per_session``: the same less the 0-session
+  row's, per session, in CPU microseconds per second;
+- ``probe_p50_ms``/``probe_p99_ms``: a probe session's :data:`PROBE_ECHOES` 64 B
+  echoes, back to back in :data:`PROBE_BURSTS` bursts spread evenly over the CPU
+  windows (each burst's first echo is not counted: below).
+
+How it measures, and why (changed after run ``round18-new``, whose 1 k steps failed the
+spread targets; ``bench/RESULTS.md``, run ``scale-r20``, has the experiments):
+
+- The warm-up.  The one-time growth of a process that takes its first WebSocket
+  sessions used to land in the 1 k step: the memory of a batch of 200 handshakes in
+  flight at once (the client opens 200 at a time), which later batches reuse, and
+  with ``workers = 2`` a worker's first relay (the one probe made before the
+  baseline reached one worker).  In a smoke run of this code, the first 200 sessions
+  cost 8.3 KiB each (9.5 with two workers) and the next ones 4.1-5.9; after a warm-up
+  of one batch, the first 200 cost 4.6 (4.5) like the rest.  So one batch of
+  :data:`WARM_SESSIONS` sessions per worker is opened first (as the steps open
+  theirs, so every worker takes some) and held to the end, so that no step reuses
+  memory it freed.  The table keeps the cold numbers: the ``cold`` row is the
+  process before the warm-up, and the warm-up row's KiB marginal is what the first
+  sessions cost, one-time growth included.  The steps' session counts do not
+  include the warm-up's.
+- Settling.  The window used to start 1 s after the process started (the baseline)
+  and 1 s after a step's sessions opened; a worker's start-up and the end of the
+  opening burst kept it busy for several seconds more (in runs of the ``round18-new``
+  code, 3-14 ms/s for 15 s after start, against 0.6 ms/s later), which went into the
+  0-session row (subtracted from every step, so weighing most at 1 k) or into the
+  1 k step's few pings.  Now :data:`SETTLE_START` and :data:`SETTLE_STEP` seconds
+  pass first.
+- The median of :data:`WINDOWS` windows.  At 1 k sessions a window holds about
+  0.2 CPU-seconds of pings; on a shared machine consecutive windows of the same step
+  differed by up to 30 %.  The median of three (each shown) is what the target reads.
+- The probe in bursts.  200 back-to-back echoes after the window took 0.1 s at one
+  point of the ping cycle: right after the newest step's ping burst (at the 1 k and
+  5 k steps, a quiet time), but across other steps' bursts where a step took long to
+  open; so steps were sampled at different phases.  In bursts spread over the
+  windows, every step's probe meets the pings as often as a real message would.
+  The first echo of a burst wakes the load generator and the proxy from sleep:
+  on this virtual machine that alone takes a few ms (evenly paced single echoes had a
+  p50 of 3-4 ms through an idle proxy, against 0.3 ms back to back), so it is sent
+  but not counted.  The probe's own CPU is in every window, the 0-session row's too,
+  so it cancels in ``idle_us_per_session``.
 
 Steps: 1 k, 5 k and the largest the descriptor budget allows
 (:func:`clbproxy.net.descriptors.connection_budget` of the soft ``RLIMIT_NOFILE``
-run.py raised to the hard limit, per worker process, less room for the probe), then
-the same with ``workers = 2`` (both workers on the proxy CPU).  50 k and 100 k run
-only where the hard limit allows them, else the reason is printed and recorded.
+run.py raised to the hard limit, per worker process, less room for the probe and
+the warm-up), then the same with ``workers = 2`` (both workers on the proxy CPU).
+50 k and 100 k run only where the hard limit allows them, else the reason is printed
+and recorded.  ``--quick``: one window of 10 s per step, 2 s of settling.
+
 Above one ephemeral port range of connections per destination, the proxy gets one
 listener port and the target group one backend port (an echo backend process) per
 range, and the client spreads its sessions over the listener ports: each
@@ -41,6 +85,7 @@ from __future__ import annotations
 import json
 import math
 import resource
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -53,7 +98,17 @@ PING_INTERVAL = 30
 STEPS = (1000, 5000)
 LARGE_STEPS = (50_000, 100_000)
 PROBE_ECHOES = 200
-#: Sessions left out of the budget: the probe, and a little slack.
+#: The probe's echoes come in this many bursts, spread over the CPU windows.
+PROBE_BURSTS = 10
+#: CPU windows (of one ping interval each) per step; the median is the step's figure.
+WINDOWS = 3
+#: Sessions per worker opened before the baseline and held through the curve (one batch).
+WARM_SESSIONS = 200
+#: Seconds between the process's start (and warm-up) and the baseline's windows.
+SETTLE_START = 10.0
+#: Seconds between the end of a step's opening and its windows.
+SETTLE_STEP = 5.0
+#: Sessions left out of the budget besides the warm-up's: the probe, and a little slack.
 SLACK = 50
 #: Descriptors a load generator (node) needs besides its sessions.
 NODE_OVERHEAD = 200
@@ -91,7 +146,7 @@ def plan(workers: int) -> tuple[list[int], list[dict]]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     budget = connection_budget(soft) * workers
     # The client and the backend hold one descriptor per session each, in one process.
-    fits = min(budget, soft - NODE_OVERHEAD) - SLACK
+    fits = min(budget, soft - NODE_OVERHEAD) - SLACK - WARM_SESSIONS * workers
     largest = fits // 100 * 100
     steps = [n for n in STEPS if n < largest] + [largest]
     skipped = []
@@ -157,15 +212,26 @@ class Client:
             self.proc.kill()
 
 
-def probe(url: str) -> dict:
-    out = subprocess.run(
-        pinned(LOAD_CPU, [NODE, LOAD, "probe", url, str(PROBE_ECHOES)]),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+class Probe:
+    """A probe session's echoes in bursts over ``seconds`` (``load.js probe``), in the background.
+
+    With ``seconds`` 0, the echoes go back to back at once (the warm-up's).
+    """
+
+    def __init__(self, url: str, seconds: float) -> None:
+        bursts = PROBE_BURSTS if seconds else 0
+        gap_ms = seconds * 1000 / PROBE_BURSTS
+        argv = [NODE, LOAD, "probe", url, str(PROBE_ECHOES), f"{gap_ms:.0f}", str(bursts)]
+        self.proc = subprocess.Popen(
+            pinned(LOAD_CPU, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.seconds = seconds
+
+    def result(self) -> dict:
+        out, err = self.proc.communicate(timeout=self.seconds + 120)
+        if self.proc.returncode:
+            raise RuntimeError(f"load.js probe: {err}")
+        return json.loads(out.strip().splitlines()[-1])
 
 
 def cpu_per_second(pid: int, window: float) -> float:
@@ -174,8 +240,27 @@ def cpu_per_second(pid: int, window: float) -> float:
     return (cpu_seconds_fine(pid) - cpu0) / (time.monotonic() - t0)
 
 
-def one_curve(bench, workers: int, steps: list[int], window: float) -> list[dict]:
+def measure(pid: int, url: str, window: float, windows: int) -> dict:
+    """``windows`` CPU windows with a paced probe running through them."""
+    probe = Probe(url, window * windows)
+    cpu = [cpu_per_second(pid, window) for _ in range(windows)]
+    echo = probe.result()
+    return {
+        "idle_cpu_per_s": statistics.median(cpu),
+        "idle_cpu_windows": cpu,
+        "probe_p50_ms": echo["p50_ms"],
+        "probe_p99_ms": echo["p99_ms"],
+    }
+
+
+def settling(bench) -> tuple[float, float]:
+    """Seconds of settling before the 0-session row and after each step opened."""
+    return (2.0, 2.0) if bench.args.quick else (SETTLE_START, SETTLE_STEP)
+
+
+def one_curve(bench, workers: int, steps: list[int], window: float, windows: int) -> list[dict]:
     """Open ``steps`` sessions in turn through one clbproxy with ``workers`` processes."""
+    settle_start, settle_step = settling(bench)
     ranges = math.ceil(max(steps) / (port_range() - 1000))
     backends = [bench.start_backend() for _ in range(ranges)]
     ports = [free_port() for _ in range(ranges)]
@@ -184,29 +269,36 @@ def one_curve(bench, workers: int, steps: list[int], window: float) -> list[dict
     )
     urls = ",".join(f"ws://127.0.0.1:{port}/" for port in ports)
     time.sleep(2.0 if workers == 1 else 4.0)
-    first = probe(target.url)  # the WebSocket path's code and buffers, before the baseline
-    base_cpu = cpu_per_second(target.pid, window)
+    rows = [{"sessions": "cold", "rss": rss_bytes(target.pid)}]
+    # The warm-up: sessions on every worker (opened at once), held to the end.
+    warm = Client(urls)
+    warm_s, _, _ = warm.open(WARM_SESSIONS * workers)
+    Probe(target.url, 0).result()  # and the echo path
+    time.sleep(settle_start)
     rss = rss_bytes(target.pid)
-    rows = [
+    rows.append(
         {
-            "sessions": 0,
+            "sessions": "warm-up",
+            "added": WARM_SESSIONS * workers,
+            "open_s": warm_s,
             "rss": rss,
-            "idle_cpu_per_s": base_cpu,
-            "probe_p50_ms": first["p50_ms"],
-            "probe_p99_ms": first["p99_ms"],
+            "kib_marginal": (rss - rows[0]["rss"]) / (WARM_SESSIONS * workers) / 1024,
         }
-    ]
+    )
+    base = {"sessions": 0, **measure(target.pid, target.url, window, windows)}
+    base["rss"] = rss = rss_bytes(target.pid)
+    rows.append(base)
     client = Client(urls)
     try:
         held = 0
         for n in steps:
             open_s, alive, lost = client.open(n - held)
             added, held = n - held, n
-            time.sleep(1.0)
-            cpu = cpu_per_second(target.pid, window)
+            time.sleep(settle_step)
+            measured = measure(target.pid, target.url, window, windows)
             alive, lost = client.count()
             after = rss_bytes(target.pid)
-            echo = probe(target.url)
+            cpu = measured["idle_cpu_per_s"]
             row = {
                 "sessions": n,
                 "added": added,
@@ -214,27 +306,33 @@ def one_curve(bench, workers: int, steps: list[int], window: float) -> list[dict
                 "opened_per_s": added / open_s if open_s else None,
                 "rss": after,
                 "kib_marginal": (after - rss) / added / 1024,
-                "kib_per_session": (after - rows[0]["rss"]) / n / 1024,
-                "idle_cpu_per_s": cpu,
-                "idle_us_per_session": (cpu - base_cpu) / n * 1e6,
-                "probe_p50_ms": echo["p50_ms"],
-                "probe_p99_ms": echo["p99_ms"],
+                "kib_per_session": (after - base["rss"]) / n / 1024,
+                **measured,
+                "idle_us_per_session": (cpu - base["idle_cpu_per_s"]) / n * 1e6,
                 "alive": alive,
                 "lost": lost,
             }
             rss = after
             rows.append(row)
-            shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+            shown = {
+                k: [round(x, 4) for x in v]
+                if isinstance(v, list)
+                else round(v, 3)
+                if isinstance(v, float)
+                else v
+                for k, v in row.items()
+            }
             print(f"  scale workers={workers} {shown}", flush=True)
     finally:
         client.close()
+        warm.close()
         bench.stop_all()
     return rows
 
 
 def verdicts(rows: list[dict]) -> dict:
     """The issue's three targets for one curve (rows after the 0-session baseline)."""
-    steps = [r for r in rows if r["sessions"]]
+    steps = [r for r in rows if isinstance(r["sessions"], int) and r["sessions"]]
     marginal = [r["kib_marginal"] for r in steps]
     largest = steps[-1]
     cpu = [r["idle_us_per_session"] for r in steps]
@@ -256,10 +354,14 @@ def verdicts(rows: list[dict]) -> dict:
 def curve(bench) -> dict:
     """The whole scale scenario: one curve per worker count, with its verdicts."""
     window = 10.0 if bench.args.quick else float(PING_INTERVAL)
+    windows = 1 if bench.args.quick else WINDOWS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     result = {
         "ping_interval": PING_INTERVAL,
         "window_s": window,
+        "windows": windows,
+        "warm_sessions_per_worker": WARM_SESSIONS,
+        "settle_s": list(settling(bench)),
         "rlimit_nofile": [soft, hard],
         "budget_per_process": connection_budget(soft),
         "port_range": port_range(),
@@ -273,7 +375,7 @@ def curve(bench) -> dict:
             print(f"  scale workers={workers}: {skip['sessions']} skipped: {skip['reason']}")
         result["skipped"] += skipped
         t0 = time.monotonic()
-        rows = one_curve(bench, workers, steps, window)
+        rows = one_curve(bench, workers, steps, window, windows)
         result["curves"][str(workers)] = {
             "rows": rows,
             "verdicts": verdicts(rows),
