@@ -116,7 +116,7 @@ class Series:
 
     def count(self, bucket: int, status: int, response_ms: Optional[float]) -> None:
         """One HTTP request (or refused WebSocket handshake) answered in ``bucket``."""
-        slot = self.slot(bucket)
+        slot = bucket % SLOTS if bucket == self.newest else self.slot(bucket)
         if slot < 0:
             return
         self.requests[slot] += 1
@@ -172,6 +172,10 @@ class SeriesStore:
         self.listeners: dict[str, Series] = {}
         #: By group, then backend address (no tuple made per event).
         self.backends: dict[Optional[str], dict[str, Series]] = {}
+        #: The listener's and backend's series by an event's ``(listener, group,
+        #: backend)``: one lookup per event.  Emptied by every :meth:`sample`, so
+        #: it holds only the few keys of the last five seconds.
+        self._pairs: dict[tuple, tuple[Series, Optional[Series]]] = {}
         self._sampled = clock.seconds()
 
     def listener(self, name: str, bucket: int) -> Series:
@@ -190,13 +194,24 @@ class SeriesStore:
         return series
 
     def __call__(self, event: dict) -> None:
-        if event.get("log_namespace") != accesslog.NAMESPACE or "type" not in event:
-            return
+        if event.get("log_namespace") == accesslog.NAMESPACE and "type" in event:
+            self.count(event)
+
+    def _pair(self, key: tuple) -> tuple[Series, Optional[Series]]:
+        listener_name, group, address = key
+        bucket = int(self.clock.seconds() // BUCKET_SECONDS)
+        listener = self.listener(listener_name or "-", bucket)
+        backend = None if address is None else self.backend(group, address, bucket)
+        pair = self._pairs[key] = (listener, backend)
+        return pair
+
+    def count(self, event: dict) -> None:
+        """Count one access event (:meth:`__call__` without the namespace check)."""
         now = self.clock.seconds()
         bucket = int(now // BUCKET_SECONDS)
-        listener = self.listener(event.get("listener") or "-", bucket)
-        address = event.get("backend")
-        backend = None if address is None else self.backend(event.get("group"), address, bucket)
+        key = (event.get("listener"), event.get("group"), event.get("backend"))
+        pair = self._pairs.get(key)
+        listener, backend = pair if pair is not None else self._pair(key)
         status = event.get("status") or 0
         if event["type"] == "http":
             response_ms = event.get("response_ms")
@@ -222,6 +237,7 @@ class SeriesStore:
         now = self.clock.seconds()
         bucket = int(now // BUCKET_SECONDS)
         since, self._sampled = self._sampled, now
+        self._pairs.clear()
         live = self.live
         if live is None:
             return
