@@ -1,15 +1,24 @@
 """Bench only: the status page's series off, to measure what they cost (issue 24).
 
-Put this directory first on ``PYTHONPATH`` of one bench row (``bench/ab_cpu.py
-off=bench/series_off:CHECKOUT``, or a ``--also-python`` wrapper for
-``bench/run.py``): Python imports ``sitecustomize`` at start-up, and this one
-makes the access events' counting observer
-(:class:`~clbproxy.observability.service.AccessCounters`) feed the Prometheus
+Python imports ``sitecustomize`` at start-up from the first directory on its
+path that has one; with this directory first on a bench row's ``PYTHONPATH``,
+the access events' counting observer
+(:class:`~clbproxy.observability.service.AccessCounters`) feeds the Prometheus
 metrics only, so the :class:`~clbproxy.observability.series.SeriesStore`
 counts nothing (its 5-second sampler still runs, reading the live sessions).
-With ``request_id_header = ""`` on the row's listener (``--row-extra``) that
-row is the proxy with request IDs and series off.  Nothing in the package
-reads this directory; a row without it on its path is the proxy as shipped.
+With ``request_id_header = ""`` on the row's listener, that row is the proxy
+with request IDs and series off.  Nothing in the package reads this
+directory; a row without it on its path is the proxy as shipped.
+
+Request IDs and series off (``off``) against on, the same checkout ``WT``::
+
+    bench/ab_cpu.py on=WT on2=WT off=WT/bench/series_off:WT \
+        --row-extra 'off=request_id_header = ""' --mode http
+
+    # a wrapper for bench/run.py --also-python, e.g. /tmp/py-off:
+    #   PYTHONPATH=WT/bench/series_off:WT exec WT/.venv/bin/python "$@"
+    bench/run.py --python WRAPPER_ON --also-python on2=WRAPPER_ON \
+        --also-python off=/tmp/py-off --row-extra 'off=request_id_header = ""' ...
 """
 
 from __future__ import annotations
