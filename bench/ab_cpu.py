@@ -13,11 +13,11 @@ the scheduler's nanosecond counters.  It prints handshakes (or requests) per
 proxy CPU-second, per round and the median, and each row against the first.
 
 A CHECKOUT may be several directories joined by ``:`` (a ``PYTHONPATH``), and
-``--row-extra NAME=TOML`` adds listener keys to one row: request IDs and series
+``--row-listener-extra NAME=TOML`` adds listener keys to one row: request IDs and series
 on against off, on the same checkout (issue 24), is
 
     bench/ab_cpu.py on=WT on2=WT off=WT/bench/series_off:WT \\
-        --row-extra 'off=request_id_header = ""'
+        --row-listener-extra 'off=request_id_header = ""'
 
 (``bench/series_off/sitecustomize.py`` takes the status page's series off the
 access events; ``request_id_header = ""`` turns request IDs off.)
@@ -151,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--listener-extra", default="", help="TOML lines for every listener")
     parser.add_argument(
-        "--row-extra",
+        "--row-listener-extra",
         action="append",
         default=[],
         metavar="NAME=TOML",
-        help="TOML lines for row NAME's listener only (after --listener-extra); repeatable",
+        help="TOML lines for row NAME's listener only (e.g. rate limits on in one row)",
     )
     parser.add_argument(
         "--profile",
@@ -164,10 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     rows = [c.split("=", 1) for c in args.checkouts]
-    row_extra: dict[str, str] = {}
-    for item in args.row_extra:
-        row, _, text = item.partition("=")
-        row_extra[row] = row_extra.get(row, "") + text.replace("\\n", "\n") + "\n"
+    row_extra = dict(e.split("=", 1) for e in args.row_listener_extra)
     measure = handshakes if args.mode == "handshake" else requests
     procs = []
     with tempfile.TemporaryDirectory(prefix="clbproxy-ab-") as name:
@@ -178,14 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             wait_port(backend)
             proxies = []
             for row, checkout in rows:
-                proc, port = spawn_proxy(
-                    tmp,
-                    row,
-                    checkout,
-                    args.python,
-                    backend,
-                    args.listener_extra + "\n" + row_extra.get(row, ""),
-                )
+                extra = f"{args.listener_extra}\n{row_extra.get(row, '')}"
+                proc, port = spawn_proxy(tmp, row, checkout, args.python, backend, extra)
                 procs.append(proc)
                 proxies.append((row, proc.pid, port))
                 measure(proc.pid, port, 1)  # warm-up

@@ -334,7 +334,7 @@ class Bench:
         python: str,
         listener_extra: str = "",
     ) -> Target:
-        # --row-extra: one --also-python row's own listener keys.
+        # --row-listener-extra: one --also-python row's own listener keys.
         rows = getattr(self.args, "row_extra", {})
         listener_extra += rows.get(name.partition("clbproxy-")[2], "")
         name, port = self._name(name, scheme), free_port()
@@ -710,7 +710,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "(e.g. a wrapper that puts an older checkout on PYTHONPATH, to compare in one run)",
     )
     parser.add_argument(
-        "--row-extra",
+        "--row-listener-extra",
         action="append",
         default=[],
         metavar="NAME=TOML",
@@ -785,7 +785,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # (.venv-pypy/bin/python) is made absolute first.
     args.python = absolute(args.python)
     row_extra: dict[str, str] = {}
-    for item in args.row_extra:
+    for item in args.row_listener_extra:
         label, _, text = item.partition("=")
         row_extra[label] = row_extra.get(label, "") + text + "\n"
     args.row_extra = row_extra

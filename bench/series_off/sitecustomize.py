@@ -13,12 +13,12 @@ directory; a row without it on its path is the proxy as shipped.
 Request IDs and series off (``off``) against on, the same checkout ``WT``::
 
     bench/ab_cpu.py on=WT on2=WT off=WT/bench/series_off:WT \
-        --row-extra 'off=request_id_header = ""' --mode http
+        --row-listener-extra 'off=request_id_header = ""' --mode http
 
     # a wrapper for bench/run.py --also-python, e.g. /tmp/py-off:
     #   PYTHONPATH=WT/bench/series_off:WT exec WT/.venv/bin/python "$@"
     bench/run.py --python WRAPPER_ON --also-python on2=WRAPPER_ON \
-        --also-python off=/tmp/py-off --row-extra 'off=request_id_header = ""' ...
+        --also-python off=/tmp/py-off --row-listener-extra 'off=request_id_header = ""' ...
 """
 
 from __future__ import annotations
