@@ -163,7 +163,7 @@ class Metrics:
             self.count(event)
 
     def count(self, event: dict) -> None:
-        """Count one access event (:meth:`__call__` without the namespace check)."""
+        """Count one access event (what calling this object does, without the namespace check)."""
         listener = _label(event.get("listener"))
         if event["type"] == "http":
             self._request(listener, event)

@@ -209,7 +209,7 @@ class SeriesStore:
         return pair
 
     def count(self, event: dict) -> None:
-        """Count one access event (:meth:`__call__` without the namespace check).
+        """Count one access event (what calling this object does, without the namespace check).
 
         An HTTP request is counted in its listener's and backend's series in one
         loop, as :meth:`Series.count` would (the hot path: one per request).
