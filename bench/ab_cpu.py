@@ -12,6 +12,16 @@ echo, close) or ``wrk`` keep-alive GETs, and reads the proxy's CPU time from
 the scheduler's nanosecond counters.  It prints handshakes (or requests) per
 proxy CPU-second, per round and the median, and each row against the first.
 
+A CHECKOUT may be several directories joined by ``:`` (a ``PYTHONPATH``), and
+``--row-listener-extra NAME=TOML`` adds listener keys to one row: request IDs and series
+on against off, on the same checkout (issue 24), is
+
+    bench/ab_cpu.py on=WT on2=WT off=WT/bench/series_off:WT \\
+        --row-listener-extra 'off=request_id_header = ""'
+
+(``bench/series_off/sitecustomize.py`` takes the status page's series off the
+access events; ``request_id_header = ""`` turns request IDs off.)
+
 Far cheaper than ``bench/run.py`` (no nginx, HAProxy or calibration rows), and
 meant for bisecting a commit range; ``bench/run.py --also-python`` is the run
 to publish.  Take the bench lock around it (``flock /tmp/clbproxy-bench.lock``).
@@ -23,6 +33,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -110,6 +121,17 @@ def requests(pid: int, port: int, seconds: float) -> tuple[int, float]:
     return int(re.search(r"(\d+) requests in", out).group(1)), cpu1 - cpu0
 
 
+def profile(pid: int, out: Path, args: argparse.Namespace) -> subprocess.Popen:
+    """py-spy over one measured window (``bench/profsummary.py`` reads its output)."""
+    spy = shutil.which("py-spy") or str(Path(args.python).parent / "py-spy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [spy, "record", "--pid", str(pid), "--nonblocking", "--format", "raw"]
+    argv += ["--duration", str(int(args.seconds)), "-o", str(out)]
+    return subprocess.Popen(
+        pinned(LOAD_CPU, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkouts", nargs="+", help="NAME=CHECKOUT")
@@ -118,8 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--listener-extra", default="", help="TOML lines for every listener")
+    parser.add_argument(
+        "--row-listener-extra",
+        action="append",
+        default=[],
+        metavar="NAME=TOML",
+        help="TOML lines for row NAME's listener only (e.g. rate limits on in one row)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="record each row's first measured round with py-spy (raw) to DIR/NAME-MODE.txt",
+    )
     args = parser.parse_args(argv)
     rows = [c.split("=", 1) for c in args.checkouts]
+    row_extra = dict(e.split("=", 1) for e in args.row_listener_extra)
     measure = handshakes if args.mode == "handshake" else requests
     procs = []
     with tempfile.TemporaryDirectory(prefix="clbproxy-ab-") as name:
@@ -130,9 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             wait_port(backend)
             proxies = []
             for row, checkout in rows:
-                proc, port = spawn_proxy(
-                    tmp, row, checkout, args.python, backend, args.listener_extra
-                )
+                extra = f"{args.listener_extra}\n{row_extra.get(row, '')}"
+                proc, port = spawn_proxy(tmp, row, checkout, args.python, backend, extra)
                 procs.append(proc)
                 proxies.append((row, proc.pid, port))
                 measure(proc.pid, port, 1)  # warm-up
@@ -140,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.rounds):
                 order = proxies[r % len(proxies) :] + proxies[: r % len(proxies)]
                 for row, pid, port in order:
+                    spy = None
+                    if args.profile and r == 0:
+                        spy = profile(pid, Path(args.profile) / f"{row}-{args.mode}.txt", args)
                     count, cpu = measure(pid, port, args.seconds)
+                    if spy is not None:
+                        spy.wait(timeout=60)
                     results[row].append(count / cpu)
                     time.sleep(0.5)
                 print(

@@ -335,6 +335,9 @@ class Bench:
         python: str,
         listener_extra: str = "",
     ) -> Target:
+        # --row-listener-extra: one --also-python row's own listener keys.
+        rows = getattr(self.args, "row_extra", {})
+        listener_extra += rows.get(name.partition("clbproxy-")[2], "")
         name, port = self._name(name, scheme), free_port()
         tls = ""
         if scheme == "wss":
@@ -697,6 +700,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         "(e.g. a wrapper that puts an older checkout on PYTHONPATH, to compare in one run)",
     )
     parser.add_argument(
+        "--row-listener-extra",
+        action="append",
+        default=[],
+        metavar="NAME=TOML",
+        help="listener keys (TOML lines) for the --also-python row NAME only, e.g. "
+        "'noids=request_id_header = \"\"'; repeatable",
+    )
+    parser.add_argument(
         "--scenario",
         "--only",
         dest="only",
@@ -763,6 +774,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     # The processes start in a temporary directory: a relative interpreter path
     # (.venv-pypy/bin/python) is made absolute first.
     args.python = absolute(args.python)
+    row_extra: dict[str, str] = {}
+    for item in args.row_listener_extra:
+        label, _, text = item.partition("=")
+        row_extra[label] = row_extra.get(label, "") + text + "\n"
+    args.row_extra = row_extra
     args.also_python = [
         f"{label}{sep}{absolute(path)}"
         for label, sep, path in (other.rpartition("=") for other in args.also_python)

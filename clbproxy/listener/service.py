@@ -24,6 +24,7 @@ from clbproxy.config import FixedResponseConfig, ListenerConfig
 from clbproxy.http.forwarded import real_client_ip
 from clbproxy.http.forwarder import HTTPForwarder, render_error
 from clbproxy.http.redirect import RedirectToHTTPS, local_host, redirect_host
+from clbproxy.http.request_id import new_request_id
 from clbproxy.http.responses import reason_phrase
 from clbproxy.http.tracecontext import NO_TRACE, trace_context
 from clbproxy.http2.connection import H2Limits, H2ServerConnection
@@ -86,10 +87,13 @@ def identify(request: Request, settings: ListenerSettings) -> None:
     """
     policy = settings.request_ids
     headers = request.requestHeaders
-    if policy.enabled:
+    if policy.name:
         received = headers.getRawHeaders(policy.key)
-        peer = (getattr(request.getClientAddress(), "host", None) or "") if received else ""
-        request_id = policy.choose(received, peer)
+        if received is None:
+            request_id = new_request_id()  # nothing to weigh: no ID was sent
+        else:
+            peer = getattr(request.getClientAddress(), "host", None) or ""
+            request_id = policy.choose(received, peer)
         request.request_id = request_id
         request.responseHeaders.setRawHeaders(policy.raw_name, [request_id.encode("ascii")])
     request.trace = trace_context(headers.getRawHeaders(b"traceparent"), settings.trace)

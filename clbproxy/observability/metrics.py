@@ -159,8 +159,11 @@ class Metrics:
         self.count_reload(self.reload_metrics, ok, when)
 
     def __call__(self, event: dict) -> None:
-        if not accesslog.is_access_event(event):
-            return
+        if accesslog.is_access_event(event):
+            self.count(event)
+
+    def count(self, event: dict) -> None:
+        """Count one access event (what calling this object does, without the namespace check)."""
         listener = _label(event.get("listener"))
         if event["type"] == "http":
             self._request(listener, event)

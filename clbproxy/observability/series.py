@@ -116,7 +116,7 @@ class Series:
 
     def count(self, bucket: int, status: int, response_ms: Optional[float]) -> None:
         """One HTTP request (or refused WebSocket handshake) answered in ``bucket``."""
-        slot = self.slot(bucket)
+        slot = bucket % SLOTS if bucket == self.newest else self.slot(bucket)
         if slot < 0:
             return
         self.requests[slot] += 1
@@ -172,6 +172,10 @@ class SeriesStore:
         self.listeners: dict[str, Series] = {}
         #: By group, then backend address (no tuple made per event).
         self.backends: dict[Optional[str], dict[str, Series]] = {}
+        #: The listener's series and the backend's (if any) by an event's
+        #: ``(listener, group, backend)``: one lookup per event.  Emptied by
+        #: every :meth:`sample`, so it holds only the keys of the last five seconds.
+        self._pairs: dict[tuple, tuple[Series, ...]] = {}
         self._sampled = clock.seconds()
 
     def listener(self, name: str, bucket: int) -> Series:
@@ -190,38 +194,61 @@ class SeriesStore:
         return series
 
     def __call__(self, event: dict) -> None:
-        if event.get("log_namespace") != accesslog.NAMESPACE or "type" not in event:
-            return
+        if event.get("log_namespace") == accesslog.NAMESPACE and "type" in event:
+            self.count(event)
+
+    def _pair(self, key: tuple) -> tuple[Series, ...]:
+        listener_name, group, address = key
+        bucket = int(self.clock.seconds() // BUCKET_SECONDS)
+        listener = self.listener(listener_name or "-", bucket)
+        if address is None:
+            pair: tuple[Series, ...] = (listener,)
+        else:
+            pair = (listener, self.backend(group, address, bucket))
+        self._pairs[key] = pair
+        return pair
+
+    def count(self, event: dict) -> None:
+        """Count one access event (what calling this object does, without the namespace check).
+
+        An HTTP request is counted in its listener's and backend's series in one
+        loop, as :meth:`Series.count` would (the hot path: one per request).
+        """
         now = self.clock.seconds()
         bucket = int(now // BUCKET_SECONDS)
-        listener = self.listener(event.get("listener") or "-", bucket)
-        address = event.get("backend")
-        backend = None if address is None else self.backend(event.get("group"), address, bucket)
+        key = (event.get("listener"), event.get("group"), event.get("backend"))
+        pair = self._pairs.get(key) or self._pair(key)
         status = event.get("status") or 0
         if event["type"] == "http":
             response_ms = event.get("response_ms")
-            listener.count(bucket, status, response_ms)
-            if backend is not None:
-                backend.count(bucket, status, response_ms)
+            index = -1 if response_ms is None else bisect_left(LATENCY_BOUNDS_MS, response_ms)
+            for series in pair:
+                slot = bucket % SLOTS if bucket == series.newest else series.slot(bucket)
+                if slot < 0:
+                    continue
+                series.requests[slot] += 1
+                if status >= ERROR_STATUS:
+                    series.errors[slot] += 1
+                if index >= 0:
+                    series.latency[slot * LATENCY_BUCKETS + index] += 1
             return
         if status != 101:
-            listener.count(bucket, status, None)
-            if backend is not None:
-                backend.count(bucket, status, None)
+            for series in pair:
+                series.count(bucket, status, None)
             return
         opened = now - (event.get("duration_s") or 0.0)
         if opened >= self._sampled:
             # No sample saw it open: count it now, in the bucket it opened in.
             opened_bucket = int(opened // BUCKET_SECONDS)
-            listener.opened(opened_bucket)
-            if backend is not None:
-                backend.opened(opened_bucket)
+            for series in pair:
+                series.opened(opened_bucket)
 
     def sample(self) -> None:
         """Read the live sessions; count the sessions opened since the last sample."""
         now = self.clock.seconds()
         bucket = int(now // BUCKET_SECONDS)
         since, self._sampled = self._sampled, now
+        self._pairs.clear()
         live = self.live
         if live is None:
             return

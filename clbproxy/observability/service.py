@@ -22,6 +22,7 @@ from twisted.application.service import Service
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
+from zope.interface import implementer
 
 from clbproxy.config import AdminConfig, Config, ListenerConfig
 from clbproxy.fleet.watch import FleetStatus
@@ -78,8 +79,7 @@ class Observability(Service):
         #: Observers of the access publisher (the global one has only ``errors``).
         self._observers: list[ILogObserver] = [
             self.errors,
-            self.metrics,
-            self.series,
+            AccessCounters(self.metrics, self.series),
             *self.access_logs,
         ]
 
@@ -168,6 +168,27 @@ class Observability(Service):
         for access_log in self.access_logs:
             access_log.close()
         return super().stopService()
+
+
+@implementer(ILogObserver)
+class AccessCounters:
+    """The metrics and the status page's series as one observer of the access events.
+
+    Both count every event; one observer checks the event's namespace once and
+    hands it to both, so the publisher dispatches each event once for them
+    (it loops over its observers, each call in its own ``try``).
+    """
+
+    __slots__ = ("metrics", "series")
+
+    def __init__(self, metrics: Metrics, series: SeriesStore) -> None:
+        self.metrics = metrics
+        self.series = series
+
+    def __call__(self, event: dict) -> None:
+        if event.get("log_namespace") == NAMESPACE and "type" in event:
+            self.metrics.count(event)
+            self.series.count(event)
 
 
 class AccessLogError(Exception):
