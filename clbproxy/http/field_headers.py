@@ -66,6 +66,12 @@ class FieldHeaders(Headers):
                 values.append(value)
         return headers
 
+    def copy(self) -> FieldHeaders:
+        """A copy holding the same names and values (as ``Headers.copy``, without re-encoding)."""
+        headers = type(self)()
+        headers._rawHeaders = {key: list(values) for key, values in self._rawHeaders.items()}
+        return headers
+
     def hasHeader(self, name) -> bool:
         if type(name) is bytes:
             return (_KEYS.get(name) or _key(name)) in self._rawHeaders
