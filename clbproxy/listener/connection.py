@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -56,6 +57,7 @@ from clbproxy.http.responses import negotiated_error, raw_error_response, raw_re
 from clbproxy.http.server import SERVER, BodyTooLarge, HTTPLimits, RequestBody
 from clbproxy.listener.limits import LimitStats
 from clbproxy.listener.request import ListenerRequest, http_date
+from clbproxy.net.transports import send_now, socket_under
 from clbproxy.routing.settings import request_ids
 from clbproxy.util.logtext import printable
 
@@ -138,6 +140,8 @@ class ListenerConnection(Protocol):
         self._received_any = False
         self._peer = None
         self._host = None
+        #: The TCP connection responses are sent on at once (None: TLS, or not TCP).
+        self._direct: Optional[tcp.Connection] = None
 
     # -- the connection --------------------------------------------------------------------
 
@@ -148,6 +152,7 @@ class ListenerConnection(Protocol):
         if ITCPTransport.providedBy(transport):
             transport.setTcpNoDelay(True)
         self._parser = request_parser(self, self.limits, backend=self.backend)
+        self._direct = socket_under(transport)
         if IPushProducer.providedBy(transport):
             # As twisted.web: a transport that cannot pause (TLS) is not paced.
             self._network = transport
@@ -386,6 +391,7 @@ class ListenerConnection(Protocol):
         """Another protocol has the transport now (the relay's): stop timing and producing."""
         self._stop_timers()
         self._parser = None
+        self._direct = None
         self._release_network()
 
     # -- refusals ------------------------------------------------------------------------------
@@ -628,6 +634,20 @@ class ListenerConnection(Protocol):
     def write(self, data: bytes) -> None:
         """For a pull producer's ``_PullToPush``: response bytes to the client."""
         self.transport.write(data)
+
+    def send(self, data: bytes) -> None:
+        """Response bytes to the client, to the socket at once when nothing waits before them.
+
+        Twisted's ``write`` queues them for the reactor's next turn (an epoll
+        registration and a second pass per response); see
+        :func:`clbproxy.net.transports.send_now`, which keeps the order, the
+        buffer limit and back-pressure.
+        """
+        direct = self._direct
+        if direct is not None and self.transport is not None:
+            send_now(direct, data)
+        else:
+            self.transport.write(data)
 
     def pauseProducing(self) -> None:
         """The client's socket buffer is full: pause the response, stop reading requests."""
