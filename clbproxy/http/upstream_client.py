@@ -295,6 +295,8 @@ class _Connection(TwistedProtocol):
         self.reading = True
         self.write_full = False  # the transport's write buffer, until it drains
         self.idle_timer = None
+        #: The reactor's time this connection last became idle.
+        self.idle_since = 0.0
         self.head: Optional[ResponseHead] = None
         #: The TCP connection body bytes are sent on at once (None: TLS, or not
         #: TCP), as the WebSocket fast path does: queued for the reactor's next
@@ -472,10 +474,7 @@ class UpstreamPool:
         exchange = UpstreamExchange(self, backend, head, sink, method, body, response_timeout)
         idle = self._idle.get((backend.host, backend.port))
         if idle:
-            connection = idle.pop()
-            if connection.idle_timer is not None:
-                connection.idle_timer.cancel()
-                connection.idle_timer = None
+            connection = idle.pop()  # its idle timer stays: see _idle_expired
             connection.resume_reading()
             exchange._attach(connection, True)
             return exchange
@@ -529,13 +528,29 @@ class UpstreamPool:
             connection.close()
             return
         connection.resume_reading()
-        connection.idle_timer = self._reactor.callLater(
-            self._idle_timeout, self._idle_expired, connection
-        )
+        connection.idle_since = self._reactor.seconds()
+        if connection.idle_timer is None:
+            connection.idle_timer = self._reactor.callLater(
+                self._idle_timeout, self._idle_expired, connection
+            )
         idle.append(connection)
 
     def _idle_expired(self, connection: _Connection) -> None:
+        """Close ``connection`` if it has been idle ``http_pool_idle_timeout`` seconds.
+
+        One timer per connection, not one per response: taking a connection
+        leaves its timer running, so when it fires the connection may be busy
+        (the next release arms a new one) or idle for less time (it waits again
+        for what is left).
+        """
         connection.idle_timer = None
+        idle = self._idle.get((connection.backend.host, connection.backend.port))
+        if not idle or connection not in idle:
+            return  # busy
+        left = connection.idle_since + self._idle_timeout - self._reactor.seconds()
+        if left > 0:
+            connection.idle_timer = self._reactor.callLater(left, self._idle_expired, connection)
+            return
         self._forget_idle(connection)
         connection.close()
 
