@@ -69,6 +69,16 @@ _DEFAULT_HOP = hop_by_hop_names(())
 _DEFAULT_HOP_BYTES = frozenset(name.encode("latin-1") for name in _DEFAULT_HOP)
 
 
+@functools.lru_cache(maxsize=256)
+def _response_hop(connection: tuple[bytes, ...]) -> tuple[frozenset[str], frozenset[bytes]]:
+    """The hop-by-hop names of a response with these ``Connection`` values, text and bytes.
+
+    Cached: a backend sends the same one or two values (``keep-alive``) every time.
+    """
+    hop = hop_by_hop_names([value.decode("latin-1") for value in connection])
+    return hop, frozenset(token.encode("latin-1") for token in hop)
+
+
 def response_hop_by_hop(head: ResponseHead) -> frozenset[str]:
     """The hop-by-hop header names of a backend response, with those its ``Connection`` names."""
     return hop_by_hop_names(
@@ -403,11 +413,9 @@ def copy_response_headers(head: ResponseHead, request: Request) -> frozenset[str
     grouped: Dict[bytes, List[bytes]] = {}
     lengths: List[bytes] = []
     announced: List[bytes] = []
-    for name, _ in head.headers:
-        if len(name) == 10 and name.lower() == b"connection":
-            hop = response_hop_by_hop(head)
-            dropped = frozenset(token.encode("latin-1") for token in hop)
-            break
+    connection = [value for name, value in head.headers if name.lower() == b"connection"]
+    if connection:
+        hop, dropped = _response_hop(tuple(connection))
     for name, value in head.headers:
         lower = name.lower()
         if lower == b"content-length":
