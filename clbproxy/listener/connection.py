@@ -342,7 +342,8 @@ class ListenerConnection(Protocol):
             self.requests.remove(request)
         if self.transport is None or self._lost:
             return
-        if not self._waiting_for_transport:
+        if not self._waiting_for_transport and (self._paused_reading or request.body is not None):
+            # Paused by the parser's bound, or by the request's body (the backend was full).
             self._resume_reading()
         if not self.persistent or self._rejected:
             self.loseConnection()
