@@ -40,7 +40,7 @@ from clbproxy.http.parse_rules import Field
 from clbproxy.http.parsers import response_parser
 from clbproxy.http.parsing import ResponseHead
 from clbproxy.net.endpoints import disable_nagle
-from clbproxy.net.transports import send_now, send_parts_now, socket_under
+from clbproxy.net.transports import send_now, send_parts_now, socket_under, unwrap_client
 
 __all__ = ["IDEMPOTENT", "UpstreamExchange", "UpstreamPool", "UpstreamSink", "is_chunked"]
 
@@ -529,6 +529,8 @@ class UpstreamPool:
             connection.reusable = False
             connection.transport.abortConnection()
             return
+        # The endpoint's wrapper would stand between every read and the connection.
+        unwrap_client(connection)
         exchange._attach(connection, False)
 
     def _not_connected(self, failure, exchange: UpstreamExchange) -> None:
