@@ -185,7 +185,10 @@ class _Exchange:
         if target is None:
             self._error(400, "the request target is not supported")
             return
-        self._target = rewrite_target(self._rule, target.decode("latin-1")).encode("latin-1")
+        if self._rule is not None and self._rule.rewrite is not None:
+            self._target = rewrite_target(self._rule, target.decode("latin-1")).encode("latin-1")
+        else:
+            self._target = target  # as the client sent it (rewrite_target's answer)
         self._fields = backend_request_fields(
             self._request,
             scheme=self._forwarder.scheme,
