@@ -21,6 +21,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.server import Request
 
 from clbproxy.config import RuleConfig
+from clbproxy.http.field_headers import FieldHeaders
 from clbproxy.http.forwarded import (
     FORWARDING_HEADERS,
     TrustedProxies,
@@ -410,7 +411,7 @@ def copy_response_headers(head: ResponseHead, request: Request) -> frozenset[str
     headers.removeHeader(b"server")
     hop = _DEFAULT_HOP
     dropped = _DEFAULT_HOP_BYTES
-    grouped: Dict[bytes, List[bytes]] = {}
+    kept: List[tuple[bytes, bytes]] = []
     lengths: List[bytes] = []
     announced: List[bytes] = []
     connection = [value for name, value in head.headers if name.lower() == b"connection"]
@@ -430,13 +431,19 @@ def copy_response_headers(head: ResponseHead, request: Request) -> frozenset[str
             or lower.startswith(b"proxy-")
         ):
             continue  # hop-by-hop (is_hop_by_hop, on the names' bytes: they are tokens)
-        known = grouped.get(lower)
-        if known is None:
-            grouped[lower] = [name, value]
-        else:
-            known.append(value)
-    for name, *values in grouped.values():
-        headers.setRawHeaders(name, values)
+        kept.append((name, value))
+    if type(headers) is FieldHeaders:
+        headers.set_grouped(kept)
+    else:
+        grouped: Dict[bytes, List[bytes]] = {}
+        for name, value in kept:
+            known = grouped.get(name.lower())
+            if known is None:
+                grouped[name.lower()] = [name, value]
+            else:
+                known.append(value)
+        for name, *values in grouped.values():
+            headers.setRawHeaders(name, values)
     if request.method == b"HEAD":
         if lengths:
             headers.setRawHeaders(b"Content-Length", [lengths[-1]])
