@@ -243,7 +243,11 @@ def backend_request_fields(
     for name, values in client.getAllRawHeaders():
         if client_header_passes(name.decode("latin-1"), skip, underscores=underscores, ours=drop):
             fields[canonical_name(name)] = list(values)
-    for name, value in client_certificate_headers(request.channel.transport):
+    channel = request.channel
+    certificate = getattr(channel, "certificate_headers", None)  # a listener connection's
+    if certificate is None:
+        certificate = client_certificate_headers(channel.transport)
+    for name, value in certificate:
         fields.setdefault(canonical_name(name), []).append(_one_line(value.encode("utf-8")))
     claimed = client.getRawHeaders(b"x-forwarded-for")
     port = getattr(request.getHost(), "port", None)

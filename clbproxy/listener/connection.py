@@ -57,6 +57,7 @@ from clbproxy.http.responses import negotiated_error, raw_error_response, raw_re
 from clbproxy.http.server import SERVER, BodyTooLarge, HTTPLimits, RequestBody
 from clbproxy.listener.limits import LimitStats
 from clbproxy.listener.request import ListenerRequest, http_date
+from clbproxy.net.certificates import client_certificate_headers
 from clbproxy.net.transports import send_now, socket_under
 from clbproxy.routing.settings import request_ids
 from clbproxy.util.logtext import printable
@@ -142,6 +143,7 @@ class ListenerConnection(Protocol):
         self._host = None
         #: The TCP connection responses are sent on at once (None: TLS, or not TCP).
         self._direct: Optional[tcp.Connection] = None
+        self._certificate_headers: Optional[list] = None
 
     # -- the connection --------------------------------------------------------------------
 
@@ -213,6 +215,19 @@ class ListenerConnection(Protocol):
         if host is None and self.transport is not None:
             host = self._host = self.transport.getHost()
         return host
+
+    @property
+    def certificate_headers(self) -> list:
+        """The client certificate's headers for backends, read once per connection.
+
+        (:func:`clbproxy.net.certificates.client_certificate_headers`: none
+        without TLS or a verified certificate; the handshake is over before a
+        request is read.)
+        """
+        headers = self._certificate_headers
+        if headers is None:
+            headers = self._certificate_headers = client_certificate_headers(self.transport)
+        return headers
 
     def getPeer(self):
         return self.peer
