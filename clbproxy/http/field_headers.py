@@ -66,6 +66,31 @@ class FieldHeaders(Headers):
                 values.append(value)
         return headers
 
+    def copy(self) -> FieldHeaders:
+        """A copy holding the same names and values (as ``Headers.copy``, without re-encoding)."""
+        headers = type(self)()
+        headers._rawHeaders = {key: list(values) for key, values in self._rawHeaders.items()}
+        return headers
+
+    def set_grouped(self, pairs: Iterable[Tuple[bytes, bytes]]) -> None:
+        """``setRawHeaders(name, values)`` for each name among ``pairs``, in one pass.
+
+        Each name's values are those of its pairs, in order; names are set in
+        the order they first come (a name already held keeps its place, as
+        ``setRawHeaders`` keeps it), bytes names only.
+        """
+        grouped: Dict[bytes, list] = {}
+        for name, value in pairs:
+            key = _KEYS.get(name) or _key(name)
+            if b"\n" in value or b"\r" in value:
+                value = b" ".join(value.splitlines())
+            values = grouped.get(key)
+            if values is None:
+                grouped[key] = [value]
+            else:
+                values.append(value)
+        self._rawHeaders.update(grouped)
+
     def hasHeader(self, name) -> bool:
         if type(name) is bytes:
             return (_KEYS.get(name) or _key(name)) in self._rawHeaders

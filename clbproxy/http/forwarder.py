@@ -155,7 +155,8 @@ class _Exchange:
         self._body_timer: Optional[IDelayedCall] = None
         self._head: Optional[ResponseHead] = None
         self._hop: frozenset[str] = frozenset()
-        self._info = RequestInfo()
+        #: What picking reads of the request (None: the group's picking reads nothing).
+        self._info: Optional[RequestInfo] = None
         self._lease: Optional[Lease] = None
         #: A backend's status and headers were put on the client's response.
         self._committed = False
@@ -184,7 +185,10 @@ class _Exchange:
         if target is None:
             self._error(400, "the request target is not supported")
             return
-        self._target = rewrite_target(self._rule, target.decode("latin-1")).encode("latin-1")
+        if self._rule is not None and self._rule.rewrite is not None:
+            self._target = rewrite_target(self._rule, target.decode("latin-1")).encode("latin-1")
+        else:
+            self._target = target  # as the client sent it (rewrite_target's answer)
         self._fields = backend_request_fields(
             self._request,
             scheme=self._forwarder.scheme,
@@ -196,7 +200,8 @@ class _Exchange:
             trace=getattr(self._request, "trace", NO_TRACE),
         )
         self._take_body()
-        self._info = request_info(self._request, target)
+        if self._group.reads_requests:
+            self._info = request_info(self._request, target)
         backend = self._group.pick(self._info, exclude=self._tried)
         if backend is None:
             self._error(503, f"no backend available in target group {self._group.name}")

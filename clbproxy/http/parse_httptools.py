@@ -23,6 +23,9 @@ from clbproxy.http.parsing import IRequestParser, IResponseParser, RequestParser
 
 _LINE = b"GET / HTTP/1.1\r\n"
 
+#: The specials of a response's fields: its parser reads its framing itself.
+_NONE: Tuple[Field, ...] = ()
+
 
 class _Sink:
     """What llhttp calls back while it reads one head.
@@ -60,6 +63,17 @@ class _Splitter:
         return parser
 
     def split(self, block: bytes) -> Optional[Tuple[List[Field], List[Field]]]:
+        fields = self.fields(block)
+        if fields is None:
+            return None
+        return fields, specials_of(fields)
+
+    def split_plain(self, block: bytes) -> Optional[Tuple[List[Field], Tuple[Field, ...]]]:
+        """:meth:`split` without the specials, which a response parser does not read."""
+        fields = self.fields(block)
+        return None if fields is None else (fields, _NONE)
+
+    def fields(self, block: bytes) -> Optional[List[Field]]:
         sink = self.sink
         sink.fields = fields = []
         sink.done = False
@@ -72,7 +86,7 @@ class _Splitter:
             return None
         if not sink.done:
             self.parser = self._new()
-        return fields, specials_of(fields)
+        return fields
 
 
 @implementer(IRequestParser)
@@ -94,4 +108,4 @@ class HttptoolsResponseParser(ResponseParser):
 
     def __init__(self, handler, method: bytes = b"GET", **kwargs) -> None:
         super().__init__(handler, method, **kwargs)
-        self._fields = _Splitter().split
+        self._fields = _Splitter().split_plain

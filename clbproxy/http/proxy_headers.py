@@ -21,13 +21,13 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.server import Request
 
 from clbproxy.config import RuleConfig
+from clbproxy.http.field_headers import FieldHeaders
 from clbproxy.http.forwarded import (
     FORWARDING_HEADERS,
     TrustedProxies,
     client_header_passes,
     forwarded_headers,
     hop_by_hop_names,
-    is_hop_by_hop,
     untrusted_headers,
 )
 from clbproxy.http.parsing import ResponseHead
@@ -65,8 +65,19 @@ def _last(headers, name: bytes) -> Optional[str]:
     return values[-1].decode("latin-1") if values else None
 
 
-def _dropped(name: bytes, hop: frozenset[str]) -> bool:
-    return is_hop_by_hop(name.decode("latin-1"), hop)
+#: A response's hop-by-hop names when it has no ``Connection`` header, as text and as bytes.
+_DEFAULT_HOP = hop_by_hop_names(())
+_DEFAULT_HOP_BYTES = frozenset(name.encode("latin-1") for name in _DEFAULT_HOP)
+
+
+@functools.lru_cache(maxsize=256)
+def _response_hop(connection: tuple[bytes, ...]) -> tuple[frozenset[str], frozenset[bytes]]:
+    """The hop-by-hop names of a response with these ``Connection`` values, text and bytes.
+
+    Cached: a backend sends the same one or two values (``keep-alive``) every time.
+    """
+    hop = hop_by_hop_names([value.decode("latin-1") for value in connection])
+    return hop, frozenset(token.encode("latin-1") for token in hop)
 
 
 def response_hop_by_hop(head: ResponseHead) -> frozenset[str]:
@@ -151,6 +162,12 @@ _CASE_EXCEPTIONS = {
 _CANONICAL: Dict[Union[str, bytes], bytes] = {}
 _MAX_CANONICAL = 10_000
 
+_X_FORWARDED_FOR = canonical_name("X-Forwarded-For")
+_X_FORWARDED_PROTO = canonical_name("X-Forwarded-Proto")
+_X_FORWARDED_HOST = canonical_name("X-Forwarded-Host")
+_X_FORWARDED_PORT = canonical_name("X-Forwarded-Port")
+_X_REAL_IP = canonical_name("X-Real-IP")
+
 
 def _one_line(value: bytes) -> bytes:
     """A field value with any line break replaced by a space (never a header injection)."""
@@ -199,20 +216,26 @@ def backend_request_fields(
     :func:`request_head` turns the fields into the bytes sent.
     """
     client = request.requestHeaders
-    drop, add = header_changes(rule, [])
+    compiled = _rule_headers(rule)
+    drop = compiled.drop
     peer = getattr(request.getClientAddress(), "host", None) or "unknown"
+    believed = peer in trusted
     if request_id is not None or trace.replaced is not None:
         # The proxy's own headers: no client spelling of them passes (X_Request_Id).
-        drop = drop | proxy_named(request_id[0].decode("latin-1") if request_id else None, trace)
+        own = proxy_named(request_id[0].decode("latin-1") if request_id else None, trace)
+    else:
+        own = _NOTHING
+    skip = compiled.skip(believed, own, peer, trusted)
+    if own:
+        drop = drop | own
     connection = client.getRawHeaders(b"connection")
-    skip = _ALWAYS_SKIPPED | untrusted_headers(peer, trusted) | drop
     if connection:
         skip = skip | hop_by_hop_names(_texts(connection))
     fields: Fields = {}
-    if request.clientproto in _TRAILER_PROTOCOLS and accepts_trailers(
-        client.getRawHeaders(b"te", ())
-    ):
-        fields[b"TE"] = [b"trailers"]
+    if request.clientproto in _TRAILER_PROTOCOLS:
+        te = client.getRawHeaders(b"te")
+        if te and accepts_trailers(te):
+            fields[b"TE"] = [b"trailers"]
     if getattr(getattr(request, "body", None), "length", None) is UNKNOWN_LENGTH:
         announced = _trailer_names(client.getRawHeaders(b"trailer"), skip)
         if announced is not None:
@@ -220,29 +243,98 @@ def backend_request_fields(
     for name, values in client.getAllRawHeaders():
         if client_header_passes(name.decode("latin-1"), skip, underscores=underscores, ours=drop):
             fields[canonical_name(name)] = list(values)
-    for name, value in client_certificate_headers(request.channel.transport):
+    channel = request.channel
+    certificate = getattr(channel, "certificate_headers", None)  # a listener connection's
+    if certificate is None:
+        certificate = client_certificate_headers(channel.transport)
+    for name, value in certificate:
         fields.setdefault(canonical_name(name), []).append(_one_line(value.encode("utf-8")))
-    for name, value in forwarded_headers(
-        peer_ip=peer,
-        scheme=scheme,
-        host=_last(client, b"host"),
-        forwarded_for=_texts(client.getRawHeaders(b"x-forwarded-for")),
-        forwarded_proto=_last(client, b"x-forwarded-proto"),
-        forwarded_host=_last(client, b"x-forwarded-host"),
-        trusted=trusted,
-        port=getattr(request.getHost(), "port", None),
-    ):
-        # From the client's own field values (no line breaks) and its address.
-        fields.setdefault(canonical_name(name), []).append(value.encode("latin-1"))
+    claimed = client.getRawHeaders(b"x-forwarded-for")
+    port = getattr(request.getHost(), "port", None)
+    if believed or claimed:
+        for name, value in forwarded_headers(
+            peer_ip=peer,
+            scheme=scheme,
+            host=_last(client, b"host"),
+            forwarded_for=_texts(claimed),
+            forwarded_proto=_last(client, b"x-forwarded-proto"),
+            forwarded_host=_last(client, b"x-forwarded-host"),
+            trusted=trusted,
+            port=port,
+        ):
+            # From the client's own field values (no line breaks) and its address.
+            fields.setdefault(canonical_name(name), []).append(value.encode("latin-1"))
+    else:
+        # forwarded_headers' answer for an untrusted peer that sent no chain.
+        address = peer.encode("latin-1")
+        fields.setdefault(_X_FORWARDED_FOR, []).append(address)
+        fields.setdefault(_X_FORWARDED_PROTO, []).append(scheme.encode("latin-1"))
+        host = client.getRawHeaders(b"host")
+        if host and host[-1]:
+            fields.setdefault(_X_FORWARDED_HOST, []).append(host[-1])
+        if port is not None:
+            fields.setdefault(_X_FORWARDED_PORT, []).append(b"%d" % (port,))
+        fields.setdefault(_X_REAL_IP, []).append(address)
     if request_id is not None:
         fields[canonical_name(request_id[0])] = [request_id[1].encode("ascii")]
     if trace.replaced is not None:
         fields[b"Traceparent"] = [trace.replaced.encode("ascii")]
-    for name, value in add:
-        fields[canonical_name(name)] = [_one_line(value.encode("latin-1"))]
+    for name, value in compiled.add:
+        fields[name] = [value]
     if via:
         fields.setdefault(b"Via", []).append(VIA)
     return fields
+
+
+_NOTHING: frozenset[str] = frozenset()
+
+
+class _RuleHeaders:
+    """A rule's header changes as the forwarder applies them, worked out once per rule.
+
+    ``drop``: lower-case names the rule removes or sets; ``add``: the
+    ``(canonical name, value)`` pairs it sets, as sent; :meth:`skip` the client
+    headers never copied, by whether the peer is trusted and which of the
+    proxy's own headers it replaces.
+    """
+
+    __slots__ = ("rule", "drop", "add", "_skips")
+
+    def __init__(self, rule: Optional[RuleConfig]) -> None:
+        self.rule = rule
+        drop, add = header_changes(rule, [])
+        self.drop = frozenset(drop)
+        self.add = tuple(
+            (canonical_name(name), _one_line(value.encode("latin-1"))) for name, value in add
+        )
+        self._skips: Dict[tuple, frozenset[str]] = {}
+
+    def skip(
+        self, believed: bool, own: frozenset[str], peer: str, trusted: TrustedProxies
+    ) -> frozenset[str]:
+        key = (believed, own)
+        skip = self._skips.get(key)
+        if skip is None:
+            skip = _ALWAYS_SKIPPED | untrusted_headers(peer, trusted) | self.drop | own
+            if len(self._skips) < 16:
+                self._skips[key] = skip
+        return skip
+
+
+#: Compiled header changes by ``id(rule)`` (the rule is kept in the entry, so the
+#: id stays its own); rules are few and come from the configuration.
+_RULES: Dict[int, _RuleHeaders] = {}
+_MAX_RULES = 4096
+
+
+def _rule_headers(rule: Optional[RuleConfig]) -> _RuleHeaders:
+    compiled = _RULES.get(id(rule))
+    if compiled is None or compiled.rule is not rule:
+        compiled = _RuleHeaders(rule)
+        if len(_RULES) >= _MAX_RULES:
+            _RULES.clear()  # reloads made this many: start again
+        _RULES[id(rule)] = compiled
+    return compiled
 
 
 def backend_host(backend_host: str, port: int, tls: bool) -> bytes:
@@ -321,10 +413,14 @@ def copy_response_headers(head: ResponseHead, request: Request) -> frozenset[str
     headers = request.responseHeaders
     # The backend's own Server header, or none: not the proxy's.
     headers.removeHeader(b"server")
-    hop = response_hop_by_hop(head)
-    grouped: Dict[bytes, List[bytes]] = {}
+    hop = _DEFAULT_HOP
+    dropped = _DEFAULT_HOP_BYTES
+    kept: List[tuple[bytes, bytes]] = []
     lengths: List[bytes] = []
     announced: List[bytes] = []
+    connection = [value for name, value in head.headers if name.lower() == b"connection"]
+    if connection:
+        hop, dropped = _response_hop(tuple(connection))
     for name, value in head.headers:
         lower = name.lower()
         if lower == b"content-length":
@@ -332,15 +428,26 @@ def copy_response_headers(head: ResponseHead, request: Request) -> frozenset[str
             continue
         if lower == b"trailer":
             announced.append(value)
-        if lower == b"trailers" or _dropped(lower, hop):
-            continue
-        known = grouped.get(lower)
-        if known is None:
-            grouped[lower] = [name, value]
-        else:
-            known.append(value)
-    for name, *values in grouped.values():
-        headers.setRawHeaders(name, values)
+        if (
+            lower in dropped
+            or lower == b"trailers"
+            or lower == b"proxy"
+            or lower.startswith(b"proxy-")
+        ):
+            continue  # hop-by-hop (is_hop_by_hop, on the names' bytes: they are tokens)
+        kept.append((name, value))
+    if type(headers) is FieldHeaders:
+        headers.set_grouped(kept)
+    else:
+        grouped: Dict[bytes, List[bytes]] = {}
+        for name, value in kept:
+            known = grouped.get(name.lower())
+            if known is None:
+                grouped[name.lower()] = [name, value]
+            else:
+                known.append(value)
+        for name, *values in grouped.values():
+            headers.setRawHeaders(name, values)
     if request.method == b"HEAD":
         if lengths:
             headers.setRawHeaders(b"Content-Length", [lengths[-1]])

@@ -40,7 +40,7 @@ from clbproxy.http.parse_rules import Field
 from clbproxy.http.parsers import response_parser
 from clbproxy.http.parsing import ResponseHead
 from clbproxy.net.endpoints import disable_nagle
-from clbproxy.net.transports import send_now, send_parts_now, socket_under
+from clbproxy.net.transports import send_now, send_parts_now, socket_under, unwrap_client
 
 __all__ = ["IDEMPOTENT", "UpstreamExchange", "UpstreamPool", "UpstreamSink", "is_chunked"]
 
@@ -116,7 +116,7 @@ class UpstreamExchange:
         "_body_done",
         "_answered",
         "_done",
-        "_timer",
+        "_deadline",
         "_reused",
         "body_written_at",
     )
@@ -144,7 +144,8 @@ class UpstreamExchange:
         self._body_done = not body
         self._answered = False  # the final response head arrived
         self._done = False
-        self._timer = None
+        #: When the response is due (the reactor's time; None: not timed now).
+        self._deadline: Optional[float] = None
         self._reused = False
         #: The reactor's time of the last body bytes written (0.0: none yet),
         #: for the caller's upload timeout.
@@ -234,7 +235,7 @@ class UpstreamExchange:
         self.sink.connected(self)
         if full and connection.write_full and not self._body_done and not self._done:
             self.sink.body_paused()
-        if self._body_done and not self._done and self._timer is None and not self._answered:
+        if self._body_done and not self._done and self._deadline is None and not self._answered:
             self._start_timer()
 
     def _sent(self) -> None:
@@ -244,10 +245,18 @@ class UpstreamExchange:
         self._start_timer()
 
     def _start_timer(self) -> None:
-        self._timer = self._pool._reactor.callLater(self._timeout, self._timed_out)
+        """``response_timeout`` from now, on the connection's one timer (``_Connection.due``)."""
+        reactor = self._pool._reactor
+        self._deadline = reactor.seconds() + self._timeout
+        connection = self._connection
+        timer = connection.timer
+        if timer is None:
+            connection.timer = reactor.callLater(self._timeout, connection.due)
+        elif timer.getTime() > self._deadline:
+            timer.reset(self._timeout)
 
     def _timed_out(self) -> None:
-        self._timer = None
+        self._deadline = None
         if self._done:
             return
         connection = self._connection
@@ -257,9 +266,7 @@ class UpstreamExchange:
 
     def _finish(self) -> None:
         self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
         connection = self._connection
         if connection is not None and connection.exchange is self:
             connection.exchange = None
@@ -295,6 +302,10 @@ class _Connection(TwistedProtocol):
         self.reading = True
         self.write_full = False  # the transport's write buffer, until it drains
         self.idle_timer = None
+        #: The exchanges' response timer: one per connection, not one per request.
+        self.timer = None
+        #: The reactor's time this connection last became idle.
+        self.idle_since = 0.0
         self.head: Optional[ResponseHead] = None
         #: The TCP connection body bytes are sent on at once (None: TLS, or not
         #: TCP), as the WebSocket fast path does: queued for the reactor's next
@@ -353,8 +364,29 @@ class _Connection(TwistedProtocol):
         self.received = True
         self.parser.feed(data)
 
+    def due(self) -> None:
+        """The response timer: the current exchange's response is late, or it waits again.
+
+        Its deadline may have moved since it was armed (a new exchange) or be
+        gone (answered, finished): it fires for the first deadline, and then
+        waits for what is left of the current one.
+        """
+        self.timer = None
+        exchange = self.exchange
+        if exchange is None or exchange._deadline is None:
+            return
+        reactor = self.pool._reactor
+        left = exchange._deadline - reactor.seconds()
+        if left > 0:
+            self.timer = reactor.callLater(left, self.due)
+            return
+        exchange._timed_out()
+
     def connectionLost(self, reason) -> None:
         self.reusable = False
+        timer, self.timer = self.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         self.pool._lost(self)
         closed, self.closed = self.closed, None
         if closed is not None:
@@ -380,9 +412,7 @@ class _Connection(TwistedProtocol):
     def response_head(self, head: ResponseHead) -> None:
         exchange = self.exchange
         exchange._answered = True
-        if exchange._timer is not None:
-            exchange._timer.cancel()
-            exchange._timer = None
+        exchange._deadline = None
         if not head.keep_alive or head.version == b"1.0" or head.upgrade:
             self.reusable = False
         exchange.sink.response_head(head)
@@ -472,10 +502,7 @@ class UpstreamPool:
         exchange = UpstreamExchange(self, backend, head, sink, method, body, response_timeout)
         idle = self._idle.get((backend.host, backend.port))
         if idle:
-            connection = idle.pop()
-            if connection.idle_timer is not None:
-                connection.idle_timer.cancel()
-                connection.idle_timer = None
+            connection = idle.pop()  # its idle timer stays: see _idle_expired
             connection.resume_reading()
             exchange._attach(connection, True)
             return exchange
@@ -502,6 +529,8 @@ class UpstreamPool:
             connection.reusable = False
             connection.transport.abortConnection()
             return
+        # The endpoint's wrapper would stand between every read and the connection.
+        unwrap_client(connection)
         exchange._attach(connection, False)
 
     def _not_connected(self, failure, exchange: UpstreamExchange) -> None:
@@ -529,13 +558,29 @@ class UpstreamPool:
             connection.close()
             return
         connection.resume_reading()
-        connection.idle_timer = self._reactor.callLater(
-            self._idle_timeout, self._idle_expired, connection
-        )
+        connection.idle_since = self._reactor.seconds()
+        if connection.idle_timer is None:
+            connection.idle_timer = self._reactor.callLater(
+                self._idle_timeout, self._idle_expired, connection
+            )
         idle.append(connection)
 
     def _idle_expired(self, connection: _Connection) -> None:
+        """Close ``connection`` if it has been idle ``http_pool_idle_timeout`` seconds.
+
+        One timer per connection, not one per response: taking a connection
+        leaves its timer running, so when it fires the connection may be busy
+        (the next release arms a new one) or idle for less time (it waits again
+        for what is left).
+        """
         connection.idle_timer = None
+        idle = self._idle.get((connection.backend.host, connection.backend.port))
+        if not idle or connection not in idle:
+            return  # busy
+        left = connection.idle_since + self._idle_timeout - self._reactor.seconds()
+        if left > 0:
+            connection.idle_timer = self._reactor.callLater(left, self._idle_expired, connection)
+            return
         self._forget_idle(connection)
         connection.close()
 

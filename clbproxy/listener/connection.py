@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -56,6 +57,8 @@ from clbproxy.http.responses import raw_error_response, refusal
 from clbproxy.http.server import SERVER, BodyTooLarge, HTTPLimits, RequestBody
 from clbproxy.listener.limits import LimitStats
 from clbproxy.listener.request import ListenerRequest, http_date
+from clbproxy.net.certificates import client_certificate_headers
+from clbproxy.net.transports import send_now, socket_under
 from clbproxy.routing.settings import request_ids
 from clbproxy.util.logtext import printable
 
@@ -138,6 +141,9 @@ class ListenerConnection(Protocol):
         self._received_any = False
         self._peer = None
         self._host = None
+        #: The TCP connection responses are sent on at once (None: TLS, or not TCP).
+        self._direct: Optional[tcp.Connection] = None
+        self._certificate_headers: Optional[list] = None
 
     # -- the connection --------------------------------------------------------------------
 
@@ -148,6 +154,7 @@ class ListenerConnection(Protocol):
         if ITCPTransport.providedBy(transport):
             transport.setTcpNoDelay(True)
         self._parser = request_parser(self, self.limits, backend=self.backend)
+        self._direct = socket_under(transport)
         if IPushProducer.providedBy(transport):
             # As twisted.web: a transport that cannot pause (TLS) is not paced.
             self._network = transport
@@ -208,6 +215,19 @@ class ListenerConnection(Protocol):
         if host is None and self.transport is not None:
             host = self._host = self.transport.getHost()
         return host
+
+    @property
+    def certificate_headers(self) -> list:
+        """The client certificate's headers for backends, read once per connection.
+
+        (:func:`clbproxy.net.certificates.client_certificate_headers`: none
+        without TLS or a verified certificate; the handshake is over before a
+        request is read.)
+        """
+        headers = self._certificate_headers
+        if headers is None:
+            headers = self._certificate_headers = client_certificate_headers(self.transport)
+        return headers
 
     def getPeer(self):
         return self.peer
@@ -337,7 +357,8 @@ class ListenerConnection(Protocol):
             self.requests.remove(request)
         if self.transport is None or self._lost:
             return
-        if not self._waiting_for_transport:
+        if not self._waiting_for_transport and (self._paused_reading or request.body is not None):
+            # Paused by the parser's bound, or by the request's body (the backend was full).
             self._resume_reading()
         if not self.persistent or self._rejected:
             self.loseConnection()
@@ -386,6 +407,7 @@ class ListenerConnection(Protocol):
         """Another protocol has the transport now (the relay's): stop timing and producing."""
         self._stop_timers()
         self._parser = None
+        self._direct = None
         self._release_network()
 
     # -- refusals ------------------------------------------------------------------------------
@@ -624,6 +646,20 @@ class ListenerConnection(Protocol):
     def write(self, data: bytes) -> None:
         """For a pull producer's ``_PullToPush``: response bytes to the client."""
         self.transport.write(data)
+
+    def send(self, data: bytes) -> None:
+        """Response bytes to the client, to the socket at once when nothing waits before them.
+
+        Twisted's ``write`` queues them for the reactor's next turn (an epoll
+        registration and a second pass per response); see
+        :func:`clbproxy.net.transports.send_now`, which keeps the order, the
+        buffer limit and back-pressure.
+        """
+        direct = self._direct
+        if direct is not None and self.transport is not None:
+            send_now(direct, data)
+        else:
+            self.transport.write(data)
 
     def pauseProducing(self) -> None:
         """The client's socket buffer is full: pause the response, stop reading requests."""

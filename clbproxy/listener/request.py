@@ -228,19 +228,26 @@ class ListenerRequest:
                 # The response starts before the body is in: nothing after this
                 # request on the connection can be trusted to be framed right.
                 channel.persistent = False
-            self._write_head(channel)
+            head = self._head(channel)
             if self._bodiless:
+                channel.send(head)
                 return
         elif self._bodiless:
             return
+        else:
+            head = b""
         self.sentLength += len(data)
+        # The head goes out with the first data, in one write (one send, most often).
         if data:
             if self.chunked:
-                channel.transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+                channel.send(b"".join((head, b"%x\r\n" % len(data), data, b"\r\n")))
             else:
-                channel.transport.write(data)
+                channel.send(head + data if head else data)
+        elif head:
+            channel.send(head)
 
-    def _write_head(self, channel) -> None:
+    def _head(self, channel) -> bytes:
+        """The response head's bytes (framing decided: chunked or not, bodiless or not)."""
         self.startedWriting = 1
         headers = self.responseHeaders
         code = self.code
@@ -266,9 +273,9 @@ class ListenerRequest:
             for value in values:
                 lines.extend((name, b": ", value, b"\r\n"))
         lines.append(b"\r\n")
-        channel.transport.write(b"".join(lines))
         if head or code in NO_BODY_CODES:
             self._bodiless = True
+        return b"".join(lines)
 
     def finish(self) -> None:
         channel = self.channel
@@ -280,7 +287,7 @@ class ListenerRequest:
             if not self.startedWriting:
                 self.write(b"")
             if self.chunked:
-                channel.transport.write(trailer_section(self.response_trailers))
+                channel.send(trailer_section(self.response_trailers))
                 self.chunked = 0  # the last chunk is written
         if self._disconnected:
             raise RuntimeError(
@@ -293,7 +300,7 @@ class ListenerRequest:
         if not self.startedWriting:
             self.write(b"")
         if self.chunked:
-            channel.transport.write(b"0\r\n\r\n")
+            channel.send(b"0\r\n\r\n")
         self.finished = 1
         if self.producer:
             log.failure(

@@ -76,6 +76,10 @@ class RequestInfo:
         )
 
 
+#: The :class:`RequestInfo` of a request nothing reads (shared: it is frozen and never changed).
+NO_REQUEST_INFO = RequestInfo()
+
+
 def parse_cookies(header: str) -> dict[str, str]:
     """The name/value pairs of a ``Cookie`` header; the first of a repeated name wins."""
     found: dict[str, str] = {}
@@ -107,6 +111,8 @@ class SmoothWeightedRoundRobin:
     """
 
     name = "round_robin"
+    #: Picks without looking at the request (see :attr:`TargetGroup.reads_requests`).
+    reads_request = False
 
     def __init__(self, backends: Iterable[BackendConfig] = ()) -> None:
         self._backends = list(backends)
@@ -144,6 +150,8 @@ class WeightedLeastConnections:
     """Fewest live sessions and in-flight requests per unit of weight (nginx ``least_conn``)."""
 
     name = "least_conn"
+    #: Picks without looking at the request (see :attr:`TargetGroup.reads_requests`).
+    reads_request = False
 
     def __init__(self) -> None:
         self._tie_breaker = SmoothWeightedRoundRobin()
@@ -244,6 +252,8 @@ class RandomTwoChoices:
     """Two distinct candidates drawn by weight; the one with less load per weight wins."""
 
     name = "random_two"
+    #: Picks without looking at the request (see :attr:`TargetGroup.reads_requests`).
+    reads_request = False
 
     def __init__(self, rng: Optional[random.Random] = None) -> None:
         self._random = rng or random.Random()
@@ -465,7 +475,7 @@ class TargetGroup:
         None means: every backend is drained, full or already in ``exclude``, or
         (with ``fail_open = false``) none is in service.
         """
-        request = request or RequestInfo()
+        request = request or NO_REQUEST_INFO
         candidates = self.candidates(exclude)
         if not candidates:
             return None
@@ -484,13 +494,19 @@ class TargetGroup:
 
     def candidates(self, exclude: Iterable[BackendConfig] = ()) -> list[BackendConfig]:
         """Backends that may take new traffic now: in service (or failing open), not full."""
-        excluded = set(exclude)
-        open_ = [
-            b
-            for b in self.config.backends
-            if self._takes_traffic(b) and b not in excluded and not self.is_full(b)
-        ]
-        healthy = [b for b in open_ if self.health.available(b)]
+        excluded = set(exclude) if exclude else ()
+        controls = self._controls
+        leases = self._leases
+        open_ = []
+        for b in self.config.backends:
+            control = controls[b.address]
+            if control.weight <= 0 or control.state != READY or b in excluded:
+                continue
+            if 0 < b.max_conns <= len(leases.get(b, ())):
+                continue  # full (is_full, inline: this runs for every request)
+            open_.append(b)
+        available = self.health.available
+        healthy = [b for b in open_ if available(b)]
         if healthy or not open_:
             if self._failing_open:
                 self._set_failing_open(False)
@@ -601,11 +617,22 @@ class TargetGroup:
         """The live leases (sessions and requests) on ``backend`` now."""
         return list(self._leases.get(backend, ()))
 
+    @property
+    def reads_requests(self) -> bool:
+        """Whether picking (the policy or session persistence) looks at the request at all.
+
+        When not, a caller can skip building a :class:`RequestInfo` per request
+        (its headers, cookies and query) and pass None.
+        """
+        return getattr(self.policy, "reads_request", True) or getattr(
+            self.persistence, "reads_request", True
+        )
+
     def persistence_headers(
         self, request: Optional[RequestInfo], backend: BackendConfig
     ) -> list[tuple[str, str]]:
         """Response headers that bring this client back to ``backend`` (may be empty)."""
-        return self.persistence.remember(request or RequestInfo(), backend)
+        return self.persistence.remember(request or NO_REQUEST_INFO, backend)
 
     # -- traffic outcomes (passive health) ---------------------------------------------
 

@@ -42,6 +42,9 @@ class ISessionPersistence(Interface):
 
 @implementer(ISessionPersistence)
 class NoPersistence:
+    #: Never looks at a request (see ``TargetGroup.reads_requests``).
+    reads_request = False
+
     def lookup(self, request) -> Optional[BackendConfig]:
         return None
 
