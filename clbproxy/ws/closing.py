@@ -26,6 +26,7 @@ from clbproxy.ws.closecodes import (
     close_for_other_hop,
     proxy_closes,
 )
+from clbproxy.ws.compaction import forget_compaction
 from clbproxy.ws.handshake import request_target
 from clbproxy.ws.handshake_stage import refuse
 from clbproxy.ws.hops import CONNECTING, OPEN, read_again
@@ -202,6 +203,7 @@ class Closing:
         """
         if self.timers is not None:
             self.timers.detach()
+        forget_compaction(self.reactor, self)
         for hop in (self.front, self.backend):
             unlink = getattr(hop, "unlink", None)
             if unlink is not None:

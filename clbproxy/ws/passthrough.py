@@ -31,7 +31,6 @@ from typing import Iterable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
@@ -56,11 +55,13 @@ from clbproxy.upstream.balancer import RequestInfo
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import INTERNAL_ERROR, HopEnd, HopEvent, Side
 from clbproxy.ws.closing import refusal_record
-from clbproxy.ws.fastpath import Hop, compact_tcp_transport, hop_scanners, watch_write_buffer
+from clbproxy.ws.compaction import compact_when_settled
+from clbproxy.ws.fastpath import Hop, hop_scanners, watch_write_buffer
 from clbproxy.ws.handshake import MalformedAnswer, RefusalReader, read_response_head
 from clbproxy.ws.handshake_stage import HandshakeRefused, HandshakeStage, upgrade_headers
 from clbproxy.ws.pauses import InflateBudget
 from clbproxy.ws.relay import RELAY_HOPS, RelaySession, Route
+from clbproxy.ws.timers import DelayQueue, delay_queue
 from clbproxy.ws.upgrade import (
     BackendAcceptance,
     BadBackendAnswer,
@@ -201,7 +202,8 @@ class BackendUpgrade(_HandshakeHop):
         self.session = session
         self._request = request
         self._timeout = timeout
-        self._timer: Optional[IDelayedCall] = None
+        #: The queue holding the deadline of the backend's answer (see ``_cancel_timer``).
+        self._timer: Optional[DelayQueue] = None
         self._data = b""
         self._refusal: Optional[RefusalReader] = None
 
@@ -215,7 +217,8 @@ class BackendUpgrade(_HandshakeHop):
         self.transport.write(self._request)
         self._request = b""
         if self._timeout:
-            self._timer = session.reactor.callLater(self._timeout, self._timed_out)
+            self._timer = delay_queue(session.reactor, self._timeout)
+            self._timer.add(self, self._timed_out)
 
     def dataReceived(self, data: bytes) -> None:
         if self.state == CLOSED or self.session is None:
@@ -268,9 +271,9 @@ class BackendUpgrade(_HandshakeHop):
         self.dropConnection(abort=True)
 
     def _cancel_timer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        queue, self._timer = self._timer, None
+        if queue is not None:
+            queue.discard(self)
 
     def connectionLost(self, reason: Failure = None) -> None:
         self._cancel_timer()
@@ -476,8 +479,7 @@ class PassThroughStage(HandshakeStage):
         early = bytes(front.early)
         if front._paused:
             new_front.transport.resumeProducing()
-        for hop in hops:
-            compact_tcp_transport(hop.transport)
+        compact_when_settled(self.reactor, self, hops)
         if early and new_front.state != CLOSED:
             new_front.dataReceived(early)
         if rest and new_back.state != CLOSED:
