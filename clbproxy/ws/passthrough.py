@@ -466,7 +466,7 @@ class PassThroughStage(HandshakeStage):
         self.front, self.backend = new_front, new_back
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open request_id={request_id}",
-            client=peer_ip(new_front.transport),
+            client=self.client_ip,
             path=printable(self.target),
             backend=self.backend_config.address,
             group=self.group.name,
@@ -569,7 +569,7 @@ def _client_connection_failed(session: PassThroughSession, reason: str) -> None:
     """The client's HTTP/2 connection failed under a session: the backend gets 1011."""
     log.warn(
         "websocket: {client} {path}: {reason}; the backend is told 1011 request_id={request_id}",
-        client=peer_ip(session.front.transport),
+        client=session.client_ip,
         path=printable(session.target),
         reason=printable(reason),
         request_id=session.shown_id(),
