@@ -457,6 +457,8 @@ class Hop:
         inbound = self.peer
         if inbound is not None and inbound.mid_frame:
             inbound.held = [*inbound.held, frame]
+        elif self.out is not None:
+            send_now(self.out, frame)
         else:
             self.transport.write(frame)
         self.octets_out += len(frame)

@@ -46,6 +46,8 @@ from clbproxy.http.tracecontext import NO_TRACE, TraceContext
 from clbproxy.net.endpoints import disable_nagle
 from clbproxy.net.transports import (
     peer_ip,
+    send_now,
+    socket_under,
     switch_protocol,
     unwrap_client,
 )
@@ -214,7 +216,7 @@ class BackendUpgrade(_HandshakeHop):
             self.transport.abortConnection()
             return
         session.backend = self
-        self.transport.write(self._request)
+        write_now(self.transport, self._request)
         self._request = b""
         if self._timeout:
             self._timer = delay_queue(session.reactor, self._timeout)
@@ -282,6 +284,19 @@ class BackendUpgrade(_HandshakeHop):
             reader.finish()
             self.session.backend_refused(reader)
         self._lost(reason)
+
+
+def write_now(transport, data: bytes) -> None:
+    """Write a handshake's bytes at once when the socket takes them (see ``send_now``).
+
+    Queued by ``transport.write``, they would wait for the reactor's next turn and
+    cost a round of write-readiness in epoll: two per session, one per hop.
+    """
+    connection = socket_under(transport)
+    if connection is not None:
+        send_now(connection, data)
+    else:
+        transport.write(data)
 
 
 class _BackendFactory(Factory):
@@ -436,7 +451,7 @@ class PassThroughStage(HandshakeStage):
         if self.request_id is not None:
             lines.append(f"{self.settings.request_ids.name}: {self.request_id}")
         front = self.front
-        front.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        write_now(front.transport, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         self._open(front, backend, rest)
 
     def _open(self, front: ClientWaiting, backend: BackendUpgrade, rest: bytes) -> None:
