@@ -13,6 +13,8 @@ from twisted.internet.posixbase import PosixReactorBase
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from clbproxy.util.delays import DelayQueue, delay_queue
+
 
 def backend_endpoint(reactor, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
     """An endpoint to ``host:port``: IP literals directly, DNS names via ``HostnameEndpoint``.
@@ -98,10 +100,41 @@ class _DirectClient(tcp.Client):
 
 
 class _DirectConnector(tcp.Connector):
-    """``reactor.connectTCP``'s connector, whose connection is a :class:`_DirectClient`."""
+    """``reactor.connectTCP``'s connector, whose connection is a :class:`_DirectClient`.
+
+    Its connect timeout waits on the shared queue of its delay
+    (:func:`~clbproxy.util.delays.delay_queue`), not on a ``DelayedCall`` of its own.
+    """
+
+    _timeouts: Optional[DelayQueue] = None
 
     def _makeTransport(self) -> tcp.Client:
         return _DirectClient(self.host, self.port, self.bindAddress, self, self.reactor)
+
+    def connect(self) -> None:
+        # BaseConnector.connect, but for where the timeout waits.
+        if self.state != "disconnected":
+            raise RuntimeError("can't connect in this state")
+        self.state = "connecting"
+        if not self.factoryStarted:
+            self.factory.doStart()
+            self.factoryStarted = 1
+        self.transport = self._makeTransport()
+        if self.timeout is not None:
+            self._timeouts = delay_queue(self.reactor, self.timeout)
+            self._timeouts.add(self, self._timed_out)
+        self.factory.startedConnecting(self)
+
+    def _timed_out(self) -> None:
+        self._timeouts = None
+        transport = getattr(self, "transport", None)
+        if transport is not None:
+            transport.failIfNotConnected(error.TimeoutError())
+
+    def cancelTimeout(self) -> None:
+        timeouts, self._timeouts = self._timeouts, None
+        if timeouts is not None:
+            timeouts.discard(self)
 
 
 @implementer(IProtocolFactory)

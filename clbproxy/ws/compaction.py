@@ -17,7 +17,7 @@ from typing import Sequence
 from autobahn.websocket.protocol import WebSocketProtocol
 
 from clbproxy.net.transports import tcp_connection_under
-from clbproxy.ws.timers import delay_queue
+from clbproxy.util.delays import delay_queue
 
 CLOSED = WebSocketProtocol.STATE_CLOSED
 

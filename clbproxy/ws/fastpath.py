@@ -55,11 +55,11 @@ from clbproxy.net.transports import (
     switch_protocol,
     unwrap_client,
 )
+from clbproxy.util.delays import DelayQueue, delay_queue
 from clbproxy.ws.closecodes import HopEnd, HopEvent, Side, received_close_problem, truncate_reason
 from clbproxy.ws.compaction import compact_tcp_transport
 from clbproxy.ws.frames import CLOSE, PING, PONG, Control, FrameScanner, Violation
 from clbproxy.ws.pauses import PauseReason, ReadPauses
-from clbproxy.ws.timers import DelayQueue, delay_queue
 
 OPEN = WebSocketProtocol.STATE_OPEN
 CLOSING = WebSocketProtocol.STATE_CLOSING

@@ -54,6 +54,7 @@ from clbproxy.net.transports import (
 from clbproxy.observability import accesslog
 from clbproxy.routing.actions import rewrite_target
 from clbproxy.upstream.balancer import RequestInfo
+from clbproxy.util.delays import DelayQueue, delay_queue
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import INTERNAL_ERROR, HopEnd, HopEvent, Side
 from clbproxy.ws.closing import refusal_record
@@ -63,7 +64,6 @@ from clbproxy.ws.handshake import MalformedAnswer, RefusalReader, read_response_
 from clbproxy.ws.handshake_stage import HandshakeRefused, HandshakeStage, upgrade_headers
 from clbproxy.ws.pauses import InflateBudget
 from clbproxy.ws.relay import RELAY_HOPS, RelaySession, Route
-from clbproxy.ws.timers import DelayQueue, delay_queue
 from clbproxy.ws.upgrade import (
     BackendAcceptance,
     BadBackendAnswer,

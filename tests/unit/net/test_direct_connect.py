@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from twisted.internet import defer, error, reactor
+from twisted.internet import defer, error, reactor, task
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
-from clbproxy.net.endpoints import DirectTCPEndpoint
+from clbproxy.net.endpoints import DirectConnectFactory, DirectTCPEndpoint, _DirectConnector
 
 
 class Greeting(Protocol):
@@ -48,3 +48,44 @@ class DirectConnectTests(unittest.TestCase):
         endpoint = DirectTCPEndpoint(reactor, "127.0.0.1", number, 5.0)
         with self.assertRaises(error.ConnectionRefusedError):
             yield endpoint.connect(Factory.forProtocol(Reader))
+
+
+class FakeClient:
+    """A connection attempt that never completes by itself."""
+
+    def __init__(self) -> None:
+        self.failures: list = []
+
+    def failIfNotConnected(self, reason) -> None:
+        self.failures.append(reason)
+
+
+class UnansweredConnector(_DirectConnector):
+    def _makeTransport(self):
+        return FakeClient()
+
+
+class DirectConnectTimeoutTests(unittest.TestCase):
+    def connector(self):
+        clock = task.Clock()
+        connector = UnansweredConnector(
+            "127.0.0.1", 9, DirectConnectFactory(Factory.forProtocol(Protocol)), 2.0, None, clock
+        )
+        connector.connect()
+        return clock, connector
+
+    def test_a_connect_that_never_completes_fails_with_a_timeout_after_the_timeout(self) -> None:
+        clock, connector = self.connector()
+        clock.advance(1.9)
+        self.assertEqual(connector.transport.failures, [])
+        clock.advance(0.1)
+        (reason,) = connector.transport.failures
+        self.assertIsInstance(reason, error.TimeoutError)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_a_connection_made_in_time_cancels_the_timeout(self) -> None:
+        clock, connector = self.connector()
+        connector.buildProtocol(None)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(5)
+        self.assertEqual(connector.transport.failures, [])

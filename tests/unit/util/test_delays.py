@@ -1,11 +1,11 @@
-"""Deadlines of one fixed delay on one delayed call (:class:`clbproxy.ws.timers.DelayQueue`)."""
+"""Deadlines of one fixed delay on one delayed call (:mod:`clbproxy.util.delays`)."""
 
 from __future__ import annotations
 
 from twisted.internet import task
 from twisted.trial import unittest
 
-from clbproxy.ws.timers import DelayQueue, delay_queue
+from clbproxy.util.delays import DelayQueue, delay_queue
 
 
 class DelayQueueTests(unittest.TestCase):
