@@ -63,17 +63,22 @@ class DelayQueue:
     def _fire(self) -> None:
         self._call = None
         due = self._due
-        while due:
-            key = next(iter(due))
-            when, action = due[key]
-            now = self._clock.seconds()
-            if when - now > _EPSILON:
-                if self._call is not None:
-                    self._call.cancel()  # set by an action's ``add``: for a later deadline
-                self._call = self._clock.callLater(when - now, self._fire)
-                return
-            del due[key]
-            action()
+        try:
+            while due:
+                key = next(iter(due))
+                when, action = due[key]
+                now = self._clock.seconds()
+                if when - now > _EPSILON:
+                    if self._call is not None:
+                        self._call.cancel()  # set by an action's ``add``: for a later deadline
+                    self._call = self._clock.callLater(when - now, self._fire)
+                    return
+                del due[key]
+                action()
+        finally:
+            if due and self._call is None:
+                # An action raised (the reactor logs it): the others still run, in turn.
+                self._call = self._clock.callLater(0, self._fire)
 
 
 _QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

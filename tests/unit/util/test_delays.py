@@ -69,3 +69,15 @@ class DelayQueueTests(unittest.TestCase):
         self.assertIs(delay_queue(self.clock, 1.0), delay_queue(self.clock, 1.0))
         self.assertIsNot(delay_queue(self.clock, 1.0), delay_queue(self.clock, 2.0))
         self.assertIsNot(delay_queue(self.clock, 1.0), delay_queue(task.Clock(), 1.0))
+
+    def test_an_action_that_raises_does_not_keep_the_others_from_running(self) -> None:
+        def fails() -> None:
+            raise RuntimeError("boom")
+
+        self.queue.add("bad", fails)
+        self.add("good")
+        with self.assertRaises(RuntimeError):
+            self.clock.advance(5)
+        self.clock.advance(0)
+        self.assertEqual(self.ran, ["good"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
