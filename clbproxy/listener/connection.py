@@ -393,9 +393,12 @@ class ListenerConnection(Protocol):
 
         The caller puts its protocol on the transport (see
         :func:`clbproxy.ws.passthrough.take_over`); this connection stops
-        reading, timing and producing, and drops its transport.
+        reading, timing and producing, and drops its transport and its request
+        (which refers back to it): both are freed as soon as the upgrade's call
+        chain returns.
         """
         transport = self.transport
+        self.requests.clear()
         parser, self._parser = self._parser, None
         early = parser.detach() if parser is not None else b""
         if transport is not None:

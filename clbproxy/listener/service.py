@@ -194,7 +194,9 @@ class ListenerResource(Resource):
                 result = NOT_DONE_YET
             else:
                 result = self._relay.upgrade(request, route)
-            self._forwarder.reactor.callLater(0, release_upgraded, request)
+            if request in getattr(request.channel, "requests", ()):
+                # A twisted.web channel still holds it (the listener's own let go).
+                self._forwarder.reactor.callLater(0, release_upgraded, request)
             return result
         forwarder = self._forwarder
         record = self._record(request, settings, rule)

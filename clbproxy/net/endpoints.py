@@ -6,10 +6,14 @@ import functools
 import ipaddress
 from typing import Optional
 
-from twisted.internet import defer, error
+from twisted.internet import defer, error, tcp
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint, ITCPTransport
+from twisted.internet.posixbase import PosixReactorBase
+from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from clbproxy.util.delays import DelayQueue, delay_queue
 
 
 def backend_endpoint(reactor, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
@@ -59,15 +63,78 @@ class DirectTCPEndpoint:
 
     def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred:
         factory = DirectConnectFactory(protocolFactory)
+        reactor = self._reactor
         try:
-            connector = self._reactor.connectTCP(
-                self._host, self._port, factory, timeout=self._timeout
-            )
+            if isinstance(reactor, PosixReactorBase):
+                connector = _DirectConnector(
+                    self._host, self._port, factory, self._timeout, None, reactor
+                )
+                connector.connect()
+            else:  # a reactor of tests (MemoryReactor) records the connect
+                connector = reactor.connectTCP(
+                    self._host, self._port, factory, timeout=self._timeout
+                )
         except BaseException:
             return defer.fail()
         factory.connector = connector
         factory.deferred = deferred = defer.Deferred(factory.cancel)
         return deferred
+
+
+class _DirectClient(tcp.Client):
+    """A TCP client connection whose connect to an IP address goes without a Deferred.
+
+    Twisted's passes even an address literal through a fired Deferred (``succeed``
+    and two callbacks) on its way to the same ``connect`` call: per backend
+    connection, three objects and four calls for nothing.
+    """
+
+    def resolveAddress(self) -> None:
+        if self._requiresResolution:
+            super().resolveAddress()
+            return
+        try:
+            self._setRealAddress(self.addr)
+        except BaseException:
+            self.failIfNotConnected(Failure())
+
+
+class _DirectConnector(tcp.Connector):
+    """``reactor.connectTCP``'s connector, whose connection is a :class:`_DirectClient`.
+
+    Its connect timeout waits on the shared queue of its delay
+    (:func:`~clbproxy.util.delays.delay_queue`), not on a ``DelayedCall`` of its own.
+    """
+
+    _timeouts: Optional[DelayQueue] = None
+
+    def _makeTransport(self) -> tcp.Client:
+        return _DirectClient(self.host, self.port, self.bindAddress, self, self.reactor)
+
+    def connect(self) -> None:
+        # BaseConnector.connect, but for where the timeout waits.
+        if self.state != "disconnected":
+            raise RuntimeError("can't connect in this state")
+        self.state = "connecting"
+        if not self.factoryStarted:
+            self.factory.doStart()
+            self.factoryStarted = 1
+        self.transport = self._makeTransport()
+        if self.timeout is not None:
+            self._timeouts = delay_queue(self.reactor, self.timeout)
+            self._timeouts.add(self, self._timed_out)
+        self.factory.startedConnecting(self)
+
+    def _timed_out(self) -> None:
+        self._timeouts = None
+        transport = getattr(self, "transport", None)
+        if transport is not None:
+            transport.failIfNotConnected(error.TimeoutError())
+
+    def cancelTimeout(self) -> None:
+        timeouts, self._timeouts = self._timeouts, None
+        if timeouts is not None:
+            timeouts.discard(self)
 
 
 @implementer(IProtocolFactory)

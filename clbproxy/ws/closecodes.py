@@ -71,6 +71,10 @@ class Side(enum.Enum):
     CLIENT = "client"
     BACKEND = "backend"
 
+    # Members are singletons: hashed by identity, in C (Enum's own hashes the name in
+    # Python, and sides key the per-session dicts and sets of the closing stage).
+    __hash__ = object.__hash__
+
     @property
     def other(self) -> Side:
         return Side.BACKEND if self is Side.CLIENT else Side.CLIENT

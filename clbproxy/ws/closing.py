@@ -26,6 +26,7 @@ from clbproxy.ws.closecodes import (
     close_for_other_hop,
     proxy_closes,
 )
+from clbproxy.ws.compaction import forget_compaction
 from clbproxy.ws.handshake import request_target
 from clbproxy.ws.handshake_stage import refuse
 from clbproxy.ws.hops import CONNECTING, OPEN, read_again
@@ -95,7 +96,7 @@ class Closing:
         log.info(
             "websocket: {client} {path}: closed by the proxy ({reason}{detail})"
             " request_id={request_id}",
-            client=peer_ip(self.front.transport),
+            client=self.client_ip,
             path=printable(self.target),
             reason=reason.value,
             detail=f": {side.name.lower()} over {limit}" if limit else "",
@@ -202,6 +203,7 @@ class Closing:
         """
         if self.timers is not None:
             self.timers.detach()
+        forget_compaction(self.reactor, self)
         for hop in (self.front, self.backend):
             unlink = getattr(hop, "unlink", None)
             if unlink is not None:
@@ -232,7 +234,7 @@ class Closing:
             "client: {client_end}, backend: {backend_end}; "
             "messages client->backend {up}, backend->client {down}{dropped} "
             "request_id={request_id}",
-            client=peer_ip(self.front.transport),
+            client=self.client_ip,
             path=printable(self.target),
             backend=self.backend_config.address if self.backend_config else "-",
             duration=now - (self._opened or self._started),
@@ -252,7 +254,7 @@ class Closing:
     def _access_record(self, now: float) -> accesslog.SessionRecord:
         record, front = self.record, self.front
         if not self._filled:
-            fill_request_fields(record, front)
+            fill_request_fields(record, front, self.client_ip)
         record.rule = accesslog.rule_label(self.rule.host, self.rule.path) if self.rule else None
         record.group = self.group.name
         record.backend = self.backend_config.address if self.backend_config else None
@@ -272,13 +274,20 @@ class Closing:
         return record
 
 
-def fill_request_fields(record: accesslog.SessionRecord, front: WebSocketServerProtocol) -> None:
-    """The client-side fields of a session's access record, from its upgrade request."""
+def fill_request_fields(
+    record: accesslog.SessionRecord, front: WebSocketServerProtocol, client_ip: str = ""
+) -> None:
+    """The client-side fields of a session's access record, from its upgrade request.
+
+    ``client_ip``: the address of the client's connection, when already known.
+    """
     settings: ListenerSettings = front.factory.settings
     headers = getattr(front, "http_headers", None) or {}
     forwarded = [headers["x-forwarded-for"]] if "x-forwarded-for" in headers else []
     record.listener = settings.listener.name
-    record.client = real_client_ip(peer_ip(front.transport), forwarded, settings.trusted)
+    record.client = real_client_ip(
+        client_ip or peer_ip(front.transport), forwarded, settings.trusted
+    )
     record.path = printable(request_target(getattr(front, "http_request_uri", None) or "/"))
     record.host = printable(headers.get("host"))
     record.user_agent = printable(headers.get("user-agent"))

@@ -40,10 +40,7 @@ its own.
 
 from __future__ import annotations
 
-import functools
 import os
-import re
-import sys
 from typing import Optional, Sequence
 
 from autobahn.util import _maybe_tls_reason
@@ -56,10 +53,11 @@ from clbproxy.net.transports import (
     send_now,
     socket_under,
     switch_protocol,
-    tcp_connection_under,
     unwrap_client,
 )
+from clbproxy.util.delays import DelayQueue, delay_queue
 from clbproxy.ws.closecodes import HopEnd, HopEvent, Side, received_close_problem, truncate_reason
+from clbproxy.ws.compaction import compact_tcp_transport
 from clbproxy.ws.frames import CLOSE, PING, PONG, Control, FrameScanner, Violation
 from clbproxy.ws.pauses import PauseReason, ReadPauses
 
@@ -210,7 +208,8 @@ class Hop:
         self.localCloseCode: Optional[int] = None
         self.remoteCloseCode: Optional[int] = None
         self.remoteCloseReason: Optional[str] = None
-        self._timer = None
+        #: The queue holding the hop's close deadline, if it has one (see ``_set_timer``).
+        self._timer: Optional[DelayQueue] = None
         #: Where frames for this hop can be written directly
         #: (see :func:`~clbproxy.net.transports.send_now`).
         self.out = socket_under(transport)
@@ -428,7 +427,7 @@ class Hop:
             self.dropConnection(abort=not peer_initiated)
         else:
             # A client waits for the server to close TCP, but not for ever.
-            self._timer = self._reactor.callLater(SERVER_DROP_TIMEOUT, self._server_kept_tcp)
+            self._set_timer(SERVER_DROP_TIMEOUT, self._server_kept_tcp)
         if peer_initiated:
             self.session.hop_ended(
                 HopEvent(self.side, HopEnd.CLOSED, code, self.remoteCloseReason or "")
@@ -458,6 +457,8 @@ class Hop:
         inbound = self.peer
         if inbound is not None and inbound.mid_frame:
             inbound.held = [*inbound.held, frame]
+        elif self.out is not None:
+            send_now(self.out, frame)
         else:
             self.transport.write(frame)
         self.octets_out += len(frame)
@@ -478,8 +479,7 @@ class Hop:
         self.closedByMe = not isReply
         self.localCloseCode = code
         if self.closedByMe:
-            self._cancel_timer()
-            self._timer = self._reactor.callLater(CLOSE_HANDSHAKE_TIMEOUT, self._no_close_answer)
+            self._set_timer(CLOSE_HANDSHAKE_TIMEOUT, self._no_close_answer)
 
     def dropConnection(self, abort: bool = False) -> None:
         """Close TCP; never abort while a Close we sent may still sit in the write buffer.
@@ -500,10 +500,7 @@ class Hop:
         else:
             release_producer(transport)
             transport.loseConnection()
-            self._cancel_timer()
-            self._timer = self._reactor.callLater(
-                CLOSE_HANDSHAKE_TIMEOUT, transport.abortConnection
-            )
+            self._set_timer(CLOSE_HANDSHAKE_TIMEOUT, transport.abortConnection)
 
     # -- data the other hop can no longer pass on ---------------------------------------
 
@@ -580,10 +577,18 @@ class Hop:
 
     # -- timers ----------------------------------------------------------------------
 
+    def _set_timer(self, delay: float, action) -> None:
+        """The hop's one close deadline: ``action`` in ``delay`` s (on a shared queue)."""
+        queue = self._timer
+        if queue is not None:
+            queue.discard(self)
+        queue = self._timer = delay_queue(self._reactor, delay)
+        queue.add(self, action)
+
     def _cancel_timer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        queue, self._timer = self._timer, None
+        if queue is not None:
+            queue.discard(self)
 
     def _no_close_answer(self) -> None:
         self._timer = None
@@ -606,79 +611,6 @@ class Hop:
             self.droppedByMe = True
             self.state = CLOSED
             self.transport.abortConnection()
-
-
-#: PyPy shares attribute layouts between instances ("maps"); a dict assigned to
-#: ``__dict__`` would be a real dict per instance, larger, so it is left alone there.
-_REBUILDING_DICTS_SAVES_MEMORY = sys.implementation.name == "cpython"
-
-
-def compact_tcp_transport(transport) -> None:
-    """Rebuild the attribute dict of the TCP connection under ``transport``, smaller.
-
-    CPython keeps the attribute names of a class's instances in one table shared
-    by their dicts, as long as they all set the same names; each dict then holds
-    only its values.  A server connection goes through HTTP parsing and the
-    handshake, which set other names on it, so its dict got a table of its own
-    (about 460 bytes on CPython 3.11, with the dict).  A session moving to the
-    fast path is about to sit idle for a long time, so each of its connections
-    moves to a subclass of its class that adds nothing (:func:`_idle_class`) and
-    gets a dict holding the same names as every other such connection, with the
-    attributes that later writes set already in it: the name table is shared
-    again, about 230 bytes less per connection.  The values are the same objects.
-
-    The connection's log prefix and ``repr`` text (``ListenerConnection,7,10.0.0.9``,
-    ``<ListenerConnection #7 on 8080>``) become strings shared by every connection
-    of the listener (``ListenerConnection``, ``<ListenerConnection on 8080>``): about
-    250 bytes less per session.  They only label Twisted's own messages about an
-    error inside the connection; the session's log lines name its client.
-    """
-    if not _REBUILDING_DICTS_SAVES_MEMORY:
-        return
-    transport = tcp_connection_under(transport)
-    if transport is None:
-        return
-    attributes = dict(vars(transport))
-    # What writes set later: present from the start, so setting them adds no key.
-    for name in _SET_BY_WRITES:
-        attributes.setdefault(name, getattr(transport, name))
-    logstr = attributes.get("logstr")
-    if type(logstr) is str:
-        attributes["logstr"] = sys.intern(logstr.split(",", 1)[0])
-    repstr = attributes.get("repstr")
-    if type(repstr) is str:
-        attributes["repstr"] = sys.intern(_SESSION_NUMBER.sub("", repstr))
-    idle = _idle_class(type(transport))
-    transport.__class__ = idle
-    # Attributes set on a new instance of ``idle`` go into a dict that shares its
-    # key table with every other idle connection of that class: only the values
-    # are per connection.
-    template = idle.__new__(idle)
-    for name in sorted(attributes):
-        setattr(template, name, attributes[name])
-    transport.__dict__ = vars(template)
-
-
-#: Attributes of a TCP connection that its writes and producers set (class defaults until then).
-_SET_BY_WRITES = ("dataBuffer", "offset", "_tempDataLen", "producer", "streamingProducer")
-
-
-@functools.cache
-def _idle_class(cls: type) -> type:
-    """The subclass of ``cls`` for compacted connections (``cls`` itself if it is one).
-
-    It adds nothing but a table of attribute names of its own, shared by the
-    dicts :func:`compact_tcp_transport` gives its instances, and keeps the name
-    (and so the ``repr``) of ``cls``.
-    """
-    if cls.__dict__.get("_compacted_on_the_fast_path"):
-        return cls
-    namespace = {"__module__": cls.__module__, "_compacted_on_the_fast_path": True}
-    return type(cls.__name__, (cls,), namespace)
-
-
-#: `` #7`` in a connection's ``repr`` text.
-_SESSION_NUMBER = re.compile(r" #[0-9]+")
 
 
 def hop_scanners(

@@ -38,7 +38,7 @@ from clbproxy.http.proxy_headers import VIA, proxy_named
 from clbproxy.http.responses import raw_error_response, raw_response, with_header
 from clbproxy.net.certificates import client_certificate_headers
 from clbproxy.net.endpoints import disable_nagle
-from clbproxy.net.transports import host_address, peer_ip
+from clbproxy.net.transports import host_address
 from clbproxy.routing.actions import header_changes
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import Side
@@ -445,7 +445,7 @@ class HandshakeStage:
         log.info(
             "websocket: {client} {path}: handshake refused with {status}: {detail}"
             " request_id={request_id}",
-            client=peer_ip(self.front.transport),
+            client=self.client_ip,
             path=printable(self.target),
             status=refused.status,
             detail=printable(refused.detail),
@@ -524,7 +524,7 @@ def upgrade_headers(
     if request_id is not None or trace.replaced is not None:
         # The proxy's own headers: no client spelling of them passes (X_Request_Id).
         drop = drop | proxy_named(settings.request_ids.name if request_id else None, trace)
-    client_ip = peer_ip(transport)
+    client_ip = session.client_ip
     skip = (
         hop_by_hop_names([joined.get("connection", "")])
         | written

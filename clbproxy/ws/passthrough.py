@@ -31,7 +31,6 @@ from typing import Iterable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
@@ -47,16 +46,20 @@ from clbproxy.http.tracecontext import NO_TRACE, TraceContext
 from clbproxy.net.endpoints import disable_nagle
 from clbproxy.net.transports import (
     peer_ip,
+    send_now,
+    socket_under,
     switch_protocol,
     unwrap_client,
 )
 from clbproxy.observability import accesslog
 from clbproxy.routing.actions import rewrite_target
 from clbproxy.upstream.balancer import RequestInfo
+from clbproxy.util.delays import DelayQueue, delay_queue
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import INTERNAL_ERROR, HopEnd, HopEvent, Side
 from clbproxy.ws.closing import refusal_record
-from clbproxy.ws.fastpath import Hop, compact_tcp_transport, hop_scanners, watch_write_buffer
+from clbproxy.ws.compaction import compact_when_settled
+from clbproxy.ws.fastpath import Hop, hop_scanners, watch_write_buffer
 from clbproxy.ws.handshake import MalformedAnswer, RefusalReader, read_response_head
 from clbproxy.ws.handshake_stage import HandshakeRefused, HandshakeStage, upgrade_headers
 from clbproxy.ws.pauses import InflateBudget
@@ -201,7 +204,8 @@ class BackendUpgrade(_HandshakeHop):
         self.session = session
         self._request = request
         self._timeout = timeout
-        self._timer: Optional[IDelayedCall] = None
+        #: The queue holding the deadline of the backend's answer (see ``_cancel_timer``).
+        self._timer: Optional[DelayQueue] = None
         self._data = b""
         self._refusal: Optional[RefusalReader] = None
 
@@ -212,10 +216,11 @@ class BackendUpgrade(_HandshakeHop):
             self.transport.abortConnection()
             return
         session.backend = self
-        self.transport.write(self._request)
+        write_now(self.transport, self._request)
         self._request = b""
         if self._timeout:
-            self._timer = session.reactor.callLater(self._timeout, self._timed_out)
+            self._timer = delay_queue(session.reactor, self._timeout)
+            self._timer.add(self, self._timed_out)
 
     def dataReceived(self, data: bytes) -> None:
         if self.state == CLOSED or self.session is None:
@@ -268,9 +273,9 @@ class BackendUpgrade(_HandshakeHop):
         self.dropConnection(abort=True)
 
     def _cancel_timer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        queue, self._timer = self._timer, None
+        if queue is not None:
+            queue.discard(self)
 
     def connectionLost(self, reason: Failure = None) -> None:
         self._cancel_timer()
@@ -279,6 +284,19 @@ class BackendUpgrade(_HandshakeHop):
             reader.finish()
             self.session.backend_refused(reader)
         self._lost(reason)
+
+
+def write_now(transport, data: bytes) -> None:
+    """Write a handshake's bytes at once when the socket takes them (see ``send_now``).
+
+    Queued by ``transport.write``, they would wait for the reactor's next turn and
+    cost a round of write-readiness in epoll: two per session, one per hop.
+    """
+    connection = socket_under(transport)
+    if connection is not None:
+        send_now(connection, data)
+    else:
+        transport.write(data)
 
 
 class _BackendFactory(Factory):
@@ -433,7 +451,7 @@ class PassThroughStage(HandshakeStage):
         if self.request_id is not None:
             lines.append(f"{self.settings.request_ids.name}: {self.request_id}")
         front = self.front
-        front.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        write_now(front.transport, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         self._open(front, backend, rest)
 
     def _open(self, front: ClientWaiting, backend: BackendUpgrade, rest: bytes) -> None:
@@ -463,7 +481,7 @@ class PassThroughStage(HandshakeStage):
         self.front, self.backend = new_front, new_back
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open request_id={request_id}",
-            client=peer_ip(new_front.transport),
+            client=self.client_ip,
             path=printable(self.target),
             backend=self.backend_config.address,
             group=self.group.name,
@@ -476,8 +494,7 @@ class PassThroughStage(HandshakeStage):
         early = bytes(front.early)
         if front._paused:
             new_front.transport.resumeProducing()
-        for hop in hops:
-            compact_tcp_transport(hop.transport)
+        compact_when_settled(self.reactor, self, hops)
         if early and new_front.state != CLOSED:
             new_front.dataReceived(early)
         if rest and new_back.state != CLOSED:
@@ -567,7 +584,7 @@ def _client_connection_failed(session: PassThroughSession, reason: str) -> None:
     """The client's HTTP/2 connection failed under a session: the backend gets 1011."""
     log.warn(
         "websocket: {client} {path}: {reason}; the backend is told 1011 request_id={request_id}",
-        client=peer_ip(session.front.transport),
+        client=session.client_ip,
         path=printable(session.target),
         reason=printable(reason),
         request_id=session.shown_id(),

@@ -40,6 +40,10 @@ class PauseReason(enum.IntFlag):
     RATE = 8
 
 
+#: No reason holds (built once: calling the Flag class is an enum lookup each time).
+_NONE = PauseReason(0)
+
+
 class IFlowListener(Interface):
     """Told when a hop stops and starts being read (the session's timers)."""
 
@@ -63,7 +67,7 @@ class ReadPauses:
         self.transport = transport
         self.listener = listener
         #: The reasons that hold now (0: the hop is read).
-        self.held = PauseReason(0)
+        self.held = _NONE
 
     def holds(self, reason: PauseReason) -> bool:
         """True while ``reason`` holds."""

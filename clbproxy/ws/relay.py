@@ -274,6 +274,7 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         "controls",
         "request_id",
         "trace",
+        "client_ip",
     )
 
     #: On its backend's ``on_unhealthy = "close"``,
@@ -351,6 +352,8 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         #: The session's ID (None: IDs are off) and trace context, named by the listener.
         self.request_id: Optional[str] = getattr(front, "request_id", None)
         self.trace: TraceContext = getattr(front, "trace", NO_TRACE)
+        #: The client's address, read once (each ``getPeer`` builds an address object).
+        self.client_ip: str = self.request.client_ip or peer_ip(front.transport)
 
 
 #: The protocols of a client connection that became a WebSocket session on the

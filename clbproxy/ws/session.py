@@ -17,7 +17,7 @@ from typing import Optional
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from clbproxy.net.transports import buffered_bytes, innermost_transport, peer_ip
+from clbproxy.net.transports import buffered_bytes, innermost_transport
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import Side
 from clbproxy.ws.closing import fill_request_fields
@@ -78,7 +78,7 @@ class OpenSession:
             watches.append(watch)
         log.info(
             "websocket: {client} {path} -> {backend} ({group}) open request_id={request_id}",
-            client=peer_ip(front.transport),
+            client=self.client_ip,
             path=printable(self.target),
             backend=self.backend_config.address,
             group=self.group.name,
@@ -142,7 +142,7 @@ class OpenSession:
             idle_queue=idle_queue(self.factory, self.reactor, listener.websocket_idle_timeout),
         )
         self.timers.start()
-        fill_request_fields(self.record, self.front)
+        fill_request_fields(self.record, self.front, self.client_ip)
         self._filled = True
 
     # -- timers and shutdown ---------------------------------------------------------
@@ -160,7 +160,7 @@ class OpenSession:
         log.info(
             "websocket: {client} {path}: no frame for {timeout:g} s, closing with 1001"
             " request_id={request_id}",
-            client=peer_ip(self.front.transport),
+            client=self.client_ip,
             path=printable(self.target),
             timeout=listener.websocket_idle_timeout,
             request_id=self.shown_id(),
@@ -175,7 +175,7 @@ class OpenSession:
         log.info(
             "websocket: {client} {path}: the {side} did not answer a ping within {timeout:g} s"
             " request_id={request_id}",
-            client=peer_ip(self.front.transport),
+            client=self.client_ip,
             path=printable(self.target),
             side=side.name.lower(),
             timeout=timeout,

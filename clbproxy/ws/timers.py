@@ -23,6 +23,11 @@ The idle timeouts of all sessions with the same timeout share one
 :class:`IdleQueue`: one delayed call for the whole listener instead of one per
 session (a delayed call and its bound methods are ~0.5 KB, a queue entry ~0.1 KB).
 A session ends idle at exactly the same time as with a timer of its own.
+
+The per-connection deadlines whose delay is fixed (the close handshake's
+timeouts, the backend's answer to an upgrade, the compaction of an open
+session's connections) are shared the same way, on
+:func:`clbproxy.util.delays.delay_queue`.
 """
 
 from __future__ import annotations

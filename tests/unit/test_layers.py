@@ -75,6 +75,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.ws.pauses": 1,
     "clbproxy.ws.controls": 1,
     "clbproxy.ws.fastpath": 1,
+    "clbproxy.ws.compaction": 1,
     "clbproxy.ws.upgrade": 1,
     "clbproxy.net.tls": 1,
     "clbproxy.net.tls_client": 1,

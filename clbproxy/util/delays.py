@@ -1,0 +1,95 @@
+"""Deadlines of one fixed delay, many of them on one delayed call of the reactor.
+
+Setting and cancelling a per-connection deadline whose delay is always the same
+(a close handshake's timeout, a connect timeout, the backend's answer to an
+upgrade) is, on a shared :class:`DelayQueue`, a dict insert and delete: not a
+``DelayedCall`` built, pushed on the reactor's heap (whose every push and pop
+compares against the other timers) and cancelled.  :func:`delay_queue` gives
+every user of one delay on one reactor the same queue.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Callable, Hashable, Optional
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+#: Deadlines this close to now are due (a re-armed call's time is ``now + (when - now)``,
+#: which float rounding can put a hair after ``when``).
+_EPSILON = 1e-6
+
+
+class DelayQueue:
+    """Actions due ``delay`` seconds after they were added, many of them on one delayed call.
+
+    All deadlines have the same delay, so the order they were added in is the
+    order they are due in: they are kept in a dict (insertion order), the first
+    entry is the next due, and the one delayed call is set for it.  When it
+    fires, every action whose deadline has come runs (each at the time its own
+    ``callLater`` would have run it), then the call is set for the next one.
+    Each key has at most one deadline: adding a key again replaces it.
+    """
+
+    __slots__ = ("_clock", "delay", "_due", "_call")
+
+    def __init__(self, clock: IReactorTime, delay: float) -> None:
+        self._clock = clock
+        self.delay = delay
+        #: key -> (deadline, action), soonest first.
+        self._due: dict[Hashable, tuple[float, Callable[[], object]]] = {}
+        self._call: Optional[IDelayedCall] = None
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def add(self, key: Hashable, action: Callable[[], object]) -> None:
+        """Run ``action`` in ``delay`` seconds unless ``key`` is discarded before."""
+        due = self._due
+        if key in due:
+            del due[key]  # to the end: its new deadline is the latest
+        due[key] = (self._clock.seconds() + self.delay, action)
+        if self._call is None:
+            self._call = self._clock.callLater(self.delay, self._fire)
+
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key``'s deadline, if it has one."""
+        due = self._due
+        if due.pop(key, None) is not None and not due:
+            call, self._call = self._call, None
+            if call is not None and call.active():
+                call.cancel()
+
+    def _fire(self) -> None:
+        self._call = None
+        due = self._due
+        try:
+            while due:
+                key = next(iter(due))
+                when, action = due[key]
+                now = self._clock.seconds()
+                if when - now > _EPSILON:
+                    if self._call is not None:
+                        self._call.cancel()  # set by an action's ``add``: for a later deadline
+                    self._call = self._clock.callLater(when - now, self._fire)
+                    return
+                del due[key]
+                action()
+        finally:
+            if due and self._call is None:
+                # An action raised (the reactor logs it): the others still run, in turn.
+                self._call = self._clock.callLater(0, self._fire)
+
+
+_QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def delay_queue(clock: IReactorTime, delay: float) -> DelayQueue:
+    """The :class:`DelayQueue` shared by everything that waits ``delay`` seconds on ``clock``."""
+    queues = _QUEUES.get(clock)
+    if queues is None:
+        queues = _QUEUES[clock] = {}
+    queue = queues.get(delay)
+    if queue is None:
+        queue = queues[delay] = DelayQueue(clock, delay)
+    return queue
