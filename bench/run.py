@@ -128,6 +128,10 @@ backend echo
     server b1 127.0.0.1:{backend}
 """
 
+#: Listener lines of a ``--limits-on`` row: WebSocket rate limits on, never reached by any
+#: scenario (what a session under its limits pays; run ``ab-limits-credit`` and after).
+LIMITS_ON = 'websocket_message_rate = 1000000.0\nwebsocket_byte_rate = "1GiB"\n'
+
 CLBPROXY_CONF = """\
 workers = {workers}
 [[listener]]
@@ -203,9 +207,13 @@ class Bench:
             variants.append((f"clbproxy-{label}", "", 1, other))
             if self.args.tunnel:
                 variants.append((f"clbproxy-{label}-tunnel", '  relay = "tunnel"\n', 1, other))
+        unknown = set(self.args.limits_on) - {name for name, *_ in variants}
+        if unknown:
+            raise SystemExit(f"--limits-on: no such clbproxy row: {', '.join(sorted(unknown))}")
         for variant in variants:
+            extra = LIMITS_ON if variant[0] in self.args.limits_on else ""
             for scheme in schemes:
-                targets.append(self.start_clbproxy(backend, scheme, *variant))
+                targets.append(self.start_clbproxy(backend, scheme, *variant, extra))
         if self.http_steps:
             # The same clbproxy writing an access log line per request to a file.
             log = f'access_log = {{ path = "{self.tmp / "clbproxy-access.log"}" }}\n'
@@ -587,6 +595,7 @@ class Bench:
             "idle": self.args.idle,
             "label": self.args.label,
             "rounds": rounds,
+            "limits_on": self.args.limits_on,
         }
         every = self.steps()
         chosen = self.args.only or [name for name in every if name != "h2"]
@@ -761,6 +770,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--proxy-cpus",
         default=PROXY_CPU,
         help="CPUs (taskset list) of the proxies, e.g. 0-2 for a workers row; default 0",
+    )
+    parser.add_argument(
+        "--limits-on",
+        action="append",
+        default=[],
+        metavar="ROW",
+        help="run row ROW (clbproxy, clbproxy-NAME) with WebSocket rate limits on that no "
+        "scenario reaches (websocket_message_rate = 1000000.0, websocket_byte_rate = 1GiB): "
+        "the cost of limits to a session under them, against a row without (repeatable)",
     )
     args = parser.parse_args(argv)
     if args.quick:

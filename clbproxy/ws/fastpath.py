@@ -260,7 +260,8 @@ class Hop:
         pass
 
     def dataReceived(self, data: bytes) -> None:
-        self.octets_in += len(data)
+        size = len(data)
+        self.octets_in += size
         timers = self.session.timers
         # The time of this read, for its rate limits too (no second clock read).
         now = timers.activity() if timers is not None else self._reactor.seconds()
@@ -271,9 +272,9 @@ class Hop:
                 send_now(peer.out, data)
             else:
                 peer.transport.write(data)
-            peer.octets_out += len(data)
+            peer.octets_out += size
             if self.limiter is not None:
-                self.limiter.charge(now, len(data), 0)
+                self.limiter.charge(now, size, 0)
             return
         before = scanner.messages
         events = scanner.feed(data)
@@ -327,7 +328,6 @@ class Hop:
         if limiter is not None:
             # RateLimiter.charge, its calm branch inlined: what a read under the limits costs.
             new = scanner.messages - before
-            size = len(data)
             if (
                 now - limiter.at >= limiter.gap
                 and size <= limiter.calm_octets
