@@ -20,6 +20,7 @@ from clbproxy.listener.service import listener_service
 from clbproxy.net.certificates import CertificateError
 from clbproxy.net.tls_client import warn_unverified
 from clbproxy.observability.service import AccessLogError, Observability
+from clbproxy.observability.textlog import install_fast_text_log
 from clbproxy.ops.binding import adopt_running, start_children_privileged
 from clbproxy.ops.drain import drain
 from clbproxy.ops.logfiles import LogReopener
@@ -138,6 +139,7 @@ class ProxyService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        install_fast_text_log()
         for group in self.groups.values():
             group.rebalancer.start()
         if self.signals:

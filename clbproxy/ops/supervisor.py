@@ -65,6 +65,7 @@ from clbproxy.demo.backend import ChatRoom, demo_service
 from clbproxy.observability.aggregate import IProcessGroup, group_admin_site
 from clbproxy.observability.metrics import Metrics
 from clbproxy.observability.service import AccessLogError, check_access_logs
+from clbproxy.observability.textlog import install_fast_text_log
 from clbproxy.ops.binding import adopt_running, describe_listen_error, start_children_privileged
 from clbproxy.ops.control import (
     CONTROL_FD,
@@ -321,6 +322,7 @@ class Supervisor(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        install_fast_text_log()
         self.runtime_dir = tempfile.mkdtemp(prefix="clbproxy-workers-")
         if self.signals:
             self._handlers = SignalHandlers(self.reactor, self.reload, self.reopen, self.notifier)

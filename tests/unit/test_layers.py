@@ -81,6 +81,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.net.tls_client": 1,
     "clbproxy.net.certificates": 1,
     "clbproxy.observability.accesslog": 1,
+    "clbproxy.observability.textlog": 1,
     "clbproxy.routing": 2,
     "clbproxy.fleet": 2,
     "clbproxy.upstream": 2,
