@@ -690,6 +690,20 @@ def main(labels: list[str]) -> int:
         for path in write_pngs(Path(labels[1]), labels[2:]):
             print(path)
         return 0
+    if any(label.startswith("-") for label in labels):
+        print(
+            "usage: report.py [LABEL ...] (a run in bench/out/LABEL.json, default latest)\n"
+            "       report.py --png DIRECTORY LABEL [LABEL ...]",
+            file=sys.stderr,
+        )
+        return 2
+    missing = [label for label in labels if not (OUT / f"{label}.json").exists()]
+    if missing:
+        print(
+            f"report.py: no run {missing[0]!r}: {OUT / (missing[0] + '.json')} does not exist",
+            file=sys.stderr,
+        )
+        return 2
     print("\n".join(section(label) for label in labels))
     return 0
 
