@@ -54,16 +54,7 @@ class FieldHeaders(Headers):
     def from_pairs(cls, pairs: Iterable[Tuple[bytes, bytes]]) -> FieldHeaders:
         """Headers holding ``pairs`` (name, value) in order, as ``addRawHeader`` each."""
         headers = cls()
-        raw = headers._rawHeaders
-        for name, value in pairs:
-            key = _KEYS.get(name) or _key(name)
-            if b"\n" in value or b"\r" in value:
-                value = b" ".join(value.splitlines())
-            values = raw.get(key)
-            if values is None:
-                raw[key] = [value]
-            else:
-                values.append(value)
+        headers._rawHeaders = _grouped(pairs)
         return headers
 
     def copy(self) -> FieldHeaders:
@@ -79,17 +70,7 @@ class FieldHeaders(Headers):
         the order they first come (a name already held keeps its place, as
         ``setRawHeaders`` keeps it), bytes names only.
         """
-        grouped: Dict[bytes, list] = {}
-        for name, value in pairs:
-            key = _KEYS.get(name) or _key(name)
-            if b"\n" in value or b"\r" in value:
-                value = b" ".join(value.splitlines())
-            values = grouped.get(key)
-            if values is None:
-                grouped[key] = [value]
-            else:
-                values.append(value)
-        self._rawHeaders.update(grouped)
+        self._rawHeaders.update(_grouped(pairs))
 
     def hasHeader(self, name) -> bool:
         if type(name) is bytes:
@@ -132,3 +113,21 @@ class FieldHeaders(Headers):
             values = self._rawHeaders.get(_KEYS.get(name) or _key(name))
             return values if values else default
         return Headers.getRawHeaders(self, name, default)
+
+
+def _grouped(pairs: Iterable[Tuple[bytes, bytes]]) -> Dict[bytes, list]:
+    """``pairs`` (name, value) as Headers keeps them: by lower-case name, values in order.
+
+    A value's line breaks become spaces (as ``Headers`` sanitizes them).
+    """
+    grouped: Dict[bytes, list] = {}
+    for name, value in pairs:
+        key = _KEYS.get(name) or _key(name)
+        if b"\n" in value or b"\r" in value:
+            value = b" ".join(value.splitlines())
+        values = grouped.get(key)
+        if values is None:
+            grouped[key] = [value]
+        else:
+            values.append(value)
+    return grouped

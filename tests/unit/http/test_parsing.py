@@ -7,6 +7,7 @@ callbacks each way.
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 
@@ -579,6 +580,9 @@ class H11ResponseTests(ResponseParserTests, unittest.TestCase):
 
 class ChoiceTests(unittest.TestCase):
     def test_httptools_is_chosen_on_cpython_and_h11_elsewhere(self):
+        # The default choice, whatever CLBPROXY_HTTP_PARSER the run itself forces.
+        environment = {k: v for k, v in os.environ.items() if k != "CLBPROXY_HTTP_PARSER"}
+        self.patch(os, "environ", environment)
         cpython = platform.python_implementation() == "CPython"
         self.assertEqual(chosen(), "httptools" if cpython else "h11")
 
