@@ -61,7 +61,8 @@ def ratios_chart(
     axes.invert_yaxis()
     axes.set_xlabel("work per proxy CPU-second, relative to nginx")
     axes.set_xlim(0, max([1.25] + [v * 1.15 for _, r in rows for v in r.values()]))
-    axes.legend(loc="lower right", fontsize=8)
+    # Below the axes: inside them the box can cover the last bars' labels.
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8, frameon=False)
     figure.suptitle(
         "Per proxy CPU-second against nginx and HAProxy\n"
         + "\n".join(f"[{label}]: run {label} ({date})" for label, date in runs),
