@@ -143,8 +143,8 @@ class HTTP2TestCase(unittest.TestCase):
 
 class StreamLimitTests(HTTP2TestCase):
     @defer.inlineCallbacks
-    def test_a_third_stream_over_max_connections_per_ip_2_is_refused(self):
-        net = Listening(self)
+    def connected_with_two_per_ip(self, net: Listening):
+        """An HTTP/2 connection through an HTTPS listener with ``max_connections_per_ip = 2``."""
         backend = yield self.backend()
         port = yield net.proxy(
             [backend],
@@ -153,7 +153,13 @@ class StreamLimitTests(HTTP2TestCase):
             http2=True,
             max_connections_per_ip=2,
         )
-        sock, client = yield threads.deferToThread(self.connect, port)
+        connection = yield threads.deferToThread(self.connect, port)
+        return connection
+
+    @defer.inlineCallbacks
+    def test_a_third_stream_over_max_connections_per_ip_2_is_refused(self):
+        net = Listening(self)
+        sock, client = yield self.connected_with_two_per_ip(net)
         seen = yield threads.deferToThread(exchange, sock, client, 3)
         self.assertEqual(
             (seen, net.service.stats["refused_streams_per_ip"]),
@@ -166,15 +172,7 @@ class StreamLimitTests(HTTP2TestCase):
     @defer.inlineCallbacks
     def test_streams_that_ended_free_their_places_for_the_next(self):
         net = Listening(self)
-        backend = yield self.backend()
-        port = yield net.proxy(
-            [backend],
-            protocol="https",
-            tls=tls_config(self.certificate),
-            http2=True,
-            max_connections_per_ip=2,
-        )
-        sock, client = yield threads.deferToThread(self.connect, port)
+        sock, client = yield self.connected_with_two_per_ip(net)
         yield threads.deferToThread(exchange, sock, client, 2)
         again = yield threads.deferToThread(exchange, sock, client, 2)
         self.assertEqual(again, {5: ("body", b"ok"), 7: ("body", b"ok")})
