@@ -195,7 +195,8 @@ class ListenerResource(Resource):
             else:
                 result = self._relay.upgrade(request, route)
             if request in getattr(request.channel, "requests", ()):
-                # A twisted.web channel still holds it (the listener's own let go).
+                # Autobahn's resource (per_hop) took the transport without hand_off():
+                # the connection still holds the request (the pass-through let go).
                 self._forwarder.reactor.callLater(0, release_upgraded, request)
             return result
         forwarder = self._forwarder
@@ -245,11 +246,13 @@ class ListenerResource(Resource):
 def release_upgraded(request: Request) -> None:
     """Let an upgraded request and its channel be freed as soon as nothing uses them.
 
-    The relay took the connection over in the middle of the request, so
-    twisted.web never finishes it: the channel's queue and the request keep each
-    other (and the upgrade's headers, a few KB) alive until the next full garbage
-    collection, which in a burst of handshakes comes late.  Run once the
-    request's own call chain has returned.
+    Autobahn's resource (the ``per_hop`` path) took the connection over in the
+    middle of the request without
+    :meth:`~clbproxy.listener.connection.ListenerConnection.hand_off`, so the
+    request is never finished: the connection's request list and the request
+    keep each other (and the upgrade's headers, a few KB) alive until the next
+    full garbage collection, which in a burst of handshakes comes late.  Run
+    once the request's own call chain has returned.
     """
     channel = request.channel
     if channel is not None and channel.transport is None and request in channel.requests:
