@@ -322,7 +322,7 @@ def take_over(request, protocol: Protocol):
     The listener's connection may have stopped reading while it handled the
     request; the connection no longer carries HTTP, so it is read again.  Bytes
     the client sent behind its request (in the same read) are still in the
-    connection's parser (``hand_off()``, or a twisted.web channel's buffers):
+    connection's parser (:meth:`~clbproxy.listener.connection.ListenerConnection.hand_off`):
     they are the protocol's now, given to it in order.
     """
     stream_take_over = getattr(request, "take_over", None)
@@ -330,13 +330,7 @@ def take_over(request, protocol: Protocol):
         return stream_take_over(protocol)  # an HTTP/2 stream (RFC 8441)
     channel = request.channel
     transport = channel.transport
-    hand_off = getattr(channel, "hand_off", None)
-    if hand_off is not None:
-        early = hand_off()
-    else:
-        early = b"".join(getattr(channel, "_dataBuffer", ())) + getattr(channel, "_buffer", b"")
-        channel._dataBuffer, channel._buffer = [], b""
-        channel.transport = None
+    early = channel.hand_off()
     if isinstance(transport, ProtocolWrapper):
         transport.wrappedProtocol = protocol
     elif isinstance(transport.protocol, ProtocolWrapper):
