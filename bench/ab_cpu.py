@@ -1,6 +1,6 @@
-"""A quick A/B of the proxy CPU a WebSocket handshake (or a GET) costs, between checkouts.
+"""A quick A/B of the proxy CPU a WebSocket handshake (a GET, a 64 B message) costs.
 
-    bench/ab_cpu.py NAME=CHECKOUT NAME=CHECKOUT ... [--mode handshake|http] [--rounds 5]
+    bench/ab_cpu.py NAME=CHECKOUT NAME=CHECKOUT ... [--mode handshake|http|messages] [--rounds 5]
                     [--seconds 4] [--python .venv/bin/python]
 
 Each CHECKOUT (a git worktree) runs as its own clbproxy process under twistd, with
@@ -8,9 +8,12 @@ that checkout first on ``PYTHONPATH``, in front of one echo backend (``load.js
 server``), with the bench's configuration (``bench/run.py``'s ``CLBPROXY_CONF``).
 Every round runs the same load against each proxy in turn (the order rotates
 from round to round): ``load.js handshake URL 50 SECONDS`` (connect, one 64 B
-echo, close) or ``wrk`` keep-alive GETs, and reads the proxy's CPU time from
-the scheduler's nanosecond counters.  It prints handshakes (or requests) per
-proxy CPU-second, per round and the median, and each row against the first.
+echo, close), ``wrk`` keep-alive GETs, or ``load.js closed URL 100 64 0 SECONDS``
+(64 B messages, 100 sessions in a closed loop), and reads the proxy's CPU time
+from the scheduler's nanosecond counters.  It prints handshakes (requests,
+messages) per proxy CPU-second, per round and the median, and each row against
+the first: by medians, and paired round by round (which leaves out the drift of
+a shared machine between rounds).
 
 A CHECKOUT may be several directories joined by ``:`` (a ``PYTHONPATH``), and
 ``--row-listener-extra NAME=TOML`` adds listener keys to one row: request IDs and series
@@ -20,7 +23,14 @@ on against off, on the same checkout (issue 24), is
         --row-listener-extra 'off=request_id_header = ""'
 
 (``bench/series_off/sitecustomize.py`` takes the status page's series off the
-access events; ``request_id_header = ""`` turns request IDs off.)
+access events; ``request_id_header = ""`` turns request IDs off.)  Rate limits that
+no load reaches, on against off (issue 21), with an A/A pair for the noise band:
+
+    bench/ab_cpu.py off=WT off2=WT on=WT --mode messages --rounds 9 \\
+        --row-listener-extra 'on=websocket_message_rate = 1000000.0' \\
+        --row-listener-extra 'on=websocket_byte_rate = "1GiB"'
+
+(several ``--row-listener-extra`` for one row add up, one line each).
 
 Far cheaper than ``bench/run.py`` (no nginx, HAProxy or calibration rows), and
 meant for bisecting a commit range; ``bench/run.py --also-python`` is the run
@@ -90,10 +100,14 @@ def spawn_proxy(tmp: Path, name: str, checkout: str, python: str, backend: int, 
     return proc, port
 
 
-def handshakes(pid: int, port: int, seconds: float) -> tuple[int, float]:
-    argv = pinned(
-        LOAD_CPU, [NODE, LOAD, "handshake", f"ws://127.0.0.1:{port}/", "50", str(seconds)]
-    )
+def node_load(pid: int, port: int, load: list[str], counted: str) -> tuple[int, float]:
+    """Run ``load.js`` (``load`` its mode and arguments after the URL) against the proxy.
+
+    The proxy's CPU time is read at the load's ``window-start`` and ``window-end``
+    lines; ``counted`` names the field of its JSON result that is returned.
+    """
+    mode, *params = load
+    argv = pinned(LOAD_CPU, [NODE, LOAD, mode, f"ws://127.0.0.1:{port}/", *params])
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cpu0 = cpu1 = 0.0
     result = None
@@ -108,7 +122,17 @@ def handshakes(pid: int, port: int, seconds: float) -> tuple[int, float]:
     proc.wait()
     if result is None:
         raise RuntimeError(proc.stderr.read())
-    return result["handshakes"], cpu1 - cpu0
+    return result[counted], cpu1 - cpu0
+
+
+def handshakes(pid: int, port: int, seconds: float) -> tuple[int, float]:
+    """Connect, one 64 B echo, close; 50 in parallel (run.py's ``handshakes``)."""
+    return node_load(pid, port, ["handshake", "50", str(seconds)], "handshakes")
+
+
+def messages(pid: int, port: int, seconds: float) -> tuple[int, float]:
+    """64 B text messages, 100 sessions in a closed loop (run.py's ``small_messages``)."""
+    return node_load(pid, port, ["closed", "100", "64", "0", str(seconds)], "msgs")
 
 
 def requests(pid: int, port: int, seconds: float) -> tuple[int, float]:
@@ -132,10 +156,18 @@ def profile(pid: int, out: Path, args: argparse.Namespace) -> subprocess.Popen:
     )
 
 
+#: ``--mode``: what one round measures, and what it counts.
+MODES = {
+    "handshake": (handshakes, "handshakes"),
+    "http": (requests, "requests"),
+    "messages": (messages, "64 B messages"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkouts", nargs="+", help="NAME=CHECKOUT")
-    parser.add_argument("--mode", choices=("handshake", "http"), default="handshake")
+    parser.add_argument("--mode", choices=tuple(MODES), default="handshake")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--python", default=sys.executable)
@@ -154,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     rows = [c.split("=", 1) for c in args.checkouts]
-    row_extra = dict(e.split("=", 1) for e in args.row_listener_extra)
-    measure = handshakes if args.mode == "handshake" else requests
+    row_extra: dict[str, str] = {}
+    for entry in args.row_listener_extra:
+        row, line = entry.split("=", 1)
+        row_extra[row] = f"{row_extra.get(row, '')}{line}\n"
+    measure, unit = MODES[args.mode]
     procs = []
     with tempfile.TemporaryDirectory(prefix="clbproxy-ab-") as name:
         tmp = Path(name)
@@ -192,15 +227,37 @@ def main(argv: list[str] | None = None) -> int:
                 proc.terminate()
             for proc in procs:
                 proc.wait(timeout=10)
-    first = statistics.median(results[rows[0][0]])
-    unit = "handshakes" if args.mode == "handshake" else "requests"
-    print(f"\n{unit} per proxy CPU-s, median of {args.rounds} rounds:")
-    for row, _ in rows:
+    print(summary(results, unit))
+    return 0
+
+
+def summary(results: dict[str, list[float]], unit: str) -> str:
+    """Each row's median, and against the first row: the medians and round by round.
+
+    The paired figure (the median of each round's ratio to the first row in that
+    round) leaves out the machine's drift from round to round, which on a shared
+    machine is larger than the costs looked for; "lower in k of R" is how many
+    rounds the row was below the first.
+    """
+    names = list(results)
+    base = results[names[0]]
+    rounds = len(base)
+    first = statistics.median(base)
+    lines = [f"\n{unit} per proxy CPU-s, median of {rounds} rounds:"]
+    for row in names:
         values = results[row]
         median = statistics.median(values)
         spread = (max(values) - min(values)) / median
-        print(f"  {row:12s} {median:8.1f}  {median / first - 1:+6.1%}  spread {spread:.0%}")
-    return 0
+        line = f"  {row:12s} {median:8.1f}  {median / first - 1:+6.1%}  spread {spread:.0%}"
+        if row != names[0]:
+            ratios = [v / b for v, b in zip(values, base)]
+            lower = sum(r < 1 for r in ratios)
+            line += (
+                f"  paired {statistics.median(ratios) - 1:+6.1%}"
+                f" (lower in {lower} of {rounds} rounds)"
+            )
+        lines.append(line)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
