@@ -745,7 +745,9 @@ class Admission:
     def configure(self, listener: ListenerConfig) -> None:
         """The listener's new settings (reload); handshake buckets survive if unchanged."""
         self.access = AccessList.from_cidrs(listener.allow, listener.deny)
-        self._rule_access: dict[RuleConfig, AccessList] = {}
+        #: Each rule's address list, by ``id(rule)``: hashing a frozen rule walks all its
+        #: fields (0.3 µs a request); the rule is kept beside its list, so the id stays its.
+        self._rule_access: dict[int, tuple[RuleConfig, AccessList]] = {}
         rate, burst = listener.websocket_handshake_rate, listener.websocket_handshake_burst
         if not rate:
             self.rate = None
@@ -753,11 +755,11 @@ class Admission:
             self.rate = HandshakeRate(self._clock, rate, burst)
 
     def _rule_list(self, rule: RuleConfig) -> AccessList:
-        access = self._rule_access.get(rule)
-        if access is None:
+        entry = self._rule_access.get(id(rule))
+        if entry is None:
             access = AccessList.from_cidrs(rule.allow, rule.deny)
-            self._rule_access[rule] = access
-        return access
+            entry = self._rule_access[id(rule)] = (rule, access)
+        return entry[1]
 
     def check(
         self,
