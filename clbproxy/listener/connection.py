@@ -301,7 +301,9 @@ class ListenerConnection(Protocol):
         transport = self.transport
         try:
             body = self.factory.resource.render(request)
-            if self.transport is None and transport is not None and not self._lost:
+            if self.transport is None and transport is not None and self._parser is not None:
+                # Taken over without hand_off (Autobahn's resource, per_hop); not lost
+                # either (connectionLost lets go of the parser too).
                 self._taken_over(transport)
             if body is NOT_DONE_YET:
                 return
