@@ -60,6 +60,7 @@ from clbproxy.listener.request import ListenerRequest, http_date
 from clbproxy.net.certificates import client_certificate_headers
 from clbproxy.net.transports import send_now, socket_under
 from clbproxy.routing.settings import request_ids
+from clbproxy.util.delays import Deadline
 from clbproxy.util.logtext import printable
 
 log = Logger()
@@ -131,10 +132,10 @@ class ListenerConnection(Protocol):
         self._network = None
         self._request_producer = None
         self._request_producer_streaming = None
-        self._idle_call = None
+        self._idle_timer: Optional[Deadline] = None
         self._idle_timeout: Optional[float] = None
         self._last_read = 0.0
-        self._header_call = None
+        self._header_timer: Optional[Deadline] = None
         self._header_deadline: Optional[float] = None
         self._abort_call = None
         self._between_requests = False
@@ -300,7 +301,9 @@ class ListenerConnection(Protocol):
         transport = self.transport
         try:
             body = self.factory.resource.render(request)
-            if self.transport is None and transport is not None and not self._lost:
+            if self.transport is None and transport is not None and self._parser is not None:
+                # Taken over without hand_off (Autobahn's resource, per_hop); not lost
+                # either (connectionLost lets go of the parser too).
                 self._taken_over(transport)
             if body is NOT_DONE_YET:
                 return
@@ -532,28 +535,26 @@ class ListenerConnection(Protocol):
     def _set_idle_timeout(self, timeout: Optional[float]) -> None:
         """Close the connection after ``timeout`` seconds without a read (None: never).
 
-        One delayed call serves for the connection's life: a deadline moved
-        later leaves it where it is (when it fires early it waits again for what
-        is left), so a request costs no timer of its own.
+        One deadline serves for the connection's life: a deadline moved later
+        leaves it where it is (when it fires early it waits again for what is
+        left), so a request costs no timer of its own.
         """
         self._idle_timeout = timeout
         if not timeout:
             return
-        now = self._last_read = self._clock.seconds()
-        call = self._idle_call
-        if call is None:
-            self._idle_call = self._clock.callLater(timeout, self._idle_expired)
-        elif call.getTime() > now + timeout:
-            call.reset(timeout)
+        self._last_read = self._clock.seconds()
+        timer = self._idle_timer
+        if timer is None:
+            timer = self._idle_timer = Deadline(self._clock, self._idle_expired)
+        timer.within(timeout)
 
     def _idle_expired(self) -> None:
-        self._idle_call = None
         timeout = self._idle_timeout
         if not timeout or self.transport is None:
             return
         left = self._last_read + timeout - self._clock.seconds()
         if left > 0:
-            self._idle_call = self._clock.callLater(left, self._idle_expired)
+            self._idle_timer.wait(left)
             return
         log.info("Timing out client: {peer}", peer=str(self.peer))
         self._abort_call = self._clock.callLater(ABORT_TIMEOUT, self._force_abort)
@@ -563,10 +564,11 @@ class ListenerConnection(Protocol):
         """No header or idle timeout any more (the connection ended or was taken over)."""
         self._idle_timeout = None
         self._header_deadline = None
-        for call in (self._idle_call, self._header_call):
-            if call is not None and call.active():
-                call.cancel()
-        self._idle_call = self._header_call = None
+        for timer in (self._idle_timer, self._header_timer):
+            if timer is not None:
+                timer.stop()
+        # Each holds a bound method: no cycle left to keep a handed-off connection.
+        self._idle_timer = self._header_timer = None
 
     def _force_abort(self) -> None:
         self._abort_call = None
@@ -580,24 +582,22 @@ class ListenerConnection(Protocol):
         if not timeout:
             self._header_deadline = None
             return
-        deadline = self._header_deadline = self._clock.seconds() + timeout
-        call = self._header_call
-        if call is None:
-            self._header_call = self._clock.callLater(timeout, self._header_expired)
-        elif call.getTime() > deadline:
-            call.reset(timeout)
+        self._header_deadline = self._clock.seconds() + timeout
+        timer = self._header_timer
+        if timer is None:
+            timer = self._header_timer = Deadline(self._clock, self._header_expired)
+        timer.within(timeout)
 
     def _cancel_header_timer(self) -> None:
         self._header_deadline = None
 
     def _header_expired(self) -> None:
-        self._header_call = None
         deadline = self._header_deadline
         if deadline is None or self.transport is None:
             return
         left = deadline - self._clock.seconds()
         if left > 0:
-            self._header_call = self._clock.callLater(left, self._header_expired)
+            self._header_timer.wait(left)
             return
         self._header_timed_out()
 

@@ -5,7 +5,8 @@ Setting and cancelling a per-connection deadline whose delay is always the same
 upgrade) is, on a shared :class:`DelayQueue`, a dict insert and delete: not a
 ``DelayedCall`` built, pushed on the reactor's heap (whose every push and pop
 compares against the other timers) and cancelled.  :func:`delay_queue` gives
-every user of one delay on one reactor the same queue.
+every user of one delay on one reactor the same queue; :class:`Deadline` is a
+timeout that waits on them (a listener connection's header and idle timeouts).
 """
 
 from __future__ import annotations
@@ -84,6 +85,62 @@ class DelayQueue:
             if due and self._call is None:
                 # An action raised (the reactor logs it): the others still run, in turn.
                 self._call = self._clock.callLater(0, self._fire)
+
+
+class Deadline:
+    """A timeout whose delay varies: on the shared queue of its delay, a call for the rest.
+
+    A listener's connection arms a header and an idle timeout and, for an
+    upgrade, gives them up one request later: on a :class:`DelayQueue` that is
+    a dict insert and delete, not a ``DelayedCall`` pushed on the reactor's
+    heap and cancelled.  A deadline moved later leaves it where it is: the
+    action, finding it early, waits the rest with :meth:`wait` (a
+    ``DelayedCall``, which only a connection still busy at its first deadline
+    needs).
+    """
+
+    __slots__ = ("_clock", "_action", "_queue", "_due", "_call")
+
+    def __init__(self, clock: IReactorTime, action: Callable[[], object]) -> None:
+        self._clock = clock
+        self._action = action
+        self._queue: Optional[DelayQueue] = None
+        self._due = 0.0
+        self._call: Optional[IDelayedCall] = None
+
+    def within(self, delay: float) -> None:
+        """Run the action no later than ``delay`` seconds from now (earlier stays earlier)."""
+        call = self._call
+        if call is not None:
+            if call.getTime() > self._clock.seconds() + delay:
+                call.reset(delay)
+            return
+        queue = self._queue
+        due = self._clock.seconds() + delay
+        if queue is not None:
+            if self._due <= due:
+                return
+            queue.discard(self)
+        queue = self._queue = delay_queue(self._clock, delay)
+        queue.add(self, self._fire)
+        self._due = due
+
+    def wait(self, delay: float) -> None:
+        """Run the action again in ``delay`` seconds (from the action: its deadline moved)."""
+        self._call = self._clock.callLater(delay, self._fire)
+
+    def stop(self) -> None:
+        """The action will not run (until armed again)."""
+        queue, self._queue = self._queue, None
+        if queue is not None:
+            queue.discard(self)
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _fire(self) -> None:
+        self._queue = self._call = None
+        self._action()
 
 
 _QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

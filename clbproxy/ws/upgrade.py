@@ -198,11 +198,16 @@ def _fields(headers: Sequence[tuple[object, object]]) -> dict[str, list[str]]:
     """Header values by lower-case name, each without its optional whitespace, in order."""
     fields: dict[str, list[str]] = {}
     for name, value in headers:
-        if isinstance(name, bytes):
-            name = name.decode("latin-1")
-        if isinstance(value, bytes):
-            value = value.decode("latin-1")
-        fields.setdefault(str(name).lower(), []).append(str(value).strip(_OWS))
+        if name.__class__ is not str:  # text pairs (the listener's, the backend's) go straight
+            name = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+        if value.__class__ is not str:
+            value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        name = name.lower()
+        values = fields.get(name)
+        if values is None:
+            fields[name] = [value.strip(_OWS)]
+        else:
+            values.append(value.strip(_OWS))
     return fields
 
 
