@@ -36,7 +36,7 @@ class DelayQueue:
     fires) and a frame costs a dict move, not a clock read and a tuple.
     """
 
-    __slots__ = ("_clock", "delay", "_due", "_call")
+    __slots__ = ("_clock", "delay", "_due", "_call", "_firing")
 
     def __init__(self, clock: IReactorTime, delay: float) -> None:
         self._clock = clock
@@ -44,6 +44,9 @@ class DelayQueue:
         #: key -> (deadline, action), soonest first.
         self._due: dict[Hashable, tuple[float, Callable[[], object]]] = {}
         self._call: Optional[IDelayedCall] = None
+        #: Running the due actions: the call is set once they are done (for the
+        #: soonest deadline then), not by each action that adds one (a ping adds the next).
+        self._firing = False
 
     def __len__(self) -> int:
         return len(self._due)
@@ -54,7 +57,7 @@ class DelayQueue:
         if key in due:
             del due[key]  # to the end: its new deadline is the latest
         due[key] = (self._clock.seconds() + self.delay, action)
-        if self._call is None:
+        if self._call is None and not self._firing:
             self._call = self._clock.callLater(self.delay, self._fire)
 
     def discard(self, key: Hashable) -> None:
@@ -67,23 +70,23 @@ class DelayQueue:
 
     def _fire(self) -> None:
         self._call = None
+        self._firing = True
         due = self._due
+        clock = self._clock
         try:
             while due:
                 key = next(iter(due))
                 when, action = due[key]
-                now = self._clock.seconds()
-                if when - now > _EPSILON:
-                    if self._call is not None:
-                        self._call.cancel()  # set by an action's ``add``: for a later deadline
-                    self._call = self._clock.callLater(when - now, self._fire)
-                    return
+                if when - clock.seconds() > _EPSILON:
+                    break
                 del due[key]
                 action()
         finally:
-            if due and self._call is None:
-                # An action raised (the reactor logs it): the others still run, in turn.
-                self._call = self._clock.callLater(0, self._fire)
+            # Also when an action raised (the reactor logs it): the others still run, in turn.
+            self._firing = False
+            if due:
+                when = next(iter(due.values()))[0]
+                self._call = clock.callLater(max(when - clock.seconds(), 0.0), self._fire)
 
 
 _QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
