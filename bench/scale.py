@@ -66,7 +66,8 @@ the warm-up), then the same with ``workers = 2`` (both workers on the proxy CPU)
 and recorded.  ``--quick``: one window of 10 s per step, 2 s of settling.  With
 ``--also-python NAME=PYTHON`` (a wrapper putting another checkout first), each worker
 count's curve is run for that proxy too, in the same invocation (curve ``"1 clbproxy-NAME"``
-beside ``"1"``), the order alternating between worker counts.
+beside ``"1"``), the order alternating between worker counts; ``--scale-workers 1``
+runs only the given worker counts.
 
 Above one ephemeral port range of connections per destination, the proxy gets one
 listener port and the target group one backend port (an echo backend process) per
@@ -381,14 +382,14 @@ def curve(bench) -> dict:
     for other in bench.args.also_python:
         label, _, python = other.rpartition("=")
         proxies.append((f"clbproxy-{label or 'other'}", python))
-    for workers in (1, 2):
+    for workers in getattr(bench.args, "scale_workers", (1, 2)):
         steps, skipped = plan(workers)
         for skip in skipped:
             print(f"  scale workers={workers}: {skip['sessions']} skipped: {skip['reason']}")
         result["skipped"] += skipped
         # With --also-python, each worker count's curves come in turn, in the opposite
         # order for the next count, so that no proxy always runs first.
-        for row, python in proxies if workers == 1 else proxies[::-1]:
+        for row, python in proxies if workers % 2 else proxies[::-1]:
             t0 = time.monotonic()
             print(f"  scale workers={workers}: {row}", flush=True)
             rows = one_curve(bench, workers, steps, window, windows, python)
