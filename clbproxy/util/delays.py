@@ -36,11 +36,16 @@ class DelayQueue:
     fires) and a frame costs a dict move, not a clock read and a tuple.
     """
 
-    __slots__ = ("_clock", "delay", "_due", "_call", "_firing")
+    __slots__ = ("_clock", "delay", "early", "_ahead", "_due", "_call", "_firing")
 
-    def __init__(self, clock: IReactorTime, delay: float) -> None:
+    def __init__(self, clock: IReactorTime, delay: float, early: float = 0.0) -> None:
         self._clock = clock
         self.delay = delay
+        #: Actions due within this many seconds of the one the call fires for run
+        #: with it, that much early at most: one turn of the reactor for deadlines
+        #: close together, not one each (0: each on its own time).
+        self.early = early
+        self._ahead = max(early, _EPSILON)
         #: key -> (deadline, action), soonest first.
         self._due: dict[Hashable, tuple[float, Callable[[], object]]] = {}
         self._call: Optional[IDelayedCall] = None
@@ -77,7 +82,7 @@ class DelayQueue:
             while due:
                 key = next(iter(due))
                 when, action = due[key]
-                if when - clock.seconds() > _EPSILON:
+                if when - clock.seconds() > self._ahead:
                     break
                 del due[key]
                 action()
@@ -92,12 +97,16 @@ class DelayQueue:
 _QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def delay_queue(clock: IReactorTime, delay: float) -> DelayQueue:
-    """The :class:`DelayQueue` shared by everything that waits ``delay`` seconds on ``clock``."""
+def delay_queue(clock: IReactorTime, delay: float, early: float = 0.0) -> DelayQueue:
+    """The :class:`DelayQueue` shared by everything that waits ``delay`` seconds on ``clock``.
+
+    ``early``: see :attr:`DelayQueue.early` (a queue per value).
+    """
     queues = _QUEUES.get(clock)
     if queues is None:
         queues = _QUEUES[clock] = {}
-    queue = queues.get(delay)
+    key = (delay, early)
+    queue = queues.get(key)
     if queue is None:
-        queue = queues[delay] = DelayQueue(clock, delay)
+        queue = queues[key] = DelayQueue(clock, delay, early)
     return queue
