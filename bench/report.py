@@ -442,9 +442,11 @@ def scale_tables(scale: dict) -> list[str]:
         f"{scale['port_range']} ports.",
         "",
     ]
-    for workers, curve in scale["curves"].items():
+    for key, curve in scale["curves"].items():
+        workers, _, row = key.partition(" ")
+        shown = f"`workers = {workers}`" + (f", `{row}`" if row else "")
         out += [
-            f"`workers = {workers}` ({curve['minutes']:.1f} min):",
+            f"{shown} ({curve['minutes']:.1f} min):",
             "",
             "| sessions | opened in s | sessions/s opened | proxy RSS MiB | KiB marginal "
             "| KiB per session | idle CPU | idle CPU windows' spread "

@@ -726,6 +726,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         "wss_handshake adds handshakes; scale, the scale curve, runs only when named)",
     )
     parser.add_argument(
+        "--scale-workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        metavar="N",
+        help="the scale curve's worker counts (default 1 2)",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=None,

@@ -63,7 +63,11 @@ Steps: 1 k, 5 k and the largest the descriptor budget allows
 run.py raised to the hard limit, per worker process, less room for the probe and
 the warm-up), then the same with ``workers = 2`` (both workers on the proxy CPU).
 50 k and 100 k run only where the hard limit allows them, else the reason is printed
-and recorded.  ``--quick``: one window of 10 s per step, 2 s of settling.
+and recorded.  ``--quick``: one window of 10 s per step, 2 s of settling.  With
+``--also-python NAME=PYTHON`` (a wrapper putting another checkout first), each worker
+count's curve is run for that proxy too, in the same invocation (curve ``"1 clbproxy-NAME"``
+beside ``"1"``), the order alternating between worker counts; ``--scale-workers 1``
+runs only the given worker counts.
 
 Above one ephemeral port range of connections per destination, the proxy gets one
 listener port and the target group one backend port (an echo backend process) per
@@ -258,14 +262,19 @@ def settling(bench) -> tuple[float, float]:
     return (2.0, 2.0) if bench.args.quick else (SETTLE_START, SETTLE_STEP)
 
 
-def one_curve(bench, workers: int, steps: list[int], window: float, windows: int) -> list[dict]:
+def one_curve(
+    bench, workers: int, steps: list[int], window: float, windows: int, python: str = ""
+) -> list[dict]:
     """Open ``steps`` sessions in turn through one clbproxy with ``workers`` processes."""
     settle_start, settle_step = settling(bench)
     ranges = math.ceil(max(steps) / (port_range() - 1000))
     backends = [bench.start_backend() for _ in range(ranges)]
     ports = [free_port() for _ in range(ranges)]
     target = bench.spawn_clbproxy(
-        f"clbproxy-scale-{workers}", config(workers, ports, backends), ports[0], bench.args.python
+        f"clbproxy-scale-{workers}",
+        config(workers, ports, backends),
+        ports[0],
+        python or bench.args.python,
     )
     urls = ",".join(f"ws://127.0.0.1:{port}/" for port in ports)
     time.sleep(2.0 if workers == 1 else 4.0)
@@ -369,16 +378,26 @@ def curve(bench) -> dict:
         "skipped": [],
     }
     print("scale:", flush=True)
-    for workers in (1, 2):
+    proxies = [("clbproxy", bench.args.python)]
+    for other in bench.args.also_python:
+        label, _, python = other.rpartition("=")
+        proxies.append((f"clbproxy-{label or 'other'}", python))
+    for workers in getattr(bench.args, "scale_workers", (1, 2)):
         steps, skipped = plan(workers)
         for skip in skipped:
             print(f"  scale workers={workers}: {skip['sessions']} skipped: {skip['reason']}")
         result["skipped"] += skipped
-        t0 = time.monotonic()
-        rows = one_curve(bench, workers, steps, window, windows)
-        result["curves"][str(workers)] = {
-            "rows": rows,
-            "verdicts": verdicts(rows),
-            "minutes": (time.monotonic() - t0) / 60,
-        }
+        # With --also-python, each worker count's curves come in turn, in the opposite
+        # order for the next count, so that no proxy always runs first.
+        for row, python in proxies if workers % 2 else proxies[::-1]:
+            t0 = time.monotonic()
+            print(f"  scale workers={workers}: {row}", flush=True)
+            rows = one_curve(bench, workers, steps, window, windows, python)
+            key = str(workers) if row == "clbproxy" else f"{workers} {row}"
+            result["curves"][key] = {
+                "row": row,
+                "rows": rows,
+                "verdicts": verdicts(rows),
+                "minutes": (time.monotonic() - t0) / 60,
+            }
     return result

@@ -9,7 +9,9 @@ does) and counts each one in O(1): the bucket is the clock's time divided by
 :data:`BUCKET_SECONDS`, and a series clears the buckets it skipped only when a
 new one starts.  :meth:`SeriesStore.sample` (every bucket, and before each
 answer of the API) reads the live sessions from
-:class:`~clbproxy.observability.livestate.LiveState`.
+:class:`~clbproxy.observability.livestate.LiveState`: the counts each relay's
+:class:`~clbproxy.ws.livecount.SessionSet` keeps as sessions open and end, and
+the sessions opened since the last sample, never every live session.
 
 A WebSocket session's access event comes when it ends, so a new session is
 counted in the bucket it opened in: by the sample that first sees it open, or,
@@ -37,6 +39,7 @@ from zope.interface import implementer
 
 from clbproxy.observability import accesslog
 from clbproxy.observability.livestate import LiveState
+from clbproxy.ws.livecount import SessionSet, backend_key
 
 #: Seconds per bucket.
 BUCKET_SECONDS = 5
@@ -244,7 +247,13 @@ class SeriesStore:
                 series.opened(opened_bucket)
 
     def sample(self) -> None:
-        """Read the live sessions; count the sessions opened since the last sample."""
+        """Read the live sessions; count the sessions opened since the last sample.
+
+        A relay's :class:`~clbproxy.ws.livecount.SessionSet` has the counts and
+        the sessions opened since the last sample ready, so a sample costs the
+        same with ten sessions or a hundred thousand; a listener with a plain set
+        of sessions has them walked.
+        """
         now = self.clock.seconds()
         bucket = int(now // BUCKET_SECONDS)
         since, self._sampled = self._sampled, now
@@ -255,20 +264,35 @@ class SeriesStore:
         per_backend: dict[tuple[str, str], int] = {}
         for name, state in live.listeners.items():
             listener = self.listener(name, bucket)
-            sessions = state.open_sessions()
-            for session in sessions:
-                config = session.backend_config
-                key = (session.group.name, config.address) if config is not None else None
-                if key is not None:
-                    per_backend[key] = per_backend.get(key, 0) + 1
-                opened = getattr(session, "opened_at", None)
-                if opened is None or not since <= opened < now:
+            sessions = state.sessions
+            counted = isinstance(sessions, SessionSet)
+            if counted:
+                count = sessions.open
+                for key, n in sessions.by_backend.items():
+                    if key[1] is not None:
+                        per_backend[key] = per_backend.get(key, 0) + n  # type: ignore[index]
+                opened = sessions.take_opened()
+            else:
+                opened = state.open_sessions()
+                count = len(opened)
+                for session in opened:
+                    key = backend_key(session)
+                    if key[1] is not None:
+                        per_backend[key] = per_backend.get(key, 0) + 1  # type: ignore[index]
+            for session in opened:
+                at = getattr(session, "opened_at", None)
+                if at is None or at < since:
                     continue
-                opened_bucket = int(opened // BUCKET_SECONDS)
+                if at >= now:
+                    if counted:
+                        sessions.opened(session)  # the next sample's
+                    continue
+                opened_bucket = int(at // BUCKET_SECONDS)
                 listener.opened(opened_bucket)
-                if key is not None:
-                    self.backend(*key, bucket).opened(opened_bucket)
-            listener.live_sessions[listener.slot(bucket)] = len(sessions)
+                group, address = backend_key(session)
+                if address is not None:
+                    self.backend(group, address, bucket).opened(opened_bucket)
+            listener.live_sessions[listener.slot(bucket)] = count
         self._forget(live, bucket)
         for group in live.config.target_groups:
             for backend in group.backends:

@@ -37,14 +37,22 @@ class DelayQueue:
     fires) and a frame costs a dict move, not a clock read and a tuple.
     """
 
-    __slots__ = ("_clock", "delay", "_due", "_call")
+    __slots__ = ("_clock", "delay", "early", "_ahead", "_due", "_call", "_firing")
 
-    def __init__(self, clock: IReactorTime, delay: float) -> None:
+    def __init__(self, clock: IReactorTime, delay: float, early: float = 0.0) -> None:
         self._clock = clock
         self.delay = delay
+        #: Actions due within this many seconds of the one the call fires for run
+        #: with it, that much early at most: one turn of the reactor for deadlines
+        #: close together, not one each (0: each on its own time).
+        self.early = early
+        self._ahead = max(early, _EPSILON)
         #: key -> (deadline, action), soonest first.
         self._due: dict[Hashable, tuple[float, Callable[[], object]]] = {}
         self._call: Optional[IDelayedCall] = None
+        #: Running the due actions: the call is set once they are done (for the
+        #: soonest deadline then), not by each action that adds one (a ping adds the next).
+        self._firing = False
 
     def __len__(self) -> int:
         return len(self._due)
@@ -55,7 +63,7 @@ class DelayQueue:
         if key in due:
             del due[key]  # to the end: its new deadline is the latest
         due[key] = (self._clock.seconds() + self.delay, action)
-        if self._call is None:
+        if self._call is None and not self._firing:
             self._call = self._clock.callLater(self.delay, self._fire)
 
     def discard(self, key: Hashable) -> None:
@@ -68,23 +76,23 @@ class DelayQueue:
 
     def _fire(self) -> None:
         self._call = None
+        self._firing = True
         due = self._due
+        clock = self._clock
         try:
             while due:
                 key = next(iter(due))
                 when, action = due[key]
-                now = self._clock.seconds()
-                if when - now > _EPSILON:
-                    if self._call is not None:
-                        self._call.cancel()  # set by an action's ``add``: for a later deadline
-                    self._call = self._clock.callLater(when - now, self._fire)
-                    return
+                if when - clock.seconds() > self._ahead:
+                    break
                 del due[key]
                 action()
         finally:
-            if due and self._call is None:
-                # An action raised (the reactor logs it): the others still run, in turn.
-                self._call = self._clock.callLater(0, self._fire)
+            # Also when an action raised (the reactor logs it): the others still run, in turn.
+            self._firing = False
+            if due:
+                when = next(iter(due.values()))[0]
+                self._call = clock.callLater(max(when - clock.seconds(), 0.0), self._fire)
 
 
 class Deadline:
@@ -146,12 +154,16 @@ class Deadline:
 _QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def delay_queue(clock: IReactorTime, delay: float) -> DelayQueue:
-    """The :class:`DelayQueue` shared by everything that waits ``delay`` seconds on ``clock``."""
+def delay_queue(clock: IReactorTime, delay: float, early: float = 0.0) -> DelayQueue:
+    """The :class:`DelayQueue` shared by everything that waits ``delay`` seconds on ``clock``.
+
+    ``early``: see :attr:`DelayQueue.early` (a queue per value).
+    """
     queues = _QUEUES.get(clock)
     if queues is None:
         queues = _QUEUES[clock] = {}
-    queue = queues.get(delay)
+    key = (delay, early)
+    queue = queues.get(key)
     if queue is None:
-        queue = queues[delay] = DelayQueue(clock, delay)
+        queue = queues[key] = DelayQueue(clock, delay, early)
     return queue

@@ -55,6 +55,7 @@ from clbproxy.ws.handshake import (
     read_response_head,
 )
 from clbproxy.ws.hops import RelayingHop
+from clbproxy.ws.livecount import SessionSet
 
 log = Logger()
 
@@ -476,6 +477,10 @@ class HandshakeStage:
     def _handshake_done(self, status: int) -> None:
         self.record.status = status
         self.record.handshake_ms = (self.reactor.seconds() - self._started) * 1000
+        if status == 101:
+            sessions = getattr(self.factory, "sessions", None)
+            if isinstance(sessions, SessionSet):
+                sessions.switched(self)
 
     # -- open ------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ from clbproxy.ws.handshake_stage import (
     refuse,
 )
 from clbproxy.ws.hops import RelayingHop
+from clbproxy.ws.livecount import BackendKey, SessionSet
 from clbproxy.ws.pauses import InflateBudget
 from clbproxy.ws.session import OpenSession
 from clbproxy.ws.timers import IdleQueue, ITimerOwner, SessionTimers
@@ -181,8 +182,9 @@ class RelayServerFactory(WebSocketServerFactory):
         self.reactor = reactor
         #: Where the listener's access events go (``listener_service`` sets Observability's).
         self.access = accesslog.log
-        #: Live sessions, from the client's upgrade request until both hops are closed.
-        self.sessions: set[RelaySession] = set()
+        #: Live sessions, from the client's upgrade request until both hops are closed
+        #: (counted as the status page's charts read them).
+        self.sessions: SessionSet = SessionSet()
         #: Idle timeouts of open sessions, one queue per timeout
         #: (see :func:`clbproxy.ws.session.idle_queue`).
         self.idle_queues: dict[float, IdleQueue] = {}
@@ -275,6 +277,7 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         "request_id",
         "trace",
         "client_ip",
+        "live_key",
     )
 
     #: On its backend's ``on_unhealthy = "close"``,
@@ -354,6 +357,9 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         self.trace: TraceContext = getattr(front, "trace", NO_TRACE)
         #: The client's address, read once (each ``getPeer`` builds an address object).
         self.client_ip: str = self.request.client_ip or peer_ip(front.transport)
+        #: Its backend as the listener's :class:`~clbproxy.ws.livecount.SessionSet`
+        #: counts it, from the client's 101 until it ends (None: not counted).
+        self.live_key: Optional[BackendKey] = None
 
 
 #: The protocols of a client connection that became a WebSocket session on the

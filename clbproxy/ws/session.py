@@ -24,6 +24,7 @@ from clbproxy.ws.closing import fill_request_fields
 from clbproxy.ws.controls import arm_controls
 from clbproxy.ws.fastpath import start_fast_path, watch_write_buffer
 from clbproxy.ws.hops import OPEN, WriteBufferWatch
+from clbproxy.ws.livecount import SessionSet
 from clbproxy.ws.pauses import InflateBudget, ReadPauses
 from clbproxy.ws.timers import IdleQueue, SessionTimers
 
@@ -144,6 +145,9 @@ class OpenSession:
         self.timers.start()
         fill_request_fields(self.record, self.front, self.client_ip)
         self._filled = True
+        sessions = getattr(self.factory, "sessions", None)
+        if isinstance(sessions, SessionSet):
+            sessions.opened(self)
 
     # -- timers and shutdown ---------------------------------------------------------
 

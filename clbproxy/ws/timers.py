@@ -24,20 +24,36 @@ The idle timeouts of all sessions with the same timeout share one
 session (a delayed call and its bound methods are ~0.5 KB, a queue entry ~0.1 KB).
 A session ends idle at exactly the same time as with a timer of its own.
 
-The per-connection deadlines whose delay is fixed (the close handshake's
-timeouts, the backend's answer to an upgrade, the compaction of an open
-session's connections) are shared the same way, on
-:func:`clbproxy.util.delays.delay_queue`.
+The pings and their pong deadlines are shared the same way, on
+:func:`clbproxy.util.delays.delay_queue` (one queue per ping interval, one per
+ping timeout), as are the other per-connection deadlines whose delay is fixed
+(the close handshake's timeouts, the backend's answer to an upgrade, the
+compaction of an open session's connections).  An idle session pinged every
+interval used to build three delayed calls per interval (its next ping and a
+pong deadline per hop) and push them on the reactor's heap, whose every push and
+pop compares against every session's timers; on the queues a ping and its
+deadlines are dict entries, and the reactor holds one delayed call per queue.
+A pong deadline runs at exactly the time its own delayed call would have; a
+ping runs with the pings due up to :data:`PING_EARLY` seconds after it, in one
+turn of the reactor (so up to that much early, never late): sessions opened
+together are pinged together, and the reactor wakes once for them, not once per
+session.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import Interface
 
+from clbproxy.util.delays import DelayQueue, delay_queue
 from clbproxy.ws.closecodes import Side
+
+#: Seconds a ping may leave early, to go in one turn of the reactor with the
+#: pings due just after it (at most a hundredth of the interval).
+PING_EARLY = 0.02
 
 
 class ITimerOwner(Interface):
@@ -115,7 +131,7 @@ class SessionTimers:
         "_last",
         "_idle_queue",
         "_queued",
-        "_ping_call",
+        "_pings",
         "_outstanding",
         "_deadlines",
         "_counter",
@@ -144,10 +160,12 @@ class SessionTimers:
         self._idle_queue = idle_queue
         #: The queue's table while this session is in it (the hot path touches only that).
         self._queued: Optional[dict] = None
-        self._ping_call: Optional[IDelayedCall] = None
+        #: The shared queue of next pings while pings are on (keyed by this object).
+        self._pings: Optional[DelayQueue] = None
         # Created at the first ping: sessions without pings hold none.
         self._outstanding: Optional[dict[Side, bytes]] = None
-        self._deadlines: Optional[dict[Side, IDelayedCall]] = None
+        #: The shared queue of pong deadlines (keyed by ``(self, side)``), from the first ping.
+        self._deadlines: Optional[DelayQueue] = None
         self._counter = 0
         #: Hops not being read now (each ``throttled`` is matched by one ``flowing``).
         self._throttled = 0
@@ -159,7 +177,9 @@ class SessionTimers:
             self._idle_queue.add(self)
             self._queued = self._idle_queue.sessions
         if self.ping_interval:
-            self._ping_call = self._clock.callLater(self.ping_interval, self._ping)
+            early = min(PING_EARLY, self.ping_interval / 100)
+            self._pings = delay_queue(self._clock, self.ping_interval, early)
+            self._pings.add(self, self._ping)
 
     @property
     def last_activity(self) -> float:
@@ -187,7 +207,7 @@ class SessionTimers:
     def throttled(self) -> None:
         """The session stopped reading a hop: suspend ping deadlines."""
         self._throttled += 1
-        for side in list(self._deadlines or ()):
+        for side in self._outstanding or ():
             self._cancel_deadline(side)
 
     def flowing(self) -> None:
@@ -204,12 +224,14 @@ class SessionTimers:
         if self._queued is not None:
             self._queued = None
             self._idle_queue.remove(self)
-        deadlines = self._deadlines or {}
-        for call in (self._ping_call, *deadlines.values()):
-            if call is not None and call.active():
-                call.cancel()
-        self._ping_call = None
-        deadlines.clear()
+        pings = self._pings
+        if pings is not None:
+            self._pings = None
+            pings.discard(self)
+        deadlines = self._deadlines
+        if deadlines is not None:
+            deadlines.discard((self, Side.CLIENT))
+            deadlines.discard((self, Side.BACKEND))
 
     def detach(self) -> None:
         """Stop for good and let go of the owner (no reference cycle outlives the session)."""
@@ -223,9 +245,10 @@ class SessionTimers:
         self._owner.timer_idle()
 
     def _ping(self) -> None:
-        self._ping_call = self._clock.callLater(self.ping_interval, self._ping)
+        self._pings.add(self, self._ping)
         if self._outstanding is None:
-            self._outstanding, self._deadlines = {}, {}
+            self._outstanding = {}
+            self._deadlines = delay_queue(self._clock, self.ping_timeout)
         for side in (Side.CLIENT, Side.BACKEND):
             if side in self._outstanding:
                 continue
@@ -237,16 +260,13 @@ class SessionTimers:
                 self._arm_deadline(side)
 
     def _arm_deadline(self, side: Side) -> None:
-        self._cancel_deadline(side)
-        self._deadlines[side] = self._clock.callLater(self.ping_timeout, self._dead, side)
+        # A key already queued moves to the end with the new deadline.
+        self._deadlines.add((self, side), functools.partial(self._dead, side))
 
     def _cancel_deadline(self, side: Side) -> None:
-        deadlines = self._deadlines
-        call = deadlines.pop(side, None) if deadlines else None
-        if call is not None and call.active():
-            call.cancel()
+        self._deadlines.discard((self, side))
 
     def _dead(self, side: Side) -> None:
-        self._deadlines.pop(side, None)
+        """Called by the deadline queue (which has already let go of this deadline)."""
         self.stop()
         self._owner.timer_dead(side)

@@ -72,6 +72,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.ws.closecodes": 1,
     "clbproxy.ws.handshake": 1,
     "clbproxy.ws.timers": 1,
+    "clbproxy.ws.livecount": 1,
     "clbproxy.ws.pauses": 1,
     "clbproxy.ws.controls": 1,
     "clbproxy.ws.fastpath": 1,
