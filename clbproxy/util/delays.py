@@ -37,16 +37,11 @@ class DelayQueue:
     fires) and a frame costs a dict move, not a clock read and a tuple.
     """
 
-    __slots__ = ("_clock", "delay", "early", "_ahead", "_due", "_call", "_firing")
+    __slots__ = ("_clock", "delay", "_due", "_call", "_firing")
 
-    def __init__(self, clock: IReactorTime, delay: float, early: float = 0.0) -> None:
+    def __init__(self, clock: IReactorTime, delay: float) -> None:
         self._clock = clock
         self.delay = delay
-        #: Actions due within this many seconds of the one the call fires for run
-        #: with it, that much early at most: one turn of the reactor for deadlines
-        #: close together, not one each (0: each on its own time).
-        self.early = early
-        self._ahead = max(early, _EPSILON)
         #: key -> (deadline, action), soonest first.
         self._due: dict[Hashable, tuple[float, Callable[[], object]]] = {}
         self._call: Optional[IDelayedCall] = None
@@ -83,7 +78,7 @@ class DelayQueue:
             while due:
                 key = next(iter(due))
                 when, action = due[key]
-                if when - clock.seconds() > self._ahead:
+                if when - clock.seconds() > _EPSILON:
                     break
                 del due[key]
                 action()
@@ -154,16 +149,12 @@ class Deadline:
 _QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def delay_queue(clock: IReactorTime, delay: float, early: float = 0.0) -> DelayQueue:
-    """The :class:`DelayQueue` shared by everything that waits ``delay`` seconds on ``clock``.
-
-    ``early``: see :attr:`DelayQueue.early` (a queue per value).
-    """
+def delay_queue(clock: IReactorTime, delay: float) -> DelayQueue:
+    """The :class:`DelayQueue` shared by everything that waits ``delay`` seconds on ``clock``."""
     queues = _QUEUES.get(clock)
     if queues is None:
         queues = _QUEUES[clock] = {}
-    key = (delay, early)
-    queue = queues.get(key)
+    queue = queues.get(delay)
     if queue is None:
-        queue = queues[key] = DelayQueue(clock, delay, early)
+        queue = queues[delay] = DelayQueue(clock, delay)
     return queue

@@ -33,11 +33,8 @@ interval used to build three delayed calls per interval (its next ping and a
 pong deadline per hop) and push them on the reactor's heap, whose every push and
 pop compares against every session's timers; on the queues a ping and its
 deadlines are dict entries, and the reactor holds one delayed call per queue.
-A pong deadline runs at exactly the time its own delayed call would have; a
-ping runs with the pings due up to :data:`PING_EARLY` seconds after it, in one
-turn of the reactor (so up to that much early, never late): sessions opened
-together are pinged together, and the reactor wakes once for them, not once per
-session.
+Each ping and each deadline still runs at exactly the time its own delayed call
+would have.
 """
 
 from __future__ import annotations
@@ -50,10 +47,6 @@ from zope.interface import Interface
 
 from clbproxy.util.delays import DelayQueue, delay_queue
 from clbproxy.ws.closecodes import Side
-
-#: Seconds a ping may leave early, to go in one turn of the reactor with the
-#: pings due just after it (at most a hundredth of the interval).
-PING_EARLY = 0.02
 
 
 class ITimerOwner(Interface):
@@ -177,8 +170,7 @@ class SessionTimers:
             self._idle_queue.add(self)
             self._queued = self._idle_queue.sessions
         if self.ping_interval:
-            early = min(PING_EARLY, self.ping_interval / 100)
-            self._pings = delay_queue(self._clock, self.ping_interval, early)
+            self._pings = delay_queue(self._clock, self.ping_interval)
             self._pings.add(self, self._ping)
 
     @property

@@ -71,17 +71,3 @@ class RepeatingTests(unittest.TestCase):
         self.clock.advance(0)
         self.assertEqual(self.runs, [("good", 10)])
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
-
-
-class EarlyTests(unittest.TestCase):
-    def test_actions_due_within_early_of_the_first_run_with_it(self) -> None:
-        clock = task.Clock()
-        queue = DelayQueue(clock, 10, early=0.05)
-        runs = []
-        for key, offset in (("a", 0.0), ("b", 0.04), ("c", 0.06)):
-            clock.advance(offset - clock.seconds())
-            queue.add(key, lambda key=key: runs.append((key, clock.seconds())))
-        clock.advance(10 - clock.seconds())
-        self.assertEqual(runs, [("a", 10.0), ("b", 10.0)])
-        clock.advance(0.06)
-        self.assertEqual(runs[-1], ("c", 10.06))

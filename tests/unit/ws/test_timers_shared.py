@@ -12,7 +12,7 @@ from twisted.internet import task
 from twisted.trial import unittest
 
 from clbproxy.ws.closecodes import Side
-from clbproxy.ws.timers import PING_EARLY, IdleQueue
+from clbproxy.ws.timers import IdleQueue
 from tests.unit.ws.test_timers import Recorder, timers
 
 
@@ -116,54 +116,3 @@ class OneTimerTests(unittest.TestCase):
         for session in sessions:
             session.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
-
-
-class PingsTogetherTests(unittest.TestCase):
-    """Pings due within :data:`PING_EARLY` of each other go in one turn of the reactor."""
-
-    def open_at(self, clock, offsets) -> list[Recorder]:
-        seen = []
-        for offset in offsets:
-            clock.advance(offset - clock.seconds())
-            recorder = Recorder()
-            timers(clock, recorder, idle=0, interval=20, timeout=5)
-            seen.append(recorder)
-        return seen
-
-    def test_pings_due_just_after_one_leave_with_it_never_late(self) -> None:
-        clock = task.Clock()
-        seen = self.open_at(clock, [0.0, 0.005, PING_EARLY, PING_EARLY + 0.01])
-        clock.advance(20 - clock.seconds())
-        self.assertEqual([len(r.pings) for r in seen], [2, 2, 2, 0])
-        clock.advance(PING_EARLY + 0.01 - 0.001)
-        self.assertEqual(len(seen[3].pings), 0)
-        clock.advance(0.001)  # the last one's own time
-        self.assertEqual(len(seen[3].pings), 2)
-
-    def test_a_ping_sent_early_has_its_full_timeout_from_when_it_left(self) -> None:
-        clock = task.Clock()
-        first, early = self.open_at(clock, [0.0, 0.015])
-        clock.advance(20 - clock.seconds())  # both pinged at 20 s
-        clock.advance(4.999)
-        self.assertEqual(early.dead, [])
-        clock.advance(0.001)  # 25 s: five seconds after the ping left
-        self.assertEqual((first.dead, early.dead), ([Side.CLIENT], [Side.CLIENT]))
-
-    def test_the_next_ping_comes_an_interval_after_the_early_one(self) -> None:
-        clock = task.Clock()
-        _, early = self.open_at(clock, [0.0, 0.015])
-        clock.advance(20 - clock.seconds())
-        self.assertEqual(len(early.pings), 2)
-        # The pong deadlines (25 s) and both sessions' next pings (40 s).
-        self.assertEqual([call.getTime() for call in clock.getDelayedCalls()], [25.0, 40.0])
-
-    def test_short_intervals_allow_a_hundredth_of_the_interval(self) -> None:
-        clock = task.Clock()
-        seen = []
-        for offset in (0.0, 0.009, 0.011):
-            clock.advance(offset - clock.seconds())
-            recorder = Recorder()
-            timers(clock, recorder, idle=0, interval=1, timeout=0.5)
-            seen.append(recorder)
-        clock.advance(1 - clock.seconds())
-        self.assertEqual([len(r.pings) for r in seen], [2, 2, 0])
