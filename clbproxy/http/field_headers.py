@@ -25,6 +25,12 @@ _T = TypeVar("_T")
 _KEYS: Dict[bytes, bytes] = {}
 _MAX_KEYS = 10_000
 
+#: Line feed and carriage return as ints: ``_LF in value`` is a byte search, where
+#: ``b"\n" in value`` first tries the needle as an int and raises and clears a
+#: ``TypeError`` inside (about 0.15 µs per test on CPython 3.11, 0.02 µs this way).
+_LF = 0x0A
+_CR = 0x0D
+
 
 def _key(name: bytes) -> bytes:
     """The canonical name ``Headers`` stores ``name`` under (raises as ``Headers`` does)."""
@@ -40,7 +46,7 @@ def _key(name: bytes) -> bytes:
 
 def _folded(value: bytes) -> bytes:
     """``value`` with line breaks replaced by spaces, as ``Headers`` stores values."""
-    if b"\n" in value or b"\r" in value:
+    if _LF in value or _CR in value:
         return b" ".join(value.splitlines())
     return value
 
@@ -85,11 +91,18 @@ class FieldHeaders(Headers):
 
     def setRawHeaders(self, name, values: Sequence[Union[str, bytes]]) -> None:
         if type(name) is bytes:
+            if len(values) == 1:  # most calls: one value, no loop
+                value = values[0]
+                if type(value) is bytes:
+                    if _LF in value or _CR in value:
+                        value = b" ".join(value.splitlines())
+                    self._rawHeaders[_KEYS.get(name) or _key(name)] = [value]
+                    return
             stored = []
             for value in values:
                 if type(value) is not bytes:
                     break
-                if b"\n" in value or b"\r" in value:
+                if _LF in value or _CR in value:
                     value = b" ".join(value.splitlines())
                 stored.append(value)
             else:
@@ -123,7 +136,7 @@ def _grouped(pairs: Iterable[Tuple[bytes, bytes]]) -> Dict[bytes, list]:
     grouped: Dict[bytes, list] = {}
     for name, value in pairs:
         key = _KEYS.get(name) or _key(name)
-        if b"\n" in value or b"\r" in value:
+        if _LF in value or _CR in value:
             value = b" ".join(value.splitlines())
         values = grouped.get(key)
         if values is None:

@@ -216,18 +216,16 @@ def backend_request_fields(
     :func:`request_head` turns the fields into the bytes sent.
     """
     client = request.requestHeaders
-    compiled = _rule_headers(rule)
-    drop = compiled.drop
     peer = getattr(request.getClientAddress(), "host", None) or "unknown"
     believed = peer in trusted
-    if request_id is not None or trace.replaced is not None:
-        # The proxy's own headers: no client spelling of them passes (X_Request_Id).
-        own = proxy_named(request_id[0].decode("latin-1") if request_id else None, trace)
-    else:
-        own = _NOTHING
-    skip = compiled.skip(believed, own, peer, trusted)
-    if own:
-        drop = drop | own
+    compiled = _rule_headers(rule)
+    skip, drop, id_name = compiled.paths(
+        believed,
+        None if request_id is None else request_id[0],
+        trace.replaced is not None,
+        peer,
+        trusted,
+    )
     connection = client.getRawHeaders(b"connection")
     if connection:
         skip = skip | hop_by_hop_names(_texts(connection))
@@ -276,7 +274,7 @@ def backend_request_fields(
             fields.setdefault(_X_FORWARDED_PORT, []).append(b"%d" % (port,))
         fields.setdefault(_X_REAL_IP, []).append(address)
     if request_id is not None:
-        fields[canonical_name(request_id[0])] = [request_id[1].encode("ascii")]
+        fields[id_name] = [request_id[1].encode("ascii")]
     if trace.replaced is not None:
         fields[b"Traceparent"] = [trace.replaced.encode("ascii")]
     for name, value in compiled.add:
@@ -286,19 +284,16 @@ def backend_request_fields(
     return fields
 
 
-_NOTHING: frozenset[str] = frozenset()
-
-
 class _RuleHeaders:
     """A rule's header changes as the forwarder applies them, worked out once per rule.
 
     ``drop``: lower-case names the rule removes or sets; ``add``: the
-    ``(canonical name, value)`` pairs it sets, as sent; :meth:`skip` the client
+    ``(canonical name, value)`` pairs it sets, as sent; :meth:`paths` the client
     headers never copied, by whether the peer is trusted and which of the
     proxy's own headers it replaces.
     """
 
-    __slots__ = ("rule", "drop", "add", "_skips")
+    __slots__ = ("rule", "drop", "add", "_paths")
 
     def __init__(self, rule: Optional[RuleConfig]) -> None:
         self.rule = rule
@@ -307,18 +302,39 @@ class _RuleHeaders:
         self.add = tuple(
             (canonical_name(name), _one_line(value.encode("latin-1"))) for name, value in add
         )
-        self._skips: Dict[tuple, frozenset[str]] = {}
+        self._paths: Dict[tuple, tuple[frozenset[str], frozenset[str], Optional[bytes]]] = {}
 
-    def skip(
-        self, believed: bool, own: frozenset[str], peer: str, trusted: TrustedProxies
-    ) -> frozenset[str]:
-        key = (believed, own)
-        skip = self._skips.get(key)
-        if skip is None:
-            skip = _ALWAYS_SKIPPED | untrusted_headers(peer, trusted) | self.drop | own
-            if len(self._skips) < 16:
-                self._skips[key] = skip
-        return skip
+    def paths(
+        self,
+        believed: bool,
+        id_header: Optional[bytes],
+        replaced: bool,
+        peer: str,
+        trusted: TrustedProxies,
+    ) -> tuple[frozenset[str], frozenset[str], Optional[bytes]]:
+        """``(skip, drop, id_name)`` for a request from a ``believed`` peer or not.
+
+        ``skip``: the client headers never copied; ``drop``: the rule's names
+        and the proxy's own (:func:`proxy_named`: the request-ID header
+        ``id_header``, None when IDs are off, and the trace headers when the
+        trace context was ``replaced``), whose client spellings never pass;
+        ``id_name``: the ID header as the backend receives it.  Worked out once
+        per combination (a few per rule), not per request.
+        """
+        key = (believed, id_header, replaced)
+        known = self._paths.get(key)
+        if known is not None:
+            return known
+        own = _proxy_named(None if id_header is None else id_header.decode("latin-1"), replaced)
+        skip = _ALWAYS_SKIPPED | untrusted_headers(peer, trusted) | self.drop | own
+        known = (
+            skip,
+            self.drop | own if own else self.drop,
+            None if id_header is None else canonical_name(id_header),
+        )
+        if len(self._paths) < 16:
+            self._paths[key] = known
+        return known
 
 
 #: Compiled header changes by ``id(rule)`` (the rule is kept in the entry, so the

@@ -160,6 +160,48 @@ def bucket_of(seconds: float) -> int:
     return int(seconds // BUCKET_SECONDS)
 
 
+class _Counted:
+    """The series an access event's ``(listener, group, backend)`` counts in.
+
+    For the HTTP requests of one bucket (``bucket``, in slot ``slot``), the
+    arrays of its series: :meth:`move` moves their rings forward once a
+    bucket, not once per request.  Nothing is allocated per bucket (the
+    memory stays constant), except when the clock went back by a whole window
+    for some of the series: the arrays are then those of the series that
+    still hold that bucket.  :meth:`SeriesStore.sample` drops every
+    ``_Counted`` each bucket.
+    """
+
+    __slots__ = ("series", "bucket", "slot", "requests", "errors", "latency", "_every")
+
+    def __init__(self, series: tuple[Series, ...]) -> None:
+        self.series = series
+        self.bucket = -1
+        self.slot = 0
+        self._every = (
+            tuple(one.requests for one in series),
+            tuple(one.errors for one in series),
+            tuple(one.latency for one in series),
+        )
+        self.requests, self.errors, self.latency = self._every
+
+    def move(self, bucket: int) -> None:
+        """Count in ``bucket`` from now on (each series' ring moved forward to it)."""
+        self.bucket = bucket
+        self.slot = bucket % SLOTS
+        held = True
+        for series in self.series:
+            if series.slot(bucket) < 0:
+                held = False
+        if held:
+            self.requests, self.errors, self.latency = self._every
+        else:
+            kept = [series for series in self.series if series.slot(bucket) >= 0]
+            self.requests = tuple(series.requests for series in kept)
+            self.errors = tuple(series.errors for series in kept)
+            self.latency = tuple(series.latency for series in kept)
+
+
 @implementer(ILogObserver)
 class SeriesStore:
     """Every listener's and backend's :class:`Series`; observe access events with it.
@@ -200,7 +242,7 @@ class SeriesStore:
         if event.get("log_namespace") == accesslog.NAMESPACE and "type" in event:
             self.count(event)
 
-    def _pair(self, key: tuple) -> tuple[Series, ...]:
+    def _pair(self, key: tuple) -> _Counted:
         listener_name, group, address = key
         bucket = int(self.clock.seconds() // BUCKET_SECONDS)
         listener = self.listener(listener_name or "-", bucket)
@@ -208,33 +250,37 @@ class SeriesStore:
             pair: tuple[Series, ...] = (listener,)
         else:
             pair = (listener, self.backend(group, address, bucket))
-        self._pairs[key] = pair
-        return pair
+        counted = self._pairs[key] = _Counted(pair)
+        return counted
 
     def count(self, event: dict) -> None:
         """Count one access event (what calling this object does, without the namespace check).
 
-        An HTTP request is counted in its listener's and backend's series in one
-        loop, as :meth:`Series.count` would (the hot path: one per request).
+        An HTTP request (the hot path: one per request) is counted in its
+        listener's and backend's series through the arrays :class:`_Counted`
+        keeps for the bucket being filled, as :meth:`Series.count` would.
         """
         now = self.clock.seconds()
         bucket = int(now // BUCKET_SECONDS)
         key = (event.get("listener"), event.get("group"), event.get("backend"))
-        pair = self._pairs.get(key) or self._pair(key)
+        counted = self._pairs.get(key) or self._pair(key)
         status = event.get("status") or 0
         if event["type"] == "http":
+            if counted.bucket != bucket:
+                counted.move(bucket)
+            slot = counted.slot
+            for requests in counted.requests:
+                requests[slot] += 1
+            if status >= ERROR_STATUS:
+                for errors in counted.errors:
+                    errors[slot] += 1
             response_ms = event.get("response_ms")
-            index = -1 if response_ms is None else bisect_left(LATENCY_BOUNDS_MS, response_ms)
-            for series in pair:
-                slot = bucket % SLOTS if bucket == series.newest else series.slot(bucket)
-                if slot < 0:
-                    continue
-                series.requests[slot] += 1
-                if status >= ERROR_STATUS:
-                    series.errors[slot] += 1
-                if index >= 0:
-                    series.latency[slot * LATENCY_BUCKETS + index] += 1
+            if response_ms is not None:
+                cell = slot * LATENCY_BUCKETS + bisect_left(LATENCY_BOUNDS_MS, response_ms)
+                for latency in counted.latency:
+                    latency[cell] += 1
             return
+        pair = counted.series
         if status != 101:
             for series in pair:
                 series.count(bucket, status, None)
