@@ -160,6 +160,8 @@ class RequestBody:
         self._sent = 0
         self._paused = False
         self._backend_paused = False
+        #: Body bytes the client sent so far (the access log's ``bytes_in``).
+        self.received = 0
         #: The client's trailer fields (a chunked body), set before ``finish``.
         self.trailers: List[Field] = []
         #: Lower-case names never forwarded among the trailers, besides
@@ -183,6 +185,7 @@ class RequestBody:
     # -- from the client ---------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        self.received += len(data)
         if self._error is not None:
             return
         if self._consumer is not None and not self._buffer:

@@ -71,6 +71,7 @@ class StreamBody(RequestBody):
     def write(self, data: bytes) -> None:
         if self._error is not None:
             # Failed (too large, the client left): nothing more is passed on.
+            self.received += len(data)
             self._acknowledge(len(data))
             return
         super().write(data)

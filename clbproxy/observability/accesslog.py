@@ -25,7 +25,6 @@ field (``null`` for none) and the time in ISO 8601.
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import operator
 import sys
@@ -222,12 +221,13 @@ def rule_label(host: Optional[str], path: str) -> str:
 def request_record(
     request, listener: str, rule, reactor, trusted: TrustedProxies, to: Logger = log
 ) -> RequestRecord:
-    """A record for a twisted.web request, emitted through ``to`` when the response ends.
+    """A record for a listener request, emitted through ``to`` when the response ends.
 
     (Or when the client leaves.)
 
     The request's ID and trace context are its ``request_id`` and ``trace``
-    attributes, when the listener gave it those.
+    attributes, when the listener gave it those; ``bytes_in`` is what its
+    streamed ``body`` (:class:`clbproxy.http.server.RequestBody`) received.
 
     The status of a request whose client left before the response began is 499
     (nginx's "client closed request").
@@ -257,16 +257,13 @@ def request_record(
     if trace is not None:
         record.trace_id, record.parent_id = trace.trace_id, trace.parent_id
 
-    content = getattr(request, "content", None)
-    if content is not None:
-        position = content.tell()
-        record.bytes_in = content.seek(0, io.SEEK_END)
-        content.seek(position)
-
     def finished(result: object) -> None:
         record.status = request.code if request.startedWriting else 499
         record.duration_ms = (reactor.seconds() - started) * 1000
         record.bytes_out = request.sentLength
+        body = request.body
+        if body is not None:
+            record.bytes_in = body.received
         emit(record, to)
 
     on_finish = getattr(request, "on_finish", None)

@@ -258,6 +258,14 @@ class HTTP2ListenerTests(unittest.TestCase):
         )
 
     @defer.inlineCallbacks
+    def test_the_access_log_counts_a_streamed_body_over_http2(self):
+        port = yield self.proxy(http2=True)
+        yield self.curl(port, "--http2", "--data-binary", "c" * 40_000)
+        yield self.wait_for_access_record()
+        records = [e for e in self.events if e.get("log_namespace") == NAMESPACE and "type" in e]
+        self.assertEqual([(r["status"], r["bytes_in"]) for r in records], [(200, 40_000)])
+
+    @defer.inlineCallbacks
     def test_the_same_listener_serves_http11_to_who_asks(self):
         port = yield self.proxy(http2=True)
         head, body = yield self.curl(port, "--http1.1")
