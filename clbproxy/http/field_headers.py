@@ -18,18 +18,14 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple, TypeVar, Union
 
 from twisted.web.http_headers import Headers
 
+from clbproxy.util.octets import CR, LF
+
 _T = TypeVar("_T")
 
 #: Bytes names to their canonical spelling (as ``Headers`` stores them).  Names
 #: come from clients: the cache is bounded, as Twisted bounds its own.
 _KEYS: Dict[bytes, bytes] = {}
 _MAX_KEYS = 10_000
-
-#: Line feed and carriage return as ints: ``_LF in value`` is a byte search, where
-#: ``b"\n" in value`` first tries the needle as an int and raises and clears a
-#: ``TypeError`` inside (about 0.15 µs per test on CPython 3.11, 0.02 µs this way).
-_LF = 0x0A
-_CR = 0x0D
 
 
 def _key(name: bytes) -> bytes:
@@ -46,7 +42,7 @@ def _key(name: bytes) -> bytes:
 
 def _folded(value: bytes) -> bytes:
     """``value`` with line breaks replaced by spaces, as ``Headers`` stores values."""
-    if _LF in value or _CR in value:
+    if LF in value or CR in value:
         return b" ".join(value.splitlines())
     return value
 
@@ -94,7 +90,7 @@ class FieldHeaders(Headers):
             if len(values) == 1:  # most calls: one value, no loop
                 value = values[0]
                 if type(value) is bytes:
-                    if _LF in value or _CR in value:
+                    if LF in value or CR in value:
                         value = b" ".join(value.splitlines())
                     self._rawHeaders[_KEYS.get(name) or _key(name)] = [value]
                     return
@@ -102,7 +98,7 @@ class FieldHeaders(Headers):
             for value in values:
                 if type(value) is not bytes:
                     break
-                if _LF in value or _CR in value:
+                if LF in value or CR in value:
                     value = b" ".join(value.splitlines())
                 stored.append(value)
             else:
@@ -136,7 +132,7 @@ def _grouped(pairs: Iterable[Tuple[bytes, bytes]]) -> Dict[bytes, list]:
     grouped: Dict[bytes, list] = {}
     for name, value in pairs:
         key = _KEYS.get(name) or _key(name)
-        if _LF in value or _CR in value:
+        if LF in value or CR in value:
             value = b" ".join(value.splitlines())
         values = grouped.get(key)
         if values is None:

@@ -31,6 +31,7 @@ from twisted.web._abnf import _istoken
 
 from clbproxy.http.server import BadHost, HTTPLimits, request_host
 from clbproxy.http.trailers import TrailerError, parse_trailer_lines
+from clbproxy.util.octets import CR, LF, NUL
 
 Field = Tuple[bytes, bytes]
 
@@ -109,7 +110,7 @@ def unusual_bytes(block: bytes) -> bool:
     llhttp refuses all of these itself; h11 would take bare LF and obs-fold.
     """
     lines = block.count(b"\r\n")
-    if block.count(b"\r") != lines or block.count(b"\n") != lines or b"\x00" in block:
+    if block.count(b"\r") != lines or block.count(b"\n") != lines or NUL in block:
         return True
     return b"\n " in block or b"\n\t" in block or block[:1] in (b" ", b"\t")
 
@@ -276,7 +277,7 @@ class ExactHead:
                 raise Refused(400, "obsolete line folding in a header is not accepted")
             if self.size + len(line) > limits.max_header_size:
                 raise Refused(431, "the request headers are too large")
-        if b"\r" in line or b"\n" in line:
+        if CR in line or LF in line:
             raise Refused(400, "a bare CR or LF in the request head")
         self.size += len(line)
         if self.first:
@@ -387,7 +388,7 @@ def split_fields(block: bytes) -> Optional[List[Field]]:
         if not colon or not _istoken(name):
             return None
         value = value.strip(b" \t")
-        if b"\x00" in value:
+        if NUL in value:
             return None
         fields.append((name, value))
     return fields

@@ -60,6 +60,7 @@ from clbproxy.http.parse_rules import (
     unusual_bytes,
 )
 from clbproxy.http.server import HTTPLimits
+from clbproxy.util.octets import CR, LF, NUL
 
 __all__ = [
     "Field",
@@ -568,7 +569,7 @@ class ResponseParser(_Parser):
         if status < 100:
             return self._error(f"status {status} is not a valid status")
         reason = line[13:]
-        if b"\r" in reason or b"\n" in reason or b"\x00" in reason:
+        if CR in reason or LF in reason or NUL in reason:
             return self._error("a bare CR or LF, or a NUL, in the status line")
         split = self._fields(block)
         if split is not None:

@@ -35,6 +35,7 @@ from clbproxy.http.tracecontext import NO_TRACE, TRACEPARENT, TRACESTATE, TraceC
 from clbproxy.http.trailers import FORBIDDEN, accepts_trailers
 from clbproxy.net.certificates import client_certificate_headers
 from clbproxy.routing.actions import header_changes
+from clbproxy.util.octets import CR, LF
 
 #: Client request headers never copied to the backend request: the framing is
 #: rebuilt by :func:`request_head` for the streamed body (its length, or chunked), and
@@ -171,7 +172,7 @@ _X_REAL_IP = canonical_name("X-Real-IP")
 
 def _one_line(value: bytes) -> bytes:
     """A field value with any line break replaced by a space (never a header injection)."""
-    if b"\r" in value or b"\n" in value:
+    if CR in value or LF in value:
         return b" ".join(value.splitlines())
     return value
 

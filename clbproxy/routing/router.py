@@ -51,6 +51,7 @@ from clbproxy.config.patterns import (
     parse_host,
     parse_path,
 )
+from clbproxy.util.octets import NUL
 
 
 class BadPath(ValueError):
@@ -88,7 +89,7 @@ def normalize_path(path: str) -> str:
     if path.isascii() and "%" not in path and "//" not in path and "/." not in path:
         return path
     decoded = _percent_decode(path.encode("latin-1"))
-    if b"\x00" in decoded:
+    if NUL in decoded:
         raise BadPath("the path has an encoded NUL")
     text = decoded.decode("utf-8", "surrogateescape")
     if not text.startswith("/"):
