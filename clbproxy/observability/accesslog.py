@@ -191,8 +191,14 @@ _LOG_FORMATS_WITH_ID = {
 }
 
 
-def emit(record: RequestRecord | SessionRecord, to: Logger = log) -> None:
+def emit(
+    record: RequestRecord | SessionRecord, to: Logger = log, opened_at: Optional[float] = None
+) -> None:
     """Send ``record`` as one access event through ``to`` (see :func:`access_logger`).
+
+    ``opened_at``: when a session's hops both opened (the reactor's time), for
+    the status page's series (:meth:`clbproxy.observability.series.SeriesStore.count`):
+    an event key of its own, in neither log format.
 
     The event is built here and handed to ``to``'s observer directly, as
     ``Logger.emit`` would at ``info`` (which first checks the level against
@@ -210,6 +216,8 @@ def emit(record: RequestRecord | SessionRecord, to: Logger = log) -> None:
     event["log_source"] = to.source
     event["log_format"] = formats[event["type"]]
     event["log_time"] = time.time()
+    if opened_at is not None:
+        event["opened_at"] = opened_at
     to.observer(event)
 
 

@@ -285,7 +285,11 @@ class SeriesStore:
             for series in pair:
                 series.count(bucket, status, None)
             return
-        opened = now - (event.get("duration_s") or 0.0)
+        # When it opened: exactly, as the sample compared it (``opened_at``); from its
+        # duration for an event without it.
+        opened = event.get("opened_at")
+        if opened is None:
+            opened = now - (event.get("duration_s") or 0.0)
         if opened >= self._sampled:
             # No sample saw it open: count it now, in the bucket it opened in.
             opened_bucket = int(opened // BUCKET_SECONDS)

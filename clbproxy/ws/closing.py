@@ -249,7 +249,7 @@ class Closing:
             down_dropped_bytes=down_dropped_bytes,
             request_id=self.shown_id(),
         )
-        accesslog.emit(self._access_record(now), self.factory.access)
+        accesslog.emit(self._access_record(now), self.factory.access, opened_at=self._opened)
 
     def _access_record(self, now: float) -> accesslog.SessionRecord:
         record, front = self.record, self.front

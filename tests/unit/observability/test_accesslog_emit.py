@@ -47,3 +47,14 @@ class EmitTests(unittest.TestCase):
             {k: event[k] for k in ("type", *attrs.asdict(record))},
             {"type": "http", **attrs.asdict(record)},
         )
+
+    def test_a_sessions_open_time_goes_to_the_observers_and_into_neither_log_line(self):
+        record = SessionRecord(listener="ws", client="c", path="/", status=101, duration_s=2.0)
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        accesslog.emit(record, opened_at=1234.5)
+        (event,) = [e for e in events if accesslog.is_access_event(e)]
+        self.assertEqual(event["opened_at"], 1234.5)
+        self.assertNotIn("1234.5", accesslog.format_plain(event))
+        self.assertNotIn("opened_at", accesslog.format_json(event))

@@ -223,6 +223,22 @@ class SessionTests(unittest.TestCase):
         self.assertEqual(last(raw, "sessions"), 1)
         self.assertEqual(last(raw, "sessions", "backends"), 1)
 
+    def test_a_session_a_sample_saw_is_not_counted_again_however_late_its_end_is_counted(
+        self,
+    ) -> None:
+        opened = self.clock.seconds() + 1
+        self.clock.advance(1.001)
+        self.sessions.add(FakeSession(opened))
+        self.store.sample()  # 1 ms after it opened: counted here
+        self.sessions.clear()
+        # Its end is counted 2 ms after its record was made: by its duration alone it
+        # would look opened after the sample.
+        self.clock.advance(1)
+        event = session_event(duration_s=self.clock.seconds() - opened - 0.002)
+        self.store({**event, "opened_at": opened})
+        self.clock.advance(BUCKET_SECONDS)
+        self.assertEqual(sum(self.store.raw()["listeners"][0]["sessions"]), 1)
+
     def test_live_sessions_are_sampled_per_listener_and_backend_and_carried_on(self) -> None:
         self.sessions.update({FakeSession(0.0), FakeSession(0.0)})
         self.store.sample()
