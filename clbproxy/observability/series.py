@@ -189,14 +189,10 @@ class _Counted:
         """Count in ``bucket`` from now on (each series' ring moved forward to it)."""
         self.bucket = bucket
         self.slot = bucket % SLOTS
-        held = True
-        for series in self.series:
-            if series.slot(bucket) < 0:
-                held = False
-        if held:
+        kept = [series for series in self.series if series.slot(bucket) >= 0]
+        if len(kept) == len(self.series):
             self.requests, self.errors, self.latency = self._every
         else:
-            kept = [series for series in self.series if series.slot(bucket) >= 0]
             self.requests = tuple(series.requests for series in kept)
             self.errors = tuple(series.errors for series in kept)
             self.latency = tuple(series.latency for series in kept)
