@@ -24,6 +24,7 @@ from clbproxy.observability import accesslog
 from clbproxy.upstream.balancer import DRAIN, TargetGroup
 from clbproxy.upstream.health.view import BackendStatus, Health, IHealthView, all_backends
 from clbproxy.ws.closecodes import CloseReason
+from clbproxy.ws.livecount import SessionSet
 from clbproxy.ws.passthrough import is_relay_hop
 
 #: Recent errors kept per backend.
@@ -93,6 +94,31 @@ class ListenerState:
     def open_sessions(self) -> list:
         """Sessions whose client got its 101 and that have not ended."""
         return [s for s in list(self.sessions) if s.record.status == 101]
+
+    def open_count(self) -> int:
+        """How many :meth:`open_sessions` there are, without walking them when counted.
+
+        The status page asks every two seconds while someone watches it; with a
+        hundred thousand sessions a walk would hold the reactor for tens of
+        milliseconds each time.  A relay's :class:`~clbproxy.ws.livecount.SessionSet`
+        keeps the count.
+        """
+        sessions = self.sessions
+        if isinstance(sessions, SessionSet):
+            return sessions.open
+        return len(self.open_sessions())
+
+    def open_by_backend(self) -> dict[tuple[str, str], int]:
+        """Open sessions per ``(group, backend address)``, counted (see :meth:`open_count`)."""
+        sessions = self.sessions
+        if isinstance(sessions, SessionSet):
+            return {key: n for key, n in sessions.by_backend.items() if key[1] is not None}
+        counts: dict[tuple[str, str], int] = {}
+        for session in self.open_sessions():
+            if session.backend_config is not None:
+                key = (session.group.name, session.backend_config.address)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
 
 def count_connections(site, listener: ListenerState) -> None:
@@ -225,9 +251,7 @@ class LiveState:
         """Open WebSocket sessions per ``(group, backend address)``."""
         counts: collections.Counter = collections.Counter()
         for listener in self.listeners.values():
-            for session in listener.open_sessions():
-                if session.backend_config is not None:
-                    counts[(session.group.name, session.backend_config.address)] += 1
+            counts.update(listener.open_by_backend())
         return counts
 
     def health_by_backend(self) -> dict[tuple[str, str], BackendStatus]:
@@ -279,7 +303,7 @@ class LiveState:
                 "bind": listener.config.bind,
                 "connections": listener.connections_active(),
                 "connections_total": listener.connections_total,
-                "sessions": len(listener.open_sessions()),
+                "sessions": listener.open_count(),
                 "session_closes": listener.proxy_closes(),
                 "rate_throttles": listener.stats["websocket_rate_throttles"],
                 "http2": dict(zip(("connections", "streams"), listener.http2_active())),
