@@ -245,8 +245,13 @@ def backend_request_fields(
         if announced is not None:
             fields[b"Trailer"] = [announced]
     for name, values in client.getAllRawHeaders():
-        if client_header_passes(name.decode("latin-1"), skip, underscores=underscores, ours=drop):
-            fields[canonical_name(name)] = list(values)
+        text = name.decode("latin-1")
+        lower = text.lower()
+        if lower in skip or lower == "proxy" or lower.startswith("proxy-"):
+            continue  # hop-by-hop (client_header_passes' first rule, inline: every header)
+        if "_" in text and not client_header_passes(text, skip, underscores=underscores, ours=drop):
+            continue
+        fields[_CANONICAL.get(name) or canonical_name(name)] = list(values)
     channel = request.channel
     certificate = getattr(channel, "certificate_headers", None)  # a listener connection's
     if certificate is None:

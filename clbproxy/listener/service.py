@@ -168,15 +168,12 @@ class ListenerResource(Resource):
                 request.channel.persistent = False
             return render_error(request, 400, str(e))
         peer = getattr(request.getClientAddress(), "host", "") or ""
-        forwarded_for = [
-            value.decode("latin-1")
-            for value in request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])
-        ]
-        refusal = self._admission.check(
-            real_client_ip(peer, forwarded_for, settings.trusted),
-            rule,
-            websocket=upgrade,
-        )
+        claimed = request.requestHeaders.getRawHeaders(b"x-forwarded-for")
+        if claimed:
+            client = real_client_ip(peer, [v.decode("latin-1") for v in claimed], settings.trusted)
+        else:
+            client = peer  # real_client_ip's answer for an empty chain
+        refusal = self._admission.check(client, rule, websocket=upgrade)
         if refusal is not None:
             self._record(request, settings, rule)
             return self._refuse(request, refusal)
