@@ -230,10 +230,10 @@ class _Exchange:
                 self._framing = b"Content-Length: %d" % (streamed.length,)
             return
         client = request.requestHeaders
+        if not (client.hasHeader(b"content-length") or client.hasHeader(b"transfer-encoding")):
+            return  # (before ``content``: a listener request makes its buffer when asked)
         content = getattr(request, "content", None)
-        if content is None or not (
-            client.hasHeader(b"content-length") or client.hasHeader(b"transfer-encoding")
-        ):
+        if content is None:
             return
         content.seek(0)
         self._buffered = content.read()
