@@ -148,7 +148,8 @@ class ListenerResource(Resource):
             request.setHeader(b"Connection", b"close")
             request.channel.persistent = False
             return render_error(request, 400, "a WebSocket handshake has no body")
-        host = request.getHeader(b"host")
+        hosts = request.requestHeaders.getRawHeaders(b"host")  # getHeader's value, one call less
+        host = hosts[-1] if hosts else None
         host_text = host.decode("latin-1") if host else None
         target = request_target(request.uri.decode("latin-1"))
         try:

@@ -122,8 +122,10 @@ class RequestRecord:
     parent_id: Optional[str] = None
 
     def fields(self) -> dict[str, Any]:
-        # Every field is a plain value: no attrs.asdict walk (one request each).
-        return {"type": "http", **dict(zip(_REQUEST_NAMES, _request_values(self)))}
+        # Every field is a plain value: no attrs.asdict walk (one request each), one dict.
+        fields: dict[str, Any] = {"type": "http"}
+        fields.update(zip(_REQUEST_NAMES, _request_values(self)))
+        return fields
 
 
 @attrs.define
@@ -170,7 +172,9 @@ class SessionRecord:
     parent_id: Optional[str] = None
 
     def fields(self) -> dict[str, Any]:
-        return {"type": "websocket", **dict(zip(_SESSION_NAMES, _session_values(self)))}
+        fields: dict[str, Any] = {"type": "websocket"}
+        fields.update(zip(_SESSION_NAMES, _session_values(self)))
+        return fields
 
 
 _REQUEST_NAMES = tuple(a.name for a in attrs.fields(RequestRecord))
