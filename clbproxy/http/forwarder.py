@@ -125,6 +125,36 @@ class _Exchange:
     response (pausing it stops reading the backend).
     """
 
+    # What an exchange starts with, as class attributes: no store per request.
+    _target = b"/"
+    _backend: Optional[BackendConfig] = None
+    #: The current attempt's backend exchange (None until it is sent).
+    _upstream: Optional[UpstreamExchange] = None
+    _attempt = 0
+    #: The current attempt went out on a kept-alive connection.
+    _reused = False
+    _body: Optional[RequestBody] = None
+    _buffered: Optional[bytes] = None
+    #: The request head's framing line; None: the request has no body.
+    _framing: Optional[bytes] = None
+    _body_started = False
+    _body_timer: Optional[IDelayedCall] = None
+    _head: Optional[ResponseHead] = None
+    _hop: frozenset[str] = frozenset()
+    #: What picking reads of the request (None: the group's picking reads nothing).
+    _info: Optional[RequestInfo] = None
+    _lease: Optional[Lease] = None
+    #: A backend's status and headers were put on the client's response.
+    _committed = False
+    #: Response body bytes were written to the client.
+    _wrote = False
+    _producing = False
+    #: The client's response was finished or its connection aborted by us.
+    _done = False
+    #: The client's response headers before the backend's were put on it.
+    _own_headers = None
+    _client_gone = False
+
     def __init__(
         self,
         forwarder: HTTPForwarder,
@@ -139,35 +169,7 @@ class _Exchange:
         self._request = request
         self._group = group
         self._fields: Fields = {}
-        self._target = b"/"
         self._tried: List[BackendConfig] = []
-        self._backend: Optional[BackendConfig] = None
-        #: The current attempt's backend exchange (None until it is sent).
-        self._upstream: Optional[UpstreamExchange] = None
-        self._attempt = 0
-        #: The current attempt went out on a kept-alive connection.
-        self._reused = False
-        self._body: Optional[RequestBody] = None
-        self._buffered: Optional[bytes] = None
-        #: The request head's framing line; None: the request has no body.
-        self._framing: Optional[bytes] = None
-        self._body_started = False
-        self._body_timer: Optional[IDelayedCall] = None
-        self._head: Optional[ResponseHead] = None
-        self._hop: frozenset[str] = frozenset()
-        #: What picking reads of the request (None: the group's picking reads nothing).
-        self._info: Optional[RequestInfo] = None
-        self._lease: Optional[Lease] = None
-        #: A backend's status and headers were put on the client's response.
-        self._committed = False
-        #: Response body bytes were written to the client.
-        self._wrote = False
-        self._producing = False
-        #: The client's response was finished or its connection aborted by us.
-        self._done = False
-        #: The client's response headers before the backend's were put on it.
-        self._own_headers = None
-        self._client_gone = False
         self._record = record if record is not None else RequestRecord()
         self._record.group = group.name
         self._started = self._reactor.seconds()
@@ -228,10 +230,10 @@ class _Exchange:
                 self._framing = b"Content-Length: %d" % (streamed.length,)
             return
         client = request.requestHeaders
+        if not (client.hasHeader(b"content-length") or client.hasHeader(b"transfer-encoding")):
+            return  # (before ``content``: a listener request makes its buffer when asked)
         content = getattr(request, "content", None)
-        if content is None or not (
-            client.hasHeader(b"content-length") or client.hasHeader(b"transfer-encoding")
-        ):
+        if content is None:
             return
         content.seek(0)
         self._buffered = content.read()

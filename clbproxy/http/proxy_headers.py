@@ -70,6 +70,11 @@ def _last(headers, name: bytes) -> Optional[str]:
 _DEFAULT_HOP = hop_by_hop_names(())
 _DEFAULT_HOP_BYTES = frozenset(name.encode("latin-1") for name in _DEFAULT_HOP)
 
+#: Response header names never copied whatever the ``Connection`` header names: the
+#: default hop-by-hop names, ``Trailers``, ``Proxy`` (``Proxy-*`` too) and
+#: ``Content-Length`` (set from the response's framing).  One set lookup per header.
+_NEVER_COPIED = _DEFAULT_HOP_BYTES | {b"content-length", b"trailers", b"proxy"}
+
 
 @functools.lru_cache(maxsize=256)
 def _response_hop(connection: tuple[bytes, ...]) -> tuple[frozenset[str], frozenset[bytes]]:
@@ -240,8 +245,13 @@ def backend_request_fields(
         if announced is not None:
             fields[b"Trailer"] = [announced]
     for name, values in client.getAllRawHeaders():
-        if client_header_passes(name.decode("latin-1"), skip, underscores=underscores, ours=drop):
-            fields[canonical_name(name)] = list(values)
+        text = name.decode("latin-1")
+        lower = text.lower()
+        if lower in skip or lower == "proxy" or lower.startswith("proxy-"):
+            continue  # hop-by-hop (client_header_passes' first rule, inline: every header)
+        if "_" in text and not client_header_passes(text, skip, underscores=underscores, ours=drop):
+            continue
+        fields[_CANONICAL.get(name) or canonical_name(name)] = list(values)
     channel = request.channel
     certificate = getattr(channel, "certificate_headers", None)  # a listener connection's
     if certificate is None:
@@ -431,28 +441,27 @@ def copy_response_headers(head: ResponseHead, request: Request) -> frozenset[str
     # The backend's own Server header, or none: not the proxy's.
     headers.removeHeader(b"server")
     hop = _DEFAULT_HOP
-    dropped = _DEFAULT_HOP_BYTES
     kept: List[tuple[bytes, bytes]] = []
     lengths: List[bytes] = []
     announced: List[bytes] = []
-    connection = [value for name, value in head.headers if name.lower() == b"connection"]
-    if connection:
-        hop, dropped = _response_hop(tuple(connection))
+    connection: List[bytes] = []
     for name, value in head.headers:
         lower = name.lower()
-        if lower == b"content-length":
-            lengths.append(value)
+        if lower in _NEVER_COPIED:
+            if lower == b"content-length":
+                lengths.append(value)
+            elif lower == b"trailer":
+                announced.append(value)
+            elif lower == b"connection":
+                connection.append(value)
             continue
-        if lower == b"trailer":
-            announced.append(value)
-        if (
-            lower in dropped
-            or lower == b"trailers"
-            or lower == b"proxy"
-            or lower.startswith(b"proxy-")
-        ):
+        if lower.startswith(b"proxy-"):
             continue  # hop-by-hop (is_hop_by_hop, on the names' bytes: they are tokens)
         kept.append((name, value))
+    if connection:
+        hop, dropped = _response_hop(tuple(connection))
+        if len(dropped) != len(_DEFAULT_HOP_BYTES):  # it names more than the default
+            kept = [(name, value) for name, value in kept if name.lower() not in dropped]
     if type(headers) is FieldHeaders:
         headers.set_grouped(kept)
     else:

@@ -117,34 +117,36 @@ class ListenerConnection(Protocol):
     stats: Optional[LimitStats] = None
     backend: Optional[str] = None
 
+    # What a connection starts with, as class attributes: no store per connection.
+    persistent = True
+    draining = False
+    _parser = None
+    _clock = None
+    _handling = False
+    _rejected = False
+    _discarding = False
+    _lost = False
+    _waiting_for_transport = False
+    _paused_reading = False
+    _network = None
+    _request_producer = None
+    _request_producer_streaming = None
+    _idle_timer: Optional[Deadline] = None
+    _idle_timeout: Optional[float] = None
+    _last_read = 0.0
+    _header_timer: Optional[Deadline] = None
+    _header_deadline: Optional[float] = None
+    _abort_call = None
+    _between_requests = False
+    _received_any = False
+    _peer = None
+    _host = None
+    #: The TCP connection responses are sent on at once (None: TLS, or not TCP).
+    _direct: Optional[tcp.Connection] = None
+    _certificate_headers: Optional[list] = None
+
     def __init__(self) -> None:
         self.requests: List[ListenerRequest] = []
-        self.persistent = True
-        self.draining = False
-        self._parser = None
-        self._clock = None
-        self._handling = False
-        self._rejected = False
-        self._discarding = False
-        self._lost = False
-        self._waiting_for_transport = False
-        self._paused_reading = False
-        self._network = None
-        self._request_producer = None
-        self._request_producer_streaming = None
-        self._idle_timer: Optional[Deadline] = None
-        self._idle_timeout: Optional[float] = None
-        self._last_read = 0.0
-        self._header_timer: Optional[Deadline] = None
-        self._header_deadline: Optional[float] = None
-        self._abort_call = None
-        self._between_requests = False
-        self._received_any = False
-        self._peer = None
-        self._host = None
-        #: The TCP connection responses are sent on at once (None: TLS, or not TCP).
-        self._direct: Optional[tcp.Connection] = None
-        self._certificate_headers: Optional[list] = None
 
     # -- the connection --------------------------------------------------------------------
 

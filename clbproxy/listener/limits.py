@@ -652,7 +652,7 @@ class ConnectionLimiter(StreamCounting, WrappingFactory):
                 "listener max_connections {limit} reached: accepting paused",
                 limit=self.max_connections,
             )
-        self.gate.opened()
+        self._gate_moved(+1)
 
     def admit(self, p: ProxiedConnection) -> bool:
         """Count ``p`` against the address its PROXY header named; False when that
@@ -691,7 +691,7 @@ class ConnectionLimiter(StreamCounting, WrappingFactory):
         super().unregisterProtocol(p)
         if p.counted_ip:
             self._uncount_ip(p.client_ip)
-        self.gate.closed()
+        self._gate_moved(-1)
 
     def _uncount_ip(self, client: str) -> None:
         count = self._per_ip.get(client, 1) - 1

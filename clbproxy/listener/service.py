@@ -148,7 +148,8 @@ class ListenerResource(Resource):
             request.setHeader(b"Connection", b"close")
             request.channel.persistent = False
             return render_error(request, 400, "a WebSocket handshake has no body")
-        host = request.getHeader(b"host")
+        hosts = request.requestHeaders.getRawHeaders(b"host")  # getHeader's value, one call less
+        host = hosts[-1] if hosts else None
         host_text = host.decode("latin-1") if host else None
         target = request_target(request.uri.decode("latin-1"))
         try:
@@ -168,15 +169,12 @@ class ListenerResource(Resource):
                 request.channel.persistent = False
             return render_error(request, 400, str(e))
         peer = getattr(request.getClientAddress(), "host", "") or ""
-        forwarded_for = [
-            value.decode("latin-1")
-            for value in request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])
-        ]
-        refusal = self._admission.check(
-            real_client_ip(peer, forwarded_for, settings.trusted),
-            rule,
-            websocket=upgrade,
-        )
+        claimed = request.requestHeaders.getRawHeaders(b"x-forwarded-for")
+        if claimed:
+            client = real_client_ip(peer, [v.decode("latin-1") for v in claimed], settings.trusted)
+        else:
+            client = peer  # real_client_ip's answer for an empty chain
+        refusal = self._admission.check(client, rule, websocket=upgrade)
         if refusal is not None:
             self._record(request, settings, rule)
             return self._refuse(request, refusal)

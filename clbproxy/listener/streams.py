@@ -88,8 +88,9 @@ class StreamCounting:
 
     def _gate_moved(self, step: int) -> None:
         """The global count moves by ``step``: every listener looks whether to pause or
-        resume accepting only when that crosses a limit (a stream is a request, and
-        looking at every listener for each would cost each request that much)."""
+        resume accepting only when that crosses a limit (a stream is a request, a
+        connection a handshake, and looking at every listener for each would cost each
+        that much); this listener looks when it has a ``max_connections`` of its own."""
         gate = self.gate
         limit = gate.limit
         crossing = limit and (gate.count + step >= limit or gate.count >= limit)

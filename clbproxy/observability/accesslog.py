@@ -122,8 +122,10 @@ class RequestRecord:
     parent_id: Optional[str] = None
 
     def fields(self) -> dict[str, Any]:
-        # Every field is a plain value: no attrs.asdict walk (one request each).
-        return {"type": "http", **dict(zip(_REQUEST_NAMES, _request_values(self)))}
+        # Every field is a plain value: no attrs.asdict walk (one request each), one dict.
+        fields: dict[str, Any] = {"type": "http"}
+        fields.update(zip(_REQUEST_NAMES, _request_values(self)))
+        return fields
 
 
 @attrs.define
@@ -170,7 +172,9 @@ class SessionRecord:
     parent_id: Optional[str] = None
 
     def fields(self) -> dict[str, Any]:
-        return {"type": "websocket", **dict(zip(_SESSION_NAMES, _session_values(self)))}
+        fields: dict[str, Any] = {"type": "websocket"}
+        fields.update(zip(_SESSION_NAMES, _session_values(self)))
+        return fields
 
 
 _REQUEST_NAMES = tuple(a.name for a in attrs.fields(RequestRecord))
@@ -241,23 +245,27 @@ def request_record(
     (nginx's "client closed request").
     """
     started = reactor.seconds()
-    headers = request.requestHeaders
-
-    def text(name: bytes) -> Optional[str]:
-        values = headers.getRawHeaders(name)
-        return printable(values[-1].decode("latin-1")) if values else None
-
+    get = request.requestHeaders.getRawHeaders
+    # Each header's last value, as text; looked up once each, no call for one not sent.
+    host, referer, agent, claimed = (
+        get(b"host"),
+        get(b"referer"),
+        get(b"user-agent"),
+        get(b"x-forwarded-for"),
+    )
     peer = getattr(request.getClientAddress(), "host", None) or "-"
-    forwarded = [v.decode("latin-1") for v in headers.getRawHeaders(b"x-forwarded-for", [])]
     record = RequestRecord(
         listener=listener,
-        client=real_client_ip(peer, forwarded, trusted),
+        # Without X-Forwarded-For, the peer (real_client_ip's answer for an empty chain).
+        client=real_client_ip(peer, [v.decode("latin-1") for v in claimed], trusted)
+        if claimed
+        else peer,
         method=printable(request.method.decode("latin-1")),
         path=printable(request.uri.decode("latin-1")),
         protocol=printable(request.clientproto.decode("latin-1")),
-        host=text(b"host"),
-        referer=text(b"referer"),
-        user_agent=text(b"user-agent"),
+        host=printable(host[-1].decode("latin-1")) if host else None,
+        referer=printable(referer[-1].decode("latin-1")) if referer else None,
+        user_agent=printable(agent[-1].decode("latin-1")) if agent else None,
         rule=rule_label(rule.host, rule.path) if rule is not None else None,
         request_id=getattr(request, "request_id", None),
     )

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.logger import Logger
 
 from clbproxy.http.forwarded import real_client_ip
 from clbproxy.net.transports import peer_ip
 from clbproxy.observability import accesslog
 from clbproxy.routing.settings import ListenerSettings
+from clbproxy.util.leanlog import LeanLogger
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import (
     CloseAction,
@@ -31,7 +31,7 @@ from clbproxy.ws.handshake import request_target
 from clbproxy.ws.handshake_stage import refuse
 from clbproxy.ws.hops import CONNECTING, OPEN, read_again
 
-log = Logger()
+log = LeanLogger()  # info lines per session: see clbproxy.util.leanlog
 
 
 class Closing:

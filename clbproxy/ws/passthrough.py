@@ -32,7 +32,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
@@ -55,6 +54,7 @@ from clbproxy.observability import accesslog
 from clbproxy.routing.actions import rewrite_target
 from clbproxy.upstream.balancer import RequestInfo
 from clbproxy.util.delays import DelayQueue, delay_queue
+from clbproxy.util.leanlog import LeanLogger
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import INTERNAL_ERROR, HopEnd, HopEvent, Side
 from clbproxy.ws.closing import refusal_record
@@ -75,7 +75,7 @@ from clbproxy.ws.upgrade import (
     check_extended_connect,
 )
 
-log = Logger()
+log = LeanLogger()  # info lines per session: see clbproxy.util.leanlog
 
 CONNECTING = WebSocketProtocol.STATE_CONNECTING
 CLOSED = WebSocketProtocol.STATE_CLOSED
