@@ -174,6 +174,8 @@ class _Exchange:
         request_id = getattr(request, "request_id", None)
         #: ``(header, ID)`` of the request, None when IDs are off.
         self._request_id = None if request_id is None else (forwarder.id_header, request_id)
+        #: The ID as sent to the backend and echoed to the client (encoded once).
+        self._id_value = None if request_id is None else [request_id.encode("ascii")]
 
     def start(self) -> None:
         on_lost = getattr(self._request, "on_lost", None)
@@ -379,8 +381,7 @@ class _Exchange:
             headers = request.responseHeaders
             if self._request_id is not None:
                 # The client is told the ID the backend was sent, whatever it answers.
-                name, value = self._request_id
-                headers.setRawHeaders(name, [value.encode("ascii")])
+                headers.setRawHeaders(self._request_id[0], self._id_value)
             for name, value in self._group.persistence_headers(self._info, backend):
                 headers.addRawHeader(name, value)
             if self._forwarder.via:

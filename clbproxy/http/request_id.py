@@ -86,9 +86,17 @@ def new_request_id() -> str:
 
     A slice of :class:`_RandomHex`'s buffer (about 0.2 µs a call;
     ``os.urandom(16).hex()`` 0.4 µs, ``secrets.token_hex`` 0.45 µs,
-    ``uuid4().hex`` 1.7 µs).
+    ``uuid4().hex`` 1.7 µs), taken here as :meth:`_RandomHex.take` does (one
+    call less per request).
     """
-    return _random_hex.take()
+    buffer = _random_hex
+    start = buffer._next
+    end = start + 32
+    if end > len(buffer._digits):
+        buffer._digits = os.urandom(16 * IDS_PER_READ).hex()
+        start, end = 0, 32
+    buffer._next = end
+    return buffer._digits[start:end]
 
 
 def well_formed(value: bytes) -> bool:
