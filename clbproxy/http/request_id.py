@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import attrs
 
+from clbproxy.http.field_headers import field_key
 from clbproxy.http.forwarded import TrustedProxies
 
 #: The longest ID kept from a request.
@@ -119,10 +120,14 @@ class RequestIds:
     key: bytes = attrs.field(init=False)
     #: The header's name as bytes, as it is written.
     raw_name: bytes = attrs.field(init=False)
+    #: The header's key in :class:`~clbproxy.http.field_headers.FieldHeaders`
+    #: (``get_field``/``set_field``), worked out once.
+    field: bytes = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "key", self.name.lower().encode("latin-1"))
         object.__setattr__(self, "raw_name", self.name.encode("latin-1"))
+        object.__setattr__(self, "field", field_key(self.raw_name) if self.name else b"")
 
     @property
     def enabled(self) -> bool:
