@@ -621,7 +621,8 @@ class HTTPForwarder:
         self.via = via
         #: The listener's ``request_id_header``, the name requests' IDs are sent under.
         self.id_header = id_header
-        #: Its key in the response's :class:`FieldHeaders` (set with ``id_header``).
+        #: Its key in the response's :class:`~clbproxy.http.field_headers.FieldHeaders`
+        #: (set with ``id_header``).
         self.id_field = field_key(id_header) if id_header else b""
         #: The listener's ``underscores_in_headers``.
         self.underscores = underscores
