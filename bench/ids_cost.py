@@ -9,7 +9,8 @@ over in-memory transports (``tests.support.transports.Connection`` on a
 ``MemoryReactorClock``), with the bench's configuration (``bench/ab_cpu.py``'s),
 once per row: ``on`` (as shipped), ``ids`` (request IDs only), ``series`` (the
 series only) and ``off`` (``request_id_header = ""`` and the series off, as
-``bench/series_off`` makes them).  ``http`` is keep-alive GETs on one
+``bench/series_off`` makes them); a name again with a digit (``on2``) is one more
+proxy of that kind, for an A/A pair.  ``http`` is keep-alive GETs on one
 connection, ``handshake`` a WebSocket session through the pass-through
 (upgrade, 101, one 64 B message each way, close), as ``load.js handshake``.
 
@@ -274,7 +275,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=15)
     args = parser.parse_args()
     kind = KeepAlive if args.mode == "http" else Handshakes
-    proxies = {name: kind(*ROWS[name]) for name in args.rows.split(",")}
+    # A row named again with a digit (``on2``) is another proxy of that kind: an A/A pair.
+    proxies = {name: kind(*ROWS[name.rstrip("0123456789")]) for name in args.rows.split(",")}
     for proxy in proxies.values():
         proxy.run(max(50, args.n // 10))  # warm: pools, caches, the ID buffer
     if args.measure == "time":

@@ -14,7 +14,7 @@ take Twisted's own path.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from twisted.web.http_headers import Headers
 
@@ -122,6 +122,26 @@ class FieldHeaders(Headers):
             values = self._rawHeaders.get(_KEYS.get(name) or _key(name))
             return values if values else default
         return Headers.getRawHeaders(self, name, default)
+
+    def get_field(self, key: bytes) -> Optional[List[bytes]]:
+        """``getRawHeaders(name)`` for ``key = field_key(name)``: one lookup, no name to spell.
+
+        For a name read on every request (the request-ID header), spelled once.
+        """
+        return self._rawHeaders.get(key) or None
+
+    def set_field(self, key: bytes, value: bytes) -> None:
+        """``setRawHeaders(name, [value])`` for ``key = field_key(name)``.
+
+        ``value`` must hold no CR or LF (nothing is folded): the request-ID
+        header, whose value is well formed (:mod:`clbproxy.http.request_id`).
+        """
+        self._rawHeaders[key] = [value]
+
+
+def field_key(name: bytes) -> bytes:
+    """The key :class:`FieldHeaders` keeps ``name`` under (``get_field``, ``set_field``)."""
+    return _KEYS.get(name) or _key(name)
 
 
 def _grouped(pairs: Iterable[Tuple[bytes, bytes]]) -> Dict[bytes, list]:

@@ -52,6 +52,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from clbproxy.config import BackendConfig, RuleConfig, TargetGroupConfig
+from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.forwarded import TrustedProxies
 from clbproxy.http.parse_rules import Field
 from clbproxy.http.parsing import ResponseHead
@@ -176,6 +177,8 @@ class _Exchange:
         request_id = getattr(request, "request_id", None)
         #: ``(header, ID)`` of the request, None when IDs are off.
         self._request_id = None if request_id is None else (forwarder.id_header, request_id)
+        #: The ID as echoed to the client.
+        self._id_value = None if request_id is None else request_id.encode("ascii")
 
     def start(self) -> None:
         on_lost = getattr(self._request, "on_lost", None)
@@ -381,8 +384,10 @@ class _Exchange:
             headers = request.responseHeaders
             if self._request_id is not None:
                 # The client is told the ID the backend was sent, whatever it answers.
-                name, value = self._request_id
-                headers.setRawHeaders(name, [value.encode("ascii")])
+                if type(headers) is FieldHeaders:
+                    headers.set_field(self._forwarder.id_field, self._id_value)
+                else:
+                    headers.setRawHeaders(self._request_id[0], [self._id_value])
             for name, value in self._group.persistence_headers(self._info, backend):
                 headers.addRawHeader(name, value)
             if self._forwarder.via:
@@ -618,6 +623,9 @@ class HTTPForwarder:
         self.via = via
         #: The listener's ``request_id_header``, the name requests' IDs are sent under.
         self.id_header = id_header
+        #: Its key in the response's :class:`~clbproxy.http.field_headers.FieldHeaders`
+        #: (set with ``id_header``).
+        self.id_field = field_key(id_header) if id_header else b""
         #: The listener's ``underscores_in_headers``.
         self.underscores = underscores
         self.scheme = scheme

@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import attrs
 
+from clbproxy.http.field_headers import field_key
 from clbproxy.http.forwarded import TrustedProxies
 
 #: The longest ID kept from a request.
@@ -86,9 +87,17 @@ def new_request_id() -> str:
 
     A slice of :class:`_RandomHex`'s buffer (about 0.2 µs a call;
     ``os.urandom(16).hex()`` 0.4 µs, ``secrets.token_hex`` 0.45 µs,
-    ``uuid4().hex`` 1.7 µs).
+    ``uuid4().hex`` 1.7 µs), taken here as :meth:`_RandomHex.take` does (one
+    call less per request).
     """
-    return _random_hex.take()
+    buffer = _random_hex
+    start = buffer._next
+    end = start + 32
+    if end > len(buffer._digits):
+        buffer._digits = os.urandom(16 * IDS_PER_READ).hex()
+        start, end = 0, 32
+    buffer._next = end
+    return buffer._digits[start:end]
 
 
 def well_formed(value: bytes) -> bool:
@@ -111,10 +120,14 @@ class RequestIds:
     key: bytes = attrs.field(init=False)
     #: The header's name as bytes, as it is written.
     raw_name: bytes = attrs.field(init=False)
+    #: The header's key in :class:`~clbproxy.http.field_headers.FieldHeaders`
+    #: (``get_field``/``set_field``), worked out once.
+    field: bytes = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "key", self.name.lower().encode("latin-1"))
         object.__setattr__(self, "raw_name", self.name.encode("latin-1"))
+        object.__setattr__(self, "field", field_key(self.raw_name) if self.name else b"")
 
     @property
     def enabled(self) -> bool:

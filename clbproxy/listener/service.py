@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from clbproxy.config import FixedResponseConfig, ListenerConfig
+from clbproxy.http.field_headers import FieldHeaders
 from clbproxy.http.forwarded import real_client_ip
 from clbproxy.http.forwarder import HTTPForwarder, render_error
 from clbproxy.http.redirect import RedirectToHTTPS, local_host, redirect_host
@@ -88,14 +89,21 @@ def identify(request: Request, settings: ListenerSettings) -> None:
     policy = settings.request_ids
     headers = request.requestHeaders
     if policy.name:
-        received = headers.getRawHeaders(policy.key)
+        if type(headers) is FieldHeaders:  # a listener's request: the name spelled once
+            received = headers.get_field(policy.field)
+        else:
+            received = headers.getRawHeaders(policy.key)
         if received is None:
             request_id = new_request_id()  # nothing to weigh: no ID was sent
         else:
             peer = getattr(request.getClientAddress(), "host", None) or ""
             request_id = policy.choose(received, peer)
         request.request_id = request_id
-        request.responseHeaders.setRawHeaders(policy.raw_name, [request_id.encode("ascii")])
+        response = request.responseHeaders
+        if type(response) is FieldHeaders:
+            response.set_field(policy.field, request_id.encode("ascii"))
+        else:
+            response.setRawHeaders(policy.raw_name, [request_id.encode("ascii")])
     request.trace = trace_context(headers.getRawHeaders(b"traceparent"), settings.trace)
 
 
@@ -338,6 +346,7 @@ class ListenerService(StreamServerEndpointService):
         self._forwarder.via = listener.via
         self._forwarder.underscores = listener.underscores_in_headers
         self._forwarder.id_header = settings.request_ids.raw_name
+        self._forwarder.id_field = settings.request_ids.field
         self._forwarder.scheme = settings.scheme
         self._forwarder.keep_groups(groups)
         if listener.tls is None:

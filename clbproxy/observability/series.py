@@ -6,9 +6,12 @@ sessions, errors, live sessions, and a latency histogram per bucket), so its
 memory is the same after one request or a billion.  :class:`SeriesStore`
 observes the access events (as :class:`~clbproxy.observability.metrics.Metrics`
 does) and counts each one in O(1): the bucket is the clock's time divided by
-:data:`BUCKET_SECONDS`, and a series clears the buckets it skipped only when a
-new one starts.  :meth:`SeriesStore.sample` (every bucket, and before each
-answer of the API) reads the live sessions from
+:data:`BUCKET_SECONDS`; the events of the bucket being filled are added up in
+plain integers per listener and backend, which go into the arrays once, when
+the bucket ends or before the series are read (a sample, the API), and a series
+clears the buckets it skipped only when a new one starts.
+:meth:`SeriesStore.sample` (every bucket, and before each answer of the API)
+reads the live sessions from
 :class:`~clbproxy.observability.livestate.LiveState`: the counts each relay's
 :class:`~clbproxy.ws.livecount.SessionSet` keeps as sessions open and end, and
 the sessions opened since the last sample, never every live session.
@@ -160,42 +163,48 @@ def bucket_of(seconds: float) -> int:
     return int(seconds // BUCKET_SECONDS)
 
 
-class _Counted:
-    """The series an access event's ``(listener, group, backend)`` counts in.
+class _Pending:
+    """The counts of one access event key ``(listener, group, backend)`` not yet in the arrays.
 
-    For the HTTP requests of one bucket (``bucket``, in slot ``slot``), the
-    arrays of its series: :meth:`move` moves their rings forward once a
-    bucket, not once per request.  Nothing is allocated per bucket (the
-    memory stays constant), except when the clock went back by a whole window
-    for some of the series: the arrays are then those of the series that
-    still hold that bucket.  :meth:`SeriesStore.sample` drops every
-    ``_Counted`` each bucket.
+    They all belong to the bucket being filled (:class:`SeriesStore`'s
+    window): a request adds one to plain integers and one latency cell of a
+    list, and :meth:`fold` adds them to the arrays of its ``series`` (the
+    listener's and the backend's) once, when that bucket ends or before the
+    series are read.  Each series' ring is moved forward once a bucket, not once
+    per request, and a request costs the same with one series or two.
     """
 
-    __slots__ = ("series", "bucket", "slot", "requests", "errors", "latency", "_every")
+    __slots__ = ("series", "requests", "errors", "sessions", "latency")
 
     def __init__(self, series: tuple[Series, ...]) -> None:
         self.series = series
-        self.bucket = -1
-        self.slot = 0
-        self._every = (
-            tuple(one.requests for one in series),
-            tuple(one.errors for one in series),
-            tuple(one.latency for one in series),
-        )
-        self.requests, self.errors, self.latency = self._every
+        self.requests = 0
+        self.errors = 0
+        self.sessions = 0
+        #: Responses per latency bucket (a list: its cells are bumped in place).
+        self.latency = [0] * LATENCY_BUCKETS
 
-    def move(self, bucket: int) -> None:
-        """Count in ``bucket`` from now on (each series' ring moved forward to it)."""
-        self.bucket = bucket
-        self.slot = bucket % SLOTS
-        kept = [series for series in self.series if series.slot(bucket) >= 0]
-        if len(kept) == len(self.series):
-            self.requests, self.errors, self.latency = self._every
-        else:
-            self.requests = tuple(series.requests for series in kept)
-            self.errors = tuple(series.errors for series in kept)
-            self.latency = tuple(series.latency for series in kept)
+    def fold(self, bucket: int) -> None:
+        """Add the counts to each series' slot of ``bucket`` (unless too old); zero them."""
+        requests, errors, sessions = self.requests, self.errors, self.sessions
+        if not (requests or sessions):
+            return
+        cells = [(i, c) for i, c in enumerate(self.latency) if c]
+        for series in self.series:
+            slot = series.slot(bucket)
+            if slot < 0:
+                continue
+            series.requests[slot] += requests
+            series.errors[slot] += errors
+            series.sessions[slot] += sessions
+            latency = series.latency
+            start = slot * LATENCY_BUCKETS
+            for index, count in cells:
+                latency[start + index] += count
+        self.requests = self.errors = self.sessions = 0
+        latency = self.latency
+        for index, _ in cells:
+            latency[index] = 0
 
 
 @implementer(ILogObserver)
@@ -213,10 +222,14 @@ class SeriesStore:
         self.listeners: dict[str, Series] = {}
         #: By group, then backend address (no tuple made per event).
         self.backends: dict[Optional[str], dict[str, Series]] = {}
-        #: The listener's series and the backend's (if any) by an event's
-        #: ``(listener, group, backend)``: one lookup per event.  Emptied by
-        #: every :meth:`sample`, so it holds only the keys of the last five seconds.
-        self._pairs: dict[tuple, tuple[Series, ...]] = {}
+        #: The counts not yet in the arrays by an event's ``(listener, group,
+        #: backend)``: one lookup per event.  Emptied by every :meth:`sample`, so
+        #: it holds only the keys of the last five seconds.
+        self._pending: dict[tuple, _Pending] = {}
+        #: The bucket the pending counts are of, and its time span [start, end).
+        self._bucket = -1
+        self._start: float = 0
+        self._end: float = 0
         self._sampled = clock.seconds()
 
     def listener(self, name: str, bucket: int) -> Series:
@@ -238,48 +251,52 @@ class SeriesStore:
         if event.get("log_namespace") == accesslog.NAMESPACE and "type" in event:
             self.count(event)
 
-    def _pair(self, key: tuple) -> _Counted:
+    def _pend(self, key: tuple) -> _Pending:
         listener_name, group, address = key
-        bucket = int(self.clock.seconds() // BUCKET_SECONDS)
+        bucket = self._bucket
         listener = self.listener(listener_name or "-", bucket)
         if address is None:
             pair: tuple[Series, ...] = (listener,)
         else:
             pair = (listener, self.backend(group, address, bucket))
-        counted = self._pairs[key] = _Counted(pair)
-        return counted
+        pending = self._pending[key] = _Pending(pair)
+        return pending
+
+    def _turn(self, now: float) -> None:
+        """Put every pending count in the arrays; count in the bucket of ``now`` from then on."""
+        self.fold()
+        bucket = self._bucket = int(now // BUCKET_SECONDS)
+        self._start = bucket * BUCKET_SECONDS
+        self._end = self._start + BUCKET_SECONDS
+
+    def fold(self) -> None:
+        """Put the pending counts in the series' arrays (each series then holds every event)."""
+        bucket = self._bucket
+        for pending in self._pending.values():
+            pending.fold(bucket)
 
     def count(self, event: dict) -> None:
         """Count one access event (what calling this object does, without the namespace check).
 
-        An HTTP request (the hot path: one per request) is counted in its
-        listener's and backend's series through the arrays :class:`_Counted`
-        keeps for the bucket being filled, as :meth:`Series.count` would.
+        An HTTP request or a refused WebSocket handshake (the hot path: one per
+        request) adds one to its key's :class:`_Pending` counts, which the
+        arrays of its listener's and backend's series get when the bucket
+        ends (or before they are read): each event lands in its own bucket, as
+        :meth:`Series.count` would count it.
         """
         now = self.clock.seconds()
-        bucket = int(now // BUCKET_SECONDS)
+        if not self._start <= now < self._end:
+            self._turn(now)  # a new bucket (or the clock went back)
         key = (event.get("listener"), event.get("group"), event.get("backend"))
-        counted = self._pairs.get(key) or self._pair(key)
+        pending = self._pending.get(key) or self._pend(key)
         status = event.get("status") or 0
-        if event["type"] == "http":
-            if counted.bucket != bucket:
-                counted.move(bucket)
-            slot = counted.slot
-            for requests in counted.requests:
-                requests[slot] += 1
+        if status != 101 or event["type"] == "http":
+            pending.requests += 1
             if status >= ERROR_STATUS:
-                for errors in counted.errors:
-                    errors[slot] += 1
-            response_ms = event.get("response_ms")
+                pending.errors += 1
+            response_ms = event.get("response_ms")  # a session event has none
             if response_ms is not None:
-                cell = slot * LATENCY_BUCKETS + bisect_left(LATENCY_BOUNDS_MS, response_ms)
-                for latency in counted.latency:
-                    latency[cell] += 1
-            return
-        pair = counted.series
-        if status != 101:
-            for series in pair:
-                series.count(bucket, status, None)
+                pending.latency[bisect_left(LATENCY_BOUNDS_MS, response_ms)] += 1
             return
         # When it opened: exactly, as the sample compared it (``opened_at``); from its
         # duration for an event without it.
@@ -288,9 +305,12 @@ class SeriesStore:
             opened = now - (event.get("duration_s") or 0.0)
         if opened >= self._sampled:
             # No sample saw it open: count it now, in the bucket it opened in.
-            opened_bucket = int(opened // BUCKET_SECONDS)
-            for series in pair:
-                series.opened(opened_bucket)
+            if self._start <= opened < self._end:
+                pending.sessions += 1
+            else:
+                opened_bucket = int(opened // BUCKET_SECONDS)
+                for series in pending.series:
+                    series.opened(opened_bucket)
 
     def sample(self) -> None:
         """Read the live sessions; count the sessions opened since the last sample.
@@ -303,7 +323,8 @@ class SeriesStore:
         now = self.clock.seconds()
         bucket = int(now // BUCKET_SECONDS)
         since, self._sampled = self._sampled, now
-        self._pairs.clear()
+        self.fold()
+        self._pending.clear()
         live = self.live
         if live is None:
             return
@@ -365,6 +386,7 @@ class SeriesStore:
 
     def raw(self) -> dict[str, Any]:
         """Every series' complete buckets as counts (what a worker gives the supervisor)."""
+        self.fold()
         last = bucket_of(self.clock.seconds()) - 1
         return {
             "bucket_seconds": BUCKET_SECONDS,

@@ -1,9 +1,10 @@
 """Tests for :class:`clbproxy.observability.series.SeriesStore`'s per-request counting.
 
-An HTTP request is counted through the arrays kept for the bucket being
-filled: each request still lands in its own five-second bucket, in its
-listener's and its backend's series, however the buckets change between
-requests of one listener and backend.
+An HTTP request is counted in plain integers for the bucket being filled,
+which reach the arrays when it ends or before they are read: each request
+still lands in its own five-second bucket, in its listener's and its
+backend's series, however the buckets change between requests of one
+listener and backend.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class CountingTests(unittest.TestCase):
         # its bucket +5 is gone, and bucket +10 is older than its window
         self.clock.rightNow = start + 10 * BUCKET_SECONDS  # the wall clock went back
         self.store(http_event())
+        self.store.fold()  # the arrays are read directly: the pending counts first
         listener = self.store.listeners["web"]
         backend = self.store.backends["pool"]["127.0.0.1:8181"]
         self.assertEqual((sum(listener.requests), sum(backend.requests)), (1, 2))
