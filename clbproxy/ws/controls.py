@@ -108,6 +108,32 @@ class TokenBucket:
         return 0.0 if tokens >= 0 else -tokens / self.rate
 
 
+class CalmRecord:
+    """What a read under its limits touches: the calm bounds and the record of the last calm read.
+
+    A :class:`RateLimiter` keeps them on its hop when the hop is one (the fast
+    path's :class:`~clbproxy.ws.fastpath.Hop` is): the read already touches the
+    hop's memory, so a calm read touches no object of the limiter's, whose
+    memory is cold again by each session's next read.  An Autobahn hop charges
+    through :meth:`RateLimiter.received`, on a record of the limiter's own.
+
+    ``rate_at``: when the last calm read was (INF: the next read is charged in
+    full); ``rate_gap``, ``rate_calm_octets``, ``rate_calm_messages``: what a
+    read may be to be calm (see :func:`calm_bounds`); ``rate_last_octets``
+    (None: no calm read since the last full charge), ``rate_last_messages``:
+    what the last calm read took.
+    """
+
+    __slots__ = (
+        "rate_at",
+        "rate_gap",
+        "rate_calm_octets",
+        "rate_calm_messages",
+        "rate_last_octets",
+        "rate_last_messages",
+    )
+
+
 class IControlsOwner(Interface):
     """What a session's controls act on: the session."""
 
@@ -130,20 +156,18 @@ class RateLimiter:
     their burst since (nothing can remain of what earlier reads took), and this
     read takes at most ``calm_octets`` bytes and ``calm_messages`` messages, so
     it leaves them nearly full.  A calm read only records what it took and when
-    (``last_octets``, ``last_messages``, ``at``); the buckets are brought up to
-    date from that record when a read is not calm, which is then charged as
-    :meth:`TokenBucket.take` would (same arithmetic, same read passing a
-    limit).  The fast path does the calm check inline (see :meth:`charge`).
+    (in ``record``, a :class:`CalmRecord`: the hop when it is one); the
+    buckets are brought up to date from that record when a read is not calm,
+    which is then charged as :meth:`TokenBucket.take` would (same arithmetic,
+    same read passing a limit).  The fast path does the calm check inline, on
+    the hop's own slots (see :meth:`charge`).
     """
 
-    # What a calm read touches first: together, in the object's first bytes.
     __slots__ = (
-        "at",
         "gap",
         "calm_octets",
         "calm_messages",
-        "last_octets",
-        "last_messages",
+        "record",
         "_clock",
         "side",
         "messages",
@@ -169,6 +193,7 @@ class RateLimiter:
         close: bool,
         count: Callable[[str], None] = lambda name: None,
         seen: int = 0,
+        record: Optional[CalmRecord] = None,
     ) -> None:
         self._clock = clock
         self.side = side
@@ -185,12 +210,15 @@ class RateLimiter:
             (messages.rate, messages.burst) if messages is not None else None,
             (octets.rate, octets.burst) if octets is not None else None,
         )
-        #: When the last calm read was (buckets full at creation count as one); INF:
-        #: the next read must be charged in full.
-        self.at = clock.seconds()
-        #: What the calm reads since the last full charge took; None: none since.
-        self.last_octets: Optional[int] = None
-        self.last_messages = 0
+        #: Where calm reads are recorded (see :class:`CalmRecord`).
+        self.record = record = CalmRecord() if record is None else record
+        record.rate_gap = self.gap
+        record.rate_calm_octets = self.calm_octets
+        record.rate_calm_messages = self.calm_messages
+        # Buckets full at creation count as a calm read that took nothing.
+        record.rate_at = clock.seconds()
+        record.rate_last_octets = None
+        record.rate_last_messages = 0
         self._call: Optional[IDelayedCall] = None
         self.stopped = False
 
@@ -204,22 +232,24 @@ class RateLimiter:
         """A read of ``octets`` bytes that completed ``messages`` messages, at ``now``.
 
         ``now`` is a time the caller already read (the session timers' one).
-        The fast path inlines the calm branch (keep the two alike): a read
-        under the limits costs a subtraction, three comparisons and three
-        stores, no call and no clock read.  The buckets themselves stay exact:
-        an account that skipped the clock (an allowance of tokens spent read by
-        read) could not tell a burst from the same bytes spread over the
-        seconds before it, so it would throttle a sender within its rate and
-        burst, or let one through above them.
+        The fast path inlines the calm branch on the hop's slots (keep the two
+        alike): a read under the limits costs a subtraction, three comparisons
+        and three stores, no call, no clock read and no memory of the
+        limiter's.  The buckets themselves stay exact: an account that skipped
+        the clock (an allowance of tokens spent read by read) could not tell a
+        burst from the same bytes spread over the seconds before it, so it
+        would throttle a sender within its rate and burst, or let one through
+        above them.
         """
+        record = self.record
         if (
-            now - self.at >= self.gap
-            and octets <= self.calm_octets
-            and messages <= self.calm_messages
+            now - record.rate_at >= record.rate_gap
+            and octets <= record.rate_calm_octets
+            and messages <= record.rate_calm_messages
         ):
-            self.last_octets = octets
-            self.last_messages = messages
-            self.at = now
+            record.rate_last_octets = octets
+            record.rate_last_messages = messages
+            record.rate_at = now
         else:
             self.charge_in_full(now, octets, messages)
 
@@ -252,7 +282,7 @@ class RateLimiter:
             calm = calm and bucket.burst - bucket.tokens <= self.calm_messages
         # The next read may be calm once ``gap`` has passed: what this one left owed
         # is at most a calm read's take, refilled by then.
-        self.at = now if calm else INF
+        self.record.rate_at = now if calm else INF
         if wait and not self.stopped:
             self._over(wait, limit)
 
@@ -263,18 +293,19 @@ class RateLimiter:
         the last calm read took, as of that read: what :meth:`TokenBucket.take`
         would have left (a message bucket not charged since holds its burst).
         """
-        taken = self.last_octets
+        record = self.record
+        taken = record.rate_last_octets
         if taken is None:
             return
-        self.last_octets = None
+        record.rate_last_octets = None
         bucket = self.octets
         if bucket is not None:
             bucket.tokens = bucket.burst - taken
-            bucket.at = self.at
+            bucket.at = record.rate_at
         bucket = self.messages
         if bucket is not None:
-            bucket.tokens = bucket.burst - self.last_messages
-            bucket.at = self.at
+            bucket.tokens = bucket.burst - record.rate_last_messages
+            bucket.at = record.rate_at
 
     def _over(self, wait: float, limit: str) -> None:
         """A read passed ``limit``; the bucket is back to zero in ``wait`` seconds."""
@@ -455,6 +486,7 @@ def arm_controls(
                 close=action == "close",
                 count=count,
                 seen=hop.messages_in,
+                record=hop if isinstance(hop, CalmRecord) else None,
             )
             hop.limiter = limiter
             limiters.append(limiter)
