@@ -279,10 +279,12 @@ class Hop(CalmRecord):
             peer.octets_out += size
             if self.limiter is not None:
                 # RateLimiter.charge, its calm branch inlined (as below).
-                if now - self.rate_at >= self.rate_gap and size <= self.rate_calm_octets:
+                shared = self.rate_session
+                if size <= self.rate_calm_octets and now - shared.rate_read_at >= self.rate_gap:
                     self.rate_last_octets = size
                     self.rate_last_messages = 0
-                    self.rate_at = now
+                    shared.rate_read_at = now
+                    shared.rate_read_by = self
                 else:
                     self.limiter.charge_in_full(now, size, 0)
             return
@@ -338,14 +340,16 @@ class Hop(CalmRecord):
             # RateLimiter.charge, its calm branch inlined on the hop's own slots (a
             # CalmRecord's): what a read under the limits costs.
             new = scanner.messages - before
+            shared = self.rate_session
             if (
-                now - self.rate_at >= self.rate_gap
-                and size <= self.rate_calm_octets
+                size <= self.rate_calm_octets
                 and new <= self.rate_calm_messages
+                and now - shared.rate_read_at >= self.rate_gap
             ):
                 self.rate_last_octets = size
                 self.rate_last_messages = new
-                self.rate_at = now
+                shared.rate_read_at = now
+                shared.rate_read_by = self
             else:
                 self.limiter.charge_in_full(now, size, new)
 
@@ -353,6 +357,10 @@ class Hop(CalmRecord):
         """The session has ended: let go of it and of the other hop (see ``Closing._unlink``)."""
         self.peer = None
         self.session = None
+        # The limiter's record is this hop, and the session's time the client hop's.
+        self.limiter = None
+        self.rate_session = None
+        self.rate_read_by = None
 
     def connectionLost(self, reason=None) -> None:
         self._cancel_timer()
