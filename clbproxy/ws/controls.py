@@ -539,7 +539,8 @@ def arm_controls(
                 close=action == "close",
                 count=count,
                 seen=hop.messages_in,
-                record=hop if shared is not None else None,
+                # The fast path reads its hop's record: a Hop always is its limiter's.
+                record=hop if isinstance(hop, CalmRecord) else None,
                 shared=shared,
             )
             hop.limiter = limiter

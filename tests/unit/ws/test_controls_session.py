@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet import task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
+from clbproxy.ws.controls import arm_controls
 from clbproxy.ws.fastpath import Hop
 from clbproxy.ws.pauses import ReadPauses
 from tests.support.relay import RelayHarness, frame, switching_protocols, upgrade_head
@@ -184,3 +186,33 @@ class BothDirectionsTests(unittest.TestCase):
             session.read(who, 10, count)
             session.agree(self, i)
         self.assertEqual(session.senders[0].producerState, "paused")
+
+
+class MixedHopsTests(unittest.TestCase):
+    def test_a_fast_path_hop_next_to_another_kind_keeps_a_time_of_its_own(self):
+        class Other:
+            """A hop that is not a CalmRecord (an Autobahn one, say)."""
+
+            def __init__(self):
+                self.pauses = ReadPauses(StringTransport())
+                self.messages_in = 0
+                self.limiter = None
+
+        hop = Hop.__new__(Hop)
+        hop.pauses = ReadPauses(StringTransport())
+        hop.scanner = None
+        hop.messages_before = 0
+        other = Other()
+        arm_controls(
+            task.Clock(),
+            None,
+            (hop, other),
+            limits=(10.0, 5, 0, 0, "throttle"),
+            tunnel=False,
+            lifetime=(0.0, 0.1),
+            lifetimes=None,
+            count=lambda name: None,
+        )
+        self.assertIs(hop.limiter.record, hop)
+        self.assertIs(hop.rate_session, hop)
+        self.assertIsNot(other.limiter.record, other)
