@@ -58,7 +58,6 @@ from clbproxy.net.transports import (
 from clbproxy.util.delays import DelayQueue, delay_queue
 from clbproxy.ws.closecodes import HopEnd, HopEvent, Side, received_close_problem, truncate_reason
 from clbproxy.ws.compaction import compact_tcp_transport
-from clbproxy.ws.controls import CalmRecord
 from clbproxy.ws.frames import CLOSE, PING, PONG, Control, FrameScanner, Violation
 from clbproxy.ws.pauses import PauseReason, ReadPauses
 
@@ -126,7 +125,7 @@ class Dropped:
 
 
 @implementer(IProtocol, IPushProducer)
-class Hop(CalmRecord):
+class Hop:
     """One open hop of a session on the fast path (or in a tunnel): its transport's protocol.
 
     It offers the session what it used from Autobahn's protocol (``state``,
@@ -142,9 +141,6 @@ class Hop(CalmRecord):
     Control frames this hop sends while the other hop's path has written only
     part of a long frame into this hop's transport wait in the other hop's
     ``held`` until that frame is complete, so they never land inside a frame.
-
-    With rate limits, the hop is its limiter's :class:`~clbproxy.ws.controls.CalmRecord`:
-    a read under the limits is decided and recorded on the hop's own slots.
     """
 
     __slots__ = (
@@ -278,15 +274,7 @@ class Hop(CalmRecord):
                 peer.transport.write(data)
             peer.octets_out += size
             if self.limiter is not None:
-                # RateLimiter.charge, its calm branch inlined (as below).
-                shared = self.rate_session
-                if size <= self.rate_calm_octets and now - shared.rate_read_at >= self.rate_gap:
-                    self.rate_last_octets = size
-                    self.rate_last_messages = 0
-                    shared.rate_read_at = now
-                    shared.rate_read_by = self
-                else:
-                    self.limiter.charge_in_full(now, size, 0)
+                self.limiter.charge(now, size, 0)
             return
         before = scanner.messages
         events = scanner.feed(data)
@@ -336,31 +324,27 @@ class Hop(CalmRecord):
                 self.dropped = Dropped(scanner.messages)
         if scanner.inflated:
             self._inflated(scanner)
-        if self.limiter is not None:
-            # RateLimiter.charge, its calm branch inlined on the hop's own slots (a
-            # CalmRecord's): what a read under the limits costs.
+        limiter = self.limiter
+        if limiter is not None:
+            # RateLimiter.charge, its calm branch inlined: what a read under the limits costs.
             new = scanner.messages - before
-            shared = self.rate_session
             if (
-                size <= self.rate_calm_octets
-                and new <= self.rate_calm_messages
-                and now - shared.rate_read_at >= self.rate_gap
+                now - limiter.at >= limiter.gap
+                and size <= limiter.calm_octets
+                and new <= limiter.calm_messages
             ):
-                self.rate_last_octets = size
-                self.rate_last_messages = new
-                shared.rate_read_at = now
-                shared.rate_read_by = self
+                limiter.last_octets = size
+                limiter.last_messages = new
+                limiter.at = now
             else:
-                self.limiter.charge_in_full(now, size, new)
+                limiter.charge_in_full(now, size, new)
 
     def unlink(self) -> None:
         """The session has ended: let go of it and of the other hop (see ``Closing._unlink``)."""
         self.peer = None
         self.session = None
-        # The limiter's record is this hop, and the session's time the client hop's.
+        # The limiter holds the session (its owner) and this hop's pauses.
         self.limiter = None
-        self.rate_session = None
-        self.rate_read_by = None
 
     def connectionLost(self, reason=None) -> None:
         self._cancel_timer()
