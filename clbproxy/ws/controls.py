@@ -40,14 +40,13 @@ from clbproxy.ws.pauses import PauseReason, ReadPauses
 MESSAGE_RATE = "websocket_message_rate"
 BYTE_RATE = "websocket_byte_rate"
 
-#: A read at least this long (seconds) after the hop's previous one, taking at
+#: A read at least this long (seconds) after the session's previous one, taking at
 #: most what the buckets refill meanwhile, is *calm* (see :class:`RateLimiter`);
 #: the gap is longer when one message or :data:`CALM_READ` bytes need it.
 CALM_GAP = 1e-4
 #: A calm read may take at least this many bytes: for low byte rates, the gap is
 #: stretched until the rate refills them.
 CALM_READ = 4096
-INF = float("inf")
 #: A calm read's bound on what a direction without that limit takes: none.
 UNBOUNDED = 1 << 62
 
@@ -108,6 +107,54 @@ class TokenBucket:
         return 0.0 if tokens >= 0 else -tokens / self.rate
 
 
+class CalmRecord:
+    """What a read under its limits touches: the calm bounds and the record of the last calm read.
+
+    A :class:`RateLimiter` keeps them on its hop when the hop is one (the fast
+    path's :class:`~clbproxy.ws.fastpath.LimitedHop` is): the read already
+    touches the hop's memory, so a calm read touches no object of the limiter's,
+    whose memory is cold again by each session's next read.  An Autobahn hop
+    charges through :meth:`RateLimiter.received`, on a record of the limiter's
+    own.  The slots (:data:`CALM_SLOTS`) are declared by each subclass, so a
+    class with slots of its own can be one too.
+
+    - ``rate_gap``, ``rate_calm_octets``, ``rate_calm_messages``: what a read
+      may be to be calm (see :func:`calm_bounds`); ``rate_calm_octets`` is -1
+      while the buckets owe more than a calm read takes (the next read is
+      charged in full).
+    - ``rate_last_octets`` (None: no calm read since the last full charge),
+      ``rate_last_messages``: what the hop's last calm read took.
+    - ``rate_session``: the record that holds the session's ``rate_read_at``
+      (when either hop was last read: the two hops of a session on the fast
+      path share the client hop's) and ``rate_read_by`` (which hop that was).
+      One time for both hops is what the previous read of the session, not of
+      the hop, wrote: the same float the session's timers just let go of, so
+      comparing with it and replacing it touches no memory gone cold since the
+      hop's own last read.
+    """
+
+    __slots__ = ()
+
+
+#: A :class:`CalmRecord`'s slots, declared by each concrete kind.
+CALM_SLOTS = (
+    "rate_session",
+    "rate_read_at",
+    "rate_read_by",
+    "rate_gap",
+    "rate_calm_octets",
+    "rate_calm_messages",
+    "rate_last_octets",
+    "rate_last_messages",
+)
+
+
+class _OwnRecord(CalmRecord):
+    """The record a limiter keeps itself, for a hop that is not a :class:`CalmRecord`."""
+
+    __slots__ = CALM_SLOTS
+
+
 class IControlsOwner(Interface):
     """What a session's controls act on: the session."""
 
@@ -125,25 +172,35 @@ class RateLimiter:
     object before and after the fast path takes the hop over); ``count`` is
     told ``"websocket_rate_throttles"`` each time the hop is throttled.
 
-    Most reads of a session under its limits are *calm*: the hop's previous
-    read is at least ``gap`` seconds old, so both buckets have refilled to
-    their burst since (nothing can remain of what earlier reads took), and this
-    read takes at most ``calm_octets`` bytes and ``calm_messages`` messages, so
-    it leaves them nearly full.  A calm read only records what it took and when
-    (``last_octets``, ``last_messages``, ``at``); the buckets are brought up to
-    date from that record when a read is not calm, which is then charged as
-    :meth:`TokenBucket.take` would (same arithmetic, same read passing a
-    limit).  The fast path does the calm check inline (see :meth:`charge`).
+    Most reads of a session under its limits are *calm*: the session's
+    previous read (of either hop, so of this one too) is at least ``gap``
+    seconds old, so this hop's buckets have refilled to their burst since
+    (nothing can remain of what earlier reads took), and this read takes at
+    most ``calm_octets`` bytes and ``calm_messages`` messages, so it leaves
+    them nearly full.  A calm read only records what it took and when (in
+    ``record``, a :class:`CalmRecord`: the hop when it is one; the time in
+    ``shared``); the buckets are brought up to date from that record when a
+    read is not calm, which is then charged as :meth:`TokenBucket.take` would
+    (same arithmetic, same read passing a limit).  The fast path does the calm
+    check inline, on the hops' own slots (see :meth:`charge`).
+
+    Two limiters sharing one record for the session's time (``shared``) are
+    each other's ``peer``, with the same limits (so the same ``gap``).  A calm
+    read of one hop comes ``gap`` after the other hop's last read, so the
+    other's last calm read is refilled by then: its record is dropped as it
+    stands (the buckets' own state, as of their last full charge, already
+    reads as full).  A read of one hop that is not calm first settles the
+    other's calm record if that was the session's last read, whose time it is
+    about to replace.
     """
 
-    # What a calm read touches first: together, in the object's first bytes.
     __slots__ = (
-        "at",
         "gap",
         "calm_octets",
         "calm_messages",
-        "last_octets",
-        "last_messages",
+        "record",
+        "shared",
+        "peer",
         "_clock",
         "side",
         "messages",
@@ -169,6 +226,8 @@ class RateLimiter:
         close: bool,
         count: Callable[[str], None] = lambda name: None,
         seen: int = 0,
+        record: Optional[CalmRecord] = None,
+        shared: Optional[CalmRecord] = None,
     ) -> None:
         self._clock = clock
         self.side = side
@@ -185,14 +244,32 @@ class RateLimiter:
             (messages.rate, messages.burst) if messages is not None else None,
             (octets.rate, octets.burst) if octets is not None else None,
         )
-        #: When the last calm read was (buckets full at creation count as one); INF:
-        #: the next read must be charged in full.
-        self.at = clock.seconds()
-        #: What the calm reads since the last full charge took; None: none since.
-        self.last_octets: Optional[int] = None
-        self.last_messages = 0
+        #: The limiter sharing ``shared`` with this one (see :meth:`pair`).
+        self.peer: Optional[RateLimiter] = None
+        #: Where calm reads are recorded (see :class:`CalmRecord`).
+        if record is None:
+            record = _OwnRecord()
+        else:
+            # Only the fast path reads it (a record of our own would point at itself).
+            record.rate_session = record if shared is None else shared
+        self.record = record
+        self.shared = shared = record if shared is None else shared
+        record.rate_gap = self.gap
+        record.rate_calm_octets = self.calm_octets
+        record.rate_calm_messages = self.calm_messages
+        record.rate_last_octets = None
+        record.rate_last_messages = 0
+        # Buckets full at creation count as a read that took nothing.
+        shared.rate_read_at = clock.seconds()
+        shared.rate_read_by = None
         self._call: Optional[IDelayedCall] = None
         self.stopped = False
+
+    def pair(self, other: RateLimiter) -> None:
+        """Make ``other`` (the session's other direction, sharing ``shared``) this one's peer."""
+        if other.shared is not self.shared or other.gap != self.gap:
+            raise ValueError("paired rate limiters share one record and the same limits")
+        self.peer, other.peer = other, self
 
     def received(self, octets: int, messages: int) -> None:
         """The hop read ``octets`` bytes and has now received ``messages`` messages in all."""
@@ -204,27 +281,33 @@ class RateLimiter:
         """A read of ``octets`` bytes that completed ``messages`` messages, at ``now``.
 
         ``now`` is a time the caller already read (the session timers' one).
-        The fast path inlines the calm branch (keep the two alike): a read
-        under the limits costs a subtraction, three comparisons and three
-        stores, no call and no clock read.  The buckets themselves stay exact:
-        an account that skipped the clock (an allowance of tokens spent read by
-        read) could not tell a burst from the same bytes spread over the
-        seconds before it, so it would throttle a sender within its rate and
-        burst, or let one through above them.
+        The fast path inlines the calm branch on the hops' slots (keep the two
+        alike): a read under the limits costs a subtraction, three comparisons
+        and four stores, no call, no clock read and no memory of the limiter's.
+        The buckets themselves stay exact: an account that skipped the clock
+        (an allowance of tokens spent read by read) could not tell a burst from
+        the same bytes spread over the seconds before it, so it would throttle
+        a sender within its rate and burst, or let one through above them.
         """
+        record = self.record
+        shared = self.shared
         if (
-            now - self.at >= self.gap
-            and octets <= self.calm_octets
-            and messages <= self.calm_messages
+            octets <= record.rate_calm_octets
+            and messages <= record.rate_calm_messages
+            and now - shared.rate_read_at >= record.rate_gap
         ):
-            self.last_octets = octets
-            self.last_messages = messages
-            self.at = now
+            record.rate_last_octets = octets
+            record.rate_last_messages = messages
+            shared.rate_read_at = now
+            shared.rate_read_by = record
         else:
             self.charge_in_full(now, octets, messages)
 
     def charge_in_full(self, now: float, octets: int, messages: int) -> None:
         """Charge a read that is not calm to the buckets (:meth:`TokenBucket.take`, inlined)."""
+        peer = self.peer
+        if peer is not None and self.shared.rate_read_by is peer.record:
+            peer._settle()
         self._settle()
         wait = 0.0
         limit = BYTE_RATE
@@ -252,7 +335,11 @@ class RateLimiter:
             calm = calm and bucket.burst - bucket.tokens <= self.calm_messages
         # The next read may be calm once ``gap`` has passed: what this one left owed
         # is at most a calm read's take, refilled by then.
-        self.at = now if calm else INF
+        record = self.record
+        record.rate_calm_octets = self.calm_octets if calm else -1
+        shared = self.shared
+        shared.rate_read_at = now
+        shared.rate_read_by = record
         if wait and not self.stopped:
             self._over(wait, limit)
 
@@ -262,19 +349,25 @@ class RateLimiter:
         A calm read found both buckets full, so each holds its burst less what
         the last calm read took, as of that read: what :meth:`TokenBucket.take`
         would have left (a message bucket not charged since holds its burst).
+        Unless the peer's calm read came after it (``gap`` later at least): the
+        buckets are full again then, as their own state already says.
         """
-        taken = self.last_octets
+        record = self.record
+        taken = record.rate_last_octets
         if taken is None:
             return
-        self.last_octets = None
+        record.rate_last_octets = None
+        shared = self.shared
+        if shared.rate_read_by is not record:
+            return
         bucket = self.octets
         if bucket is not None:
             bucket.tokens = bucket.burst - taken
-            bucket.at = self.at
+            bucket.at = shared.rate_read_at
         bucket = self.messages
         if bucket is not None:
-            bucket.tokens = bucket.burst - self.last_messages
-            bucket.at = self.at
+            bucket.tokens = bucket.burst - record.rate_last_messages
+            bucket.at = shared.rate_read_at
 
     def _over(self, wait: float, limit: str) -> None:
         """A read passed ``limit``; the bucket is back to zero in ``wait`` seconds."""
@@ -296,14 +389,19 @@ class RateLimiter:
             self.octets.take(0) if self.octets is not None else 0.0,
             self.messages.take(0) if self.messages is not None else 0.0,
         )
-        if wait:
+        now = self._clock.seconds()
+        if now + wait > now:
             self._call = self._clock.callLater(wait, self._refilled)
         else:
+            # Paid back, or owed less than the clock can tell apart (a rounding
+            # left of a debt paid back exactly now): a wait that cannot move the
+            # clock would bring this call back at once, for ever.
             self.pauses.remove(PauseReason.RATE)
 
     def stop(self) -> None:
         """The session is ending: charge nothing more and let the hop be read."""
         self.stopped = True
+        self.peer = None
         call, self._call = self._call, None
         if call is not None and call.active():
             call.cancel()
@@ -416,6 +514,17 @@ class SessionControls:
             self._entry = None
 
 
+def rate_limited(limits: tuple[float, int, int, int, str], tunnel: bool) -> bool:
+    """Whether a session with ``limits`` (``RelaySettings.rate_limits``) gets rate limiters.
+
+    A tunnel parses no frames, so only a byte rate limits it.  The fast path
+    asks before it makes a session's hops: only then are they
+    :class:`CalmRecord` ones, and only then do they carry its slots.
+    """
+    message_rate, _, byte_rate, _, _ = limits
+    return bool(byte_rate or (message_rate and not tunnel))
+
+
 def arm_controls(
     clock: IReactorTime,
     owner: IControlsOwner,
@@ -439,11 +548,14 @@ def arm_controls(
     if tunnel:
         message_rate = 0
     max_lifetime, spread = lifetime
-    if not (message_rate or byte_rate or (max_lifetime and lifetimes is not None)):
+    limited = rate_limited(limits, tunnel)
+    if not (limited or (max_lifetime and lifetimes is not None)):
         return None
     controls = SessionControls()
-    if message_rate or byte_rate:
+    if limited:
         limiters = []
+        # Hops that are CalmRecords (the fast path's) keep the session's time on the client's.
+        shared = hops[0] if all(isinstance(hop, CalmRecord) for hop in hops) else None
         for hop, side in zip(hops, (Side.CLIENT, Side.BACKEND)):
             limiter = RateLimiter(
                 clock,
@@ -455,9 +567,14 @@ def arm_controls(
                 close=action == "close",
                 count=count,
                 seen=hop.messages_in,
+                # The fast path reads its hop's record: a Hop always is its limiter's.
+                record=hop if isinstance(hop, CalmRecord) else None,
+                shared=shared,
             )
             hop.limiter = limiter
             limiters.append(limiter)
+        if shared is not None:
+            limiters[0].pair(limiters[1])
         controls.limiters = tuple(limiters)
     if max_lifetime and lifetimes is not None:
         controls.start_lifetime(lifetimes, owner, max_lifetime, spread)

@@ -58,6 +58,7 @@ from clbproxy.net.transports import (
 from clbproxy.util.delays import DelayQueue, delay_queue
 from clbproxy.ws.closecodes import HopEnd, HopEvent, Side, received_close_problem, truncate_reason
 from clbproxy.ws.compaction import compact_tcp_transport
+from clbproxy.ws.controls import CALM_SLOTS, CalmRecord, rate_limited
 from clbproxy.ws.frames import CLOSE, PING, PONG, Control, FrameScanner, Violation
 from clbproxy.ws.pauses import PauseReason, ReadPauses
 
@@ -141,6 +142,8 @@ class Hop:
     Control frames this hop sends while the other hop's path has written only
     part of a long frame into this hop's transport wait in the other hop's
     ``held`` until that frame is complete, so they never land inside a frame.
+
+    With rate limits, the hop is a :class:`LimitedHop`.
     """
 
     __slots__ = (
@@ -274,7 +277,15 @@ class Hop:
                 peer.transport.write(data)
             peer.octets_out += size
             if self.limiter is not None:
-                self.limiter.charge(now, size, 0)
+                # RateLimiter.charge, its calm branch inlined (as below).
+                shared = self.rate_session
+                if size <= self.rate_calm_octets and now - shared.rate_read_at >= self.rate_gap:
+                    self.rate_last_octets = size
+                    self.rate_last_messages = 0
+                    shared.rate_read_at = now
+                    shared.rate_read_by = self
+                else:
+                    self.limiter.charge_in_full(now, size, 0)
             return
         before = scanner.messages
         events = scanner.feed(data)
@@ -324,20 +335,22 @@ class Hop:
                 self.dropped = Dropped(scanner.messages)
         if scanner.inflated:
             self._inflated(scanner)
-        limiter = self.limiter
-        if limiter is not None:
-            # RateLimiter.charge, its calm branch inlined: what a read under the limits costs.
+        if self.limiter is not None:
+            # RateLimiter.charge, its calm branch inlined on the hop's own slots (a
+            # CalmRecord's): what a read under the limits costs.
             new = scanner.messages - before
+            shared = self.rate_session
             if (
-                now - limiter.at >= limiter.gap
-                and size <= limiter.calm_octets
-                and new <= limiter.calm_messages
+                size <= self.rate_calm_octets
+                and new <= self.rate_calm_messages
+                and now - shared.rate_read_at >= self.rate_gap
             ):
-                limiter.last_octets = size
-                limiter.last_messages = new
-                limiter.at = now
+                self.rate_last_octets = size
+                self.rate_last_messages = new
+                shared.rate_read_at = now
+                shared.rate_read_by = self
             else:
-                limiter.charge_in_full(now, size, new)
+                self.limiter.charge_in_full(now, size, new)
 
     def unlink(self) -> None:
         """The session has ended: let go of it and of the other hop (see ``Closing._unlink``)."""
@@ -615,6 +628,32 @@ class Hop:
             self.transport.abortConnection()
 
 
+class LimitedHop(Hop, CalmRecord):
+    """A hop of a session with rate limits: its limiter's :class:`~clbproxy.ws.controls.CalmRecord`.
+
+    A read under the limits is decided and recorded on the hop's own slots
+    (:meth:`Hop.dataReceived` inlines the calm branch), which the read touches
+    anyway.  Only sessions with rate limits carry those slots: 64 bytes a hop.
+    """
+
+    __slots__ = CALM_SLOTS
+
+    def unlink(self) -> None:
+        super().unlink()
+        # The limiter's record is this hop, and the session's time the client hop's.
+        self.rate_session = None
+        self.rate_read_by = None
+
+
+def hop_kind(limits: tuple[float, int, int, int, str], tunnel: bool) -> type[Hop]:
+    """The hop class for a session with ``limits`` (``RelaySettings.rate_limits``).
+
+    A plain :class:`Hop` never gets a limiter: its reads would look for the
+    slots only a :class:`LimitedHop` has.
+    """
+    return LimitedHop if rate_limited(limits, tunnel) else Hop
+
+
 def hop_scanners(
     tunnel: bool, max_message: int, hold: int, deflate: Optional[tuple[bool, bool]]
 ) -> tuple[Optional[FrameScanner], Optional[FrameScanner]]:
@@ -675,6 +714,7 @@ def start_fast_path(
     scanners = hop_scanners(
         tunnel, front.maxMessagePayloadSize, session.settings.listener.session_buffer, deflate
     )
+    kind = hop_kind(session.settings.rate_limits(session.rule), tunnel)
     hops = []
     for old, side, scanner in (
         (front, Side.CLIENT, scanners[0]),
@@ -682,7 +722,7 @@ def start_fast_path(
     ):
         stats = old.trafficStats
         hops.append(
-            Hop(
+            kind(
                 old.transport,
                 session,
                 side,

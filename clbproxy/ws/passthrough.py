@@ -59,7 +59,7 @@ from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import INTERNAL_ERROR, HopEnd, HopEvent, Side
 from clbproxy.ws.closing import refusal_record
 from clbproxy.ws.compaction import compact_when_settled
-from clbproxy.ws.fastpath import Hop, hop_scanners, watch_write_buffer
+from clbproxy.ws.fastpath import hop_kind, hop_scanners, watch_write_buffer
 from clbproxy.ws.handshake import MalformedAnswer, RefusalReader, read_response_head
 from clbproxy.ws.handshake_stage import HandshakeRefused, HandshakeStage, upgrade_headers
 from clbproxy.ws.pauses import InflateBudget
@@ -460,9 +460,10 @@ class PassThroughStage(HandshakeStage):
             listener.session_buffer,
             self.deflate,
         )
+        kind = hop_kind(self.settings.rate_limits(self.rule), self.tunnel)
         hops = [
-            Hop(front.transport, self, Side.CLIENT, scanners[0]),
-            Hop(backend.transport, self, Side.BACKEND, scanners[1]),
+            kind(front.transport, self, Side.CLIENT, scanners[0]),
+            kind(backend.transport, self, Side.BACKEND, scanners[1]),
         ]
         new_front, new_back = hops
         new_front.peer, new_back.peer = new_back, new_front

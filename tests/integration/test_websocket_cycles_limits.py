@@ -1,8 +1,8 @@
 """A session with rate limits is freed by reference counting too.
 
-Each hop holds its limiter, which holds the session (its owner): ending the
-session must let go of all of it without the cyclic collector (see
-``test_websocket_cycles``).
+Its limiters record calm reads on the hops, and the hops keep the session's
+time on the client's: ending the session must let go of all of it without
+the cyclic collector (see ``test_websocket_cycles``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from twisted.internet import defer, reactor, task
 from tests.integration import test_websocket_cycles as cycles
 from tests.support.handshakes import upgrade_request
 
-_WITH_LIMITS = cycles._PER_SESSION | {"RateLimiter", "TokenBucket", "SessionControls"}
+_WITH_LIMITS = cycles._PER_SESSION | {
+    "LimitedHop",
+    "RateLimiter",
+    "_OwnRecord",
+    "TokenBucket",
+    "SessionControls",
+}
 
 
 class LimitedSessionCycleTests(cycles.SessionCycleTests):
