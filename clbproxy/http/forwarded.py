@@ -173,6 +173,20 @@ def real_client_ip(
     return _real_ip(peer_ip, _split_list(forwarded_for), trusted)
 
 
+def claimed_client_ip(
+    peer_ip: str, claimed: Optional[Sequence[bytes]], trusted: TrustedProxies
+) -> str:
+    """:func:`real_client_ip` for a request's raw ``X-Forwarded-For`` values.
+
+    ``claimed`` is what ``getRawHeaders`` answers (None when none was sent): then
+    the answer is the peer at once, with no chain decoded and split (most
+    requests, on every request's path twice: admission and the access record).
+    """
+    if not claimed:
+        return peer_ip
+    return _real_ip(peer_ip, _split_list([v.decode("latin-1") for v in claimed]), trusted)
+
+
 def forwarded_headers(
     *,
     peer_ip: str,

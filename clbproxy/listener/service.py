@@ -22,7 +22,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from clbproxy.config import FixedResponseConfig, ListenerConfig
 from clbproxy.http.field_headers import FieldHeaders
-from clbproxy.http.forwarded import real_client_ip
+from clbproxy.http.forwarded import claimed_client_ip
 from clbproxy.http.forwarder import HTTPForwarder, render_error
 from clbproxy.http.redirect import RedirectToHTTPS, local_host, redirect_host
 from clbproxy.http.request_id import new_request_id
@@ -178,10 +178,7 @@ class ListenerResource(Resource):
             return render_error(request, 400, str(e))
         peer = getattr(request.getClientAddress(), "host", "") or ""
         claimed = request.requestHeaders.getRawHeaders(b"x-forwarded-for")
-        if claimed:
-            client = real_client_ip(peer, [v.decode("latin-1") for v in claimed], settings.trusted)
-        else:
-            client = peer  # real_client_ip's answer for an empty chain
+        client = claimed_client_ip(peer, claimed, settings.trusted)
         refusal = self._admission.check(client, rule, websocket=upgrade)
         if refusal is not None:
             self._record(request, settings, rule)

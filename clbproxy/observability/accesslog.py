@@ -35,7 +35,7 @@ import attrs
 from twisted.logger import FileLogObserver, ILogObserver, Logger, LogLevel
 from zope.interface import implementer
 
-from clbproxy.http.forwarded import TrustedProxies, real_client_ip
+from clbproxy.http.forwarded import TrustedProxies, claimed_client_ip
 from clbproxy.util.logtext import printable
 
 #: The namespace of access events; the access log and metrics observe only these.
@@ -256,10 +256,7 @@ def request_record(
     peer = getattr(request.getClientAddress(), "host", None) or "-"
     record = RequestRecord(
         listener=listener,
-        # Without X-Forwarded-For, the peer (real_client_ip's answer for an empty chain).
-        client=real_client_ip(peer, [v.decode("latin-1") for v in claimed], trusted)
-        if claimed
-        else peer,
+        client=claimed_client_ip(peer, claimed, trusted),
         method=printable(request.method.decode("latin-1")),
         path=printable(request.uri.decode("latin-1")),
         protocol=printable(request.clientproto.decode("latin-1")),
