@@ -42,14 +42,16 @@ import time
 # would stand for the h2 package clbproxy imports.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _HERE]
+sys.path.append(os.path.join(_HERE, "series_off"))  # metrics_only (not its sitecustomize)
 
+import metrics_only  # noqa: E402  (bench/series_off)
 import txaio  # noqa: E402
 from twisted.internet.address import IPv4Address  # noqa: E402
 from twisted.internet.testing import MemoryReactorClock  # noqa: E402
 
 from clbproxy.config.loader import load_config_text  # noqa: E402
 from clbproxy.listener.service import listener_service  # noqa: E402
-from clbproxy.observability.service import AccessCounters, Observability  # noqa: E402
+from clbproxy.observability.service import Observability  # noqa: E402
 from clbproxy.upstream.balancer import TargetGroup  # noqa: E402
 from tests.support.relay import frame, switching_protocols  # noqa: E402
 from tests.support.transports import Connection  # noqa: E402
@@ -89,15 +91,6 @@ PAYLOAD = b"x" * 64
 ROWS = {"on": (True, True), "ids": (True, False), "series": (False, True), "off": (False, False)}
 
 
-class MetricsOnly(AccessCounters):
-    """``bench/series_off``'s counting observer: the metrics only."""
-
-    __slots__ = ()
-
-    def __call__(self, event: dict) -> None:
-        self.metrics(event)
-
-
 def _masked(opcode: int, payload: bytes) -> bytes:
     return bytes((0x80 | opcode, 0x80 | len(payload))) + b"\x00\x00\x00\x00" + payload
 
@@ -111,12 +104,12 @@ class Proxy:
         clock = self.clock = MemoryReactorClock()
         txaio.config.loop = clock  # Autobahn's timers
         groups = {group.name: TargetGroup(group, clock) for group in config.target_groups}
-        observability = Observability(config, groups, clock)
         if not series:
-            observability._observers = [
-                MetricsOnly(o.metrics, o.series) if isinstance(o, AccessCounters) else o
-                for o in observability._observers
-            ]
+            metrics_only.patch()  # as bench/series_off does for a process
+        try:
+            observability = Observability(config, groups, clock)
+        finally:
+            metrics_only.unpatch()
         observability.startService()
         listener = config.listeners[0]
         self.service = listener_service(

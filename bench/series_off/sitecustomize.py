@@ -2,9 +2,8 @@
 
 Python imports ``sitecustomize`` at start-up from the first directory on its
 path that has one; with this directory first on a bench row's ``PYTHONPATH``,
-the access events' counting observer
-(:class:`~clbproxy.observability.service.AccessCounters`) feeds the Prometheus
-metrics only, so the :class:`~clbproxy.observability.series.SeriesStore`
+the access events are counted for the Prometheus metrics only
+(:mod:`metrics_only`), so the :class:`~clbproxy.observability.series.SeriesStore`
 counts nothing (its 5-second sampler still runs, reading the live sessions).
 With ``request_id_header = ""`` on the row's listener, that row is the proxy
 with request IDs and series off.  Nothing in the package reads this
@@ -23,11 +22,6 @@ Request IDs and series off (``off``) against on, the same checkout ``WT``::
 
 from __future__ import annotations
 
-from clbproxy.observability.service import AccessCounters
+import metrics_only  # this directory's (it is on the path, first)
 
-
-def _metrics_only(self, event: dict) -> None:
-    self.metrics(event)
-
-
-AccessCounters.__call__ = _metrics_only
+metrics_only.patch()

@@ -17,21 +17,24 @@ Directions: ``in`` is client -> backend, ``out`` backend -> client.
 from __future__ import annotations
 
 import collections
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from twisted.logger import ILogObserver
 from zope.interface import implementer
 
 from clbproxy.observability import accesslog
 from clbproxy.observability.livestate import LiveState
+from clbproxy.observability.tally import METRIC_BUCKETS_S, RequestTally
 from clbproxy.upstream.balancer import DRAIN, MAINT, READY
 from clbproxy.upstream.health.view import HEALTH_STATES, Health
 
 #: Latency buckets (seconds) for handshakes and HTTP responses.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+LATENCY_BUCKETS = METRIC_BUCKETS_S
 
 _DIRECTIONS = (("in", "messages_in", "bytes_in"), ("out", "messages_out", "bytes_out"))
 
@@ -63,30 +66,73 @@ def _label(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-@implementer(ILogObserver)
-class Metrics:
-    """Every clbproxy metric, registered in ``registry``; observe access events with it."""
+def _created_series() -> bool:
+    """Whether ``_created`` samples are exposed (``prometheus_client``'s switch)."""
+    return getattr(prometheus_metrics, "_use_created", True)
 
-    def __init__(self, registry: CollectorRegistry, live: LiveState) -> None:
-        self.registry = registry
-        self.live = live
-        #: The children of the per-request metrics, by label values: ``labels()``
-        #: validates and looks them up again on every request otherwise.
-        self._request_children: dict[tuple, Any] = {}
-        self._response_children: dict[str, Any] = {}
-        self.http_requests = Counter(
+
+class _RequestCounter(Collector):
+    """``clbproxy_http_requests``: the tally's totals by listener, backend and status."""
+
+    def __init__(self, tally: RequestTally) -> None:
+        self.tally = tally
+
+    def collect(self) -> Iterator:
+        self.tally.fold()
+        family = CounterMetricFamily(
             "clbproxy_http_requests",
             "HTTP requests answered, by listener, backend and status.",
-            ["listener", "backend", "status"],
-            registry=registry,
+            labels=["listener", "backend", "status"],
         )
-        self.http_response = Histogram(
-            "clbproxy_http_response_seconds",
-            "Time from a request to its backend's response headers.",
-            ["listener"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
+        created = _created_series()
+        for labels, (count, when) in self.tally.totals.requests.items():
+            family.add_metric(labels, count, created=when if created else None)
+        yield family
+
+
+class _ResponseHistogram(Collector):
+    """``clbproxy_http_response_seconds``: the tally's response times, by listener."""
+
+    def __init__(self, tally: RequestTally) -> None:
+        self.tally = tally
+
+    def collect(self) -> Iterator:
+        self.tally.fold()
+        name = "clbproxy_http_response_seconds"
+        family = Metric(name, "Time from a request to its backend's response headers.", "histogram")
+        bounds = [floatToGoString(bound) for bound in (*LATENCY_BUCKETS, float("inf"))]
+        created = _created_series()
+        for listener, (buckets, seconds, when) in self.tally.totals.responses.items():
+            total = 0
+            for bound, count in zip(bounds, buckets):
+                total += count
+                family.add_sample(f"{name}_bucket", {"listener": listener, "le": bound}, total)
+            family.add_sample(f"{name}_count", {"listener": listener}, total)
+            family.add_sample(f"{name}_sum", {"listener": listener}, seconds)
+            if created:
+                family.add_sample(f"{name}_created", {"listener": listener}, when)
+        yield family
+
+
+@implementer(ILogObserver)
+class Metrics:
+    """Every clbproxy metric, registered in ``registry``; observe access events with it.
+
+    HTTP requests are counted by ``tally`` (shared with the status page's
+    series, :mod:`clbproxy.observability.tally`), whose totals
+    ``http_requests`` and ``http_response`` expose at scrape time.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, live: LiveState, tally: Optional[RequestTally] = None
+    ) -> None:
+        self.registry = registry
+        self.live = live
+        self.tally = tally if tally is not None else RequestTally()
+        self.http_requests = _RequestCounter(self.tally)
+        registry.register(self.http_requests)
+        self.http_response = _ResponseHistogram(self.tally)
+        registry.register(self.http_response)
         self.handshake_latency = Histogram(
             "clbproxy_websocket_handshake_seconds",
             "Time from a client's upgrade request to the answer (backend handshake included).",
@@ -164,25 +210,10 @@ class Metrics:
 
     def count(self, event: dict) -> None:
         """Count one access event (what calling this object does, without the namespace check)."""
-        listener = _label(event.get("listener"))
         if event["type"] == "http":
-            self._request(listener, event)
+            self.tally.count(event)
         else:
-            self._session(listener, event)
-
-    def _request(self, listener: str, event: dict) -> None:
-        key = (listener, event.get("backend"), event["status"])
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self.http_requests.labels(listener, _label(key[1]), key[2])
-            self._request_children[key] = counter
-        counter.inc()
-        response_ms = event.get("response_ms")
-        if response_ms is not None:
-            histogram = self._response_children.get(listener)
-            if histogram is None:
-                histogram = self._response_children[listener] = self.http_response.labels(listener)
-            histogram.observe(response_ms / 1000)
+            self._session(_label(event.get("listener")), event)
 
     def _child(self, metric, *labels: str):
         """``metric.labels(*labels)``, kept: the same few series are counted every session."""
@@ -191,6 +222,10 @@ class Metrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def count_session(self, event: dict) -> None:
+        """Count one WebSocket handshake's or session's access event."""
+        self._session(_label(event.get("listener")), event)
 
     def _session(self, listener: str, event: dict) -> None:
         status = event["status"]

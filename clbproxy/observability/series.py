@@ -7,9 +7,11 @@ memory is the same after one request or a billion.  :class:`SeriesStore`
 observes the access events (as :class:`~clbproxy.observability.metrics.Metrics`
 does) and counts each one in O(1): the bucket is the clock's time divided by
 :data:`BUCKET_SECONDS`; the events of the bucket being filled are added up in
-plain integers per listener and backend, which go into the arrays once, when
-the bucket ends or before the series are read (a sample, the API), and a series
-clears the buckets it skipped only when a new one starts.
+plain integers per listener and backend by the
+:class:`~clbproxy.observability.tally.RequestTally` it shares with the
+metrics (one count per HTTP request for both), which go into the arrays once,
+when the bucket ends or before the series are read (a sample, the API), and a
+series clears the buckets it skipped only when a new one starts.
 :meth:`SeriesStore.sample` (every bucket, and before each answer of the API)
 reads the live sessions from
 :class:`~clbproxy.observability.livestate.LiveState`: the counts each relay's
@@ -42,10 +44,14 @@ from zope.interface import implementer
 
 from clbproxy.observability import accesslog
 from clbproxy.observability.livestate import LiveState
+from clbproxy.observability.tally import (
+    BUCKET_SECONDS,
+    ERROR_STATUS,
+    SERIES_BOUNDS_MS,
+    RequestTally,
+)
 from clbproxy.ws.livecount import SessionSet, backend_key
 
-#: Seconds per bucket.
-BUCKET_SECONDS = 5
 #: Complete buckets shown: 15 minutes.
 BUCKETS = 180
 #: Buckets kept: the complete ones and the one being filled.
@@ -53,15 +59,12 @@ SLOTS = BUCKETS + 1
 
 #: Upper bounds (ms) of the latency buckets: 0.25 ms to 46 s, each sqrt(2) times the one
 #: before; one more bucket holds everything above.
-LATENCY_BOUNDS_MS = tuple(round(0.25 * 2 ** (i / 2), 3) for i in range(36))
+LATENCY_BOUNDS_MS = SERIES_BOUNDS_MS
 #: Latency buckets per time bucket (the last one: above every bound).
 LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
 
 #: The counters of a bucket: one array of :class:`Series` each, by these names.
 COUNTERS = ("requests", "sessions", "errors", "live_sessions")
-
-#: Status codes from this one up are errors (502 refused or failed, 503, 504 timed out).
-ERROR_STATUS = 500
 
 #: Array type code of the counts: 4-byte unsigned (4 billion per bucket and worker).
 TYPECODE = "I"
@@ -163,50 +166,6 @@ def bucket_of(seconds: float) -> int:
     return int(seconds // BUCKET_SECONDS)
 
 
-class _Pending:
-    """The counts of one access event key ``(listener, group, backend)`` not yet in the arrays.
-
-    They all belong to the bucket being filled (:class:`SeriesStore`'s
-    window): a request adds one to plain integers and one latency cell of a
-    list, and :meth:`fold` adds them to the arrays of its ``series`` (the
-    listener's and the backend's) once, when that bucket ends or before the
-    series are read.  Each series' ring is moved forward once a bucket, not once
-    per request, and a request costs the same with one series or two.
-    """
-
-    __slots__ = ("series", "requests", "errors", "sessions", "latency")
-
-    def __init__(self, series: tuple[Series, ...]) -> None:
-        self.series = series
-        self.requests = 0
-        self.errors = 0
-        self.sessions = 0
-        #: Responses per latency bucket (a list: its cells are bumped in place).
-        self.latency = [0] * LATENCY_BUCKETS
-
-    def fold(self, bucket: int) -> None:
-        """Add the counts to each series' slot of ``bucket`` (unless too old); zero them."""
-        requests, errors, sessions = self.requests, self.errors, self.sessions
-        if not (requests or sessions):
-            return
-        cells = [(i, c) for i, c in enumerate(self.latency) if c]
-        for series in self.series:
-            slot = series.slot(bucket)
-            if slot < 0:
-                continue
-            series.requests[slot] += requests
-            series.errors[slot] += errors
-            series.sessions[slot] += sessions
-            latency = series.latency
-            start = slot * LATENCY_BUCKETS
-            for index, count in cells:
-                latency[start + index] += count
-        self.requests = self.errors = self.sessions = 0
-        latency = self.latency
-        for index, _ in cells:
-            latency[index] = 0
-
-
 @implementer(ILogObserver)
 class SeriesStore:
     """Every listener's and backend's :class:`Series`; observe access events with it.
@@ -216,20 +175,21 @@ class SeriesStore:
     their number follows the configuration, never the traffic.
     """
 
-    def __init__(self, clock, live: Optional[LiveState] = None) -> None:
+    def __init__(
+        self, clock, live: Optional[LiveState] = None, tally: Optional[RequestTally] = None
+    ) -> None:
         self.clock = clock
         self.live = live
         self.listeners: dict[str, Series] = {}
         #: By group, then backend address (no tuple made per event).
         self.backends: dict[Optional[str], dict[str, Series]] = {}
-        #: The counts not yet in the arrays by an event's ``(listener, group,
-        #: backend)``: one lookup per event.  Emptied by every :meth:`sample`, so
-        #: it holds only the keys of the last five seconds.
-        self._pending: dict[tuple, _Pending] = {}
-        #: The bucket the pending counts are of, and its time span [start, end).
-        self._bucket = -1
-        self._start: float = 0
-        self._end: float = 0
+        #: The per-request counts (shared with the metrics when given): the
+        #: events of the bucket being filled wait there, by ``(listener, group,
+        #: backend)``, until it folds them into this store's arrays.  Every
+        #: :meth:`sample` forgets its keys, so it holds those of the last five
+        #: seconds only.
+        self.tally = tally if tally is not None else RequestTally(clock)
+        self.tally.feed(self._series_of)
         self._sampled = clock.seconds()
 
     def listener(self, name: str, bucket: int) -> Series:
@@ -251,52 +211,40 @@ class SeriesStore:
         if event.get("log_namespace") == accesslog.NAMESPACE and "type" in event:
             self.count(event)
 
-    def _pend(self, key: tuple) -> _Pending:
+    def _series_of(self, key: tuple, bucket: int) -> tuple[Series, ...]:
+        """The series an event of ``key`` counts in: its listener's, and its backend's."""
         listener_name, group, address = key
-        bucket = self._bucket
         listener = self.listener(listener_name or "-", bucket)
         if address is None:
-            pair: tuple[Series, ...] = (listener,)
-        else:
-            pair = (listener, self.backend(group, address, bucket))
-        pending = self._pending[key] = _Pending(pair)
-        return pending
-
-    def _turn(self, now: float) -> None:
-        """Put every pending count in the arrays; count in the bucket of ``now`` from then on."""
-        self.fold()
-        bucket = self._bucket = int(now // BUCKET_SECONDS)
-        self._start = bucket * BUCKET_SECONDS
-        self._end = self._start + BUCKET_SECONDS
+            return (listener,)
+        return (listener, self.backend(group, address, bucket))
 
     def fold(self) -> None:
         """Put the pending counts in the series' arrays (each series then holds every event)."""
-        bucket = self._bucket
-        for pending in self._pending.values():
-            pending.fold(bucket)
+        self.tally.fold()
 
     def count(self, event: dict) -> None:
         """Count one access event (what calling this object does, without the namespace check).
 
-        An HTTP request or a refused WebSocket handshake (the hot path: one per
-        request) adds one to its key's :class:`_Pending` counts, which the
-        arrays of its listener's and backend's series get when the bucket
-        ends (or before they are read): each event lands in its own bucket, as
-        :meth:`Series.count` would count it.
+        An HTTP request (the hot path: one per request) is the tally's
+        (:meth:`RequestTally.count`); a refused WebSocket handshake adds to its
+        key's pending requests, a session that no sample saw open to the
+        sessions of the bucket it opened in: each event lands in its own
+        bucket, as :meth:`Series.count` would count it.
         """
+        tally = self.tally
+        if event["type"] == "http":
+            tally.count(event)
+            return
         now = self.clock.seconds()
-        if not self._start <= now < self._end:
-            self._turn(now)  # a new bucket (or the clock went back)
+        tally.at(now)
         key = (event.get("listener"), event.get("group"), event.get("backend"))
-        pending = self._pending.get(key) or self._pend(key)
+        pending = tally.pending.get(key) or tally.pend(key)
         status = event.get("status") or 0
-        if status != 101 or event["type"] == "http":
+        if status != 101:
             pending.requests += 1
             if status >= ERROR_STATUS:
                 pending.errors += 1
-            response_ms = event.get("response_ms")  # a session event has none
-            if response_ms is not None:
-                pending.latency[bisect_left(LATENCY_BOUNDS_MS, response_ms)] += 1
             return
         # When it opened: exactly, as the sample compared it (``opened_at``); from its
         # duration for an event without it.
@@ -305,7 +253,7 @@ class SeriesStore:
             opened = now - (event.get("duration_s") or 0.0)
         if opened >= self._sampled:
             # No sample saw it open: count it now, in the bucket it opened in.
-            if self._start <= opened < self._end:
+            if tally.start <= opened < tally.end:
                 pending.sessions += 1
             else:
                 opened_bucket = int(opened // BUCKET_SECONDS)
@@ -323,8 +271,7 @@ class SeriesStore:
         now = self.clock.seconds()
         bucket = int(now // BUCKET_SECONDS)
         since, self._sampled = self._sampled, now
-        self.fold()
-        self._pending.clear()
+        self.tally.forget()
         live = self.live
         if live is None:
             return

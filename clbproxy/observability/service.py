@@ -33,6 +33,7 @@ from clbproxy.observability.fleet import FleetCollector
 from clbproxy.observability.livestate import LiveState, RecentErrors, count_connections
 from clbproxy.observability.metrics import Metrics
 from clbproxy.observability.series import BUCKET_SECONDS, SeriesStore
+from clbproxy.observability.tally import RequestTally
 from clbproxy.upstream.balancer import TargetGroup
 from clbproxy.upstream.health.view import IHealthView, UnknownHealth
 
@@ -70,10 +71,12 @@ class Observability(Service):
             clock=reactor,
             gate_stats=gate_stats,
         )
+        #: HTTP requests, counted once for the metrics and the series.
+        tally = RequestTally(reactor)
         #: The Prometheus metrics; the reload code counts reloads with ``config_reloaded``.
-        self.metrics = Metrics(self.registry, self.live)
+        self.metrics = Metrics(self.registry, self.live, tally)
         #: The status page's charts (``GET /api/series``).
-        self.series = SeriesStore(reactor, self.live)
+        self.series = SeriesStore(reactor, self.live, tally)
         self._sampler: Optional[LoopingCall] = None
         self.access_logs = [access_log for access_log, _ in open_access_logs(config)]
         #: Observers of the access publisher (the global one has only ``errors``).
@@ -174,21 +177,29 @@ class Observability(Service):
 class AccessCounters:
     """The metrics and the status page's series as one observer of the access events.
 
-    Both count every event; one observer checks the event's namespace once and
-    hands it to both, so the publisher dispatches each event once for them
-    (it loops over its observers, each call in its own ``try``).
+    Both count every event; one observer checks the event's namespace once, so
+    the publisher dispatches each event once for them (it loops over its
+    observers, each call in its own ``try``).  An HTTP request is counted
+    once, in the tally they share; a WebSocket event is given to each.
     """
 
-    __slots__ = ("metrics", "series")
+    __slots__ = ("metrics", "series", "tally")
 
     def __init__(self, metrics: Metrics, series: SeriesStore) -> None:
+        if metrics.tally is not series.tally:
+            raise ValueError("the metrics and the series must share one RequestTally")
         self.metrics = metrics
         self.series = series
+        self.tally = metrics.tally
 
     def __call__(self, event: dict) -> None:
-        if event.get("log_namespace") == NAMESPACE and "type" in event:
-            self.metrics.count(event)
-            self.series.count(event)
+        if event.get("log_namespace") == NAMESPACE:
+            kind = event.get("type")
+            if kind == "http":
+                self.tally.count(event)
+            elif kind is not None:
+                self.metrics.count_session(event)
+                self.series.count(event)
 
 
 class AccessLogError(Exception):
