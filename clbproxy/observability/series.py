@@ -6,8 +6,8 @@ sessions, errors, live sessions, and a latency histogram per bucket), so its
 memory is the same after one request or a billion.  :class:`SeriesStore`
 observes the access events (as :class:`~clbproxy.observability.metrics.Metrics`
 does) and counts each one in O(1): the bucket is the clock's time divided by
-:data:`~clbproxy.observability.tally.BUCKET_SECONDS`; the events of the bucket being filled are added up in
-plain integers per listener and backend by the
+:data:`~clbproxy.observability.tally.BUCKET_SECONDS`; the events of the
+bucket being filled are added up in plain integers per listener and backend by the
 :class:`~clbproxy.observability.tally.RequestTally` it shares with the
 metrics (one count per HTTP request for both), which go into the arrays once,
 when the bucket ends or before the series are read (a sample, the API), and a
@@ -80,8 +80,9 @@ def _latency_index(ms: float) -> int:
 class Series:
     """One listener's or backend's ring of buckets, in arrays allocated once.
 
-    ``newest`` is the number (time // :data:`~clbproxy.observability.tally.BUCKET_SECONDS`) of the bucket being
-    filled; bucket ``n`` lives in slot ``n % SLOTS``.
+    ``newest`` is the number of the bucket being filled (time //
+    :data:`~clbproxy.observability.tally.BUCKET_SECONDS`); bucket ``n`` lives in
+    slot ``n % SLOTS``.
     """
 
     __slots__ = ("requests", "sessions", "errors", "live_sessions", "latency", "newest")
@@ -227,10 +228,11 @@ class SeriesStore:
         """Count one access event (what calling this object does, without the namespace check).
 
         An HTTP request (the hot path: one per request) is the tally's
-        (:meth:`~clbproxy.observability.tally.RequestTally.count`); a refused WebSocket handshake adds to its
-        key's pending requests, a session that no sample saw open to the
-        sessions of the bucket it opened in: each event lands in its own
-        bucket, as :meth:`Series.count` would count it.
+        (:meth:`~clbproxy.observability.tally.RequestTally.count`); a refused
+        WebSocket handshake adds to its key's pending requests, a session
+        that no sample saw open to the sessions of the bucket it opened in:
+        each event lands in its own bucket, as :meth:`Series.count` would
+        count it.
         """
         tally = self.tally
         if event["type"] == "http":
