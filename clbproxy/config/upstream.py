@@ -50,12 +50,18 @@ class BackendConfig:
         "skipped, all full answers 503.",
     )
 
+    #: :attr:`address`, made once (balancing reads it several times per request);
+    #: not a key, and not part of the backend's identity (equality, hash).
+    _address: str = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        object.__setattr__(self, "_address", f"{host}:{self.port}")
+
     @property
     def address(self) -> str:
         """The ``host:port`` text users wrote, IPv6 in brackets."""
-        if ":" in self.host:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
+        return self._address
 
 
 @attrs.frozen

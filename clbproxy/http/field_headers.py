@@ -138,6 +138,11 @@ class FieldHeaders(Headers):
         """
         self._rawHeaders[key] = [value]
 
+    def get_fields(self, keys: Tuple[bytes, ...]) -> List[Optional[List[bytes]]]:
+        """``get_field(key)`` for each of ``keys``, in one call (several fields a request needs)."""
+        get = self._rawHeaders.get
+        return [get(key) or None for key in keys]
+
 
 def field_key(name: bytes) -> bytes:
     """The key :class:`FieldHeaders` keeps ``name`` under (``get_field``, ``set_field``)."""

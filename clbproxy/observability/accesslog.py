@@ -35,6 +35,7 @@ import attrs
 from twisted.logger import FileLogObserver, ILogObserver, Logger, LogLevel
 from zope.interface import implementer
 
+from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.forwarded import TrustedProxies, claimed_client_ip
 from clbproxy.util.logtext import printable
 
@@ -230,6 +231,12 @@ def rule_label(host: Optional[str], path: str) -> str:
     return f"{host}{path}" if host else path
 
 
+#: The request fields an access record reads (``FieldHeaders`` keys).
+_RECORD_FIELDS = tuple(
+    field_key(name) for name in (b"host", b"referer", b"user-agent", b"x-forwarded-for")
+)
+
+
 def request_record(
     request, listener: str, rule, reactor, trusted: TrustedProxies, to: Logger = log
 ) -> RequestRecord:
@@ -245,14 +252,18 @@ def request_record(
     (nginx's "client closed request").
     """
     started = reactor.seconds()
-    get = request.requestHeaders.getRawHeaders
+    headers = request.requestHeaders
     # Each header's last value, as text; looked up once each, no call for one not sent.
-    host, referer, agent, claimed = (
-        get(b"host"),
-        get(b"referer"),
-        get(b"user-agent"),
-        get(b"x-forwarded-for"),
-    )
+    if type(headers) is FieldHeaders:  # a listener's request: one call for the four
+        host, referer, agent, claimed = headers.get_fields(_RECORD_FIELDS)
+    else:
+        get = headers.getRawHeaders
+        host, referer, agent, claimed = (
+            get(b"host"),
+            get(b"referer"),
+            get(b"user-agent"),
+            get(b"x-forwarded-for"),
+        )
     peer = getattr(request.getClientAddress(), "host", None) or "-"
     record = RequestRecord(
         listener=listener,
