@@ -79,12 +79,24 @@ class Pending:
     backend's), empty when no series read this tally.
     """
 
-    __slots__ = ("series", "statuses", "cells", "ms_sum", "requests", "errors", "sessions")
+    __slots__ = (
+        "series",
+        "statuses",
+        "seen",
+        "cells",
+        "ms_sum",
+        "requests",
+        "errors",
+        "sessions",
+    )
 
     def __init__(self, series: tuple) -> None:
         self.series = series
         #: HTTP requests by status.
         self.statuses: dict[int, int] = {}
+        #: When each status was first counted here (``time.time()``): the
+        #: ``_created`` time of labels the totals did not hold yet.
+        self.seen: dict[int, float] = {}
         #: HTTP responses per latency cell (a list: its cells are bumped in place).
         self.cells = [0] * CELLS
         #: Their response times' sum (ms).
@@ -111,15 +123,22 @@ class RequestTotals:
         self.requests: dict[tuple[str, str, str], list] = {}
         self.responses: dict[str, list] = {}
 
-    def add(self, key: tuple, statuses: dict[int, int], cells: list, ms_sum: float) -> None:
+    def add(self, key: tuple, pending: Pending) -> None:
+        """Add ``pending``'s HTTP requests (of ``key``) to the totals."""
         listener, _, backend = key
+        statuses, seen, cells, ms_sum = (
+            pending.statuses,
+            pending.seen,
+            pending.cells,
+            pending.ms_sum,
+        )
         listener_label, backend_label = _label(listener), _label(backend)
         requests = self.requests
         for status, count in statuses.items():
             labels = (listener_label, backend_label, str(status))
             total = requests.get(labels)
             if total is None:
-                requests[labels] = [count, time.time()]
+                requests[labels] = [count, seen.get(status) or time.time()]
             else:
                 total[0] += count
         if ms_sum or any(cells):
@@ -128,7 +147,7 @@ class RequestTotals:
                 response = self.responses[listener_label] = [
                     [0] * (len(METRIC_BUCKETS_S) + 1),
                     0.0,
-                    time.time(),
+                    min(seen.values(), default=0.0) or time.time(),
                 ]
             buckets = response[0]
             for cell, count in enumerate(cells):
@@ -173,6 +192,7 @@ class RequestTally:
             statuses[status] += 1
         except KeyError:
             statuses[status] = 1
+            pending.seen[status] = time.time()
         response_ms = event.get("response_ms")
         if response_ms is not None:
             pending.cells[bisect_left(CELL_BOUNDS_MS, response_ms)] += 1
@@ -204,7 +224,7 @@ class RequestTally:
             requests, errors = pending.requests, pending.errors
             if statuses:
                 cells = pending.cells
-                totals.add(key, statuses, cells, pending.ms_sum)
+                totals.add(key, pending)
                 for status, count in statuses.items():
                     requests += count
                     if status >= ERROR_STATUS:
@@ -214,6 +234,7 @@ class RequestTally:
                     latency = [(SERIES_BUCKET_OF_CELL[i], c) for i, c in enumerate(cells) if c]
                     _into_series(series, bucket, requests, errors, pending.sessions, latency)
                 statuses.clear()
+                pending.seen.clear()
                 pending.cells = [0] * CELLS
                 pending.ms_sum = 0.0
             elif requests or pending.sessions:

@@ -11,6 +11,7 @@ from twisted.logger import LogPublisher
 from twisted.trial import unittest
 
 from clbproxy.observability import accesslog
+from clbproxy.observability import tally as tally_module
 from clbproxy.observability.metrics import LATENCY_BUCKETS, Metrics
 from clbproxy.observability.series import BUCKET_SECONDS, LATENCY_BOUNDS_MS, SeriesStore
 from clbproxy.observability.service import AccessCounters, Observability
@@ -166,3 +167,18 @@ class ClocklessTallyTests(unittest.TestCase):
         self.assertEqual((labels, count), (("web", "-", "200"), 2))
         buckets, seconds, _ = tally.totals.responses["web"]
         self.assertEqual((sum(buckets), seconds), (1, 0.003))
+
+
+class CreatedTests(unittest.TestCase):
+    def test_labels_are_created_when_their_first_request_was_counted_not_when_folded(self) -> None:
+        now = [1000.0]
+        self.patch(tally_module.time, "time", lambda: now[0])
+        tally = RequestTally()
+        tally.count(request_event(status=200, response_ms=1.0))
+        now[0] = 1003.0
+        tally.count(request_event(status=404, response_ms=1.0))
+        now[0] = 1004.5
+        tally.fold()
+        created = {labels[2]: when for labels, (_, when) in tally.totals.requests.items()}
+        self.assertEqual(created, {"200": 1000.0, "404": 1003.0})
+        self.assertEqual(tally.totals.responses["web"][2], 1000.0)
