@@ -17,9 +17,11 @@ Directions: ``in`` is client -> backend, ``out`` backend -> client.
 from __future__ import annotations
 
 import collections
+import time
+from bisect import bisect_left
 from typing import Iterator, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -35,6 +37,9 @@ from clbproxy.upstream.health.view import HEALTH_STATES, Health
 
 #: Latency buckets (seconds) for handshakes and HTTP responses.
 LATENCY_BUCKETS = METRIC_BUCKETS_S
+_BOUNDS_MS = tuple(round(bound * 1000, 6) for bound in LATENCY_BUCKETS)
+#: Their ``le`` labels, ``+Inf`` last.
+_LE = tuple(floatToGoString(bound) for bound in (*LATENCY_BUCKETS, float("inf")))
 
 _DIRECTIONS = (("in", "messages_in", "bytes_in"), ("out", "messages_out", "bytes_out"))
 
@@ -98,20 +103,78 @@ class _ResponseHistogram(Collector):
 
     def collect(self) -> Iterator:
         self.tally.fold()
-        name = "clbproxy_http_response_seconds"
-        family = Metric(name, "Time from a request to its backend's response headers.", "histogram")
-        bounds = [floatToGoString(bound) for bound in (*LATENCY_BUCKETS, float("inf"))]
+        yield histogram_family(
+            "clbproxy_http_response_seconds",
+            "Time from a request to its backend's response headers.",
+            "listener",
+            self.tally.totals.responses,
+        )
+
+
+class _Counts(Collector):
+    """A Prometheus counter family as plain integers by label values (``inc``)."""
+
+    def __init__(self, name: str, doc: str, labels: tuple[str, ...]) -> None:
+        self.name = name
+        self.doc = doc
+        self.labels = labels
+        #: ``[count, created]`` by label values.
+        self.values: dict[tuple[str, ...], list] = {}
+
+    def inc(self, labels: tuple[str, ...]) -> None:
+        value = self.values.get(labels)
+        if value is None:
+            self.values[labels] = [1, time.time()]
+        else:
+            value[0] += 1
+
+    def collect(self) -> Iterator:
+        family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
         created = _created_series()
-        for listener, (buckets, seconds, when) in self.tally.totals.responses.items():
-            total = 0
-            for bound, count in zip(bounds, buckets):
-                total += count
-                family.add_sample(f"{name}_bucket", {"listener": listener, "le": bound}, total)
-            family.add_sample(f"{name}_count", {"listener": listener}, total)
-            family.add_sample(f"{name}_sum", {"listener": listener}, seconds)
-            if created:
-                family.add_sample(f"{name}_created", {"listener": listener}, when)
+        for labels, (count, when) in self.values.items():
+            family.add_metric(labels, count, created=when if created else None)
         yield family
+
+
+class _Latency(Collector):
+    """A Prometheus histogram family (:data:`LATENCY_BUCKETS`) of times in ms, by one label."""
+
+    def __init__(self, name: str, doc: str, label: str) -> None:
+        self.name = name
+        self.doc = doc
+        self.label = label
+        #: ``[counts per bucket, sum in seconds, created]`` by label value.
+        self.values: dict[str, list] = {}
+
+    def observe(self, label: str, ms: float) -> None:
+        value = self.values.get(label)
+        if value is None:
+            value = self.values[label] = [[0] * (len(_BOUNDS_MS) + 1), 0.0, time.time()]
+        value[0][bisect_left(_BOUNDS_MS, ms)] += 1
+        value[1] += ms / 1000
+
+    def collect(self) -> Iterator:
+        yield histogram_family(self.name, self.doc, self.label, self.values)
+
+
+def histogram_family(name: str, doc: str, label: str, values: dict[str, list]) -> Metric:
+    """A histogram family from ``[counts per bucket, sum (s), created]`` by ``label``'s value.
+
+    The samples ``prometheus_client``'s ``Histogram`` exposes, in its order:
+    cumulative ``_bucket`` counts by ``le``, ``_count``, ``_sum``, ``_created``.
+    """
+    family = Metric(name, doc, "histogram")
+    created = _created_series()
+    for value, (buckets, seconds, when) in values.items():
+        total = 0
+        for bound, count in zip(_LE, buckets):
+            total += count
+            family.add_sample(f"{name}_bucket", {label: value, "le": bound}, total)
+        family.add_sample(f"{name}_count", {label: value}, total)
+        family.add_sample(f"{name}_sum", {label: value}, seconds)
+        if created:
+            family.add_sample(f"{name}_created", {label: value}, when)
+    return family
 
 
 @implementer(ILogObserver)
@@ -133,35 +196,33 @@ class Metrics:
         registry.register(self.http_requests)
         self.http_response = _ResponseHistogram(self.tally)
         registry.register(self.http_response)
-        self.handshake_latency = Histogram(
+        # The session metrics are plain integers, exposed at scrape time: a
+        # session's end counts in five of them (prometheus_client's children take
+        # a lock and several calls each, about 6 µs a session).
+        self.handshake_latency = _Latency(
             "clbproxy_websocket_handshake_seconds",
             "Time from a client's upgrade request to the answer (backend handshake included).",
-            ["listener"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            "listener",
         )
-        self.sessions = Counter(
+        self.sessions = _Counts(
             "clbproxy_websocket_sessions",
             "WebSocket sessions opened (and since ended), by listener and backend.",
-            ["listener", "group", "backend"],
-            registry=registry,
+            ("listener", "group", "backend"),
         )
-        self.closes = Counter(
+        self.closes = _Counts(
             "clbproxy_websocket_closes",
             "How WebSocket sessions' hops ended: the close code each side sent "
             "(1006: connection lost without a Close, none: a Close without a code).",
-            ["listener", "side", "code"],
-            registry=registry,
+            ("listener", "side", "code"),
         )
-        self.closed_first = Counter(
+        self.closed_first = _Counts(
             "clbproxy_websocket_closed_first",
             "WebSocket sessions by the side that ended first.",
-            ["listener", "side"],
-            registry=registry,
+            ("listener", "side"),
         )
+        for family in (self.handshake_latency, self.sessions, self.closes, self.closed_first):
+            registry.register(family)
         self.reload_metrics = self.register_reload_metrics(registry)
-        #: Each session's series by metric and labels (``labels()`` checks and locks each time).
-        self._children: dict = {}
         self.finished: collections.Counter = collections.Counter()
         registry.register(_LiveCollector(live, self.finished))
 
@@ -215,34 +276,28 @@ class Metrics:
         else:
             self._session(_label(event.get("listener")), event)
 
-    def _child(self, metric, *labels: str):
-        """``metric.labels(*labels)``, kept: the same few series are counted every session."""
-        key = (metric, labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
     def count_session(self, event: dict) -> None:
         """Count one WebSocket handshake's or session's access event."""
         self._session(_label(event.get("listener")), event)
 
     def _session(self, listener: str, event: dict) -> None:
         status = event["status"]
-        self.finished[("handshakes", listener, str(status))] += 1
-        if event.get("backend") is not None and event.get("handshake_ms") is not None:
-            self._child(self.handshake_latency, listener).observe(event["handshake_ms"] / 1000)
+        finished = self.finished
+        finished[("handshakes", listener, str(status))] += 1
+        handshake_ms = event.get("handshake_ms")
+        if handshake_ms is not None and event.get("backend") is not None:
+            self.handshake_latency.observe(listener, handshake_ms)
         if status != 101:
             return
-        child = self._child
-        child(self.sessions, listener, _label(event.get("group")), event["backend"]).inc()
-        for side in ("client", "backend"):
-            code = event.get(f"{side}_close_code")
-            child(self.closes, listener, side, "none" if code is None else str(code)).inc()
-        child(self.closed_first, listener, _label(event.get("closed_by"))).inc()
+        self.sessions.inc((listener, _label(event.get("group")), event["backend"]))
+        code = event.get("client_close_code")
+        self.closes.inc((listener, "client", "none" if code is None else str(code)))
+        code = event.get("backend_close_code")
+        self.closes.inc((listener, "backend", "none" if code is None else str(code)))
+        self.closed_first.inc((listener, _label(event.get("closed_by"))))
         for direction, messages, octets in _DIRECTIONS:
-            self.finished[("messages", listener, direction)] += event.get(messages) or 0
-            self.finished[("bytes", listener, direction)] += event.get(octets) or 0
+            finished[("messages", listener, direction)] += event.get(messages) or 0
+            finished[("bytes", listener, direction)] += event.get(octets) or 0
 
 
 class _LiveCollector(Collector):
