@@ -467,6 +467,15 @@ def scale_tables(scale: dict) -> list[str]:
                 f"| {_fmt(r.get('probe_p99_ms'), 2)} | {r.get('lost', '-')} |"
             )
         v = curve["verdicts"]
+        baseline = next(
+            (r["baseline_cpu_per_s"] for r in curve["rows"] if "baseline_cpu_per_s" in r), None
+        )
+        if baseline is not None:
+            out += [
+                "",
+                f"Idle CPU baseline (the median of the `0` and `0 again` rows' windows): "
+                f"{baseline:.2%}.",
+            ]
         out += [
             "",
             "| target | measured | verdict |",

@@ -15,8 +15,10 @@ step:
   counters: clock ticks are too coarse here), the median of :data:`WINDOWS` windows
   of one full ping interval each (so every session is pinged on both hops once per
   window), with no traffic but the proxy's pings and the probe; ``idle_cpu_windows``
-  holds every window's figure.  ``idle_us_per_session``: the same less the 0-session
-  row's, per session, in CPU microseconds per second;
+  holds every window's figure.  ``idle_us_per_session``: the same less the baseline,
+  per session, in CPU microseconds per second; the baseline is the median of the
+  windows of the 0-session row and of the ``0 again`` row, measured the same way
+  once the steps' sessions are closed at the end of the curve;
 - ``probe_p50_ms``/``probe_p99_ms``: a probe session's :data:`PROBE_ECHOES` 64 B
   echoes, back to back in :data:`PROBE_BURSTS` bursts spread evenly over the CPU
   windows (each burst's first echo is not counted: below).
@@ -47,6 +49,14 @@ spread targets; ``bench/RESULTS.md``, run ``scale-r20``, has the experiments):
 - The median of :data:`WINDOWS` windows.  At 1 k sessions a window holds about
   0.2 CPU-seconds of pings; on a shared machine consecutive windows of the same step
   differed by up to 30 %.  The median of three (each shown) is what the target reads.
+- The baseline twice.  Every step subtracts the 0-session figure, and at 1 k
+  sessions that figure is two thirds of the step's own: the ``scale-r21`` curves
+  failed the CPU-spread target on its noise alone (a 1 k step read above the
+  largest in one run and below it in the next).  So the 0-session windows are
+  measured again after the last step (``0 again``: the steps' sessions closed, the
+  warm-up's still open, one ping interval later), and the baseline is
+  the median of both rows' windows, which also cancels a drift of the machine's
+  speed over the curve.
 - The probe in bursts.  200 back-to-back echoes after the window took 0.1 s at one
   point of the ping cycle: right after the newest step's ping burst (at the 1 k and
   5 k steps, a quiet time), but across other steps' bursts where a step took long to
@@ -332,6 +342,21 @@ def one_curve(
                 for k, v in row.items()
             }
             print(f"  scale workers={workers} {shown}", flush=True)
+        # The 0-session row again, the steps' sessions closed (the warm-up's held):
+        # every step subtracts the baseline, so it is the median of both rows' windows.
+        client.close()
+        time.sleep(max(settle_start, window))  # the closes' work, and one ping cycle, done
+        again = {"sessions": "0 again", **measure(target.pid, target.url, window, windows)}
+        again["rss"] = rss_bytes(target.pid)
+        rows.append(again)
+        baseline = statistics.median(base["idle_cpu_windows"] + again["idle_cpu_windows"])
+        for row in rows:
+            if isinstance(row["sessions"], int) and row["sessions"]:
+                row["idle_us_per_session"] = (
+                    (row["idle_cpu_per_s"] - baseline) / row["sessions"] * 1e6
+                )
+        base["baseline_cpu_per_s"] = baseline
+        print(f"  scale workers={workers} 0 again: {again['idle_cpu_windows']}", flush=True)
     finally:
         client.close()
         warm.close()
