@@ -342,8 +342,7 @@ class ListenerService(StreamServerEndpointService):
         self._forwarder.trusted = settings.trusted
         self._forwarder.via = listener.via
         self._forwarder.underscores = listener.underscores_in_headers
-        self._forwarder.id_header = settings.request_ids.raw_name
-        self._forwarder.id_field = settings.request_ids.field
+        self._forwarder.set_id_header(settings.request_ids.raw_name)
         self._forwarder.scheme = settings.scheme
         self._forwarder.keep_groups(groups)
         if listener.tls is None:
