@@ -44,7 +44,7 @@ IDS_PER_READ = 256
 
 def _read_ids() -> List[str]:
     """The next :data:`IDS_PER_READ` IDs: one ``os.urandom`` read, cut in 32-digit hex groups."""
-    return os.urandom(16 * IDS_PER_READ).hex(" ", 16).split()
+    return os.urandom(16 * IDS_PER_READ).hex(" ", 16).split(" ")
 
 
 def _id_stream() -> Iterator[str]:
