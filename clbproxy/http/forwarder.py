@@ -397,6 +397,9 @@ class _Exchange:
             self._request.write(data)
 
     def response_complete(self, trailers: List[Field]) -> None:
+        # Done with the backend's exchange, which holds this one as its sink: letting
+        # go of it leaves no cycle, so the request is freed at once, not by the collector.
+        self._upstream = None
         self._release()
         self._stop_body()
         if self._client_gone or self._done:
