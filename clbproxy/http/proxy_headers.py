@@ -391,20 +391,21 @@ def request_head(
     The order and spelling are those of the Twisted client this replaced, so a
     backend sees the same bytes.
     """
-    lines = [method + b" " + target + b" HTTP/1.1"]
+    # Pieces joined once: a field's line makes no bytes of its own.
+    lines = [method, b" ", target, b" HTTP/1.1\r\n"]
     if not persistent:
-        lines.append(b"Connection: close")
+        lines.append(b"Connection: close\r\n")
     if framing is not None:
-        lines.append(framing)
+        lines += (framing, b"\r\n")
     elif method in (b"PUT", b"POST"):
-        lines.append(b"Content-Length: 0")
+        lines.append(b"Content-Length: 0\r\n")
     for name, values in fields.items():
         for value in values:
-            lines.append(name + b": " + value)
+            lines += (name, b": ", value, b"\r\n")
     if host is not None:
-        lines.append(b"Host: " + host)
+        lines += (b"Host: ", host, b"\r\n")
     lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+    return b"".join(lines)
 
 
 def response_carries_trailers(head: ResponseHead, request: Request) -> bool:
