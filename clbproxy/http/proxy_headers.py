@@ -285,7 +285,7 @@ def backend_request_fields(
             fields.setdefault(_X_FORWARDED_PORT, []).append(b"%d" % (port,))
         fields.setdefault(_X_REAL_IP, []).append(address)
     if request_id is not None:
-        fields[id_name] = [request_id[1].encode("ascii")]
+        fields[id_name] = [request_id[1].encode()]  # ASCII: UTF-8's fast path
     if trace.replaced is not None:
         fields[b"Traceparent"] = [trace.replaced.encode("ascii")]
     for name, value in compiled.add:

@@ -96,7 +96,8 @@ def identify(request: Request, settings: ListenerSettings) -> None:
             # Nothing to weigh when no ID was sent: a new one.
             request_id = new_request_id() if received is None else _weigh(request, received, policy)
             request.request_id = request_id
-            request.responseHeaders.set_field(policy.field, request_id.encode("ascii"))
+            # An ID is ASCII (new or well formed): encoded by UTF-8's fast path.
+            request.responseHeaders.set_field(policy.field, request_id.encode())
         else:
             received = headers.getRawHeaders(policy.key)
             request_id = new_request_id() if received is None else _weigh(request, received, policy)
