@@ -52,7 +52,6 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from clbproxy.config import BackendConfig, RuleConfig, TargetGroupConfig
-from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.forwarded import TrustedProxies
 from clbproxy.http.parse_rules import Field
 from clbproxy.http.parsing import ResponseHead
@@ -62,6 +61,7 @@ from clbproxy.http.proxy_headers import (
     backend_host,
     backend_request_fields,
     copy_response_headers,
+    never_copied,
     proxy_named,
     request_head,
     request_trailer_drop,
@@ -177,8 +177,6 @@ class _Exchange:
         request_id = getattr(request, "request_id", None)
         #: ``(header, ID)`` of the request, None when IDs are off.
         self._request_id = None if request_id is None else (forwarder.id_header, request_id)
-        #: The ID as echoed to the client.
-        self._id_value = None if request_id is None else request_id.encode("ascii")
 
     def start(self) -> None:
         on_lost = getattr(self._request, "on_lost", None)
@@ -380,14 +378,10 @@ class _Exchange:
             self._committed = True
             self._head = head
             self._own_headers = request.responseHeaders.copy()
-            self._hop = copy_response_headers(head, request)
+            # The response keeps the ID the listener gave it (the one the backend
+            # was sent), whatever the backend answers under that name.
+            self._hop = copy_response_headers(head, request, self._forwarder.never_copied)
             headers = request.responseHeaders
-            if self._request_id is not None:
-                # The client is told the ID the backend was sent, whatever it answers.
-                if type(headers) is FieldHeaders:
-                    headers.set_field(self._forwarder.id_field, self._id_value)
-                else:
-                    headers.setRawHeaders(self._request_id[0], [self._id_value])
             for name, value in self._group.persistence_headers(self._info, backend):
                 headers.addRawHeader(name, value)
             if self._forwarder.via:
@@ -403,6 +397,9 @@ class _Exchange:
             self._request.write(data)
 
     def response_complete(self, trailers: List[Field]) -> None:
+        # Done with the backend's exchange, which holds this one as its sink: letting
+        # go of it leaves no cycle, so the request is freed at once, not by the collector.
+        self._upstream = None
         self._release()
         self._stop_body()
         if self._client_gone or self._done:
@@ -621,11 +618,7 @@ class HTTPForwarder:
     ) -> None:
         self.reactor = reactor
         self.via = via
-        #: The listener's ``request_id_header``, the name requests' IDs are sent under.
-        self.id_header = id_header
-        #: Its key in the response's :class:`~clbproxy.http.field_headers.FieldHeaders`
-        #: (set with ``id_header``).
-        self.id_field = field_key(id_header) if id_header else b""
+        self.set_id_header(id_header)
         #: The listener's ``underscores_in_headers``.
         self.underscores = underscores
         self.scheme = scheme
@@ -634,6 +627,14 @@ class HTTPForwarder:
         self._pool_factory: PoolFactory = pool_factory if pool_factory is not None else UpstreamPool
         #: By group name.
         self._pools: dict[str, _GroupPool] = {}
+
+    def set_id_header(self, id_header: bytes) -> None:
+        """Name requests' IDs ``id_header`` (the listener's ``request_id_header``; b"": off)."""
+        #: The name requests' IDs are sent under.
+        self.id_header = id_header
+        #: The backend response's names not copied to the client: the hop-by-hop
+        #: ones and the ID's (the response already carries the request's own).
+        self.never_copied = never_copied(id_header)
 
     def pool_for(self, group: TargetGroupConfig) -> UpstreamPool:
         """The keep-alive pool for a target group's settings."""

@@ -285,7 +285,7 @@ def backend_request_fields(
             fields.setdefault(_X_FORWARDED_PORT, []).append(b"%d" % (port,))
         fields.setdefault(_X_REAL_IP, []).append(address)
     if request_id is not None:
-        fields[id_name] = [request_id[1].encode("ascii")]
+        fields[id_name] = [request_id[1].encode()]  # ASCII: UTF-8's fast path
     if trace.replaced is not None:
         fields[b"Traceparent"] = [trace.replaced.encode("ascii")]
     for name, value in compiled.add:
@@ -391,20 +391,21 @@ def request_head(
     The order and spelling are those of the Twisted client this replaced, so a
     backend sees the same bytes.
     """
-    lines = [method + b" " + target + b" HTTP/1.1"]
+    # Pieces joined once: a field's line makes no bytes of its own.
+    lines = [method, b" ", target, b" HTTP/1.1\r\n"]
     if not persistent:
-        lines.append(b"Connection: close")
+        lines.append(b"Connection: close\r\n")
     if framing is not None:
-        lines.append(framing)
+        lines += (framing, b"\r\n")
     elif method in (b"PUT", b"POST"):
-        lines.append(b"Content-Length: 0")
+        lines.append(b"Content-Length: 0\r\n")
     for name, values in fields.items():
         for value in values:
-            lines.append(name + b": " + value)
+            lines += (name, b": ", value, b"\r\n")
     if host is not None:
-        lines.append(b"Host: " + host)
+        lines += (b"Host: ", host, b"\r\n")
     lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+    return b"".join(lines)
 
 
 def response_carries_trailers(head: ResponseHead, request: Request) -> bool:
@@ -421,7 +422,19 @@ def response_carries_trailers(head: ResponseHead, request: Request) -> bool:
     return request.clientproto == b"HTTP/1.1" and head.content_length is None
 
 
-def copy_response_headers(head: ResponseHead, request: Request) -> frozenset[str]:
+def never_copied(id_header: bytes) -> frozenset[bytes]:
+    """Lower-case names of a backend response's headers never copied to the client.
+
+    Those of :func:`copy_response_headers`'s default (``never``) and the
+    request-ID header ``id_header`` (b"": IDs off): the client's response
+    already holds the request's own ID, which the backend's would replace.
+    """
+    return _NEVER_COPIED | {id_header.lower()} if id_header else _NEVER_COPIED
+
+
+def copy_response_headers(
+    head: ResponseHead, request: Request, never: frozenset[bytes] = _NEVER_COPIED
+) -> frozenset[str]:
     """Put the backend's status and end-to-end headers on the client's response.
 
     Returns the response's hop-by-hop names (for its trailers).  twisted.web
@@ -432,8 +445,9 @@ def copy_response_headers(head: ResponseHead, request: Request) -> frozenset[str
     Hop-by-hop headers never reach the client: those the backend's
     ``Connection`` names, ``Keep-Alive``, ``TE``, ``Trailer``, ``Upgrade``,
     ``Transfer-Encoding``, ``Proxy-*``; the body length comes from the
-    response's framing.  A name the backend repeats keeps all its values, in
-    order.
+    response's framing.  Nor do the names in ``never`` beyond those
+    (:func:`never_copied`: the request-ID header).  A name the backend repeats
+    keeps all its values, in order.
     """
     request.setResponseCode(head.status, head.reason)
     request.defaultContentType = None
@@ -447,7 +461,7 @@ def copy_response_headers(head: ResponseHead, request: Request) -> frozenset[str
     connection: List[bytes] = []
     for name, value in head.headers:
         lower = name.lower()
-        if lower in _NEVER_COPIED:
+        if lower in never:
             if lower == b"content-length":
                 lengths.append(value)
             elif lower == b"trailer":

@@ -18,9 +18,10 @@ as 32 lower-case hex characters (:func:`new_request_id`).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from typing import Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import attrs
 
@@ -37,58 +38,58 @@ WELL_FORMED = re.compile(rb"[A-Za-z0-9._:+/=-]{1,%d}\Z" % MAX_LENGTH)
 SOURCES = ("trusted", "any")
 
 
-class _RandomHex:
-    """Hex digits from ``os.urandom``, read a few kilobytes at a time.
-
-    An ID is the next 32 digits of a buffer filled by one ``os.urandom`` call
-    per :data:`IDS_PER_READ` IDs, not one call (a system call) per ID: every
-    ID is still 128 bits from the operating system's CSPRNG, used once, so
-    IDs are exactly as unpredictable and as unlikely to collide as
-    ``os.urandom(16).hex()``'s (an ID seen in a response says nothing of the
-    next, unlike a generator seeded once and stepped, such as ``random``'s
-    Mersenne Twister, whose state 624 outputs reveal).  What changes is where
-    the bits wait: in this process's memory, which holds secrets as sensitive
-    (TLS keys) anyway.  Workers are new processes (``spawnProcess``), each
-    with its own buffer; a process forked some other way drops the buffer it
-    inherited (``os.register_at_fork``), so no two processes hand out the
-    same bits.  Not for threads: IDs are made on the reactor's thread only.
-    """
-
-    __slots__ = ("_digits", "_next")
-
-    def __init__(self) -> None:
-        self._digits = ""
-        self._next = 0
-
-    def forget(self) -> None:
-        self._digits = ""
-        self._next = 0
-
-
 #: IDs made from one ``os.urandom`` read (4 KiB of random bytes).
 IDS_PER_READ = 256
 
-_random_hex = _RandomHex()
+
+def _read_ids() -> List[str]:
+    """The next :data:`IDS_PER_READ` IDs: one ``os.urandom`` read, cut in 32-digit hex groups."""
+    return os.urandom(16 * IDS_PER_READ).hex(" ", 16).split(" ")
+
+
+def _id_stream() -> Iterator[str]:
+    """IDs without end, read :data:`IDS_PER_READ` at a time (see :func:`new_request_id`).
+
+    ``chain`` and ``iter(callable, sentinel)`` are C: taking an ID runs no
+    Python code; :func:`_read_ids` runs once per read, when the last one is used up.
+    """
+    return itertools.chain.from_iterable(iter(_read_ids, None))
+
+
+_ids = _id_stream()
+
+
+def _forget() -> None:
+    """In a forked child: drop the IDs read (the parent hands them out), read afresh."""
+    global _ids
+    _ids = _id_stream()
+
+
 if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(after_in_child=_random_hex.forget)
+    os.register_at_fork(after_in_child=_forget)
 
 
 def new_request_id() -> str:
     """A new ID: 128 bits from ``os.urandom``, as 32 lower-case hex characters.
 
-    A slice of :class:`_RandomHex`'s buffer (about 0.2 µs a call;
-    ``os.urandom(16).hex()`` 0.4 µs, ``secrets.token_hex`` 0.45 µs,
-    ``uuid4().hex`` 1.7 µs), sliced here rather than by a method of the
-    buffer's (one call less per request).
+    The next of a few kilobytes of IDs read at once: one ``os.urandom`` call
+    (a system call) per :data:`IDS_PER_READ` IDs, not one per ID.  Every ID
+    is still 128 bits from the operating system's CSPRNG, used once, so IDs
+    are exactly as unpredictable and as unlikely to collide as
+    ``os.urandom(16).hex()``'s (an ID seen in a response says nothing of the
+    next, unlike a generator seeded once and stepped, such as ``random``'s
+    Mersenne Twister, whose state 624 outputs reveal).  What changes is where
+    the bits wait: in this process's memory, which holds secrets as sensitive
+    (TLS keys) anyway.  Workers are new processes (``spawnProcess``), each
+    reading its own; a process forked some other way drops the IDs it
+    inherited (``os.register_at_fork``), so no two processes hand out the same
+    bits.  Not for threads: IDs are made on the reactor's thread only.
+
+    About 0.14 µs a call, five bytecodes (the slicing of one hex buffer per
+    call it replaced: 0.18 µs, 27 bytecodes; ``os.urandom(16).hex()`` 0.4 µs,
+    ``secrets.token_hex`` 0.45 µs, ``uuid4().hex`` 1.7 µs).
     """
-    buffer = _random_hex
-    start = buffer._next
-    end = start + 32
-    if end > len(buffer._digits):
-        buffer._digits = os.urandom(16 * IDS_PER_READ).hex()
-        start, end = 0, 32
-    buffer._next = end
-    return buffer._digits[start:end]
+    return next(_ids)
 
 
 def well_formed(value: bytes) -> bool:
@@ -114,8 +115,12 @@ class RequestIds:
     #: The header's key in :class:`~clbproxy.http.field_headers.FieldHeaders`
     #: (``get_field``/``set_field``), worked out once.
     field: bytes = attrs.field(init=False)
+    #: The header's name, lower-case, as the set of names the proxy writes itself
+    #: on a handshake without a new trace context (empty when IDs are off).
+    own: frozenset[str] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "own", frozenset({self.name.lower()} if self.name else ()))
         object.__setattr__(self, "key", self.name.lower().encode("latin-1"))
         object.__setattr__(self, "raw_name", self.name.encode("latin-1"))
         object.__setattr__(self, "field", field_key(self.raw_name) if self.name else b"")

@@ -271,7 +271,7 @@ class ListenerRequest:
         lines = [self.clientproto, b" %d " % (code,), self.code_message, b"\r\n"]
         for name, values in headers.getAllRawHeaders():
             for value in values:
-                lines.extend((name, b": ", value, b"\r\n"))
+                lines += (name, b": ", value, b"\r\n")
         lines.append(b"\r\n")
         if head or code in NO_BODY_CODES:
             self._bodiless = True
