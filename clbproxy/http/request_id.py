@@ -115,12 +115,8 @@ class RequestIds:
     #: The header's key in :class:`~clbproxy.http.field_headers.FieldHeaders`
     #: (``get_field``/``set_field``), worked out once.
     field: bytes = attrs.field(init=False)
-    #: The header's name, lower-case, as the set of names the proxy writes itself
-    #: on a handshake without a new trace context (empty when IDs are off).
-    own: frozenset[str] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "own", frozenset({self.name.lower()} if self.name else ()))
         object.__setattr__(self, "key", self.name.lower().encode("latin-1"))
         object.__setattr__(self, "raw_name", self.name.encode("latin-1"))
         object.__setattr__(self, "field", field_key(self.raw_name) if self.name else b"")

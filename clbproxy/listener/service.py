@@ -25,7 +25,7 @@ from clbproxy.http.field_headers import FieldHeaders
 from clbproxy.http.forwarded import claimed_client_ip
 from clbproxy.http.forwarder import HTTPForwarder, render_error
 from clbproxy.http.redirect import RedirectToHTTPS, local_host, redirect_host
-from clbproxy.http.request_id import RequestIds, new_request_id
+from clbproxy.http.request_id import new_request_id
 from clbproxy.http.responses import reason_phrase
 from clbproxy.http.tracecontext import NO_TRACE, trace_context
 from clbproxy.http2.connection import H2Limits, H2ServerConnection
@@ -89,26 +89,22 @@ def identify(request: Request, settings: ListenerSettings) -> None:
     policy = settings.request_ids
     headers = request.requestHeaders
     if policy.name:
-        if type(headers) is FieldHeaders:
-            # A listener's request (its response's headers are FieldHeaders too):
-            # the header read and set through its key, worked out once.
-            received = headers.get_field(policy.field)
-            # Nothing to weigh when no ID was sent: a new one.
-            request_id = new_request_id() if received is None else _weigh(request, received, policy)
-            request.request_id = request_id
-            # An ID is ASCII (new or well formed): encoded by UTF-8's fast path.
-            request.responseHeaders.set_field(policy.field, request_id.encode())
+        # A listener's request (its response's headers are FieldHeaders too): the
+        # header read and set through its key, worked out once.
+        fields = type(headers) is FieldHeaders
+        received = headers.get_field(policy.field) if fields else headers.getRawHeaders(policy.key)
+        if received is None:
+            request_id = new_request_id()  # nothing to weigh: no ID was sent
         else:
-            received = headers.getRawHeaders(policy.key)
-            request_id = new_request_id() if received is None else _weigh(request, received, policy)
-            request.request_id = request_id
-            request.responseHeaders.setRawHeaders(policy.raw_name, [request_id.encode("ascii")])
+            peer = getattr(request.getClientAddress(), "host", None) or ""
+            request_id = policy.choose(received, peer)
+        request.request_id = request_id
+        value = request_id.encode()  # ASCII (new or well formed): UTF-8's fast path
+        if fields:
+            request.responseHeaders.set_field(policy.field, value)
+        else:
+            request.responseHeaders.setRawHeaders(policy.raw_name, [value])
     request.trace = trace_context(headers.getRawHeaders(b"traceparent"), settings.trace)
-
-
-def _weigh(request: Request, received: list, policy: RequestIds) -> str:
-    """The ID of ``request``, which sent ``received`` under ``policy``'s header."""
-    return policy.choose(received, getattr(request.getClientAddress(), "host", None) or "")
 
 
 class ListenerResource(Resource):

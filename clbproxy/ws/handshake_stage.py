@@ -103,9 +103,6 @@ _HANDSHAKE_RESPONSE_HEADERS = frozenset(
     }
 )
 
-#: No names: what a session without an ID writes itself.
-_NONE: frozenset[str] = frozenset()
-
 
 class RelayClientProtocol(RelayingHop, WebSocketClientProtocol):
     """The backend's hop, opened by the proxy on behalf of one client session."""
@@ -471,7 +468,7 @@ class HandshakeStage:
 
     def id_header_names(self) -> frozenset[str]:
         """Lower-case names of the headers the proxy writes itself: the session's ID."""
-        return self.settings.request_ids.own if self.request_id else _NONE
+        return proxy_named(self.settings.request_ids.name if self.request_id else None)
 
     def shown_id(self) -> str:
         """The session's ID as log lines show it (``-``: IDs are off)."""
@@ -529,11 +526,9 @@ def upgrade_headers(
     settings = session.settings
     drop, add = header_changes(session.rule, [])
     request_id, trace = session.request_id, session.trace
-    # The proxy's own headers: no client spelling of them passes (X_Request_Id).
-    if trace.replaced is not None:
+    if request_id is not None or trace.replaced is not None:
+        # The proxy's own headers: no client spelling of them passes (X_Request_Id).
         drop = drop | proxy_named(settings.request_ids.name if request_id else None, trace)
-    elif request_id is not None:
-        drop = drop | settings.request_ids.own  # proxy_named's answer, worked out once
     client_ip = session.client_ip
     skip = (
         hop_by_hop_names([joined.get("connection", "")])
