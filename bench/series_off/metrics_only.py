@@ -14,6 +14,9 @@ from clbproxy.observability import service
 from clbproxy.observability.accesslog import NAMESPACE
 from clbproxy.observability.tally import RequestTally
 
+#: What the package ships, for :func:`unpatch`.
+_SHIPPED = (service.RequestTally, service.AccessCounters)
+
 
 class MetricsOnlyTally(RequestTally):
     """No clock (no bucket to check per request) and no series to fold into."""
@@ -46,5 +49,5 @@ def patch() -> None:
 
 
 def unpatch() -> None:
-    service.RequestTally = RequestTally
-    service.AccessCounters = MetricsOnly.__mro__[1]
+    """Series on again, as shipped."""
+    service.RequestTally, service.AccessCounters = _SHIPPED

@@ -31,13 +31,12 @@ from zope.interface import implementer
 
 from clbproxy.observability import accesslog
 from clbproxy.observability.livestate import LiveState
-from clbproxy.observability.tally import METRIC_BUCKETS_S, RequestTally
+from clbproxy.observability.tally import METRIC_BOUNDS_MS, METRIC_BUCKETS_S, RequestTally
 from clbproxy.upstream.balancer import DRAIN, MAINT, READY
 from clbproxy.upstream.health.view import HEALTH_STATES, Health
 
 #: Latency buckets (seconds) for handshakes and HTTP responses.
 LATENCY_BUCKETS = METRIC_BUCKETS_S
-_BOUNDS_MS = tuple(round(bound * 1000, 6) for bound in LATENCY_BUCKETS)
 #: Their ``le`` labels, ``+Inf`` last.
 _LE = tuple(floatToGoString(bound) for bound in (*LATENCY_BUCKETS, float("inf")))
 
@@ -149,8 +148,8 @@ class _Latency(Collector):
     def observe(self, label: str, ms: float) -> None:
         value = self.values.get(label)
         if value is None:
-            value = self.values[label] = [[0] * (len(_BOUNDS_MS) + 1), 0.0, time.time()]
-        value[0][bisect_left(_BOUNDS_MS, ms)] += 1
+            value = self.values[label] = [[0] * (len(METRIC_BOUNDS_MS) + 1), 0.0, time.time()]
+        value[0][bisect_left(METRIC_BOUNDS_MS, ms)] += 1
         value[1] += ms / 1000
 
     def collect(self) -> Iterator:

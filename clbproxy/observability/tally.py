@@ -35,19 +35,20 @@ SERIES_BOUNDS_MS = tuple(round(0.25 * 2 ** (i / 2), 3) for i in range(36))
 #: Upper bounds (s) of the Prometheus latency histograms (handshakes, HTTP responses).
 METRIC_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-_METRIC_BOUNDS_MS = tuple(round(bound * 1000, 6) for bound in METRIC_BUCKETS_S)
+#: The same in ms (the unit response times come in).
+METRIC_BOUNDS_MS = tuple(round(bound * 1000, 6) for bound in METRIC_BUCKETS_S)
 
 #: The tally's latency cells' upper bounds (ms): every bound of both, so a cell
 #: lies inside one series bucket and one Prometheus bucket.
-CELL_BOUNDS_MS = tuple(sorted(set(SERIES_BOUNDS_MS) | set(_METRIC_BOUNDS_MS)))
+CELL_BOUNDS_MS = tuple(sorted(set(SERIES_BOUNDS_MS) | set(METRIC_BOUNDS_MS)))
 #: Cells (the last one: above every bound).
 CELLS = len(CELL_BOUNDS_MS) + 1
 #: The series bucket of each cell, and its Prometheus bucket (``len(bounds)``: above all).
 SERIES_BUCKET_OF_CELL = tuple(bisect_left(SERIES_BOUNDS_MS, b) for b in CELL_BOUNDS_MS) + (
     len(SERIES_BOUNDS_MS),
 )
-METRIC_BUCKET_OF_CELL = tuple(bisect_left(_METRIC_BOUNDS_MS, b) for b in CELL_BOUNDS_MS) + (
-    len(_METRIC_BOUNDS_MS),
+METRIC_BUCKET_OF_CELL = tuple(bisect_left(METRIC_BOUNDS_MS, b) for b in CELL_BOUNDS_MS) + (
+    len(METRIC_BOUNDS_MS),
 )
 
 #: Status codes from this one up are errors (502 refused or failed, 503, 504 timed out).
