@@ -567,7 +567,7 @@ def arm_controls(
                 close=action == "close",
                 count=count,
                 seen=hop.messages_in,
-                # The fast path reads its hop's record: a Hop always is its limiter's.
+                # The fast path reads its hop's record: a LimitedHop is its limiter's.
                 record=hop if isinstance(hop, CalmRecord) else None,
                 shared=shared,
             )
