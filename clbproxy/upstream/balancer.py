@@ -130,6 +130,11 @@ class SmoothWeightedRoundRobin:
         if candidates is None:
             excluded = set(exclude)
             candidates = [b for b in self._backends if b not in excluded]
+        elif len(candidates) == 1:
+            # The loop's answer for one: its score goes up by its weight and
+            # down by the total, its weight (a group of one backend, every pick).
+            (only,) = candidates
+            return only if only.weight > 0 else None
         total = 0
         best: Optional[BackendConfig] = None
         for backend in candidates:
@@ -344,6 +349,9 @@ class _ClosingLease(Lease):
         self._close(reason)
 
 
+#: "No ejection to wait for" (:attr:`TargetGroup._steady_until`).
+_FOREVER = float("inf")
+
 READY = AdminState.READY
 DRAIN = AdminState.DRAIN
 MAINT = AdminState.MAINT
@@ -418,6 +426,17 @@ class TargetGroup:
         #: The backend records the policy sees: the configured ones, reweighted at run time.
         self._weighted = {b.address: b for b in config.backends}
         self._configured = dict(self._weighted)
+        #: The candidates while nothing changes (see :meth:`candidates`), None when
+        #: they must be worked out again; the records the policy sees for them; and
+        #: the clock time they hold until (the soonest ejection's end).
+        self._steady: Optional[list[BackendConfig]] = None
+        self._steady_weighted: list[BackendConfig] = []
+        self._steady_until = _FOREVER
+        #: Only the group's own health (on its clock) tells every change: a health
+        #: given in its place is asked on every pick.
+        self._keeps_candidates = health is None
+        #: Whether any backend has ``max_conns``: then fullness is checked per pick.
+        self._bounded = any(b.max_conns > 0 for b in config.backends)
         #: Moves live sessions: rebalancing, shedding, drains that end.
         self.rebalancer = Rebalancer(self, clock, config.rebalance)
 
@@ -482,7 +501,10 @@ class TargetGroup:
         remembered = self.persistence.lookup(request)
         if remembered is not None and remembered in candidates:
             return remembered
-        weighted = [self._weighted[b.address] for b in candidates]
+        if candidates is self._steady:
+            weighted = self._steady_weighted
+        else:
+            weighted = [self._weighted[b.address] for b in candidates]
         chosen = self.policy.pick(
             weighted, request, lambda b: self.load(self._configured[b.address])
         )
@@ -493,7 +515,30 @@ class TargetGroup:
         return control.weight > 0 and control.state == READY
 
     def candidates(self, exclude: Iterable[BackendConfig] = ()) -> list[BackendConfig]:
-        """Backends that may take new traffic now: in service (or failing open), not full."""
+        """Backends that may take new traffic now: in service (or failing open), not full.
+
+        The list is the caller's to read, not to change.  Which backends are in
+        service changes only when one's health, admin state or weight does, or an
+        ejection ends: until then a first pick (nothing to exclude) takes the
+        list worked out last time (fullness aside, which moves with every
+        request), instead of asking each backend's health again per request.
+        """
+        if not exclude:
+            steady = self._steady
+            if steady is not None and (
+                self._steady_until is _FOREVER or self.clock.seconds() < self._steady_until
+            ):
+                if not self._bounded:
+                    return steady
+                leases = self._leases
+                open_ = [b for b in steady if not 0 < b.max_conns <= len(leases.get(b, ()))]
+                if open_:
+                    return open_
+                # All full: the full answer (and its fail-open rules) below.
+        return self._work_out_candidates(exclude)
+
+    def _work_out_candidates(self, exclude: Iterable[BackendConfig]) -> list[BackendConfig]:
+        """:meth:`candidates` from each backend's state (and the steady list, kept)."""
         excluded = set(exclude) if exclude else ()
         controls = self._controls
         leases = self._leases
@@ -510,6 +555,8 @@ class TargetGroup:
         if healthy or not open_:
             if self._failing_open:
                 self._set_failing_open(False)
+            if healthy and self._keeps_candidates:
+                self._keep_candidates()
             return healthy
         weighted = [b for b in self.config.backends if self._takes_traffic(b)]
         if any(self.health.available(b) for b in weighted):
@@ -520,6 +567,28 @@ class TargetGroup:
             return []
         self._set_failing_open(True)
         return open_
+
+    def _keep_candidates(self) -> None:
+        """Keep the backends in service (full or not) as the steady candidates.
+
+        Called with some in service, after their health was read (which ends
+        the ejections due).  Kept until the soonest ejection still running ends,
+        or a change of health or runtime state forgets them (:meth:`_forget_candidates`).
+        """
+        controls = self._controls
+        available = self.health.available
+        steady = []
+        for b in self.config.backends:
+            control = controls[b.address]
+            if control.weight > 0 and control.state == READY and available(b):
+                steady.append(b)
+        self._steady = steady
+        self._steady_weighted = [self._weighted[b.address] for b in steady]
+        until = self.health.next_return()
+        self._steady_until = _FOREVER if until is None else until
+
+    def _forget_candidates(self) -> None:
+        self._steady = None
 
     def _set_failing_open(self, value: bool, closed: bool = False) -> None:
         if closed and not self._failing_open:
@@ -560,6 +629,7 @@ class TargetGroup:
             raise ValueError(f"unknown state {state!r}") from None
         control = attrs.evolve(self.control(address), state=state)
         self._controls[address] = control
+        self._forget_candidates()
         return control
 
     def set_weight(self, address: str, weight: int) -> BackendControl:
@@ -573,6 +643,7 @@ class TargetGroup:
         self._weighted[address] = attrs.evolve(self._configured[address], weight=weight)
         backends = tuple(self._weighted[b.address] for b in self.config.backends)
         self.policy = make_policy(attrs.evolve(self.config, backends=backends))
+        self._forget_candidates()
         return control
 
     # -- a reload ---------------------------------------------------------------------
@@ -652,6 +723,7 @@ class TargetGroup:
             self.health.passive_success(backend)
 
     def _health_changed(self, backend: BackendConfig, available: bool) -> None:
+        self._forget_candidates()
         if available or self.config.on_unhealthy != "close":
             return
         grace = self.config.on_unhealthy_grace

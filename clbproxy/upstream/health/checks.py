@@ -145,6 +145,15 @@ class GroupHealth:
     def state(self, backend: BackendConfig) -> Health:
         return self.record(backend).state
 
+    def next_return(self) -> Optional[float]:
+        """When the soonest running ejection ends (clock seconds), None when none runs.
+
+        Until then no backend comes back by itself: whatever else changes a
+        backend's service is told through :meth:`on_change`.
+        """
+        ends = [r.ejected_until for r in self._records.values() if r.state == EJECTED]
+        return min(ends) if ends else None
+
     # -- active ------------------------------------------------------------------
 
     def check_passed(self, backend: BackendConfig) -> None:
