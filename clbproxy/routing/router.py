@@ -32,6 +32,9 @@ see :func:`clbproxy.routing.actions.rewrite_target`).
 
 Everything is compiled when the router is built; a match is dictionary
 look-ups, a walk over the domain's prefixes and, when reached, its regexes.
+A router also remembers the rule of each (Host, path) it matched lately
+(:meth:`Router.match_target`): most requests repeat one of a few, and their
+answer is then one look-up.
 """
 
 from __future__ import annotations
@@ -158,6 +161,13 @@ class Domain:
         return longest
 
 
+#: (Host, path) pairs a router remembers the rule of, at most; clients choose
+#: both, so when full it starts again rather than grow.
+MAX_REMEMBERED_ROUTES = 4096
+
+_UNKNOWN = object()
+
+
 class Router:
     """Chooses the rule for a request among a listener's rules.
 
@@ -197,6 +207,8 @@ class Router:
         elif domains:
             # Domains are kept in the order their first rule is written.
             self._default = next(iter(domains.values()))
+        #: (Host as received, path as received) -> its rule or None (no rule: 404).
+        self._remembered: Dict[Tuple[Optional[str], str], Optional[RuleConfig]] = {}
 
     def domain(self, host: Optional[str]) -> Optional[Domain]:
         """The domain serving ``host`` (a Host header value, port allowed)."""
@@ -233,5 +245,20 @@ class Router:
         return domain.match(normalize_path(path)) if domain is not None else None
 
     def match_target(self, host: Optional[str], target: str) -> Optional[RuleConfig]:
-        """The rule for a request target in origin form (path and query) as received."""
-        return self.match(host, target.split("?", 1)[0] or "/")
+        """The rule for a request target in origin form (path and query) as received.
+
+        The answer for a (Host, path) matched lately is remembered (at most
+        :data:`MAX_REMEMBERED_ROUTES` of them): the rules never change during a
+        router's life (a reload builds a new one).  A :class:`BadPath` is raised
+        again each time, never remembered.
+        """
+        path = target.partition("?")[0] or "/"
+        key = (host, path)
+        remembered = self._remembered
+        rule = remembered.get(key, _UNKNOWN)
+        if rule is _UNKNOWN:
+            rule = self.match(host, path)
+            if len(remembered) >= MAX_REMEMBERED_ROUTES:
+                remembered.clear()
+            remembered[key] = rule
+        return rule
