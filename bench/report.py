@@ -521,11 +521,12 @@ HOW = {
     "scale": "Idle WebSocket sessions opened in steps through one clbproxy and held by one "
     "Node process on the load CPU (`bench/scale.py`).  KiB marginal: RSS added by the step "
     "per new session; idle CPU: the proxy's CPU per second over a window of one ping "
-    "interval with no traffic but pings (every session pinged once on each hop) and the "
-    "probe (the median of the windows, where there are several), per session less the "
-    "0-session row's; probe: 200 sequential 64 B echoes on a new session, in 10 bursts "
-    "spread over the windows, each burst's first (wake-up) echo not counted (before run "
-    "`scale-r20`: back to back after the window).  The `cold` row is "
+    "interval with no traffic but pings (every session pinged once on each hop; the median "
+    "of the windows, where there are several), per session less the 0-session row's; "
+    "probe: 600 sequential 64 B echoes on a new session, in 30 bursts spread over one more "
+    "ping interval after the CPU windows, each burst's first (wake-up) echo not counted "
+    "(up to run `scale-r23`: 200 echoes in 10 bursts during the CPU windows, their CPU in "
+    "every window; before run `scale-r20`: back to back after the window).  The `cold` row is "
     "the process before the warm-up sessions (held to the end; its KiB marginal is what "
     "they cost, one-time growth included); the 0-session row is measured with them.",
 }

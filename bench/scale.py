@@ -14,14 +14,14 @@ step:
 - ``idle_cpu_per_s``: the proxy's CPU seconds per second (the scheduler's nanosecond
   counters: clock ticks are too coarse here), the median of :data:`WINDOWS` windows
   of one full ping interval each (so every session is pinged on both hops once per
-  window), with no traffic but the proxy's pings and the probe; ``idle_cpu_windows``
+  window), with no traffic but the proxy's pings; ``idle_cpu_windows``
   holds every window's figure.  ``idle_us_per_session``: the same less the baseline,
   per session, in CPU microseconds per second; the baseline is the median of the
   windows of the 0-session row and of the ``0 again`` row, measured the same way
   once the steps' sessions are closed at the end of the curve;
 - ``probe_p50_ms``/``probe_p99_ms``: a probe session's :data:`PROBE_ECHOES` 64 B
-  echoes, back to back in :data:`PROBE_BURSTS` bursts spread evenly over the CPU
-  windows (each burst's first echo is not counted: below).
+  echoes, back to back in :data:`PROBE_BURSTS` bursts spread evenly over one more
+  ping interval after the CPU windows (each burst's first echo is not counted: below).
 
 How it measures, and why (changed after run ``round18-new``, whose 1 k steps failed the
 spread targets; ``bench/RESULTS.md``, run ``scale-r20``, has the experiments):
@@ -65,8 +65,20 @@ spread targets; ``bench/RESULTS.md``, run ``scale-r20``, has the experiments):
   The first echo of a burst wakes the load generator and the proxy from sleep:
   on this virtual machine that alone takes a few ms (evenly paced single echoes had a
   p50 of 3-4 ms through an idle proxy, against 0.3 ms back to back), so it is sent
-  but not counted.  The probe's own CPU is in every window, the 0-session row's too,
-  so it cancels in ``idle_us_per_session``.
+  but not counted.
+- The probe after the CPU windows, and three times as long.  Up to run ``scale-r23``
+  the probe (200 echoes in 10 bursts) ran through the CPU windows, on the reasoning
+  that its CPU, in every row, cancels in ``idle_us_per_session``.  Its mean does;
+  its noise does not.  Measured at 200 idle sessions: 0.1 ms/s of CPU between the
+  ping bursts, 0.7 ms/s with them, and 1.8-2.0 ms/s more with the probe (each echo
+  wakes the sleeping proxy twice: about 0.25 ms of CPU an echo, against 0.015 ms a
+  message under load).  So the probe was most of the 0-session row's figure, and
+  its spread (windows 14-81 % apart) decided the 1 k step's verdict, whose own
+  signal is about 4 ms/s.  And the p99 of its 180 counted echoes was their
+  second-largest: one slow echo decided the p99 target.  Now the CPU windows hold
+  nothing but the pings, and the probe runs over one ping interval of its own
+  after them (so it still meets every session's ping burst once), with
+  :data:`PROBE_ECHOES` echoes: the p99 is the sixth-largest of 600.
 
 Steps: 1 k, 5 k and the largest the descriptor budget allows
 (:func:`clbproxy.net.descriptors.connection_budget` of the soft ``RLIMIT_NOFILE``
@@ -111,9 +123,9 @@ from clbproxy.net.descriptors import DESCRIPTORS_PER_CONNECTION, connection_budg
 PING_INTERVAL = 30
 STEPS = (1000, 5000)
 LARGE_STEPS = (50_000, 100_000)
-PROBE_ECHOES = 200
-#: The probe's echoes come in this many bursts, spread over the CPU windows.
-PROBE_BURSTS = 10
+PROBE_ECHOES = 600
+#: The probe's echoes come in this many bursts, spread over one ping interval.
+PROBE_BURSTS = 30
 #: CPU windows (of one ping interval each) per step; the median is the step's figure.
 WINDOWS = 3
 #: Sessions per worker opened before the baseline and held through the curve (one batch).
@@ -255,10 +267,9 @@ def cpu_per_second(pid: int, window: float) -> float:
 
 
 def measure(pid: int, url: str, window: float, windows: int) -> dict:
-    """``windows`` CPU windows with a paced probe running through them."""
-    probe = Probe(url, window * windows)
+    """``windows`` CPU windows with nothing but the pings, then a paced probe over one more."""
     cpu = [cpu_per_second(pid, window) for _ in range(windows)]
-    echo = probe.result()
+    echo = Probe(url, window).result()
     return {
         "idle_cpu_per_s": statistics.median(cpu),
         "idle_cpu_windows": cpu,
