@@ -71,8 +71,9 @@ from clbproxy.ws.upgrade import (
     UpgradeRefused,
     accept_value,
     check_backend_answer,
-    check_client_upgrade,
     check_extended_connect,
+    check_upgrade_fields,
+    read_request_headers,
 )
 
 log = LeanLogger()  # info lines per session: see clbproxy.util.leanlog
@@ -173,14 +174,22 @@ class ClientWaiting(_HandshakeHop):
     #: The client's HTTP version (the access log's ``protocol``).
     http_version: str = "HTTP/1.1"
 
-    def __init__(self, factory, request_uri: str, pairs: list[tuple[str, str]], limit: int) -> None:
+    def __init__(
+        self,
+        factory,
+        request_uri: str,
+        pairs: list[tuple[str, str]],
+        limit: int,
+        joined: Optional[dict[str, str]] = None,
+    ) -> None:
         #: The listener's relay factory (the closing stage reads its settings).
         self.factory = factory
         self.http_request_uri = request_uri
         #: The upgrade request's headers as received (names as twisted.web spells them).
         self.header_pairs = pairs
-        #: The same, lower-case names (repeats joined), as the closing stage reads them.
-        self.http_headers = joined_headers(pairs)
+        #: The same, lower-case names (repeats joined), as the closing stage reads them
+        #: (``joined``, when the caller read them already).
+        self.http_headers = joined if joined is not None else joined_headers(pairs)
         self.early = bytearray()
         self._limit = limit
         self._paused = False
@@ -526,9 +535,9 @@ def pass_through(factory, request, route: Route) -> None:
     403 for an origin not allowed).
     """
     settings, rule, target = route.settings, route.rule, route.target
-    pairs = header_pairs(request)
+    pairs, joined, fields = read_request_headers(request.requestHeaders.getAllRawHeaders())
     front = ClientWaiting(
-        factory, request.uri.decode("latin-1"), pairs, settings.listener.session_buffer
+        factory, request.uri.decode("latin-1"), pairs, settings.listener.session_buffer, joined
     )
     front.request_id = route.request_id
     front.id_header = settings.request_ids.name
@@ -540,7 +549,7 @@ def pass_through(factory, request, route: Route) -> None:
             front.http_version = "HTTP/2.0"
             upgrade = check_extended_connect(pairs)
         else:
-            upgrade = check_client_upgrade(request.method, request.clientproto, pairs)
+            upgrade = check_upgrade_fields(request.method, request.clientproto, fields)
     except UpgradeRefused as e:
         _refuse(front, e.status, e.detail, e.headers)
         return
