@@ -469,7 +469,8 @@ class PassThroughStage(HandshakeStage):
             listener.session_buffer,
             self.deflate,
         )
-        kind = hop_kind(self.settings.rate_limits(self.rule), self.tunnel)
+        limits = self.settings.rate_limits(self.rule)
+        kind = hop_kind(limits, self.tunnel)
         hops = [
             kind(front.transport, self, Side.CLIENT, scanners[0]),
             kind(backend.transport, self, Side.BACKEND, scanners[1]),
@@ -494,7 +495,7 @@ class PassThroughStage(HandshakeStage):
         self._handshake = None
         self.request = None
         self._tried = ()
-        self.arm_controls()
+        self.arm_controls(limits)
         early = bytes(front.early)
         if front._paused:
             new_front.transport.resumeProducing()
