@@ -70,9 +70,10 @@ from clbproxy.ws.upgrade import (
     ClientUpgrade,
     UpgradeRefused,
     accept_value,
-    check_backend_answer,
+    check_backend_fields,
     check_extended_connect,
     check_upgrade_fields,
+    header_fields,
     read_request_headers,
 )
 
@@ -251,11 +252,12 @@ class BackendUpgrade(_HandshakeHop):
         if head.status == 101:
             self._cancel_timer()
             try:
-                acceptance = check_backend_answer(self.session.client_upgrade, head.headers)
+                fields = header_fields(head.headers)
+                acceptance = check_backend_fields(self.session.client_upgrade, fields)
             except BadBackendAnswer as e:
                 self._bad_answer(str(e))
                 return
-            self.session.backend_switched(self, head, acceptance, rest)
+            self.session.backend_switched(self, head, acceptance, rest, fields.get("connection"))
             return
         self._refusal = RefusalReader(head, self.session.settings.listener.max_refusal_body)
         self._read_refusal(rest)
@@ -423,9 +425,17 @@ class PassThroughStage(HandshakeStage):
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def backend_switched(
-        self, backend: BackendUpgrade, head, acceptance: BackendAcceptance, rest: bytes
+        self,
+        backend: BackendUpgrade,
+        head,
+        acceptance: BackendAcceptance,
+        rest: bytes,
+        connection: Optional[list[str]] = None,
     ) -> None:
-        """The backend accepted the upgrade: answer the client, then relay on the fast path."""
+        """The backend accepted the upgrade: answer the client, then relay on the fast path.
+
+        ``connection``: the values of the 101's ``Connection`` header, when read already.
+        """
         if self._handshake is None or self._handshake.called or self.front.state == CLOSED:
             backend.dropConnection(abort=True)
             return
@@ -444,10 +454,12 @@ class PassThroughStage(HandshakeStage):
             lines.append(f"Sec-WebSocket-Protocol: {acceptance.protocol}")
         if acceptance.extensions is not None:
             lines.append(f"Sec-WebSocket-Extensions: {acceptance.extensions}")
-        hop = hop_by_hop_names(head.values("connection")) | self.id_header_names()
+        if connection is None:
+            connection = head.values("connection")
+        hop = hop_by_hop_names(connection) | self.id_header_names()
         for name, value in head.headers:
             lower = name.lower()
-            if not is_hop_by_hop(lower, hop) and lower not in _ANSWERED_BY_PROXY:
+            if lower not in _ANSWERED_BY_PROXY and not is_hop_by_hop(lower, hop):
                 lines.append(f"{name}: {value}")
         for name, value in self.group.persistence_headers(self.request, self.backend_config):
             lines.append(f"{name}: {value}")

@@ -580,7 +580,20 @@ def check_backend_answer(
     subprotocols, its first permessage-deflate offer), so what it agreed is
     what the client is told.
     """
-    fields = _fields(headers)
+    return check_backend_fields(upgrade, header_fields(headers))
+
+
+def header_fields(headers: Sequence[tuple[object, object]]) -> dict[str, list[str]]:
+    """Header values by lower-case name, each without its optional whitespace, in order.
+
+    What the checks read; a caller that reads other fields of the same head
+    (the ``Connection`` of a backend's ``101``) reads them here too, once.
+    """
+    return _fields(headers)
+
+
+def check_backend_fields(upgrade: ClientUpgrade, fields: dict[str, list[str]]) -> BackendAcceptance:
+    """:func:`check_backend_answer` for a head already read by :func:`header_fields`."""
     if ", ".join(fields.get("upgrade", [])).lower() != "websocket":
         raise BadBackendAnswer("Upgrade is not websocket (RFC 6455 4.1)")
     connection = fields.get("connection")
