@@ -243,6 +243,11 @@ def read_request_headers(
 
 def _elements(values: list[str]) -> list[str]:
     """The elements of a comma-separated list over all of a field's lines, empty ones skipped."""
+    if len(values) == 1 and "," not in values[0]:  # most fields: one line, one element
+        element = values[0].strip(_OWS)
+        return [element] if element else []
+    if not values:
+        return []
     return [
         element
         for value in values
@@ -425,6 +430,8 @@ def _origin(values: list[str]) -> Optional[str]:
 
 def _first_deflate_offer(values: list[str]) -> Optional[DeflateOffer]:
     """The client's first permessage-deflate offer; every one of them must be well-formed."""
+    if not values:
+        return None
     try:
         extensions = parse_extensions(", ".join(values))
     except ValueError as e:

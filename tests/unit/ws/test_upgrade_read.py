@@ -10,6 +10,7 @@ from twisted.web.http_headers import Headers
 from clbproxy.ws.passthrough import joined_headers
 from clbproxy.ws.upgrade import (
     UpgradeRefused,
+    _elements,
     _fields,
     check_client_upgrade,
     check_upgrade_fields,
@@ -71,3 +72,12 @@ class ReadRequestHeadersTests(unittest.TestCase):
             check_client_upgrade(b"GET", b"HTTP/1.1", text_pairs(headers))
         self.assertEqual(from_fields.exception.status, 426)
         self.assertEqual(from_pairs.exception.status, 426)
+
+
+class ElementsTests(unittest.TestCase):
+    @given(st.lists(st.text(alphabet=" \t,abc", max_size=8), max_size=3))
+    def test_a_lists_elements_are_those_of_every_line_split_at_commas(self, values):
+        expected = [
+            part.strip(" \t") for value in values for part in value.split(",") if part.strip(" \t")
+        ]
+        self.assertEqual(_elements(values), expected)
