@@ -359,15 +359,6 @@ def take_over(request, protocol: Protocol):
     return transport
 
 
-def header_pairs(request) -> list[tuple[str, str]]:
-    """A twisted.web request's headers as ``(name, value)`` text pairs, repeats kept."""
-    return [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, values in request.requestHeaders.getAllRawHeaders()
-        for value in values
-    ]
-
-
 def joined_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Lower-case name -> value, repeats joined with ``", "`` (what Autobahn gave the relay)."""
     joined: dict[str, str] = {}
