@@ -187,7 +187,9 @@ class Closing:
                 # of a closing handshake, whoever started it, is not a reset.
                 if Side.BACKEND not in self._told:
                     self.group.report_failure(self.backend_config, "connection reset")
-            self.hop_ended(HopEvent(side, HopEnd.LOST))
+            told = self._told
+            if side not in told and side.other not in told:  # else hop_ended has nothing to do
+                self.hop_ended(HopEvent(side, HopEnd.LOST))
         if len(self._ended) == 2 or (side is Side.CLIENT and self.backend is None):
             self.release()
             self.factory.sessions.discard(self)

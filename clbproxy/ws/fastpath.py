@@ -667,16 +667,11 @@ def hop_scanners(
     """
     if tunnel:
         return None, None
-    resets = deflate or (False, False)
-    return tuple(
-        FrameScanner(
-            masked=masked,
-            max_message=limit,
-            hold=hold,
-            deflate=deflate is not None,
-            deflate_reset=reset,
-        )
-        for masked, limit, reset in ((True, max_message, resets[0]), (False, 0, resets[1]))
+    if deflate is None:
+        return FrameScanner(True, max_message, hold), FrameScanner(False, 0, hold)
+    return (
+        FrameScanner(True, max_message, hold, deflate=True, deflate_reset=deflate[0]),
+        FrameScanner(False, 0, hold, deflate=True, deflate_reset=deflate[1]),
     )
 
 

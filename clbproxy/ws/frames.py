@@ -229,6 +229,10 @@ class FrameScanner:
         if self._buffer:
             data = self._buffer + data
             self._buffer = b""
+        elif not self._remaining and not self.failed:
+            whole = self._whole_frame(data)
+            if whole is not None:
+                return whole
         out: list[Event] = []
         n = len(data)
         pos = 0
@@ -387,6 +391,56 @@ class FrameScanner:
         if not self.failed:
             self.mid_frame = self._remaining > 0
         return out
+
+    def _whole_frame(self, data: bytes) -> Optional[list[Event]]:
+        """The events of ``data`` when it is exactly one small valid frame, else None.
+
+        Most reads of a session of small messages are one whole frame each (a
+        message, a ping, the Close): an unfragmented text or binary frame with
+        no RSV bit, or a control frame, of at most 125 bytes, the mask bit as the
+        hop needs it.  Such a frame is checked here in one step, with what the
+        general scan would find (a text payload must be complete UTF-8, which
+        Python's strict decoder checks as Autobahn's validator does); anything
+        else, and any frame with a fault, is left to the general scan, which
+        reports it as always.  Called only at a frame boundary (nothing kept, no
+        payload pending) of a scanner that has not failed.
+        """
+        n = len(data)
+        if n < 2:
+            return None
+        b0 = data[0]
+        b1 = data[1]
+        length = b1 & 0x7F
+        masked = self.masked
+        if length > 125 or n != length + (6 if masked else 2) or bool(b1 & 0x80) != masked:
+            return None
+        if b0 == 0x82 or b0 == 0x81:
+            if self._in_message or (self.max_message and length > self.max_message):
+                return None
+            if b0 == 0x81 and length:
+                payload = _unmask(data[6:], data[2:6]) if masked else data[2:]
+                if not payload.isascii():
+                    try:
+                        payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return None
+            self.messages += 1
+            self._text = False
+            self.mid_frame = False
+            return [data]
+        if b0 < 0x88 or b0 > 0x8A:
+            return None
+        if length:
+            payload = _unmask(data[6:], data[2:6]) if masked else data[2:]
+        else:
+            payload = b""
+        self.mid_frame = False
+        if b0 == 0x88:
+            if length == 1:
+                return None
+            self._closed = True
+            return [Control(CLOSE, payload)]
+        return [Control(b0 & 0x0F, payload)]
 
     def _check_held_text(self, data: bytes, begin: int, end: int, mask_bit: int) -> bool:
         """Check the part of a held (incomplete) text frame not checked yet; False if invalid.

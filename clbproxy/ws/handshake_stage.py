@@ -538,11 +538,13 @@ def upgrade_headers(
         | drop
     )
     underscores = settings.listener.underscores_in_headers
-    chosen = [
-        (name, value)
-        for name, value in pairs
-        if client_header_passes(name, skip, underscores=underscores, ours=drop)
-    ]
+    chosen = []
+    for name, value in pairs:
+        # A name in ``skip`` never passes (most of an upgrade's: Host, Upgrade, the key...).
+        if name.lower() not in skip and client_header_passes(
+            name, skip, underscores=underscores, ours=drop
+        ):
+            chosen.append((name, value))
     if request_id is not None:
         chosen.append((settings.request_ids.name, request_id))
     if trace.replaced is not None:

@@ -70,9 +70,11 @@ from clbproxy.ws.upgrade import (
     ClientUpgrade,
     UpgradeRefused,
     accept_value,
-    check_backend_answer,
-    check_client_upgrade,
+    check_backend_fields,
     check_extended_connect,
+    check_upgrade_fields,
+    header_fields,
+    read_request_headers,
 )
 
 log = LeanLogger()  # info lines per session: see clbproxy.util.leanlog
@@ -173,14 +175,22 @@ class ClientWaiting(_HandshakeHop):
     #: The client's HTTP version (the access log's ``protocol``).
     http_version: str = "HTTP/1.1"
 
-    def __init__(self, factory, request_uri: str, pairs: list[tuple[str, str]], limit: int) -> None:
+    def __init__(
+        self,
+        factory,
+        request_uri: str,
+        pairs: list[tuple[str, str]],
+        limit: int,
+        joined: Optional[dict[str, str]] = None,
+    ) -> None:
         #: The listener's relay factory (the closing stage reads its settings).
         self.factory = factory
         self.http_request_uri = request_uri
         #: The upgrade request's headers as received (names as twisted.web spells them).
         self.header_pairs = pairs
-        #: The same, lower-case names (repeats joined), as the closing stage reads them.
-        self.http_headers = joined_headers(pairs)
+        #: The same, lower-case names (repeats joined), as the closing stage reads them
+        #: (``joined``, when the caller read them already).
+        self.http_headers = joined if joined is not None else joined_headers(pairs)
         self.early = bytearray()
         self._limit = limit
         self._paused = False
@@ -242,11 +252,12 @@ class BackendUpgrade(_HandshakeHop):
         if head.status == 101:
             self._cancel_timer()
             try:
-                acceptance = check_backend_answer(self.session.client_upgrade, head.headers)
+                fields = header_fields(head.headers)
+                acceptance = check_backend_fields(self.session.client_upgrade, fields)
             except BadBackendAnswer as e:
                 self._bad_answer(str(e))
                 return
-            self.session.backend_switched(self, head, acceptance, rest)
+            self.session.backend_switched(self, head, acceptance, rest, fields.get("connection"))
             return
         self._refusal = RefusalReader(head, self.session.settings.listener.max_refusal_body)
         self._read_refusal(rest)
@@ -348,15 +359,6 @@ def take_over(request, protocol: Protocol):
     return transport
 
 
-def header_pairs(request) -> list[tuple[str, str]]:
-    """A twisted.web request's headers as ``(name, value)`` text pairs, repeats kept."""
-    return [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, values in request.requestHeaders.getAllRawHeaders()
-        for value in values
-    ]
-
-
 def joined_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Lower-case name -> value, repeats joined with ``", "`` (what Autobahn gave the relay)."""
     joined: dict[str, str] = {}
@@ -414,9 +416,17 @@ class PassThroughStage(HandshakeStage):
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def backend_switched(
-        self, backend: BackendUpgrade, head, acceptance: BackendAcceptance, rest: bytes
+        self,
+        backend: BackendUpgrade,
+        head,
+        acceptance: BackendAcceptance,
+        rest: bytes,
+        connection: Optional[list[str]] = None,
     ) -> None:
-        """The backend accepted the upgrade: answer the client, then relay on the fast path."""
+        """The backend accepted the upgrade: answer the client, then relay on the fast path.
+
+        ``connection``: the values of the 101's ``Connection`` header, when read already.
+        """
         if self._handshake is None or self._handshake.called or self.front.state == CLOSED:
             backend.dropConnection(abort=True)
             return
@@ -435,10 +445,12 @@ class PassThroughStage(HandshakeStage):
             lines.append(f"Sec-WebSocket-Protocol: {acceptance.protocol}")
         if acceptance.extensions is not None:
             lines.append(f"Sec-WebSocket-Extensions: {acceptance.extensions}")
-        hop = hop_by_hop_names(head.values("connection")) | self.id_header_names()
+        if connection is None:
+            connection = head.values("connection")
+        hop = hop_by_hop_names(connection) | self.id_header_names()
         for name, value in head.headers:
             lower = name.lower()
-            if not is_hop_by_hop(lower, hop) and lower not in _ANSWERED_BY_PROXY:
+            if lower not in _ANSWERED_BY_PROXY and not is_hop_by_hop(lower, hop):
                 lines.append(f"{name}: {value}")
         for name, value in self.group.persistence_headers(self.request, self.backend_config):
             lines.append(f"{name}: {value}")
@@ -460,7 +472,8 @@ class PassThroughStage(HandshakeStage):
             listener.session_buffer,
             self.deflate,
         )
-        kind = hop_kind(self.settings.rate_limits(self.rule), self.tunnel)
+        limits = self.settings.rate_limits(self.rule)
+        kind = hop_kind(limits, self.tunnel)
         hops = [
             kind(front.transport, self, Side.CLIENT, scanners[0]),
             kind(backend.transport, self, Side.BACKEND, scanners[1]),
@@ -485,7 +498,7 @@ class PassThroughStage(HandshakeStage):
         self._handshake = None
         self.request = None
         self._tried = ()
-        self.arm_controls()
+        self.arm_controls(limits)
         early = bytes(front.early)
         if front._paused:
             new_front.transport.resumeProducing()
@@ -526,9 +539,9 @@ def pass_through(factory, request, route: Route) -> None:
     403 for an origin not allowed).
     """
     settings, rule, target = route.settings, route.rule, route.target
-    pairs = header_pairs(request)
+    pairs, joined, fields = read_request_headers(request.requestHeaders.getAllRawHeaders())
     front = ClientWaiting(
-        factory, request.uri.decode("latin-1"), pairs, settings.listener.session_buffer
+        factory, request.uri.decode("latin-1"), pairs, settings.listener.session_buffer, joined
     )
     front.request_id = route.request_id
     front.id_header = settings.request_ids.name
@@ -540,7 +553,7 @@ def pass_through(factory, request, route: Route) -> None:
             front.http_version = "HTTP/2.0"
             upgrade = check_extended_connect(pairs)
         else:
-            upgrade = check_client_upgrade(request.method, request.clientproto, pairs)
+            upgrade = check_upgrade_fields(request.method, request.clientproto, fields)
     except UpgradeRefused as e:
         _refuse(front, e.status, e.detail, e.headers)
         return

@@ -106,18 +106,19 @@ class OpenSession:
             self.reactor.callLater(0, _scrub, front, backend)
         self.arm_controls()
 
-    def arm_controls(self) -> None:
+    def arm_controls(self, limits: Optional[tuple[float, int, int, int, str]] = None) -> None:
         """Start the session's rate limits and lifetime (:mod:`clbproxy.ws.controls`).
 
         Called once both hops are open and on the path they stay on; a relief
-        asked for during the handshake is applied here.
+        asked for during the handshake is applied here.  ``limits``: the rule's
+        ``RelaySettings.rate_limits``, when the caller read them already.
         """
         listener = self.settings.listener
         self.controls = arm_controls(
             self.reactor,
             self,
             (self.front, self.backend),
-            limits=self.settings.rate_limits(self.rule),
+            limits=self.settings.rate_limits(self.rule) if limits is None else limits,
             tunnel=self.tunnel,
             lifetime=(listener.websocket_max_lifetime, listener.websocket_lifetime_spread),
             lifetimes=getattr(self.factory, "lifetimes", None),

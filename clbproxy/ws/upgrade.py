@@ -77,7 +77,7 @@ import base64
 import hashlib
 import os
 import re
-from typing import Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 import attrs
@@ -211,8 +211,43 @@ def _fields(headers: Sequence[tuple[object, object]]) -> dict[str, list[str]]:
     return fields
 
 
+def read_request_headers(
+    grouped: Iterable[tuple[bytes, Sequence[bytes]]],
+) -> tuple[list[tuple[str, str]], dict[str, str], dict[str, list[str]]]:
+    """An upgrade request's headers, read once for everything the pass-through needs of them.
+
+    ``grouped``: (name, values) as twisted.web's ``Headers.getAllRawHeaders``
+    gives them (one name each, its values in order).  Returns the (name, value)
+    text pairs (latin-1), the values by lower-case name joined with ``", "`` (what
+    Autobahn gave the relay: the closing stage and the forwarding headers read
+    them) and :func:`_fields`'s reading, which :func:`check_upgrade_fields` checks.
+    """
+    pairs: list[tuple[str, str]] = []
+    joined: dict[str, str] = {}
+    fields: dict[str, list[str]] = {}
+    for raw_name, raw_values in grouped:
+        name = raw_name.decode("latin-1")
+        lower = name.lower()
+        for raw in raw_values:
+            value = raw.decode("latin-1")
+            pairs.append((name, value))
+            known = fields.get(lower)
+            if known is None:
+                fields[lower] = [value.strip(_OWS)]
+                joined[lower] = value
+            else:
+                known.append(value.strip(_OWS))
+                joined[lower] = f"{joined[lower]}, {value}"
+    return pairs, joined, fields
+
+
 def _elements(values: list[str]) -> list[str]:
     """The elements of a comma-separated list over all of a field's lines, empty ones skipped."""
+    if len(values) == 1 and "," not in values[0]:  # most fields: one line, one element
+        element = values[0].strip(_OWS)
+        return [element] if element else []
+    if not values:
+        return []
     return [
         element
         for value in values
@@ -254,13 +289,24 @@ def check_client_upgrade(
     The checks run in Autobahn's order, so a request with several faults gets
     the status Autobahn would give it.
     """
+    return check_upgrade_fields(method, version, _fields(headers))
+
+
+def check_upgrade_fields(
+    method: bytes, version: bytes, fields: dict[str, list[str]]
+) -> ClientUpgrade:
+    """:func:`check_client_upgrade` for headers already read into ``fields``.
+
+    ``fields``: the values by lower-case name, in order, each without its
+    optional whitespace (what :func:`read_request_headers` gives), so a caller
+    that reads the headers for other needs too reads them once.
+    """
     if version != b"HTTP/1.1":
         raise _refuse("a WebSocket handshake needs HTTP/1.1 (RFC 6455 4.1)")
     if method != b"GET":
         raise UpgradeRefused(
             405, "a WebSocket handshake is a GET request (RFC 6455 4.1)", (("Allow", "GET"),)
         )
-    fields = _fields(headers)
     _check_host(fields.get("host", []))
     named = _list_naming(fields.get("upgrade", []), _PROTOCOL, "websocket")
     if named is None:
@@ -384,6 +430,8 @@ def _origin(values: list[str]) -> Optional[str]:
 
 def _first_deflate_offer(values: list[str]) -> Optional[DeflateOffer]:
     """The client's first permessage-deflate offer; every one of them must be well-formed."""
+    if not values:
+        return None
     try:
         extensions = parse_extensions(", ".join(values))
     except ValueError as e:
@@ -539,7 +587,20 @@ def check_backend_answer(
     subprotocols, its first permessage-deflate offer), so what it agreed is
     what the client is told.
     """
-    fields = _fields(headers)
+    return check_backend_fields(upgrade, header_fields(headers))
+
+
+def header_fields(headers: Sequence[tuple[object, object]]) -> dict[str, list[str]]:
+    """Header values by lower-case name, each without its optional whitespace, in order.
+
+    What the checks read; a caller that reads other fields of the same head
+    (the ``Connection`` of a backend's ``101``) reads them here too, once.
+    """
+    return _fields(headers)
+
+
+def check_backend_fields(upgrade: ClientUpgrade, fields: dict[str, list[str]]) -> BackendAcceptance:
+    """:func:`check_backend_answer` for a head already read by :func:`header_fields`."""
     if ", ".join(fields.get("upgrade", [])).lower() != "websocket":
         raise BadBackendAnswer("Upgrade is not websocket (RFC 6455 4.1)")
     connection = fields.get("connection")
