@@ -377,17 +377,19 @@ class _Exchange:
             request = self._request
             self._committed = True
             self._head = head
-            self._own_headers = request.responseHeaders.copy()
+            forwarder = self._forwarder
+            added = self._group.persistence_headers(self._info, backend)
+            if forwarder.via:
+                added = [*added, (b"Via", VIA)]
+            # Left as they are by the copy, which gives the response new headers.
+            self._own_headers = request.responseHeaders
             # The response keeps the ID the listener gave it (the one the backend
             # was sent), whatever the backend answers under that name.
-            self._hop = copy_response_headers(head, request, self._forwarder.never_copied)
-            headers = request.responseHeaders
-            for name, value in self._group.persistence_headers(self._info, backend):
-                headers.addRawHeader(name, value)
-            if self._forwarder.via:
-                headers.addRawHeader(b"Via", VIA)
-            self._producing = True
-            request.registerProducer(self, True)
+            self._hop = copy_response_headers(head, request, forwarder.never_copied, added)
+            upstream = self._upstream
+            if upstream is None or not upstream.response_read:
+                self._producing = True
+                request.registerProducer(self, True)
         except Exception:
             self.unexpected(Failure())
 
@@ -406,7 +408,8 @@ class _Exchange:
             return
         try:
             self._done = True
-            self._unregister()
+            if self._producing:
+                self._unregister()
             if trailers:
                 self._pass_trailers(trailers)
             self._request.finish()

@@ -41,7 +41,7 @@ answers 413 or aborts, depending on whether its response has begun);
 
 from __future__ import annotations
 
-from typing import List, Optional, Protocol, Tuple
+from typing import Dict, List, Optional, Protocol, Tuple, Union
 
 from zope.interface import Attribute, Interface
 
@@ -136,7 +136,10 @@ class ResponseHead:
 
     ``content_length`` is None for a chunked body, a body until the backend
     closes, or no body; ``until_close`` says which.  ``keep_alive`` is False
-    whenever the connection cannot carry another exchange.
+    whenever the connection cannot carry another exchange.  ``headers`` are
+    ``(name, value)`` pairs in order, values stripped and holding no CR, LF or
+    NUL (the parser refuses those), so the client's response takes them as
+    they are.
     """
 
     __slots__ = (
@@ -545,7 +548,8 @@ class ResponseParser(_Parser):
 
     def _head(self) -> bool:
         buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        scanned = self._scanned
+        end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
         if end == -1:
             self._scanned = len(buffer)
             if len(buffer) > self._max_head:
@@ -556,21 +560,12 @@ class ResponseParser(_Parser):
         if end > self._max_head:
             return self._error(f"the response head is larger than {self._max_head} bytes")
         line, _, block = head.partition(b"\r\n")
-        if (
-            line[:7] != b"HTTP/1."
-            or not line[7:8].isdigit()
-            or line[8:9] != b" "
-            or len(line[9:12]) != 3
-            or not line[9:12].isdigit()
-            or line[12:13] not in (b"", b" ")
-        ):
-            return self._error(f"not an HTTP/1.x status line: {line[:40]!r}")
-        status = int(line[9:12])
-        if status < 100:
-            return self._error(f"status {status} is not a valid status")
-        reason = line[13:]
-        if CR in reason or LF in reason or NUL in reason:
-            return self._error("a bare CR or LF, or a NUL, in the status line")
+        known = _STATUS_LINES.get(line)
+        if known is None:
+            known = _status_line(line)
+            if type(known) is str:
+                return self._error(known)
+        status, reason, version = known
         split = self._fields(block)
         if split is not None:
             fields = split[0]
@@ -581,7 +576,6 @@ class ResponseParser(_Parser):
             if fields is None:
                 return self._error("a malformed response header field")
         self._buffer = buffer[end + 4 :]
-        version = b"1.0" if line[7:8] == b"0" else b"1.1"
         if status < 200 and status != 101:
             self._handler.interim(status, fields)
             return self._state == _HEAD
@@ -591,22 +585,30 @@ class ResponseParser(_Parser):
         content_length = None
         chunked = False
         connection: List[bytes] = []
+        kinds = _FRAMING_KINDS
         for name, value in fields:
-            size = len(name)
-            if size == 14 and name.lower() == b"content-length":
+            kind = kinds.get(name)
+            if kind is None:
+                kind = _framing_kind(name)
+            if not kind:
+                continue
+            if kind == _CONTENT_LENGTH:
                 if content_length is not None or not value.isdigit():
                     return self._error("a repeated or invalid Content-Length")
                 content_length = int(value)
-            elif size == 17 and name.lower() == b"transfer-encoding":
+            elif kind == _TRANSFER_ENCODING:
                 if chunked or value.lower() != b"chunked":
                     return self._error("a Transfer-Encoding other than chunked")
                 chunked = True
-            elif size == 10 and name.lower() == b"connection":
+            else:
                 connection.append(value)
         if chunked and content_length is not None:
             return self._error("Content-Length with Transfer-Encoding")
-        tokens = connection_tokens(connection) if connection else []
-        keep_alive = b"close" not in tokens and (version == b"1.1" or b"keep-alive" in tokens)
+        if connection:
+            close, alive = _connection_says(connection)
+            keep_alive = not close and (version == b"1.1" or alive)
+        else:
+            keep_alive = version == b"1.1"
         no_body = status in (101, 204, 304) or self._method == b"HEAD"
         if no_body:
             content_length, chunked = None, False
@@ -631,3 +633,71 @@ class ResponseParser(_Parser):
             return True
         self._start_body(content_length, chunked, self._max_head)
         return True
+
+
+#: Status lines seen to ``(status, reason, version)``: a backend sends a few,
+#: each checked once (bounded, as the lines are the backends' to choose).
+_STATUS_LINES: Dict[bytes, Tuple[int, bytes, bytes]] = {}
+_MAX_STATUS_LINES = 1024
+
+
+def _status_line(line: bytes) -> Union[Tuple[int, bytes, bytes], str]:
+    """``(status, reason, version)`` of a status line, or why it is refused."""
+    if (
+        line[:7] != b"HTTP/1."
+        or not line[7:8].isdigit()
+        or line[8:9] != b" "
+        or len(line[9:12]) != 3
+        or not line[9:12].isdigit()
+        or line[12:13] not in (b"", b" ")
+    ):
+        return f"not an HTTP/1.x status line: {line[:40]!r}"
+    status = int(line[9:12])
+    if status < 100:
+        return f"status {status} is not a valid status"
+    reason = line[13:]
+    if CR in reason or LF in reason or NUL in reason:
+        return "a bare CR or LF, or a NUL, in the status line"
+    known = (status, reason, b"1.0" if line[7:8] == b"0" else b"1.1")
+    if len(_STATUS_LINES) < _MAX_STATUS_LINES:
+        _STATUS_LINES[line] = known
+    return known
+
+
+#: What a response field's name says of its framing (:data:`_FRAMING_KINDS`).
+_OTHER, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION = range(4)
+_FRAMING_NAMES = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+}
+
+#: Field names as received to what they say of the framing: one lookup per
+#: field (bounded, as the names are the backends' to choose).
+_FRAMING_KINDS: Dict[bytes, int] = {}
+_MAX_FRAMING_KINDS = 10_000
+
+
+def _framing_kind(name: bytes) -> int:
+    kind = _FRAMING_NAMES.get(name.lower(), _OTHER)
+    if len(_FRAMING_KINDS) < _MAX_FRAMING_KINDS:
+        _FRAMING_KINDS[name] = kind
+    return kind
+
+
+#: A lone ``Connection`` value to ``(close, keep-alive)`` among its tokens.
+_CONNECTION_VALUES: Dict[bytes, Tuple[bool, bool]] = {}
+_MAX_CONNECTION_VALUES = 256
+
+
+def _connection_says(values: List[bytes]) -> Tuple[bool, bool]:
+    """Whether ``Connection`` values name ``close``, and ``keep-alive``."""
+    if len(values) == 1:
+        known = _CONNECTION_VALUES.get(values[0])
+        if known is not None:
+            return known
+    tokens = connection_tokens(values)
+    known = (b"close" in tokens, b"keep-alive" in tokens)
+    if len(values) == 1 and len(_CONNECTION_VALUES) < _MAX_CONNECTION_VALUES:
+        _CONNECTION_VALUES[values[0]] = known
+    return known

@@ -64,6 +64,11 @@ class UpstreamSink(Protocol):
     ``body_resumed``: the backend's socket is full / drained, stop / go on
     writing the request body.
 
+    While in ``response_head``, the exchange's ``response_read`` says whether
+    the rest of the response is read already (it then comes before
+    ``response_head`` returns, unless the caller aborts): a caller that paces
+    reading with ``pause_response`` has nothing to pace.
+
     ``response_timeout`` counts from the end of the request body, so a caller
     that waits for a ``100 Continue`` before sending the body bounds that wait
     itself (sending the body anyway, or ``abort()``), as RFC 9110 10.1.1 lets
@@ -119,6 +124,7 @@ class UpstreamExchange:
         "_deadline",
         "_reused",
         "body_written_at",
+        "response_read",
     )
 
     def __init__(
@@ -150,6 +156,10 @@ class UpstreamExchange:
         #: The reactor's time of the last body bytes written (0.0: none yet),
         #: for the caller's upload timeout.
         self.body_written_at = 0.0
+        #: Set before ``response_head``: the whole response (its body, or it has
+        #: none) is read already, so it all comes before ``response_head``
+        #: returns (unless the exchange is aborted) and no reading needs pacing.
+        self.response_read = False
 
     # -- the caller's side
 
@@ -415,6 +425,11 @@ class _Connection(TwistedProtocol):
         exchange._deadline = None
         if not head.keep_alive or head.version == b"1.0" or head.upgrade:
             self.reusable = False
+        length = head.content_length
+        if length is not None:
+            exchange.response_read = len(self.parser.buffered) >= length
+        else:
+            exchange.response_read = not head.chunked and not head.until_close
         exchange.sink.response_head(head)
 
     def body_data(self, data: bytes) -> None:
