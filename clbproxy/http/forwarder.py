@@ -367,7 +367,8 @@ class _Exchange:
         """1xx answers are the backend's to its hop (the proxy answers 100-continue itself)."""
 
     def response_head(self, head: ResponseHead) -> None:
-        self._cancel_body_timer()
+        if self._body_timer is not None:
+            self._cancel_body_timer()
         backend = self._backend
         self._group.report_status(backend, head.status)
         self._record.response_ms = (self._reactor.seconds() - self._started) * 1000
@@ -402,8 +403,10 @@ class _Exchange:
         # Done with the backend's exchange, which holds this one as its sink: letting
         # go of it leaves no cycle, so the request is freed at once, not by the collector.
         self._upstream = None
-        self._release()
-        self._stop_body()
+        if self._lease is not None:
+            self._lease.release()
+        if self._body_started:
+            self._stop_body()
         if self._client_gone or self._done:
             return
         try:

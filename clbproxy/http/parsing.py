@@ -631,6 +631,19 @@ class ResponseParser(_Parser):
         if until_close:
             self._state = _UNTIL_CLOSE
             return True
+        buffer = self._buffer
+        if content_length and len(buffer) >= content_length and not self._paused:
+            # The whole body is here (most responses): what _body does, at once.
+            if len(buffer) == content_length:
+                data, self._buffer = buffer, b""
+            else:
+                data, self._buffer = buffer[:content_length], buffer[content_length:]
+            self._state = _BODY
+            self.body_received = content_length
+            self._handler.body_data(data)
+            if self._state == _BODY:
+                self._complete([])
+            return True
         self._start_body(content_length, chunked, self._max_head)
         return True
 

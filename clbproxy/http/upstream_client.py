@@ -305,6 +305,8 @@ class _Connection(TwistedProtocol):
     def __init__(self, pool: UpstreamPool, backend: BackendConfig) -> None:
         self.pool = pool
         self.backend = backend
+        #: The pool's key of the backend's idle connections.
+        self.key = (backend.host, backend.port)
         self.exchange: Optional[UpstreamExchange] = None
         self.parser = response_parser(self)
         self.received = False  # a byte of the current exchange's response
@@ -518,7 +520,8 @@ class UpstreamPool:
         idle = self._idle.get((backend.host, backend.port))
         if idle:
             connection = idle.pop()  # its idle timer stays: see _idle_expired
-            connection.resume_reading()
+            if not connection.reading:
+                connection.resume_reading()
             exchange._attach(connection, True)
             return exchange
         if self._closing:
@@ -567,12 +570,12 @@ class UpstreamPool:
             connection.reusable = False
             connection.close()
             return
-        key = (connection.backend.host, connection.backend.port)
-        idle = self._idle.setdefault(key, [])
+        idle = self._idle.setdefault(connection.key, [])
         if len(idle) >= self._max_idle:
             connection.close()
             return
-        connection.resume_reading()
+        if not connection.reading:
+            connection.resume_reading()
         connection.idle_since = self._reactor.seconds()
         if connection.idle_timer is None:
             connection.idle_timer = self._reactor.callLater(
@@ -589,7 +592,7 @@ class UpstreamPool:
         for what is left).
         """
         connection.idle_timer = None
-        idle = self._idle.get((connection.backend.host, connection.backend.port))
+        idle = self._idle.get(connection.key)
         if not idle or connection not in idle:
             return  # busy
         left = connection.idle_since + self._idle_timeout - self._reactor.seconds()
@@ -600,7 +603,7 @@ class UpstreamPool:
         connection.close()
 
     def _forget_idle(self, connection: _Connection) -> None:
-        idle = self._idle.get((connection.backend.host, connection.backend.port))
+        idle = self._idle.get(connection.key)
         if idle and connection in idle:
             idle.remove(connection)
         if connection.idle_timer is not None:
