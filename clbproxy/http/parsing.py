@@ -231,6 +231,10 @@ class IResponseParser(Interface):
     body_received = Attribute("Body bytes of the current response delivered so far.")
     backend = Attribute("The back end's name: 'httptools' or 'h11'.")
     buffered = Attribute("Bytes fed but not parsed (after a complete response: a broken backend).")
+    response_read = Attribute(
+        "While in response_head: the rest of that response (its body, or that it has none)"
+        " is read already, so it all comes before response_head returns."
+    )
 
     def feed(data: bytes) -> None:
         """Bytes from the backend; callbacks follow unless the parser is paused."""
@@ -514,15 +518,23 @@ class ResponseParser(_Parser):
         self._scanned = 0
         self._eof = False
         self._idle = False
+        self.response_read = False
 
     def next_response(self, method: bytes) -> None:
         self._method = method
         self._idle = False
-        self.resume()
+        if self._buffer or self._eof:
+            self.resume()
+        else:
+            self._paused = False  # nothing to read yet (most often): resume() would find that
 
     def _complete(self, trailers: List[Field]) -> None:
+        # _Parser._complete, with _idle: one call per response, not two.
         self._idle = True
-        super()._complete(trailers)
+        self._state = _HEAD
+        self._chunked = None
+        self._paused = True
+        self._handler.message_complete(trailers)
 
     def eof(self) -> None:
         self._eof = True
@@ -613,6 +625,10 @@ class ResponseParser(_Parser):
         if no_body:
             content_length, chunked = None, False
         until_close = not no_body and not chunked and content_length is None
+        buffer = self._buffer
+        self.response_read = no_body or (
+            content_length is not None and len(buffer) >= content_length
+        )
         head = ResponseHead(
             status,
             reason,
@@ -632,7 +648,7 @@ class ResponseParser(_Parser):
             self._state = _UNTIL_CLOSE
             return True
         buffer = self._buffer
-        if content_length and len(buffer) >= content_length and not self._paused:
+        if content_length and self.response_read and not self._paused:
             # The whole body is here (most responses): what _body does, at once.
             if len(buffer) == content_length:
                 data, self._buffer = buffer, b""

@@ -427,11 +427,7 @@ class _Connection(TwistedProtocol):
         exchange._deadline = None
         if not head.keep_alive or head.version == b"1.0" or head.upgrade:
             self.reusable = False
-        length = head.content_length
-        if length is not None:
-            exchange.response_read = len(self.parser.buffered) >= length
-        else:
-            exchange.response_read = not head.chunked and not head.until_close
+        exchange.response_read = self.parser.response_read
         exchange.sink.response_head(head)
 
     def body_data(self, data: bytes) -> None:

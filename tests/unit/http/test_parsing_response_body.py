@@ -45,6 +45,28 @@ class _Body:
         self.assertEqual(recorder.events[3:5], [recorder.events[3], ("data", b"yz")])
         self.assertEqual(recorder.events[5], ("complete", []))
 
+    def read_at_head(self, data: bytes, method: bytes = b"GET") -> bool:
+        """The parser's ``response_read`` while the handler is in ``response_head``."""
+        recorder = Recorder()
+        parser = response_parser(recorder, method, backend=self.backend)
+        seen = []
+        recorder.response_head = lambda head: seen.append(parser.response_read)
+        parser.feed(data)
+        return seen[0]
+
+    def test_a_response_is_read_when_its_whole_body_came_with_its_head(self) -> None:
+        self.assertTrue(self.read_at_head(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+        self.assertTrue(self.read_at_head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+        self.assertTrue(self.read_at_head(b"HTTP/1.1 204 No Content\r\n\r\n"))
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"
+        self.assertTrue(self.read_at_head(head, method=b"HEAD"))
+
+    def test_a_response_with_more_to_come_is_not_read(self) -> None:
+        self.assertFalse(self.read_at_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok"))
+        chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        self.assertFalse(self.read_at_head(chunked))
+        self.assertFalse(self.read_at_head(b"HTTP/1.1 200 OK\r\n\r\nuntil close"))
+
 
 class HttptoolsBodyTests(_Body, unittest.TestCase):
     backend = "httptools"
