@@ -27,8 +27,10 @@ connection):
   the client still becomes a 502 page).
 - Backpressure both ways: while the client cannot take more of the response
   the backend connection is not read (the exchange is the client response's
-  streaming producer), and while the backend's socket is full the client's
-  body is not read (its producer is paused).  A client that goes away aborts
+  streaming producer, unless the backend's whole response was read with its
+  head: then it is all written before anything could pause it), and while the
+  backend's socket is full the client's body is not read (its producer is
+  paused).  A client that goes away aborts
   the backend exchange, so nothing is left running.
 
 This module holds the exchange (each request's attempts, timeouts, errors and
@@ -122,8 +124,9 @@ class _Exchange:
     """One client request's way through the proxy: backend attempts, then the response relay.
 
     It is each attempt's :class:`~clbproxy.http.upstream_client.UpstreamSink`
-    and, once a backend's head is in, the streaming producer of the client's
-    response (pausing it stops reading the backend).
+    and, once a backend's head is in and more of its response is to be read,
+    the streaming producer of the client's response (pausing it stops reading
+    the backend).
     """
 
     # What an exchange starts with, as class attributes: no store per request.
@@ -152,7 +155,8 @@ class _Exchange:
     _producing = False
     #: The client's response was finished or its connection aborted by us.
     _done = False
-    #: The client's response headers before the backend's were put on it.
+    #: The client's response headers before the backend's were put on it (the
+    #: copy gives the response new ones and leaves these as they were).
     _own_headers = None
     _client_gone = False
 
