@@ -157,7 +157,7 @@ class FieldHeaders(Headers):
         raw = self._rawHeaders.copy()
         raw.pop(removed, None)
         raw.update(fields)
-        headers = type(self)()
+        headers = object.__new__(type(self))  # __init__ would make a dict to drop
         headers._rawHeaders = raw
         return headers
 

@@ -617,7 +617,8 @@ class ResponseParser(_Parser):
         if chunked and content_length is not None:
             return self._error("Content-Length with Transfer-Encoding")
         if connection:
-            close, alive = _connection_says(connection)
+            said = _CONNECTION_VALUES.get(connection[0]) if len(connection) == 1 else None
+            close, alive = said if said is not None else _connection_says(connection)
             keep_alive = not close and (version == b"1.1" or alive)
         else:
             keep_alive = version == b"1.1"
@@ -720,11 +721,7 @@ _MAX_CONNECTION_VALUES = 256
 
 
 def _connection_says(values: List[bytes]) -> Tuple[bool, bool]:
-    """Whether ``Connection`` values name ``close``, and ``keep-alive``."""
-    if len(values) == 1:
-        known = _CONNECTION_VALUES.get(values[0])
-        if known is not None:
-            return known
+    """Whether ``Connection`` values name ``close``, and ``keep-alive`` (a lone value kept)."""
     tokens = connection_tokens(values)
     known = (b"close" in tokens, b"keep-alive" in tokens)
     if len(values) == 1 and len(_CONNECTION_VALUES) < _MAX_CONNECTION_VALUES:
