@@ -41,7 +41,7 @@ answers 413 or aborts, depending on whether its response has begun);
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Protocol, Tuple, Union
+from typing import List, Optional, Protocol, Tuple
 
 from zope.interface import Attribute, Interface
 
@@ -59,8 +59,17 @@ from clbproxy.http.parse_rules import (
     split_fields,
     unusual_bytes,
 )
+from clbproxy.http.response_rules import (
+    CONNECTION_VALUES,
+    CONTENT_LENGTH,
+    FRAMING_KINDS,
+    STATUS_LINES,
+    TRANSFER_ENCODING,
+    connection_says,
+    framing_kind,
+    status_line,
+)
 from clbproxy.http.server import HTTPLimits
-from clbproxy.util.octets import CR, LF, NUL
 
 __all__ = [
     "Field",
@@ -572,9 +581,9 @@ class ResponseParser(_Parser):
         if end > self._max_head:
             return self._error(f"the response head is larger than {self._max_head} bytes")
         line, _, block = head.partition(b"\r\n")
-        known = _STATUS_LINES.get(line)
+        known = STATUS_LINES.get(line)
         if known is None:
-            known = _status_line(line)
+            known = status_line(line)
             if type(known) is str:
                 return self._error(known)
         status, reason, version = known
@@ -597,18 +606,18 @@ class ResponseParser(_Parser):
         content_length = None
         chunked = False
         connection: List[bytes] = []
-        kinds = _FRAMING_KINDS
+        kinds = FRAMING_KINDS
         for name, value in fields:
             kind = kinds.get(name)
             if kind is None:
-                kind = _framing_kind(name)
+                kind = framing_kind(name)
             if not kind:
                 continue
-            if kind == _CONTENT_LENGTH:
+            if kind == CONTENT_LENGTH:
                 if content_length is not None or not value.isdigit():
                     return self._error("a repeated or invalid Content-Length")
                 content_length = int(value)
-            elif kind == _TRANSFER_ENCODING:
+            elif kind == TRANSFER_ENCODING:
                 if chunked or value.lower() != b"chunked":
                     return self._error("a Transfer-Encoding other than chunked")
                 chunked = True
@@ -617,8 +626,8 @@ class ResponseParser(_Parser):
         if chunked and content_length is not None:
             return self._error("Content-Length with Transfer-Encoding")
         if connection:
-            said = _CONNECTION_VALUES.get(connection[0]) if len(connection) == 1 else None
-            close, alive = said if said is not None else _connection_says(connection)
+            said = CONNECTION_VALUES.get(connection[0]) if len(connection) == 1 else None
+            close, alive = said if said is not None else connection_says(connection)
             keep_alive = not close and (version == b"1.1" or alive)
         else:
             keep_alive = version == b"1.1"
@@ -663,67 +672,3 @@ class ResponseParser(_Parser):
             return True
         self._start_body(content_length, chunked, self._max_head)
         return True
-
-
-#: Status lines seen to ``(status, reason, version)``: a backend sends a few,
-#: each checked once (bounded, as the lines are the backends' to choose).
-_STATUS_LINES: Dict[bytes, Tuple[int, bytes, bytes]] = {}
-_MAX_STATUS_LINES = 1024
-
-
-def _status_line(line: bytes) -> Union[Tuple[int, bytes, bytes], str]:
-    """``(status, reason, version)`` of a status line, or why it is refused."""
-    if (
-        line[:7] != b"HTTP/1."
-        or not line[7:8].isdigit()
-        or line[8:9] != b" "
-        or len(line[9:12]) != 3
-        or not line[9:12].isdigit()
-        or line[12:13] not in (b"", b" ")
-    ):
-        return f"not an HTTP/1.x status line: {line[:40]!r}"
-    status = int(line[9:12])
-    if status < 100:
-        return f"status {status} is not a valid status"
-    reason = line[13:]
-    if CR in reason or LF in reason or NUL in reason:
-        return "a bare CR or LF, or a NUL, in the status line"
-    known = (status, reason, b"1.0" if line[7:8] == b"0" else b"1.1")
-    if len(_STATUS_LINES) < _MAX_STATUS_LINES:
-        _STATUS_LINES[line] = known
-    return known
-
-
-#: What a response field's name says of its framing (:data:`_FRAMING_KINDS`).
-_OTHER, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION = range(4)
-_FRAMING_NAMES = {
-    b"content-length": _CONTENT_LENGTH,
-    b"transfer-encoding": _TRANSFER_ENCODING,
-    b"connection": _CONNECTION,
-}
-
-#: Field names as received to what they say of the framing: one lookup per
-#: field (bounded, as the names are the backends' to choose).
-_FRAMING_KINDS: Dict[bytes, int] = {}
-_MAX_FRAMING_KINDS = 10_000
-
-
-def _framing_kind(name: bytes) -> int:
-    kind = _FRAMING_NAMES.get(name.lower(), _OTHER)
-    if len(_FRAMING_KINDS) < _MAX_FRAMING_KINDS:
-        _FRAMING_KINDS[name] = kind
-    return kind
-
-
-#: A lone ``Connection`` value to ``(close, keep-alive)`` among its tokens.
-_CONNECTION_VALUES: Dict[bytes, Tuple[bool, bool]] = {}
-_MAX_CONNECTION_VALUES = 256
-
-
-def _connection_says(values: List[bytes]) -> Tuple[bool, bool]:
-    """Whether ``Connection`` values name ``close``, and ``keep-alive`` (a lone value kept)."""
-    tokens = connection_tokens(values)
-    known = (b"close" in tokens, b"keep-alive" in tokens)
-    if len(values) == 1 and len(_CONNECTION_VALUES) < _MAX_CONNECTION_VALUES:
-        _CONNECTION_VALUES[values[0]] = known
-    return known
