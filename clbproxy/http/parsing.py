@@ -59,12 +59,13 @@ from clbproxy.http.parse_rules import (
     split_fields,
     unusual_bytes,
 )
-from clbproxy.http.response_rules import (
+from clbproxy.http.response_head import (
     CONNECTION_VALUES,
     CONTENT_LENGTH,
     FRAMING_KINDS,
     STATUS_LINES,
     TRANSFER_ENCODING,
+    ResponseHead,
     connection_says,
     framing_kind,
     status_line,
@@ -138,55 +139,6 @@ class RequestHead:
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version.decode()}>"
-
-
-class ResponseHead:
-    """A final response's status line and fields, and its framing.
-
-    ``content_length`` is None for a chunked body, a body until the backend
-    closes, or no body; ``until_close`` says which.  ``keep_alive`` is False
-    whenever the connection cannot carry another exchange.  ``headers`` are
-    ``(name, value)`` pairs in order, values stripped and holding no CR, LF or
-    NUL (the parser refuses those), so the client's response takes them as
-    they are.
-    """
-
-    __slots__ = (
-        "status",
-        "reason",
-        "version",
-        "headers",
-        "content_length",
-        "chunked",
-        "until_close",
-        "keep_alive",
-        "upgrade",
-    )
-
-    def __init__(
-        self,
-        status: int,
-        reason: bytes,
-        version: bytes,
-        headers: List[Field],
-        content_length: Optional[int],
-        chunked: bool,
-        until_close: bool,
-        keep_alive: bool,
-        upgrade: bool,
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.version = version
-        self.headers = headers
-        self.content_length = content_length
-        self.chunked = chunked
-        self.until_close = until_close
-        self.keep_alive = keep_alive
-        self.upgrade = upgrade
-
-    def __repr__(self) -> str:
-        return f"<ResponseHead {self.status} {self.reason!r}>"
 
 
 class RequestHandler(Protocol):

@@ -6,7 +6,7 @@ rule's header changes applied, ``TE``/``Trailer`` passed on when trailers can
 flow) and :func:`request_head` the bytes of the head, as plain ``(name,
 values)`` data, no twisted ``Headers`` on the way; :func:`copy_response_headers`
 puts a backend's status and end-to-end headers (a
-:class:`~clbproxy.http.parsing.ResponseHead`) on the client's response.  Both
+:class:`~clbproxy.http.response_head.ResponseHead`) on the client's response.  Both
 follow the same hop-by-hop and trailer rules, which is why they live together,
 apart from the exchange that calls them (:mod:`clbproxy.http.forwarder`).  The
 WebSocket handshake stage adds the same ``Via`` (:data:`VIA`).

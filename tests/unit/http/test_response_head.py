@@ -1,10 +1,10 @@
-"""response_rules: what a status line, a field name and a Connection value say, read once each."""
+"""response_head: what a status line, a field name and a Connection value say, read once each."""
 
 from __future__ import annotations
 
 from twisted.trial import unittest
 
-from clbproxy.http.response_rules import (
+from clbproxy.http.response_head import (
     CONNECTION,
     CONTENT_LENGTH,
     FRAMING_KINDS,

@@ -1,18 +1,19 @@
-"""What a backend response's status line and framing fields say, each spelling read once.
+"""A backend response's head: the record the response parser makes, and how it reads one.
 
-The response parser (:class:`clbproxy.http.parsing.ResponseParser`) reads a
-status line and the names of a head's fields on every response; a backend
-sends the same few lines and names each time, so what each one says is
-worked out once and kept here (bounded, as they are the backends' to
+:class:`ResponseHead` is what :class:`clbproxy.http.parsing.ResponseParser`
+hands its handler (:mod:`clbproxy.http.parsing` exports it too).  The parser
+reads a status line and the names of a head's fields on every response; a
+backend sends the same few lines and names each time, so what each one says
+is worked out once and kept here (bounded, as they are the backends' to
 choose): a lookup per line and per field instead of their checks.  A line
 that is refused is never kept, so it is refused every time.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
-from clbproxy.http.parse_rules import connection_tokens
+from clbproxy.http.parse_rules import Field, connection_tokens
 from clbproxy.util.octets import CR, LF, NUL
 
 __all__ = [
@@ -21,12 +22,63 @@ __all__ = [
     "CONTENT_LENGTH",
     "FRAMING_KINDS",
     "OTHER",
+    "ResponseHead",
     "STATUS_LINES",
     "TRANSFER_ENCODING",
     "connection_says",
     "framing_kind",
     "status_line",
 ]
+
+
+class ResponseHead:
+    """A final response's status line and fields, and its framing.
+
+    ``content_length`` is None for a chunked body, a body until the backend
+    closes, or no body; ``until_close`` says which.  ``keep_alive`` is False
+    whenever the connection cannot carry another exchange.  ``headers`` are
+    ``(name, value)`` pairs in order, values stripped and holding no CR, LF or
+    NUL (the parser refuses those), so the client's response takes them as
+    they are.
+    """
+
+    __slots__ = (
+        "status",
+        "reason",
+        "version",
+        "headers",
+        "content_length",
+        "chunked",
+        "until_close",
+        "keep_alive",
+        "upgrade",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        version: bytes,
+        headers: List[Field],
+        content_length: Optional[int],
+        chunked: bool,
+        until_close: bool,
+        keep_alive: bool,
+        upgrade: bool,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers
+        self.content_length = content_length
+        self.chunked = chunked
+        self.until_close = until_close
+        self.keep_alive = keep_alive
+        self.upgrade = upgrade
+
+    def __repr__(self) -> str:
+        return f"<ResponseHead {self.status} {self.reason!r}>"
+
 
 #: Status lines seen to ``(status, reason, version)``: a backend sends a few,
 #: each checked once (bounded, as the lines are the backends' to choose).
