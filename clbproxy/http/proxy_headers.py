@@ -472,11 +472,7 @@ def copy_response_headers(
         if not key:
             continue
         # No value to fold: a ResponseHead's hold no CR or LF (its parser refuses them).
-        values = grouped.get(key)
-        if values is None:
-            grouped[key] = [value]
-        else:
-            values.append(value)
+        grouped.setdefault(key, []).append(value)
     lengths = grouped.pop(_LENGTHS, None)
     announced = grouped.pop(_ANNOUNCED, None)
     connection = grouped.pop(_CONNECTION, None)
