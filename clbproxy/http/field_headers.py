@@ -143,6 +143,36 @@ class FieldHeaders(Headers):
         get = self._rawHeaders.get
         return [get(key) or None for key in keys]
 
+    def with_fields(self, removed: bytes, fields: Dict[bytes, List[bytes]]) -> FieldHeaders:
+        """New headers: these less the key ``removed``, then ``fields`` (key: values) set.
+
+        ``fields`` are set as :meth:`set_grouped` sets them (a key held keeps
+        its place).  This object is left as it is, for a forwarded response's
+        headers as they were before the backend's (a 502 page's, should the
+        backend fail before the body), and at the cost of one dict copy: the
+        two share the value lists of the keys ``fields`` does not set.  So
+        nothing adds to those lists in place: :meth:`add_apart` adds a value in
+        a new list.
+        """
+        raw = self._rawHeaders.copy()
+        raw.pop(removed, None)
+        raw.update(fields)
+        headers = object.__new__(type(self))  # __init__ would make a dict to drop
+        headers._rawHeaders = raw
+        return headers
+
+    def add_apart(self, name: Union[str, bytes], value: Union[str, bytes]) -> None:
+        """``addRawHeader(name, value)``, its values in a new list (see :meth:`with_fields`)."""
+        if type(name) is bytes and type(value) is bytes:
+            key = _KEYS.get(name) or _key(name)
+            values = [_folded(value)]
+        else:
+            probe = Headers()
+            probe.addRawHeader(name, value)  # Twisted's encoding of str names and values
+            ((key, values),) = probe.getAllRawHeaders()
+        known = self._rawHeaders.get(key)
+        self._rawHeaders[key] = values if known is None else known + values
+
 
 def field_key(name: bytes) -> bytes:
     """The key :class:`FieldHeaders` keeps ``name`` under (``get_field``, ``set_field``)."""

@@ -27,8 +27,10 @@ connection):
   the client still becomes a 502 page).
 - Backpressure both ways: while the client cannot take more of the response
   the backend connection is not read (the exchange is the client response's
-  streaming producer), and while the backend's socket is full the client's
-  body is not read (its producer is paused).  A client that goes away aborts
+  streaming producer, unless the backend's whole response was read with its
+  head: then it is all written before anything could pause it), and while the
+  backend's socket is full the client's body is not read (its producer is
+  paused).  A client that goes away aborts
   the backend exchange, so nothing is left running.
 
 This module holds the exchange (each request's attempts, timeouts, errors and
@@ -122,8 +124,9 @@ class _Exchange:
     """One client request's way through the proxy: backend attempts, then the response relay.
 
     It is each attempt's :class:`~clbproxy.http.upstream_client.UpstreamSink`
-    and, once a backend's head is in, the streaming producer of the client's
-    response (pausing it stops reading the backend).
+    and, once a backend's head is in and more of its response is to be read,
+    the streaming producer of the client's response (pausing it stops reading
+    the backend).
     """
 
     # What an exchange starts with, as class attributes: no store per request.
@@ -152,7 +155,8 @@ class _Exchange:
     _producing = False
     #: The client's response was finished or its connection aborted by us.
     _done = False
-    #: The client's response headers before the backend's were put on it.
+    #: The client's response headers before the backend's were put on it (the
+    #: copy gives the response new ones and leaves these as they were).
     _own_headers = None
     _client_gone = False
 
@@ -367,7 +371,8 @@ class _Exchange:
         """1xx answers are the backend's to its hop (the proxy answers 100-continue itself)."""
 
     def response_head(self, head: ResponseHead) -> None:
-        self._cancel_body_timer()
+        if self._body_timer is not None:
+            self._cancel_body_timer()
         backend = self._backend
         self._group.report_status(backend, head.status)
         self._record.response_ms = (self._reactor.seconds() - self._started) * 1000
@@ -377,17 +382,19 @@ class _Exchange:
             request = self._request
             self._committed = True
             self._head = head
-            self._own_headers = request.responseHeaders.copy()
+            forwarder = self._forwarder
+            added = self._group.persistence_headers(self._info, backend)
+            if forwarder.via:
+                added = [*added, (b"Via", VIA)]
+            # Left as they are by the copy, which gives the response new headers.
+            self._own_headers = request.responseHeaders
             # The response keeps the ID the listener gave it (the one the backend
             # was sent), whatever the backend answers under that name.
-            self._hop = copy_response_headers(head, request, self._forwarder.never_copied)
-            headers = request.responseHeaders
-            for name, value in self._group.persistence_headers(self._info, backend):
-                headers.addRawHeader(name, value)
-            if self._forwarder.via:
-                headers.addRawHeader(b"Via", VIA)
-            self._producing = True
-            request.registerProducer(self, True)
+            self._hop = copy_response_headers(head, request, forwarder.never_copied, added)
+            upstream = self._upstream
+            if upstream is None or not upstream.response_read:
+                self._producing = True
+                request.registerProducer(self, True)
         except Exception:
             self.unexpected(Failure())
 
@@ -400,13 +407,16 @@ class _Exchange:
         # Done with the backend's exchange, which holds this one as its sink: letting
         # go of it leaves no cycle, so the request is freed at once, not by the collector.
         self._upstream = None
-        self._release()
-        self._stop_body()
+        if self._lease is not None:
+            self._lease.release()
+        if self._body_started:
+            self._stop_body()
         if self._client_gone or self._done:
             return
         try:
             self._done = True
-            self._unregister()
+            if self._producing:
+                self._unregister()
             if trailers:
                 self._pass_trailers(trailers)
             self._request.finish()

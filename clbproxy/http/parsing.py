@@ -59,8 +59,18 @@ from clbproxy.http.parse_rules import (
     split_fields,
     unusual_bytes,
 )
+from clbproxy.http.response_head import (
+    CONNECTION_VALUES,
+    CONTENT_LENGTH,
+    FRAMING_KINDS,
+    STATUS_LINES,
+    TRANSFER_ENCODING,
+    ResponseHead,
+    connection_says,
+    framing_kind,
+    status_line,
+)
 from clbproxy.http.server import HTTPLimits
-from clbproxy.util.octets import CR, LF, NUL
 
 __all__ = [
     "Field",
@@ -131,52 +141,6 @@ class RequestHead:
         return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version.decode()}>"
 
 
-class ResponseHead:
-    """A final response's status line and fields, and its framing.
-
-    ``content_length`` is None for a chunked body, a body until the backend
-    closes, or no body; ``until_close`` says which.  ``keep_alive`` is False
-    whenever the connection cannot carry another exchange.
-    """
-
-    __slots__ = (
-        "status",
-        "reason",
-        "version",
-        "headers",
-        "content_length",
-        "chunked",
-        "until_close",
-        "keep_alive",
-        "upgrade",
-    )
-
-    def __init__(
-        self,
-        status: int,
-        reason: bytes,
-        version: bytes,
-        headers: List[Field],
-        content_length: Optional[int],
-        chunked: bool,
-        until_close: bool,
-        keep_alive: bool,
-        upgrade: bool,
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.version = version
-        self.headers = headers
-        self.content_length = content_length
-        self.chunked = chunked
-        self.until_close = until_close
-        self.keep_alive = keep_alive
-        self.upgrade = upgrade
-
-    def __repr__(self) -> str:
-        return f"<ResponseHead {self.status} {self.reason!r}>"
-
-
 class RequestHandler(Protocol):
     """What a request parser calls back (a listener connection)."""
 
@@ -228,6 +192,10 @@ class IResponseParser(Interface):
     body_received = Attribute("Body bytes of the current response delivered so far.")
     backend = Attribute("The back end's name: 'httptools' or 'h11'.")
     buffered = Attribute("Bytes fed but not parsed (after a complete response: a broken backend).")
+    response_read = Attribute(
+        "While in response_head: the rest of that response (its body, or that it has none)"
+        " is read already, so it all comes before response_head returns."
+    )
 
     def feed(data: bytes) -> None:
         """Bytes from the backend; callbacks follow unless the parser is paused."""
@@ -511,15 +479,23 @@ class ResponseParser(_Parser):
         self._scanned = 0
         self._eof = False
         self._idle = False
+        self.response_read = False
 
     def next_response(self, method: bytes) -> None:
         self._method = method
         self._idle = False
-        self.resume()
+        if self._buffer or self._eof:
+            self.resume()
+        else:
+            self._paused = False  # nothing to read yet (most often): resume() would find that
 
     def _complete(self, trailers: List[Field]) -> None:
+        # _Parser._complete, with _idle: one call per response, not two.
         self._idle = True
-        super()._complete(trailers)
+        self._state = _HEAD
+        self._chunked = None
+        self._paused = True
+        self._handler.message_complete(trailers)
 
     def eof(self) -> None:
         self._eof = True
@@ -545,7 +521,8 @@ class ResponseParser(_Parser):
 
     def _head(self) -> bool:
         buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        scanned = self._scanned
+        end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
         if end == -1:
             self._scanned = len(buffer)
             if len(buffer) > self._max_head:
@@ -556,21 +533,12 @@ class ResponseParser(_Parser):
         if end > self._max_head:
             return self._error(f"the response head is larger than {self._max_head} bytes")
         line, _, block = head.partition(b"\r\n")
-        if (
-            line[:7] != b"HTTP/1."
-            or not line[7:8].isdigit()
-            or line[8:9] != b" "
-            or len(line[9:12]) != 3
-            or not line[9:12].isdigit()
-            or line[12:13] not in (b"", b" ")
-        ):
-            return self._error(f"not an HTTP/1.x status line: {line[:40]!r}")
-        status = int(line[9:12])
-        if status < 100:
-            return self._error(f"status {status} is not a valid status")
-        reason = line[13:]
-        if CR in reason or LF in reason or NUL in reason:
-            return self._error("a bare CR or LF, or a NUL, in the status line")
+        known = STATUS_LINES.get(line)
+        if known is None:
+            known = status_line(line)
+            if type(known) is str:
+                return self._error(known)
+        status, reason, version = known
         split = self._fields(block)
         if split is not None:
             fields = split[0]
@@ -581,7 +549,6 @@ class ResponseParser(_Parser):
             if fields is None:
                 return self._error("a malformed response header field")
         self._buffer = buffer[end + 4 :]
-        version = b"1.0" if line[7:8] == b"0" else b"1.1"
         if status < 200 and status != 101:
             self._handler.interim(status, fields)
             return self._state == _HEAD
@@ -591,26 +558,39 @@ class ResponseParser(_Parser):
         content_length = None
         chunked = False
         connection: List[bytes] = []
+        kinds = FRAMING_KINDS
         for name, value in fields:
-            size = len(name)
-            if size == 14 and name.lower() == b"content-length":
+            kind = kinds.get(name)
+            if kind is None:
+                kind = framing_kind(name)
+            if not kind:
+                continue
+            if kind == CONTENT_LENGTH:
                 if content_length is not None or not value.isdigit():
                     return self._error("a repeated or invalid Content-Length")
                 content_length = int(value)
-            elif size == 17 and name.lower() == b"transfer-encoding":
+            elif kind == TRANSFER_ENCODING:
                 if chunked or value.lower() != b"chunked":
                     return self._error("a Transfer-Encoding other than chunked")
                 chunked = True
-            elif size == 10 and name.lower() == b"connection":
+            else:
                 connection.append(value)
         if chunked and content_length is not None:
             return self._error("Content-Length with Transfer-Encoding")
-        tokens = connection_tokens(connection) if connection else []
-        keep_alive = b"close" not in tokens and (version == b"1.1" or b"keep-alive" in tokens)
+        if connection:
+            said = CONNECTION_VALUES.get(connection[0]) if len(connection) == 1 else None
+            close, alive = said if said is not None else connection_says(connection)
+            keep_alive = not close and (version == b"1.1" or alive)
+        else:
+            keep_alive = version == b"1.1"
         no_body = status in (101, 204, 304) or self._method == b"HEAD"
         if no_body:
             content_length, chunked = None, False
         until_close = not no_body and not chunked and content_length is None
+        buffer = self._buffer
+        self.response_read = no_body or (
+            content_length is not None and len(buffer) >= content_length
+        )
         head = ResponseHead(
             status,
             reason,
@@ -628,6 +608,19 @@ class ResponseParser(_Parser):
             return False
         if until_close:
             self._state = _UNTIL_CLOSE
+            return True
+        buffer = self._buffer
+        if content_length and self.response_read and not self._paused:
+            # The whole body is here (most responses): what _body does, at once.
+            if len(buffer) == content_length:
+                data, self._buffer = buffer, b""
+            else:
+                data, self._buffer = buffer[:content_length], buffer[content_length:]
+            self._state = _BODY
+            self.body_received = content_length
+            self._handler.body_data(data)
+            if self._state == _BODY:
+                self._complete([])
             return True
         self._start_body(content_length, chunked, self._max_head)
         return True

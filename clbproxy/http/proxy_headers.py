@@ -6,7 +6,7 @@ rule's header changes applied, ``TE``/``Trailer`` passed on when trailers can
 flow) and :func:`request_head` the bytes of the head, as plain ``(name,
 values)`` data, no twisted ``Headers`` on the way; :func:`copy_response_headers`
 puts a backend's status and end-to-end headers (a
-:class:`~clbproxy.http.parsing.ResponseHead`) on the client's response.  Both
+:class:`~clbproxy.http.response_head.ResponseHead`) on the client's response.  Both
 follow the same hop-by-hop and trailer rules, which is why they live together,
 apart from the exchange that calls them (:mod:`clbproxy.http.forwarder`).  The
 WebSocket handshake stage adds the same ``Via`` (:data:`VIA`).
@@ -21,7 +21,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 from twisted.web.server import Request
 
 from clbproxy.config import RuleConfig
-from clbproxy.http.field_headers import FieldHeaders
+from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.forwarded import (
     FORWARDING_HEADERS,
     TrustedProxies,
@@ -433,7 +433,10 @@ def never_copied(id_header: bytes) -> frozenset[bytes]:
 
 
 def copy_response_headers(
-    head: ResponseHead, request: Request, never: frozenset[bytes] = _NEVER_COPIED
+    head: ResponseHead,
+    request: Request,
+    never: frozenset[bytes] = _NEVER_COPIED,
+    added: Sequence[tuple[Union[str, bytes], Union[str, bytes]]] = (),
 ) -> frozenset[str]:
     """Put the backend's status and end-to-end headers on the client's response.
 
@@ -447,54 +450,98 @@ def copy_response_headers(
     ``Transfer-Encoding``, ``Proxy-*``; the body length comes from the
     response's framing.  Nor do the names in ``never`` beyond those
     (:func:`never_copied`: the request-ID header).  A name the backend repeats
-    keeps all its values, in order.
+    keeps all its values, in order.  ``added`` (name, value) are added last,
+    as ``addRawHeader`` adds them (the persistence cookie, ``Via``).
+
+    The request's ``responseHeaders`` becomes a new object and the one it
+    held is left as it was: the forwarder keeps it, should a 502 page replace
+    the backend's answer before its body, at no cost per response.
     """
     request.setResponseCode(head.status, head.reason)
     request.defaultContentType = None
-    headers = request.responseHeaders
-    # The backend's own Server header, or none: not the proxy's.
-    headers.removeHeader(b"server")
     hop = _DEFAULT_HOP
-    kept: List[tuple[bytes, bytes]] = []
-    lengths: List[bytes] = []
-    announced: List[bytes] = []
-    connection: List[bytes] = []
+    names = _COPIED.get(never)
+    if names is None:
+        names = _copied_names(never)
+    known = names.get
+    grouped: Dict[bytes, List[bytes]] = {}
     for name, value in head.headers:
-        lower = name.lower()
-        if lower in never:
-            if lower == b"content-length":
-                lengths.append(value)
-            elif lower == b"trailer":
-                announced.append(value)
-            elif lower == b"connection":
-                connection.append(value)
+        key = known(name)
+        if key is None:
+            key = _copied_key(names, never, name)
+        if not key:
             continue
-        if lower.startswith(b"proxy-"):
-            continue  # hop-by-hop (is_hop_by_hop, on the names' bytes: they are tokens)
-        kept.append((name, value))
+        # No value to fold: a ResponseHead's hold no CR or LF (its parser refuses them).
+        grouped.setdefault(key, []).append(value)
+    lengths = grouped.pop(_LENGTHS, None)
+    announced = grouped.pop(_ANNOUNCED, None)
+    connection = grouped.pop(_CONNECTION, None)
     if connection:
         hop, dropped = _response_hop(tuple(connection))
         if len(dropped) != len(_DEFAULT_HOP_BYTES):  # it names more than the default
-            kept = [(name, value) for name, value in kept if name.lower() not in dropped]
-    if type(headers) is FieldHeaders:
-        headers.set_grouped(kept)
-    else:
-        grouped: Dict[bytes, List[bytes]] = {}
-        for name, value in kept:
-            known = grouped.get(name.lower())
-            if known is None:
-                grouped[name.lower()] = [name, value]
-            else:
-                known.append(value)
-        for name, *values in grouped.values():
-            headers.setRawHeaders(name, values)
+            for key in [key for key in grouped if key.lower() in dropped]:
+                del grouped[key]
+    # Set after the backend's, as setRawHeaders would set them one by one.
     if request.method == b"HEAD":
         if lengths:
-            headers.setRawHeaders(b"Content-Length", [lengths[-1]])
+            grouped[b"Content-Length"] = [lengths[-1]]
     elif head.status not in _BODYLESS_STATUSES and head.content_length is not None:
-        headers.setRawHeaders(b"Content-Length", [b"%d" % (head.content_length,)])
-    if response_carries_trailers(head, request):
+        grouped[b"Content-Length"] = [b"%d" % (head.content_length,)]
+    if announced and response_carries_trailers(head, request):
         trailer = _trailer_names(announced, hop)
         if trailer is not None:
-            headers.setRawHeaders(b"Trailer", [trailer])
+            grouped[b"Trailer"] = [trailer]
+    headers = request.responseHeaders
+    # The backend's own Server header, or none: not the proxy's.
+    if type(headers) is FieldHeaders:
+        headers = headers.with_fields(b"Server", grouped)
+        for name, value in added:
+            headers.add_apart(name, value)
+    else:
+        headers = headers.copy()
+        headers.removeHeader(b"server")
+        for key, values in grouped.items():
+            headers.setRawHeaders(key, values)
+        for name, value in added:
+            headers.addRawHeader(name, value)
+    request.responseHeaders = headers
     return hop
+
+
+#: For each ``never`` set: the backend's field names as received to the key
+#: they are copied under (:func:`~clbproxy.http.field_headers.field_key`), or
+#: b"" for a name not copied; one lookup per field.  Bounded, as the names
+#: are the backends' to choose; a listener has one ``never`` set.
+_COPIED: Dict[frozenset[bytes], Dict[bytes, bytes]] = {}
+_MAX_NEVER_SETS = 64
+_MAX_COPIED_NAMES = 10_000
+
+
+def _copied_names(never: frozenset[bytes]) -> Dict[bytes, bytes]:
+    if len(_COPIED) >= _MAX_NEVER_SETS:
+        _COPIED.clear()
+    names = _COPIED[never] = {}
+    return names
+
+
+#: The keys under which the loop of :func:`copy_response_headers` gathers the
+#: values of the fields it reads but does not copy (no field name holds a colon).
+_LENGTHS, _ANNOUNCED, _CONNECTION = b":content-length", b":trailer", b":connection"
+_GATHERED = frozenset((_LENGTHS, _ANNOUNCED, _CONNECTION))
+
+
+def _copied_key(names: Dict[bytes, bytes], never: frozenset[bytes], name: bytes) -> bytes:
+    """The key a backend's field ``name`` is copied under, or gathered under (remembered).
+
+    b"": neither (the field is dropped).
+    """
+    lower = name.lower()
+    if lower in never:
+        key = b":" + lower if b":" + lower in _GATHERED else b""
+    elif lower.startswith(b"proxy-"):
+        key = b""  # hop-by-hop (is_hop_by_hop, on the names' bytes: they are tokens)
+    else:
+        key = field_key(name)
+    if len(names) < _MAX_COPIED_NAMES:
+        names[name] = key
+    return key

@@ -64,6 +64,11 @@ class UpstreamSink(Protocol):
     ``body_resumed``: the backend's socket is full / drained, stop / go on
     writing the request body.
 
+    While in ``response_head``, the exchange's ``response_read`` says whether
+    the rest of the response is read already (it then comes before
+    ``response_head`` returns, unless the caller aborts): a caller that paces
+    reading with ``pause_response`` has nothing to pace.
+
     ``response_timeout`` counts from the end of the request body, so a caller
     that waits for a ``100 Continue`` before sending the body bounds that wait
     itself (sending the body anyway, or ``abort()``), as RFC 9110 10.1.1 lets
@@ -119,6 +124,7 @@ class UpstreamExchange:
         "_deadline",
         "_reused",
         "body_written_at",
+        "response_read",
     )
 
     def __init__(
@@ -150,6 +156,10 @@ class UpstreamExchange:
         #: The reactor's time of the last body bytes written (0.0: none yet),
         #: for the caller's upload timeout.
         self.body_written_at = 0.0
+        #: Set before ``response_head``: the whole response (its body, or it has
+        #: none) is read already, so it all comes before ``response_head``
+        #: returns (unless the exchange is aborted) and no reading needs pacing.
+        self.response_read = False
 
     # -- the caller's side
 
@@ -295,6 +305,8 @@ class _Connection(TwistedProtocol):
     def __init__(self, pool: UpstreamPool, backend: BackendConfig) -> None:
         self.pool = pool
         self.backend = backend
+        #: The pool's key of the backend's idle connections.
+        self.key = (backend.host, backend.port)
         self.exchange: Optional[UpstreamExchange] = None
         self.parser = response_parser(self)
         self.received = False  # a byte of the current exchange's response
@@ -415,6 +427,7 @@ class _Connection(TwistedProtocol):
         exchange._deadline = None
         if not head.keep_alive or head.version == b"1.0" or head.upgrade:
             self.reusable = False
+        exchange.response_read = self.parser.response_read
         exchange.sink.response_head(head)
 
     def body_data(self, data: bytes) -> None:
@@ -503,7 +516,8 @@ class UpstreamPool:
         idle = self._idle.get((backend.host, backend.port))
         if idle:
             connection = idle.pop()  # its idle timer stays: see _idle_expired
-            connection.resume_reading()
+            if not connection.reading:
+                connection.resume_reading()
             exchange._attach(connection, True)
             return exchange
         if self._closing:
@@ -552,12 +566,12 @@ class UpstreamPool:
             connection.reusable = False
             connection.close()
             return
-        key = (connection.backend.host, connection.backend.port)
-        idle = self._idle.setdefault(key, [])
+        idle = self._idle.setdefault(connection.key, [])
         if len(idle) >= self._max_idle:
             connection.close()
             return
-        connection.resume_reading()
+        if not connection.reading:
+            connection.resume_reading()
         connection.idle_since = self._reactor.seconds()
         if connection.idle_timer is None:
             connection.idle_timer = self._reactor.callLater(
@@ -574,7 +588,7 @@ class UpstreamPool:
         for what is left).
         """
         connection.idle_timer = None
-        idle = self._idle.get((connection.backend.host, connection.backend.port))
+        idle = self._idle.get(connection.key)
         if not idle or connection not in idle:
             return  # busy
         left = connection.idle_since + self._idle_timeout - self._reactor.seconds()
@@ -585,7 +599,7 @@ class UpstreamPool:
         connection.close()
 
     def _forget_idle(self, connection: _Connection) -> None:
-        idle = self._idle.get((connection.backend.host, connection.backend.port))
+        idle = self._idle.get(connection.key)
         if idle and connection in idle:
             idle.remove(connection)
         if connection.idle_timer is not None:

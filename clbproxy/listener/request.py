@@ -268,14 +268,14 @@ class ListenerRequest:
         ):
             headers.setRawHeaders(b"Transfer-Encoding", [b"chunked"])
             self.chunked = 1
-        lines = [self.clientproto, b" %d " % (code,), self.code_message, b"\r\n"]
-        for name, values in headers.getAllRawHeaders():
-            for value in values:
-                lines += (name, b": ", value, b"\r\n")
-        lines.append(b"\r\n")
         if head or code in NO_BODY_CODES:
             self._bodiless = True
-        return b"".join(lines)
+        fields = [
+            b"%s: %s\r\n" % (name, value)
+            for name, values in headers.getAllRawHeaders()
+            for value in values
+        ]
+        return b"%s %d %s\r\n%s\r\n" % (self.clientproto, code, self.code_message, b"".join(fields))
 
     def finish(self) -> None:
         channel = self.channel

@@ -60,6 +60,7 @@ LAYERS: dict[str, int] = {
     "clbproxy.http.tracecontext": 1,
     "clbproxy.http.server": 1,
     "clbproxy.http.parse_rules": 1,
+    "clbproxy.http.response_head": 1,
     "clbproxy.http.parsing": 1,
     "clbproxy.http.parse_httptools": 1,
     "clbproxy.http.parse_h11": 1,
