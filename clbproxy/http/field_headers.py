@@ -143,6 +143,14 @@ class FieldHeaders(Headers):
         get = self._rawHeaders.get
         return [get(key) or None for key in keys]
 
+    def grouped(self) -> Dict[bytes, list]:
+        """The fields as kept: values by canonical name, in first-set order (read, never change).
+
+        ``getAllRawHeaders`` without the generator, and ``dict.get`` by canonical
+        name (``b"X-Forwarded-For"``) for each field a caller needs.
+        """
+        return self._rawHeaders
+
 
 def field_key(name: bytes) -> bytes:
     """The key :class:`FieldHeaders` keeps ``name`` under (``get_field``, ``set_field``)."""

@@ -1,0 +1,18 @@
+"""``FieldHeaders.grouped``: the fields as ``getAllRawHeaders`` gives them, as a dict."""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from clbproxy.http.field_headers import FieldHeaders
+
+
+class GroupedTests(unittest.TestCase):
+    def test_grouped_holds_what_get_all_raw_headers_gives_in_order(self):
+        headers = FieldHeaders.from_pairs([(b"host", b"h"), (b"X-A", b"1"), (b"x-a", b"2")])
+        headers.setRawHeaders(b"te", [b"trailers"])
+        self.assertEqual(list(headers.grouped().items()), list(headers.getAllRawHeaders()))
+
+    def test_grouped_is_read_by_canonical_name(self):
+        headers = FieldHeaders.from_pairs([(b"x-forwarded-for", b"10.0.0.1")])
+        self.assertEqual(headers.grouped().get(b"X-Forwarded-For"), [b"10.0.0.1"])
