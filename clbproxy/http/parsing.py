@@ -41,18 +41,19 @@ answers 413 or aborts, depending on whether its response has begun);
 
 from __future__ import annotations
 
-from typing import List, Optional, Protocol, Tuple
+from typing import Callable, List, Optional, Protocol, Sequence, Tuple
 
 from zope.interface import Attribute, Interface
 
 from clbproxy.http.parse_rules import (
+    GOOD_HOSTS,
     MAX_FIELDS,
+    SPECIAL,
     ChunkedBody,
     ExactHead,
     Field,
     Refused,
     connection_tokens,
-    fast_framing,
     host_rules,
     max_line,
     request_line,
@@ -87,7 +88,8 @@ class RequestHead:
     ``version`` is ``b"1.0"`` or ``b"1.1"`` (a later 1.x minor reads as 1.1);
     ``headers`` are ``(name, value)`` pairs in order, names as received, values
     without surrounding whitespace; ``host`` is the Host value every later step
-    uses (None: an HTTP/1.0 request without one).
+    uses (None: an HTTP/1.0 request without one); ``connection`` the values of
+    its ``Connection`` fields, in order.
     """
 
     __slots__ = (
@@ -101,6 +103,7 @@ class RequestHead:
         "keep_alive",
         "upgrade",
         "expect_continue",
+        "connection",
     )
 
     def __init__(
@@ -115,6 +118,7 @@ class RequestHead:
         keep_alive: bool,
         upgrade: bool,
         expect_continue: bool,
+        connection: Sequence[bytes] = (),
     ) -> None:
         self.method = method
         self.target = target
@@ -126,6 +130,7 @@ class RequestHead:
         self.keep_alive = keep_alive
         self.upgrade = upgrade
         self.expect_continue = expect_continue
+        self.connection = connection
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version.decode()}>"
@@ -395,7 +400,11 @@ class _Parser:
 
 
 class RequestParser(_Parser):
-    """The request side, less the back end's :meth:`_fields` (see the module doc)."""
+    """The request side, less the back end's :attr:`_split` (see the module doc)."""
+
+    #: The back end's split of a field block: its fields, values stripped, or None if it
+    #: refuses (NUL, bare CR or LF, obs-fold, besides its own rules).
+    _split: Callable[[bytes], Optional[List[Field]]]
 
     def __init__(self, handler: RequestHandler, limits: HTTPLimits) -> None:
         super().__init__()
@@ -407,7 +416,7 @@ class RequestParser(_Parser):
 
     def _head(self) -> bool:
         buffer = self._buffer
-        found = None
+        head = None
         if self._exact is None and not buffer.startswith(b"\r\n"):
             scanned = self._scanned
             end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
@@ -417,8 +426,9 @@ class RequestParser(_Parser):
                 if first == -1 and len(buffer) < self._max_line + 2:
                     return False
             elif end <= self._limits.max_header_size:
-                found = self._fast(buffer[:end], end + 4)
-        if found is None:
+                head = self._fast(buffer, end)
+                consumed = end + 4
+        if head is None:
             if self._exact is None:
                 self._exact = ExactHead(self._limits)
             try:
@@ -430,8 +440,18 @@ class RequestParser(_Parser):
             except Refused as e:
                 self._fail(e.status, e.detail)
                 return False
-            found = self._made(method, target, version, fields, host, framing, consumed)
-        head, consumed = found
+            head = _request_head(
+                method,
+                target,
+                version,
+                fields,
+                host,
+                framing.content_length,
+                framing.chunked,
+                framing.connection,
+                framing.upgrade,
+                framing.expect,
+            )
         self._buffer = buffer[consumed:]
         self._exact = None
         self._scanned = 0
@@ -439,58 +459,119 @@ class RequestParser(_Parser):
         self._handler.request_head(head)
         if self._state != _HEAD:
             return False
-        self._start_body(head.content_length, head.chunked, self._limits.max_header_size)
+        if head.chunked or head.content_length:
+            self._start_body(head.content_length, head.chunked, self._limits.max_header_size)
+        else:
+            self._paused = True  # _complete([]): the state is _HEAD, no chunked body
+            self._handler.message_complete([])
         return True
 
-    def _fast(self, head: bytes, consumed: int):
-        """The head and its length when it is ordinary, else None (see the module doc)."""
-        eol = head.find(b"\r\n")
-        line = head if eol == -1 else head[:eol]
-        if len(line) > self._limits.max_request_line:
+    def _fast(self, buffer: bytes, end: int) -> Optional[RequestHead]:
+        """The head ending at ``end`` when it is ordinary, else None (see the module doc).
+
+        One walk of the fields finds the framing and Host fields (the
+        :data:`~clbproxy.http.parse_rules.SPECIAL` names); anything unusual is
+        left to :class:`~clbproxy.http.parse_rules.ExactHead`, which gives the
+        listener's verdict, so nothing here refuses.
+        """
+        eol = buffer.find(b"\r\n", 0, end)
+        if eol == -1:
+            eol = end
+        if eol > self._limits.max_request_line:
             return None
-        parsed = request_line(line)
+        parsed = request_line(buffer[:eol])
         if parsed is None:
             return None
-        split = self._fields(b"" if eol == -1 else head[eol + 2 :])
-        if split is None:
-            return None
-        fields, specials = split
-        if len(fields) > MAX_FIELDS:
-            return None
-        framing = fast_framing(specials, self._limits)
-        if framing is None:
+        if eol == end:
+            fields: List[Field] = []
+        else:
+            fields = self._split(buffer[eol + 2 : end])
+            if fields is None or len(fields) > MAX_FIELDS:
+                return None
+        hosts = []
+        connection = []
+        content_length = None
+        chunked = upgrade = False
+        expect = None
+        for name, value in fields:
+            special = SPECIAL.get(len(name))
+            if special is None or name.lower() != special:
+                continue
+            if special == b"host":
+                hosts.append(value)
+            elif special == b"connection":
+                connection.append(value)
+            elif special == b"content-length":
+                if content_length is not None or chunked or not value.isdigit():
+                    return None
+                content_length = int(value)
+            elif special == b"transfer-encoding":
+                if chunked or content_length is not None or value.lower() != b"chunked":
+                    return None
+                chunked = True
+            elif special == b"upgrade":
+                upgrade = True
+            elif expect is None:
+                expect = value
+        limit = self._limits.max_body_size
+        if limit and content_length is not None and content_length > limit:
             return None
         method, target, version = parsed
-        try:
-            target, host, fields = host_rules(version, target, fields, framing.hosts)
-        except Refused:
-            return None
-        return self._made(method, target, version, fields, host, framing, consumed)
-
-    @staticmethod
-    def _made(method, target, version, fields, host, framing, consumed):
-        if framing.connection:
-            tokens = connection_tokens(framing.connection)
-            close = b"close" in tokens
-            keep_alive = not close if version == b"1.1" else b"keep-alive" in tokens and not close
-            upgrade = framing.upgrade and b"upgrade" in tokens
+        if len(hosts) == 1 and target[:1] == b"/" and hosts[0] in GOOD_HOSTS:
+            host: Optional[bytes] = hosts[0]  # host_rules' first answer, without the call
         else:
-            keep_alive = version == b"1.1"
-            upgrade = False
-        expect = framing.expect
-        head = RequestHead(
+            try:
+                target, host, fields = host_rules(version, target, fields, hosts)
+            except Refused:
+                return None
+        return _request_head(
             method,
             target,
             version,
             fields,
             host,
-            framing.content_length,
-            framing.chunked,
-            keep_alive,
+            content_length,
+            chunked,
+            connection,
             upgrade,
-            expect is not None and version == b"1.1" and expect.lower() == b"100-continue",
+            expect,
         )
-        return head, consumed
+
+
+def _request_head(
+    method: bytes,
+    target: bytes,
+    version: bytes,
+    fields: List[Field],
+    host: Optional[bytes],
+    content_length: Optional[int],
+    chunked: bool,
+    connection: List[bytes],
+    upgrade: bool,
+    expect: Optional[bytes],
+) -> RequestHead:
+    """The :class:`RequestHead` of a head read and checked, its persistence worked out."""
+    if connection:
+        tokens = connection_tokens(connection)
+        close = b"close" in tokens
+        keep_alive = not close if version == b"1.1" else b"keep-alive" in tokens and not close
+        upgrade = upgrade and b"upgrade" in tokens
+    else:
+        keep_alive = version == b"1.1"
+        upgrade = False
+    return RequestHead(
+        method,
+        target,
+        version,
+        fields,
+        host,
+        content_length,
+        chunked,
+        keep_alive,
+        upgrade,
+        expect is not None and version == b"1.1" and expect.lower() == b"100-continue",
+        connection,
+    )
 
 
 class ResponseParser(_Parser):

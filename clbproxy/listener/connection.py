@@ -80,13 +80,15 @@ _PROCESSING_FAILED = (
 )
 
 
-def keeps_open(version: bytes, fields) -> bool:
-    """twisted.web's ``checkPersistence``: HTTP/1.1, no ``close`` in the first Connection value."""
+def keeps_open(version: bytes, connection) -> bool:
+    """twisted.web's ``checkPersistence``: HTTP/1.1, no ``close`` in the first Connection value.
+
+    ``connection``: the request's ``Connection`` values (the parser's ``head.connection``).
+    """
     if version != b"1.1":
         return False
-    for name, value in fields:
-        if len(name) == 10 and name.lower() == b"connection":
-            return b"close" not in [token.lower() for token in value.split(b" ")]
+    if connection:
+        return b"close" not in [token.lower() for token in connection[0].split(b" ")]
     return True
 
 
@@ -264,7 +266,7 @@ class ListenerConnection(Protocol):
         headers = FieldHeaders.from_pairs(head.headers)
         request = ListenerRequest(self, head.method, head.target, _VERSIONS[head.version], headers)
         self.requests.append(request)
-        self.persistent = keeps_open(head.version, head.headers)
+        self.persistent = keeps_open(head.version, head.connection)
         if not self.persistent and head.version == b"1.1":
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
         if head.chunked or head.content_length:
@@ -295,6 +297,7 @@ class ListenerConnection(Protocol):
         request = self.requests[-1]
         self._handling = True
         self._idle_timeout = None
+        self._unstamped = False  # the head cleared the header deadline: nothing left to stamp
         body = request.body
         if body is None:
             self._process(request)
