@@ -279,15 +279,16 @@ def backend_request_fields(
             # From the client's own field values (no line breaks) and its address.
             fields.setdefault(canonical_name(name), []).append(value.encode("latin-1"))
     else:
-        # forwarded_headers' answer for an untrusted peer that sent no chain.
+        # forwarded_headers' answer for an untrusted peer that sent no chain.  Set, not
+        # added to: no client field and no certificate header has these names.
         address = peer.encode("latin-1")
-        fields.setdefault(_X_FORWARDED_FOR, []).append(address)
-        fields.setdefault(_X_FORWARDED_PROTO, []).append(scheme.encode("latin-1"))
+        fields[_X_FORWARDED_FOR] = [address]
+        fields[_X_FORWARDED_PROTO] = [scheme.encode("latin-1")]
         if host and host[-1]:
-            fields.setdefault(_X_FORWARDED_HOST, []).append(host[-1])
+            fields[_X_FORWARDED_HOST] = [host[-1]]
         if port is not None:
-            fields.setdefault(_X_FORWARDED_PORT, []).append(b"%d" % (port,))
-        fields.setdefault(_X_REAL_IP, []).append(address)
+            fields[_X_FORWARDED_PORT] = [b"%d" % (port,)]
+        fields[_X_REAL_IP] = [address]
     if request_id is not None:
         fields[id_name] = [request_id[1].encode()]  # ASCII: UTF-8's fast path
     if trace.replaced is not None:
