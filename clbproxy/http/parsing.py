@@ -414,6 +414,12 @@ class RequestParser(_Parser):
         self._exact: Optional[ExactHead] = None
         self._scanned = 0
 
+    def resume(self) -> None:
+        if self._buffer or self._state != _HEAD:
+            super().resume()
+        else:
+            self._paused = False  # nothing to read: the next feed reads the next request
+
     def _head(self) -> bool:
         buffer = self._buffer
         head = None

@@ -47,7 +47,7 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from clbproxy.config import ListenerConfig
-from clbproxy.http.field_headers import FieldHeaders
+from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.forwarded import TrustedProxies
 from clbproxy.http.parse_rules import ExactHead, Refused
 from clbproxy.http.parsers import chosen, request_parser
@@ -73,6 +73,10 @@ EAGER_READ = 0x4000
 ABORT_TIMEOUT = 15
 
 _VERSIONS = {b"1.1": b"HTTP/1.1", b"1.0": b"HTTP/1.0"}
+
+#: The keys of the headers every response gets (FieldHeaders.set_field).
+_SERVER = field_key(b"Server")
+_DATE = field_key(b"Date")
 
 _PROCESSING_FAILED = (
     b"<html><head><title>Processing Failed</title></head><body>"
@@ -314,9 +318,9 @@ class ListenerConnection(Protocol):
 
     def _process(self, request: ListenerRequest) -> None:
         """Render ``request`` with the listener's root resource, as twisted.web's ``Site`` does."""
-        headers = request.responseHeaders
-        headers.setRawHeaders(b"Server", [SERVER])
-        headers.setRawHeaders(b"Date", [http_date()])
+        headers = request.responseHeaders  # a listener request's: FieldHeaders
+        headers.set_field(_SERVER, SERVER)
+        headers.set_field(_DATE, http_date())
         if request.path == b"*":
             self._answer_star(request)
             return
@@ -559,21 +563,16 @@ class ListenerConnection(Protocol):
         """Close the connection after ``timeout`` seconds without a read (None: never)."""
         self._unstamped = False
         self._idle_timeout = timeout
-        if not timeout:
-            return
-        self._last_read = self._clock.seconds()
-        if not self._armed:
+        if timeout:
+            self._last_read = self._clock.seconds()
             self._arm()
 
     def _start_header_timer(self) -> None:
         """The head of the next request must be in within ``header_timeout`` from now."""
         self._unstamped = False
         timeout = self.header_timeout
-        if not timeout:
-            self._header_deadline = None
-            return
-        self._header_deadline = self._clock.seconds() + timeout
-        if not self._armed:
+        self._header_deadline = self._clock.seconds() + timeout if timeout else None
+        if timeout:
             self._arm()
 
     def _stamp(self) -> None:
@@ -584,15 +583,13 @@ class ListenerConnection(Protocol):
         now = self._last_read = self._clock.seconds()
         if self._header_deadline is not None:
             self._header_deadline += now
-        if not self._armed:
-            self._arm()
+        self._arm()
 
     def _arm(self) -> None:
-        """Wake in ``_shortest`` seconds: no deadline set from now on comes before that, so
-        none re-arms the timer (a request costs no timer call); it waits again for the rest.
-        """
+        """Wake in ``_shortest`` seconds, unless armed: no deadline set from now on comes
+        before that, so a request moves no timer; it waits again for what is left."""
         timer = self._timer
-        if timer is not None:
+        if timer is not None and not self._armed:
             self._armed = True
             timer.within(self._shortest)
 
