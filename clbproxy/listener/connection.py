@@ -565,7 +565,8 @@ class ListenerConnection(Protocol):
         self._idle_timeout = timeout
         if timeout:
             self._last_read = self._clock.seconds()
-            self._arm()
+            if not self._armed:  # (most calls: a request's end, the timer running)
+                self._arm()
 
     def _start_header_timer(self) -> None:
         """The head of the next request must be in within ``header_timeout`` from now."""
