@@ -151,6 +151,14 @@ class FieldHeaders(Headers):
         """
         return self._rawHeaders
 
+    @classmethod
+    def from_grouped(cls, grouped: Dict[bytes, list]) -> FieldHeaders:
+        """Headers holding ``grouped``, taken as is: values by canonical name (:func:`field_key`),
+        none with a CR or LF (a parser's, grouped as :meth:`from_pairs` groups them)."""
+        headers = cls()
+        headers._rawHeaders = grouped
+        return headers
+
 
 def field_key(name: bytes) -> bytes:
     """The key :class:`FieldHeaders` keeps ``name`` under (``get_field``, ``set_field``)."""
@@ -173,3 +181,8 @@ def _grouped(pairs: Iterable[Tuple[bytes, bytes]]) -> Dict[bytes, list]:
         else:
             values.append(value)
     return grouped
+
+
+#: ``dict.get`` on the canonical names worked out so far: a caller walking many names
+#: looks each up without a call of :func:`field_key` (None: not yet, call it).
+known_key = _KEYS.get

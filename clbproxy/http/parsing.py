@@ -41,10 +41,12 @@ answers 413 or aborts, depending on whether its response has begun);
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
+from twisted.web.http_headers import InvalidHeaderName
 from zope.interface import Attribute, Interface
 
+from clbproxy.http.field_headers import field_key, known_key
 from clbproxy.http.parse_rules import (
     GOOD_HOSTS,
     MAX_FIELDS,
@@ -89,7 +91,9 @@ class RequestHead:
     ``headers`` are ``(name, value)`` pairs in order, names as received, values
     without surrounding whitespace; ``host`` is the Host value every later step
     uses (None: an HTTP/1.0 request without one); ``connection`` the values of
-    its ``Connection`` fields, in order.
+    its ``Connection`` fields, in order; ``grouped`` the ``headers`` as
+    :meth:`~clbproxy.http.field_headers.FieldHeaders.from_pairs` groups them (for
+    :meth:`~clbproxy.http.field_headers.FieldHeaders.from_grouped`; None: not made).
     """
 
     __slots__ = (
@@ -104,6 +108,7 @@ class RequestHead:
         "upgrade",
         "expect_continue",
         "connection",
+        "grouped",
     )
 
     def __init__(
@@ -119,6 +124,7 @@ class RequestHead:
         upgrade: bool,
         expect_continue: bool,
         connection: Sequence[bytes] = (),
+        grouped: Optional[Dict[bytes, List[bytes]]] = None,
     ) -> None:
         self.method = method
         self.target = target
@@ -131,6 +137,7 @@ class RequestHead:
         self.upgrade = upgrade
         self.expect_continue = expect_continue
         self.connection = connection
+        self.grouped = grouped
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version.decode()}>"
@@ -457,6 +464,7 @@ class RequestParser(_Parser):
                 framing.connection,
                 framing.upgrade,
                 framing.expect,
+                _grouped(fields),
             )
         self._buffer = buffer[consumed:]
         self._exact = None
@@ -499,9 +507,22 @@ class RequestParser(_Parser):
         content_length = None
         chunked = upgrade = False
         expect = None
+        # The fields grouped by canonical name on the way (the request's headers
+        # are made of them), the special ones found by that name.
+        grouped: Dict[bytes, List[bytes]] = {}
         for name, value in fields:
-            special = SPECIAL.get(len(name))
-            if special is None or name.lower() != special:
+            key = known_key(name)
+            if key is None:
+                try:
+                    key = field_key(name)
+                except InvalidHeaderName:
+                    return None  # (no back end lets one through) the replay's verdict
+            if key in grouped:
+                grouped[key].append(value)
+            else:
+                grouped[key] = [value]
+            special = _SPECIAL_KEYS.get(key)
+            if special is None:
                 continue
             if special == b"host":
                 hosts.append(value)
@@ -527,9 +548,11 @@ class RequestParser(_Parser):
             host: Optional[bytes] = hosts[0]  # host_rules' first answer, without the call
         else:
             try:
-                target, host, fields = host_rules(version, target, fields, hosts)
+                target, host, checked = host_rules(version, target, fields, hosts)
             except Refused:
                 return None
+            if checked is not fields:  # Host taken from an absolute-form target
+                fields, grouped = checked, _grouped(checked)
         return _request_head(
             method,
             target,
@@ -541,7 +564,28 @@ class RequestParser(_Parser):
             connection,
             upgrade,
             expect,
+            grouped,
         )
+
+
+def _grouped(fields: List[Field]) -> Dict[bytes, List[bytes]]:
+    """``fields`` of a checked head (tokens for names, no CR or LF in a value) by canonical name.
+
+    As :meth:`~clbproxy.http.field_headers.FieldHeaders.from_pairs` groups them.
+    """
+    grouped: Dict[bytes, List[bytes]] = {}
+    for name, value in fields:
+        key = known_key(name) or field_key(name)
+        if key in grouped:
+            grouped[key].append(value)
+        else:
+            grouped[key] = [value]
+    return grouped
+
+
+#: The canonical names (:func:`~clbproxy.http.field_headers.field_key`) of the
+#: fields that frame or route a request, to their lower-case names.
+_SPECIAL_KEYS = {field_key(name): name for name in SPECIAL.values()}
 
 
 def _request_head(
@@ -555,6 +599,7 @@ def _request_head(
     connection: List[bytes],
     upgrade: bool,
     expect: Optional[bytes],
+    grouped: Optional[Dict[bytes, List[bytes]]] = None,
 ) -> RequestHead:
     """The :class:`RequestHead` of a head read and checked, its persistence worked out."""
     if connection:
@@ -577,6 +622,7 @@ def _request_head(
         upgrade,
         expect is not None and version == b"1.1" and expect.lower() == b"100-continue",
         connection,
+        grouped,
     )
 
 

@@ -85,10 +85,7 @@ _PROCESSING_FAILED = (
 
 
 def keeps_open(version: bytes, connection) -> bool:
-    """twisted.web's ``checkPersistence``: HTTP/1.1, no ``close`` in the first Connection value.
-
-    ``connection``: the request's ``Connection`` values (the parser's ``head.connection``).
-    """
+    """twisted.web's ``checkPersistence``: HTTP/1.1, no ``close`` in the first Connection value."""
     if version != b"1.1":
         return False
     if connection:
@@ -137,10 +134,9 @@ class ListenerConnection(Protocol):
     _network = None
     _request_producer = None
     _request_producer_streaming = None
-    #: The one timer of the header and idle timeouts (see _timer_fired).
+    #: The one timer of the header and idle timeouts (_timer_fired), waking every _shortest s.
     _timer: Optional[Deadline] = None
     _armed = False
-    #: The shortest of the timeouts (0: none is set): the timer's delay.
     _shortest = 0.0
     _idle_timeout: Optional[float] = None
     _last_read = 0.0
@@ -267,7 +263,10 @@ class ListenerConnection(Protocol):
         if self._discarding:
             return
         self._header_deadline = None
-        headers = FieldHeaders.from_pairs(head.headers)
+        if head.grouped is None:
+            headers = FieldHeaders.from_pairs(head.headers)
+        else:
+            headers = FieldHeaders.from_grouped(head.grouped)  # grouped as it was parsed
         request = ListenerRequest(self, head.method, head.target, _VERSIONS[head.version], headers)
         self.requests.append(request)
         self.persistent = keeps_open(head.version, head.connection)

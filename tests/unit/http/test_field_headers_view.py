@@ -16,3 +16,8 @@ class GroupedTests(unittest.TestCase):
     def test_grouped_is_read_by_canonical_name(self):
         headers = FieldHeaders.from_pairs([(b"x-forwarded-for", b"10.0.0.1")])
         self.assertEqual(headers.grouped().get(b"X-Forwarded-For"), [b"10.0.0.1"])
+
+    def test_from_grouped_holds_what_it_is_given(self):
+        headers = FieldHeaders.from_grouped({b"Host": [b"h"], b"Cookie": [b"a", b"b"]})
+        self.assertEqual(headers.getRawHeaders(b"cookie"), [b"a", b"b"])
+        self.assertEqual(list(headers.getAllRawHeaders())[0], (b"Host", [b"h"]))

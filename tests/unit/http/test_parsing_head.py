@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
+from clbproxy.http.field_headers import FieldHeaders
 from clbproxy.http.parsers import available, request_parser
 from clbproxy.http.server import HTTPLimits
 from tests.unit.http.test_parsing import Recorder
@@ -29,6 +30,7 @@ ATTRIBUTES = (
     "upgrade",
     "expect_continue",
     "connection",
+    "grouped",
 )
 
 HEADS = [
@@ -48,6 +50,8 @@ HEADS = [
     b"GET http://b.test/p HTTP/1.0\r\nX: 1\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Sp:  v \t\r\nTE: trailers\r\n\r\n",
     b"PURGE / HTTP/1.2\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: a\r\nCOOKIE: a=1\r\nX: 1\r\ncookie: b=2\r\n\r\n",
+    b"GET http://b.test/p HTTP/1.1\r\nX: 1\r\nhost: a\r\nHOST-X: 2\r\n\r\n",
 ]
 
 
@@ -73,6 +77,17 @@ class _HeadTests:
     def test_connection_holds_the_connection_values_in_order(self):
         data = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a, b\r\nX: 1\r\nconnection: c\r\n\r\n"
         self.assertEqual(self.head(data, True)["connection"], [b"a, b", b"c"])
+
+    def test_grouped_holds_the_fields_as_field_headers_groups_them(self):
+        for data in HEADS:
+            for whole in (True, False):
+                head = self.head(data, whole)
+                grouped = FieldHeaders.from_pairs(head["headers"]).grouped()
+                self.assertEqual(list(head["grouped"].items()), list(grouped.items()), data)
+
+    def test_an_absolute_target_puts_its_authority_in_the_grouped_host(self):
+        head = self.head(b"GET http://b.test/p HTTP/1.1\r\nhost: a\r\n\r\n", True)
+        self.assertEqual(head["grouped"], {b"Host": [b"b.test"]})
 
     def test_a_head_without_connection_has_none(self):
         self.assertFalse(self.head(HEADS[0], True)["connection"])
