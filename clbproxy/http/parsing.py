@@ -588,6 +588,10 @@ def _grouped(fields: List[Field]) -> Dict[bytes, List[bytes]]:
 _SPECIAL_KEYS = {field_key(name): name for name in SPECIAL.values()}
 
 
+#: The tokens of the ``Connection`` values lately seen alone (a client sends the same one).
+_CONNECTION: Dict[bytes, frozenset] = {}
+
+
 def _request_head(
     method: bytes,
     target: bytes,
@@ -603,7 +607,12 @@ def _request_head(
 ) -> RequestHead:
     """The :class:`RequestHead` of a head read and checked, its persistence worked out."""
     if connection:
-        tokens = connection_tokens(connection)
+        one = len(connection) == 1
+        tokens = _CONNECTION.get(connection[0]) if one else None
+        if tokens is None:
+            tokens = frozenset(connection_tokens(connection))
+            if one and len(connection[0]) <= 64 and len(_CONNECTION) < 256:
+                _CONNECTION[connection[0]] = tokens
         close = b"close" in tokens
         keep_alive = not close if version == b"1.1" else b"keep-alive" in tokens and not close
         upgrade = upgrade and b"upgrade" in tokens

@@ -89,6 +89,24 @@ class _HeadTests:
         head = self.head(b"GET http://b.test/p HTTP/1.1\r\nhost: a\r\n\r\n", True)
         self.assertEqual(head["grouped"], {b"Host": [b"b.test"]})
 
+    def test_one_connection_value_decides_alike_each_time_it_comes(self):
+        seen = [
+            (
+                self.head(b"GET / HTTP/%s\r\nHost: a\r\nConnection: %s\r\n\r\n" % v, True)[
+                    "keep_alive"
+                ]
+            )
+            for v in [
+                (b"1.0", b"keep-alive"),
+                (b"1.1", b"keep-alive"),
+                (b"1.0", b"keep-alive"),
+                (b"1.1", b"Close, x"),
+                (b"1.1", b"Close, x"),
+                (b"1.0", b"x"),
+            ]
+        ]
+        self.assertEqual(seen, [True, True, True, False, False, False])
+
     def test_a_head_without_connection_has_none(self):
         self.assertFalse(self.head(HEADS[0], True)["connection"])
 
