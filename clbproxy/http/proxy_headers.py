@@ -222,15 +222,21 @@ def backend_request_fields(
     raw = client.grouped() if type(client) is FieldHeaders else dict(client.getAllRawHeaders())
     peer = getattr(request.getClientAddress(), "host", None) or "unknown"
     believed = peer in trusted
-    compiled = _rule_headers(rule)
-    skip, drop, id_name, names = compiled.paths(
+    key = (
+        id(rule),
         believed,
         None if request_id is None else request_id[0],
         trace.replaced is not None,
-        peer,
-        trusted,
         underscores,
     )
+    path = _PATHS.get(key)
+    if path is None or path[0] is not rule:
+        compiled = _rule_headers(rule)
+        path = (rule, compiled.add, *compiled.paths(*key[1:4], peer, trusted, underscores))
+        if len(_PATHS) >= _MAX_RULES:
+            _PATHS.clear()
+        _PATHS[key] = path
+    _, add, skip, drop, id_name, names = path
     connection = raw.get(b"Connection")
     if connection:
         named = _request_hop(tuple(connection))
@@ -293,7 +299,7 @@ def backend_request_fields(
         fields[id_name] = [request_id[1].encode()]  # ASCII: UTF-8's fast path
     if trace.replaced is not None:
         fields[b"Traceparent"] = [trace.replaced.encode("ascii")]
-    for name, value in compiled.add:
+    for name, value in add:
         fields[name] = [value]
     if via:
         fields.setdefault(b"Via", []).append(VIA)
@@ -381,6 +387,9 @@ class _RuleHeaders:
 #: Compiled header changes by ``id(rule)`` (the rule is kept in the entry, so the
 #: id stays its own); rules are few and come from the configuration.
 _RULES: Dict[int, _RuleHeaders] = {}
+#: ``(rule, add, skip, drop, id_name, names)`` by ``(id(rule), believed, ID header,
+#: trace replaced, underscores)``: a request's path through a rule in one lookup.
+_PATHS: Dict[tuple, tuple] = {}
 _MAX_RULES = 4096
 
 

@@ -88,3 +88,22 @@ class NameVerdictTests(unittest.TestCase):
         pairs = [(b"Host", b"h")] + [(b"X-N%d" % (i,), b"v") for i in range(3000)]
         fields = sent(pairs, self.rule)
         self.assertEqual(sum(name.startswith(b"X-N") for name in fields), 3000)
+
+
+class RulePathTests(unittest.TestCase):
+    def test_a_rule_made_where_a_dropped_one_was_sends_its_own_changes(self):
+        sent_by = []
+        for value in ("one", "two", "three"):
+            rule = RuleConfig(path="/", target_group="g", set_headers=(("X-Env", value),))
+            sent_by.append(sent([(b"Host", b"h")], rule)[b"X-Env"])
+            del rule  # its id may be the next rule's
+        self.assertEqual(sent_by, [[b"one"], [b"two"], [b"three"]])
+
+    def test_one_rule_with_ids_on_and_off_sends_each_its_own(self):
+        rule = RuleConfig(path="/", target_group="g")
+        request = Request(clientproto=b"HTTP/1.1", requestHeaders=FieldHeaders.from_pairs([]))
+        with_id = backend_request_fields(
+            request, scheme="http", trusted=UNTRUSTED, rule=rule, request_id=(b"x-request-id", "a")
+        )
+        without = backend_request_fields(request, scheme="http", trusted=UNTRUSTED, rule=rule)
+        self.assertEqual([b"X-Request-Id" in with_id, b"X-Request-Id" in without], [True, False])
