@@ -154,8 +154,11 @@ class FieldHeaders(Headers):
     @classmethod
     def from_grouped(cls, grouped: Dict[bytes, list]) -> FieldHeaders:
         """Headers holding ``grouped``, taken as is: values by canonical name (:func:`field_key`),
-        none with a CR or LF (a parser's, grouped as :meth:`from_pairs` groups them)."""
-        headers = cls()
+        none with a CR or LF (a parser's, grouped as :meth:`from_pairs` groups them).
+
+        ``Headers.__init__`` is not run: all it does is set the one slot to an empty dict.
+        """
+        headers = cls.__new__(cls)
         headers._rawHeaders = grouped
         return headers
 

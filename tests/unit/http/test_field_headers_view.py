@@ -21,3 +21,17 @@ class GroupedTests(unittest.TestCase):
         headers = FieldHeaders.from_grouped({b"Host": [b"h"], b"Cookie": [b"a", b"b"]})
         self.assertEqual(headers.getRawHeaders(b"cookie"), [b"a", b"b"])
         self.assertEqual(list(headers.getAllRawHeaders())[0], (b"Host", [b"h"]))
+
+    def test_from_grouped_headers_copy_compare_and_change_as_headers_do(self):
+        headers = FieldHeaders.from_grouped({b"Host": [b"h"]})
+        copy = headers.copy()
+        copy.addRawHeader(b"host", b"i")
+        headers.setRawHeaders(b"accept", [b"*/*"])
+        self.assertEqual(
+            [list(headers.getAllRawHeaders()), list(copy.getAllRawHeaders())],
+            [[(b"Host", [b"h"]), (b"Accept", [b"*/*"])], [(b"Host", [b"h", b"i"])]],
+        )
+        self.assertEqual(
+            FieldHeaders.from_grouped({b"Host": [b"h"]}), FieldHeaders({b"Host": [b"h"]})
+        )
+        self.assertIn("Host", repr(headers))
