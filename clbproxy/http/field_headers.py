@@ -173,6 +173,25 @@ class FieldHeaders(Headers):
         known = self._rawHeaders.get(key)
         self._rawHeaders[key] = values if known is None else known + values
 
+    def grouped(self) -> Dict[bytes, list]:
+        """The fields as kept: values by canonical name, in first-set order (read, never change).
+
+        ``getAllRawHeaders`` without the generator, and ``dict.get`` by canonical
+        name (``b"X-Forwarded-For"``) for each field a caller needs.
+        """
+        return self._rawHeaders
+
+    @classmethod
+    def from_grouped(cls, grouped: Dict[bytes, list]) -> FieldHeaders:
+        """Headers holding ``grouped``, taken as is: values by canonical name (:func:`field_key`),
+        none with a CR or LF (a parser's, grouped as :meth:`from_pairs` groups them).
+
+        ``Headers.__init__`` is not run: all it does is set the one slot to an empty dict.
+        """
+        headers = cls.__new__(cls)
+        headers._rawHeaders = grouped
+        return headers
+
 
 def field_key(name: bytes) -> bytes:
     """The key :class:`FieldHeaders` keeps ``name`` under (``get_field``, ``set_field``)."""
@@ -195,3 +214,8 @@ def _grouped(pairs: Iterable[Tuple[bytes, bytes]]) -> Dict[bytes, list]:
         else:
             values.append(value)
     return grouped
+
+
+#: ``dict.get`` on the canonical names worked out so far: a caller walking many names
+#: looks each up without a call of :func:`field_key` (None: not yet, call it).
+known_key = _KEYS.get

@@ -59,6 +59,12 @@ def split(block: bytes) -> Optional[Tuple[List[Field], List[Field]]]:
     return fields, specials
 
 
+def fields_of(block: bytes) -> Optional[List[Field]]:
+    """The fields of :func:`split`, without the specials (a request parser's split)."""
+    result = split(block)
+    return None if result is None else result[0]
+
+
 @implementer(IRequestParser)
 class H11RequestParser(RequestParser):
     """Requests, fields split by h11."""
@@ -67,7 +73,7 @@ class H11RequestParser(RequestParser):
 
     def __init__(self, handler, limits) -> None:
         super().__init__(handler, limits)
-        self._fields = split
+        self._split = fields_of
 
 
 @implementer(IResponseParser)

@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from zope.interface import implementer
 
-from clbproxy.http.parse_rules import Field, specials_of
+from clbproxy.http.parse_rules import Field
 from clbproxy.http.parsing import IRequestParser, IResponseParser, RequestParser, ResponseParser
 
 _LINE = b"GET / HTTP/1.1\r\n"
@@ -62,14 +62,8 @@ class _Splitter:
         parser.set_dangerous_leniencies(lenient_keep_alive=True, lenient_data_after_close=True)
         return parser
 
-    def split(self, block: bytes) -> Optional[Tuple[List[Field], List[Field]]]:
-        fields = self.fields(block)
-        if fields is None:
-            return None
-        return fields, specials_of(fields)
-
     def split_plain(self, block: bytes) -> Optional[Tuple[List[Field], Tuple[Field, ...]]]:
-        """:meth:`split` without the specials, which a response parser does not read."""
+        """The fields and no specials, which a response parser does not read."""
         fields = self.fields(block)
         return None if fields is None else (fields, _NONE)
 
@@ -97,7 +91,7 @@ class HttptoolsRequestParser(RequestParser):
 
     def __init__(self, handler, limits) -> None:
         super().__init__(handler, limits)
-        self._fields = _Splitter().split
+        self._split = _Splitter().fields
 
 
 @implementer(IResponseParser)

@@ -152,18 +152,6 @@ SPECIAL = {
 }
 
 
-def specials_of(fields: List[Field]) -> List[Field]:
-    """The fields named in :data:`SPECIAL`, as ``(lower-case name, value)``."""
-    found = []
-    for name, value in fields:
-        special = SPECIAL.get(len(name))
-        if special is not None:
-            lower = name.lower()
-            if lower == special:
-                found.append((lower, value))
-    return found
-
-
 class Framing:
     """What the special fields of a head say."""
 
@@ -181,38 +169,6 @@ class Framing:
 def connection_tokens(values: List[bytes]) -> List[bytes]:
     """The lower-case tokens of ``Connection`` header values."""
     return [token.strip(b" \t").lower() for value in values for token in value.split(b",")]
-
-
-def fast_framing(specials: List[Field], limits: HTTPLimits) -> Optional[Framing]:
-    """The framing ``specials`` (lower-case name, value) give, or None when one is unusual.
-
-    None sends the head to :class:`ExactHead`, which finds the listener's verdict;
-    this function never refuses by itself, so its rules need not be in order.
-    """
-    framing = Framing()
-    for name, value in specials:
-        if name == b"host":
-            framing.hosts.append(value)
-        elif name == b"connection":
-            framing.connection.append(value)
-        elif name == b"content-length":
-            if framing.content_length is not None or framing.chunked or not value.isdigit():
-                return None
-            framing.content_length = int(value)
-        elif name == b"transfer-encoding":
-            if value.lower() != b"chunked" or framing.chunked:
-                return None
-            if framing.content_length is not None:
-                return None
-            framing.chunked = True
-        elif name == b"upgrade":
-            framing.upgrade = True
-        elif name == b"expect" and framing.expect is None:
-            framing.expect = value
-    limit = limits.max_body_size
-    if limit and framing.content_length is not None and framing.content_length > limit:
-        return None
-    return framing
 
 
 class ExactHead:
@@ -350,7 +306,7 @@ def host_rules(
     An absolute-form target becomes origin-form and its authority the ``Host``
     field's value (where the field was, or added last), as the listener always did.
     """
-    if len(hosts) == 1 and target[:1] == b"/" and hosts[0] in _GOOD_HOSTS:
+    if len(hosts) == 1 and target[:1] == b"/" and hosts[0] in GOOD_HOSTS:
         return target, hosts[0], fields
     try:
         origin, host = request_host(b"HTTP/" + version, target, hosts)
@@ -364,14 +320,14 @@ def host_rules(
             rewritten.append((b"Host", host))
         return origin, host, rewritten
     if host is not None:
-        if len(_GOOD_HOSTS) >= 1024:
-            _GOOD_HOSTS.clear()
-        _GOOD_HOSTS[host] = True
+        if len(GOOD_HOSTS) >= 1024:
+            GOOD_HOSTS.clear()
+        GOOD_HOSTS[host] = True
     return origin, host, fields
 
 
 #: Host values lately found valid: a connection's requests name the same few.
-_GOOD_HOSTS: dict[bytes, bool] = {}
+GOOD_HOSTS: dict[bytes, bool] = {}
 
 
 def split_fields(block: bytes) -> Optional[List[Field]]:

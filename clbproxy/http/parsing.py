@@ -41,18 +41,21 @@ answers 413 or aborts, depending on whether its response has begun);
 
 from __future__ import annotations
 
-from typing import List, Optional, Protocol, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
+from twisted.web.http_headers import InvalidHeaderName
 from zope.interface import Attribute, Interface
 
+from clbproxy.http.field_headers import field_key, known_key
 from clbproxy.http.parse_rules import (
+    GOOD_HOSTS,
     MAX_FIELDS,
+    SPECIAL,
     ChunkedBody,
     ExactHead,
     Field,
     Refused,
     connection_tokens,
-    fast_framing,
     host_rules,
     max_line,
     request_line,
@@ -97,7 +100,10 @@ class RequestHead:
     ``version`` is ``b"1.0"`` or ``b"1.1"`` (a later 1.x minor reads as 1.1);
     ``headers`` are ``(name, value)`` pairs in order, names as received, values
     without surrounding whitespace; ``host`` is the Host value every later step
-    uses (None: an HTTP/1.0 request without one).
+    uses (None: an HTTP/1.0 request without one); ``connection`` the values of
+    its ``Connection`` fields, in order; ``grouped`` the ``headers`` as
+    :meth:`~clbproxy.http.field_headers.FieldHeaders.from_pairs` groups them (for
+    :meth:`~clbproxy.http.field_headers.FieldHeaders.from_grouped`; None: not made).
     """
 
     __slots__ = (
@@ -111,6 +117,8 @@ class RequestHead:
         "keep_alive",
         "upgrade",
         "expect_continue",
+        "connection",
+        "grouped",
     )
 
     def __init__(
@@ -125,6 +133,8 @@ class RequestHead:
         keep_alive: bool,
         upgrade: bool,
         expect_continue: bool,
+        connection: Sequence[bytes] = (),
+        grouped: Optional[Dict[bytes, List[bytes]]] = None,
     ) -> None:
         self.method = method
         self.target = target
@@ -136,6 +146,8 @@ class RequestHead:
         self.keep_alive = keep_alive
         self.upgrade = upgrade
         self.expect_continue = expect_continue
+        self.connection = connection
+        self.grouped = grouped
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version.decode()}>"
@@ -363,7 +375,11 @@ class _Parser:
 
 
 class RequestParser(_Parser):
-    """The request side, less the back end's :meth:`_fields` (see the module doc)."""
+    """The request side, less the back end's :attr:`_split` (see the module doc)."""
+
+    #: The back end's split of a field block: its fields, values stripped, or None if it
+    #: refuses (NUL, bare CR or LF, obs-fold, besides its own rules).
+    _split: Callable[[bytes], Optional[List[Field]]]
 
     def __init__(self, handler: RequestHandler, limits: HTTPLimits) -> None:
         super().__init__()
@@ -373,9 +389,15 @@ class RequestParser(_Parser):
         self._exact: Optional[ExactHead] = None
         self._scanned = 0
 
+    def resume(self) -> None:
+        if self._buffer or self._state != _HEAD:
+            super().resume()
+        else:
+            self._paused = False  # nothing to read: the next feed reads the next request
+
     def _head(self) -> bool:
         buffer = self._buffer
-        found = None
+        head = None
         if self._exact is None and not buffer.startswith(b"\r\n"):
             scanned = self._scanned
             end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
@@ -385,8 +407,9 @@ class RequestParser(_Parser):
                 if first == -1 and len(buffer) < self._max_line + 2:
                     return False
             elif end <= self._limits.max_header_size:
-                found = self._fast(buffer[:end], end + 4)
-        if found is None:
+                head = self._fast(buffer, end)
+                consumed = end + 4
+        if head is None:
             if self._exact is None:
                 self._exact = ExactHead(self._limits)
             try:
@@ -398,8 +421,19 @@ class RequestParser(_Parser):
             except Refused as e:
                 self._fail(e.status, e.detail)
                 return False
-            found = self._made(method, target, version, fields, host, framing, consumed)
-        head, consumed = found
+            head = _request_head(
+                method,
+                target,
+                version,
+                fields,
+                host,
+                framing.content_length,
+                framing.chunked,
+                framing.connection,
+                framing.upgrade,
+                framing.expect,
+                _grouped(fields),
+            )
         self._buffer = buffer[consumed:]
         self._exact = None
         self._scanned = 0
@@ -407,58 +441,166 @@ class RequestParser(_Parser):
         self._handler.request_head(head)
         if self._state != _HEAD:
             return False
-        self._start_body(head.content_length, head.chunked, self._limits.max_header_size)
+        if head.chunked or head.content_length:
+            self._start_body(head.content_length, head.chunked, self._limits.max_header_size)
+        else:
+            self._paused = True  # _complete([]): the state is _HEAD, no chunked body
+            self._handler.message_complete([])
         return True
 
-    def _fast(self, head: bytes, consumed: int):
-        """The head and its length when it is ordinary, else None (see the module doc)."""
-        eol = head.find(b"\r\n")
-        line = head if eol == -1 else head[:eol]
-        if len(line) > self._limits.max_request_line:
+    def _fast(self, buffer: bytes, end: int) -> Optional[RequestHead]:
+        """The head ending at ``end`` when it is ordinary, else None (see the module doc).
+
+        One walk of the fields finds the framing and Host fields (the
+        :data:`~clbproxy.http.parse_rules.SPECIAL` names); anything unusual is
+        left to :class:`~clbproxy.http.parse_rules.ExactHead`, which gives the
+        listener's verdict, so nothing here refuses.
+        """
+        eol = buffer.find(b"\r\n", 0, end)
+        if eol == -1:
+            eol = end
+        if eol > self._limits.max_request_line:
             return None
-        parsed = request_line(line)
+        parsed = request_line(buffer[:eol])
         if parsed is None:
             return None
-        split = self._fields(b"" if eol == -1 else head[eol + 2 :])
-        if split is None:
-            return None
-        fields, specials = split
-        if len(fields) > MAX_FIELDS:
-            return None
-        framing = fast_framing(specials, self._limits)
-        if framing is None:
+        if eol == end:
+            fields: List[Field] = []
+        else:
+            fields = self._split(buffer[eol + 2 : end])
+            if fields is None or len(fields) > MAX_FIELDS:
+                return None
+        hosts = []
+        connection = []
+        content_length = None
+        chunked = upgrade = False
+        expect = None
+        # The fields grouped by canonical name on the way (the request's headers
+        # are made of them), the special ones found by that name.
+        grouped: Dict[bytes, List[bytes]] = {}
+        for name, value in fields:
+            key = known_key(name)
+            if key is None:
+                try:
+                    key = field_key(name)
+                except InvalidHeaderName:
+                    return None  # (no back end lets one through) the replay's verdict
+            if key in grouped:
+                grouped[key].append(value)
+            else:
+                grouped[key] = [value]
+            special = _SPECIAL_KEYS.get(key)
+            if special is None:
+                continue
+            if special == b"host":
+                hosts.append(value)
+            elif special == b"connection":
+                connection.append(value)
+            elif special == b"content-length":
+                if content_length is not None or chunked or not value.isdigit():
+                    return None
+                content_length = int(value)
+            elif special == b"transfer-encoding":
+                if chunked or content_length is not None or value.lower() != b"chunked":
+                    return None
+                chunked = True
+            elif special == b"upgrade":
+                upgrade = True
+            elif expect is None:
+                expect = value
+        limit = self._limits.max_body_size
+        if limit and content_length is not None and content_length > limit:
             return None
         method, target, version = parsed
-        try:
-            target, host, fields = host_rules(version, target, fields, framing.hosts)
-        except Refused:
-            return None
-        return self._made(method, target, version, fields, host, framing, consumed)
-
-    @staticmethod
-    def _made(method, target, version, fields, host, framing, consumed):
-        if framing.connection:
-            tokens = connection_tokens(framing.connection)
-            close = b"close" in tokens
-            keep_alive = not close if version == b"1.1" else b"keep-alive" in tokens and not close
-            upgrade = framing.upgrade and b"upgrade" in tokens
+        if len(hosts) == 1 and target[:1] == b"/" and hosts[0] in GOOD_HOSTS:
+            host: Optional[bytes] = hosts[0]  # host_rules' first answer, without the call
         else:
-            keep_alive = version == b"1.1"
-            upgrade = False
-        expect = framing.expect
-        head = RequestHead(
+            try:
+                target, host, checked = host_rules(version, target, fields, hosts)
+            except Refused:
+                return None
+            if checked is not fields:  # Host taken from an absolute-form target
+                fields, grouped = checked, _grouped(checked)
+        return _request_head(
             method,
             target,
             version,
             fields,
             host,
-            framing.content_length,
-            framing.chunked,
-            keep_alive,
+            content_length,
+            chunked,
+            connection,
             upgrade,
-            expect is not None and version == b"1.1" and expect.lower() == b"100-continue",
+            expect,
+            grouped,
         )
-        return head, consumed
+
+
+def _grouped(fields: List[Field]) -> Dict[bytes, List[bytes]]:
+    """``fields`` of a checked head (tokens for names, no CR or LF in a value) by canonical name.
+
+    As :meth:`~clbproxy.http.field_headers.FieldHeaders.from_pairs` groups them.
+    """
+    grouped: Dict[bytes, List[bytes]] = {}
+    for name, value in fields:
+        key = known_key(name) or field_key(name)
+        if key in grouped:
+            grouped[key].append(value)
+        else:
+            grouped[key] = [value]
+    return grouped
+
+
+#: The canonical names (:func:`~clbproxy.http.field_headers.field_key`) of the
+#: fields that frame or route a request, to their lower-case names.
+_SPECIAL_KEYS = {field_key(name): name for name in SPECIAL.values()}
+
+
+#: The tokens of the ``Connection`` values lately seen alone (a client sends the same one).
+_CONNECTION: Dict[bytes, frozenset] = {}
+
+
+def _request_head(
+    method: bytes,
+    target: bytes,
+    version: bytes,
+    fields: List[Field],
+    host: Optional[bytes],
+    content_length: Optional[int],
+    chunked: bool,
+    connection: List[bytes],
+    upgrade: bool,
+    expect: Optional[bytes],
+    grouped: Optional[Dict[bytes, List[bytes]]] = None,
+) -> RequestHead:
+    """The :class:`RequestHead` of a head read and checked, its persistence worked out."""
+    if connection:
+        one = len(connection) == 1
+        tokens = _CONNECTION.get(connection[0]) if one else None
+        if tokens is None:
+            tokens = frozenset(connection_tokens(connection))
+            if one and len(connection[0]) <= 64 and len(_CONNECTION) < 256:
+                _CONNECTION[connection[0]] = tokens
+        close = b"close" in tokens
+        keep_alive = not close if version == b"1.1" else b"keep-alive" in tokens and not close
+        upgrade = upgrade and b"upgrade" in tokens
+    else:
+        keep_alive = version == b"1.1"
+        upgrade = False
+    return RequestHead(
+        method,
+        target,
+        version,
+        fields,
+        host,
+        content_length,
+        chunked,
+        keep_alive,
+        upgrade,
+        expect is not None and version == b"1.1" and expect.lower() == b"100-continue",
+        connection,
+        grouped,
+    )
 
 
 class ResponseParser(_Parser):

@@ -61,11 +61,6 @@ def _texts(values: Optional[Sequence[bytes]]) -> List[str]:
     return [value.decode("latin-1") for value in values or ()]
 
 
-def _last(headers, name: bytes) -> Optional[str]:
-    values = headers.getRawHeaders(name)
-    return values[-1].decode("latin-1") if values else None
-
-
 #: A response's hop-by-hop names when it has no ``Connection`` header, as text and as bytes.
 _DEFAULT_HOP = hop_by_hop_names(())
 _DEFAULT_HOP_BYTES = frozenset(name.encode("latin-1") for name in _DEFAULT_HOP)
@@ -222,77 +217,114 @@ def backend_request_fields(
     :func:`request_head` turns the fields into the bytes sent.
     """
     client = request.requestHeaders
+    # The client's fields by canonical name, read once: the few the proxy needs are
+    # dict lookups, the rest one walk (a listener's request: its parsed fields as kept).
+    raw = client.grouped() if type(client) is FieldHeaders else dict(client.getAllRawHeaders())
     peer = getattr(request.getClientAddress(), "host", None) or "unknown"
     believed = peer in trusted
-    compiled = _rule_headers(rule)
-    skip, drop, id_name = compiled.paths(
+    key = (
+        id(rule),
         believed,
         None if request_id is None else request_id[0],
         trace.replaced is not None,
-        peer,
-        trusted,
+        underscores,
     )
-    connection = client.getRawHeaders(b"connection")
+    path = _PATHS.get(key)
+    if path is None or path[0] is not rule:
+        compiled = _rule_headers(rule)
+        path = (rule, compiled.add, *compiled.paths(*key[1:4], peer, trusted, underscores))
+        if len(_PATHS) >= _MAX_RULES:
+            _PATHS.clear()
+        _PATHS[key] = path
+    _, add, skip, drop, id_name, names = path
+    connection = raw.get(b"Connection")
     if connection:
-        skip = skip | hop_by_hop_names(_texts(connection))
+        named = _request_hop(tuple(connection))
+        if not named <= skip:
+            skip = skip | named
+            names = {}  # the verdicts below are for this request only
     fields: Fields = {}
     if request.clientproto in _TRAILER_PROTOCOLS:
-        te = client.getRawHeaders(b"te")
+        te = raw.get(b"TE")
         if te and accepts_trailers(te):
             fields[b"TE"] = [b"trailers"]
     if getattr(getattr(request, "body", None), "length", None) is UNKNOWN_LENGTH:
-        announced = _trailer_names(client.getRawHeaders(b"trailer"), skip)
+        announced = _trailer_names(raw.get(b"Trailer"), skip)
         if announced is not None:
             fields[b"Trailer"] = [announced]
-    for name, values in client.getAllRawHeaders():
-        text = name.decode("latin-1")
-        lower = text.lower()
-        if lower in skip or lower == "proxy" or lower.startswith("proxy-"):
-            continue  # hop-by-hop (client_header_passes' first rule, inline: every header)
-        if "_" in text and not client_header_passes(text, skip, underscores=underscores, ours=drop):
-            continue
-        fields[_CANONICAL.get(name) or canonical_name(name)] = list(values)
+    for name, values in raw.items():
+        sent = names.get(name)
+        if sent is None:
+            sent = _sent_name(name, skip, drop, underscores)
+            if len(names) < _MAX_NAMES:
+                names[name] = sent
+        if sent:
+            fields[sent] = list(values)
     channel = request.channel
     certificate = getattr(channel, "certificate_headers", None)  # a listener connection's
     if certificate is None:
         certificate = client_certificate_headers(channel.transport)
     for name, value in certificate:
         fields.setdefault(canonical_name(name), []).append(_one_line(value.encode("utf-8")))
-    claimed = client.getRawHeaders(b"x-forwarded-for")
+    claimed = raw.get(b"X-Forwarded-For")
     port = getattr(request.getHost(), "port", None)
+    host = raw.get(b"Host")
     if believed or claimed:
+        proto = raw.get(b"X-Forwarded-Proto")
+        forwarded_host = raw.get(b"X-Forwarded-Host")
         for name, value in forwarded_headers(
             peer_ip=peer,
             scheme=scheme,
-            host=_last(client, b"host"),
+            host=host[-1].decode("latin-1") if host else None,
             forwarded_for=_texts(claimed),
-            forwarded_proto=_last(client, b"x-forwarded-proto"),
-            forwarded_host=_last(client, b"x-forwarded-host"),
+            forwarded_proto=proto[-1].decode("latin-1") if proto else None,
+            forwarded_host=forwarded_host[-1].decode("latin-1") if forwarded_host else None,
             trusted=trusted,
             port=port,
         ):
             # From the client's own field values (no line breaks) and its address.
             fields.setdefault(canonical_name(name), []).append(value.encode("latin-1"))
     else:
-        # forwarded_headers' answer for an untrusted peer that sent no chain.
+        # forwarded_headers' answer for an untrusted peer that sent no chain.  Set, not
+        # added to: no client field and no certificate header has these names.
         address = peer.encode("latin-1")
-        fields.setdefault(_X_FORWARDED_FOR, []).append(address)
-        fields.setdefault(_X_FORWARDED_PROTO, []).append(scheme.encode("latin-1"))
-        host = client.getRawHeaders(b"host")
+        fields[_X_FORWARDED_FOR] = [address]
+        fields[_X_FORWARDED_PROTO] = [scheme.encode("latin-1")]
         if host and host[-1]:
-            fields.setdefault(_X_FORWARDED_HOST, []).append(host[-1])
+            fields[_X_FORWARDED_HOST] = [host[-1]]
         if port is not None:
-            fields.setdefault(_X_FORWARDED_PORT, []).append(b"%d" % (port,))
-        fields.setdefault(_X_REAL_IP, []).append(address)
+            fields[_X_FORWARDED_PORT] = [b"%d" % (port,)]
+        fields[_X_REAL_IP] = [address]
     if request_id is not None:
         fields[id_name] = [request_id[1].encode()]  # ASCII: UTF-8's fast path
     if trace.replaced is not None:
         fields[b"Traceparent"] = [trace.replaced.encode("ascii")]
-    for name, value in compiled.add:
+    for name, value in add:
         fields[name] = [value]
     if via:
         fields.setdefault(b"Via", []).append(VIA)
     return fields
+
+
+def _sent_name(name: bytes, skip: frozenset[str], drop: frozenset[str], underscores: bool) -> bytes:
+    """The name a client's field is sent to the backend under, b"" when it is not sent."""
+    text = name.decode("latin-1")
+    lower = text.lower()
+    if lower in skip or lower == "proxy" or lower.startswith("proxy-"):
+        return b""  # hop-by-hop (client_header_passes' first rule, inline: every header)
+    if "_" in text and not client_header_passes(text, skip, underscores=underscores, ours=drop):
+        return b""
+    return _CANONICAL.get(name) or canonical_name(name)
+
+
+#: Verdicts kept per rule and path (:meth:`_RuleHeaders.paths`); names are the client's.
+_MAX_NAMES = 1024
+
+
+@functools.lru_cache(maxsize=256)
+def _request_hop(connection: tuple[bytes, ...]) -> frozenset[str]:
+    """The hop-by-hop names of a request with these ``Connection`` values (cached: few kinds)."""
+    return hop_by_hop_names(_texts(connection))
 
 
 class _RuleHeaders:
@@ -313,7 +345,7 @@ class _RuleHeaders:
         self.add = tuple(
             (canonical_name(name), _one_line(value.encode("latin-1"))) for name, value in add
         )
-        self._paths: Dict[tuple, tuple[frozenset[str], frozenset[str], Optional[bytes]]] = {}
+        self._paths: Dict[tuple, tuple] = {}
 
     def paths(
         self,
@@ -322,17 +354,20 @@ class _RuleHeaders:
         replaced: bool,
         peer: str,
         trusted: TrustedProxies,
-    ) -> tuple[frozenset[str], frozenset[str], Optional[bytes]]:
-        """``(skip, drop, id_name)`` for a request from a ``believed`` peer or not.
+        underscores: bool = False,
+    ) -> tuple[frozenset[str], frozenset[str], Optional[bytes], Dict[bytes, bytes]]:
+        """``(skip, drop, id_name, names)`` for a request from a ``believed`` peer or not.
 
         ``skip``: the client headers never copied; ``drop``: the rule's names
         and the proxy's own (:func:`proxy_named`: the request-ID header
         ``id_header``, None when IDs are off, and the trace headers when the
         trace context was ``replaced``), whose client spellings never pass;
-        ``id_name``: the ID header as the backend receives it.  Worked out once
-        per combination (a few per rule), not per request.
+        ``id_name``: the ID header as the backend receives it; ``names``: the
+        name each client field name is sent under (b"": not sent), filled as
+        requests come (``underscores``: the listener's ``underscores_in_headers``).
+        Worked out once per combination (a few per rule), not per request.
         """
-        key = (believed, id_header, replaced)
+        key = (believed, id_header, replaced, underscores)
         known = self._paths.get(key)
         if known is not None:
             return known
@@ -342,6 +377,7 @@ class _RuleHeaders:
             skip,
             self.drop | own if own else self.drop,
             None if id_header is None else canonical_name(id_header),
+            {},
         )
         if len(self._paths) < 16:
             self._paths[key] = known
@@ -351,6 +387,9 @@ class _RuleHeaders:
 #: Compiled header changes by ``id(rule)`` (the rule is kept in the entry, so the
 #: id stays its own); rules are few and come from the configuration.
 _RULES: Dict[int, _RuleHeaders] = {}
+#: ``(rule, add, skip, drop, id_name, names)`` by ``(id(rule), believed, ID header,
+#: trace replaced, underscores)``: a request's path through a rule in one lookup.
+_PATHS: Dict[tuple, tuple] = {}
 _MAX_RULES = 4096
 
 

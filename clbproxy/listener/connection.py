@@ -47,7 +47,7 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from clbproxy.config import ListenerConfig
-from clbproxy.http.field_headers import FieldHeaders
+from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.forwarded import TrustedProxies
 from clbproxy.http.parse_rules import ExactHead, Refused
 from clbproxy.http.parsers import chosen, request_parser
@@ -74,19 +74,22 @@ ABORT_TIMEOUT = 15
 
 _VERSIONS = {b"1.1": b"HTTP/1.1", b"1.0": b"HTTP/1.0"}
 
+#: The keys of the headers every response gets (FieldHeaders.set_field).
+_SERVER = field_key(b"Server")
+_DATE = field_key(b"Date")
+
 _PROCESSING_FAILED = (
     b"<html><head><title>Processing Failed</title></head><body>"
     b"<b>Processing Failed</b></body></html>"
 )
 
 
-def keeps_open(version: bytes, fields) -> bool:
+def keeps_open(version: bytes, connection) -> bool:
     """twisted.web's ``checkPersistence``: HTTP/1.1, no ``close`` in the first Connection value."""
     if version != b"1.1":
         return False
-    for name, value in fields:
-        if len(name) == 10 and name.lower() == b"connection":
-            return b"close" not in [token.lower() for token in value.split(b" ")]
+    if connection:
+        return b"close" not in [token.lower() for token in connection[0].split(b" ")]
     return True
 
 
@@ -131,11 +134,15 @@ class ListenerConnection(Protocol):
     _network = None
     _request_producer = None
     _request_producer_streaming = None
-    _idle_timer: Optional[Deadline] = None
+    #: The one timer of the header and idle timeouts (_timer_fired), waking every _shortest s.
+    _timer: Optional[Deadline] = None
+    _armed = False
+    _shortest = 0.0
     _idle_timeout: Optional[float] = None
     _last_read = 0.0
-    _header_timer: Optional[Deadline] = None
     _header_deadline: Optional[float] = None
+    #: A read began a request: its deadlines count from now, read once it is parsed.
+    _unstamped = False
     _abort_call = None
     _between_requests = False
     _received_any = False
@@ -162,6 +169,11 @@ class ListenerConnection(Protocol):
             # As twisted.web: a transport that cannot pause (TLS) is not paced.
             self._network = transport
             transport.registerProducer(self, True)
+        timeouts = (self.header_timeout, self.keepalive_timeout, self.client_timeout)
+        timeouts = [timeout for timeout in timeouts if timeout]
+        if timeouts:
+            self._shortest = min(timeouts)
+            self._timer = Deadline(self._clock, self._timer_fired)
         self._set_idle_timeout(self.client_timeout)
         self._start_header_timer()
 
@@ -172,11 +184,18 @@ class ListenerConnection(Protocol):
             self._received_any = True
         if self._between_requests:
             self._between_requests = False
-            self._set_idle_timeout(self.client_timeout)
-            self._start_header_timer()
-        elif self._idle_timeout:
-            self._last_read = self._clock.seconds()
-        self._parser.feed(data)
+            # The request's deadlines count from this read; the clock is read only
+            # when they outlive it (a head that arrives whole cancels them first).
+            self._unstamped = True
+            self._idle_timeout = self.client_timeout
+            self._header_deadline = self.header_timeout or None
+            self._parser.feed(data)
+            if self._unstamped:
+                self._stamp()
+        else:
+            if self._idle_timeout:
+                self._last_read = self._clock.seconds()
+            self._parser.feed(data)
         self._bound_reading()
 
     def _bound_reading(self) -> None:
@@ -243,11 +262,14 @@ class ListenerConnection(Protocol):
     def request_head(self, head: RequestHead) -> None:
         if self._discarding:
             return
-        self._cancel_header_timer()
-        headers = FieldHeaders.from_pairs(head.headers)
+        self._header_deadline = None
+        if head.grouped is None:
+            headers = FieldHeaders.from_pairs(head.headers)
+        else:
+            headers = FieldHeaders.from_grouped(head.grouped)  # grouped as it was parsed
         request = ListenerRequest(self, head.method, head.target, _VERSIONS[head.version], headers)
         self.requests.append(request)
-        self.persistent = keeps_open(head.version, head.headers)
+        self.persistent = keeps_open(head.version, head.connection)
         if not self.persistent and head.version == b"1.1":
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
         if head.chunked or head.content_length:
@@ -277,7 +299,8 @@ class ListenerConnection(Protocol):
             return
         request = self.requests[-1]
         self._handling = True
-        self._set_idle_timeout(None)
+        self._idle_timeout = None
+        self._unstamped = False  # the head cleared the header deadline: nothing left to stamp
         body = request.body
         if body is None:
             self._process(request)
@@ -294,9 +317,9 @@ class ListenerConnection(Protocol):
 
     def _process(self, request: ListenerRequest) -> None:
         """Render ``request`` with the listener's root resource, as twisted.web's ``Site`` does."""
-        headers = request.responseHeaders
-        headers.setRawHeaders(b"Server", [SERVER])
-        headers.setRawHeaders(b"Date", [http_date()])
+        headers = request.responseHeaders  # a listener request's: FieldHeaders
+        headers.set_field(_SERVER, SERVER)
+        headers.set_field(_DATE, http_date())
         if request.path == b"*":
             self._answer_star(request)
             return
@@ -381,6 +404,7 @@ class ListenerConnection(Protocol):
             self._start_header_timer()
         else:
             self._between_requests = True
+            self._header_deadline = None
             self._set_idle_timeout(self.keepalive_timeout)
         parser.resume()
         self._bound_reading()
@@ -535,73 +559,87 @@ class ListenerConnection(Protocol):
     # -- timers ----------------------------------------------------------------------------------
 
     def _set_idle_timeout(self, timeout: Optional[float]) -> None:
-        """Close the connection after ``timeout`` seconds without a read (None: never).
-
-        One deadline serves for the connection's life: a deadline moved later
-        leaves it where it is (when it fires early it waits again for what is
-        left), so a request costs no timer of its own.
-        """
+        """Close the connection after ``timeout`` seconds without a read (None: never)."""
+        self._unstamped = False
         self._idle_timeout = timeout
-        if not timeout:
-            return
-        self._last_read = self._clock.seconds()
-        timer = self._idle_timer
-        if timer is None:
-            timer = self._idle_timer = Deadline(self._clock, self._idle_expired)
-        timer.within(timeout)
+        if timeout:
+            self._last_read = self._clock.seconds()
+            if not self._armed:  # (most calls: a request's end, the timer running)
+                self._arm()
 
-    def _idle_expired(self) -> None:
+    def _start_header_timer(self) -> None:
+        """The head of the next request must be in within ``header_timeout`` from now."""
+        self._unstamped = False
+        timeout = self.header_timeout
+        self._header_deadline = self._clock.seconds() + timeout if timeout else None
+        if timeout:
+            self._arm()
+
+    def _stamp(self) -> None:
+        """The deadlines a request's first read set, still running after it: from now."""
+        self._unstamped = False
+        if self._header_deadline is None and not self._idle_timeout:
+            return
+        now = self._last_read = self._clock.seconds()
+        if self._header_deadline is not None:
+            self._header_deadline += now
+        self._arm()
+
+    def _arm(self) -> None:
+        """Wake in ``_shortest`` seconds, unless armed: no deadline set from now on comes
+        before that, so a request moves no timer; it waits again for what is left."""
+        timer = self._timer
+        if timer is not None and not self._armed:
+            self._armed = True
+            timer.within(self._shortest)
+
+    def _timer_fired(self) -> None:
+        """The idle and header deadlines, checked when the timer wakes: act on those due."""
+        self._armed = False
+        if self.transport is None:
+            return
+        now = self._clock.seconds()
         timeout = self._idle_timeout
-        if not timeout or self.transport is None:
+        if timeout and self._last_read + timeout - now <= 0:
+            self._idle_timeout = None
+            log.info("Timing out client: {peer}", peer=str(self.peer))
+            self._abort_call = self._clock.callLater(ABORT_TIMEOUT, self._force_abort)
+            self.loseConnection()
+        deadline = self._header_deadline
+        if deadline is not None and self.transport is not None and deadline - now <= 0:
+            self._header_timed_out()
             return
-        left = self._last_read + timeout - self._clock.seconds()
-        if left > 0:
-            self._idle_timer.wait(left)
+        left = self._shortest
+        if deadline is not None:
+            left = min(left, deadline - now)
+        if self._idle_timeout:
+            left = min(left, self._last_read + self._idle_timeout - now)
+        elif deadline is None:
             return
-        log.info("Timing out client: {peer}", peer=str(self.peer))
-        self._abort_call = self._clock.callLater(ABORT_TIMEOUT, self._force_abort)
-        self.loseConnection()
+        timer = self._timer
+        if timer is not None:
+            self._armed = True
+            if left < self._shortest:
+                timer.wait(left)
+            else:
+                timer.within(left)
 
     def _stop_timers(self) -> None:
         """No header or idle timeout any more (the connection ended or was taken over)."""
         self._idle_timeout = None
         self._header_deadline = None
-        for timer in (self._idle_timer, self._header_timer):
-            if timer is not None:
-                timer.stop()
-        # Each holds a bound method: no cycle left to keep a handed-off connection.
-        self._idle_timer = self._header_timer = None
+        self._unstamped = False
+        self._armed = False
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.stop()
+        # The timer holds a bound method: no cycle left to keep a handed-off connection.
 
     def _force_abort(self) -> None:
         self._abort_call = None
         if self.transport is not None:
             log.info("Forcibly timing out client: {peer}", peer=str(self.peer))
             self.transport.abortConnection()
-
-    def _start_header_timer(self) -> None:
-        """The head of the next request must be in within ``header_timeout`` from now."""
-        timeout = self.header_timeout
-        if not timeout:
-            self._header_deadline = None
-            return
-        self._header_deadline = self._clock.seconds() + timeout
-        timer = self._header_timer
-        if timer is None:
-            timer = self._header_timer = Deadline(self._clock, self._header_expired)
-        timer.within(timeout)
-
-    def _cancel_header_timer(self) -> None:
-        self._header_deadline = None
-
-    def _header_expired(self) -> None:
-        deadline = self._header_deadline
-        if deadline is None or self.transport is None:
-            return
-        left = deadline - self._clock.seconds()
-        if left > 0:
-            self._header_timer.wait(left)
-            return
-        self._header_timed_out()
 
     def _header_timed_out(self) -> None:
         self._stop_timers()
