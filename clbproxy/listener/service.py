@@ -122,8 +122,13 @@ class ListenerResource(Resource):
         self._forwarder = forwarder
         self._admission = admission
 
-    def _record(self, request: Request, settings: ListenerSettings, rule):
-        """The access-log record of a request this resource answers (not a relayed session)."""
+    def _record(
+        self, request: Request, settings: ListenerSettings, rule, client: Optional[str] = None
+    ):
+        """The access-log record of a request this resource answers (not a relayed session).
+
+        ``client``: its address as admission worked it out (None: not yet).
+        """
         forwarder = self._forwarder
         return request_record(
             request,
@@ -132,6 +137,7 @@ class ListenerResource(Resource):
             forwarder.reactor,
             forwarder.trusted,
             self._relay.access,
+            client,
         )
 
     def render(self, request: Request):
@@ -180,8 +186,11 @@ class ListenerResource(Resource):
         claimed = request.requestHeaders.getRawHeaders(b"x-forwarded-for")
         client = claimed_client_ip(peer, claimed, settings.trusted)
         refusal = self._admission.check(client, rule, websocket=upgrade)
+        # The access record's client too, unless the peer has no address (the
+        # record's is then "-"-based, admission's ""-based).
+        known = client if peer else None
         if refusal is not None:
-            self._record(request, settings, rule)
+            self._record(request, settings, rule, known)
             return self._refuse(request, refusal)
         if upgrade and (rule is None or rule.target_group is not None):
             # The relay answers (or refuses) the handshake itself, on this route.
@@ -203,7 +212,7 @@ class ListenerResource(Resource):
                 self._forwarder.reactor.callLater(0, release_upgraded, request)
             return result
         forwarder = self._forwarder
-        record = self._record(request, settings, rule)
+        record = self._record(request, settings, rule, known)
         if upgrade:
             # A fixed response or redirect ends the connection, as the relay's refusals do.
             request.setHeader(b"Connection", b"close")

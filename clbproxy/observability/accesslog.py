@@ -238,11 +238,21 @@ _RECORD_FIELDS = tuple(
 
 
 def request_record(
-    request, listener: str, rule, reactor, trusted: TrustedProxies, to: Logger = log
+    request,
+    listener: str,
+    rule,
+    reactor,
+    trusted: TrustedProxies,
+    to: Logger = log,
+    client: Optional[str] = None,
 ) -> RequestRecord:
     """A record for a listener request, emitted through ``to`` when the response ends.
 
     (Or when the client leaves.)
+
+    ``client``: the client's address as :func:`claimed_client_ip` answers it
+    for this request, the peer and ``trusted``, when the caller has it already
+    (the listener's resource works it out for admission); else worked out here.
 
     The request's ID and trace context are its ``request_id`` and ``trace``
     attributes, when the listener gave it those; ``bytes_in`` is what its
@@ -264,10 +274,12 @@ def request_record(
             get(b"user-agent"),
             get(b"x-forwarded-for"),
         )
-    peer = getattr(request.getClientAddress(), "host", None) or "-"
+    if client is None:
+        peer = getattr(request.getClientAddress(), "host", None) or "-"
+        client = claimed_client_ip(peer, claimed, trusted)
     record = RequestRecord(
         listener=listener,
-        client=claimed_client_ip(peer, claimed, trusted),
+        client=client,
         method=printable(request.method.decode("latin-1")),
         path=printable(request.uri.decode("latin-1")),
         protocol=printable(request.clientproto.decode("latin-1")),
