@@ -15,7 +15,7 @@ from clbproxy.observability.accesslog import NAMESPACE
 from clbproxy.upstream.balancer import TargetGroup
 from tests.support.listener import ListenerHarness
 
-RULES = (RuleConfig(target_group="web", host="shop.test"),)
+RULES = (RuleConfig(target_group="web", host="shop.test", path="/app"),)
 
 
 class AccessClientTests(unittest.TestCase):
@@ -50,20 +50,22 @@ class AccessClientTests(unittest.TestCase):
     def test_a_trusted_proxys_request_is_logged_under_the_client_it_forwarded_for(self):
         records = self.records()
         harness = self.listener(trusted_proxies=("192.0.2.0/24",))
-        request = b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n"
+        request = b"GET /app HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n"
         self.answer(harness, request, "192.0.2.7")
         self.assertEqual([event["client"] for event in records], ["203.0.113.5"])
+        self.assertEqual([event["status"] for event in records], [200])
 
     def test_an_untrusted_peers_claim_is_not_logged_as_the_client(self):
         records = self.records()
         harness = self.listener()
-        request = b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n"
+        request = b"GET /app HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n"
         self.answer(harness, request, "192.0.2.7")
         self.assertEqual([event["client"] for event in records], ["192.0.2.7"])
 
     def test_a_request_no_rule_matches_is_logged_under_the_forwarded_client(self):
         records = self.records()
         harness = self.listener(trusted_proxies=("192.0.2.0/24",))
-        request = b"GET / HTTP/1.1\r\nHost: other.test\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n"
+        request = b"GET /x HTTP/1.1\r\nHost: other.test\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n"
         self.answer(harness, request, "192.0.2.7")
         self.assertEqual([event["client"] for event in records], ["203.0.113.5"])
+        self.assertEqual([event["status"] for event in records], [404])
