@@ -363,7 +363,13 @@ class ListenerRequest:
         for d in notifications:
             if type(d) is tuple:
                 if d[1]:
-                    _tell(d[0], result)
+                    callback = d[0]
+                    try:  # _tell(callback, result), inline: once per request
+                        callback(result)
+                    except Exception:
+                        log.failure(
+                            "while telling {callback!r} the request ended", callback=callback
+                        )
             else:
                 d.callback(result)
 
