@@ -237,6 +237,25 @@ _RECORD_FIELDS = tuple(
 )
 
 
+#: The common methods and versions as their record text (``printable`` of each is itself).
+_KNOWN_TEXT = {
+    word: word.decode("ascii")
+    for word in (
+        b"GET",
+        b"HEAD",
+        b"POST",
+        b"PUT",
+        b"DELETE",
+        b"OPTIONS",
+        b"PATCH",
+        b"HTTP/1.1",
+        b"HTTP/1.0",
+        b"HTTP/2",
+        b"HTTP/2.0",
+    )
+}
+
+
 def request_record(
     request,
     listener: str,
@@ -280,9 +299,10 @@ def request_record(
     record = RequestRecord(
         listener=listener,
         client=client,
-        method=printable(request.method.decode("latin-1")),
+        method=_KNOWN_TEXT.get(request.method) or printable(request.method.decode("latin-1")),
         path=printable(request.uri.decode("latin-1")),
-        protocol=printable(request.clientproto.decode("latin-1")),
+        protocol=_KNOWN_TEXT.get(request.clientproto)
+        or printable(request.clientproto.decode("latin-1")),
         host=printable(host[-1].decode("latin-1")) if host else None,
         referer=printable(referer[-1].decode("latin-1")) if referer else None,
         user_agent=printable(agent[-1].decode("latin-1")) if agent else None,
