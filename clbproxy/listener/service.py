@@ -203,7 +203,8 @@ class ListenerResource(Resource):
                 request.channel.persistent = False
             return render_error(request, 400, str(e))
         peer = getattr(request.getClientAddress(), "host", "") or ""
-        client = claimed_client_ip(peer, claimed, settings.trusted)
+        # (the peer itself when no X-Forwarded-For was sent: claimed_client_ip's answer)
+        client = claimed_client_ip(peer, claimed, settings.trusted) if claimed else peer
         refusal = self._admission.check(client, rule, websocket=upgrade)
         # The access record's client too, unless the peer has no address (the
         # record's is then "-"-based, admission's ""-based).
