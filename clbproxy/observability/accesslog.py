@@ -269,7 +269,8 @@ def request_record(
 
     (Or when the client leaves.)
 
-    ``client``: the client's address as :func:`claimed_client_ip` answers it
+    ``client``: the client's address as
+    :func:`~clbproxy.http.forwarded.claimed_client_ip` answers it
     for this request, the peer and ``trusted``, when the caller has it already
     (the listener's resource works it out for admission); else worked out here.
 
