@@ -259,7 +259,8 @@ class _Exchange:
     def _send(self, backend: BackendConfig) -> None:
         self._tried.append(backend)
         self._backend = backend
-        self._release()
+        if self._lease is not None:  # self._release(), without a call on a first attempt
+            self._lease.release()
         self._lease = self._group.acquire(backend)
         self._record.backend = backend.address
         self._dispatch(backend)
