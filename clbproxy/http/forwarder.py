@@ -54,6 +54,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from clbproxy.config import BackendConfig, RuleConfig, TargetGroupConfig
+from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.forwarded import TrustedProxies
 from clbproxy.http.parse_rules import Field
 from clbproxy.http.parsing import ResponseHead
@@ -117,6 +118,11 @@ def request_info(request: Request, target: bytes) -> RequestInfo:
     query = parse_qs(urlsplit(target.decode("latin-1")).query) if b"?" in target else {}
     client = getattr(request.getClientAddress(), "host", None) or ""
     return RequestInfo.build(client, headers, query)
+
+
+#: The request fields that say it has a body (``FieldHeaders`` keys).
+_CONTENT_LENGTH = field_key(b"content-length")
+_TRANSFER_ENCODING = field_key(b"transfer-encoding")
 
 
 @implementer(IPushProducer)
@@ -235,7 +241,13 @@ class _Exchange:
                 self._framing = b"Content-Length: %d" % (streamed.length,)
             return
         client = request.requestHeaders
-        if not (client.hasHeader(b"content-length") or client.hasHeader(b"transfer-encoding")):
+        if type(client) is FieldHeaders:
+            # A listener's request with no streamed body (most requests): hasHeader's
+            # questions, asked of the dict it looks in, without a call each.
+            raw = client._rawHeaders
+            if _CONTENT_LENGTH not in raw and _TRANSFER_ENCODING not in raw:
+                return
+        elif not (client.hasHeader(b"content-length") or client.hasHeader(b"transfer-encoding")):
             return  # (before ``content``: a listener request makes its buffer when asked)
         content = getattr(request, "content", None)
         if content is None:
@@ -247,7 +259,8 @@ class _Exchange:
     def _send(self, backend: BackendConfig) -> None:
         self._tried.append(backend)
         self._backend = backend
-        self._release()
+        if self._lease is not None:  # self._release(), without a call on a first attempt
+            self._lease.release()
         self._lease = self._group.acquire(backend)
         self._record.backend = backend.address
         self._dispatch(backend)

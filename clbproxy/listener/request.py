@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, datetimeToString
 from twisted.web.http_headers import Headers
 
-from clbproxy.http.field_headers import FieldHeaders
+from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.server import ClientBodyLost, RequestBody
 from clbproxy.http.tracecontext import NO_TRACE, TraceContext
 from clbproxy.http.trailers import Field, trailer_section
@@ -40,6 +40,11 @@ NO_BODY_CODES = (204, 304)
 
 #: What a response without its own ``Content-Type`` gets, as from twisted.web.
 DEFAULT_CONTENT_TYPE = b"text/html"
+
+#: The ``FieldHeaders`` keys the response's framing reads.
+_CONTENT_TYPE = field_key(b"content-type")
+_CONTENT_LENGTH = field_key(b"content-length")
+_TRANSFER_ENCODING = field_key(b"transfer-encoding")
 
 _date_second = -1
 _date_value = b""
@@ -247,9 +252,37 @@ class ListenerRequest:
             channel.send(head)
 
     def _head(self, channel) -> bytes:
-        """The response head's bytes (framing decided: chunked or not, bodiless or not)."""
+        """The response head's bytes (framing decided: chunked or not, bodiless or not).
+
+        The response's ``FieldHeaders`` (every listener response's, unless a
+        resource replaced them) are read in their dict: the same decisions, in
+        the same order, as ``hasHeader``/``getRawHeaders`` make them in
+        :meth:`_any_head` (a name held with no value counts as held, and as no
+        length), without a call per question.
+        """
         self.startedWriting = 1
         headers = self.responseHeaders
+        if type(headers) is not FieldHeaders:
+            return self._any_head(headers)
+        raw = headers._rawHeaders
+        code = self.code
+        bodiless = code in NO_BODY_CODES
+        if not bodiless and self.defaultContentType is not None and _CONTENT_TYPE not in raw:
+            length = raw.get(_CONTENT_LENGTH)
+            if not (length and length[0] == b"0"):
+                headers.setRawHeaders(b"Content-Type", [self.defaultContentType])
+        if self.method == b"HEAD":
+            bodiless = True
+        elif not bodiless and self.clientproto == b"HTTP/1.1" and _CONTENT_LENGTH not in raw:
+            raw[_TRANSFER_ENCODING] = [b"chunked"]
+            self.chunked = 1
+        if bodiless:
+            self._bodiless = True
+        fields = [b"%s: %s\r\n" % (name, value) for name, values in raw.items() for value in values]
+        return b"%s %d %s\r\n%s\r\n" % (self.clientproto, code, self.code_message, b"".join(fields))
+
+    def _any_head(self, headers: Headers) -> bytes:
+        """:meth:`_head` for response headers of any ``Headers`` class (through its methods)."""
         code = self.code
         if (
             code not in NO_BODY_CODES
@@ -330,7 +363,13 @@ class ListenerRequest:
         for d in notifications:
             if type(d) is tuple:
                 if d[1]:
-                    _tell(d[0], result)
+                    callback = d[0]
+                    try:  # _tell(callback, result), inline: once per request
+                        callback(result)
+                    except Exception:
+                        log.failure(
+                            "while telling {callback!r} the request ended", callback=callback
+                        )
             else:
                 d.callback(result)
 

@@ -21,7 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from clbproxy.config import FixedResponseConfig, ListenerConfig
-from clbproxy.http.field_headers import FieldHeaders
+from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.forwarded import claimed_client_ip
 from clbproxy.http.forwarder import HTTPForwarder, render_error
 from clbproxy.http.redirect import RedirectToHTTPS, local_host, redirect_host
@@ -72,10 +72,21 @@ def is_websocket_upgrade(request: Request) -> bool:
     """
     if getattr(request, "protocol", None) is not None:
         return True
-    for value in request.requestHeaders.getRawHeaders(b"upgrade", []):
+    return _names_websocket(request.requestHeaders.getRawHeaders(b"upgrade", []))
+
+
+def _names_websocket(upgrades) -> bool:
+    """True when one of the ``Upgrade`` values names ``websocket`` among its tokens."""
+    for value in upgrades:
         if any(token.strip().lower() == b"websocket" for token in value.split(b",")):
             return True
     return False
+
+
+#: The request fields :meth:`ListenerResource.render` reads (``FieldHeaders`` keys).
+_RENDER_FIELDS = tuple(field_key(name) for name in (b"upgrade", b"host", b"x-forwarded-for"))
+#: The W3C ``traceparent`` field's key.
+_TRACEPARENT = field_key(b"traceparent")
 
 
 def identify(request: Request, settings: ListenerSettings) -> None:
@@ -88,10 +99,10 @@ def identify(request: Request, settings: ListenerSettings) -> None:
     """
     policy = settings.request_ids
     headers = request.requestHeaders
+    # A listener's request (its response's headers are FieldHeaders too): the
+    # headers read and set through their keys, worked out once.
+    fields = type(headers) is FieldHeaders
     if policy.name:
-        # A listener's request (its response's headers are FieldHeaders too): the
-        # header read and set through its key, worked out once.
-        fields = type(headers) is FieldHeaders
         received = headers.get_field(policy.field) if fields else headers.getRawHeaders(policy.key)
         if received is None:
             request_id = new_request_id()  # nothing to weigh: no ID was sent
@@ -104,7 +115,10 @@ def identify(request: Request, settings: ListenerSettings) -> None:
             request.responseHeaders.set_field(policy.field, value)
         else:
             request.responseHeaders.setRawHeaders(policy.raw_name, [value])
-    request.trace = trace_context(headers.getRawHeaders(b"traceparent"), settings.trace)
+    request.trace = trace_context(
+        headers.get_field(_TRACEPARENT) if fields else headers.getRawHeaders(b"traceparent"),
+        settings.trace,
+    )
 
 
 class ListenerResource(Resource):
@@ -122,8 +136,13 @@ class ListenerResource(Resource):
         self._forwarder = forwarder
         self._admission = admission
 
-    def _record(self, request: Request, settings: ListenerSettings, rule):
-        """The access-log record of a request this resource answers (not a relayed session)."""
+    def _record(
+        self, request: Request, settings: ListenerSettings, rule, client: Optional[str] = None
+    ):
+        """The access-log record of a request this resource answers (not a relayed session).
+
+        ``client``: its address as admission worked it out (None: not yet).
+        """
         forwarder = self._forwarder
         return request_record(
             request,
@@ -132,6 +151,7 @@ class ListenerResource(Resource):
             forwarder.reactor,
             forwarder.trusted,
             self._relay.access,
+            client,
         )
 
     def render(self, request: Request):
@@ -140,8 +160,15 @@ class ListenerResource(Resource):
         if request.method == b"TRACE":
             self._record(request, settings, None)
             return self._refuse(request, TRACE_REFUSED)
-        upgrade = is_websocket_upgrade(request)
+        headers = request.requestHeaders
+        if type(headers) is FieldHeaders:  # a listener's request: one call for the three
+            upgrades, hosts, claimed = headers.get_fields(_RENDER_FIELDS)
+        else:
+            get = headers.getRawHeaders
+            upgrades, hosts, claimed = get(b"upgrade"), get(b"host"), get(b"x-forwarded-for")
         over_http2 = getattr(request, "protocol", None) is not None
+        # is_websocket_upgrade(request), its fields read above
+        upgrade = over_http2 or (upgrades is not None and _names_websocket(upgrades))
         if over_http2 and settings.listener.websocket_deflate != "end_to_end":
             # Refused by the configuration's checks; kept so a stream never reaches Autobahn.
             self._record(request, settings, None)
@@ -156,8 +183,7 @@ class ListenerResource(Resource):
             request.setHeader(b"Connection", b"close")
             request.channel.persistent = False
             return render_error(request, 400, "a WebSocket handshake has no body")
-        hosts = request.requestHeaders.getRawHeaders(b"host")  # getHeader's value, one call less
-        host = hosts[-1] if hosts else None
+        host = hosts[-1] if hosts else None  # getHeader's value
         host_text = host.decode("latin-1") if host else None
         target = request_target(request.uri.decode("latin-1"))
         try:
@@ -177,11 +203,14 @@ class ListenerResource(Resource):
                 request.channel.persistent = False
             return render_error(request, 400, str(e))
         peer = getattr(request.getClientAddress(), "host", "") or ""
-        claimed = request.requestHeaders.getRawHeaders(b"x-forwarded-for")
-        client = claimed_client_ip(peer, claimed, settings.trusted)
+        # (the peer itself when no X-Forwarded-For was sent: claimed_client_ip's answer)
+        client = claimed_client_ip(peer, claimed, settings.trusted) if claimed else peer
         refusal = self._admission.check(client, rule, websocket=upgrade)
+        # The access record's client too, unless the peer has no address (the
+        # record's is then "-"-based, admission's ""-based).
+        known = client if peer else None
         if refusal is not None:
-            self._record(request, settings, rule)
+            self._record(request, settings, rule, known)
             return self._refuse(request, refusal)
         if upgrade and (rule is None or rule.target_group is not None):
             # The relay answers (or refuses) the handshake itself, on this route.
@@ -203,7 +232,15 @@ class ListenerResource(Resource):
                 self._forwarder.reactor.callLater(0, release_upgraded, request)
             return result
         forwarder = self._forwarder
-        record = self._record(request, settings, rule)
+        record = request_record(  # self._record(...), without the call in between
+            request,
+            settings.listener.name,
+            rule,
+            forwarder.reactor,
+            forwarder.trusted,
+            self._relay.access,
+            known,
+        )
         if upgrade:
             # A fixed response or redirect ends the connection, as the relay's refusals do.
             request.setHeader(b"Connection", b"close")

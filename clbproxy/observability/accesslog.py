@@ -237,12 +237,42 @@ _RECORD_FIELDS = tuple(
 )
 
 
+#: The common methods and versions as their record text (``printable`` of each is itself).
+_KNOWN_TEXT = {
+    word: word.decode("ascii")
+    for word in (
+        b"GET",
+        b"HEAD",
+        b"POST",
+        b"PUT",
+        b"DELETE",
+        b"OPTIONS",
+        b"PATCH",
+        b"HTTP/1.1",
+        b"HTTP/1.0",
+        b"HTTP/2",
+        b"HTTP/2.0",
+    )
+}
+
+
 def request_record(
-    request, listener: str, rule, reactor, trusted: TrustedProxies, to: Logger = log
+    request,
+    listener: str,
+    rule,
+    reactor,
+    trusted: TrustedProxies,
+    to: Logger = log,
+    client: Optional[str] = None,
 ) -> RequestRecord:
     """A record for a listener request, emitted through ``to`` when the response ends.
 
     (Or when the client leaves.)
+
+    ``client``: the client's address as
+    :func:`~clbproxy.http.forwarded.claimed_client_ip` answers it
+    for this request, the peer and ``trusted``, when the caller has it already
+    (the listener's resource works it out for admission); else worked out here.
 
     The request's ID and trace context are its ``request_id`` and ``trace``
     attributes, when the listener gave it those; ``bytes_in`` is what its
@@ -264,13 +294,16 @@ def request_record(
             get(b"user-agent"),
             get(b"x-forwarded-for"),
         )
-    peer = getattr(request.getClientAddress(), "host", None) or "-"
+    if client is None:
+        peer = getattr(request.getClientAddress(), "host", None) or "-"
+        client = claimed_client_ip(peer, claimed, trusted)
     record = RequestRecord(
         listener=listener,
-        client=claimed_client_ip(peer, claimed, trusted),
-        method=printable(request.method.decode("latin-1")),
+        client=client,
+        method=_KNOWN_TEXT.get(request.method) or printable(request.method.decode("latin-1")),
         path=printable(request.uri.decode("latin-1")),
-        protocol=printable(request.clientproto.decode("latin-1")),
+        protocol=_KNOWN_TEXT.get(request.clientproto)
+        or printable(request.clientproto.decode("latin-1")),
         host=printable(host[-1].decode("latin-1")) if host else None,
         referer=printable(referer[-1].decode("latin-1")) if referer else None,
         user_agent=printable(agent[-1].decode("latin-1")) if agent else None,

@@ -27,6 +27,9 @@ from clbproxy.ws.closecodes import CloseReason
 from clbproxy.ws.livecount import SessionSet
 from clbproxy.ws.passthrough import is_relay_hop
 
+#: The access events' namespace (every HTTP request's passes :class:`RecentErrors`).
+_ACCESS = accesslog.NAMESPACE
+
 #: Recent errors kept per backend.
 RECENT_ERRORS = 5
 
@@ -179,7 +182,7 @@ class RecentErrors:
         backend = event.get("backend")
         if not backend or not isinstance(backend, str):
             return
-        if accesslog.is_access_event(event):
+        if event.get("log_namespace") == _ACCESS and "type" in event:  # is_access_event, inline
             if event.get("type") != "websocket" or event.get("status", 0) < 500:
                 return
             message = f"WebSocket handshake answered {event['status']}"

@@ -79,10 +79,10 @@ class Observability(Service):
         self.series = SeriesStore(reactor, self.live, tally)
         self._sampler: Optional[LoopingCall] = None
         self.access_logs = [access_log for access_log, _ in open_access_logs(config)]
-        #: Observers of the access publisher (the global one has only ``errors``).
+        #: Observers of the access publisher (the global one has only ``errors``,
+        #: which the counters give the access events it keeps: WebSocket ones).
         self._observers: list[ILogObserver] = [
-            self.errors,
-            AccessCounters(self.metrics, self.series),
+            AccessCounters(self.metrics, self.series, self.errors),
             *self.access_logs,
         ]
 
@@ -181,16 +181,25 @@ class AccessCounters:
     the publisher dispatches each event once for them (it loops over its
     observers, each call in its own ``try``).  An HTTP request is counted
     once, in the tally they share; a WebSocket event is given to each.
+
+    ``errors`` (:class:`~clbproxy.observability.livestate.RecentErrors`) is
+    given the WebSocket events too, first: of the access events it keeps only
+    handshakes a backend failed, so it is not a publisher's observer of every
+    HTTP request.  Should it raise, the event is still counted, then its error
+    reported by the publisher (as this observer's).
     """
 
-    __slots__ = ("metrics", "series", "tally")
+    __slots__ = ("metrics", "series", "tally", "errors")
 
-    def __init__(self, metrics: Metrics, series: SeriesStore) -> None:
+    def __init__(
+        self, metrics: Metrics, series: SeriesStore, errors: Optional[ILogObserver] = None
+    ) -> None:
         if metrics.tally is not series.tally:
             raise ValueError("the metrics and the series must share one RequestTally")
         self.metrics = metrics
         self.series = series
         self.tally = metrics.tally
+        self.errors = errors
 
     def __call__(self, event: dict) -> None:
         if event.get("log_namespace") == NAMESPACE:
@@ -198,8 +207,18 @@ class AccessCounters:
             if kind == "http":
                 self.tally.count(event)
             elif kind is not None:
-                self.metrics.count_session(event)
-                self.series.count(event)
+                errors = self.errors
+                if errors is None:
+                    self._count_session(event)
+                    return
+                try:
+                    errors(event)
+                finally:
+                    self._count_session(event)
+
+    def _count_session(self, event: dict) -> None:
+        self.metrics.count_session(event)
+        self.series.count(event)
 
 
 class AccessLogError(Exception):
