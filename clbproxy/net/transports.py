@@ -139,17 +139,20 @@ def innermost_protocol(protocol):
     return protocol
 
 
-def switch_protocol(old, new) -> bool:
+def switch_protocol(old, new, socket=None) -> bool:
     """Make ``new`` receive what the transport under ``old`` delivers; False if not found.
 
     The link to ``old`` is on the socket transport or on one of the protocol
     wrappers above it (connection limiter, TLS, PROXY protocol, endpoint wrapper).
+    ``socket``: the TCP connection under ``old``'s transport, when the caller
+    knows it (see :func:`socket_under`); else it is looked for.
     """
-    socket = old.transport
-    for _ in range(_MAX_LAYERS):
-        if hasattr(socket, "bufferSize") or not hasattr(socket, "transport"):
-            break
-        socket = socket.transport
+    if socket is None:
+        socket = old.transport
+        for _ in range(_MAX_LAYERS):
+            if hasattr(socket, "bufferSize") or not hasattr(socket, "transport"):
+                break
+            socket = socket.transport
     if getattr(socket, "protocol", None) is old:
         socket.protocol = new
         return True

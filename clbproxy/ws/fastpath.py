@@ -682,13 +682,15 @@ def hop_scanners(
     )
 
 
-def watch_write_buffer(transport, limit: int, producer) -> None:
+def watch_write_buffer(transport, limit: int, producer, socket=None) -> None:
     """Make ``producer`` hear when ``transport``'s write buffer passes ``limit`` bytes and drains.
 
-    The limit goes on the socket under any wrappers; the producer twisted.web
-    (or anything before) registered there is replaced.
+    The limit goes on the socket under any wrappers (``socket``, when the caller
+    knows it: the hop's ``out``); the producer twisted.web (or anything before)
+    registered there is replaced.
     """
-    socket = innermost_transport(transport)
+    if socket is None:
+        socket = innermost_transport(transport)
     if hasattr(socket, "bufferSize"):
         socket.bufferSize = limit
     if getattr(socket, "producer", None) is not None:

@@ -60,6 +60,7 @@ from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import INTERNAL_ERROR, HopEnd, HopEvent, Side
 from clbproxy.ws.closing import refusal_record
 from clbproxy.ws.compaction import compact_when_settled
+from clbproxy.ws.controls import rule_limits
 from clbproxy.ws.fastpath import hop_kind, hop_scanners, watch_write_buffer
 from clbproxy.ws.handshake import MalformedAnswer, RefusalReader, read_response_head
 from clbproxy.ws.handshake_stage import HandshakeRefused, HandshakeStage, upgrade_headers
@@ -481,7 +482,7 @@ class PassThroughStage(HandshakeStage):
             listener.session_buffer,
             self.deflate,
         )
-        limits = self.settings.rate_limits(self.rule)
+        limits = rule_limits(self.settings, self.rule)
         kind = hop_kind(limits, self.tunnel)
         hops = [
             kind(front.transport, self, Side.CLIENT, scanners[0], out=front_out),
@@ -490,9 +491,9 @@ class PassThroughStage(HandshakeStage):
         new_front, new_back = hops
         new_front.peer, new_back.peer = new_back, new_front
         for old, hop in ((front, new_front), (backend, new_back)):
-            switch_protocol(old, hop)
+            switch_protocol(old, hop, hop.out)
             # The hop is its own transport's producer (see Hop.pauseProducing).
-            watch_write_buffer(hop.transport, listener.session_buffer, hop)
+            watch_write_buffer(hop.transport, listener.session_buffer, hop, hop.out)
             old.session = None
         unwrap_client(new_back)
         self.front, self.backend = new_front, new_back
