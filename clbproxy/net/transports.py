@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from twisted.internet import tcp
 from twisted.internet.endpoints import _WrappingFactory, _WrappingProtocol
 from twisted.protocols.policies import ProtocolWrapper
+from zope.interface import directlyProvides, providedBy
 
 from clbproxy.net.endpoints import DirectConnectFactory
 
@@ -127,6 +128,29 @@ def tcp_connection_under(transport) -> Optional[tcp.Connection]:
             return transport
         transport = getattr(transport, "transport", None)
     return None
+
+
+#: (wrapper class, what its transport provides) -> the wrapper's declaration (see provide_like).
+_DECLARATIONS: dict = {}
+
+
+def provide_like(wrapper, transport) -> None:
+    """Make ``wrapper`` provide what ``transport`` provides, as ``ProtocolWrapper`` does.
+
+    ``directlyProvides(wrapper, providedBy(transport))`` normalises the
+    arguments and looks the declaration up in zope's weak registry on every
+    connection; the declaration for a wrapper class over a kind of transport is
+    always the same one, so it is built once (a process sees a few kinds).
+    """
+    spec = providedBy(transport)
+    key = (wrapper.__class__, spec)
+    declaration = _DECLARATIONS.get(key)
+    if declaration is None:
+        directlyProvides(wrapper, spec)
+        if len(_DECLARATIONS) < 64:
+            _DECLARATIONS[key] = wrapper.__provides__
+    else:
+        wrapper.__provides__ = declaration
 
 
 def innermost_protocol(protocol):
