@@ -75,7 +75,6 @@ from clbproxy.ws.upgrade import (
     check_backend_fields,
     check_extended_connect,
     check_upgrade_fields,
-    header_fields,
     read_request_headers,
 )
 
@@ -256,7 +255,7 @@ class BackendUpgrade(_HandshakeHop):
         if head.status == 101:
             self._cancel_timer()
             try:
-                fields = header_fields(head.headers)
+                fields = head.fields
                 acceptance = check_backend_fields(self.session.client_upgrade, fields)
             except BadBackendAnswer as e:
                 self._bad_answer(str(e))
