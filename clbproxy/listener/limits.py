@@ -37,15 +37,14 @@ import attrs
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
-from twisted.protocols.haproxy._v1parser import V1Parser
-from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from zope.interface import directlyProvides, providedBy
 
 from clbproxy.config import ListenerConfig, RuleConfig
 from clbproxy.http.forwarded import TrustedProxies
+from clbproxy.listener.proxyheader import ProxyHeader, parsed_ip
 from clbproxy.listener.streams import StreamCounting, StreamHolder
 from clbproxy.net import descriptors
+from clbproxy.net.transports import provide_like
 
 log = Logger()
 
@@ -143,16 +142,6 @@ class LimitStats:
         return dict(self._counts)
 
 
-def _ip(address: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
 @attrs.frozen
 class AccessList:
     """``allow``/``deny`` networks: deny wins; an empty allow list allows everyone."""
@@ -172,7 +161,7 @@ class AccessList:
         lists without ``allow``)."""
         if not self.allow and not self.deny:
             return True
-        ip = _ip(address)
+        ip = parsed_ip(address)
         if ip is None:
             return not self.allow
         if any(ip in network for network in self.deny if network.version == ip.version):
@@ -377,51 +366,12 @@ class CountedConnection(StreamHolder, ProtocolWrapper):
     counted_ip = False
     started = True
 
-
-class ProxyHeader:
-    """The PROXY protocol header (v1 or v2) at the start of a connection, fed as it arrives.
-
-    Twisted's parsers do the parsing; this picks the version from the first bytes
-    and, unlike Twisted's wrapper, also takes a header that arrives in pieces
-    shorter than its signature, and refuses addresses that are not IP literals
-    (Twisted's v1 parser takes any text, and the source becomes the client
-    address in headers, logs and limits).
-    """
-
-    _SIGNATURES = (V2Parser.PREFIX, V1Parser.PROXYSTR)
-
-    def __init__(self) -> None:
-        self._pending = b""
-        self._parser = None
-
-    def feed(self, data: bytes):
-        """``(info, remaining)`` once the header is complete, else ``(None, b"")``.
-
-        Raises ``InvalidProxyHeader`` when the bytes cannot start or be one.
-        """
-        if self._parser is None:
-            data = self._pending + data
-            if len(data) >= 16 and data[:12] == V2Parser.PREFIX and data[12] & 0xF0 == 0x20:
-                self._parser = V2Parser()
-            elif len(data) >= 8 and data[:5] == V1Parser.PROXYSTR:
-                self._parser = V1Parser()
-            elif len(data) < 16 and any(s.startswith(data[: len(s)]) for s in self._SIGNATURES):
-                self._pending = data
-                return None, b""
-            else:
-                raise InvalidProxyHeader()
-            self._pending = b""
-        try:
-            info, remaining = self._parser.feed(data)
-        except ValueError as e:  # a port that is no number, an address that is no ASCII
-            raise InvalidProxyHeader() from e
-        if info is None:
-            return None, b""
-        for address in (info.source, info.destination):
-            host = getattr(address, "host", None)
-            if host is not None and _ip(host) is None:
-                raise InvalidProxyHeader()
-        return info, remaining or b""
+    def makeConnection(self, transport) -> None:
+        # ProtocolWrapper.makeConnection, its interface declaration shared (see provide_like).
+        provide_like(self, transport)
+        Protocol.makeConnection(self, transport)
+        self.factory.registerProtocol(self)
+        self.wrappedProtocol.makeConnection(self)
 
 
 class ProxiedConnection(CountedConnection):
@@ -444,7 +394,7 @@ class ProxiedConnection(CountedConnection):
 
     def makeConnection(self, transport) -> None:
         # ProtocolWrapper.makeConnection, but the listener's protocol waits for the header.
-        directlyProvides(self, providedBy(transport))
+        provide_like(self, transport)
         Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)
         self._header = ProxyHeader()

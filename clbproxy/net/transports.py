@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from twisted.internet import tcp
 from twisted.internet.endpoints import _WrappingFactory, _WrappingProtocol
 from twisted.protocols.policies import ProtocolWrapper
+from zope.interface import directlyProvides, providedBy
 
 from clbproxy.net.endpoints import DirectConnectFactory
 
@@ -129,6 +130,29 @@ def tcp_connection_under(transport) -> Optional[tcp.Connection]:
     return None
 
 
+#: (wrapper class, what its transport provides) -> the wrapper's declaration (see provide_like).
+_DECLARATIONS: dict = {}
+
+
+def provide_like(wrapper, transport) -> None:
+    """Make ``wrapper`` provide what ``transport`` provides, as ``ProtocolWrapper`` does.
+
+    ``directlyProvides(wrapper, providedBy(transport))`` normalises the
+    arguments and looks the declaration up in zope's weak registry on every
+    connection; the declaration for a wrapper class over a kind of transport is
+    always the same one, so it is built once (a process sees a few kinds).
+    """
+    spec = providedBy(transport)
+    key = (wrapper.__class__, spec)
+    declaration = _DECLARATIONS.get(key)
+    if declaration is None:
+        directlyProvides(wrapper, spec)
+        if len(_DECLARATIONS) < 64:
+            _DECLARATIONS[key] = wrapper.__provides__
+    else:
+        wrapper.__provides__ = declaration
+
+
 def innermost_protocol(protocol):
     """The protocol under every protocol wrapper that wraps ``protocol`` (the limiter, TLS)."""
     for _ in range(_MAX_LAYERS):
@@ -139,17 +163,20 @@ def innermost_protocol(protocol):
     return protocol
 
 
-def switch_protocol(old, new) -> bool:
+def switch_protocol(old, new, socket=None) -> bool:
     """Make ``new`` receive what the transport under ``old`` delivers; False if not found.
 
     The link to ``old`` is on the socket transport or on one of the protocol
     wrappers above it (connection limiter, TLS, PROXY protocol, endpoint wrapper).
+    ``socket``: the TCP connection under ``old``'s transport, when the caller
+    knows it (see :func:`socket_under`); else it is looked for.
     """
-    socket = old.transport
-    for _ in range(_MAX_LAYERS):
-        if hasattr(socket, "bufferSize") or not hasattr(socket, "transport"):
-            break
-        socket = socket.transport
+    if socket is None:
+        socket = old.transport
+        for _ in range(_MAX_LAYERS):
+            if hasattr(socket, "bufferSize") or not hasattr(socket, "transport"):
+                break
+            socket = socket.transport
     if getattr(socket, "protocol", None) is old:
         socket.protocol = new
         return True

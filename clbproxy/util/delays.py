@@ -148,12 +148,20 @@ class Deadline:
 
 _QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+#: The clock last asked for and its queues: a process has one reactor, so the
+#: weak-keyed lookup (a new weak reference each time) is made once, not per deadline.
+_last: tuple = (None, None)
+
 
 def delay_queue(clock: IReactorTime, delay: float) -> DelayQueue:
     """The :class:`DelayQueue` shared by everything that waits ``delay`` seconds on ``clock``."""
-    queues = _QUEUES.get(clock)
-    if queues is None:
-        queues = _QUEUES[clock] = {}
+    global _last
+    ref, queues = _last
+    if ref is None or ref() is not clock:
+        queues = _QUEUES.get(clock)
+        if queues is None:
+            queues = _QUEUES[clock] = {}
+        _last = (weakref.ref(clock), queues)
     queue = queues.get(delay)
     if queue is None:
         queue = queues[delay] = DelayQueue(clock, delay)

@@ -231,6 +231,8 @@ class Closing:
         backend = self.backend
         up_dropped, up_dropped_bytes = self.front.dropped_after_close
         down_dropped, down_dropped_bytes = backend.dropped_after_close if backend else (0, 0)
+        up = self.front.messages_in
+        down = backend.messages_in if backend else 0
         log.info(
             "websocket: {client} {path} -> {backend} closed after {duration:.3f}s; "
             "client: {client_end}, backend: {backend_end}; "
@@ -242,8 +244,8 @@ class Closing:
             duration=now - (self._opened or self._started),
             client_end=self._ended.get(Side.CLIENT, "-"),
             backend_end=self._ended.get(Side.BACKEND, "-"),
-            up=self.front.messages_in,
-            down=backend.messages_in if backend else 0,
+            up=up,
+            down=down,
             dropped=dropped_text(up_dropped, up_dropped_bytes, down_dropped, down_dropped_bytes),
             up_dropped=up_dropped,
             up_dropped_bytes=up_dropped_bytes,
@@ -251,9 +253,11 @@ class Closing:
             down_dropped_bytes=down_dropped_bytes,
             request_id=self.shown_id(),
         )
-        accesslog.emit(self._access_record(now), self.factory.access, opened_at=self._opened)
+        record = self._access_record(now, up, down)
+        accesslog.emit(record, self.factory.access, opened_at=self._opened)
 
-    def _access_record(self, now: float) -> accesslog.SessionRecord:
+    def _access_record(self, now: float, up: int, down: int) -> accesslog.SessionRecord:
+        """The session's access record; ``up``, ``down``: the messages each hop received."""
         record, front = self.record, self.front
         if not self._filled:
             fill_request_fields(record, front, self.client_ip)
@@ -264,8 +268,8 @@ class Closing:
             record.duration_s = now - self._opened
             record.bytes_in = front.octets_in
             record.bytes_out = front.octets_out
-            record.messages_in = front.messages_in
-            record.messages_out = self.backend.messages_in if self.backend else 0
+            record.messages_in = up
+            record.messages_out = down
             code, reason = self._closes.get(Side.CLIENT, (None, None))
             record.client_close_code, record.client_close_reason = code, reason or None
             code, reason = self._closes.get(Side.BACKEND, (None, None))

@@ -514,6 +514,25 @@ class SessionControls:
             self._entry = None
 
 
+#: The settings and rule last read by :func:`rule_limits`, and their limits.
+_LAST_LIMITS: tuple = (None, None, ())
+
+
+def rule_limits(settings, rule) -> tuple[float, int, int, int, str]:
+    """``settings.rate_limits(rule)``, read once while sessions keep coming on the same rule.
+
+    Both are frozen records (a reload builds new ones), so the limits of the
+    same two objects never change: most sessions of a listener are on one rule.
+    """
+    global _LAST_LIMITS
+    last = _LAST_LIMITS
+    if last[0] is settings and last[1] is rule:
+        return last[2]
+    limits = settings.rate_limits(rule)
+    _LAST_LIMITS = (settings, rule, limits)
+    return limits
+
+
 def rate_limited(limits: tuple[float, int, int, int, str], tunnel: bool) -> bool:
     """Whether a session with ``limits`` (``RelaySettings.rate_limits``) gets rate limiters.
 

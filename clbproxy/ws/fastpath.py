@@ -125,6 +125,10 @@ class Dropped:
         self.octets = 0
 
 
+#: ``Hop(out=WALK)``: find the TCP connection under the transport (see ``socket_under``).
+WALK = object()
+
+
 @implementer(IProtocol, IPushProducer)
 class Hop:
     """One open hop of a session on the fast path (or in a tunnel): its transport's protocol.
@@ -188,7 +192,10 @@ class Hop:
         octets_out: int = 0,
         messages: int = 0,
         pauses: Optional[ReadPauses] = None,
+        out=WALK,
     ) -> None:
+        # ``out``: the TCP connection under ``transport`` when the caller found it
+        # already (None: none to write to directly); by default it is looked for here.
         self.transport = transport
         self.session = session
         self._reactor = session.reactor
@@ -215,7 +222,7 @@ class Hop:
         self._timer: Optional[DelayQueue] = None
         #: Where frames for this hop can be written directly
         #: (see :func:`~clbproxy.net.transports.send_now`).
-        self.out = socket_under(transport)
+        self.out = socket_under(transport) if out is WALK else out
         #: Why this hop is not read (shared with the Autobahn protocol it took over).
         self.pauses = pauses if pauses is not None else ReadPauses(transport, session.timers)
         #: The payload of the latest ping not answered yet (its pong waits for the
@@ -675,13 +682,15 @@ def hop_scanners(
     )
 
 
-def watch_write_buffer(transport, limit: int, producer) -> None:
+def watch_write_buffer(transport, limit: int, producer, socket=None) -> None:
     """Make ``producer`` hear when ``transport``'s write buffer passes ``limit`` bytes and drains.
 
-    The limit goes on the socket under any wrappers; the producer twisted.web
-    (or anything before) registered there is replaced.
+    The limit goes on the socket under any wrappers (``socket``, when the caller
+    knows it: the hop's ``out``); the producer twisted.web (or anything before)
+    registered there is replaced.
     """
-    socket = innermost_transport(transport)
+    if socket is None:
+        socket = innermost_transport(transport)
     if hasattr(socket, "bufferSize"):
         socket.bufferSize = limit
     if getattr(socket, "producer", None) is not None:

@@ -55,6 +55,9 @@ class ResponseHead:
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...]
+    #: The values by lower-case name, in order (what ``upgrade.header_fields`` reads
+    #: from ``headers``), made in the same walk of the head.
+    fields: dict[str, list[str]] = attrs.field(factory=dict, eq=False, repr=False)
 
     def values(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive)."""
@@ -73,14 +76,23 @@ def parse_response_head(data: bytes) -> Optional[ResponseHead]:
         return None
     reason = status_line[2].decode("latin-1") if len(status_line) > 2 else ""
     headers = []
+    fields: dict[str, list[str]] = {}
     for line in lines[1:]:
         if not line:
             continue
         name, sep, value = line.partition(b":")
         if not sep or not _TOKEN.match(name) or line[:1] in (b" ", b"\t"):
             return None
-        headers.append((name.decode("ascii"), value.strip().decode("latin-1")))
-    return ResponseHead(int(code), reason, tuple(headers))
+        name = name.decode("ascii")
+        value = value.strip().decode("latin-1")  # no whitespace left either side
+        headers.append((name, value))
+        lower = name.lower()
+        known = fields.get(lower)
+        if known is None:
+            fields[lower] = [value]
+        else:
+            known.append(value)
+    return ResponseHead(int(code), reason, tuple(headers), fields)
 
 
 #: The largest response head a backend may answer a handshake with.

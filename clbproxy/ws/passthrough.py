@@ -31,6 +31,7 @@ from typing import Iterable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet import tcp
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
@@ -52,13 +53,14 @@ from clbproxy.net.transports import (
 )
 from clbproxy.observability import accesslog
 from clbproxy.routing.actions import rewrite_target
-from clbproxy.upstream.balancer import RequestInfo
+from clbproxy.upstream.balancer import NO_REQUEST_INFO, RequestInfo
 from clbproxy.util.delays import DelayQueue, delay_queue
 from clbproxy.util.leanlog import LeanLogger
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import INTERNAL_ERROR, HopEnd, HopEvent, Side
 from clbproxy.ws.closing import refusal_record
 from clbproxy.ws.compaction import compact_when_settled
+from clbproxy.ws.controls import rule_limits
 from clbproxy.ws.fastpath import hop_kind, hop_scanners, watch_write_buffer
 from clbproxy.ws.handshake import MalformedAnswer, RefusalReader, read_response_head
 from clbproxy.ws.handshake_stage import HandshakeRefused, HandshakeStage, upgrade_headers
@@ -73,7 +75,6 @@ from clbproxy.ws.upgrade import (
     check_backend_fields,
     check_extended_connect,
     check_upgrade_fields,
-    header_fields,
     read_request_headers,
 )
 
@@ -218,6 +219,8 @@ class BackendUpgrade(_HandshakeHop):
         self._timer: Optional[DelayQueue] = None
         self._data = b""
         self._refusal: Optional[RefusalReader] = None
+        #: The TCP connection its request went to directly, if any (its hop writes there too).
+        self.out = None
 
     def connectionMade(self) -> None:
         disable_nagle(self.transport)
@@ -226,7 +229,7 @@ class BackendUpgrade(_HandshakeHop):
             self.transport.abortConnection()
             return
         session.backend = self
-        write_now(self.transport, self._request)
+        self.out = write_now(self.transport, self._request)
         self._request = b""
         if self._timeout:
             self._timer = delay_queue(session.reactor, self._timeout)
@@ -252,7 +255,7 @@ class BackendUpgrade(_HandshakeHop):
         if head.status == 101:
             self._cancel_timer()
             try:
-                fields = header_fields(head.headers)
+                fields = head.fields
                 acceptance = check_backend_fields(self.session.client_upgrade, fields)
             except BadBackendAnswer as e:
                 self._bad_answer(str(e))
@@ -297,17 +300,20 @@ class BackendUpgrade(_HandshakeHop):
         self._lost(reason)
 
 
-def write_now(transport, data: bytes) -> None:
+def write_now(transport, data: bytes) -> Optional[tcp.Connection]:
     """Write a handshake's bytes at once when the socket takes them (see ``send_now``).
 
     Queued by ``transport.write``, they would wait for the reactor's next turn and
-    cost a round of write-readiness in epoll: two per session, one per hop.
+    cost a round of write-readiness in epoll: two per session, one per hop.  The
+    TCP connection written to (None: the transport's ``write`` was used) is
+    returned: the hop on that transport writes there too, without a second walk.
     """
     connection = socket_under(transport)
     if connection is not None:
         send_now(connection, data)
     else:
         transport.write(data)
+    return connection
 
 
 class _BackendFactory(Factory):
@@ -457,11 +463,14 @@ class PassThroughStage(HandshakeStage):
         if self.request_id is not None:
             lines.append(f"{self.settings.request_ids.name}: {self.request_id}")
         front = self.front
-        write_now(front.transport, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        self._open(front, backend, rest)
+        out = write_now(front.transport, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self._open(front, backend, rest, out)
 
-    def _open(self, front: ClientWaiting, backend: BackendUpgrade, rest: bytes) -> None:
-        """Both hops are open: link them on the fast path (a tunnel: spliced), timers on."""
+    def _open(self, front: ClientWaiting, backend: BackendUpgrade, rest: bytes, front_out) -> None:
+        """Both hops are open: link them on the fast path (a tunnel: spliced), timers on.
+
+        ``front_out``: the client's TCP connection the 101 was written to directly, if any.
+        """
         listener = self.settings.listener
         self.begin_open()
         if self.deflate is not None and listener.websocket_inflate_rate and not self.tunnel:
@@ -472,18 +481,18 @@ class PassThroughStage(HandshakeStage):
             listener.session_buffer,
             self.deflate,
         )
-        limits = self.settings.rate_limits(self.rule)
+        limits = rule_limits(self.settings, self.rule)
         kind = hop_kind(limits, self.tunnel)
         hops = [
-            kind(front.transport, self, Side.CLIENT, scanners[0]),
-            kind(backend.transport, self, Side.BACKEND, scanners[1]),
+            kind(front.transport, self, Side.CLIENT, scanners[0], out=front_out),
+            kind(backend.transport, self, Side.BACKEND, scanners[1], out=backend.out),
         ]
         new_front, new_back = hops
         new_front.peer, new_back.peer = new_back, new_front
         for old, hop in ((front, new_front), (backend, new_back)):
-            switch_protocol(old, hop)
+            switch_protocol(old, hop, hop.out)
             # The hop is its own transport's producer (see Hop.pauseProducing).
-            watch_write_buffer(hop.transport, listener.session_buffer, hop)
+            watch_write_buffer(hop.transport, listener.session_buffer, hop, hop.out)
             old.session = None
         unwrap_client(new_back)
         self.front, self.backend = new_front, new_back
@@ -564,17 +573,23 @@ def pass_through(factory, request, route: Route) -> None:
     if allowed and upgrade.origin and upgrade.origin.lower() not in allowed:
         _refuse(front, 403, f"origin {upgrade.origin} is not allowed")
         return
-    query = urlsplit(target).query
+    group = settings.groups[rule.target_group]
+    if group.reads_requests:
+        query = urlsplit(target).query
+        request_info = RequestInfo.build(
+            peer_ip(front.transport), pairs, parse_qs(query) if query else {}
+        )
+    else:
+        # Neither the policy nor persistence looks at it (the session reads the client's address).
+        request_info = NO_REQUEST_INFO
     session = PassThroughSession(
         reactor=factory.reactor,
         settings=settings,
-        group=settings.groups[rule.target_group],
+        group=group,
         front=front,
         target=rewrite_target(rule, target),
         connector=factory.connector,
-        request=RequestInfo.build(
-            peer_ip(front.transport), pairs, parse_qs(query) if query else {}
-        ),
+        request=request_info,
         rule=rule,
     )
     session.client_upgrade = upgrade
