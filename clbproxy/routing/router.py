@@ -164,6 +164,9 @@ class Domain:
 #: (Host, path) pairs a router remembers the rule of, at most; clients choose
 #: both, so when full it starts again rather than grow.
 MAX_REMEMBERED_ROUTES = 4096
+#: Characters of Host and path together, at most, of a pair remembered: a longer
+#: one is matched afresh each time (so the memory stays under a few MiB).
+MAX_REMEMBERED_LENGTH = 512
 
 _UNKNOWN = object()
 
@@ -248,9 +251,10 @@ class Router:
         """The rule for a request target in origin form (path and query) as received.
 
         The answer for a (Host, path) matched lately is remembered (at most
-        :data:`MAX_REMEMBERED_ROUTES` of them): the rules never change during a
-        router's life (a reload builds a new one).  A :class:`BadPath` is raised
-        again each time, never remembered.
+        :data:`MAX_REMEMBERED_ROUTES` of them, each of at most
+        :data:`MAX_REMEMBERED_LENGTH` characters): the rules never change during
+        a router's life (a reload builds a new one).  A :class:`BadPath` is
+        raised again each time, never remembered.
         """
         path = target.partition("?")[0] or "/"
         key = (host, path)
@@ -258,7 +262,8 @@ class Router:
         rule = remembered.get(key, _UNKNOWN)
         if rule is _UNKNOWN:
             rule = self.match(host, path)
-            if len(remembered) >= MAX_REMEMBERED_ROUTES:
-                remembered.clear()
-            remembered[key] = rule
+            if len(path) + (len(host) if host else 0) <= MAX_REMEMBERED_LENGTH:
+                if len(remembered) >= MAX_REMEMBERED_ROUTES:
+                    remembered.clear()
+                remembered[key] = rule
         return rule

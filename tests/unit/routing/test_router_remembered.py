@@ -92,3 +92,12 @@ class RememberedRoutesTests(unittest.TestCase):
         self.assertLessEqual(len(router._remembered), limit)
         self.assertEqual(router.match_target("a.example", "/p1.php").target_group, "a-php")
         self.assertEqual(router.match_target("a.example", "/exact").target_group, "a-exact")
+
+    def test_a_long_host_and_path_are_matched_afresh_not_remembered(self):
+        router = Router(RULES)
+        long_path = "/static/" + "x" * router_module.MAX_REMEMBERED_LENGTH
+        for _ in range(3):
+            self.assertEqual(router.match_target("a.example", long_path).target_group, "a-static")
+        self.assertEqual(len(router._remembered), 0)
+        router.match_target("a.example", "/static/x")
+        self.assertEqual(len(router._remembered), 1)
