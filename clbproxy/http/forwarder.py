@@ -244,7 +244,7 @@ class _Exchange:
         if type(client) is FieldHeaders:
             # A listener's request with no streamed body (most requests): hasHeader's
             # questions, asked of the dict it looks in, without a call each.
-            raw = client._rawHeaders
+            raw = client.grouped()
             if _CONTENT_LENGTH not in raw and _TRANSFER_ENCODING not in raw:
                 return
         elif not (client.hasHeader(b"content-length") or client.hasHeader(b"transfer-encoding")):

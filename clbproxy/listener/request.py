@@ -264,7 +264,7 @@ class ListenerRequest:
         headers = self.responseHeaders
         if type(headers) is not FieldHeaders:
             return self._any_head(headers)
-        raw = headers._rawHeaders
+        raw = headers.grouped()
         code = self.code
         bodiless = code in NO_BODY_CODES
         if not bodiless and self.defaultContentType is not None and _CONTENT_TYPE not in raw:
