@@ -232,15 +232,7 @@ class ListenerResource(Resource):
                 self._forwarder.reactor.callLater(0, release_upgraded, request)
             return result
         forwarder = self._forwarder
-        record = request_record(  # self._record(...), without the call in between
-            request,
-            settings.listener.name,
-            rule,
-            forwarder.reactor,
-            forwarder.trusted,
-            self._relay.access,
-            known,
-        )
+        record = self._record(request, settings, rule, known)
         if upgrade:
             # A fixed response or redirect ends the connection, as the relay's refusals do.
             request.setHeader(b"Connection", b"close")
