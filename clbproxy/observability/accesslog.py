@@ -7,8 +7,8 @@ record's fields, through the listener's access logger: in a running proxy one
 on :class:`~clbproxy.observability.service.Observability`'s access publisher,
 which twistd's own log does not watch (as nginx keeps request lines out of its
 error_log).  :class:`AccessLog` is the observer that writes those events to
-a file (or stdout) in one of two formats, through a ``FileLogObserver`` with our
-formatter; metrics observe the same events.
+a file (or stdout) in one of two formats, a ``write`` and a flush per line;
+metrics observe the same events.
 
 Plain format (combined-like, then ``key=value`` fields in a fixed order)::
 
@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import operator
+import re
 import sys
 import time
 from typing import IO, Any, Callable, Iterable, Optional
 
 import attrs
-from twisted.logger import FileLogObserver, ILogObserver, Logger, LogLevel
+from twisted.logger import ILogObserver, Logger, LogLevel
 from zope.interface import implementer
 
 from clbproxy.http.field_headers import FieldHeaders, field_key
@@ -337,9 +339,57 @@ def is_access_event(event: dict) -> bool:
 
 # -- formats ---------------------------------------------------------------------------
 
+#: Anything but printable ASCII other than ``"`` and ``\\``: a plain value without
+#: any of these is written as it is (the common case, checked in C).
+_NOT_BARE = re.compile(r"[^\x21\x23-\x5b\x5d-\x7e]")
+#: Anything :func:`json.dumps` would escape (it keeps only printable ASCII but
+#: ``"`` and ``\\``, and the space).
+_NOT_JSON_PLAIN = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
-def _event_time(event: dict) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(event.get("log_time", 0.0)).astimezone()
+
+class LocalTime:
+    """An event's local time as the two formats write it, worked out once per second.
+
+    ``datetime.fromtimestamp(...).astimezone()`` and ``strftime`` cost more than
+    the rest of a line; a busy log writes many lines in the same second, and only
+    the milliseconds of the JSON format differ between them.  The second is the
+    one ``datetime.fromtimestamp`` would give (its fraction rounded half to even
+    to microseconds, which may carry into the next second), so the text is the
+    same as that call's.  One second is remembered: a bounded cache.
+    """
+
+    __slots__ = ("_second", "_plain", "_iso_head", "_iso_tail")
+
+    def __init__(self) -> None:
+        self._second: Optional[float] = None
+        self._plain = self._iso_head = self._iso_tail = ""
+
+    def _split(self, when: float) -> tuple[float, int]:
+        fraction, second = math.modf(when)
+        micro = round(fraction * 1e6)
+        if micro >= 1_000_000:
+            second += 1.0
+            micro -= 1_000_000
+        elif micro < 0:
+            second -= 1.0
+            micro += 1_000_000
+        if second != self._second:
+            moment = datetime.datetime.fromtimestamp(second).astimezone()
+            self._plain = moment.strftime("%d/%b/%Y:%H:%M:%S %z")
+            iso = moment.isoformat(timespec="seconds")
+            self._iso_head, self._iso_tail = iso[:-6], iso[-6:]
+            self._second = second
+        return second, micro
+
+    def plain(self, when: float) -> str:
+        """``06/Dec/2026:04:21:23 +0000``."""
+        self._split(when)
+        return self._plain
+
+    def iso(self, when: float) -> str:
+        """``2026-12-06T04:21:23.123+00:00`` (milliseconds, as ``isoformat`` writes them)."""
+        micro = self._split(when)[1]
+        return f"{self._iso_head}.{micro // 1000:03d}{self._iso_tail}"
 
 
 def _bare(value: object) -> str:
@@ -349,55 +399,76 @@ def _bare(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     text = str(value)
+    if text and _NOT_BARE.search(text) is None:
+        return text
     if not text or any(c.isspace() or c in '"\\' or not c.isprintable() for c in text):
         return json.dumps(text)
     return text
 
 
+def _json_string(text: str) -> str:
+    """``json.dumps(text)``, without its call chain for text it would not escape."""
+    if _NOT_JSON_PLAIN.search(text) is None:
+        return f'"{text}"'
+    return json.dumps(text)
+
+
 def _quoted(value: Optional[str]) -> str:
-    return json.dumps(value) if value else '"-"'
+    return _json_string(value) if value else '"-"'
 
 
-def format_plain(event: dict) -> Optional[str]:
-    """One combined-like line for an access event, ``None`` for other events."""
-    if not is_access_event(event):
-        return None
+def plain_line(event: dict, clock: LocalTime) -> str:
+    """One combined-like line for an access event (:func:`is_access_event`)."""
     kind = event["type"]
-    when = _event_time(event).strftime("%d/%b/%Y:%H:%M:%S %z")
+    get = event.get
+    when = clock.plain(get("log_time", 0.0))
     if kind == "http":
         request = f"{event['method']} {event['path']} {event['protocol']}"
         names = HTTP_FIELDS
     else:
-        protocol = event.get("protocol") or "HTTP/1.1"
+        protocol = get("protocol") or "HTTP/1.1"
         if protocol == "HTTP/1.1":
             request = f"GET {event['path']} WebSocket"
         else:  # RFC 8441: an extended CONNECT on a stream
             request = f"CONNECT {event['path']} WebSocket {protocol}"
         names = WEBSOCKET_FIELDS
-    extra = " ".join(f"{name}={_bare(event.get(name))}" for name in names)
+    extra = " ".join([f"{name}={_bare(get(name))}" for name in names])
     return (
-        f"{_bare(event['client'])} - - [{when}] {json.dumps(request)} {event['status']} "
-        f"{event['bytes_out']} {_quoted(event.get('referer'))} "
-        f"{_quoted(event.get('user_agent'))} {extra}\n"
+        f"{_bare(event['client'])} - - [{when}] {_json_string(request)} {event['status']} "
+        f"{event['bytes_out']} {_quoted(get('referer'))} "
+        f"{_quoted(get('user_agent'))} {extra}\n"
     )
 
 
-def format_json(event: dict) -> Optional[str]:
-    """One JSON object per line for an access event, ``None`` for other events."""
-    if not is_access_event(event):
-        return None
+def json_line(event: dict, clock: LocalTime) -> str:
+    """One JSON object per line for an access event (:func:`is_access_event`)."""
     kind = event["type"]
-    record = RequestRecord if kind == "http" else SessionRecord
-    data: dict[str, Any] = {"time": _event_time(event).isoformat(timespec="milliseconds")}
-    data["type"] = kind
-    for name in attrs.fields_dict(record):
-        data[name] = event.get(name)
+    names = _HTTP_RECORD_FIELDS if kind == "http" else _SESSION_RECORD_FIELDS
+    data: dict[str, Any] = {"time": clock.iso(event.get("log_time", 0.0)), "type": kind}
+    get = event.get
+    for name in names:
+        data[name] = get(name)
     return json.dumps(data, separators=(",", ":")) + "\n"
 
 
-FORMATTERS: dict[str, Callable[[dict], Optional[str]]] = {
-    "plain": format_plain,
-    "json": format_json,
+_HTTP_RECORD_FIELDS = tuple(attrs.fields_dict(RequestRecord))
+_SESSION_RECORD_FIELDS = tuple(attrs.fields_dict(SessionRecord))
+
+
+def format_plain(event: dict) -> Optional[str]:
+    """:func:`plain_line` of an access event, ``None`` for other events."""
+    return plain_line(event, LocalTime()) if is_access_event(event) else None
+
+
+def format_json(event: dict) -> Optional[str]:
+    """:func:`json_line` of an access event, ``None`` for other events."""
+    return json_line(event, LocalTime()) if is_access_event(event) else None
+
+
+#: The line builders by ``[access_log] format``.
+LINES: dict[str, Callable[[dict, LocalTime], str]] = {
+    "plain": plain_line,
+    "json": json_line,
 }
 
 
@@ -425,7 +496,8 @@ class AccessLog:
         self.listeners = None if listeners is None else frozenset(listeners)
         self._stdout = stdout
         self._file: Optional[IO[str]] = None
-        self._observer: Optional[FileLogObserver] = None
+        self._line = LINES[format]
+        self._clock = LocalTime()
         self.reopen()
 
     def _open(self) -> IO[str]:
@@ -439,7 +511,6 @@ class AccessLog:
             return
         old = self._file
         self._file = self._open()
-        self._observer = FileLogObserver(self._file, FORMATTERS[self.format])
         if old is not None and old is not self._file and self.path != "-":
             old.close()
 
@@ -447,11 +518,13 @@ class AccessLog:
         if self._file is not None and self.path != "-":
             self._file.close()
         self._file = None
-        self._observer = None
 
     def __call__(self, event: dict) -> None:
-        if self._observer is None or not is_access_event(event):
+        """Write ``event``'s line and flush it (one ``write`` per line, as nginx's default)."""
+        out = self._file
+        if out is None or not is_access_event(event):
             return
         if self.listeners is not None and event.get("listener") not in self.listeners:
             return
-        self._observer(event)
+        out.write(self._line(event, self._clock))
+        out.flush()
