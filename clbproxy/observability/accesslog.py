@@ -406,6 +406,29 @@ def _bare(value: object) -> str:
     return text
 
 
+#: ``key={} key={} ...`` for each list of plain-format fields.
+_KEY_VALUE_TEMPLATES = {
+    names: " ".join(f"{name}={{}}" for name in names) for names in (HTTP_FIELDS, WEBSOCKET_FIELDS)
+}
+
+
+def _key_values(get: Callable[[str], Any], names: tuple[str, ...]) -> str:
+    """The plain format's ``key=value`` fields, as :func:`_bare` writes each value.
+
+    Most values are text, numbers or none that :func:`_bare` writes as they are:
+    they are turned into text in one loop and checked together (joined by ``!``,
+    itself a bare character) with one search; only a line with a value to quote
+    or an empty value goes through :func:`_bare` value by value.
+    """
+    texts = [
+        "-" if value is None else f"{value:.3f}" if value.__class__ is float else str(value)
+        for value in map(get, names)
+    ]
+    if "" in texts or _NOT_BARE.search("!".join(texts)) is not None:
+        texts = [_bare(get(name)) for name in names]
+    return _KEY_VALUE_TEMPLATES[names].format(*texts)
+
+
 def _json_string(text: str) -> str:
     """``json.dumps(text)``, without its call chain for text it would not escape."""
     if _NOT_JSON_PLAIN.search(text) is None:
@@ -432,7 +455,7 @@ def plain_line(event: dict, clock: LocalTime) -> str:
         else:  # RFC 8441: an extended CONNECT on a stream
             request = f"CONNECT {event['path']} WebSocket {protocol}"
         names = WEBSOCKET_FIELDS
-    extra = " ".join([f"{name}={_bare(get(name))}" for name in names])
+    extra = _key_values(get, names)
     return (
         f"{_bare(event['client'])} - - [{when}] {_json_string(request)} {event['status']} "
         f"{event['bytes_out']} {_quoted(get('referer'))} "
@@ -448,9 +471,11 @@ def json_line(event: dict, clock: LocalTime) -> str:
     get = event.get
     for name in names:
         data[name] = get(name)
-    return json.dumps(data, separators=(",", ":")) + "\n"
+    return _COMPACT_JSON.encode(data) + "\n"
 
 
+#: ``json.dumps(..., separators=(",", ":"))`` builds an encoder per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 _HTTP_RECORD_FIELDS = tuple(attrs.fields_dict(RequestRecord))
 _SESSION_RECORD_FIELDS = tuple(attrs.fields_dict(SessionRecord))
 
