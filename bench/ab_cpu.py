@@ -150,6 +150,7 @@ def profile(pid: int, out: Path, args: argparse.Namespace) -> subprocess.Popen:
     spy = shutil.which("py-spy") or str(Path(args.python).parent / "py-spy")
     out.parent.mkdir(parents=True, exist_ok=True)
     argv = [spy, "record", "--pid", str(pid), "--nonblocking", "--format", "raw"]
+    argv += ["--rate", str(args.profile_rate)]
     argv += ["--duration", str(int(args.seconds)), "-o", str(out)]
     return subprocess.Popen(
         pinned(LOAD_CPU, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -183,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         metavar="DIR",
         help="record each row's first measured round with py-spy (raw) to DIR/NAME-MODE.txt",
+    )
+    parser.add_argument(
+        "--profile-rate",
+        type=int,
+        default=100,
+        help="py-spy's samples per second for --profile (a 4 s round at 100 gives ~400)",
     )
     args = parser.parse_args(argv)
     rows = [c.split("=", 1) for c in args.checkouts]
