@@ -40,6 +40,21 @@ class RequestHeadTests(unittest.TestCase):
         self.assertEqual(put, b"PUT / HTTP/1.1\r\nContent-Length: 0\r\nHost: a\r\n\r\n")
         self.assertEqual(get, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 
+    def test_fields_of_one_value_each_are_lines_in_order(self):
+        head = request_head(
+            b"GET", b"/", {b"Host": [b"a"], b"X-B": [b"2"]}, None, persistent=True, host=None
+        )
+        self.assertEqual(head, b"GET / HTTP/1.1\r\nHost: a\r\nX-B: 2\r\n\r\n")
+
+    def test_a_field_of_no_values_makes_no_line_beside_one_of_two(self):
+        fields = {b"X-A": [], b"X-B": [b"1", b"2"], b"X-C": [b"3"]}
+        head = request_head(b"GET", b"/", fields, None, persistent=True, host=b"h")
+        self.assertEqual(head, b"GET / HTTP/1.1\r\nX-B: 1\r\nX-B: 2\r\nX-C: 3\r\nHost: h\r\n\r\n")
+
+    def test_no_fields_make_no_line(self):
+        head = request_head(b"GET", b"/", {}, None, persistent=True, host=b"h")
+        self.assertEqual(head, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+
     def test_the_backends_host_leaves_out_the_schemes_default_port(self):
         self.assertEqual(
             [
