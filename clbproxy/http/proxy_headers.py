@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from itertools import compress
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from twisted.web.iweb import UNKNOWN_LENGTH
@@ -56,6 +57,10 @@ _BODYLESS_STATUSES = frozenset({204, 304})
 #: Client protocols whose responses can end with trailers: HTTP/1.1 (chunked) and
 #: HTTP/2 (a last HEADERS frame, whatever the length).
 _TRAILER_PROTOCOLS = (b"HTTP/1.1", b"HTTP/2.0")
+
+
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
 
 
 def _texts(values: Optional[Sequence[bytes]]) -> List[str]:
@@ -414,7 +419,6 @@ def backend_host(backend_host: str, port: int, tls: bool) -> bytes:
 
 #: :func:`request_head`'s test for fields of one value each, and how it reads that value.
 _ONE = {1}
-_first = operator.itemgetter(0)
 
 
 def request_head(
@@ -509,30 +513,36 @@ def copy_response_headers(
     request.setResponseCode(head.status, head.reason)
     request.defaultContentType = None
     hop = _DEFAULT_HOP
-    names = _COPIED.get(never)
-    if names is None:
-        names = _copied_names(never)
-    known = names.get
-    grouped: Dict[bytes, List[bytes]] = {}
-    for name, value in head.headers:
-        key = known(name)
-        if key is None:
-            key = _copied_key(names, never, name)
-        if not key:
-            continue
+    fields = head.headers
+    plan = _PLANS.get((never, *map(_first, fields)))
+    if plan is None:
+        plan = _copy_plan(never, fields)
+    keys, copied, lengths, announced, connection = plan
+    if keys is not None:
         # No value to fold: a ResponseHead's hold no CR or LF (its parser refuses them).
-        grouped.setdefault(key, []).append(value)
-    lengths = grouped.pop(_LENGTHS, None)
-    announced = grouped.pop(_ANNOUNCED, None)
-    connection = grouped.pop(_CONNECTION, None)
+        grouped = dict(zip(keys, map(list, zip(compress(map(_second, fields), copied)))))
+        if announced is not None:
+            announced = [*compress(map(_second, fields), announced)]
+        if connection is not None:
+            connection = tuple(compress(map(_second, fields), connection))
+        # lengths: which fields are the Content-Length fields, read below for a HEAD
+    else:
+        grouped = _grouped_copy(never, fields)
+        lengths = grouped.pop(_LENGTHS, None)
+        announced = grouped.pop(_ANNOUNCED, None)
+        connection = grouped.pop(_CONNECTION, None)
+        if connection:
+            connection = tuple(connection)
     if connection:
-        hop, dropped = _response_hop(tuple(connection))
+        hop, dropped = _response_hop(connection)
         if len(dropped) != len(_DEFAULT_HOP_BYTES):  # it names more than the default
             for key in [key for key in grouped if key.lower() in dropped]:
                 del grouped[key]
     # Set after the backend's, as setRawHeaders would set them one by one.
     if request.method == b"HEAD":
         if lengths:
+            if keys is not None:
+                lengths = [*compress(map(_second, fields), lengths)]
             grouped[b"Content-Length"] = [lengths[-1]]
     elif head.status not in _BODYLESS_STATUSES and head.content_length is not None:
         grouped[b"Content-Length"] = [b"%d" % (head.content_length,)]
@@ -577,6 +587,58 @@ def _copied_names(never: frozenset[bytes]) -> Dict[bytes, bytes]:
 #: values of the fields it reads but does not copy (no field name holds a colon).
 _LENGTHS, _ANNOUNCED, _CONNECTION = b":content-length", b":trailer", b":connection"
 _GATHERED = frozenset((_LENGTHS, _ANNOUNCED, _CONNECTION))
+
+
+def _grouped_copy(never: frozenset[bytes], fields: List[tuple[bytes, bytes]]) -> Fields:
+    """The backend's ``fields`` by the key each is copied or gathered under, values in order."""
+    names = _COPIED.get(never)
+    if names is None:
+        names = _copied_names(never)
+    known = names.get
+    grouped: Fields = {}
+    for name, value in fields:
+        key = known(name)
+        if key is None:
+            key = _copied_key(names, never, name)
+        if key:
+            grouped.setdefault(key, []).append(value)
+    return grouped
+
+
+#: :func:`copy_response_headers`' work for a head whose fields have these names, by
+#: ``(never, *names)``: ``(keys, copied, lengths, announced, connection)``, the
+#: keys of the fields copied (None when two share one: then the fields are
+#: grouped one by one), which fields are copied, and which are the
+#: ``Content-Length``, ``Trailer`` and ``Connection`` fields read (None: none).
+#: A backend sends the same few heads: the fields are then copied without a
+#: bytecode each.  Bounded, as the names are the backends' to choose.
+_PLANS: Dict[tuple, tuple] = {}
+_MAX_PLANS = 512
+
+
+def _copy_plan(never: frozenset[bytes], fields: List[tuple[bytes, bytes]]) -> tuple:
+    """Work out (and remember) the plan of :data:`_PLANS` for a head with ``fields``' names."""
+    names = _COPIED.get(never)
+    if names is None:
+        names = _copied_names(never)
+    keys = []
+    for name, _ in fields:
+        key = names.get(name)
+        keys.append(_copied_key(names, never, name) if key is None else key)
+    copied = tuple(bool(key) and key not in _GATHERED for key in keys)
+    kept = [key for key in keys if key and key not in _GATHERED]
+    plan = (
+        tuple(kept) if len(set(kept)) == len(kept) else None,
+        copied,
+        *(
+            tuple(key == gathered for key in keys) if gathered in keys else None
+            for gathered in (_LENGTHS, _ANNOUNCED, _CONNECTION)
+        ),
+    )
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[(never, *[name for name, _ in fields])] = plan
+    return plan
 
 
 def _copied_key(names: Dict[bytes, bytes], never: frozenset[bytes], name: bytes) -> bytes:
