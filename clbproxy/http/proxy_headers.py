@@ -78,13 +78,17 @@ _NEVER_COPIED = _DEFAULT_HOP_BYTES | {b"content-length", b"trailers", b"proxy"}
 
 
 @functools.lru_cache(maxsize=256)
-def _response_hop(connection: tuple[bytes, ...]) -> tuple[frozenset[str], frozenset[bytes]]:
+def _response_hop(
+    connection: tuple[bytes, ...],
+) -> tuple[frozenset[str], Optional[frozenset[bytes]]]:
     """The hop-by-hop names of a response with these ``Connection`` values, text and bytes.
 
+    The bytes are None when the values name no more than the default names.
     Cached: a backend sends the same one or two values (``keep-alive``) every time.
     """
     hop = hop_by_hop_names([value.decode("latin-1") for value in connection])
-    return hop, frozenset(token.encode("latin-1") for token in hop)
+    dropped = frozenset(token.encode("latin-1") for token in hop)
+    return hop, None if len(dropped) == len(_DEFAULT_HOP_BYTES) else dropped
 
 
 def response_hop_by_hop(head: ResponseHead) -> frozenset[str]:
@@ -243,17 +247,21 @@ def backend_request_fields(
             _PATHS.clear()
         _PATHS[key] = path
     _, add, skip, drop, id_name, names = path
-    connection = raw.get(b"Connection")
-    if connection:
-        named = _request_hop(tuple(connection))
-        if not named <= skip:
-            skip = skip | named
-            names = {}  # the verdicts below are for this request only
     fields: Fields = {}
-    if request.clientproto in _TRAILER_PROTOCOLS:
-        te = raw.get(b"TE")
-        if te and accepts_trailers(te):
-            fields[b"TE"] = [b"trailers"]
+    if _READ_FIELDS.isdisjoint(raw):  # most requests: none of them to read
+        claimed = None
+    else:
+        connection = raw.get(b"Connection")
+        if connection:
+            named = _request_hop(tuple(connection))
+            if not named <= skip:
+                skip = skip | named
+                names = {}  # the verdicts below are for this request only
+        if request.clientproto in _TRAILER_PROTOCOLS:
+            te = raw.get(b"TE")
+            if te and accepts_trailers(te):
+                fields[b"TE"] = [b"trailers"]
+        claimed = raw.get(b"X-Forwarded-For")
     if getattr(getattr(request, "body", None), "length", None) is UNKNOWN_LENGTH:
         announced = _trailer_names(raw.get(b"Trailer"), skip)
         if announced is not None:
@@ -272,7 +280,6 @@ def backend_request_fields(
         certificate = client_certificate_headers(channel.transport)
     for name, value in certificate:
         fields.setdefault(canonical_name(name), []).append(_one_line(value.encode("utf-8")))
-    claimed = raw.get(b"X-Forwarded-For")
     port = getattr(request.getHost(), "port", None)
     host = raw.get(b"Host")
     if believed or claimed:
@@ -310,6 +317,11 @@ def backend_request_fields(
     if via:
         fields.setdefault(b"Via", []).append(VIA)
     return fields
+
+
+#: The client fields :func:`backend_request_fields` reads besides Host (and Trailer,
+#: read only for a chunked body), by canonical name.
+_READ_FIELDS = frozenset((b"Connection", b"TE", b"X-Forwarded-For"))
 
 
 def _sent_name(name: bytes, skip: frozenset[str], drop: frozenset[str], underscores: bool) -> bytes:
@@ -535,7 +547,7 @@ def copy_response_headers(
             connection = tuple(connection)
     if connection:
         hop, dropped = _response_hop(connection)
-        if len(dropped) != len(_DEFAULT_HOP_BYTES):  # it names more than the default
+        if dropped is not None:  # it names more than the default
             for key in [key for key in grouped if key.lower() in dropped]:
                 del grouped[key]
     # Set after the backend's, as setRawHeaders would set them one by one.
