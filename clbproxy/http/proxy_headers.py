@@ -266,14 +266,11 @@ def backend_request_fields(
         announced = _trailer_names(raw.get(b"Trailer"), skip)
         if announced is not None:
             fields[b"Trailer"] = [announced]
-    for name, values in raw.items():
-        sent = names.get(name)
-        if sent is None:
-            sent = _sent_name(name, skip, drop, underscores)
-            if len(names) < _MAX_NAMES:
-                names[name] = sent
-        if sent:
-            fields[sent] = list(values)
+    # Each field's name as sent (b"": not sent), then those sent, without a bytecode each.
+    sent = [*map(names.get, raw)]
+    if None in sent:  # a name not yet seen on this path
+        sent = _sent_names(raw, names, skip, drop, underscores)
+    fields.update(compress(zip(sent, map(list, raw.values())), sent))
     channel = request.channel
     certificate = getattr(channel, "certificate_headers", None)  # a listener connection's
     if certificate is None:
@@ -322,6 +319,25 @@ def backend_request_fields(
 #: The client fields :func:`backend_request_fields` reads besides Host (and Trailer,
 #: read only for a chunked body), by canonical name.
 _READ_FIELDS = frozenset((b"Connection", b"TE", b"X-Forwarded-For"))
+
+
+def _sent_names(
+    raw: Fields,
+    names: Dict[bytes, bytes],
+    skip: frozenset[str],
+    drop: frozenset[str],
+    underscores: bool,
+) -> List[bytes]:
+    """The name each of ``raw``'s fields is sent under (:func:`_sent_name`), remembered."""
+    sent = []
+    for name in raw:
+        known = names.get(name)
+        if known is None:
+            known = _sent_name(name, skip, drop, underscores)
+            if len(names) < _MAX_NAMES:
+                names[name] = known
+        sent.append(known)
+    return sent
 
 
 def _sent_name(name: bytes, skip: frozenset[str], drop: frozenset[str], underscores: bool) -> bytes:

@@ -32,3 +32,23 @@ class ReadFieldsTests(unittest.TestCase):
     def test_a_claimed_chain_alone_is_appended_to(self) -> None:
         fields = fields_for((b"x-forwarded-for", b"203.0.113.9"))
         self.assertEqual(fields[b"X-Forwarded-For"], [b"203.0.113.9, 192.0.2.7"])
+
+
+class NamesSeenAgainTests(unittest.TestCase):
+    def test_a_request_seen_again_is_sent_the_same_fields_in_order(self) -> None:
+        pairs = [
+            (b"x-first", b"1"),
+            (b"Proxy-Thing", b"no"),
+            (b"X-Second", b"2"),
+            (b"x-first", b"3"),
+        ]
+        first, again = fields_for(*pairs), fields_for(*pairs)
+        self.assertEqual(list(again.items()), list(first.items()))
+        self.assertEqual(list(first)[:2], [b"X-First", b"X-Second"])
+        self.assertEqual(first[b"X-First"], [b"1", b"3"])
+        self.assertNotIn(b"Proxy-Thing", first)
+
+    def test_a_name_new_among_names_seen_is_sent_too(self) -> None:
+        fields_for((b"X-Seen", b"1"))
+        fields = fields_for((b"X-Seen", b"1"), (b"X-Unseen-Yet", b"2"))
+        self.assertEqual(fields[b"X-Unseen-Yet"], [b"2"])
