@@ -642,6 +642,8 @@ def _grouped_copy(never: frozenset[bytes], fields: List[tuple[bytes, bytes]]) ->
 #: bytecode each.  Bounded, as the names are the backends' to choose.
 _PLANS: Dict[tuple, tuple] = {}
 _MAX_PLANS = 512
+#: A head whose names are longer than this in all is not remembered (bounded in bytes).
+_MAX_PLAN_CHARS = 2048
 
 
 def _copy_plan(never: frozenset[bytes], fields: List[tuple[bytes, bytes]]) -> tuple:
@@ -663,9 +665,11 @@ def _copy_plan(never: frozenset[bytes], fields: List[tuple[bytes, bytes]]) -> tu
             for gathered in (_LENGTHS, _ANNOUNCED, _CONNECTION)
         ),
     )
-    if len(_PLANS) >= _MAX_PLANS:
-        _PLANS.clear()
-    _PLANS[(never, *[name for name, _ in fields])] = plan
+    names_sent = [name for name, _ in fields]
+    if sum(map(len, names_sent)) <= _MAX_PLAN_CHARS:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[(never, *names_sent)] = plan
     return plan
 
 

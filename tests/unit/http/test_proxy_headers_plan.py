@@ -70,3 +70,8 @@ class PlanTests(unittest.TestCase):
                 copied((b"X-Plan-%d" % (index,), b"v")), [(b"X-Plan-%d" % (index,), [b"v"])]
             )
             self.assertLessEqual(len(proxy_headers._PLANS), proxy_headers._MAX_PLANS)
+
+    def test_a_head_of_long_names_is_copied_but_not_remembered(self) -> None:
+        name = b"X-N" + b"n" * proxy_headers._MAX_PLAN_CHARS
+        self.assertEqual(copied((name.lower(), b"v")), [(name, [b"v"])])
+        self.assertFalse([key for key in proxy_headers._PLANS if name.lower() in key])
