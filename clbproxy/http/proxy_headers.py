@@ -59,6 +59,7 @@ _BODYLESS_STATUSES = frozenset({204, 304})
 _TRAILER_PROTOCOLS = (b"HTTP/1.1", b"HTTP/2.0")
 
 
+#: A pair's first and second item, for ``map``: read in C, not a bytecode a field.
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
 
@@ -445,7 +446,7 @@ def backend_host(backend_host: str, port: int, tls: bool) -> bytes:
     return b"%s:%d" % (host.encode("ascii"), port)
 
 
-#: :func:`request_head`'s test for fields of one value each, and how it reads that value.
+#: The lengths of the fields' value lists when each has one value (:func:`request_head`).
 _ONE = {1}
 
 
@@ -480,8 +481,8 @@ def request_head(
     if {*map(len, values)} == _ONE:  # a value per field (nearly always): joined in C
         lines += (b"\r\n".join(map(b": ".join, zip(fields, map(_first, values)))), b"\r\n")
     else:
-        for name, values in fields.items():
-            for value in values:
+        for name, several in fields.items():
+            for value in several:
                 lines += (name, b": ", value, b"\r\n")
     if host is not None:
         lines += (b"Host: ", host, b"\r\n")
