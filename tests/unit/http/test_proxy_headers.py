@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clbproxy.http.proxy_headers import backend_host, canonical_name, request_head
@@ -63,4 +65,22 @@ class RequestHeadTests(unittest.TestCase):
                 backend_host("::1", 8443, True),
             ],
             [b"10.0.0.1", b"10.0.0.1", b"[::1]:8443"],
+        )
+
+
+class RequestHeadFieldsTests(unittest.TestCase):
+    @given(
+        st.dictionaries(
+            st.sampled_from([b"Host", b"X-A", b"X-B", b"Via", b"Cookie"]),
+            st.lists(st.sampled_from([b"1", b"two", b""]), max_size=3),
+        )
+    )
+    @settings(max_examples=300, deadline=None)
+    def test_each_value_is_a_line_in_order_whatever_the_counts(self, fields):
+        lines = b"".join(
+            name + b": " + value + b"\r\n" for name in fields for value in fields[name]
+        )
+        self.assertEqual(
+            request_head(b"GET", b"/", fields, None, persistent=True, host=None),
+            b"GET / HTTP/1.1\r\n" + lines + b"\r\n",
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clbproxy.http import proxy_headers
@@ -75,3 +77,28 @@ class PlanTests(unittest.TestCase):
         name = b"X-N" + b"n" * proxy_headers._MAX_PLAN_CHARS
         self.assertEqual(copied((name.lower(), b"v")), [(name, [b"v"])])
         self.assertFalse([key for key in proxy_headers._PLANS if name.lower() in key])
+
+
+_NAMES = st.sampled_from(
+    [b"Content-Type", b"content-length", b"Connection", b"Keep-Alive", b"Trailer", b"Proxy-X"]
+    + [b"X-A", b"x-a", b"Set-Cookie", b"Server", b"Date", b"TE", b"Upgrade", b"Transfer-Encoding"]
+)
+_VALUES = st.sampled_from([b"1", b"keep-alive", b"X-A", b"close, date", b"X-Sum", b"9"])
+
+
+class PlanAgreesTests(unittest.TestCase):
+    @given(
+        st.lists(st.tuples(_NAMES, _VALUES), max_size=8),
+        st.sampled_from([b"GET", b"HEAD"]),
+        st.sampled_from([None, 2]),
+    )
+    @settings(max_examples=300, deadline=None)
+    def test_a_plan_copies_what_the_field_by_field_copy_does(self, fields, method, length) -> None:
+        planned = copied(*fields, method=method, length=length)
+        plans, plan = proxy_headers._PLANS, proxy_headers._copy_plan
+        proxy_headers._PLANS, proxy_headers._copy_plan = {}, lambda never, fields: (None,) * 5
+        try:
+            by_field = copied(*fields, method=method, length=length)
+        finally:
+            proxy_headers._PLANS, proxy_headers._copy_plan = plans, plan
+        self.assertEqual(by_field, planned)
