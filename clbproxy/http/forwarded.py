@@ -136,7 +136,7 @@ def untrusted_headers(peer_ip: str, trusted: TrustedProxies) -> frozenset[str]:
     Like ``X-Forwarded-Proto``/``-Host``, a ``Forwarded`` header is believed
     only from a peer in ``trusted_proxies``; the proxy writes none itself.
     """
-    return frozenset() if peer_ip in trusted else _UNTRUSTED_ONLY
+    return frozenset() if trusted.networks and peer_ip in trusted else _UNTRUSTED_ONLY
 
 
 def is_hop_by_hop(name: str, hop: frozenset[str]) -> bool:
@@ -228,7 +228,7 @@ def forwarded_headers(
     when the peer is trusted.  ``port`` is the listener port the client connected
     to (``X-Forwarded-Port``).
     """
-    believed = peer_ip in trusted
+    believed = peer_ip in trusted if trusted.networks else False  # none trusted: no call
     if forwarded_for:
         chain = _split_list(forwarded_for)
         real_ip = _real_ip(peer_ip, chain, trusted) if believed else peer_ip

@@ -232,7 +232,7 @@ def backend_request_fields(
     # dict lookups, the rest one walk (a listener's request: its parsed fields as kept).
     raw = client.grouped() if type(client) is FieldHeaders else dict(client.getAllRawHeaders())
     peer = getattr(request.getClientAddress(), "host", None) or "unknown"
-    believed = peer in trusted
+    believed = peer in trusted if trusted.networks else False  # none trusted: no call
     key = (
         id(rule),
         believed,
