@@ -140,7 +140,7 @@ class FieldHeaders(Headers):
 
     def get_fields(self, keys: Tuple[bytes, ...]) -> List[Optional[List[bytes]]]:
         """``get_field(key)`` for each of ``keys``, in one call (several fields a request needs)."""
-        fields = list(map(self._rawHeaders.get, keys))
+        fields = [*map(self._rawHeaders.get, keys)]
         if [] in fields:  # a name set to no values reads as absent, as get_field reads it
             return [values or None for values in fields]
         return fields
