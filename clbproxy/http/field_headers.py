@@ -140,8 +140,10 @@ class FieldHeaders(Headers):
 
     def get_fields(self, keys: Tuple[bytes, ...]) -> List[Optional[List[bytes]]]:
         """``get_field(key)`` for each of ``keys``, in one call (several fields a request needs)."""
-        get = self._rawHeaders.get
-        return [get(key) or None for key in keys]
+        fields = [*map(self._rawHeaders.get, keys)]
+        if [] in fields:  # a name set to no values reads as absent, as get_field reads it
+            return [values or None for values in fields]
+        return fields
 
     def with_fields(self, removed: bytes, fields: Dict[bytes, List[bytes]]) -> FieldHeaders:
         """New headers: these less the key ``removed``, then ``fields`` (key: values) set.

@@ -61,7 +61,28 @@ def hop_by_hop_names(connection_values: Iterable[str]) -> frozenset[str]:
     """Every hop-by-hop header name, including those a ``Connection`` header lists.
 
     Names in :data:`NOT_NOMINABLE` listed by ``Connection`` are not taken.
+    Remembered for a few short values (``Upgrade``, ``keep-alive``: nearly every
+    request's), bounded in entries and in characters, as the values are the
+    clients' to choose.
     """
+    values = tuple(connection_values)
+    known = _HOP_NAMES.get(values)
+    if known is None:
+        known = _hop_by_hop_names(values)
+        if len(values) <= 4 and sum(map(len, values)) <= _MAX_HOP_CHARS:
+            if len(_HOP_NAMES) >= _MAX_HOP_NAMES:
+                _HOP_NAMES.clear()
+            _HOP_NAMES[values] = known
+    return known
+
+
+#: :func:`hop_by_hop_names`' answers by ``Connection`` values (few, each short).
+_HOP_NAMES: dict[tuple[str, ...], frozenset[str]] = {}
+_MAX_HOP_NAMES = 256
+_MAX_HOP_CHARS = 256
+
+
+def _hop_by_hop_names(connection_values: tuple[str, ...]) -> frozenset[str]:
     named = {
         token.strip().lower()
         for value in connection_values
@@ -115,7 +136,7 @@ def untrusted_headers(peer_ip: str, trusted: TrustedProxies) -> frozenset[str]:
     Like ``X-Forwarded-Proto``/``-Host``, a ``Forwarded`` header is believed
     only from a peer in ``trusted_proxies``; the proxy writes none itself.
     """
-    return frozenset() if peer_ip in trusted else _UNTRUSTED_ONLY
+    return frozenset() if trusted.networks and peer_ip in trusted else _UNTRUSTED_ONLY
 
 
 def is_hop_by_hop(name: str, hop: frozenset[str]) -> bool:
@@ -170,6 +191,8 @@ def real_client_ip(
     ``forwarded_for`` holds the client's ``X-Forwarded-For`` values; they count only
     when the peer is trusted (logs, limits and access lists use this too).
     """
+    if not forwarded_for:
+        return peer_ip  # no chain: the peer, trusted or not
     return _real_ip(peer_ip, _split_list(forwarded_for), trusted)
 
 
@@ -205,17 +228,32 @@ def forwarded_headers(
     when the peer is trusted.  ``port`` is the listener port the client connected
     to (``X-Forwarded-Port``).
     """
-    chain = _split_list(forwarded_for)
-    real_ip = _real_ip(peer_ip, chain, trusted)
-    if peer_ip not in trusted:
+    believed = peer_ip in trusted if trusted.networks else False  # none trusted: no call
+    if forwarded_for:
+        chain = _split_list(forwarded_for)
+        real_ip = _real_ip(peer_ip, chain, trusted) if believed else peer_ip
+        forwarded = ", ".join([*chain, peer_ip])
+    else:
+        real_ip = forwarded = peer_ip  # no chain: the peer, trusted or not
+    if believed:
+        forwarded_host = forwarded_host or host
+    else:
         forwarded_proto = None
-        forwarded_host = None
+        forwarded_host = host
+    if forwarded_host and port is not None:  # a listener's request: all five, one list
+        return [
+            ("X-Forwarded-For", forwarded),
+            ("X-Forwarded-Proto", forwarded_proto or scheme),
+            ("X-Forwarded-Host", forwarded_host),
+            ("X-Forwarded-Port", str(port)),
+            ("X-Real-IP", real_ip),
+        ]
     headers = [
-        ("X-Forwarded-For", ", ".join([*chain, peer_ip])),
+        ("X-Forwarded-For", forwarded),
         ("X-Forwarded-Proto", forwarded_proto or scheme),
     ]
-    if forwarded_host or host:
-        headers.append(("X-Forwarded-Host", forwarded_host or host or ""))
+    if forwarded_host:
+        headers.append(("X-Forwarded-Host", forwarded_host))
     if port is not None:
         headers.append(("X-Forwarded-Port", str(port)))
     headers.append(("X-Real-IP", real_ip))

@@ -15,6 +15,8 @@ WebSocket handshake stage adds the same ``Via`` (:data:`VIA`).
 from __future__ import annotations
 
 import functools
+import operator
+from itertools import compress
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from twisted.web.iweb import UNKNOWN_LENGTH
@@ -57,6 +59,11 @@ _BODYLESS_STATUSES = frozenset({204, 304})
 _TRAILER_PROTOCOLS = (b"HTTP/1.1", b"HTTP/2.0")
 
 
+#: A pair's first and second item, for ``map``: read in C, not a bytecode a field.
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+
+
 def _texts(values: Optional[Sequence[bytes]]) -> List[str]:
     return [value.decode("latin-1") for value in values or ()]
 
@@ -72,13 +79,17 @@ _NEVER_COPIED = _DEFAULT_HOP_BYTES | {b"content-length", b"trailers", b"proxy"}
 
 
 @functools.lru_cache(maxsize=256)
-def _response_hop(connection: tuple[bytes, ...]) -> tuple[frozenset[str], frozenset[bytes]]:
+def _response_hop(
+    connection: tuple[bytes, ...],
+) -> tuple[frozenset[str], Optional[frozenset[bytes]]]:
     """The hop-by-hop names of a response with these ``Connection`` values, text and bytes.
 
+    The bytes are None when the values name no more than the default names.
     Cached: a backend sends the same one or two values (``keep-alive``) every time.
     """
     hop = hop_by_hop_names([value.decode("latin-1") for value in connection])
-    return hop, frozenset(token.encode("latin-1") for token in hop)
+    dropped = frozenset(token.encode("latin-1") for token in hop)
+    return hop, None if len(dropped) == len(_DEFAULT_HOP_BYTES) else dropped
 
 
 def response_hop_by_hop(head: ResponseHead) -> frozenset[str]:
@@ -221,7 +232,7 @@ def backend_request_fields(
     # dict lookups, the rest one walk (a listener's request: its parsed fields as kept).
     raw = client.grouped() if type(client) is FieldHeaders else dict(client.getAllRawHeaders())
     peer = getattr(request.getClientAddress(), "host", None) or "unknown"
-    believed = peer in trusted
+    believed = peer in trusted if trusted.networks else False  # none trusted: no call
     key = (
         id(rule),
         believed,
@@ -237,36 +248,36 @@ def backend_request_fields(
             _PATHS.clear()
         _PATHS[key] = path
     _, add, skip, drop, id_name, names = path
-    connection = raw.get(b"Connection")
-    if connection:
-        named = _request_hop(tuple(connection))
-        if not named <= skip:
-            skip = skip | named
-            names = {}  # the verdicts below are for this request only
     fields: Fields = {}
-    if request.clientproto in _TRAILER_PROTOCOLS:
-        te = raw.get(b"TE")
-        if te and accepts_trailers(te):
-            fields[b"TE"] = [b"trailers"]
+    if _READ_FIELDS.isdisjoint(raw):  # most requests: none of them to read
+        claimed = None
+    else:
+        connection = raw.get(b"Connection")
+        if connection:
+            named = _request_hop(tuple(connection))
+            if not named <= skip:
+                skip = skip | named
+                names = {}  # the verdicts below are for this request only
+        if request.clientproto in _TRAILER_PROTOCOLS:
+            te = raw.get(b"TE")
+            if te and accepts_trailers(te):
+                fields[b"TE"] = [b"trailers"]
+        claimed = raw.get(b"X-Forwarded-For")
     if getattr(getattr(request, "body", None), "length", None) is UNKNOWN_LENGTH:
         announced = _trailer_names(raw.get(b"Trailer"), skip)
         if announced is not None:
             fields[b"Trailer"] = [announced]
-    for name, values in raw.items():
-        sent = names.get(name)
-        if sent is None:
-            sent = _sent_name(name, skip, drop, underscores)
-            if len(names) < _MAX_NAMES:
-                names[name] = sent
-        if sent:
-            fields[sent] = list(values)
+    # Each field's name as sent (b"": not sent), then those sent, without a bytecode each.
+    sent = [*map(names.get, raw)]
+    if None in sent:  # a name not yet seen on this path
+        sent = _sent_names(raw, names, skip, drop, underscores)
+    fields.update(compress(zip(sent, map(list, raw.values())), sent))
     channel = request.channel
     certificate = getattr(channel, "certificate_headers", None)  # a listener connection's
     if certificate is None:
         certificate = client_certificate_headers(channel.transport)
     for name, value in certificate:
         fields.setdefault(canonical_name(name), []).append(_one_line(value.encode("utf-8")))
-    claimed = raw.get(b"X-Forwarded-For")
     port = getattr(request.getHost(), "port", None)
     host = raw.get(b"Host")
     if believed or claimed:
@@ -304,6 +315,30 @@ def backend_request_fields(
     if via:
         fields.setdefault(b"Via", []).append(VIA)
     return fields
+
+
+#: The client fields :func:`backend_request_fields` reads besides Host (and Trailer,
+#: read only for a chunked body), by canonical name.
+_READ_FIELDS = frozenset((b"Connection", b"TE", b"X-Forwarded-For"))
+
+
+def _sent_names(
+    raw: Fields,
+    names: Dict[bytes, bytes],
+    skip: frozenset[str],
+    drop: frozenset[str],
+    underscores: bool,
+) -> List[bytes]:
+    """The name each of ``raw``'s fields is sent under (:func:`_sent_name`), remembered."""
+    sent = []
+    for name in raw:
+        known = names.get(name)
+        if known is None:
+            known = _sent_name(name, skip, drop, underscores)
+            if len(names) < _MAX_NAMES:
+                names[name] = known
+        sent.append(known)
+    return sent
 
 
 def _sent_name(name: bytes, skip: frozenset[str], drop: frozenset[str], underscores: bool) -> bytes:
@@ -411,6 +446,10 @@ def backend_host(backend_host: str, port: int, tls: bool) -> bytes:
     return b"%s:%d" % (host.encode("ascii"), port)
 
 
+#: The lengths of the fields' value lists when each has one value (:func:`request_head`).
+_ONE = {1}
+
+
 def request_head(
     method: bytes,
     target: bytes,
@@ -438,9 +477,13 @@ def request_head(
         lines += (framing, b"\r\n")
     elif method in (b"PUT", b"POST"):
         lines.append(b"Content-Length: 0\r\n")
-    for name, values in fields.items():
-        for value in values:
-            lines += (name, b": ", value, b"\r\n")
+    values = fields.values()
+    if {*map(len, values)} == _ONE:  # a value per field (nearly always): joined in C
+        lines += (b"\r\n".join(map(b": ".join, zip(fields, map(_first, values)))), b"\r\n")
+    else:
+        for name, several in fields.items():
+            for value in several:
+                lines += (name, b": ", value, b"\r\n")
     if host is not None:
         lines += (b"Host: ", host, b"\r\n")
     lines.append(b"\r\n")
@@ -499,30 +542,36 @@ def copy_response_headers(
     request.setResponseCode(head.status, head.reason)
     request.defaultContentType = None
     hop = _DEFAULT_HOP
-    names = _COPIED.get(never)
-    if names is None:
-        names = _copied_names(never)
-    known = names.get
-    grouped: Dict[bytes, List[bytes]] = {}
-    for name, value in head.headers:
-        key = known(name)
-        if key is None:
-            key = _copied_key(names, never, name)
-        if not key:
-            continue
+    fields = head.headers
+    plan = _PLANS.get((never, *map(_first, fields)))
+    if plan is None:
+        plan = _copy_plan(never, fields)
+    keys, copied, lengths, announced, connection = plan
+    if keys is not None:
         # No value to fold: a ResponseHead's hold no CR or LF (its parser refuses them).
-        grouped.setdefault(key, []).append(value)
-    lengths = grouped.pop(_LENGTHS, None)
-    announced = grouped.pop(_ANNOUNCED, None)
-    connection = grouped.pop(_CONNECTION, None)
+        grouped = dict(zip(keys, map(list, zip(compress(map(_second, fields), copied)))))
+        if announced is not None:
+            announced = [*compress(map(_second, fields), announced)]
+        if connection is not None:
+            connection = tuple(compress(map(_second, fields), connection))
+        # lengths: which fields are the Content-Length fields, read below for a HEAD
+    else:
+        grouped = _grouped_copy(never, fields)
+        lengths = grouped.pop(_LENGTHS, None)
+        announced = grouped.pop(_ANNOUNCED, None)
+        connection = grouped.pop(_CONNECTION, None)
+        if connection:
+            connection = tuple(connection)
     if connection:
-        hop, dropped = _response_hop(tuple(connection))
-        if len(dropped) != len(_DEFAULT_HOP_BYTES):  # it names more than the default
+        hop, dropped = _response_hop(connection)
+        if dropped is not None:  # it names more than the default
             for key in [key for key in grouped if key.lower() in dropped]:
                 del grouped[key]
     # Set after the backend's, as setRawHeaders would set them one by one.
     if request.method == b"HEAD":
         if lengths:
+            if keys is not None:
+                lengths = [*compress(map(_second, fields), lengths)]
             grouped[b"Content-Length"] = [lengths[-1]]
     elif head.status not in _BODYLESS_STATUSES and head.content_length is not None:
         grouped[b"Content-Length"] = [b"%d" % (head.content_length,)]
@@ -567,6 +616,62 @@ def _copied_names(never: frozenset[bytes]) -> Dict[bytes, bytes]:
 #: values of the fields it reads but does not copy (no field name holds a colon).
 _LENGTHS, _ANNOUNCED, _CONNECTION = b":content-length", b":trailer", b":connection"
 _GATHERED = frozenset((_LENGTHS, _ANNOUNCED, _CONNECTION))
+
+
+def _grouped_copy(never: frozenset[bytes], fields: List[tuple[bytes, bytes]]) -> Fields:
+    """The backend's ``fields`` by the key each is copied or gathered under, values in order."""
+    names = _COPIED.get(never)
+    if names is None:
+        names = _copied_names(never)
+    known = names.get
+    grouped: Fields = {}
+    for name, value in fields:
+        key = known(name)
+        if key is None:
+            key = _copied_key(names, never, name)
+        if key:
+            grouped.setdefault(key, []).append(value)
+    return grouped
+
+
+#: :func:`copy_response_headers`' work for a head whose fields have these names, by
+#: ``(never, *names)``: ``(keys, copied, lengths, announced, connection)``, the
+#: keys of the fields copied (None when two share one: then the fields are
+#: grouped one by one), which fields are copied, and which are the
+#: ``Content-Length``, ``Trailer`` and ``Connection`` fields read (None: none).
+#: A backend sends the same few heads: the fields are then copied without a
+#: bytecode each.  Bounded, as the names are the backends' to choose.
+_PLANS: Dict[tuple, tuple] = {}
+_MAX_PLANS = 512
+#: A head whose names are longer than this in all is not remembered (bounded in bytes).
+_MAX_PLAN_CHARS = 2048
+
+
+def _copy_plan(never: frozenset[bytes], fields: List[tuple[bytes, bytes]]) -> tuple:
+    """Work out (and remember) the plan of :data:`_PLANS` for a head with ``fields``' names."""
+    names = _COPIED.get(never)
+    if names is None:
+        names = _copied_names(never)
+    keys = []
+    for name, _ in fields:
+        key = names.get(name)
+        keys.append(_copied_key(names, never, name) if key is None else key)
+    copied = tuple(bool(key) and key not in _GATHERED for key in keys)
+    kept = [key for key in keys if key and key not in _GATHERED]
+    plan = (
+        tuple(kept) if len(set(kept)) == len(kept) else None,
+        copied,
+        *(
+            tuple(key == gathered for key in keys) if gathered in keys else None
+            for gathered in (_LENGTHS, _ANNOUNCED, _CONNECTION)
+        ),
+    )
+    names_sent = [name for name, _ in fields]
+    if sum(map(len, names_sent)) <= _MAX_PLAN_CHARS:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[(never, *names_sent)] = plan
+    return plan
 
 
 def _copied_key(names: Dict[bytes, bytes], never: frozenset[bytes], name: bytes) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clbproxy.http.proxy_headers import backend_host, canonical_name, request_head
@@ -40,6 +42,21 @@ class RequestHeadTests(unittest.TestCase):
         self.assertEqual(put, b"PUT / HTTP/1.1\r\nContent-Length: 0\r\nHost: a\r\n\r\n")
         self.assertEqual(get, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 
+    def test_fields_of_one_value_each_are_lines_in_order(self):
+        head = request_head(
+            b"GET", b"/", {b"Host": [b"a"], b"X-B": [b"2"]}, None, persistent=True, host=None
+        )
+        self.assertEqual(head, b"GET / HTTP/1.1\r\nHost: a\r\nX-B: 2\r\n\r\n")
+
+    def test_a_field_of_no_values_makes_no_line_beside_one_of_two(self):
+        fields = {b"X-A": [], b"X-B": [b"1", b"2"], b"X-C": [b"3"]}
+        head = request_head(b"GET", b"/", fields, None, persistent=True, host=b"h")
+        self.assertEqual(head, b"GET / HTTP/1.1\r\nX-B: 1\r\nX-B: 2\r\nX-C: 3\r\nHost: h\r\n\r\n")
+
+    def test_no_fields_make_no_line(self):
+        head = request_head(b"GET", b"/", {}, None, persistent=True, host=b"h")
+        self.assertEqual(head, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+
     def test_the_backends_host_leaves_out_the_schemes_default_port(self):
         self.assertEqual(
             [
@@ -48,4 +65,22 @@ class RequestHeadTests(unittest.TestCase):
                 backend_host("::1", 8443, True),
             ],
             [b"10.0.0.1", b"10.0.0.1", b"[::1]:8443"],
+        )
+
+
+class RequestHeadFieldsTests(unittest.TestCase):
+    @given(
+        st.dictionaries(
+            st.sampled_from([b"Host", b"X-A", b"X-B", b"Via", b"Cookie"]),
+            st.lists(st.sampled_from([b"1", b"two", b""]), max_size=3),
+        )
+    )
+    @settings(max_examples=300, deadline=None)
+    def test_each_value_is_a_line_in_order_whatever_the_counts(self, fields):
+        lines = b"".join(
+            name + b": " + value + b"\r\n" for name in fields for value in fields[name]
+        )
+        self.assertEqual(
+            request_head(b"GET", b"/", fields, None, persistent=True, host=None),
+            b"GET / HTTP/1.1\r\n" + lines + b"\r\n",
         )
