@@ -369,8 +369,9 @@ class Hop:
     def connectionLost(self, reason=None) -> None:
         self._cancel_timer()
         self._cancel_inflate_call()
+        if self.state == OPEN:
+            self._takes_no_more()  # (it ran when the hop left OPEN otherwise)
         self.state = CLOSED
-        self._takes_no_more()
         if self.wasClean:
             code, text = self.remoteCloseCode, self.remoteCloseReason
         else:
@@ -515,8 +516,9 @@ class Hop:
         if self.state == CLOSED:
             return
         self.droppedByMe = True
+        if self.state == OPEN:
+            self._takes_no_more()  # (it ran when the hop left OPEN otherwise)
         self.state = CLOSED
-        self._takes_no_more()
         if abort:
             transport.abortConnection()
         else:
