@@ -102,12 +102,6 @@ def release_producer(transport) -> None:
             pass  # none registered (some transports say so loudly)
 
 
-def close_payload(code: Optional[int], reason: Optional[bytes]) -> bytes:
-    if code is None:
-        return b""
-    return code.to_bytes(2, "big") + (reason or b"")
-
-
 class Dropped:
     """Data frames a hop received after the other hop stopped taking them: counted, not relayed.
 
@@ -478,7 +472,9 @@ class Hop:
         if self.scanner is None:
             return  # in a tunnel only the peers' own bytes travel
         inbound = self.peer
-        if inbound is not None and inbound.mid_frame:
+        # inbound.mid_frame, without the property's call (a scanner-less hop is never mid-frame).
+        scanner = inbound.scanner if inbound is not None else None
+        if scanner is not None and scanner.mid_frame:
             inbound.held = [*inbound.held, frame]
         elif self.out is not None:
             send_now(self.out, frame)
@@ -496,7 +492,9 @@ class Hop:
         """Start (or answer) this hop's closing handshake; nothing once it is closing."""
         if self.state != OPEN:
             return
-        self._write_control(control_frame(CLOSE, close_payload(code, reasonUtf8), not self.server))
+        # The Close's payload: the code (none: empty) and the reason.
+        payload = b"" if code is None else code.to_bytes(2, "big") + (reasonUtf8 or b"")
+        self._write_control(control_frame(CLOSE, payload, not self.server))
         self.state = CLOSING
         self._takes_no_more()
         self.closedByMe = not isReply
