@@ -156,24 +156,35 @@ class Hop:
         "octets_in",
         "octets_out",
         "messages_before",
-        "closedByMe",
-        "failedByMe",
-        "droppedByMe",
-        "wasClean",
-        "wasNotCleanReason",
-        "wasCloseHandshakeTimeout",
-        "localCloseCode",
-        "remoteCloseCode",
-        "remoteCloseReason",
-        "_timer",
         "_reactor",
         "out",
         "pauses",
-        "_owed_pong",
-        "_inflate_call",
         "limiter",
-        "dropped",
+        # What only the end of the hop (or a rare case) sets: read from the class
+        # defaults below until then, so a new hop stores none of it and an open one
+        # holds no dict; the first of them set makes the dict.
+        "__dict__",
     )
+
+    #: How the hop ended, as Autobahn's protocol says it (the closing stage reads these).
+    closedByMe = False
+    failedByMe = False
+    droppedByMe = False
+    wasClean = False
+    wasNotCleanReason: Optional[str] = None
+    wasCloseHandshakeTimeout = False
+    localCloseCode: Optional[int] = None
+    remoteCloseCode: Optional[int] = None
+    remoteCloseReason: Optional[str] = None
+    #: The queue holding the hop's close deadline, if it has one (see ``_set_timer``).
+    _timer: Optional[DelayQueue] = None
+    #: The payload of the latest ping not answered yet (its pong waits for the
+    #: write buffer to drain).
+    _owed_pong: Optional[bytes] = None
+    #: Resumes inflating (next turn) or reading (inflate budget refilled).
+    _inflate_call = None
+    #: What was not passed on once the other hop stopped taking data (None until then).
+    dropped: Optional[Dropped] = None
 
     def __init__(
         self,
@@ -203,31 +214,13 @@ class Hop:
         self.octets_in = octets_in
         self.octets_out = octets_out
         self.messages_before = messages
-        self.closedByMe = False
-        self.failedByMe = False
-        self.droppedByMe = False
-        self.wasClean = False
-        self.wasNotCleanReason: Optional[str] = None
-        self.wasCloseHandshakeTimeout = False
-        self.localCloseCode: Optional[int] = None
-        self.remoteCloseCode: Optional[int] = None
-        self.remoteCloseReason: Optional[str] = None
-        #: The queue holding the hop's close deadline, if it has one (see ``_set_timer``).
-        self._timer: Optional[DelayQueue] = None
         #: Where frames for this hop can be written directly
         #: (see :func:`~clbproxy.net.transports.send_now`).
         self.out = socket_under(transport) if out is WALK else out
         #: Why this hop is not read (shared with the Autobahn protocol it took over).
         self.pauses = pauses if pauses is not None else ReadPauses(transport, session.timers)
-        #: The payload of the latest ping not answered yet (its pong waits for the
-        #: write buffer to drain).
-        self._owed_pong: Optional[bytes] = None
-        #: Resumes inflating (next turn) or reading (inflate budget refilled).
-        self._inflate_call = None
         #: The rate limits of what this hop sends (:mod:`clbproxy.ws.controls`), if any.
         self.limiter = None
-        #: What was not passed on once the other hop stopped taking data (None until then).
-        self.dropped: Optional[Dropped] = None
 
     # -- what the session reads ------------------------------------------------------
 
