@@ -388,7 +388,7 @@ class Hop:
             if timers is not None:
                 timers.pong(self.side, payload)
         elif opcode == CLOSE:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            code = (payload[0] << 8) | payload[1] if len(payload) >= 2 else None
             reason = payload[2:] if len(payload) > 2 else None
             self._close_received(code, reason)
 

@@ -62,9 +62,7 @@ def holds_a_dict(hop) -> bool:
     return any(type(referent) is dict for referent in gc.get_referents(hop))
 
 
-class OpenHopSizeTests(unittest.TestCase):
-    """What only a hop's end sets is not stored until then: an open hop holds no dict."""
-
+class OpenSessionCase(unittest.TestCase):
     def open(self, **options):
         harness = RelayHarness(**options)
         self.addCleanup(harness.close)
@@ -74,6 +72,10 @@ class OpenHopSizeTests(unittest.TestCase):
         client.take()
         (session,) = harness.factory.sessions
         return session, client, backend
+
+
+class OpenHopSizeTests(OpenSessionCase):
+    """What only a hop's end sets is not stored until then: an open hop holds no dict."""
 
     def test_an_open_sessions_hops_hold_no_dict_and_read_as_not_ended(self):
         for options in ({}, {"websocket_message_rate": 100.0}):
@@ -98,3 +100,19 @@ class OpenHopSizeTests(unittest.TestCase):
         # The GC and object headers, then at most 16 slots and the dict's pointer
         # (with the end's fields in slots too it was 256 bytes).
         self.assertLessEqual(sys.getsizeof(Hop.__new__(Hop)), 16 + 16 + 8 * 17)
+
+
+class SessionControlsTests(OpenSessionCase):
+    """A session gets controls only when a rate or a lifetime applies to it."""
+
+    def test_a_session_with_neither_has_none(self):
+        session, _, _ = self.open()
+        self.assertIsNone(session.controls)
+
+    def test_a_lifetime_alone_gives_controls(self):
+        session, _, _ = self.open(websocket_max_lifetime=60.0)
+        self.assertIsNotNone(session.controls)
+
+    def test_a_rate_alone_gives_controls(self):
+        session, _, _ = self.open(websocket_message_rate=100.0)
+        self.assertIsNotNone(session.controls)
