@@ -29,6 +29,8 @@ from clbproxy.ws.passthrough import is_relay_hop
 
 #: The access events' namespace (every HTTP request's passes :class:`RecentErrors`).
 _ACCESS = accesslog.NAMESPACE
+#: The levels :class:`RecentErrors` keeps (a set lookup: comparing levels is two Python calls).
+_WARN_OR_ABOVE = frozenset(level for level in LogLevel.iterconstants() if level >= LogLevel.warn)
 
 #: Recent errors kept per backend.
 RECENT_ERRORS = 5
@@ -186,7 +188,7 @@ class RecentErrors:
             if event.get("type") != "websocket" or event.get("status", 0) < 500:
                 return
             message = f"WebSocket handshake answered {event['status']}"
-        elif event.get("log_level", LogLevel.info) >= LogLevel.warn:
+        elif event.get("log_level") in _WARN_OR_ABOVE:
             reason, outcome = event.get("reason"), event.get("outcome")
             if isinstance(reason, str):
                 message = f"{reason} ({outcome})" if isinstance(outcome, str) else reason

@@ -66,7 +66,8 @@ class DelayQueue:
         due = self._due
         if due.pop(key, None) is not None and not due:
             call, self._call = self._call, None
-            if call is not None and call.active():
+            # A call still held is pending: ``_fire`` lets go of it first thing.
+            if call is not None:
                 call.cancel()
 
     def _fire(self) -> None:

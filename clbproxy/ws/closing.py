@@ -317,6 +317,8 @@ def dropped_text(up: int, up_bytes: int, down: int, down_bytes: int) -> str:
     ``up``: messages (and bytes) from the client the proxy did not pass on because
     the backend's hop was closing or closed; ``down``: the same from the backend.
     """
+    if not (up or up_bytes or down or down_bytes):
+        return ""  # nearly every session
     parts = [
         f"{direction} {messages} message{'' if messages == 1 else 's'} ({octets} bytes)"
         for direction, messages, octets in (

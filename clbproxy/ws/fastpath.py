@@ -102,12 +102,6 @@ def release_producer(transport) -> None:
             pass  # none registered (some transports say so loudly)
 
 
-def close_payload(code: Optional[int], reason: Optional[bytes]) -> bytes:
-    if code is None:
-        return b""
-    return code.to_bytes(2, "big") + (reason or b"")
-
-
 class Dropped:
     """Data frames a hop received after the other hop stopped taking them: counted, not relayed.
 
@@ -162,24 +156,35 @@ class Hop:
         "octets_in",
         "octets_out",
         "messages_before",
-        "closedByMe",
-        "failedByMe",
-        "droppedByMe",
-        "wasClean",
-        "wasNotCleanReason",
-        "wasCloseHandshakeTimeout",
-        "localCloseCode",
-        "remoteCloseCode",
-        "remoteCloseReason",
-        "_timer",
         "_reactor",
         "out",
         "pauses",
-        "_owed_pong",
-        "_inflate_call",
         "limiter",
-        "dropped",
+        # What only the end of the hop (or a rare case) sets: read from the class
+        # defaults below until then, so a new hop stores none of it and an open one
+        # holds no dict; the first of them set makes the dict.
+        "__dict__",
     )
+
+    #: How the hop ended, as Autobahn's protocol says it (the closing stage reads these).
+    closedByMe = False
+    failedByMe = False
+    droppedByMe = False
+    wasClean = False
+    wasNotCleanReason: Optional[str] = None
+    wasCloseHandshakeTimeout = False
+    localCloseCode: Optional[int] = None
+    remoteCloseCode: Optional[int] = None
+    remoteCloseReason: Optional[str] = None
+    #: The queue holding the hop's close deadline, if it has one (see ``_set_timer``).
+    _timer: Optional[DelayQueue] = None
+    #: The payload of the latest ping not answered yet (its pong waits for the
+    #: write buffer to drain).
+    _owed_pong: Optional[bytes] = None
+    #: Resumes inflating (next turn) or reading (inflate budget refilled).
+    _inflate_call = None
+    #: What was not passed on once the other hop stopped taking data (None until then).
+    dropped: Optional[Dropped] = None
 
     def __init__(
         self,
@@ -209,31 +214,13 @@ class Hop:
         self.octets_in = octets_in
         self.octets_out = octets_out
         self.messages_before = messages
-        self.closedByMe = False
-        self.failedByMe = False
-        self.droppedByMe = False
-        self.wasClean = False
-        self.wasNotCleanReason: Optional[str] = None
-        self.wasCloseHandshakeTimeout = False
-        self.localCloseCode: Optional[int] = None
-        self.remoteCloseCode: Optional[int] = None
-        self.remoteCloseReason: Optional[str] = None
-        #: The queue holding the hop's close deadline, if it has one (see ``_set_timer``).
-        self._timer: Optional[DelayQueue] = None
         #: Where frames for this hop can be written directly
         #: (see :func:`~clbproxy.net.transports.send_now`).
         self.out = socket_under(transport) if out is WALK else out
         #: Why this hop is not read (shared with the Autobahn protocol it took over).
         self.pauses = pauses if pauses is not None else ReadPauses(transport, session.timers)
-        #: The payload of the latest ping not answered yet (its pong waits for the
-        #: write buffer to drain).
-        self._owed_pong: Optional[bytes] = None
-        #: Resumes inflating (next turn) or reading (inflate budget refilled).
-        self._inflate_call = None
         #: The rate limits of what this hop sends (:mod:`clbproxy.ws.controls`), if any.
         self.limiter = None
-        #: What was not passed on once the other hop stopped taking data (None until then).
-        self.dropped: Optional[Dropped] = None
 
     # -- what the session reads ------------------------------------------------------
 
@@ -369,8 +356,9 @@ class Hop:
     def connectionLost(self, reason=None) -> None:
         self._cancel_timer()
         self._cancel_inflate_call()
+        if self.state == OPEN:
+            self._takes_no_more()  # (it ran when the hop left OPEN otherwise)
         self.state = CLOSED
-        self._takes_no_more()
         if self.wasClean:
             code, text = self.remoteCloseCode, self.remoteCloseReason
         else:
@@ -400,7 +388,7 @@ class Hop:
             if timers is not None:
                 timers.pong(self.side, payload)
         elif opcode == CLOSE:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            code = (payload[0] << 8) | payload[1] if len(payload) >= 2 else None
             reason = payload[2:] if len(payload) > 2 else None
             self._close_received(code, reason)
 
@@ -477,7 +465,9 @@ class Hop:
         if self.scanner is None:
             return  # in a tunnel only the peers' own bytes travel
         inbound = self.peer
-        if inbound is not None and inbound.mid_frame:
+        # inbound.mid_frame, without the property's call (a scanner-less hop is never mid-frame).
+        scanner = inbound.scanner if inbound is not None else None
+        if scanner is not None and scanner.mid_frame:
             inbound.held = [*inbound.held, frame]
         elif self.out is not None:
             send_now(self.out, frame)
@@ -495,7 +485,9 @@ class Hop:
         """Start (or answer) this hop's closing handshake; nothing once it is closing."""
         if self.state != OPEN:
             return
-        self._write_control(control_frame(CLOSE, close_payload(code, reasonUtf8), not self.server))
+        # The Close's payload: the code (none: empty) and the reason.
+        payload = b"" if code is None else code.to_bytes(2, "big") + (reasonUtf8 or b"")
+        self._write_control(control_frame(CLOSE, payload, not self.server))
         self.state = CLOSING
         self._takes_no_more()
         self.closedByMe = not isReply
@@ -515,8 +507,9 @@ class Hop:
         if self.state == CLOSED:
             return
         self.droppedByMe = True
+        if self.state == OPEN:
+            self._takes_no_more()  # (it ran when the hop left OPEN otherwise)
         self.state = CLOSED
-        self._takes_no_more()
         if abort:
             transport.abortConnection()
         else:

@@ -412,7 +412,7 @@ class FrameScanner:
         b1 = data[1]
         length = b1 & 0x7F
         masked = self.masked
-        if length > 125 or n != length + (6 if masked else 2) or bool(b1 & 0x80) != masked:
+        if length > 125 or n != length + (6 if masked else 2) or (b1 >> 7) != masked:
             return None
         if b0 == 0x82 or b0 == 0x81:
             if self._in_message or (self.max_message and length > self.max_message):

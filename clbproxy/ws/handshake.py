@@ -81,17 +81,13 @@ def parse_response_head(data: bytes) -> Optional[ResponseHead]:
         if not line:
             continue
         name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.match(name) or line[:1] in (b" ", b"\t"):
+        # A line starting with SP or HTAB (obs-fold) fails here too: its name is no token.
+        if not sep or not _TOKEN.match(name):
             return None
         name = name.decode("ascii")
         value = value.strip().decode("latin-1")  # no whitespace left either side
         headers.append((name, value))
-        lower = name.lower()
-        known = fields.get(lower)
-        if known is None:
-            fields[lower] = [value]
-        else:
-            known.append(value)
+        fields.setdefault(name.lower(), []).append(value)
     return ResponseHead(int(code), reason, tuple(headers), fields)
 
 

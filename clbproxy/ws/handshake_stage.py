@@ -37,7 +37,7 @@ from clbproxy.http.forwarded import (
 from clbproxy.http.proxy_headers import VIA, proxy_named
 from clbproxy.http.responses import raw_error_response, raw_response, with_header
 from clbproxy.net.certificates import client_certificate_headers
-from clbproxy.net.endpoints import disable_nagle
+from clbproxy.net.endpoints import ConnectOutcome, DirectTCPEndpoint, disable_nagle
 from clbproxy.net.transports import host_address
 from clbproxy.routing.actions import header_changes
 from clbproxy.util.logtext import printable
@@ -308,6 +308,11 @@ class HandshakeStage:
         except Exception:
             self._connecting = defer.fail()
         else:
+            if endpoint.__class__ is DirectTCPEndpoint:
+                # No Deferred (see ConnectOutcome); kept before the connect can end.
+                outcome = self._connecting = ConnectOutcome(self._connected, self._connect_failed)
+                endpoint.connect_calling(factory, outcome)
+                return
             self._connecting = endpoint.connect(factory)
         self._connecting.addCallbacks(self._connected, self._connect_failed)
 

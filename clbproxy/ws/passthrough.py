@@ -413,12 +413,12 @@ class PassThroughStage(HandshakeStage):
             lines.append("Sec-WebSocket-Protocol: " + ", ".join(upgrade.protocols))
         if upgrade.deflate_offer is not None:
             lines.append(f"Sec-WebSocket-Extensions: {upgrade.deflate_offer}")
-        lines.extend(
+        lines += [
             f"{name}: {value}"
             for name, value in upgrade_headers(
                 self, front.header_pairs, headers, front.transport, _WRITTEN_BY_PROXY
             )
-        )
+        ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def backend_switched(

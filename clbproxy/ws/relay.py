@@ -36,6 +36,7 @@ from zope.interface import implementer
 from clbproxy.config import BackendConfig, RuleConfig, TargetGroupConfig
 from clbproxy.http.responses import raw_error_response
 from clbproxy.http.tracecontext import NO_TRACE, TraceContext
+from clbproxy.net.endpoints import ConnectOutcome
 from clbproxy.net.tls_client import BackendConnector
 from clbproxy.net.transports import peer_ip
 from clbproxy.observability import accesslog
@@ -325,7 +326,8 @@ class RelaySession(HandshakeStage, OpenSession, Closing, Lease):
         self.connector = connector
         self.backend: Optional[RelayClientProtocol] = None
         self._handshake: Optional[defer.Deferred] = None
-        self._connecting: Optional[defer.Deferred] = None
+        #: The backend connect under way (a Deferred, or its ConnectOutcome: see _connect_next).
+        self._connecting: Optional[defer.Deferred | ConnectOutcome] = None
         self._tried: list[BackendConfig] = []
         # Empty shared objects until the session ends: an open session holds none.
         self._told: frozenset[Side] = _NOBODY

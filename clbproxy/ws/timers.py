@@ -90,8 +90,7 @@ class IdleQueue:
         sessions.pop(timers, None)
         if not sessions and self._call is not None:
             call, self._call = self._call, None
-            if call.active():
-                call.cancel()
+            call.cancel()  # pending while held: ``_check`` lets go of it first thing
 
     def _check(self) -> None:
         self._call = None

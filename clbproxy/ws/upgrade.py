@@ -260,12 +260,23 @@ def _has_token(values: list[str], token: str) -> bool:
     return any(element.lower() == token for element in _elements(values))
 
 
-def _list_naming(values: list[str], element: re.Pattern, token: str) -> Optional[bool]:
+#: How nearly every client spells its ``Upgrade`` and ``Connection`` (one element, no
+#: comma): each is a valid element naming the token, answered without walking the list.
+_USUAL_UPGRADE = frozenset({"websocket", "WebSocket", "Websocket"})
+_USUAL_CONNECTION = frozenset({"Upgrade", "upgrade"})
+
+
+def _list_naming(
+    values: list[str], element: re.Pattern, token: str, usual: frozenset[str] = frozenset()
+) -> Optional[bool]:
     """Whether a list field (``values``) names ``token`` (lower case), in any case.
 
     None when one of its elements does not match ``element``.  One pass over the
-    elements for both questions: every client upgrade asks them.
+    elements for both questions: every client upgrade asks them.  ``usual``:
+    single values known to be one valid element naming ``token``.
     """
+    if len(values) == 1 and values[0] in usual:
+        return True
     named = False
     for part in _elements(values):
         if element.fullmatch(part) is None:
@@ -308,12 +319,12 @@ def check_upgrade_fields(
             405, "a WebSocket handshake is a GET request (RFC 6455 4.1)", (("Allow", "GET"),)
         )
     _check_host(fields.get("host", []))
-    named = _list_naming(fields.get("upgrade", []), _PROTOCOL, "websocket")
+    named = _list_naming(fields.get("upgrade", []), _PROTOCOL, "websocket", _USUAL_UPGRADE)
     if named is None:
         raise _refuse("Upgrade is not a list of protocols (RFC 9110 7.8)")
     if not named:
         raise _refuse("Upgrade does not name websocket (RFC 6455 4.2.1)")
-    named = _list_naming(fields.get("connection", []), _TOKEN, "upgrade")
+    named = _list_naming(fields.get("connection", []), _TOKEN, "upgrade", _USUAL_CONNECTION)
     if named is None:
         raise _refuse("Connection is not a list of tokens (RFC 9110 7.6.1)")
     if not named:

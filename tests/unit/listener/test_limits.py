@@ -107,6 +107,58 @@ class AdmissionTests(unittest.TestCase):
         # Only the WebSocket handshakes among them are handshake outcomes too.
         self.assertEqual(stats.websocket_refusals(), {403: 1, 429: 1, 503: 1})
 
+    def test_with_no_list_drain_or_rate_nothing_is_refused(self) -> None:
+        admission = Admission(listener(), task.Clock(), LimitStats())
+        rule = RuleConfig(target_group="g")
+        self.assertEqual(
+            [
+                self.check(admission, address, checked_rule, websocket=websocket)
+                for address in ("10.0.0.1", "", "fd00::1")
+                for checked_rule in (None, rule)
+                for websocket in (False, True)
+            ],
+            [None] * 12,
+        )
+
+    def test_a_reload_that_adds_a_list_applies_it(self) -> None:
+        admission = Admission(listener(), task.Clock(), LimitStats())
+        self.assertIsNone(self.check(admission, "10.9.0.1", websocket=False))
+        admission.configure(listener(deny=("10.9.0.0/16",)))
+        self.assertEqual(
+            self.check(admission, "10.9.0.1", websocket=False), (403, "denied_by_listener")
+        )
+        admission.configure(listener())
+        self.assertIsNone(self.check(admission, "10.9.0.1", websocket=False))
+
+    def test_a_rules_list_applies_on_a_listener_without_one(self) -> None:
+        admission = Admission(listener(), task.Clock(), LimitStats())
+        allowed = RuleConfig(target_group="g", allow=("10.0.0.0/24",))
+        denied = RuleConfig(target_group="g", deny=("10.0.0.0/24",))
+        self.assertEqual(
+            [
+                self.check(admission, "10.0.1.1", allowed, websocket=False),
+                self.check(admission, "10.0.0.1", allowed, websocket=False),
+                self.check(admission, "10.0.0.1", denied, websocket=True),
+            ],
+            [(403, "denied_by_rule"), None, (403, "denied_by_rule")],
+        )
+
+    def test_a_drain_or_a_rate_applies_to_handshakes_on_a_listener_without_lists(self) -> None:
+        admission = Admission(
+            listener(websocket_handshake_rate=1.0, websocket_handshake_burst=1),
+            task.Clock(),
+            LimitStats(),
+        )
+        self.assertEqual(
+            [self.check(admission, websocket=True) for _ in range(2)],
+            [None, (429, "refused_handshake_rate")],
+        )
+        self.assertIsNone(self.check(admission, websocket=False))
+        admission = Admission(listener(), task.Clock(), LimitStats())
+        admission.draining = True
+        self.assertEqual(self.check(admission, websocket=True), (503, "refused_draining"))
+        self.assertIsNone(self.check(admission, websocket=False))
+
     def test_the_per_address_connection_limit_is_not_a_request_refusal(self) -> None:
         admission = Admission(listener(max_connections_per_ip=1), task.Clock(), LimitStats())
         self.assertEqual(

@@ -52,3 +52,20 @@ class RecentErrorRequestIdTests(unittest.TestCase):
         self.assertEqual(
             [error["request_id"] for error in errors.recent("web", "10.0.0.1:80")], [None, None]
         )
+
+
+class RecentErrorLevelTests(unittest.TestCase):
+    def test_warnings_errors_and_criticals_are_kept_info_and_debug_are_not(self):
+        errors = RecentErrors()
+        for level in LogLevel.iterconstants():
+            errors(
+                {
+                    "log_level": level,
+                    "log_time": 1.0,
+                    "backend": "10.0.0.1:80",
+                    "group": "web",
+                    "reason": level.name,
+                }
+            )
+        kept = sorted(error["message"] for error in errors.recent("web", "10.0.0.1:80"))
+        self.assertEqual(kept, ["critical", "error", "warn"])

@@ -81,3 +81,29 @@ class DelayQueueTests(unittest.TestCase):
         self.clock.advance(0)
         self.assertEqual(self.ran, ["good"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class DelayQueueCallTests(unittest.TestCase):
+    """The queue cancels only a call still pending: one that fired is never cancelled."""
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.queue = DelayQueue(self.clock, 5.0)
+
+    def test_emptying_the_queue_after_its_call_fired_cancels_only_the_new_call(self) -> None:
+        self.queue.add("a", lambda: None)
+        self.clock.advance(5)
+        self.queue.add("b", lambda: None)
+        self.queue.discard("b")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_an_action_emptying_the_queue_while_it_fires_leaves_no_call(self) -> None:
+        self.queue.add("a", lambda: self.queue.discard("b"))
+        self.clock.advance(1)
+        self.queue.add("b", lambda: None)
+        self.clock.advance(4)
+        self.assertEqual((len(self.queue), self.clock.getDelayedCalls()), (0, []))
+        self.queue.discard("b")  # gone already: nothing to cancel
+        self.queue.add("c", lambda: None)
+        self.queue.discard("c")
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -6,6 +6,7 @@ A :class:`~clbproxy.ws.fastpath.LimitedHop` is 64 bytes larger than a plain
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from twisted.trial import unittest
@@ -54,3 +55,64 @@ class SessionHopsTests(unittest.TestCase):
         session = self.open(websocket_message_rate=100.0)
         self.assertEqual((type(session.front), type(session.backend)), (LimitedHop, LimitedHop))
         self.assertIs(session.backend.rate_session, session.front)
+
+
+def holds_a_dict(hop) -> bool:
+    """Whether ``hop`` has its attribute dict (looked for without making one)."""
+    return any(type(referent) is dict for referent in gc.get_referents(hop))
+
+
+class OpenSessionCase(unittest.TestCase):
+    def open(self, **options):
+        harness = RelayHarness(**options)
+        self.addCleanup(harness.close)
+        client = harness.client(upgrade_head())
+        backend = harness.backends.accept()
+        backend.receive(switching_protocols(backend.take()))
+        client.take()
+        (session,) = harness.factory.sessions
+        return session, client, backend
+
+
+class OpenHopSizeTests(OpenSessionCase):
+    """What only a hop's end sets is not stored until then: an open hop holds no dict."""
+
+    def test_an_open_sessions_hops_hold_no_dict_and_read_as_not_ended(self):
+        for options in ({}, {"websocket_message_rate": 100.0}):
+            session, client, backend = self.open(**options)
+            for hop in (session.front, session.backend):
+                self.assertFalse(holds_a_dict(hop))
+                self.assertEqual(
+                    (
+                        hop.closedByMe,
+                        hop.failedByMe,
+                        hop.droppedByMe,
+                        hop.wasClean,
+                        hop.wasNotCleanReason,
+                        hop.localCloseCode,
+                        hop.remoteCloseCode,
+                        hop.dropped,
+                    ),
+                    (False, False, False, False, None, None, None, None),
+                )
+
+    def test_a_hop_without_its_end_fields_in_slots_is_smaller(self):
+        # The GC and object headers, then at most 16 slots and the dict's pointer
+        # (with the end's fields in slots too it was 256 bytes).
+        self.assertLessEqual(sys.getsizeof(Hop.__new__(Hop)), 16 + 16 + 8 * 17)
+
+
+class SessionControlsTests(OpenSessionCase):
+    """A session gets controls only when a rate or a lifetime applies to it."""
+
+    def test_a_session_with_neither_has_none(self):
+        session, _, _ = self.open()
+        self.assertIsNone(session.controls)
+
+    def test_a_lifetime_alone_gives_controls(self):
+        session, _, _ = self.open(websocket_max_lifetime=60.0)
+        self.assertIsNotNone(session.controls)
+
+    def test_a_rate_alone_gives_controls(self):
+        session, _, _ = self.open(websocket_message_rate=100.0)
+        self.assertIsNotNone(session.controls)

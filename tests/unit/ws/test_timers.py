@@ -206,3 +206,27 @@ class PingTests(unittest.TestCase):
         session.pong(*seen.pings[0])
         clock.advance(20)
         self.assertEqual([side for side, _ in seen.pings], [Side.CLIENT, Side.BACKEND, Side.CLIENT])
+
+
+class IdleQueueCallTests(unittest.TestCase):
+    """The idle queue cancels only a call still pending: one that fired is never cancelled."""
+
+    def test_the_last_session_leaving_after_a_firing_cancels_the_call_set_then(self) -> None:
+        clock = task.Clock()
+        queue = IdleQueue(clock, 60)
+        session = timers(clock, Recorder(), idle=60, queue=queue)
+        clock.advance(30)
+        session.activity()
+        clock.advance(30)  # fires, finds the session active, waits again
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        session.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_a_session_after_all_idled_out_leaves_no_call_when_it_stops(self) -> None:
+        clock = task.Clock()
+        queue = IdleQueue(clock, 60)
+        timers(clock, Recorder(), idle=60, queue=queue)
+        clock.advance(60)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        timers(clock, Recorder(), idle=60, queue=queue).stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
