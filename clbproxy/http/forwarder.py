@@ -126,14 +126,20 @@ _TRANSFER_ENCODING = field_key(b"transfer-encoding")
 
 
 @implementer(IPushProducer)
-class _Exchange:
+class _Exchange(Lease):
     """One client request's way through the proxy: backend attempts, then the response relay.
 
     It is each attempt's :class:`~clbproxy.http.upstream_client.UpstreamSink`
     and, once a backend's head is in and more of its response is to be read,
     the streaming producer of the client's response (pausing it stops reading
-    the backend).
+    the backend).  It is also the request's :class:`~clbproxy.upstream.balancer.Lease`
+    (held with :meth:`TargetGroup.hold` while an attempt is in flight), as a
+    WebSocket session is its own: no lease object per request.
     """
+
+    #: Not held until an attempt is sent (a class default over the slot of
+    #: :class:`Lease`: ``hold`` and ``release`` store the instance's own).
+    released = True
 
     # What an exchange starts with, as class attributes: no store per request.
     _target = b"/"
@@ -141,8 +147,6 @@ class _Exchange:
     #: The current attempt's backend exchange (None until it is sent).
     _upstream: Optional[UpstreamExchange] = None
     _attempt = 0
-    #: The current attempt went out on a kept-alive connection.
-    _reused = False
     _body: Optional[RequestBody] = None
     _buffered: Optional[bytes] = None
     #: The request head's framing line; None: the request has no body.
@@ -153,7 +157,6 @@ class _Exchange:
     _hop: frozenset[str] = frozenset()
     #: What picking reads of the request (None: the group's picking reads nothing).
     _info: Optional[RequestInfo] = None
-    _lease: Optional[Lease] = None
     #: A backend's status and headers were put on the client's response.
     _committed = False
     #: Response body bytes were written to the client.
@@ -259,9 +262,9 @@ class _Exchange:
     def _send(self, backend: BackendConfig) -> None:
         self._tried.append(backend)
         self._backend = backend
-        if self._lease is not None:  # self._release(), without a call on a first attempt
-            self._lease.release()
-        self._lease = self._group.acquire(backend)
+        if not self.released:  # a retry: the attempt before is over
+            self.release()
+        self._group.hold(self, backend)
         self._record.backend = backend.address
         self._dispatch(backend)
 
@@ -281,7 +284,6 @@ class _Exchange:
             persistent=pool.persistent,
             host=host,
         )
-        self._reused = pool.idle_count(backend) > 0
         self._attempt += 1
         attempt = self._attempt
         self._upstream = None
@@ -334,7 +336,7 @@ class _Exchange:
         exchange.abort()  # no last chunk: the backend must not take the body as complete
         if self._done or self._client_gone:
             return
-        self._release()
+        self.release()
         if failure.check(ClientBodyLost):
             # The client left (or timed out) mid-body: its connection's loss ends
             # the exchange next, logged as a client that went away.
@@ -420,8 +422,7 @@ class _Exchange:
         # Done with the backend's exchange, which holds this one as its sink: letting
         # go of it leaves no cycle, so the request is freed at once, not by the collector.
         self._upstream = None
-        if self._lease is not None:
-            self._lease.release()
+        self.release()
         if self._body_started:
             self._stop_body()
         if self._client_gone or self._done:
@@ -440,9 +441,16 @@ class _Exchange:
         self._cancel_body_timer()
         backend = self._backend
         if self._client_gone or self._done:
-            self._release()
+            self.release()
             return
-        if retryable and self._reused and not self._body_started and not self._committed:
+        upstream = self._upstream
+        if (
+            retryable
+            and upstream is not None
+            and upstream.reused
+            and not self._body_started
+            and not self._committed
+        ):
             # The backend closed a kept-alive connection as it was reused: a new one.
             log.debug(
                 "Kept-alive connection to {backend} was closed; sending again on a new one",
@@ -450,7 +458,7 @@ class _Exchange:
             )
             self._dispatch(backend)
             return
-        self._release()
+        self.release()
         self._group.report_failure(backend, reason)
         if self._committed:
             self._stop_body()
@@ -511,16 +519,12 @@ class _Exchange:
         else:
             log.debug("Trailers of a response that is not chunked to the client are dropped")
 
-    def _release(self) -> None:
-        if self._lease is not None:
-            self._lease.release()
-
     def _client_lost(self, reason: Failure) -> None:
         if self._done:
             return
         self._client_gone = True
         self._cancel_body_timer()
-        self._release()
+        self.release()
         log.info(
             "Client went away before the response from backend {backend} of target group"
             " {group} was complete: {reason} request_id={request_id}",
@@ -574,7 +578,7 @@ class _Exchange:
             request_id=self._shown_id(),
         )
         self._cancel_body_timer()
-        self._release()
+        self.release()
         if self._upstream is not None:
             self._upstream.abort()
         if self._done or self._client_gone:

@@ -466,12 +466,18 @@ class TargetGroup:
         lease.group = self
         lease.backend_config = backend
         lease.released = False
-        self._leases.setdefault(backend, set()).add(lease)
-        self._sent[backend] = self._sent.get(backend, 0) + 1
+        leases = self._leases.get(backend)
+        if leases is None:  # not setdefault: a set per call, for every request, is waste
+            leases = self._leases[backend] = set()
+        leases.add(lease)
+        sent = self._sent
+        sent[backend] = sent.get(backend, 0) + 1
         return lease
 
     def _release(self, lease: Lease) -> None:
-        self._leases.get(lease.backend_config, set()).discard(lease)
+        leases = self._leases.get(lease.backend_config)
+        if leases is not None:
+            leases.discard(lease)
 
     def load(self, backend: BackendConfig) -> int:
         """Live WebSocket sessions plus in-flight HTTP requests on ``backend``."""

@@ -13,9 +13,10 @@ import re
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from clbproxy.config import BackendConfig, TargetGroupConfig
+from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.http.forwarded import TrustedProxies
 from clbproxy.http.forwarder import HTTPForwarder
+from clbproxy.upstream.balancer import TargetGroup
 from tests.support.listener import ListenerHarness, forwarding_listener
 
 A = BackendConfig("10.0.0.1", 8001)
@@ -114,6 +115,33 @@ class RetryTests(ExchangeTestCase):
         first.peer_closes()
         self.assertEqual(len(harness.backend_attempts()), 1)
         self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "), client.value())
+
+
+class LoadTests(unittest.TestCase):
+    """A request in flight counts on its backend (``least_conn``, ``max_conns``) until it ends."""
+
+    def setUp(self):
+        clock = MemoryReactorClock()
+        self.group = TargetGroup(TargetGroupConfig("pool", (A, B)), clock)
+        rules = (RuleConfig(target_group="pool"),)
+        listener = ListenerConfig(name="web", bind="tcp:0", rules=rules)
+        self.harness = ListenerHarness(listener, {"pool": self.group}, clock)
+        self.addCleanup(self.harness.close)
+
+    def test_a_request_counts_on_its_backend_until_its_response_is_complete(self):
+        self.harness.client(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        backend = self.harness.accept()
+        self.assertEqual((self.group.load(A), self.group.sent(A)), (1, 1))
+        backend.receive(OK)
+        self.assertEqual((self.group.load(A), self.group.sent(A)), (0, 1))
+
+    def test_a_retried_request_counts_only_on_the_backend_it_went_to_next(self):
+        self.harness.client(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        self.harness.refuse(0)
+        self.assertEqual([self.group.load(A), self.group.load(B)], [0, 1])
+        self.harness.accept(1).receive(OK)
+        self.assertEqual([self.group.load(A), self.group.load(B)], [0, 0])
+        self.assertEqual([self.group.sent(A), self.group.sent(B)], [1, 1])
 
 
 class TimeoutTests(ExchangeTestCase):
