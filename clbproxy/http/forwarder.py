@@ -143,6 +143,8 @@ class _Exchange(Lease):
 
     # What an exchange starts with, as class attributes: no store per request.
     _target = b"/"
+    #: The backend request's fields (set by ``start``, before any attempt).
+    _fields: Fields
     _backend: Optional[BackendConfig] = None
     #: The current attempt's backend exchange (None until it is sent).
     _upstream: Optional[UpstreamExchange] = None
@@ -182,10 +184,9 @@ class _Exchange(Lease):
         self._reactor = forwarder.reactor
         self._request = request
         self._group = group
-        self._fields: Fields = {}
         self._tried: List[BackendConfig] = []
         self._record = record if record is not None else RequestRecord()
-        self._record.group = group.name
+        self._record.group = group.config.name  # (group.name, without a call)
         self._started = self._reactor.seconds()
         request_id = getattr(request, "request_id", None)
         #: ``(header, ID)`` of the request, None when IDs are off.
@@ -398,7 +399,8 @@ class _Exchange(Lease):
             self._committed = True
             self._head = head
             forwarder = self._forwarder
-            added = self._group.persistence_headers(self._info, backend)
+            group = self._group
+            added = group.persistence_headers(self._info, backend) if group.persists else ()
             if forwarder.via:
                 added = [*added, (b"Via", VIA)]
             # Left as they are by the copy, which gives the response new headers.

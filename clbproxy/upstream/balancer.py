@@ -414,6 +414,13 @@ class TargetGroup:
         self.persistence = persistence or make_persistence(
             config.persistence, clock, config.backends
         )
+        #: Whether session persistence is on: it looks at requests and remembers
+        #: backends (without it, ``lookup`` is always None and ``remember`` adds nothing).
+        self.persists: bool = getattr(self.persistence, "reads_request", True)
+        #: Whether picking (the policy or session persistence) looks at the request
+        #: at all.  When not, a caller can skip building a :class:`RequestInfo` per
+        #: request (its headers, cookies and query) and pass None.
+        self.reads_requests: bool = self._policy_reads() or self.persists
         self._leases: dict[BackendConfig, set[Lease]] = {b: set() for b in config.backends}
         #: Leases ever taken per backend (sessions and requests sent to it, for metrics).
         self._sent: dict[BackendConfig, int] = dict.fromkeys(config.backends, 0)
@@ -501,20 +508,32 @@ class TargetGroup:
         (with ``fail_open = false``) none is in service.
         """
         request = request or NO_REQUEST_INFO
-        candidates = self.candidates(exclude)
-        if not candidates:
-            return None
-        remembered = self.persistence.lookup(request)
-        if remembered is not None and remembered in candidates:
-            return remembered
+        steady = self._steady
+        if (
+            not exclude
+            and steady is not None
+            and not self._bounded
+            and (self._steady_until is _FOREVER or self.clock.seconds() < self._steady_until)
+        ):
+            candidates = steady  # self.candidates()'s answer, without a call per pick
+        else:
+            candidates = self.candidates(exclude)
+            if not candidates:
+                return None
+        if self.persists:
+            remembered = self.persistence.lookup(request)
+            if remembered is not None and remembered in candidates:
+                return remembered
         if candidates is self._steady:
             weighted = self._steady_weighted
         else:
             weighted = [self._weighted[b.address] for b in candidates]
-        chosen = self.policy.pick(
-            weighted, request, lambda b: self.load(self._configured[b.address])
-        )
+        chosen = self.policy.pick(weighted, request, self._configured_load)
         return None if chosen is None else self._configured[chosen.address]
+
+    def _configured_load(self, backend: BackendConfig) -> int:
+        """:meth:`load` of a backend as the policy sees it (maybe reweighted)."""
+        return self.load(self._configured[backend.address])
 
     def _takes_traffic(self, backend: BackendConfig) -> bool:
         control = self._controls[backend.address]
@@ -649,6 +668,7 @@ class TargetGroup:
         self._weighted[address] = attrs.evolve(self._configured[address], weight=weight)
         backends = tuple(self._weighted[b.address] for b in self.config.backends)
         self.policy = make_policy(attrs.evolve(self.config, backends=backends))
+        self.reads_requests = self._policy_reads() or self.persists
         self._forget_candidates()
         return control
 
@@ -694,16 +714,9 @@ class TargetGroup:
         """The live leases (sessions and requests) on ``backend`` now."""
         return list(self._leases.get(backend, ()))
 
-    @property
-    def reads_requests(self) -> bool:
-        """Whether picking (the policy or session persistence) looks at the request at all.
-
-        When not, a caller can skip building a :class:`RequestInfo` per request
-        (its headers, cookies and query) and pass None.
-        """
-        return getattr(self.policy, "reads_request", True) or getattr(
-            self.persistence, "reads_request", True
-        )
+    def _policy_reads(self) -> bool:
+        """Whether the balancing policy looks at the request (see :attr:`reads_requests`)."""
+        return getattr(self.policy, "reads_request", True)
 
     def persistence_headers(
         self, request: Optional[RequestInfo], backend: BackendConfig

@@ -117,16 +117,54 @@ class RetryTests(ExchangeTestCase):
         self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "), client.value())
 
 
-class LoadTests(unittest.TestCase):
-    """A request in flight counts on its backend (``least_conn``, ``max_conns``) until it ends."""
+class _Remembering:
+    """A session persistence that remembers nothing, notes ``remember``, adds a header."""
 
-    def setUp(self):
+    def __init__(self, reads: bool) -> None:
+        self.reads_request = reads
+        self.remembered: list[str] = []
+
+    def lookup(self, request):
+        return None
+
+    def remember(self, request, backend):
+        self.remembered.append(backend.address)
+        return [("Set-Cookie", "lb=1")]
+
+
+class GroupTestCase(unittest.TestCase):
+    def listener(self, **group_options) -> None:
         clock = MemoryReactorClock()
-        self.group = TargetGroup(TargetGroupConfig("pool", (A, B)), clock)
+        self.group = TargetGroup(TargetGroupConfig("pool", (A, B)), clock, **group_options)
         rules = (RuleConfig(target_group="pool"),)
         listener = ListenerConfig(name="web", bind="tcp:0", rules=rules)
         self.harness = ListenerHarness(listener, {"pool": self.group}, clock)
         self.addCleanup(self.harness.close)
+
+
+class PersistenceTests(GroupTestCase):
+    def test_session_persistence_adds_its_headers_to_the_response(self):
+        persistence = _Remembering(reads=True)
+        self.listener(persistence=persistence)
+        client = self.harness.client(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        self.harness.accept().receive(OK)
+        self.assertEqual(persistence.remembered, ["10.0.0.1:8001"])
+        self.assertIn(b"\r\nSet-Cookie: lb=1\r\n", client.value())
+
+    def test_persistence_that_never_reads_requests_is_not_asked_to_remember(self):
+        persistence = _Remembering(reads=False)
+        self.listener(persistence=persistence)
+        client = self.harness.client(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        self.harness.accept().receive(OK)
+        self.assertEqual(persistence.remembered, [])
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 200 OK"), client.value())
+
+
+class LoadTests(GroupTestCase):
+    """A request in flight counts on its backend (``least_conn``, ``max_conns``) until it ends."""
+
+    def setUp(self):
+        self.listener()
 
     def test_a_request_counts_on_its_backend_until_its_response_is_complete(self):
         self.harness.client(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
