@@ -297,7 +297,7 @@ class Lease:
     of which a balancer holds tens of thousands, carries no extra objects for it.
     """
 
-    __slots__ = ("group", "backend_config", "released")
+    __slots__ = ("group", "backend_config", "released", "_held_in")
 
     #: Whether :meth:`close` ends the traffic (sessions); a request ends by itself.
     closable = False
@@ -305,7 +305,8 @@ class Lease:
     def __init__(self, group: TargetGroup, backend_config: Optional[BackendConfig]) -> None:
         self.group = group
         self.backend_config = backend_config
-        self.released = backend_config is None
+        #: Counted from :meth:`TargetGroup.hold` until :meth:`release`.
+        self.released = True
 
     def close(self, reason: str) -> None:
         """End the traffic: its backend was taken out of service (``on_unhealthy = "close"``)."""
@@ -330,7 +331,22 @@ class Lease:
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self.group._release(self)
+            self._held_in.discard(self)  # the group's set it is counted in (see hold)
+
+
+class _Leases(set):
+    """The live leases on one backend of a group, and how many were ever ``sent`` there.
+
+    One set per backend, found once per :meth:`TargetGroup.hold` (its count goes
+    with it, not in a second dict) and kept by each lease it holds, so a release
+    finds it without looking the backend up again.
+    """
+
+    __slots__ = ("sent",)
+
+    def __init__(self, sent: int = 0) -> None:
+        super().__init__()
+        self.sent = sent
 
 
 class _ClosingLease(Lease):
@@ -421,9 +437,9 @@ class TargetGroup:
         #: at all.  When not, a caller can skip building a :class:`RequestInfo` per
         #: request (its headers, cookies and query) and pass None.
         self.reads_requests: bool = self._policy_reads() or self.persists
-        self._leases: dict[BackendConfig, set[Lease]] = {b: set() for b in config.backends}
-        #: Leases ever taken per backend (sessions and requests sent to it, for metrics).
-        self._sent: dict[BackendConfig, int] = dict.fromkeys(config.backends, 0)
+        #: Live leases per backend, with the count of leases ever taken (sessions
+        #: and requests sent to it, for metrics).
+        self._leases: dict[BackendConfig, _Leases] = {b: _Leases() for b in config.backends}
         self._failing_open = False
         self.health.on_change(self._health_changed)
         #: Runtime state per backend address (admin API: drain, disable, reweight).
@@ -475,16 +491,11 @@ class TargetGroup:
         lease.released = False
         leases = self._leases.get(backend)
         if leases is None:  # not setdefault: a set per call, for every request, is waste
-            leases = self._leases[backend] = set()
+            leases = self._leases[backend] = _Leases()
         leases.add(lease)
-        sent = self._sent
-        sent[backend] = sent.get(backend, 0) + 1
+        leases.sent += 1
+        lease._held_in = leases
         return lease
-
-    def _release(self, lease: Lease) -> None:
-        leases = self._leases.get(lease.backend_config)
-        if leases is not None:
-            leases.discard(lease)
 
     def load(self, backend: BackendConfig) -> int:
         """Live WebSocket sessions plus in-flight HTTP requests on ``backend``."""
@@ -492,7 +503,8 @@ class TargetGroup:
 
     def sent(self, backend: BackendConfig) -> int:
         """WebSocket sessions and HTTP requests (each attempt) ever sent to ``backend``."""
-        return self._sent.get(backend, 0)
+        leases = self._leases.get(backend)
+        return 0 if leases is None else leases.sent
 
     def is_full(self, backend: BackendConfig) -> bool:
         return 0 < backend.max_conns <= self.load(backend)
@@ -691,12 +703,19 @@ class TargetGroup:
             before = old.backend(backend.address)
             if before is None:
                 continue
-            moving = old._leases.pop(before, set())
-            for lease in moving:
-                lease.group = self
-                lease.backend_config = backend
-            self._leases.setdefault(backend, set()).update(moving)
-            self._sent[backend] = self._sent.get(backend, 0) + old._sent.get(before, 0)
+            moving = old._leases.get(before)
+            if moving is not None:
+                # old keeps its count of traffic sent, and no live lease.
+                old._leases[before] = _Leases(moving.sent)
+                leases = self._leases.get(backend)
+                if leases is None:
+                    leases = self._leases[backend] = _Leases()
+                for lease in moving:
+                    lease.group = self
+                    lease.backend_config = backend
+                    lease._held_in = leases
+                leases.update(moving)
+                leases.sent += moving.sent
             control = old._controls[before.address]
             if control.state != READY:
                 self.set_state(backend.address, control.state)
