@@ -148,7 +148,6 @@ class _Exchange(Lease):
     _backend: Optional[BackendConfig] = None
     #: The current attempt's backend exchange (None until it is sent).
     _upstream: Optional[UpstreamExchange] = None
-    _attempt = 0
     _body: Optional[RequestBody] = None
     _buffered: Optional[bytes] = None
     #: The request head's framing line; None: the request has no body.
@@ -219,11 +218,17 @@ class _Exchange(Lease):
         self._take_body()
         if self._group.reads_requests:
             self._info = request_info(self._request, target)
-        backend = self._group.pick(self._info, exclude=self._tried)
+        group = self._group
+        backend = group.pick(self._info)  # nothing tried yet
         if backend is None:
-            self._error(503, f"no backend available in target group {self._group.name}")
+            self._error(503, f"no backend available in target group {group.name}")
             return
-        self._send(backend)
+        # self._send(backend), without a call (or a lease to let go) on a first attempt:
+        self._tried.append(backend)
+        self._backend = backend
+        group.hold(self, backend)
+        self._record.backend = backend.address
+        self._dispatch(backend)
 
     def _take_body(self) -> None:
         """Find the request's body: streamed from the client, or buffered by twisted.web."""
@@ -272,7 +277,12 @@ class _Exchange(Lease):
     def _dispatch(self, backend: BackendConfig) -> None:
         """Send the request head to ``backend`` through the group's pool (one attempt)."""
         config = self._group.config
-        pool = self._forwarder.pool_for(config)
+        forwarder = self._forwarder
+        known = forwarder._pools.get(config.name)
+        if known is not None and known.config is config:
+            pool = known.pool  # forwarder.pool_for(config), without a call per request
+        else:
+            pool = forwarder.pool_for(config)
         fields = self._fields
         host = None
         if b"Host" not in fields:
@@ -285,8 +295,6 @@ class _Exchange(Lease):
             persistent=pool.persistent,
             host=host,
         )
-        self._attempt += 1
-        attempt = self._attempt
         self._upstream = None
         exchange = pool.send(
             backend,
@@ -296,8 +304,10 @@ class _Exchange(Lease):
             body=self._framing is not None,
             response_timeout=config.response_timeout,
         )
-        if attempt == self._attempt and self._upstream is None:
-            self._upstream = exchange  # still connecting (else it answered, or failed over)
+        if exchange.connecting is not None:
+            # Still connecting: nothing happened yet.  (Otherwise it is attached,
+            # and connected() took it, or it failed, and maybe went on to another.)
+            self._upstream = exchange
 
     # -- the request body
 

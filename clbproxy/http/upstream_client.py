@@ -112,7 +112,10 @@ class UpstreamExchange:
     """
 
     _connection: Optional[_Connection] = None
-    _connecting: Optional[Deferred] = None
+    #: The endpoint's Deferred while the exchange waits for its new connection
+    #: (None: attached to one, or failed): when ``pool.send`` returns with it
+    #: set, nothing of the exchange has happened yet.
+    connecting: Optional[Deferred] = None
     #: The request head says ``Transfer-Encoding: chunked``.
     _chunked = False
     #: The request body is complete (or there is none).
@@ -210,8 +213,8 @@ class UpstreamExchange:
         if self._done:
             return
         self._finish()
-        if self._connecting is not None:
-            self._connecting.cancel()
+        if self.connecting is not None:
+            self.connecting.cancel()
         elif self._connection is not None:
             parser = self._connection.parser
             parser.pause()  # the rest of what was read is nobody's (abort may come
@@ -222,7 +225,7 @@ class UpstreamExchange:
     # -- the pool's and the connection's side
 
     def _attach(self, connection: _Connection, reused: bool) -> None:
-        self._connecting = None
+        self.connecting = None
         self._connection = connection
         self.reused = reused
         # (``connection.received`` is False: a connection goes idle only once its
@@ -281,7 +284,7 @@ class UpstreamExchange:
         self.sink.response_failed(status, reason, retryable)
 
     def _connect_failed(self, reason: str) -> None:
-        self._connecting = None
+        self.connecting = None
         self._fail(502, f"cannot connect to {self._pool.address(self.backend)}: {reason}", True)
 
 
@@ -527,7 +530,7 @@ class UpstreamPool:
         except Exception as e:  # e.g. a bad CA file: this request fails, not the proxy
             exchange._connect_failed(f"{type(e).__name__}: {e}")
             return exchange
-        exchange._connecting = connecting
+        exchange.connecting = connecting
         self._pending.add(exchange)
         connecting.addCallbacks(
             self._connected, self._not_connected, (exchange,), None, (exchange,)

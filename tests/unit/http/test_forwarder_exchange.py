@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+import attrs
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
@@ -133,9 +134,9 @@ class _Remembering:
 
 
 class GroupTestCase(unittest.TestCase):
-    def listener(self, **group_options) -> None:
+    def listener(self, backends=(A, B), **group_options) -> None:
         clock = MemoryReactorClock()
-        self.group = TargetGroup(TargetGroupConfig("pool", (A, B)), clock, **group_options)
+        self.group = TargetGroup(TargetGroupConfig("pool", backends), clock, **group_options)
         rules = (RuleConfig(target_group="pool"),)
         listener = ListenerConfig(name="web", bind="tcp:0", rules=rules)
         self.harness = ListenerHarness(listener, {"pool": self.group}, clock)
@@ -158,6 +159,31 @@ class PersistenceTests(GroupTestCase):
         self.harness.accept().receive(OK)
         self.assertEqual(persistence.remembered, [])
         self.assertTrue(client.value().startswith(b"HTTP/1.1 200 OK"), client.value())
+
+
+class ReloadedPoolTests(GroupTestCase):
+    """A request after a reload takes the pool the group's new settings call for."""
+
+    def setUp(self):
+        self.listener(backends=(A,))
+        self.client = self.harness.client(b"GET /1 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        self.first = self.harness.accept()
+        self.first.receive(OK)  # kept alive, idle
+
+    def reload(self, **changes) -> None:
+        self.group.config = attrs.evolve(self.group.config, **changes)
+        self.client.receive(b"GET /2 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+
+    def test_a_new_connect_timeout_keeps_the_kept_alive_connection(self):
+        self.reload(connect_timeout=1.0)
+        self.assertIn(b"GET /2 ", self.first.value())
+        self.assertEqual(len(self.harness.backend_attempts()), 1)
+
+    def test_new_pool_settings_retire_the_kept_alive_connection(self):
+        self.reload(http_pool_max_idle=3)
+        self.assertNotIn(b"GET /2 ", self.first.value())
+        self.assertTrue(self.first.disconnecting)
+        self.assertEqual(len(self.harness.backend_attempts()), 2)
 
 
 class LoadTests(GroupTestCase):
