@@ -185,7 +185,7 @@ class _Exchange(Lease):
         self._group = group
         self._tried: List[BackendConfig] = []
         self._record = record if record is not None else RequestRecord()
-        self._record.group = group.config.name  # (group.name, without a call)
+        self._record.group = group.name
         self._started = self._reactor.seconds()
         request_id = getattr(request, "request_id", None)
         #: ``(header, ID)`` of the request, None when IDs are off.

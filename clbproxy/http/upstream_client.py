@@ -225,7 +225,7 @@ class UpstreamExchange:
     # -- the pool's and the connection's side
 
     def _attach(self, connection: _Connection, reused: bool) -> None:
-        self.connecting = None
+        """Send on ``connection`` (``connecting`` is None: taken idle, or cleared by the pool)."""
         self._connection = connection
         self.reused = reused
         # (``connection.received`` is False: a connection goes idle only once its
@@ -435,8 +435,7 @@ class _Connection(TwistedProtocol):
     def message_complete(self, trailers: List[Field]) -> None:
         exchange = self.exchange
         exchange._done = True  # exchange._finish(), without a call per response
-        exchange._deadline = None
-        self.exchange = None
+        self.exchange = None  # (its _deadline: None since its response_head)
         if not exchange._body_done:
             self.reusable = False  # the backend did not read the whole request
         self.received = False
@@ -546,6 +545,7 @@ class UpstreamPool:
             return
         # The endpoint's wrapper would stand between every read and the connection.
         unwrap_client(connection)
+        exchange.connecting = None
         exchange._attach(connection, False)
 
     def _not_connected(self, failure, exchange: UpstreamExchange) -> None:

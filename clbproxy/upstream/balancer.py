@@ -424,6 +424,8 @@ class TargetGroup:
         if clock is None:
             from twisted.internet import reactor as clock
         self.config = config
+        #: ``config.name`` (a group's name stays for life: a reload builds a new group).
+        self.name: str = config.name
         self.clock = clock
         self.policy = policy or make_policy(config)
         self.health = health or GroupHealth(config, clock)
@@ -462,10 +464,6 @@ class TargetGroup:
         self._bounded = any(b.max_conns > 0 for b in config.backends)
         #: Moves live sessions: rebalancing, shedding, drains that end.
         self.rebalancer = Rebalancer(self, clock, config.rebalance)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
     @property
     def backends(self) -> tuple[BackendConfig, ...]:
