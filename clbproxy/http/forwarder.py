@@ -42,7 +42,7 @@ in :mod:`clbproxy.http.upstream_client`, the headers both ways in
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -146,6 +146,8 @@ class _Exchange(Lease):
     #: The backend request's fields (set by ``start``, before any attempt).
     _fields: Fields
     _backend: Optional[BackendConfig] = None
+    #: The backends attempts went to, in order (a tuple: no list per request).
+    _tried: Tuple[BackendConfig, ...] = ()
     #: The current attempt's backend exchange (None until it is sent).
     _upstream: Optional[UpstreamExchange] = None
     _body: Optional[RequestBody] = None
@@ -183,7 +185,6 @@ class _Exchange(Lease):
         self._reactor = forwarder.reactor
         self._request = request
         self._group = group
-        self._tried: List[BackendConfig] = []
         self._record = record if record is not None else RequestRecord()
         self._record.group = group.name
         self._started = self._reactor.seconds()
@@ -224,7 +225,7 @@ class _Exchange(Lease):
             self._error(503, f"no backend available in target group {group.name}")
             return
         # self._send(backend), without a call (or a lease to let go) on a first attempt:
-        self._tried.append(backend)
+        self._tried = (backend,)
         self._backend = backend
         group.hold(self, backend)
         self._record.backend = backend.address
@@ -266,7 +267,7 @@ class _Exchange(Lease):
         self._framing = b"Content-Length: %d" % (len(self._buffered),)
 
     def _send(self, backend: BackendConfig) -> None:
-        self._tried.append(backend)
+        self._tried = (*self._tried, backend)
         self._backend = backend
         if not self.released:  # a retry: the attempt before is over
             self.release()

@@ -526,17 +526,17 @@ class TargetGroup:
             and (self._steady_until is _FOREVER or self.clock.seconds() < self._steady_until)
         ):
             candidates = steady  # self.candidates()'s answer, without a call per pick
+            weighted = self._steady_weighted
         else:
             candidates = self.candidates(exclude)
             if not candidates:
                 return None
+            weighted = self._steady_weighted if candidates is self._steady else None
         if self.persists:
             remembered = self.persistence.lookup(request)
             if remembered is not None and remembered in candidates:
                 return remembered
-        if candidates is self._steady:
-            weighted = self._steady_weighted
-        else:
+        if weighted is None:
             weighted = [self._weighted[b.address] for b in candidates]
         chosen = self.policy.pick(weighted, request, self._configured_load)
         return None if chosen is None else self._configured[chosen.address]
