@@ -42,7 +42,7 @@ in :mod:`clbproxy.http.upstream_client`, the headers both ways in
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -126,23 +126,30 @@ _TRANSFER_ENCODING = field_key(b"transfer-encoding")
 
 
 @implementer(IPushProducer)
-class _Exchange:
+class _Exchange(Lease):
     """One client request's way through the proxy: backend attempts, then the response relay.
 
     It is each attempt's :class:`~clbproxy.http.upstream_client.UpstreamSink`
     and, once a backend's head is in and more of its response is to be read,
     the streaming producer of the client's response (pausing it stops reading
-    the backend).
+    the backend).  It is also the request's :class:`~clbproxy.upstream.balancer.Lease`
+    (held with :meth:`TargetGroup.hold` while an attempt is in flight), as a
+    WebSocket session is its own: no lease object per request.
     """
+
+    #: Not held until an attempt is sent (a class default over the slot of
+    #: :class:`Lease`: ``hold`` and ``release`` store the instance's own).
+    released = True
 
     # What an exchange starts with, as class attributes: no store per request.
     _target = b"/"
+    #: The backend request's fields (set by ``start``, before any attempt).
+    _fields: Fields
     _backend: Optional[BackendConfig] = None
+    #: The backends attempts went to, in order (a tuple: no list per request).
+    _tried: Tuple[BackendConfig, ...] = ()
     #: The current attempt's backend exchange (None until it is sent).
     _upstream: Optional[UpstreamExchange] = None
-    _attempt = 0
-    #: The current attempt went out on a kept-alive connection.
-    _reused = False
     _body: Optional[RequestBody] = None
     _buffered: Optional[bytes] = None
     #: The request head's framing line; None: the request has no body.
@@ -153,7 +160,6 @@ class _Exchange:
     _hop: frozenset[str] = frozenset()
     #: What picking reads of the request (None: the group's picking reads nothing).
     _info: Optional[RequestInfo] = None
-    _lease: Optional[Lease] = None
     #: A backend's status and headers were put on the client's response.
     _committed = False
     #: Response body bytes were written to the client.
@@ -179,8 +185,6 @@ class _Exchange:
         self._reactor = forwarder.reactor
         self._request = request
         self._group = group
-        self._fields: Fields = {}
-        self._tried: List[BackendConfig] = []
         self._record = record if record is not None else RequestRecord()
         self._record.group = group.name
         self._started = self._reactor.seconds()
@@ -215,11 +219,17 @@ class _Exchange:
         self._take_body()
         if self._group.reads_requests:
             self._info = request_info(self._request, target)
-        backend = self._group.pick(self._info, exclude=self._tried)
+        group = self._group
+        backend = group.pick(self._info)  # nothing tried yet
         if backend is None:
-            self._error(503, f"no backend available in target group {self._group.name}")
+            self._error(503, f"no backend available in target group {group.name}")
             return
-        self._send(backend)
+        # self._send(backend), without a call (or a lease to let go) on a first attempt:
+        self._tried = (backend,)
+        self._backend = backend
+        group.hold(self, backend)
+        self._record.backend = backend.address
+        self._dispatch(backend)
 
     def _take_body(self) -> None:
         """Find the request's body: streamed from the client, or buffered by twisted.web."""
@@ -257,18 +267,23 @@ class _Exchange:
         self._framing = b"Content-Length: %d" % (len(self._buffered),)
 
     def _send(self, backend: BackendConfig) -> None:
-        self._tried.append(backend)
+        self._tried = (*self._tried, backend)
         self._backend = backend
-        if self._lease is not None:  # self._release(), without a call on a first attempt
-            self._lease.release()
-        self._lease = self._group.acquire(backend)
+        if not self.released:  # a retry: the attempt before is over
+            self.release()
+        self._group.hold(self, backend)
         self._record.backend = backend.address
         self._dispatch(backend)
 
     def _dispatch(self, backend: BackendConfig) -> None:
         """Send the request head to ``backend`` through the group's pool (one attempt)."""
         config = self._group.config
-        pool = self._forwarder.pool_for(config)
+        forwarder = self._forwarder
+        known = forwarder._pools.get(config.name)
+        if known is not None and known.config is config:
+            pool = known.pool  # forwarder.pool_for(config), without a call per request
+        else:
+            pool = forwarder.pool_for(config)
         fields = self._fields
         host = None
         if b"Host" not in fields:
@@ -281,9 +296,6 @@ class _Exchange:
             persistent=pool.persistent,
             host=host,
         )
-        self._reused = pool.idle_count(backend) > 0
-        self._attempt += 1
-        attempt = self._attempt
         self._upstream = None
         exchange = pool.send(
             backend,
@@ -293,8 +305,10 @@ class _Exchange:
             body=self._framing is not None,
             response_timeout=config.response_timeout,
         )
-        if attempt == self._attempt and self._upstream is None:
-            self._upstream = exchange  # still connecting (else it answered, or failed over)
+        if exchange.connecting is not None:
+            # Still connecting: nothing happened yet.  (Otherwise it is attached,
+            # and connected() took it, or it failed, and maybe went on to another.)
+            self._upstream = exchange
 
     # -- the request body
 
@@ -334,7 +348,7 @@ class _Exchange:
         exchange.abort()  # no last chunk: the backend must not take the body as complete
         if self._done or self._client_gone:
             return
-        self._release()
+        self.release()
         if failure.check(ClientBodyLost):
             # The client left (or timed out) mid-body: its connection's loss ends
             # the exchange next, logged as a client that went away.
@@ -396,7 +410,8 @@ class _Exchange:
             self._committed = True
             self._head = head
             forwarder = self._forwarder
-            added = self._group.persistence_headers(self._info, backend)
+            group = self._group
+            added = group.persistence_headers(self._info, backend) if group.persists else ()
             if forwarder.via:
                 added = [*added, (b"Via", VIA)]
             # Left as they are by the copy, which gives the response new headers.
@@ -420,8 +435,7 @@ class _Exchange:
         # Done with the backend's exchange, which holds this one as its sink: letting
         # go of it leaves no cycle, so the request is freed at once, not by the collector.
         self._upstream = None
-        if self._lease is not None:
-            self._lease.release()
+        self.release()
         if self._body_started:
             self._stop_body()
         if self._client_gone or self._done:
@@ -440,9 +454,16 @@ class _Exchange:
         self._cancel_body_timer()
         backend = self._backend
         if self._client_gone or self._done:
-            self._release()
+            self.release()
             return
-        if retryable and self._reused and not self._body_started and not self._committed:
+        upstream = self._upstream
+        if (
+            retryable
+            and upstream is not None
+            and upstream.reused
+            and not self._body_started
+            and not self._committed
+        ):
             # The backend closed a kept-alive connection as it was reused: a new one.
             log.debug(
                 "Kept-alive connection to {backend} was closed; sending again on a new one",
@@ -450,7 +471,7 @@ class _Exchange:
             )
             self._dispatch(backend)
             return
-        self._release()
+        self.release()
         self._group.report_failure(backend, reason)
         if self._committed:
             self._stop_body()
@@ -511,16 +532,12 @@ class _Exchange:
         else:
             log.debug("Trailers of a response that is not chunked to the client are dropped")
 
-    def _release(self) -> None:
-        if self._lease is not None:
-            self._lease.release()
-
     def _client_lost(self, reason: Failure) -> None:
         if self._done:
             return
         self._client_gone = True
         self._cancel_body_timer()
-        self._release()
+        self.release()
         log.info(
             "Client went away before the response from backend {backend} of target group"
             " {group} was complete: {reason} request_id={request_id}",
@@ -574,7 +591,7 @@ class _Exchange:
             request_id=self._shown_id(),
         )
         self._cancel_body_timer()
-        self._release()
+        self.release()
         if self._upstream is not None:
             self._upstream.abort()
         if self._done or self._client_gone:

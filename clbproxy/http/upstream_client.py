@@ -105,27 +105,35 @@ def is_chunked(head: bytes) -> bool:
 
 
 class UpstreamExchange:
-    """One request and its response on one backend connection (see :class:`UpstreamSink`)."""
+    """One request and its response on one backend connection (see :class:`UpstreamSink`).
 
-    __slots__ = (
-        "_pool",
-        "backend",
-        "_head",
-        "sink",
-        "method",
-        "_has_body",
-        "_chunked",
-        "_timeout",
-        "_connection",
-        "_connecting",
-        "_body_done",
-        "_answered",
-        "_done",
-        "_deadline",
-        "_reused",
-        "body_written_at",
-        "response_read",
-    )
+    Its state starts as class attributes, so making one per request stores
+    only what the request brings (no ``__slots__``: a slot has no default).
+    """
+
+    _connection: Optional[_Connection] = None
+    #: The endpoint's Deferred while the exchange waits for its new connection
+    #: (None: attached to one, or failed): when ``pool.send`` returns with it
+    #: set, nothing of the exchange has happened yet.
+    connecting: Optional[Deferred] = None
+    #: The request head says ``Transfer-Encoding: chunked``.
+    _chunked = False
+    #: The request body is complete (or there is none).
+    _body_done = True
+    #: The final response head arrived.
+    _answered = False
+    _done = False
+    #: When the response is due (the reactor's time; None: not timed now).
+    _deadline: Optional[float] = None
+    #: The request went out on a kept-alive connection (known once attached).
+    reused = False
+    #: The reactor's time of the last body bytes written (0.0: none yet),
+    #: for the caller's upload timeout.
+    body_written_at = 0.0
+    #: Set before ``response_head``: the whole response (its body, or it has
+    #: none) is read already, so it all comes before ``response_head``
+    #: returns (unless the exchange is aborted) and no reading needs pacing.
+    response_read = False
 
     def __init__(
         self,
@@ -142,24 +150,10 @@ class UpstreamExchange:
         self._head = head
         self.sink = sink
         self.method = method
-        self._has_body = body
-        self._chunked = body and is_chunked(head)
         self._timeout = response_timeout
-        self._connection: Optional[_Connection] = None
-        self._connecting: Optional[Deferred] = None
-        self._body_done = not body
-        self._answered = False  # the final response head arrived
-        self._done = False
-        #: When the response is due (the reactor's time; None: not timed now).
-        self._deadline: Optional[float] = None
-        self._reused = False
-        #: The reactor's time of the last body bytes written (0.0: none yet),
-        #: for the caller's upload timeout.
-        self.body_written_at = 0.0
-        #: Set before ``response_head``: the whole response (its body, or it has
-        #: none) is read already, so it all comes before ``response_head``
-        #: returns (unless the exchange is aborted) and no reading needs pacing.
-        self.response_read = False
+        if body:
+            self._body_done = False
+            self._chunked = is_chunked(head)
 
     # -- the caller's side
 
@@ -219,8 +213,8 @@ class UpstreamExchange:
         if self._done:
             return
         self._finish()
-        if self._connecting is not None:
-            self._connecting.cancel()
+        if self.connecting is not None:
+            self.connecting.cancel()
         elif self._connection is not None:
             parser = self._connection.parser
             parser.pause()  # the rest of what was read is nobody's (abort may come
@@ -231,10 +225,11 @@ class UpstreamExchange:
     # -- the pool's and the connection's side
 
     def _attach(self, connection: _Connection, reused: bool) -> None:
-        self._connecting = None
+        """Send on ``connection`` (``connecting`` is None: taken idle, or cleared by the pool)."""
         self._connection = connection
-        self._reused = reused
-        connection.received = False
+        self.reused = reused
+        # (``connection.received`` is False: a connection goes idle only once its
+        # response is complete, which clears it, and reading while idle closes it.)
         connection.parser.next_response(self.method)
         if connection.direct is not None:
             send_now(connection.direct, self._head)
@@ -257,13 +252,14 @@ class UpstreamExchange:
     def _start_timer(self) -> None:
         """``response_timeout`` from now, on the connection's one timer (``_Connection.due``)."""
         reactor = self._pool._reactor
-        self._deadline = reactor.seconds() + self._timeout
+        self._deadline = deadline = reactor.seconds() + self._timeout
         connection = self._connection
-        timer = connection.timer
-        if timer is None:
+        if connection.timer is None:
             connection.timer = reactor.callLater(self._timeout, connection.due)
-        elif timer.getTime() > self._deadline:
-            timer.reset(self._timeout)
+            connection.timer_at = deadline
+        elif connection.timer_at > deadline:
+            connection.timer.reset(self._timeout)
+            connection.timer_at = deadline
 
     def _timed_out(self) -> None:
         self._deadline = None
@@ -288,7 +284,7 @@ class UpstreamExchange:
         self.sink.response_failed(status, reason, retryable)
 
     def _connect_failed(self, reason: str) -> None:
-        self._connecting = None
+        self.connecting = None
         self._fail(502, f"cannot connect to {self._pool.address(self.backend)}: {reason}", True)
 
 
@@ -316,6 +312,8 @@ class _Connection(TwistedProtocol):
         self.idle_timer = None
         #: The exchanges' response timer: one per connection, not one per request.
         self.timer = None
+        #: When ``timer`` is due (the reactor's time; its ``getTime()``, without a call).
+        self.timer_at = 0.0
         #: The reactor's time this connection last became idle.
         self.idle_since = 0.0
         self.head: Optional[ResponseHead] = None
@@ -391,6 +389,7 @@ class _Connection(TwistedProtocol):
         left = exchange._deadline - reactor.seconds()
         if left > 0:
             self.timer = reactor.callLater(left, self.due)
+            self.timer_at = exchange._deadline
             return
         exchange._timed_out()
 
@@ -409,7 +408,7 @@ class _Connection(TwistedProtocol):
         self.parser.eof()
         if self.exchange is not exchange or exchange._done:
             return  # completed (read until close) or failed by the parser
-        if exchange._reused and not self.received and exchange.method in IDEMPOTENT:
+        if exchange.reused and not self.received and exchange.method in IDEMPOTENT:
             exchange._fail(
                 502, "the reused connection was closed before the backend answered", True
             )
@@ -435,7 +434,8 @@ class _Connection(TwistedProtocol):
 
     def message_complete(self, trailers: List[Field]) -> None:
         exchange = self.exchange
-        exchange._finish()
+        exchange._done = True  # exchange._finish(), without a call per response
+        self.exchange = None  # (its _deadline: None since its response_head)
         if not exchange._body_done:
             self.reusable = False  # the backend did not read the whole request
         self.received = False
@@ -529,7 +529,7 @@ class UpstreamPool:
         except Exception as e:  # e.g. a bad CA file: this request fails, not the proxy
             exchange._connect_failed(f"{type(e).__name__}: {e}")
             return exchange
-        exchange._connecting = connecting
+        exchange.connecting = connecting
         self._pending.add(exchange)
         connecting.addCallbacks(
             self._connected, self._not_connected, (exchange,), None, (exchange,)
@@ -545,6 +545,7 @@ class UpstreamPool:
             return
         # The endpoint's wrapper would stand between every read and the connection.
         unwrap_client(connection)
+        exchange.connecting = None
         exchange._attach(connection, False)
 
     def _not_connected(self, failure, exchange: UpstreamExchange) -> None:
@@ -566,8 +567,10 @@ class UpstreamPool:
             connection.reusable = False
             connection.close()
             return
-        idle = self._idle.setdefault(connection.key, [])
-        if len(idle) >= self._max_idle:
+        idle = self._idle.get(connection.key)
+        if idle is None:
+            idle = self._idle[connection.key] = []
+        elif len(idle) >= self._max_idle:
             connection.close()
             return
         if not connection.reading:

@@ -297,7 +297,7 @@ class Lease:
     of which a balancer holds tens of thousands, carries no extra objects for it.
     """
 
-    __slots__ = ("group", "backend_config", "released")
+    __slots__ = ("group", "backend_config", "released", "_held_in")
 
     #: Whether :meth:`close` ends the traffic (sessions); a request ends by itself.
     closable = False
@@ -305,7 +305,8 @@ class Lease:
     def __init__(self, group: TargetGroup, backend_config: Optional[BackendConfig]) -> None:
         self.group = group
         self.backend_config = backend_config
-        self.released = backend_config is None
+        #: Counted from :meth:`TargetGroup.hold` until :meth:`release`.
+        self.released = True
 
     def close(self, reason: str) -> None:
         """End the traffic: its backend was taken out of service (``on_unhealthy = "close"``)."""
@@ -330,7 +331,22 @@ class Lease:
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self.group._release(self)
+            self._held_in.discard(self)  # the group's set it is counted in (see hold)
+
+
+class _Leases(set):
+    """The live leases on one backend of a group, and how many were ever ``sent`` there.
+
+    One set per backend, found once per :meth:`TargetGroup.hold` (its count goes
+    with it, not in a second dict) and kept by each lease it holds, so a release
+    finds it without looking the backend up again.
+    """
+
+    __slots__ = ("sent",)
+
+    def __init__(self, sent: int = 0) -> None:
+        super().__init__()
+        self.sent = sent
 
 
 class _ClosingLease(Lease):
@@ -408,15 +424,24 @@ class TargetGroup:
         if clock is None:
             from twisted.internet import reactor as clock
         self.config = config
+        #: ``config.name`` (a group's name stays for life: a reload builds a new group).
+        self.name: str = config.name
         self.clock = clock
         self.policy = policy or make_policy(config)
         self.health = health or GroupHealth(config, clock)
         self.persistence = persistence or make_persistence(
             config.persistence, clock, config.backends
         )
-        self._leases: dict[BackendConfig, set[Lease]] = {b: set() for b in config.backends}
-        #: Leases ever taken per backend (sessions and requests sent to it, for metrics).
-        self._sent: dict[BackendConfig, int] = dict.fromkeys(config.backends, 0)
+        #: Whether session persistence is on: it looks at requests and remembers
+        #: backends (without it, ``lookup`` is always None and ``remember`` adds nothing).
+        self.persists: bool = getattr(self.persistence, "reads_request", True)
+        #: Whether picking (the policy or session persistence) looks at the request
+        #: at all.  When not, a caller can skip building a :class:`RequestInfo` per
+        #: request (its headers, cookies and query) and pass None.
+        self.reads_requests: bool = self._policy_reads() or self.persists
+        #: Live leases per backend, with the count of leases ever taken (sessions
+        #: and requests sent to it, for metrics).
+        self._leases: dict[BackendConfig, _Leases] = {b: _Leases() for b in config.backends}
         self._failing_open = False
         self.health.on_change(self._health_changed)
         #: Runtime state per backend address (admin API: drain, disable, reweight).
@@ -441,10 +466,6 @@ class TargetGroup:
         self.rebalancer = Rebalancer(self, clock, config.rebalance)
 
     @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
     def backends(self) -> tuple[BackendConfig, ...]:
         return self.config.backends
 
@@ -466,12 +487,13 @@ class TargetGroup:
         lease.group = self
         lease.backend_config = backend
         lease.released = False
-        self._leases.setdefault(backend, set()).add(lease)
-        self._sent[backend] = self._sent.get(backend, 0) + 1
+        leases = self._leases.get(backend)
+        if leases is None:  # not setdefault: a set per call, for every request, is waste
+            leases = self._leases[backend] = _Leases()
+        leases.add(lease)
+        leases.sent += 1
+        lease._held_in = leases
         return lease
-
-    def _release(self, lease: Lease) -> None:
-        self._leases.get(lease.backend_config, set()).discard(lease)
 
     def load(self, backend: BackendConfig) -> int:
         """Live WebSocket sessions plus in-flight HTTP requests on ``backend``."""
@@ -479,7 +501,8 @@ class TargetGroup:
 
     def sent(self, backend: BackendConfig) -> int:
         """WebSocket sessions and HTTP requests (each attempt) ever sent to ``backend``."""
-        return self._sent.get(backend, 0)
+        leases = self._leases.get(backend)
+        return 0 if leases is None else leases.sent
 
     def is_full(self, backend: BackendConfig) -> bool:
         return 0 < backend.max_conns <= self.load(backend)
@@ -495,20 +518,32 @@ class TargetGroup:
         (with ``fail_open = false``) none is in service.
         """
         request = request or NO_REQUEST_INFO
-        candidates = self.candidates(exclude)
-        if not candidates:
-            return None
-        remembered = self.persistence.lookup(request)
-        if remembered is not None and remembered in candidates:
-            return remembered
-        if candidates is self._steady:
+        steady = self._steady
+        if (
+            not exclude
+            and steady is not None
+            and not self._bounded
+            and (self._steady_until is _FOREVER or self.clock.seconds() < self._steady_until)
+        ):
+            candidates = steady  # self.candidates()'s answer, without a call per pick
             weighted = self._steady_weighted
         else:
+            candidates = self.candidates(exclude)
+            if not candidates:
+                return None
+            weighted = self._steady_weighted if candidates is self._steady else None
+        if self.persists:
+            remembered = self.persistence.lookup(request)
+            if remembered is not None and remembered in candidates:
+                return remembered
+        if weighted is None:
             weighted = [self._weighted[b.address] for b in candidates]
-        chosen = self.policy.pick(
-            weighted, request, lambda b: self.load(self._configured[b.address])
-        )
+        chosen = self.policy.pick(weighted, request, self._configured_load)
         return None if chosen is None else self._configured[chosen.address]
+
+    def _configured_load(self, backend: BackendConfig) -> int:
+        """:meth:`load` of a backend as the policy sees it (maybe reweighted)."""
+        return self.load(self._configured[backend.address])
 
     def _takes_traffic(self, backend: BackendConfig) -> bool:
         control = self._controls[backend.address]
@@ -643,6 +678,7 @@ class TargetGroup:
         self._weighted[address] = attrs.evolve(self._configured[address], weight=weight)
         backends = tuple(self._weighted[b.address] for b in self.config.backends)
         self.policy = make_policy(attrs.evolve(self.config, backends=backends))
+        self.reads_requests = self._policy_reads() or self.persists
         self._forget_candidates()
         return control
 
@@ -665,12 +701,19 @@ class TargetGroup:
             before = old.backend(backend.address)
             if before is None:
                 continue
-            moving = old._leases.pop(before, set())
-            for lease in moving:
-                lease.group = self
-                lease.backend_config = backend
-            self._leases.setdefault(backend, set()).update(moving)
-            self._sent[backend] = self._sent.get(backend, 0) + old._sent.get(before, 0)
+            moving = old._leases.get(before)
+            if moving is not None:
+                # old keeps its count of traffic sent, and no live lease.
+                old._leases[before] = _Leases(moving.sent)
+                leases = self._leases.get(backend)
+                if leases is None:
+                    leases = self._leases[backend] = _Leases()
+                for lease in moving:
+                    lease.group = self
+                    lease.backend_config = backend
+                    lease._held_in = leases
+                leases.update(moving)
+                leases.sent += moving.sent
             control = old._controls[before.address]
             if control.state != READY:
                 self.set_state(backend.address, control.state)
@@ -688,16 +731,9 @@ class TargetGroup:
         """The live leases (sessions and requests) on ``backend`` now."""
         return list(self._leases.get(backend, ()))
 
-    @property
-    def reads_requests(self) -> bool:
-        """Whether picking (the policy or session persistence) looks at the request at all.
-
-        When not, a caller can skip building a :class:`RequestInfo` per request
-        (its headers, cookies and query) and pass None.
-        """
-        return getattr(self.policy, "reads_request", True) or getattr(
-            self.persistence, "reads_request", True
-        )
+    def _policy_reads(self) -> bool:
+        """Whether the balancing policy looks at the request (see :attr:`reads_requests`)."""
+        return getattr(self.policy, "reads_request", True)
 
     def persistence_headers(
         self, request: Optional[RequestInfo], backend: BackendConfig

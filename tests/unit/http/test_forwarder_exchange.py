@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 
+import attrs
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from clbproxy.config import BackendConfig, TargetGroupConfig
+from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
 from clbproxy.http.forwarded import TrustedProxies
 from clbproxy.http.forwarder import HTTPForwarder
+from clbproxy.upstream.balancer import TargetGroup
 from tests.support.listener import ListenerHarness, forwarding_listener
 
 A = BackendConfig("10.0.0.1", 8001)
@@ -114,6 +116,96 @@ class RetryTests(ExchangeTestCase):
         first.peer_closes()
         self.assertEqual(len(harness.backend_attempts()), 1)
         self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "), client.value())
+
+
+class _Remembering:
+    """A session persistence that remembers nothing, notes ``remember``, adds a header."""
+
+    def __init__(self, reads: bool) -> None:
+        self.reads_request = reads
+        self.remembered: list[str] = []
+
+    def lookup(self, request):
+        return None
+
+    def remember(self, request, backend):
+        self.remembered.append(backend.address)
+        return [("Set-Cookie", "lb=1")]
+
+
+class GroupTestCase(unittest.TestCase):
+    def listener(self, backends=(A, B), **group_options) -> None:
+        clock = MemoryReactorClock()
+        self.group = TargetGroup(TargetGroupConfig("pool", backends), clock, **group_options)
+        rules = (RuleConfig(target_group="pool"),)
+        listener = ListenerConfig(name="web", bind="tcp:0", rules=rules)
+        self.harness = ListenerHarness(listener, {"pool": self.group}, clock)
+        self.addCleanup(self.harness.close)
+
+
+class PersistenceTests(GroupTestCase):
+    def test_session_persistence_adds_its_headers_to_the_response(self):
+        persistence = _Remembering(reads=True)
+        self.listener(persistence=persistence)
+        client = self.harness.client(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        self.harness.accept().receive(OK)
+        self.assertEqual(persistence.remembered, ["10.0.0.1:8001"])
+        self.assertIn(b"\r\nSet-Cookie: lb=1\r\n", client.value())
+
+    def test_persistence_that_never_reads_requests_is_not_asked_to_remember(self):
+        persistence = _Remembering(reads=False)
+        self.listener(persistence=persistence)
+        client = self.harness.client(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        self.harness.accept().receive(OK)
+        self.assertEqual(persistence.remembered, [])
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 200 OK"), client.value())
+
+
+class ReloadedPoolTests(GroupTestCase):
+    """A request after a reload takes the pool the group's new settings call for."""
+
+    def setUp(self):
+        self.listener(backends=(A,))
+        self.client = self.harness.client(b"GET /1 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        self.first = self.harness.accept()
+        self.first.receive(OK)  # kept alive, idle
+
+    def reload(self, **changes) -> None:
+        self.group.config = attrs.evolve(self.group.config, **changes)
+        self.client.receive(b"GET /2 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+
+    def test_a_new_connect_timeout_keeps_the_kept_alive_connection(self):
+        self.reload(connect_timeout=1.0)
+        self.assertIn(b"GET /2 ", self.first.value())
+        self.assertEqual(len(self.harness.backend_attempts()), 1)
+
+    def test_new_pool_settings_retire_the_kept_alive_connection(self):
+        self.reload(http_pool_max_idle=3)
+        self.assertNotIn(b"GET /2 ", self.first.value())
+        self.assertTrue(self.first.disconnecting)
+        self.assertEqual(len(self.harness.backend_attempts()), 2)
+
+
+class LoadTests(GroupTestCase):
+    """A request in flight counts on its backend (``least_conn``, ``max_conns``) until it ends."""
+
+    def setUp(self):
+        self.listener()
+
+    def test_a_request_counts_on_its_backend_until_its_response_is_complete(self):
+        self.harness.client(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        backend = self.harness.accept()
+        self.assertEqual((self.group.load(A), self.group.sent(A)), (1, 1))
+        backend.receive(OK)
+        self.assertEqual((self.group.load(A), self.group.sent(A)), (0, 1))
+
+    def test_a_retried_request_counts_only_on_the_backend_it_went_to_next(self):
+        self.harness.client(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        self.harness.refuse(0)
+        self.assertEqual([self.group.load(A), self.group.load(B)], [0, 1])
+        self.harness.accept(1).receive(OK)
+        self.assertEqual([self.group.load(A), self.group.load(B)], [0, 0])
+        self.assertEqual([self.group.sent(A), self.group.sent(B)], [1, 1])
 
 
 class TimeoutTests(ExchangeTestCase):

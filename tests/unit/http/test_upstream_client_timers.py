@@ -66,3 +66,19 @@ class ResponseTimerTests(PoolTestCase):
         protocol, _ = self.endpoints.accept()
         self.lose(protocol)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_shorter_timeout_on_a_reused_connection_moves_its_timer_earlier(self):
+        pool = self.pool(http_pool_idle_timeout=60.0)
+        self.send(pool, timeout=5.0)  # the timer: due at t=5
+        protocol, _ = self.endpoints.accept()
+        protocol.dataReceived(OK)
+        self.clock.advance(4)
+        self.send(pool, timeout=5.0)  # due at t=9: the timer waits again at t=5
+        self.clock.advance(2)
+        protocol.dataReceived(OK)
+        self.clock.advance(1)
+        sink, _ = self.send(pool, timeout=1.0)  # sent at t=7 (a reload): due at t=8
+        self.clock.advance(0.9)
+        self.assertEqual(sink.events, [("connected",)])
+        self.clock.advance(0.2)
+        self.assertEqual(sink.last, ("failed", 504, "no response within 1 s", False))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from clbproxy.config import BackendConfig
+from clbproxy.config import BackendConfig, TargetGroupConfig
 from clbproxy.config.upstream import PersistenceConfig
-from clbproxy.upstream.balancer import RequestInfo
+from clbproxy.upstream.balancer import RequestInfo, TargetGroup
 from tests.unit.upstream.test_balancer import group_of
 
 A = BackendConfig("10.0.0.1", 8001)
@@ -34,3 +35,46 @@ class ReadsRequestsTests(unittest.TestCase):
             [described.pick(RequestInfo()) for _ in range(4)],
             [undescribed.pick(None) for _ in range(4)],
         )
+
+    def test_a_weight_change_keeps_the_answer(self):
+        group = group_of(A, B, policy="consistent_hash", hash_key="header:x-user")
+        group.set_weight(A.address, 20)
+        self.assertTrue(group.reads_requests)
+        plain = group_of(A, B)
+        plain.set_weight(A.address, 20)
+        self.assertFalse(plain.reads_requests)
+
+
+class _Recorded:
+    """A session persistence that remembers nothing and notes each question asked of it."""
+
+    def __init__(self, says_it_reads: bool) -> None:
+        if not says_it_reads:
+            self.reads_request = False
+        self.asked: list[str] = []
+
+    def lookup(self, request):
+        self.asked.append("lookup")
+        return None
+
+    def remember(self, request, backend):
+        self.asked.append("remember")
+        return []
+
+
+class PersistenceAskedTests(unittest.TestCase):
+    def test_persistence_that_never_reads_requests_is_not_asked_per_pick(self):
+        persistence = _Recorded(says_it_reads=False)
+        group = TargetGroup(TargetGroupConfig("g", (A, B)), Clock(), persistence=persistence)
+        group.pick()
+        group.pick(exclude=[A])
+        self.assertEqual(persistence.asked, [])
+        self.assertFalse(group.persists)
+
+    def test_persistence_that_may_read_requests_is_asked_on_every_pick(self):
+        persistence = _Recorded(says_it_reads=True)
+        group = TargetGroup(TargetGroupConfig("g", (A, B)), Clock(), persistence=persistence)
+        group.pick()
+        group.pick(exclude=[A])
+        self.assertEqual(persistence.asked, ["lookup", "lookup"])
+        self.assertTrue(group.persists)

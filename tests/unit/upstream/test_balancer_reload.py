@@ -78,6 +78,16 @@ class TakeOverTests(unittest.TestCase):
         new = reloaded(old, config(A, B, C))
         self.assertEqual(new.sent(A), 2)
 
+    def test_the_old_group_keeps_its_count_and_the_new_one_counts_on(self):
+        old = TargetGroup(config(A, B), Clock())
+        old.acquire(A).release()
+        live = old.acquire(A)
+        new = reloaded(old, config(A, B))
+        new.acquire(A)
+        live.release()
+        self.assertEqual((old.sent(A), old.load(A)), (2, 0))
+        self.assertEqual((new.sent(A), new.load(A)), (3, 1))
+
     def test_an_admin_drain_survives_a_reload_that_keeps_the_backend(self):
         old = TargetGroup(config(A, B), Clock())
         old.set_state(A.address, "drain")

@@ -14,6 +14,7 @@ from twisted.trial import unittest
 from clbproxy.config import TargetGroupConfig
 from clbproxy.config.upstream import BackendConfig, HealthCheckConfig
 from clbproxy.upstream.balancer import TargetGroup
+from clbproxy.upstream.health.checks import GroupHealth
 
 A = BackendConfig("10.0.0.1", 80)
 B = BackendConfig("10.0.0.2", 80)
@@ -95,3 +96,38 @@ class KeptCandidatesWithMaxConnsTests(unittest.TestCase):
         self.assertEqual(picks(self.group), {self.a})
         other.release()
         self.assertEqual(picks(self.group), {self.a, self.b})
+
+
+class KeptAndWorkedOutAgreeTests(unittest.TestCase):
+    """A first pick from the kept list answers as one that works the candidates out."""
+
+    def groups(self, policy: str) -> tuple[TargetGroup, TargetGroup]:
+        backends = (
+            BackendConfig("10.0.0.1", 80, weight=30),
+            BackendConfig("10.0.0.2", 80, weight=10),
+            BackendConfig("10.0.0.3", 80, weight=20),
+        )
+        config = TargetGroupConfig(name="g", backends=backends, policy=policy)
+        clock = task.Clock()
+        kept = TargetGroup(config, clock)
+        # A health given in place of the group's own: candidates worked out every pick.
+        worked_out = TargetGroup(config, clock, health=GroupHealth(config, clock))
+        return kept, worked_out
+
+    def test_round_robin_picks_the_same_sequence(self):
+        kept, worked_out = self.groups("round_robin")
+        self.assertEqual([kept.pick() for _ in range(30)], [worked_out.pick() for _ in range(30)])
+
+    def test_least_conn_sees_the_same_loads_and_a_reweighted_backend(self):
+        kept, worked_out = self.groups("least_conn")
+        for group in (kept, worked_out):
+            group.set_weight("10.0.0.2:80", 40)
+        answers = []
+        for group in (kept, worked_out):
+            chosen = []
+            for _ in range(12):
+                backend = group.pick()
+                group.acquire(backend)  # held: the next pick sees its load
+                chosen.append(backend.address)
+            answers.append(chosen)
+        self.assertEqual(answers[0], answers[1])
