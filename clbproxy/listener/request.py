@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import time
+from operator import itemgetter
 from typing import Callable, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
@@ -45,6 +46,11 @@ DEFAULT_CONTENT_TYPE = b"text/html"
 _CONTENT_TYPE = field_key(b"content-type")
 _CONTENT_LENGTH = field_key(b"content-length")
 _TRANSFER_ENCODING = field_key(b"transfer-encoding")
+
+#: One field line, ``name: value``, from a ``(name, value)`` pair (C-level ``%``).
+_field_line = b"%s: %s\r\n".__mod__
+_first = itemgetter(0)
+_is_one = (1).__eq__
 
 _date_second = -1
 _date_value = b""
@@ -278,8 +284,14 @@ class ListenerRequest:
             self.chunked = 1
         if bodiless:
             self._bodiless = True
-        fields = [b"%s: %s\r\n" % (name, value) for name, values in raw.items() for value in values]
-        return b"%s %d %s\r\n%s\r\n" % (self.clientproto, code, self.code_message, b"".join(fields))
+        held = raw.values()
+        if all(map(_is_one, map(len, held))):  # one value a name (most responses): lines in C
+            fields = b"".join(map(_field_line, zip(raw, map(_first, held))))
+        else:
+            fields = b"".join(
+                [b"%s: %s\r\n" % (name, value) for name, values in raw.items() for value in values]
+            )
+        return b"%s %d %s\r\n%s\r\n" % (self.clientproto, code, self.code_message, fields)
 
     def _any_head(self, headers: Headers) -> bytes:
         """:meth:`_head` for response headers of any ``Headers`` class (through its methods)."""
