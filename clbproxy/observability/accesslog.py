@@ -180,12 +180,6 @@ class SessionRecord:
         return fields
 
 
-_REQUEST_NAMES = tuple(a.name for a in attrs.fields(RequestRecord))
-_request_values = operator.attrgetter(*_REQUEST_NAMES)
-_SESSION_NAMES = tuple(a.name for a in attrs.fields(SessionRecord))
-_session_values = operator.attrgetter(*_SESSION_NAMES)
-
-
 _LOG_FORMATS = {
     "http": "access: {client} {listener} {method} {host}{path} -> {backend}: {status}",
     "websocket": "access: {client} {listener} WebSocket {host}{path} -> {backend}: {status}, "
@@ -196,6 +190,24 @@ _LOG_FORMATS = {
 _LOG_FORMATS_WITH_ID = {
     kind: f"{text} request_id={{request_id}}" for kind, text in _LOG_FORMATS.items()
 }
+
+_INFO = LogLevel.info
+
+
+def _describe(record: type, kind: str) -> None:
+    """What :func:`emit` reads of a record's class, worked out once: its event's ``type``,
+    its field names and a getter of their values, its event's text formats."""
+    record._kind = kind
+    record._names = tuple(a.name for a in attrs.fields(record))
+    record._values = operator.attrgetter(*record._names)
+    record._format = _LOG_FORMATS[kind]
+    record._format_with_id = _LOG_FORMATS_WITH_ID[kind]
+
+
+_describe(RequestRecord, "http")
+_describe(SessionRecord, "websocket")
+_REQUEST_NAMES, _request_values = RequestRecord._names, RequestRecord._values
+_SESSION_NAMES, _session_values = SessionRecord._names, SessionRecord._values
 
 
 def emit(
@@ -215,14 +227,16 @@ def emit(
     the fields, so in a running proxy no text is made per request.  A field's
     value is never read as a format (braces the client sent stay as sent).
     """
-    event = record.fields()
-    formats = _LOG_FORMATS_WITH_ID if record.request_id else _LOG_FORMATS
-    event["log_logger"] = to
-    event["log_level"] = LogLevel.info
-    event["log_namespace"] = to.namespace
-    event["log_source"] = to.source
-    event["log_format"] = formats[event["type"]]
-    event["log_time"] = time.time()
+    event = {"type": record._kind}
+    event.update(
+        zip(record._names, record._values(record)),
+        log_logger=to,
+        log_level=_INFO,
+        log_namespace=to.namespace,
+        log_source=to.source,
+        log_format=record._format_with_id if record.request_id else record._format,
+        log_time=time.time(),
+    )
     if opened_at is not None:
         event["opened_at"] = opened_at
     to.observer(event)
