@@ -84,7 +84,9 @@ def _names_websocket(upgrades) -> bool:
 
 
 #: The request fields :meth:`ListenerResource.render` reads (``FieldHeaders`` keys).
-_RENDER_FIELDS = tuple(field_key(name) for name in (b"upgrade", b"host", b"x-forwarded-for"))
+_UPGRADE, _HOST, _X_FORWARDED_FOR = (
+    field_key(name) for name in (b"upgrade", b"host", b"x-forwarded-for")
+)
 #: The W3C ``traceparent`` field's key.
 _TRACEPARENT = field_key(b"traceparent")
 
@@ -100,10 +102,11 @@ def identify(request: Request, settings: ListenerSettings) -> None:
     policy = settings.request_ids
     headers = request.requestHeaders
     # A listener's request (its response's headers are FieldHeaders too): the
-    # headers read and set through their keys, worked out once.
+    # headers read in their dict and set through their keys, worked out once.
     fields = type(headers) is FieldHeaders
+    raw = headers.grouped() if fields else None
     if policy.name:
-        received = headers.get_field(policy.field) if fields else headers.getRawHeaders(policy.key)
+        received = (raw.get(policy.field) or None) if fields else headers.getRawHeaders(policy.key)
         if received is None:
             request_id = new_request_id()  # nothing to weigh: no ID was sent
         else:
@@ -116,7 +119,7 @@ def identify(request: Request, settings: ListenerSettings) -> None:
         else:
             request.responseHeaders.setRawHeaders(policy.raw_name, [value])
     request.trace = trace_context(
-        headers.get_field(_TRACEPARENT) if fields else headers.getRawHeaders(b"traceparent"),
+        (raw.get(_TRACEPARENT) or None) if fields else headers.getRawHeaders(b"traceparent"),
         settings.trace,
     )
 
@@ -161,8 +164,9 @@ class ListenerResource(Resource):
             self._record(request, settings, None)
             return self._refuse(request, TRACE_REFUSED)
         headers = request.requestHeaders
-        if type(headers) is FieldHeaders:  # a listener's request: one call for the three
-            upgrades, hosts, claimed = headers.get_fields(_RENDER_FIELDS)
+        if type(headers) is FieldHeaders:  # a listener's request: read in its dict
+            get = headers.grouped().get
+            upgrades, hosts, claimed = get(_UPGRADE), get(_HOST), get(_X_FORWARDED_FOR)
         else:
             get = headers.getRawHeaders
             upgrades, hosts, claimed = get(b"upgrade"), get(b"host"), get(b"x-forwarded-for")

@@ -248,7 +248,7 @@ def rule_label(host: Optional[str], path: str) -> str:
 
 
 #: The request fields an access record reads (``FieldHeaders`` keys).
-_RECORD_FIELDS = tuple(
+_HOST, _REFERER, _USER_AGENT, _X_FORWARDED_FOR = (
     field_key(name) for name in (b"host", b"referer", b"user-agent", b"x-forwarded-for")
 )
 
@@ -300,8 +300,10 @@ def request_record(
     started = reactor.seconds()
     headers = request.requestHeaders
     # Each header's last value, as text; looked up once each, no call for one not sent.
-    if type(headers) is FieldHeaders:  # a listener's request: one call for the four
-        host, referer, agent, claimed = headers.get_fields(_RECORD_FIELDS)
+    if type(headers) is FieldHeaders:  # a listener's request: read in its dict
+        get = headers.grouped().get
+        host, referer, agent = get(_HOST), get(_REFERER), get(_USER_AGENT)
+        claimed = (get(_X_FORWARDED_FOR) or None) if client is None else None
     else:
         get = headers.getRawHeaders
         host, referer, agent, claimed = (
