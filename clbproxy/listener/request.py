@@ -49,7 +49,7 @@ _TRANSFER_ENCODING = field_key(b"transfer-encoding")
 
 #: One field line, ``name: value``, from a ``(name, value)`` pair (C-level ``%``).
 _field_line = b"%s: %s\r\n".__mod__
-_first = itemgetter(0)
+_first_value = itemgetter(0)
 _is_one = (1).__eq__
 
 _date_second = -1
@@ -298,7 +298,7 @@ class ListenerRequest:
             self._bodiless = True
         held = raw.values()
         if all(map(_is_one, map(len, held))):  # one value a name (most responses): lines in C
-            fields = b"".join(map(_field_line, zip(raw, map(_first, held))))
+            fields = b"".join(map(_field_line, zip(raw, map(_first_value, held))))
         else:
             fields = b"".join(
                 [b"%s: %s\r\n" % (name, value) for name, values in raw.items() for value in values]
