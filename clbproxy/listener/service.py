@@ -78,6 +78,8 @@ def is_websocket_upgrade(request: Request) -> bool:
 def _names_websocket(upgrades) -> bool:
     """True when one of the ``Upgrade`` values names ``websocket`` among its tokens."""
     for value in upgrades:
+        if value.strip().lower() == b"websocket":  # one token, as clients send it
+            return True
         if any(token.strip().lower() == b"websocket" for token in value.split(b",")):
             return True
     return False
