@@ -315,14 +315,25 @@ def request_record(
     if client is None:
         peer = getattr(request.getClientAddress(), "host", None) or "-"
         client = claimed_client_ip(peer, claimed, trusted)
+    # printable() of the path and Host only when they hold a character that is not
+    # (every control character is one): most hold none, and keep their text.
+    path = request.uri.decode("latin-1")
+    if not path.isprintable():
+        path = printable(path)
+    if host:
+        host = host[-1].decode("latin-1")
+        if not host.isprintable():
+            host = printable(host)
+    else:
+        host = None
     record = RequestRecord(
         listener=listener,
         client=client,
         method=_KNOWN_TEXT.get(request.method) or printable(request.method.decode("latin-1")),
-        path=printable(request.uri.decode("latin-1")),
+        path=path,
         protocol=_KNOWN_TEXT.get(request.clientproto)
         or printable(request.clientproto.decode("latin-1")),
-        host=printable(host[-1].decode("latin-1")) if host else None,
+        host=host,
         referer=printable(referer[-1].decode("latin-1")) if referer else None,
         user_agent=printable(agent[-1].decode("latin-1")) if agent else None,
         rule=rule_label(rule.host, rule.path) if rule is not None else None,
