@@ -573,12 +573,20 @@ class AdmissionShortcutTests(unittest.TestCase):
             RuleConfig(target_group="g", allow=("10.0.0.0/24",)),
             RuleConfig(target_group="g", deny=("10.0.0.0/24",)),
         )
-        listeners = (listener(), listener(deny=("10.0.0.0/24",)), listener(allow=("10.9.0.0/16",)))
-        for config in listeners:
+        listeners = (
+            listener(),
+            listener(deny=("10.0.0.0/24",)),
+            listener(allow=("10.9.0.0/16",)),
+            listener(websocket_handshake_rate=1.0, websocket_handshake_burst=1),
+        )
+        for config, draining in [(config, False) for config in listeners] + [(listener(), True)]:
             for rule in rules:
                 for websocket in (False, True):
                     for address in ("10.0.0.1", "10.9.0.1", ""):
                         admission = Admission(config, task.Clock(), LimitStats())
+                        admission.draining = draining
+                        if config.websocket_handshake_rate:
+                            admission.rate.allow(address)  # its one handshake: the next waits
                         full = admission._refusal(address, rule, websocket)
                         answer = admission.check(address, rule, websocket=websocket)
                         self.assertEqual(
