@@ -695,7 +695,8 @@ class Admission:
     def configure(self, listener: ListenerConfig) -> None:
         """The listener's new settings (reload); handshake buckets survive if unchanged."""
         self.access = AccessList.from_cidrs(listener.allow, listener.deny)
-        #: The listener has no address list: only a rule's, a drain or a rate can refuse.
+        #: No address list on the listener: a request under a rule without one is
+        #: refused only if it is a handshake (:meth:`check`'s shortcut).
         self._open = not (listener.allow or listener.deny)
         #: Each rule's address list, by ``id(rule)``: hashing a frozen rule walks all its
         #: fields (0.3 µs a request); the rule is kept beside its list, so the id stays its.
@@ -721,12 +722,10 @@ class Admission:
         websocket: bool,
     ) -> Optional[Refusal]:
         """The refusal for this request, or None when it may go on."""
-        if (
-            self._open
-            and (rule is None or not (rule.allow or rule.deny))
-            and not (websocket and (self.draining or self.rate is not None))
-        ):
-            return None  # nothing that could refuse applies (most requests)
+        if self._open and (rule is None or not (rule.allow or rule.deny)):
+            # No address list applies: only a handshake may still be refused.
+            if not websocket or (not self.draining and self.rate is None):
+                return None
         refusal = self._refusal(client_ip, rule, websocket)
         if refusal is not None:
             self.stats.increment(refusal.counter)

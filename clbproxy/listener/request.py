@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import time
+from operator import itemgetter
 from typing import Callable, List, Optional, Sequence
 
 from twisted.internet.defer import Deferred
@@ -45,6 +46,11 @@ DEFAULT_CONTENT_TYPE = b"text/html"
 _CONTENT_TYPE = field_key(b"content-type")
 _CONTENT_LENGTH = field_key(b"content-length")
 _TRANSFER_ENCODING = field_key(b"transfer-encoding")
+
+#: One field line, ``name: value``, from a ``(name, value)`` pair (C-level ``%``).
+_field_line = b"%s: %s\r\n".__mod__
+_first_value = itemgetter(0)
+_is_one = (1).__eq__
 
 _date_second = -1
 _date_value = b""
@@ -88,6 +94,8 @@ class ListenerRequest:
         "producer",
         "streamingProducer",
         "notifications",
+        "_first",
+        "_waiting",
         "body",
         "response_trailers",
         "request_id",
@@ -127,6 +135,11 @@ class ListenerRequest:
         self.streamingProducer = None
         #: Deferreds (``notifyFinish``) and ``(callback, on finish too)`` pairs.
         self.notifications: List[object] = []
+        #: An ``on_finish`` callback asked before any other waiter (the access
+        #: record's, most often): told first, kept out of ``notifications``.
+        self._first: Optional[Callable[[Optional[Failure]], object]] = None
+        #: How many of ``notifications`` are told at the finish (not ``on_lost`` ones).
+        self._waiting = 0
         self.body: Optional[RequestBody] = None
         self.response_trailers: Sequence[Field] = ()
         #: The request's ID, once the listener named it (:mod:`clbproxy.http.request_id`).
@@ -189,6 +202,7 @@ class ListenerRequest:
     def notifyFinish(self) -> Deferred:
         d: Deferred = Deferred()
         self.notifications.append(d)
+        self._waiting += 1
         return d
 
     def on_finish(self, callback: Callable[[Optional[Failure]], object]) -> None:
@@ -199,7 +213,11 @@ class ListenerRequest:
         Deferreds are told in the order they asked; an exception is logged, as an
         unhandled Deferred error would be.
         """
-        self.notifications.append((callback, True))
+        if self._first is None and not self.notifications:
+            self._first = callback  # no tuple, no loop at the finish
+        else:
+            self.notifications.append((callback, True))
+            self._waiting += 1
 
     def on_lost(self, callback: Callable[[Failure], object]) -> None:
         """``notifyFinish().addErrback(callback)``: called only if the client leaves first."""
@@ -278,8 +296,14 @@ class ListenerRequest:
             self.chunked = 1
         if bodiless:
             self._bodiless = True
-        fields = [b"%s: %s\r\n" % (name, value) for name, values in raw.items() for value in values]
-        return b"%s %d %s\r\n%s\r\n" % (self.clientproto, code, self.code_message, b"".join(fields))
+        held = raw.values()
+        if all(map(_is_one, map(len, held))):  # one value a name (most responses): lines in C
+            fields = b"".join(map(_field_line, zip(raw, map(_first_value, held))))
+        else:
+            fields = b"".join(
+                [b"%s: %s\r\n" % (name, value) for name, values in raw.items() for value in values]
+            )
+        return b"%s %d %s\r\n%s\r\n" % (self.clientproto, code, self.code_message, fields)
 
     def _any_head(self, headers: Headers) -> bytes:
         """:meth:`_head` for response headers of any ``Headers`` class (through its methods)."""
@@ -342,7 +366,17 @@ class ListenerRequest:
             self.unregisterProducer()
         self.channel = None
         channel.request_done(self)
-        self._notify(None)
+        first = self._first
+        if first is not None:
+            self._first = None
+            try:  # _tell(first, None), inline: once per request
+                first(None)
+            except Exception:
+                log.failure("while telling {callback!r} the request ended", callback=first)
+        if self._waiting:
+            self._notify(None)
+        else:
+            self.notifications = []  # on_lost callbacks only: none is told
 
     def connectionLost(self, reason: Failure) -> None:
         """The client's connection is gone: fail the body still arriving and the waiters."""
@@ -351,6 +385,10 @@ class ListenerRequest:
             body.fail(ClientBodyLost("the client went away during the request body"))
         self._disconnected = True
         self.channel = None
+        first = self._first
+        if first is not None:
+            self._first = None
+            _tell(first, reason)
         notifications, self.notifications = self.notifications, []
         for d in notifications:
             if type(d) is tuple:
@@ -360,16 +398,11 @@ class ListenerRequest:
 
     def _notify(self, result: None) -> None:
         notifications, self.notifications = self.notifications, []
+        self._waiting = 0
         for d in notifications:
             if type(d) is tuple:
                 if d[1]:
-                    callback = d[0]
-                    try:  # _tell(callback, result), inline: once per request
-                        callback(result)
-                    except Exception:
-                        log.failure(
-                            "while telling {callback!r} the request ended", callback=callback
-                        )
+                    _tell(d[0], result)
             else:
                 d.callback(result)
 

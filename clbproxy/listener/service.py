@@ -78,32 +78,42 @@ def is_websocket_upgrade(request: Request) -> bool:
 def _names_websocket(upgrades) -> bool:
     """True when one of the ``Upgrade`` values names ``websocket`` among its tokens."""
     for value in upgrades:
+        if value.strip().lower() == b"websocket":  # one token, as clients send it
+            return True
         if any(token.strip().lower() == b"websocket" for token in value.split(b",")):
             return True
     return False
 
 
 #: The request fields :meth:`ListenerResource.render` reads (``FieldHeaders`` keys).
-_RENDER_FIELDS = tuple(field_key(name) for name in (b"upgrade", b"host", b"x-forwarded-for"))
+_UPGRADE, _HOST, _X_FORWARDED_FOR = (
+    field_key(name) for name in (b"upgrade", b"host", b"x-forwarded-for")
+)
 #: The W3C ``traceparent`` field's key.
 _TRACEPARENT = field_key(b"traceparent")
 
 
-def identify(request: Request, settings: ListenerSettings) -> None:
+def identify(
+    request: Request, settings: ListenerSettings, grouped: Optional[Mapping] = None
+) -> None:
     """Name ``request`` and read its trace context, before anything answers it.
 
     Its ID (:class:`clbproxy.http.request_id.RequestIds`) becomes its
     ``request_id`` and a header of its response, so every answer carries it,
     the proxy's own included; its ``trace`` is its
-    :class:`clbproxy.http.tracecontext.TraceContext`.
+    :class:`clbproxy.http.tracecontext.TraceContext` (``NO_TRACE`` without a
+    ``traceparent`` when the listener makes none, as ``trace_context`` says).
+    ``grouped``: a listener request's fields as its ``FieldHeaders`` group
+    them (its response's are ``FieldHeaders`` too), read and set through their
+    keys; None: through ``getRawHeaders``/``setRawHeaders``.
     """
     policy = settings.request_ids
     headers = request.requestHeaders
-    # A listener's request (its response's headers are FieldHeaders too): the
-    # headers read and set through their keys, worked out once.
-    fields = type(headers) is FieldHeaders
     if policy.name:
-        received = headers.get_field(policy.field) if fields else headers.getRawHeaders(policy.key)
+        if grouped is not None:
+            received = grouped.get(policy.field) or None
+        else:
+            received = headers.getRawHeaders(policy.key)
         if received is None:
             request_id = new_request_id()  # nothing to weigh: no ID was sent
         else:
@@ -111,14 +121,18 @@ def identify(request: Request, settings: ListenerSettings) -> None:
             request_id = policy.choose(received, peer)
         request.request_id = request_id
         value = request_id.encode()  # ASCII (new or well formed): UTF-8's fast path
-        if fields:
+        if grouped is not None:
             request.responseHeaders.set_field(policy.field, value)
         else:
             request.responseHeaders.setRawHeaders(policy.raw_name, [value])
-    request.trace = trace_context(
-        headers.get_field(_TRACEPARENT) if fields else headers.getRawHeaders(b"traceparent"),
-        settings.trace,
-    )
+    if grouped is not None:
+        traceparents = grouped.get(_TRACEPARENT) or None
+    else:
+        traceparents = headers.getRawHeaders(b"traceparent")
+    if traceparents is None and not settings.trace:
+        request.trace = NO_TRACE  # trace_context's answer, without the call
+    else:
+        request.trace = trace_context(traceparents, settings.trace)
 
 
 class ListenerResource(Resource):
@@ -156,13 +170,16 @@ class ListenerResource(Resource):
 
     def render(self, request: Request):
         settings: ListenerSettings = self._relay.settings
-        identify(request, settings)
+        headers = request.requestHeaders
+        # A listener's request: its fields read in their dict.
+        grouped = headers.grouped() if type(headers) is FieldHeaders else None
+        identify(request, settings, grouped)
         if request.method == b"TRACE":
             self._record(request, settings, None)
             return self._refuse(request, TRACE_REFUSED)
-        headers = request.requestHeaders
-        if type(headers) is FieldHeaders:  # a listener's request: one call for the three
-            upgrades, hosts, claimed = headers.get_fields(_RENDER_FIELDS)
+        if grouped is not None:
+            get = grouped.get
+            upgrades, hosts, claimed = get(_UPGRADE), get(_HOST), get(_X_FORWARDED_FOR)
         else:
             get = headers.getRawHeaders
             upgrades, hosts, claimed = get(b"upgrade"), get(b"host"), get(b"x-forwarded-for")

@@ -180,12 +180,6 @@ class SessionRecord:
         return fields
 
 
-_REQUEST_NAMES = tuple(a.name for a in attrs.fields(RequestRecord))
-_request_values = operator.attrgetter(*_REQUEST_NAMES)
-_SESSION_NAMES = tuple(a.name for a in attrs.fields(SessionRecord))
-_session_values = operator.attrgetter(*_SESSION_NAMES)
-
-
 _LOG_FORMATS = {
     "http": "access: {client} {listener} {method} {host}{path} -> {backend}: {status}",
     "websocket": "access: {client} {listener} WebSocket {host}{path} -> {backend}: {status}, "
@@ -196,6 +190,24 @@ _LOG_FORMATS = {
 _LOG_FORMATS_WITH_ID = {
     kind: f"{text} request_id={{request_id}}" for kind, text in _LOG_FORMATS.items()
 }
+
+_INFO = LogLevel.info
+
+
+def _describe(record: type, kind: str) -> None:
+    """What :func:`emit` reads of a record's class, worked out once: its event's ``type``,
+    its field names and a getter of their values, its event's text formats."""
+    record._kind = kind
+    record._names = tuple(a.name for a in attrs.fields(record))
+    record._values = operator.attrgetter(*record._names)
+    record._format = _LOG_FORMATS[kind]
+    record._format_with_id = _LOG_FORMATS_WITH_ID[kind]
+
+
+_describe(RequestRecord, "http")
+_describe(SessionRecord, "websocket")
+_REQUEST_NAMES, _request_values = RequestRecord._names, RequestRecord._values
+_SESSION_NAMES, _session_values = SessionRecord._names, SessionRecord._values
 
 
 def emit(
@@ -215,14 +227,16 @@ def emit(
     the fields, so in a running proxy no text is made per request.  A field's
     value is never read as a format (braces the client sent stay as sent).
     """
-    event = record.fields()
-    formats = _LOG_FORMATS_WITH_ID if record.request_id else _LOG_FORMATS
-    event["log_logger"] = to
-    event["log_level"] = LogLevel.info
-    event["log_namespace"] = to.namespace
-    event["log_source"] = to.source
-    event["log_format"] = formats[event["type"]]
-    event["log_time"] = time.time()
+    event = {"type": record._kind}
+    event.update(
+        zip(record._names, record._values(record)),
+        log_logger=to,
+        log_level=_INFO,
+        log_namespace=to.namespace,
+        log_source=to.source,
+        log_format=record._format_with_id if record.request_id else record._format,
+        log_time=time.time(),
+    )
     if opened_at is not None:
         event["opened_at"] = opened_at
     to.observer(event)
@@ -234,7 +248,7 @@ def rule_label(host: Optional[str], path: str) -> str:
 
 
 #: The request fields an access record reads (``FieldHeaders`` keys).
-_RECORD_FIELDS = tuple(
+_HOST, _REFERER, _USER_AGENT, _X_FORWARDED_FOR = (
     field_key(name) for name in (b"host", b"referer", b"user-agent", b"x-forwarded-for")
 )
 
@@ -286,8 +300,10 @@ def request_record(
     started = reactor.seconds()
     headers = request.requestHeaders
     # Each header's last value, as text; looked up once each, no call for one not sent.
-    if type(headers) is FieldHeaders:  # a listener's request: one call for the four
-        host, referer, agent, claimed = headers.get_fields(_RECORD_FIELDS)
+    if type(headers) is FieldHeaders:  # a listener's request: read in its dict
+        get = headers.grouped().get
+        host, referer, agent = get(_HOST), get(_REFERER), get(_USER_AGENT)
+        claimed = (get(_X_FORWARDED_FOR) or None) if client is None else None
     else:
         get = headers.getRawHeaders
         host, referer, agent, claimed = (
@@ -299,14 +315,25 @@ def request_record(
     if client is None:
         peer = getattr(request.getClientAddress(), "host", None) or "-"
         client = claimed_client_ip(peer, claimed, trusted)
+    # printable() of the path and Host only when they hold a character that is not
+    # (every control character is one): most hold none, and keep their text.
+    path = request.uri.decode("latin-1")
+    if not path.isprintable():
+        path = printable(path)
+    if host:
+        host = host[-1].decode("latin-1")
+        if not host.isprintable():
+            host = printable(host)
+    else:
+        host = None
     record = RequestRecord(
         listener=listener,
         client=client,
         method=_KNOWN_TEXT.get(request.method) or printable(request.method.decode("latin-1")),
-        path=printable(request.uri.decode("latin-1")),
+        path=path,
         protocol=_KNOWN_TEXT.get(request.clientproto)
         or printable(request.clientproto.decode("latin-1")),
-        host=printable(host[-1].decode("latin-1")) if host else None,
+        host=host,
         referer=printable(referer[-1].decode("latin-1")) if referer else None,
         user_agent=printable(agent[-1].decode("latin-1")) if agent else None,
         rule=rule_label(rule.host, rule.path) if rule is not None else None,

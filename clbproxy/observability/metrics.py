@@ -40,7 +40,6 @@ LATENCY_BUCKETS = METRIC_BUCKETS_S
 #: Their ``le`` labels, ``+Inf`` last.
 _LE = tuple(floatToGoString(bound) for bound in (*LATENCY_BUCKETS, float("inf")))
 
-
 #: ``LimitStats`` refusal counters as ``(reason label, status label)``; ``none``: the
 #: connection was closed without an answer.
 LIMIT_REFUSALS = {
@@ -287,13 +286,16 @@ class Metrics:
             self.handshake_latency.observe(listener, handshake_ms)
         if status != 101:
             return
-        self.sessions.inc((listener, _label(event.get("group")), event["backend"]))
+        group = event.get("group")  # _label(...), inline here and below
+        self.sessions.inc((listener, "-" if group is None else str(group), event["backend"]))
+        closes = self.closes
         code = event.get("client_close_code")
-        self.closes.inc((listener, "client", "none" if code is None else str(code)))
+        closes.inc((listener, "client", "none" if code is None else str(code)))
         code = event.get("backend_close_code")
-        self.closes.inc((listener, "backend", "none" if code is None else str(code)))
-        self.closed_first.inc((listener, _label(event.get("closed_by"))))
-        # Both directions, unrolled: every session's end passes here.
+        closes.inc((listener, "backend", "none" if code is None else str(code)))
+        side = event.get("closed_by")
+        self.closed_first.inc((listener, "-" if side is None else str(side)))
+        # Messages and bytes each way (in: client to backend), no loop.
         finished[("messages", listener, "in")] += event.get("messages_in") or 0
         finished[("bytes", listener, "in")] += event.get("bytes_in") or 0
         finished[("messages", listener, "out")] += event.get("messages_out") or 0

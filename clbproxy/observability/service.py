@@ -21,7 +21,9 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
-from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
+from twisted.logger import ILogObserver, Logger, LogPublisher, globalLogPublisher
+from twisted.logger._observer import OBSERVER_DISABLED
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from clbproxy.config import AdminConfig, Config, ListenerConfig
@@ -58,7 +60,7 @@ class Observability(Service):
         self.reactor = reactor
         self.publisher = publisher
         #: Where access events are published: only this process's access observers watch it.
-        self.access = LogPublisher()
+        self.access = AccessPublisher()
         #: The logger listeners send access events through (``listener_service(access=...)``).
         self.access_events = access_logger(self.access)
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -144,33 +146,71 @@ class Observability(Service):
     def startService(self) -> None:
         super().startService()
         self.publisher.addObserver(self.errors)
-        self.access.addObserver(self._pass_on)
+        self.access.passed_on = self.publisher
         for observer in self._observers:
             self.access.addObserver(observer)
         self._sampler = LoopingCall(self.series.sample)
         self._sampler.clock = self.reactor
         self._sampler.start(BUCKET_SECONDS, now=False)
 
-    def _pass_on(self, event: dict) -> None:
-        """Other events on the access publisher go to the process's log.
-
-        Those are the reports of an access observer that raised (a full disk,
-        say), which the publisher sends to its other observers.
-        """
-        if event.get("log_namespace") != NAMESPACE:
-            self.publisher(event)
-
     def stopService(self):
         if self._sampler is not None and self._sampler.running:
             self._sampler.stop()
         self._sampler = None
         self.publisher.removeObserver(self.errors)
-        self.access.removeObserver(self._pass_on)
+        self.access.passed_on = _nowhere
         for observer in self._observers:
             self.access.removeObserver(observer)
         for access_log in self.access_logs:
             access_log.close()
         return super().stopService()
+
+
+def _nowhere(event: dict) -> None:
+    """Where an access publisher passes other events while nothing takes them."""
+
+
+class AccessPublisher(LogPublisher):
+    """The access events' publisher: a ``LogPublisher`` whose dispatch is one plain loop.
+
+    Every event goes to every observer, as ``LogPublisher`` sends it (each
+    call in its own ``try``; an observer that raises is reported to the others
+    as ``LogPublisher`` reports it).  Other events than access events (those
+    reports, say: a full disk under an access log) then go on to
+    :attr:`passed_on`, the process's log while :class:`Observability` runs.
+    An event being traced (``log_trace``) takes ``LogPublisher``'s own loop.
+    """
+
+    def __init__(self, *observers: ILogObserver) -> None:
+        super().__init__(*observers)
+        #: Where events that are not access events go on to.
+        self.passed_on: ILogObserver = _nowhere
+
+    def __call__(self, event: dict) -> None:
+        if "log_trace" in event:
+            LogPublisher.__call__(self, event)
+        else:
+            broken = None
+            for observer in self._observers:
+                try:
+                    observer(event)
+                except Exception:
+                    if broken is None:
+                        broken = []
+                    broken.append((observer, Failure()))
+            if broken is not None:
+                for observer, failure in broken:
+                    self._errorLoggerForObserver(observer).failure(
+                        OBSERVER_DISABLED, failure=failure, observer=observer
+                    )
+        if event.get("log_namespace") != NAMESPACE:
+            self.passed_on(event)
+
+    def _errorLoggerForObserver(self, observer: ILogObserver) -> Logger:
+        """A logger to the other observers, and on to :attr:`passed_on` (as ``LogPublisher``'s)."""
+        others = AccessPublisher(*(other for other in self._observers if other is not observer))
+        others.passed_on = self.passed_on
+        return Logger(observer=others)
 
 
 @implementer(ILogObserver)

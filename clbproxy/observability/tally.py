@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from operator import itemgetter
 from typing import Callable
 
 #: Upper bounds (ms) of the series' latency buckets: 0.25 ms to 46 s, each sqrt(2)
@@ -157,6 +158,10 @@ class RequestTotals:
             response[1] += ms_sum / 1000
 
 
+#: A request event's key: its listener, target group and backend.
+_key_of = itemgetter("listener", "group", "backend")
+
+
 class RequestTally:
     """The per-request counts both readers share (see the module's docstring).
 
@@ -185,7 +190,10 @@ class RequestTally:
         now = self.clock.seconds()
         if not self.start <= now < self.end:
             self.turn(now)  # a new bucket (or the clock went back)
-        key = (event.get("listener"), event.get("group"), event.get("backend"))
+        try:
+            key = _key_of(event)  # an emitted event holds every field: one C call
+        except KeyError:  # one made by hand may not
+            key = (event.get("listener"), event.get("group"), event.get("backend"))
         pending = self.pending.get(key) or self.pend(key)
         statuses = pending.statuses
         status = event.get("status") or 0

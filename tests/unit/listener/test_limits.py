@@ -612,3 +612,44 @@ class AcceptBatchTests(unittest.TestCase):
         port = self.port(limiter, pending=150)
         port.doRead()
         self.assertEqual((len(port.accepted), port.pending), (100, 50))
+
+
+class AdmissionShortcutTests(unittest.TestCase):
+    """A plain request where no address list applies is let through without consulting any;
+    every other case is answered as the full check answers it."""
+
+    def test_every_combination_answers_as_the_full_check(self) -> None:
+        rules = (
+            None,
+            RuleConfig(target_group="g"),
+            RuleConfig(target_group="g", allow=("10.0.0.0/24",)),
+            RuleConfig(target_group="g", deny=("10.0.0.0/24",)),
+        )
+        listeners = (
+            listener(),
+            listener(deny=("10.0.0.0/24",)),
+            listener(allow=("10.9.0.0/16",)),
+            listener(websocket_handshake_rate=1.0, websocket_handshake_burst=1),
+        )
+        for config, draining in [(config, False) for config in listeners] + [(listener(), True)]:
+            for rule in rules:
+                for websocket in (False, True):
+                    for address in ("10.0.0.1", "10.9.0.1", ""):
+                        admission = Admission(config, task.Clock(), LimitStats())
+                        admission.draining = draining
+                        if config.websocket_handshake_rate:
+                            admission.rate.allow(address)  # its one handshake: the next waits
+                        full = admission._refusal(address, rule, websocket)
+                        answer = admission.check(address, rule, websocket=websocket)
+                        self.assertEqual(
+                            None if answer is None else answer.counter,
+                            None if full is None else full.counter,
+                            (config.allow, config.deny, rule, websocket, address),
+                        )
+
+    def test_a_reload_that_adds_a_list_ends_the_shortcut(self) -> None:
+        admission = Admission(listener(), task.Clock(), LimitStats())
+        self.assertIsNone(admission.check("10.0.0.1", None, websocket=False))
+        admission.configure(listener(deny=("10.0.0.0/24",)))
+        refusal = admission.check("10.0.0.1", None, websocket=False)
+        self.assertEqual(refusal.counter, "denied_by_listener")

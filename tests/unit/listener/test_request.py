@@ -60,3 +60,25 @@ class NotificationTests(unittest.TestCase):
         self.assertEqual(self.told, [("on_finish", None), ("deferred", None)])
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertTrue(any("request ended" in e.get("log_format", "") for e in events))
+
+    def test_a_callback_asked_after_a_deferred_is_told_after_it(self):
+        request, told = self.request, self.told
+        request.notifyFinish().addBoth(lambda result: told.append(("deferred", result)))
+        request.on_finish(lambda result: told.append(("on_finish", result)))
+        request.on_finish(lambda result: told.append(("second", result)))
+        request.finish()
+        self.assertEqual(told, [("deferred", None), ("on_finish", None), ("second", None)])
+
+    def test_a_callback_asked_after_a_deferred_is_told_after_it_when_the_client_leaves(self):
+        request, told = self.request, self.told
+        request.on_lost(lambda reason: told.append("on_lost"))
+        request.on_finish(lambda result: told.append("on_finish"))
+        self.connection.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(told, ["on_lost", "on_finish"])
+
+    def test_a_finished_request_with_only_on_lost_waiters_tells_none_of_them_ever(self):
+        request, told = self.request, self.told
+        request.on_lost(lambda reason: told.append("on_lost"))
+        request.finish()
+        request.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(told, [])

@@ -103,3 +103,18 @@ class ResponseHeadTests(unittest.TestCase):
         self.assertEqual(fast[:2], plain[:2])
         self.assertNotIn(b"chunked", fast[0])
         self.assertNotIn(b"text/html", fast[0])
+
+    def test_field_lines_are_alike_with_one_value_a_name_and_with_repeats_or_none(self):
+        # One value a name takes the C-level lines; a repeat or an empty name the loop.
+        cases = [
+            ([(b"X-A", b"1"), (b"X-B", b"2")], ()),
+            ([(b"X-A", b"1"), (b"X-A", b"2"), (b"X-B", b"3")], ()),
+            ([(b"X-A", b"1"), (b"X-A", b"2")], [(b"X-Empty", [])]),
+            ([(b"X-A", b"1")], [(b"X-Empty", [])]),
+        ]
+        for fields, empty in cases:
+            fast = self.respond(b"GET", b"1.1", 200, fields, b"x", FieldHeaders, held_empty=empty)
+            plain = self.respond(b"GET", b"1.1", 200, fields, b"x", Headers, held_empty=empty)
+            self.assertEqual(fast[0], plain[0], fields)
+        wire = self.respond(b"GET", b"1.1", 200, cases[1][0], b"x", FieldHeaders)[0]
+        self.assertIn(b"X-A: 1\r\nX-A: 2\r\nX-B: 3\r\n", wire)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
+from twisted.web.http_headers import Headers
 
 from clbproxy.config import BackendConfig, ListenerConfig, RuleConfig, TargetGroupConfig
+from clbproxy.listener.service import is_websocket_upgrade
 from clbproxy.upstream.balancer import TargetGroup
 from tests.support.handshakes import upgrade_request
 from tests.support.listener import ListenerHarness
@@ -63,3 +65,23 @@ class ResourceFieldTests(unittest.TestCase):
         )
         sent = harness.accept().value()
         self.assertIn(b"4bf92f3577b34da6a3ce929d0e0e4736", sent)
+
+
+class UpgradeTokenTests(unittest.TestCase):
+    def test_websocket_is_found_alone_or_among_tokens_in_any_case(self):
+        class Request:
+            def __init__(self, values) -> None:
+                self.requestHeaders = Headers({b"upgrade": values} if values else {})
+
+        table = [
+            ([b"websocket"], True),
+            ([b" WebSocket\t"], True),
+            ([b"h2c, websocket"], True),
+            ([b"h2c", b"WEBSOCKET , x"], True),
+            ([b"websocketx"], False),
+            ([b"h2c, web socket"], False),
+            ([b""], False),
+            ([], False),
+        ]
+        for values, expected in table:
+            self.assertEqual(is_websocket_upgrade(Request(values)), expected, values)

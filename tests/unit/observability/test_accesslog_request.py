@@ -81,3 +81,28 @@ class RequestRecordTests(unittest.TestCase):
                 self.record(plain_headers(pairs), trusted),
                 self.record(FieldHeaders.from_pairs(pairs), trusted),
             )
+
+
+class _Path(_Request):
+    def __init__(self, uri: bytes, headers) -> None:
+        super().__init__(headers)
+        self.uri = uri
+
+
+class RecordTextTests(unittest.TestCase):
+    """The path and Host are escaped (``printable``) exactly when they hold a control character."""
+
+    def record(self, uri: bytes, host: bytes):
+        request = _Path(uri, FieldHeaders.from_pairs([(b"Host", host)]))
+        return request_record(request, "web", None, Clock(), NOBODY)
+
+    def test_control_characters_in_the_path_and_host_are_escaped(self) -> None:
+        made = self.record(b"/a\x1b[2Jb", b"h\x9bost")
+        self.assertEqual((made.path, made.host), ("/a\\x1b[2Jb", "h\\x9bost"))
+
+    def test_text_that_is_not_printable_but_holds_no_control_is_kept(self) -> None:
+        made = self.record(b"/a\xa0b", b"h\xadost")  # NBSP and soft hyphen: no controls
+        self.assertEqual((made.path, made.host), ("/a\xa0b", "h\xadost"))
+
+    def test_an_empty_host_is_empty_text(self) -> None:
+        self.assertEqual(self.record(b"/", b"").host, "")

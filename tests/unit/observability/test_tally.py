@@ -182,3 +182,12 @@ class CreatedTests(unittest.TestCase):
         created = {labels[2]: when for labels, (_, when) in tally.totals.requests.items()}
         self.assertEqual(created, {"200": 1000.0, "404": 1003.0})
         self.assertEqual(tally.totals.responses["web"][2], 1000.0)
+
+
+class KeyTests(unittest.TestCase):
+    def test_an_event_without_group_or_backend_counts_as_one_naming_them_none(self) -> None:
+        full, partial = RequestTally(), RequestTally()
+        full.count(request_event(group=None, backend=None, status=200, response_ms=1.0))
+        partial.count(request_event(status=200, response_ms=1.0))
+        self.assertEqual(list(full.pending), [("web", None, None)])
+        self.assertEqual(list(partial.pending), [("web", None, None)])
