@@ -41,7 +41,7 @@ answers 413 or aborts, depending on whether its response has begun);
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence
 
 from twisted.web.http_headers import InvalidHeaderName
 from zope.interface import Attribute, Interface
@@ -63,6 +63,7 @@ from clbproxy.http.parse_rules import (
     unusual_bytes,
 )
 from clbproxy.http.response_head import (
+    CONNECTION,
     CONNECTION_VALUES,
     CONTENT_LENGTH,
     FRAMING_KINDS,
@@ -236,6 +237,9 @@ class _Parser:
 
     backend = "?"
     _request = True
+    #: The back end's split of a field block (CRLF-separated lines): its fields, values
+    #: stripped, or None if it refuses (NUL, bare CR or LF, obs-fold, besides its own rules).
+    _split: Callable[[bytes], Optional[List[Field]]]
     #: What was unparsed when the parser refused (the refused head, or body bytes).
     refused = b""
 
@@ -364,22 +368,9 @@ class _Parser:
         self.refused, self._buffer = self._buffer, b""
         self._handler.parse_error(status, detail)
 
-    def _fields(self, block: bytes) -> Optional[Tuple[List[Field], List[Field]]]:
-        """The back end's split of a field block (CRLF-separated lines), None if it refuses.
-
-        ``(fields, specials)``: every field, values stripped, and those named in
-        :data:`~clbproxy.http.parse_rules.SPECIAL` as ``(lower-case name, value)``.
-        A back end refuses NUL, bare CR or LF and obs-fold, besides its own rules.
-        """
-        raise NotImplementedError
-
 
 class RequestParser(_Parser):
     """The request side, less the back end's :attr:`_split` (see the module doc)."""
-
-    #: The back end's split of a field block: its fields, values stripped, or None if it
-    #: refuses (NUL, bare CR or LF, obs-fold, besides its own rules).
-    _split: Callable[[bytes], Optional[List[Field]]]
 
     def __init__(self, handler: RequestHandler, limits: HTTPLimits) -> None:
         super().__init__()
@@ -604,7 +595,7 @@ def _request_head(
 
 
 class ResponseParser(_Parser):
-    """The response side, less the back end's :meth:`_fields` (see the module doc)."""
+    """The response side, less the back end's :attr:`_split` (see the module doc)."""
 
     _request = False
 
@@ -681,10 +672,8 @@ class ResponseParser(_Parser):
             if type(known) is str:
                 return self._error(known)
         status, reason, version = known
-        split = self._fields(block)
-        if split is not None:
-            fields = split[0]
-        else:
+        fields = self._split(block)
+        if fields is None:
             if unusual_bytes(block):
                 return self._error("a bare CR or LF, a NUL or obs-fold in the response head")
             fields = split_fields(block)
@@ -699,32 +688,38 @@ class ResponseParser(_Parser):
     def _final(self, status: int, reason: bytes, version: bytes, fields: List[Field]) -> bool:
         content_length = None
         chunked = False
-        connection: List[bytes] = []
-        kinds = FRAMING_KINDS
-        for name, value in fields:
-            kind = kinds.get(name)
-            if kind is None:
-                kind = framing_kind(name)
-            if not kind:
-                continue
-            if kind == CONTENT_LENGTH:
-                if content_length is not None or not value.isdigit():
-                    return self._error("a repeated or invalid Content-Length")
-                content_length = int(value)
-            elif kind == TRANSFER_ENCODING:
-                if chunked or value.lower() != b"chunked":
-                    return self._error("a Transfer-Encoding other than chunked")
-                chunked = True
-            else:
-                connection.append(value)
-        if chunked and content_length is not None:
-            return self._error("Content-Length with Transfer-Encoding")
-        if connection:
-            said = CONNECTION_VALUES.get(connection[0]) if len(connection) == 1 else None
-            close, alive = said if said is not None else connection_says(connection)
-            keep_alive = not close and (version == b"1.1" or alive)
-        else:
-            keep_alive = version == b"1.1"
+        keep_alive = version == b"1.1"
+        if fields:
+            # What each name says of the framing, in C calls: a backend sends the
+            # same few names, each looked up once it was worked out.
+            names, values = zip(*fields)
+            kinds = tuple(map(_FRAMING_KIND, names))
+            if None in kinds:
+                kinds = tuple(map(framing_kind, names))
+            if any(kinds):
+                count = kinds.count
+                lengths = count(CONTENT_LENGTH)
+                if lengths + count(TRANSFER_ENCODING) > 1:
+                    return self._error(_framing_fault(fields))
+                if lengths:
+                    value = values[kinds.index(CONTENT_LENGTH)]
+                    if not value.isdigit():
+                        return self._error(_INVALID_LENGTH)
+                    content_length = int(value)
+                elif TRANSFER_ENCODING in kinds:
+                    if values[kinds.index(TRANSFER_ENCODING)].lower() != b"chunked":
+                        return self._error(_OTHER_CODING)
+                    chunked = True
+                connections = count(CONNECTION)
+                if connections == 1:
+                    value = values[kinds.index(CONNECTION)]
+                    said = CONNECTION_VALUES.get(value) or connection_says([value])
+                    keep_alive = not said[0] and (keep_alive or said[1])
+                elif connections:
+                    close, alive = connection_says(
+                        [value for kind, value in zip(kinds, values) if kind == CONNECTION]
+                    )
+                    keep_alive = not close and (keep_alive or alive)
         no_body = status in (101, 204, 304) or self._method == b"HEAD"
         if no_body:
             content_length, chunked = None, False
@@ -766,3 +761,27 @@ class ResponseParser(_Parser):
             return True
         self._start_body(content_length, chunked, self._max_head)
         return True
+
+
+_FRAMING_KIND = FRAMING_KINDS.get
+_INVALID_LENGTH = "a repeated or invalid Content-Length"
+_OTHER_CODING = "a Transfer-Encoding other than chunked"
+
+
+def _framing_fault(fields: List[Field]) -> str:
+    """Why a response's framing fields are refused, when it has more than one
+    ``Content-Length`` or ``Transfer-Encoding``: the first fault in their order."""
+    seen_length = chunked = False
+    for name, value in fields:
+        kind = FRAMING_KINDS.get(name)
+        if kind is None:
+            kind = framing_kind(name)
+        if kind == CONTENT_LENGTH:
+            if seen_length or not value.isdigit():
+                return _INVALID_LENGTH
+            seen_length = True
+        elif kind == TRANSFER_ENCODING:
+            if chunked or value.lower() != b"chunked":
+                return _OTHER_CODING
+            chunked = True
+    return "Content-Length with Transfer-Encoding"
