@@ -155,6 +155,9 @@ class RequestHandler(Protocol):
 
     def parse_error(self, status: int, detail: str) -> None: ...
 
+    # Optional: ``whole_request(head)``, called instead of ``request_head(head)`` and
+    # ``message_complete([])`` for a request without a body (the parser has paused).
+
 
 class ResponseHandler(Protocol):
     """What a response parser calls back (a backend client connection)."""
@@ -366,6 +369,9 @@ class RequestParser(_Parser):
         self._max_line = max_line(limits)
         self._exact: Optional[ExactHead] = None
         self._scanned = 0
+        self._whole: Optional[Callable[[RequestHead], None]] = getattr(
+            handler, "whole_request", None
+        )
 
     def resume(self) -> None:
         if self.buffered or self._state != _HEAD:
@@ -416,14 +422,22 @@ class RequestParser(_Parser):
         self.buffered = buffer[consumed:]
         self._scanned = 0
         self.body_received = 0
+        if head.chunked or head.content_length:
+            self._handler.request_head(head)
+            if self._state != _HEAD:
+                return False
+            self._start_body(head.content_length, head.chunked, self._limits.max_header_size)
+            return True
+        whole = self._whole
+        if whole is not None:
+            self._paused = True  # _complete([]): the state is _HEAD, no chunked body
+            whole(head)
+            return True
         self._handler.request_head(head)
         if self._state != _HEAD:
             return False
-        if head.chunked or head.content_length:
-            self._start_body(head.content_length, head.chunked, self._limits.max_header_size)
-        else:
-            self._paused = True  # _complete([]): the state is _HEAD, no chunked body
-            self._handler.message_complete([])
+        self._paused = True
+        self._handler.message_complete([])
         return True
 
     def _fast(self, buffer: bytes, end: int) -> Optional[RequestHead]:

@@ -262,6 +262,28 @@ class ListenerConnection(Protocol):
     def request_head(self, head: RequestHead) -> None:
         if self._discarding:
             return
+        request = self._admit(head)
+        if head.chunked or head.content_length:
+            body = request.body = RequestBody(self.transport, head.content_length)
+            if head.expect_continue:
+                body.on_start = lambda: self._send_continue(request)
+            self._process(request)
+
+    def whole_request(self, head: RequestHead) -> None:
+        """A request without a body (the parser has paused): ``request_head`` and
+        ``message_complete`` in one call, as most requests are."""
+        if self._discarding:
+            return
+        request = self._admit(head)
+        if self._rejected:
+            return
+        self._handling = True
+        self._idle_timeout = None
+        self._unstamped = False  # the head cleared the header deadline: nothing left to stamp
+        self._process(request)
+
+    def _admit(self, head: RequestHead) -> ListenerRequest:
+        """The request of ``head``, under way on this connection."""
         self._header_deadline = None
         if head.grouped is None:
             headers = FieldHeaders.from_pairs(head.headers)
@@ -272,11 +294,7 @@ class ListenerConnection(Protocol):
         self.persistent = keeps_open(head.version, head.connection)
         if not self.persistent and head.version == b"1.1":
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-        if head.chunked or head.content_length:
-            body = request.body = RequestBody(self.transport, head.content_length)
-            if head.expect_continue:
-                body.on_start = lambda: self._send_continue(request)
-            self._process(request)
+        return request
 
     def body_data(self, data: bytes) -> None:
         if self._rejected or self._discarding or not self.requests:
