@@ -196,10 +196,15 @@ class ListenerConnection(Protocol):
             if self._idle_timeout:
                 self._last_read = self._clock.seconds()
             self._parser.feed(data)
-        self._bound_reading()
+        parser = self._parser
+        if parser is not None and len(parser.buffered) > EAGER_READ:
+            self._bound_reading()
 
     def _bound_reading(self) -> None:
-        """Stop reading while a response is under way and later requests fill the parser."""
+        """Stop reading while a response is under way and later requests fill the parser.
+
+        (Its callers check the parser's buffer first: most reads leave it small.)
+        """
         parser = self._parser
         if (
             self._handling
@@ -399,8 +404,10 @@ class ListenerConnection(Protocol):
 
     def request_done(self, request: ListenerRequest) -> None:
         """``request``'s response is finished: read the next request, or close."""
-        if request in self.requests:
+        try:
             self.requests.remove(request)
+        except ValueError:
+            pass  # (already let go of: the connection was lost)
         if self.transport is None or self._lost:
             return
         if not self._waiting_for_transport and (self._paused_reading or request.body is not None):
@@ -425,7 +432,8 @@ class ListenerConnection(Protocol):
             self._header_deadline = None
             self._set_idle_timeout(self.keepalive_timeout)
         parser.resume()
-        self._bound_reading()
+        if len(parser.buffered) > EAGER_READ:
+            self._bound_reading()
 
     def discard_input(self) -> None:
         """Ignore the rest of the client's input (a response ended before its request)."""
