@@ -562,7 +562,7 @@ def _connection_tokens(connection: Sequence[bytes]) -> frozenset:
     return frozenset(connection_tokens(connection))
 
 
-#: Makes a :class:`RequestHead` from the tuple of its fields, in C.
+#: Makes a :class:`RequestHead` or a :class:`ResponseHead` from the tuple of its fields, in C.
 _HEAD = tuple.__new__
 
 
@@ -732,16 +732,19 @@ class ResponseParser(_Parser):
         self.response_read = no_body or (
             content_length is not None and len(buffer) >= content_length
         )
-        head = ResponseHead(
-            status,
-            reason,
-            version,
-            fields,
-            content_length,
-            chunked,
-            until_close,
-            keep_alive and not until_close,
-            status == 101,
+        head = _HEAD(
+            ResponseHead,
+            (
+                status,
+                reason,
+                version,
+                fields,
+                content_length,
+                chunked,
+                until_close,
+                keep_alive and not until_close,
+                status == 101,
+            ),
         )
         self.body_received = 0
         self._handler.response_head(head)

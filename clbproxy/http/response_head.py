@@ -11,7 +11,7 @@ that is refused is never kept, so it is refused every time.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 from clbproxy.http.parse_rules import Field, connection_tokens
 from clbproxy.util.octets import CR, LF, NUL
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-class ResponseHead:
+class ResponseHead(NamedTuple):
     """A final response's status line and fields, and its framing.
 
     ``content_length`` is None for a chunked body, a body until the backend
@@ -39,42 +39,19 @@ class ResponseHead:
     whenever the connection cannot carry another exchange.  ``headers`` are
     ``(name, value)`` pairs in order, values stripped and holding no CR, LF or
     NUL (the parser refuses those), so the client's response takes them as
-    they are.
+    they are.  A tuple: the parser makes one in a C call per response
+    (``tuple.__new__``).
     """
 
-    __slots__ = (
-        "status",
-        "reason",
-        "version",
-        "headers",
-        "content_length",
-        "chunked",
-        "until_close",
-        "keep_alive",
-        "upgrade",
-    )
-
-    def __init__(
-        self,
-        status: int,
-        reason: bytes,
-        version: bytes,
-        headers: List[Field],
-        content_length: Optional[int],
-        chunked: bool,
-        until_close: bool,
-        keep_alive: bool,
-        upgrade: bool,
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.version = version
-        self.headers = headers
-        self.content_length = content_length
-        self.chunked = chunked
-        self.until_close = until_close
-        self.keep_alive = keep_alive
-        self.upgrade = upgrade
+    status: int
+    reason: bytes
+    version: bytes
+    headers: List[Field]
+    content_length: Optional[int]
+    chunked: bool
+    until_close: bool
+    keep_alive: bool
+    upgrade: bool
 
     def __repr__(self) -> str:
         return f"<ResponseHead {self.status} {self.reason!r}>"

@@ -68,7 +68,7 @@ def response_events(block: bytes, backend: str) -> list:
 
 
 def vars_of(head) -> tuple:
-    return tuple(getattr(head, name) for name in type(head).__slots__)
+    return tuple(head)
 
 
 class SplitTests(unittest.TestCase):
