@@ -296,7 +296,10 @@ class ListenerConnection(Protocol):
             headers = FieldHeaders.from_grouped(head.grouped)  # grouped as it was parsed
         request = ListenerRequest(self, head.method, head.target, _VERSIONS[head.version], headers)
         self.requests.append(request)
-        self.persistent = keeps_open(head.version, head.connection)
+        if head.connection:
+            self.persistent = keeps_open(head.version, head.connection)
+        else:  # (most requests) keeps_open's answer, without the call
+            self.persistent = head.version == b"1.1"
         if not self.persistent and head.version == b"1.1":
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
         return request
