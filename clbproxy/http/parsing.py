@@ -67,11 +67,14 @@ from clbproxy.http.response_head import (
     CONNECTION_VALUES,
     CONTENT_LENGTH,
     FRAMING_KINDS,
+    FRAMING_SHAPES,
+    SEVERAL,
     STATUS_LINES,
     TRANSFER_ENCODING,
     ResponseHead,
     connection_says,
     framing_kind,
+    framing_shape,
     status_line,
 )
 from clbproxy.http.server import HTTPLimits
@@ -692,36 +695,35 @@ class ResponseParser(_Parser):
         chunked = False
         keep_alive = version == b"1.1"
         if fields:
-            # What each name says of the framing, in C calls: a backend sends the
-            # same few names, each looked up once it was worked out.
+            # Where the framing fields are: one lookup by the names (a backend
+            # sends the same few heads), then only those fields are read.
             names, values = zip(*fields)
-            kinds = tuple(map(_FRAMING_KIND, names))
-            if None in kinds:
-                kinds = tuple(map(framing_kind, names))
-            if any(kinds):
-                count = kinds.count
-                lengths = count(CONTENT_LENGTH)
-                if lengths + count(TRANSFER_ENCODING) > 1:
-                    return self._error(_framing_fault(fields))
-                if lengths:
-                    value = values[kinds.index(CONTENT_LENGTH)]
-                    if not value.isdigit():
-                        return self._error(_INVALID_LENGTH)
-                    content_length = int(value)
-                elif TRANSFER_ENCODING in kinds:
-                    if values[kinds.index(TRANSFER_ENCODING)].lower() != b"chunked":
-                        return self._error(_OTHER_CODING)
-                    chunked = True
-                connections = count(CONNECTION)
-                if connections == 1:
-                    value = values[kinds.index(CONNECTION)]
-                    said = CONNECTION_VALUES.get(value) or connection_says([value])
-                    keep_alive = not said[0] and (keep_alive or said[1])
-                elif connections:
-                    close, alive = connection_says(
-                        [value for kind, value in zip(kinds, values) if kind == CONNECTION]
-                    )
-                    keep_alive = not close and (keep_alive or alive)
+            shape = _FRAMING_SHAPE(names)
+            if shape is None:
+                shape = framing_shape(names)
+            length_at, coding_at, connection_at = shape
+            if length_at >= 0:
+                value = values[length_at]
+                if not value.isdigit():
+                    return self._error(_INVALID_LENGTH)
+                content_length = int(value)
+            elif length_at == SEVERAL:  # (several of Content-Length and Transfer-Encoding)
+                return self._error(_framing_fault(fields))
+            elif coding_at >= 0:
+                if values[coding_at].lower() != b"chunked":
+                    return self._error(_OTHER_CODING)
+                chunked = True
+            elif coding_at == SEVERAL:
+                return self._error(_framing_fault(fields))
+            if connection_at >= 0:
+                value = values[connection_at]
+                said = CONNECTION_VALUES.get(value) or connection_says([value])
+                keep_alive = not said[0] and (keep_alive or said[1])
+            elif connection_at == SEVERAL:
+                close, alive = connection_says(
+                    [value for name, value in fields if framing_kind(name) == CONNECTION]
+                )
+                keep_alive = not close and (keep_alive or alive)
         no_body = status in (101, 204, 304) or self._method == b"HEAD"
         if no_body:
             content_length, chunked = None, False
@@ -768,7 +770,7 @@ class ResponseParser(_Parser):
         return True
 
 
-_FRAMING_KIND = FRAMING_KINDS.get
+_FRAMING_SHAPE = FRAMING_SHAPES.get
 _INVALID_LENGTH = "a repeated or invalid Content-Length"
 _OTHER_CODING = "a Transfer-Encoding other than chunked"
 

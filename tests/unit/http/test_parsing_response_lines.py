@@ -73,6 +73,20 @@ class _Lines:
             self.assertEqual(events[0][:2], ("error", 502))
             self.assertTrue(events[0][2].startswith(detail), (block, events))
 
+    def test_a_head_read_again_by_its_kept_shape_says_what_it_said_first(self) -> None:
+        for block in (
+            b"X-Shape-A: 1\r\nConnection: close\r\nContent-Length: 2",
+            b"Connection: keep-alive\r\nX-Shape-B: 1\r\nconnection: close\r\nContent-Length: 2",
+            b"X-Shape-C: 1\r\nContent-Length: x",
+            b"X-Shape-D: 1\r\nContent-Length: 2\r\nContent-Length: 2",
+        ):
+            data = b"HTTP/1.1 200 OK\r\n" + block + b"\r\n\r\nhi"
+            first, again = parsed(data, self.backend), parsed(data, self.backend)
+            self.assertEqual(
+                [tuple(event[1]) if event[0] == "head" else event for event in again],
+                [tuple(event[1]) if event[0] == "head" else event for event in first],
+            )
+
     def test_one_framing_field_among_others_frames_the_body(self) -> None:
         head = self.head(
             b"HTTP/1.1 200 OK\r\nA: b\r\ntransfer-encoding: Chunked\r\nC: d\r\n\r\n0\r\n\r\n"
