@@ -49,7 +49,7 @@ from zope.interface import implementer
 from clbproxy.config import ListenerConfig
 from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.forwarded import TrustedProxies
-from clbproxy.http.parse_rules import ExactHead, Refused
+from clbproxy.http.parse_rules import keeps_open, read_so_far
 from clbproxy.http.parsers import chosen, request_parser
 from clbproxy.http.parsing import RequestHead
 from clbproxy.http.request_id import OFF, RequestIds, new_request_id
@@ -82,30 +82,6 @@ _PROCESSING_FAILED = (
     b"<html><head><title>Processing Failed</title></head><body>"
     b"<b>Processing Failed</b></body></html>"
 )
-
-
-def keeps_open(version: bytes, connection) -> bool:
-    """twisted.web's ``checkPersistence``: HTTP/1.1, no ``close`` in the first Connection value."""
-    if version != b"1.1":
-        return False
-    if connection:
-        return b"close" not in [token.lower() for token in connection[0].split(b" ")]
-    return True
-
-
-def read_so_far(data: bytes, limits: HTTPLimits) -> tuple[bool, list]:
-    """``(line_read, fields)``: what twisted.web had read of a head when it was refused.
-
-    A refused or timed-out request is named from the headers received before
-    the fault (the last complete field line counts only once the next line
-    began, as twisted.web reads them); nothing when its request line is at fault.
-    """
-    exact = ExactHead(limits)
-    try:
-        exact.feed(data)
-    except Refused:
-        pass
-    return exact.first == 0, exact.fields
 
 
 @implementer(IPushProducer)
@@ -201,10 +177,8 @@ class ListenerConnection(Protocol):
             self._bound_reading()
 
     def _bound_reading(self) -> None:
-        """Stop reading while a response is under way and later requests fill the parser.
-
-        (Its callers check the parser's buffer first: most reads leave it small.)
-        """
+        """Stop reading while a response is under way and later requests fill the parser
+        (its callers check the parser's buffer first: most reads leave it small)."""
         parser = self._parser
         if (
             self._handling
@@ -275,8 +249,7 @@ class ListenerConnection(Protocol):
             self._process(request)
 
     def whole_request(self, head: RequestHead) -> None:
-        """A request without a body (the parser has paused): ``request_head`` and
-        ``message_complete`` in one call, as most requests are."""
+        """A request without a body (most): ``request_head`` and ``message_complete`` at once."""
         if self._discarding:
             return
         request = self._admit(head)
@@ -288,7 +261,7 @@ class ListenerConnection(Protocol):
         self._process(request)
 
     def _admit(self, head: RequestHead) -> ListenerRequest:
-        """The request of ``head``, under way on this connection."""
+        """The request of ``head``, under way (keeps_open is not called without Connection)."""
         self._header_deadline = None
         if head.grouped is None:
             headers = FieldHeaders.from_pairs(head.headers)
@@ -296,10 +269,9 @@ class ListenerConnection(Protocol):
             headers = FieldHeaders.from_grouped(head.grouped)  # grouped as it was parsed
         request = ListenerRequest(self, head.method, head.target, _VERSIONS[head.version], headers)
         self.requests.append(request)
-        if head.connection:
-            self.persistent = keeps_open(head.version, head.connection)
-        else:  # (most requests) keeps_open's answer, without the call
-            self.persistent = head.version == b"1.1"
+        self.persistent = (
+            keeps_open(head.version, head.connection) if head.connection else head.version == b"1.1"
+        )
         if not self.persistent and head.version == b"1.1":
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
         return request
