@@ -59,9 +59,8 @@ _BODYLESS_STATUSES = frozenset({204, 304})
 _TRAILER_PROTOCOLS = (b"HTTP/1.1", b"HTTP/2.0")
 
 
-#: A pair's first and second item, for ``map``: read in C, not a bytecode a field.
+#: A pair's first item, for ``map``: read in C, not a bytecode a field.
 _first = operator.itemgetter(0)
-_second = operator.itemgetter(1)
 
 
 def _texts(values: Optional[Sequence[bytes]]) -> List[str]:
@@ -542,36 +541,30 @@ def copy_response_headers(
     request.setResponseCode(head.status, head.reason)
     request.defaultContentType = None
     hop = _DEFAULT_HOP
-    fields = head.headers
-    plan = _PLANS.get((never, *map(_first, fields)))
-    if plan is None:
-        plan = _copy_plan(never, fields)
-    keys, copied, lengths, announced, connection = plan
-    if keys is not None:
+    names = _COPIED.get(never)
+    if names is None:
+        names = _copied_names(never)
+    known = names.get
+    grouped: Dict[bytes, List[bytes]] = {}
+    for name, value in head.headers:
+        key = known(name)
+        if key is None:
+            key = _copied_key(names, never, name)
+        if not key:
+            continue
         # No value to fold: a ResponseHead's hold no CR or LF (its parser refuses them).
-        grouped = dict(zip(keys, map(list, zip(compress(map(_second, fields), copied)))))
-        if announced is not None:
-            announced = [*compress(map(_second, fields), announced)]
-        if connection is not None:
-            connection = tuple(compress(map(_second, fields), connection))
-        # lengths: which fields are the Content-Length fields, read below for a HEAD
-    else:
-        grouped = _grouped_copy(never, fields)
-        lengths = grouped.pop(_LENGTHS, None)
-        announced = grouped.pop(_ANNOUNCED, None)
-        connection = grouped.pop(_CONNECTION, None)
-        if connection:
-            connection = tuple(connection)
+        grouped.setdefault(key, []).append(value)
+    lengths = grouped.pop(_LENGTHS, None)
+    announced = grouped.pop(_ANNOUNCED, None)
+    connection = grouped.pop(_CONNECTION, None)
     if connection:
-        hop, dropped = _response_hop(connection)
+        hop, dropped = _response_hop(tuple(connection))
         if dropped is not None:  # it names more than the default
             for key in [key for key in grouped if key.lower() in dropped]:
                 del grouped[key]
     # Set after the backend's, as setRawHeaders would set them one by one.
     if request.method == b"HEAD":
         if lengths:
-            if keys is not None:
-                lengths = [*compress(map(_second, fields), lengths)]
             grouped[b"Content-Length"] = [lengths[-1]]
     elif head.status not in _BODYLESS_STATUSES and head.content_length is not None:
         grouped[b"Content-Length"] = [b"%d" % (head.content_length,)]
@@ -616,62 +609,6 @@ def _copied_names(never: frozenset[bytes]) -> Dict[bytes, bytes]:
 #: values of the fields it reads but does not copy (no field name holds a colon).
 _LENGTHS, _ANNOUNCED, _CONNECTION = b":content-length", b":trailer", b":connection"
 _GATHERED = frozenset((_LENGTHS, _ANNOUNCED, _CONNECTION))
-
-
-def _grouped_copy(never: frozenset[bytes], fields: List[tuple[bytes, bytes]]) -> Fields:
-    """The backend's ``fields`` by the key each is copied or gathered under, values in order."""
-    names = _COPIED.get(never)
-    if names is None:
-        names = _copied_names(never)
-    known = names.get
-    grouped: Fields = {}
-    for name, value in fields:
-        key = known(name)
-        if key is None:
-            key = _copied_key(names, never, name)
-        if key:
-            grouped.setdefault(key, []).append(value)
-    return grouped
-
-
-#: :func:`copy_response_headers`' work for a head whose fields have these names, by
-#: ``(never, *names)``: ``(keys, copied, lengths, announced, connection)``, the
-#: keys of the fields copied (None when two share one: then the fields are
-#: grouped one by one), which fields are copied, and which are the
-#: ``Content-Length``, ``Trailer`` and ``Connection`` fields read (None: none).
-#: A backend sends the same few heads: the fields are then copied without a
-#: bytecode each.  Bounded, as the names are the backends' to choose.
-_PLANS: Dict[tuple, tuple] = {}
-_MAX_PLANS = 512
-#: A head whose names are longer than this in all is not remembered (bounded in bytes).
-_MAX_PLAN_CHARS = 2048
-
-
-def _copy_plan(never: frozenset[bytes], fields: List[tuple[bytes, bytes]]) -> tuple:
-    """Work out (and remember) the plan of :data:`_PLANS` for a head with ``fields``' names."""
-    names = _COPIED.get(never)
-    if names is None:
-        names = _copied_names(never)
-    keys = []
-    for name, _ in fields:
-        key = names.get(name)
-        keys.append(_copied_key(names, never, name) if key is None else key)
-    copied = tuple(bool(key) and key not in _GATHERED for key in keys)
-    kept = [key for key in keys if key and key not in _GATHERED]
-    plan = (
-        tuple(kept) if len(set(kept)) == len(kept) else None,
-        copied,
-        *(
-            tuple(key == gathered for key in keys) if gathered in keys else None
-            for gathered in (_LENGTHS, _ANNOUNCED, _CONNECTION)
-        ),
-    )
-    names_sent = [name for name, _ in fields]
-    if sum(map(len, names_sent)) <= _MAX_PLAN_CHARS:
-        if len(_PLANS) >= _MAX_PLANS:
-            _PLANS.clear()
-        _PLANS[(never, *names_sent)] = plan
-    return plan
 
 
 def _copied_key(names: Dict[bytes, bytes], never: frozenset[bytes], name: bytes) -> bytes:
