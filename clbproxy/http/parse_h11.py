@@ -84,4 +84,4 @@ class H11ResponseParser(ResponseParser):
 
     def __init__(self, handler, method: bytes = b"GET", **kwargs) -> None:
         super().__init__(handler, method, **kwargs)
-        self._split = fields_of
+        self._fields = split

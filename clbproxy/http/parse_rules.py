@@ -326,30 +326,6 @@ def host_rules(
     return origin, host, fields
 
 
-def keeps_open(version: bytes, connection) -> bool:
-    """twisted.web's ``checkPersistence``: HTTP/1.1, no ``close`` in the first Connection value."""
-    if version != b"1.1":
-        return False
-    if connection:
-        return b"close" not in [token.lower() for token in connection[0].split(b" ")]
-    return True
-
-
-def read_so_far(data: bytes, limits: HTTPLimits) -> tuple[bool, list]:
-    """``(line_read, fields)``: what twisted.web had read of a head when it was refused.
-
-    A refused or timed-out request is named from the headers received before
-    the fault (the last complete field line counts only once the next line
-    began, as twisted.web reads them); nothing when its request line is at fault.
-    """
-    exact = ExactHead(limits)
-    try:
-        exact.feed(data)
-    except Refused:
-        pass
-    return exact.first == 0, exact.fields
-
-
 #: Host values lately found valid: a connection's requests name the same few.
 GOOD_HOSTS: dict[bytes, bool] = {}
 

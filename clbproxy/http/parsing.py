@@ -41,7 +41,7 @@ answers 413 or aborts, depending on whether its response has begun);
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from twisted.web.http_headers import InvalidHeaderName
 from zope.interface import Attribute, Interface
@@ -63,18 +63,14 @@ from clbproxy.http.parse_rules import (
     unusual_bytes,
 )
 from clbproxy.http.response_head import (
-    CONNECTION,
     CONNECTION_VALUES,
     CONTENT_LENGTH,
     FRAMING_KINDS,
-    FRAMING_SHAPES,
-    SEVERAL,
     STATUS_LINES,
     TRANSFER_ENCODING,
     ResponseHead,
     connection_says,
     framing_kind,
-    framing_shape,
     status_line,
 )
 from clbproxy.http.server import HTTPLimits
@@ -96,7 +92,7 @@ __all__ = [
 MAX_RESPONSE_HEAD = 64 * 1024
 
 
-class RequestHead(NamedTuple):
+class RequestHead:
     """A request's line and fields, and the framing the parser derived from them.
 
     ``method`` and ``target`` are as sent (an absolute-form target is made
@@ -107,41 +103,51 @@ class RequestHead(NamedTuple):
     uses (None: an HTTP/1.0 request without one); ``connection`` the values of
     its ``Connection`` fields, in order; ``grouped`` the ``headers`` as
     :meth:`~clbproxy.http.field_headers.FieldHeaders.from_pairs` groups them (for
-    :meth:`~clbproxy.http.field_headers.FieldHeaders.from_grouped`; None: not made);
-    ``upgrade_field``: it has an ``Upgrade`` field.  Lists are shared with
-    ``grouped``: read them, never change them.
-
-    A tuple, made by the parser in one C call per request (``tuple.__new__``);
-    ``keep_alive`` and ``upgrade``, which the listener reads from its headers
-    by twisted.web's rules, are worked out only when asked for.
+    :meth:`~clbproxy.http.field_headers.FieldHeaders.from_grouped`; None: not made).
     """
 
-    method: bytes
-    target: bytes
-    version: bytes
-    headers: List[Field]
-    host: Optional[bytes]
-    content_length: Optional[int]
-    chunked: bool
-    expect_continue: bool
-    connection: Sequence[bytes] = ()
-    grouped: Optional[Dict[bytes, List[bytes]]] = None
-    upgrade_field: bool = False
+    __slots__ = (
+        "method",
+        "target",
+        "version",
+        "headers",
+        "host",
+        "content_length",
+        "chunked",
+        "keep_alive",
+        "upgrade",
+        "expect_continue",
+        "connection",
+        "grouped",
+    )
 
-    @property
-    def keep_alive(self) -> bool:
-        """Whether the connection may carry another request after this one (RFC 9112 9.3)."""
-        if not self.connection:
-            return self.version == b"1.1"
-        tokens = _connection_tokens(self.connection)
-        if self.version == b"1.1":
-            return b"close" not in tokens
-        return b"keep-alive" in tokens and b"close" not in tokens
-
-    @property
-    def upgrade(self) -> bool:
-        """An ``Upgrade`` field that ``Connection: upgrade`` names (RFC 9110 7.8)."""
-        return self.upgrade_field and b"upgrade" in _connection_tokens(self.connection)
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: bytes,
+        headers: List[Field],
+        host: Optional[bytes],
+        content_length: Optional[int],
+        chunked: bool,
+        keep_alive: bool,
+        upgrade: bool,
+        expect_continue: bool,
+        connection: Sequence[bytes] = (),
+        grouped: Optional[Dict[bytes, List[bytes]]] = None,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.host = host
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.upgrade = upgrade
+        self.expect_continue = expect_continue
+        self.connection = connection
+        self.grouped = grouped
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method!r} {self.target!r} HTTP/{self.version.decode()}>"
@@ -157,9 +163,6 @@ class RequestHandler(Protocol):
     def message_complete(self, trailers: List[Field]) -> None: ...
 
     def parse_error(self, status: int, detail: str) -> None: ...
-
-    # Optional: ``whole_request(head)``, called instead of ``request_head(head)`` and
-    # ``message_complete([])`` for a request without a body (the parser has paused).
 
 
 class ResponseHandler(Protocol):
@@ -233,15 +236,11 @@ class _Parser:
 
     backend = "?"
     _request = True
-    #: The back end's split of a field block (CRLF-separated lines): its fields, values
-    #: stripped, or None if it refuses (NUL, bare CR or LF, obs-fold, besides its own rules).
-    _split: Callable[[bytes], Optional[List[Field]]]
     #: What was unparsed when the parser refused (the refused head, or body bytes).
     refused = b""
 
     def __init__(self) -> None:
-        #: The bytes fed but not parsed yet (read, never change).
-        self.buffered = b""
+        self._buffer = b""
         self._state = _HEAD
         self._paused = False
         self._running = False
@@ -251,13 +250,17 @@ class _Parser:
         self._ended: Optional[List[Field]] = None
         self.body_received = 0
 
+    @property
+    def buffered(self) -> bytes:
+        return self._buffer
+
     def feed(self, data: bytes) -> None:
         if self._state == _STOPPED:
             return
-        if self.buffered:
-            self.buffered += data
+        if self._buffer:
+            self._buffer += data
         else:
-            self.buffered = data
+            self._buffer = data
         if not self._paused and not self._running:
             self._run()
 
@@ -270,7 +273,7 @@ class _Parser:
             self._run()
 
     def detach(self) -> bytes:
-        data, self.buffered = self.buffered, b""
+        data, self._buffer = self._buffer, b""
         self._state = _STOPPED
         return data
 
@@ -283,23 +286,23 @@ class _Parser:
             while not self._paused:
                 state = self._state
                 if state == _HEAD:
-                    if not self.buffered or not self._head():
+                    if not self._buffer or not self._head():
                         return
                 elif state == _BODY:
-                    if not self.buffered:
+                    if not self._buffer:
                         return
                     self._body()
                 elif state == _CHUNKED:
-                    if not self.buffered:
+                    if not self._buffer:
                         return
                     try:
-                        taken = self._chunked.feed(self.buffered, self._is_paused)
+                        taken = self._chunked.feed(self._buffer, self._is_paused)
                     except Refused as e:
                         self._fail(e.status, e.detail)
                         return
                     if self._state == _STOPPED:
                         return
-                    self.buffered = self.buffered[taken:]
+                    self._buffer = self._buffer[taken:]
                     ended, self._ended = self._ended, None
                     if ended is not None:
                         # Complete once the buffer holds only what follows the
@@ -308,9 +311,9 @@ class _Parser:
                     elif not taken:
                         return
                 elif state == _UNTIL_CLOSE:
-                    if not self.buffered:
+                    if not self._buffer:
                         return
-                    data, self.buffered = self.buffered, b""
+                    data, self._buffer = self._buffer, b""
                     self.body_received += len(data)
                     self._handler.body_data(data)
                 else:
@@ -319,12 +322,12 @@ class _Parser:
             self._running = False
 
     def _body(self) -> None:
-        buffer = self.buffered
+        buffer = self._buffer
         take = min(self._remaining, len(buffer))
         if take == len(buffer):
-            data, self.buffered = buffer, b""
+            data, self._buffer = buffer, b""
         else:
-            data, self.buffered = buffer[:take], buffer[take:]
+            data, self._buffer = buffer[:take], buffer[take:]
         self._remaining -= take
         self.body_received += take
         self._handler.body_data(data)
@@ -358,12 +361,25 @@ class _Parser:
 
     def _fail(self, status: int, detail: str) -> None:
         self._state = _STOPPED
-        self.refused, self.buffered = self.buffered, b""
+        self.refused, self._buffer = self._buffer, b""
         self._handler.parse_error(status, detail)
+
+    def _fields(self, block: bytes) -> Optional[Tuple[List[Field], List[Field]]]:
+        """The back end's split of a field block (CRLF-separated lines), None if it refuses.
+
+        ``(fields, specials)``: every field, values stripped, and those named in
+        :data:`~clbproxy.http.parse_rules.SPECIAL` as ``(lower-case name, value)``.
+        A back end refuses NUL, bare CR or LF and obs-fold, besides its own rules.
+        """
+        raise NotImplementedError
 
 
 class RequestParser(_Parser):
     """The request side, less the back end's :attr:`_split` (see the module doc)."""
+
+    #: The back end's split of a field block: its fields, values stripped, or None if it
+    #: refuses (NUL, bare CR or LF, obs-fold, besides its own rules).
+    _split: Callable[[bytes], Optional[List[Field]]]
 
     def __init__(self, handler: RequestHandler, limits: HTTPLimits) -> None:
         super().__init__()
@@ -372,18 +388,15 @@ class RequestParser(_Parser):
         self._max_line = max_line(limits)
         self._exact: Optional[ExactHead] = None
         self._scanned = 0
-        self._whole: Optional[Callable[[RequestHead], None]] = getattr(
-            handler, "whole_request", None
-        )
 
     def resume(self) -> None:
-        if self.buffered or self._state != _HEAD:
+        if self._buffer or self._state != _HEAD:
             super().resume()
         else:
             self._paused = False  # nothing to read: the next feed reads the next request
 
     def _head(self) -> bool:
-        buffer = self.buffered
+        buffer = self._buffer
         head = None
         if self._exact is None and not buffer.startswith(b"\r\n"):
             scanned = self._scanned
@@ -421,36 +434,26 @@ class RequestParser(_Parser):
                 framing.expect,
                 _grouped(fields),
             )
-            self._exact = None
-        self.buffered = buffer[consumed:]
+        self._buffer = buffer[consumed:]
+        self._exact = None
         self._scanned = 0
         self.body_received = 0
-        if head.chunked or head.content_length:
-            self._handler.request_head(head)
-            if self._state != _HEAD:
-                return False
-            self._start_body(head.content_length, head.chunked, self._limits.max_header_size)
-            return True
-        whole = self._whole
-        if whole is not None:
-            self._paused = True  # _complete([]): the state is _HEAD, no chunked body
-            whole(head)
-            return True
         self._handler.request_head(head)
         if self._state != _HEAD:
             return False
-        self._paused = True
-        self._handler.message_complete([])
+        if head.chunked or head.content_length:
+            self._start_body(head.content_length, head.chunked, self._limits.max_header_size)
+        else:
+            self._paused = True  # _complete([]): the state is _HEAD, no chunked body
+            self._handler.message_complete([])
         return True
 
     def _fast(self, buffer: bytes, end: int) -> Optional[RequestHead]:
         """The head ending at ``end`` when it is ordinary, else None (see the module doc).
 
-        The fields are grouped by canonical name in C calls when each name's
-        key is known (a client sends the same names) and none repeats, and the
-        framing and Host fields (the :data:`~clbproxy.http.parse_rules.SPECIAL`
-        names) are found by that name; anything unusual is left to
-        :class:`~clbproxy.http.parse_rules.ExactHead`, which gives the
+        One walk of the fields finds the framing and Host fields (the
+        :data:`~clbproxy.http.parse_rules.SPECIAL` names); anything unusual is
+        left to :class:`~clbproxy.http.parse_rules.ExactHead`, which gives the
         listener's verdict, so nothing here refuses.
         """
         eol = buffer.find(b"\r\n", 0, end)
@@ -463,79 +466,73 @@ class RequestParser(_Parser):
             return None
         if eol == end:
             fields: List[Field] = []
-            grouped: Dict[bytes, List[bytes]] = {}
         else:
             fields = self._split(buffer[eol + 2 : end])
             if fields is None or len(fields) > MAX_FIELDS:
                 return None
-            names, values = zip(*fields)
-            keys = tuple(map(known_key, names))
-            if None in keys:
+        hosts = []
+        connection = []
+        content_length = None
+        chunked = upgrade = False
+        expect = None
+        # The fields grouped by canonical name on the way (the request's headers
+        # are made of them), the special ones found by that name.
+        grouped: Dict[bytes, List[bytes]] = {}
+        for name, value in fields:
+            key = known_key(name)
+            if key is None:
                 try:
-                    keys = tuple(map(field_key, names))
+                    key = field_key(name)
                 except InvalidHeaderName:
                     return None  # (no back end lets one through) the replay's verdict
-            grouped = dict(zip(keys, map(list, zip(values))))
-            if len(grouped) != len(keys):  # a name repeats: its values in one list
-                grouped = {}
-                for key, value in zip(keys, values):
-                    if key in grouped:
-                        grouped[key].append(value)
-                    else:
-                        grouped[key] = [value]
-        method, target, version = parsed
-        if grouped.keys().isdisjoint(_FRAMING):  # most requests: none of those fields
-            content_length = None
-            chunked = expect_continue = upgrade = False
-            connection: Sequence[bytes] = []
-        else:
-            get = grouped.get
-            content_length = None
-            chunked = False
-            lengths = get(_LENGTH)
-            codings = get(_CODING)
-            if lengths is not None:
-                if codings is not None or len(lengths) > 1 or not lengths[0].isdigit():
+            if key in grouped:
+                grouped[key].append(value)
+            else:
+                grouped[key] = [value]
+            special = _SPECIAL_KEYS.get(key)
+            if special is None:
+                continue
+            if special == b"host":
+                hosts.append(value)
+            elif special == b"connection":
+                connection.append(value)
+            elif special == b"content-length":
+                if content_length is not None or chunked or not value.isdigit():
                     return None
-                content_length = int(lengths[0])
-                limit = self._limits.max_body_size
-                if limit and content_length > limit:
-                    return None
-            elif codings is not None:
-                if len(codings) > 1 or codings[0].lower() != b"chunked":
+                content_length = int(value)
+            elif special == b"transfer-encoding":
+                if chunked or content_length is not None or value.lower() != b"chunked":
                     return None
                 chunked = True
-            expect = get(_EXPECT)
-            expect_continue = (
-                expect is not None and version == b"1.1" and expect[0].lower() == b"100-continue"
-            )
-            connection = get(_CONNECTION) or []
-            upgrade = _UPGRADE in grouped
-        hosts = grouped.get(_HOST)
-        if hosts is not None and len(hosts) == 1 and target[:1] == b"/" and hosts[0] in GOOD_HOSTS:
+            elif special == b"upgrade":
+                upgrade = True
+            elif expect is None:
+                expect = value
+        limit = self._limits.max_body_size
+        if limit and content_length is not None and content_length > limit:
+            return None
+        method, target, version = parsed
+        if len(hosts) == 1 and target[:1] == b"/" and hosts[0] in GOOD_HOSTS:
             host: Optional[bytes] = hosts[0]  # host_rules' first answer, without the call
         else:
             try:
-                target, host, checked = host_rules(version, target, fields, hosts or ())
+                target, host, checked = host_rules(version, target, fields, hosts)
             except Refused:
                 return None
             if checked is not fields:  # Host taken from an absolute-form target
                 fields, grouped = checked, _grouped(checked)
-        return _HEAD(
-            RequestHead,
-            (
-                method,
-                target,
-                version,
-                fields,
-                host,
-                content_length,
-                chunked,
-                expect_continue,
-                connection,
-                grouped,
-                upgrade,
-            ),
+        return _request_head(
+            method,
+            target,
+            version,
+            fields,
+            host,
+            content_length,
+            chunked,
+            connection,
+            upgrade,
+            expect,
+            grouped,
         )
 
 
@@ -555,18 +552,12 @@ def _grouped(fields: List[Field]) -> Dict[bytes, List[bytes]]:
 
 
 #: The canonical names (:func:`~clbproxy.http.field_headers.field_key`) of the
-#: fields that frame or route a request.
-_HOST, _EXPECT, _UPGRADE, _CONNECTION, _LENGTH, _CODING = map(field_key, SPECIAL.values())
-#: Those but Host: a request without them has no body and asks nothing of the connection.
-_FRAMING = frozenset((_EXPECT, _UPGRADE, _CONNECTION, _LENGTH, _CODING))
+#: fields that frame or route a request, to their lower-case names.
+_SPECIAL_KEYS = {field_key(name): name for name in SPECIAL.values()}
 
 
-def _connection_tokens(connection: Sequence[bytes]) -> frozenset:
-    return frozenset(connection_tokens(connection))
-
-
-#: Makes a :class:`RequestHead` or a :class:`ResponseHead` from the tuple of its fields, in C.
-_HEAD = tuple.__new__
+#: The tokens of the ``Connection`` values lately seen alone (a client sends the same one).
+_CONNECTION: Dict[bytes, frozenset] = {}
 
 
 def _request_head(
@@ -582,27 +573,38 @@ def _request_head(
     expect: Optional[bytes],
     grouped: Optional[Dict[bytes, List[bytes]]] = None,
 ) -> RequestHead:
-    """The :class:`RequestHead` of a head read and checked (``expect``: its first Expect value)."""
-    return _HEAD(
-        RequestHead,
-        (
-            method,
-            target,
-            version,
-            fields,
-            host,
-            content_length,
-            chunked,
-            expect is not None and version == b"1.1" and expect.lower() == b"100-continue",
-            connection,
-            grouped,
-            upgrade,
-        ),
+    """The :class:`RequestHead` of a head read and checked, its persistence worked out."""
+    if connection:
+        one = len(connection) == 1
+        tokens = _CONNECTION.get(connection[0]) if one else None
+        if tokens is None:
+            tokens = frozenset(connection_tokens(connection))
+            if one and len(connection[0]) <= 64 and len(_CONNECTION) < 256:
+                _CONNECTION[connection[0]] = tokens
+        close = b"close" in tokens
+        keep_alive = not close if version == b"1.1" else b"keep-alive" in tokens and not close
+        upgrade = upgrade and b"upgrade" in tokens
+    else:
+        keep_alive = version == b"1.1"
+        upgrade = False
+    return RequestHead(
+        method,
+        target,
+        version,
+        fields,
+        host,
+        content_length,
+        chunked,
+        keep_alive,
+        upgrade,
+        expect is not None and version == b"1.1" and expect.lower() == b"100-continue",
+        connection,
+        grouped,
     )
 
 
 class ResponseParser(_Parser):
-    """The response side, less the back end's :attr:`_split` (see the module doc)."""
+    """The response side, less the back end's :meth:`_fields` (see the module doc)."""
 
     _request = False
 
@@ -624,7 +626,7 @@ class ResponseParser(_Parser):
     def next_response(self, method: bytes) -> None:
         self._method = method
         self._idle = False
-        if self.buffered or self._eof:
+        if self._buffer or self._eof:
             self.resume()
         else:
             self._paused = False  # nothing to read yet (most often): resume() would find that
@@ -652,7 +654,7 @@ class ResponseParser(_Parser):
         self._eof = False
         if self._state == _UNTIL_CLOSE:
             self._complete([])
-        elif self._state in (_BODY, _CHUNKED) or (self.buffered and not self._idle):
+        elif self._state in (_BODY, _CHUNKED) or (self._buffer and not self._idle):
             self._fail(502, "the backend closed the connection in the middle of a response")
 
     def _error(self, detail: str) -> bool:
@@ -660,7 +662,7 @@ class ResponseParser(_Parser):
         return False
 
     def _head(self) -> bool:
-        buffer = self.buffered
+        buffer = self._buffer
         scanned = self._scanned
         end = buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
         if end == -1:
@@ -679,72 +681,68 @@ class ResponseParser(_Parser):
             if type(known) is str:
                 return self._error(known)
         status, reason, version = known
-        fields = self._split(block)
-        if fields is None:
+        split = self._fields(block)
+        if split is not None:
+            fields = split[0]
+        else:
             if unusual_bytes(block):
                 return self._error("a bare CR or LF, a NUL or obs-fold in the response head")
             fields = split_fields(block)
             if fields is None:
                 return self._error("a malformed response header field")
-        self.buffered = buffer[end + 4 :]
+        self._buffer = buffer[end + 4 :]
         if status < 200 and status != 101:
             self._handler.interim(status, fields)
             return self._state == _HEAD
-        # The final response (one method with the line's reading: one call less each).
+        return self._final(status, reason, version, fields)
+
+    def _final(self, status: int, reason: bytes, version: bytes, fields: List[Field]) -> bool:
         content_length = None
         chunked = False
-        keep_alive = version == b"1.1"
-        if fields:
-            # Where the framing fields are: one lookup by the names (a backend
-            # sends the same few heads), then only those fields are read.
-            names, values = zip(*fields)
-            shape = _FRAMING_SHAPE(names)
-            if shape is None:
-                shape = framing_shape(names)
-            length_at, coding_at, connection_at = shape
-            if length_at >= 0:
-                value = values[length_at]
-                if not value.isdigit():
-                    return self._error(_INVALID_LENGTH)
+        connection: List[bytes] = []
+        kinds = FRAMING_KINDS
+        for name, value in fields:
+            kind = kinds.get(name)
+            if kind is None:
+                kind = framing_kind(name)
+            if not kind:
+                continue
+            if kind == CONTENT_LENGTH:
+                if content_length is not None or not value.isdigit():
+                    return self._error("a repeated or invalid Content-Length")
                 content_length = int(value)
-            elif length_at == SEVERAL:  # (several of Content-Length and Transfer-Encoding)
-                return self._error(_framing_fault(fields))
-            elif coding_at >= 0:
-                if values[coding_at].lower() != b"chunked":
-                    return self._error(_OTHER_CODING)
+            elif kind == TRANSFER_ENCODING:
+                if chunked or value.lower() != b"chunked":
+                    return self._error("a Transfer-Encoding other than chunked")
                 chunked = True
-            elif coding_at == SEVERAL:
-                return self._error(_framing_fault(fields))
-            if connection_at >= 0:
-                value = values[connection_at]
-                said = CONNECTION_VALUES.get(value) or connection_says([value])
-                keep_alive = not said[0] and (keep_alive or said[1])
-            elif connection_at == SEVERAL:
-                close, alive = connection_says(
-                    [value for name, value in fields if framing_kind(name) == CONNECTION]
-                )
-                keep_alive = not close and (keep_alive or alive)
+            else:
+                connection.append(value)
+        if chunked and content_length is not None:
+            return self._error("Content-Length with Transfer-Encoding")
+        if connection:
+            said = CONNECTION_VALUES.get(connection[0]) if len(connection) == 1 else None
+            close, alive = said if said is not None else connection_says(connection)
+            keep_alive = not close and (version == b"1.1" or alive)
+        else:
+            keep_alive = version == b"1.1"
         no_body = status in (101, 204, 304) or self._method == b"HEAD"
         if no_body:
             content_length, chunked = None, False
         until_close = not no_body and not chunked and content_length is None
-        buffer = self.buffered
+        buffer = self._buffer
         self.response_read = no_body or (
             content_length is not None and len(buffer) >= content_length
         )
-        head = _HEAD(
-            ResponseHead,
-            (
-                status,
-                reason,
-                version,
-                fields,
-                content_length,
-                chunked,
-                until_close,
-                keep_alive and not until_close,
-                status == 101,
-            ),
+        head = ResponseHead(
+            status,
+            reason,
+            version,
+            fields,
+            content_length,
+            chunked,
+            until_close,
+            keep_alive and not until_close,
+            status == 101,
         )
         self.body_received = 0
         self._handler.response_head(head)
@@ -753,13 +751,13 @@ class ResponseParser(_Parser):
         if until_close:
             self._state = _UNTIL_CLOSE
             return True
-        buffer = self.buffered
+        buffer = self._buffer
         if content_length and self.response_read and not self._paused:
             # The whole body is here (most responses): what _body does, at once.
             if len(buffer) == content_length:
-                data, self.buffered = buffer, b""
+                data, self._buffer = buffer, b""
             else:
-                data, self.buffered = buffer[:content_length], buffer[content_length:]
+                data, self._buffer = buffer[:content_length], buffer[content_length:]
             self._state = _BODY
             self.body_received = content_length
             self._handler.body_data(data)
@@ -768,27 +766,3 @@ class ResponseParser(_Parser):
             return True
         self._start_body(content_length, chunked, self._max_head)
         return True
-
-
-_FRAMING_SHAPE = FRAMING_SHAPES.get
-_INVALID_LENGTH = "a repeated or invalid Content-Length"
-_OTHER_CODING = "a Transfer-Encoding other than chunked"
-
-
-def _framing_fault(fields: List[Field]) -> str:
-    """Why a response's framing fields are refused, when it has more than one
-    ``Content-Length`` or ``Transfer-Encoding``: the first fault in their order."""
-    seen_length = chunked = False
-    for name, value in fields:
-        kind = FRAMING_KINDS.get(name)
-        if kind is None:
-            kind = framing_kind(name)
-        if kind == CONTENT_LENGTH:
-            if seen_length or not value.isdigit():
-                return _INVALID_LENGTH
-            seen_length = True
-        elif kind == TRANSFER_ENCODING:
-            if chunked or value.lower() != b"chunked":
-                return _OTHER_CODING
-            chunked = True
-    return "Content-Length with Transfer-Encoding"

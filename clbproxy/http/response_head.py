@@ -21,16 +21,12 @@ __all__ = [
     "CONNECTION_VALUES",
     "CONTENT_LENGTH",
     "FRAMING_KINDS",
-    "FRAMING_SHAPES",
-    "FramingShape",
     "OTHER",
     "ResponseHead",
-    "SEVERAL",
     "STATUS_LINES",
     "TRANSFER_ENCODING",
     "connection_says",
     "framing_kind",
-    "framing_shape",
     "status_line",
 ]
 
@@ -43,8 +39,9 @@ class ResponseHead(NamedTuple):
     whenever the connection cannot carry another exchange.  ``headers`` are
     ``(name, value)`` pairs in order, values stripped and holding no CR, LF or
     NUL (the parser refuses those), so the client's response takes them as
-    they are.  A tuple: the parser makes one in a C call per response
-    (``tuple.__new__``).
+    they are.  A named tuple, as it is made on every response: its ``__new__``
+    runs half the bytecodes of an ``__init__`` setting nine slots (nothing
+    changes a head once the parser made it).
     """
 
     status: int
@@ -110,41 +107,6 @@ def framing_kind(name: bytes) -> int:
     if len(FRAMING_KINDS) < _MAX_FRAMING_KINDS:
         FRAMING_KINDS[name] = kind
     return kind
-
-
-#: Where a :data:`FramingShape` has several fields of a kind (the parser walks them).
-SEVERAL = -2
-
-#: ``(content_length_at, transfer_encoding_at, connection_at)``: the index of
-#: each kind's one field among a head's fields, -1 when it has none,
-#: :data:`SEVERAL`; a ``Content-Length`` with a ``Transfer-Encoding`` counts as
-#: several of both.
-FramingShape = Tuple[int, int, int]
-
-#: A head's field names (as received, in order) to their :data:`FramingShape`:
-#: a backend sends the same few heads, each read with one lookup.  Bounded in
-#: entries and in bytes, as the names are the backends' to choose.
-FRAMING_SHAPES: Dict[Tuple[bytes, ...], FramingShape] = {}
-MAX_FRAMING_SHAPES = 256
-#: The most bytes of names a remembered head has (others are worked out each time).
-MAX_SHAPE_BYTES = 1024
-
-
-def framing_shape(names: Tuple[bytes, ...]) -> FramingShape:
-    """The :data:`FramingShape` of a head with the field names ``names`` (kept, if small)."""
-    kinds = [FRAMING_KINDS.get(name) for name in names]
-    if None in kinds:
-        kinds = [framing_kind(name) for name in names]
-    at = [-1, -1, -1, -1]
-    for index, kind in enumerate(kinds):
-        if kind:
-            at[kind] = index if at[kind] == -1 else SEVERAL
-    if at[CONTENT_LENGTH] != -1 and at[TRANSFER_ENCODING] != -1:
-        at[CONTENT_LENGTH] = at[TRANSFER_ENCODING] = SEVERAL
-    shape = (at[CONTENT_LENGTH], at[TRANSFER_ENCODING], at[CONNECTION])
-    if len(FRAMING_SHAPES) < MAX_FRAMING_SHAPES and sum(map(len, names)) <= MAX_SHAPE_BYTES:
-        FRAMING_SHAPES[names] = shape
-    return shape
 
 
 #: A lone ``Connection`` value to ``(close, keep-alive)`` among its tokens.

@@ -49,7 +49,7 @@ from zope.interface import implementer
 from clbproxy.config import ListenerConfig
 from clbproxy.http.field_headers import FieldHeaders, field_key
 from clbproxy.http.forwarded import TrustedProxies
-from clbproxy.http.parse_rules import keeps_open, read_so_far
+from clbproxy.http.parse_rules import ExactHead, Refused
 from clbproxy.http.parsers import chosen, request_parser
 from clbproxy.http.parsing import RequestHead
 from clbproxy.http.request_id import OFF, RequestIds, new_request_id
@@ -82,6 +82,30 @@ _PROCESSING_FAILED = (
     b"<html><head><title>Processing Failed</title></head><body>"
     b"<b>Processing Failed</b></body></html>"
 )
+
+
+def keeps_open(version: bytes, connection) -> bool:
+    """twisted.web's ``checkPersistence``: HTTP/1.1, no ``close`` in the first Connection value."""
+    if version != b"1.1":
+        return False
+    if connection:
+        return b"close" not in [token.lower() for token in connection[0].split(b" ")]
+    return True
+
+
+def read_so_far(data: bytes, limits: HTTPLimits) -> tuple[bool, list]:
+    """``(line_read, fields)``: what twisted.web had read of a head when it was refused.
+
+    A refused or timed-out request is named from the headers received before
+    the fault (the last complete field line counts only once the next line
+    began, as twisted.web reads them); nothing when its request line is at fault.
+    """
+    exact = ExactHead(limits)
+    try:
+        exact.feed(data)
+    except Refused:
+        pass
+    return exact.first == 0, exact.fields
 
 
 @implementer(IPushProducer)
@@ -172,13 +196,10 @@ class ListenerConnection(Protocol):
             if self._idle_timeout:
                 self._last_read = self._clock.seconds()
             self._parser.feed(data)
-        parser = self._parser
-        if parser is not None and len(parser.buffered) > EAGER_READ:
-            self._bound_reading()
+        self._bound_reading()
 
     def _bound_reading(self) -> None:
-        """Stop reading while a response is under way and later requests fill the parser
-        (its callers check the parser's buffer first: most reads leave it small)."""
+        """Stop reading while a response is under way and later requests fill the parser."""
         parser = self._parser
         if (
             self._handling
@@ -241,27 +262,6 @@ class ListenerConnection(Protocol):
     def request_head(self, head: RequestHead) -> None:
         if self._discarding:
             return
-        request = self._admit(head)
-        if head.chunked or head.content_length:
-            body = request.body = RequestBody(self.transport, head.content_length)
-            if head.expect_continue:
-                body.on_start = lambda: self._send_continue(request)
-            self._process(request)
-
-    def whole_request(self, head: RequestHead) -> None:
-        """A request without a body (most): ``request_head`` and ``message_complete`` at once."""
-        if self._discarding:
-            return
-        request = self._admit(head)
-        if self._rejected:
-            return
-        self._handling = True
-        self._idle_timeout = None
-        self._unstamped = False  # the head cleared the header deadline: nothing left to stamp
-        self._process(request)
-
-    def _admit(self, head: RequestHead) -> ListenerRequest:
-        """The request of ``head``, under way (keeps_open is not called without Connection)."""
         self._header_deadline = None
         if head.grouped is None:
             headers = FieldHeaders.from_pairs(head.headers)
@@ -269,12 +269,14 @@ class ListenerConnection(Protocol):
             headers = FieldHeaders.from_grouped(head.grouped)  # grouped as it was parsed
         request = ListenerRequest(self, head.method, head.target, _VERSIONS[head.version], headers)
         self.requests.append(request)
-        self.persistent = (
-            keeps_open(head.version, head.connection) if head.connection else head.version == b"1.1"
-        )
+        self.persistent = keeps_open(head.version, head.connection)
         if not self.persistent and head.version == b"1.1":
             request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-        return request
+        if head.chunked or head.content_length:
+            body = request.body = RequestBody(self.transport, head.content_length)
+            if head.expect_continue:
+                body.on_start = lambda: self._send_continue(request)
+            self._process(request)
 
     def body_data(self, data: bytes) -> None:
         if self._rejected or self._discarding or not self.requests:
@@ -379,10 +381,8 @@ class ListenerConnection(Protocol):
 
     def request_done(self, request: ListenerRequest) -> None:
         """``request``'s response is finished: read the next request, or close."""
-        try:
+        if request in self.requests:
             self.requests.remove(request)
-        except ValueError:
-            pass  # (already let go of: the connection was lost)
         if self.transport is None or self._lost:
             return
         if not self._waiting_for_transport and (self._paused_reading or request.body is not None):
@@ -407,8 +407,7 @@ class ListenerConnection(Protocol):
             self._header_deadline = None
             self._set_idle_timeout(self.keepalive_timeout)
         parser.resume()
-        if len(parser.buffered) > EAGER_READ:
-            self._bound_reading()
+        self._bound_reading()
 
     def discard_input(self) -> None:
         """Ignore the rest of the client's input (a response ended before its request)."""

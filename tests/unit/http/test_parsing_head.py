@@ -52,10 +52,6 @@ HEADS = [
     b"PURGE / HTTP/1.2\r\nHost: a\r\n\r\n",
     b"GET / HTTP/1.1\r\nhost: a\r\nCOOKIE: a=1\r\nX: 1\r\ncookie: b=2\r\n\r\n",
     b"GET http://b.test/p HTTP/1.1\r\nX: 1\r\nhost: a\r\nHOST-X: 2\r\n\r\n",
-    # A name no head had before (its canonical spelling not yet known), then again.
-    b"GET / HTTP/1.1\r\nHost: a\r\nx-first-seen-in-test-parsing-head: 1\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: a\r\nx-first-seen-in-test-parsing-head: 1\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nY: 2\r\nx: 3\r\n\r\n",
 ]
 
 
@@ -110,12 +106,6 @@ class _HeadTests:
             ]
         ]
         self.assertEqual(seen, [True, True, True, False, False, False])
-
-    def test_a_repeated_name_keeps_its_values_in_order_under_its_first_place(self):
-        head = self.head(b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nY: 2\r\nx: 3\r\n\r\n", True)
-        self.assertEqual(
-            list(head["grouped"].items()), [(b"Host", [b"a"]), (b"X", [b"1", b"3"]), (b"Y", [b"2"])]
-        )
 
     def test_a_head_without_connection_has_none(self):
         self.assertFalse(self.head(HEADS[0], True)["connection"])

@@ -57,44 +57,6 @@ class _Lines:
         )
         self.assertFalse(head.keep_alive)
 
-    def test_of_several_framing_faults_the_first_in_the_head_is_named(self) -> None:
-        ok = b"HTTP/1.1 200 OK\r\n"
-        cases = [
-            (b"Transfer-Encoding: gzip\r\nContent-Length: x", "a Transfer-Encoding other than"),
-            (b"Content-Length: x\r\nTransfer-Encoding: gzip", "a repeated or invalid Content"),
-            (b"Content-Length: 1\r\nTransfer-Encoding: gzip", "a Transfer-Encoding other than"),
-            (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", "a Transfer-Encoding"),
-            (b"Content-Length: 1\r\nX: y\r\nContent-Length: 2", "a repeated or invalid Content"),
-            (b"Content-Length: 1\r\nTransfer-Encoding: chunked", "Content-Length with Transfer"),
-        ]
-        for block, detail in cases:
-            events = parsed(ok + block + b"\r\n\r\n", self.backend)
-            self.assertEqual(len(events), 1, events)
-            self.assertEqual(events[0][:2], ("error", 502))
-            self.assertTrue(events[0][2].startswith(detail), (block, events))
-
-    def test_a_head_read_again_by_its_kept_shape_says_what_it_said_first(self) -> None:
-        for block in (
-            b"X-Shape-A: 1\r\nConnection: close\r\nContent-Length: 2",
-            b"Connection: keep-alive\r\nX-Shape-B: 1\r\nconnection: close\r\nContent-Length: 2",
-            b"X-Shape-C: 1\r\nContent-Length: x",
-            b"X-Shape-D: 1\r\nContent-Length: 2\r\nContent-Length: 2",
-        ):
-            data = b"HTTP/1.1 200 OK\r\n" + block + b"\r\n\r\nhi"
-            first, again = parsed(data, self.backend), parsed(data, self.backend)
-            self.assertEqual(
-                [tuple(event[1]) if event[0] == "head" else event for event in again],
-                [tuple(event[1]) if event[0] == "head" else event for event in first],
-            )
-
-    def test_one_framing_field_among_others_frames_the_body(self) -> None:
-        head = self.head(
-            b"HTTP/1.1 200 OK\r\nA: b\r\ntransfer-encoding: Chunked\r\nC: d\r\n\r\n0\r\n\r\n"
-        )
-        self.assertTrue(head.chunked)
-        self.assertIsNone(head.content_length)
-        self.assertTrue(head.keep_alive)
-
 
 class HttptoolsLinesTests(_Lines, unittest.TestCase):
     backend = "httptools"
