@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
-from clbproxy.http.parse_rules import Field, connection_tokens
+from clbproxy.http.parse_rules import connection_tokens
 from clbproxy.util.octets import CR, LF, NUL
 
 __all__ = [
@@ -47,7 +47,7 @@ class ResponseHead(NamedTuple):
     status: int
     reason: bytes
     version: bytes
-    headers: List[Field]
+    headers: List[Tuple[bytes, bytes]]  # parse_rules.Field: spelled out for the docs
     content_length: Optional[int]
     chunked: bool
     until_close: bool

@@ -79,7 +79,7 @@ class DirectTCPEndpoint:
         return deferred
 
     def connect_calling(self, protocolFactory: IProtocolFactory, outcome: ConnectOutcome) -> None:
-        """:meth:`connect` with no Deferred: ``outcome`` is told how the connect ends.
+        """``connect`` with no Deferred: ``outcome`` is told how the connect ends.
 
         ``outcome`` stands where the Deferred would (see :class:`ConnectOutcome`);
         the caller keeps it before this is called, as a connect may end at once.

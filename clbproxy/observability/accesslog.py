@@ -361,6 +361,7 @@ def request_record(
 
 
 def is_access_event(event: dict) -> bool:
+    """Whether ``event`` is an access event (:func:`emit`'s), not another log event."""
     return event.get("log_namespace") == NAMESPACE and "type" in event
 
 

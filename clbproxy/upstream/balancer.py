@@ -329,6 +329,7 @@ class Lease:
         return None
 
     def release(self) -> None:
+        """Stop counting this lease on its backend (once; later calls do nothing)."""
         if not self.released:
             self.released = True
             self._held_in.discard(self)  # the group's set it is counted in (see hold)
