@@ -101,8 +101,7 @@ def identify(
     Its ID (:class:`clbproxy.http.request_id.RequestIds`) becomes its
     ``request_id`` and a header of its response, so every answer carries it,
     the proxy's own included; its ``trace`` is its
-    :class:`clbproxy.http.tracecontext.TraceContext` (``NO_TRACE`` without a
-    ``traceparent`` when the listener makes none, as ``trace_context`` says).
+    :class:`clbproxy.http.tracecontext.TraceContext`.
     ``grouped``: a listener request's fields as its ``FieldHeaders`` group
     them (its response's are ``FieldHeaders`` too), read and set through their
     keys; None: through ``getRawHeaders``/``setRawHeaders``.
@@ -129,10 +128,7 @@ def identify(
         traceparents = grouped.get(_TRACEPARENT) or None
     else:
         traceparents = headers.getRawHeaders(b"traceparent")
-    if traceparents is None and not settings.trace:
-        request.trace = NO_TRACE  # trace_context's answer, without the call
-    else:
-        request.trace = trace_context(traceparents, settings.trace)
+    request.trace = trace_context(traceparents, settings.trace)
 
 
 class ListenerResource(Resource):

@@ -465,9 +465,7 @@ class Hop:
         if self.scanner is None:
             return  # in a tunnel only the peers' own bytes travel
         inbound = self.peer
-        # inbound.mid_frame, without the property's call (a scanner-less hop is never mid-frame).
-        scanner = inbound.scanner if inbound is not None else None
-        if scanner is not None and scanner.mid_frame:
+        if inbound is not None and inbound.mid_frame:
             inbound.held = [*inbound.held, frame]
         elif self.out is not None:
             send_now(self.out, frame)

@@ -21,7 +21,7 @@ from clbproxy.net.transports import buffered_bytes, innermost_transport
 from clbproxy.util.logtext import printable
 from clbproxy.ws.closecodes import Side
 from clbproxy.ws.closing import fill_request_fields
-from clbproxy.ws.controls import arm_controls, rate_limited
+from clbproxy.ws.controls import arm_controls
 from clbproxy.ws.fastpath import start_fast_path, watch_write_buffer
 from clbproxy.ws.hops import OPEN, WriteBufferWatch
 from clbproxy.ws.livecount import SessionSet
@@ -114,22 +114,16 @@ class OpenSession:
         ``RelaySettings.rate_limits``, when the caller read them already.
         """
         listener = self.settings.listener
-        if limits is None:
-            limits = self.settings.rate_limits(self.rule)
-        max_lifetime = listener.websocket_max_lifetime
-        if not max_lifetime and not rate_limited(limits, self.tunnel):
-            self.controls = None  # what arm_controls gives when there is nothing to control
-        else:
-            self.controls = arm_controls(
-                self.reactor,
-                self,
-                (self.front, self.backend),
-                limits=limits,
-                tunnel=self.tunnel,
-                lifetime=(max_lifetime, listener.websocket_lifetime_spread),
-                lifetimes=getattr(self.factory, "lifetimes", None),
-                count=self._count,
-            )
+        self.controls = arm_controls(
+            self.reactor,
+            self,
+            (self.front, self.backend),
+            limits=self.settings.rate_limits(self.rule) if limits is None else limits,
+            tunnel=self.tunnel,
+            lifetime=(listener.websocket_max_lifetime, listener.websocket_lifetime_spread),
+            lifetimes=getattr(self.factory, "lifetimes", None),
+            count=self._count,
+        )
         self.relieve_pending()
 
     def begin_open(self) -> None:
